@@ -1,0 +1,136 @@
+"""The ``screening`` command (typer + rich).  Messages are Chinese; errors are one line."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .errors import ScreeningError
+
+app = typer.Typer(
+    help="高耗低效企业筛选引擎：读取部门数据，按规则生成《高耗低效整治企业清单》。",
+    no_args_is_help=True, add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False,
+)
+out_console = Console()
+err_console = Console(stderr=True)
+
+STATUS_ZH = {"hit": "命中", "pass": "未命中", "insufficient_data": "数据不足", "not_applicable": "不适用"}
+
+
+def _fail(exc: ScreeningError) -> None:
+    err_console.print(f"[bold red]错误：[/]{exc}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+@app.command()
+def run(
+    data: Annotated[Optional[Path], typer.Option("--data", help="数据目录（默认：随附的 sample_data/）")] = None,
+    year: Annotated[Optional[int], typer.Option("--year", help="清单年度 Y，读取 Y-2 与 Y-1 年数据（默认：数据支持的最新年度）")] = None,
+    out: Annotated[Path, typer.Option("--out", help="输出目录")] = Path("out"),
+    rules: Annotated[Optional[Path], typer.Option("--rules", help="规则集目录（默认：rules/yueqing-2022）")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="临时调整参数：规则ID.参数名=值（可重复）")] = None,
+    db: Annotated[Path, typer.Option("--db", help="保存运行记录的 DuckDB 文件")] = Path("screening.duckdb"),
+) -> None:
+    """运行筛选，写出清单、判定明细、Excel、拒收记录与 run.json，并存入数据库。"""
+    from . import outputs, store
+    from .screen import screen
+
+    started = time.perf_counter()
+    try:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=err_console, transient=not err_console.is_terminal) as progress:
+            task = progress.add_task("准备", total=None)
+            s = screen(data, year, rules, set_ or [], progress=lambda stage: progress.update(task, description=stage))
+            out.mkdir(parents=True, exist_ok=True)
+            written: dict[str, list[str]] = {}
+            writers = {"list": outputs.write_list, "results": outputs.write_results, "rejects": outputs.write_rejects}
+            progress.update(task, description="写出文件与保存运行记录")
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                excel = pool.submit(_timed_write, outputs.write_excel, s, out)
+                for name, write in writers.items():
+                    written[name], s.timings[f"写出 {name}"] = _timed_write(write, s, out)
+                written["excel"], s.timings["写出 Excel"] = excel.result()
+            record_outputs = {k: [str(p) for p in v] for k, v in written.items()}
+            t1 = time.perf_counter()
+            store.save_run(s, db, outputs.run_record(s, record_outputs))
+            s.timings["保存到数据库"] = round(time.perf_counter() - t1, 3)
+            s.timings["写出合计"] = round(time.perf_counter() - t0, 3)
+            s.timings["总计"] = round(time.perf_counter() - started, 3)
+            written["run"] = [str(outputs.write_run_json(s, out, record_outputs))]
+    except ScreeningError as exc:
+        _fail(exc)
+    _summary(s, out, db, time.perf_counter() - started)
+
+
+def _timed_write(write, s, out: Path) -> tuple[list[str], float]:
+    t = time.perf_counter()
+    paths = write(s, out)
+    return [str(p) for p in paths], round(time.perf_counter() - t, 3)
+
+
+def _summary(s, out: Path, db: Path, elapsed: float) -> None:
+    rs = s.ruleset
+    table = Table(title=f"{rs.meta.region}{s.list_year}年度筛选结果（数据年度 {s.years[0]}—{s.years[1]}）", title_justify="left")
+    table.add_column("规则")
+    for status in STATUS_ZH.values():
+        table.add_column(status, justify="right")
+    counts = s.status_counts()
+    for rid in rs.enabled:
+        table.add_row(rs.rules[rid].short_title, *(str(counts[rid].get(k, 0)) for k in STATUS_ZH))
+    out_console.print(table)
+    out_console.print(f"清单企业：{s.list.height} 家（共筛查 {s.panel.height} 家企业）")
+    rejected = s.inputs.rejected_rows
+    out_console.print(f"拒收数据行：{rejected} 行" + (f"，原因见 {out / 'rejects.csv'}" if rejected else ""))
+    for w in s.warnings:
+        out_console.print(f"[yellow]提示：{w}[/]")
+    out_console.print(f"输出目录：{out.resolve()}（list.csv/.parquet、results.csv/.parquet、整治企业清单_{s.list_year}.xlsx、rejects.csv、run.json）")
+    out_console.print(f"运行记录：{db.resolve()}，运行编号 {s.run_id}；用时 {elapsed:.1f} 秒")
+
+
+@app.command()
+def synth(
+    firms: Annotated[int, typer.Option("--firms", min=1, help="企业数")] = 6000,
+    seed: Annotated[int, typer.Option("--seed", help="随机种子（相同种子生成相同数据）")] = 20220507,
+    out: Annotated[Path, typer.Option("--out", help="输出目录")] = Path("synthetic_data"),
+    fmt: Annotated[str, typer.Option("--format", help="mixed（样例格式）、csv 或 parquet")] = "mixed",
+    first_year: Annotated[int, typer.Option("--first-year", help="起始数据年度")] = 2017,
+    last_year: Annotated[int, typer.Option("--last-year", help="最后数据年度")] = 2021,
+    clean: Annotated[bool, typer.Option("--clean", help="不加入故意构造的错误行")] = False,
+) -> None:
+    """生成可复现的乐清合成数据（用于样例、测试与性能基准）。"""
+    from .synth import generate
+
+    if fmt not in ("mixed", "csv", "parquet"):
+        _fail(ScreeningError(f"--format 只能是 mixed、csv 或 parquet，收到 {fmt!r}"))
+    if first_year > last_year:
+        _fail(ScreeningError("--first-year 不能晚于 --last-year"))
+    out.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    with err_console.status("生成中…"):
+        counts = generate(firms, seed, out, fmt, years=(first_year, last_year), bad_rows=not clean)
+    for table, n in counts.items():
+        out_console.print(f"{table}: {n} 行")
+    out_console.print(f"已写入 {out.resolve()}，用时 {time.perf_counter() - t:.1f} 秒")
+
+
+def main() -> None:
+    """Console entry point: unexpected errors become one line unless SCREENING_DEBUG is set."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except Exception as exc:  # a bug, not bad input: keep the message short, offer the traceback
+        if os.environ.get("SCREENING_DEBUG"):
+            raise
+        err_console.print(f"内部错误：{type(exc).__name__}: {exc}（设置环境变量 SCREENING_DEBUG=1 可查看详细信息）",
+                          markup=False, highlight=False)
+        sys.exit(1)

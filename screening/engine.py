@@ -1,0 +1,87 @@
+"""The one seam to DuckDB: load frames as tables, run the SQL files with bound parameters.
+
+Frames go in and come out as Arrow (``CREATE TABLE … AS SELECT * FROM <arrow>``, ``.pl()``).
+SQL files use ``$name`` parameters only; the values bound are exactly the names a file
+uses, so a missing parameter is a clear error rather than a silent default.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from .errors import RuleExecutionError
+from .paths import sql_dir
+
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_COMMENT = re.compile(r"--[^\n]*")
+
+
+def sql_text(relative: str) -> str:
+    return (sql_dir() / relative).read_text(encoding="utf-8")
+
+
+def param_names(sql: str) -> list[str]:
+    """The ``$name`` parameters a SQL text uses (comments ignored)."""
+    names = _PARAM.findall(_COMMENT.sub("", sql))
+    return list(dict.fromkeys(names))
+
+
+class Engine:
+    def __init__(self, con: duckdb.DuckDBPyConnection | None = None):
+        self.con = con or duckdb.connect()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def load(self, name: str, frame: pl.DataFrame) -> None:
+        arrow = frame.to_arrow()
+        self.con.register("_incoming", arrow)
+        try:
+            self.con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM _incoming')
+        finally:
+            self.con.unregister("_incoming")
+
+    def _bind(self, label: str, sql: str, params: dict[str, Any]) -> dict[str, Any]:
+        names = param_names(sql)
+        missing = [n for n in names if n not in params]
+        if missing:
+            raise RuleExecutionError(label, sql, params, KeyError(f"缺少参数 {missing}"))
+        return {n: params[n] for n in names}
+
+    def execute(self, label: str, sql: str, params: dict[str, Any]) -> None:
+        """Run statements (views, macros); ``label`` names the step in errors."""
+        for statement in _split(sql):
+            bound = self._bind(label, statement, params)
+            try:
+                self.con.execute(statement, bound or None)
+            except duckdb.Error as exc:
+                raise RuleExecutionError(label, statement, bound, exc) from exc
+
+    def query(self, label: str, sql: str, params: dict[str, Any]) -> pl.DataFrame:
+        bound = self._bind(label, sql, params)
+        try:
+            return self.con.sql(sql, params=bound or None).pl()
+        except duckdb.Error as exc:
+            raise RuleExecutionError(label, sql, bound, exc) from exc
+
+    def insert(self, table: str, label: str, select_sql: str, params: dict[str, Any]) -> None:
+        """Append a SELECT's rows to ``table`` by column name."""
+        self.execute(label, f'INSERT INTO "{table}" BY NAME {select_sql}', params)
+
+
+def _split(sql: str) -> list[str]:
+    """Split a file into statements on ';' at line ends (our SQL files keep one per block)."""
+    parts = re.split(r";\s*(?:\n|$)", _COMMENT.sub("", sql))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def read_sql_files(folder: str) -> list[tuple[str, str]]:
+    return [(p.name, p.read_text(encoding="utf-8")) for p in sorted((sql_dir() / folder).glob("*.sql"))]
+
+
+def sql_path(relative: str) -> Path:
+    return sql_dir() / relative

@@ -1,0 +1,85 @@
+"""Write a screening's files into OUT (contract, "screening run")."""
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import polars as pl
+
+from . import __version__
+from .excel import write_workbook
+
+if TYPE_CHECKING:
+    from .screen import Screening
+
+LIST_FILE_COLUMNS = (
+    "list_year", "uscc", "name", "township", "industry_code", "industry_name", "scale", "rule_ids", "hit_count",
+    "reasons", "tax_per_mu", "land_mu", "energy_tce", "tax_per_mu_prev", "land_prev", "suggested_disposition",
+    "disposition_lead", "disposition_cooperating", "disposition_basis", "run_id",
+)
+
+
+def workbook_name(list_year: int) -> str:
+    return f"整治企业清单_{list_year}.xlsx"
+
+
+def write_list(s: "Screening", out: Path) -> list[Path]:
+    frame = s.list.select(LIST_FILE_COLUMNS)
+    frame.write_csv(out / "list.csv", include_bom=True)
+    frame.write_parquet(out / "list.parquet")
+    return [out / "list.csv", out / "list.parquet"]
+
+
+def write_results(s: "Screening", out: Path) -> list[Path]:
+    s.results.write_csv(out / "results.csv")
+    s.results.write_parquet(out / "results.parquet")
+    return [out / "results.csv", out / "results.parquet"]
+
+
+def write_rejects(s: "Screening", out: Path) -> list[Path]:
+    s.inputs.rejects.select("file", "row", "column", "reason", "value").write_csv(out / "rejects.csv")
+    return [out / "rejects.csv"]
+
+
+def write_excel(s: "Screening", out: Path) -> list[Path]:
+    path = out / workbook_name(s.list_year)
+    write_workbook(s, path)
+    return [path]
+
+
+def run_record(s: "Screening", outputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything run.json records; also stored with the run in the database."""
+    y_prev, y_last = s.years
+    return {
+        "run_id": s.run_id,
+        "created_at": s.started_at.isoformat(timespec="seconds"),
+        "list_year": s.list_year,
+        "data_years": [y_prev, y_last],
+        "ruleset": s.ruleset.describe(),
+        "inputs": {
+            name: {"file": str(raw.path), "sha256": raw.sha256, "encoding": raw.encoding,
+                   "ignored_columns": raw.ignored_headers}
+            for name, raw in s.inputs.files.items()
+        },
+        "row_counts": s.inputs.row_counts(),
+        "rejected_rows": s.inputs.rejected_rows,
+        "enterprises": s.panel.height,
+        "listed": s.list.height,
+        "hits_per_rule": s.hits_per_rule(),
+        "status_counts": s.status_counts(),
+        "audit": {"passed": s.audit.height == 0, "problems": s.audit.height},
+        "warnings": s.warnings,
+        "timings_s": s.timings,
+        "outputs": outputs or {},
+        "software": {"screening": __version__, "polars": pl.__version__, "duckdb": duckdb.__version__,
+                     "python": platform.python_version()},
+    }
+
+
+def write_run_json(s: "Screening", out: Path, outputs: dict[str, Any]) -> Path:
+    path = out / "run.json"
+    path.write_text(json.dumps(run_record(s, outputs), ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    return path

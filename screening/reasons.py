@@ -1,0 +1,80 @@
+"""Turn the rule set's Chinese message templates into one vectorized SQL expression.
+
+A template such as ``"亩均税收{value:.2f}万元/亩，低于{ratio:%}"`` names result columns
+(``value``), firm_panel columns (``grade_last``) or constants (rule parameters, the years,
+scope numbers).  Constants are formatted in Python once; columns are formatted by DuckDB
+(``printf``) for every row at once.  Supported specs: none, ``.Nf``, ``g`` and ``%``.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .errors import RuleSetError
+
+_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([^{}]*))?\}")
+_SPEC = re.compile(r"^(\.\d+f|g|%)?$")
+MISSING = "—"
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def format_constant(value: Any, spec: str | None) -> str:
+    if isinstance(value, (list, tuple)):
+        return "/".join(str(v) for v in value)
+    if spec == "%":
+        return f"{float(value) * 100:g}%"
+    if spec == "g":
+        return f"{float(value):g}"
+    if spec:
+        return format(float(value), spec)
+    return str(value)
+
+
+def _column_sql(ref: str, spec: str | None) -> str:
+    if spec == "%":
+        expr = f"printf('%g%%', {ref} * 100)"
+    elif spec == "g":
+        expr = f"printf('%g', {ref})"
+    elif spec:
+        expr = f"printf('%{spec}', {ref})"
+    else:
+        expr = f"CAST({ref} AS VARCHAR)"
+    return f"coalesce({expr}, {_quote(MISSING)})"
+
+
+def compile_template(template: str, constants: dict[str, Any], columns: dict[str, str], where: str) -> str:
+    """SQL expression for one template; ``columns`` maps field name -> qualified column."""
+    pieces: list[str] = []
+    pos = 0
+    for m in _FIELD.finditer(template):
+        if m.start() > pos:
+            pieces.append(_quote(template[pos:m.start()]))
+        name, spec = m.group(1), m.group(2)
+        if spec is not None and not _SPEC.match(spec):
+            raise RuleSetError(f"{where}：模板字段 {{{name}:{spec}}} 的格式不受支持（可用 .2f、g、%）")
+        if name in constants:
+            pieces.append(_quote(format_constant(constants[name], spec)))
+        elif name in columns:
+            pieces.append(_column_sql(columns[name], spec))
+        else:
+            raise RuleSetError(f"{where}：模板引用了未知字段 {{{name}}}")
+        pos = m.end()
+    if pos < len(template):
+        pieces.append(_quote(template[pos:]))
+    return " || ".join(pieces) if pieces else "''"
+
+
+def case_expression(rule_messages: dict[str, dict[str, str]], constants: dict[str, dict[str, Any]],
+                    columns: dict[str, str], rule_col: str, code_col: str) -> str:
+    """``CASE rule_id WHEN … THEN CASE reason_code WHEN … THEN <template> END END``."""
+    outer = []
+    for rule_id, messages in rule_messages.items():
+        inner = " ".join(
+            f"WHEN {_quote(code)} THEN {compile_template(text.strip(), constants[rule_id], columns, f'{rule_id}.messages.{code}')}"
+            for code, text in messages.items()
+        )
+        outer.append(f"WHEN {_quote(rule_id)} THEN CASE {code_col} {inner} END")
+    return f"CASE {rule_col} {' '.join(outer)} END"

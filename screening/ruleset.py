@@ -1,0 +1,280 @@
+"""Load and validate a rule set directory (``rules/<id>/``) and apply ``--set`` overrides.
+
+Layout of a rule set:
+  _ruleset.yaml        id, version, sources (citations), scope numbers, targets, rule order
+  <rule_id>.yaml       one rule: title, citation, parameters (value + citation), messages
+  dispositions.yaml    ordered mapping from hits to a suggested 一企一策 disposition
+  energy_limits.csv    product energy limits (contract columns), edited by bureau staff
+The rule logic is ``sql/rules/<rule_id>.sql``; id == file stem == SQL file name.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import RuleSetError
+from .paths import sql_dir
+
+RULE_IDS = (
+    "above_scale_low_tax_per_mu",
+    "below_scale_consecutive_c_grade",
+    "below_scale_consecutive_low_tax_per_mu",
+    "energy_limit_exceeded",
+)
+STATUSES = ("hit", "pass", "insufficient_data", "not_applicable")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Strict):
+    doc_no: str | None = None
+    issuer: str
+    title: str
+    published: dt.date
+    url: str | None = None
+
+
+class Cite(_Strict):
+    source: str
+    clause: str
+    quote: str | None = None
+    note: str | None = None
+
+
+class Parameter(_Strict):
+    type: Literal["float", "int", "list"]
+    value: Any
+    unit: str | None = None
+    description: str
+    allowed: list[str] | None = None
+    cite: Cite
+
+    @model_validator(mode="after")
+    def _typed(self) -> "Parameter":
+        object.__setattr__(self, "value", coerce(self, self.value, "默认值"))
+        return self
+
+
+class NumberSetting(_Strict):
+    value: float
+    unit: str | None = None
+    label: str | None = None
+    cite: Cite
+
+
+class Rule(_Strict):
+    id: str
+    title: str
+    short_title: str
+    enabled: bool = True
+    lead_department: str
+    citation: Cite
+    parameters: dict[str, Parameter] = Field(default_factory=dict)
+    messages: dict[str, str]
+
+
+class Condition(_Strict):
+    rules_any: list[str] | None = None
+    rules_all: list[str] | None = None
+    scale: Literal["规上", "规下"] | None = None
+    tenure: Literal["all_leased", "has_owned"] | None = None
+
+
+class Disposition(_Strict):
+    disposition: Literal["兼并重组", "整体腾退", "搬迁入园", "改造提升"]
+    lead: str
+    cooperating: list[str] = Field(default_factory=list)
+    when: Condition
+    rationale: str
+
+
+class Dispositions(_Strict):
+    source: str
+    clause: str
+    entries: list[Disposition]
+
+
+class RuleSetFile(_Strict):
+    id: str
+    version: str
+    title: str
+    region: str
+    designed_for_list_year: int
+    last_reviewed: dt.date
+    sources: dict[str, Source]
+    scope: dict[Literal["manufacturing_division_min", "manufacturing_division_max", "new_firm_window_years"], NumberSetting]
+    comparison: dict[Literal["relative_tolerance"], float]
+    targets: dict[Literal["firms", "land_mu", "energy_tce"], NumberSetting]
+    rules: list[str]
+    scope_messages: dict[Literal["not_manufacturing", "new_firm", "industry_unknown", "no_stats"], str]
+
+
+def coerce(param: Parameter, value: Any, what: str) -> Any:
+    """Convert a YAML value or a ``--set`` string to the parameter's type, or raise ValueError."""
+    try:
+        if param.type == "list":
+            items = value.split(",") if isinstance(value, str) else list(value)
+            items = [str(i).strip().upper() for i in items if str(i).strip()]
+            if not items:
+                raise ValueError("列表不能为空")
+            bad = [i for i in items if param.allowed and i not in param.allowed]
+            if bad:
+                raise ValueError(f"{'、'.join(bad)} 不在允许值 {'、'.join(param.allowed or [])} 中")
+            return items
+        if isinstance(value, bool):
+            raise ValueError("不是数字")
+        if param.type == "int":
+            number = float(value)
+            if number != int(number):
+                raise ValueError("应为整数")
+            return int(number)
+        number = float(value)
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError("不是有限的数字")
+        return number
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} {value!r} 无效：{exc}") from None
+
+
+class RuleSet:
+    """A validated rule set with the parameter values in force for this run."""
+
+    def __init__(self, directory: Path, meta: RuleSetFile, rules: dict[str, Rule],
+                 dispositions: Dispositions, energy_limits: pl.DataFrame, files: dict[str, str]):
+        self.directory, self.meta, self.rules = directory, meta, rules
+        self.dispositions, self.energy_limits, self.files = dispositions, energy_limits, files
+        self.params: dict[str, dict[str, Any]] = {rid: {n: p.value for n, p in r.parameters.items()} for rid, r in rules.items()}
+        self.overrides: dict[str, Any] = {}
+
+    @property
+    def enabled(self) -> list[str]:
+        return [rid for rid in self.meta.rules if self.rules[rid].enabled]
+
+    def citation_text(self, cite: Cite) -> str:
+        src = self.meta.sources[cite.source]
+        doc = f"{src.doc_no} " if src.doc_no else ""
+        return f"{doc}{src.issuer}《{src.title}》{cite.clause}（{src.published.isoformat()}）"
+
+    def apply_overrides(self, assignments: list[str]) -> None:
+        """Apply ``RULE_ID.NAME=VALUE`` strings; unknown names or bad values raise RuleSetError."""
+        valid = [f"{rid}.{name}" for rid in self.meta.rules for name in self.rules[rid].parameters]
+        listing = "；可用参数：" + "、".join(valid)
+        for item in assignments:
+            target, sep, raw = item.partition("=")
+            rid, dot, name = target.strip().partition(".")
+            if not sep or not dot:
+                raise RuleSetError(f"--set {item!r} 格式应为 规则ID.参数名=值{listing}")
+            if rid not in self.rules:
+                raise RuleSetError(f"--set {item!r}：未知规则 {rid}；可用规则：{'、'.join(self.meta.rules)}{listing}")
+            param = self.rules[rid].parameters.get(name)
+            if param is None:
+                raise RuleSetError(f"--set {item!r}：规则 {rid} 没有参数 {name}{listing}")
+            try:
+                value = coerce(param, raw.strip(), f"{rid}.{name} 的取值")
+            except ValueError as exc:
+                raise RuleSetError(f"--set {item!r}：{exc}（类型应为 {param.type}）{listing}") from None
+            self.params[rid][name] = value
+            self.overrides[f"{rid}.{name}"] = value
+
+    def describe(self) -> dict[str, Any]:
+        """What run.json records about the rule set."""
+        return {
+            "id": self.meta.id, "version": self.meta.version, "directory": str(self.directory),
+            "file_sha256": self.files,
+            "parameters": self.params, "overrides": self.overrides,
+            "scope": {k: v.value for k, v in self.meta.scope.items()},
+            "comparison": dict(self.meta.comparison),
+        }
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except FileNotFoundError:
+        raise RuleSetError(f"规则集缺少文件：{path}") from None
+    except yaml.YAMLError as exc:
+        raise RuleSetError(f"{path}：YAML 格式错误（{exc}）") from None
+
+
+def _model(cls: type[BaseModel], path: Path) -> Any:
+    try:
+        return cls.model_validate(_load_yaml(path))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise RuleSetError(f"{path}：{where} {first['msg']}（共 {exc.error_count()} 处错误）") from None
+
+
+LIMIT_COLUMNS = ("product", "product_name", "standard", "unit", "limit", "effective_from", "effective_to")
+
+
+def load_energy_limits(path: Path) -> pl.DataFrame:
+    try:
+        raw = pl.read_csv(path, infer_schema=False, encoding="utf8")
+    except FileNotFoundError:
+        raise RuleSetError(f"规则集缺少文件：{path}") from None
+    except Exception as exc:
+        raise RuleSetError(f"{path}：无法读取（{exc}）") from None
+    raw = raw.rename({c: c.replace("\ufeff", "").strip() for c in raw.columns})
+    missing = [c for c in LIMIT_COLUMNS if c not in raw.columns]
+    if missing:
+        raise RuleSetError(f"{path}：缺少列 {'、'.join(missing)}")
+    typed = raw.with_row_index("_row", offset=2).with_columns(
+        pl.col("product").str.strip_chars(),
+        pl.col("limit").str.strip_chars().cast(pl.Float64, strict=False).alias("limit"),
+        pl.col("effective_from").str.strip_chars().str.to_date("%Y-%m-%d", strict=False),
+        pl.col("effective_to").str.strip_chars().str.to_date("%Y-%m-%d", strict=False),
+    )
+    bad = typed.filter(
+        pl.col("product").is_null() | pl.col("limit").is_null() | pl.col("effective_from").is_null()
+        | (raw["effective_to"].str.strip_chars().fill_null("") != "") & pl.col("effective_to").is_null()
+        | (pl.col("effective_to") < pl.col("effective_from"))
+    )
+    if bad.height:
+        rows = "、".join(str(r) for r in bad["_row"].to_list()[:10])
+        raise RuleSetError(f"{path}：第 {rows} 行无效（product、limit、effective_from 必填，日期格式 YYYY-MM-DD，失效日期不早于生效日期）")
+    return typed.drop("_row")
+
+
+def load_ruleset(directory: Path) -> RuleSet:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise RuleSetError(f"规则集目录不存在：{directory}")
+    meta: RuleSetFile = _model(RuleSetFile, directory / "_ruleset.yaml")
+    unknown = [r for r in meta.rules if r not in RULE_IDS]
+    if unknown:
+        raise RuleSetError(f"{directory}/_ruleset.yaml：未知规则 {'、'.join(unknown)}；可用规则：{'、'.join(RULE_IDS)}")
+    rules: dict[str, Rule] = {}
+    for rid in meta.rules:
+        rule: Rule = _model(Rule, directory / f"{rid}.yaml")
+        if rule.id != rid:
+            raise RuleSetError(f"{directory}/{rid}.yaml：id 为 {rule.id}，应与文件名 {rid} 一致")
+        if not (sql_dir() / "rules" / f"{rid}.sql").is_file():
+            raise RuleSetError(f"规则 {rid} 缺少 SQL 文件 sql/rules/{rid}.sql")
+        for cite in [rule.citation, *(p.cite for p in rule.parameters.values())]:
+            if cite.source not in meta.sources:
+                raise RuleSetError(f"{directory}/{rid}.yaml：引用了未定义的来源 {cite.source}")
+        if "hit" not in rule.messages:
+            raise RuleSetError(f"{directory}/{rid}.yaml：messages 缺少 hit 的说明模板")
+        rules[rid] = rule
+    dispositions: Dispositions = _model(Dispositions, directory / "dispositions.yaml")
+    for entry in dispositions.entries:
+        named = (entry.when.rules_any or []) + (entry.when.rules_all or [])
+        if any(r not in meta.rules for r in named):
+            raise RuleSetError(f"{directory}/dispositions.yaml：条件中有未知规则 {named}")
+    limits = load_energy_limits(directory / "energy_limits.csv")
+    files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file()}
+    return RuleSet(directory, meta, rules, dispositions, limits, files)
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)

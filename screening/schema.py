@@ -1,0 +1,153 @@
+"""The input contract (../shared/contract.md, "Input directory") as data.
+
+Each table lists its columns with the English name, the Chinese header a bureau
+export uses, the value kind and what makes a value unusable.  Ingestion and
+validation are driven entirely by these specs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["uscc", "text", "code4", "year", "date", "number", "integer", "enum"]
+
+#: 1 亩 = 2000/3 m² (a unit definition, not a policy number).
+M2_PER_MU_NUM, M2_PER_MU_DEN = 2000.0, 3.0
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    zh: str
+    kind: Kind
+    required: bool = True  # the header must be present
+    nonnull: bool = False  # an empty cell sends the row to rejects
+    min: float | None = None  # inclusive lower bound
+    min_exclusive: bool = False
+    allowed: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()  # further accepted headers
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}（{self.zh}）"
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    zh: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    #: alternative column groups: at least one member of each group must be present
+    one_of: tuple[tuple[str, ...], ...] = ()
+    needs_enterprise: bool = True
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+
+def _uscc() -> Column:
+    return Column("uscc", "统一社会信用代码", "uscc", nonnull=True)
+
+
+def _year() -> Column:
+    return Column("year", "年份", "year", nonnull=True)
+
+
+def _money(name: str, zh: str, required: bool = True, nonnull: bool = False) -> Column:
+    return Column(name, zh, "number", required=required, nonnull=nonnull, min=0.0)
+
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        Table(
+            "enterprises",
+            "企业名录",
+            (
+                _uscc(),
+                Column("name", "企业名称", "text"),
+                Column("township", "乡镇街道", "text"),
+                Column("industry_code", "行业代码", "code4"),
+                Column("established", "成立日期", "date", required=False),
+            ),
+            key=("uscc",),
+            needs_enterprise=False,
+        ),
+        Table(
+            "stats",
+            "统计数据",
+            (
+                _uscc(),
+                _year(),
+                Column("scale", "规模", "enum", nonnull=True, allowed=("规上", "规下")),
+                _money("revenue", "营业收入"),
+                _money("value_added", "工业增加值", required=False),
+                Column("employees", "年平均职工人数", "integer", required=False, min=0.0),
+                _money("rd_expense", "研发经费", required=False),
+                Column("emissions", "主要污染物排放量", "number", required=False, min=0.0),
+            ),
+            key=("uscc", "year"),
+        ),
+        Table(
+            "tax",
+            "税收数据",
+            (_uscc(), _year(), _money("tax_paid", "实缴税金", nonnull=True)),
+            key=("uscc", "year"),
+        ),
+        Table(
+            "land",
+            "用地数据",
+            (
+                _uscc(),
+                _year(),
+                Column("parcel_id", "地块编号", "text", nonnull=True),
+                Column("area_mu", "用地面积(亩)", "number", required=False, min=0.0, min_exclusive=True,
+                       aliases=("用地面积（亩）",)),
+                Column("area_m2", "用地面积(平方米)", "number", required=False, min=0.0, min_exclusive=True,
+                       aliases=("用地面积（平方米）",)),
+                Column("tenure", "权属", "enum", allowed=("自有", "租赁")),
+            ),
+            key=("uscc", "year", "parcel_id"),
+            one_of=(("area_mu", "area_m2"),),
+        ),
+        Table(
+            "energy",
+            "能耗数据",
+            (
+                _uscc(),
+                _year(),
+                Column("energy_tce", "综合能耗", "number", min=0.0),
+                Column("electricity", "用电量", "number", min=0.0),
+            ),
+            key=("uscc", "year"),
+        ),
+        Table(
+            "product_energy",
+            "产品单耗",
+            (
+                _uscc(),
+                _year(),
+                Column("product", "产品代码", "text", nonnull=True),
+                Column("output", "产量", "number", min=0.0),
+                # may be negative: some processes are net energy producers (e.g. converter steelmaking)
+                Column("unit_consumption", "单位产品能耗", "number", nonnull=True),
+            ),
+            key=("uscc", "year", "product"),
+        ),
+        Table(
+            "evaluations",
+            "亩均效益评价",
+            (
+                _uscc(),
+                _year(),
+                Column("grade", "评价等级", "enum", nonnull=True, allowed=("A", "B", "C", "D")),
+                Column("score", "综合得分", "number", required=False),
+            ),
+            key=("uscc", "year"),
+        ),
+    )
+}
+
+#: A year outside this range is a typing error rather than data (e.g. 20021).
+YEAR_RANGE = (1949, 2100)

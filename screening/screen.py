@@ -1,0 +1,281 @@
+"""The screening pipeline: validated inputs + rule set -> results, list and evidence.
+
+One code path serves the CLI, the tests and (later) the Python API and the service.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import polars as pl
+
+from . import reasons
+from .engine import Engine, read_sql_files, sql_text
+from .errors import AuditError, InputError
+from .ingest import read_dir
+from .paths import default_ruleset
+from .ruleset import RuleSet, load_ruleset
+from .validate import Inputs, validate
+
+#: Which input tables each rule reads (a table no enabled rule needs may be absent).
+RULE_TABLES: dict[str, tuple[str, ...]] = {
+    "above_scale_low_tax_per_mu": ("stats", "tax", "land"),
+    "below_scale_consecutive_c_grade": ("stats", "land", "evaluations"),
+    "below_scale_consecutive_low_tax_per_mu": ("stats", "tax", "land"),
+    "energy_limit_exceeded": ("product_energy",),
+}
+DATA_YEAR_TABLES = ("stats", "tax", "land", "evaluations", "energy", "product_energy")
+REFERENCE_DIVISIONS = Path(__file__).parent / "reference" / "gbt4754_2017_divisions.csv"
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Screening:
+    run_id: str
+    list_year: int
+    ruleset: RuleSet
+    inputs: Inputs
+    results: pl.DataFrame
+    list: pl.DataFrame
+    panel: pl.DataFrame
+    audit: pl.DataFrame
+    started_at: dt.datetime
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def years(self) -> tuple[int, int]:
+        return self.list_year - 2, self.list_year - 1
+
+    def hits_per_rule(self) -> dict[str, int]:
+        counts = self.results.filter(pl.col("status") == "hit").group_by("rule_id").len()
+        got = dict(zip(counts["rule_id"].to_list(), counts["len"].to_list()))
+        return {rid: got.get(rid, 0) for rid in self.ruleset.enabled}
+
+    def status_counts(self) -> dict[str, dict[str, int]]:
+        counts = self.results.group_by("rule_id", "status").len()
+        out: dict[str, dict[str, int]] = {rid: {} for rid in self.ruleset.enabled}
+        for rid, status, n in counts.iter_rows():
+            out[rid][status] = n
+        return out
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str, progress: Progress | None) -> Iterator[None]:
+    if progress:
+        progress(stage)
+    start = time.perf_counter()
+    yield
+    timings[stage] = round(time.perf_counter() - start, 3)
+
+
+def needed_tables(ruleset: RuleSet) -> set[str]:
+    return {"enterprises", *(t for rid in ruleset.enabled for t in RULE_TABLES[rid])}
+
+
+def default_list_year(inputs: Inputs) -> int:
+    """The latest list year the data supports: one after the latest data year present."""
+    years = [inputs.tables[t]["year"].max() for t in ("stats", "tax", "land") if inputs.tables[t].height]
+    years = [y for y in years if y is not None]
+    if not years:
+        raise InputError("无法确定筛选年度：stats、tax、land 中没有任何有效年份，请用 --year 指定")
+    return int(max(years)) + 1
+
+
+def load_inputs(data_dir: Path, ruleset: RuleSet) -> Inputs:
+    return validate(read_dir(Path(data_dir), needed_tables(ruleset)))
+
+
+def screen(
+    data_dir: Path | None = None,
+    year: int | None = None,
+    ruleset: RuleSet | Path | None = None,
+    overrides: list[str] | None = None,
+    inputs: Inputs | None = None,
+    progress: Progress | None = None,
+) -> Screening:
+    """Screen one list year.  Give ``data_dir`` (files) or already validated ``inputs``."""
+    started = dt.datetime.now().astimezone()
+    timings: dict[str, float] = {}
+    with _timed(timings, "加载规则集", progress):
+        rs = ruleset if isinstance(ruleset, RuleSet) else load_ruleset(Path(ruleset) if ruleset else default_ruleset())
+        if overrides:
+            rs.apply_overrides(overrides)
+    if inputs is None:
+        with _timed(timings, "读取与校验", progress):
+            inputs = load_inputs(Path(data_dir) if data_dir else _sample(), rs)
+    list_year = year if year is not None else default_list_year(inputs)
+
+    warnings: list[str] = []
+    if list_year != rs.meta.designed_for_list_year:
+        warnings.append(f"规则集 {rs.meta.id} 按 {rs.meta.designed_for_list_year} 年度制定，本次筛选年度为 {list_year}")
+    for t in DATA_YEAR_TABLES:
+        frame = inputs.tables[t]
+        if t in needed_tables(rs) and frame.height and not frame.filter(pl.col("year") == list_year - 1).height:
+            warnings.append(f"{t} 中没有 {list_year - 1} 年的数据")
+
+    engine = Engine()
+    try:
+        with _timed(timings, "装载数据", progress):
+            _load(engine, inputs, rs)
+            base = _base_params(rs, list_year)
+            for name, sql in read_sql_files("views"):
+                engine.execute(f"views/{name}", sql, base)
+        with _timed(timings, "执行规则", progress):
+            engine.execute("results", RESULTS_DDL, {})
+            for rid in rs.enabled:
+                rule_sql = sql_text(f"rules/{rid}.sql")
+                engine.insert("results", rid, _with_status(rule_sql), {**base, **rs.params[rid]})
+        with _timed(timings, "审计", progress):
+            audit = engine.query("audit/statuses.sql", sql_text("audit/statuses.sql"), {"rule_ids": rs.enabled})
+            if audit.height:
+                sample = audit.head(5).to_dicts()
+                raise AuditError(f"审计失败：{audit.height} 个（企业，规则）组合的状态不唯一或缺失，例如 {sample}")
+        with _timed(timings, "生成说明与清单", progress):
+            engine.execute("reasons", _reasons_sql(engine, rs, list_year), {})
+            results = _results_frame(engine, rs, list_year)
+            listing = _list_frame(engine, rs, list_year)
+            panel = engine.query("panel", "SELECT * FROM firm_panel ORDER BY uscc", {})
+    finally:
+        engine.close()
+
+    run_id = f"{list_year}-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    results = results.with_columns(pl.lit(run_id).alias("run_id"))
+    listing = listing.with_columns(pl.lit(run_id).alias("run_id"))
+    return Screening(run_id, list_year, rs, inputs, results, listing, panel, audit, started, timings, warnings)
+
+
+def _sample() -> Path:
+    from .paths import sample_data_dir
+
+    return sample_data_dir()
+
+
+RESULTS_DDL = """
+CREATE OR REPLACE TABLE results (
+    uscc VARCHAR, rule_id VARCHAR, status VARCHAR, reason_code VARCHAR,
+    value DOUBLE, threshold DOUBLE, industry_avg DOUBLE, industry_group VARCHAR,
+    industry_group_name VARCHAR, group_firms BIGINT, value_prev DOUBLE, value_last DOUBLE,
+    value_text VARCHAR, threshold_text VARCHAR, detail VARCHAR, years VARCHAR
+)
+"""
+
+
+def _with_status(rule_sql: str) -> str:
+    """Derive the status from the reason code; a not_applicable row carries no numbers."""
+    blank = ", ".join(
+        f"CASE WHEN status_for(reason_code) = 'not_applicable' THEN NULL ELSE {c} END AS {c}"
+        for c in ("value", "threshold", "industry_avg", "value_prev", "value_last")
+    )
+    return (f"SELECT * REPLACE ({blank}), status_for(reason_code) AS status FROM ({rule_sql})")
+
+
+def _load(engine: Engine, inputs: Inputs, rs: RuleSet) -> None:
+    for name, frame in inputs.tables.items():
+        engine.load(f"in_{name}", frame)
+    engine.load("in_land_incomplete", inputs.land_incomplete)
+    engine.load("energy_limits", rs.energy_limits)
+    engine.load("ref_divisions", pl.read_csv(REFERENCE_DIVISIONS, schema_overrides={"division": pl.Int32}))
+
+
+def _base_params(rs: RuleSet, list_year: int) -> dict[str, Any]:
+    scope = {k: v.value for k, v in rs.meta.scope.items()}
+    window = int(scope["new_firm_window_years"])
+    return {
+        "year_prev": list_year - 2,
+        "year_last": list_year - 1,
+        "division_min": int(scope["manufacturing_division_min"]),
+        "division_max": int(scope["manufacturing_division_max"]),
+        "new_firm_cutoff": dt.date(list_year - window, 1, 1),
+        "limit_date": dt.date(list_year - 1, 12, 31),
+        "eps": rs.meta.comparison["relative_tolerance"],
+    }
+
+
+def _template_constants(rs: RuleSet, list_year: int) -> dict[str, dict[str, Any]]:
+    scope = {k: v.value for k, v in rs.meta.scope.items()}
+    shared = {
+        "year_prev": list_year - 2,
+        "year_last": list_year - 1,
+        "division_min": int(scope["manufacturing_division_min"]),
+        "division_max": int(scope["manufacturing_division_max"]),
+        "new_firm_years": int(scope["new_firm_window_years"]),
+    }
+    return {rid: {**shared, **rs.params[rid]} for rid in rs.enabled}
+
+
+_RESULT_COLUMNS = (
+    "value", "threshold", "industry_avg", "industry_group", "industry_group_name", "group_firms",
+    "value_prev", "value_last", "value_text", "threshold_text", "detail", "years",
+)
+
+
+def _reasons_sql(engine: Engine, rs: RuleSet, list_year: int) -> str:
+    panel_cols = engine.query("panel columns", "SELECT * FROM firm_panel LIMIT 0", {}).columns
+    columns = {c: f"p.{c}" for c in panel_cols}
+    columns.update({c: f"r.{c}" for c in _RESULT_COLUMNS})
+    messages = {rid: {**rs.meta.scope_messages, **rs.rules[rid].messages} for rid in rs.enabled}
+    case = reasons.case_expression(messages, _template_constants(rs, list_year), columns, "r.rule_id", "r.reason_code")
+    return (
+        "CREATE OR REPLACE TABLE results_explained AS "
+        f"SELECT r.*, {case} AS reason FROM results r JOIN firm_panel p USING (uscc)"
+    )
+
+
+def _results_frame(engine: Engine, rs: RuleSet, list_year: int) -> pl.DataFrame:
+    frame = engine.query("results", "SELECT * FROM results_explained ORDER BY uscc, rule_id", {})
+    titles = {rid: rs.rules[rid].title for rid in rs.enabled}
+    cites = {rid: rs.citation_text(rs.rules[rid].citation) for rid in rs.enabled}
+    return frame.select(
+        pl.lit(list_year, dtype=pl.Int32).alias("list_year"),
+        "uscc", "rule_id",
+        pl.col("rule_id").replace_strict(titles, return_dtype=pl.String).alias("rule_title"),
+        "status", "value", "threshold", "industry_avg", "industry_group", "industry_group_name", "group_firms",
+        "value_prev", "value_last", "value_text", "threshold_text", "years", "reason_code", "reason", "detail",
+        pl.col("rule_id").replace_strict(cites, return_dtype=pl.String).alias("citation"),
+    )
+
+
+def _list_frame(engine: Engine, rs: RuleSet, list_year: int) -> pl.DataFrame:
+    frame = engine.query("outputs/list.sql", sql_text("outputs/list.sql"), {"rule_order": rs.enabled})
+    entries = rs.dispositions.entries
+    index: pl.Expr = pl.lit(None, dtype=pl.Int32)
+    for i, entry in reversed(list(enumerate(entries))):
+        index = pl.when(_condition(entry.when)).then(pl.lit(i, dtype=pl.Int32)).otherwise(index)
+    pick = pl.col("_entry")
+    return frame.with_columns(index.alias("_entry")).select(
+        pl.lit(list_year, dtype=pl.Int32).alias("list_year"),
+        "uscc", "name", "township", "industry_code", "industry_name", "scale", "rule_ids", "hit_count", "reasons",
+        "tax_per_mu", "land_mu", "energy_tce", "tax_per_mu_prev", "land_prev",
+        pick.replace_strict(range(len(entries)), [e.disposition for e in entries], default=None,
+                            return_dtype=pl.String).alias("suggested_disposition"),
+        pick.replace_strict(range(len(entries)), [e.lead for e in entries], default=None,
+                            return_dtype=pl.String).alias("disposition_lead"),
+        pick.replace_strict(range(len(entries)), ["、".join(e.cooperating) for e in entries], default=None,
+                            return_dtype=pl.String).alias("disposition_cooperating"),
+        pick.replace_strict(range(len(entries)), [f"建议（仅供参考）：{e.rationale}" for e in entries], default=None,
+                            return_dtype=pl.String).alias("disposition_basis"),
+    )
+
+
+def _condition(when: Any) -> pl.Expr:
+    cond = pl.lit(True)
+    rules = pl.col("hit_rules")
+    if when.rules_any:
+        cond &= pl.any_horizontal(rules.list.contains(rid) for rid in when.rules_any)
+    if when.rules_all:
+        for rid in when.rules_all:
+            cond &= rules.list.contains(rid)
+    if when.scale:
+        cond &= pl.col("scale") == when.scale
+    if when.tenure == "all_leased":
+        cond &= pl.col("all_leased_last").fill_null(False)
+    elif when.tenure == "has_owned":
+        cond &= ~pl.col("all_leased_last").fill_null(True)
+    return cond

@@ -1,0 +1,63 @@
+-- Rule 1: 规上 firms whose two-year 亩均税收 is below $ratio × their industry's average.
+-- Industry average for 2-digit 大类 g = Σ tax ÷ Σ land over the 规上 manufacturing
+-- firm-years of g in Y-2 and Y-1 with a tax value and land > 0 (scale by each year's own
+-- report). Fewer than $min_group_size distinct firms in g → the same ratio over all of them.
+WITH contributions AS (
+    SELECT fy.uscc, p.division, fy.tax_paid, fy.land_mu
+    FROM firm_year fy
+    JOIN firm_panel p USING (uscc)
+    WHERE fy.year IN ($year_prev, $year_last)
+      AND fy.scale = '规上'
+      AND p.division BETWEEN $division_min AND $division_max
+      AND fy.tax_paid IS NOT NULL
+      AND fy.land_mu > 0
+),
+division_average AS (
+    SELECT division, sum(tax_paid) / sum(land_mu) AS average, count(DISTINCT uscc) AS firms
+    FROM contributions
+    GROUP BY division
+),
+overall_average AS (
+    SELECT sum(tax_paid) / sum(land_mu) AS average, count(DISTINCT uscc) AS firms
+    FROM contributions
+),
+judged AS (
+    SELECT
+        p.*,
+        (p.tax_prev + p.tax_last) / (p.land_prev + p.land_last) AS firm_value,
+        coalesce(da.firms, 0) >= $min_group_size AS own_group,
+        CASE WHEN coalesce(da.firms, 0) >= $min_group_size THEN da.average ELSE oa.average END AS group_average,
+        CASE WHEN coalesce(da.firms, 0) >= $min_group_size THEN da.firms ELSE oa.firms END AS group_firms
+    FROM firm_panel p
+    LEFT JOIN division_average da USING (division)
+    CROSS JOIN overall_average oa
+)
+SELECT
+    uscc,
+    'above_scale_low_tax_per_mu' AS rule_id,
+    CASE
+        WHEN scope_code <> 'in_scope' THEN scope_code
+        WHEN scale_last <> '规上' THEN 'below_scale'
+        WHEN tax_prev IS NULL OR tax_last IS NULL THEN 'tax_missing'
+        WHEN land_prev IS NULL OR land_last IS NULL THEN 'land_missing'
+        WHEN group_average IS NULL THEN 'no_average'
+        WHEN strictly_below(firm_value, $ratio * group_average, $eps) THEN 'hit'
+        ELSE 'pass'
+    END AS reason_code,
+    firm_value AS value,
+    $ratio * group_average AS threshold,
+    group_average AS industry_avg,
+    CASE WHEN own_group THEN CAST(division AS VARCHAR) ELSE 'all' END AS industry_group,
+    CASE WHEN own_group THEN industry_name || '（' || CAST(division AS VARCHAR) || '）'
+         ELSE '全部规上制造业企业' END AS industry_group_name,
+    group_firms,
+    tax_per_mu_prev AS value_prev,
+    tax_per_mu_last AS value_last,
+    NULL::VARCHAR AS value_text,
+    NULL::VARCHAR AS threshold_text,
+    CASE
+        WHEN tax_prev IS NULL OR tax_last IS NULL THEN missing_years(tax_prev, tax_last, $year_prev, $year_last)
+        WHEN land_prev IS NULL OR land_last IS NULL THEN missing_years(land_prev, land_last, $year_prev, $year_last)
+    END AS detail,
+    concat_ws(',', $year_prev, $year_last) AS years
+FROM judged

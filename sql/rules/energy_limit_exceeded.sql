@@ -1,0 +1,54 @@
+-- Rule 4: any enterprise with a Y-1 product_energy row whose product has a limit in force
+-- on $limit_date (31 December of Y-1). Hit when unit_consumption > limit for at least one
+-- such product. Several limits in force for one product: the strictest (lowest) applies.
+-- value/threshold describe the product furthest above (or closest to) its limit.
+WITH in_force AS (
+    SELECT product, product_name, standard, unit, "limit",
+           row_number() OVER (PARTITION BY product ORDER BY "limit", standard) AS strictness
+    FROM energy_limits
+    WHERE effective_from <= $limit_date
+      AND (effective_to IS NULL OR effective_to >= $limit_date)
+),
+measured AS (
+    SELECT pe.uscc, pe.product, pe.unit_consumption, l."limit", l.standard,
+           strictly_above(pe.unit_consumption, l."limit", $eps) AS exceeded,
+           (pe.unit_consumption - l."limit") / nullif(abs(l."limit"), 0) AS excess,
+           coalesce(l.product_name, pe.product) || '（' || pe.product || '）单位产品能耗'
+               || printf('%.2f', pe.unit_consumption) || ' ' || l.unit
+               || '，限额' || printf('%g', l."limit") || ' ' || l.unit || '（' || l.standard || '）' AS line
+    FROM in_product_energy pe
+    JOIN in_force l ON l.product = pe.product AND l.strictness = 1
+    WHERE pe.year = $year_last
+),
+per_firm AS (
+    SELECT uscc,
+           bool_or(exceeded) AS any_exceeded,
+           arg_max(unit_consumption, coalesce(excess, unit_consumption - "limit")) AS worst_value,
+           arg_max("limit", coalesce(excess, unit_consumption - "limit")) AS worst_limit,
+           arg_max(standard, coalesce(excess, unit_consumption - "limit")) AS worst_standard,
+           count(*) AS products,
+           string_agg(line, '；' ORDER BY product) FILTER (WHERE exceeded) AS exceeded_lines,
+           string_agg(line, '；' ORDER BY product) AS all_lines
+    FROM measured
+    GROUP BY uscc
+)
+SELECT
+    p.uscc,
+    'energy_limit_exceeded' AS rule_id,
+    CASE WHEN f.uscc IS NULL THEN 'no_limited_product'
+         WHEN f.any_exceeded THEN 'hit'
+         ELSE 'pass' END AS reason_code,
+    f.worst_value AS value,
+    f.worst_limit AS threshold,
+    NULL::DOUBLE AS industry_avg,
+    NULL::VARCHAR AS industry_group,
+    NULL::VARCHAR AS industry_group_name,
+    NULL::BIGINT AS group_firms,
+    NULL::DOUBLE AS value_prev,
+    NULL::DOUBLE AS value_last,
+    NULL::VARCHAR AS value_text,
+    f.worst_standard AS threshold_text,
+    CASE WHEN f.any_exceeded THEN f.exceeded_lines ELSE f.all_lines END AS detail,
+    CAST($year_last AS VARCHAR) AS years
+FROM firm_panel p
+LEFT JOIN per_firm f USING (uscc)

@@ -1,0 +1,21 @@
+-- Shared helpers for the rule SQL.
+-- "Strictly below/above" with a relative tolerance: values within $eps·|t| of the
+-- threshold t count as equal to it, so an exact boundary is never a hit.
+CREATE OR REPLACE MACRO strictly_below(v, t, eps) AS v < t AND abs(v - t) > eps * abs(t);
+CREATE OR REPLACE MACRO strictly_above(v, t, eps) AS v > t AND abs(v - t) > eps * abs(t);
+
+-- The status each reason code stands for. A code missing here yields NULL, which the
+-- audit rejects, so a new code cannot silently become a status.
+CREATE OR REPLACE MACRO status_for(code) AS CASE
+    WHEN code = 'hit' THEN 'hit'
+    WHEN code = 'pass' THEN 'pass'
+    WHEN code IN ('not_manufacturing', 'new_firm', 'below_scale', 'above_scale',
+                  'small_land', 'no_limited_product') THEN 'not_applicable'
+    WHEN code IN ('industry_unknown', 'no_stats', 'tax_missing', 'land_missing',
+                  'grade_missing', 'no_average') THEN 'insufficient_data'
+END;
+
+-- The years whose value is missing, e.g. '2020、2021'.
+CREATE OR REPLACE MACRO missing_years(v_prev, v_last, y_prev, y_last) AS concat_ws('、',
+    CASE WHEN v_prev IS NULL THEN CAST(y_prev AS VARCHAR) END,
+    CASE WHEN v_last IS NULL THEN CAST(y_last AS VARCHAR) END);
