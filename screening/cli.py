@@ -40,7 +40,7 @@ def run(
     db: Annotated[Path, typer.Option("--db", help="保存运行记录的 DuckDB 文件")] = Path("screening.duckdb"),
 ) -> None:
     """运行筛选，写出清单、判定明细、Excel、拒收记录与 run.json，并存入数据库。"""
-    from . import outputs, store
+    from . import outputs
     from .screen import screen
 
     started = time.perf_counter()
@@ -48,33 +48,41 @@ def run(
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       console=err_console, transient=not err_console.is_terminal) as progress:
             task = progress.add_task("准备", total=None)
-            s = screen(data, year, rules, set_ or [], progress=lambda stage: progress.update(task, description=stage))
-            out.mkdir(parents=True, exist_ok=True)
-            written: dict[str, list[str]] = {}
-            writers = {"list": outputs.write_list, "results": outputs.write_results, "rejects": outputs.write_rejects}
-            progress.update(task, description="写出文件与保存运行记录")
-            t0 = time.perf_counter()
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                excel = pool.submit(_timed_write, outputs.write_excel, s, out)
-                for name, write in writers.items():
-                    written[name], s.timings[f"写出 {name}"] = _timed_write(write, s, out)
-                written["excel"], s.timings["写出 Excel"] = excel.result()
-            record_outputs = {k: [str(p) for p in v] for k, v in written.items()}
-            t1 = time.perf_counter()
-            store.save_run(s, db, outputs.run_record(s, record_outputs))
-            s.timings["保存到数据库"] = round(time.perf_counter() - t1, 3)
-            s.timings["写出合计"] = round(time.perf_counter() - t0, 3)
-            s.timings["总计"] = round(time.perf_counter() - started, 3)
-            written["run"] = [str(outputs.write_run_json(s, out, record_outputs))]
+            s = screen(data, year, rules, set_ or [], progress=lambda stage: progress.update(task, description=stage),
+                       keep_tables=False)
+            with s:
+                progress.update(task, description="写出文件与保存运行记录")
+                _write_outputs(s, out, db)
+                s.timings["总计"] = round(time.perf_counter() - started, 3)
+                outputs.write_run_json(s, out, outputs.planned_outputs(s, out))
+                _summary(s, out, db, time.perf_counter() - started)
     except ScreeningError as exc:
         _fail(exc)
-    _summary(s, out, db, time.perf_counter() - started)
 
 
-def _timed_write(write, s, out: Path) -> tuple[list[str], float]:
+def _write_outputs(s, out: Path, db: Path) -> None:
+    """Excel (pure Python) in a thread while DuckDB and Polars write the rest and store the run."""
+    from . import outputs, store
+
+    out.mkdir(parents=True, exist_ok=True)
+    s.status_counts(), s.enterprises  # computed once here, read by both threads
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        excel = pool.submit(_timed_write, outputs.write_excel, s, out)
+        for name, write in (("list", outputs.write_list), ("results", outputs.write_results),
+                            ("rejects", outputs.write_rejects)):
+            s.timings[f"写出 {name}"] = _timed_write(write, s, out)
+        t1 = time.perf_counter()
+        store.save_run(s, db, outputs.run_record(s, outputs.planned_outputs(s, out)))
+        s.timings["保存到数据库"] = round(time.perf_counter() - t1, 3)
+        s.timings["写出 Excel"] = excel.result()
+    s.timings["写出合计"] = round(time.perf_counter() - t0, 3)
+
+
+def _timed_write(write, s, out: Path) -> float:
     t = time.perf_counter()
-    paths = write(s, out)
-    return [str(p) for p in paths], round(time.perf_counter() - t, 3)
+    write(s, out)
+    return round(time.perf_counter() - t, 3)
 
 
 def _summary(s, out: Path, db: Path, elapsed: float) -> None:
@@ -87,7 +95,7 @@ def _summary(s, out: Path, db: Path, elapsed: float) -> None:
     for rid in rs.enabled:
         table.add_row(rs.rules[rid].short_title, *(str(counts[rid].get(k, 0)) for k in STATUS_ZH))
     out_console.print(table)
-    out_console.print(f"清单企业：{s.list.height} 家（共筛查 {s.panel.height} 家企业）")
+    out_console.print(f"清单企业：{s.list.height} 家（共筛查 {s.enterprises} 家企业）")
     rejected = s.inputs.rejected_rows
     out_console.print(f"拒收数据行：{rejected} 行" + (f"，原因见 {out / 'rejects.csv'}" if rejected else ""))
     for w in s.warnings:

@@ -38,12 +38,16 @@ class Engine:
         self.con.close()
 
     def load(self, name: str, frame: pl.DataFrame) -> None:
-        arrow = frame.to_arrow()
-        self.con.register("_incoming", arrow)
+        """Copy a frame into a DuckDB table (for tables queried many times)."""
+        self.con.register("_incoming", _arrow(frame))
         try:
             self.con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM _incoming')
         finally:
             self.con.unregister("_incoming")
+
+    def attach_frame(self, name: str, frame: pl.DataFrame) -> None:
+        """Expose a frame to SQL without copying it (Arrow scan; for tables read once)."""
+        self.con.register(name, _arrow(frame))
 
     def _bind(self, label: str, sql: str, params: dict[str, Any]) -> dict[str, Any]:
         names = param_names(sql)
@@ -68,9 +72,22 @@ class Engine:
         except duckdb.Error as exc:
             raise RuleExecutionError(label, sql, bound, exc) from exc
 
+    def copy_to(self, source: str, path: Path, options: str) -> None:
+        """``COPY (SELECT * FROM source) TO path options`` (paths cannot be bound, so they are quoted)."""
+        target = str(path).replace("'", "''")
+        try:
+            self.con.execute(f"COPY (SELECT * FROM {source}) TO '{target}' {options}")
+        except duckdb.Error as exc:
+            raise RuleExecutionError(f"COPY {source}", str(path), {}, exc) from exc
+
     def insert(self, table: str, label: str, select_sql: str, params: dict[str, Any]) -> None:
         """Append a SELECT's rows to ``table`` by column name."""
         self.execute(label, f'INSERT INTO "{table}" BY NAME {select_sql}', params)
+
+
+def _arrow(frame: pl.DataFrame):
+    # newest compat level keeps Polars' string views, which DuckDB scans without conversion
+    return frame.to_arrow(compat_level=pl.CompatLevel.newest())
 
 
 def _split(sql: str) -> list[str]:

@@ -25,17 +25,31 @@ ROW = "_row"
 
 @dataclass
 class RawTable:
+    """One input file.  Its rows are read by :meth:`load` and dropped by :meth:`release`,
+    so that a province's tables pass through memory one at a time."""
+
     table: Table
     path: Path
-    frame: pl.DataFrame  # canonical column names + _row
-    headers: dict[str, str]  # canonical name -> header as written in the file
-    sha256: str
+    frame: pl.DataFrame | None = None  # canonical column names + _row
+    headers: dict[str, str] = field(default_factory=dict)  # canonical name -> header as written
+    sha256: str = ""
     encoding: str | None = None
     ignored_headers: list[str] = field(default_factory=list)
+    rows: int = 0
 
     @property
     def file(self) -> str:
         return self.path.name
+
+    def load(self) -> pl.DataFrame:
+        if self.frame is None:
+            loaded = read_table(self.path, self.table)
+            self.frame, self.headers, self.sha256 = loaded.frame, loaded.headers, loaded.sha256
+            self.encoding, self.ignored_headers, self.rows = loaded.encoding, loaded.ignored_headers, loaded.rows
+        return self.frame
+
+    def release(self) -> None:
+        self.frame = None
 
 
 def find_table_file(data_dir: Path, table: str) -> Path | None:
@@ -150,11 +164,13 @@ def read_table(path: Path, table: Table) -> RawTable:
 
     frame = frame.select(renames.keys()).rename(renames)
     frame = frame.with_row_index(ROW, offset=2).with_columns(pl.col(ROW).cast(pl.Int64))
-    return RawTable(table, path, frame, headers, hashlib.sha256(raw).hexdigest(), encoding, ignored)
+    return RawTable(table, path, frame, headers, hashlib.sha256(raw).hexdigest(), encoding, ignored, frame.height)
 
 
 def read_dir(data_dir: Path, needed: set[str]) -> dict[str, RawTable]:
-    """Read every table file present in ``data_dir``; a ``needed`` table that is absent is an error."""
+    """Find every table file in ``data_dir`` (read later, one at a time, by validation).
+
+    A ``needed`` table that is absent is an error."""
     if not data_dir.is_dir():
         raise InputError(f"数据目录不存在：{data_dir}")
     out: dict[str, RawTable] = {}
@@ -164,5 +180,5 @@ def read_dir(data_dir: Path, needed: set[str]) -> dict[str, RawTable]:
             if name in needed:
                 raise InputError(f"{data_dir}：缺少表 {name}（{table.zh}），应为 {name}.csv、{name}.xlsx 或 {name}.parquet")
             continue
-        out[name] = read_table(path, table)
+        out[name] = RawTable(table, path)
     return out

@@ -34,9 +34,17 @@ def write_list(s: "Screening", out: Path) -> list[Path]:
 
 
 def write_results(s: "Screening", out: Path) -> list[Path]:
-    s.results.write_csv(out / "results.csv")
-    s.results.write_parquet(out / "results.parquet")
-    return [out / "results.csv", out / "results.parquet"]
+    """Straight from DuckDB (no round trip through Python): the table can have millions of rows."""
+    csv, parquet = out / "results.csv", out / "results.parquet"
+    # reasons are rendered once, while streaming into Parquet; the CSV and the database copy read that file
+    s.engine.copy_to("results_out", parquet, "(FORMAT parquet, COMPRESSION zstd)")
+    s.results_file = parquet
+    s.engine.copy_to(f"read_parquet('{_sql_path(parquet)}')", csv, "(FORMAT csv, HEADER)")
+    return [csv, parquet]
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
 
 
 def write_rejects(s: "Screening", out: Path) -> list[Path]:
@@ -48,6 +56,12 @@ def write_excel(s: "Screening", out: Path) -> list[Path]:
     path = out / workbook_name(s.list_year)
     write_workbook(s, path)
     return [path]
+
+
+def planned_outputs(s: "Screening", out: Path) -> dict[str, list[str]]:
+    names = {"list": ["list.csv", "list.parquet"], "results": ["results.csv", "results.parquet"],
+             "excel": [workbook_name(s.list_year)], "rejects": ["rejects.csv"], "run": ["run.json"]}
+    return {k: [str(out / n) for n in v] for k, v in names.items()}
 
 
 def run_record(s: "Screening", outputs: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -66,7 +80,7 @@ def run_record(s: "Screening", outputs: dict[str, Any] | None = None) -> dict[st
         },
         "row_counts": s.inputs.row_counts(),
         "rejected_rows": s.inputs.rejected_rows,
-        "enterprises": s.panel.height,
+        "enterprises": s.enterprises,
         "listed": s.list.height,
         "hits_per_rule": s.hits_per_rule(),
         "status_counts": s.status_counts(),

@@ -39,6 +39,7 @@ class Source(_Strict):
     doc_no: str | None = None
     issuer: str
     title: str
+    short_title: str | None = None  # how result rows cite it (the full form is in run.json and Excel)
     published: dt.date
     url: str | None = None
 
@@ -159,9 +160,11 @@ class RuleSet:
     def enabled(self) -> list[str]:
         return [rid for rid in self.meta.rules if self.rules[rid].enabled]
 
-    def citation_text(self, cite: Cite) -> str:
+    def citation_text(self, cite: Cite, short: bool = False) -> str:
         src = self.meta.sources[cite.source]
         doc = f"{src.doc_no} " if src.doc_no else ""
+        if short and src.short_title:
+            return f"{doc}{src.short_title} {cite.clause}"
         return f"{doc}{src.issuer}《{src.title}》{cite.clause}（{src.published.isoformat()}）"
 
     def apply_overrides(self, assignments: list[str]) -> None:

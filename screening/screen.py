@@ -9,6 +9,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -37,33 +38,68 @@ Progress = Callable[[str], None]
 
 @dataclass
 class Screening:
+    """One screening run.  Results stay in the run's DuckDB engine until asked for.
+
+    Use as a context manager (or call :meth:`close`) to release the engine.
+    """
+
     run_id: str
     list_year: int
     ruleset: RuleSet
     inputs: Inputs
-    results: pl.DataFrame
+    engine: Engine
     list: pl.DataFrame
-    panel: pl.DataFrame
     audit: pl.DataFrame
     started_at: dt.datetime
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    _results: pl.DataFrame | None = None
+    #: set once results.parquet is written; later readers use the file instead of re-rendering
+    results_file: Path | None = None
+
+    def __enter__(self) -> "Screening":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.engine.close()
 
     @property
     def years(self) -> tuple[int, int]:
         return self.list_year - 2, self.list_year - 1
 
-    def hits_per_rule(self) -> dict[str, int]:
-        counts = self.results.filter(pl.col("status") == "hit").group_by("rule_id").len()
-        got = dict(zip(counts["rule_id"].to_list(), counts["len"].to_list()))
-        return {rid: got.get(rid, 0) for rid in self.ruleset.enabled}
+    @property
+    def results(self) -> pl.DataFrame:
+        """One row per (enterprise, rule), with evidence and the Chinese reason."""
+        if self._results is None:
+            self._results = (pl.read_parquet(self.results_file) if self.results_file
+                             else self.engine.query("results", "SELECT * FROM results_out", {}))
+        return self._results
+
+    @cached_property
+    def enterprises(self) -> int:
+        return int(self.engine.con.cursor().sql("SELECT count(*) FROM firm_panel").fetchall()[0][0])
+
+    def panel(self) -> pl.DataFrame:
+        """The per-enterprise panel the rules read (both data years side by side)."""
+        return self.engine.query("panel", "SELECT * EXCLUDE (firm_id) FROM firm_panel ORDER BY firm_id", {})
+
+    @cached_property
+    def _status_rows(self) -> list[tuple[str, str, int]]:
+        # a cursor of its own: the Excel writer asks from another thread
+        return self.engine.con.cursor().sql("SELECT rule_id, status, count(*) FROM results GROUP BY ALL").fetchall()
 
     def status_counts(self) -> dict[str, dict[str, int]]:
-        counts = self.results.group_by("rule_id", "status").len()
+        rows = self._status_rows
         out: dict[str, dict[str, int]] = {rid: {} for rid in self.ruleset.enabled}
-        for rid, status, n in counts.iter_rows():
+        for rid, status, n in rows:
             out[rid][status] = n
         return out
+
+    def hits_per_rule(self) -> dict[str, int]:
+        return {rid: c.get("hit", 0) for rid, c in self.status_counts().items()}
 
 
 @contextmanager
@@ -88,8 +124,8 @@ def default_list_year(inputs: Inputs) -> int:
     return int(max(years)) + 1
 
 
-def load_inputs(data_dir: Path, ruleset: RuleSet) -> Inputs:
-    return validate(read_dir(Path(data_dir), needed_tables(ruleset)))
+def load_inputs(data_dir: Path, ruleset: RuleSet, keep_years: set[int] | None = None) -> Inputs:
+    return validate(read_dir(Path(data_dir), needed_tables(ruleset)), keep_years=keep_years)
 
 
 def screen(
@@ -99,8 +135,13 @@ def screen(
     overrides: list[str] | None = None,
     inputs: Inputs | None = None,
     progress: Progress | None = None,
+    keep_tables: bool = True,
 ) -> Screening:
-    """Screen one list year.  Give ``data_dir`` (files) or already validated ``inputs``."""
+    """Screen one list year.  Give ``data_dir`` (files) or already validated ``inputs``.
+
+    ``keep_tables=False`` drops the validated Polars tables once the engine holds them
+    (the command line does, to keep a province's run small in memory).
+    """
     started = dt.datetime.now().astimezone()
     timings: dict[str, float] = {}
     with _timed(timings, "加载规则集", progress):
@@ -109,7 +150,9 @@ def screen(
             rs.apply_overrides(overrides)
     if inputs is None:
         with _timed(timings, "读取与校验", progress):
-            inputs = load_inputs(Path(data_dir) if data_dir else _sample(), rs)
+            # a run that will not hand its tables back keeps only the two years the rules read
+            keep = {year - 2, year - 1} if year is not None and not keep_tables else None
+            inputs = load_inputs(Path(data_dir) if data_dir else _sample(), rs, keep)
     list_year = year if year is not None else default_list_year(inputs)
 
     warnings: list[str] = []
@@ -120,13 +163,19 @@ def screen(
         if t in needed_tables(rs) and frame.height and not frame.filter(pl.col("year") == list_year - 1).height:
             warnings.append(f"{t} 中没有 {list_year - 1} 年的数据")
 
+    run_id = f"{list_year}-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     engine = Engine()
     try:
         with _timed(timings, "装载数据", progress):
-            _load(engine, inputs, rs)
+            _load(engine, inputs, rs, list_year)
             base = _base_params(rs, list_year)
             for name, sql in read_sql_files("views"):
                 engine.execute(f"views/{name}", sql, base)
+            # firm_year and firm_panel now hold everything the rules read from these
+            for name in ("stats", "tax", "land", "energy", "evaluations", "land_incomplete"):
+                engine.con.unregister(f"in_{name}")
+            if not keep_tables:
+                inputs.release_tables()
         with _timed(timings, "执行规则", progress):
             engine.execute("results", RESULTS_DDL, {})
             for rid in rs.enabled:
@@ -138,17 +187,12 @@ def screen(
                 sample = audit.head(5).to_dicts()
                 raise AuditError(f"审计失败：{audit.height} 个（企业，规则）组合的状态不唯一或缺失，例如 {sample}")
         with _timed(timings, "生成说明与清单", progress):
-            engine.execute("reasons", _reasons_sql(engine, rs, list_year), {})
-            results = _results_frame(engine, rs, list_year)
-            listing = _list_frame(engine, rs, list_year)
-            panel = engine.query("panel", "SELECT * FROM firm_panel ORDER BY uscc", {})
-    finally:
+            _results_view(engine, rs, list_year, run_id)
+            listing = _list_frame(engine, rs, list_year).with_columns(pl.lit(run_id).alias("run_id"))
+    except BaseException:
         engine.close()
-
-    run_id = f"{list_year}-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    results = results.with_columns(pl.lit(run_id).alias("run_id"))
-    listing = listing.with_columns(pl.lit(run_id).alias("run_id"))
-    return Screening(run_id, list_year, rs, inputs, results, listing, panel, audit, started, timings, warnings)
+        raise
+    return Screening(run_id, list_year, rs, inputs, engine, listing, audit, started, timings, warnings)
 
 
 def _sample() -> Path:
@@ -159,7 +203,7 @@ def _sample() -> Path:
 
 RESULTS_DDL = """
 CREATE OR REPLACE TABLE results (
-    uscc VARCHAR, rule_id VARCHAR, status VARCHAR, reason_code VARCHAR,
+    firm_id UINTEGER, rule_id VARCHAR, status VARCHAR, reason_code VARCHAR,
     value DOUBLE, threshold DOUBLE, industry_avg DOUBLE, industry_group VARCHAR,
     industry_group_name VARCHAR, group_firms BIGINT, value_prev DOUBLE, value_last DOUBLE,
     value_text VARCHAR, threshold_text VARCHAR, detail VARCHAR, years VARCHAR
@@ -176,10 +220,18 @@ def _with_status(rule_sql: str) -> str:
     return (f"SELECT * REPLACE ({blank}), status_for(reason_code) AS status FROM ({rule_sql})")
 
 
-def _load(engine: Engine, inputs: Inputs, rs: RuleSet) -> None:
+def _load(engine: Engine, inputs: Inputs, rs: RuleSet, list_year: int) -> None:
+    """Expose the inputs to DuckDB; the rules read only the list year's two data years.
+
+    The input tables are scanned once (into firm_year and firm_panel), so they are attached
+    as Arrow without a copy; only the small reference tables are copied in.
+    """
+    years = [list_year - 2, list_year - 1]
     for name, frame in inputs.tables.items():
-        engine.load(f"in_{name}", frame)
-    engine.load("in_land_incomplete", inputs.land_incomplete)
+        if "year" in frame.columns:
+            frame = frame.filter(pl.col("year").is_in(years))
+        engine.attach_frame(f"in_{name}", frame)
+    engine.attach_frame("in_land_incomplete", inputs.land_incomplete.filter(pl.col("year").is_in(years)))
     engine.load("energy_limits", rs.energy_limits)
     engine.load("ref_divisions", pl.read_csv(REFERENCE_DIVISIONS, schema_overrides={"division": pl.Int32}))
 
@@ -216,30 +268,35 @@ _RESULT_COLUMNS = (
 )
 
 
-def _reasons_sql(engine: Engine, rs: RuleSet, list_year: int) -> str:
+def _results_view(engine: Engine, rs: RuleSet, list_year: int, run_id: str) -> None:
+    """results_out: the contract's results layout with the Chinese reason of every row.
+
+    A view, not a table: the reasons of a province's millions of rows are rendered while
+    they stream into a file or the database, never all held in memory at once.
+    """
+    info = pl.DataFrame({
+        "rule_id": rs.enabled,
+        "rule_title": [rs.rules[rid].title for rid in rs.enabled],
+        "citation": [rs.citation_text(rs.rules[rid].citation, short=True) for rid in rs.enabled],
+    })
+    engine.load("rule_info", info)
     panel_cols = engine.query("panel columns", "SELECT * FROM firm_panel LIMIT 0", {}).columns
     columns = {c: f"p.{c}" for c in panel_cols}
     columns.update({c: f"r.{c}" for c in _RESULT_COLUMNS})
     messages = {rid: {**rs.meta.scope_messages, **rs.rules[rid].messages} for rid in rs.enabled}
     case = reasons.case_expression(messages, _template_constants(rs, list_year), columns, "r.rule_id", "r.reason_code")
-    return (
-        "CREATE OR REPLACE TABLE results_explained AS "
-        f"SELECT r.*, {case} AS reason FROM results r JOIN firm_panel p USING (uscc)"
-    )
-
-
-def _results_frame(engine: Engine, rs: RuleSet, list_year: int) -> pl.DataFrame:
-    frame = engine.query("results", "SELECT * FROM results_explained ORDER BY uscc, rule_id", {})
-    titles = {rid: rs.rules[rid].title for rid in rs.enabled}
-    cites = {rid: rs.citation_text(rs.rules[rid].citation) for rid in rs.enabled}
-    return frame.select(
-        pl.lit(list_year, dtype=pl.Int32).alias("list_year"),
-        "uscc", "rule_id",
-        pl.col("rule_id").replace_strict(titles, return_dtype=pl.String).alias("rule_title"),
-        "status", "value", "threshold", "industry_avg", "industry_group", "industry_group_name", "group_firms",
-        "value_prev", "value_last", "value_text", "threshold_text", "years", "reason_code", "reason", "detail",
-        pl.col("rule_id").replace_strict(cites, return_dtype=pl.String).alias("citation"),
-    )
+    quoted_run = run_id.replace("'", "''")
+    engine.execute("results_explained", f"""
+        CREATE OR REPLACE VIEW results_explained AS
+        SELECT r.firm_id, {int(list_year)} AS list_year, p.uscc, r.rule_id, i.rule_title, r.status,
+               r.value, r.threshold, r.industry_avg, r.industry_group, r.industry_group_name, r.group_firms,
+               r.value_prev, r.value_last, r.value_text, r.threshold_text, r.years, r.reason_code,
+               {case} AS reason, r.detail, i.citation, '{quoted_run}' AS run_id
+        FROM results r
+        JOIN firm_panel p USING (firm_id)
+        JOIN rule_info i USING (rule_id)
+    """, {})
+    engine.execute("results_out", "CREATE OR REPLACE VIEW results_out AS SELECT * EXCLUDE (firm_id) FROM results_explained", {})
 
 
 def _list_frame(engine: Engine, rs: RuleSet, list_year: int) -> pl.DataFrame:

@@ -1,7 +1,8 @@
 """Keep every run in the DuckDB database file (``--db``), where the API reads it.
 
-Re-running a year adds a run; old runs are never overwritten.  One transaction per
-run, so a run is stored completely or not at all.
+Re-running a year adds a run; old runs are never overwritten.  The run's engine
+attaches the file and copies its tables in one transaction, so a run is stored
+completely or not at all, and millions of result rows never pass through Python.
 """
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ if TYPE_CHECKING:
     from .screen import Screening
 
 SCHEMA_VERSION = 1
+ALIAS = "store"
 
-RUNS_DDL = """
-CREATE TABLE IF NOT EXISTS runs (
+RUNS_DDL = f"""
+CREATE TABLE IF NOT EXISTS {ALIAS}.runs (
     run_id VARCHAR PRIMARY KEY,
     created_at TIMESTAMPTZ NOT NULL,
     list_year INTEGER NOT NULL,
@@ -43,54 +45,54 @@ class StoreError(ScreeningError):
     exit_code = 1
 
 
+def _lock_message(db: Path, exc: Exception) -> str:
+    if "lock" in str(exc).lower():
+        return f"数据库 {db} 正被另一个进程占用（例如正在运行的 screening serve），请稍后重试或改用其他 --db 文件"
+    return f"无法打开数据库 {db}：{exc}"
+
+
 def connect(db: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     try:
         return duckdb.connect(str(db), read_only=read_only)
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise StoreError(f"数据库 {db} 正被另一个进程占用（例如正在运行的 screening serve），请稍后重试或改用其他 --db 文件") from None
-        raise StoreError(f"无法打开数据库 {db}：{exc}") from None
+    except duckdb.Error as exc:
+        raise StoreError(_lock_message(db, exc)) from None
 
 
-def _ensure(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
-    """Create ``table`` with run_id plus the frame's columns if it does not exist yet."""
-    con.register("_shape", frame.head(0).to_arrow())
-    try:
-        con.execute(f'CREATE TABLE IF NOT EXISTS "{table}" AS SELECT * FROM _shape')
-    finally:
-        con.unregister("_shape")
-
-
-def _append(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
-    _ensure(con, table, frame)
-    con.register("_rows", frame.to_arrow())
-    try:
-        con.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM _rows')
-    finally:
-        con.unregister("_rows")
+def _copy(con: duckdb.DuckDBPyConnection, table: str, select_sql: str) -> None:
+    """Create ``store.table`` shaped like the SELECT on first use, then append its rows by name."""
+    con.execute(f"CREATE TABLE IF NOT EXISTS {ALIAS}.{table} AS SELECT * FROM ({select_sql}) LIMIT 0")
+    con.execute(f"INSERT INTO {ALIAS}.{table} BY NAME {select_sql}")
 
 
 def save_run(s: "Screening", db: Path, record: dict[str, Any]) -> None:
-    con = connect(db)
+    con = s.engine.con
     try:
-        con.execute("CREATE TABLE IF NOT EXISTS schema_info (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        con.execute("INSERT OR IGNORE INTO schema_info VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        con.execute(f"ATTACH '{_quote(db)}' AS {ALIAS}")
+    except duckdb.Error as exc:
+        raise StoreError(_lock_message(db, exc)) from None
+    try:
+        con.execute(f"CREATE TABLE IF NOT EXISTS {ALIAS}.schema_info (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        con.execute(f"INSERT OR IGNORE INTO {ALIAS}.schema_info VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
         con.execute(RUNS_DDL)
         con.execute("BEGIN TRANSACTION")
         con.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO {ALIAS}.runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 s.run_id, s.started_at, s.list_year, s.ruleset.meta.id, s.ruleset.meta.version,
                 _json(s.ruleset.params), _json(s.ruleset.overrides),
                 _json({k: v["sha256"] for k, v in record["inputs"].items()}),
-                _json(record["row_counts"]), _json(s.timings), s.panel.height, s.list.height,
+                _json(record["row_counts"]), _json(s.timings), record["enterprises"], s.list.height,
                 s.inputs.rejected_rows, _json(record),
             ],
         )
-        _append(con, "run_results", s.results)
-        _append(con, "run_list", s.list.drop("hit_rules", strict=False))
-        _append(con, "run_rejects", s.inputs.rejects.with_columns(pl.lit(s.run_id).alias("run_id")))
-        _append(con, "run_enterprises", s.panel.with_columns(pl.lit(s.run_id).alias("run_id")))
+        source = f"read_parquet('{_quote(s.results_file)}')" if s.results_file else "results_out"
+        _copy(con, "run_results", f"SELECT * FROM {source}")
+        con.register("_list", s.list.to_arrow())
+        con.register("_rejects", s.inputs.rejects.with_columns(pl.lit(s.run_id).alias("run_id")).to_arrow())
+        _copy(con, "run_list", "SELECT * FROM _list")
+        _copy(con, "run_rejects", "SELECT * FROM _rejects")
+        _copy(con, "run_enterprises",
+              f"SELECT '{s.run_id}' AS run_id, * EXCLUDE (firm_id) FROM firm_panel ORDER BY firm_id")
         con.execute("COMMIT")
     except duckdb.Error as exc:
         try:
@@ -99,7 +101,16 @@ def save_run(s: "Screening", db: Path, record: dict[str, Any]) -> None:
             pass  # the failure happened before the transaction began
         raise StoreError(f"写入数据库 {db} 失败：{exc}") from None
     finally:
-        con.close()
+        for name in ("_list", "_rejects"):
+            try:
+                con.unregister(name)
+            except duckdb.Error:
+                pass
+        con.execute(f"DETACH {ALIAS}")
+
+
+def _quote(path: Path) -> str:
+    return str(path).replace("'", "''")
 
 
 def _json(value: Any) -> str:

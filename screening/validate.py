@@ -1,9 +1,13 @@
 """Type and check every input row; unusable rows go to ``rejects`` with a Chinese reason.
 
-All checks are Polars expressions over whole columns.  A row with several
-problems yields one reject line per problem (each names its column) and counts
-once as a rejected row.  Order: cell checks, then duplicate keys among the rows
-that passed, then enterprises unknown to the registry.
+All checks are Polars expressions over whole columns.  A row with several problems
+yields one reject line per problem (each names its column) and counts once as a
+rejected row.  Order: cell checks, then enterprises unknown to the registry, then
+duplicate keys among the rows left.
+
+The registry (``enterprises``) gets every enterprise a compact ``firm_id``; the other
+tables carry ``firm_id`` instead of the 18-character code, which keeps a province's
+data small in memory and its joins fast.  :meth:`Inputs.frame` adds ``uscc`` back.
 """
 from __future__ import annotations
 
@@ -16,39 +20,56 @@ from .ingest import ROW, RawTable
 from .schema import M2_PER_MU_DEN, M2_PER_MU_NUM, TABLES, YEAR_RANGE, Column, Table
 
 REJECT_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "reason": pl.String, "value": pl.String}
+FIRM_ID = "firm_id"
 
 _DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y.%m.%d", "%Y年%m月%d日")
 _DTYPES = {
     "uscc": pl.String, "text": pl.String, "code4": pl.String, "enum": pl.String,
     "year": pl.Int32, "date": pl.Date, "number": pl.Float64, "integer": pl.Int64,
 }
+_FORMAT_REASON = "统一社会信用代码格式错误（应为18位数字或大写字母，且不含I、O、S、V、Z）"
 
 
 @dataclass
 class Inputs:
-    """Validated, typed tables (canonical names) plus everything that was rejected."""
+    """Validated, typed tables plus everything that was rejected.
+
+    ``tables["enterprises"]`` has ``firm_id`` and ``uscc``; the other tables have ``firm_id``.
+    """
 
     tables: dict[str, pl.DataFrame]
     rejects: pl.DataFrame
     files: dict[str, RawTable] = field(default_factory=dict)
-    #: (uscc, year) whose land is unknown because one of its parcel rows was rejected
+    #: (firm_id, year) whose land is unknown because one of its parcel rows was rejected
     land_incomplete: pl.DataFrame = field(
-        default_factory=lambda: pl.DataFrame(schema={"uscc": pl.String, "year": pl.Int32})
+        default_factory=lambda: pl.DataFrame(schema={FIRM_ID: pl.UInt32, "year": pl.Int32})
     )
+    read_rows: dict[str, int] = field(default_factory=dict)
+    accepted_rows: dict[str, int] = field(default_factory=dict)
+
+    def release_tables(self) -> None:
+        """Drop the validated rows (counts, rejects and file facts stay); frees memory once
+        the rows live in the screening engine."""
+        self.tables = {name: frame.clear() for name, frame in self.tables.items()}
+
+    def frame(self, name: str) -> pl.DataFrame:
+        """A table with ``uscc`` as its first column (for people and notebooks)."""
+        table = self.tables[name]
+        if name == "enterprises":
+            return table.drop(FIRM_ID)
+        ids = self.tables["enterprises"].select(FIRM_ID, "uscc")
+        return table.join(ids, on=FIRM_ID, how="left").select("uscc", pl.exclude("uscc", FIRM_ID))
 
     @property
     def rejected_rows(self) -> int:
         return self.rejects.select(pl.struct("file", "row").n_unique()).item() if self.rejects.height else 0
 
     def row_counts(self) -> dict[str, dict[str, int]]:
-        rej = (
-            self.rejects.group_by("file").agg(pl.col("row").n_unique().alias("n"))
-            if self.rejects.height else pl.DataFrame(schema={"file": pl.String, "n": pl.UInt32})
-        )
+        rej = self.rejects.group_by("file").agg(pl.col("row").n_unique().alias("n"))
         by_file = dict(zip(rej["file"].to_list(), rej["n"].to_list()))
         return {
-            name: {"read": raw.frame.height, "rejected": by_file.get(raw.file, 0),
-                   "accepted": self.tables[name].height}
+            name: {"read": self.read_rows.get(name, 0), "rejected": by_file.get(raw.file, 0),
+                   "accepted": self.accepted_rows.get(name, 0)}
             for name, raw in self.files.items()
         }
 
@@ -66,47 +87,29 @@ def _as_text(col: str, dtype: pl.DataType) -> pl.Expr:
     return pl.when(e == "").then(None).otherwise(e)
 
 
-def _parse(col: Column, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
-    """(typed value, problem) expressions; problem is a Chinese reason or null."""
+def _number(col: Column, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
+    """(value as Float64, cell present but not a finite number)."""
+    if dtype.is_numeric():
+        raw = pl.col(col.name).cast(pl.Float64)
+        number = pl.when(raw.is_finite()).then(raw)
+        return number, raw.is_not_null() & number.is_null()
     text = _as_text(col.name, dtype)
+    number = text.str.replace_all(",", "").cast(pl.Float64, strict=False)
+    number = pl.when(number.is_finite()).then(number)
+    return number, text.is_not_null() & number.is_null()
+
+
+def _parse(col: Column, dtype: pl.DataType, registry: bool) -> tuple[pl.Expr, pl.Expr]:
+    """(typed value, problem) expressions; problem is a Chinese reason or null.
+
+    ``registry``: the uscc column of enterprises, checked in full; elsewhere a uscc is
+    checked by looking it up in the registry (see :func:`_attach_firm_id`).
+    """
     problems: list[tuple[pl.Expr, str | pl.Expr]] = []
     kind = col.kind
-
-    if kind == "uscc":
-        value = text.str.to_uppercase()
-        well_formed = value.str.contains(uscc_mod.PATTERN)
-        expected = uscc_mod.expected_check_expr(value)
-        problems += [
-            (value.is_not_null() & ~well_formed, "统一社会信用代码格式错误（应为18位数字或大写字母，且不含I、O、S、V、Z）"),
-            (value.is_not_null() & well_formed & (value.str.slice(17, 1) != expected),
-             pl.concat_str(pl.lit("统一社会信用代码校验位错误（按GB 32100-2015应为“"), expected, pl.lit("”）"))),
-        ]
-    elif kind == "code4":
-        value = text.str.replace(r"^[Cc]", "")  # a leading 门类 letter C is harmless
-        problems.append((value.is_not_null() & ~value.str.contains(r"^\d{4}$"), "行业代码应为4位数字（GB/T 4754-2017）"))
-    elif kind in ("text", "enum"):
-        value = text
-        if col.name == "grade":
-            value = value.str.to_uppercase().str.replace(r"[类级]$", "")
-        if col.allowed:
-            problems.append((value.is_not_null() & ~value.is_in(col.allowed),
-                             f"{col.zh}只能为：{'、'.join(col.allowed)}"))
-    elif kind == "date":
-        if dtype == pl.Date:
-            value = pl.col(col.name)
-        elif isinstance(dtype, pl.Datetime):
-            value = pl.col(col.name).dt.date()
-        else:
-            head = text.str.replace(r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")
-            value = pl.coalesce([head.str.to_date(fmt, strict=False) for fmt in _DATE_FORMATS])
-        problems.append((text.is_not_null() & value.is_null(), "日期无法识别（应为 YYYY-MM-DD）"))
-    else:  # year, number, integer
-        if dtype.is_numeric():
-            number = pl.col(col.name).cast(pl.Float64)
-        else:
-            number = text.str.replace_all(",", "").cast(pl.Float64, strict=False)
-        number = pl.when(number.is_finite()).then(number)
-        bad_type = text.is_not_null() & number.is_null()
+    if kind in ("year", "number", "integer"):
+        number, bad_type = _number(col, dtype)
+        present = pl.col(col.name).is_not_null() if dtype.is_numeric() else _as_text(col.name, dtype).is_not_null()
         if kind == "number":
             value = number
             problems.append((bad_type, "不是有效的数字"))
@@ -123,36 +126,66 @@ def _parse(col: Column, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
                 problems.append((value.is_not_null() & (value <= col.min), f"{col.zh}必须大于{col.min:g}"))
             else:
                 problems.append((value.is_not_null() & (value < col.min), f"{col.zh}不能为负数"))
+    elif kind == "date":
+        present = pl.col(col.name).is_not_null()
+        if dtype == pl.Date:
+            value = pl.col(col.name)
+        elif isinstance(dtype, pl.Datetime):
+            value = pl.col(col.name).dt.date()
+        else:
+            text = _as_text(col.name, dtype)
+            present = text.is_not_null()
+            head = text.str.replace(r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")
+            value = pl.coalesce([head.str.to_date(fmt, strict=False) for fmt in _DATE_FORMATS])
+        problems.append((present & value.is_null(), "日期无法识别（应为 YYYY-MM-DD）"))
+    elif kind == "uscc" and not registry:
+        # looked up in the registry as written; only codes not found there are normalized
+        # and checked (see _attach_firm_id), which spares millions of string operations
+        value = pl.col(col.name) if dtype == pl.String else pl.col(col.name).cast(pl.String)
+        present = value.is_not_null()
+    else:
+        value = _as_text(col.name, dtype)
+        present = value.is_not_null()
+        if kind == "uscc":
+            value = value.str.to_uppercase()
+            problems.append((present & ~value.str.contains(uscc_mod.PATTERN), _FORMAT_REASON))
+        elif kind == "code4":
+            value = value.str.replace(r"^[Cc]", "")  # a leading 门类 letter C is harmless
+            problems.append((present & ~value.str.contains(r"^\d{4}$"), "行业代码应为4位数字（GB/T 4754-2017）"))
+        elif col.name == "grade":
+            value = value.str.to_uppercase().str.replace(r"[类级]$", "")
+        if col.allowed:
+            problems.append((present & ~value.is_in(col.allowed), f"{col.zh}只能为：{'、'.join(col.allowed)}"))
 
     if col.nonnull:
-        problems.insert(0, (text.is_null(), f"缺少{col.zh}"))
+        problems.insert(0, (~present, f"缺少{col.zh}"))
     problem = pl.lit(None, dtype=pl.String)
-    for cond, reason in reversed(problems):  # first matching problem wins
+    for cond, reason in reversed(problems):  # the first matching problem wins
         problem = pl.when(cond).then(reason if isinstance(reason, pl.Expr) else pl.lit(reason)).otherwise(problem)
     return value.cast(_DTYPES[kind]).alias(col.name), problem.alias(f"_p_{col.name}")
 
 
 # ---------------------------------------------------------------- table checks
 
-def _reject_lines(raw: RawTable, frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+def _reject_lines(raw: RawTable, bad: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
     parts = []
     for name in columns:
-        p = f"_p_{name}"
-        bad = frame.filter(pl.col(p).is_not_null())
-        if bad.height:
-            parts.append(bad.select(
+        rows = bad.filter(pl.col(f"_p_{name}").is_not_null())
+        if rows.height:
+            parts.append(rows.select(
                 pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"),
-                pl.lit(raw.headers.get(name, name)).alias("column"), pl.col(p).alias("reason"),
+                pl.lit(raw.headers.get(name, name)).alias("column"), pl.col(f"_p_{name}").alias("reason"),
                 _as_text(f"_raw_{name}", raw.frame.schema[name]).alias("value"),
             ))
     return pl.concat(parts) if parts else pl.DataFrame(schema=REJECT_SCHEMA)
 
 
 def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Typed rows that passed, reject lines, and the rows that failed (typed, for bookkeeping)."""
+    """Typed rows that passed, reject lines, and the (typed) rows that failed."""
     table: Table = raw.table
+    registry = table.name == "enterprises"
     present = [c for c in table.columns if c.name in raw.frame.columns]
-    exprs = [_parse(c, raw.frame.schema[c.name]) for c in present]
+    exprs = [_parse(c, raw.frame.schema[c.name], registry) for c in present]
     frame = raw.frame.with_columns(
         [pl.col(c.name).alias(f"_raw_{c.name}") for c in present] + [e for pair in exprs for e in pair]
     )
@@ -160,14 +193,35 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
     if table.name == "land":
         frame = _land_area(frame)
         typed += [] if "area_mu" in typed else ["area_mu"]
+    if registry:
+        frame = _check_char(frame)
     problem_cols = [f"_p_{c.name}" for c in present]
     frame = frame.with_columns(pl.any_horizontal(pl.col(problem_cols).is_not_null()).alias("_bad"))
-    rejects = _reject_lines(raw, frame.filter("_bad"), [c.name for c in present])
-    good = frame.filter(~pl.col("_bad")).select(typed)
-    bad = frame.filter("_bad").select(typed)
-    # absent optional columns still exist downstream, as nulls
+    bad_all = frame.filter("_bad")
+    rejects = _reject_lines(raw, bad_all, [c.name for c in present])
+    # filtering copies every column: skip it in the usual case of a clean file
+    good = (frame.filter(~pl.col("_bad")) if bad_all.height else frame).select(typed)
     missing = [pl.lit(None, dtype=_DTYPES[c.kind]).alias(c.name) for c in table.columns if c.name not in typed]
-    return (good.with_columns(missing) if missing else good), rejects, bad
+    return (good.with_columns(missing) if missing else good), rejects, bad_all.select(typed)
+
+
+def _check_char_reasons(frame: pl.DataFrame) -> pl.DataFrame:
+    """(_row, _check): a reason for each well-formed code whose check character is wrong."""
+    ok = frame.filter(pl.col("uscc").is_not_null() & pl.col("uscc").str.contains(uscc_mod.PATTERN))
+    expected = uscc_mod.expected_check_chars(ok["uscc"])
+    return ok.select(ROW, pl.Series("_expected", expected), pl.col("uscc").str.slice(17, 1).alias("_given")).filter(
+        pl.col("_expected") != pl.col("_given")
+    ).select(ROW, pl.format("统一社会信用代码校验位错误（按GB 32100-2015应为“{}”）", "_expected").alias("_check"))
+
+
+def _check_char(frame: pl.DataFrame) -> pl.DataFrame:
+    """Flag registry codes whose GB 32100-2015 check character is wrong."""
+    reasons = _check_char_reasons(frame.filter(pl.col("_p_uscc").is_null()))
+    if not reasons.height:
+        return frame
+    return frame.join(reasons, on=ROW, how="left", maintain_order="left").with_columns(
+        pl.coalesce("_p_uscc", "_check").alias("_p_uscc")
+    ).drop("_check")
 
 
 def _land_area(frame: pl.DataFrame) -> pl.DataFrame:
@@ -177,8 +231,7 @@ def _land_area(frame: pl.DataFrame) -> pl.DataFrame:
     m2 = pl.col("area_m2") if "area_m2" in cols else pl.lit(None, dtype=pl.Float64)
     area_cols = [c for c in ("area_mu", "area_m2") if c in cols]
     no_problem = pl.all_horizontal(pl.col(f"_p_{c}").is_null() for c in area_cols)
-    # report a parcel without any area on the first area column the file has
-    target = f"_p_{area_cols[0]}"
+    target = f"_p_{area_cols[0]}"  # a parcel without any area is reported on the first area column
     return frame.with_columns(
         pl.coalesce(mu, m2 * M2_PER_MU_DEN / M2_PER_MU_NUM).alias("area_mu"),
         pl.when(mu.is_null() & m2.is_null() & no_problem).then(pl.lit("缺少用地面积"))
@@ -186,69 +239,109 @@ def _land_area(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _split_duplicates(raw: RawTable, good: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    key = list(raw.table.key)
-    marked = good.with_columns(
-        pl.int_range(pl.len()).over(key).alias("_occ"), pl.col(ROW).first().over(key).alias("_first")
-    )
-    dups = marked.filter(pl.col("_occ") > 0)
-    key_zh = "、".join(raw.headers.get(k, k) for k in key)
-    lines = dups.select(
-        pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"), pl.lit(key_zh).alias("column"),
-        pl.format("与第{}行主键重复（{}），已保留第{}行", "_first", pl.lit(key_zh), "_first").alias("reason"),
-        pl.concat_str([pl.col(k).cast(pl.String) for k in key], separator="|").alias("value"),
-    )
-    return marked.filter(pl.col("_occ") == 0).drop("_occ", "_first"), lines
-
-
-def _split_unknown(raw: RawTable, good: pl.DataFrame, known: pl.Series, rejected_firms: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
-    is_known = pl.col("uscc").is_in(known.implode())
-    unknown = good.filter(~is_known)
+def _attach_firm_id(raw: RawTable, good: pl.DataFrame, registry: pl.DataFrame,
+                    rejected_codes: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Replace uscc by the registry's firm_id; rows of unknown enterprises become reject lines."""
+    joined = good.join(registry, on="uscc", how="left", maintain_order="left")
+    missed = joined.filter(pl.col(FIRM_ID).is_null())
+    if missed.height:  # second chance for codes written with spaces or in lower case
+        normalized = missed.drop(FIRM_ID).with_columns(
+            _as_text("uscc", pl.String).str.to_uppercase().alias("uscc"))
+        retried = normalized.join(registry, on="uscc", how="left", maintain_order="left")
+        joined = pl.concat([joined.filter(pl.col(FIRM_ID).is_not_null()), retried])
+    unknown = joined.filter(pl.col(FIRM_ID).is_null())
+    unknown = unknown.join(_check_char_reasons(unknown), on=ROW, how="left")
+    code = pl.col("uscc")
     reason = (
-        pl.when(pl.col("uscc").is_in(rejected_firms.implode()))
-        .then(pl.lit("该企业在企业名录中的行已被拒绝，本行无法关联"))
+        pl.when(code.is_null()).then(pl.lit("缺少统一社会信用代码"))
+        .when(~code.str.contains(uscc_mod.PATTERN)).then(pl.lit(_FORMAT_REASON))
+        .when(pl.col("_check").is_not_null()).then(pl.col("_check"))
+        .when(code.is_in(rejected_codes.implode())).then(pl.lit("该企业在企业名录中的行已被拒绝，本行无法关联"))
         .otherwise(pl.lit("企业名录中没有该统一社会信用代码"))
     )
     lines = unknown.select(
         pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"),
-        pl.lit(raw.headers.get("uscc", "uscc")).alias("column"), reason.alias("reason"), pl.col("uscc").alias("value"),
+        pl.lit(raw.headers.get("uscc", "uscc")).alias("column"), reason.alias("reason"), code.alias("value"),
     )
-    return good.filter(is_known), lines
+    known = (joined.filter(pl.col(FIRM_ID).is_not_null()) if unknown.height else joined).drop("uscc")
+    return known.select(FIRM_ID, pl.exclude(FIRM_ID)), lines
 
 
-def validate(files: dict[str, RawTable]) -> Inputs:
+def _split_duplicates(raw: RawTable, good: pl.DataFrame, key: list[str],
+                      codes: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Keep the first row of each key; later rows become reject lines naming the kept row."""
+    first = pl.struct(key).is_first_distinct()
+    dups = good.filter(~first)
+    if not dups.height:
+        return good, pl.DataFrame(schema=REJECT_SCHEMA)
+    firsts = good.filter(first).select(*key, pl.col(ROW).alias("_first"))
+    dups = dups.join(firsts, on=key, how="left")
+    if codes is not None:
+        dups = dups.join(codes, on=FIRM_ID, how="left")
+    key_names = ["uscc" if k == FIRM_ID else k for k in key]
+    key_zh = "、".join(raw.headers.get(k, k) for k in key_names)
+    lines = dups.select(
+        pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"), pl.lit(key_zh).alias("column"),
+        pl.format("与第{}行主键重复（{}），已保留第{}行", "_first", pl.lit(key_zh), "_first").alias("reason"),
+        pl.concat_str([pl.col(k).cast(pl.String) for k in key_names], separator="|").alias("value"),
+    )
+    return good.filter(first), lines
+
+
+def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set[int] | None = None) -> Inputs:
+    """Read and validate every table, one at a time.
+
+    ``keep_raw=False`` drops each file's raw rows as soon as they are checked;
+    ``keep_years`` keeps only those years' rows once validated (every row is still checked
+    and counted), which is all a screening run needs from a province's history.
+    """
     tables: dict[str, pl.DataFrame] = {}
     reject_parts: list[pl.DataFrame] = []
-    land_incomplete = pl.DataFrame(schema={"uscc": pl.String, "year": pl.Int32})
+    land_incomplete = pl.DataFrame(schema={FIRM_ID: pl.UInt32, "year": pl.Int32})
 
-    order = ["enterprises"] + [n for n in TABLES if n != "enterprises"]
-    known = pl.Series("uscc", [], dtype=pl.String)
-    rejected_firms = pl.Series("uscc", [], dtype=pl.String)
-    for name in order:
+    accepted: dict[str, int] = {}
+    registry = pl.DataFrame(schema={"uscc": pl.String, FIRM_ID: pl.UInt32})
+    rejected_codes = pl.Series("uscc", [], dtype=pl.String)
+    for name in ["enterprises"] + [n for n in TABLES if n != "enterprises"]:
         raw = files.get(name)
         if raw is None:
             tables[name] = _empty(TABLES[name])
             continue
+        raw.load()
         good, cell_rejects, bad = _check_cells(raw)
-        good, dup_rejects = _split_duplicates(raw, good)
-        reject_parts += [cell_rejects, dup_rejects]
-        if raw.table.needs_enterprise:
-            good, unknown_rejects = _split_unknown(raw, good, known, rejected_firms)
-            reject_parts.append(unknown_rejects)
+        reject_parts.append(cell_rejects)
+        if name == "enterprises":
+            good, dup_rejects = _split_duplicates(raw, good, ["uscc"], None)
+            good = good.with_row_index(FIRM_ID).drop(ROW)
+            registry = good.select("uscc", FIRM_ID)
+            rejected_codes = bad["uscc"].drop_nulls()
         else:
-            known = good["uscc"]
-            rejected_firms = bad["uscc"].drop_nulls()
-        if name == "land":
+            good, unknown_rejects = _attach_firm_id(raw, good, registry, rejected_codes)
+            key = [FIRM_ID if k == "uscc" else k for k in raw.table.key]
+            good, dup_rejects = _split_duplicates(raw, good, key, registry)
+            reject_parts.append(unknown_rejects)
+            good = good.drop(ROW)
+        reject_parts.append(dup_rejects)
+        if name == "land" and bad.height:
             land_incomplete = (
-                bad.filter(pl.col("uscc").is_not_null() & pl.col("year").is_not_null())
-                .select("uscc", "year").unique().sort("uscc", "year")
+                bad.filter(pl.col("year").is_not_null()).select("uscc", "year")
+                .join(registry, on="uscc", how="inner").select(FIRM_ID, "year").unique().sort(FIRM_ID, "year")
             )
-        tables[name] = good.drop(ROW)
+        accepted[name] = good.height
+        if keep_years is not None and "year" in good.columns:
+            good = good.filter(pl.col("year").is_in(sorted(keep_years)))
+        tables[name] = good
+        if not keep_raw:
+            raw.release()
 
     rejects = pl.concat(reject_parts) if reject_parts else pl.DataFrame(schema=REJECT_SCHEMA)
     rejects = rejects.with_columns(pl.col("row").cast(pl.Int64)).sort("file", "row", "column")
-    return Inputs(tables, rejects, files, land_incomplete)
+    return Inputs(tables, rejects, files, land_incomplete, {n: raw.rows for n, raw in files.items()}, accepted)
 
 
 def _empty(table: Table) -> pl.DataFrame:
-    return pl.DataFrame(schema={c.name: _DTYPES[c.kind] for c in table.columns})
+    columns = {c.name: _DTYPES[c.kind] for c in table.columns}
+    if table.name == "enterprises":
+        return pl.DataFrame(schema={FIRM_ID: pl.UInt32, **columns})
+    columns.pop("uscc")
+    return pl.DataFrame(schema={FIRM_ID: pl.UInt32, **columns})

@@ -161,8 +161,9 @@ def run_case(case: Case, default_rule: str, tmp: Path) -> list[str]:
     alias = Aliases()
     write_inputs(build_tables(case, alias), tmp / "data")
     rules = ruleset_with_limits(case.energy_limits, tmp)
-    s = screen(tmp / "data", case.year, rules, case.set)
-    by_key = {(r["uscc"], r["rule_id"]): r for r in s.results.iter_rows(named=True)}
+    with screen(tmp / "data", case.year, rules, case.set) as s:
+        results, listed = s.results, set(s.list["uscc"].to_list())
+    by_key = {(r["uscc"], r["rule_id"]): r for r in results.iter_rows(named=True)}
     problems: list[str] = []
     for exp in case.expected:
         rule = exp.rule or default_rule
@@ -188,7 +189,6 @@ def run_case(case: Case, default_rule: str, tmp: Path) -> list[str]:
             if text not in (got["reason"] or ""):
                 problems.append(f"{where}: reason {got['reason']!r} lacks {text!r}")
     if case.listed is not None:
-        listed = set(s.list["uscc"].to_list())
         want = {alias(a) for a in case.listed}
         if listed != want:
             inverse = {v: k for k, v in alias.codes.items()}

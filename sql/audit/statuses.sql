@@ -2,27 +2,50 @@
 --  * every (enterprise, enabled rule) has exactly one result row;
 --  * its status is one of hit / pass / insufficient_data / not_applicable;
 --  * a numeric rule's hit carries both its value and its threshold.
-WITH expected AS (
-    SELECT p.uscc, r.rule_id
-    FROM firm_panel p
-    CROSS JOIN (SELECT unnest($rule_ids) AS rule_id) r
+-- The per-rule counts are checked first (cheap); the row-level comparison runs only
+-- for a rule whose counts are off, to name the offending rows.
+WITH enterprises AS (
+    SELECT count(*) AS n FROM firm_panel
+),
+per_rule AS (
+    SELECT r.rule_id,
+           count(*) AS n,
+           count(DISTINCT firm_id) AS firms,
+           count(*) FILTER (WHERE status IN ('hit', 'pass', 'insufficient_data', 'not_applicable')) AS valid,
+           count(*) FILTER (WHERE firm_id NOT IN (SELECT firm_id FROM firm_panel)) AS strangers
+    FROM results r
+    GROUP BY r.rule_id
+),
+expected_rules AS (
+    SELECT unnest($rule_ids) AS rule_id
+),
+suspect AS (
+    SELECT e.rule_id
+    FROM expected_rules e
+    LEFT JOIN per_rule p USING (rule_id)
+    CROSS JOIN enterprises t
+    WHERE p.rule_id IS NULL OR p.n <> t.n OR p.firms <> t.n OR p.valid <> t.n OR p.strangers > 0
+),
+expected AS (
+    SELECT p.firm_id, s.rule_id FROM firm_panel p CROSS JOIN suspect s
 ),
 counted AS (
-    SELECT uscc, rule_id, count(*) AS n,
+    SELECT firm_id, rule_id, count(*) AS n,
            count(*) FILTER (WHERE status IN ('hit', 'pass', 'insufficient_data', 'not_applicable')) AS valid
     FROM results
-    GROUP BY uscc, rule_id
+    WHERE rule_id IN (SELECT rule_id FROM suspect)
+    GROUP BY firm_id, rule_id
 )
-SELECT coalesce(e.uscc, c.uscc) AS uscc, coalesce(e.rule_id, c.rule_id) AS rule_id,
-       CASE WHEN c.uscc IS NULL THEN 'missing'
-            WHEN e.uscc IS NULL THEN 'unexpected'
+SELECT coalesce(e.firm_id, c.firm_id) AS firm_id, coalesce(e.rule_id, c.rule_id) AS rule_id,
+       CASE WHEN c.firm_id IS NULL THEN 'missing'
+            WHEN e.firm_id IS NULL THEN 'unexpected'
             WHEN c.n > 1 THEN 'duplicate'
             ELSE 'invalid_status' END AS problem
 FROM expected e
-FULL JOIN counted c ON c.uscc = e.uscc AND c.rule_id = e.rule_id
-WHERE c.uscc IS NULL OR e.uscc IS NULL OR c.n <> 1 OR c.valid <> 1
+FULL JOIN counted c ON c.firm_id = e.firm_id AND c.rule_id = e.rule_id
+WHERE c.firm_id IS NULL OR e.firm_id IS NULL OR c.n <> 1 OR c.valid <> 1
 UNION ALL
-SELECT uscc, rule_id, 'hit_without_evidence' AS problem
+SELECT firm_id, rule_id, 'hit_without_evidence' AS problem
 FROM results
 WHERE status = 'hit'
   AND rule_id <> 'below_scale_consecutive_c_grade'

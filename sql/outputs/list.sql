@@ -1,17 +1,17 @@
 -- The 整治企业清单: one row per enterprise with at least one hit.
 -- $rule_order lists each rule id to its position in the rule set, so reasons read in rule order.
 WITH hits AS (
-    SELECT r.uscc, r.rule_id, r.reason, list_position($rule_order, r.rule_id) AS ord
+    SELECT r.firm_id, r.rule_id, r.reason, list_position($rule_order, r.rule_id) AS ord
     FROM results_explained r
     WHERE r.status = 'hit'
 ),
 per_firm AS (
-    SELECT uscc,
+    SELECT firm_id,
            list_sort(list(rule_id)) AS hit_rules,
            string_agg(rule_id, ';' ORDER BY rule_id) AS rule_ids,
            string_agg(reason, '' ORDER BY ord) AS reasons
     FROM hits
-    GROUP BY uscc
+    GROUP BY firm_id
 )
 SELECT
     p.uscc, p.name, p.township, p.industry_code, p.industry_name,
@@ -25,5 +25,5 @@ SELECT
     p.all_leased_last,
     h.hit_rules
 FROM per_firm h
-JOIN firm_panel p USING (uscc)
+JOIN firm_panel p USING (firm_id)
 ORDER BY p.township, p.uscc

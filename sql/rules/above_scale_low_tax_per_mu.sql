@@ -3,9 +3,9 @@
 -- firm-years of g in Y-2 and Y-1 with a tax value and land > 0 (scale by each year's own
 -- report). Fewer than $min_group_size distinct firms in g → the same ratio over all of them.
 WITH contributions AS (
-    SELECT fy.uscc, p.division, fy.tax_paid, fy.land_mu
+    SELECT fy.firm_id, p.division, fy.tax_paid, fy.land_mu
     FROM firm_year fy
-    JOIN firm_panel p USING (uscc)
+    JOIN firm_panel p USING (firm_id)
     WHERE fy.year IN ($year_prev, $year_last)
       AND fy.scale = '规上'
       AND p.division BETWEEN $division_min AND $division_max
@@ -13,12 +13,12 @@ WITH contributions AS (
       AND fy.land_mu > 0
 ),
 division_average AS (
-    SELECT division, sum(tax_paid) / sum(land_mu) AS average, count(DISTINCT uscc) AS firms
+    SELECT division, sum(tax_paid) / sum(land_mu) AS average, count(DISTINCT firm_id) AS firms
     FROM contributions
     GROUP BY division
 ),
 overall_average AS (
-    SELECT sum(tax_paid) / sum(land_mu) AS average, count(DISTINCT uscc) AS firms
+    SELECT sum(tax_paid) / sum(land_mu) AS average, count(DISTINCT firm_id) AS firms
     FROM contributions
 ),
 judged AS (
@@ -33,7 +33,7 @@ judged AS (
     CROSS JOIN overall_average oa
 )
 SELECT
-    uscc,
+    firm_id,
     'above_scale_low_tax_per_mu' AS rule_id,
     CASE
         WHEN scope_code <> 'in_scope' THEN scope_code

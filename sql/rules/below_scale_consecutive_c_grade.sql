@@ -1,6 +1,6 @@
 -- Rule 2: 规下 firms with land ≥ $min_land_mu in Y-1 graded in $grades in both Y-2 and Y-1.
 SELECT
-    uscc,
+    firm_id,
     'below_scale_consecutive_c_grade' AS rule_id,
     CASE
         WHEN scope_code <> 'in_scope' THEN scope_code

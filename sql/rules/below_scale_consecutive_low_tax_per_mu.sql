@@ -1,7 +1,7 @@
 -- Rule 3: 规下 firms with land ≥ $min_land_mu in Y-1 whose 亩均税收 is below $threshold
 -- in both Y-2 and Y-1. value = the higher of the two years (both are below iff it is).
 SELECT
-    uscc,
+    firm_id,
     'below_scale_consecutive_low_tax_per_mu' AS rule_id,
     CASE
         WHEN scope_code <> 'in_scope' THEN scope_code

@@ -10,7 +10,7 @@ WITH in_force AS (
       AND (effective_to IS NULL OR effective_to >= $limit_date)
 ),
 measured AS (
-    SELECT pe.uscc, pe.product, pe.unit_consumption, l."limit", l.standard,
+    SELECT pe.firm_id, pe.product, pe.unit_consumption, l."limit", l.standard,
            strictly_above(pe.unit_consumption, l."limit", $eps) AS exceeded,
            (pe.unit_consumption - l."limit") / nullif(abs(l."limit"), 0) AS excess,
            coalesce(l.product_name, pe.product) || '（' || pe.product || '）单位产品能耗'
@@ -21,7 +21,7 @@ measured AS (
     WHERE pe.year = $year_last
 ),
 per_firm AS (
-    SELECT uscc,
+    SELECT firm_id,
            bool_or(exceeded) AS any_exceeded,
            arg_max(unit_consumption, coalesce(excess, unit_consumption - "limit")) AS worst_value,
            arg_max("limit", coalesce(excess, unit_consumption - "limit")) AS worst_limit,
@@ -30,12 +30,12 @@ per_firm AS (
            string_agg(line, '；' ORDER BY product) FILTER (WHERE exceeded) AS exceeded_lines,
            string_agg(line, '；' ORDER BY product) AS all_lines
     FROM measured
-    GROUP BY uscc
+    GROUP BY firm_id
 )
 SELECT
-    p.uscc,
+    p.firm_id,
     'energy_limit_exceeded' AS rule_id,
-    CASE WHEN f.uscc IS NULL THEN 'no_limited_product'
+    CASE WHEN f.firm_id IS NULL THEN 'no_limited_product'
          WHEN f.any_exceeded THEN 'hit'
          ELSE 'pass' END AS reason_code,
     f.worst_value AS value,
@@ -51,4 +51,4 @@ SELECT
     CASE WHEN f.any_exceeded THEN f.exceeded_lines ELSE f.all_lines END AS detail,
     CAST($year_last AS VARCHAR) AS years
 FROM firm_panel p
-LEFT JOIN per_firm f USING (uscc)
+LEFT JOIN per_firm f USING (firm_id)

@@ -1,4 +1,4 @@
--- firm_panel: grain (uscc), every registered enterprise, with the list year's two data
+-- firm_panel: grain (firm_id), every registered enterprise, with the list year's two data
 -- years side by side (prev = Y-2, last = Y-1) and the scope shared by rules 1-3.
 -- scope_code: 'in_scope' or the reason code for why rules 1-3 cannot judge the firm.
 CREATE OR REPLACE TABLE firm_panel AS
@@ -7,7 +7,7 @@ WITH firm AS (
     FROM in_enterprises e
 )
 SELECT
-    f.uscc, f.name, f.township, f.industry_code, f.division, d.name AS industry_name, f.established,
+    f.firm_id, f.uscc, f.name, f.township, f.industry_code, f.division, d.name AS industry_name, f.established,
     p.scale AS scale_prev, l.scale AS scale_last,
     p.tax_paid AS tax_prev, l.tax_paid AS tax_last,
     p.land_mu AS land_prev, l.land_mu AS land_last,
@@ -23,6 +23,6 @@ SELECT
         ELSE 'in_scope'
     END AS scope_code
 FROM firm f
-LEFT JOIN firm_year p ON p.uscc = f.uscc AND p.year = $year_prev
-LEFT JOIN firm_year l ON l.uscc = f.uscc AND l.year = $year_last
+LEFT JOIN firm_year p ON p.firm_id = f.firm_id AND p.year = $year_prev
+LEFT JOIN firm_year l ON l.firm_id = f.firm_id AND l.year = $year_last
 LEFT JOIN ref_divisions d ON d.division = f.division;
