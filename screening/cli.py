@@ -61,20 +61,23 @@ def run(
 
 
 def _write_outputs(s, out: Path, db: Path) -> None:
-    """Excel (pure Python) in a thread while DuckDB and Polars write the rest and store the run."""
+    """Excel (pure Python) and the database copy run in threads beside the DuckDB file writers."""
     from . import outputs, store
 
     out.mkdir(parents=True, exist_ok=True)
-    s.status_counts(), s.enterprises  # computed once here, read by both threads
+    s.status_counts(), s.enterprises  # computed once here, read by all threads
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool:
         excel = pool.submit(_timed_write, outputs.write_excel, s, out)
-        for name, write in (("list", outputs.write_list), ("results", outputs.write_results),
-                            ("rejects", outputs.write_rejects)):
-            s.timings[f"写出 {name}"] = _timed_write(write, s, out)
+        s.timings["写出 list"] = _timed_write(outputs.write_list, s, out)
+        s.timings["写出 rejects"] = _timed_write(outputs.write_rejects, s, out)
         t1 = time.perf_counter()
-        store.save_run(s, db, outputs.run_record(s, outputs.planned_outputs(s, out)))
-        s.timings["保存到数据库"] = round(time.perf_counter() - t1, 3)
+        outputs.write_results_parquet(s, out)  # the database copy reads this file
+        record = outputs.run_record(s, outputs.planned_outputs(s, out))
+        saved = pool.submit(_timed_write, lambda s_, _out: store.save_run(s_, db, record), s, out)
+        outputs.write_results_csv(s, out)
+        s.timings["写出 results"] = round(time.perf_counter() - t1, 3)
+        s.timings["保存到数据库"] = saved.result()
         s.timings["写出 Excel"] = excel.result()
     s.timings["写出合计"] = round(time.perf_counter() - t0, 3)
 

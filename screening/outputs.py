@@ -35,12 +35,22 @@ def write_list(s: "Screening", out: Path) -> list[Path]:
 
 def write_results(s: "Screening", out: Path) -> list[Path]:
     """Straight from DuckDB (no round trip through Python): the table can have millions of rows."""
-    csv, parquet = out / "results.csv", out / "results.parquet"
+    return [write_results_parquet(s, out), write_results_csv(s, out)]
+
+
+def write_results_parquet(s: "Screening", out: Path) -> Path:
     # reasons are rendered once, while streaming into Parquet; the CSV and the database copy read that file
+    parquet = out / "results.parquet"
     s.engine.copy_to("results_out", parquet, "(FORMAT parquet, COMPRESSION zstd)")
     s.results_file = parquet
-    s.engine.copy_to(f"read_parquet('{_sql_path(parquet)}')", csv, "(FORMAT csv, HEADER)")
-    return [csv, parquet]
+    return parquet
+
+
+def write_results_csv(s: "Screening", out: Path) -> Path:
+    csv = out / "results.csv"
+    source = f"read_parquet('{_sql_path(s.results_file)}')" if s.results_file else "results_out"
+    s.engine.copy_to(source, csv, "(FORMAT csv, HEADER)")
+    return csv
 
 
 def _sql_path(path: Path) -> str:

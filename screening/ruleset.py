@@ -47,6 +47,7 @@ class Source(_Strict):
 class Cite(_Strict):
     source: str
     clause: str
+    heading: str | None = None  # the clause's own title, shown in the full citation
     quote: str | None = None
     note: str | None = None
 
@@ -164,8 +165,9 @@ class RuleSet:
         src = self.meta.sources[cite.source]
         doc = f"{src.doc_no} " if src.doc_no else ""
         if short and src.short_title:
-            return f"{doc}{src.short_title} {cite.clause}"
-        return f"{doc}{src.issuer}《{src.title}》{cite.clause}（{src.published.isoformat()}）"
+            return f"{doc}《{src.short_title}》{cite.clause}"
+        heading = f"（{cite.heading}）" if cite.heading else ""
+        return f"{doc}{src.issuer}《{src.title}》{cite.clause}{heading}，{src.published.isoformat()}"
 
     def apply_overrides(self, assignments: list[str]) -> None:
         """Apply ``RULE_ID.NAME=VALUE`` strings; unknown names or bad values raise RuleSetError."""

@@ -65,7 +65,8 @@ def _copy(con: duckdb.DuckDBPyConnection, table: str, select_sql: str) -> None:
 
 
 def save_run(s: "Screening", db: Path, record: dict[str, Any]) -> None:
-    con = s.engine.con
+    """Store the run; safe to call from another thread than the one writing files."""
+    con = s.engine.con.cursor()
     try:
         con.execute(f"ATTACH '{_quote(db)}' AS {ALIAS}")
     except duckdb.Error as exc:
@@ -107,6 +108,7 @@ def save_run(s: "Screening", db: Path, record: dict[str, Any]) -> None:
             except duckdb.Error:
                 pass
         con.execute(f"DETACH {ALIAS}")
+        con.close()
 
 
 def _quote(path: Path) -> str:

@@ -87,45 +87,44 @@ def _as_text(col: str, dtype: pl.DataType) -> pl.Expr:
     return pl.when(e == "").then(None).otherwise(e)
 
 
-def _number(col: Column, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
-    """(value as Float64, cell present but not a finite number)."""
+def _number(col: Column, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """(value as Float64, cell present, present but not a finite number)."""
     if dtype.is_numeric():
-        raw = pl.col(col.name).cast(pl.Float64)
-        number = pl.when(raw.is_finite()).then(raw)
-        return number, raw.is_not_null() & number.is_null()
+        value = pl.col(col.name).cast(pl.Float64)  # no copy when already Float64
+        present = value.is_not_null()
+        return value, present, present & ~value.is_finite()
     text = _as_text(col.name, dtype)
-    number = text.str.replace_all(",", "").cast(pl.Float64, strict=False)
-    number = pl.when(number.is_finite()).then(number)
-    return number, text.is_not_null() & number.is_null()
+    value = text.str.replace_all(",", "").cast(pl.Float64, strict=False)
+    return value, text.is_not_null(), text.is_not_null() & (value.is_null() | ~value.is_finite())
 
 
-def _parse(col: Column, dtype: pl.DataType, registry: bool) -> tuple[pl.Expr, pl.Expr]:
-    """(typed value, problem) expressions; problem is a Chinese reason or null.
+Problem = tuple[pl.Expr, "str | pl.Expr"]
+
+
+def _parse(col: Column, dtype: pl.DataType, registry: bool) -> tuple[pl.Expr, list[Problem]]:
+    """The typed value and the column's problems as (condition, Chinese reason), first match wins.
 
     ``registry``: the uscc column of enterprises, checked in full; elsewhere a uscc is
     checked by looking it up in the registry (see :func:`_attach_firm_id`).
     """
-    problems: list[tuple[pl.Expr, str | pl.Expr]] = []
+    problems: list[Problem] = []
     kind = col.kind
     if kind in ("year", "number", "integer"):
-        number, bad_type = _number(col, dtype)
-        present = pl.col(col.name).is_not_null() if dtype.is_numeric() else _as_text(col.name, dtype).is_not_null()
+        value, present, bad_type = _number(col, dtype)
         if kind == "number":
-            value = number
             problems.append((bad_type, "不是有效的数字"))
         else:
-            whole = number == number.round(0)
-            value = pl.when(whole).then(number).cast(_DTYPES[kind])
+            whole = value == value.round(0)
             label = "年份" if kind == "year" else col.zh
-            problems.append((bad_type | (number.is_not_null() & ~whole), f"{label}应为整数"))
+            problems.append((bad_type | (present & ~whole), f"{label}应为整数"))
             if kind == "year":
                 lo, hi = YEAR_RANGE
-                problems.append((value.is_not_null() & ~value.is_between(lo, hi), f"年份超出合理范围（{lo}—{hi}）"))
+                problems.append((present & ~value.is_between(lo, hi), f"年份超出合理范围（{lo}—{hi}）"))
         if col.min is not None:
             if col.min_exclusive:
-                problems.append((value.is_not_null() & (value <= col.min), f"{col.zh}必须大于{col.min:g}"))
+                problems.append((present & (value <= col.min), f"{col.zh}必须大于{col.min:g}"))
             else:
-                problems.append((value.is_not_null() & (value < col.min), f"{col.zh}不能为负数"))
+                problems.append((present & (value < col.min), f"{col.zh}不能为负数"))
     elif kind == "date":
         present = pl.col(col.name).is_not_null()
         if dtype == pl.Date:
@@ -150,59 +149,116 @@ def _parse(col: Column, dtype: pl.DataType, registry: bool) -> tuple[pl.Expr, pl
             value = value.str.to_uppercase()
             problems.append((present & ~value.str.contains(uscc_mod.PATTERN), _FORMAT_REASON))
         elif kind == "code4":
-            value = value.str.replace(r"^[Cc]", "")  # a leading 门类 letter C is harmless
+            value = value.str.strip_prefix("C").str.strip_prefix("c")  # a leading 门类 letter C is harmless
             problems.append((present & ~value.str.contains(r"^\d{4}$"), "行业代码应为4位数字（GB/T 4754-2017）"))
         elif col.name == "grade":
-            value = value.str.to_uppercase().str.replace(r"[类级]$", "")
+            value = value.str.to_uppercase().str.strip_suffix("类").str.strip_suffix("级")
         if col.allowed:
             problems.append((present & ~value.is_in(col.allowed), f"{col.zh}只能为：{'、'.join(col.allowed)}"))
-
     if col.nonnull:
         problems.insert(0, (~present, f"缺少{col.zh}"))
-    problem = pl.lit(None, dtype=pl.String)
+    return value.cast(_DTYPES[kind]).alias(col.name), problems
+
+
+def _reason(problems: list[Problem]) -> pl.Expr:
+    out = pl.lit(None, dtype=pl.String)
     for cond, reason in reversed(problems):  # the first matching problem wins
-        problem = pl.when(cond).then(reason if isinstance(reason, pl.Expr) else pl.lit(reason)).otherwise(problem)
-    return value.cast(_DTYPES[kind]).alias(col.name), problem.alias(f"_p_{col.name}")
+        out = pl.when(cond).then(reason if isinstance(reason, pl.Expr) else pl.lit(reason)).otherwise(out)
+    return out
+
+
+def _flag(problems: list[Problem]) -> pl.Expr:
+    return pl.any_horizontal(cond for cond, _ in problems) if problems else pl.lit(False)
 
 
 # ---------------------------------------------------------------- table checks
 
-def _reject_lines(raw: RawTable, bad: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+def _land_problems(cols: list[str], parsed: dict[str, list[Problem]]) -> None:
+    """A parcel needs an area in 亩 or in m²; report its absence on the first area column the file has."""
+    area_cols = [c for c in ("area_mu", "area_m2") if c in cols]
+    missing = pl.all_horizontal(pl.col(c).is_null() for c in area_cols)
+    parsed[area_cols[0]].append((missing, "缺少用地面积"))
+
+
+def _land_area(good: pl.DataFrame) -> pl.DataFrame:
+    """One area in 亩 per parcel: area_mu where given, else area_m2 converted (1 亩 = 2000/3 m²)."""
+    if "area_m2" not in good.columns:
+        return good
+    converted = pl.col("area_m2") * M2_PER_MU_DEN / M2_PER_MU_NUM
+    mu = pl.coalesce("area_mu", converted) if "area_mu" in good.columns else converted
+    return good.with_columns(mu.alias("area_mu"))
+
+
+def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Typed rows that passed, reject lines, and the (typed) rows that failed.
+
+    Problems are first computed as one boolean per row; reason strings are built only
+    for the few rows that fail, so a clean province-size file costs little extra memory.
+    """
+    table: Table = raw.table
+    registry = table.name == "enterprises"
+    frame = raw.frame
+    present = [c for c in table.columns if c.name in frame.columns]
+    values: dict[str, pl.Expr] = {}
+    parsed: dict[str, list[Problem]] = {}
+    for c in present:
+        values[c.name], parsed[c.name] = _parse(c, frame.schema[c.name], registry)
+    if table.name == "land":
+        _land_problems(frame.columns, parsed)
+    # values and problem conditions are expressions over the raw columns
+    typed = frame.select(ROW, *values.values())
+    conds = [_flag(parsed[n]) for n in parsed]
+    bad_mask = frame.select(pl.any_horizontal(conds).alias("_bad"))["_bad"] if conds else None
+    if registry:
+        bad_mask = _with_check_char(typed, bad_mask)
+    if bad_mask is None or not bad_mask.any():
+        good = typed
+        rejects = pl.DataFrame(schema=REJECT_SCHEMA)
+        bad = typed.clear()
+    else:
+        bad_raw = frame.filter(bad_mask)
+        rejects = _reject_lines(raw, bad_raw, parsed, registry)
+        good, bad = typed.filter(~bad_mask), typed.filter(bad_mask)
+    if table.name == "land":
+        good, bad = _land_area(good), _land_area(bad)
+    missing = [pl.lit(None, dtype=_DTYPES[c.kind]).alias(c.name) for c in table.columns if c.name not in good.columns]
+    return (good.with_columns(missing) if missing else good), rejects, bad
+
+
+def _with_check_char(typed: pl.DataFrame, bad_mask: pl.Series | None) -> pl.Series:
+    """Add registry rows whose well-formed code has a wrong GB 32100-2015 check character."""
+    codes = typed["uscc"]
+    well_formed = codes.is_not_null() & codes.str.contains(uscc_mod.PATTERN)
+    wrong = pl.repeat(False, typed.height, eager=True).alias("_bad") if bad_mask is None else bad_mask.clone()
+    idx = well_formed.arg_true()
+    if idx.len():
+        expected = uscc_mod.expected_check_chars(codes.gather(idx))
+        mismatch = (expected != codes.gather(idx).str.slice(17, 1)).arg_true()
+        wrong = wrong.scatter(idx.gather(mismatch), True)
+    return wrong
+
+
+def _reject_lines(raw: RawTable, bad_raw: pl.DataFrame, parsed: dict[str, list[Problem]],
+                  registry: bool) -> pl.DataFrame:
+    """One line per (row, column) problem, for the failing rows only."""
+    reasons = {n: _reason(p) for n, p in parsed.items()}
+    if registry:
+        codes = _as_text("uscc", raw.frame.schema["uscc"]).str.to_uppercase().alias("uscc")
+        expected = _check_char_reasons(bad_raw.select(ROW, codes))
+        bad_raw = bad_raw.join(expected, on=ROW, how="left", maintain_order="left")
+        reasons["uscc"] = pl.coalesce(reasons["uscc"], pl.col("_check"))
     parts = []
-    for name in columns:
-        rows = bad.filter(pl.col(f"_p_{name}").is_not_null())
+    problems = bad_raw.select(ROW, *(r.alias(f"_p_{n}") for n, r in reasons.items()),
+                              *(_as_text(n, raw.frame.schema[n]).alias(f"_v_{n}") for n in reasons))
+    for name in reasons:
+        rows = problems.filter(pl.col(f"_p_{name}").is_not_null())
         if rows.height:
             parts.append(rows.select(
                 pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"),
                 pl.lit(raw.headers.get(name, name)).alias("column"), pl.col(f"_p_{name}").alias("reason"),
-                _as_text(f"_raw_{name}", raw.frame.schema[name]).alias("value"),
+                pl.col(f"_v_{name}").alias("value"),
             ))
     return pl.concat(parts) if parts else pl.DataFrame(schema=REJECT_SCHEMA)
-
-
-def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Typed rows that passed, reject lines, and the (typed) rows that failed."""
-    table: Table = raw.table
-    registry = table.name == "enterprises"
-    present = [c for c in table.columns if c.name in raw.frame.columns]
-    exprs = [_parse(c, raw.frame.schema[c.name], registry) for c in present]
-    frame = raw.frame.with_columns(
-        [pl.col(c.name).alias(f"_raw_{c.name}") for c in present] + [e for pair in exprs for e in pair]
-    )
-    typed = [ROW] + [c.name for c in present]
-    if table.name == "land":
-        frame = _land_area(frame)
-        typed += [] if "area_mu" in typed else ["area_mu"]
-    if registry:
-        frame = _check_char(frame)
-    problem_cols = [f"_p_{c.name}" for c in present]
-    frame = frame.with_columns(pl.any_horizontal(pl.col(problem_cols).is_not_null()).alias("_bad"))
-    bad_all = frame.filter("_bad")
-    rejects = _reject_lines(raw, bad_all, [c.name for c in present])
-    # filtering copies every column: skip it in the usual case of a clean file
-    good = (frame.filter(~pl.col("_bad")) if bad_all.height else frame).select(typed)
-    missing = [pl.lit(None, dtype=_DTYPES[c.kind]).alias(c.name) for c in table.columns if c.name not in typed]
-    return (good.with_columns(missing) if missing else good), rejects, bad_all.select(typed)
 
 
 def _check_char_reasons(frame: pl.DataFrame) -> pl.DataFrame:
@@ -214,41 +270,21 @@ def _check_char_reasons(frame: pl.DataFrame) -> pl.DataFrame:
     ).select(ROW, pl.format("统一社会信用代码校验位错误（按GB 32100-2015应为“{}”）", "_expected").alias("_check"))
 
 
-def _check_char(frame: pl.DataFrame) -> pl.DataFrame:
-    """Flag registry codes whose GB 32100-2015 check character is wrong."""
-    reasons = _check_char_reasons(frame.filter(pl.col("_p_uscc").is_null()))
-    if not reasons.height:
-        return frame
-    return frame.join(reasons, on=ROW, how="left", maintain_order="left").with_columns(
-        pl.coalesce("_p_uscc", "_check").alias("_p_uscc")
-    ).drop("_check")
-
-
-def _land_area(frame: pl.DataFrame) -> pl.DataFrame:
-    """One area in 亩 per parcel: area_mu where given, else area_m2 converted (1 亩 = 2000/3 m²)."""
-    cols = frame.columns
-    mu = pl.col("area_mu") if "area_mu" in cols else pl.lit(None, dtype=pl.Float64)
-    m2 = pl.col("area_m2") if "area_m2" in cols else pl.lit(None, dtype=pl.Float64)
-    area_cols = [c for c in ("area_mu", "area_m2") if c in cols]
-    no_problem = pl.all_horizontal(pl.col(f"_p_{c}").is_null() for c in area_cols)
-    target = f"_p_{area_cols[0]}"  # a parcel without any area is reported on the first area column
-    return frame.with_columns(
-        pl.coalesce(mu, m2 * M2_PER_MU_DEN / M2_PER_MU_NUM).alias("area_mu"),
-        pl.when(mu.is_null() & m2.is_null() & no_problem).then(pl.lit("缺少用地面积"))
-        .otherwise(pl.col(target)).alias(target),
-    )
-
-
 def _attach_firm_id(raw: RawTable, good: pl.DataFrame, registry: pl.DataFrame,
                     rejected_codes: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Replace uscc by the registry's firm_id; rows of unknown enterprises become reject lines."""
-    joined = good.join(registry, on="uscc", how="left", maintain_order="left")
-    missed = joined.filter(pl.col(FIRM_ID).is_null())
-    if missed.height:  # second chance for codes written with spaces or in lower case
-        normalized = missed.drop(FIRM_ID).with_columns(
-            _as_text("uscc", pl.String).str.to_uppercase().alias("uscc"))
-        retried = normalized.join(registry, on="uscc", how="left", maintain_order="left")
-        joined = pl.concat([joined.filter(pl.col(FIRM_ID).is_not_null()), retried])
+    """Replace uscc by the registry's firm_id; rows of unknown enterprises become reject lines.
+
+    A lookup column rather than a join: only the firm_id column is new, the table's
+    other columns are not copied.
+    """
+    lookup = pl.col("uscc").replace_strict(registry["uscc"], registry[FIRM_ID], default=None, return_dtype=pl.UInt32)
+    joined = good.with_columns(lookup.alias(FIRM_ID))
+    missed = joined[FIRM_ID].is_null()
+    if missed.any():  # second chance for codes written with spaces or in lower case
+        retried = joined.filter(missed).with_columns(
+            _as_text("uscc", pl.String).str.to_uppercase().alias("uscc")
+        ).with_columns(lookup.alias(FIRM_ID))
+        joined = pl.concat([joined.filter(~missed), retried])
     unknown = joined.filter(pl.col(FIRM_ID).is_null())
     unknown = unknown.join(_check_char_reasons(unknown), on=ROW, how="left")
     code = pl.col("uscc")
@@ -269,12 +305,21 @@ def _attach_firm_id(raw: RawTable, good: pl.DataFrame, registry: pl.DataFrame,
 
 def _split_duplicates(raw: RawTable, good: pl.DataFrame, key: list[str],
                       codes: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Keep the first row of each key; later rows become reject lines naming the kept row."""
-    first = pl.struct(key).is_first_distinct()
-    dups = good.filter(~first)
-    if not dups.height:
+    """Keep the first row of each key; later rows become reject lines naming the kept row.
+
+    Keys are first compared by a 64-bit hash (cheap on millions of rows); only rows
+    whose hash repeats are compared exactly.
+    """
+    hashes = good.select(pl.struct(key).hash(seed=0).alias("_h"))["_h"]
+    candidates = hashes.is_duplicated()
+    if not candidates.any():
         return good, pl.DataFrame(schema=REJECT_SCHEMA)
-    firsts = good.filter(first).select(*key, pl.col(ROW).alias("_first"))
+    subset = good.filter(candidates)
+    first = pl.struct(key).is_first_distinct()
+    dups = subset.filter(~first)
+    if not dups.height:  # hash collisions only
+        return good, pl.DataFrame(schema=REJECT_SCHEMA)
+    firsts = subset.filter(first).select(*key, pl.col(ROW).alias("_first"))
     dups = dups.join(firsts, on=key, how="left")
     if codes is not None:
         dups = dups.join(codes, on=FIRM_ID, how="left")
@@ -285,7 +330,7 @@ def _split_duplicates(raw: RawTable, good: pl.DataFrame, key: list[str],
         pl.format("与第{}行主键重复（{}），已保留第{}行", "_first", pl.lit(key_zh), "_first").alias("reason"),
         pl.concat_str([pl.col(k).cast(pl.String) for k in key_names], separator="|").alias("value"),
     )
-    return good.filter(first), lines
+    return good.filter(~pl.col(ROW).is_in(dups[ROW].implode())), lines
 
 
 def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set[int] | None = None) -> Inputs:

@@ -1,4 +1,5 @@
--- firm_year: grain (firm_id, year), every year present in any input table.
+-- firm_year: grain (firm_id, year), every year present in any input table, with the
+-- figures the rules and the list use (the full inputs stay in the in_* tables).
 -- Land is the sum of the year's parcels, own and leased alike; a firm-year with a
 -- rejected parcel row has unknown land (NULL), since its total would be understated.
 CREATE OR REPLACE TABLE firm_year AS
@@ -21,14 +22,14 @@ keys AS (
 )
 SELECT
     k.firm_id, k.year,
-    s.scale, s.revenue, s.value_added, s.employees, s.rd_expense, s.emissions,
+    s.scale,
     t.tax_paid,
     CASE WHEN li.firm_id IS NULL THEN l.land_mu END AS land_mu,
     li.firm_id IS NOT NULL AS land_incomplete,
     l.parcels, l.leased_mu, l.all_leased,
     t.tax_paid / CASE WHEN li.firm_id IS NULL THEN l.land_mu END AS tax_per_mu,
     g.energy_tce, g.electricity,
-    v.grade, v.score
+    v.grade
 FROM keys k
 LEFT JOIN in_stats s USING (firm_id, year)
 LEFT JOIN in_tax t USING (firm_id, year)
