@@ -133,6 +133,29 @@ def synth(
     out_console.print(f"已写入 {out.resolve()}，用时 {time.perf_counter() - t:.1f} 秒")
 
 
+@app.command()
+def lint(
+    rules: Annotated[Optional[Path], typer.Option("--rules", help="规则集目录（默认：rules/yueqing-2022）")] = None,
+) -> None:
+    """检查规则集：引用、参数、说明模板，以及规则 SQL 中不得出现阈值数字。"""
+    from .lint import lint_ruleset, review_warnings
+    from .paths import default_ruleset
+    from .ruleset import load_ruleset
+
+    try:
+        rs = load_ruleset(rules or default_ruleset())
+    except ScreeningError as exc:
+        _fail(exc)
+    problems = lint_ruleset(rs)
+    for w in review_warnings(rs):
+        out_console.print(f"[yellow]提示：{w}[/]")
+    for p in problems:
+        err_console.print(f"[red]问题：[/]{p}", highlight=False)
+    if problems:
+        raise typer.Exit(1)
+    out_console.print(f"规则集 {rs.meta.id}（版本 {rs.meta.version}）检查通过：{len(rs.meta.rules)} 条规则。")
+
+
 def main() -> None:
     """Console entry point: unexpected errors become one line unless SCREENING_DEBUG is set."""
     try:

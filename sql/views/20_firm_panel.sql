@@ -3,7 +3,7 @@
 -- scope_code: 'in_scope' or the reason code for why rules 1-3 cannot judge the firm.
 CREATE OR REPLACE TABLE firm_panel AS
 WITH firm AS (
-    SELECT e.*, TRY_CAST(left(e.industry_code, 2) AS INTEGER) AS division
+    SELECT e.*, TRY_CAST(left(e.industry_code, 2) AS INTEGER) AS division  -- lint: structural number (大类 = first 2 digits)
     FROM in_enterprises e
 )
 SELECT

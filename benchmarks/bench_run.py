@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark of ``screening run`` on a province-size synthetic dataset.
+
+    .venv/bin/python benchmarks/bench_run.py                 # 1,000,000 firms × 2019-2021
+    .venv/bin/python benchmarks/bench_run.py --firms 200000 --repeat 3
+
+Generates the data once with ``screening synth --format parquet`` (kept in
+benchmarks/data/, git-ignored), then times ``screening run`` in a fresh process per
+repetition: wall time, peak RSS of that process, and the per-stage timings the run
+records in run.json.  Targets (issue 2): whole run < 20 s and < 2 GB peak RSS on the
+2-core machine; the rule stage alone a few seconds.  Run on demand, not in CI.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+
+
+def _screening() -> str:
+    exe = BIN / "screening"
+    return str(exe) if exe.exists() else shutil.which("screening") or "screening"
+
+
+def generate(firms: int, seed: int, data: Path) -> float:
+    if (data / "enterprises.parquet").exists():
+        return 0.0
+    t = time.perf_counter()
+    subprocess.run([_screening(), "synth", "--firms", str(firms), "--seed", str(seed), "--out", str(data),
+                    "--format", "parquet", "--first-year", "2019", "--last-year", "2021", "--clean"], check=True)
+    return time.perf_counter() - t
+
+
+_WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    "sys.exit(rc)\n"
+)
+
+
+def run_once(data: Path, out: Path) -> dict:
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    cmd = [_screening(), "run", "--data", str(data), "--year", "2022", "--out", str(out),
+           "--db", str(out / "bench.duckdb")]
+    # a fresh wrapper process per run, so that its children's peak RSS is this run's alone
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _WRAPPER, *cmd], capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        sys.exit(f"screening run failed ({proc.returncode}):\n{proc.stderr}")
+    peak_kb = int(proc.stdout.strip().splitlines()[-1])
+    record = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    return {"wall_s": round(wall, 2), "peak_rss_mb": round(peak_kb / 1024),
+            "stages_s": record["timings_s"], "listed": record["listed"], "enterprises": record["enterprises"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--firms", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=1)
+    args = ap.parse_args()
+
+    data = HERE / "data" / f"firms{args.firms}-seed{args.seed}"
+    gen = generate(args.firms, args.seed, data)
+    runs = [run_once(data, HERE / "out" / f"run{i}") for i in range(args.repeat)]
+    stages = {k: statistics.median(r["stages_s"].get(k, 0.0) for r in runs) for k in runs[0]["stages_s"]}
+    report = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "firms": args.firms, "years": "2019-2021", "generate_s": round(gen, 1),
+        "input_rows": {p.stem: _rows(p) for p in sorted(data.glob("*.parquet"))},
+        "wall_s_median": statistics.median(r["wall_s"] for r in runs),
+        "peak_rss_mb_max": max(r["peak_rss_mb"] for r in runs),
+        "stages_s_median": stages, "listed": runs[0]["listed"], "runs": runs,
+    }
+    (HERE / "out").mkdir(exist_ok=True)
+    (HERE / "out" / "bench.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+    print(f"{args.firms:,} 家企业 × 3 年：总用时中位数 {report['wall_s_median']} s，峰值内存 {report['peak_rss_mb_max']} MB，"
+          f"清单 {report['listed']:,} 家（{args.repeat} 次运行，{os.cpu_count()} 核）")
+    for stage, seconds in stages.items():
+        print(f"  {stage:<12} {seconds:7.2f} s")
+
+
+def _rows(path: Path) -> int:
+    import polars as pl
+
+    return pl.scan_parquet(path).select(pl.len()).collect().item()
+
+
+if __name__ == "__main__":
+    main()
