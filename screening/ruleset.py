@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -223,8 +224,14 @@ LIMIT_COLUMNS = ("product", "product_name", "standard", "unit", "limit", "effect
 
 
 def load_energy_limits(path: Path) -> pl.DataFrame:
+    """The limits table.  Staff edit it in Excel, so a GBK or BOM save and dates written
+    2022/11/1 are accepted like in the input files."""
+    from .ingest import _decode_csv
+    from .validate import parse_dates
+
     try:
-        raw = pl.read_csv(path, infer_schema=False, encoding="utf8")
+        data, _ = _decode_csv(path.read_bytes(), path)
+        raw = pl.read_csv(io.BytesIO(data), infer_schema=False)
     except FileNotFoundError:
         raise RuleSetError(f"规则集缺少文件：{path}") from None
     except Exception as exc:
@@ -233,21 +240,23 @@ def load_energy_limits(path: Path) -> pl.DataFrame:
     missing = [c for c in LIMIT_COLUMNS if c not in raw.columns]
     if missing:
         raise RuleSetError(f"{path}：缺少列 {'、'.join(missing)}")
+    text = {c: pl.col(c).str.strip_chars() for c in ("effective_from", "effective_to")}
     typed = raw.with_row_index("_row", offset=2).with_columns(
         pl.col("product").str.strip_chars(),
         pl.col("limit").str.strip_chars().cast(pl.Float64, strict=False).alias("limit"),
-        pl.col("effective_from").str.strip_chars().str.to_date("%Y-%m-%d", strict=False),
-        pl.col("effective_to").str.strip_chars().str.to_date("%Y-%m-%d", strict=False),
+        parse_dates(text["effective_from"]).alias("effective_from"),
+        parse_dates(text["effective_to"]).alias("effective_to"),
+        (text["effective_to"].fill_null("") != "").alias("_has_to"),
     )
     bad = typed.filter(
         pl.col("product").is_null() | pl.col("limit").is_null() | pl.col("effective_from").is_null()
-        | (raw["effective_to"].str.strip_chars().fill_null("") != "") & pl.col("effective_to").is_null()
+        | (pl.col("_has_to") & pl.col("effective_to").is_null())
         | (pl.col("effective_to") < pl.col("effective_from"))
     )
     if bad.height:
         rows = "、".join(str(r) for r in bad["_row"].to_list()[:10])
-        raise RuleSetError(f"{path}：第 {rows} 行无效（product、limit、effective_from 必填，日期格式 YYYY-MM-DD，失效日期不早于生效日期）")
-    return typed.drop("_row")
+        raise RuleSetError(f"{path}：第 {rows} 行无效（product、limit、effective_from 必填，日期如 2022-11-01，失效日期不早于生效日期）")
+    return typed.drop("_row", "_has_to")
 
 
 def load_ruleset(directory: Path) -> RuleSet:

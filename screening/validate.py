@@ -134,8 +134,7 @@ def _parse(col: Column, dtype: pl.DataType, registry: bool) -> tuple[pl.Expr, li
         else:
             text = _as_text(col.name, dtype)
             present = text.is_not_null()
-            head = text.str.replace(r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")
-            value = pl.coalesce([head.str.to_date(fmt, strict=False) for fmt in _DATE_FORMATS])
+            value = parse_dates(text)
         problems.append((present & value.is_null(), "日期无法识别（应为 YYYY-MM-DD）"))
     elif kind == "uscc" and not registry:
         # looked up in the registry as written; only codes not found there are normalized
@@ -158,6 +157,13 @@ def _parse(col: Column, dtype: pl.DataType, registry: bool) -> tuple[pl.Expr, li
     if col.nonnull:
         problems.insert(0, (~present, f"缺少{col.zh}"))
     return value.cast(_DTYPES[kind]).alias(col.name), problems
+
+
+def parse_dates(text: pl.Expr) -> pl.Expr:
+    """Dates as bureau files write them: 2022-11-01, 2022/11/1, 20221101, 2022年11月1日;
+    a time of day (Excel exports one) is ignored.  Unparseable → null."""
+    head = text.str.replace(r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")
+    return pl.coalesce([head.str.to_date(fmt, strict=False) for fmt in _DATE_FORMATS])
 
 
 def _reason(problems: list[Problem]) -> pl.Expr:
