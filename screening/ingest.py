@@ -127,6 +127,12 @@ def _first_line(exc: Exception) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
+def _blank(column: str, dtype: pl.DataType) -> pl.Expr:
+    if dtype == pl.String:
+        return pl.col(column).is_null() | (pl.col(column).str.strip_chars() == "")
+    return pl.col(column).is_null()
+
+
 def read_table(path: Path, table: Table) -> RawTable:
     try:
         raw = path.read_bytes()
@@ -142,6 +148,10 @@ def read_table(path: Path, table: Table) -> RawTable:
         frame = _read_parquet(path)
 
     lookup = _header_lookup(table)
+    for header in frame.columns:  # Polars renames a repeated header to NAME_duplicated_N
+        m = re.fullmatch(r"(.+)_duplicated_\d+", header)
+        if m and lookup.get(_normalize_header(m.group(1))):
+            raise InputError(f"{path.name}：列“{m.group(1).strip()}”出现了不止一次，请删除多余的列")
     renames: dict[str, str] = {}
     headers: dict[str, str] = {}
     ignored: list[str] = []
@@ -164,6 +174,10 @@ def read_table(path: Path, table: Table) -> RawTable:
 
     frame = frame.select(renames.keys()).rename(renames)
     frame = frame.with_row_index(ROW, offset=2).with_columns(pl.col(ROW).cast(pl.Int64))
+    # a blank line (or a row of empty cells) is not a record; row numbers stay as the file counts them
+    empty = frame.select(pl.all_horizontal(_blank(c, frame.schema[c]) for c in renames.values()).alias("e"))["e"]
+    if empty.any():
+        frame = frame.filter(~empty)
     return RawTable(table, path, frame, headers, hashlib.sha256(raw).hexdigest(), encoding, ignored, frame.height)
 
 

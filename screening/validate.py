@@ -290,7 +290,7 @@ def _attach_firm_id(raw: RawTable, good: pl.DataFrame, registry: pl.DataFrame,
         retried = joined.filter(missed).with_columns(
             _as_text("uscc", pl.String).str.to_uppercase().alias("uscc")
         ).with_columns(lookup.alias(FIRM_ID))
-        joined = pl.concat([joined.filter(~missed), retried])
+        joined = pl.concat([joined.filter(~missed), retried]).sort(ROW)  # file order decides duplicates
     unknown = joined.filter(pl.col(FIRM_ID).is_null())
     unknown = unknown.join(_check_char_reasons(unknown), on=ROW, how="left")
     code = pl.col("uscc")
@@ -375,7 +375,8 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
         reject_parts.append(dup_rejects)
         if name == "land" and bad.height:
             land_incomplete = (
-                bad.filter(pl.col("year").is_not_null()).select("uscc", "year")
+                bad.filter(pl.col("year").is_not_null())
+                .select(_as_text("uscc", pl.String).str.to_uppercase().alias("uscc"), "year")
                 .join(registry, on="uscc", how="inner").select(FIRM_ID, "year").unique().sort(FIRM_ID, "year")
             )
         accepted[name] = good.height
