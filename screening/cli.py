@@ -45,23 +45,28 @@ def run(
 
     started = time.perf_counter()
     try:
+        # a live progress line on a terminal; nothing in logs and pipes, where it is noise
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                      console=err_console, transient=not err_console.is_terminal) as progress:
+                      console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
             task = progress.add_task("准备", total=None)
             s = screen(data, year, rules, set_ or [], progress=lambda stage: progress.update(task, description=stage),
                        keep_tables=False)
             with s:
                 progress.update(task, description="写出文件与保存运行记录")
-                _write_outputs(s, out, db)
+                store_error = _write_outputs(s, out, db)
                 s.timings["总计"] = round(time.perf_counter() - started, 3)
-                outputs.write_run_json(s, out, outputs.planned_outputs(s, out))
+                outputs.write_run_json(s, out, outputs.planned_outputs(s, out), stored=store_error is None)
+                if store_error is not None:
+                    raise store_error  # the files are complete; only the database copy failed
                 _summary(s, out, db, time.perf_counter() - started)
     except ScreeningError as exc:
         _fail(exc)
 
 
-def _write_outputs(s, out: Path, db: Path) -> None:
-    """Excel (pure Python) and the database copy run in threads beside the DuckDB file writers."""
+def _write_outputs(s, out: Path, db: Path) -> ScreeningError | None:
+    """Excel (pure Python) and the database copy run in threads beside the DuckDB file writers.
+
+    Returns the database error, if any, so that the caller still writes run.json."""
     from . import outputs, store
 
     out.mkdir(parents=True, exist_ok=True)
@@ -77,9 +82,14 @@ def _write_outputs(s, out: Path, db: Path) -> None:
         saved = pool.submit(_timed_write, lambda s_, _out: store.save_run(s_, db, record), s, out)
         outputs.write_results_csv(s, out)
         s.timings["写出 results"] = round(time.perf_counter() - t1, 3)
-        s.timings["保存到数据库"] = saved.result()
+        store_error = None
+        try:
+            s.timings["保存到数据库"] = saved.result()
+        except ScreeningError as exc:
+            store_error = exc
         s.timings["写出 Excel"] = excel.result()
     s.timings["写出合计"] = round(time.perf_counter() - t0, 3)
+    return store_error
 
 
 def _timed_write(write, s, out: Path) -> float:

@@ -109,7 +109,8 @@ def run_record(s: "Screening", outputs: dict[str, Any] | None = None) -> dict[st
     }
 
 
-def write_run_json(s: "Screening", out: Path, outputs: dict[str, Any]) -> Path:
+def write_run_json(s: "Screening", out: Path, outputs: dict[str, Any], stored: bool = True) -> Path:
     path = out / "run.json"
-    path.write_text(json.dumps(run_record(s, outputs), ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    record = {**run_record(s, outputs), "stored_in_database": stored}
+    path.write_text(json.dumps(record, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     return path

@@ -208,7 +208,10 @@ def _load_yaml(path: Path) -> Any:
     except FileNotFoundError:
         raise RuleSetError(f"规则集缺少文件：{path}") from None
     except yaml.YAMLError as exc:
-        raise RuleSetError(f"{path}：YAML 格式错误（{exc}）") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f"第 {mark.line + 1} 行第 {mark.column + 1} 列" if mark else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise RuleSetError(f"{path}：YAML 格式错误，{where}{problem}") from None
 
 
 def _model(cls: type[BaseModel], path: Path) -> Any:
