@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import polars as pl
 import pytest
+
+from cli_helpers import cli
 
 pytestmark = pytest.mark.e2e
 
@@ -48,16 +48,6 @@ SAMPLE_FIRMS = 6000
 
 # ----------------------------------------------------------------------------- helpers
 
-def _command() -> list[str]:
-    script = Path(sys.executable).parent / "screening"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "screening"]
-
-
-def cli(*args: object, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "SCREENING_DEBUG"}
-    env["PYTHONIOENCODING"] = "utf-8"
-    return subprocess.run([*_command(), *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          encoding="utf-8", env=env, timeout=timeout)
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:

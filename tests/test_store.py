@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+
+from cli_helpers import cli
 
 pytestmark = pytest.mark.e2e
 
@@ -26,16 +27,6 @@ SAMPLE_FIRMS = 6000
 SAMPLE_BAD_ROWS = 11
 
 
-def _command() -> list[str]:
-    script = Path(sys.executable).parent / "screening"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "screening"]
-
-
-def cli(*args: object, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "SCREENING_DEBUG"}
-    env["PYTHONIOENCODING"] = "utf-8"
-    return subprocess.run([*_command(), *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          encoding="utf-8", env=env, timeout=timeout)
 
 
 def sha256(path: Path) -> str:

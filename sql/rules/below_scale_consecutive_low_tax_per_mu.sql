@@ -24,9 +24,6 @@ SELECT
     tax_per_mu_last AS value_last,
     NULL::VARCHAR AS value_text,
     NULL::VARCHAR AS threshold_text,
-    CASE
-        WHEN tax_prev IS NULL OR tax_last IS NULL THEN missing_years(tax_prev, tax_last, $year_prev, $year_last)
-        WHEN land_prev IS NULL OR land_last IS NULL THEN missing_years(land_prev, land_last, $year_prev, $year_last)
-    END AS detail,
+    missing_tax_or_land(tax_prev, tax_last, land_prev, land_last, $year_prev, $year_last) AS detail,
     concat_ws(',', $year_prev, $year_last) AS years
 FROM firm_panel

@@ -19,3 +19,9 @@ END;
 CREATE OR REPLACE MACRO missing_years(v_prev, v_last, y_prev, y_last) AS concat_ws('、',
     CASE WHEN v_prev IS NULL THEN CAST(y_prev AS VARCHAR) END,
     CASE WHEN v_last IS NULL THEN CAST(y_last AS VARCHAR) END);
+
+-- Which years lack tax (checked first) or land, for a rule that needs both in both years.
+CREATE OR REPLACE MACRO missing_tax_or_land(tax_prev, tax_last, land_prev, land_last, y_prev, y_last) AS CASE
+    WHEN tax_prev IS NULL OR tax_last IS NULL THEN missing_years(tax_prev, tax_last, y_prev, y_last)
+    WHEN land_prev IS NULL OR land_last IS NULL THEN missing_years(land_prev, land_last, y_prev, y_last)
+END;
