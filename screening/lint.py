@@ -45,7 +45,7 @@ def lint_ruleset(rs: RuleSet) -> list[str]:
         if literals:
             problems.append(f"sql/rules/{rid}.sql：含有数字常量 {literals}，阈值应写在规则集参数中")
         used = set(param_names(sql))
-        declared = set(rule.parameters)
+        declared = {n for n, p in rule.parameters.items() if p.applies_in == "sql"}
         unknown = used - declared - ENGINE_PARAMS
         if unknown:
             problems.append(f"sql/rules/{rid}.sql：使用了未声明的参数 {sorted(unknown)}")
@@ -78,8 +78,8 @@ def review_warnings(rs: RuleSet, today: dt.date | None = None) -> list[str]:
 #: fields a message template may name: result evidence and firm_panel columns
 _TEMPLATE_COLUMNS = (
     "value", "threshold", "industry_avg", "industry_group", "industry_group_name", "group_firms", "value_prev",
-    "value_last", "value_text", "threshold_text", "detail", "years",
+    "value_last", "value_text", "threshold_text", "detail", "years", "value_prev_text", "value_last_text", "source",
     "uscc", "name", "township", "industry_code", "division", "industry_name", "established", "scale_prev",
     "scale_last", "tax_prev", "tax_last", "land_prev", "land_last", "tax_per_mu_prev", "tax_per_mu_last",
-    "grade_prev", "grade_last", "energy_last", "all_leased_last", "parcels_last", "scope_code",
+    "grade_prev", "grade_last", "computed_grade_prev", "computed_grade_last", "energy_last", "all_leased_last", "parcels_last", "scope_code",
 )

@@ -54,11 +54,13 @@ class Cite(_Strict):
 
 
 class Parameter(_Strict):
-    type: Literal["float", "int", "list"]
+    type: Literal["float", "int", "list", "choice", "text"]
     value: Any
     unit: str | None = None
     description: str
     allowed: list[str] | None = None
+    #: "sql": bound into the rule's SQL; "engine": read by the Python pipeline (e.g. a method name)
+    applies_in: Literal["sql", "engine"] = "sql"
     cite: Cite
 
     @model_validator(mode="after")
@@ -124,6 +126,13 @@ class RuleSetFile(_Strict):
 def coerce(param: Parameter, value: Any, what: str) -> Any:
     """Convert a YAML value or a ``--set`` string to the parameter's type, or raise ValueError."""
     try:
+        if param.type in ("choice", "text"):
+            text = str(value).strip()
+            if not text:
+                raise ValueError("不能为空")
+            if param.type == "choice" and param.allowed and text not in param.allowed:
+                raise ValueError(f"应为 {'、'.join(param.allowed)} 之一")
+            return text
         if param.type == "list":
             items = value.split(",") if isinstance(value, str) else list(value)
             items = [str(i).strip().upper() for i in items if str(i).strip()]
@@ -169,6 +178,11 @@ class RuleSet:
             return f"{doc}《{src.short_title}》{cite.clause}"
         heading = f"（{cite.heading}）" if cite.heading else ""
         return f"{doc}{src.issuer}《{src.title}》{cite.clause}{heading}，{src.published.isoformat()}"
+
+    def sql_params(self, rule_id: str) -> dict[str, Any]:
+        """The parameters bound into a rule's SQL (engine-side ones are not)."""
+        rule = self.rules[rule_id]
+        return {n: v for n, v in self.params[rule_id].items() if rule.parameters[n].applies_in == "sql"}
 
     def apply_overrides(self, assignments: list[str]) -> None:
         """Apply ``RULE_ID.NAME=VALUE`` strings; unknown names or bad values raise RuleSetError."""

@@ -111,8 +111,22 @@ def _timed(timings: dict[str, float], stage: str, progress: Progress | None) -> 
     timings[stage] = round(time.perf_counter() - start, 3)
 
 
+GRADE_RULE = "below_scale_consecutive_c_grade"
+
+
+def grade_method(ruleset: RuleSet):
+    """The evaluation method rule 2 computes grades with, or None when it uses official grades only."""
+    if GRADE_RULE not in ruleset.enabled or ruleset.params[GRADE_RULE]["grade_source"] == "official":
+        return None
+    from .evaluation_method import load_method
+
+    return load_method(ruleset.params[GRADE_RULE]["grade_method"])
+
+
 def needed_tables(ruleset: RuleSet) -> set[str]:
-    return {"enterprises", *(t for rid in ruleset.enabled for t in RULE_TABLES[rid])}
+    tables = {"enterprises", *(t for rid in ruleset.enabled for t in RULE_TABLES[rid])}
+    method = grade_method(ruleset)
+    return tables | method.needed_tables() if method else tables
 
 
 def default_list_year(inputs: Inputs) -> int:
@@ -172,7 +186,7 @@ def screen(
             for name, sql in read_sql_files("views"):
                 engine.execute(f"views/{name}", sql, base)
             # firm_year and firm_panel now hold everything the rules read from these
-            for name in ("stats", "tax", "land", "energy", "evaluations", "land_incomplete"):
+            for name in ("stats", "tax", "land", "energy", "evaluations", "land_incomplete", "computed_grades"):
                 engine.con.unregister(f"in_{name}")
             if not keep_tables:
                 inputs.release_tables()
@@ -180,7 +194,7 @@ def screen(
             engine.execute("results", _enum_types(rs) + RESULTS_DDL, {})
             for rid in rs.enabled:
                 rule_sql = sql_text(f"rules/{rid}.sql")
-                engine.insert("results", rid, _with_status(rule_sql), {**base, **rs.params[rid]})
+                engine.insert("results", rid, _with_status(rule_sql), {**base, **rs.sql_params(rid)})
         with _timed(timings, "审计", progress):
             audit = engine.query("audit/statuses.sql", sql_text("audit/statuses.sql"), {"rule_ids": rs.enabled})
             if audit.height:
@@ -206,7 +220,8 @@ CREATE OR REPLACE TABLE results (
     firm_id UINTEGER, rule_id rule_id_t, status status_t, reason_code reason_code_t,
     value DOUBLE, threshold DOUBLE, industry_avg DOUBLE, industry_group VARCHAR,
     industry_group_name VARCHAR, group_firms BIGINT, value_prev DOUBLE, value_last DOUBLE,
-    value_text VARCHAR, threshold_text VARCHAR, detail VARCHAR, years VARCHAR
+    value_text VARCHAR, threshold_text VARCHAR, detail VARCHAR, years VARCHAR,
+    value_prev_text VARCHAR, value_last_text VARCHAR, source VARCHAR
 )
 """
 
@@ -244,9 +259,20 @@ def _load(engine: Engine, inputs: Inputs, rs: RuleSet, list_year: int) -> None:
         if "year" in frame.columns:
             frame = frame.filter(pl.col("year").is_in(years))
         engine.attach_frame(f"in_{name}", frame)
+    engine.attach_frame("in_computed_grades", _computed_grades(inputs, rs, years))
     engine.attach_frame("in_land_incomplete", inputs.land_incomplete.filter(pl.col("year").is_in(years)))
     engine.load("energy_limits", rs.energy_limits)
     engine.load("ref_divisions", pl.read_csv(REFERENCE_DIVISIONS, schema_overrides={"division": pl.Int32}))
+
+
+def _computed_grades(inputs: Inputs, rs: RuleSet, years: list[int]) -> pl.DataFrame:
+    """Grades the engine computes itself for rule 2 (grade_source computed / official_else_computed)."""
+    method = grade_method(rs)
+    if method is None:
+        return pl.DataFrame(schema={"firm_id": pl.UInt32, "year": pl.Int32, "grade": pl.String})
+    from .evaluation import evaluation_grades
+
+    return evaluation_grades(inputs, years, method).select("firm_id", "year", "grade")
 
 
 def _base_params(rs: RuleSet, list_year: int) -> dict[str, Any]:
@@ -278,6 +304,7 @@ def _template_constants(rs: RuleSet, list_year: int) -> dict[str, dict[str, Any]
 _RESULT_COLUMNS = (
     "value", "threshold", "industry_avg", "industry_group", "industry_group_name", "group_firms",
     "value_prev", "value_last", "value_text", "threshold_text", "detail", "years",
+    "value_prev_text", "value_last_text", "source",
 )
 
 
@@ -304,7 +331,7 @@ def _results_view(engine: Engine, rs: RuleSet, list_year: int, run_id: str) -> N
         SELECT r.firm_id, {int(list_year)} AS list_year, p.uscc, r.rule_id::VARCHAR AS rule_id, i.rule_title,
                r.status::VARCHAR AS status, r.value, r.threshold, r.industry_avg, r.industry_group,
                r.industry_group_name, r.group_firms, r.value_prev, r.value_last, r.value_text, r.threshold_text,
-               r.years, r.reason_code::VARCHAR AS reason_code,
+               r.years, r.value_prev_text, r.value_last_text, r.source, r.reason_code::VARCHAR AS reason_code,
                {case} AS reason, r.detail, i.citation, '{quoted_run}' AS run_id
         FROM results r
         JOIN firm_panel p USING (firm_id)

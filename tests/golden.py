@@ -56,6 +56,7 @@ class Expect(_Strict):
     value_prev: float | None = None
     value_last: float | None = None
     value_text: str | None = None
+    source: str | None = None
     reason_contains: list[str] = Field(default_factory=list)
     #: fields that must be empty (None) in the result
     empty: list[str] = Field(default_factory=list)
@@ -174,7 +175,7 @@ def run_case(case: Case, default_rule: str, tmp: Path) -> list[str]:
         where = f"{exp.firm}/{rule}"
         if got["status"] != exp.status:
             problems.append(f"{where}: status {got['status']} ({got['reason_code']}: {got['reason']}), expected {exp.status}")
-        for fld in ("reason_code", "industry_group", "group_firms", "value_text"):
+        for fld in ("reason_code", "industry_group", "group_firms", "value_text", "source"):
             want = getattr(exp, fld)
             if want is not None and got[fld] != want:
                 problems.append(f"{where}: {fld} {got[fld]!r}, expected {want!r}")

@@ -34,7 +34,8 @@ def test_shipped_ruleset_loads_with_contract_defaults():
     assert rs.meta.id == "yueqing-2022"
     assert rs.enabled == list(RULE_IDS)
     assert rs.params["above_scale_low_tax_per_mu"] == {"ratio": 0.10, "min_group_size": 5}
-    assert rs.params["below_scale_consecutive_c_grade"] == {"grades": ["C", "D"], "min_land_mu": 3.0}
+    assert rs.params["below_scale_consecutive_c_grade"] == {
+        "grades": ["C", "D"], "min_land_mu": 3.0, "grade_source": "official", "grade_method": "yueqing-default"}
     assert rs.params["below_scale_consecutive_low_tax_per_mu"] == {"threshold": 10.0, "min_land_mu": 3.0}
     assert rs.params["energy_limit_exceeded"] == {}
     assert {k: v.value for k, v in rs.meta.targets.items()} == {"firms": 150, "land_mu": 300, "energy_tce": 5000}
@@ -70,8 +71,9 @@ def test_lint_template_columns_exist_in_the_panel():
 
     with screen(None, 2022) as s:
         panel = set(s.engine.query("cols", "SELECT * FROM firm_panel LIMIT 0", {}).columns)
-    result_cols = {"value", "threshold", "industry_avg", "industry_group", "industry_group_name", "group_firms",
-                   "value_prev", "value_last", "value_text", "threshold_text", "detail", "years"}
+    from screening.screen import _RESULT_COLUMNS
+
+    result_cols = set(_RESULT_COLUMNS)
     assert set(_TEMPLATE_COLUMNS) <= panel | result_cols
 
 

@@ -56,5 +56,8 @@ SELECT
     NULL::VARCHAR AS value_text,
     NULL::VARCHAR AS threshold_text,
     missing_tax_or_land(tax_prev, tax_last, land_prev, land_last, $year_prev, $year_last) AS detail,
-    concat_ws(',', $year_prev, $year_last) AS years
+    concat_ws(',', $year_prev, $year_last) AS years,
+    NULL::VARCHAR AS value_prev_text,
+    NULL::VARCHAR AS value_last_text,
+    NULL::VARCHAR AS source
 FROM judged

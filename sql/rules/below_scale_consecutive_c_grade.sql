@@ -1,4 +1,14 @@
 -- Rule 2: 规下 firms with land ≥ $min_land_mu in Y-1 graded in $grades in both Y-2 and Y-1.
+-- $grade_source picks the grades: the official evaluations, grades computed by the engine
+-- (computed_grade_*), or the official grade falling back to the computed one.
+WITH graded AS (
+    SELECT *,
+           CASE $grade_source WHEN 'official' THEN grade_prev WHEN 'computed' THEN computed_grade_prev
+                ELSE coalesce(grade_prev, computed_grade_prev) END AS g_prev,
+           CASE $grade_source WHEN 'official' THEN grade_last WHEN 'computed' THEN computed_grade_last
+                ELSE coalesce(grade_last, computed_grade_last) END AS g_last
+    FROM firm_panel
+)
 SELECT
     firm_id,
     'below_scale_consecutive_c_grade' AS rule_id,
@@ -7,8 +17,8 @@ SELECT
         WHEN scale_last <> '规下' THEN 'above_scale'
         WHEN land_last IS NULL THEN 'land_missing'
         WHEN strictly_below(land_last, $min_land_mu, $eps) THEN 'small_land'
-        WHEN grade_prev IS NULL OR grade_last IS NULL THEN 'grade_missing'
-        WHEN list_contains($grades, grade_prev) AND list_contains($grades, grade_last) THEN 'hit'
+        WHEN g_prev IS NULL OR g_last IS NULL THEN 'grade_missing'
+        WHEN list_contains($grades, g_prev) AND list_contains($grades, g_last) THEN 'hit'
         ELSE 'pass'
     END AS reason_code,
     NULL::DOUBLE AS value,
@@ -19,9 +29,12 @@ SELECT
     NULL::BIGINT AS group_firms,
     NULL::DOUBLE AS value_prev,
     NULL::DOUBLE AS value_last,
-    concat_ws(',', coalesce(grade_prev, ''), coalesce(grade_last, '')) AS value_text,
+    concat_ws(',', coalesce(g_prev, ''), coalesce(g_last, '')) AS value_text,
     array_to_string($grades, ',') AS threshold_text,
-    CASE WHEN grade_prev IS NULL OR grade_last IS NULL
-         THEN missing_years(grade_prev, grade_last, $year_prev, $year_last) END AS detail,
-    concat_ws(',', $year_prev, $year_last) AS years
-FROM firm_panel
+    CASE WHEN g_prev IS NULL OR g_last IS NULL THEN missing_years(g_prev, g_last, $year_prev, $year_last) END AS detail,
+    concat_ws(',', $year_prev, $year_last) AS years,
+    g_prev AS value_prev_text,
+    g_last AS value_last_text,
+    concat_ws(',', grade_source_of(g_prev, grade_prev, $grade_source), grade_source_of(g_last, grade_last, $grade_source))
+        AS source
+FROM graded

@@ -49,6 +49,9 @@ SELECT
     NULL::VARCHAR AS value_text,
     f.worst_standard AS threshold_text,
     CASE WHEN f.any_exceeded THEN f.exceeded_lines ELSE f.all_lines END AS detail,
-    CAST($year_last AS VARCHAR) AS years
+    CAST($year_last AS VARCHAR) AS years,
+    NULL::VARCHAR AS value_prev_text,
+    NULL::VARCHAR AS value_last_text,
+    NULL::VARCHAR AS source
 FROM firm_panel p
 LEFT JOIN per_firm f USING (firm_id)

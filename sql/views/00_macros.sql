@@ -25,3 +25,10 @@ CREATE OR REPLACE MACRO missing_tax_or_land(tax_prev, tax_last, land_prev, land_
     WHEN tax_prev IS NULL OR tax_last IS NULL THEN missing_years(tax_prev, tax_last, y_prev, y_last)
     WHEN land_prev IS NULL OR land_last IS NULL THEN missing_years(land_prev, land_last, y_prev, y_last)
 END;
+
+-- Where a grade rule 2 used came from: 'official', 'computed', or '' when there is none.
+CREATE OR REPLACE MACRO grade_source_of(chosen, official, mode) AS CASE
+    WHEN chosen IS NULL THEN ''
+    WHEN mode = 'official' OR (mode = 'official_else_computed' AND official IS NOT NULL) THEN 'official'
+    ELSE 'computed'
+END;

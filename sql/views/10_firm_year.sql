@@ -19,6 +19,7 @@ keys AS (
     UNION SELECT firm_id, year FROM in_land_incomplete
     UNION SELECT firm_id, year FROM in_energy
     UNION SELECT firm_id, year FROM in_evaluations
+    UNION SELECT firm_id, year FROM in_computed_grades
 )
 SELECT
     k.firm_id, k.year,
@@ -29,11 +30,13 @@ SELECT
     l.parcels, l.leased_mu, l.all_leased,
     t.tax_paid / CASE WHEN li.firm_id IS NULL THEN l.land_mu END AS tax_per_mu,
     g.energy_tce, g.electricity,
-    v.grade
+    v.grade,
+    cg.grade AS computed_grade
 FROM keys k
 LEFT JOIN in_stats s USING (firm_id, year)
 LEFT JOIN in_tax t USING (firm_id, year)
 LEFT JOIN land_year l USING (firm_id, year)
 LEFT JOIN in_land_incomplete li USING (firm_id, year)
 LEFT JOIN in_energy g USING (firm_id, year)
-LEFT JOIN in_evaluations v USING (firm_id, year);
+LEFT JOIN in_evaluations v USING (firm_id, year)
+LEFT JOIN in_computed_grades cg USING (firm_id, year);

@@ -13,6 +13,7 @@ SELECT
     p.land_mu AS land_prev, l.land_mu AS land_last,
     p.tax_per_mu AS tax_per_mu_prev, l.tax_per_mu AS tax_per_mu_last,
     p.grade AS grade_prev, l.grade AS grade_last,
+    p.computed_grade AS computed_grade_prev, l.computed_grade AS computed_grade_last,
     l.energy_tce AS energy_last, l.all_leased AS all_leased_last, l.parcels AS parcels_last,
     CASE
         WHEN f.division IS NOT NULL AND f.division NOT BETWEEN $division_min AND $division_max
