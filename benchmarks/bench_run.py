@@ -18,52 +18,19 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-BIN = Path(sys.executable).parent
-
-
-def _screening() -> str:
-    exe = BIN / "screening"
-    return str(exe) if exe.exists() else shutil.which("screening") or "screening"
-
-
-def generate(firms: int, seed: int, data: Path) -> float:
-    if (data / "enterprises.parquet").exists():
-        return 0.0
-    t = time.perf_counter()
-    subprocess.run([_screening(), "synth", "--firms", str(firms), "--seed", str(seed), "--out", str(data),
-                    "--format", "parquet", "--first-year", "2019", "--last-year", "2021", "--clean"], check=True)
-    return time.perf_counter() - t
-
-
-_WRAPPER = (
-    "import resource, subprocess, sys\n"
-    "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
-    "sys.exit(rc)\n"
-)
+from _common import HERE, data_dir, generate, measured_run, screening_exe
 
 
 def run_once(data: Path, out: Path) -> dict:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    cmd = [_screening(), "run", "--data", str(data), "--year", "2022", "--out", str(out),
-           "--db", str(out / "bench.duckdb")]
-    # a fresh wrapper process per run, so that its children's peak RSS is this run's alone
-    t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", _WRAPPER, *cmd], capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    if proc.returncode != 0:
-        sys.exit(f"screening run failed ({proc.returncode}):\n{proc.stderr}")
-    peak_kb = int(proc.stdout.strip().splitlines()[-1])
+    wall, peak_mb = measured_run([screening_exe(), "run", "--data", str(data), "--year", "2022", "--out", str(out),
+                                  "--db", str(out / "bench.duckdb")])
     record = json.loads((out / "run.json").read_text(encoding="utf-8"))
-    return {"wall_s": round(wall, 2), "peak_rss_mb": round(peak_kb / 1024),
+    return {"wall_s": wall, "peak_rss_mb": peak_mb,
             "stages_s": record["timings_s"], "listed": record["listed"], "enterprises": record["enterprises"]}
 
 
@@ -74,7 +41,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     args = ap.parse_args()
 
-    data = HERE / "data" / f"firms{args.firms}-seed{args.seed}"
+    data = data_dir(args.firms, args.seed)
     gen = generate(args.firms, args.seed, data)
     runs = [run_once(data, HERE / "out" / f"run{i}") for i in range(args.repeat)]
     stages = {k: statistics.median(r["stages_s"].get(k, 0.0) for r in runs) for k in runs[0]["stages_s"]}

@@ -166,6 +166,11 @@ def lint(
     out_console.print(f"规则集 {rs.meta.id}（版本 {rs.meta.version}）检查通过：{len(rs.meta.rules)} 条规则。")
 
 
+from .cli_evaluate import evaluate_command  # noqa: E402  (imports cli lazily, inside the command)
+
+app.command("evaluate")(evaluate_command)
+
+
 def main() -> None:
     """Console entry point: unexpected errors become one line unless SCREENING_DEBUG is set."""
     try:

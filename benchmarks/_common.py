@@ -1,0 +1,47 @@
+"""Shared by the benchmark scripts: the data generator and a measured run of a command."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# a fresh wrapper process per run, so that its children's peak RSS is this run's alone
+_WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    "sys.exit(rc)\n"
+)
+
+
+def screening_exe() -> str:
+    exe = Path(sys.executable).parent / "screening"
+    return str(exe) if exe.exists() else shutil.which("screening") or "screening"
+
+
+def data_dir(firms: int, seed: int) -> Path:
+    return HERE / "data" / f"firms{firms}-seed{seed}"
+
+
+def generate(firms: int, seed: int, data: Path) -> float:
+    """Province-size Parquet data, 2019-2021, generated once (benchmarks/data/ is git-ignored)."""
+    if (data / "enterprises.parquet").exists():
+        return 0.0
+    t = time.perf_counter()
+    subprocess.run([screening_exe(), "synth", "--firms", str(firms), "--seed", str(seed), "--out", str(data),
+                    "--format", "parquet", "--first-year", "2019", "--last-year", "2021", "--clean"], check=True)
+    return time.perf_counter() - t
+
+
+def measured_run(cmd: list[str]) -> tuple[float, int]:
+    """Run ``cmd``; return (wall seconds, peak RSS in MB).  Exits with its stderr on failure."""
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _WRAPPER, *cmd], capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd[:2])} failed ({proc.returncode}):\n{proc.stderr}")
+    return round(wall, 2), round(int(proc.stdout.strip().splitlines()[-1]) / 1024)

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Benchmark of the 亩均效益综合评价 (``screening evaluate``) on a province-size synthetic dataset.
+
+    .venv/bin/python benchmarks/bench_evaluate.py                    # 1,000,000 firms, data year 2021
+    .venv/bin/python benchmarks/bench_evaluate.py --repeat 3 --method huangyan-2022
+    .venv/bin/python benchmarks/bench_evaluate.py --excel            # also time a run that writes the workbook
+
+Generates the data once with ``screening synth --format parquet`` (kept in benchmarks/data/,
+git-ignored; shared with bench_run.py), then measures:
+
+* **end to end**: the command in a fresh process per repetition (read + validate, compute,
+  write evaluation.csv/.parquet, evaluation_items.csv/.parquet, rejects, evaluation.json):
+  wall time, peak RSS, and the stage timings the command records in evaluation.json.  Run
+  with ``--no-excel``: xlsxwriter needs about 100 s for a million-row workbook; ``--excel``
+  adds one run with it;
+* **compute alone**: ``evaluate()`` in this process on inputs read and validated once
+  (median of ``--compute-repeat`` runs).
+
+Target (issue 3): under 10 s on the 2-core machine.  Run on demand, not in CI.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from _common import HERE, data_dir, generate, measured_run, screening_exe
+
+YEAR = 2021
+
+
+def run_once(command: list[str], data: Path, out: Path, method: str, excel: bool) -> dict:
+    if out.exists():
+        shutil.rmtree(out)
+    cmd = [*command, "--data", str(data), "--year", str(YEAR), "--method", method, "--out", str(out),
+           "--excel" if excel else "--no-excel"]
+    wall, peak_mb = measured_run(cmd)
+    record = json.loads((out / "evaluation.json").read_text(encoding="utf-8"))
+    return {"wall_s": wall, "peak_rss_mb": peak_mb,
+            "stages_s": record["timings_s"], "counts": record["counts"], "excel": excel}
+
+
+def compute_only(data: Path, method: str, repeat: int) -> dict:
+    sys.path.insert(0, str(HERE.parent))
+    from screening.evaluation import evaluate, load_evaluation_inputs, load_method
+
+    m = load_method(method)
+    t = time.perf_counter()
+    inputs = load_evaluation_inputs(data, YEAR, m)
+    load_s = time.perf_counter() - t
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        ev = evaluate(inputs, YEAR, m)
+        times.append(time.perf_counter() - t)
+    return {"read_validate_s": round(load_s, 2), "evaluate_s": [round(x, 3) for x in times],
+            "evaluate_s_median": round(statistics.median(times), 3),
+            "enterprises": ev.scores.height, "item_rows": ev.items.height}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--firms", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--method", default="yueqing-default")
+    ap.add_argument("--repeat", type=int, default=1, help="end-to-end runs without the workbook")
+    ap.add_argument("--compute-repeat", type=int, default=3)
+    ap.add_argument("--excel", action="store_true", help="also time one end-to-end run that writes the workbook")
+    args = ap.parse_args()
+
+    data = data_dir(args.firms, args.seed)
+    gen = generate(args.firms, args.seed, data)
+    command = [screening_exe(), "evaluate"]
+    runs = [run_once(command, data, HERE / "out" / f"evaluate{i}", args.method, excel=False) for i in range(args.repeat)]
+    with_excel = run_once(command, data, HERE / "out" / "evaluate_excel", args.method, excel=True) if args.excel else None
+    compute = compute_only(data, args.method, args.compute_repeat)
+    stages = {k: statistics.median(r["stages_s"].get(k, 0.0) for r in runs) for k in runs[0]["stages_s"]}
+    report = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "firms": args.firms, "data_year": YEAR, "method": args.method, "command": command, "generate_s": round(gen, 1),
+        "end_to_end_wall_s_median": statistics.median(r["wall_s"] for r in runs),
+        "peak_rss_mb_max": max(r["peak_rss_mb"] for r in runs),
+        "stages_s_median": stages, "compute_only": compute, "runs": runs, "with_excel": with_excel,
+    }
+    (HERE / "out").mkdir(exist_ok=True)
+    (HERE / "out" / "bench_evaluate.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+    print(f"{args.firms:,} 家企业，{YEAR} 年数据，方法 {args.method}（{os.cpu_count()} 核，{args.repeat} 次）")
+    print(f"  端到端（不写 Excel）：{report['end_to_end_wall_s_median']} s，峰值内存 {report['peak_rss_mb_max']} MB")
+    for stage, seconds in stages.items():
+        print(f"    {stage:<24} {seconds:7.2f} s")
+    print(f"  仅计算 evaluate()：中位数 {compute['evaluate_s_median']} s（{compute['enterprises']:,} 家企业，"
+          f"{compute['item_rows']:,} 行得分明细）")
+    if with_excel:
+        print(f"  端到端（含 Excel）：{with_excel['wall_s']} s，其中 Excel {with_excel['stages_s'].get('写出 Excel')} s，"
+              f"峰值内存 {with_excel['peak_rss_mb']} MB")
+
+
+if __name__ == "__main__":
+    main()

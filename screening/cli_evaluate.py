@@ -1,0 +1,75 @@
+"""``screening evaluate``: the 亩均效益综合评价 of one data year (contract, "Commands").
+
+Registered in screening/cli.py with ``app.command("evaluate")(evaluate_command)``.  The
+console helpers of cli.py are imported inside the function (cli.py imports this module).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def evaluate_command(
+    data: Annotated[Optional[Path], typer.Option("--data", help="数据目录（默认：随附的 sample_data/）")] = None,
+    year: Annotated[Optional[int], typer.Option("--year", help="数据年度 Y（一个年度，不是清单年度），必填")] = None,
+    method: Annotated[str, typer.Option(
+        "--method", help="评价方法：随附方法的名称（如 huangyan-2022、yueqing-default）或 .yaml 文件路径")] = "yueqing-default",
+    out: Annotated[Path, typer.Option("--out", help="输出目录")] = Path("out"),
+    excel: Annotated[bool, typer.Option(
+        "--excel/--no-excel", help="是否写出 Excel 工作簿（百万家企业时约需 100 秒，可关闭）")] = True,
+) -> None:
+    """计算亩均效益综合评价：每家企业的指标值、单项得分、综合得分、排名和等级（A—D）。"""
+    from rich.table import Table
+
+    from .cli import _fail, err_console, out_console
+    from .errors import ScreeningError
+    from .evaluation import evaluate, load_evaluation_inputs, write_evaluation
+    from .evaluation_method import load_method
+    from .paths import sample_data_dir
+
+    started = time.perf_counter()
+    try:
+        if year is None:
+            raise ScreeningError("缺少 --year：请给出要评价的数据年度，例如 --year 2021")
+        m = load_method(method)
+        with err_console.status("读取与校验数据…"):
+            t = time.perf_counter()
+            inputs = load_evaluation_inputs(data or sample_data_dir(), year, m)
+            load_s = round(time.perf_counter() - t, 3)
+        with err_console.status("计算得分与等级…"):
+            ev = evaluate(inputs, year, m)
+        ev.timings = {"读取与校验": load_s, **ev.timings}
+        with err_console.status("写出文件…"):
+            write_evaluation(ev, out, excel=excel)
+    except ScreeningError as exc:
+        _fail(exc)
+        return
+
+    table = Table(title=f"{m.title}：{year}年数据", title_justify="left")
+    for col in ("规模", "参评企业", "A", "B", "C", "D", "不定等级"):
+        table.add_column(col, justify="left" if col == "规模" else "right")
+    for scale, c in ev.grade_counts().items():
+        table.add_row(scale, *(str(c[k]) for k in ("evaluated", "A", "B", "C", "D", "not_graded")))
+    out_console.print(table)
+    rejected = inputs.rejected_rows
+    out_console.print(f"拒收数据行：{rejected} 行" + (f"，原因见 {out / 'evaluation_rejects.csv'}" if rejected else ""))
+    for w in ev.warnings:
+        out_console.print(f"[yellow]提示：{w}[/]")
+    book = f"亩均效益评价_{year}.xlsx、" if excel else ""
+    out_console.print(f"输出目录：{out.resolve()}（evaluation.csv/.parquet、evaluation_items.csv/.parquet、"
+                      f"{book}evaluation_rejects.csv、evaluation.json）；用时 {time.perf_counter() - started:.1f} 秒")
+
+
+def main() -> None:
+    """Run the command on its own: ``python -m screening.cli_evaluate --year 2021 …``
+    (the same function ``screening evaluate`` calls once registered in screening/cli.py)."""
+    app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
+    app.command()(evaluate_command)
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,668 @@
+"""亩均效益综合评价: every enterprise's indicator values, item scores, total score, rank and
+grade for ONE data year, under a method file (``rules/methods/<id>.yaml``).
+
+    method = load_method("huangyan-2022")          # or a path to a .yaml file
+    ev = evaluate(inputs, 2021, method)             # inputs: screening.validate.Inputs
+    ev.scores   # one row per enterprise evaluated: indicators, score, rank, grade, not_graded_reason
+    ev.items    # one row per (enterprise, indicator): value, baseline, weight, item score, handling
+    write_evaluation(ev, Path("out"))
+
+Everything is computed with Polars expressions over whole columns, one pass per scale
+(规上, 规下); no Python loop runs per enterprise.  The steps, per scale:
+
+1. population: enterprises with data in the year whose 2-digit 大类 is in the method's
+   range (or unknown); the scale comes from that year's ``stats`` row (none → not evaluated,
+   listed with a reason);
+2. scope: the method's not-graded rules, first match wins, give ``not_graded_reason``;
+   firms without one are *eligible* and form the reference group of the scale;
+3. indicators: numerator ÷ denominator; a missing input → ``missing``, a 0 denominator →
+   ``zero_denominator``;
+4. baselines: fixed, or ``multiplier`` × the eligible firms' Σnum/Σden or mean of values;
+5. item scores: value ÷ baseline × weight (optionally capped) or min–max with a floor; then
+   the missing / zero-denominator policies (average item score of the eligible firms that
+   have the value, 0 points, or not graded);
+6. grades: rank = 1 + the number of graded firms of the group with a strictly higher score
+   (scores rounded to ``rank_decimals``), percentile = rank ÷ n, first cut-off ≥ percentile.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from . import __version__
+from .errors import InputError
+from .evaluation_method import (
+    DENOMINATORS,
+    GRADES,
+    NUMERATORS,
+    QUANTITY_TABLE,
+    SCALES,
+    DivisionsRule,
+    Indicator,
+    IndustryUnknownRule,
+    Method,
+    MinLandRule,
+    NewFirmRule,
+    ScaleMethod,
+    load_method,
+    shipped_methods,
+)
+from .validate import FIRM_ID, REJECT_SCHEMA, Inputs
+
+__all__ = [
+    "Evaluation",
+    "evaluate",
+    "evaluation_grades",
+    "load_evaluation_inputs",
+    "load_method",
+    "shipped_methods",
+    "workbook_name",
+    "write_evaluation",
+]
+
+#: a percentile within this distance above a cut-off still counts as at the cut-off
+#: (rank ÷ n is a float; 2/10 must be "top 20 %")
+PERCENTILE_TOLERANCE = 1e-9
+#: land "below the minimum" is compared with this relative tolerance (2000 m² = 3 亩 exactly)
+LAND_TOLERANCE = 1e-9
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_REFERENCE_DIVISIONS = Path(__file__).parent / "reference" / "gbt4754_2017_divisions.csv"
+
+
+@dataclass
+class Evaluation:
+    """The result of :func:`evaluate`.  ``scores`` and ``items`` carry ``firm_id`` (dropped in files)."""
+
+    year: int
+    method: Method
+    scores: pl.DataFrame
+    items: pl.DataFrame
+    baselines: pl.DataFrame
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    rejects: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=REJECT_SCHEMA))
+    inputs_info: dict[str, Any] = field(default_factory=dict)
+
+    def grade_counts(self) -> dict[str, dict[str, int]]:
+        """{scale: {"evaluated": n, "A": …, "D": …, "not_graded": …}} ("规模不明" for firms without stats)."""
+        counts = (self.scores.group_by(pl.col("scale").fill_null("规模不明"), pl.col("grade").fill_null("not_graded"))
+                  .len().rows())
+        out: dict[str, dict[str, int]] = {}
+        for scale, grade, n in counts:
+            row = out.setdefault(scale, {"evaluated": 0, **{g: 0 for g in GRADES}, "not_graded": 0})
+            row[grade] += n
+            row["evaluated"] += n
+        order = [*SCALES, "规模不明"]
+        return {s: out[s] for s in order if s in out}
+
+
+# ---------------------------------------------------------------- inputs
+
+def load_evaluation_inputs(data_dir: Path, year: int, method: Method) -> Inputs:
+    """Read and validate the tables the method needs, keeping only year ``year``'s rows."""
+    from .ingest import read_dir
+    from .validate import validate
+
+    needed = method.needed_tables()
+    files = {name: raw for name, raw in read_dir(Path(data_dir), needed).items() if name in needed}
+    return validate(files, keep_years={year})
+
+
+def _check_year(inputs: Inputs, year: int, method: Method) -> list[str]:
+    stats = inputs.tables["stats"]
+    if not stats.filter(pl.col("year") == year).height:
+        present = sorted(int(y) for y in stats["year"].unique().drop_nulls().to_list())
+        have = f"（数据中有 {'、'.join(map(str, present))} 年）" if present else "（--year 应为数据年度，例如 2021）"
+        raise InputError(f"统计数据 stats 中没有 {year} 年的数据，无法确定企业规模，不能评价{have}")
+    warnings: list[str] = []
+    for table in sorted({QUANTITY_TABLE[q] for q in method.quantities()} - {"stats"}):
+        if not inputs.tables[table].filter(pl.col("year") == year).height:
+            warnings.append(f"{table} 中没有 {year} 年的数据，用到它的指标全部按缺数据处理")
+    if method.data_year is not None and method.data_year != year:
+        warnings.append(f"评价方法 {method.id} 的基准值按 {method.data_year} 年度数据制定，本次评价 {year} 年数据，结果只作对照")
+    return warnings
+
+
+def _firm_year(inputs: Inputs, year: int, method: Method) -> pl.DataFrame:
+    """One row per enterprise with data in ``year`` and inside the method's industry range:
+    the registry columns, the scale and every input quantity (land = sum of the parcels).
+
+    The year's rows are placed by ``firm_id`` with NumPy index arithmetic rather than joins
+    (every table row's firm_id is in the registry: validation guarantees it)."""
+    tables = inputs.tables
+    ent = tables["enterprises"]
+    n = ent.height
+    ids = ent[FIRM_ID].to_numpy().astype(np.int64)
+    lookup = np.full(int(ids.max()) + 1 if n else 1, -1, dtype=np.int64)
+    lookup[ids] = np.arange(n)
+    present = np.zeros(n, dtype=bool)
+
+    def rows_of(frame: pl.DataFrame) -> np.ndarray:
+        pos = lookup[frame[FIRM_ID].to_numpy().astype(np.int64)]
+        present[pos] = True
+        return pos
+
+    def spread(frame: pl.DataFrame, columns: list[str]) -> list[pl.Series]:
+        """The frame's columns laid out in registry order (null where the firm has no row)."""
+        where = np.full(n, -1, dtype=np.int64)
+        where[rows_of(frame)] = np.arange(frame.height)
+        index = pl.Series("i", where)
+        index = index.set(index < 0, None) if (where < 0).any() else index
+        return frame.select(pl.col(columns).gather(index)).get_columns()
+
+    def of_year(name: str) -> pl.DataFrame:
+        return tables[name].filter(pl.col("year") == year)
+
+    columns = spread(of_year("stats").with_columns(pl.col("employees").cast(pl.Float64)),
+                     ["scale", "revenue", "value_added", "employees", "rd_expense", "emissions"])
+    columns += spread(of_year("tax"), ["tax_paid"])
+    columns += spread(of_year("energy"), ["energy_tce", "electricity"])
+    land = of_year("land")
+    pos = rows_of(land)
+    land_mu = np.bincount(pos, weights=land["area_mu"].to_numpy(), minlength=n)
+    has_land = np.bincount(pos, minlength=n) > 0
+    # a firm-year with a rejected parcel has unknown land: its total would be understated
+    incomplete = inputs.land_incomplete.filter(pl.col("year") == year)
+    has_land[rows_of(incomplete)] = False
+    land_series = pl.Series("land_mu", land_mu).set(pl.Series(~has_land), None)
+
+    ev = method.scope.evaluated
+    division = pl.col("industry_code").str.slice(0, 2).cast(pl.Int32, strict=False)
+    return (
+        ent.with_columns(*columns, land_series, division.alias("division"),
+                         pl.lit(year, dtype=pl.Int32).alias("year"), pl.Series("_present", present))
+        .filter(pl.col("_present") & (pl.col("division").is_null()
+                                      | pl.col("division").is_between(ev.division_min, ev.division_max)))
+        .drop("_present")
+    )
+
+
+def _texts(frame: pl.DataFrame, cases: list[tuple[pl.Expr, pl.Expr]]) -> pl.Series:
+    """Per row, the text of the first case whose condition holds (null if none does).
+
+    Each text expression is evaluated only on the rows that take it: Chinese sentences with
+    a firm's own numbers are built for the few rows that need one, not for every row."""
+    n = frame.height
+    if not cases:
+        return pl.repeat(None, n, dtype=pl.String, eager=True)
+    code: pl.Expr = pl.lit(None, dtype=pl.UInt16)
+    for i, (cond, _) in reversed(list(enumerate(cases))):
+        code = pl.when(cond).then(pl.lit(i, dtype=pl.UInt16)).otherwise(code)
+    needed = sorted({name for cond, text in cases for e in (cond, text) for name in e.meta.root_names()})
+    needed = needed or frame.columns[:1]  # keeps the frame's height when no case reads a column
+    tagged = (frame.select(needed).with_row_index("_i").with_columns(code.alias("_c"))
+              .filter(pl.col("_c").is_not_null()))
+    out = pl.repeat(None, n, dtype=pl.String, eager=True)
+    if not tagged.height:
+        return out
+    parts = [tagged.filter(pl.col("_c") == i).select("_i", text.cast(pl.String).alias("_t"))
+             for i, (_, text) in enumerate(cases)]
+    texts = pl.concat(parts)
+    return out.scatter(texts["_i"], texts["_t"]) if texts.height else out
+
+
+# ---------------------------------------------------------------- scope
+
+def _render(template: str, constants: dict[str, str], columns: dict[str, pl.Expr]) -> pl.Expr:
+    """A Chinese reason template as one string expression (placeholders checked at load)."""
+    pieces: list[pl.Expr] = []
+    pos = 0
+    for m in _PLACEHOLDER.finditer(template):
+        pieces.append(pl.lit(template[pos:m.start()]))
+        name = m.group(1)
+        pieces.append(pl.lit(constants[name]) if name in constants else columns[name].fill_null("—"))
+        pos = m.end()
+    pieces.append(pl.lit(template[pos:]))
+    return pl.concat_str(pieces)
+
+
+def _scope_cases(method: Method, year: int) -> list[tuple[pl.Expr, pl.Expr]]:
+    """(condition, Chinese reason) of every scope rule, in order: the first match wins."""
+    columns = {
+        "industry_code": pl.col("industry_code"),
+        "division": pl.col("division").cast(pl.String),
+        "established": pl.col("established").cast(pl.String),
+        "scale": pl.col("scale"),
+        "land_mu": pl.col("land_mu").round(2).cast(pl.String),
+    }
+    shared = {"year": str(year)}
+    cases: list[tuple[pl.Expr, pl.Expr]] = [
+        (pl.col("scale").is_null(), pl.lit(f"缺少{year}年统计数据，无法确定规模，未参加评价。")),
+    ]
+    for rule in method.scope.not_graded:
+        if isinstance(rule, IndustryUnknownRule):
+            cases.append((pl.col("division").is_null(), _render(rule.reason, shared, columns)))
+        elif isinstance(rule, DivisionsRule):
+            consts = {**shared, "divisions": "、".join(f"{d:02d}" for d in rule.divisions)}
+            cases.append((pl.col("division").is_in(rule.divisions), _render(rule.reason, consts, columns)))
+        elif isinstance(rule, NewFirmRule):
+            cutoff = dt.date(year - rule.years, 12, 31)
+            consts = {**shared, "years": str(rule.years), "cutoff": cutoff.isoformat()}
+            cases.append(((pl.col("established") > cutoff).fill_null(False), _render(rule.reason, consts, columns)))
+        elif isinstance(rule, MinLandRule):
+            consts = {**shared, "min_land_mu": f"{rule.min_land_mu:g}"}
+            in_scale = pl.col("scale") == rule.scale
+            small = pl.col("land_mu") < rule.min_land_mu * (1 - LAND_TOLERANCE)
+            cases.append(((in_scale & small).fill_null(False), _render(rule.reason, consts, columns)))
+            cases.append(((in_scale & pl.col("land_mu").is_null()).fill_null(False),
+                          _render(rule.reason_unknown, consts, columns)))
+    return cases
+
+
+# ---------------------------------------------------------------- scoring one scale
+
+# data status and handling as small integer codes while computing; names in the items file
+STATUS = ("ok", "zero_denominator", "missing")
+HANDLING = ("computed", "average_item_score", "zero", "not_graded", "no_baseline", "no_average")
+_H = {name: i for i, name in enumerate(HANDLING)}
+_UNSCORED = [_H["not_graded"], _H["no_baseline"], _H["no_average"]]
+
+
+def _problem_text(ind: Indicator) -> pl.Expr:
+    """What is wrong with a firm's inputs for this indicator (Chinese), or null."""
+    num, den = ind.formula.numerator, ind.formula.denominator
+    num_zh, den_zh = NUMERATORS[num][0], DENOMINATORS[den][0]
+    n, d = pl.col(num), pl.col(den)
+    return (pl.when(n.is_null() & d.is_null()).then(pl.lit(f"缺少{num_zh}和{den_zh}"))
+            .when(n.is_null()).then(pl.lit(f"缺少{num_zh}"))
+            .when(d.is_null()).then(pl.lit(f"缺少{den_zh}"))
+            .when(d == 0).then(pl.lit(f"{den_zh}为0")))
+
+
+def _reference(part: pl.DataFrame, sm: ScaleMethod) -> dict[str, dict[str, Any]]:
+    """Per indicator: Σ numerator, Σ denominator, mean, min and max of the values, and the
+    number of firms, over the scale's eligible firms (no scope reason) that have a value."""
+    aggs = []
+    for ind in sm.indicators:
+        ok = pl.col("_scope_reason").is_null() & (pl.col(f"_st_{ind.id}") == 0)
+        n, d, v = pl.col(ind.formula.numerator), pl.col(ind.formula.denominator), pl.col(ind.id)
+        aggs += [n.filter(ok).sum().alias(f"{ind.id}|sum_num"), d.filter(ok).sum().alias(f"{ind.id}|sum_den"),
+                 v.filter(ok).mean().alias(f"{ind.id}|mean"), v.filter(ok).min().alias(f"{ind.id}|min"),
+                 v.filter(ok).max().alias(f"{ind.id}|max"), ok.sum().alias(f"{ind.id}|n")]
+    row = part.select(aggs).row(0, named=True)
+    out: dict[str, dict[str, Any]] = {}
+    for ind in sm.indicators:
+        ref = {k: row[f"{ind.id}|{k}"] for k in ("sum_num", "sum_den", "mean", "min", "max", "n")}
+        ref["n"] = int(ref["n"] or 0)
+        ref["baseline"] = None
+        b = ind.baseline
+        if b is not None and b.kind == "fixed":
+            ref["baseline"] = b.value
+        elif b is not None and ref["n"]:
+            avg = (ref["sum_num"] / ref["sum_den"] if ref["sum_den"] else None) if b.average == "ratio_of_sums" else ref["mean"]
+            ref["baseline"] = avg * b.multiplier if avg is not None else None
+        out[ind.id] = ref
+    return out
+
+
+def _raw_item(ind: Indicator, sm: ScaleMethod, ref: dict[str, Any]) -> tuple[pl.Expr | None, pl.Expr]:
+    """(item score from the value, or None when no score can be computed; capped flag)."""
+    fn, v, w = sm.item_score, pl.col(ind.id), ind.weight
+    if fn.function == "ratio":
+        if ref["baseline"] is None or ref["baseline"] <= 0:
+            return None, pl.lit(False)
+        raw = v / ref["baseline"] * w
+        if fn.cap is None:
+            return raw, pl.lit(False)
+        return raw.clip(upper_bound=fn.cap * w), (raw > fn.cap * w).fill_null(False)
+    if not ref["n"]:
+        return None, pl.lit(False)
+    lo, hi = ref["min"], ref["max"]
+    norm = ((v - lo) / (hi - lo)) if hi > lo else v * 0 + 1.0  # all equal: full weight
+    # only firms outside the reference group (not graded) can fall outside [min, max]
+    return w * (fn.floor + (1 - fn.floor) * norm.clip(0.0, 1.0)), ((norm < 0) | (norm > 1)).fill_null(False)
+
+
+def _score_scale(part: pl.DataFrame, scale: str, sm: ScaleMethod) -> tuple[pl.DataFrame, pl.DataFrame, list[dict[str, Any]]]:
+    inds = sm.indicators
+    if not part.height:
+        empty = part.with_columns(
+            *(pl.lit(None, dtype=pl.Float64).alias(c) for i in inds for c in (i.id, f"{i.id}_score")),
+            pl.lit(None, dtype=pl.Float64).alias("score"), pl.lit(None, dtype=pl.String).alias("not_graded_reason"),
+            pl.lit(None, dtype=pl.String).alias("grade_group"), pl.lit(None, dtype=pl.Int64).alias("rank"),
+            pl.lit(None, dtype=pl.Int64).alias("group_size"), pl.lit(None, dtype=pl.Float64).alias("percentile"),
+            pl.lit(None, dtype=pl.String).alias("grade"))
+        refs = {i.id: {"n": 0, "baseline": getattr(i.baseline, "value", None), "sum_num": None, "sum_den": None,
+                       "mean": None, "min": None, "max": None, "average_item_score": None} for i in inds}
+        return empty, pl.DataFrame(), [_baseline_row(scale, sm, i, refs[i.id]) for i in inds]
+
+    # 3. indicator values and data status (0 ok, 1 zero denominator, 2 missing)
+    cols = []
+    for ind in inds:
+        n, d = pl.col(ind.formula.numerator), pl.col(ind.formula.denominator)
+        cols.append(pl.when(n.is_null() | d.is_null()).then(pl.lit(2, dtype=pl.UInt8))
+                    .when(d == 0).then(pl.lit(1, dtype=pl.UInt8)).otherwise(pl.lit(0, dtype=pl.UInt8))
+                    .alias(f"_st_{ind.id}"))
+        cols.append(pl.when(n.is_not_null() & (d != 0)).then(n / d).alias(ind.id))
+    part = part.with_columns(cols)
+
+    # 4. baselines and the reference group; 5a. item scores from the values
+    refs = _reference(part, sm)
+    raws = {ind.id: _raw_item(ind, sm, refs[ind.id]) for ind in inds}
+    part = part.with_columns(
+        *((raw if raw is not None else pl.lit(None, dtype=pl.Float64)).alias(f"_raw_{i}") for i, (raw, _) in raws.items()),
+        *(capped.alias(f"_cap_{i}") for i, (_, capped) in raws.items()),
+    )
+    eligible = pl.col("_scope_reason").is_null()
+    averages = part.select(
+        pl.col(f"_raw_{i.id}").filter(eligible & (pl.col(f"_st_{i.id}") == 0)).mean().alias(i.id) for i in inds
+    ).row(0, named=True)
+
+    # 5b. missing data and zero denominators
+    cols = []
+    for ind in inds:
+        ref = refs[ind.id]
+        avg = ref["average_item_score"] = averages[ind.id]
+        ok_case = ("computed", pl.col(f"_raw_{ind.id}")) if raws[ind.id][0] is not None else ("no_baseline", None)
+        missing_case = {
+            "average_item_score": ("average_item_score", pl.lit(avg)) if avg is not None else ("no_average", None),
+            "zero": ("zero", pl.lit(0.0)),
+            "not_graded": ("not_graded", None),
+        }[sm.missing_policy(ind).policy]
+        zero_case = ("zero", pl.lit(0.0)) if sm.zero_policy(ind).policy == "zero" else missing_case
+        st = pl.col(f"_st_{ind.id}")
+        cases = (ok_case, zero_case, missing_case)  # by data status 0, 1, 2
+        codes = [pl.lit(_H[code], dtype=pl.UInt8) for code, _ in cases]
+        values = [expr if expr is not None else pl.lit(None, dtype=pl.Float64) for _, expr in cases]
+        cols.append(pl.when(st == 0).then(codes[0]).when(st == 1).then(codes[1]).otherwise(codes[2])
+                    .alias(f"_h_{ind.id}"))
+        cols.append(pl.when(st == 0).then(values[0]).when(st == 1).then(values[1]).otherwise(values[2])
+                    .cast(pl.Float64).alias(f"{ind.id}_score"))
+    part = part.with_columns(cols)
+
+    items = [pl.col(f"{i.id}_score") for i in inds]
+    part = part.with_columns(
+        pl.when(pl.all_horizontal(e.is_not_null() for e in items)).then(pl.sum_horizontal(items)).alias("score"))
+    # why an in-scope firm cannot be graded: the indicators it has no score for
+    pieces = []
+    for ind in inds:
+        h = pl.col(f"_h_{ind.id}")
+        pieces.append(
+            pl.when(h == _H["not_graded"]).then(pl.concat_str(pl.lit(f"{ind.name}（"), _problem_text(ind), pl.lit("）")))
+            .when(h == _H["no_average"]).then(pl.concat_str(pl.lit(f"{ind.name}（"), _problem_text(ind),
+                                                              pl.lit(f"，且没有可比的{scale}企业可取平均得分）")))
+            .when(h == _H["no_baseline"]).then(pl.lit(f"{ind.name}（没有可比的{scale}企业，无法计算基准值）")))
+    unscored = pl.any_horizontal(pl.col(f"_h_{i.id}").is_in(_UNSCORED) for i in inds)
+    data_reason = _texts(part, [(eligible & unscored, pl.concat_str(
+        pl.lit("以下指标无法评分，按本方法不定等级："), pl.concat_str(pieces, separator="；", ignore_nulls=True), pl.lit("。")))])
+    part = part.with_columns(pl.coalesce(pl.col("_scope_reason"), data_reason).alias("not_graded_reason"))
+
+    # 6. grades
+    part = _grade(part, scale, sm)
+    item_frame = _items(part, scale, sm, refs)
+    baselines = [_baseline_row(scale, sm, ind, refs[ind.id]) for ind in inds]
+    drop = [c for c in part.columns if c.startswith(("_st_", "_raw_", "_cap_", "_h_"))]
+    return part.drop(drop), item_frame, baselines
+
+
+def _division_labels() -> tuple[list[int], list[str]]:
+    ref = pl.read_csv(_REFERENCE_DIVISIONS, schema_overrides={"division": pl.Int32})
+    return ref["division"].to_list(), [f"{d:02d} {n}" for d, n in ref.iter_rows()]
+
+
+def _grade(part: pl.DataFrame, scale: str, sm: ScaleMethod) -> pl.DataFrame:
+    g = sm.grading
+    graded = pl.col("not_graded_reason").is_null()
+    if g.within == "scale":
+        group = pl.lit(scale)
+    elif g.within == "division":
+        codes, labels = _division_labels()
+        group = pl.col("division").replace_strict(codes, labels, default=pl.format("{} 大类", pl.col("division")),
+                                                  return_dtype=pl.String)
+    else:
+        pairs = sorted(((p, name) for name, prefixes in (g.groups or {}).items() for p in prefixes),
+                       key=lambda pn: -len(pn[0]))
+        group = pl.lit(g.other_group)
+        for prefix, name in reversed(pairs):  # the longest matching prefix wins
+            group = pl.when(pl.col("industry_code").str.starts_with(prefix)).then(pl.lit(name)).otherwise(group)
+        group = group.fill_null(pl.lit(g.other_group))
+    part = part.with_columns(pl.when(graded).then(group).alias("grade_group"))
+    if g.within != "scale":
+        # the rank of a firm in a tiny group means little: small groups are ranked together
+        small = (graded.sum().over("grade_group") < g.min_group_size) & graded
+        part = part.with_columns(pl.when(small).then(pl.lit(g.pooled_group)).otherwise(pl.col("grade_group"))
+                                 .alias("grade_group"))
+    ranked = pl.when(graded).then(pl.col("score").round(g.rank_decimals))
+    part = part.with_columns(
+        ranked.rank("min", descending=True).over("grade_group").cast(pl.Int64).alias("rank"),
+        pl.when(graded).then(graded.sum().over("grade_group")).cast(pl.Int64).alias("group_size"),
+    ).with_columns((pl.col("rank") / pl.col("group_size")).alias("percentile"))
+    grade: pl.Expr = pl.lit(None, dtype=pl.String)
+    for letter, cutoff in reversed(list(g.cutoffs.items())):
+        grade = pl.when(pl.col("percentile") <= cutoff + PERCENTILE_TOLERANCE).then(pl.lit(letter)).otherwise(grade)
+    return part.with_columns(pl.when(graded).then(grade).alias("grade"))
+
+
+def _items(part: pl.DataFrame, scale: str, sm: ScaleMethod, refs: dict[str, dict[str, Any]]) -> pl.DataFrame:
+    """Long explanation: one row per (firm, indicator) of this scale."""
+    frames = []
+    fn = sm.item_score
+    status_enum, handling_enum = pl.Enum(STATUS), pl.Enum(HANDLING)
+    for ind in sm.indicators:
+        ref = refs[ind.id]
+        h = pl.col(f"_h_{ind.id}")
+        avg = ref["average_item_score"]
+        problem = pl.concat_str(_problem_text(ind), pl.lit("，"))
+        cases = [
+            (h == _H["average_item_score"], pl.concat_str(problem, pl.lit(f"按{scale}企业该项平均得分{avg or 0:.4f}分赋分"))),
+            (h == _H["zero"], pl.concat_str(problem, pl.lit("该项计0分"))),
+            (h == _H["not_graded"], pl.concat_str(problem, pl.lit("按本方法不定等级"))),
+            (h == _H["no_average"], pl.concat_str(problem, pl.lit(f"没有可比的{scale}企业可取平均得分，不定等级"))),
+            (h == _H["no_baseline"], pl.lit(f"没有可比的{scale}企业，无法计算基准值，不定等级")),
+        ]
+        capped = pl.col(f"_cap_{ind.id}") & (h == _H["computed"])
+        if fn.function == "ratio" and fn.cap is not None:
+            cases.append((capped, pl.lit(f"单项得分超过上限，按权重的{fn.cap:g}倍计{fn.cap * ind.weight:g}分")))
+        elif fn.function == "min_max":
+            cases.append((capped, pl.lit("指标值超出参评企业的最小—最大范围，按范围端点计分")))
+        note = _texts(part, cases)
+        frames.append(part.select(
+            FIRM_ID, "uscc", pl.col("scale").cast(_SCALE_ENUM),
+            pl.lit(ind.id).cast(pl.Categorical).alias("indicator"),
+            pl.lit(ind.name).cast(pl.Categorical).alias("indicator_name"),
+            pl.lit(ind.unit).cast(pl.Categorical).alias("unit"),
+            pl.col(ind.formula.numerator).alias("numerator"), pl.col(ind.formula.denominator).alias("denominator"),
+            pl.col(ind.id).alias("value"),
+            pl.lit(ref["baseline"], dtype=pl.Float64).alias("baseline"),
+            pl.lit(ind.weight, dtype=pl.Float64).alias("weight"),
+            pl.col(f"{ind.id}_score").alias("item_score"),
+            pl.col(f"_st_{ind.id}").replace_strict(range(len(STATUS)), STATUS, return_dtype=status_enum).alias("data_status"),
+            h.replace_strict(range(len(HANDLING)), HANDLING, return_dtype=handling_enum).alias("handling"),
+            capped.alias("capped"),
+            note.alias("note"),
+        ))
+    return pl.concat(frames)
+
+
+_SCALE_ENUM = pl.Enum(list(SCALES))
+
+
+def _baseline_row(scale: str, sm: ScaleMethod, ind: Indicator, ref: dict[str, Any]) -> dict[str, Any]:
+    fn, b = sm.item_score, ind.baseline
+    return {
+        "scale": scale, "indicator": ind.id, "indicator_name": ind.name, "unit": ind.unit,
+        "numerator": ind.formula.numerator, "denominator": ind.formula.denominator, "weight": ind.weight,
+        "score_function": fn.function, "cap": getattr(fn, "cap", None), "floor": getattr(fn, "floor", None),
+        "baseline_kind": b.kind if b else None, "average": getattr(b, "average", None),
+        "multiplier": getattr(b, "multiplier", None), "baseline": ref["baseline"],
+        "reference_firms": ref["n"], "reference_sum_numerator": ref["sum_num"],
+        "reference_sum_denominator": ref["sum_den"], "reference_mean": ref["mean"],
+        "reference_min": ref["min"], "reference_max": ref["max"],
+        "average_item_score": ref.get("average_item_score"),
+        "missing_policy": sm.missing_policy(ind).policy, "zero_denominator_policy": sm.zero_policy(ind).policy,
+    }
+
+
+# ---------------------------------------------------------------- the public entry points
+
+def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
+    """Evaluate data year ``year`` under ``method``.  Pure: ``inputs`` is not changed.
+
+    Raises :class:`InputError` when the data have no ``stats`` rows for the year."""
+    t0 = time.perf_counter()
+    warnings = _check_year(inputs, year, method)
+    base = _firm_year(inputs, year, method)
+    base = base.with_columns(_texts(base, _scope_cases(method, year)).alias("_scope_reason"))
+    parts, item_frames, baseline_rows = [], [], []
+    for scale in SCALES:
+        scored, items, rows = _score_scale(base.filter(pl.col("scale") == scale), scale, method.scales[scale])
+        parts.append(scored)
+        item_frames.append(items)
+        baseline_rows += rows
+    unknown = base.filter(pl.col("scale").is_null()).with_columns(pl.col("_scope_reason").alias("not_graded_reason"))
+    scores = pl.concat([*parts, unknown], how="diagonal_relaxed")
+
+    indicators = method.indicator_columns()
+    order = (
+        [FIRM_ID, "year", "uscc", "name", "township", "industry_code", "scale"]
+        + indicators + [f"{i}_score" for i in indicators]
+        + ["score", "rank", "group_size", "percentile", "grade", "grade_group", "not_graded_reason"]
+        + method.quantities()
+    )
+    # sorted by scale, group (alphabetically), rank (not graded last), then registry order;
+    # the four keys packed into one 64-bit integer (2 + 10 + 21 + 31 bits), which sorts fastest
+    groups = scores["grade_group"].unique().drop_nulls().sort().to_list()
+    if len(groups) >= 1023 or scores.height >= (1 << 21) - 1 or (scores.height and scores[FIRM_ID].max() >= 1 << 30):
+        sort_key = [pl.col("scale").replace_strict(list(SCALES), [0, 1], default=2, return_dtype=pl.Int8),
+                    pl.col("grade_group").replace_strict(groups, range(len(groups)), default=None, return_dtype=pl.UInt32),
+                    pl.col("rank"), pl.col(FIRM_ID)]
+    else:
+        def shifted(e: pl.Expr, bits: int) -> pl.Expr:
+            return e.cast(pl.UInt64) * pl.lit(1 << bits, dtype=pl.UInt64)
+
+        sort_key = [shifted(pl.col("scale").replace_strict(list(SCALES), [0, 1], default=2), 61)
+                    + shifted(pl.col("grade_group").replace_strict(groups, range(len(groups)), default=1023), 51)
+                    + shifted(pl.col("rank").fill_null((1 << 21) - 1), 30)
+                    + pl.col(FIRM_ID).cast(pl.UInt64)]
+    scores = (
+        scores.with_columns(pl.lit(method.id).alias("method_id"))
+        .sort(sort_key, nulls_last=True)
+        .select(*order, "method_id")
+    )
+    frames = [f for f in item_frames if f.width]
+    items = pl.concat(frames) if frames else pl.DataFrame()
+    baselines = pl.DataFrame(baseline_rows, infer_schema_length=None)
+    timings = {"计算": round(time.perf_counter() - t0, 3)}
+    info = {
+        name: {"file": str(raw.path), "sha256": raw.sha256, "encoding": raw.encoding}
+        for name, raw in inputs.files.items()
+    }
+    rejects = inputs.rejects if "file" in inputs.rejects.columns else pl.DataFrame(schema=REJECT_SCHEMA)
+    counts = {"row_counts": inputs.row_counts(), "rejected_rows": inputs.rejected_rows} if inputs.rejects.width else {}
+    return Evaluation(year, method, scores, items, baselines, warnings, timings, rejects, {"files": info, **counts})
+
+
+def evaluation_grades(inputs: Inputs, years: list[int] | tuple[int, ...], method: Method) -> pl.DataFrame:
+    """Grades computed under ``method`` for several data years, shaped like the validated
+    ``evaluations`` table (``firm_id`` UInt32, ``year`` Int32, ``grade``, ``score``): only graded
+    firms.  Meant for rules that read grades (e.g. a computed ``grade_source``)."""
+    frames = []
+    for year in years:
+        ev = evaluate(inputs, year, method)
+        frames.append(ev.scores.filter(pl.col("grade").is_not_null()).select(
+            pl.col(FIRM_ID).cast(pl.UInt32), pl.col("year").cast(pl.Int32), "grade", pl.col("score").cast(pl.Float64)))
+    if not frames:
+        return pl.DataFrame(schema={FIRM_ID: pl.UInt32, "year": pl.Int32, "grade": pl.String, "score": pl.Float64})
+    return pl.concat(frames)
+
+
+# ---------------------------------------------------------------- files
+
+def workbook_name(year: int) -> str:
+    return f"亩均效益评价_{year}.xlsx"
+
+
+def output_names(year: int) -> dict[str, list[str]]:
+    return {
+        "evaluation": ["evaluation.csv", "evaluation.parquet"],
+        "items": ["evaluation_items.csv", "evaluation_items.parquet"],
+        "excel": [workbook_name(year)],
+        "rejects": ["evaluation_rejects.csv"],
+        "record": ["evaluation.json"],
+    }
+
+
+#: zstd at its fastest level: a third faster to write than the default level, files ~5 % larger
+PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 1}
+
+
+def write_evaluation(ev: Evaluation, out_dir: Path, excel: bool = True) -> dict[str, list[str]]:
+    """Write the contract's files into ``out_dir`` and return {kind: [paths]}.
+
+    evaluation.csv (UTF-8 with BOM) / .parquet, evaluation_items.csv / .parquet,
+    亩均效益评价_<Y>.xlsx, evaluation_rejects.csv and evaluation.json.  The workbook (pure
+    Python) is written in a thread beside the Polars writers; ``excel=False`` skips it (a
+    province-size evaluation: xlsxwriter needs about 100 s per million rows)."""
+    from .evaluation_excel import write_workbook
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    scores = ev.scores.drop(FIRM_ID)
+    items = ev.items.drop(FIRM_ID) if FIRM_ID in ev.items.columns else ev.items
+
+    def write_scores() -> None:
+        scores.write_parquet(out / "evaluation.parquet", **PARQUET_OPTIONS)
+        scores.write_csv(out / "evaluation.csv", include_bom=True)
+
+    def write_items() -> None:
+        items.write_parquet(out / "evaluation_items.parquet", **PARQUET_OPTIONS)
+        items.write_csv(out / "evaluation_items.csv", include_bom=True)
+
+    # the Polars writers release the GIL: the two files (and the workbook) are written side by side
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        jobs = {"写出 evaluation": pool.submit(_timed, write_scores),
+                "写出 evaluation_items": pool.submit(_timed, write_items)}
+        if excel:
+            jobs["写出 Excel"] = pool.submit(_timed, write_workbook, ev, out / workbook_name(ev.year))
+        rejects = ev.rejects if ev.rejects.width else pl.DataFrame(schema=REJECT_SCHEMA)
+        rejects.select("file", "row", "column", "reason", "value").write_csv(out / "evaluation_rejects.csv", include_bom=True)
+        for stage, job in jobs.items():
+            ev.timings[stage] = job.result()
+    ev.timings["写出合计"] = round(time.perf_counter() - t0, 3)
+    names = output_names(ev.year)
+    if not excel:
+        names.pop("excel")
+    written = {k: [str(out / n) for n in v] for k, v in names.items()}
+    (out / "evaluation.json").write_text(
+        json.dumps(evaluation_record(ev, written), ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    return written
+
+
+def _timed(fn, *args) -> float:
+    t = time.perf_counter()
+    fn(*args)
+    return round(time.perf_counter() - t, 3)
+
+
+def evaluation_record(ev: Evaluation, outputs: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """What evaluation.json records: method, inputs, counts, reference values, timings."""
+    from importlib.metadata import version
+
+    m = ev.method
+    return {
+        "created_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "data_year": ev.year,
+        "method": {"id": m.id, "version": m.version, "title": m.title, "file": str(m.path), "sha256": m.sha256,
+                   "designed_for_data_year": m.data_year, "citation": m.citation_text(m.citation)},
+        "inputs": ev.inputs_info,
+        "counts": ev.grade_counts(),
+        "baselines": ev.baselines.to_dicts(),
+        "warnings": ev.warnings,
+        "timings_s": ev.timings,
+        "outputs": outputs or {},
+        "software": {"screening": __version__, "polars": pl.__version__, "duckdb": version("duckdb"),
+                     "python": platform.python_version()},
+    }
+

@@ -1,0 +1,156 @@
+"""亩均效益评价_<Y>.xlsx: the evaluation for people.
+
+Sheets: one per scale (规上, 规下; 规模不明 when some firms have no stats row), sorted by
+group and rank, with Chinese headers and a frozen header row; then 评价方法 (indicators,
+weights, baselines actually used, grading, who is not graded, citations).  Written with
+xlsxwriter in constant-memory mode, one bound writer per column (the house pattern of
+screening/excel.py, whose formats and helpers are reused).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+import xlsxwriter
+
+from .evaluation_method import GRADES, QUANTITIES, SCALES, MinLandRule
+from .excel import _formats, _table, sheet_name
+
+if TYPE_CHECKING:
+    from .evaluation import Evaluation
+
+#: Excel's row limit is 1,048,576 including the header; a longer sheet continues on the next
+EXCEL_MAX_ROWS = 1_048_575
+_NUMBER_KINDS = ("int", "num2", "num4", "pct")
+
+Column = tuple[str, str, int, str]  # (column, Chinese header, width, format kind)
+
+
+def _scale_columns(ev: Evaluation, scale: str | None) -> list[Column]:
+    m = ev.method
+    head: list[Column] = [("uscc", "统一社会信用代码", 21, "text"), ("name", "企业名称", 30, "text"),
+                          ("township", "乡镇街道", 10, "text"), ("industry_code", "行业代码", 9, "text")]
+    if scale is None:
+        return head + [("not_graded_reason", "未参评原因", 50, "wrap")] + [
+            (q, f"{zh}（{unit}）", 12, "int" if q == "employees" else "num2") for q, (zh, unit) in QUANTITIES.items()
+            if q in m.quantities()]
+    sm = m.scales[scale]
+    cols: list[Column] = [("rank", "排名", 6, "int"), ("grade", "等级", 6, "text"), ("score", "综合得分", 10, "num2"),
+                          head[1], head[0], *head[2:]]
+    cols += [("grade_group", "排名分组", 12, "text"), ("group_size", "组内参评企业数", 10, "int"),
+             ("percentile", "名次百分位", 10, "pct")]
+    cols += [(i.id, f"{i.name}（{i.unit}）", 14, "num4") for i in sm.indicators]
+    cols += [(f"{i.id}_score", f"{i.name}得分（满分{i.weight:g}）", 11, "num2") for i in sm.indicators]
+    cols += [("not_graded_reason", "不定等级原因", 50, "wrap")]
+    used = {q for i in sm.indicators for q in (i.formula.numerator, i.formula.denominator)}
+    used |= {"land_mu"} if any(isinstance(r, MinLandRule) and r.scale == scale for r in m.scope.not_graded) else set()
+    cols += [(q, f"{zh}（{unit}）", 12, "int" if q == "employees" else "num2")
+             for q, (zh, unit) in QUANTITIES.items() if q in used]
+    return cols
+
+
+def _data_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], name: str, frame: pl.DataFrame,
+                columns: list[Column]) -> None:
+    ws = wb.add_worksheet(name)
+    for c, (_, header, width, _kind) in enumerate(columns):
+        ws.set_column(c, c, width)
+    ws.freeze_panes(1, 4 if columns[0][0] == "rank" else 2)  # header row; rank … firm name stay in view
+    ws.set_row(0, 30)
+    for c, (_, header, _w, _k) in enumerate(columns):
+        ws.write_string(0, c, header, fmts["header"])
+    writers = [(c, ws.write_number if kind in _NUMBER_KINDS else ws.write_string, fmts[kind])
+               for c, (_, _h, _w, kind) in enumerate(columns)]
+    for r, row in enumerate(frame.select([c for c, *_ in columns]).iter_rows(), start=1):
+        for (c, write, fmt), v in zip(writers, row):
+            if v is not None:
+                write(r, c, v, fmt)
+    if frame.height:
+        ws.autofilter(0, 0, frame.height, len(columns) - 1)
+
+
+def _method_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], ev: Evaluation, used: set[str]) -> None:
+    m = ev.method
+    ws = wb.add_worksheet(sheet_name("评价方法", used))
+    for c, w in enumerate((10, 22, 30, 8, 16, 36, 22, 22, 22, 60)):
+        ws.set_column(c, c, w)
+    ws.write_string(0, 0, f"{m.title}：{ev.year}年数据", fmts["title"])
+    info = [("评价方法", f"{m.id}（版本 {m.version}）"), ("数据年度", str(ev.year)),
+            ("依据", m.citation_text(m.citation)), ("说明", " ".join(m.description.split()))]
+    if m.citation.note:
+        info.append(("备注", m.citation.note))
+    for i, (k, v) in enumerate(info, start=2):
+        ws.write_string(i, 0, k, fmts["bold"])
+        ws.write_string(i, 1, v, fmts["text"])
+    row = len(info) + 3
+    for w in ev.warnings:
+        ws.write_string(row, 0, f"提示：{w}", fmts["note"])
+        row += 1
+    row += 1
+
+    counts = ev.grade_counts()
+    ws.write_string(row, 0, "评价结果", fmts["bold"])
+    row = _table(ws, fmts, row + 1, ["规模", "参评企业", *GRADES, "不定等级"],
+                 [[s, c["evaluated"], *(c[g] for g in GRADES), c["not_graded"]] for s, c in counts.items()],
+                 ["text", "int", *(["int"] * len(GRADES)), "int"])
+
+    ws.write_string(row, 0, "指标、权重与基准值", fmts["bold"])
+    rows = []
+    bl = {(r["scale"], r["indicator"]): r for r in ev.baselines.to_dicts()}
+    policy_zh = {"average_item_score": "按同规模企业该项平均得分赋分", "zero": "计0分", "not_graded": "不定等级",
+                 "missing": "按缺数据处理"}
+    for scale in SCALES:
+        sm = m.scales[scale]
+        fn = sm.item_score
+        for ind in sm.indicators:
+            r = bl[(scale, ind.id)]
+            b = ind.baseline
+            if fn.function == "min_max":
+                how = f"最小—最大法，保底{fn.floor:g}（最小 {r['reference_min']}，最大 {r['reference_max']}）"
+            elif b.kind == "fixed":
+                how = "固定除数"
+            else:
+                avg = "Σ分子÷Σ分母" if b.average == "ratio_of_sums" else "企业指标值的算术平均"
+                how = f"{b.multiplier:g}×当年参评{scale}企业平均（{avg}，{r['reference_firms']}家）"
+            cap = f"，单项不超过权重的{fn.cap:g}倍" if fn.function == "ratio" and fn.cap else ""
+            formula = f"{QUANTITIES[ind.formula.numerator][0]}÷{QUANTITIES[ind.formula.denominator][0]}"
+            rows.append([scale, f"{ind.name}（{ind.unit}）", formula, ind.weight, r["baseline"], how + cap,
+                         policy_zh[sm.missing_policy(ind).policy], policy_zh[sm.zero_policy(ind).policy],
+                         r["average_item_score"], m.citation_text(ind.cite) + (f"；{ind.cite.note}" if ind.cite.note else "")])
+    row = _table(ws, fmts, row + 1, ["规模", "指标", "公式", "权重", "基准值", "基准值说明", "缺数据", "分母为0",
+                                     "参评企业该项平均得分", "依据"], rows,
+                 ["text", "text", "wrap", "num2", "num4", "wrap", "wrap", "wrap", "num4", "wrap"])
+
+    ws.write_string(row, 0, "等级划分", fmts["bold"])
+    within_zh = {"scale": "同规模全体", "division": "同规模、同行业大类", "custom": "同规模、自定义行业组"}
+    rows = []
+    for scale in SCALES:
+        g = m.scales[scale].grading
+        cuts = "，".join(f"{k} ≤ {v:.0%}" for k, v in g.cutoffs.items())
+        rows.append([scale, within_zh[g.within], cuts,
+                     f"得分保留{g.rank_decimals}位小数后比较；名次 = 1 + 得分更高的企业数，同分同名次、同享较好的等级",
+                     m.citation_text(g.cite) + (f"；{g.cite.note}" if g.cite.note else "")])
+    row = _table(ws, fmts, row + 1, ["规模", "排名范围", "名次百分位上限", "并列规则", "依据"], rows,
+                 ["text", "text", "wrap", "wrap", "wrap"])
+
+    ws.write_string(row, 0, "不定等级的企业", fmts["bold"])
+    rows = [[rule.kind, rule.reason, m.citation_text(rule.cite) + (f"；{rule.cite.note}" if rule.cite.note else "")]
+            for rule in m.scope.not_graded]
+    _table(ws, fmts, row + 1, ["类型", "说明（模板）", "依据"], rows, ["text", "wrap", "wrap"])
+
+
+def write_workbook(ev: Evaluation, path: Path) -> None:
+    with xlsxwriter.Workbook(str(path), {"constant_memory": True, "strings_to_numbers": False}) as wb:
+        fmts = _formats(wb)
+        fmts["num4"] = wb.add_format({"font_name": "等线", "font_size": 10, "valign": "top", "num_format": "#,##0.0000"})
+        used: set[str] = set()
+        scale = pl.col("scale")
+        for label, cond in [(s, scale == s) for s in SCALES] + [("规模不明", scale.is_null())]:
+            part = ev.scores.filter(cond)
+            if label == "规模不明" and not part.height:
+                continue
+            columns = _scale_columns(ev, label if label in SCALES else None)
+            for n, start in enumerate(range(0, max(part.height, 1), EXCEL_MAX_ROWS)):
+                name = label if n == 0 else f"{label}（续{n + 1}）"
+                _data_sheet(wb, fmts, sheet_name(name, used), part.slice(start, EXCEL_MAX_ROWS), columns)
+        _method_sheet(wb, fmts, ev, used)

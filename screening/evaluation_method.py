@@ -1,0 +1,579 @@
+"""A 亩均效益综合评价 method (``rules/methods/<id>.yaml``): the pydantic model and its loader.
+
+A method states, separately for 规上 and 规下, the indicators (each a ratio of two input
+quantities from a closed set), their weights and baselines, the item score function, what
+happens to missing data and zero denominators, and the grade cut-offs; plus who is
+evaluated and who is evaluated but not graded.  Every number carries a citation
+(``cite: {source, clause, note}`` pointing at ``sources``), as in the screening rule sets.
+The logic that applies a method is :mod:`screening.evaluation`; docs/evaluation.md explains
+the file field by field for bureau staff.
+
+Validation errors are one Chinese line naming the file and the key, e.g.
+``rules/methods/x.yaml：scales.规上.indicators[0]（tax_per_mu）.weight 应为数字（收到 'abc'）``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_validator
+
+from .errors import RuleSetError
+from .paths import rules_dir
+from .ruleset import Cite, Source, _load_yaml, _Strict
+
+SCALES = ("规上", "规下")
+GRADES = ("A", "B", "C", "D")
+
+#: The closed set of input quantities an indicator may divide (column -> Chinese label, unit).
+#: Numerators are outputs and denominators are inputs, so every indicator is "higher is better".
+NUMERATORS: dict[str, tuple[str, str]] = {
+    "tax_paid": ("实缴税金", "万元"),
+    "value_added": ("工业增加值", "万元"),
+    "revenue": ("营业收入", "万元"),
+    "rd_expense": ("研发经费", "万元"),
+}
+DENOMINATORS: dict[str, tuple[str, str]] = {
+    "land_mu": ("用地面积", "亩"),
+    "energy_tce": ("综合能耗", "吨标准煤"),
+    "electricity": ("用电量", "万千瓦时"),
+    "emissions": ("主要污染物排放量", "吨"),
+    "employees": ("年平均职工人数", "人"),
+    "revenue": ("营业收入", "万元"),
+}
+QUANTITIES: dict[str, tuple[str, str]] = {**NUMERATORS, **DENOMINATORS}
+#: which input table holds each quantity (land_mu is the sum of the year's parcels)
+QUANTITY_TABLE = {
+    "tax_paid": "tax", "value_added": "stats", "revenue": "stats", "rd_expense": "stats", "employees": "stats",
+    "emissions": "stats", "land_mu": "land", "energy_tce": "energy", "electricity": "energy",
+}
+
+#: Standard indicator ids: a method that uses one of these ids must use its formula, so that
+#: ``tax_per_mu`` means 亩均税收 in every method and every output file.
+STANDARD_INDICATORS: dict[str, tuple[str, str]] = {
+    "tax_per_mu": ("tax_paid", "land_mu"),                    # 亩均税收
+    "value_added_per_mu": ("value_added", "land_mu"),         # 亩均增加值
+    "value_added_per_energy": ("value_added", "energy_tce"),  # 单位能耗增加值
+    "value_added_per_emission": ("value_added", "emissions"), # 单位排放增加值
+    "labour_productivity": ("value_added", "employees"),      # 全员劳动生产率
+    "rd_intensity": ("rd_expense", "revenue"),                # R&D经费占营业收入比重
+    "tax_per_electricity": ("tax_paid", "electricity"),       # 单位电耗税收
+    "revenue_per_mu": ("revenue", "land_mu"),                 # 亩均营业收入
+    "revenue_per_electricity": ("revenue", "electricity"),    # 单位用电营业收入
+}
+#: column names of evaluation.csv that an indicator id may not take
+RESERVED_IDS = {
+    "firm_id", "year", "uscc", "name", "township", "industry_code", "scale", "score", "rank", "group_size",
+    "percentile", "grade", "grade_group", "not_graded_reason", "method_id", *QUANTITIES,
+}
+
+#: placeholders a not-graded reason may use: per rule kind, beyond the shared ones
+_SHARED_FIELDS = {"year", "scale", "industry_code", "division", "established"}
+_RULE_FIELDS = {
+    "industry_unknown": set(),
+    "divisions": {"divisions"},
+    "new_firm": {"years", "cutoff"},
+    "min_land": {"land_mu", "min_land_mu"},
+}
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Positive = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
+Division = Annotated[int, Field(strict=True, ge=1, le=99)]
+
+
+# ---------------------------------------------------------------- indicators and scores
+
+class Formula(_Strict):
+    numerator: Literal["tax_paid", "value_added", "revenue", "rd_expense"]
+    denominator: Literal["land_mu", "energy_tce", "electricity", "emissions", "employees", "revenue"]
+
+
+class FixedBaseline(_Strict):
+    """A published divisor (黄岩: 亩均税收 ÷ 24.097)."""
+
+    kind: Literal["fixed"]
+    value: Positive
+
+
+class GroupAverageBaseline(_Strict):
+    """``multiplier`` × the average over the scale's firms that are graded-eligible and have a value.
+
+    ``ratio_of_sums`` = Σ numerator ÷ Σ denominator (how 亩均 figures are officially reported);
+    ``mean_of_values`` = the plain mean of the firms' values."""
+
+    kind: Literal["group_average"]
+    average: Literal["ratio_of_sums", "mean_of_values"]
+    multiplier: Positive = 1.0
+
+
+Baseline = Annotated[Union[FixedBaseline, GroupAverageBaseline], Field(discriminator="kind")]
+
+
+class MissingPolicy(_Strict):
+    """A firm without the indicator's data: the scale's average item score among the eligible
+    firms that have it (黄岩's rule for emissions), 0 points, or not graded."""
+
+    policy: Literal["average_item_score", "zero", "not_graded"]
+    cite: Cite
+
+
+class ZeroDenominatorPolicy(_Strict):
+    """A denominator of 0: 0 points, or handled like missing data (then the missing policy applies)."""
+
+    policy: Literal["zero", "missing"]
+    cite: Cite
+
+
+class Indicator(_Strict):
+    id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
+    name: str
+    unit: str
+    formula: Formula
+    weight: Positive
+    baseline: Baseline | None = None  # required by the ratio score, not used by min_max
+    missing: MissingPolicy | None = None  # overrides the scale's policy for this indicator
+    zero_denominator: ZeroDenominatorPolicy | None = None
+    cite: Cite
+
+
+class RatioScore(_Strict):
+    """item = value ÷ baseline × weight, at most ``cap`` × weight (``cap: null`` = no cap)."""
+
+    function: Literal["ratio"]
+    cap: Positive | None
+    cite: Cite
+
+
+class MinMaxScore(_Strict):
+    """item = weight × [floor + (1 − floor)·(x − min)/(max − min)] (旌德), min and max over the
+    scale's eligible firms that have a value; all equal → full weight."""
+
+    function: Literal["min_max"]
+    floor: Annotated[float, Field(strict=True, ge=0, lt=1, allow_inf_nan=False)]
+    cite: Cite
+
+
+ItemScore = Annotated[Union[RatioScore, MinMaxScore], Field(discriminator="function")]
+
+
+class Grading(_Strict):
+    """Grades by rank within the scale (optionally within industry groups).
+
+    rank = 1 + the number of graded firms of the group with a strictly higher score (scores
+    rounded to ``rank_decimals`` first); percentile = rank ÷ n; the grade is the first whose
+    cut-off is ≥ the percentile.  Equal scores therefore share the better grade.
+    """
+
+    within: Literal["scale", "division", "custom"]
+    groups: dict[str, list[Annotated[str, Field(pattern=r"^\d{2,4}$")]]] | None = None
+    other_group: str | None = None
+    min_group_size: Annotated[int, Field(strict=True, ge=1)] | None = None
+    pooled_group: str | None = None
+    cutoffs: dict[str, Positive]
+    rank_decimals: Annotated[int, Field(strict=True, ge=0, le=12)]
+    cite: Cite
+
+    @model_validator(mode="after")
+    def _check(self) -> Grading:
+        if list(self.cutoffs) != list(GRADES):
+            raise ValueError(f"cutoffs 应依次给出 A、B、C、D 四个等级的累计比例，收到 {'、'.join(self.cutoffs) or '空'}")
+        values = list(self.cutoffs.values())
+        if any(b <= a for a, b in zip(values, values[1:])):
+            raise ValueError(f"cutoffs 必须严格递增（A < B < C < D），收到 {values}")
+        if values[-1] != 1.0:
+            raise ValueError(f"cutoffs 中 D 应为 1（其余企业均为 D），收到 {values[-1]:g}")
+        if self.within == "custom":
+            if not self.groups or not self.other_group:
+                raise ValueError("within: custom 需要 groups（组名: [行业代码前缀]）和 other_group")
+            prefixes = [p for codes in self.groups.values() for p in codes]
+            dup = sorted({p for p in prefixes if prefixes.count(p) > 1})
+            if dup:
+                raise ValueError(f"groups 中行业代码 {'、'.join(dup)} 出现在多个组")
+        elif self.groups is not None or self.other_group is not None:
+            raise ValueError("groups 与 other_group 只用于 within: custom")
+        if self.within == "scale":
+            if self.min_group_size is not None or self.pooled_group is not None:
+                raise ValueError("min_group_size 与 pooled_group 只用于按行业分组（within: division 或 custom）")
+        elif self.min_group_size is None or not self.pooled_group:
+            raise ValueError("按行业分组时需要 min_group_size（少于该数的组合并排名）和 pooled_group（合并组的名称）")
+        return self
+
+
+class ScaleMethod(_Strict):
+    indicators: Annotated[list[Indicator], Field(min_length=1)]
+    item_score: ItemScore
+    missing: MissingPolicy
+    zero_denominator: ZeroDenominatorPolicy
+    grading: Grading
+
+    @model_validator(mode="after")
+    def _check(self) -> ScaleMethod:
+        ids = [i.id for i in self.indicators]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"指标 id 重复：{'、'.join(dup)}")
+        for ind in self.indicators:
+            if self.item_score.function == "ratio" and ind.baseline is None:
+                raise ValueError(f"指标 {ind.id} 缺少 baseline（item_score 为 ratio 时每个指标都需要基准值）")
+            if self.item_score.function == "min_max" and ind.baseline is not None:
+                raise ValueError(f"指标 {ind.id} 不应有 baseline（min_max 评分不使用基准值）")
+        return self
+
+    def missing_policy(self, ind: Indicator) -> MissingPolicy:
+        return ind.missing or self.missing
+
+    def zero_policy(self, ind: Indicator) -> ZeroDenominatorPolicy:
+        return ind.zero_denominator or self.zero_denominator
+
+    @property
+    def max_score(self) -> float:
+        return sum(i.weight for i in self.indicators)
+
+
+# ---------------------------------------------------------------- scope
+
+class Evaluated(_Strict):
+    """Firms evaluated: those with data in the year whose 2-digit 大类 is in the range
+    (06–46 = 采矿业、制造业、电力热力燃气及水生产和供应业), or whose industry code is unknown."""
+
+    division_min: Division
+    division_max: Division
+    cite: Cite
+
+
+class _Rule(_Strict):
+    reason: str
+    cite: Cite
+
+
+class IndustryUnknownRule(_Rule):
+    kind: Literal["industry_unknown"]
+
+
+class DivisionsRule(_Rule):
+    kind: Literal["divisions"]
+    divisions: Annotated[list[Division], Field(min_length=1)]
+
+
+class NewFirmRule(_Rule):
+    """Established after 31 December of (Y − years): fewer than ``years`` full years of
+    operation by the end of data year Y (for Y = 2021 and 2 years: established in 2020 or later)."""
+
+    kind: Literal["new_firm"]
+    years: Annotated[int, Field(strict=True, ge=1, le=10)]
+
+
+class MinLandRule(_Rule):
+    """Firms of ``scale`` whose land in Y is below ``min_land_mu`` (≥ the minimum is graded);
+    land unknown → ``reason_unknown``."""
+
+    kind: Literal["min_land"]
+    scale: Literal["规上", "规下"]
+    min_land_mu: Positive
+    reason_unknown: str
+
+
+NotGradedRule = Annotated[
+    Union[IndustryUnknownRule, DivisionsRule, NewFirmRule, MinLandRule], Field(discriminator="kind")
+]
+
+
+class Scope(_Strict):
+    evaluated: Evaluated
+    not_graded: list[NotGradedRule]
+
+
+# ---------------------------------------------------------------- the method
+
+class Method(_Strict):
+    id: str
+    version: str
+    title: str
+    region: str
+    #: the data year the method's numbers were set for (null: any year, e.g. group averages)
+    data_year: int | None
+    last_reviewed: dt.date
+    description: str
+    sources: dict[str, Source]
+    citation: Cite
+    scope: Scope
+    scales: dict[Literal["规上", "规下"], ScaleMethod]
+
+    _path: Path = PrivateAttr(default=Path())
+    _sha256: str = PrivateAttr(default="")
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256
+
+    @model_validator(mode="after")
+    def _check(self) -> Method:
+        missing = [s for s in SCALES if s not in self.scales]
+        if missing:
+            raise ValueError(f"scales 必须同时给出规上和规下，缺少 {'、'.join(missing)}")
+        ev = self.scope.evaluated
+        if ev.division_min > ev.division_max:
+            raise ValueError("scope.evaluated 的 division_min 不能大于 division_max")
+        for cite_loc, cite in _cites(self):
+            if cite.source not in self.sources:
+                raise ValueError(f"{cite_loc} 引用了未定义的来源 {cite.source}（sources 中有：{'、'.join(self.sources)}）")
+        formulas: dict[str, tuple[str, str, str]] = {}
+        for scale, sm in self.scales.items():
+            for ind in sm.indicators:
+                pair = (ind.formula.numerator, ind.formula.denominator)
+                if ind.formula.numerator == ind.formula.denominator:
+                    raise ValueError(f"scales.{scale} 指标 {ind.id} 的分子与分母相同")
+                if ind.id in RESERVED_IDS or ind.id.endswith("_score"):
+                    raise ValueError(f"scales.{scale} 指标 id {ind.id} 与输出列名冲突，请换一个名称")
+                standard = STANDARD_INDICATORS.get(ind.id)
+                if standard and standard != pair:
+                    raise ValueError(f"scales.{scale} 指标 {ind.id} 是标准指标，公式应为 {standard[0]} ÷ {standard[1]}，"
+                                     f"收到 {pair[0]} ÷ {pair[1]}；如需其他公式请另取 id")
+                seen = formulas.setdefault(ind.id, (*pair, ind.name))
+                if seen != (*pair, ind.name):
+                    raise ValueError(f"指标 {ind.id} 在规上、规下中的公式或名称不一致")
+        for i, rule in enumerate(self.scope.not_graded):
+            allowed = _SHARED_FIELDS | _RULE_FIELDS[rule.kind]
+            texts = [rule.reason] + ([rule.reason_unknown] if isinstance(rule, MinLandRule) else [])
+            for text in texts:
+                bad = [f for f in _PLACEHOLDER.findall(text) if f not in allowed]
+                if bad:
+                    raise ValueError(f"scope.not_graded[{i}] 的说明中有无法识别的占位符 {{{bad[0]}}}，"
+                                     f"可用：{'、'.join('{' + f + '}' for f in sorted(allowed))}")
+        return self
+
+    # -- conveniences used by the evaluation
+    def indicator_columns(self) -> list[str]:
+        """Indicator ids in output order: 规上's first, then 规下's new ones."""
+        return list(dict.fromkeys(i.id for s in SCALES for i in self.scales[s].indicators))
+
+    def indicator_names(self) -> dict[str, tuple[str, str]]:
+        return {i.id: (i.name, i.unit) for s in SCALES for i in self.scales[s].indicators}
+
+    def quantities(self) -> list[str]:
+        used = {q for s in SCALES for i in self.scales[s].indicators for q in (i.formula.numerator, i.formula.denominator)}
+        if any(isinstance(r, MinLandRule) for r in self.scope.not_graded):
+            used.add("land_mu")
+        return [q for q in QUANTITIES if q in used]
+
+    def needed_tables(self) -> set[str]:
+        return {"enterprises", "stats", *(QUANTITY_TABLE[q] for q in self.quantities())}
+
+    def citation_text(self, cite: Cite) -> str:
+        src = self.sources[cite.source]
+        doc = f"{src.doc_no} " if src.doc_no else ""
+        return f"{doc}{src.issuer}《{src.title}》{cite.clause}，{src.published.isoformat()}"
+
+
+def _cites(model: BaseModel, loc: str = "") -> list[tuple[str, Cite]]:
+    """Every citation in the method, with where it is (for error messages)."""
+    found: list[tuple[str, Cite]] = []
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, Cite):
+            found.append((where, value))
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name), f"{where}.{name}" if where else name)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{where}.{k}")
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{where}[{i}]")
+
+    walk(model, loc)
+    return found
+
+
+# ---------------------------------------------------------------- loading
+
+def methods_dir() -> Path:
+    return rules_dir() / "methods"
+
+
+def shipped_methods() -> list[str]:
+    return sorted(p.stem for p in methods_dir().glob("*.yaml"))
+
+
+def _listing() -> str:
+    return f"；随附的评价方法：{'、'.join(shipped_methods()) or '（无）'}（也可给出 .yaml 文件路径）"
+
+
+def resolve_method_path(name_or_path: str | Path) -> Path:
+    text = str(name_or_path).strip()
+    if isinstance(name_or_path, Path) or text.endswith((".yaml", ".yml")) or "/" in text or "\\" in text:
+        path = Path(text)
+        if not path.is_file():
+            raise RuleSetError(f"评价方法文件不存在：{path}{_listing()}")
+        return path
+    path = methods_dir() / f"{text}.yaml"
+    if not text or not path.is_file():
+        raise RuleSetError(f"未知的评价方法 {text!r}{_listing()}")
+    return path
+
+
+def load_method(name_or_path: str | Path) -> Method:
+    """Load and validate a method: a shipped name (``huangyan-2022``) or a path to a .yaml file.
+
+    Any problem raises :class:`RuleSetError` (exit code 2) with one Chinese line naming the
+    file and the key, followed by the list of shipped methods."""
+    path = resolve_method_path(name_or_path)
+    try:
+        raw = _load_yaml(path)
+    except RuleSetError as exc:
+        raise RuleSetError(f"{exc}{_listing()}") from None
+    if not isinstance(raw, dict):
+        raise RuleSetError(f"{path}：文件内容应为键值映射（YAML mapping）{_listing()}")
+    # top-level keys starting with "x-" only hold YAML anchors (&name) for reuse below
+    raw = {k: v for k, v in raw.items() if not str(k).startswith("x-")}
+    try:
+        method = Method.model_validate(raw)
+    except ValidationError as exc:
+        raise RuleSetError(f"{path}：{_describe(exc, raw)}{_listing()}") from None
+    if method.id != path.stem:
+        raise RuleSetError(f"{path}：id 为 {method.id}，应与文件名 {path.stem} 一致{_listing()}")
+    method._path = path.resolve()
+    method._sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    return method
+
+
+# ---------------------------------------------------------------- Chinese validation messages
+
+_MESSAGES = {
+    "missing": "缺少必填项",
+    "float_type": "应为数字",
+    "float_parsing": "应为数字",
+    "int_type": "应为整数",
+    "int_parsing": "应为整数",
+    "int_from_float": "应为整数",
+    "finite_number": "应为有限的数字",
+    "string_type": "应为文本",
+    "bool_type": "应为 true 或 false",
+    "bool_parsing": "应为 true 或 false",
+    "date_type": "应为日期（如 2023-09-25）",
+    "date_parsing": "应为日期（如 2023-09-25）",
+    "date_from_datetime_parsing": "应为日期（如 2023-09-25）",
+    "dict_type": "应为键值映射",
+    "model_type": "应为键值映射",
+    "model_attributes_type": "应为键值映射",
+    "list_type": "应为列表",
+}
+
+
+def _describe(exc: ValidationError, raw: Any) -> str:
+    """The first validation error as ``key.path 中文说明``, plus the error count."""
+    err = exc.errors(include_url=False)[0]
+    loc, etype, ctx = err["loc"], err["type"], err.get("ctx") or {}
+    where = _format_loc(loc, raw)
+    given = f"（收到 {err['input']!r}）" if etype not in ("missing", "extra_forbidden") and not isinstance(
+        err.get("input"), (dict, list)) else ""
+    if etype == "extra_forbidden":
+        allowed = _allowed_keys(loc)
+        listing = f"（可用的键：{'、'.join(allowed)}）" if allowed else ""
+        text = f"是不认识的键{listing}"
+    elif etype == "literal_error":
+        text = f"取值应为 {str(ctx.get('expected', '')).replace(' or ', ', ')} 之一{given}"
+    elif etype == "union_tag_invalid":
+        text = f"的 {ctx.get('discriminator', '').strip(chr(39))} 应为 {ctx.get('expected_tags', '')} 之一，收到 {ctx.get('tag')!r}"
+    elif etype == "union_tag_not_found":
+        text = f"缺少 {ctx.get('discriminator', '').strip(chr(39))}"
+    elif etype in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        op = {"greater_than": "大于", "greater_than_equal": "不小于", "less_than": "小于", "less_than_equal": "不大于"}[etype]
+        bound = next(iter(ctx.values()), "")
+        text = f"应{op} {bound}{given}"
+    elif etype == "string_pattern_mismatch":
+        text = f"格式不对（应匹配 {ctx.get('pattern')}）{given}"
+    elif etype == "too_short":
+        text = f"至少需要 {ctx.get('min_length')} 项"
+    elif etype == "value_error":
+        text = str(ctx.get("error", err["msg"]))
+    else:
+        text = _MESSAGES.get(etype, err["msg"]) + given
+    count = exc.error_count()
+    more = f"（共 {count} 处错误，请逐一修正）" if count > 1 else ""
+    return f"{where} {text}{more}" if where else f"{text}{more}"
+
+
+def _format_loc(loc: tuple[Any, ...], raw: Any) -> str:
+    """``scales.规上.indicators[0]（tax_per_mu）.weight``: keys as written, discriminator tags
+    dropped, list items labelled with their ``id`` when they have one."""
+    parts: list[str] = []
+    node = raw
+    skipped: Any = None  # the node whose tag was already skipped
+    for part in loc:
+        if isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node):
+            node = node[part]
+            label = f"[{part}]"
+            if isinstance(node, dict) and isinstance(node.get("id") or node.get("kind"), str):
+                label += f"（{node.get('id') or node.get('kind')}）"
+            if parts:
+                parts[-1] += label
+            else:
+                parts.append(label)
+        elif (isinstance(node, dict) and node is not skipped and isinstance(part, str)
+              and part in (node.get("kind"), node.get("function"))):
+            skipped = node  # a discriminated union's tag, not a key the user wrote (checked first:
+            continue        # kind "divisions" has a key "divisions" too)
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+            parts.append(str(part))
+        else:
+            parts.append(str(part))
+            node = None
+    return ".".join(parts)
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str] | None:
+    """The keys the model accepts where an unknown key was found (best effort)."""
+    annotation: Any = Method
+    for part in loc[:-1]:
+        annotation = _step(annotation, part)
+        if annotation is None:
+            return None
+    model = _as_model(annotation, None)
+    if model is None:
+        return None
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (Union, getattr(__import__("types"), "UnionType", Union)):
+        return [a for arg in typing.get_args(annotation) for a in _unwrap(arg) if a is not type(None)]
+    return [annotation]
+
+
+def _as_model(annotation: Any, tag: Any) -> type[BaseModel] | None:
+    models = [a for a in _unwrap(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    if tag is None:
+        return models[0] if len(models) == 1 else None
+    for m in models:
+        for f in m.model_fields.values():
+            if typing.get_origin(f.annotation) is Literal and tag in typing.get_args(f.annotation):
+                return m
+    return None
+
+
+def _step(annotation: Any, part: Any) -> Any:
+    for a in _unwrap(annotation):
+        origin = typing.get_origin(a)
+        if origin is list and isinstance(part, int):
+            return typing.get_args(a)[0]
+        if origin is dict:
+            return typing.get_args(a)[1]
+        if isinstance(a, type) and issubclass(a, BaseModel) and part in a.model_fields:
+            return a.model_fields[part].annotation
+    tagged = _as_model(annotation, part)  # a discriminated union's tag
+    return tagged
