@@ -2,7 +2,7 @@
 
 Sheets: 汇总 (targets, counts by rule and township), 整治企业清单 (the full list), one
 sheet per 乡镇街道, 规则与依据 (parameters and citations) and 数据问题 (rejected rows).
-Written with xlsxwriter, row by row with one bound writer per column (its fastest path).
+Written with xlsxwriter in constant-memory mode, row by row with one bound writer per column.
 """
 from __future__ import annotations
 
@@ -201,9 +201,8 @@ def _rejects_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], rejects: pl.Da
 
 def write_workbook(s: "Screening", path: Path) -> None:
     people = _people_list(s)
-    # shared strings (not constant_memory): the list repeats townships, rules and dispositions,
-    # and a list of tens of thousands of rows fits in memory easily
-    with xlsxwriter.Workbook(str(path), {"strings_to_numbers": False}) as wb:
+    # constant_memory: rows go to disk as they are written, so a province's list costs no memory
+    with xlsxwriter.Workbook(str(path), {"constant_memory": True, "strings_to_numbers": False}) as wb:
         fmts = _formats(wb)
         _summary(wb, fmts, s)
         used = {"汇总", "整治企业清单", "规则与依据", "数据问题"}

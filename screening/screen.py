@@ -195,6 +195,7 @@ def screen(
             for rid in rs.enabled:
                 rule_sql = sql_text(f"rules/{rid}.sql")
                 engine.insert("results", rid, _with_status(rule_sql), {**base, **rs.sql_params(rid)})
+            engine.execute("drop firm_year", "DROP TABLE firm_year", {})  # the rules were its only readers
         with _timed(timings, "审计", progress):
             audit = engine.query("audit/statuses.sql", sql_text("audit/statuses.sql"), {"rule_ids": rs.enabled})
             if audit.height:
