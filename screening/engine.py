@@ -102,6 +102,3 @@ def _split(sql: str) -> list[str]:
 def read_sql_files(folder: str) -> list[tuple[str, str]]:
     return [(p.name, p.read_text(encoding="utf-8")) for p in sorted((sql_dir() / folder).glob("*.sql"))]
 
-
-def sql_path(relative: str) -> Path:
-    return sql_dir() / relative

@@ -82,10 +82,6 @@ class Screening:
     def enterprises(self) -> int:
         return int(self.engine.con.cursor().sql("SELECT count(*) FROM firm_panel").fetchall()[0][0])
 
-    def panel(self) -> pl.DataFrame:
-        """The per-enterprise panel the rules read (both data years side by side)."""
-        return self.engine.query("panel", "SELECT * EXCLUDE (firm_id) FROM firm_panel ORDER BY firm_id", {})
-
     @cached_property
     def _status_rows(self) -> list[tuple[str, str, int]]:
         # a cursor of its own: the Excel writer asks from another thread

@@ -117,12 +117,3 @@ def _quote(path: Path) -> str:
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
-
-
-def list_runs(db: Path) -> pl.DataFrame:
-    con = connect(db, read_only=True)
-    try:
-        return con.sql("SELECT run_id, created_at, list_year, ruleset_id, ruleset_version, listed, rejected_rows "
-                       "FROM runs ORDER BY created_at").pl()
-    finally:
-        con.close()

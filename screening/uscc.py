@@ -26,16 +26,6 @@ def is_valid(code: str) -> bool:
     return check_char(code[:17]) == code[17]
 
 
-def expected_check_expr(col: pl.Expr) -> pl.Expr:
-    """Expected check character of an (already well-formed) code column, computed in Polars."""
-    total = pl.sum_horizontal(
-        col.str.slice(i, 1).replace_strict(list(ALPHABET), list(range(31)), default=0, return_dtype=pl.Int64) * w
-        for i, w in enumerate(WEIGHTS)
-    )
-    idx = (31 - total % 31) % 31
-    return idx.replace_strict(list(range(31)), list(ALPHABET), return_dtype=pl.String)
-
-
 _LUT = np.zeros(256, dtype=np.int64)
 for _i, _c in enumerate(ALPHABET):
     _LUT[ord(_c)] = _i
