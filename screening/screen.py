@@ -19,7 +19,7 @@ from . import reasons
 from .engine import Engine, read_sql_files, sql_text
 from .errors import AuditError, InputError
 from .ingest import read_dir
-from .paths import default_ruleset
+from .paths import default_ruleset, sample_data_dir
 from .ruleset import STATUSES, RuleSet, load_ruleset
 from .validate import Inputs, validate
 
@@ -134,10 +134,6 @@ def default_list_year(inputs: Inputs) -> int:
     return int(max(years)) + 1
 
 
-def load_inputs(data_dir: Path, ruleset: RuleSet, keep_years: set[int] | None = None) -> Inputs:
-    return validate(read_dir(Path(data_dir), needed_tables(ruleset)), keep_years=keep_years)
-
-
 def screen(
     data_dir: Path | None = None,
     year: int | None = None,
@@ -158,11 +154,13 @@ def screen(
         rs = ruleset if isinstance(ruleset, RuleSet) else load_ruleset(Path(ruleset) if ruleset else default_ruleset())
         if overrides:
             rs.apply_overrides(overrides)
+    needed = needed_tables(rs)
     if inputs is None:
         with _timed(timings, "读取与校验", progress):
             # a run that will not hand its tables back keeps only the two years the rules read
             keep = {year - 2, year - 1} if year is not None and not keep_tables else None
-            inputs = load_inputs(Path(data_dir) if data_dir else _sample(), rs, keep)
+            files = read_dir(Path(data_dir) if data_dir else sample_data_dir(), needed)
+            inputs = validate(files, keep_years=keep)
     list_year = year if year is not None else default_list_year(inputs)
 
     warnings: list[str] = []
@@ -170,7 +168,7 @@ def screen(
         warnings.append(f"规则集 {rs.meta.id} 按 {rs.meta.designed_for_list_year} 年度制定，本次筛选年度为 {list_year}")
     for t in DATA_YEAR_TABLES:
         frame = inputs.tables[t]
-        if t in needed_tables(rs) and frame.height and not frame.filter(pl.col("year") == list_year - 1).height:
+        if t in needed and frame.height and not frame.filter(pl.col("year") == list_year - 1).height:
             warnings.append(f"{t} 中没有 {list_year - 1} 年的数据")
 
     run_id = f"{list_year}-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
@@ -204,12 +202,6 @@ def screen(
         engine.close()
         raise
     return Screening(run_id, list_year, rs, inputs, engine, listing, audit, started, timings, warnings)
-
-
-def _sample() -> Path:
-    from .paths import sample_data_dir
-
-    return sample_data_dir()
 
 
 RESULTS_DDL = """
