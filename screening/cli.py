@@ -166,6 +166,79 @@ def lint(
     out_console.print(f"规则集 {rs.meta.id}（版本 {rs.meta.version}）检查通过：{len(rs.meta.rules)} 条规则。")
 
 
+users_app = typer.Typer(help="管理服务用户与令牌。", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("add")
+def users_add(
+    db: Annotated[Path, typer.Option("--db", help="服务使用的 DuckDB 文件")] = Path("screening.duckdb"),
+    name: Annotated[str, typer.Option("--name", help="用户名")] = ...,
+    role: Annotated[str, typer.Option("--role", help="admin、township、analyst 或 dashboard")] = ...,
+    township: Annotated[Optional[str], typer.Option("--township", help="township 角色所属乡镇街道")] = None,
+) -> None:
+    """创建用户；令牌只显示这一次（输出的最后一行），数据库中只保存其散列值。"""
+    from api.auth import add_user
+
+    from .store import connect
+
+    try:
+        con = connect(db)
+    except ScreeningError as exc:
+        _fail(exc)
+    try:
+        token = add_user(con, name, role, township)
+    except ValueError as exc:
+        _fail(ScreeningError(str(exc)))
+    finally:
+        con.close()
+    err_console.print(f"已创建用户 {name}（{role}{'，' + township if township else ''}），令牌如下，请妥善保存：")
+    print(token)
+
+
+@users_app.command("revoke")
+def users_revoke(
+    db: Annotated[Path, typer.Option("--db", help="服务使用的 DuckDB 文件")] = Path("screening.duckdb"),
+    name: Annotated[str, typer.Option("--name", help="用户名")] = ...,
+) -> None:
+    """停用用户的令牌。"""
+    from api.auth import revoke_user
+
+    from .store import connect
+
+    try:
+        con = connect(db)
+    except ScreeningError as exc:
+        _fail(exc)
+    try:
+        if not revoke_user(con, name):
+            _fail(ScreeningError(f"没有名为 {name} 的有效用户"))
+    finally:
+        con.close()
+    out_console.print(f"已停用用户 {name} 的令牌")
+
+
+@app.command()
+def serve(
+    db: Annotated[Path, typer.Option("--db", help="DuckDB 文件（screening run 写入的同一个文件）")] = Path("screening.duckdb"),
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+) -> None:
+    """启动服务接口（FastAPI + uvicorn），使用嵌入式 DuckDB 文件，无需另装数据库。"""
+    import uvicorn
+
+    from api.config import Settings
+    from api.main import create_app
+    from .store import connect
+
+    try:
+        if db.exists():
+            connect(db).close()  # a locked file fails here, with the store's one-line message
+    except ScreeningError as exc:
+        _fail(exc)
+    uvicorn.run(create_app(Settings(db=db)), host=host, port=port, workers=1, log_level="info")
+
+
 from .cli_evaluate import evaluate_command  # noqa: E402  (imports cli lazily, inside the command)
 
 app.command("evaluate")(evaluate_command)

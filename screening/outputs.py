@@ -86,6 +86,7 @@ def run_record(s: "Screening", outputs: dict[str, Any] | None = None) -> dict[st
         "ruleset_version": s.ruleset.meta.version,
         "parameters": s.ruleset.params,
         "overrides": s.ruleset.overrides,
+        "targets": {k: v.value for k, v in s.ruleset.meta.targets.items()},
         "input_hashes": {raw.file: raw.sha256 for raw in s.inputs.files.values()},
         "ruleset": s.ruleset.describe(),
         "inputs": {

@@ -1,0 +1,1 @@
+"""The screening service (FastAPI): lists, 一企一策 records, township verification, dashboard."""

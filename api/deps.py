@@ -1,0 +1,45 @@
+"""Request dependencies: a DuckDB cursor per request and the authenticated user."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+import duckdb
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from .auth import User, find_user
+
+_bearer = HTTPBearer(auto_error=False, description="screening users add 生成的令牌")
+
+
+def get_cursor(request: Request) -> Iterator[duckdb.DuckDBPyConnection]:
+    # one connection per process (DuckDB allows one writer), one cursor per request thread
+    cursor = request.app.state.con.cursor()
+    try:
+        yield cursor
+    finally:
+        cursor.close()
+
+
+CursorDep = Annotated[duckdb.DuckDBPyConnection, Depends(get_cursor)]
+
+
+def current_user(cursor: CursorDep,
+                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> User:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "缺少令牌：请在请求头加入 Authorization: Bearer <令牌>",
+                            headers={"WWW-Authenticate": "Bearer"})
+    user = find_user(cursor, credentials.credentials)
+    if user is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "令牌无效或已停用", headers={"WWW-Authenticate": "Bearer"})
+    return user
+
+
+def allow(*roles: str) -> Callable[..., User]:
+    """A dependency that admits only the given roles (others get 403)."""
+    def check(user: Annotated[User, Depends(current_user)]) -> User:
+        if user.role not in roles:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"角色 {user.role} 无权使用此功能")
+        return user
+    return check

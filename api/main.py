@@ -1,0 +1,70 @@
+"""The app factory.  Nothing touches the database at import time: the file is opened in
+the lifespan, read-write, by this one process (DuckDB allows one writer per file)."""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+import duckdb
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from .config import Settings, get_settings
+from .db import ensure_schema
+from .routes import dashboard, enterprises, health, lists
+
+DESCRIPTION = """高耗低效企业筛选引擎的服务接口：年度清单、一企一策档案、乡镇街道属地核实与看板汇总。
+
+除 `/api/v1/health` 外，所有接口都需要请求头 `Authorization: Bearer <令牌>`（令牌由 `screening users add` 生成）。
+角色：admin（经信局，全部功能）、township（本乡镇街道的企业：查看与核实）、analyst（只读）、dashboard（只看汇总）。"""
+
+
+_MESSAGES = {
+    "missing": "缺少此项",
+    "extra_forbidden": "不接受此项",
+    "int_parsing": "应为整数",
+    "int_type": "应为整数",
+    "string_type": "应为文本",
+    "json_invalid": "不是有效的 JSON",
+    "literal_error": "取值应为 {expected}",
+    "less_than_equal": "不能大于 {le}",
+    "greater_than_equal": "不能小于 {ge}",
+    "string_too_long": "最多 {max_length} 个字符",
+}
+
+
+def _chinese(err: dict) -> str:
+    template = _MESSAGES.get(err.get("type", ""))
+    if template:
+        try:
+            return template.format(**err.get("ctx", {}))
+        except (KeyError, IndexError):
+            return template
+    return str(err.get("msg", "")).removeprefix("Value error, ")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.con = duckdb.connect(str(settings.db))
+        ensure_schema(app.state.con)
+        try:
+            yield
+        finally:
+            app.state.con.close()
+
+    app = FastAPI(title="高耗低效企业筛选服务", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    for module in (health, lists, enterprises, dashboard):
+        app.include_router(module.router)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [{"field": ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")),
+                     "message": _chinese(err)} for err in exc.errors()]
+        text = "；".join(f"{p['field']}：{p['message']}" if p["field"] else p["message"] for p in problems)
+        return JSONResponse(status_code=422, content={"detail": f"请求内容无效：{text}", "errors": problems})
+
+    return app

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from ..auth import User
+from ..db import records
+from ..deps import CursorDep, allow
+from ..schemas import Dashboard
+from .common import ERRORS, LATEST_VERIFICATION, run_for_year
+
+router = APIRouter(prefix="/api/v1/dashboard", tags=["dashboard"])
+
+
+@router.get("/{year}", response_model=Dashboard, responses=ERRORS, operation_id="dashboard-get",
+            summary="年度汇总：清单规模、按乡镇街道和规则统计、核实进度与年度目标")
+def get_dashboard(
+    year: int,
+    cursor: CursorDep,
+    _user: Annotated[User, Depends(allow("admin", "analyst", "dashboard"))],
+) -> dict:
+    """只含汇总数字，不含企业明细。"""
+    run = run_for_year(cursor, year)
+    status = f"""
+        SELECT l.township, l.rule_ids, l.land_mu, l.energy_tce, coalesce(v.outcome, 'pending') AS verification
+        FROM run_list l
+        LEFT JOIN ({LATEST_VERIFICATION}) v ON v.uscc = l.uscc AND v.list_year = l.list_year
+        WHERE l.run_id = ?
+    """
+    by_township = records(cursor, f"""
+        SELECT township, count(*) AS listed, sum(land_mu) AS land_mu, sum(energy_tce) AS energy_tce,
+               count(*) FILTER (WHERE verification = 'confirmed') AS confirmed,
+               count(*) FILTER (WHERE verification = 'disputed') AS disputed,
+               count(*) FILTER (WHERE verification = 'pending') AS pending
+        FROM ({status}) GROUP BY township ORDER BY listed DESC, township
+    """, [run])
+    by_rule = records(cursor, f"""
+        SELECT rule_id, count(*) AS listed
+        FROM (SELECT unnest(string_split(rule_ids, ';')) AS rule_id FROM ({status}))
+        GROUP BY rule_id ORDER BY rule_id
+    """, [run])
+    listed = sum(t["listed"] for t in by_township)
+    land = sum(t["land_mu"] or 0 for t in by_township)
+    energy = sum(t["energy_tce"] or 0 for t in by_township)
+    record = json.loads(cursor.execute("SELECT record FROM runs WHERE run_id = ?", [run]).fetchall()[0][0])
+    targets = {key: {"target": value, "listed": {"firms": listed, "land_mu": land, "energy_tce": energy}[key]}
+               for key, value in record.get("targets", {}).items()}
+    verification = {k: sum(t[k] for t in by_township) for k in ("confirmed", "disputed", "pending")}
+    return {"year": year, "run_id": run, "listed": listed, "final": 0, "by_township": by_township,
+            "by_rule": by_rule, "verification": verification, "targets": targets}

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+
+from ..auth import User
+from ..db import records, table_exists
+from ..deps import CursorDep, allow
+from ..schemas import EnterpriseRecord, Verification, VerificationIn
+from .common import ERRORS, run_for_year
+
+router = APIRouter(prefix="/api/v1/enterprises", tags=["enterprises"])
+
+_NOT_FOUND = "未找到该企业"
+
+
+def _latest_year(cursor) -> int:
+    if not table_exists(cursor, "runs"):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "还没有任何筛选结果")
+    return cursor.execute("SELECT max(list_year) FROM runs").fetchall()[0][0]
+
+
+def _profile(cursor, run: str, uscc: str, user: User) -> dict:
+    rows = records(cursor, "SELECT * EXCLUDE (run_id) FROM run_enterprises WHERE run_id = ? AND uscc = ?", [run, uscc])
+    # a firm of another township is indistinguishable from a firm that does not exist
+    if not rows or not user.sees(rows[0]["township"]):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
+    return rows[0]
+
+
+def _verifications(cursor, uscc: str, year: int) -> list[dict]:
+    return records(cursor, """
+        SELECT verification_id, uscc, list_year AS year, run_id, outcome, reason, note, created_by, created_at
+        FROM verifications WHERE uscc = ? AND list_year = ? ORDER BY created_at, verification_id
+    """, [uscc, year])
+
+
+@router.get("/{uscc}", response_model=EnterpriseRecord, responses=ERRORS, operation_id="enterprises-get",
+            summary="一企一策档案：企业概况、各条规则判定与依据、属地核实记录")
+def get_enterprise(
+    uscc: str,
+    cursor: CursorDep,
+    user: Annotated[User, Depends(allow("admin", "analyst", "township"))],
+    year: Annotated[int | None, Query(description="清单年度（默认：最近有筛选结果的年度）")] = None,
+) -> dict:
+    year = year if year is not None else _latest_year(cursor)
+    run = run_for_year(cursor, year)
+    profile = _profile(cursor, run, uscc.strip().upper(), user)
+    code = profile["uscc"]
+    results = records(cursor, "SELECT * EXCLUDE (run_id, list_year, uscc) FROM run_results WHERE run_id = ? AND uscc = ?",
+                      [run, code])
+    entry = records(cursor, "SELECT * EXCLUDE (run_id, list_year, uscc) FROM run_list WHERE run_id = ? AND uscc = ?",
+                    [run, code])
+    return {**profile, "year": year, "run_id": run, "listed": bool(entry), "list_entry": entry[0] if entry else None,
+            "results": results, "verifications": _verifications(cursor, code, year), "plan": None}
+
+
+@router.post("/{uscc}/verifications", response_model=Verification, status_code=status.HTTP_201_CREATED,
+             responses={**ERRORS, 422: {"description": "请求内容无效，或企业不在该年度清单中"}},
+             operation_id="enterprises-verify", summary="记录属地核实结果（确认或提出异议）")
+def add_verification(
+    uscc: str,
+    body: VerificationIn,
+    cursor: CursorDep,
+    user: Annotated[User, Depends(allow("admin", "township"))],
+) -> dict:
+    run = run_for_year(cursor, body.year)
+    code = _profile(cursor, run, uscc.strip().upper(), user)["uscc"]
+    if not cursor.execute("SELECT 1 FROM run_list WHERE run_id = ? AND uscc = ?", [run, code]).fetchall():
+        raise HTTPException(422, f"该企业不在 {body.year} 年度清单中，无需属地核实")
+    record = {
+        "verification_id": uuid.uuid4().hex, "uscc": code, "year": body.year, "run_id": run,
+        "outcome": body.outcome, "reason": (body.reason or "").strip() or None, "note": body.note,
+        "created_by": user.name, "created_at": dt.datetime.now(dt.timezone.utc),
+    }
+    cursor.execute("INSERT INTO verifications VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   [record["verification_id"], code, body.year, run, record["outcome"], record["reason"],
+                    record["note"], record["created_by"], record["created_at"]])
+    return record

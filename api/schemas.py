@@ -1,0 +1,95 @@
+"""Request and response bodies (documented in the OpenAPI schema)."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Message(BaseModel):
+    detail: str = Field(examples=["令牌无效或已停用"])
+
+
+class ListItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    uscc: str = Field(examples=["91330382MA2CXXXX1X"])
+    name: str | None
+    township: str | None
+    industry_code: str | None
+    scale: str | None
+    rule_ids: str = Field(description="命中规则编号，按字母排序、以 ; 连接")
+    reasons: str = Field(description="逐条认定理由（中文）")
+    verification_status: str = Field(description="属地核实状态：pending（待核实）、confirmed、disputed")
+
+
+class ListPage(BaseModel):
+    year: int
+    run_id: str
+    total: int
+    page: int
+    page_size: int
+    items: list[ListItem]
+
+
+class RuleResult(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    rule_id: str
+    status: Literal["hit", "pass", "insufficient_data", "not_applicable"]
+    value: float | None
+    threshold: float | None
+    reason: str | None
+    citation: str | None
+
+
+class VerificationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"year": 2022, "outcome": "disputed", "reason": "企业已关停", "note": "2022年3月已停产"}]})
+    year: int = Field(ge=2000, le=2100, description="清单年度")
+    outcome: Literal["confirmed", "disputed"] = Field(description="confirmed：确认；disputed：有异议")
+    reason: str | None = Field(default=None, max_length=500, description="异议原因（disputed 时必填），如数据有误、企业已关停或迁出、已完成整改、其他")
+    note: str | None = Field(default=None, max_length=2000, description="备注")
+
+    @model_validator(mode="after")
+    def _reason_for_dispute(self) -> "VerificationIn":
+        if self.outcome == "disputed" and not (self.reason or "").strip():
+            raise ValueError("提出异议（disputed）时必须填写原因 reason")
+        return self
+
+
+class Verification(BaseModel):
+    verification_id: str
+    uscc: str
+    year: int
+    run_id: str
+    outcome: str
+    reason: str | None
+    note: str | None
+    created_by: str
+    created_at: dt.datetime
+
+
+class EnterpriseRecord(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    uscc: str
+    name: str | None
+    township: str | None
+    year: int
+    run_id: str
+    listed: bool
+    list_entry: dict[str, Any] | None = Field(description="清单中的一行（未列入清单时为 null）")
+    results: list[RuleResult]
+    verifications: list[Verification]
+    plan: dict[str, Any] | None = Field(description="一企一策整治方案（尚未制定时为 null）")
+
+
+class Dashboard(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    year: int
+    run_id: str
+    listed: int = Field(description="最新一次筛选的清单企业数")
+    final: int = Field(description="定稿清单企业数（定稿前为 0）")
+    by_township: list[dict[str, Any]]
+    by_rule: list[dict[str, Any]]
+    verification: dict[str, int]
+    targets: dict[str, Any]

@@ -1,0 +1,202 @@
+"""The HTTP API of the contract: roles, township isolation, lists, records, verification, dashboard."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.auth import add_user, revoke_user
+from api.config import Settings
+from api.main import create_app
+from cli_helpers import cli
+from screening.store import connect
+
+pytestmark = pytest.mark.api
+TOWNSHIP = "柳市镇"
+OTHER = "乐成街道"
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    """The sample screened into a database, four users, and a client on the app."""
+    root = tmp_path_factory.mktemp("api")
+    db = root / "s.duckdb"
+    assert cli("run", "--out", root / "out", "--db", db, cwd=root).returncode == 0
+    proc = cli("users", "add", "--db", db, "--name", "经信局", "--role", "admin", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    tokens = {"admin": proc.stdout.strip().splitlines()[-1]}
+    con = connect(db)
+    tokens["township"] = add_user(con, "柳市", "township", TOWNSHIP)
+    tokens["analyst"] = add_user(con, "分析", "analyst", None)
+    tokens["dashboard"] = add_user(con, "看板", "dashboard", None)
+    tokens["revoked"] = add_user(con, "离职", "admin", None)
+    revoke_user(con, "离职")
+    stored = con.execute("SELECT count(*) FROM users WHERE token_sha256 IN (?, ?)",
+                         [tokens["admin"], tokens["analyst"]]).fetchall()[0][0]
+    con.close()
+    assert stored == 0  # tokens themselves are never stored
+    with TestClient(create_app(Settings(db=db))) as client:
+        yield client, tokens
+
+
+def _h(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _firm(client, tokens, township: str) -> str:
+    body = client.get(f"/api/v1/lists/2022?township={township}&page_size=1", headers=_h(tokens["admin"])).json()
+    return body["items"][0]["uscc"]
+
+
+def test_health_needs_no_token(service):
+    client, _ = service
+    assert client.get("/api/v1/health").json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("path", ["/api/v1/lists/2022", "/api/v1/dashboard/2022", "/api/v1/enterprises/X"])
+@pytest.mark.parametrize("token", [None, "wrong", "revoked"])
+def test_missing_bad_or_revoked_token_is_401(service, path, token):
+    client, tokens = service
+    headers = {} if token is None else _h(tokens.get(token, token))
+    assert client.get(path, headers=headers).status_code == 401
+
+
+@pytest.mark.parametrize(("role", "lists", "record", "verify", "dashboard"), [
+    ("admin", 200, 200, 201, 200),
+    ("township", 200, 200, 201, 403),
+    ("analyst", 200, 200, 403, 200),
+    ("dashboard", 403, 403, 403, 200),
+])
+def test_role_route_matrix(service, role, lists, record, verify, dashboard):
+    client, tokens = service
+    firm = _firm(client, tokens, TOWNSHIP)
+    h = _h(tokens[role])
+    assert client.get("/api/v1/lists/2022", headers=h).status_code == lists
+    assert client.get(f"/api/v1/enterprises/{firm}?year=2022", headers=h).status_code == record
+    body = {"year": 2022, "outcome": "confirmed", "note": f"{role} 核实"}
+    assert client.post(f"/api/v1/enterprises/{firm}/verifications", headers=h, json=body).status_code == verify
+    assert client.get("/api/v1/dashboard/2022", headers=h).status_code == dashboard
+
+
+def test_list_paging_filters_and_totals(service):
+    client, tokens = service
+    h = _h(tokens["admin"])
+    full = client.get("/api/v1/lists/2022?page_size=500", headers=h).json()
+    assert full["total"] == len(full["items"]) == 223
+    pages = [client.get(f"/api/v1/lists/2022?page={p}&page_size=100", headers=h).json()["items"] for p in (1, 2, 3)]
+    assert [i["uscc"] for page in pages for i in page] == [i["uscc"] for i in full["items"]]
+    rule = client.get("/api/v1/lists/2022?rule=energy_limit_exceeded", headers=h).json()
+    assert rule["total"] == 4 and all("energy_limit_exceeded" in i["rule_ids"].split(";") for i in rule["items"])
+    item = full["items"][0]
+    assert {"uscc", "name", "township", "rule_ids", "reasons", "suggested_disposition"} <= set(item)
+    assert client.get("/api/v1/lists/2022?page_size=501", headers=h).status_code == 422
+    assert client.get("/api/v1/lists/2022?page=0", headers=h).status_code == 422
+    assert client.get("/api/v1/lists/2031", headers=h).status_code == 404
+
+
+def test_township_sees_only_its_own_firms(service):
+    client, tokens = service
+    h = _h(tokens["township"])
+    mine = client.get("/api/v1/lists/2022?page_size=500", headers=h).json()
+    assert mine["total"] == len(mine["items"]) > 0
+    assert {i["township"] for i in mine["items"]} == {TOWNSHIP}
+    # asking for another township does not widen the view
+    assert client.get(f"/api/v1/lists/2022?township={OTHER}", headers=h).json()["total"] == 0
+    other = _firm(client, tokens, OTHER)
+    assert client.get(f"/api/v1/enterprises/{other}", headers=h).status_code == 404
+    body = {"year": 2022, "outcome": "confirmed"}
+    assert client.post(f"/api/v1/enterprises/{other}/verifications", headers=h, json=body).status_code == 404
+
+
+def test_enterprise_record_carries_every_rule_with_evidence(service):
+    client, tokens = service
+    firm = _firm(client, tokens, TOWNSHIP)
+    record = client.get(f"/api/v1/enterprises/{firm}", headers=_h(tokens["analyst"])).json()
+    assert record["uscc"] == firm and record["township"] == TOWNSHIP and record["year"] == 2022
+    assert record["listed"] is True and record["plan"] is None
+    assert {r["rule_id"] for r in record["results"]} == {
+        "above_scale_low_tax_per_mu", "below_scale_consecutive_c_grade",
+        "below_scale_consecutive_low_tax_per_mu", "energy_limit_exceeded"}
+    hits = [r for r in record["results"] if r["status"] == "hit"]
+    assert hits and all(r["reason"] and r["citation"] for r in hits)
+    assert isinstance(record["verifications"], list)
+    assert client.get("/api/v1/enterprises/913303820000000000", headers=_h(tokens["admin"])).status_code == 404
+
+
+def test_verification_flow_and_validation(service):
+    client, tokens = service
+    h = _h(tokens["township"])
+    firm = client.get("/api/v1/lists/2022?page=2&page_size=1", headers=h).json()["items"][0]["uscc"]
+    body = {"year": 2022, "outcome": "disputed", "reason": "企业已关停", "note": "2022年3月停产"}
+    created = client.post(f"/api/v1/enterprises/{firm}/verifications", headers=h, json=body)
+    assert created.status_code == 201
+    stored = created.json()
+    assert stored["outcome"] == "disputed" and stored["reason"] == "企业已关停" and stored["created_by"] == "柳市"
+    record = client.get(f"/api/v1/enterprises/{firm}", headers=h).json()
+    assert record["verifications"][-1]["verification_id"] == stored["verification_id"]
+    listed = client.get("/api/v1/lists/2022?page=2&page_size=1", headers=h).json()["items"][0]
+    assert listed["verification_status"] == "disputed"
+    dash = client.get("/api/v1/dashboard/2022", headers=_h(tokens["admin"])).json()
+    assert dash["verification"]["disputed"] >= 1
+
+    bad = [
+        {"year": 2022, "outcome": "disputed"},            # a dispute needs its reason
+        {"year": 2022, "outcome": "maybe"},
+        {"outcome": "confirmed"},
+        {"year": "x", "outcome": "confirmed"},
+        {"year": 2022, "outcome": "confirmed", "extra": 1},
+    ]
+    for body in bad:
+        response = client.post(f"/api/v1/enterprises/{firm}/verifications", headers=h, json=body)
+        assert response.status_code == 422, body
+        assert response.json()["detail"].startswith("请求内容无效")
+    assert client.post(f"/api/v1/enterprises/{firm}/verifications", headers=h, content=b"{not json").status_code == 422
+
+
+def test_verification_of_a_firm_not_on_the_list_is_refused(service):
+    client, tokens = service
+    h = _h(tokens["admin"])
+    listed = {i["uscc"] for i in client.get("/api/v1/lists/2022?page_size=500", headers=h).json()["items"]}
+    record = client.get("/api/v1/enterprises/" + next(iter(listed)), headers=h).json()
+    assert record["listed"]
+    import duckdb  # any unlisted firm of the run
+
+    con: duckdb.DuckDBPyConnection = client.app.state.con.cursor()
+    unlisted = con.execute("SELECT uscc FROM run_enterprises WHERE uscc NOT IN (SELECT uscc FROM run_list) LIMIT 1"
+                           ).fetchall()[0][0]
+    response = client.post(f"/api/v1/enterprises/{unlisted}/verifications", headers=h,
+                           json={"year": 2022, "outcome": "confirmed"})
+    assert response.status_code == 422 and "不在 2022 年度清单" in response.json()["detail"]
+
+
+def test_dashboard_aggregates_only(service):
+    client, tokens = service
+    dash = client.get("/api/v1/dashboard/2022", headers=_h(tokens["dashboard"])).json()
+    assert dash["listed"] == 223 and dash["final"] == 0
+    assert sum(t["listed"] for t in dash["by_township"]) == 223
+    assert {"township", "listed", "land_mu", "energy_tce"} <= set(dash["by_township"][0])
+    assert dash["targets"]["firms"]["target"] == 150 and dash["targets"]["land_mu"]["target"] == 300
+    assert dash["targets"]["energy_tce"]["target"] == 5000
+    assert "uscc" not in str(dash)
+
+
+def test_openapi_documents_the_routes(service):
+    client, _ = service
+    spec = client.get("/openapi.json").json()
+    for path in ("/api/v1/health", "/api/v1/lists/{year}", "/api/v1/enterprises/{uscc}",
+                 "/api/v1/enterprises/{uscc}/verifications", "/api/v1/dashboard/{year}"):
+        assert path in spec["paths"]
+    assert "401" in spec["paths"]["/api/v1/lists/{year}"]["get"]["responses"]
+
+
+def test_users_cli_refuses_bad_roles(tmp_path: Path):
+    db = tmp_path / "u.duckdb"
+    for args in (["--role", "boss"], ["--role", "township"], ["--role", "admin", "--township", TOWNSHIP]):
+        proc = cli("users", "add", "--db", db, "--name", "x", *args, cwd=tmp_path)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert cli("users", "add", "--db", db, "--name", "x", "--role", "analyst", cwd=tmp_path).returncode == 0
+    duplicate = cli("users", "add", "--db", db, "--name", "x", "--role", "analyst", cwd=tmp_path)
+    assert duplicate.returncode == 2 and "已存在" in duplicate.stderr
+    assert cli("users", "revoke", "--db", db, "--name", "x", cwd=tmp_path).returncode == 0
+    assert cli("users", "revoke", "--db", db, "--name", "x", cwd=tmp_path).returncode == 2
