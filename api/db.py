@@ -26,6 +26,43 @@ CREATE TABLE IF NOT EXISTS verifications (
     created_by VARCHAR NOT NULL,
     created_at TIMESTAMPTZ NOT NULL
 );
+CREATE TABLE IF NOT EXISTS dispute_decisions (
+    decision_id VARCHAR PRIMARY KEY,
+    uscc VARCHAR NOT NULL,
+    list_year INTEGER NOT NULL,
+    verification_id VARCHAR NOT NULL,
+    decision VARCHAR NOT NULL,
+    note VARCHAR,
+    decided_by VARCHAR NOT NULL,
+    decided_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS finalizations (
+    list_year INTEGER PRIMARY KEY,
+    run_id VARCHAR NOT NULL,
+    firms INTEGER NOT NULL,
+    note VARCHAR,
+    finalized_by VARCHAR NOT NULL,
+    finalized_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS final_list (
+    list_year INTEGER NOT NULL,
+    uscc VARCHAR NOT NULL,
+    basis VARCHAR NOT NULL,
+    verification_id VARCHAR,
+    entry JSON NOT NULL,
+    PRIMARY KEY (list_year, uscc)
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    audit_id VARCHAR PRIMARY KEY,
+    logged_at TIMESTAMPTZ NOT NULL,
+    user_name VARCHAR NOT NULL,
+    role VARCHAR NOT NULL,
+    action VARCHAR NOT NULL,
+    entity VARCHAR NOT NULL,
+    entity_key VARCHAR NOT NULL,
+    before JSON,
+    after JSON
+);
 """
 
 
@@ -46,6 +83,26 @@ def latest_run(con: duckdb.DuckDBPyConnection, year: int) -> str | None:
     rows = con.execute("SELECT run_id FROM runs WHERE list_year = ? ORDER BY created_at DESC, run_id DESC LIMIT 1",
                        [year]).fetchall()
     return rows[0][0] if rows else None
+
+
+def audit(con: duckdb.DuckDBPyConnection, user: Any, action: str, entity: str, key: str,
+          before: Any, after: Any) -> None:
+    """Append one line to the audit trail (append-only: no route updates or deletes it)."""
+    import datetime as dt
+    import json
+    import uuid
+
+    def dump(value: Any) -> str | None:
+        return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+    con.execute("INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [uuid.uuid4().hex, dt.datetime.now(dt.timezone.utc), user.name, user.role, action, entity, key,
+                 dump(before), dump(after)])
+
+
+def finalized(con: duckdb.DuckDBPyConnection, year: int) -> dict[str, Any] | None:
+    rows = records(con, "SELECT * FROM finalizations WHERE list_year = ?", [year])
+    return rows[0] if rows else None
 
 
 def records(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:

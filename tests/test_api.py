@@ -6,32 +6,20 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.auth import add_user, revoke_user
 from api.config import Settings
 from api.main import create_app
+from api_helpers import OTHER, TOWNSHIP, bearer, build_service_db
 from cli_helpers import cli
 from screening.store import connect
 
 pytestmark = pytest.mark.api
-TOWNSHIP = "柳市镇"
-OTHER = "乐成街道"
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    """The sample screened into a database, four users, and a client on the app."""
-    root = tmp_path_factory.mktemp("api")
-    db = root / "s.duckdb"
-    assert cli("run", "--out", root / "out", "--db", db, cwd=root).returncode == 0
-    proc = cli("users", "add", "--db", db, "--name", "经信局", "--role", "admin", cwd=root)
-    assert proc.returncode == 0, proc.stderr
-    tokens = {"admin": proc.stdout.strip().splitlines()[-1]}
+    """The sample screened into a database, users for every role, and a client on the app."""
+    db, tokens = build_service_db(tmp_path_factory.mktemp("api"))
     con = connect(db)
-    tokens["township"] = add_user(con, "柳市", "township", TOWNSHIP)
-    tokens["analyst"] = add_user(con, "分析", "analyst", None)
-    tokens["dashboard"] = add_user(con, "看板", "dashboard", None)
-    tokens["revoked"] = add_user(con, "离职", "admin", None)
-    revoke_user(con, "离职")
     stored = con.execute("SELECT count(*) FROM users WHERE token_sha256 IN (?, ?)",
                          [tokens["admin"], tokens["analyst"]]).fetchall()[0][0]
     con.close()
@@ -40,8 +28,7 @@ def service(tmp_path_factory):
         yield client, tokens
 
 
-def _h(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+_h = bearer
 
 
 def _firm(client, tokens, township: str) -> str:

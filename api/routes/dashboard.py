@@ -48,5 +48,6 @@ def get_dashboard(
     targets = {key: {"target": value, "listed": {"firms": listed, "land_mu": land, "energy_tce": energy}[key]}
                for key, value in record.get("targets", {}).items()}
     verification = {k: sum(t[k] for t in by_township) for k in ("confirmed", "disputed", "pending")}
-    return {"year": year, "run_id": run, "listed": listed, "final": 0, "by_township": by_township,
+    final = cursor.execute("SELECT count(*) FROM final_list WHERE list_year = ?", [year]).fetchall()[0][0]
+    return {"year": year, "run_id": run, "listed": listed, "final": final, "by_township": by_township,
             "by_rule": by_rule, "verification": verification, "targets": targets}

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 
 from ..auth import User
-from ..db import records, table_exists
+from ..db import audit, finalized, records, table_exists
 from ..deps import CursorDep, allow
 from ..schemas import EnterpriseRecord, Verification, VerificationIn
 from .common import ERRORS, run_for_year
@@ -54,8 +54,13 @@ def get_enterprise(
                       [run, code])
     entry = records(cursor, "SELECT * EXCLUDE (run_id, list_year, uscc) FROM run_list WHERE run_id = ? AND uscc = ?",
                     [run, code])
+    decisions = records(cursor, "SELECT * EXCLUDE (uscc) FROM dispute_decisions WHERE uscc = ? AND list_year = ? "
+                                "ORDER BY decided_at", [code, year])
+    final = cursor.execute("SELECT basis FROM final_list WHERE list_year = ? AND uscc = ?", [year, code]).fetchall()
     return {**profile, "year": year, "run_id": run, "listed": bool(entry), "list_entry": entry[0] if entry else None,
-            "results": results, "verifications": _verifications(cursor, code, year), "plan": None}
+            "results": results, "verifications": _verifications(cursor, code, year), "dispute_decisions": decisions,
+            "finalized": finalized(cursor, year) is not None, "on_final_list": bool(final),
+            "plan": None}
 
 
 @router.post("/{uscc}/verifications", response_model=Verification, status_code=status.HTTP_201_CREATED,
@@ -69,6 +74,8 @@ def add_verification(
 ) -> dict:
     run = run_for_year(cursor, body.year)
     code = _profile(cursor, run, uscc.strip().upper(), user)["uscc"]
+    if finalized(cursor, body.year):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"{body.year} 年度清单已定稿，不能再提交核实结果")
     if not cursor.execute("SELECT 1 FROM run_list WHERE run_id = ? AND uscc = ?", [run, code]).fetchall():
         raise HTTPException(422, f"该企业不在 {body.year} 年度清单中，无需属地核实")
     record = {
@@ -76,7 +83,10 @@ def add_verification(
         "outcome": body.outcome, "reason": (body.reason or "").strip() or None, "note": body.note,
         "created_by": user.name, "created_at": dt.datetime.now(dt.timezone.utc),
     }
+    cursor.execute("BEGIN TRANSACTION")
     cursor.execute("INSERT INTO verifications VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    [record["verification_id"], code, body.year, run, record["outcome"], record["reason"],
                     record["note"], record["created_by"], record["created_at"]])
+    audit(cursor, user, "verify", "enterprise", f"{body.year}/{code}", None, record)
+    cursor.execute("COMMIT")
     return record
