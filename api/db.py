@@ -52,6 +52,26 @@ CREATE TABLE IF NOT EXISTS final_list (
     entry JSON NOT NULL,
     PRIMARY KEY (list_year, uscc)
 );
+CREATE TABLE IF NOT EXISTS plans (
+    list_year INTEGER NOT NULL,
+    uscc VARCHAR NOT NULL,
+    plan JSON NOT NULL,
+    status VARCHAR NOT NULL,
+    completed_at TIMESTAMPTZ,
+    version INTEGER NOT NULL,
+    updated_by VARCHAR NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (list_year, uscc)
+);
+CREATE TABLE IF NOT EXISTS plan_progress (
+    progress_id VARCHAR PRIMARY KEY,
+    list_year INTEGER NOT NULL,
+    uscc VARCHAR NOT NULL,
+    progress_date DATE NOT NULL,
+    note VARCHAR NOT NULL,
+    created_by VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit_log (
     audit_id VARCHAR PRIMARY KEY,
     logged_at TIMESTAMPTZ NOT NULL,

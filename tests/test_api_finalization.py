@@ -87,3 +87,109 @@ def test_every_write_is_in_the_audit_trail(service):
     assert verify["user_name"] and verify["after"]["outcome"] in ("confirmed", "disputed")
     decision = next(i for i in trail["items"] if i["action"] == "decide_dispute")
     assert decision["before"]["standing"] == "dispute_pending" and decision["after"]["decision"] in ("upheld", "rejected")
+
+
+PLAN = {"disposition": "改造提升", "measures": "更换高效电机，实施节能技改", "lead": "市经信局",
+        "cooperating": ["市发改局"], "expected_land_mu": 0, "expected_energy_tce": 120.5,
+        "milestones": [{"title": "完成节能诊断", "due": "2022-09-30"}, {"title": "完成技改", "due": "2099-12-31"}]}
+
+
+def _final_firm(client, tokens) -> str:
+    final = client.get("/api/v1/lists/2022/final", headers=bearer(tokens["township"])).json()
+    return final["items"][0]["uscc"]
+
+
+def test_plan_versions_progress_and_completion(service):
+    client, tokens = service
+    admin, township = bearer(tokens["admin"]), bearer(tokens["township"])
+    firm = _final_firm(client, tokens)
+    url = f"/api/v1/enterprises/{firm}/plan?year=2022"
+    assert client.put(url, headers=township, json=PLAN).status_code == 403
+    created = client.put(url, headers=admin, json=PLAN)
+    assert created.status_code == 200 and created.headers["ETag"] == '"1"'
+    assert client.put(url, headers=admin, json=PLAN).status_code == 409            # no If-Match
+    assert client.put(url, headers={**admin, "If-Match": '"7"'}, json=PLAN).status_code == 409
+    changed = client.put(url, headers={**admin, "If-Match": '"1"'}, json={**PLAN, "expected_land_mu": 3.5})
+    assert changed.status_code == 200 and changed.json()["version"] == 2
+    assert client.put(url, headers={**admin, "If-Match": '"1"'}, json=PLAN).status_code == 409   # stale
+    bad = client.put(url, headers={**admin, "If-Match": '"2"'}, json={**PLAN, "disposition": "关停"})
+    assert bad.status_code == 422
+
+    progress = client.post(f"/api/v1/enterprises/{firm}/plan/progress?year=2022", headers=township,
+                           json={"date": "2022-08-01", "note": "已完成节能诊断"})
+    assert progress.status_code == 201
+    record = client.get(f"/api/v1/enterprises/{firm}?year=2022", headers=township).json()
+    assert record["plan"]["version"] == 2 and record["plan"]["progress"][0]["note"] == "已完成节能诊断"
+    dash = client.get("/api/v1/dashboard/2022", headers=bearer(tokens["dashboard"])).json()
+    assert dash["plans"]["plans"] == 1 and dash["plans"]["overdue_milestones"] == 1
+    assert dash["targets"]["land_mu"]["planned"] == 3.5
+
+    done = client.post(f"/api/v1/enterprises/{firm}/plan/complete?year=2022", headers={**admin, "If-Match": '"2"'})
+    assert done.status_code == 200 and done.json()["status"] == "completed" and done.headers["ETag"] == '"3"'
+    assert client.put(url, headers={**admin, "If-Match": '"3"'}, json=PLAN).status_code == 409
+    other = client.get("/api/v1/lists/2022/final", headers=bearer(tokens["other_township"])).json()["items"][0]["uscc"]
+    assert client.get(f"/api/v1/enterprises/{other}/plan?year=2022", headers=township).status_code == 404
+
+
+def test_concurrent_plan_edits_one_wins_the_rest_conflict(service, tmp_path):
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    client, tokens = service
+    admin = bearer(tokens["admin"])
+    firms = client.get("/api/v1/lists/2022/final?page_size=500", headers=admin).json()["items"]
+    firm = firms[-1]["uscc"]
+    url = f"/api/v1/enterprises/{firm}/plan?year=2022"
+    assert client.put(url, headers=admin, json=PLAN).status_code == 200
+
+    # a real server on loopback, the same app and database as the test client
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(client.app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 10
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    try:
+        codes: list[int] = []
+        barrier = threading.Barrier(8)
+
+        def edit(i: int) -> None:
+            barrier.wait()
+            r = httpx.put(f"http://127.0.0.1:{port}{url}", headers={**admin, "If-Match": '"1"'},
+                          json={**PLAN, "measures": f"方案 {i}"}, timeout=30)
+            codes.append(r.status_code)
+
+        workers = [threading.Thread(target=edit, args=(i,)) for i in range(8)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert sorted(codes) == [200] + [409] * 7
+    plan = client.get(url, headers=admin).json()
+    assert plan["version"] == 2 and plan["measures"].startswith("方案 ")
+    trail = client.get("/api/v1/audit?page_size=500", headers=admin).json()["items"]
+    assert sum(1 for t in trail if t["action"] == "put_plan" and t["entity_key"] == f"2022/{firm}") == 2
+
+
+def test_restart_keeps_everything(service):
+    client, tokens = service
+    admin = bearer(tokens["admin"])
+    before = (client.get("/api/v1/lists/2022/final", headers=admin).json(),
+              client.get("/api/v1/audit?page_size=500", headers=admin).json()["total"])
+    db = client.app.state.settings.db
+    client.app.state.con.close()  # the service stops (its file is released) …
+    with TestClient(create_app(Settings(db=db))) as restarted:  # … and starts again on the same file
+        after = (restarted.get("/api/v1/lists/2022/final", headers=admin).json(),
+                 restarted.get("/api/v1/audit?page_size=500", headers=admin).json()["total"])
+    assert after == before

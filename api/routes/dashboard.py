@@ -10,6 +10,7 @@ from ..db import records
 from ..deps import CursorDep, allow
 from ..schemas import Dashboard
 from .common import ERRORS, LATEST_VERIFICATION, run_for_year
+from .plans import plan_summary
 
 router = APIRouter(prefix="/api/v1/dashboard", tags=["dashboard"])
 
@@ -49,5 +50,11 @@ def get_dashboard(
                for key, value in record.get("targets", {}).items()}
     verification = {k: sum(t[k] for t in by_township) for k in ("confirmed", "disputed", "pending")}
     final = cursor.execute("SELECT count(*) FROM final_list WHERE list_year = ?", [year]).fetchall()[0][0]
+    plans = plan_summary(cursor, year)
+    for key, freed in (("land_mu", plans["expected_land_mu"]), ("energy_tce", plans["expected_energy_tce"])):
+        if key in targets:
+            targets[key]["planned"] = freed
+    if "firms" in targets:
+        targets["firms"]["final"] = final
     return {"year": year, "run_id": run, "listed": listed, "final": final, "by_township": by_township,
-            "by_rule": by_rule, "verification": verification, "targets": targets}
+            "by_rule": by_rule, "verification": verification, "plans": plans, "targets": targets}

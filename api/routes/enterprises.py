@@ -11,6 +11,7 @@ from ..db import audit, finalized, records, table_exists
 from ..deps import CursorDep, allow
 from ..schemas import EnterpriseRecord, Verification, VerificationIn
 from .common import ERRORS, run_for_year
+from .plans import load_plan
 
 router = APIRouter(prefix="/api/v1/enterprises", tags=["enterprises"])
 
@@ -60,7 +61,7 @@ def get_enterprise(
     return {**profile, "year": year, "run_id": run, "listed": bool(entry), "list_entry": entry[0] if entry else None,
             "results": results, "verifications": _verifications(cursor, code, year), "dispute_decisions": decisions,
             "finalized": finalized(cursor, year) is not None, "on_final_list": bool(final),
-            "plan": None}
+            "plan": load_plan(cursor, year, code)}
 
 
 @router.post("/{uscc}/verifications", response_model=Verification, status_code=status.HTTP_201_CREATED,
