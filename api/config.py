@@ -4,14 +4,20 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from screening.paths import sample_data_dir
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SCREENING_")
 
     db: Path = Path("screening.duckdb")
-    max_page_size: int = 500
+    #: where POST /api/v1/runs may read data from (default: the bundled sample)
+    data_root: Path = Field(default_factory=sample_data_dir)
+    #: where runs started through the service write their files
+    runs_dir: Path = Path("runs")
 
 
 @lru_cache

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -53,7 +52,7 @@ def run(
                        keep_tables=False)
             with s:
                 progress.update(task, description="写出文件与保存运行记录")
-                store_error = _write_outputs(s, out, db)
+                store_error = outputs.write_all(s, out, db)
                 s.timings["总计"] = round(time.perf_counter() - started, 3)
                 outputs.write_run_json(s, out, outputs.planned_outputs(s, out), stored=store_error is None)
                 if store_error is not None:
@@ -61,41 +60,6 @@ def run(
                 _summary(s, out, db, time.perf_counter() - started)
     except ScreeningError as exc:
         _fail(exc)
-
-
-def _write_outputs(s, out: Path, db: Path) -> ScreeningError | None:
-    """Excel (pure Python) and the database copy run in threads beside the DuckDB file writers.
-
-    Returns the database error, if any, so that the caller still writes run.json."""
-    from . import outputs, store
-
-    out.mkdir(parents=True, exist_ok=True)
-    s.status_counts(), s.enterprises  # computed once here, read by all threads
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        excel = pool.submit(_timed_write, outputs.write_excel, s, out)
-        s.timings["写出 list"] = _timed_write(outputs.write_list, s, out)
-        s.timings["写出 rejects"] = _timed_write(outputs.write_rejects, s, out)
-        t1 = time.perf_counter()
-        outputs.write_results_parquet(s, out)  # the database copy reads this file
-        record = outputs.run_record(s, outputs.planned_outputs(s, out))
-        saved = pool.submit(_timed_write, lambda s_, _out: store.save_run(s_, db, record), s, out)
-        outputs.write_results_csv(s, out)
-        s.timings["写出 results"] = round(time.perf_counter() - t1, 3)
-        store_error = None
-        try:
-            s.timings["保存到数据库"] = saved.result()
-        except ScreeningError as exc:
-            store_error = exc
-        s.timings["写出 Excel"] = excel.result()
-    s.timings["写出合计"] = round(time.perf_counter() - t0, 3)
-    return store_error
-
-
-def _timed_write(write, s, out: Path) -> float:
-    t = time.perf_counter()
-    write(s, out)
-    return round(time.perf_counter() - t, 3)
 
 
 def _summary(s, out: Path, db: Path, elapsed: float) -> None:

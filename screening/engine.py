@@ -7,6 +7,7 @@ uses, so a missing parameter is a clear error rather than a silent default.
 from __future__ import annotations
 
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +32,42 @@ def param_names(sql: str) -> list[str]:
 
 
 class Engine:
-    def __init__(self, con: duckdb.DuckDBPyConnection | None = None):
-        self.con = con or duckdb.connect()
+    """A private DuckDB workspace for one screening run.
+
+    Standalone it is an in-memory database.  Inside the service it is a cursor of the
+    service's own connection with a private in-memory catalog as its default, so a run can
+    be stored into the service's database file without opening that file a second time
+    (DuckDB lets one process hold a file; ``host_catalog`` names it).
+    """
+
+    def __init__(self, host: duckdb.DuckDBPyConnection | None = None):
+        self.host_catalog: str | None = None
+        self._workspace: str | None = None
+        if host is None:
+            self.con = duckdb.connect()
+        else:
+            self.con = host.cursor()
+            self.host_catalog = self.con.execute("SELECT current_database()").fetchall()[0][0]
+            self._workspace = f"work_{uuid.uuid4().hex[:12]}"
+            self.con.execute(f"ATTACH ':memory:' AS {self._workspace}")
+            self.con.execute(f"USE {self._workspace}")
         # result order carries no meaning (outputs that need one say ORDER BY); letting
         # DuckDB drop it makes large COPYs stream in constant memory
         self.con.execute("SET preserve_insertion_order = false")
 
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own onto this workspace, for another thread."""
+        cur = self.con.cursor()
+        if self._workspace is not None:
+            cur.execute(f"USE {self._workspace}")
+        cur.execute("SET preserve_insertion_order = false")
+        return cur
+
     def close(self) -> None:
+        if self._workspace is not None:
+            self.con.execute(f"USE {self.host_catalog}")
+            self.con.execute(f"DETACH {self._workspace}")
+            self._workspace = None
         self.con.close()
 
     def load(self, name: str, frame: pl.DataFrame) -> None:

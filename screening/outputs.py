@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import platform
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +12,7 @@ import duckdb
 import polars as pl
 
 from . import __version__
+from .errors import ScreeningError
 from .excel import write_workbook
 
 if TYPE_CHECKING:
@@ -115,3 +118,39 @@ def write_run_json(s: "Screening", out: Path, outputs: dict[str, Any], stored: b
     record = {**run_record(s, outputs), "stored_in_database": stored}
     path.write_text(json.dumps(record, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     return path
+
+
+def write_all(s: "Screening", out: Path, db: Path | None) -> ScreeningError | None:
+    """Excel (pure Python) and the database copy run in threads beside the DuckDB file writers.
+
+    Returns the database error, if any, so that the caller still writes run.json.
+    ``db`` None: the run's engine lives in the service, whose database receives the run."""
+    from . import store
+
+    out.mkdir(parents=True, exist_ok=True)
+    s.status_counts(), s.enterprises  # computed once here, read by all threads
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        excel = pool.submit(_timed_write, write_excel, s, out)
+        s.timings["写出 list"] = _timed_write(write_list, s, out)
+        s.timings["写出 rejects"] = _timed_write(write_rejects, s, out)
+        t1 = time.perf_counter()
+        write_results_parquet(s, out)  # the database copy reads this file
+        record = run_record(s, planned_outputs(s, out))
+        saved = pool.submit(_timed_write, lambda s_, _out: store.save_run(s_, db, record), s, out)
+        write_results_csv(s, out)
+        s.timings["写出 results"] = round(time.perf_counter() - t1, 3)
+        store_error = None
+        try:
+            s.timings["保存到数据库"] = saved.result()
+        except ScreeningError as exc:
+            store_error = exc
+        s.timings["写出 Excel"] = excel.result()
+    s.timings["写出合计"] = round(time.perf_counter() - t0, 3)
+    return store_error
+
+
+def _timed_write(write, s: "Screening", out: Path) -> float:
+    t = time.perf_counter()
+    write(s, out)
+    return round(time.perf_counter() - t, 3)

@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import duckdb
 import polars as pl
 
 from . import reasons
@@ -80,12 +81,12 @@ class Screening:
 
     @cached_property
     def enterprises(self) -> int:
-        return int(self.engine.con.cursor().sql("SELECT count(*) FROM firm_panel").fetchall()[0][0])
+        return int(self.engine.cursor().sql("SELECT count(*) FROM firm_panel").fetchall()[0][0])
 
     @cached_property
     def _status_rows(self) -> list[tuple[str, str, int]]:
         # a cursor of its own: the Excel writer asks from another thread
-        return self.engine.con.cursor().sql("SELECT rule_id, status, count(*) FROM results GROUP BY ALL").fetchall()
+        return self.engine.cursor().sql("SELECT rule_id, status, count(*) FROM results GROUP BY ALL").fetchall()
 
     def status_counts(self) -> dict[str, dict[str, int]]:
         rows = self._status_rows
@@ -142,11 +143,13 @@ def screen(
     inputs: Inputs | None = None,
     progress: Progress | None = None,
     keep_tables: bool = True,
+    host: "duckdb.DuckDBPyConnection | None" = None,
 ) -> Screening:
     """Screen one list year.  Give ``data_dir`` (files) or already validated ``inputs``.
 
     ``keep_tables=False`` drops the validated Polars tables once the engine holds them
-    (the command line does, to keep a province's run small in memory).
+    (the command line does, to keep a province's run small in memory).  ``host``: the
+    service's connection, when the service runs a screening itself (see Engine).
     """
     started = dt.datetime.now().astimezone()
     timings: dict[str, float] = {}
@@ -172,7 +175,7 @@ def screen(
             warnings.append(f"{t} 中没有 {list_year - 1} 年的数据")
 
     run_id = f"{list_year}-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    engine = Engine()
+    engine = Engine(host)
     try:
         with _timed(timings, "装载数据", progress):
             _load(engine, inputs, rs, list_year)

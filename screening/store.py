@@ -58,26 +58,32 @@ def connect(db: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         raise StoreError(_lock_message(db, exc)) from None
 
 
-def _copy(con: duckdb.DuckDBPyConnection, table: str, select_sql: str) -> None:
-    """Create ``store.table`` shaped like the SELECT on first use, then append its rows by name."""
-    con.execute(f"CREATE TABLE IF NOT EXISTS {ALIAS}.{table} AS SELECT * FROM ({select_sql}) LIMIT 0")
-    con.execute(f"INSERT INTO {ALIAS}.{table} BY NAME {select_sql}")
+def _copy(con: duckdb.DuckDBPyConnection, alias: str, table: str, select_sql: str) -> None:
+    """Create ``alias.table`` shaped like the SELECT on first use, then append its rows by name."""
+    con.execute(f"CREATE TABLE IF NOT EXISTS {alias}.{table} AS SELECT * FROM ({select_sql}) LIMIT 0")
+    con.execute(f"INSERT INTO {alias}.{table} BY NAME {select_sql}")
 
 
-def save_run(s: "Screening", db: Path, record: dict[str, Any]) -> None:
-    """Store the run; safe to call from another thread than the one writing files."""
-    con = s.engine.con.cursor()
+def save_run(s: "Screening", db: Path | None, record: dict[str, Any]) -> None:
+    """Store the run; safe to call from another thread than the one writing files.
+
+    ``db``: the file to attach; None when the run's engine lives inside the service, whose
+    own database (the engine's host catalog) then receives the run.
+    """
+    con = s.engine.cursor()
+    alias = s.engine.host_catalog if db is None else ALIAS
+    if db is not None:
+        try:
+            con.execute(f"ATTACH '{_quote(db)}' AS {ALIAS}")
+        except duckdb.Error as exc:
+            raise StoreError(_lock_message(db, exc)) from None
     try:
-        con.execute(f"ATTACH '{_quote(db)}' AS {ALIAS}")
-    except duckdb.Error as exc:
-        raise StoreError(_lock_message(db, exc)) from None
-    try:
-        con.execute(f"CREATE TABLE IF NOT EXISTS {ALIAS}.schema_info (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        con.execute(f"INSERT OR IGNORE INTO {ALIAS}.schema_info VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-        con.execute(RUNS_DDL)
+        con.execute(f"CREATE TABLE IF NOT EXISTS {alias}.schema_info (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        con.execute(f"INSERT OR IGNORE INTO {alias}.schema_info VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        con.execute(RUNS_DDL.replace(f"{ALIAS}.runs", f"{alias}.runs"))
         con.execute("BEGIN TRANSACTION")
         con.execute(
-            f"INSERT INTO {ALIAS}.runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO {alias}.runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 s.run_id, s.started_at, s.list_year, s.ruleset.meta.id, s.ruleset.meta.version,
                 _json(s.ruleset.params), _json(s.ruleset.overrides),
@@ -87,12 +93,12 @@ def save_run(s: "Screening", db: Path, record: dict[str, Any]) -> None:
             ],
         )
         source = f"read_parquet('{_quote(s.results_file)}')" if s.results_file else "results_out"
-        _copy(con, "run_results", f"SELECT * FROM {source}")
+        _copy(con, alias, "run_results", f"SELECT * FROM {source}")
         con.register("_list", s.list.to_arrow())
         con.register("_rejects", s.inputs.rejects.with_columns(pl.lit(s.run_id).alias("run_id")).to_arrow())
-        _copy(con, "run_list", "SELECT * FROM _list")
-        _copy(con, "run_rejects", "SELECT * FROM _rejects")
-        _copy(con, "run_enterprises",
+        _copy(con, alias, "run_list", "SELECT * FROM _list")
+        _copy(con, alias, "run_rejects", "SELECT * FROM _rejects")
+        _copy(con, alias, "run_enterprises",
               f"SELECT '{s.run_id}' AS run_id, * EXCLUDE (firm_id) FROM firm_panel ORDER BY firm_id")
         con.execute("COMMIT")
     except duckdb.Error as exc:
@@ -107,7 +113,8 @@ def save_run(s: "Screening", db: Path, record: dict[str, Any]) -> None:
                 con.unregister(name)
             except duckdb.Error:
                 pass
-        con.execute(f"DETACH {ALIAS}")
+        if db is not None:
+            con.execute(f"DETACH {ALIAS}")
         con.close()
 
 

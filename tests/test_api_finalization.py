@@ -193,3 +193,32 @@ def test_restart_keeps_everything(service):
         after = (restarted.get("/api/v1/lists/2022/final", headers=admin).json(),
                  restarted.get("/api/v1/audit?page_size=500", headers=admin).json()["total"])
     assert after == before
+
+
+def test_runs_while_serving_keep_verifications(tmp_path_factory):
+    """A new run of the same year through the service: no lock error, history kept."""
+    db, tokens = build_service_db(tmp_path_factory.mktemp("runs"))
+    settings = Settings(db=db, runs_dir=tmp_path_factory.mktemp("runs_out"))
+    admin = bearer(tokens["admin"])
+    with TestClient(create_app(settings)) as client:
+        first = client.get("/api/v1/lists/2022?page_size=500", headers=admin).json()
+        rule1 = [i["uscc"] for i in first["items"] if i["rule_ids"] == "above_scale_low_tax_per_mu"]
+        firm = rule1[0]
+        assert client.post(f"/api/v1/enterprises/{firm}/verifications", headers=admin,
+                           json={"year": 2022, "outcome": "confirmed"}).status_code == 201
+        assert client.post("/api/v1/runs", headers=bearer(tokens["analyst"]), json={}).status_code == 403
+        run = client.post("/api/v1/runs", headers=admin,
+                          json={"year": 2022, "set": ["above_scale_low_tax_per_mu.ratio=0.01"]})
+        assert run.status_code == 201, run.text
+        body = run.json()
+        assert body["run_id"] != first["run_id"] and body["listed"] < first["total"]
+        second = client.get("/api/v1/lists/2022?page_size=500", headers=admin).json()
+        assert second["run_id"] == body["run_id"] and second["total"] == body["listed"]
+        record = client.get(f"/api/v1/enterprises/{firm}?year=2022", headers=admin).json()
+        if firm not in {i["uscc"] for i in second["items"]}:
+            assert record["listed"] is False and record["no_longer_flagged"] is True
+        assert record["verifications"][0]["outcome"] == "confirmed"
+        bad = client.post("/api/v1/runs", headers=admin, json={"set": ["nope.x=1"]})
+        assert bad.status_code == 422 and "可用参数" in bad.json()["detail"]
+        assert client.post("/api/v1/runs", headers=admin, json={"data": "../../etc"}).status_code == 422
+        assert (settings.runs_dir / body["run_id"] / "list.csv").exists()

@@ -58,7 +58,10 @@ def get_enterprise(
     decisions = records(cursor, "SELECT * EXCLUDE (uscc) FROM dispute_decisions WHERE uscc = ? AND list_year = ? "
                                 "ORDER BY decided_at", [code, year])
     final = cursor.execute("SELECT basis FROM final_list WHERE list_year = ? AND uscc = ?", [year, code]).fetchall()
+    earlier = cursor.execute("SELECT count(*) FROM run_list WHERE list_year = ? AND uscc = ? AND run_id <> ?",
+                             [year, code, run]).fetchall()[0][0]
     return {**profile, "year": year, "run_id": run, "listed": bool(entry), "list_entry": entry[0] if entry else None,
+            "no_longer_flagged": not entry and earlier > 0,
             "results": results, "verifications": _verifications(cursor, code, year), "dispute_decisions": decisions,
             "finalized": finalized(cursor, year) is not None, "on_final_list": bool(final),
             "plan": load_plan(cursor, year, code)}
