@@ -187,3 +187,26 @@ def test_users_cli_refuses_bad_roles(tmp_path: Path):
     assert duplicate.returncode == 2 and "已存在" in duplicate.stderr
     assert cli("users", "revoke", "--db", db, "--name", "x", cwd=tmp_path).returncode == 0
     assert cli("users", "revoke", "--db", db, "--name", "x", cwd=tmp_path).returncode == 2
+
+
+def test_dashboard_year_over_year_and_industries(service, tmp_path):
+    client, tokens = service
+    h = _h(tokens["admin"])
+    dash = client.get("/api/v1/dashboard/2022", headers=h).json()
+    assert dash["year_over_year"] is None  # no 2021 list in this database
+    assert sum(i["listed"] for i in dash["by_industry"]) == dash["listed"]
+    # a 2021 list into the same database: the 2022 dashboard compares with it
+    db = client.app.state.settings.db
+    con = client.app.state.con
+    from screening.outputs import planned_outputs, write_all, write_run_json
+    from screening.screen import screen
+
+    with screen(None, 2021, keep_tables=False, host=con) as s:
+        assert write_all(s, tmp_path / "out", None) is None
+        write_run_json(s, tmp_path / "out", planned_outputs(s, tmp_path / "out"))
+    change = client.get("/api/v1/dashboard/2022", headers=h).json()["year_over_year"]
+    listed_2021 = client.get("/api/v1/lists/2021", headers=h).json()["total"]
+    assert change["previous_year"] == 2021
+    assert change["entered"] + change["stayed"] == dash["listed"]
+    assert change["left"] + change["stayed"] == listed_2021
+    assert db.exists()

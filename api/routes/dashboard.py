@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from ..auth import User
-from ..db import records
+from ..db import latest_run, records
 from ..deps import CursorDep, allow
 from ..schemas import Dashboard
 from .common import ERRORS, LATEST_VERIFICATION, run_for_year
@@ -50,6 +50,21 @@ def get_dashboard(
                for key, value in record.get("targets", {}).items()}
     verification = {k: sum(t[k] for t in by_township) for k in ("confirmed", "disputed", "pending")}
     final = cursor.execute("SELECT count(*) FROM final_list WHERE list_year = ?", [year]).fetchall()[0][0]
+    by_industry = records(cursor, """
+        SELECT industry_code[1:2] AS division, any_value(industry_name) AS industry_name, count(*) AS listed
+        FROM run_list WHERE run_id = ? GROUP BY ALL ORDER BY listed DESC, division
+    """, [run])
+    previous = latest_run(cursor, year - 1)
+    change = None
+    if previous is not None:
+        row = cursor.execute("""
+            SELECT count(*) FILTER (WHERE c.uscc IS NOT NULL AND p.uscc IS NULL),
+                   count(*) FILTER (WHERE c.uscc IS NULL AND p.uscc IS NOT NULL),
+                   count(*) FILTER (WHERE c.uscc IS NOT NULL AND p.uscc IS NOT NULL)
+            FROM (SELECT uscc FROM run_list WHERE run_id = ?) c
+            FULL JOIN (SELECT uscc FROM run_list WHERE run_id = ?) p USING (uscc)
+        """, [run, previous]).fetchall()[0]
+        change = {"previous_year": year - 1, "entered": row[0], "left": row[1], "stayed": row[2]}
     plans = plan_summary(cursor, year)
     for key, freed in (("land_mu", plans["expected_land_mu"]), ("energy_tce", plans["expected_energy_tce"])):
         if key in targets:
@@ -57,4 +72,5 @@ def get_dashboard(
     if "firms" in targets:
         targets["firms"]["final"] = final
     return {"year": year, "run_id": run, "listed": listed, "final": final, "by_township": by_township,
-            "by_rule": by_rule, "verification": verification, "plans": plans, "targets": targets}
+            "by_rule": by_rule, "by_industry": by_industry, "verification": verification, "plans": plans,
+            "targets": targets, "year_over_year": change}
