@@ -1,9 +1,14 @@
 """Pieces the routes share."""
 from __future__ import annotations
 
-from fastapi import HTTPException, status
+from typing import Annotated
+
+from fastapi import HTTPException, Path, status
 
 from ..db import latest_run
+
+#: a list year in a path (bounded, so that no number can overflow the database's integers)
+YearPath = Annotated[int, Path(ge=1900, le=2100, description="清单年度")]
 
 ERRORS = {
     401: {"description": "缺少令牌或令牌无效", "model": None},

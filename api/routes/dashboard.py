@@ -9,7 +9,7 @@ from ..auth import User
 from ..db import latest_run, records
 from ..deps import CursorDep, allow
 from ..schemas import Dashboard
-from .common import ERRORS, LATEST_VERIFICATION, run_for_year
+from .common import ERRORS, LATEST_VERIFICATION, run_for_year, YearPath
 from .plans import plan_summary
 
 router = APIRouter(prefix="/api/v1/dashboard", tags=["dashboard"])
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api/v1/dashboard", tags=["dashboard"])
 @router.get("/{year}", response_model=Dashboard, responses=ERRORS, operation_id="dashboard-get",
             summary="年度汇总：清单规模、按乡镇街道和规则统计、核实进度与年度目标")
 def get_dashboard(
-    year: int,
+    year: YearPath,
     cursor: CursorDep,
     _user: Annotated[User, Depends(allow("admin", "analyst", "dashboard"))],
 ) -> dict:

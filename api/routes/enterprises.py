@@ -45,7 +45,7 @@ def get_enterprise(
     uscc: str,
     cursor: CursorDep,
     user: Annotated[User, Depends(allow("admin", "analyst", "township"))],
-    year: Annotated[int | None, Query(description="清单年度（默认：最近有筛选结果的年度）")] = None,
+    year: Annotated[int | None, Query(ge=1900, le=2100, description="清单年度（默认：最近有筛选结果的年度）")] = None,
 ) -> dict:
     year = year if year is not None else _latest_year(cursor)
     run = run_for_year(cursor, year)

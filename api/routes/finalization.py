@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..auth import User
 from ..db import audit, finalized, records
 from ..deps import CursorDep, allow
-from .common import ERRORS, run_for_year
+from .common import ERRORS, YearPath, run_for_year
 
 router = APIRouter(prefix="/api/v1", tags=["finalization"])
 
@@ -88,7 +88,7 @@ def decide(uscc: str, body: DecisionIn, cursor: CursorDep,
 
 @router.post("/lists/{year}/finalize", status_code=status.HTTP_201_CREATED, responses={**ERRORS, **CONFLICT},
              operation_id="finalization-finalize", summary="定稿：冻结该年度的最终清单")
-def finalize(year: int, body: FinalizeIn, cursor: CursorDep,
+def finalize(year: YearPath, body: FinalizeIn, cursor: CursorDep,
              user: Annotated[User, Depends(allow("admin"))]) -> dict:
     """列入定稿清单的：核实确认的企业，以及异议被驳回的企业。异议成立的企业不列入。
     仍有未核实或异议未处理的企业时返回 409，除非 allow_unresolved 为 true。定稿后不可更改。"""
@@ -120,7 +120,7 @@ def finalize(year: int, body: FinalizeIn, cursor: CursorDep,
 
 @router.get("/lists/{year}/final", responses=ERRORS, operation_id="finalization-get",
             summary="定稿清单（定稿前为 404）")
-def final_list(year: int, cursor: CursorDep,
+def final_list(year: YearPath, cursor: CursorDep,
                user: Annotated[User, Depends(allow("admin", "analyst", "township"))]) -> dict:
     info = finalized(cursor, year)
     if info is None:
@@ -134,7 +134,7 @@ def final_list(year: int, cursor: CursorDep,
 
 @router.get("/audit", responses=ERRORS, operation_id="audit-list", summary="操作审计记录（仅 admin）")
 def audit_log(cursor: CursorDep, _user: Annotated[User, Depends(allow("admin"))],
-              page: Annotated[int, Query(ge=1)] = 1,
+              page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
               page_size: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     total = cursor.execute("SELECT count(*) FROM audit_log").fetchall()[0][0]
     items = records(cursor, "SELECT * FROM audit_log ORDER BY logged_at DESC, audit_id LIMIT ? OFFSET ?",

@@ -8,7 +8,7 @@ from ..auth import User
 from ..db import records
 from ..deps import CursorDep, allow
 from ..schemas import ListPage
-from .common import ERRORS, LATEST_VERIFICATION, run_for_year
+from .common import ERRORS, LATEST_VERIFICATION, run_for_year, YearPath
 
 router = APIRouter(prefix="/api/v1/lists", tags=["lists"])
 
@@ -16,12 +16,12 @@ router = APIRouter(prefix="/api/v1/lists", tags=["lists"])
 @router.get("/{year}", response_model=ListPage, responses=ERRORS, operation_id="lists-get",
             summary="某年度整治企业清单（最新一次筛选）")
 def get_list(
-    year: int,
+    year: YearPath,
     cursor: CursorDep,
     user: Annotated[User, Depends(allow("admin", "analyst", "township"))],
     township: Annotated[str | None, Query(description="乡镇街道；township 角色只能看到本乡镇街道")] = None,
     rule: Annotated[str | None, Query(description="只列命中该规则的企业，如 above_scale_low_tax_per_mu")] = None,
-    page: Annotated[int, Query(ge=1, description="页码，从 1 开始")] = 1,
+    page: Annotated[int, Query(ge=1, le=1_000_000, description="页码，从 1 开始")] = 1,
     page_size: Annotated[int, Query(ge=1, le=500, description="每页条数，最多 500")] = 50,
 ) -> dict:
     """清单按乡镇街道和统一社会信用代码排序，每行附属地核实状态。"""

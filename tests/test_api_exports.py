@@ -1,0 +1,314 @@
+"""A township's list as Excel/CSV, and the filled-in Excel form uploaded back (all rows or none)."""
+from __future__ import annotations
+
+import io
+import zipfile
+from urllib.parse import quote
+
+import polars as pl
+import pytest
+import xlsxwriter
+from fastapi.testclient import TestClient
+
+from api.config import Settings
+from api.main import create_app
+from api.routes import exports
+from api_helpers import OTHER, TOWNSHIP, bearer, build_service_db
+
+pytestmark = pytest.mark.api
+
+EXPORT = "/api/v1/lists/2022/export"
+UPLOAD = "/api/v1/lists/2022/verifications/upload"
+USCC, OUTCOME, REASON, NOTE = "统一社会信用代码", "核实结果", "异议原因", "备注"
+
+
+def _app(db):
+    app = create_app(Settings(db=db))
+    if not any(getattr(r, "path", None) == "/api/v1/lists/{year}/verifications/upload" for r in app.routes):
+        app.include_router(exports.router)   # until api/main.py registers the router
+    return app
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    db, tokens = build_service_db(tmp_path_factory.mktemp("exports"))
+    with TestClient(_app(db)) as client:
+        yield client, tokens
+
+
+def _usccs(client, token, **params) -> list[str]:
+    body = client.get("/api/v1/lists/2022", headers=bearer(token), params={"page_size": 500, **params}).json()
+    assert body["total"] == len(body["items"])
+    return [i["uscc"] for i in body["items"]]
+
+
+def _csv(response) -> pl.DataFrame:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    assert response.content[:3] == b"\xef\xbb\xbf"
+    return pl.read_csv(io.BytesIO(response.content[3:]), infer_schema=False)
+
+
+def _form(client, token, **params) -> bytes:
+    response = client.get(EXPORT, headers=bearer(token), params=params)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith(
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    return response.content
+
+
+def _rows(xlsx: bytes) -> pl.DataFrame:
+    """The form's first sheet; the DataFrame row i is the spreadsheet row i + 2 (header = row 1)."""
+    return pl.read_excel(io.BytesIO(xlsx), engine="calamine", infer_schema_length=0, drop_empty_rows=False)
+
+
+def _fill(xlsx: bytes, edits: dict[int, dict[str, str]]) -> bytes:
+    """Fill cells by (spreadsheet row, header), as a township does in Excel before uploading."""
+    try:
+        import openpyxl
+    except ImportError:   # rebuild the sheet with the same headers and rows instead
+        frame = _rows(xlsx)
+        out = io.BytesIO()
+        with xlsxwriter.Workbook(out, {"in_memory": True}) as wb:
+            ws = wb.add_worksheet(TOWNSHIP)
+            ws.write_row(0, 0, frame.columns)
+            for r, row in enumerate(frame.iter_rows(named=True), start=2):
+                row = {**row, **edits.get(r, {})}
+                for c, name in enumerate(frame.columns):
+                    if row[name] is not None:
+                        ws.write_string(r - 1, c, row[name])
+        return out.getvalue()
+    wb = openpyxl.load_workbook(io.BytesIO(xlsx))
+    ws = wb.worksheets[0]
+    column = {cell.value: cell.column for cell in ws[1]}
+    for r, values in edits.items():
+        for header, value in values.items():
+            ws.cell(row=r, column=column[header], value=value)
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+def _upload(client, token, content: bytes, name: str = "核实表.xlsx"):
+    return client.post(UPLOAD, headers=bearer(token), files={"file": (name, content, exports.XLSX_TYPE)})
+
+
+def _verifications(client, tokens, uscc: str) -> list[dict]:
+    record = client.get(f"/api/v1/enterprises/{uscc}?year=2022", headers=bearer(tokens["admin"]))
+    assert record.status_code == 200, record.text
+    return record.json()["verifications"]
+
+
+def _audit_total(client, tokens) -> int:
+    return client.get("/api/v1/audit", headers=bearer(tokens["admin"])).json()["total"]
+
+
+# ------------------------------------------------------------------------------------------- export
+
+def test_township_csv_has_only_its_own_firms(service):
+    client, tokens = service
+    response = client.get(EXPORT, headers=bearer(tokens["township"]), params={"format": "csv"})
+    frame = _csv(response)
+    mine = _usccs(client, tokens["township"])
+    assert frame[USCC].to_list() == mine                        # same firms and order as GET /lists/{year}
+    assert set(frame["乡镇街道"]) == {TOWNSHIP}
+    assert {"企业名称", "命中规则", "认定理由（数据与标准）", "核实状态"} <= set(frame.columns)
+    assert set(frame["核实状态"]) <= {"待核实", "确认", "异议"}
+    assert frame["序号"].to_list() == [str(i) for i in range(1, len(mine) + 1)]
+    disposition = response.headers["content-disposition"]
+    assert disposition.startswith("attachment;") and 'filename="list_2022.csv"' in disposition
+    assert f"filename*=UTF-8''{quote('2022年度整治企业清单_' + TOWNSHIP + '.csv')}" in disposition
+
+    # a township never gets another township's list
+    other = client.get(EXPORT, headers=bearer(tokens["township"]), params={"format": "csv", "township": OTHER})
+    assert other.status_code == 403
+    own = client.get(EXPORT, headers=bearer(tokens["township"]), params={"format": "csv", "township": TOWNSHIP})
+    assert _csv(own)[USCC].to_list() == mine
+
+
+def test_township_xlsx_is_a_form_with_a_drop_down(service):
+    client, tokens = service
+    xlsx = _form(client, tokens["township"])
+    frame = _rows(xlsx)
+    mine = _usccs(client, tokens["township"])
+    assert frame[USCC].to_list() == mine and set(frame["乡镇街道"]) == {TOWNSHIP}
+    assert frame.columns[-3:] == [OUTCOME, REASON, NOTE]
+    assert all(frame[c].null_count() == frame.height for c in (OUTCOME, REASON, NOTE))   # left for the township
+    assert "核实状态" in frame.columns
+
+    with zipfile.ZipFile(io.BytesIO(xlsx)) as z:
+        sheet = z.read("xl/worksheets/sheet1.xml").decode("utf-8")
+        names = z.read("xl/workbook.xml").decode("utf-8")
+    assert '<dataValidation type="list"' in sheet and "<formula1>\"确认,异议\"</formula1>" in sheet
+    outcome_col = chr(ord("A") + frame.columns.index(OUTCOME))
+    assert f'sqref="{outcome_col}2:{outcome_col}{len(mine) + 1}"' in sheet   # every firm's row, not the header
+    assert 'ySplit="1"' in sheet and 'state="frozen"' in sheet                # the header stays in view
+    assert f'name="{TOWNSHIP}"' in names and 'name="填写说明"' in names
+    assert "filename*=UTF-8''" in client.get(EXPORT, headers=bearer(tokens["township"])).headers["content-disposition"]
+
+
+def test_admin_and_analyst_export_all_or_one_township(service):
+    client, tokens = service
+    everyone = _usccs(client, tokens["admin"])
+    all_rows = _csv(client.get(EXPORT, headers=bearer(tokens["admin"]), params={"format": "csv"}))
+    assert all_rows[USCC].to_list() == everyone and all_rows["乡镇街道"].n_unique() > 2
+    theirs = _csv(client.get(EXPORT, headers=bearer(tokens["admin"]), params={"format": "csv", "township": OTHER}))
+    assert set(theirs["乡镇街道"]) == {OTHER} and theirs[USCC].to_list() == _usccs(client, tokens["admin"], township=OTHER)
+
+    analyst = _rows(_form(client, tokens["analyst"], township=OTHER))
+    assert set(analyst["乡镇街道"]) == {OTHER}
+    assert _rows(_form(client, tokens["admin"])).height == len(everyone)
+
+    assert client.get(EXPORT, headers=bearer(tokens["dashboard"])).status_code == 403
+    assert client.get(EXPORT, headers=bearer(tokens["revoked"])).status_code == 401
+    assert client.get(EXPORT).status_code == 401
+    assert client.get(EXPORT, headers=bearer(tokens["admin"]), params={"format": "pdf"}).status_code == 422
+    missing = client.get(EXPORT, headers=bearer(tokens["admin"]), params={"township": "不存在镇"})
+    assert missing.status_code == 404 and "不存在镇" in missing.json()["detail"]
+    assert client.get("/api/v1/lists/1999/export", headers=bearer(tokens["admin"])).status_code == 404
+
+
+# ------------------------------------------------------------------------------------------- upload
+
+def test_round_trip_download_fill_upload(service):
+    client, tokens = service
+    xlsx = _form(client, tokens["township"])
+    firms = _rows(xlsx)[USCC].to_list()
+    a, b, c = firms[0], firms[1], firms[2]          # spreadsheet rows 2, 3, 4
+    filled = _fill(xlsx, {2: {OUTCOME: "确认"}, 3: {OUTCOME: "确认", NOTE: "已实地查看"},
+                          4: {OUTCOME: "异议", REASON: "企业已关停", NOTE: "2022年3月停产"}})
+    audit_before = _audit_total(client, tokens)
+
+    response = _upload(client, tokens["township"], filled)
+    assert response.status_code == 201, response.text
+    assert response.json() == {"stored": 3, "skipped": len(firms) - 3}
+
+    got = {u: _verifications(client, tokens, u) for u in (a, b, c)}
+    assert [(v["outcome"], v["reason"], v["note"], v["created_by"]) for v in got[a]] == [("confirmed", None, None, "柳市")]
+    assert [(v["outcome"], v["note"]) for v in got[b]] == [("confirmed", "已实地查看")]
+    assert [(v["outcome"], v["reason"], v["note"]) for v in got[c]] == [("disputed", "企业已关停", "2022年3月停产")]
+    own = client.get(f"/api/v1/enterprises/{c}?year=2022", headers=bearer(tokens["township"])).json()
+    assert own["verifications"][0]["outcome"] == "disputed"
+
+    # the same audit trail as POST /enterprises/{uscc}/verifications, with the file row
+    assert _audit_total(client, tokens) == audit_before + 3
+    trail = client.get("/api/v1/audit?page_size=500", headers=bearer(tokens["admin"])).json()["items"]
+    lines = {t["entity_key"]: t for t in trail if t["action"] == "verify"}
+    assert lines[f"2022/{c}"]["after"]["upload"] == {"file": "核实表.xlsx", "row": 4}
+    assert lines[f"2022/{a}"]["user_name"] == "柳市" and lines[f"2022/{a}"]["role"] == "township"
+
+    # the next export shows the new status
+    status = dict(_csv(client.get(EXPORT, headers=bearer(tokens["township"]), params={"format": "csv"}))
+                  .select(USCC, "核实状态").iter_rows())
+    assert (status[a], status[b], status[c]) == ("确认", "确认", "异议")
+
+
+def test_bad_rows_are_all_reported_and_nothing_is_stored(service):
+    client, tokens = service
+    xlsx = _form(client, tokens["township"])
+    firms = _rows(xlsx)[USCC].to_list()
+    other_firm = _usccs(client, tokens["admin"], township=OTHER)[0]
+    good = firms[10]                                 # spreadsheet row 12
+    edits = {
+        12: {OUTCOME: "confirmed"},                  # fine (the English value is accepted)
+        13: {USCC: "91330382UNKNOWN00X", OUTCOME: "确认"},
+        14: {OUTCOME: "异议"},                        # no reason
+        15: {USCC: other_firm, OUTCOME: "确认"},       # another township's firm
+        16: {OUTCOME: "也许"},
+        17: {USCC: good, OUTCOME: "确认"},             # the same firm as row 12
+        18: {OUTCOME: "确认"},                        # fine
+    }
+    audit_before = _audit_total(client, tokens)
+    response = _upload(client, tokens["township"], _fill(xlsx, edits))
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert "整份文件未保存" in body["detail"]
+    errors = {(e["row"], e["column"]): e for e in body["errors"]}
+    assert set(errors) == {(13, USCC), (14, REASON), (15, USCC), (16, OUTCOME), (17, USCC)}
+    assert "不在" in errors[(13, USCC)]["reason"] and errors[(13, USCC)]["value"] == "91330382UNKNOWN00X"
+    assert errors[(15, USCC)]["reason"] == errors[(13, USCC)]["reason"]   # looks like an unknown firm
+    assert "必须填写异议原因" in errors[(14, REASON)]["reason"]
+    assert "也许" in errors[(16, OUTCOME)]["reason"]
+    assert "第 12 行" in errors[(17, USCC)]["reason"]
+
+    # nothing from that file, not even its good rows
+    assert _audit_total(client, tokens) == audit_before
+    for row in (12, 14, 16, 18):                     # the file's own firms (rows 13, 15, 17 were replaced)
+        assert _verifications(client, tokens, firms[row - 2]) == []
+
+    # corrected, the same file goes in whole
+    fixed = {12: edits[12], 14: {OUTCOME: "异议", REASON: "数据有误"}, 18: edits[18]}
+    response = _upload(client, tokens["township"], _fill(xlsx, fixed))
+    assert response.status_code == 201 and response.json()["stored"] == 3
+    assert [v["outcome"] for v in _verifications(client, tokens, good)] == ["confirmed"]
+
+
+def test_row_numbers_are_the_spreadsheets_and_blank_rows_are_ignored(service):
+    """A title row above the header and blank rows between the firms do not shift the row numbers."""
+    client, tokens = service
+    firms = _usccs(client, tokens["township"])
+    out = io.BytesIO()
+    with xlsxwriter.Workbook(out, {"in_memory": True}) as wb:
+        ws = wb.add_worksheet("自己做的表")
+        ws.write_string(0, 0, "柳市镇核实情况")
+        ws.write_row(1, 1, [USCC, "企业名称", OUTCOME, REASON])     # header in row 2, from column B
+        ws.write_row(2, 1, [firms[20], "甲", "确认"])
+        ws.write_row(5, 1, [firms[21], "乙", "不确定"])            # row 6, after two blank rows
+        ws.write_row(6, 1, [firms[22], "丙"])                     # no outcome: skipped
+    response = _upload(client, tokens["township"], out.getvalue())
+    assert response.status_code == 422
+    assert [(e["row"], e["column"]) for e in response.json()["errors"]] == [(6, OUTCOME)]
+
+
+def test_other_township_and_other_roles_cannot_upload(service):
+    client, tokens = service
+    xlsx = _form(client, tokens["township"])
+    filled = _fill(xlsx, {30: {OUTCOME: "确认"}, 31: {OUTCOME: "异议", REASON: "已迁出"}})
+    response = _upload(client, tokens["other_township"], filled)
+    assert response.status_code == 422
+    assert {(e["row"], e["column"]) for e in response.json()["errors"]} == {(30, USCC), (31, USCC)}
+    assert OTHER in response.json()["errors"][0]["reason"]
+    for role in ("analyst", "dashboard"):
+        assert _upload(client, tokens[role], filled).status_code == 403
+    assert client.post(UPLOAD, files={"file": ("x.xlsx", filled)}).status_code == 401
+    firms = _rows(xlsx)[USCC].to_list()
+    assert _verifications(client, tokens, firms[28]) == [] and _verifications(client, tokens, firms[29]) == []
+
+    # the bureau may upload any township's rows
+    response = _upload(client, tokens["admin"], filled)
+    assert response.status_code == 201 and response.json()["stored"] == 2
+    assert _verifications(client, tokens, firms[29])[0]["created_by"] == "经信局"
+
+
+def test_not_a_workbook_or_not_the_form(service):
+    client, tokens = service
+    township = tokens["township"]
+    csv = "统一社会信用代码,核实结果\n91330382032J5CX5DW,确认\n".encode("utf-8-sig")
+    for content in (csv, b"", b"PK\x03\x04 not really a zip"):
+        response = _upload(client, township, content)
+        assert response.status_code == 422
+        assert "不是有效的 Excel 工作簿" in response.json()["detail"] and "errors" not in response.json()
+
+    no_outcome = io.BytesIO()
+    pl.DataFrame({USCC: ["91330382032J5CX5DW"], "企业名称": ["甲"]}).write_excel(no_outcome, worksheet="表")
+    response = _upload(client, township, no_outcome.getvalue())
+    assert response.status_code == 422
+    assert "核实结果" in response.json()["detail"] and "export?format=xlsx" in response.json()["detail"]
+
+    assert client.post(UPLOAD, headers=bearer(township)).status_code == 422          # no file at all
+    assert _upload(client, township, b"x").status_code == 422
+
+
+def test_upload_after_finalization_is_409(tmp_path_factory):
+    db, tokens = build_service_db(tmp_path_factory.mktemp("exports_final"))
+    with TestClient(_app(db)) as client:
+        xlsx = _form(client, tokens["township"])
+        filled = _fill(xlsx, {2: {OUTCOME: "确认"}})
+        done = client.post("/api/v1/lists/2022/finalize", headers=bearer(tokens["admin"]),
+                           json={"allow_unresolved": True})
+        assert done.status_code == 201, done.text
+        response = _upload(client, tokens["township"], filled)
+        assert response.status_code == 409 and "已定稿" in response.json()["detail"]
+        assert _verifications(client, tokens, _rows(xlsx)[USCC][0]) == []
+        # the export still works after finalization (the list with its verification status)
+        assert _form(client, tokens["township"])
