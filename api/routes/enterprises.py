@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 
 from ..auth import User
-from ..db import audit, finalized, records, table_exists
+from ..db import audit, finalized, firm_rows, records, table_exists
 from ..deps import CursorDep, allow
 from ..schemas import EnterpriseRecord, Verification, VerificationIn
 from .common import ERRORS, run_for_year
@@ -25,7 +25,7 @@ def _latest_year(cursor) -> int:
 
 
 def _profile(cursor, run: str, uscc: str, user: User) -> dict:
-    rows = records(cursor, "SELECT * EXCLUDE (run_id) FROM run_enterprises WHERE run_id = ? AND uscc = ?", [run, uscc])
+    rows = records(cursor, f"SELECT * EXCLUDE (run_id) FROM {firm_rows('run_enterprises')}", [uscc, run])
     # a firm of another township is indistinguishable from a firm that does not exist
     if not rows or not user.sees(rows[0]["township"]):
         raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
@@ -51,15 +51,14 @@ def get_enterprise(
     run = run_for_year(cursor, year)
     profile = _profile(cursor, run, uscc.strip().upper(), user)
     code = profile["uscc"]
-    results = records(cursor, "SELECT * EXCLUDE (run_id, list_year, uscc) FROM run_results WHERE run_id = ? AND uscc = ?",
-                      [run, code])
-    entry = records(cursor, "SELECT * EXCLUDE (run_id, list_year, uscc) FROM run_list WHERE run_id = ? AND uscc = ?",
-                    [run, code])
+    results = records(cursor, f"SELECT * EXCLUDE (run_id, list_year, uscc) FROM {firm_rows('run_results')}",
+                      [code, run])
+    entry = records(cursor, f"SELECT * EXCLUDE (run_id, list_year, uscc) FROM {firm_rows('run_list')}", [code, run])
     decisions = records(cursor, "SELECT * EXCLUDE (uscc) FROM dispute_decisions WHERE uscc = ? AND list_year = ? "
                                 "ORDER BY decided_at", [code, year])
     final = cursor.execute("SELECT basis FROM final_list WHERE list_year = ? AND uscc = ?", [year, code]).fetchall()
-    earlier = cursor.execute("SELECT count(*) FROM run_list WHERE list_year = ? AND uscc = ? AND run_id <> ?",
-                             [year, code, run]).fetchall()[0][0]
+    earlier = cursor.execute("SELECT count(*) FROM (SELECT * FROM run_list WHERE uscc = ? OFFSET 0) "
+                             "WHERE list_year = ? AND run_id <> ?", [code, year, run]).fetchall()[0][0]
     return {**profile, "year": year, "run_id": run, "listed": bool(entry), "list_entry": entry[0] if entry else None,
             "no_longer_flagged": not entry and earlier > 0,
             "results": results, "verifications": _verifications(cursor, code, year), "dispute_decisions": decisions,
@@ -80,7 +79,7 @@ def add_verification(
     code = _profile(cursor, run, uscc.strip().upper(), user)["uscc"]
     if finalized(cursor, body.year):
         raise HTTPException(status.HTTP_409_CONFLICT, f"{body.year} 年度清单已定稿，不能再提交核实结果")
-    if not cursor.execute("SELECT 1 FROM run_list WHERE run_id = ? AND uscc = ?", [run, code]).fetchall():
+    if not cursor.execute(f"SELECT 1 FROM {firm_rows('run_list')}", [code, run]).fetchall():
         raise HTTPException(422, f"该企业不在 {body.year} 年度清单中，无需属地核实")
     record = {
         "verification_id": uuid.uuid4().hex, "uscc": code, "year": body.year, "run_id": run,
