@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from .config import Settings, get_settings
 from .db import ensure_schema
-from .routes import dashboard, enterprises, exports, finalization, health, lists, plans, runs
+from .routes import dashboard, enterprises, exports, finalization, health, lists, plans, runs, users
 
 DESCRIPTION = """高耗低效企业筛选引擎的服务接口：年度清单、一企一策档案、乡镇街道属地核实与看板汇总。
 
@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="高耗低效企业筛选服务", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
-    for module in (health, lists, exports, enterprises, dashboard, finalization, plans, runs):
+    for module in (health, lists, exports, enterprises, dashboard, finalization, plans, runs, users):
         app.include_router(module.router)
 
     @app.exception_handler(RequestValidationError)

@@ -210,3 +210,19 @@ def test_dashboard_year_over_year_and_industries(service, tmp_path):
     assert change["entered"] + change["stayed"] == dash["listed"]
     assert change["left"] + change["stayed"] == listed_2021
     assert db.exists()
+
+
+def test_admin_manages_users_while_serving(service):
+    client, tokens = service
+    admin = _h(tokens["admin"])
+    body = {"name": "新乡镇用户", "role": "township", "township": TOWNSHIP}
+    assert client.post("/api/v1/users", headers=_h(tokens["analyst"]), json=body).status_code == 403
+    created = client.post("/api/v1/users", headers=admin, json=body)
+    assert created.status_code == 201
+    token = created.json()["token"]
+    assert client.get("/api/v1/lists/2022", headers=_h(token)).json()["total"] > 0
+    assert client.post("/api/v1/users", headers=admin, json=body).status_code == 409
+    assert client.post("/api/v1/users", headers=admin, json={"name": "x", "role": "township"}).status_code == 422
+    assert client.delete("/api/v1/users/新乡镇用户", headers=admin).status_code == 200
+    assert client.get("/api/v1/lists/2022", headers=_h(token)).status_code == 401
+    assert client.delete("/api/v1/users/新乡镇用户", headers=admin).status_code == 404

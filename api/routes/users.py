@@ -1,0 +1,44 @@
+"""User management while the service runs (the `screening users` command cannot open the
+database file while the service holds it)."""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..auth import User, add_user, revoke_user
+from ..db import audit
+from ..deps import CursorDep, allow
+from .common import ERRORS
+
+router = APIRouter(prefix="/api/v1/users", tags=["users"])
+
+
+class UserIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"name": "柳市镇经办人", "role": "township", "township": "柳市镇"}]})
+    name: str = Field(min_length=1, max_length=100)
+    role: Literal["admin", "township", "analyst", "dashboard"]
+    township: str | None = Field(default=None, max_length=100, description="township 角色必填")
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses={**ERRORS, 409: {"description": "用户已存在"}},
+             operation_id="users-create", summary="创建用户并返回令牌（仅 admin；令牌只返回这一次）")
+def create_user(body: UserIn, cursor: CursorDep, user: Annotated[User, Depends(allow("admin"))]) -> dict:
+    try:
+        token = add_user(cursor, body.name.strip(), body.role, body.township)
+    except ValueError as exc:
+        code = status.HTTP_409_CONFLICT if "已存在" in str(exc) else 422
+        raise HTTPException(code, str(exc)) from None
+    created = {"name": body.name.strip(), "role": body.role, "township": body.township}
+    audit(cursor, user, "create_user", "user", created["name"], None, created)
+    return {**created, "token": token}
+
+
+@router.delete("/{name}", responses=ERRORS, operation_id="users-revoke", summary="停用用户的令牌（仅 admin）")
+def revoke(name: str, cursor: CursorDep, user: Annotated[User, Depends(allow("admin"))]) -> dict:
+    if not revoke_user(cursor, name):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"没有名为 {name} 的有效用户")
+    audit(cursor, user, "revoke_user", "user", name, None, {"revoked": True})
+    return {"name": name, "revoked": True}
