@@ -226,3 +226,21 @@ def test_admin_manages_users_while_serving(service):
     assert client.delete("/api/v1/users/新乡镇用户", headers=admin).status_code == 200
     assert client.get("/api/v1/lists/2022", headers=_h(token)).status_code == 401
     assert client.delete("/api/v1/users/新乡镇用户", headers=admin).status_code == 404
+
+
+def test_list_filters_and_sorting(service):
+    client, tokens = service
+    h = _h(tokens["admin"])
+    full = client.get("/api/v1/lists/2022?page_size=500", headers=h).json()["items"]
+    by_industry = client.get("/api/v1/lists/2022?industry=38&page_size=500", headers=h).json()
+    assert by_industry["total"] == sum(i["industry_code"].startswith("38") for i in full)
+    moved = client.get("/api/v1/lists/2022?disposition=搬迁入园&page_size=500", headers=h).json()
+    assert moved["total"] == sum(i["suggested_disposition"] == "搬迁入园" for i in full) > 0
+    pending = client.get("/api/v1/lists/2022?verification=pending&page_size=500", headers=h).json()
+    done = client.get("/api/v1/lists/2022?verification=confirmed&page_size=500", headers=h).json()
+    disputed = client.get("/api/v1/lists/2022?verification=disputed&page_size=500", headers=h).json()
+    assert pending["total"] + done["total"] + disputed["total"] == len(full)
+    land = [i["land_mu"] for i in client.get("/api/v1/lists/2022?sort=land_mu&page_size=500", headers=h).json()["items"]]
+    known = [x for x in land if x is not None]
+    assert known == sorted(known, reverse=True)
+    assert client.get("/api/v1/lists/2022?sort=name; DROP TABLE users", headers=h).status_code == 422
