@@ -244,3 +244,14 @@ def test_list_filters_and_sorting(service):
     known = [x for x in land if x is not None]
     assert known == sorted(known, reverse=True)
     assert client.get("/api/v1/lists/2022?sort=name; DROP TABLE users", headers=h).status_code == 422
+
+
+def test_record_holds_indicators_by_year_and_change_history(service):
+    client, tokens = service
+    h = _h(tokens["admin"])
+    firm = _firm(client, tokens, TOWNSHIP)
+    record = client.get(f"/api/v1/enterprises/{firm}?year=2022", headers=h).json()
+    years = [row["year"] for row in record["indicators"]]
+    assert years == sorted(years) and {2020, 2021} <= set(years)  # 2019 too once a 2021 run is stored
+    assert all("grade" in row and "tax_per_mu" in row for row in record["indicators"])
+    assert any(c["action"] == "verify" for c in record["change_history"])

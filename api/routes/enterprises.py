@@ -39,6 +39,30 @@ def _verifications(cursor, uscc: str, year: int) -> list[dict]:
     """, [uscc, year])
 
 
+def _indicators(cursor, uscc: str) -> list[dict]:
+    """Every data year the stored runs hold for the firm (from each list year's latest run):
+    scale, tax, land, 亩均税收, energy and the official 亩均 grade — its grade history too."""
+    return records(cursor, """
+        WITH runs_of_firm AS (
+            SELECT e.*, r.list_year, r.created_at
+            FROM (SELECT * FROM run_enterprises WHERE uscc = ? OFFSET 0) e
+            JOIN runs r USING (run_id)
+            QUALIFY row_number() OVER (PARTITION BY r.list_year ORDER BY r.created_at DESC) = 1
+        ),
+        years AS (
+            SELECT list_year - 2 AS year, created_at, scale_prev AS scale, tax_prev AS tax_paid,
+                   land_prev AS land_mu, tax_per_mu_prev AS tax_per_mu, NULL::DOUBLE AS energy_tce,
+                   grade_prev AS grade FROM runs_of_firm
+            UNION ALL
+            SELECT list_year - 1, created_at, scale_last, tax_last, land_last, tax_per_mu_last, energy_last,
+                   grade_last FROM runs_of_firm
+        )
+        SELECT * EXCLUDE (created_at) FROM years
+        QUALIFY row_number() OVER (PARTITION BY year ORDER BY created_at DESC, energy_tce IS NULL) = 1
+        ORDER BY year
+    """, [uscc])
+
+
 @router.get("/{uscc}", response_model=EnterpriseRecord, responses=ERRORS, operation_id="enterprises-get",
             summary="一企一策档案：企业概况、各条规则判定与依据、属地核实记录")
 def get_enterprise(
@@ -59,7 +83,10 @@ def get_enterprise(
     final = cursor.execute("SELECT basis FROM final_list WHERE list_year = ? AND uscc = ?", [year, code]).fetchall()
     earlier = cursor.execute("SELECT count(*) FROM (SELECT * FROM run_list WHERE uscc = ? OFFSET 0) "
                              "WHERE list_year = ? AND run_id <> ?", [code, year, run]).fetchall()[0][0]
+    changes = records(cursor, "SELECT logged_at, user_name, action, entity, entity_key, after FROM audit_log "
+                              "WHERE entity_key LIKE '%/' || ? ORDER BY logged_at", [code])
     return {**profile, "year": year, "run_id": run, "listed": bool(entry), "list_entry": entry[0] if entry else None,
+            "indicators": _indicators(cursor, code), "change_history": changes,
             "no_longer_flagged": not entry and earlier > 0,
             "results": results, "verifications": _verifications(cursor, code, year), "dispute_decisions": decisions,
             "finalized": finalized(cursor, year) is not None, "on_final_list": bool(final),
