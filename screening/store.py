@@ -47,7 +47,8 @@ class StoreError(ScreeningError):
 
 def _lock_message(db: Path, exc: Exception) -> str:
     if "lock" in str(exc).lower():
-        return f"数据库 {db} 正被另一个进程占用（例如正在运行的 screening serve），请稍后重试或改用其他 --db 文件"
+        return (f"数据库 {db} 正被另一个进程占用（例如正在运行的 screening serve）；服务运行时请用 "
+                f"POST /api/v1/runs 生成清单，或改用其他 --db 文件")
     return f"无法打开数据库 {db}：{exc}"
 
 
