@@ -184,7 +184,7 @@ class RuleSet:
         rule = self.rules[rule_id]
         return {n: v for n, v in self.params[rule_id].items() if rule.parameters[n].applies_in == "sql"}
 
-    def apply_overrides(self, assignments: list[str]) -> None:
+    def apply_overrides(self, assignments: list[str], flag: str = "--set") -> None:
         """Apply ``RULE_ID.NAME=VALUE`` strings; unknown names or bad values raise RuleSetError."""
         valid = [f"{rid}.{name}" for rid in self.meta.rules for name in self.rules[rid].parameters]
         listing = "；可用参数：" + "、".join(valid)
@@ -192,16 +192,16 @@ class RuleSet:
             target, sep, raw = item.partition("=")
             rid, dot, name = target.strip().partition(".")
             if not sep or not dot:
-                raise RuleSetError(f"--set {item!r} 格式应为 规则ID.参数名=值{listing}")
+                raise RuleSetError(f"{flag} {item!r} 格式应为 规则ID.参数名=值{listing}")
             if rid not in self.rules:
-                raise RuleSetError(f"--set {item!r}：未知规则 {rid}；可用规则：{'、'.join(self.meta.rules)}{listing}")
+                raise RuleSetError(f"{flag} {item!r}：未知规则 {rid}；可用规则：{'、'.join(self.meta.rules)}{listing}")
             param = self.rules[rid].parameters.get(name)
             if param is None:
-                raise RuleSetError(f"--set {item!r}：规则 {rid} 没有参数 {name}{listing}")
+                raise RuleSetError(f"{flag} {item!r}：规则 {rid} 没有参数 {name}{listing}")
             try:
                 value = coerce(param, raw.strip(), f"{rid}.{name} 的取值")
             except ValueError as exc:
-                raise RuleSetError(f"--set {item!r}：{exc}（类型应为 {param.type}）{listing}") from None
+                raise RuleSetError(f"{flag} {item!r}：{exc}（类型应为 {param.type}）{listing}") from None
             self.params[rid][name] = value
             self.overrides[f"{rid}.{name}"] = value
 
