@@ -39,28 +39,27 @@ def _verifications(cursor, uscc: str, year: int) -> list[dict]:
     """, [uscc, year])
 
 
-def _indicators(cursor, uscc: str) -> list[dict]:
-    """Every data year the stored runs hold for the firm (from each list year's latest run):
-    scale, tax, land, 亩均税收, energy and the official 亩均 grade — its grade history too."""
+def _panels(cursor, uscc: str) -> list[dict]:
+    """The firm's stored panel rows in every run, with each run's list year and time (one index scan)."""
     return records(cursor, """
-        WITH runs_of_firm AS (
-            SELECT e.*, r.list_year, r.created_at
-            FROM (SELECT * FROM run_enterprises WHERE uscc = ? OFFSET 0) e
-            JOIN runs r USING (run_id)
-            QUALIFY row_number() OVER (PARTITION BY r.list_year ORDER BY r.created_at DESC) = 1
-        ),
-        years AS (
-            SELECT list_year - 2 AS year, created_at, scale_prev AS scale, tax_prev AS tax_paid,
-                   land_prev AS land_mu, tax_per_mu_prev AS tax_per_mu, NULL::DOUBLE AS energy_tce,
-                   grade_prev AS grade FROM runs_of_firm
-            UNION ALL
-            SELECT list_year - 1, created_at, scale_last, tax_last, land_last, tax_per_mu_last, energy_last,
-                   grade_last FROM runs_of_firm
-        )
-        SELECT * EXCLUDE (created_at) FROM years
-        QUALIFY row_number() OVER (PARTITION BY year ORDER BY created_at DESC, energy_tce IS NULL) = 1
-        ORDER BY year
+        SELECT e.*, r.list_year, r.created_at AS run_created_at
+        FROM (SELECT * FROM run_enterprises WHERE uscc = ? OFFSET 0) e
+        JOIN runs r USING (run_id)
     """, [uscc])
+
+
+def _indicators(panels: list[dict]) -> list[dict]:
+    """Every data year the runs hold for the firm (the newest run wins for a year): scale, tax,
+    land, 亩均税收, energy and the official 亩均 grade — its grade history too."""
+    by_year: dict[int, tuple] = {}
+    for p in panels:
+        for year, sfx, energy in ((p["list_year"] - 2, "prev", None), (p["list_year"] - 1, "last", p["energy_last"])):
+            row = {"year": year, "scale": p[f"scale_{sfx}"], "tax_paid": p[f"tax_{sfx}"], "land_mu": p[f"land_{sfx}"],
+                   "tax_per_mu": p[f"tax_per_mu_{sfx}"], "energy_tce": energy, "grade": p[f"grade_{sfx}"]}
+            rank = (p["run_created_at"], energy is not None)
+            if year not in by_year or rank > by_year[year][0]:
+                by_year[year] = (rank, row)
+    return [row for _, (_, row) in sorted(by_year.items())]
 
 
 @router.get("/{uscc}", response_model=EnterpriseRecord, responses=ERRORS, operation_id="enterprises-get",
@@ -73,20 +72,25 @@ def get_enterprise(
 ) -> dict:
     year = year if year is not None else _latest_year(cursor)
     run = run_for_year(cursor, year)
-    profile = _profile(cursor, run, uscc.strip().upper(), user)
-    code = profile["uscc"]
+    code = uscc.strip().upper()
+    panels = _panels(cursor, code)
+    profile = next((p for p in panels if p["run_id"] == run), None)
+    # a firm of another township is indistinguishable from a firm that does not exist
+    if profile is None or not user.sees(profile["township"]):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
+    profile = {k: v for k, v in profile.items() if k not in ("run_id", "list_year", "run_created_at")}
     results = records(cursor, f"SELECT * EXCLUDE (run_id, list_year, uscc) FROM {firm_rows('run_results')}",
                       [code, run])
-    entry = records(cursor, f"SELECT * EXCLUDE (run_id, list_year, uscc) FROM {firm_rows('run_list')}", [code, run])
+    listed_in = records(cursor, "SELECT * EXCLUDE (uscc) FROM run_list WHERE uscc = ?", [code])
+    entry = [{k: v for k, v in r.items() if k not in ("run_id", "list_year")} for r in listed_in if r["run_id"] == run]
+    earlier = sum(1 for r in listed_in if r["list_year"] == year and r["run_id"] != run)
     decisions = records(cursor, "SELECT * EXCLUDE (uscc) FROM dispute_decisions WHERE uscc = ? AND list_year = ? "
                                 "ORDER BY decided_at", [code, year])
     final = cursor.execute("SELECT basis FROM final_list WHERE list_year = ? AND uscc = ?", [year, code]).fetchall()
-    earlier = cursor.execute("SELECT count(*) FROM (SELECT * FROM run_list WHERE uscc = ? OFFSET 0) "
-                             "WHERE list_year = ? AND run_id <> ?", [code, year, run]).fetchall()[0][0]
     changes = records(cursor, "SELECT logged_at, user_name, action, entity, entity_key, after FROM audit_log "
                               "WHERE entity_key LIKE '%/' || ? ORDER BY logged_at", [code])
     return {**profile, "year": year, "run_id": run, "listed": bool(entry), "list_entry": entry[0] if entry else None,
-            "indicators": _indicators(cursor, code), "change_history": changes,
+            "indicators": _indicators(panels), "change_history": changes,
             "no_longer_flagged": not entry and earlier > 0,
             "results": results, "verifications": _verifications(cursor, code, year), "dispute_decisions": decisions,
             "finalized": finalized(cursor, year) is not None, "on_final_list": bool(final),
