@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -158,6 +159,21 @@ def lint(
     out_console.print(f"规则集 {rs.meta.id}（版本 {rs.meta.version}）检查通过：{len(rs.meta.rules)} 条规则。")
 
 
+@contextmanager
+def _database(db: Path):
+    """The database file, opened read-write, or one clear line (e.g. while the service holds it)."""
+    from .store import connect
+
+    try:
+        con = connect(db)
+    except ScreeningError as exc:
+        _fail(exc)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
 users_app = typer.Typer(help="管理服务用户与令牌。", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(users_app, name="users")
 
@@ -172,18 +188,11 @@ def users_add(
     """创建用户；令牌只显示这一次（输出的最后一行），数据库中只保存其散列值。"""
     from api.auth import add_user
 
-    from .store import connect
-
-    try:
-        con = connect(db)
-    except ScreeningError as exc:
-        _fail(exc)
-    try:
-        token = add_user(con, name, role, township)
-    except ValueError as exc:
-        _fail(ScreeningError(str(exc)))
-    finally:
-        con.close()
+    with _database(db) as con:
+        try:
+            token = add_user(con, name, role, township)
+        except ValueError as exc:
+            _fail(ScreeningError(str(exc)))
     err_console.print(f"已创建用户 {name}（{role}{'，' + township if township else ''}），令牌如下，请妥善保存：")
     print(token)
 
@@ -196,17 +205,9 @@ def users_revoke(
     """停用用户的令牌。"""
     from api.auth import revoke_user
 
-    from .store import connect
-
-    try:
-        con = connect(db)
-    except ScreeningError as exc:
-        _fail(exc)
-    try:
+    with _database(db) as con:
         if not revoke_user(con, name):
             _fail(ScreeningError(f"没有名为 {name} 的有效用户"))
-    finally:
-        con.close()
     out_console.print(f"已停用用户 {name} 的令牌")
 
 
