@@ -1,3 +1,33 @@
-"""高耗低效企业筛选引擎 (screening engine for high-energy-consumption, low-efficiency firms)."""
+"""高耗低效企业筛选引擎 (screening engine for high-energy-consumption, low-efficiency firms).
+
+The Python API, for notebooks (the command line uses the same functions)::
+
+    import screening
+    s = screening.screen("sample_data", 2022)          # a Screening; use it with `with` or close()
+    s.list                                              # the 整治企业清单 (Polars)
+    s.results.filter(pl.col("uscc") == code)            # every rule's status, evidence and reason
+    inputs = screening.load_inputs("sample_data")       # validated tables (all years) and rejects
+    table, moved = screening.whatif("above_scale_low_tax_per_mu.ratio=0.05,0.1,0.2")
+    screening.compare_runs("screening.duckdb", 2021, 2022)   # entered / left / stayed, and why
+"""
 
 __version__ = "0.1.0"
+
+from pathlib import Path as _Path
+
+# bound here, after the submodules of the same names, so that screening.screen is the function
+from .compare import compare_runs  # noqa: E402
+from .ruleset import load_ruleset  # noqa: E402
+from .screen import Screening, screen  # noqa: E402
+from .whatif import whatif  # noqa: E402
+
+
+def load_inputs(data_dir: str | _Path, keep_years: set[int] | None = None):
+    """Read and validate every table in ``data_dir`` (all years unless ``keep_years``)."""
+    from .ingest import read_dir
+    from .validate import validate
+
+    return validate(read_dir(_Path(data_dir), {"enterprises"}), keep_years=keep_years)
+
+
+__all__ = ["Screening", "compare_runs", "load_inputs", "load_ruleset", "screen", "whatif"]

@@ -111,6 +111,30 @@ def whatif(
 
 
 @app.command()
+def compare(
+    before: Annotated[str, typer.Option("--before", help="较早的清单年度或运行编号")],
+    after: Annotated[str, typer.Option("--after", help="较晚的清单年度或运行编号")],
+    db: Annotated[Path, typer.Option("--db", help="保存运行记录的 DuckDB 文件")] = Path("screening.duckdb"),
+    out: Annotated[Path, typer.Option("--out", help="输出目录")] = Path("out"),
+) -> None:
+    """比较两次运行（或两个年度最新一次运行）的清单：新进、退出、保留，以及每家企业变动的原因。"""
+    from .compare import compare_runs
+
+    def run_or_year(text: str) -> int | str:
+        return int(text) if text.isdigit() and len(text) == 4 else text
+
+    try:
+        table = compare_runs(db, run_or_year(before), run_or_year(after))
+    except ScreeningError as exc:
+        _fail(exc)
+    out.mkdir(parents=True, exist_ok=True)
+    table.write_csv(out / "compare.csv", include_bom=True)
+    counts = dict(table.group_by("change").len().iter_rows())
+    out_console.print(f"新进 {counts.get('entered', 0)} 家，退出 {counts.get('left', 0)} 家，保留 {counts.get('stayed', 0)} 家；"
+                      f"明细见 {out / 'compare.csv'}")
+
+
+@app.command()
 def synth(
     firms: Annotated[int, typer.Option("--firms", min=1, help="企业数")] = 6000,
     seed: Annotated[int, typer.Option("--seed", help="随机种子（相同种子生成相同数据）")] = 20220507,

@@ -1,0 +1,66 @@
+"""Year over year: how two stored runs' lists differ, and why each firm moved.
+
+For every firm on either list: entered, left or stayed, and for each rule whose status
+changed, the status, value and threshold before and after (e.g. why a firm left:
+its 亩均税收 rose above the line, or the line itself moved).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from .errors import ScreeningError
+from .store import connect
+
+_SQL = """
+WITH a AS (SELECT * FROM run_list WHERE run_id = $a),
+     b AS (SELECT * FROM run_list WHERE run_id = $b),
+moved AS (
+    SELECT coalesce(b.uscc, a.uscc) AS uscc, coalesce(b.name, a.name) AS name,
+           coalesce(b.township, a.township) AS township,
+           CASE WHEN a.uscc IS NULL THEN 'entered' WHEN b.uscc IS NULL THEN 'left' ELSE 'stayed' END AS change,
+           a.rule_ids AS rule_ids_before, b.rule_ids AS rule_ids_after
+    FROM a FULL JOIN b USING (uscc)
+),
+changed_rules AS (
+    SELECT ra.uscc,
+           string_agg(
+               ra.rule_id || '：' || ra.status || '→' || coalesce(rb.status, '无') ||
+               CASE WHEN ra.value IS NOT NULL OR rb.value IS NOT NULL
+                    THEN '（数值 ' || coalesce(printf('%.2f', ra.value), '—') || '→' || coalesce(printf('%.2f', rb.value), '—') ||
+                         '，阈值 ' || coalesce(printf('%.2f', ra.threshold), '—') || '→' ||
+                         coalesce(printf('%.2f', rb.threshold), '—') || '）'
+                    ELSE '' END,
+               '；' ORDER BY ra.rule_id) AS why
+    FROM (SELECT * FROM run_results WHERE run_id = $a) ra
+    JOIN (SELECT * FROM run_results WHERE run_id = $b) rb USING (uscc, rule_id)
+    WHERE ra.status IS DISTINCT FROM rb.status AND (ra.status = 'hit' OR rb.status = 'hit')
+    GROUP BY ra.uscc
+)
+SELECT m.*, coalesce(c.why, CASE WHEN m.change = 'stayed' THEN '' ELSE '该企业不在另一次运行的企业名录中' END) AS why
+FROM moved m LEFT JOIN changed_rules c USING (uscc)
+ORDER BY m.change, m.township, m.uscc
+"""
+
+
+def latest_run_id(con, year: int) -> str:
+    rows = con.execute("SELECT run_id FROM runs WHERE list_year = ? ORDER BY created_at DESC LIMIT 1", [year]).fetchall()
+    if not rows:
+        raise ScreeningError(f"数据库中没有 {year} 年度的筛选结果，请先运行 screening run --year {year}")
+    return rows[0][0]
+
+
+def compare_runs(db: Path, before: int | str, after: int | str) -> pl.DataFrame:
+    """Compare two runs given as list years (their latest runs) or run ids.
+
+    Returns one row per firm on either list: uscc, name, township, change (entered / left /
+    stayed), rule_ids_before, rule_ids_after and ``why`` (each rule whose hit status changed,
+    with value and threshold before → after)."""
+    con = connect(Path(db), read_only=True)
+    try:
+        a = latest_run_id(con, before) if isinstance(before, int) else before
+        b = latest_run_id(con, after) if isinstance(after, int) else after
+        return con.sql(_SQL, params={"a": a, "b": b}).pl()
+    finally:
+        con.close()
