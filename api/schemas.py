@@ -13,7 +13,7 @@ class Message(BaseModel):
 
 class ListItem(BaseModel):
     model_config = ConfigDict(extra="allow")
-    uscc: str = Field(examples=["91330382MA2CXXXX1X"])
+    uscc: str = Field(examples=["91330381145618741G"])
     name: str | None
     township: str | None
     industry_code: str | None
