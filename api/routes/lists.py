@@ -40,25 +40,17 @@ def get_list(
 ) -> dict:
     """清单按乡镇街道和统一社会信用代码排序，每行附属地核实状态。"""
     run = run_for_year(cursor, year)
-    where, params = ["l.run_id = ?"], [run]
-    if user.role == "township":
-        where.append("l.township = ?")
-        params.append(user.township)
-    if township:
-        where.append("l.township = ?")
-        params.append(township)
-    if rule:
-        where.append("list_contains(string_split(l.rule_ids, ';'), ?)")
-        params.append(rule)
-    if industry:
-        where.append("starts_with(l.industry_code, ?)")
-        params.append(industry)
-    if verification:
-        where.append("coalesce(v.outcome, 'pending') = ?")
-        params.append(verification)
-    if disposition:
-        where.append("l.suggested_disposition = ?")
-        params.append(disposition)
+    filters = [
+        ("l.run_id = ?", run),
+        ("l.township = ?", user.township if user.role == "township" else None),  # a township sees only itself
+        ("l.township = ?", township),
+        ("list_contains(string_split(l.rule_ids, ';'), ?)", rule),
+        ("starts_with(l.industry_code, ?)", industry),
+        ("coalesce(v.outcome, 'pending') = ?", verification),
+        ("l.suggested_disposition = ?", disposition),
+    ]
+    where = [condition for condition, value in filters if value]
+    params = [value for _, value in filters if value]
     clause = " AND ".join(where)
     source = f"run_list l LEFT JOIN ({LATEST_VERIFICATION}) v ON v.uscc = l.uscc AND v.list_year = l.list_year"
     total = cursor.execute(f"SELECT count(*) FROM {source} WHERE {clause}", params).fetchall()[0][0]
