@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     data_root: Path = Field(default_factory=sample_data_dir)
     #: where runs started through the service write their files
     runs_dir: Path = Path("runs")
+    #: the address local commands reach the service at; when set (``screening serve`` does),
+    #: the service announces itself beside the database so that they hand their writes over
+    url: str | None = None
 
 
 @lru_cache

@@ -9,6 +9,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from screening import handover
+
+from .auth import token_hash
 from .config import Settings, get_settings
 from .db import ensure_schema
 from .routes import dashboard, enterprises, exports, finalization, health, lists, plans, runs, users
@@ -50,9 +53,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         app.state.con = duckdb.connect(str(settings.db))
         ensure_schema(app.state.con)
+        app.state.handover_hash = None
+        token = handover.announce(settings.db, settings.url) if settings.url else None
+        if token:
+            app.state.handover_hash = token_hash(token)
         try:
             yield
         finally:
+            if token:
+                handover.withdraw(settings.db, token)
             app.state.con.close()
 
     app = FastAPI(title="高耗低效企业筛选服务", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)

@@ -79,7 +79,8 @@ def _summary(s, out: Path, db: Path, elapsed: float) -> None:
     for w in s.warnings:
         out_console.print(f"[yellow]提示：{w}[/]")
     out_console.print(f"输出目录：{out.resolve()}（list.csv/.parquet、results.csv/.parquet、整治企业清单_{s.list_year}.xlsx、rejects.csv、run.json）")
-    out_console.print(f"运行记录：{db.resolve()}，运行编号 {s.run_id}；用时 {elapsed:.1f} 秒")
+    via = f"（数据库由正在运行的服务 {s.stored_via} 占用，已交由它保存）" if s.stored_via else ""
+    out_console.print(f"运行记录：{db.resolve()}{via}，运行编号 {s.run_id}；用时 {elapsed:.1f} 秒")
 
 
 @app.command()
@@ -185,11 +186,19 @@ def lint(
 
 @contextmanager
 def _database(db: Path):
-    """The database file, opened read-write, or one clear line (e.g. while the service holds it)."""
-    from .store import connect
+    """The database file opened read-write; or, while ``screening serve`` holds it, the
+    service to hand the write over to (see screening.handover); or one clear line."""
+    from .handover import find
+    from .store import DatabaseLocked, connect
 
     try:
         con = connect(db)
+    except DatabaseLocked as exc:
+        service = find(db)
+        if service is None:
+            _fail(exc)
+        yield service
+        return
     except ScreeningError as exc:
         _fail(exc)
     try:
@@ -212,11 +221,18 @@ def users_add(
     """创建用户；令牌只显示这一次（输出的最后一行），数据库中只保存其散列值。"""
     from api.auth import add_user
 
+    from .handover import Service
+
     with _database(db) as con:
         try:
-            token = add_user(con, name, role, township)
+            if isinstance(con, Service):
+                token = con.call("POST", "/api/v1/users", {"name": name, "role": role, "township": township})["token"]
+            else:
+                token = add_user(con, name, role, township)
         except ValueError as exc:
             _fail(ScreeningError(str(exc)))
+        except ScreeningError as exc:
+            _fail(exc)
     err_console.print(f"已创建用户 {name}（{role}{'，' + township if township else ''}），令牌如下，请妥善保存：")
     print(token)
 
@@ -227,10 +243,19 @@ def users_revoke(
     name: Annotated[str, typer.Option("--name", help="用户名")] = ...,
 ) -> None:
     """停用用户的令牌。"""
+    from urllib.parse import quote
+
     from api.auth import revoke_user
 
+    from .handover import Service
+
     with _database(db) as con:
-        if not revoke_user(con, name):
+        if isinstance(con, Service):
+            try:
+                con.call("DELETE", f"/api/v1/users/{quote(name, safe='')}")
+            except ScreeningError as exc:
+                _fail(exc)
+        elif not revoke_user(con, name):
             _fail(ScreeningError(f"没有名为 {name} 的有效用户"))
     out_console.print(f"已停用用户 {name} 的令牌")
 
@@ -253,7 +278,9 @@ def serve(
             connect(db).close()  # a locked file fails here, with the store's one-line message
     except ScreeningError as exc:
         _fail(exc)
-    uvicorn.run(create_app(Settings(db=db)), host=host, port=port, workers=1, log_level="info")
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else (f"[{host}]" if ":" in host else host)
+    settings = Settings(db=db, url=f"http://{local}:{port}")  # local commands hand their writes over here
+    uvicorn.run(create_app(settings), host=host, port=port, workers=1, log_level="info")
 
 
 from .cli_evaluate import evaluate_command  # noqa: E402  (imports cli lazily, inside the command)

@@ -115,7 +115,7 @@ def run_record(s: "Screening", outputs: dict[str, Any] | None = None) -> dict[st
 
 def write_run_json(s: "Screening", out: Path, outputs: dict[str, Any], stored: bool = True) -> Path:
     path = out / "run.json"
-    record = {**run_record(s, outputs), "stored_in_database": stored}
+    record = {**run_record(s, outputs), "stored_in_database": stored, "stored_via_service": s.stored_via}
     path.write_text(json.dumps(record, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     return path
 
@@ -125,8 +125,6 @@ def write_all(s: "Screening", out: Path, db: Path | None) -> ScreeningError | No
 
     Returns the database error, if any, so that the caller still writes run.json.
     ``db`` None: the run's engine lives in the service, whose database receives the run."""
-    from . import store
-
     out.mkdir(parents=True, exist_ok=True)
     s.status_counts(), s.enterprises  # computed once here, read by all threads
     t0 = time.perf_counter()
@@ -137,7 +135,7 @@ def write_all(s: "Screening", out: Path, db: Path | None) -> ScreeningError | No
         t1 = time.perf_counter()
         write_results_parquet(s, out)  # the database copy reads this file
         record = run_record(s, planned_outputs(s, out))
-        saved = pool.submit(_timed_write, lambda s_, _out: store.save_run(s_, db, record), s, out)
+        saved = pool.submit(_timed_write, lambda s_, out_: _save(s_, db, record, out_), s, out)
         write_results_csv(s, out)
         s.timings["写出 results"] = round(time.perf_counter() - t1, 3)
         store_error = None
@@ -148,6 +146,12 @@ def write_all(s: "Screening", out: Path, db: Path | None) -> ScreeningError | No
         s.timings["写出 Excel"] = excel.result()
     s.timings["写出合计"] = round(time.perf_counter() - t0, 3)
     return store_error
+
+
+def _save(s: "Screening", db: Path | None, record: dict[str, Any], out: Path) -> None:
+    from . import store
+
+    s.stored_via = store.save_run(s, db, record, out)
 
 
 def _timed_write(write, s: "Screening", out: Path) -> float:

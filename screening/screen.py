@@ -57,6 +57,8 @@ class Screening:
     _results: pl.DataFrame | None = None
     #: set once results.parquet is written; later readers use the file instead of re-rendering
     results_file: Path | None = None
+    #: the running service that stored the run for us, when it held the database file
+    stored_via: str | None = None
 
     def __enter__(self) -> "Screening":
         return self

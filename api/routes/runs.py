@@ -1,5 +1,7 @@
-"""Producing a year's list while the service runs: the service screens in its own process
-and stores the run in its own database, so no second process ever needs the file."""
+"""Producing a year's list while the service runs, without a second process ever opening
+the database file: the service screens in its own process (POST /runs), or imports a run
+that ``screening run`` staged in a file of its own when it found the database held
+(POST /runs/import, see screening.handover)."""
 from __future__ import annotations
 
 import threading
@@ -10,11 +12,12 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from screening.errors import ScreeningError
+from screening.store import import_staged
 from screening.outputs import planned_outputs, write_all, write_run_json
 from screening.screen import screen
 
 from ..auth import User
-from ..db import audit
+from ..db import audit, ensure_schema
 from ..deps import CursorDep, allow
 from .common import ERRORS
 
@@ -58,4 +61,38 @@ def create_run(body: RunIn, request: Request, cursor: CursorDep,
     finally:
         _one_at_a_time.release()
     audit(cursor, user, "run", "run", summary["run_id"], None, summary)
+    return summary
+
+
+class ImportIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"path": "/srv/screening/out/2022/.staged-2022-20221001T090000-1a2b3c-0f1e2d3c.duckdb"}]})
+    path: str = Field(min_length=1, max_length=4096,
+                      description="screening run 暂存运行记录的 DuckDB 文件（服务所在机器上的绝对路径）")
+
+
+@router.post("/runs/import", status_code=status.HTTP_201_CREATED,
+             responses={**ERRORS, 409: {"description": "另一次筛选或导入正在进行，或该运行已导入"},
+                        422: {"description": "文件不存在或不是暂存的运行记录"}},
+             operation_id="runs-import", summary="导入命令行暂存的运行记录（仅 admin；screening run 发现服务占用数据库时自动调用）")
+def import_run(body: ImportIn, cursor: CursorDep, user: Annotated[User, Depends(allow("admin"))]) -> dict:
+    staged = Path(body.path)
+    try:
+        usable = staged.is_absolute() and staged.suffix == ".duckdb" and staged.is_file()
+    except (OSError, ValueError):  # e.g. a NUL byte in the path
+        usable = False
+    if not usable:
+        raise HTTPException(422, f"找不到待导入的 DuckDB 文件：{body.path}（须为服务所在机器上的绝对路径）")
+    if not _one_at_a_time.acquire(blocking=False):
+        raise HTTPException(status.HTTP_409_CONFLICT, "另一次筛选或导入正在进行，请稍后再试")
+    try:
+        imported = import_staged(cursor, staged)
+        ensure_schema(cursor)  # the per-firm indexes, when these are the database's first runs
+    except ScreeningError as exc:
+        code = status.HTTP_409_CONFLICT if "已经导入" in str(exc) else 422
+        raise HTTPException(code, str(exc)) from None
+    finally:
+        _one_at_a_time.release()
+    summary = {**imported, "path": str(staged)}
+    audit(cursor, user, "import_run", "run", ",".join(imported["run_ids"]) or staged.name, None, summary)
     return summary

@@ -1,0 +1,97 @@
+"""The role × route matrix over every route of the OpenAPI document (issue 4, item 2).
+
+Each role calls each route.  A refused role gets 403 (401 without a token); an admitted
+role gets past authorization.  Writes are sent with a body the route must reject (422), so
+the matrix changes nothing; the flows themselves are tested in test_api*.py.
+"""
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.config import Settings
+from api.main import create_app
+from api_helpers import TOWNSHIP, bearer, build_service_db
+
+pytestmark = pytest.mark.api
+
+ADMIN, ANALYST, TOWN, DASH = "admin", "analyst", "township", "dashboard"
+
+#: who may call each route (operation id → roles)
+ALLOWED = {
+    "lists-get": {ADMIN, ANALYST, TOWN},
+    "lists-export": {ADMIN, ANALYST, TOWN},
+    "lists-upload-verifications": {ADMIN, TOWN},
+    "enterprises-get": {ADMIN, ANALYST, TOWN},
+    "enterprises-verify": {ADMIN, TOWN},
+    "dashboard-get": {ADMIN, ANALYST, DASH},
+    "finalization-decide": {ADMIN},
+    "finalization-finalize": {ADMIN},
+    "finalization-get": {ADMIN, ANALYST, TOWN},
+    "audit-list": {ADMIN},
+    "plans-put": {ADMIN},
+    "plans-get": {ADMIN, ANALYST, TOWN},
+    "plans-progress": {ADMIN, TOWN},
+    "plans-complete": {ADMIN},
+    "runs-create": {ADMIN},
+    "runs-import": {ADMIN},
+    "users-create": {ADMIN},
+    "users-revoke": {ADMIN},
+}
+PUBLIC = {"health-get"}
+INVALID_BODY = {"__not_a_field__": True}
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory):
+    db, tokens = build_service_db(tmp_path_factory.mktemp("roles"))
+    with TestClient(create_app(Settings(db=db))) as client:
+        firm = client.get(f"/api/v1/lists/2022?township={TOWNSHIP}&page_size=1",
+                          headers=bearer(tokens["admin"])).json()["items"][0]["uscc"]
+        operations = [(method.upper(), path, op["operationId"])
+                      for path, ops in client.app.openapi()["paths"].items() for method, op in ops.items()]
+        yield client, tokens, firm, operations
+
+
+def _call(client: TestClient, method: str, path: str, firm: str, headers: dict[str, str]):
+    url = (path.replace("{year}", "2022").replace("{uscc}", firm).replace("{name}", "无此用户"))
+    if method == "GET":
+        return client.get(url, headers=headers)
+    if method == "DELETE":
+        return client.delete(url, headers=headers)
+    if url.endswith("/upload"):
+        return client.post(url, headers=headers)  # no file: 422 once admitted
+    return client.request(method, url, headers=headers, json=INVALID_BODY)
+
+
+def test_every_route_is_in_the_matrix(matrix):
+    _, _, _, operations = matrix
+    assert {op for _, _, op in operations} == set(ALLOWED) | PUBLIC
+
+
+@pytest.mark.parametrize("role", [ADMIN, ANALYST, TOWN, DASH])
+def test_each_role_on_each_route(matrix, role):
+    client, tokens, firm, operations = matrix
+    wrong = []
+    for method, path, op in operations:
+        if op in PUBLIC:
+            continue
+        status = _call(client, method, path, firm, bearer(tokens[role])).status_code
+        admitted = role in ALLOWED[op]
+        if (admitted and status in (401, 403)) or (not admitted and status != 403) or status >= 500:
+            wrong.append((op, status))
+    assert not wrong, f"{role}: {wrong}"
+
+
+def test_no_token_is_401_on_every_route(matrix):
+    client, _, firm, operations = matrix
+    codes = {op: _call(client, method, path, firm, {}).status_code
+             for method, path, op in operations if op not in PUBLIC}
+    assert set(codes.values()) == {401}, codes
+
+
+def test_writes_in_the_matrix_changed_nothing(matrix):
+    client, tokens, _, _ = matrix
+    log = client.get("/api/v1/audit", headers=bearer(tokens["admin"])).json()
+    items = log["items"] if isinstance(log, dict) else log
+    assert items == []

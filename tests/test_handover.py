@@ -1,0 +1,128 @@
+"""The command line hands its writes over to a running service instead of meeting its lock
+(issue 4, item 8): `screening run` and `screening users` while `screening serve` holds the file."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from screening import handover
+
+from cli_helpers import cli
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, token: str | None = None) -> dict:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+        return json.loads(r.read())
+
+
+@pytest.fixture(scope="module")
+def serving(tmp_path_factory):
+    """A real `screening serve` on an empty database, and two CLI runs made while it serves."""
+    tmp = tmp_path_factory.mktemp("handover")
+    db, port = tmp / "svc.duckdb", _free_port()
+    script = Path(sys.executable).parent / "screening"
+    env = {**os.environ, "SCREENING_RUNS_DIR": str(tmp / "runs")}
+    server = subprocess.Popen([str(script), "serve", "--db", str(db), "--port", str(port)], cwd=tmp, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                _get(base + "/api/v1/health")
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("service did not start: " + server.stderr.read())
+        added = cli("users", "add", "--db", db, "--name", "局管理员", "--role", "admin", cwd=tmp)
+        token = added.stdout.strip().splitlines()[-1] if added.returncode == 0 else None
+        first = cli("run", "--out", "out1", "--db", db, "--year", "2022", cwd=tmp)
+        second = cli("run", "--out", "out2", "--db", db, "--year", "2021", cwd=tmp)
+        lists = {year: _get(f"{base}/api/v1/lists/{year}?page_size=5", token) for year in (2022, 2021)} \
+            if token else {}
+        revoked = cli("users", "revoke", "--db", db, "--name", "局管理员", cwd=tmp)
+        yield {"tmp": tmp, "db": db, "base": base, "token": token, "added": added, "runs": (first, second),
+               "lists": lists, "revoked": revoked, "server": server}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        server.stderr.close()
+
+
+def test_users_add_hands_over_and_prints_a_working_token(serving):
+    added = serving["added"]
+    assert added.returncode == 0, added.stderr
+    assert serving["token"]
+
+
+def test_runs_hand_over_without_a_lock_error(serving):
+    for proc in serving["runs"]:
+        assert proc.returncode == 0, proc.stderr
+        assert "Traceback" not in proc.stderr + proc.stdout
+        assert "占用" not in proc.stderr
+        assert "交由它保存" in proc.stdout
+
+
+def test_handed_over_runs_are_served(serving):
+    """Both years are in the service's database, readable through the API at once."""
+    for year, out in ((2022, "out1"), (2021, "out2")):
+        run_json = json.loads((serving["tmp"] / out / "run.json").read_text(encoding="utf-8"))
+        assert run_json["stored_in_database"] is True
+        assert run_json["stored_via_service"] == serving["base"]
+        page = serving["lists"][year]
+        assert page["run_id"] == run_json["run_id"]
+        assert page["total"] == run_json["listed"] > 0
+
+
+def test_no_staging_files_are_left_behind(serving):
+    for out in ("out1", "out2"):
+        assert not list((serving["tmp"] / out).glob(".staged-*")), out
+
+
+def test_revoke_hands_over_too(serving):
+    assert serving["revoked"].returncode == 0, serving["revoked"].stderr
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _get(f"{serving['base']}/api/v1/lists/2022", serving["token"])
+    assert refused.value.code == 401
+
+
+def test_after_the_service_stops_the_database_holds_everything(serving):
+    serving["server"].terminate()
+    serving["server"].wait(timeout=30)
+    assert not handover.service_file(serving["db"]).exists()  # withdrawn on shutdown
+    con = duckdb.connect(str(serving["db"]), read_only=True)
+    try:
+        years = sorted(r[0] for r in con.execute("SELECT list_year FROM runs").fetchall())
+        assert years == [2021, 2022]
+        out1 = json.loads((serving["tmp"] / "out1" / "run.json").read_text(encoding="utf-8"))
+        listed = con.execute("SELECT count(*) FROM run_list WHERE run_id = ?", [out1["run_id"]]).fetchall()[0][0]
+        assert listed == out1["listed"]
+        results = con.execute("SELECT count(*) FROM run_results WHERE run_id = ?", [out1["run_id"]]).fetchall()[0][0]
+        assert results == out1["enterprises"] * len(out1["hits_per_rule"])
+        actions = [r[0] for r in con.execute("SELECT action FROM audit_log ORDER BY logged_at").fetchall()]
+        assert actions.count("import_run") == 2 and "create_user" in actions and "revoke_user" in actions
+        who = {r[0] for r in con.execute("SELECT user_name FROM audit_log").fetchall()}
+        assert who == {handover.HANDOVER_USER}
+        revoked = con.execute("SELECT revoked_at IS NOT NULL FROM users WHERE name = '局管理员'").fetchall()
+        assert revoked == [(True,)]
+    finally:
+        con.close()
