@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     #: the address local commands reach the service at; when set (``screening serve`` does),
     #: the service announces itself beside the database so that they hand their writes over
     url: str | None = None
+    #: stored runs held in memory for the record route (the newest run of the newest list
+    #: years; about 0.5 GB per run of a million firms); 0 reads every record from DuckDB
+    cache_runs: int = Field(default=2, ge=0, le=50)
 
 
 @lru_cache

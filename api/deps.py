@@ -11,7 +11,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from screening.handover import HANDOVER_USER
 
-from .auth import User, find_user, token_hash
+from .auth import User, token_hash
+from .readmodel import ReadModel
 
 HANDOVER = User("handover", HANDOVER_USER, "admin", None)
 
@@ -30,6 +31,13 @@ def get_cursor(request: Request) -> Iterator[duckdb.DuckDBPyConnection]:
 CursorDep = Annotated[duckdb.DuckDBPyConnection, Depends(get_cursor)]
 
 
+def get_read_model(request: Request) -> ReadModel:
+    return request.app.state.read_model
+
+
+ReadModelDep = Annotated[ReadModel, Depends(get_read_model)]
+
+
 def current_user(request: Request, cursor: CursorDep,
                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> User:
     if credentials is None or credentials.scheme.lower() != "bearer":
@@ -38,7 +46,7 @@ def current_user(request: Request, cursor: CursorDep,
     local = getattr(request.app.state, "handover_hash", None)
     if local and secrets.compare_digest(token_hash(credentials.credentials), local):
         return HANDOVER  # a local command handing its write over (see screening.handover)
-    user = find_user(cursor, credentials.credentials)
+    user = request.app.state.read_model.user(cursor, credentials.credentials)
     if user is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "令牌无效或已停用", headers={"WWW-Authenticate": "Bearer"})
     return user

@@ -14,6 +14,7 @@ from screening import handover
 from .auth import token_hash
 from .config import Settings, get_settings
 from .db import ensure_schema
+from .readmodel import ReadModel, WriteTracker
 from .routes import dashboard, enterprises, exports, finalization, health, lists, plans, runs, users
 
 DESCRIPTION = """高耗低效企业筛选引擎的服务接口：年度清单、一企一策档案、乡镇街道属地核实与看板汇总。
@@ -53,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         app.state.con = duckdb.connect(str(settings.db))
         ensure_schema(app.state.con)
+        app.state.read_model = ReadModel(app.state.con, settings.cache_runs)
+        app.state.read_model.preload()
         app.state.handover_hash = None
         token = handover.announce(settings.db, settings.url) if settings.url else None
         if token:
@@ -62,10 +65,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if token:
                 handover.withdraw(settings.db, token)
+            app.state.read_model.wait_loaded()  # a load still running must not outlive the connection
             app.state.con.close()
 
     app = FastAPI(title="高耗低效企业筛选服务", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
+    app.state.read_model = None
+    app.add_middleware(WriteTracker, read_model=lambda: app.state.read_model)
     for module in (health, lists, exports, enterprises, dashboard, finalization, plans, runs, users):
         app.include_router(module.router)
 

@@ -151,6 +151,17 @@ class Server:
             time.sleep(0.2)
         raise RuntimeError(f"/api/v1/health did not answer within {timeout:.0f} s:\n{self.log_tail()}")
 
+    def wait_log(self, text: str, timeout: float) -> float:
+        t = time.perf_counter()
+        while time.perf_counter() - t < timeout:
+            self._log.flush()
+            if text in self.log_path.read_text(encoding="utf-8", errors="replace"):
+                return time.perf_counter() - t
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"screening serve exited with {self.proc.returncode}:\n{self.log_tail()}")
+            time.sleep(0.2)
+        raise RuntimeError(f"the server did not log {text!r} within {timeout:.0f} s:\n{self.log_tail()}")
+
     def cpu_seconds(self) -> float:
         """user + system CPU time of the server process so far."""
         try:
@@ -377,6 +388,7 @@ def main() -> None:
         signal.signal(sig, _terminate)
     try:
         startup = server.wait_healthy()
+        startup += server.wait_log("已将运行", timeout=600)  # the newest run is read into memory in the background
         print(f"服务已启动：{server.base}（{startup:.1f} s），负载工具 {client}，{args.connections} 个并发连接，"
               f"每个场景 {args.duration:g} s（上限 {args.max_requests:,} 次请求）", flush=True)
         import httpx

@@ -7,45 +7,43 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 
 from ..auth import User
-from ..db import audit, finalized, firm_rows, records, table_exists
-from ..deps import CursorDep, allow
+from ..db import audit, finalized, firm_rows, records
+from ..deps import CursorDep, ReadModelDep, allow
+from ..readmodel import ReadModel
 from ..schemas import EnterpriseRecord, Verification, VerificationIn
 from .common import ERRORS, run_for_year
-from .plans import load_plan
 
 router = APIRouter(prefix="/api/v1/enterprises", tags=["enterprises"])
 
 _NOT_FOUND = "未找到该企业"
 
 
-def _latest_year(cursor) -> int:
-    if not table_exists(cursor, "runs"):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "还没有任何筛选结果")
-    return cursor.execute("SELECT max(list_year) FROM runs").fetchall()[0][0]
+def _panels(model: ReadModel, cursor, uscc: str, runs: list[str]) -> list[dict]:
+    """The firm's stored panel rows in the given runs, with each run's list year and time:
+    from memory where the run is loaded, else one index scan."""
+    rows, missing = [], []
+    for run in runs:
+        frames = model.frames(run)
+        if frames is None:
+            missing.append(run)
+        else:
+            rows += frames.enterprises.rows(uscc)
+    if missing:
+        rows += records(cursor, """
+            SELECT e.*, r.list_year, r.created_at AS run_created_at
+            FROM (SELECT * FROM run_enterprises WHERE uscc = ? OFFSET 0) e
+            JOIN runs r USING (run_id)
+            WHERE list_contains(?, run_id)
+        """, [uscc, missing])
+    return rows
 
 
-def _profile(cursor, run: str, uscc: str, user: User) -> dict:
-    rows = records(cursor, f"SELECT * EXCLUDE (run_id) FROM {firm_rows('run_enterprises')}", [uscc, run])
-    # a firm of another township is indistinguishable from a firm that does not exist
-    if not rows or not user.sees(rows[0]["township"]):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
-    return rows[0]
-
-
-def _verifications(cursor, uscc: str, year: int) -> list[dict]:
-    return records(cursor, """
-        SELECT verification_id, uscc, list_year AS year, run_id, outcome, reason, note, created_by, created_at
-        FROM verifications WHERE uscc = ? AND list_year = ? ORDER BY created_at, verification_id
-    """, [uscc, year])
-
-
-def _panels(cursor, uscc: str) -> list[dict]:
-    """The firm's stored panel rows in every run, with each run's list year and time (one index scan)."""
-    return records(cursor, """
-        SELECT e.*, r.list_year, r.created_at AS run_created_at
-        FROM (SELECT * FROM run_enterprises WHERE uscc = ? OFFSET 0) e
-        JOIN runs r USING (run_id)
-    """, [uscc])
+def _results(model: ReadModel, cursor, uscc: str, run: str) -> list[dict]:
+    frames = model.frames(run)
+    if frames is not None:
+        return frames.results.rows(uscc, drop=("uscc",))
+    return records(cursor, f"SELECT * EXCLUDE (run_id, list_year, uscc) FROM {firm_rows('run_results')} "
+                           "ORDER BY rule_id", [uscc, run])
 
 
 def _indicators(panels: list[dict]) -> list[dict]:
@@ -67,34 +65,42 @@ def _indicators(panels: list[dict]) -> list[dict]:
 def get_enterprise(
     uscc: str,
     cursor: CursorDep,
+    model: ReadModelDep,
     user: Annotated[User, Depends(allow("admin", "analyst", "township"))],
     year: Annotated[int | None, Query(ge=1900, le=2100, description="清单年度（默认：最近有筛选结果的年度）")] = None,
 ) -> dict:
-    year = year if year is not None else _latest_year(cursor)
-    run = run_for_year(cursor, year)
+    latest = model.latest_runs(cursor)
+    if not latest:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "还没有任何筛选结果")
+    year = year if year is not None else max(latest)
+    run = latest.get(year) or run_for_year(cursor, year)  # the latter says there is no run
     code = uscc.strip().upper()
-    panels = _panels(cursor, code)
+    # the newest run of each list year: together they hold every data year (indicator history)
+    panels = _panels(model, cursor, code, list(latest.values()))
     profile = next((p for p in panels if p["run_id"] == run), None)
     # a firm of another township is indistinguishable from a firm that does not exist
     if profile is None or not user.sees(profile["township"]):
         raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
     profile = {k: v for k, v in profile.items() if k not in ("run_id", "list_year", "run_created_at")}
-    results = records(cursor, f"SELECT * EXCLUDE (run_id, list_year, uscc) FROM {firm_rows('run_results')}",
-                      [code, run])
-    listed_in = records(cursor, "SELECT * EXCLUDE (uscc) FROM run_list WHERE uscc = ?", [code])
+    listed_in = model.list_entries(cursor, code)
     entry = [{k: v for k, v in r.items() if k not in ("run_id", "list_year")} for r in listed_in if r["run_id"] == run]
     earlier = sum(1 for r in listed_in if r["list_year"] == year and r["run_id"] != run)
-    decisions = records(cursor, "SELECT * EXCLUDE (uscc) FROM dispute_decisions WHERE uscc = ? AND list_year = ? "
-                                "ORDER BY decided_at", [code, year])
-    final = cursor.execute("SELECT basis FROM final_list WHERE list_year = ? AND uscc = ?", [year, code]).fetchall()
-    changes = records(cursor, "SELECT logged_at, user_name, action, entity, entity_key, after FROM audit_log "
-                              "WHERE entity_key LIKE '%/' || ? ORDER BY logged_at", [code])
+    state = model.service_state(cursor, year)
     return {**profile, "year": year, "run_id": run, "listed": bool(entry), "list_entry": entry[0] if entry else None,
-            "indicators": _indicators(panels), "change_history": changes,
+            "indicators": _indicators(panels), "change_history": model.changes(cursor, code),
             "no_longer_flagged": not entry and earlier > 0,
-            "results": results, "verifications": _verifications(cursor, code, year), "dispute_decisions": decisions,
-            "finalized": finalized(cursor, year) is not None, "on_final_list": bool(final),
-            "plan": load_plan(cursor, year, code)}
+            "results": _results(model, cursor, code, run), "verifications": state.verifications.get(code, []),
+            "dispute_decisions": state.decisions.get(code, []),
+            "finalized": state.finalization is not None, "on_final_list": code in state.final_basis,
+            "plan": state.plans.get(code)}
+
+
+def _profile(cursor, run: str, uscc: str, user: User) -> dict:
+    rows = records(cursor, f"SELECT * EXCLUDE (run_id) FROM {firm_rows('run_enterprises')}", [uscc, run])
+    # a firm of another township is indistinguishable from a firm that does not exist
+    if not rows or not user.sees(rows[0]["township"]):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
+    return rows[0]
 
 
 @router.post("/{uscc}/verifications", response_model=Verification, status_code=status.HTTP_201_CREATED,

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..auth import User
 from ..db import audit, finalized, records
 from ..deps import CursorDep, allow
+from ..readmodel import PROGRESS_SQL, plan_record
 from .common import ERRORS
 
 router = APIRouter(prefix="/api/v1/enterprises", tags=["plans"])
@@ -68,13 +69,7 @@ def load_plan(cursor, year: int, uscc: str) -> dict | None:
     rows = records(cursor, "SELECT * FROM plans WHERE list_year = ? AND uscc = ?", [year, uscc])
     if not rows:
         return None
-    row = rows[0]
-    progress = records(cursor, "SELECT progress_id, progress_date AS date, note, created_by, created_at "
-                               "FROM plan_progress WHERE list_year = ? AND uscc = ? ORDER BY progress_date, created_at",
-                       [year, uscc])
-    return {**json.loads(row["plan"]), "status": row["status"], "completed_at": row["completed_at"],
-            "version": row["version"], "updated_by": row["updated_by"], "updated_at": row["updated_at"],
-            "progress": progress}
+    return plan_record(rows[0], records(cursor, PROGRESS_SQL.format(where="list_year = ? AND uscc = ?"), [year, uscc]))
 
 
 def _write(cursor, year: int, uscc: str, user: User, plan: dict, status_: str, completed_at, if_match: str | None,

@@ -1,0 +1,299 @@
+"""An in-memory read model for the hot read routes (the 一企一策 record above all).
+
+Why: every DuckDB query costs a few tenths of a millisecond however small, and the record
+route needs a dozen of them; on a province's database that caps one worker near 120
+requests/s.  This process is the only writer of the database file (DuckDB allows one), so
+it knows exactly when the data change and can keep what it reads in memory:
+
+* stored runs never change once written: the newest run of each list year is held as Polars
+  frames sorted by enterprise code (a binary search finds a firm), loaded in the background;
+  until a run is loaded, readers ask DuckDB, so nothing ever waits for the load;
+* the small, mutable service tables (verifications, decisions, final list, plans, audit)
+  are read per list year in a few bulk queries and grouped by firm;
+* tokens, and the newest run per year.
+
+Every write request (any method but GET/HEAD/OPTIONS) bumps a generation counter when it
+has finished (after its commit); cached state read under an older generation is read again.
+State is tagged with the generation current when its read *started*, so a read racing a
+write is never kept.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from .auth import User, find_user, token_hash
+from .db import records, table_exists
+
+log = logging.getLogger("uvicorn.error")  # the server's own log, when served by uvicorn
+LOADED = "已将运行 {run} 读入内存（{rows} 行，{seconds:.1f} 秒）"
+
+#: tokens kept in memory (only valid ones are cached, so random tokens cannot fill it)
+MAX_TOKENS = 10_000
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class ByFirm:
+    """A table sorted by enterprise code, with the codes as a NumPy array: finding a firm's
+    rows is a binary search of a few microseconds."""
+
+    def __init__(self, frame: pl.DataFrame, *order: str):
+        self.frame = _compact(frame.sort("uscc", *order, maintain_order=True))
+        self.keys = self.frame["uscc"].to_numpy().astype(str)
+
+    def rows(self, uscc: str, drop: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        lo, hi = int(np.searchsorted(self.keys, uscc, "left")), int(np.searchsorted(self.keys, uscc, "right"))
+        if hi <= lo:
+            return []
+        return [{k: v for k, v in r.items() if k not in drop} for r in self.frame.slice(lo, hi - lo).to_dicts()]
+
+
+@dataclass
+class RunFrames:
+    """One stored run's per-firm tables."""
+    enterprises: ByFirm
+    results: ByFirm
+
+
+@dataclass
+class ServiceState:
+    """The service tables of one list year, grouped by firm."""
+    finalization: dict[str, Any] | None
+    verifications: dict[str, list[dict]] = field(default_factory=dict)
+    decisions: dict[str, list[dict]] = field(default_factory=dict)
+    final_basis: dict[str, str] = field(default_factory=dict)
+    plans: dict[str, dict] = field(default_factory=dict)
+    progress: dict[str, list[dict]] = field(default_factory=dict)
+
+
+class ReadModel:
+    def __init__(self, con: duckdb.DuckDBPyConnection, max_runs: int):
+        self._con = con
+        self._max_runs = max_runs
+        self._lock = threading.Lock()
+        self.generation = 0
+        self.runs_generation = 0
+        self._tokens: OrderedDict[str, tuple[int, User]] = OrderedDict()
+        self._latest: tuple[int, dict[int, str]] | None = None
+        self._list: tuple[int, ByFirm] | None = None
+        self._changes: tuple[int, dict[str, list[dict]]] | None = None
+        self._states: dict[int, tuple[int, ServiceState]] = {}
+        self._frames: OrderedDict[str, RunFrames] = OrderedDict()
+        self._loading: set[str] = set()
+
+    # ------------------------------------------------------------------ invalidation
+
+    def wrote(self, path: str) -> None:
+        with self._lock:
+            self.generation += 1
+            if path.startswith("/api/v1/runs"):
+                self.runs_generation += 1
+
+    def _fresh(self, entry: tuple[int, Any] | None, generation: int) -> Any:
+        return entry[1] if entry is not None and entry[0] == generation else None
+
+    # ------------------------------------------------------------------ users and runs
+
+    def user(self, cursor: duckdb.DuckDBPyConnection, token: str) -> User | None:
+        key, generation = token_hash(token), self.generation
+        with self._lock:
+            cached = self._fresh(self._tokens.get(key), generation)
+        if cached is not None:
+            return cached
+        user = find_user(cursor, token)
+        if user is not None:
+            with self._lock:
+                self._tokens[key] = (generation, user)
+                while len(self._tokens) > MAX_TOKENS:
+                    self._tokens.popitem(last=False)
+        return user
+
+    def latest_runs(self, cursor: duckdb.DuckDBPyConnection) -> dict[int, str]:
+        """The newest run of each list year."""
+        generation = self.runs_generation
+        cached = self._fresh(self._latest, generation)
+        if cached is None:
+            rows = cursor.execute("""
+                SELECT list_year, arg_max(run_id, (created_at, run_id)) FROM runs GROUP BY list_year
+            """).fetchall() if table_exists(cursor, "runs") else []
+            cached = dict(rows)
+            self._latest = (generation, cached)
+        return cached
+
+    def list_entries(self, cursor: duckdb.DuckDBPyConnection, uscc: str) -> list[dict]:
+        """The firm's rows of run_list in every run (small: one row per listed firm per run)."""
+        generation = self.runs_generation
+        frame = self._fresh(self._list, generation)
+        if frame is None:
+            frame = ByFirm(cursor.sql("SELECT * FROM run_list").pl() if table_exists(cursor, "run_list")
+                           else pl.DataFrame({"uscc": []}, schema={"uscc": pl.String}))
+            self._list = (generation, frame)
+        return frame.rows(uscc, drop=("uscc",))
+
+    # ------------------------------------------------------------------ stored runs
+
+    def frames(self, run_id: str) -> RunFrames | None:
+        """The run's frames if loaded; otherwise start loading them and return None."""
+        if self._max_runs <= 0:
+            return None
+        with self._lock:
+            frames = self._frames.get(run_id)
+            if frames is not None:
+                self._frames.move_to_end(run_id)
+                return frames
+            if run_id in self._loading:
+                return None
+            self._loading.add(run_id)
+        threading.Thread(target=self._load, args=(run_id,), name=f"load-{run_id}", daemon=True).start()
+        return None
+
+    def _load(self, run_id: str) -> None:
+        cursor = self._con.cursor()
+        started = time.perf_counter()
+        try:
+            enterprises = cursor.sql("""
+                SELECT e.*, r.list_year, r.created_at AS run_created_at
+                FROM run_enterprises e JOIN runs r USING (run_id) WHERE e.run_id = $run
+            """, params={"run": run_id}).pl()
+            results = cursor.sql("SELECT * EXCLUDE (run_id, list_year) FROM run_results WHERE run_id = $run",
+                                 params={"run": run_id}).pl()
+            frames = RunFrames(ByFirm(enterprises), ByFirm(results, "rule_id"))
+            with self._lock:
+                self._frames[run_id] = frames
+                while len(self._frames) > self._max_runs:
+                    self._frames.popitem(last=False)
+            log.info(LOADED.format(run=run_id, rows=enterprises.height + results.height,
+                                   seconds=time.perf_counter() - started))
+        except (duckdb.Error, pl.exceptions.PolarsError) as exc:  # the DuckDB path keeps serving
+            log.warning("读取运行 %s 到内存失败：%s", run_id, exc)
+        finally:
+            cursor.close()
+            with self._lock:
+                self._loading.discard(run_id)
+
+    def preload(self) -> None:
+        """Start loading the newest run of the newest list years (called at start-up)."""
+        cursor = self._con.cursor()
+        try:
+            latest = self.latest_runs(cursor)
+        finally:
+            cursor.close()
+        for year in sorted(latest, reverse=True)[: self._max_runs]:
+            self.frames(latest[year])
+
+    def wait_loaded(self, timeout: float = 600) -> None:
+        """For tests and benchmarks: block until background loads have finished."""
+        for thread in [t for t in threading.enumerate() if t.name.startswith("load-")]:
+            thread.join(timeout)
+
+    # ------------------------------------------------------------------ service tables
+
+    def service_state(self, cursor: duckdb.DuckDBPyConnection, year: int) -> ServiceState:
+        generation = self.generation
+        state = self._fresh(self._states.get(year), generation)
+        if state is None:
+            state = _read_state(cursor, year)
+            self._states[year] = (generation, state)
+        return state
+
+    def changes(self, cursor: duckdb.DuckDBPyConnection, uscc: str) -> list[dict]:
+        """Audit lines about the firm (their key ends in /<uscc>), oldest first."""
+        generation = self.generation
+        grouped = self._fresh(self._changes, generation)
+        if grouped is None:
+            grouped = _group(records(cursor, """
+                SELECT regexp_extract(entity_key, '/([^/]+)$', 1) AS firm,
+                       logged_at, user_name, action, entity, entity_key, after
+                FROM audit_log WHERE entity_key LIKE '%/%' ORDER BY logged_at
+            """, []), "firm")
+            self._changes = (generation, grouped)
+        return grouped.get(uscc, [])
+
+
+def _compact(frame: pl.DataFrame) -> pl.DataFrame:
+    """Repeated texts (rule titles, citations, statuses, run ids) as categoricals: a run of
+    a million firms then takes a few hundred MB instead of 1.5 GB."""
+    repeated = [c for c, t in frame.schema.items() if t == pl.String and c != "uscc"
+                and frame[c].n_unique() <= max(64, frame.height // 100)]
+    return frame.with_columns(pl.col(repeated).cast(pl.Categorical))
+
+
+def _group(rows: list[dict], key: str) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        grouped[row.pop(key)].append(row)
+    return dict(grouped)
+
+
+def _read_state(cursor: duckdb.DuckDBPyConnection, year: int) -> ServiceState:
+    finalization = records(cursor, "SELECT * FROM finalizations WHERE list_year = ?", [year])
+    state = ServiceState(finalization[0] if finalization else None)
+    state.verifications = _group(records(cursor, """
+        SELECT verification_id, uscc, list_year AS year, run_id, outcome, reason, note, created_by, created_at,
+               uscc AS firm
+        FROM verifications WHERE list_year = ? ORDER BY created_at, verification_id
+    """, [year]), "firm")
+    state.decisions = _group(records(cursor, """
+        SELECT *, uscc AS firm FROM dispute_decisions WHERE list_year = ? ORDER BY decided_at
+    """, [year]), "firm")
+    for d in (r for rows in state.decisions.values() for r in rows):
+        d.pop("uscc")
+    state.final_basis = dict(cursor.execute("SELECT uscc, basis FROM final_list WHERE list_year = ?",
+                                            [year]).fetchall())
+    state.progress = _group(records(cursor, PROGRESS_SQL.format(where="list_year = ?"), [year]), "firm")
+    state.plans = {row["uscc"]: plan_record(row, state.progress.get(row["uscc"], []))
+                   for row in records(cursor, "SELECT * FROM plans WHERE list_year = ?", [year])}
+    return state
+
+
+#: one plan's progress lines, oldest first (``firm`` names the enterprise for grouping)
+PROGRESS_SQL = """
+    SELECT progress_id, progress_date AS date, note, created_by, created_at, uscc AS firm
+    FROM plan_progress WHERE {where} ORDER BY progress_date, created_at
+"""
+
+
+def plan_record(row: dict[str, Any], progress: list[dict]) -> dict[str, Any]:
+    """A plan as the API shows it: the stored plan with its status, version and progress."""
+    return {**json.loads(row["plan"]), "status": row["status"], "completed_at": row["completed_at"],
+            "version": row["version"], "updated_by": row["updated_by"], "updated_at": row["updated_at"],
+            "progress": [{k: v for k, v in p.items() if k != "firm"} for p in progress]}
+
+
+class WriteTracker:
+    """ASGI middleware: when a write request's handler has finished (it has committed),
+    tell the read model — before the response leaves, so that a client's next read after
+    the answer never sees the state from before its write."""
+
+    def __init__(self, app: Callable, read_model: Callable[[], ReadModel | None]):
+        self.app = app
+        self.read_model = read_model
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in _READS:
+            return await self.app(scope, receive, send)
+
+        def wrote() -> None:
+            model = self.read_model()
+            if model is not None:
+                model.wrote(scope["path"])
+
+        async def send_after_write(message):
+            if message["type"] == "http.response.start":
+                wrote()
+            await send(message)
+
+        try:
+            return await self.app(scope, receive, send_after_write)
+        finally:
+            wrote()  # also when the handler failed before answering
