@@ -26,6 +26,7 @@ import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import duckdb
@@ -47,8 +48,9 @@ class ByFirm:
     """A table sorted by enterprise code, with the codes as a NumPy array: finding a firm's
     rows is a binary search of a few microseconds."""
 
-    def __init__(self, frame: pl.DataFrame, *order: str):
-        self.frame = _compact(frame.sort("uscc", *order, maintain_order=True))
+    def __init__(self, frame: pl.DataFrame, *order: str, compact: bool = True):
+        frame = frame.sort("uscc", *order, maintain_order=True)
+        self.frame = _compact(frame) if compact else frame
         self.keys = self.frame["uscc"].to_numpy().astype(str)
 
     def rows(self, uscc: str, drop: tuple[str, ...] = ()) -> list[dict[str, Any]]:
@@ -74,6 +76,12 @@ class ServiceState:
     final_basis: dict[str, str] = field(default_factory=dict)
     plans: dict[str, dict] = field(default_factory=dict)
     progress: dict[str, list[dict]] = field(default_factory=dict)
+
+    @cached_property
+    def outcomes(self) -> pl.DataFrame:
+        """Each verified firm's latest outcome (its verification status on the list)."""
+        latest = [(uscc, rows[-1]["outcome"]) for uscc, rows in self.verifications.items()]
+        return pl.DataFrame(latest, schema={"uscc": pl.String, "outcome": pl.String}, orient="row")
 
 
 class ReadModel:
@@ -130,15 +138,20 @@ class ReadModel:
             self._latest = (generation, cached)
         return cached
 
-    def list_entries(self, cursor: duckdb.DuckDBPyConnection, uscc: str) -> list[dict]:
-        """The firm's rows of run_list in every run (small: one row per listed firm per run)."""
+    def lists(self, cursor: duckdb.DuckDBPyConnection) -> ByFirm:
+        """run_list of every run (small: one row per listed firm per run), kept as stored
+        (no categoricals, so that texts sort exactly as in the database)."""
         generation = self.runs_generation
         frame = self._fresh(self._list, generation)
         if frame is None:
             frame = ByFirm(cursor.sql("SELECT * FROM run_list").pl() if table_exists(cursor, "run_list")
-                           else pl.DataFrame({"uscc": []}, schema={"uscc": pl.String}))
+                           else pl.DataFrame({"uscc": []}, schema={"uscc": pl.String}), compact=False)
             self._list = (generation, frame)
-        return frame.rows(uscc, drop=("uscc",))
+        return frame
+
+    def list_entries(self, cursor: duckdb.DuckDBPyConnection, uscc: str) -> list[dict]:
+        """The firm's rows of run_list in every run."""
+        return self.lists(cursor).rows(uscc, drop=("uscc",))
 
     # ------------------------------------------------------------------ stored runs
 

@@ -2,21 +2,20 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import polars as pl
 from fastapi import APIRouter, Depends, Query
 
 from ..auth import User
-from ..db import records
-from ..deps import CursorDep, allow
+from ..deps import CursorDep, ReadModelDep, allow
 from ..schemas import ListPage
-from .common import ERRORS, LATEST_VERIFICATION, run_for_year, YearPath
+from .common import ERRORS, run_for_year, YearPath
 
 router = APIRouter(prefix="/api/v1/lists", tags=["lists"])
 
-# sort keys (never user text in SQL: the query parameter picks one of these)
+# sort keys: (column, descending); every order ends with the code, nulls last
 _ORDER = {
-    "township": "l.township", "uscc": "l.uscc", "tax_per_mu": "l.tax_per_mu NULLS LAST",
-    "land_mu": "l.land_mu DESC NULLS LAST", "energy_tce": "l.energy_tce DESC NULLS LAST",
-    "hit_count": "l.hit_count DESC",
+    "township": ("township", False), "uscc": ("uscc", False), "tax_per_mu": ("tax_per_mu", False),
+    "land_mu": ("land_mu", True), "energy_tce": ("energy_tce", True), "hit_count": ("hit_count", True),
 }
 
 
@@ -25,6 +24,7 @@ _ORDER = {
 def get_list(
     year: YearPath,
     cursor: CursorDep,
+    model: ReadModelDep,
     user: Annotated[User, Depends(allow("admin", "analyst", "township"))],
     township: Annotated[str | None, Query(description="乡镇街道；township 角色只能看到本乡镇街道")] = None,
     rule: Annotated[str | None, Query(description="只列命中该规则的企业，如 above_scale_low_tax_per_mu")] = None,
@@ -38,27 +38,31 @@ def get_list(
     page: Annotated[int, Query(ge=1, le=1_000_000, description="页码，从 1 开始")] = 1,
     page_size: Annotated[int, Query(ge=1, le=500, description="每页条数，最多 500")] = 50,
 ) -> dict:
-    """清单按乡镇街道和统一社会信用代码排序，每行附属地核实状态。"""
-    run = run_for_year(cursor, year)
-    filters = [
-        ("l.run_id = ?", run),
-        ("l.township = ?", user.township if user.role == "township" else None),  # a township sees only itself
-        ("l.township = ?", township),
-        ("list_contains(string_split(l.rule_ids, ';'), ?)", rule),
-        ("starts_with(l.industry_code, ?)", industry),
-        ("coalesce(v.outcome, 'pending') = ?", verification),
-        ("l.suggested_disposition = ?", disposition),
+    """清单按乡镇街道和统一社会信用代码排序，每行附属地核实状态。
+
+    Served from the read model's copy of run_list (see api/readmodel.py): a page is a filter
+    and a sort of a few ten thousand rows in Polars, with no database query."""
+    run = model.latest_runs(cursor).get(year) or run_for_year(cursor, year)  # the latter says there is no run
+    outcomes = model.service_state(cursor, year).outcomes
+    own = user.township if user.role == "township" else None  # a township sees only itself
+    conditions = [
+        pl.col("run_id") == run,
+        pl.col("township") == own if own else None,
+        pl.col("township") == township if township else None,
+        pl.col("rule_ids").str.split(";").list.contains(rule) if rule else None,
+        pl.col("industry_code").str.starts_with(industry) if industry else None,
+        pl.col("suggested_disposition") == disposition if disposition else None,
+        pl.col("verification_status") == verification if verification else None,
     ]
-    where = [condition for condition, value in filters if value]
-    params = [value for _, value in filters if value]
-    clause = " AND ".join(where)
-    source = f"run_list l LEFT JOIN ({LATEST_VERIFICATION}) v ON v.uscc = l.uscc AND v.list_year = l.list_year"
-    total = cursor.execute(f"SELECT count(*) FROM {source} WHERE {clause}", params).fetchall()[0][0]
-    items = records(cursor, f"""
-        SELECT l.* EXCLUDE (run_id, list_year), coalesce(v.outcome, 'pending') AS verification_status
-        FROM {source}
-        WHERE {clause}
-        ORDER BY {_ORDER[sort]}, l.uscc
-        LIMIT ? OFFSET ?
-    """, [*params, page_size, (page - 1) * page_size])
-    return {"year": year, "run_id": run, "total": total, "page": page, "page_size": page_size, "items": items}
+    rows = (model.lists(cursor).frame.lazy()
+            .filter(pl.col("run_id") == run)
+            .join(outcomes.lazy(), on="uscc", how="left")
+            .with_columns(pl.col("outcome").fill_null("pending").alias("verification_status"))
+            .filter(*(c for c in conditions if c is not None))
+            .collect())
+    column, descending = _ORDER[sort]
+    page_rows = (rows.sort([column, "uscc"], descending=[descending, False], nulls_last=True)
+                 .slice((page - 1) * page_size, page_size)
+                 .drop("run_id", "list_year", "outcome"))
+    return {"year": year, "run_id": run, "total": rows.height, "page": page, "page_size": page_size,
+            "items": page_rows.to_dicts()}
