@@ -78,10 +78,9 @@ class ServiceState:
     progress: dict[str, list[dict]] = field(default_factory=dict)
 
     @cached_property
-    def outcomes(self) -> pl.DataFrame:
+    def outcomes(self) -> dict[str, str]:
         """Each verified firm's latest outcome (its verification status on the list)."""
-        latest = [(uscc, rows[-1]["outcome"]) for uscc, rows in self.verifications.items()]
-        return pl.DataFrame(latest, schema={"uscc": pl.String, "outcome": pl.String}, orient="row")
+        return {uscc: rows[-1]["outcome"] for uscc, rows in self.verifications.items()}
 
 
 class ReadModel:
@@ -94,6 +93,7 @@ class ReadModel:
         self._tokens: OrderedDict[str, tuple[int, User]] = OrderedDict()
         self._latest: tuple[int, dict[int, str]] | None = None
         self._list: tuple[int, ByFirm] | None = None
+        self._orders: dict[tuple[str, str, bool], tuple[int, pl.DataFrame]] = {}
         self._changes: tuple[int, dict[str, list[dict]]] | None = None
         self._states: dict[int, tuple[int, ServiceState]] = {}
         self._frames: OrderedDict[str, RunFrames] = OrderedDict()
@@ -148,6 +148,22 @@ class ReadModel:
                            else pl.DataFrame({"uscc": []}, schema={"uscc": pl.String}), compact=False)
             self._list = (generation, frame)
         return frame
+
+    def list_order(self, cursor: duckdb.DuckDBPyConnection, run: str, column: str, descending: bool) -> pl.DataFrame:
+        """One run's list in one sort order (then by code, nulls last): the columns the list
+        route filters on and ``_row``, the row in :meth:`lists`.  Sorting text is the slow
+        part of a list page, so each order is sorted once per run."""
+        key, generation = (run, column, descending), self.runs_generation
+        cached = self._fresh(self._orders.get(key), generation)
+        if cached is None:
+            cached = (self.lists(cursor).frame.with_row_index("_row")
+                      .filter(pl.col("run_id") == run)
+                      .select("_row", *dict.fromkeys(("uscc", "township", "rule_ids", "industry_code",
+                                                      "suggested_disposition", column)))
+                      .sort([column, "uscc"], descending=[descending, False], nulls_last=True))
+            with self._lock:
+                self._orders[key] = (generation, cached)
+        return cached
 
     def list_entries(self, cursor: duckdb.DuckDBPyConnection, uscc: str) -> list[dict]:
         """The firm's rows of run_list in every run."""

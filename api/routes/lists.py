@@ -46,23 +46,27 @@ def get_list(
     outcomes = model.service_state(cursor, year).outcomes
     own = user.township if user.role == "township" else None  # a township sees only itself
     conditions = [
-        pl.col("run_id") == run,
         pl.col("township") == own if own else None,
         pl.col("township") == township if township else None,
         pl.col("rule_ids").str.split(";").list.contains(rule) if rule else None,
         pl.col("industry_code").str.starts_with(industry) if industry else None,
         pl.col("suggested_disposition") == disposition if disposition else None,
-        pl.col("verification_status") == verification if verification else None,
+        _status_is(verification, outcomes) if verification else None,
     ]
-    rows = (model.lists(cursor).frame.lazy()
-            .filter(pl.col("run_id") == run)
-            .join(outcomes.lazy(), on="uscc", how="left")
-            .with_columns(pl.col("outcome").fill_null("pending").alias("verification_status"))
-            .filter(*(c for c in conditions if c is not None))
-            .collect())
     column, descending = _ORDER[sort]
-    page_rows = (rows.sort([column, "uscc"], descending=[descending, False], nulls_last=True)
-                 .slice((page - 1) * page_size, page_size)
-                 .drop("run_id", "list_year", "outcome"))
-    return {"year": year, "run_id": run, "total": rows.height, "page": page, "page_size": page_size,
-            "items": page_rows.to_dicts()}
+    ordered = model.list_order(cursor, run, column, descending)
+    wanted = [c for c in conditions if c is not None]
+    matching = ordered.filter(*wanted) if wanted else ordered
+    rows = matching["_row"].slice((page - 1) * page_size, page_size)
+    items = model.lists(cursor).frame[rows].drop("run_id", "list_year").to_dicts()
+    for item in items:
+        item["verification_status"] = outcomes.get(item["uscc"], "pending")
+    return {"year": year, "run_id": run, "total": matching.height, "page": page, "page_size": page_size,
+            "items": items}
+
+
+def _status_is(status: str, outcomes: dict[str, str]) -> pl.Expr:
+    """Firms whose latest verification outcome is ``status`` ('pending': none yet)."""
+    if status == "pending":
+        return ~pl.col("uscc").is_in(list(outcomes))
+    return pl.col("uscc").is_in([uscc for uscc, outcome in outcomes.items() if outcome == status])
