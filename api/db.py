@@ -87,7 +87,7 @@ CREATE TABLE IF NOT EXISTS audit_log (
 
 
 #: per-firm lookups in the stored runs: (table, column) pairs that get an ART index
-FIRM_INDEXES = (("run_results", "uscc"), ("run_enterprises", "uscc"), ("run_list", "uscc"))
+FIRM_INDEXES = (("run_results", "uscc"), ("run_enterprises", "uscc"), ("run_list", "uscc"), ("run_anomalies", "uscc"))
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:

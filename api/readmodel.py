@@ -71,6 +71,9 @@ class RunFrames:
     """One stored run's per-firm tables."""
     enterprises: ByFirm
     results: ByFirm
+    #: the run's 数据核查提示 (None: the database predates the check) and whether the run was checked
+    anomalies: ByFirm | None
+    checked: bool
 
 
 @dataclass
@@ -201,9 +204,12 @@ class ReadModel:
                 FROM run_enterprises e JOIN runs r USING (run_id) WHERE e.run_id = $run
             """, run_id)
             results = _read(cursor, "SELECT * EXCLUDE (run_id, list_year) FROM run_results WHERE run_id = $run", run_id)
+            anomalies = _read(cursor, "SELECT * EXCLUDE (run_id) FROM run_anomalies WHERE run_id = $run",
+                              run_id) if table_exists(cursor, "run_anomalies") else None
             rows = enterprises.height + results.height
-            frames = RunFrames(ByFirm(enterprises), ByFirm(results, "rule_id", keep_code=False))
-            del enterprises, results
+            frames = RunFrames(ByFirm(enterprises), ByFirm(results, "rule_id", keep_code=False),
+                               None if anomalies is None else ByFirm(anomalies), anomalies_checked(cursor, run_id))
+            del enterprises, results, anomalies
             _release_freed_memory()
             with self._lock:
                 self._frames[run_id] = frames
@@ -255,6 +261,13 @@ class ReadModel:
             """, []), "firm")
             self._changes = (generation, grouped)
         return grouped.get(uscc, [])
+
+
+def anomalies_checked(cursor: duckdb.DuckDBPyConnection, run_id: str) -> bool:
+    """Whether the run ran the data check (runs stored before it existed did not)."""
+    rows = cursor.execute("SELECT json_extract(record, '$.anomalies.scored') IS NOT NULL FROM runs WHERE run_id = ?",
+                          [run_id]).fetchall()
+    return bool(rows and rows[0][0])
 
 
 def _read(cursor: duckdb.DuckDBPyConnection, sql: str, run_id: str) -> pl.DataFrame:

@@ -11,12 +11,16 @@ class Message(BaseModel):
     detail: str = Field(examples=["令牌无效或已停用"])
 
 
-class ListItem(BaseModel):
+class FirmItem(BaseModel):
+    """An enterprise in a list: its code, name, township and industry, and more fields allowed."""
     model_config = ConfigDict(extra="allow")
     uscc: str = Field(examples=["91330381145618741G"])
     name: str | None
     township: str | None
     industry_code: str | None
+
+
+class ListItem(FirmItem):
     scale: str | None
     rule_ids: str = Field(description="命中规则编号，按字母排序、以 ; 连接")
     reasons: str = Field(description="逐条认定理由（中文）")
@@ -69,6 +73,17 @@ class Verification(BaseModel):
     created_at: dt.datetime
 
 
+class AnomalyNote(BaseModel):
+    """数据核查提示（仅供参考）: how unusual the firm's figures look against its industry."""
+    year: int = Field(description="清单年度")
+    run_id: str
+    anomaly_score: float | None = Field(ge=0, le=1, description="0–1，越高越不寻常；0.5 为提示分界（未计算时为 null）")
+    flagged: bool = Field(description="是否提示核查")
+    indicator_ids: list[str] = Field(description="最不寻常的指标编号（见 docs/anomaly.md）")
+    indicators: str | None = Field(description="中文说明：指标值与同行业中位数")
+    advisory: Literal["仅供参考"] = Field(description="仅供参考：不改变任何规则判定")
+
+
 class EnterpriseRecord(BaseModel):
     model_config = ConfigDict(extra="allow")
     uscc: str
@@ -79,6 +94,7 @@ class EnterpriseRecord(BaseModel):
     listed: bool
     list_entry: dict[str, Any] | None = Field(description="清单中的一行（未列入清单时为 null）")
     results: list[RuleResult]
+    anomaly: AnomalyNote | None = Field(default=None, description="数据核查提示（仅供参考；数据库早于该功能时为 null）")
     verifications: list[Verification]
     plan: dict[str, Any] | None = Field(description="一企一策整治方案（尚未制定时为 null）")
 

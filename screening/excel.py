@@ -92,8 +92,10 @@ def _list_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], name: str, frame:
         ws.autofilter(0, 0, frame.height, len(columns) - 1)
 
 
+#: the advisory data check (screening.anomaly) beside a flagged firm; never part of the decision
+ANOMALY_COLUMN = ("anomaly_note", "数据核查提示（仅供参考）", 40, "wrap")
 #: a township's own sheet: the township and the machine rule ids add nothing there
-TOWNSHIP_COLUMNS = tuple(c for c in LIST_COLUMNS if c[0] not in ("township", "rule_ids"))
+TOWNSHIP_COLUMNS = (*(c for c in LIST_COLUMNS if c[0] not in ("township", "rule_ids")), ANOMALY_COLUMN)
 
 
 def sheet_name(name: str | None, used: set[str]) -> str:
@@ -108,7 +110,8 @@ def sheet_name(name: str | None, used: set[str]) -> str:
 
 def _people_list(s: "Screening") -> pl.DataFrame:
     titles = {rid: s.ruleset.rules[rid].short_title for rid in s.ruleset.enabled}
-    return s.list.with_columns(
+    notes = s.anomalies.filter("flagged").select("uscc", pl.col("indicators").alias("anomaly_note"))
+    return s.list.join(notes, on="uscc", how="left", maintain_order="left").with_columns(
         pl.int_range(1, pl.len() + 1).alias("list_no"),
         pl.col("rule_ids").str.split(";").list.eval(pl.element().replace(titles)).list.join("；").alias("rule_titles"),
     )

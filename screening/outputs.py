@@ -12,6 +12,7 @@ import duckdb
 import polars as pl
 
 from . import __version__
+from .anomaly import ADVISORY
 from .errors import ScreeningError
 from .excel import write_workbook
 
@@ -65,6 +66,13 @@ def write_rejects(s: "Screening", out: Path) -> list[Path]:
     return [out / "rejects.csv"]
 
 
+def write_anomalies(s: "Screening", out: Path) -> list[Path]:
+    """数据核查提示（仅供参考）: the flagged and the listed firms, most unusual first."""
+    s.anomalies.write_csv(out / "anomalies.csv", include_bom=True)
+    s.anomalies.write_parquet(out / "anomalies.parquet")
+    return [out / "anomalies.csv", out / "anomalies.parquet"]
+
+
 def write_excel(s: "Screening", out: Path) -> list[Path]:
     path = out / workbook_name(s.list_year)
     write_workbook(s, path)
@@ -73,7 +81,8 @@ def write_excel(s: "Screening", out: Path) -> list[Path]:
 
 def planned_outputs(s: "Screening", out: Path) -> dict[str, list[str]]:
     names = {"list": ["list.csv", "list.parquet"], "results": ["results.csv", "results.parquet"],
-             "excel": [workbook_name(s.list_year)], "rejects": ["rejects.csv"], "run": ["run.json"]}
+             "excel": [workbook_name(s.list_year)], "rejects": ["rejects.csv"], "run": ["run.json"],
+             "anomalies": ["anomalies.csv", "anomalies.parquet"]}
     return {k: [str(out / n) for n in v] for k, v in names.items()}
 
 
@@ -102,6 +111,7 @@ def run_record(s: "Screening", outputs: dict[str, Any] | None = None) -> dict[st
         "enterprises": s.enterprises,
         "listed": s.list.height,
         "hits_per_rule": s.hits_per_rule(),
+        "anomalies": {**s.anomaly_summary, "rows": s.anomalies.height, "advisory": ADVISORY},
         "status_counts": s.status_counts(),
         "audit": {"passed": s.audit.height == 0, "problems": s.audit.height},
         "warnings": s.warnings,
@@ -132,6 +142,7 @@ def write_all(s: "Screening", out: Path, db: Path | None) -> ScreeningError | No
         excel = pool.submit(_timed_write, write_excel, s, out)
         s.timings["写出 list"] = _timed_write(write_list, s, out)
         s.timings["写出 rejects"] = _timed_write(write_rejects, s, out)
+        s.timings["写出 anomalies"] = _timed_write(write_anomalies, s, out)
         t1 = time.perf_counter()
         write_results_parquet(s, out)  # the database copy reads this file
         record = run_record(s, planned_outputs(s, out))

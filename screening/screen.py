@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 import duckdb
 import polars as pl
 
-from . import reasons
+from . import anomaly, reasons
 from .engine import Engine, read_sql_files, sql_text
 from .errors import AuditError, InputError
 from .ingest import read_dir
@@ -59,6 +59,10 @@ class Screening:
     results_file: Path | None = None
     #: the running service that stored the run for us, when it held the database file
     stored_via: str | None = None
+    #: 数据核查提示（仅供参考）: the flagged and the listed firms (screening.anomaly); advisory,
+    #: never an input to a rule, a status, the list or results
+    anomalies: pl.DataFrame = field(default_factory=anomaly.empty_output)
+    anomaly_summary: dict[str, Any] = field(default_factory=dict)
 
     def __enter__(self) -> "Screening":
         return self
@@ -146,12 +150,14 @@ def screen(
     progress: Progress | None = None,
     keep_tables: bool = True,
     host: "duckdb.DuckDBPyConnection | None" = None,
+    anomalies: bool = True,
 ) -> Screening:
     """Screen one list year.  Give ``data_dir`` (files) or already validated ``inputs``.
 
     ``keep_tables=False`` drops the validated Polars tables once the engine holds them
     (the command line does, to keep a province's run small in memory).  ``host``: the
     service's connection, when the service runs a screening itself (see Engine).
+    ``anomalies=False`` skips the advisory data check (:mod:`screening.anomaly`).
     """
     started = dt.datetime.now().astimezone()
     timings: dict[str, float] = {}
@@ -184,11 +190,16 @@ def screen(
             base = _base_params(rs, list_year)
             for name, sql in read_sql_files("views"):
                 engine.execute(f"views/{name}", sql, base)
+        with _timed(timings, anomaly.STAGE, progress) if anomalies else nullcontext():
+            # advisory only; its figures are read before the inputs go (it compares revenue from in_stats)
+            figures = anomaly.features(engine, list_year) if anomalies else None
             # firm_year and firm_panel now hold everything the rules read from these
             for name in ("stats", "tax", "land", "energy", "evaluations", "land_incomplete", "computed_grades"):
                 engine.con.unregister(f"in_{name}")
             if not keep_tables:
                 inputs.release_tables()
+            scored = anomaly.score(figures, list_year) if figures is not None else None
+            del figures
         with _timed(timings, "执行规则", progress):
             engine.execute("results", _enum_types(rs) + RESULTS_DDL, {})
             for rid in rs.enabled:
@@ -203,10 +214,16 @@ def screen(
         with _timed(timings, "生成说明与清单", progress):
             _results_view(engine, rs, list_year, run_id)
             listing = _list_frame(engine, rs, list_year).with_columns(pl.lit(run_id).alias("run_id"))
+        flags = anomaly.empty_output()
+        if scored is not None:  # the listed firms are known now; counted in the check's own stage
+            start = time.perf_counter()
+            flags = anomaly.assemble(engine, scored, listing, run_id, list_year)
+            timings[anomaly.STAGE] = round(timings[anomaly.STAGE] + time.perf_counter() - start, 3)
     except BaseException:
         engine.close()
         raise
-    return Screening(run_id, list_year, rs, inputs, engine, listing, audit, started, timings, warnings)
+    return Screening(run_id, list_year, rs, inputs, engine, listing, audit, started, timings, warnings,
+                     anomalies=flags, anomaly_summary=scored.summary if scored is not None else {})
 
 
 RESULTS_DDL = """

@@ -212,6 +212,8 @@ def _save_run(s: "Screening", db: Path | None, record: dict[str, Any]) -> None:
         _copy(con, alias, "run_rejects", "SELECT * FROM _rejects")
         _copy(con, alias, "run_enterprises",
               f"SELECT '{s.run_id}' AS run_id, * EXCLUDE (firm_id) FROM firm_panel ORDER BY firm_id")
+        con.register("_anomalies", s.anomalies.to_arrow())  # advisory 数据核查提示; dropped with the cursor
+        _copy(con, alias, "run_anomalies", "SELECT * FROM _anomalies")
         con.execute("COMMIT")
     except duckdb.Error as exc:
         try:

@@ -4,12 +4,15 @@ import datetime as dt
 import uuid
 from typing import Annotated
 
+import duckdb
 from fastapi import APIRouter, Depends, HTTPException, Query, status
+
+from screening.anomaly import ADVISORY
 
 from ..auth import User
 from ..db import audit, finalized, firm_rows, records
 from ..deps import CursorDep, ReadModelDep, allow
-from ..readmodel import ReadModel
+from ..readmodel import ReadModel, anomalies_checked
 from ..schemas import EnterpriseRecord, Verification, VerificationIn
 from .common import ERRORS, run_for_year
 
@@ -46,6 +49,30 @@ def _results(model: ReadModel, cursor, uscc: str, run: str) -> list[dict]:
                            "ORDER BY rule_id", [uscc, run])
 
 
+def _anomaly(model: ReadModel, cursor, uscc: str, run: str, year: int) -> dict | None:
+    """The run's 数据核查提示 for the firm: advisory, never a rule status.  None when the run
+    predates the check; a checked run keeps a row for every listed and every flagged firm."""
+    frames = model.frames(run)
+    if frames is not None:
+        rows = None if frames.anomalies is None else frames.anomalies.rows(uscc, drop=("uscc",))
+    else:
+        try:  # the table is missing in older databases
+            rows = records(cursor, f"SELECT * EXCLUDE (run_id, uscc) FROM {firm_rows('run_anomalies')}", [uscc, run])
+        except duckdb.CatalogException:
+            rows = None
+    if rows is None:
+        return None
+    if rows:
+        row = rows[0]
+    elif frames.checked if frames is not None else anomalies_checked(cursor, run):
+        row = {"anomaly_score": None, "flagged": False, "indicator_ids": None, "indicators": None}
+    else:
+        return None
+    row = {k: row[k] for k in ("anomaly_score", "flagged", "indicator_ids", "indicators")}
+    ids = row["indicator_ids"].split(";") if row["indicator_ids"] else []
+    return {"year": year, "run_id": run, **row, "indicator_ids": ids, "advisory": ADVISORY}
+
+
 def _indicators(panels: list[dict]) -> list[dict]:
     """Every data year the runs hold for the firm (the newest run wins for a year): scale, tax,
     land, 亩均税收, energy and the official 亩均 grade — its grade history too."""
@@ -61,7 +88,7 @@ def _indicators(panels: list[dict]) -> list[dict]:
 
 
 @router.get("/{uscc}", response_model=EnterpriseRecord, responses=ERRORS, operation_id="enterprises-get",
-            summary="一企一策档案：企业概况、各条规则判定与依据、属地核实记录")
+            summary="一企一策档案：企业概况、各条规则判定与依据、属地核实记录、数据核查提示（仅供参考）")
 def get_enterprise(
     uscc: str,
     cursor: CursorDep,
@@ -89,7 +116,8 @@ def get_enterprise(
     return {**profile, "year": year, "run_id": run, "listed": bool(entry), "list_entry": entry[0] if entry else None,
             "indicators": _indicators(panels), "change_history": model.changes(cursor, code),
             "no_longer_flagged": not entry and earlier > 0,
-            "results": _results(model, cursor, code, run), "verifications": state.verifications.get(code, []),
+            "results": _results(model, cursor, code, run), "anomaly": _anomaly(model, cursor, code, run, year),
+            "verifications": state.verifications.get(code, []),
             "dispute_decisions": state.decisions.get(code, []),
             "finalized": state.finalization is not None, "on_final_list": code in state.final_basis,
             "plan": state.plans.get(code)}

@@ -19,10 +19,10 @@ from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile, 
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from screening.excel import LIST_COLUMNS, _formats, _list_sheet, sheet_name
+from screening.excel import ANOMALY_COLUMN, LIST_COLUMNS, _formats, _list_sheet, sheet_name
 
 from ..auth import User
-from ..db import audit, finalized
+from ..db import audit, finalized, table_exists
 from ..deps import CursorDep, allow
 from ..schemas import VerificationIn
 from .common import ERRORS, run_for_year, YearPath
@@ -86,11 +86,20 @@ def _disposition(filename: str, fallback: str) -> str:
 
 def _export_frame(cursor, year: int, run: str, township: str | None) -> pl.DataFrame:
     frame = cursor.sql(_EXPORT_SQL, params={"run": run, "year": year, "township": township}).pl()
+    frame = frame.join(_anomaly_notes(cursor, run), on="uscc", how="left", maintain_order="left")
     return frame.with_columns(pl.col("verification_status").replace_strict(STATUS_ZH, default=pl.col("verification_status")))
 
 
+def _anomaly_notes(cursor, run: str) -> pl.DataFrame:
+    """数据核查提示（仅供参考） of the run's flagged firms; none from a database older than the check."""
+    if not table_exists(cursor, "run_anomalies"):
+        return pl.DataFrame(schema={"uscc": pl.String, "anomaly_note": pl.String})
+    return cursor.sql("SELECT uscc, indicators AS anomaly_note FROM run_anomalies WHERE run_id = $run AND flagged",
+                      params={"run": run}).pl()
+
+
 def _csv(frame: pl.DataFrame) -> bytes:
-    columns = (*LIST_COLUMNS, *STATUS_COLUMNS)
+    columns = (*LIST_COLUMNS, *STATUS_COLUMNS, ANOMALY_COLUMN)
     # float noise such as 5.220000000000001 rounded away; the Excel cells keep full precision
     out = frame.select(pl.col(c).alias(header) for c, header, *_ in columns).with_columns(
         pl.col(pl.Float64).round(6))
@@ -99,7 +108,7 @@ def _csv(frame: pl.DataFrame) -> bytes:
 
 
 def _xlsx(frame: pl.DataFrame, year: int, run: str, township: str | None) -> bytes:
-    columns = (*LIST_COLUMNS, *STATUS_COLUMNS, *FILL_COLUMNS)
+    columns = (*LIST_COLUMNS, *STATUS_COLUMNS, ANOMALY_COLUMN, *FILL_COLUMNS)
     frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c, *_ in FILL_COLUMNS)
     buffer = io.BytesIO()
     with xlsxwriter.Workbook(buffer, {"in_memory": True, "strings_to_numbers": False}) as wb:
