@@ -5,12 +5,15 @@
     python3 dev.py test  [pytest options]          # the whole test suite
 
 Both create ``.venv`` on first use and (re)install the project when
-pyproject.toml changes, so nothing has to be installed by hand.
+pyproject.toml changes, so nothing has to be installed by hand.  Charts need a
+font with Chinese glyphs: when none is installed and this runs as root on a
+Debian/Ubuntu machine, it installs one with apt-get (otherwise it says how).
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -42,11 +45,38 @@ def ensure_env() -> None:
     STAMP.write_text(wanted)
 
 
+# the check is the charts' own font choice, run in the project's environment
+FONT_CHECK = "from screening.charts import find_cjk_font; find_cjk_font()"
+FONT_PACKAGE = "fonts-wqy-microhei"  # Debian main; 1.6 MB; Chinese glyph forms (= screening.charts.DEBIAN_FONT_PACKAGE)
+
+
+def _has_cjk_font() -> bool:
+    return subprocess.run([_python(), "-c", FONT_CHECK], capture_output=True, check=False).returncode == 0
+
+
+def ensure_cjk_font() -> None:
+    """Install a CJK font with apt-get when none is found; never fails the setup."""
+    if _has_cjk_font():
+        return
+    if os.name != "posix" or not shutil.which("apt-get") or os.geteuid() != 0:
+        print(f"提示：未找到中文字体，图表无法生成；请安装 {FONT_PACKAGE} 或 fonts-noto-cjk（需要管理员权限）", flush=True)
+        return
+    print(f"安装中文字体 {FONT_PACKAGE} …", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    ok = all(subprocess.run(cmd, env=env, capture_output=True, check=False).returncode == 0 for cmd in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", FONT_PACKAGE],
+    ))
+    if not (ok and _has_cjk_font()):
+        print(f"提示：apt-get 未能安装 {FONT_PACKAGE}，图表无法生成；其余功能不受影响", flush=True)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"run", "test", "setup"}:
         print(__doc__)
         return 2
     ensure_env()
+    ensure_cjk_font()
     cmd, rest = argv[0], argv[1:]
     if cmd == "setup":
         return 0

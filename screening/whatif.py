@@ -33,7 +33,7 @@ def parse_param(spec: str, rs: RuleSet) -> tuple[str, list[str]]:
 
 
 def _outcome(inputs: Inputs, year: int | None, rs: RuleSet) -> tuple[int, pl.DataFrame, dict[str, int]]:
-    with screen(year=year, ruleset=rs, inputs=inputs) as s:
+    with screen(year=year, ruleset=rs, inputs=inputs, anomalies=False) as s:  # the list is all it needs
         return s.list_year, s.list.select("uscc", "land_mu", "energy_tce"), s.hits_per_rule()
 
 
@@ -63,3 +63,27 @@ def whatif(param: str, data_dir: Path | None = None, year: int | None = None,
     table = pl.DataFrame(rows).with_columns(pl.lit(target).alias("param"), pl.lit(list_year).alias("list_year"))
     moved = pl.DataFrame(changes, schema={"value": pl.String, "uscc": pl.String, "change": pl.String})
     return table, moved
+
+
+CHANGE_ZH = {"entered": "新进清单", "left": "退出清单"}
+
+
+def write_report(table: pl.DataFrame, moved: pl.DataFrame, out: Path,
+                 rules: Path | None = None) -> tuple[list[Path], str | None]:
+    """whatif.xlsx (Chinese headers) and the chart whatif.png / whatif.svg, beside whatif.csv.
+
+    Returns the files written and, when no installed font can draw the chart's Chinese
+    text, the reason the chart was left out (the workbook is written regardless)."""
+    from . import charts
+    from .export import export_excel
+
+    rs = load_ruleset(Path(rules) if rules else default_ruleset())
+    headers = {"land_mu": "清单企业用地合计（亩，最近一年）", "energy_tce": "清单企业综合能耗合计（吨标准煤，最近一年）",
+               **{rid: f"命中数：{rule.short_title}" for rid, rule in rs.rules.items()}}
+    changes = moved.with_columns(pl.col("change").replace_strict(CHANGE_ZH, default=pl.col("change")))
+    written = [export_excel({"参数试算": table, "进出清单企业": changes}, out / "whatif.xlsx", headers)]
+    try:
+        written += charts.save_chart(charts.whatif_chart(table, rs), out / "whatif")
+    except charts.FontMissingError as exc:
+        return written, str(exc)
+    return written, None

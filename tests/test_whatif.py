@@ -1,9 +1,11 @@
 """screening whatif: the default value reproduces the default list; thresholds move firms the right way."""
 from __future__ import annotations
 
+import openpyxl
 import polars as pl
 import pytest
 
+from chart_helpers import check_chart_files
 from cli_helpers import cli
 from screening.screen import screen
 from screening.whatif import whatif
@@ -44,5 +46,13 @@ def test_whatif_command_writes_the_contract_columns(tmp_path):
     frame = pl.read_csv(tmp_path / "w" / "whatif.csv")
     assert {"value", "listed", "land_mu", "energy_tce", *RULES} <= set(frame.columns)
     assert frame.height == 2
+    # the chart beside the table, and the workbook with Chinese headers
+    check_chart_files(tmp_path / "w" / "whatif.png", tmp_path / "w" / "whatif.svg")
+    book = openpyxl.load_workbook(tmp_path / "w" / "whatif.xlsx")
+    assert book.sheetnames == ["参数试算", "进出清单企业"]
+    header = [c.value for c in book["参数试算"][1]]
+    assert header[:2] == ["取值", "清单企业数"] and "命中数：规上亩均税收低" in header
+    assert [r[1] for r in book["参数试算"].iter_rows(min_row=2, values_only=True)] == frame["listed"].to_list()
+    assert [c.value for c in book["进出清单企业"][1]] == ["取值", "统一社会信用代码", "变动"]
     bad = cli("whatif", "--param", "above_scale_low_tax_per_mu.ratio=abc", "--out", tmp_path / "w", cwd=tmp_path)
     assert bad.returncode == 2 and "--param" in bad.stderr and "Traceback" not in bad.stderr
