@@ -9,6 +9,11 @@ The Python API, for notebooks (the command line uses the same functions)::
     inputs = screening.load_inputs("sample_data")       # validated tables (all years) and rejects
     table, moved = screening.whatif("above_scale_low_tax_per_mu.ratio=0.05,0.1,0.2")
     screening.compare_runs("screening.duckdb", 2021, 2022)   # entered / left / stayed, and why
+    screening.export_excel({"清单": s.list}, "out/清单.xlsx")  # tables for reports, Chinese headers
+    w = screening.early_warning("sample_data", 2022)   # 预警 (advisory): w.warnings, w.backtest, w.training
+
+Charts (PNG + SVG, Chinese labels, a CJK font checked glyph by glyph) are in
+``screening.charts``, imported on demand because matplotlib takes a moment to load.
 """
 
 __version__ = "0.1.0"
@@ -17,6 +22,7 @@ from pathlib import Path as _Path
 
 # bound here, after the submodules of the same names, so that screening.screen is the function
 from .compare import compare_runs  # noqa: E402
+from .export import export_excel  # noqa: E402
 from .ruleset import load_ruleset  # noqa: E402
 from .screen import Screening, screen  # noqa: E402
 from .whatif import whatif  # noqa: E402
@@ -30,4 +36,17 @@ def load_inputs(data_dir: str | _Path, keep_years: set[int] | None = None):
     return validate(read_dir(_Path(data_dir), {"enterprises"}), keep_years=keep_years)
 
 
-__all__ = ["Screening", "compare_runs", "load_inputs", "load_ruleset", "screen", "whatif"]
+def early_warning(data_dir: str | _Path | None = None, year: int | None = None, **options):
+    """预警 (advisory): each firm's risk of the list of ``year + 1`` from the data up to ``year - 1``.
+
+    Returns a :class:`screening.warn.WarnResult` (``warnings``: Polars frame, ``backtest``:
+    metrics, ``training``: the training rows, ``model``).  Options: ``ruleset``, ``config``,
+    ``model`` (a saved model.joblib), ``inputs``.  scikit-learn is imported on first use.
+    """
+    from .warn import early_warning as run
+
+    return run(data_dir, year, **options)
+
+
+__all__ = ["Screening", "compare_runs", "early_warning", "export_excel", "load_inputs", "load_ruleset", "screen",
+           "whatif"]

@@ -76,6 +76,9 @@ def _summary(s, out: Path, db: Path, elapsed: float) -> None:
     out_console.print(f"清单企业：{s.list.height} 家（共筛查 {s.enterprises} 家企业）")
     rejected = s.inputs.rejected_rows
     out_console.print(f"拒收数据行：{rejected} 行" + (f"，原因见 {out / 'rejects.csv'}" if rejected else ""))
+    if s.anomaly_summary:
+        out_console.print(f"数据核查提示（仅供参考，不影响判定）：{s.anomaly_summary['flagged']} 家企业的数据前后或与同行业"
+                          f"相比明显不一致，建议优先核实，见 {out / 'anomalies.csv'}")
     for w in s.warnings:
         out_console.print(f"[yellow]提示：{w}[/]")
     out_console.print(f"输出目录：{out.resolve()}（list.csv/.parquet、results.csv/.parquet、整治企业清单_{s.list_year}.xlsx、rejects.csv、run.json）")
@@ -93,6 +96,7 @@ def whatif(
 ) -> None:
     """参数试算：同一参数取不同值时的清单规模、各规则命中数、清单企业用地与能耗，以及相对默认值进出清单的企业。"""
     from .whatif import whatif as run_whatif
+    from .whatif import write_report
 
     try:
         table, moved = run_whatif(param, data, year, rules)
@@ -108,7 +112,11 @@ def whatif(
         view.add_row(row["value"], str(row["listed"]), str(row["entered"]), str(row["left"]),
                      f"{row['land_mu']:.1f}", f"{row['energy_tce']:.1f}")
     out_console.print(view)
-    out_console.print(f"已写入 {out / 'whatif.csv'} 和 {out / 'whatif_changes.csv'}")
+    written, chart_problem = write_report(table, moved, out, rules)
+    names = ["whatif.csv", "whatif_changes.csv", *(p.name for p in written)]
+    out_console.print(f"已写入 {out}：{'、'.join(names)}", soft_wrap=True)
+    if chart_problem:  # the tables are complete; only the chart needs a Chinese font
+        err_console.print(f"提示：未生成图表。{chart_problem}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -286,6 +294,10 @@ def serve(
 from .cli_evaluate import evaluate_command  # noqa: E402  (imports cli lazily, inside the command)
 
 app.command("evaluate")(evaluate_command)
+
+from .cli_warn import warn_command  # noqa: E402  (imports cli lazily, inside the command)
+
+app.command("warn")(warn_command)
 
 
 def main() -> None:

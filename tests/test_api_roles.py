@@ -37,6 +37,7 @@ ALLOWED = {
     "runs-import": {ADMIN},
     "users-create": {ADMIN},
     "users-revoke": {ADMIN},
+    "warnings-get": {ADMIN, ANALYST, TOWN},
 }
 PUBLIC = {"health-get"}
 INVALID_BODY = {"__not_a_field__": True}

@@ -1,0 +1,289 @@
+"""Features of a firm at year t, from its own history up to t and its peers' year t only.
+
+Two steps: :func:`firm_years` sums the validated inputs into one row per (firm, year);
+:func:`features_at` reads the years t-2..t of that panel (never a later year) and adds the
+firm's standing among its 2-digit industry and its township in year t.  A feature exists
+only when the data carry its sources (e.g. no ``evaluations`` → no grade features), so a
+saved model can tell data it was not trained on (see :mod:`screening.warn.artifact`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from ..validate import FIRM_ID, Inputs
+
+#: grades as an ordinal (A best); an encoding, not a threshold
+GRADE_LEVEL = {"A": 1.0, "B": 2.0, "C": 3.0, "D": 4.0}
+
+#: feature groups: what a reason names, in Chinese (a factor sentence is built per group)
+GROUPS: dict[str, str] = {
+    "tax_level": "亩均税收水平",
+    "tax_trend": "亩均税收变化",
+    "value_added": "亩均增加值",
+    "energy": "能耗强度",
+    "product_energy": "产品单耗",
+    "grades": "亩均效益评价等级",
+    "scale": "规模与营业收入",
+    "land": "用地",
+    "data_gaps": "数据缺失",
+    "firm": "企业年限",
+}
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    group: str
+    zh: str
+    sources: tuple[str, ...]  # "table.column" the feature is computed from
+
+
+_TAX, _LAND = "tax.tax_paid", "land.area_mu"
+FEATURES: tuple[Feature, ...] = (
+    Feature("log_tax_per_mu", "tax_level", "ln(1+亩均税收)", (_TAX, _LAND)),
+    Feature("tax_per_mu_pct_industry", "tax_level", "亩均税收在同行业（2位大类）中的百分位", (_TAX, _LAND)),
+    Feature("tax_per_mu_pct_township", "tax_level", "亩均税收在本乡镇街道中的百分位", (_TAX, _LAND)),
+    Feature("tax_per_mu_vs_industry", "tax_level", "ln(1+亩均税收) − ln(1+同行业亩均税收)", (_TAX, _LAND)),
+    Feature("log_tax_per_mu_prev", "tax_level", "上年 ln(1+亩均税收)", (_TAX, _LAND)),
+    Feature("tax_per_mu_change_1y", "tax_trend", "亩均税收一年变化（对数差）", (_TAX, _LAND)),
+    Feature("tax_per_mu_change_2y", "tax_trend", "亩均税收两年变化（对数差）", (_TAX, _LAND)),
+    Feature("tax_per_mu_declines", "tax_trend", "亩均税收连续下降的年数（0—2）", (_TAX, _LAND)),
+    Feature("tax_change_1y", "tax_trend", "实缴税金一年变化（对数差）", (_TAX,)),
+    Feature("log_va_per_mu", "value_added", "ln(1+亩均增加值)", ("stats.value_added", _LAND)),
+    Feature("va_per_mu_pct_industry", "value_added", "亩均增加值在同行业中的百分位", ("stats.value_added", _LAND)),
+    Feature("va_per_mu_change_1y", "value_added", "亩均增加值一年变化（对数差）", ("stats.value_added", _LAND)),
+    Feature("log_energy_per_revenue", "energy", "ln(综合能耗/营业收入)", ("energy.energy_tce", "stats.revenue")),
+    Feature("energy_per_revenue_pct_industry", "energy", "单位营业收入能耗在同行业中的百分位",
+            ("energy.energy_tce", "stats.revenue")),
+    Feature("energy_per_revenue_change_1y", "energy", "单位营业收入能耗一年变化（对数差）",
+            ("energy.energy_tce", "stats.revenue")),
+    Feature("log_tax_per_electricity", "energy", "ln(1+单位电耗税收)", ("energy.electricity", _TAX)),
+    Feature("product_limit_ratio", "product_energy", "产品单耗与限额之比（最大值）", ("product_energy.unit_consumption",)),
+    Feature("grade_level", "grades", "评价等级（A=1 … D=4）", ("evaluations.grade",)),
+    Feature("grade_level_prev", "grades", "上年评价等级（A=1 … D=4）", ("evaluations.grade",)),
+    Feature("low_grades_3y", "grades", "近三年低等级（规则集的低等级，如 C、D）次数", ("evaluations.grade",)),
+    Feature("above_scale", "scale", "规上（1）或规下（0）", ("stats.scale",)),
+    Feature("scale_change", "scale", "规模变化（+1 升规上，−1 降规下）", ("stats.scale",)),
+    Feature("log_revenue", "scale", "ln(营业收入)", ("stats.revenue",)),
+    Feature("revenue_change_1y", "scale", "营业收入一年变化（对数差）", ("stats.revenue",)),
+    Feature("log_land_mu", "land", "ln(用地面积)", (_LAND,)),
+    Feature("land_change_1y", "land", "用地面积一年变化（对数差）", (_LAND,)),
+    Feature("leased_share", "land", "租赁用地占比", (_LAND,)),
+    Feature("missing_tax", "data_gaps", "当年缺少税收数据", (_TAX,)),
+    Feature("missing_land", "data_gaps", "当年缺少用地数据（或有地块行被拒收）", (_LAND,)),
+    Feature("firm_age", "firm", "成立年数", ("enterprises.established",)),
+)
+FEATURE_BY_NAME = {f.name: f for f in FEATURES}
+
+#: the panel's per-year figures; a feature row carries them for t, t-1 (_p1) and t-2 (_p2)
+_YEARLY = ("scale", "revenue", "value_added", "tax_paid", "land_mu", "leased_share", "energy_tce", "electricity",
+           "grade", "product_ratio", "tax_per_mu", "va_per_mu", "energy_per_revenue", "active")
+
+
+def groups_of(names: list[str]) -> dict[str, list[int]]:
+    """Column positions of each feature group among ``names`` (in the fixed group order)."""
+    out: dict[str, list[int]] = {}
+    for group in GROUPS:
+        columns = [i for i, n in enumerate(names) if FEATURE_BY_NAME[n].group == group]
+        if columns:
+            out[group] = columns
+    return out
+
+
+def sources_present(inputs: Inputs, last_year: int) -> set[str]:
+    """The "table.column" sources holding at least one value in the years up to ``last_year``."""
+    found: set[str] = set()
+    for table, frame in inputs.tables.items():
+        if "year" in frame.columns:
+            frame = frame.filter(pl.col("year") <= last_year)
+        counts = frame.select(pl.all().count()).row(0, named=True) if frame.height else {}
+        found |= {f"{table}.{col}" for col, n in counts.items() if n}
+    return found
+
+
+def available_features(sources: set[str]) -> list[str]:
+    return [f.name for f in FEATURES if set(f.sources) <= sources]
+
+
+def firm_years(inputs: Inputs, limits: pl.DataFrame, last_year: int) -> pl.DataFrame:
+    """One row per (firm_id, year ≤ last_year) with the year's figures; no later year enters."""
+    t = {name: frame.filter(pl.col("year") <= last_year) if "year" in frame.columns else frame
+         for name, frame in inputs.tables.items()}
+    key = [FIRM_ID, "year"]
+    leased = pl.when(pl.col("tenure") == "租赁").then(pl.col("area_mu")).otherwise(0.0)
+    land = t["land"].group_by(key).agg(pl.col("area_mu").sum().alias("land_mu"), leased.sum().alias("_leased"))
+    incomplete = inputs.land_incomplete.filter(pl.col("year") <= last_year).with_columns(pl.lit(True).alias("_bad"))
+    # a year with a rejected parcel has unknown land, as in the engine's firm_year view
+    land = land.join(incomplete, on=key, how="full", coalesce=True).select(
+        *key,
+        pl.when(pl.col("_bad")).then(None).otherwise(pl.col("land_mu")).alias("land_mu"),
+        pl.when(pl.col("_bad")).then(None).otherwise(pl.col("_leased") / pl.col("land_mu")).alias("leased_share"),
+    )
+    parts = {
+        "stats": t["stats"].select(*key, "scale", "revenue", "value_added"),
+        "tax": t["tax"].select(*key, "tax_paid"),
+        "land": land,
+        "energy": t["energy"].select(*key, "energy_tce", "electricity"),
+        "evaluations": t["evaluations"].select(*key, "grade"),
+        "product": _product_ratios(t["product_energy"], limits),
+    }
+    keys = pl.concat([p.select(key) for p in parts.values()]).unique()
+    panel = keys
+    for name, part in parts.items():
+        panel = panel.join(part, on=key, how="left")
+    # active in a year: the firm has a stats, tax or land row then
+    present = (t["stats"].select(key).vstack(t["tax"].select(key)).vstack(land.select(key))
+               .unique().with_columns(pl.lit(True).alias("active")))
+    panel = panel.join(present, on=key, how="left").with_columns(pl.col("active").fill_null(False))
+    land_known = pl.col("land_mu") > 0
+    return panel.with_columns(
+        pl.when(land_known).then(pl.col("tax_paid") / pl.col("land_mu")).alias("tax_per_mu"),
+        pl.when(land_known).then(pl.col("value_added") / pl.col("land_mu")).alias("va_per_mu"),
+        pl.when(pl.col("revenue") > 0).then(pl.col("energy_tce") / pl.col("revenue")).alias("energy_per_revenue"),
+    ).sort(key)
+
+
+def _product_ratios(product_energy: pl.DataFrame, limits: pl.DataFrame) -> pl.DataFrame:
+    """Per firm-year: the highest unit consumption ÷ the limit in force on 31 December of the year."""
+    day = pl.date(pl.col("year"), 12, 31)
+    in_force = (pl.col("effective_from") <= day) & (pl.col("effective_to").is_null() | (pl.col("effective_to") >= day))
+    return (
+        product_energy.join(limits.select("product", "limit", "effective_from", "effective_to"), on="product")
+        .filter(in_force & (pl.col("limit") > 0))
+        .group_by(FIRM_ID, "year")
+        .agg((pl.col("unit_consumption") / pl.col("limit")).max().alias("product_ratio"))
+    )
+
+
+def firms(inputs: Inputs) -> pl.DataFrame:
+    """The registry with the 2-digit industry (大类) and the year of establishment."""
+    return inputs.tables["enterprises"].select(
+        FIRM_ID, "uscc", "name", "township", "industry_code",
+        pl.col("industry_code").str.slice(0, 2).cast(pl.Int32, strict=False).alias("division"),
+        pl.col("established").dt.year().alias("established_year"),
+    )
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Who gets a risk: firms active in year t (a stats, tax or land row) that rules 1–3 could
+    screen (manufacturing 大类, from the rule set) or that report a product with a limit."""
+
+    division_min: int
+    division_max: int
+    low_grades: tuple[str, ...]
+    min_peers: int
+
+
+def features_at(panel: pl.DataFrame, registry: pl.DataFrame, t: int, scope: Scope,
+                names: list[str]) -> pl.DataFrame:
+    """One row per firm in scope at year t: ids, the facts the reasons quote, and ``names``.
+
+    Reads only panel years t-2..t: a value of a later year cannot reach a row for t.
+    """
+    window = panel.filter(pl.col("year").is_between(t - 2, t))
+
+    def year(offset: int) -> pl.DataFrame:
+        suffix = "" if offset == 0 else f"_p{offset}"
+        return window.filter(pl.col("year") == t - offset).select(
+            FIRM_ID, *(pl.col(c).alias(f"{c}{suffix}") for c in _YEARLY))
+
+    manufacturing = pl.col("division").is_between(scope.division_min, scope.division_max)
+    rows = (
+        registry.join(year(0), on=FIRM_ID, how="inner")
+        .join(year(1), on=FIRM_ID, how="left")
+        .join(year(2), on=FIRM_ID, how="left")
+        .filter(pl.col("active") & (manufacturing | pl.col("product_ratio").is_not_null()))
+        .with_columns(pl.lit(t, dtype=pl.Int32).alias("t"))
+    )
+    rows = rows.with_columns(_peer_columns(scope.min_peers))
+    return rows.with_columns(_feature_exprs(t, scope, names)).sort(FIRM_ID)
+
+
+def _percentile(col: str, by: str, min_peers: int) -> pl.Expr:
+    """Share of the year's firms (in the group) at or below the firm's value, 0–1; a group
+    with fewer than ``min_peers`` values is replaced by all firms of the year."""
+    value = pl.col(col)
+    in_group = value.rank("average").over(by) / value.count().over(by)
+    overall = value.rank("average") / value.count()
+    return pl.when(value.count().over(by) >= min_peers).then(in_group).otherwise(overall)
+
+
+def _peer_columns(min_peers: int) -> list[pl.Expr]:
+    both = pl.col("tax_paid").is_not_null() & pl.col("land_mu").is_not_null()
+    tax = pl.when(both).then(pl.col("tax_paid"))
+    land = pl.when(both).then(pl.col("land_mu"))
+    group_avg = tax.sum().over("division") / land.sum().over("division")
+    enough = tax.count().over("division") >= min_peers
+    return [
+        _percentile("tax_per_mu", "division", min_peers).alias("tax_pct_industry"),
+        _percentile("tax_per_mu", "township", min_peers).alias("tax_pct_township"),
+        _percentile("va_per_mu", "division", min_peers).alias("va_pct_industry"),
+        _percentile("energy_per_revenue", "division", min_peers).alias("energy_pct_industry"),
+        pl.when(enough).then(group_avg).otherwise(tax.sum() / land.sum()).alias("industry_tax_per_mu"),
+    ]
+
+
+def _log(expr: pl.Expr) -> pl.Expr:
+    """Natural log of a positive value; zero, negative or missing → null."""
+    return pl.when(expr > 0).then(expr.log())
+
+
+def _feature_exprs(t: int, scope: Scope, names: list[str]) -> list[pl.Expr]:
+    c = pl.col
+    tpm, tpm1, tpm2 = c("tax_per_mu").log1p(), c("tax_per_mu_p1").log1p(), c("tax_per_mu_p2").log1p()
+    grade = {g: c(g).replace_strict(GRADE_LEVEL, default=None, return_dtype=pl.Float64)
+             for g in ("grade", "grade_p1")}
+    low = pl.sum_horizontal(c(g).is_in(scope.low_grades).cast(pl.Float64) for g in ("grade", "grade_p1", "grade_p2"))
+    above = {s: pl.when(c(s).is_null()).then(None).otherwise((c(s) == "规上").cast(pl.Float64))
+             for s in ("scale", "scale_p1")}
+    declines = (pl.when(tpm.is_null() | tpm1.is_null()).then(None)
+                .when((c("tax_per_mu") < c("tax_per_mu_p1")) & (c("tax_per_mu_p1") < c("tax_per_mu_p2"))).then(2.0)
+                .when(c("tax_per_mu") < c("tax_per_mu_p1")).then(1.0)
+                .otherwise(0.0))
+    exprs = {
+        "log_tax_per_mu": tpm,
+        "tax_per_mu_pct_industry": c("tax_pct_industry"),
+        "tax_per_mu_pct_township": c("tax_pct_township"),
+        "tax_per_mu_vs_industry": tpm - c("industry_tax_per_mu").log1p(),
+        "log_tax_per_mu_prev": tpm1,
+        "tax_per_mu_change_1y": tpm - tpm1,
+        "tax_per_mu_change_2y": tpm - tpm2,
+        "tax_per_mu_declines": declines,
+        "tax_change_1y": c("tax_paid").log1p() - c("tax_paid_p1").log1p(),
+        "log_va_per_mu": c("va_per_mu").log1p(),
+        "va_per_mu_pct_industry": c("va_pct_industry"),
+        "va_per_mu_change_1y": c("va_per_mu").log1p() - c("va_per_mu_p1").log1p(),
+        "log_energy_per_revenue": _log(c("energy_per_revenue")),
+        "energy_per_revenue_pct_industry": c("energy_pct_industry"),
+        "energy_per_revenue_change_1y": _log(c("energy_per_revenue")) - _log(c("energy_per_revenue_p1")),
+        "log_tax_per_electricity": pl.when(c("electricity") > 0).then(c("tax_paid") / c("electricity")).log1p(),
+        "product_limit_ratio": c("product_ratio"),
+        "grade_level": grade["grade"],
+        "grade_level_prev": grade["grade_p1"],
+        "low_grades_3y": low,
+        "above_scale": above["scale"],
+        "scale_change": above["scale"] - above["scale_p1"],
+        "log_revenue": _log(c("revenue")),
+        "revenue_change_1y": _log(c("revenue")) - _log(c("revenue_p1")),
+        "log_land_mu": _log(c("land_mu")),
+        "land_change_1y": _log(c("land_mu")) - _log(c("land_mu_p1")),
+        "leased_share": c("leased_share"),
+        "missing_tax": c("tax_paid").is_null().cast(pl.Float64),
+        "missing_land": c("land_mu").is_null().cast(pl.Float64),
+        "firm_age": (pl.lit(t) - c("established_year")).cast(pl.Float64),
+    }
+    assert set(exprs) == set(FEATURE_BY_NAME), "every feature needs exactly one expression"
+    return [exprs[n].cast(pl.Float64).alias(n) for n in names]
+
+
+def scope_for(ruleset, min_peers: int) -> Scope:
+    """The population and the low grades, read from the rule set (no number of its own)."""
+    settings = {k: v.value for k, v in ruleset.meta.scope.items()}
+    grade_rule = "below_scale_consecutive_c_grade"
+    low = ruleset.params[grade_rule]["grades"] if grade_rule in ruleset.params else list(GRADE_LEVEL)[-2:]
+    return Scope(int(settings["manufacturing_division_min"]), int(settings["manufacturing_division_max"]),
+                 tuple(low), min_peers)
+

@@ -1,0 +1,293 @@
+"""``early_warning``: train on the past, backtest, and score every firm's risk of the list of Y+1.
+
+Time split, for warning year Y (data up to Y-1):
+
+- a training row is (firm, feature year t) with features from years ≤ t and the label
+  "on the list of year t+2" from the real screening of the data up to Y-1, so t ≤ Y-2;
+- the backtest trains on t ≤ Y-3 and tests on t = Y-2 (the list of year Y);
+- the chosen model is then refitted on every t ≤ Y-2 and scores t = Y-1 (the list of Y+1).
+
+Advisory only: nothing here writes a rule status; the screenings it runs stay in memory.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import polars as pl
+from threadpoolctl import threadpool_limits
+
+from ..errors import InputError, ScreeningError
+from ..ingest import read_dir
+from ..paths import default_ruleset, sample_data_dir
+from ..ruleset import RuleSet, load_ruleset
+from ..screen import _timed, default_list_year, needed_tables
+from ..validate import FIRM_ID, Inputs, validate
+from . import backtest as bt
+from .artifact import WarnModel, load_model, software, training_hash
+from .config import WarnConfig, load_config
+from .factors import factors
+from .features import (FEATURE_BY_NAME, GROUPS, available_features, features_at, firm_years, firms, groups_of,
+                       scope_for, sources_present)
+from .labels import listed, up_to
+from .model import CANDIDATE_ZH, CANDIDATES, fit, group_contributions, risk
+
+Progress = Callable[[str], None]
+
+#: a firm's figures the reasons quote (beside the features)
+FACTS = ("division", "tax_per_mu", "tax_per_mu_p1", "tax_per_mu_p2", "tax_pct_industry", "industry_tax_per_mu",
+         "va_per_mu", "va_per_mu_p1", "va_pct_industry", "energy_per_revenue", "energy_pct_industry", "tax_paid",
+         "electricity", "product_ratio", "grade", "grade_p1", "grade_p2", "scale", "scale_p1", "revenue",
+         "revenue_p1", "land_mu", "land_mu_p1", "leased_share", "established_year")
+SYNTHETIC_NOTE = "合成数据上的回测数字只说明方法可用，不代表对真实企业的预测能力。"
+
+
+@dataclass
+class WarnResult:
+    """One warning run: the scored firms, the backtest and the model."""
+
+    year: int  # Y: data up to Y-1, risk of the list of Y+1
+    warnings: pl.DataFrame
+    backtest: dict
+    model: WarnModel
+    training: pl.DataFrame | None  # features and label per (firm, t); None when a saved model scored
+    #: the backtest year's firms: label, each candidate's risk and the baseline score (None with a saved model)
+    predictions: pl.DataFrame | None
+    created_at: dt.datetime
+    timings: dict[str, float] = field(default_factory=dict)
+    rejected_rows: int = 0
+    model_file: Path | None = None  # the saved model used, when one was given
+
+    @property
+    def data_year(self) -> int:
+        return self.year - 1
+
+    @property
+    def target_list_year(self) -> int:
+        return self.year + 1
+
+
+@dataclass
+class _Context:
+    """What the feature and label steps share for one warning year."""
+
+    inputs: Inputs  # truncated to years ≤ Y-1
+    ruleset: RuleSet
+    cfg: WarnConfig
+    names: list[str]
+    panel: pl.DataFrame
+    registry: pl.DataFrame
+
+    def rows(self, t: int) -> pl.DataFrame:
+        return features_at(self.panel, self.registry, t, scope_for(self.ruleset, self.cfg.features.min_peers),
+                           self.names)
+
+
+def _context(inputs: Inputs, ruleset: RuleSet, cfg: WarnConfig, year: int) -> _Context:
+    data = up_to(inputs, year - 1)
+    names = available_features(sources_present(data, year - 1))
+    return _Context(data, ruleset, cfg, names, firm_years(data, ruleset.energy_limits, year - 1), firms(data))
+
+
+def _first_year(ctx: _Context) -> int:
+    years = ctx.panel.filter(pl.col("active"))["year"]
+    if not years.len():
+        raise InputError("数据中没有任何年度的统计、税收或用地记录，无法预警")
+    return int(years.min())
+
+
+def training_rows(inputs: Inputs, ruleset: RuleSet, year: int, cfg: WarnConfig | None = None,
+                  progress: Progress | None = None) -> pl.DataFrame:
+    """Every training row for warning year Y: (firm, t ≤ Y-2), features from years ≤ t, and
+    ``label`` = on the list of year t+2 as screened from the data up to Y-1."""
+    ctx = _context(inputs, ruleset, cfg or load_config(), year)
+    return _training_rows(ctx, year, progress)
+
+
+def _training_rows(ctx: _Context, year: int, progress: Progress | None) -> pl.DataFrame:
+    parts = []
+    for t in range(_first_year(ctx), year - 1):
+        if progress:
+            progress(f"特征与标签：{t} 年特征 → {t + 2} 年度清单")
+        labels = listed(ctx.inputs, ctx.ruleset, t + 2).rename({"listed": "label"})
+        parts.append(ctx.rows(t).join(labels, on=FIRM_ID, how="left"))
+    if not parts:
+        raise InputError(f"数据年份不足：{year} 年度预警需要至少 {year - 3}—{year - 1} 三个年度的数据")
+    return pl.concat(parts)
+
+
+def _matrix(rows: pl.DataFrame, names: list[str]) -> np.ndarray:
+    return rows.select(names).to_numpy().astype(np.float64) if names else np.zeros((rows.height, 0))
+
+
+def _medians(x: np.ndarray) -> np.ndarray:
+    known = ~np.isnan(x)
+    out = np.full(x.shape[1], np.nan)
+    for j in range(x.shape[1]):
+        if known[:, j].any():
+            out[j] = float(np.median(x[known[:, j], j]))
+    return out
+
+
+def _train(ctx: _Context, training: pl.DataFrame, year: int, progress: Progress | None,
+           timings: dict[str, float]) -> tuple[dict, WarnModel, pl.DataFrame]:
+    cfg, test_t = ctx.cfg, year - 2
+    t = training["t"].to_numpy()
+    # a feature with no value in the backtest's training years cannot be learned (e.g. last
+    # year's level when only one year precedes the test year); the data may still carry it
+    early = training.filter(pl.col("t") < test_t)
+    names = [n for n in ctx.names if early[n].null_count() < early.height]
+    x, y, ids = _matrix(training, names), training["label"].to_numpy().astype(np.int8), training[FIRM_ID].to_numpy()
+    train, test = t < test_t, t == test_t
+    if not train.any() or not test.any():
+        raise InputError(f"数据年份不足：回测需要 {year - 3} 年及以前的特征年度和 {test_t} 年的特征年度")
+    for part, label in ((train, "训练"), (test, "回测")):
+        if len(np.unique(y[part])) < 2:
+            raise ScreeningError(f"{label}数据中清单企业与非清单企业不是都有，无法训练或评估预警模型")
+
+    groups = groups_of(names)
+
+    metrics, fitted = {}, {}
+    tested = training.filter(pl.col("t") == test_t).select(FIRM_ID, "uscc", "name", "township", "label")
+    with _timed(timings, "回测", progress):
+        for name in CANDIDATES:
+            fitted[name] = fit(name, cfg, x[train], y[train])
+            p = risk(fitted[name], x[test])
+            metrics[name] = bt.scores(y[test], p, ids[test], cfg, probability=True)
+            tested = tested.with_columns(pl.Series(f"risk_{name}", p))
+        naive = bt.baseline(training.filter(pl.col("t") == test_t)["tax_per_mu"].to_numpy().astype(np.float64))
+        base = bt.scores(y[test], naive, ids[test], cfg, probability=False)
+        tested = tested.with_columns(pl.Series("baseline", naive))
+        chosen, reason = bt.select(metrics, cfg)
+        importance = bt.group_importance(fitted[chosen], x[test], y[test], groups,
+                                         cfg.backtest.permutation_repeats, cfg.seed)
+    with _timed(timings, "训练最终模型", progress):
+        final = fit(chosen, cfg, x, y)
+    base_rate = float(y[test].mean())
+    best = metrics[chosen]
+    report = {
+        "year": year,
+        "train_feature_years": sorted({int(v) for v in t[train]}),
+        "test_feature_year": test_t,
+        "test_list_year": test_t + 2,
+        "rows": {"train": int(train.sum()), "train_listed": int(y[train].sum()),
+                 "test": int(test.sum()), "test_listed": int(y[test].sum())},
+        "test_base_rate": round(base_rate, 4),
+        "brier_constant": round(base_rate * (1 - base_rate), 5),
+        "candidates": metrics,
+        "baseline": {"name": bt.BASELINE_ZH, **base},
+        "chosen": chosen,
+        "chosen_zh": CANDIDATE_ZH[chosen],
+        "selection_rule": f"{cfg.selection.metric}, prefer logistic within {cfg.selection.prefer_simpler_within}",
+        "selection_reason": reason,
+        "improvement_over_baseline": {
+            "auc": round(best["auc"] - base["auc"], 4),
+            "precision_at": {k: round(best["precision_at"][k] - base["precision_at"][k], 4)
+                             for k in base["precision_at"]},
+        },
+        "group_importance": importance,
+        "group_names": {g: GROUPS[g] for g in importance},
+        "note": SYNTHETIC_NOTE,
+    }
+    all_t = sorted({int(v) for v in t})
+    info = {
+        "format": 1,
+        "created_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "model": chosen,
+        "model_zh": CANDIDATE_ZH[chosen],
+        "selection_reason": reason,
+        "warn_year": year,
+        "trained_on": {
+            "feature_years": all_t,
+            "label_list_years": [v + 2 for v in all_t],
+            "data_years_up_to": year - 1,
+            "rows": int(len(y)), "listed": int(y.sum()),
+            "training_data_sha256": training_hash(names, t, x, y),
+        },
+        "ruleset": {"id": ctx.ruleset.meta.id, "version": ctx.ruleset.meta.version},
+        "software": software(),
+        "seed": cfg.seed,
+        "config": cfg.model_dump(),
+        "features": names,
+        "data_features": ctx.names,
+        "feature_zh": {n: FEATURE_BY_NAME[n].zh for n in ctx.names},
+        "feature_groups": {n: g for g, cols in groups.items() for n in (names[i] for i in cols)},
+        "backtest": report,
+    }
+    return report, WarnModel(final, names, _medians(x), info, list(ctx.names)), tested
+
+
+def score(ctx: _Context, model: WarnModel, year: int, rows: pl.DataFrame) -> pl.DataFrame:
+    """The warning list: ``rows`` (firms in scope at Y-1), highest risk first, with their reasons."""
+    x = _matrix(rows, model.features)
+    p = np.round(risk(model.estimator, x), 6)
+    contributions = group_contributions(model.estimator, x, model.reference, model.groups)
+    texts, keys = factors(rows.select(FACTS).to_dicts(), contributions, year - 1, ctx.cfg)
+    return (
+        rows.select(
+            "uscc", "name", "township", "industry_code", "scale",
+            pl.Series("risk", p, dtype=pl.Float64), pl.Series("factors", texts, dtype=pl.String),
+            pl.Series("factor_groups", keys, dtype=pl.String),
+            pl.col("tax_per_mu").round(4), "grade",
+        )
+        .sort(["risk", "uscc"], descending=[True, False])
+        .with_row_index("rank", offset=1)
+        .with_columns(pl.col("rank").cast(pl.Int32), pl.lit(year, dtype=pl.Int32).alias("year"),
+                      pl.lit(year - 1, dtype=pl.Int32).alias("data_year"),
+                      pl.lit(year + 1, dtype=pl.Int32).alias("target_list_year"))
+        .select("uscc", "name", "township", "industry_code", "scale", "risk", "rank", "factors", "factor_groups",
+                "tax_per_mu", "grade", "year", "data_year", "target_list_year")
+    )
+
+
+def early_warning(
+    data_dir: str | Path | None = None,
+    year: int | None = None,
+    *,
+    ruleset: RuleSet | str | Path | None = None,
+    config: WarnConfig | str | Path | None = None,
+    model: str | Path | None = None,
+    inputs: Inputs | None = None,
+    progress: Progress | None = None,
+) -> WarnResult:
+    """Each in-scope firm's risk of being on the list of year Y+1, from the data up to Y-1.
+
+    ``year``: the warning year Y (default: one after the latest data year, like ``screening run``).
+    ``model``: a saved ``model.joblib`` to score with instead of training (refused when the
+    data's feature columns differ).  ``inputs``: already validated tables (not modified).
+    """
+    created = dt.datetime.now().astimezone()
+    timings: dict[str, float] = {}
+    rs = ruleset if isinstance(ruleset, RuleSet) else load_ruleset(Path(ruleset) if ruleset else default_ruleset())
+    cfg = config if isinstance(config, WarnConfig) else load_config(Path(config) if config else None)
+    saved = load_model(Path(model)) if model is not None else None
+    if inputs is None:
+        with _timed(timings, "读取与校验", progress):
+            needed = {"enterprises"} if saved else needed_tables(rs)
+            inputs = validate(read_dir(Path(data_dir) if data_dir else sample_data_dir(), needed))
+    y = year if year is not None else default_list_year(inputs)
+    with threadpool_limits(limits=cfg.threads):
+        return _run(inputs, rs, cfg, y, saved, Path(model) if model is not None else None, created, timings, progress)
+
+
+def _run(inputs: Inputs, rs: RuleSet, cfg: WarnConfig, y: int, saved: WarnModel | None, model_file: Path | None,
+         created: dt.datetime, timings: dict[str, float], progress: Progress | None) -> WarnResult:
+    with _timed(timings, "整理企业年度数据", progress):
+        ctx = _context(inputs, rs, cfg, y)
+        rows = ctx.rows(y - 1)
+    if not rows.height:
+        raise InputError(f"数据中没有 {y - 1} 年的企业记录（统计、税收或用地），无法做 {y} 年度预警")
+    if saved is not None:
+        saved.check(ctx.names, str(model_file))
+        training, predictions, report, wm = None, None, dict(saved.info.get("backtest", {})), saved
+    else:
+        with _timed(timings, "特征与标签", progress):
+            training = _training_rows(ctx, y, progress)
+        report, wm, predictions = _train(ctx, training, y, progress, timings)
+    with _timed(timings, "评分与原因", progress):
+        warnings = score(ctx, wm, y, rows)
+    return WarnResult(y, warnings, report, wm, training, predictions, created, timings, inputs.rejected_rows,
+                      model_file)
