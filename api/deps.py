@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 import duckdb
@@ -19,8 +19,12 @@ HANDOVER = User("handover", HANDOVER_USER, "admin", None)
 _bearer = HTTPBearer(auto_error=False, description="screening users add 生成的令牌")
 
 
-def get_cursor(request: Request) -> Iterator[duckdb.DuckDBPyConnection]:
-    # one connection per process (DuckDB allows one writer), one cursor per request thread
+# The dependencies are coroutines on purpose: FastAPI runs a plain function in its thread
+# pool, and a hop per dependency cost more than the record route's whole handler.  None of
+# them waits on anything (a token missing from the read model is one indexed lookup).
+
+async def get_cursor(request: Request) -> AsyncIterator[duckdb.DuckDBPyConnection]:
+    # one connection per process (DuckDB allows one writer), one cursor per request
     cursor = request.app.state.con.cursor()
     try:
         yield cursor
@@ -31,14 +35,14 @@ def get_cursor(request: Request) -> Iterator[duckdb.DuckDBPyConnection]:
 CursorDep = Annotated[duckdb.DuckDBPyConnection, Depends(get_cursor)]
 
 
-def get_read_model(request: Request) -> ReadModel:
+async def get_read_model(request: Request) -> ReadModel:
     return request.app.state.read_model
 
 
 ReadModelDep = Annotated[ReadModel, Depends(get_read_model)]
 
 
-def current_user(request: Request, cursor: CursorDep,
+async def current_user(request: Request, cursor: CursorDep,
                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> User:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "缺少令牌：请在请求头加入 Authorization: Bearer <令牌>",
@@ -54,7 +58,7 @@ def current_user(request: Request, cursor: CursorDep,
 
 def allow(*roles: str) -> Callable[..., User]:
     """A dependency that admits only the given roles (others get 403)."""
-    def check(user: Annotated[User, Depends(current_user)]) -> User:
+    async def check(user: Annotated[User, Depends(current_user)]) -> User:
         if user.role not in roles:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"角色 {user.role} 无权使用此功能")
         return user

@@ -20,6 +20,7 @@ write is never kept.
 from __future__ import annotations
 
 import ctypes
+import gc
 import json
 import logging
 import threading
@@ -211,6 +212,7 @@ class ReadModel:
                                None if anomalies is None else ByFirm(anomalies), anomalies_checked(cursor, run_id))
             del enterprises, results, anomalies
             _release_freed_memory()
+            gc.freeze()  # what is loaded stays: full collections need not walk it again
             with self._lock:
                 self._frames[run_id] = frames
                 while len(self._frames) > self._max_runs:
