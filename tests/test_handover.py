@@ -59,9 +59,11 @@ def serving(tmp_path_factory):
         second = cli("run", "--out", "out2", "--db", db, "--year", "2021", cwd=tmp)
         lists = {year: _get(f"{base}/api/v1/lists/{year}?page_size=5", token) for year in (2022, 2021)} \
             if token else {}
+        warned = cli("warn", "--year", "2022", "--out", "outw", "--db", db, cwd=tmp)
+        warnings = _get(f"{base}/api/v1/warnings/2022?limit=5", token) if token and warned.returncode == 0 else None
         revoked = cli("users", "revoke", "--db", db, "--name", "局管理员", cwd=tmp)
         yield {"tmp": tmp, "db": db, "base": base, "token": token, "added": added, "runs": (first, second),
-               "lists": lists, "revoked": revoked, "server": server}
+               "lists": lists, "warned": warned, "warnings": warnings, "revoked": revoked, "server": server}
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -93,8 +95,16 @@ def test_handed_over_runs_are_served(serving):
         assert page["total"] == run_json["listed"] > 0
 
 
+def test_warn_hands_over_its_warnings(serving):
+    assert serving["warned"].returncode == 0, serving["warned"].stderr
+    assert "交由运行中的服务" in serving["warned"].stdout
+    page = serving["warnings"]
+    assert page["total"] > 0 and len(page["items"]) == 5
+    assert all(0 <= item["risk"] <= 1 for item in page["items"])
+
+
 def test_no_staging_files_are_left_behind(serving):
-    for out in ("out1", "out2"):
+    for out in ("out1", "out2", "outw"):
         assert not list((serving["tmp"] / out).glob(".staged-*")), out
 
 
@@ -119,7 +129,8 @@ def test_after_the_service_stops_the_database_holds_everything(serving):
         results = con.execute("SELECT count(*) FROM run_results WHERE run_id = ?", [out1["run_id"]]).fetchall()[0][0]
         assert results == out1["enterprises"] * len(out1["hits_per_rule"])
         actions = [r[0] for r in con.execute("SELECT action FROM audit_log ORDER BY logged_at").fetchall()]
-        assert actions.count("import_run") == 2 and "create_user" in actions and "revoke_user" in actions
+        assert actions.count("import_run") == 2 and actions.count("import_warnings") == 1
+        assert "create_user" in actions and "revoke_user" in actions
         who = {r[0] for r in con.execute("SELECT user_name FROM audit_log").fetchall()}
         assert who == {handover.HANDOVER_USER}
         revoked = con.execute("SELECT revoked_at IS NOT NULL FROM users WHERE name = '局管理员'").fetchall()

@@ -94,5 +94,6 @@ def import_run(body: ImportIn, cursor: CursorDep, user: Annotated[User, Depends(
     finally:
         _one_at_a_time.release()
     summary = {**imported, "path": str(staged)}
-    audit(cursor, user, "import_run", "run", ",".join(imported["run_ids"]) or staged.name, None, summary)
+    kind = "run" if imported["run_ids"] else "warnings"  # a screening run, or a warn run (warn_* tables)
+    audit(cursor, user, f"import_{kind}", kind, ",".join(imported["run_ids"]) or staged.name, None, summary)
     return summary
