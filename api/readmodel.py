@@ -171,7 +171,8 @@ class ReadModel:
                       .select("_row", *dict.fromkeys(("uscc", "township", "rule_ids", "industry_code",
                                                       "suggested_disposition", column)))
                       .sort([column, "uscc"], descending=[descending, False], nulls_last=True))
-            with self._lock:
+            with self._lock:  # orders of superseded runs go
+                self._orders = {k: v for k, v in self._orders.items() if v[0] == generation}
                 self._orders[key] = (generation, cached)
         return cached
 
