@@ -45,30 +45,54 @@ def ensure_env() -> None:
     STAMP.write_text(wanted)
 
 
-# the check is the charts' own font choice, run in the project's environment
-FONT_CHECK = "from screening.charts import find_cjk_font; find_cjk_font()"
+# the check is the charts' own font choice, run in the project's environment; exit code
+# NO_FONT tells "no font" from a check that failed for another reason (left to the tests)
+NO_FONT = 3
+FONT_CHECK = ("import sys\nfrom screening.charts import FontMissingError, find_cjk_font\n"
+              f"try:\n    find_cjk_font()\nexcept FontMissingError:\n    sys.exit({NO_FONT})")
 FONT_PACKAGE = "fonts-wqy-microhei"  # Debian main; 1.6 MB; Chinese glyph forms (= screening.charts.DEBIAN_FONT_PACKAGE)
+FONT_STAMP = VENV / ".cjk-font-checked"
+APT_TIMEOUT_S = 600  # a root container without network must not hang the test run
 
 
-def _has_cjk_font() -> bool:
-    return subprocess.run([_python(), "-c", FONT_CHECK], capture_output=True, check=False).returncode == 0
+def _font_check() -> int:
+    try:
+        return subprocess.run([_python(), "-c", FONT_CHECK], capture_output=True, check=False, timeout=120).returncode
+    except (OSError, subprocess.TimeoutExpired):
+        return -1
 
 
-def ensure_cjk_font() -> None:
-    """Install a CJK font with apt-get when none is found; never fails the setup."""
-    if _has_cjk_font():
-        return
-    if os.name != "posix" or not shutil.which("apt-get") or os.geteuid() != 0:
-        print(f"提示：未找到中文字体，图表无法生成；请安装 {FONT_PACKAGE} 或 fonts-noto-cjk（需要管理员权限）", flush=True)
-        return
-    print(f"安装中文字体 {FONT_PACKAGE} …", flush=True)
+def _apt_install() -> bool:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    ok = all(subprocess.run(cmd, env=env, capture_output=True, check=False).returncode == 0 for cmd in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", FONT_PACKAGE],
-    ))
-    if not (ok and _has_cjk_font()):
-        print(f"提示：apt-get 未能安装 {FONT_PACKAGE}，图表无法生成；其余功能不受影响", flush=True)
+    try:
+        return all(subprocess.run(cmd, env=env, capture_output=True, check=False, timeout=APT_TIMEOUT_S).returncode == 0
+                   for cmd in (["apt-get", "update", "-qq"],
+                               ["apt-get", "install", "-y", "-qq", "--no-install-recommends", FONT_PACKAGE]))
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def ensure_cjk_font(force: bool = False) -> None:
+    """Install a CJK font with apt-get when none is found (root on Debian/Ubuntu only).
+
+    Never fails the command.  Checked once per environment (``setup`` checks again), so
+    later runs start at once and print nothing."""
+    if FONT_STAMP.exists() and not force:
+        return
+    found = _font_check()
+    if found not in (0, NO_FONT):  # the check itself broke (say an import error): the tests will show it
+        return
+    if found == NO_FONT:
+        if os.name != "posix" or not shutil.which("apt-get") or os.geteuid() != 0:
+            print(f"提示：未找到中文字体，图表无法生成；请安装 {FONT_PACKAGE} 或 fonts-noto-cjk（需要管理员权限）", flush=True)
+        else:
+            print(f"安装中文字体 {FONT_PACKAGE} …", flush=True)
+            if not (_apt_install() and _font_check() == 0):
+                print(f"提示：apt-get 未能安装 {FONT_PACKAGE}，图表无法生成；其余功能不受影响", flush=True)
+    try:
+        FONT_STAMP.write_text("checked\n")
+    except OSError:  # a read-only environment checks again next time
+        pass
 
 
 def main(argv: list[str]) -> int:
@@ -76,8 +100,8 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     ensure_env()
-    ensure_cjk_font()
     cmd, rest = argv[0], argv[1:]
+    ensure_cjk_font(force=cmd == "setup")
     if cmd == "setup":
         return 0
     if cmd == "run":

@@ -69,7 +69,7 @@ class Indicator(BaseModel):
     min_scale: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
-    def _columns_given(self) -> "Indicator":
+    def _columns_given(self) -> Indicator:
         if self.kind == "ratio" and not (self.numerator and self.denominator):
             raise ValueError("kind=ratio 需要 numerator 和 denominator")
         if self.kind == "change" and not self.quantity:
@@ -145,10 +145,9 @@ def score(frame: pl.DataFrame, list_year: int, config: AnomalyConfig | None = No
     ).with_columns(pl.max_horizontal(pl.col(ids).abs()).alias("_m")).collect()
 
     scored_n = int(z["_m"].is_not_null().sum())
-    quantile = z["_m"].quantile(1 - cfg.max_flag_share, "higher") if scored_n else None
-    cutoff = max(cfg.robust_z, float(quantile)) if quantile is not None else cfg.robust_z
+    cutoff, flagged = _cutoff(z, scored_n, cfg)
     z = z.with_columns(
-        (pl.col("_m") >= cutoff).fill_null(False).alias("flagged"),
+        flagged.fill_null(False).alias("flagged"),
         (pl.col("_m") ** 2 / (pl.col("_m") ** 2 + cutoff ** 2)).round(4).alias("anomaly_score"),
     )
     reasons = _reasons(z.filter("flagged"), frame, params, cfg, cutoff, list_year)
@@ -156,6 +155,22 @@ def score(frame: pl.DataFrame, list_year: int, config: AnomalyConfig | None = No
     summary = {"scored": scored_n, "flagged": int(out["flagged"].sum()), "cutoff": round(cutoff, 3),
                "robust_z": cfg.robust_z, "max_flag_share": cfg.max_flag_share, "indicators": ids}
     return Scored(out.select(list(_SCORED_SCHEMA)), summary)
+
+
+def _cutoff(z: pl.DataFrame, scored_n: int, cfg: AnomalyConfig) -> tuple[float, pl.Expr]:
+    """The cut-off on the largest |z| (column ``_m``) and the flag expression.
+
+    robust_z, raised when more than max_flag_share of the compared firms reach it (at least
+    the most unusual firm may be flagged).  Firms tied at a raised cut-off (every zero tax
+    of an industry gets the same z) would break the cap, so a fixed hash of the firm id,
+    not the order of the input, decides which of them fill the remaining places."""
+    limit = max(1, int(cfg.max_flag_share * scored_n + 1e-9))
+    if int((z["_m"] >= cfg.robust_z).sum()) <= limit:
+        return cfg.robust_z, pl.col("_m") >= cfg.robust_z
+    cutoff = float(z["_m"].top_k(limit).min())
+    room = limit - int((z["_m"] > cutoff).sum())
+    tie_rank = pl.when(pl.col("_m") == cutoff).then(pl.col("firm_id").hash(cfg.seed)).rank("ordinal")
+    return cutoff, (pl.col("_m") > cutoff) | (tie_rank <= room)
 
 
 def _log_ratio(ind: Indicator) -> pl.Expr:
@@ -175,7 +190,7 @@ def _group_params(logs: pl.DataFrame, cfg: AnomalyConfig) -> pl.DataFrame:
     sample = logs.filter(share < cfg.fit_rows_per_group / pl.len().over(_GROUP))
     everyone = logs.filter(share < cfg.fit_rows_per_group / pl.len())
     pool_c = everyone.select(pl.col(ids).median())
-    pool_s = everyone.select(((pl.col(k) - pool_c[k][0]).abs().median() for k in ids))
+    pool_s = everyone.select((pl.col(k) - pool_c[k][0]).abs().median() for k in ids)
     centres = sample.group_by(_GROUP).agg(pl.col(k).median().alias(f"{k}#c") for k in ids)
     mads = (sample.join(centres, on=_GROUP, how="left", nulls_equal=True).group_by(_GROUP)
             .agg((pl.col(k) - pl.col(f"{k}#c")).abs().median().alias(f"{k}#mad") for k in ids))
@@ -226,12 +241,14 @@ def _reasons(flagged: pl.DataFrame, frame: pl.DataFrame, params: pl.DataFrame, c
 
 
 def _sentence(ind: Indicator, num: float, den: float, typical: float, pool: bool, z: float, list_year: int) -> str:
-    """e.g. 单位用电税收 0.02 元/千瓦时，同行业中位数 0.35，明显偏低."""
+    """e.g. 单位用电税收 0.02 元/千瓦时，同行业中位数 0.35 元/千瓦时，明显偏低."""
     peers = "全部企业中位数" if pool else "同行业中位数"
     if ind.kind == "ratio":
         word = "明显偏高" if z > 0 else "明显偏低"
         unit = ind.unit if ind.unit.startswith("%") else f" {ind.unit}"
-        return f"{ind.label} {fmt_number(num / den * ind.factor)}{unit}，{peers} {fmt_number(typical * ind.factor)}，{word}"
+        # the typical value carries the unit too: "0%，同行业中位数 7.67" reads as a fraction
+        return (f"{ind.label} {fmt_number(num / den * ind.factor)}{unit}，"
+                f"{peers} {fmt_number(typical * ind.factor)}{unit}，{word}")
     y_prev, y_last = list_year - 2, list_year - 1
     word = "增幅异常" if z > 0 else "降幅异常"
     change = "降为 0" if num == 0 else f"为上年的 {fmt_number(num / den)} 倍"

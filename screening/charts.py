@@ -3,9 +3,9 @@
 Figures are built with matplotlib's object API on the Agg canvas, so no display and no
 pyplot state are needed (the command line and a notebook use the same functions).  Before
 drawing, :func:`use_cjk_font` picks an installed font whose character map covers the
-Chinese text; :func:`save_chart` checks every string drawn against the fonts in use, so a
-chart is either written with every glyph or refused with one clear Chinese line — never
-with empty boxes.
+Chinese text; :func:`save_chart` checks every string drawn against the font files
+matplotlib resolves for that very text, so a chart is either written with every glyph or
+refused with one clear Chinese line — never with empty boxes.
 
     from screening import charts
     fig = charts.whatif_chart(table, ruleset)        # table from screening.whatif(...)
@@ -59,6 +59,7 @@ LABELS = {
     "disputed": "有异议",
     "pending": "待核实",
     "progress": "目标进度",
+    "no_data": "没有可画的数据（全部缺失）",
 }
 
 
@@ -89,8 +90,12 @@ def _charmap(path: str, index: int) -> frozenset[int]:
 
 
 def missing_glyphs(font: CjkFont | str, text: str) -> str:
-    """The characters of ``text`` (spaces aside) that ``font`` (a CjkFont or a file path) has no glyph for."""
-    path, index = (font.path, font.index) if isinstance(font, CjkFont) else (str(font), 0)
+    """The characters of ``text`` (spaces aside) that ``font`` (a CjkFont, or a file path such
+    as matplotlib's FontPath, whose face index is kept) has no glyph for."""
+    if isinstance(font, CjkFont):
+        path, index = font.path, font.index
+    else:
+        path, index = str(font), getattr(font, "face_index", 0)
     cmap = _charmap(path, index)
     return "".join(sorted({c for c in text if not c.isspace() and ord(c) not in cmap}))
 
@@ -164,28 +169,39 @@ def use_cjk_font(text: str = "") -> CjkFont:
     return font
 
 
+def _texts(fig: Figure) -> list[Text]:
+    FigureCanvasAgg(fig).draw()  # tick labels exist only once the figure is laid out
+    return [t for t in fig.findobj(Text) if t.get_text()]
+
+
 def figure_text(fig: Figure) -> str:
     """Every string the figure draws (titles, labels, tick labels, legends, notes)."""
-    FigureCanvasAgg(fig).draw()  # tick labels exist only once the figure is laid out
-    return "".join(t.get_text() for t in fig.findobj(Text))
+    return "".join(t.get_text() for t in _texts(fig))
 
 
-def _fonts_in_use() -> list[CjkFont]:
-    """The fonts matplotlib draws text with now: the chosen CJK font, then DejaVu Sans."""
-    families = matplotlib.rcParams["font.family"]
-    entries = {e.name: e for e in _entries()}
-    fonts = [CjkFont(n, entries[n].fname, getattr(entries[n], "index", 0) or 0) for n in families if n in entries]
-    return fonts or [find_cjk_font()]
+def _drawing_fonts(text: Text, placeholders: set[str]) -> list[str]:
+    """The font files matplotlib draws ``text`` with, in fallback order: the lookup the Agg
+    renderer itself makes (backend_agg._prepare_font), so the check follows each text's own
+    font properties, not today's rcParams.  Last Resort, which matplotlib appends after
+    these, only draws boxes and is not counted."""
+    found = font_manager.fontManager._find_fonts_by_props(text.get_fontproperties())
+    return [f for f in found if str(f) not in placeholders]
 
 
 def check_glyphs(fig: Figure) -> None:
-    """Raise FontMissingError if a character the figure draws is in none of the fonts in use."""
-    text = figure_text(fig)
-    missing = set(text) - {" "}
-    for font in _fonts_in_use():
-        missing &= set(missing_glyphs(font, text))
+    """Raise FontMissingError if a character the figure draws is in none of the fonts that draw it."""
+    placeholders = {e.fname for e in font_manager.fontManager.ttflist if e.name.startswith(PLACEHOLDER_FONTS)}
+    missing: set[str] = set()
+    for text in _texts(fig):
+        lacking = {c for c in text.get_text() if not c.isspace()}
+        for font in _drawing_fonts(text, placeholders):
+            lacking &= set(missing_glyphs(font, text.get_text()))
+        missing |= lacking
     if missing:
-        raise FontMissingError(_fix_hint("".join(missing)))
+        shown = "".join(sorted(missing))
+        font = find_cjk_font(shown)  # none installed: says how to install one
+        raise FontMissingError(f"图中文字所用的字体缺少字符：{shown[:20]}。已安装的 {font.name} 可以显示，"
+                               f"请在作图前调用 screening.charts.use_cjk_font()")
 
 
 def save_chart(fig: Figure, path_stem: str | Path, dpi: int = 150) -> list[Path]:
@@ -291,6 +307,13 @@ def distribution_chart(frame: pl.DataFrame, value: str, group: str, *, title: st
 
     Groups beyond ``max_groups`` are pooled as 其他.  ``log`` uses a log scale that keeps zero."""
     data = frame.select(pl.col(group).cast(pl.String).fill_null("—").alias("g"), pl.col(value).alias("v")).drop_nulls("v")
+    if not data.height:  # e.g. the optional value_added column absent from the data: say so, not a traceback
+        note = f"{xlabel}：{LABELS['no_data']}"
+        fig, (ax,) = _new_figure(title + note, 10, 3.0)
+        ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(title)
+        ax.set_axis_off()
+        return fig
     order = data.group_by("g").len().sort(["len", "g"], descending=[True, False])["g"].to_list()
     keep = order[:max_groups]
     if len(order) > max_groups:

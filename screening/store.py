@@ -212,7 +212,7 @@ def _save_run(s: "Screening", db: Path | None, record: dict[str, Any]) -> None:
         _copy(con, alias, "run_rejects", "SELECT * FROM _rejects")
         _copy(con, alias, "run_enterprises",
               f"SELECT '{s.run_id}' AS run_id, * EXCLUDE (firm_id) FROM firm_panel ORDER BY firm_id")
-        con.register("_anomalies", s.anomalies.to_arrow())  # advisory 数据核查提示; dropped with the cursor
+        con.register("_anomalies", s.anomalies.to_arrow())  # the advisory 数据核查提示
         _copy(con, alias, "run_anomalies", "SELECT * FROM _anomalies")
         con.execute("COMMIT")
     except duckdb.Error as exc:
@@ -222,7 +222,7 @@ def _save_run(s: "Screening", db: Path | None, record: dict[str, Any]) -> None:
             pass  # the failure happened before the transaction began
         raise StoreError(f"写入数据库 {db} 失败：{exc}") from None
     finally:
-        for name in ("_list", "_rejects"):
+        for name in ("_list", "_rejects", "_anomalies"):
             try:
                 con.unregister(name)
             except duckdb.Error:

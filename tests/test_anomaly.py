@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import shutil
 
 import duckdb
 import numpy as np
 import polars as pl
 import pytest
+from api_helpers import bearer, build_service_db
 from fastapi.testclient import TestClient
+from polars.testing import assert_frame_equal
 
 import screening
-from polars.testing import assert_frame_equal
 from api.config import Settings
 from api.main import create_app
-from api_helpers import bearer, build_service_db
 from screening import anomaly
 from screening.paths import sample_data_dir
 from screening.store import connect
@@ -30,7 +31,7 @@ HEADER = "数据核查提示（仅供参考）"
 def _firms(n: int = 200, division: int = 38, first_id: int = 0, seed: int = 1) -> pl.DataFrame:
     """Firms whose figures fit together: every ratio varies ±20 % or so around its industry's level."""
     rng = np.random.default_rng(seed)
-    noise = lambda: rng.lognormal(0.0, 0.2, n)  # noqa: E731
+    noise = lambda: rng.lognormal(0.0, 0.2, n)
     revenue_prev = 1000.0 * rng.lognormal(0.0, 1.0, n)
     revenue_last = revenue_prev * 1.05 * noise()
     land = revenue_last / 300.0 * noise()
@@ -111,6 +112,50 @@ def test_scores_are_deterministic(hand_built, scored):
     assert anomaly.score(hand_built, YEAR).frame.equals(scored)
     shuffled = hand_built.sample(fraction=1.0, shuffle=True, seed=3)
     assert anomaly.score(shuffled, YEAR).frame.sort("firm_id").equals(scored.sort("firm_id"))
+
+
+def _typical(frame: pl.DataFrame, num: str, den: str) -> float:
+    """The industry's typical ratio as the check computes it: the median on the log scale."""
+    return math.exp(frame.filter(pl.col(den) > 0).select((pl.col(num) / pl.col(den)).log().median()).item())
+
+
+def test_sentences_print_each_ratio_in_the_unit_they_name(hand_built, scored):
+    power = _row(hand_built, POWER)
+    sentence = next(s for s in _row(scored, POWER)["indicators"].split("；") if s.startswith("单位用电税收"))
+    # 万元 ÷ 万千瓦时 = 元/千瓦时: the ratio itself, no factor
+    value = anomaly.fmt_number(power["tax_last"] / power["electricity_last"])
+    typical = anomaly.fmt_number(_typical(hand_built, "tax_last", "electricity_last"))
+    assert sentence == f"单位用电税收 {value} 元/千瓦时，同行业中位数 {typical} 元/千瓦时，明显偏低"
+    sentence = next(s for s in _row(scored, ZERO_TAX)["indicators"].split("；") if s.startswith("税收占营业收入比重"))
+    typical = anomaly.fmt_number(100 * _typical(hand_built, "tax_last", "revenue_last"))
+    assert sentence == f"税收占营业收入比重 0%，同行业中位数 {typical}%，明显偏低"
+
+
+def test_the_share_cap_holds_when_many_firms_tie():
+    # a tenth of an industry paid no tax: all get the same z, far beyond 3.5
+    frame = _firms(n=1000).with_columns(
+        pl.when(pl.col("firm_id") % 10 == 0).then(0.0).otherwise(pl.col("tax_last")).alias("tax_last"))
+    result = anomaly.score(frame, YEAR)
+    flagged = result.frame.filter("flagged")
+    assert flagged.height == result.summary["flagged"] == 30  # 3 % of 1,000, not the 100 tied
+    assert result.summary["cutoff"] > anomaly.load_config().robust_z
+    assert (flagged["firm_id"] % 10 == 0).all()
+    shuffled = anomaly.score(frame.sample(fraction=1.0, shuffle=True, seed=5), YEAR).frame.filter("flagged")
+    assert sorted(shuffled["firm_id"]) == sorted(flagged["firm_id"])
+
+
+def test_a_zero_denominator_or_missing_figure_skips_only_its_indicators():
+    no_power, no_stats = 5, 6
+    frame = _firms().with_columns(
+        pl.when(pl.col("firm_id") == no_power).then(0.0).otherwise(pl.col("electricity_last")).alias("electricity_last"),
+        *(pl.when(pl.col("firm_id") == no_stats).then(None).otherwise(pl.col(c)).alias(c)
+          for c in ("revenue_last", "value_added_last")))
+    result = anomaly.score(frame, YEAR).frame
+    row = _row(result, no_power)  # 0 kWh: tax per kWh cannot be computed; the drop to 0 is what stands out
+    assert row["flagged"] and set(row["indicator_ids"].split(";")) == {"electricity_change", "electricity_per_energy"}
+    assert "用电量 2021 年 0 万千瓦时" in row["indicators"] and "降为 0" in row["indicators"]
+    row = _row(result, no_stats)  # still compared on tax, land, energy and power; no figure is made up
+    assert row["anomaly_score"] is not None and not row["flagged"]
 
 
 def test_small_industry_is_compared_with_all_firms(hand_built):

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 
+import matplotlib
 import openpyxl
 import polars as pl
 import pytest
+from chart_helpers import check_chart_files
 from matplotlib import font_manager
+from matplotlib.figure import Figure
 
 import screening
-from chart_helpers import check_chart_files
 from screening import charts
 from screening.paths import default_ruleset
 from screening.screen import screen
+from screening.whatif import write_report
 
 pytestmark = pytest.mark.unit
 R1, R3 = "above_scale_low_tax_per_mu", "below_scale_consecutive_low_tax_per_mu"
@@ -24,14 +27,18 @@ def ruleset():
     return screening.load_ruleset(default_ruleset())
 
 
+def _whatif_table() -> pl.DataFrame:
+    return pl.DataFrame({"value": ["0.05", "0.1", "0.2"], "listed": [171, 223, 408],
+                         "land_mu": [1289.3, 2185.7, 5218.6], "energy_tce": [49576.5, 62720.5, 100323.4],
+                         "param": f"{R1}.ratio", "list_year": 2022})
+
+
 @pytest.fixture(scope="module")
 def sample_figures(ruleset):
     """One figure of each kind, drawn from the sample's 2022 screening."""
     with screen(None, 2022) as s:
         results, listing = s.results, s.list
-    whatif = pl.DataFrame({"value": ["0.05", "0.1", "0.2"], "listed": [171, 223, 408],
-                           "land_mu": [1289.3, 2185.7, 5218.6], "energy_tce": [49576.5, 62720.5, 100323.4],
-                           "param": f"{R1}.ratio", "list_year": 2022})
+    whatif = _whatif_table()
     r1 = results.filter(pl.col("rule_id") == R1, pl.col("status").is_in(["hit", "pass"]))
     thresholds = dict(r1.group_by("industry_group_name").agg(pl.col("threshold").first()).iter_rows())
     by_township = listing.group_by("township").agg(pl.len().alias("listed"), (pl.len() // 2).alias("confirmed"))
@@ -67,10 +74,16 @@ def test_the_glyph_check_fails_for_a_font_without_chinese():
     assert charts.missing_glyphs(latin, "abc 123") == ""
 
 
-def test_no_font_with_the_glyphs_is_a_clear_chinese_error(monkeypatch):
-    latin_only = [e for e in font_manager.fontManager.ttflist if e.name == charts.LATIN_FONT]
+@pytest.fixture
+def no_cjk_font(monkeypatch):
+    """A machine whose only fonts are Latin (and matplotlib's Last Resort boxes)."""
+    latin_only = [e for e in font_manager.fontManager.ttflist
+                  if e.name == charts.LATIN_FONT or e.name.startswith(charts.PLACEHOLDER_FONTS)]
     monkeypatch.setattr(font_manager.fontManager, "ttflist", latin_only)
     monkeypatch.setattr(font_manager, "findSystemFonts", lambda *a, **k: [])
+
+
+def test_no_font_with_the_glyphs_is_a_clear_chinese_error(no_cjk_font):
     with pytest.raises(charts.FontMissingError, match="未找到能显示图表中文的字体") as err:
         charts.find_cjk_font()
     assert "dev.py setup" in str(err.value) and err.value.exit_code == 2
@@ -89,6 +102,36 @@ def test_a_character_no_font_has_is_refused_not_drawn_as_a_box(tmp_path):
     with pytest.raises(charts.FontMissingError, match=odd):
         charts.save_chart(fig, tmp_path / "bad")
     assert not list(tmp_path.iterdir())
+
+
+def test_whatif_report_without_a_chinese_font_still_writes_the_workbook(no_cjk_font, tmp_path):
+    moved = pl.DataFrame({"value": ["0.2"], "uscc": ["91330382000000000X"], "change": ["entered"]})
+    written, problem = write_report(_whatif_table(), moved, tmp_path)
+    assert [p.name for p in written] == ["whatif.xlsx"] and written[0].is_file()
+    assert "未找到能显示图表中文的字体" in problem and not list(tmp_path.glob("whatif.*g"))
+
+
+@pytest.mark.filterwarnings("ignore:Glyph")  # the boxes are what the check must catch
+def test_the_check_reads_the_font_each_text_is_drawn_with(tmp_path):
+    # built before any chart chose the CJK font: drawn in DejaVu Sans, i.e. as boxes,
+    # although the font chosen since (today's rcParams) has every glyph
+    with matplotlib.rc_context({"font.family": [charts.LATIN_FONT]}):
+        fig = Figure()
+        fig.subplots().set_title("亩均税收")
+    charts.use_cjk_font()
+    with pytest.raises(charts.FontMissingError, match="use_cjk_font"):
+        charts.save_chart(fig, tmp_path / "boxes")
+    # and the reverse: a chart drawn with the CJK font is still saved after rcParams move on
+    fig = charts.target_chart([("腾出用能", 10.0, {"清单": 5.0})], title="目标进度")
+    with matplotlib.rc_context({"font.family": [charts.LATIN_FONT]}):
+        assert [p.suffix for p in charts.save_chart(fig, tmp_path / "ok")] == [".png", ".svg"]
+
+
+def test_a_distribution_without_values_says_so(tmp_path):
+    frame = pl.DataFrame({"v": [None, None], "g": ["甲", "乙"]}, schema={"v": pl.Float64, "g": pl.String})
+    fig = charts.distribution_chart(frame, "v", "g", title="亩均增加值", xlabel="亩均增加值（万元/亩）")
+    assert "没有可画的数据" in charts.figure_text(fig)
+    assert len(charts.save_chart(fig, tmp_path / "empty")) == 2
 
 
 @pytest.mark.filterwarnings("error:Glyph")
