@@ -12,6 +12,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import joblib
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
@@ -30,9 +31,10 @@ from screening.validate import FIRM_ID, Inputs
 from screening.warn import ModelSchemaError, early_warning, load_model, training_rows
 from screening.warn.artifact import training_hash
 from screening.warn.config import load_config
-from screening.warn.factors import _tax_trend
-from screening.warn.features import (available_features, features_at, firm_years, firms, scope_for,
-                                     sources_present)
+from screening.errors import ScreeningError
+from screening.warn.factors import _energy, _tax_level, _tax_trend
+from screening.warn.features import (_by_group, _share, available_features, features_at, firm_years, firms,
+                                     scope_for, sources_present)
 from screening.warn.labels import listed, up_to
 
 YEAR = 2022  # data 2017–2021: risk of the 2023 list
@@ -110,10 +112,10 @@ def _perturb_after(inputs: Inputs, year: int) -> Inputs:
 def test_features_for_year_t_ignore_every_later_year(inputs, ruleset):
     t = 2019
     scope = scope_for(ruleset, load_config().features.min_peers)
-    names = available_features(sources_present(inputs, 2021))
+    names = available_features(sources_present(inputs))
 
     def rows(data: Inputs) -> pl.DataFrame:
-        return features_at(firm_years(data, ruleset.energy_limits, 2021), firms(data), t, scope, names)
+        return features_at(firm_years(data, ruleset.energy_limits), firms(data), t, scope, names)
 
     original, perturbed = rows(inputs), rows(_perturb_after(inputs, t))
     assert perturbed.equals(original)
@@ -121,7 +123,7 @@ def test_features_for_year_t_ignore_every_later_year(inputs, ruleset):
     ts, ys = original["t"].to_numpy(), original[FIRM_ID].to_numpy()
     assert training_hash(names, ts, x[0], ys) == training_hash(names, ts, x[1], ys)  # byte-identical values
     # the perturbation is real: the same features one year later do change
-    later = [features_at(firm_years(d, ruleset.energy_limits, 2021), firms(d), t + 1, scope, names)
+    later = [features_at(firm_years(d, ruleset.energy_limits), firms(d), t + 1, scope, names)
              for d in (inputs, _perturb_after(inputs, t))]
     assert not later[0].equals(later[1])
 
@@ -144,8 +146,26 @@ def test_training_rows_for_year_y_ignore_data_of_y_and_later(inputs, ruleset):
 
 @pytest.mark.unit
 def test_too_few_years_is_one_clear_error(inputs):
-    with pytest.raises(InputError, match="数据年份不足"):
-        early_warning(inputs=up_to(inputs, 2018), year=2019)
+    with pytest.raises(InputError, match="数据年份不足：2019 年度预警需要 2016—2018 年"):
+        early_warning(inputs=up_to(inputs, 2018), year=2019)  # two years: 2017–2018
+
+
+@pytest.mark.unit
+def test_scored_firms_are_those_the_rules_could_list(inputs, ruleset):
+    t = 2019  # the list of 2021 screens firms founded before 2019 (the two-year window)
+    scope = scope_for(ruleset, load_config().features.min_peers)
+    panel, registry = firm_years(inputs, ruleset.energy_limits), firms(inputs)
+    rows = features_at(panel, registry, t, scope, available_features(sources_present(inputs)))
+    active = panel.filter((pl.col("year") == t) & pl.col("active")).join(registry, on=FIRM_ID)
+    rule_4_only = pl.col("product_ratio").is_null()
+    new = active.filter(pl.col("established_year") >= t)
+    assert new.filter(rule_4_only).height > 0  # the sample has firms the window leaves out
+    assert not rows.filter(rule_4_only & (pl.col("established_year") >= t)).height
+    assert rows.filter(pl.col("established_year") == t - 1).height > 0  # founded just in time: scored
+    assert not rows.filter(rule_4_only & ~pl.col("division").is_between(13, 43)).height
+    assert rows[FIRM_ID].is_in(active[FIRM_ID].implode()).all()  # only firms with data in year t
+    on_list = listed(inputs, ruleset, t + 2).filter(pl.col("listed") == 1)
+    assert on_list.height and on_list[FIRM_ID].is_in(rows[FIRM_ID].implode()).all()  # no listed firm left out
 
 
 # ---------------------------------------------------------------- the command and its files
@@ -249,10 +269,44 @@ def test_schema_mismatch_is_refused_with_the_columns_named(cli_run, tmp_path):
 
 
 @pytest.mark.unit
+def test_a_foreign_or_damaged_model_file_is_refused(tmp_path):
+    joblib.dump({"format": 1, "features": []}, tmp_path / "partial.joblib")  # right format, no model inside
+    (tmp_path / "damaged.joblib").write_bytes(b"not a model")
+    with pytest.raises(ScreeningError, match="不是 screening warn 保存的模型文件"):
+        load_model(tmp_path / "partial.joblib")
+    with pytest.raises(ScreeningError, match="文件损坏或不是模型文件"):
+        load_model(tmp_path / "damaged.joblib")
+
+
+@pytest.mark.unit
 def test_reason_sentences_carry_the_numbers():
     row = {"tax_per_mu": 5.5, "tax_per_mu_p1": 8.0, "tax_per_mu_p2": 10.0}
     assert _tax_trend(row, 2021).startswith("亩均税收连续两年下降 45%（2019年 10.0 → 2021年 5.5")
     assert _tax_trend({**row, "tax_per_mu_p2": None}, 2021).startswith("亩均税收较上年下降 31%")
+
+
+@pytest.mark.unit
+def test_peer_shares_count_ties_and_small_industries_use_all_firms():
+    # 大类 30: five firms, three tied at 0; 大类 31: two firms, fewer than min_peers
+    frame = pl.DataFrame({"division": [30] * 5 + [31] * 2, "v": [0.0, 0.0, 0.0, 5.0, 10.0, 1.0, 20.0]})
+    out = frame.select(_share("v", "division", 5).alias("at_or_below"),
+                       _share("v", "division", 5, strictly_below=True).alias("below"),
+                       _by_group("v", "division", 5).alias("by_industry"))
+    assert out["by_industry"].to_list() == [True] * 5 + [False] * 2
+    assert out["at_or_below"].to_list() == pytest.approx([0.6, 0.6, 0.6, 0.8, 1.0, 4 / 7, 1.0])
+    assert out["below"].to_list() == pytest.approx([0, 0, 0, 0.6, 0.8, 3 / 7, 6 / 7])
+
+
+@pytest.mark.unit
+def test_reason_sentences_name_whom_the_firm_is_compared_with():
+    row = {"division": 43, "tax_per_mu": 4.2, "tax_pct_industry": 3 / 100, "tax_by_industry": True,
+           "industry_tax_per_mu": 20.0, "energy_per_revenue": 0.05, "energy_pct_industry": 1.0,
+           "energy_below_industry": 29 / 100, "energy_by_industry": True, "tax_paid": 10.0, "electricity": 20.0}
+    assert _tax_level(row, 2021) == "2021年亩均税收 4.2 万元/亩，处于同行业（43大类）后 3%"
+    assert _tax_level({**row, "tax_by_industry": False}, 2021) == "2021年亩均税收 4.2 万元/亩，处于全部企业后 3%"
+    assert _tax_level({**row, "tax_pct_industry": 0.9}, 2021).endswith("为同行业（43大类）平均水平的 21%")
+    assert _energy(row, 2021) == ("单位营业收入能耗 0.050 吨标准煤/万元，高于同行业（43大类）中 29% 的企业，"
+                                  "单位电耗税收 0.50 元/千瓦时")
 
 
 # ---------------------------------------------------------------- the service

@@ -19,6 +19,7 @@ from ..errors import ScreeningError
 from .features import FEATURE_BY_NAME, groups_of
 
 FORMAT = 1
+_KEYS = {"estimator", "features", "reference", "info", "schema"}  # what a saved model holds
 
 
 class ModelSchemaError(ScreeningError):
@@ -51,11 +52,7 @@ class WarnModel:
     reference: np.ndarray  # their training medians: the "typical firm" the reasons compare with
     info: dict[str, Any]
     #: the data's feature columns at training (features plus any that held no training value)
-    schema: list[str] | None = None
-
-    def __post_init__(self) -> None:
-        if self.schema is None:
-            self.schema = list(self.features)
+    schema: list[str]
 
     @property
     def groups(self) -> dict[str, list[int]]:
@@ -67,12 +64,11 @@ class WarnModel:
         extra = [n for n in names if n not in self.schema]
         if missing or extra:
             parts = []
-            if missing:
-                parts.append(f"数据缺少模型所需的特征列 {'、'.join(missing)}")
+            if missing:  # a feature exists only when its source columns hold data
+                parts.append(f"数据缺少模型所需的特征列 {'、'.join(missing)}（来自数据中缺失或全空的表、列）")
             if extra:
                 parts.append(f"数据多出模型未训练过的特征列 {'、'.join(extra)}")
-            raise ModelSchemaError(f"模型 {source} 与数据不匹配：{'；'.join(parts)}"
-                                   "（缺少的列通常来自数据中缺失的表或列；请用这些数据重新训练，即不带 --model 运行）")
+            raise ModelSchemaError(f"模型 {source} 与数据不匹配：{'；'.join(parts)}；请不带 --model 运行，用这些数据重新训练")
 
     def save(self, out: Path) -> tuple[Path, Path]:
         out.mkdir(parents=True, exist_ok=True)
@@ -92,10 +88,10 @@ def load_model(path: Path) -> WarnModel:
     try:
         saved = joblib.load(path)
     except Exception as exc:  # a foreign or damaged file: say so in one line
-        raise ScreeningError(f"无法读取模型文件 {path}：{type(exc).__name__}") from None
-    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        raise ScreeningError(f"无法读取模型文件 {path}（文件损坏或不是模型文件：{type(exc).__name__}）") from None
+    if not (isinstance(saved, dict) and saved.get("format") == FORMAT and _KEYS <= saved.keys()):
         raise ScreeningError(f"{path} 不是 screening warn 保存的模型文件（格式 {FORMAT}）")
-    schema = list(saved.get("schema") or saved["features"])
+    schema = list(saved["schema"])
     unknown = [n for n in schema if n not in FEATURE_BY_NAME]
     if unknown:
         raise ModelSchemaError(f"模型 {path} 含有本版本不认识的特征列 {'、'.join(unknown)}，请重新训练")

@@ -7,7 +7,8 @@ from the firm's own figures.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -22,22 +23,42 @@ def _ok(*values: Any) -> bool:
     return all(v is not None and not (isinstance(v, float) and math.isnan(v)) for v in values)
 
 
-def _bottom(pct: float) -> int:
-    """Percentile as "后 N%": the share of peers at or below the firm, rounded up."""
-    return max(1, math.ceil(pct * 100))
+def _percent(share: float) -> float:
+    """``share`` × 100 without the binary noise that would move a ceil or floor (3/100 → 3, not 3.0000000000000004)."""
+    return round(share * 100, 9)
+
+
+def _peers(r: Row, compared_by_industry: str) -> str:
+    """Whom a share or an average is over: the firm's 2-digit industry, or all firms scored
+    that year when the industry has too few (see ``min_peers`` in config.yaml)."""
+    if not r[compared_by_industry]:
+        return "全部企业"
+    return f"同行业（{r['division']}大类）"
+
+
+def _per_mu_level(r: Row, t: int, prefix: str, label: str,
+                  otherwise: Callable[[float], str | None]) -> str | None:
+    """"{t}年{label} X 万元/亩", then where the firm stands when in the bottom half of the firms
+    it is compared with ("处于…后 N%", N = the share at or below it, rounded up), else
+    ``otherwise(X)``.  ``prefix`` names the columns: tax_per_mu, tax_pct_industry, ..."""
+    value, pct = r[f"{prefix}_per_mu"], r[f"{prefix}_pct_industry"]
+    if not _ok(value):
+        return None
+    text = f"{t}年{label} {value:.1f} 万元/亩"
+    if _ok(pct) and pct <= 0.5:
+        extra = f"处于{_peers(r, f'{prefix}_by_industry')}后 {max(1, math.ceil(_percent(pct)))}%"
+    else:
+        extra = otherwise(value)
+    return f"{text}，{extra}" if extra else text
 
 
 def _tax_level(r: Row, t: int) -> str | None:
-    tpm, pct, avg = r["tax_per_mu"], r["tax_pct_industry"], r["industry_tax_per_mu"]
-    if not _ok(tpm):
-        return None
-    text = f"{t}年亩均税收 {tpm:.1f} 万元/亩"
-    if _ok(pct) and pct <= 0.5:
-        peers = f"同行业（{r['division']}大类）" if _ok(r["division"]) else "同行业"
-        return f"{text}，处于{peers}后 {_bottom(pct)}%"
-    if _ok(avg) and avg > 0:
-        return f"{text}，为同行业平均水平的 {tpm / avg:.0%}"
-    return text
+    avg = r["industry_tax_per_mu"]
+
+    def versus_average(tpm: float) -> str | None:
+        return f"为{_peers(r, 'tax_by_industry')}平均水平的 {tpm / avg:.0%}" if _ok(avg) and avg > 0 else None
+
+    return _per_mu_level(r, t, "tax", "亩均税收", versus_average)
 
 
 def _tax_trend(r: Row, t: int) -> str | None:
@@ -53,26 +74,25 @@ def _tax_trend(r: Row, t: int) -> str | None:
 
 
 def _value_added(r: Row, t: int) -> str | None:
-    va, pct, prev = r["va_per_mu"], r["va_pct_industry"], r["va_per_mu_p1"]
-    if not _ok(va):
-        return None
-    text = f"{t}年亩均增加值 {va:.1f} 万元/亩"
-    if _ok(pct) and pct <= 0.5:
-        return f"{text}，处于同行业后 {_bottom(pct)}%"
-    if _ok(prev) and prev > 0 and va < prev:
-        return f"{text}，较上年下降 {1 - va / prev:.0%}"
-    return text
+    prev = r["va_per_mu_p1"]
+
+    def fall(va: float) -> str | None:
+        return f"较上年下降 {1 - va / prev:.0%}" if _ok(prev) and prev > 0 and va < prev else None
+
+    return _per_mu_level(r, t, "va", "亩均增加值", fall)
 
 
 def _energy(r: Row, t: int) -> str | None:
-    ep, pct = r["energy_per_revenue"], r["energy_pct_industry"]
+    ep, pct, below = r["energy_per_revenue"], r["energy_pct_industry"], r["energy_below_industry"]
     parts = []
     if _ok(ep):
         text = f"单位营业收入能耗 {ep:.3f} 吨标准煤/万元"
-        parts.append(f"{text}，高于同行业 {math.floor(pct * 100)}% 的企业" if _ok(pct) and pct >= 0.5 else text)
+        if _ok(pct, below) and pct >= 0.5:  # the upper half: say how many it exceeds
+            text += f"，高于{_peers(r, 'energy_by_industry')}中 {math.floor(_percent(below))}% 的企业"
+        parts.append(text)
     tax, elec = r["tax_paid"], r["electricity"]
     if _ok(tax, elec) and elec > 0:
-        parts.append(f"单位电耗税收 {tax / elec:.2f} 元/千瓦时")
+        parts.append(f"单位电耗税收 {tax / elec:.2f} 元/千瓦时")  # 万元 ÷ 万千瓦时
     return "，".join(parts) or None
 
 
@@ -132,16 +152,18 @@ SENTENCES: dict[str, Callable[[Row, int], str | None]] = {
 }
 
 
-def factors(rows: list[Row], contributions: dict[str, np.ndarray], t: int,
+def factors(rows: Iterable[Row], contributions: dict[str, np.ndarray], t: int,
             cfg: WarnConfig) -> tuple[list[str], list[str]]:
-    """Per firm: the reasons joined by '；' and the groups they come from joined by ';'."""
+    """Per firm (``rows`` in the order of the contributions): the reasons joined by '；' and
+    the groups they come from joined by ';'."""
     names = list(contributions)
-    matrix = np.column_stack([contributions[g] for g in names]) if names else np.zeros((len(rows), 0))
+    matrix = np.column_stack([contributions[g] for g in names]) if names else None
+    # per firm, the groups from the largest contribution down; ties in the fixed group order
+    order = np.argsort(-matrix, axis=1, kind="stable") if names else None
     texts, keys = [], []
-    for i, row in enumerate(rows):
+    for i, row in enumerate(rows):  # an iterator: a county's rows need not all be dicts at once
         chosen, used = [], []
-        # largest contribution first; ties in the fixed group order
-        for j in sorted(range(len(names)), key=lambda j: (-matrix[i, j], j)):
+        for j in order[i] if names else ():
             if matrix[i, j] < cfg.factors.min_contribution or len(chosen) >= cfg.factors.max_factors:
                 break
             sentence = SENTENCES[names[j]](row, t)

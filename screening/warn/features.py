@@ -92,12 +92,11 @@ def groups_of(names: list[str]) -> dict[str, list[int]]:
     return out
 
 
-def sources_present(inputs: Inputs, last_year: int) -> set[str]:
-    """The "table.column" sources holding at least one value in the years up to ``last_year``."""
+def sources_present(inputs: Inputs) -> set[str]:
+    """The "table.column" sources holding at least one value in ``inputs`` (already cut to the
+    years the run may see, by :func:`screening.warn.labels.up_to`)."""
     found: set[str] = set()
     for table, frame in inputs.tables.items():
-        if "year" in frame.columns:
-            frame = frame.filter(pl.col("year") <= last_year)
         counts = frame.select(pl.all().count()).row(0, named=True) if frame.height else {}
         found |= {f"{table}.{col}" for col, n in counts.items() if n}
     return found
@@ -107,14 +106,14 @@ def available_features(sources: set[str]) -> list[str]:
     return [f.name for f in FEATURES if set(f.sources) <= sources]
 
 
-def firm_years(inputs: Inputs, limits: pl.DataFrame, last_year: int) -> pl.DataFrame:
-    """One row per (firm_id, year ≤ last_year) with the year's figures; no later year enters."""
-    t = {name: frame.filter(pl.col("year") <= last_year) if "year" in frame.columns else frame
-         for name, frame in inputs.tables.items()}
+def firm_years(inputs: Inputs, limits: pl.DataFrame) -> pl.DataFrame:
+    """One row per (firm_id, year) of ``inputs`` with the year's figures.  Each row holds one
+    year only; :func:`features_at` decides which years a feature row may read."""
+    t = inputs.tables
     key = [FIRM_ID, "year"]
     leased = pl.when(pl.col("tenure") == "租赁").then(pl.col("area_mu")).otherwise(0.0)
     land = t["land"].group_by(key).agg(pl.col("area_mu").sum().alias("land_mu"), leased.sum().alias("_leased"))
-    incomplete = inputs.land_incomplete.filter(pl.col("year") <= last_year).with_columns(pl.lit(True).alias("_bad"))
+    incomplete = inputs.land_incomplete.with_columns(pl.lit(True).alias("_bad"))
     # a year with a rejected parcel has unknown land, as in the engine's firm_year view
     land = land.join(incomplete, on=key, how="full", coalesce=True).select(
         *key,
@@ -129,9 +128,8 @@ def firm_years(inputs: Inputs, limits: pl.DataFrame, last_year: int) -> pl.DataF
         "evaluations": t["evaluations"].select(*key, "grade"),
         "product": _product_ratios(t["product_energy"], limits),
     }
-    keys = pl.concat([p.select(key) for p in parts.values()]).unique()
-    panel = keys
-    for name, part in parts.items():
+    panel = pl.concat([p.select(key) for p in parts.values()]).unique()
+    for part in parts.values():
         panel = panel.join(part, on=key, how="left")
     # active in a year: the firm has a stats, tax or land row then
     present = (t["stats"].select(key).vstack(t["tax"].select(key)).vstack(land.select(key))
@@ -168,11 +166,13 @@ def firms(inputs: Inputs) -> pl.DataFrame:
 
 @dataclass(frozen=True)
 class Scope:
-    """Who gets a risk: firms active in year t (a stats, tax or land row) that rules 1–3 could
-    screen (manufacturing 大类, from the rule set) or that report a product with a limit."""
+    """Who gets a risk at year t: firms active then (a stats, tax or land row) that rules 1–3
+    could screen on the list of t+2 (manufacturing 大类 and not founded within the rule set's
+    new-firm window before it), or that report a product with a limit (rule 4 covers any firm)."""
 
     division_min: int
     division_max: int
+    new_firm_window: int  # years: a firm founded in t+2-window or later is out of rules 1–3's scope
     low_grades: tuple[str, ...]
     min_peers: int
 
@@ -190,39 +190,56 @@ def features_at(panel: pl.DataFrame, registry: pl.DataFrame, t: int, scope: Scop
         return window.filter(pl.col("year") == t - offset).select(
             FIRM_ID, *(pl.col(c).alias(f"{c}{suffix}") for c in _YEARLY))
 
-    manufacturing = pl.col("division").is_between(scope.division_min, scope.division_max)
+    # as the rules' scope: founded before 1 January of (list year t+2) − window, or unknown
+    established = pl.col("established_year").is_null() | (pl.col("established_year") < t + 2 - scope.new_firm_window)
+    screened = pl.col("division").is_between(scope.division_min, scope.division_max) & established
     rows = (
         registry.join(year(0), on=FIRM_ID, how="inner")
         .join(year(1), on=FIRM_ID, how="left")
         .join(year(2), on=FIRM_ID, how="left")
-        .filter(pl.col("active") & (manufacturing | pl.col("product_ratio").is_not_null()))
+        .filter(pl.col("active") & (screened | pl.col("product_ratio").is_not_null()))
         .with_columns(pl.lit(t, dtype=pl.Int32).alias("t"))
     )
     rows = rows.with_columns(_peer_columns(scope.min_peers))
     return rows.with_columns(_feature_exprs(t, scope, names)).sort(FIRM_ID)
 
 
-def _percentile(col: str, by: str, min_peers: int) -> pl.Expr:
-    """Share of the year's firms (in the group) at or below the firm's value, 0–1; a group
-    with fewer than ``min_peers`` values is replaced by all firms of the year."""
-    value = pl.col(col)
-    in_group = value.rank("average").over(by) / value.count().over(by)
-    overall = value.rank("average") / value.count()
-    return pl.when(value.count().over(by) >= min_peers).then(in_group).otherwise(overall)
+def _by_group(col: str, by: str, min_peers: int) -> pl.Expr:
+    """Whether the firm is compared with its group (a known group holding at least
+    ``min_peers`` values of ``col``) rather than with all firms of the year."""
+    return pl.col(by).is_not_null() & (pl.col(col).count().over(by) >= min_peers)
+
+
+def _share(col: str, by: str, min_peers: int, strictly_below: bool = False) -> pl.Expr:
+    """Share (0–1) of the firms compared with (see :func:`_by_group`) whose value is at or
+    below the firm's, ties included; ``strictly_below``: below it only."""
+    def share(group: str | None) -> pl.Expr:
+        value = pl.col(col)
+        rank, count = value.rank("min" if strictly_below else "max"), value.count()
+        if group:
+            rank, count = rank.over(group), count.over(group)
+        return (rank - 1 if strictly_below else rank) / count
+
+    return pl.when(_by_group(col, by, min_peers)).then(share(by)).otherwise(share(None))
 
 
 def _peer_columns(min_peers: int) -> list[pl.Expr]:
     both = pl.col("tax_paid").is_not_null() & pl.col("land_mu").is_not_null()
     tax = pl.when(both).then(pl.col("tax_paid"))
     land = pl.when(both).then(pl.col("land_mu"))
-    group_avg = tax.sum().over("division") / land.sum().over("division")
-    enough = tax.count().over("division") >= min_peers
+    tax_by_industry = _by_group("tax_per_mu", "division", min_peers)  # tax_per_mu is known exactly when both are
     return [
-        _percentile("tax_per_mu", "division", min_peers).alias("tax_pct_industry"),
-        _percentile("tax_per_mu", "township", min_peers).alias("tax_pct_township"),
-        _percentile("va_per_mu", "division", min_peers).alias("va_pct_industry"),
-        _percentile("energy_per_revenue", "division", min_peers).alias("energy_pct_industry"),
-        pl.when(enough).then(group_avg).otherwise(tax.sum() / land.sum()).alias("industry_tax_per_mu"),
+        _share("tax_per_mu", "division", min_peers).alias("tax_pct_industry"),
+        _share("tax_per_mu", "township", min_peers).alias("tax_pct_township"),
+        _share("va_per_mu", "division", min_peers).alias("va_pct_industry"),
+        _share("energy_per_revenue", "division", min_peers).alias("energy_pct_industry"),
+        pl.when(tax_by_industry).then(tax.sum().over("division") / land.sum().over("division"))
+        .otherwise(tax.sum() / land.sum()).alias("industry_tax_per_mu"),
+        # for the reasons: whom the firm was compared with, and the share strictly below it
+        tax_by_industry.alias("tax_by_industry"),
+        _by_group("va_per_mu", "division", min_peers).alias("va_by_industry"),
+        _by_group("energy_per_revenue", "division", min_peers).alias("energy_by_industry"),
+        _share("energy_per_revenue", "division", min_peers, strictly_below=True).alias("energy_below_industry"),
     ]
 
 
@@ -285,5 +302,5 @@ def scope_for(ruleset, min_peers: int) -> Scope:
     grade_rule = "below_scale_consecutive_c_grade"
     low = ruleset.params[grade_rule]["grades"] if grade_rule in ruleset.params else list(GRADE_LEVEL)[-2:]
     return Scope(int(settings["manufacturing_division_min"]), int(settings["manufacturing_division_max"]),
-                 tuple(low), min_peers)
+                 int(settings["new_firm_window_years"]), tuple(low), min_peers)
 

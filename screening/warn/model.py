@@ -53,11 +53,11 @@ def risk(model: CalibratedClassifierCV, x: np.ndarray) -> np.ndarray:
     return np.clip(model.predict_proba(x)[:, 1], 0.0, 1.0)
 
 
-def group_contributions(model: CalibratedClassifierCV, x: np.ndarray, reference: np.ndarray,
+def group_contributions(model: CalibratedClassifierCV, x: np.ndarray, base: np.ndarray, reference: np.ndarray,
                         groups: dict[str, list[int]]) -> dict[str, np.ndarray]:
-    """Per feature group: how much lower each firm's risk would be were the group's features
-    those of the typical firm (the training medians).  Model-agnostic and deterministic."""
-    base = risk(model, x)
+    """Per feature group: how much lower each firm's risk (``base``, from ``x``) would be were
+    the group's features those of the typical firm (the training medians).  Model-agnostic
+    and deterministic."""
     out: dict[str, np.ndarray] = {}
     for group, columns in groups.items():
         typical = x.copy()

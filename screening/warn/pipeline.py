@@ -30,16 +30,17 @@ from . import backtest as bt
 from .artifact import WarnModel, load_model, software, training_hash
 from .config import WarnConfig, load_config
 from .factors import factors
-from .features import (FEATURE_BY_NAME, GROUPS, available_features, features_at, firm_years, firms, groups_of,
-                       scope_for, sources_present)
+from .features import (FEATURE_BY_NAME, GROUPS, Scope, available_features, features_at, firm_years, firms,
+                       groups_of, scope_for, sources_present)
 from .labels import listed, up_to
 from .model import CANDIDATE_ZH, CANDIDATES, fit, group_contributions, risk
 
 Progress = Callable[[str], None]
 
 #: a firm's figures the reasons quote (beside the features)
-FACTS = ("division", "tax_per_mu", "tax_per_mu_p1", "tax_per_mu_p2", "tax_pct_industry", "industry_tax_per_mu",
-         "va_per_mu", "va_per_mu_p1", "va_pct_industry", "energy_per_revenue", "energy_pct_industry", "tax_paid",
+FACTS = ("division", "tax_per_mu", "tax_per_mu_p1", "tax_per_mu_p2", "tax_pct_industry", "tax_by_industry",
+         "industry_tax_per_mu", "va_per_mu", "va_per_mu_p1", "va_pct_industry", "va_by_industry",
+         "energy_per_revenue", "energy_pct_industry", "energy_by_industry", "energy_below_industry", "tax_paid",
          "electricity", "product_ratio", "grade", "grade_p1", "grade_p2", "scale", "scale_p1", "revenue",
          "revenue_p1", "land_mu", "land_mu_p1", "leased_share", "established_year")
 SYNTHETIC_NOTE = "合成数据上的回测数字只说明方法可用，不代表对真实企业的预测能力。"
@@ -80,23 +81,22 @@ class _Context:
     names: list[str]
     panel: pl.DataFrame
     registry: pl.DataFrame
+    scope: Scope
 
     def rows(self, t: int) -> pl.DataFrame:
-        return features_at(self.panel, self.registry, t, scope_for(self.ruleset, self.cfg.features.min_peers),
-                           self.names)
+        return features_at(self.panel, self.registry, t, self.scope, self.names)
 
 
 def _context(inputs: Inputs, ruleset: RuleSet, cfg: WarnConfig, year: int) -> _Context:
-    data = up_to(inputs, year - 1)
-    names = available_features(sources_present(data, year - 1))
-    return _Context(data, ruleset, cfg, names, firm_years(data, ruleset.energy_limits, year - 1), firms(data))
+    data = up_to(inputs, year - 1)  # the one cut: nothing below sees a year after Y-1
+    names = available_features(sources_present(data))
+    return _Context(data, ruleset, cfg, names, firm_years(data, ruleset.energy_limits), firms(data),
+                    scope_for(ruleset, cfg.features.min_peers))
 
 
-def _first_year(ctx: _Context) -> int:
-    years = ctx.panel.filter(pl.col("active"))["year"]
-    if not years.len():
-        raise InputError("数据中没有任何年度的统计、税收或用地记录，无法预警")
-    return int(years.min())
+def _too_few_years(year: int) -> InputError:
+    return InputError(f"数据年份不足：{year} 年度预警需要 {year - 3}—{year - 1} 年连续三个年度的数据"
+                      f"（在 {year - 3} 年及以前的特征年度上训练，在 {year - 2} 年上回测）")
 
 
 def training_rows(inputs: Inputs, ruleset: RuleSet, year: int, cfg: WarnConfig | None = None,
@@ -108,14 +108,15 @@ def training_rows(inputs: Inputs, ruleset: RuleSet, year: int, cfg: WarnConfig |
 
 
 def _training_rows(ctx: _Context, year: int, progress: Progress | None) -> pl.DataFrame:
+    active = ctx.panel.filter(pl.col("active"))["year"].min()
+    if active is None or active > year - 3:
+        raise _too_few_years(year)
     parts = []
-    for t in range(_first_year(ctx), year - 1):
+    for t in range(int(active), year - 1):
         if progress:
             progress(f"特征与标签：{t} 年特征 → {t + 2} 年度清单")
         labels = listed(ctx.inputs, ctx.ruleset, t + 2).rename({"listed": "label"})
         parts.append(ctx.rows(t).join(labels, on=FIRM_ID, how="left"))
-    if not parts:
-        raise InputError(f"数据年份不足：{year} 年度预警需要至少 {year - 3}—{year - 1} 三个年度的数据")
     return pl.concat(parts)
 
 
@@ -137,36 +138,38 @@ def _train(ctx: _Context, training: pl.DataFrame, year: int, progress: Progress 
     cfg, test_t = ctx.cfg, year - 2
     t = training["t"].to_numpy()
     # a feature with no value in the backtest's training years cannot be learned (e.g. last
-    # year's level when only one year precedes the test year); the data may still carry it
-    early = training.filter(pl.col("t") < test_t)
-    names = [n for n in ctx.names if early[n].null_count() < early.height]
+    # year's level when only one year precedes the test year); the data may still carry it.
+    # Counted in one pass, without copying the training years' rows.
+    counts = training.select(pl.col(ctx.names).filter(pl.col("t") < test_t).count()).row(0, named=True)
+    names = [n for n in ctx.names if counts[n]]
     x, y, ids = _matrix(training, names), training["label"].to_numpy().astype(np.int8), training[FIRM_ID].to_numpy()
     train, test = t < test_t, t == test_t
-    if not train.any() or not test.any():
-        raise InputError(f"数据年份不足：回测需要 {year - 3} 年及以前的特征年度和 {test_t} 年的特征年度")
+    if not train.any() or not test.any():  # a year without any firm in scope
+        raise _too_few_years(year)
     for part, label in ((train, "训练"), (test, "回测")):
         if len(np.unique(y[part])) < 2:
             raise ScreeningError(f"{label}数据中清单企业与非清单企业不是都有，无法训练或评估预警模型")
 
     groups = groups_of(names)
-
+    x_test, y_test, ids_test = x[test], y[test], ids[test]
+    tested = (training.select(FIRM_ID, "uscc", "name", "township", "label", "tax_per_mu", "t")
+              .filter(pl.col("t") == test_t).drop("t"))
     metrics, fitted = {}, {}
-    tested = training.filter(pl.col("t") == test_t).select(FIRM_ID, "uscc", "name", "township", "label")
     with _timed(timings, "回测", progress):
         for name in CANDIDATES:
             fitted[name] = fit(name, cfg, x[train], y[train])
-            p = risk(fitted[name], x[test])
-            metrics[name] = bt.scores(y[test], p, ids[test], cfg, probability=True)
+            p = risk(fitted[name], x_test)
+            metrics[name] = bt.scores(y_test, p, ids_test, cfg, probability=True)
             tested = tested.with_columns(pl.Series(f"risk_{name}", p))
-        naive = bt.baseline(training.filter(pl.col("t") == test_t)["tax_per_mu"].to_numpy().astype(np.float64))
-        base = bt.scores(y[test], naive, ids[test], cfg, probability=False)
-        tested = tested.with_columns(pl.Series("baseline", naive))
+        naive = bt.baseline(tested["tax_per_mu"].to_numpy().astype(np.float64))
+        base = bt.scores(y_test, naive, ids_test, cfg, probability=False)
+        tested = tested.drop("tax_per_mu").with_columns(pl.Series("baseline", naive))
         chosen, reason = bt.select(metrics, cfg)
-        importance = bt.group_importance(fitted[chosen], x[test], y[test], groups,
+        importance = bt.group_importance(fitted[chosen], x_test, y_test, groups,
                                          cfg.backtest.permutation_repeats, cfg.seed)
     with _timed(timings, "训练最终模型", progress):
         final = fit(chosen, cfg, x, y)
-    base_rate = float(y[test].mean())
+    base_rate = float(y_test.mean())
     best = metrics[chosen]
     report = {
         "year": year,
@@ -174,7 +177,7 @@ def _train(ctx: _Context, training: pl.DataFrame, year: int, progress: Progress 
         "test_feature_year": test_t,
         "test_list_year": test_t + 2,
         "rows": {"train": int(train.sum()), "train_listed": int(y[train].sum()),
-                 "test": int(test.sum()), "test_listed": int(y[test].sum())},
+                 "test": int(test.sum()), "test_listed": int(y_test.sum())},
         "test_base_rate": round(base_rate, 4),
         "brier_constant": round(base_rate * (1 - base_rate), 5),
         "candidates": metrics,
@@ -223,9 +226,10 @@ def _train(ctx: _Context, training: pl.DataFrame, year: int, progress: Progress 
 def score(ctx: _Context, model: WarnModel, year: int, rows: pl.DataFrame) -> pl.DataFrame:
     """The warning list: ``rows`` (firms in scope at Y-1), highest risk first, with their reasons."""
     x = _matrix(rows, model.features)
-    p = np.round(risk(model.estimator, x), 6)
-    contributions = group_contributions(model.estimator, x, model.reference, model.groups)
-    texts, keys = factors(rows.select(FACTS).to_dicts(), contributions, year - 1, ctx.cfg)
+    p = risk(model.estimator, x)
+    contributions = group_contributions(model.estimator, x, p, model.reference, model.groups)
+    p = np.round(p, 6)
+    texts, keys = factors(rows.select(FACTS).iter_rows(named=True), contributions, year - 1, ctx.cfg)
     return (
         rows.select(
             "uscc", "name", "township", "industry_code", "scale",
@@ -263,14 +267,15 @@ def early_warning(
     timings: dict[str, float] = {}
     rs = ruleset if isinstance(ruleset, RuleSet) else load_ruleset(Path(ruleset) if ruleset else default_ruleset())
     cfg = config if isinstance(config, WarnConfig) else load_config(Path(config) if config else None)
-    saved = load_model(Path(model)) if model is not None else None
+    model_file = Path(model) if model is not None else None
+    saved = load_model(model_file) if model_file else None
     if inputs is None:
         with _timed(timings, "读取与校验", progress):
             needed = {"enterprises"} if saved else needed_tables(rs)
             inputs = validate(read_dir(Path(data_dir) if data_dir else sample_data_dir(), needed))
     y = year if year is not None else default_list_year(inputs)
     with threadpool_limits(limits=cfg.threads):
-        return _run(inputs, rs, cfg, y, saved, Path(model) if model is not None else None, created, timings, progress)
+        return _run(inputs, rs, cfg, y, saved, model_file, created, timings, progress)
 
 
 def _run(inputs: Inputs, rs: RuleSet, cfg: WarnConfig, y: int, saved: WarnModel | None, model_file: Path | None,
