@@ -15,6 +15,7 @@ from pathlib import Path
 import joblib
 import polars as pl
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from polars.testing import assert_frame_equal
 
@@ -248,6 +249,27 @@ def test_saved_model_scores_new_data_the_same(cli_run, inputs):
     again = screening.early_warning(inputs=inputs, year=YEAR, model=cli_run / "out" / "model.joblib")
     assert again.training is None
     assert again.warnings.equals(pl.read_parquet(cli_run / "out" / "warnings.parquet"))
+
+
+@pytest.mark.e2e
+def test_saved_model_keeps_its_settings_and_rule_set(cli_run, inputs, tmp_path):
+    """Scoring with a saved model ignores a changed config file (the model's own settings
+    apply), and refuses another rule set, whose lists the model never learnt."""
+
+    edited = load_config().model_dump()
+    edited["features"]["min_peers"] += 50  # would change the peer percentiles if it applied
+    config_file = tmp_path / "edited.yaml"
+    config_file.write_text(yaml.safe_dump(edited, allow_unicode=True), encoding="utf-8")
+    model_file = cli_run / "out" / "model.joblib"
+    again = screening.early_warning(inputs=inputs, year=YEAR, model=model_file, config=config_file)
+    assert again.warnings.equals(pl.read_parquet(cli_run / "out" / "warnings.parquet"))
+    other = tmp_path / "rules"
+    shutil.copytree(default_ruleset(), other)
+    meta = other / "_ruleset.yaml"
+    text = meta.read_text(encoding="utf-8")
+    meta.write_text(text.replace("version: \"2022.1.0\"", "version: \"2022.9.9\"", 1), encoding="utf-8")
+    with pytest.raises(ModelSchemaError, match="规则集"):
+        screening.early_warning(inputs=inputs, year=YEAR, model=model_file, ruleset=other)
 
 
 @pytest.mark.e2e

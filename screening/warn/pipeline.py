@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 import polars as pl
+from pydantic import ValidationError
 from threadpoolctl import threadpool_limits
 
 from ..errors import InputError, ScreeningError
@@ -27,7 +28,7 @@ from ..ruleset import RuleSet, load_ruleset
 from ..screen import _timed, default_list_year, needed_tables
 from ..validate import FIRM_ID, Inputs, validate
 from . import backtest as bt
-from .artifact import WarnModel, load_model, software, training_hash
+from .artifact import ModelSchemaError, WarnModel, load_model, software, training_hash
 from .config import WarnConfig, load_config
 from .factors import factors
 from .features import (FEATURE_BY_NAME, GROUPS, Scope, available_features, features_at, firm_years, firms,
@@ -266,9 +267,17 @@ def early_warning(
     created = dt.datetime.now().astimezone()
     timings: dict[str, float] = {}
     rs = ruleset if isinstance(ruleset, RuleSet) else load_ruleset(Path(ruleset) if ruleset else default_ruleset())
-    cfg = config if isinstance(config, WarnConfig) else load_config(Path(config) if config else None)
     model_file = Path(model) if model is not None else None
     saved = load_model(model_file) if model_file else None
+    if saved is not None:
+        # a saved model scores with the settings it was trained with, under the same rule set
+        _same_ruleset(saved, rs, model_file)
+        try:
+            cfg = WarnConfig(**saved.info["config"])
+        except (KeyError, TypeError, ValidationError):
+            raise ModelSchemaError(f"模型 {model_file} 没有可用的训练设置，请不带 --model 运行，重新训练") from None
+    else:
+        cfg = config if isinstance(config, WarnConfig) else load_config(Path(config) if config else None)
     if inputs is None:
         with _timed(timings, "读取与校验", progress):
             needed = {"enterprises"} if saved else needed_tables(rs)
@@ -276,6 +285,13 @@ def early_warning(
     y = year if year is not None else default_list_year(inputs)
     with threadpool_limits(limits=cfg.threads):
         return _run(inputs, rs, cfg, y, saved, model_file, created, timings, progress)
+
+
+def _same_ruleset(saved: WarnModel, rs: RuleSet, model_file: Path) -> None:
+    trained = saved.info.get("ruleset", {})
+    if (trained.get("id"), trained.get("version")) != (rs.meta.id, rs.meta.version):
+        raise ModelSchemaError(f"模型 {model_file} 按规则集 {trained.get('id')}（版本 {trained.get('version')}）训练，"
+                               f"与本次规则集 {rs.meta.id}（版本 {rs.meta.version}）不同；请不带 --model 运行，重新训练")
 
 
 def _run(inputs: Inputs, rs: RuleSet, cfg: WarnConfig, y: int, saved: WarnModel | None, model_file: Path | None,
