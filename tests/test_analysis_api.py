@@ -74,3 +74,14 @@ def test_year_over_year_reasons_on_a_hand_built_case(tmp_path):
     assert rows[alias("L")]["why"] == f"{rule}：hit→pass（数值 0.40→3.26，阈值 0.41→0.41）"
     assert (rows[alias("S")]["change"], rows[alias("S")]["why"]) == ("stayed", "")
     assert rows[alias("S")]["rule_ids_before"] == rows[alias("S")]["rule_ids_after"] == rule
+
+
+def test_the_same_data_gives_bit_identical_results():
+    """Industry averages are summed in a fixed order, so thresholds do not drift in their
+    last bits between runs (DuckDB adds in parallel, in any order)."""
+    frames = []
+    for _ in range(3):
+        with screening.screen(None, 2022) as s:
+            frames.append(s.results.select("uscc", "rule_id", "status", "value", "threshold", "industry_avg")
+                          .sort("uscc", "rule_id"))
+    assert frames[0].equals(frames[1]) and frames[0].equals(frames[2])

@@ -3,7 +3,7 @@
 -- firm-years of g in Y-2 and Y-1 with a tax value and land > 0 (scale by each year's own
 -- report). Fewer than $min_group_size distinct firms in g → the same ratio over all of them.
 WITH contributions AS (
-    SELECT fy.firm_id, p.division, fy.tax_paid, fy.land_mu
+    SELECT fy.firm_id, fy.year, p.division, fy.tax_paid, fy.land_mu
     FROM firm_year fy
     JOIN firm_panel p USING (firm_id)
     WHERE fy.year IN ($year_prev, $year_last)
@@ -12,13 +12,17 @@ WITH contributions AS (
       AND fy.tax_paid IS NOT NULL
       AND fy.land_mu > 0
 ),
+-- Sums in a fixed order: DuckDB adds in parallel, and a float sum in another order differs in
+-- its last bits, so the same data would not give the same threshold from run to run.
 division_average AS (
-    SELECT division, sum(tax_paid) / sum(land_mu) AS average, count(DISTINCT firm_id) AS firms
+    SELECT division, sum(tax_paid ORDER BY firm_id, year) / sum(land_mu ORDER BY firm_id, year) AS average,
+           count(DISTINCT firm_id) AS firms
     FROM contributions
     GROUP BY division
 ),
 overall_average AS (
-    SELECT sum(tax_paid) / sum(land_mu) AS average, count(DISTINCT firm_id) AS firms
+    SELECT sum(tax_paid ORDER BY firm_id, year) / sum(land_mu ORDER BY firm_id, year) AS average,
+           count(DISTINCT firm_id) AS firms
     FROM contributions
 ),
 judged AS (
