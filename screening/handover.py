@@ -93,6 +93,8 @@ def find(db: Path) -> Service | None:
 
 
 def _alive(pid: int) -> bool:
+    if os.name == "nt":  # signal 0 means CTRL_C_EVENT there: let the connection attempt decide
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
