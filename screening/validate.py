@@ -17,9 +17,13 @@ import polars as pl
 
 from . import uscc as uscc_mod
 from .ingest import ROW, RawTable
+from .ingest.cells import NORMALISED_SCHEMA
 from .schema import M2_PER_MU_DEN, M2_PER_MU_NUM, TABLES, YEAR_RANGE, Column, Table
 
-REJECT_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "reason": pl.String, "value": pl.String}
+REJECT_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "reason": pl.String, "value": pl.String,
+                 "action": pl.String}
+#: what a reject line did: the whole row left out, or (registry only) one field made unknown
+ROW_REJECTED, FIELD_CLEARED = "row_rejected", "field_cleared"
 FIRM_ID = "firm_id"
 
 _DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y.%m.%d", "%Y年%m月%d日")
@@ -46,6 +50,8 @@ class Inputs:
     )
     read_rows: dict[str, int] = field(default_factory=dict)
     accepted_rows: dict[str, int] = field(default_factory=dict)
+    #: every cell changed in reading (file, row, column, before, after, kind)
+    normalised: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=NORMALISED_SCHEMA))
 
     def release_tables(self) -> None:
         """Drop the validated rows (counts, rejects and file facts stay); frees memory once
@@ -60,18 +66,31 @@ class Inputs:
         ids = self.tables["enterprises"].select(FIRM_ID, "uscc")
         return table.join(ids, on=FIRM_ID, how="left").select("uscc", pl.exclude("uscc", FIRM_ID))
 
+    def _row_rejects(self) -> pl.DataFrame:
+        if "action" not in self.rejects.columns:
+            return self.rejects
+        return self.rejects.filter(pl.col("action") != FIELD_CLEARED)
+
     @property
     def rejected_rows(self) -> int:
-        return self.rejects.select(pl.struct("file", "row").n_unique()).item() if self.rejects.height else 0
+        rows = self._row_rejects()
+        return rows.select(pl.struct("file", "row").n_unique()).item() if rows.height else 0
+
+    @property
+    def cleared_fields(self) -> int:
+        return self.rejects.height - self._row_rejects().height
 
     def row_counts(self) -> dict[str, dict[str, int]]:
-        rej = self.rejects.group_by("file").agg(pl.col("row").n_unique().alias("n"))
+        rej = self._row_rejects().group_by("file").agg(pl.col("row").n_unique().alias("n"))
         by_file = dict(zip(rej["file"].to_list(), rej["n"].to_list()))
-        return {
-            name: {"read": self.read_rows.get(name, 0), "rejected": by_file.get(raw.file, 0),
-                   "accepted": self.accepted_rows.get(name, 0)}
-            for name, raw in self.files.items()
-        }
+        counts = {}
+        for name, raw in self.files.items():
+            counts[name] = {"read": self.read_rows.get(name, 0), "rejected": by_file.get(raw.file, 0),
+                            "accepted": self.accepted_rows.get(name, 0)}
+            normalised = raw.normalised.height
+            if normalised:
+                counts[name]["normalised"] = normalised
+        return counts
 
 
 # ---------------------------------------------------------------- cell parsing
@@ -87,21 +106,29 @@ def _as_text(col: str, dtype: pl.DataType) -> pl.Expr:
     return pl.when(e == "").then(None).otherwise(e)
 
 
-def _number(col: Column, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
-    """(value as Float64, cell present, present but not a finite number)."""
+def _number(col: Column, dtype: pl.DataType, factor: tuple[float, float] | None = None
+            ) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """(value as Float64 in the contract's unit, cell present, present but not a finite number).
+
+    ``factor``: the unit written in the header, as value × num / den."""
     if dtype.is_numeric():
         value = pl.col(col.name).cast(pl.Float64)  # no copy when already Float64
         present = value.is_not_null()
-        return value, present, present & ~value.is_finite()
-    text = _as_text(col.name, dtype)
-    value = text.str.replace_all(",", "").cast(pl.Float64, strict=False)
-    return value, text.is_not_null(), text.is_not_null() & (value.is_null() | ~value.is_finite())
+        bad = present & ~value.is_finite()
+    else:
+        text = _as_text(col.name, dtype)
+        value = text.str.replace_all(",", "").cast(pl.Float64, strict=False)
+        present, bad = text.is_not_null(), text.is_not_null() & (value.is_null() | ~value.is_finite())
+    if factor is not None:
+        value = value * factor[0] / factor[1]
+    return value, present, bad
 
 
 Problem = tuple[pl.Expr, "str | pl.Expr"]
 
 
-def _parse(col: Column, dtype: pl.DataType, registry: bool) -> tuple[pl.Expr, list[Problem]]:
+def _parse(col: Column, dtype: pl.DataType, registry: bool,
+           factor: tuple[float, float] | None = None) -> tuple[pl.Expr, list[Problem]]:
     """The typed value and the column's problems as (condition, Chinese reason), first match wins.
 
     ``registry``: the uscc column of enterprises, checked in full; elsewhere a uscc is
@@ -110,7 +137,7 @@ def _parse(col: Column, dtype: pl.DataType, registry: bool) -> tuple[pl.Expr, li
     problems: list[Problem] = []
     kind = col.kind
     if kind in ("year", "number", "integer"):
-        value, present, bad_type = _number(col, dtype)
+        value, present, bad_type = _number(col, dtype, factor)
         if kind == "number":
             problems.append((bad_type, "不是有效的数字"))
         else:
@@ -200,6 +227,8 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
 
     Problems are first computed as one boolean per row; reason strings are built only
     for the few rows that fail, so a clean province-size file costs little extra memory.
+    In the registry only a bad code rejects the row: any other bad field is made unknown
+    (``field_cleared``), so that nothing with a usable code vanishes from the results.
     """
     table: Table = raw.table
     registry = table.name == "enterprises"
@@ -208,27 +237,52 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
     values: dict[str, pl.Expr] = {}
     parsed: dict[str, list[Problem]] = {}
     for c in present:
-        values[c.name], parsed[c.name] = _parse(c, frame.schema[c.name], registry)
+        values[c.name], parsed[c.name] = _parse(c, frame.schema[c.name], registry, raw.factors.get(c.name))
+    _excel_error_problems(raw, parsed)
     if table.name == "land":
         _land_problems(frame.columns, parsed)
+    if registry:  # a bad field other than the code is cleared, not the row rejected
+        values = {n: v if n == "uscc" or not parsed[n] else pl.when(_flag(parsed[n])).then(None).otherwise(v).alias(n)
+                  for n, v in values.items()}
     # values and problem conditions are expressions over the raw columns
     typed = frame.select(ROW, *values.values())
-    conds = [_flag(parsed[n]) for n in parsed]
-    bad_mask = frame.select(pl.any_horizontal(conds).alias("_bad"))["_bad"] if conds else None
+    row_conds = [_flag(parsed[n]) for n in parsed if not registry or n == "uscc"]
+    cell_conds = [_flag(parsed[n]) for n in parsed]
+    flags = frame.select(pl.any_horizontal(row_conds).alias("_bad") if row_conds else pl.lit(False).alias("_bad"),
+                         pl.any_horizontal(cell_conds).alias("_cell") if cell_conds else pl.lit(False).alias("_cell"))
+    bad_mask, cell_mask = flags["_bad"], flags["_cell"]
     if registry:
         bad_mask = _with_check_char(typed, bad_mask)
-    if bad_mask is None or not bad_mask.any():
-        good = typed
+        cell_mask = cell_mask | bad_mask
+    if not cell_mask.any():
+        good, bad = typed, typed.clear()
         rejects = pl.DataFrame(schema=REJECT_SCHEMA)
-        bad = typed.clear()
     else:
-        bad_raw = frame.filter(bad_mask)
+        bad_raw = frame.filter(cell_mask)
         rejects = _reject_lines(raw, bad_raw, parsed, registry)
+        rejected_rows = typed.filter(bad_mask)[ROW]
+        rejects = rejects.with_columns(
+            pl.when(pl.col("row").is_in(rejected_rows.implode())).then(pl.lit(ROW_REJECTED))
+            .otherwise(pl.lit(FIELD_CLEARED)).alias("action"))
         good, bad = typed.filter(~bad_mask), typed.filter(bad_mask)
     if table.name == "land":
         good, bad = _land_area(good), _land_area(bad)
     missing = [pl.lit(None, dtype=_DTYPES[c.kind]).alias(c.name) for c in table.columns if c.name not in good.columns]
     return (good.with_columns(missing) if missing else good), rejects, bad
+
+
+def _excel_error_problems(raw: RawTable, parsed: dict[str, list[Problem]]) -> None:
+    """A cell holding an Excel error value (#N/A, #DIV/0! …) is a bad value naming the error;
+    it comes first, before "missing" or "not a number"."""
+    errors = raw.cell_errors
+    if not errors.height:
+        return
+    for name in errors["column"].unique().to_list():
+        if name not in parsed:
+            continue
+        errs = errors.filter(pl.col("column") == name)
+        err = pl.col(ROW).replace_strict(errs[ROW], errs["error"], default=None, return_dtype=pl.String)
+        parsed[name].insert(0, (err.is_not_null(), pl.format("单元格为 Excel 错误值 {}", err)))
 
 
 def _with_check_char(typed: pl.DataFrame, bad_mask: pl.Series | None) -> pl.Series:
@@ -262,7 +316,7 @@ def _reject_lines(raw: RawTable, bad_raw: pl.DataFrame, parsed: dict[str, list[P
             parts.append(rows.select(
                 pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"),
                 pl.lit(raw.headers.get(name, name)).alias("column"), pl.col(f"_p_{name}").alias("reason"),
-                pl.col(f"_v_{name}").alias("value"),
+                pl.col(f"_v_{name}").alias("value"), pl.lit(ROW_REJECTED).alias("action"),
             ))
     return pl.concat(parts) if parts else pl.DataFrame(schema=REJECT_SCHEMA)
 
@@ -304,6 +358,7 @@ def _attach_firm_id(raw: RawTable, good: pl.DataFrame, registry: pl.DataFrame,
     lines = unknown.select(
         pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"),
         pl.lit(raw.headers.get("uscc", "uscc")).alias("column"), reason.alias("reason"), code.alias("value"),
+        pl.lit(ROW_REJECTED).alias("action"),
     )
     known = (joined.filter(pl.col(FIRM_ID).is_not_null()) if unknown.height else joined).drop("uscc")
     return known.select(FIRM_ID, pl.exclude(FIRM_ID)), lines
@@ -335,6 +390,7 @@ def _split_duplicates(raw: RawTable, good: pl.DataFrame, key: list[str],
         pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"), pl.lit(key_zh).alias("column"),
         pl.format("与第{}行主键重复（{}），已保留第{}行", "_first", pl.lit(key_zh), "_first").alias("reason"),
         pl.concat_str([pl.col(k).cast(pl.String) for k in key_names], separator="|").alias("value"),
+        pl.lit(ROW_REJECTED).alias("action"),
     )
     return good.filter(~pl.col(ROW).is_in(dups[ROW].implode())), lines
 
@@ -388,7 +444,9 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
 
     rejects = pl.concat(reject_parts) if reject_parts else pl.DataFrame(schema=REJECT_SCHEMA)
     rejects = rejects.with_columns(pl.col("row").cast(pl.Int64)).sort("file", "row", "column")
-    return Inputs(tables, rejects, files, land_incomplete, {n: raw.rows for n, raw in files.items()}, accepted)
+    normalised = [raw.normalised for raw in files.values() if raw.normalised.height]
+    return Inputs(tables, rejects, files, land_incomplete, {n: raw.rows for n, raw in files.items()}, accepted,
+                  pl.concat(normalised) if normalised else pl.DataFrame(schema=NORMALISED_SCHEMA))
 
 
 def _empty(table: Table) -> pl.DataFrame:
