@@ -76,12 +76,22 @@ def _summary(s, out: Path, db: Path, elapsed: float) -> None:
     out_console.print(f"清单企业：{s.list.height} 家（共筛查 {s.enterprises} 家企业）")
     rejected = s.inputs.rejected_rows
     out_console.print(f"拒收数据行：{rejected} 行" + (f"，原因见 {out / 'rejects.csv'}" if rejected else ""))
+    if s.inputs.cleared_fields:
+        out_console.print(f"企业名录中无法使用、按未知处理的字段：{s.inputs.cleared_fields} 个（企业保留），见 {out / 'rejects.csv'}")
+    if s.inputs.normalised.height:
+        out_console.print(f"读取时规范化的单元格：{s.inputs.normalised.height} 个，见 {out / 'normalised.csv'}")
+    for raw in s.inputs.files.values():
+        if raw.sheet is not None and len(raw.sheets) > 1:
+            hidden = [sh["name"] for sh in raw.sheets if sh["visible"] != "visible"]
+            out_console.print(f"{raw.path.name}：读取工作表“{raw.sheet}”" + (f"（未读取隐藏工作表：{'、'.join(hidden)}）" if hidden else ""))
+        if raw.note:
+            out_console.print(f"[yellow]提示：{raw.path.name}：{raw.note}[/]")
     if s.anomaly_summary:
         out_console.print(f"数据核查提示（仅供参考，不影响判定）：{s.anomaly_summary['flagged']} 家企业的数据前后或与同行业"
                           f"相比明显不一致，建议优先核实，见 {out / 'anomalies.csv'}")
     for w in s.warnings:
         out_console.print(f"[yellow]提示：{w}[/]")
-    out_console.print(f"输出目录：{out.resolve()}（list.csv/.parquet、results.csv/.parquet、整治企业清单_{s.list_year}.xlsx、anomalies.csv/.parquet、rejects.csv、run.json）")
+    out_console.print(f"输出目录：{out.resolve()}（list.csv/.parquet、results.csv/.parquet、整治企业清单_{s.list_year}.xlsx、anomalies.csv/.parquet、rejects.csv、normalised.csv、run.json）")
     via = f"（数据库由正在运行的服务 {s.stored_via} 占用，已交由它保存）" if s.stored_via else ""
     out_console.print(f"运行记录：{db.resolve()}{via}，运行编号 {s.run_id}；用时 {elapsed:.1f} 秒")
 

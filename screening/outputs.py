@@ -62,8 +62,11 @@ def _sql_path(path: Path) -> str:
 
 
 def write_rejects(s: "Screening", out: Path) -> list[Path]:
-    s.inputs.rejects.select("file", "row", "column", "reason", "value").write_csv(out / "rejects.csv")
-    return [out / "rejects.csv"]
+    """rejects.csv (file, row, column, reason, value, action) and normalised.csv (every cell
+    changed in reading: file, row, column, before, after, kind)."""
+    s.inputs.rejects.select("file", "row", "column", "reason", "value", "action").write_csv(out / "rejects.csv")
+    s.inputs.normalised.write_csv(out / "normalised.csv")
+    return [out / "rejects.csv", out / "normalised.csv"]
 
 
 def write_anomalies(s: "Screening", out: Path) -> list[Path]:
@@ -81,7 +84,7 @@ def write_excel(s: "Screening", out: Path) -> list[Path]:
 
 def planned_outputs(s: "Screening", out: Path) -> dict[str, list[str]]:
     names = {"list": ["list.csv", "list.parquet"], "results": ["results.csv", "results.parquet"],
-             "excel": [workbook_name(s.list_year)], "rejects": ["rejects.csv"], "run": ["run.json"],
+             "excel": [workbook_name(s.list_year)], "rejects": ["rejects.csv", "normalised.csv"], "run": ["run.json"],
              "anomalies": ["anomalies.csv", "anomalies.parquet"]}
     return {k: [str(out / n) for n in v] for k, v in names.items()}
 
@@ -101,13 +104,11 @@ def run_record(s: "Screening", outputs: dict[str, Any] | None = None) -> dict[st
         "targets": {k: v.value for k, v in s.ruleset.meta.targets.items()},
         "input_hashes": {raw.file: raw.sha256 for raw in s.inputs.files.values()},
         "ruleset": s.ruleset.describe(),
-        "inputs": {
-            name: {"file": str(raw.path), "sha256": raw.sha256, "encoding": raw.encoding,
-                   "ignored_columns": raw.ignored_headers}
-            for name, raw in s.inputs.files.items()
-        },
+        "inputs": {name: raw.intake() for name, raw in s.inputs.files.items()},
         "row_counts": s.inputs.row_counts(),
         "rejected_rows": s.inputs.rejected_rows,
+        "cleared_fields": s.inputs.cleared_fields,
+        "normalised": s.inputs.normalised_counts(),
         "enterprises": s.enterprises,
         "listed": s.list.height,
         "hits_per_rule": s.hits_per_rule(),

@@ -73,6 +73,11 @@ def connect(db: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
 def _copy(con: duckdb.DuckDBPyConnection, alias: str, table: str, select_sql: str) -> None:
     """Create ``alias.table`` shaped like the SELECT on first use, then append its rows by name."""
     con.execute(f"CREATE TABLE IF NOT EXISTS {alias}.{table} AS SELECT * FROM ({select_sql}) LIMIT 0")
+    # a column added to an output since the database was created (e.g. rejects' action) is added to it
+    have = {r[0] for r in con.execute(f"DESCRIBE {alias}.{table}").fetchall()}
+    for name, dtype, *_ in con.execute(f"DESCRIBE SELECT * FROM ({select_sql}) LIMIT 0").fetchall():
+        if name not in have:
+            con.execute(f'ALTER TABLE {alias}.{table} ADD COLUMN "{name}" {dtype}')
     con.execute(f"INSERT INTO {alias}.{table} BY NAME {select_sql}")
 
 

@@ -80,6 +80,16 @@ class Inputs:
     def cleared_fields(self) -> int:
         return self.rejects.height - self._row_rejects().height
 
+    def normalised_counts(self) -> dict[str, dict[str, int]]:
+        """Cells changed in reading, by file and kind (run.json)."""
+        if not self.normalised.height:
+            return {}
+        g = self.normalised.group_by("file", "kind").len().sort("file", "kind")
+        out: dict[str, dict[str, int]] = {}
+        for file, kind, n in g.iter_rows():
+            out.setdefault(file, {})[kind] = n
+        return out
+
     def row_counts(self) -> dict[str, dict[str, int]]:
         rej = self._row_rejects().group_by("file").agg(pl.col("row").n_unique().alias("n"))
         by_file = dict(zip(rej["file"].to_list(), rej["n"].to_list()))

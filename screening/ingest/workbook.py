@@ -66,7 +66,7 @@ def open_workbook(path: Path, raw: bytes, kind: str) -> Workbook:
     else:
         for i, meta in enumerate(metas):
             try:
-                meta.visible = str(reader.load_sheet(i, n_rows=1, header_row=None).visible)
+                meta.visible = str(reader.load_sheet(i, n_rows=1, header_row=None, dtypes="string").visible)
             except Exception:
                 pass
     return Workbook(path, reader, metas, date1904)
