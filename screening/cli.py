@@ -180,6 +180,65 @@ def synth(
 
 
 @app.command()
+def check(
+    data: Annotated[Path, typer.Option("--data", help="数据目录")],
+    year: Annotated[Optional[int], typer.Option("--year", help="清单年度 Y：检查 Y-2 与 Y-1 年数据是否齐全")] = None,
+    out: Annotated[Path, typer.Option("--out", help="check.xlsx 与 check.json 的输出目录")] = Path("."),
+    rules: Annotated[Optional[Path], typer.Option("--rules", help="规则集目录（默认：rules/yueqing-2022）")] = None,
+) -> None:
+    """数据接收检查：逐表列出读取的文件、工作表、表头行、列对应、读取/接收/规范化/拒收行数与年度覆盖；可以筛选时退出码 0，否则 2。"""
+    from .ingest.report import check as intake_check, write_report
+    from .paths import default_ruleset
+    from .ruleset import load_ruleset
+    from .screen import needed_tables
+
+    try:
+        needed = needed_tables(load_ruleset(rules or default_ruleset()))
+        report = intake_check(data, year, needed)
+        written = write_report(report, out)
+    except ScreeningError as exc:
+        _fail(exc)
+    print_intake(report)
+    out_console.print(f"已写出：{'、'.join(str(p) for p in written)}")
+    if not report["screenable"]:
+        raise typer.Exit(2)
+
+
+def print_intake(report: dict) -> None:
+    """The intake report as tables on the console."""
+    from .ingest.report import COVERAGE_TABLES, TABLE_HEADERS, table_rows
+
+    table = Table(title="数据接收检查")
+    for h in TABLE_HEADERS[:-1]:
+        table.add_column(h)
+    rows = table_rows(report)
+    for row in rows:
+        table.add_row(*(str(v) for v in row[:-1]))
+    out_console.print(table)
+    for row in rows:
+        if row[-1]:
+            out_console.print(f"{row[0]}：{row[-1]}", highlight=False)
+    if report["coverage"]:
+        cov = Table(title="年度覆盖（有数据的企业数）")
+        for h in ("年度", "统计", "税收", "用地", "能耗", "评价等级"):
+            cov.add_column(h, justify="right")
+        for y, per in report["coverage"].items():
+            cov.add_row(y, *(str(per[t]) for t in COVERAGE_TABLES))
+        out_console.print(cov)
+    for name, t in report["tables"].items():
+        if t.get("note"):
+            out_console.print(f"[yellow]提示：{t['file_name']}：{t['note']}[/]")
+        hidden = [sh["name"] for sh in t.get("sheets") or [] if sh["visible"] != "visible"]
+        if hidden:
+            out_console.print(f"{t['file_name']}：未读取隐藏工作表 {'、'.join(hidden)}")
+    if report["screenable"]:
+        out_console.print("[green]可以筛选[/]")
+    else:
+        for p in report["problems"]:
+            err_console.print(f"[red]不能筛选：[/]{p}", highlight=False)
+
+
+@app.command()
 def lint(
     rules: Annotated[Optional[Path], typer.Option("--rules", help="规则集目录（默认：rules/yueqing-2022）")] = None,
 ) -> None:

@@ -69,6 +69,13 @@ def write_rejects(s: "Screening", out: Path) -> list[Path]:
     return [out / "rejects.csv", out / "normalised.csv"]
 
 
+def write_check(s: "Screening", out: Path) -> list[Path]:
+    """The intake report (数据接收检查) of the run's inputs: check.json and check.xlsx."""
+    from .ingest.report import report_from_inputs, write_report
+
+    return write_report(report_from_inputs(s.inputs, year=s.list_year), out)
+
+
 def write_anomalies(s: "Screening", out: Path) -> list[Path]:
     """数据核查提示（仅供参考）: the flagged and the listed firms, most unusual first."""
     s.anomalies.write_csv(out / "anomalies.csv", include_bom=True)
@@ -85,6 +92,7 @@ def write_excel(s: "Screening", out: Path) -> list[Path]:
 def planned_outputs(s: "Screening", out: Path) -> dict[str, list[str]]:
     names = {"list": ["list.csv", "list.parquet"], "results": ["results.csv", "results.parquet"],
              "excel": [workbook_name(s.list_year)], "rejects": ["rejects.csv", "normalised.csv"], "run": ["run.json"],
+             "check": ["check.json", "check.xlsx"],
              "anomalies": ["anomalies.csv", "anomalies.parquet"]}
     return {k: [str(out / n) for n in v] for k, v in names.items()}
 
@@ -144,6 +152,7 @@ def write_all(s: "Screening", out: Path, db: Path | None) -> ScreeningError | No
         s.timings["写出 list"] = _timed_write(write_list, s, out)
         s.timings["写出 rejects"] = _timed_write(write_rejects, s, out)
         s.timings["写出 anomalies"] = _timed_write(write_anomalies, s, out)
+        s.timings["写出 check"] = _timed_write(write_check, s, out)
         t1 = time.perf_counter()
         write_results_parquet(s, out)  # the database copy reads this file
         record = run_record(s, planned_outputs(s, out))

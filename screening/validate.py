@@ -52,6 +52,8 @@ class Inputs:
     accepted_rows: dict[str, int] = field(default_factory=dict)
     #: every cell changed in reading (file, row, column, before, after, kind)
     normalised: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=NORMALISED_SCHEMA))
+    #: firms with accepted rows, per table and year (all years, before ``keep_years``)
+    coverage: dict[str, dict[int, int]] = field(default_factory=dict)
 
     def release_tables(self) -> None:
         """Drop the validated rows (counts, rejects and file facts stay); frees memory once
@@ -417,6 +419,7 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
     land_incomplete = pl.DataFrame(schema={FIRM_ID: pl.UInt32, "year": pl.Int32})
 
     accepted: dict[str, int] = {}
+    coverage: dict[str, dict[int, int]] = {}
     registry = pl.DataFrame(schema={"uscc": pl.String, FIRM_ID: pl.UInt32})
     rejected_codes = pl.Series("uscc", [], dtype=pl.String)
     for name in ["enterprises"] + [n for n in TABLES if n != "enterprises"]:
@@ -446,6 +449,9 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
                 .join(registry, on="uscc", how="inner").select(FIRM_ID, "year").unique().sort(FIRM_ID, "year")
             )
         accepted[name] = good.height
+        if "year" in good.columns and good.height:
+            per_year = good.group_by("year").agg(pl.col(FIRM_ID).n_unique().alias("n")).drop_nulls().sort("year")
+            coverage[name] = dict(zip(per_year["year"].to_list(), per_year["n"].to_list()))
         if keep_years is not None and "year" in good.columns:
             good = good.filter(pl.col("year").is_in(sorted(keep_years)))
         tables[name] = good
@@ -456,7 +462,7 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
     rejects = rejects.with_columns(pl.col("row").cast(pl.Int64)).sort("file", "row", "column")
     normalised = [raw.normalised for raw in files.values() if raw.normalised.height]
     return Inputs(tables, rejects, files, land_incomplete, {n: raw.rows for n, raw in files.items()}, accepted,
-                  pl.concat(normalised) if normalised else pl.DataFrame(schema=NORMALISED_SCHEMA))
+                  pl.concat(normalised) if normalised else pl.DataFrame(schema=NORMALISED_SCHEMA), coverage)
 
 
 def _empty(table: Table) -> pl.DataFrame:

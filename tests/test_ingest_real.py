@@ -8,6 +8,7 @@ end to end at the bottom (skipped, loudly, when that directory is absent).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import subprocess
@@ -434,3 +435,35 @@ def test_field_case(tmp_path, case, baseline):
         if case.startswith("11"):
             tax_rows = rejects.filter((pl.col("file") == "tax.csv") & (pl.col("row") > 5000))["row"].unique().to_list()
             assert {5819, 11596, 21621} <= set(tax_rows)
+
+
+# ---------------------------------------------------------------- screening check
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    exe = ROOT / ".venv" / "bin" / "screening"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "screening"]
+    env = {**os.environ, "COLUMNS": "120", "NO_COLOR": "1"}
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=180, cwd=cwd, env=env)
+
+
+@pytest.mark.e2e
+def test_check_on_the_sample_and_on_a_broken_directory(tmp_path):
+    proc = _cli("check", "--data", str(ROOT / "sample_data"), "--year", "2022", "--out", str(tmp_path / "ok"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "数据接收检查" in proc.stdout and "可以筛选" in proc.stdout
+    report = json.loads((tmp_path / "ok" / "check.json").read_text(encoding="utf-8"))
+    assert report["screenable"] and report["enterprises"] == 6000
+    land = report["tables"]["land"]
+    assert (land["sheet"], land["header_row"], land["rows"]["rejected"]) == ("Sheet1", 1, 1)
+    assert land["columns"]["uscc"]["header"] == "统一社会信用代码"
+    assert report["coverage"]["2021"]["stats"] > 0
+    assert (tmp_path / "ok" / "check.xlsx").stat().st_size > 0
+
+    broken = tmp_path / "broken"
+    shutil.copytree(ROOT / "sample_data", broken, ignore=shutil.ignore_patterns("README.md"))
+    (broken / "tax.csv").write_text("uscc,year,税金\n", encoding="utf-8")
+    proc = _cli("check", "--data", str(broken), "--year", "2022", "--out", str(tmp_path / "bad"), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "tax.csv" in proc.stderr and "tax_paid" in proc.stderr and "Traceback" not in proc.stderr
+    report = json.loads((tmp_path / "bad" / "check.json").read_text(encoding="utf-8"))
+    assert not report["screenable"] and "error" in report["tables"]["tax"]
