@@ -430,6 +430,11 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
         raw.load()
         good, cell_rejects, bad = _check_cells(raw)
         reject_parts.append(cell_rejects)
+        if raw.furniture.height:  # 栏次/合计/制表人 rows: not records, said so
+            reject_parts.append(raw.furniture.select(
+                pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"), pl.lit("（整行）").alias("column"),
+                pl.format("{}，不是数据行，未读取", "reason").alias("reason"), pl.lit(None, dtype=pl.String).alias("value"),
+                pl.lit(ROW_REJECTED).alias("action")))
         if name == "enterprises":
             good, dup_rejects = _split_duplicates(raw, good, ["uscc"], None)
             good = good.with_row_index(FIRM_ID).drop(ROW)

@@ -273,6 +273,19 @@ def test_no_header_row_names_expected_columns_and_closest_row(tmp_path):
         load(d)
 
 
+def test_column_number_total_and_sign_off_rows_are_not_records(tmp_path):
+    clean = load(clean_dir(tmp_path))
+    d = quirk_dir(tmp_path)
+    rows = [TAX[0], ["甲", "乙", "1"], *TAX[1:], ["合计", None, 22.5], [], ["制表人：王某某", "审核人：李某某", None],
+            ["注：单位为万元"]]
+    write_csv(d / "tax.csv", rows, encoding="gbk")
+    inp = load(d)
+    assert_same_tables(clean, inp)
+    assert [(r["row"], r["reason"]) for r in inp.rejects.to_dicts()] == [
+        (2, "栏次行，不是数据行，未读取"), (7, "合计行，不是数据行，未读取"),
+        (9, "表尾说明行，不是数据行，未读取"), (10, "表尾说明行，不是数据行，未读取")]
+
+
 # ---------------------------------------------------------------- registry: nothing vanishes
 
 def test_registry_unusable_fields_keep_the_firm(tmp_path):

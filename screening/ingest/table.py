@@ -26,6 +26,10 @@ from .header import SCAN_ROWS, HeaderMatch, describe_row, find_header, header_lo
 
 ROW = "_row"
 ERROR_SCHEMA = {ROW: pl.Int64, "column": pl.String, "error": pl.String}
+FURNITURE_SCHEMA = {ROW: pl.Int64, "reason": pl.String}
+_TOTAL = r"^(合\s*计|总\s*计|小\s*计|累\s*计)[:：]?$"
+_SIGN_OFF = r"^(制表人|审核人|填表人|填报人|负责人|单位负责人|制表日期|填报日期|填表日期|注|说明|备注|数据来源)\s*[:：]"
+_COLUMN_NUMBERS = r"^([甲乙丙丁戊己庚辛]|\d{1,2})$"
 
 
 @dataclass
@@ -51,6 +55,8 @@ class RawTable:
     factors: dict[str, tuple[float, float]] = field(default_factory=dict)  # value × num / den
     cell_errors: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ERROR_SCHEMA))
     normalised: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=NORMALISED_SCHEMA))
+    #: rows that are report furniture, not records (栏次, 合计, 制表人 …): _row, reason
+    furniture: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=FURNITURE_SCHEMA))
 
     @property
     def file(self) -> str:
@@ -63,7 +69,7 @@ class RawTable:
         if self.frame is None:
             loaded = read_table(self.path, self.table, self.data_dir)
             for name in ("frame", "headers", "sha256", "encoding", "ignored_headers", "rows", "sheet", "sheets",
-                         "kind", "note", "header_row", "units", "factors", "cell_errors", "normalised"):
+                         "kind", "note", "header_row", "units", "factors", "cell_errors", "normalised", "furniture"):
                 setattr(self, name, getattr(loaded, name))
         return self.frame
 
@@ -260,6 +266,25 @@ def _first_line(exc: Exception) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
+def _furniture(body: pl.DataFrame, cols: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Take out report furniture: a 栏次 row ("甲 乙 1 2") right under the header, 合计/小计
+    rows and sign-off lines (制表人、审核人、注：…).  Vectorised over the text columns."""
+    text = [c for c in cols if body.schema[c] == pl.String]
+    if not text or not body.height:
+        return body, pl.DataFrame(schema=FURNITURE_SCHEMA)
+    total = pl.any_horizontal(pl.col(c).str.contains(_TOTAL).fill_null(False) for c in text)
+    sign_off = pl.any_horizontal(pl.col(c).str.contains(_SIGN_OFF).fill_null(False) for c in text)
+    numbers = (pl.int_range(pl.len()) == 0) & pl.all_horizontal(
+        pl.col(c).is_null() | pl.col(c).str.contains(_COLUMN_NUMBERS) for c in text) & pl.any_horizontal(
+        pl.col(c).str.contains("^[甲乙]$").fill_null(False) for c in text)
+    reason = (pl.when(numbers).then(pl.lit("栏次行")).when(total).then(pl.lit("合计行"))
+              .when(sign_off).then(pl.lit("表尾说明行")).otherwise(None))
+    flagged = body.select(ROW, reason.alias("reason")).filter(pl.col("reason").is_not_null())
+    if not flagged.height:
+        return body, pl.DataFrame(schema=FURNITURE_SCHEMA)
+    return body.filter(~pl.col(ROW).is_in(flagged[ROW].implode())), flagged
+
+
 def _blank(column: str, dtype: pl.DataType) -> pl.Expr:
     if dtype == pl.String:
         return pl.col(column).is_null() | (pl.col(column).str.strip_chars() == "")
@@ -364,6 +389,7 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTab
             body = body.with_columns(pl.coalesce(text, pl.col(name).cast(pl.String)).alias(name)
                                      if body.schema[name] == pl.String else pl.col(name))
 
+    body, out.furniture = _furniture(body, list(picked.values()))
     # a blank line (or a row of empty cells) is not a record; row numbers stay as the file counts them
     empty = body.select(pl.all_horizontal(_blank(c, body.schema[c]) for c in picked.values()).alias("e"))["e"]
     if empty.any():
