@@ -89,21 +89,36 @@ def steps(col: Column, header_unit: str | None, date1904: bool) -> list[Step]:
     return out
 
 
-#: a cell matching its column's pattern needs no normalisation (the fast path: one regex pass)
-_CLEAN = {
-    "number": r"^-?\d+(\.\d+)?$", "integer": r"^-?\d+$", "year": r"^\d{4}$",
-    "uscc": r"^[0-9A-Za-z]+$", "code4": r"^[0-9A-Za-z]+$", "date": r"^\d{4}-\d{1,2}-\d{1,2}( 00:00:00)?$",
-}
-_DIRTY_TEXT = "[​-‏⁠﻿­ 　！-～]|^\\s|\\s$|^['=‘]|^[-—－/／]+$|^(无|空|暂无|不适用|n/a|N/A|NA|na|#N/A)$"
+_CHAR_CLASS = "[​-‏⁠﻿­ 　！-～]"
+_DATE_CLEAN = r"^\d{4}-\d{1,2}-\d{1,2}( 00:00:00)?$"
+#: the length a clean code has (anything else goes through the steps: cheap, no regex)
+_CODE_LEN = {"uscc": 18, "code4": 4}
 
 
-def _dirty(col: Column) -> pl.Expr:
+def _dirty(frame: pl.DataFrame, col: Column) -> pl.Series:
+    """The cells of one column that may need normalising; a clean cell is found without a
+    regex where possible (a code's byte length, a number's cast, an enum's allowed values,
+    an ASCII-only text), so a clean province-size file costs a few cheap passes."""
     e = pl.col(col.name)
-    if col.kind in ("number", "integer", "year"):  # a cast is cheaper than a regex
-        return e.is_not_null() & e.cast(pl.Float64, strict=False).is_null()
-    if col.kind in _CLEAN:
-        return e.is_not_null() & ~e.str.contains(_CLEAN[col.kind])
-    return e.is_not_null() & e.str.contains(_DIRTY_TEXT)
+    present = e.is_not_null()
+    if col.kind in ("number", "integer", "year"):
+        return frame.select(present & e.cast(pl.Float64, strict=False).is_null()).to_series()
+    if col.kind in _CODE_LEN:
+        return frame.select(present & (e.str.len_bytes() != _CODE_LEN[col.kind])).to_series()
+    if col.kind == "date":
+        return frame.select(present & ~e.str.contains(_DATE_CLEAN)).to_series()
+    if col.allowed:
+        return frame.select(present & ~e.is_in(list(col.allowed))).to_series()
+    marks = sorted(missing_marks())
+    cheap = present & (e.str.to_lowercase().is_in(marks) | e.str.starts_with("'") | e.str.starts_with("="))
+    mask = frame.select(cheap.alias("c"), (e.str.len_bytes() != e.str.len_chars()).fill_null(False).alias("u"))
+    unicode = mask["u"]
+    if unicode.any():  # only text with non-ASCII characters can hold invisible or full-width ones
+        idx = unicode.arg_true()
+        hit = frame.select(e.gather(idx).str.contains(_CHAR_CLASS)).to_series()
+        extra = pl.Series([False] * frame.height).scatter(idx.filter(hit), True)
+        return mask["c"] | extra
+    return mask["c"]
 
 
 def apply(frame: pl.DataFrame, plans: dict[str, tuple[Column, list[Step]]]) -> tuple[pl.DataFrame, dict[str, pl.Series]]:
@@ -115,11 +130,10 @@ def apply(frame: pl.DataFrame, plans: dict[str, tuple[Column, list[Step]]]) -> t
     recorded change (null where the cell is unchanged but for spaces)."""
     if not plans:
         return frame, {}
-    dirty = frame.select(_dirty(c).alias(n) for n, (c, _) in plans.items())
     kinds: dict[str, pl.Series] = {}
     updated = []
-    for n, (_, plan) in plans.items():
-        mask = dirty[n]
+    for n, (c, plan) in plans.items():
+        mask = _dirty(frame, c)
         if not mask.any():
             continue
         idx = mask.arg_true()

@@ -272,6 +272,15 @@ def _furniture(body: pl.DataFrame, cols: list[str]) -> tuple[pl.DataFrame, pl.Da
     text = [c for c in cols if body.schema[c] == pl.String]
     if not text or not body.height:
         return body, pl.DataFrame(schema=FURNITURE_SCHEMA)
+    # candidates only: the first row, and rows whose code is not a code's length
+    if "uscc" in text:
+        candidates = body.select((pl.int_range(pl.len()) == 0) | (pl.col("uscc").str.len_bytes() != 18).fill_null(True)
+                                 ).to_series()
+        if not candidates.any():
+            return body, pl.DataFrame(schema=FURNITURE_SCHEMA)
+        sub = body.filter(candidates)
+    else:
+        sub = body
     total = pl.any_horizontal(pl.col(c).str.contains(_TOTAL).fill_null(False) for c in text)
     sign_off = pl.any_horizontal(pl.col(c).str.contains(_SIGN_OFF).fill_null(False) for c in text)
     numbers = (pl.int_range(pl.len()) == 0) & pl.all_horizontal(
@@ -279,7 +288,8 @@ def _furniture(body: pl.DataFrame, cols: list[str]) -> tuple[pl.DataFrame, pl.Da
         pl.col(c).str.contains("^[甲乙]$").fill_null(False) for c in text)
     reason = (pl.when(numbers).then(pl.lit("栏次行")).when(total).then(pl.lit("合计行"))
               .when(sign_off).then(pl.lit("表尾说明行")).otherwise(None))
-    flagged = body.select(ROW, reason.alias("reason")).filter(pl.col("reason").is_not_null())
+    numbers = numbers & (pl.col(ROW) == body[ROW][0])
+    flagged = sub.select(ROW, reason.alias("reason")).filter(pl.col("reason").is_not_null())
     if not flagged.height:
         return body, pl.DataFrame(schema=FURNITURE_SCHEMA)
     return body.filter(~pl.col(ROW).is_in(flagged[ROW].implode())), flagged
