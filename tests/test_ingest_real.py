@@ -266,6 +266,31 @@ def test_header_below_title_blank_and_unit_rows(tmp_path, fmt):
     assert inp.frame("tax").sort("uscc", "year").equals(expected.sort("uscc", "year"))
 
 
+def test_two_row_header_with_merged_upper_cells(tmp_path):
+    c = clean_dir(tmp_path)
+    write_csv(c / "land.csv", [["uscc", "year", "parcel_id", "area_mu", "area_m2", "tenure"],
+                               [C1, 2021, "P1", None, 2000, "自有"], [C2, 2021, "P1", None, 1000, "租赁"]])
+    clean = load(c)
+    d = quirk_dir(tmp_path)
+    shutil.copy(c / "tax.csv", d / "tax.csv")
+    wb = xlsxwriter.Workbook(d / "land.xlsx")
+    ws = wb.add_worksheet("用地")
+    ws.merge_range(0, 0, 0, 5, "2021年度企业用地情况")
+    for j, h in ((0, "统一社会信用代码"), (1, "年份"), (2, "地块编号"), (5, "权属")):
+        ws.merge_range(1, j, 2, j, h)
+    ws.merge_range(1, 3, 1, 4, "用地面积")  # over 亩 | 平方米
+    ws.write_row(2, 3, ["亩", "平方米"])
+    ws.write_row(3, 0, [C1, 2021, "P1", None, 2000, "自有"])
+    ws.write_row(4, 0, [C2, 2021, "P1", None, "1,000", "租赁"])
+    wb.close()
+    inp = load(d)
+    assert inp.rejects.height == 0, inp.rejects
+    assert inp.files["land"].header_row == 2
+    assert_same_tables(clean, inp)
+    assert inp.normalised.filter(pl.col("kind") == "thousands").select("row", "column").rows() == [(5, "用地面积(平方米)")]
+    assert inp.files["land"].headers["area_m2"] == "用地面积(平方米)"
+
+
 def test_no_header_row_names_expected_columns_and_closest_row(tmp_path):
     d = quirk_dir(tmp_path)
     write_csv(d / "tax.csv", [["税收表"], ["统一社会信用代码", "年份", "税额合计"], [C1, 2021, 1]])

@@ -107,6 +107,7 @@ class HeaderMatch:
     missing: list[str] = field(default_factory=list)
     error: str | None = None  # a repeated column or an unknown unit
     unit_line: str | None = None  # a "单位：万元" line above the header
+    span: int = 1  # rows the header takes (2: an upper row of merged group cells over a lower one)
 
     @property
     def ok(self) -> bool:
@@ -178,9 +179,25 @@ def find_header(rows: list[list[object]], table: Table, lookup: dict[str, str]) 
         match = match_header(cells, table, lookup, i, unit_line)
         if match.ok and match.score:
             return match
+        if i + 1 < len(rows):  # a two-row header: 用地面积 merged over 亩 | 平方米
+            two = match_header(_combine(cells, rows[i + 1]), table, lookup, i, unit_line)
+            if two.ok and two.score:
+                two.span = 2
+                return two
         if best is None or match.score > best.score:
             best = match
     return best if best is not None else match_header([], table, lookup, 0)
+
+
+def _combine(upper: list[object], lower: list[object]) -> list[object]:
+    """One header row from two: "用地面积" over "亩" → "用地面积(亩)"; a cell merged down
+    (the same text in both rows) or empty in one row keeps the other's text."""
+    out: list[object] = []
+    for j in range(max(len(upper), len(lower))):
+        u = str(upper[j]).strip() if j < len(upper) and upper[j] is not None else ""
+        lo = str(lower[j]).strip() if j < len(lower) and lower[j] is not None else ""
+        out.append(u if not lo or lo == u else lo if not u else f"{u}({lo})")
+    return out
 
 
 def describe_row(rows: list[list[object]], match: HeaderMatch) -> str:

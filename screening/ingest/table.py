@@ -347,10 +347,10 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTab
     if header_in_frame:
         if kind in (XLSX, XLS, HTML):
             first_row = match.row
-            body = frame.slice(first_row + 1)
+            body = frame.slice(first_row + match.span)
         else:  # CSV frame starts at the header line
-            body = frame.slice(1)
-        offset = first_row + 2  # Excel row of the first data row
+            body = frame.slice(match.span)
+        offset = first_row + 1 + match.span  # Excel row of the first data row
     else:
         body, offset = frame, 2
     names = body.columns
@@ -381,14 +381,14 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTab
             }))
     # merged cells and error cells (workbooks): positions are frame rows/columns
     index_of = {m.index: m.canonical for m in match.columns}
-    merged_rows = [(r + 1, index_of[j], v) for r, j, v in filled if j in index_of and r > first_row]
+    merged_rows = [(r + 1, index_of[j], v) for r, j, v in filled if j in index_of and r >= first_row + match.span]
     if merged_rows:
         normalised_parts.append(pl.DataFrame({
             "file": [None] * len(merged_rows), "row": [r for r, _, _ in merged_rows],
             "column": [out.headers[c] for _, c, _ in merged_rows], "before": [None] * len(merged_rows),
             "after": [v for _, _, v in merged_rows], "kind": ["merged_cell"] * len(merged_rows),
         }, schema=NORMALISED_SCHEMA))
-    err_rows = [(r + 1, index_of[j], e) for r, j, e in errors if j in index_of and r > first_row]
+    err_rows = [(r + 1, index_of[j], e) for r, j, e in errors if j in index_of and r >= first_row + match.span]
     if err_rows:
         out.cell_errors = pl.DataFrame({ROW: [r for r, _, _ in err_rows], "column": [c for _, c, _ in err_rows],
                                         "error": [e for _, _, e in err_rows]}, schema=ERROR_SCHEMA)
