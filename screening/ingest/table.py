@@ -115,8 +115,8 @@ def _decode_csv(raw: bytes, path: Path) -> tuple[bytes, str]:
 
 def _head_rows(data: bytes, sep: str) -> list[list[str]]:
     """The first rows of a CSV, one entry per physical line (so index = line number - 1)."""
-    head = data[:65536].decode("utf-8", errors="replace").splitlines()[:SCAN_ROWS]
-    return [next(csv.reader([line], delimiter=sep), []) for line in head]
+    head = data[:65536].decode("utf-8", errors="replace").split("\n")[:SCAN_ROWS]
+    return [next(csv.reader([line.rstrip("\r")], delimiter=sep), []) for line in head]
 
 
 def _read_csv(path: Path, raw: bytes, table: Table, lookup: dict[str, str]) -> tuple[pl.DataFrame, HeaderMatch, list, str]:
@@ -134,8 +134,8 @@ def _read_csv(path: Path, raw: bytes, table: Table, lookup: dict[str, str]) -> t
     for _ in range(match.row):  # the header's line starts after this many newlines
         offset = data.index(b"\n", offset) + 1
     try:
-        frame = pl.read_csv(io.BytesIO(data[offset:]), has_header=False, infer_schema=False, separator=sep,
-                            truncate_ragged_lines=True)
+        # a row with more fields than the header stops the file (an unquoted comma shifts columns)
+        frame = pl.read_csv(io.BytesIO(data[offset:]), has_header=False, infer_schema=False, separator=sep)
     except Exception as exc:  # polars raises several types for malformed CSV
         raise InputError(f"{path.name}：无法按 CSV 读取（{_first_line(exc)}）") from None
     return frame, match, rows, encoding
