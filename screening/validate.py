@@ -258,14 +258,14 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
                   for n, v in values.items()}
     # values and problem conditions are expressions over the raw columns
     typed = frame.select(ROW, *values.values())
-    row_conds = [_flag(parsed[n]) for n in parsed if not registry or n == "uscc"]
-    cell_conds = [_flag(parsed[n]) for n in parsed]
-    flags = frame.select(pl.any_horizontal(row_conds).alias("_bad") if row_conds else pl.lit(False).alias("_bad"),
-                         pl.any_horizontal(cell_conds).alias("_cell") if cell_conds else pl.lit(False).alias("_cell"))
-    bad_mask, cell_mask = flags["_bad"], flags["_cell"]
-    if registry:
-        bad_mask = _with_check_char(typed, bad_mask)
-        cell_mask = cell_mask | bad_mask
+    conds = [_flag(parsed[n]) for n in parsed]
+    any_bad = pl.any_horizontal(conds) if conds else pl.lit(False)
+    if registry:  # rows rejected (bad code) and rows with any bad cell (some only cleared)
+        flags = frame.select(_flag(parsed["uscc"]).alias("_bad"), any_bad.alias("_cell"))
+        bad_mask = _with_check_char(typed, flags["_bad"])
+        cell_mask = flags["_cell"] | bad_mask
+    else:  # every problem rejects the row: one pass
+        bad_mask = cell_mask = frame.select(any_bad.alias("_bad"))["_bad"]
     if not cell_mask.any():
         good, bad = typed, typed.clear()
         rejects = pl.DataFrame(schema=REJECT_SCHEMA)

@@ -38,7 +38,8 @@ def normalize_header(h: object) -> str:
 
 @lru_cache(maxsize=1)
 def tables_data() -> dict:
-    return yaml.safe_load(SYNONYMS_FILE.read_text(encoding="utf-8"))
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader when PyYAML has it
+    return yaml.load(SYNONYMS_FILE.read_text(encoding="utf-8"), Loader=loader)
 
 
 def missing_marks() -> frozenset[str]:
