@@ -109,8 +109,8 @@ def _dirty(frame: pl.DataFrame, col: Column) -> pl.Series:
         return frame.select(present & ~e.str.contains(_DATE_CLEAN)).to_series()
     if col.allowed:
         return frame.select(present & ~e.is_in(list(col.allowed))).to_series()
-    marks = sorted(missing_marks())
-    cheap = present & (e.str.to_lowercase().is_in(marks) | e.str.starts_with("'") | e.str.starts_with("="))
+    marks = sorted({v for m in missing_marks() for v in (m, m.upper())})  # no per-cell lower-casing
+    cheap = present & (e.is_in(marks) | e.str.starts_with("'") | e.str.starts_with("="))
     mask = frame.select(cheap.alias("c"), (e.str.len_bytes() != e.str.len_chars()).fill_null(False).alias("u"))
     unicode = mask["u"]
     if unicode.any():  # only text with non-ASCII characters can hold invisible or full-width ones
