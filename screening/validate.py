@@ -52,7 +52,7 @@ class Inputs:
     accepted_rows: dict[str, int] = field(default_factory=dict)
     #: every cell changed in reading (file, row, column, before, after, kind)
     normalised: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=NORMALISED_SCHEMA))
-    #: firms with accepted rows, per table and year (all years, before ``keep_years``)
+    #: firms with accepted rows, per table and year (the years kept: all unless ``keep_years``)
     coverage: dict[str, dict[int, int]] = field(default_factory=dict)
 
     def release_tables(self) -> None:
@@ -454,11 +454,13 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
                 .join(registry, on="uscc", how="inner").select(FIRM_ID, "year").unique().sort(FIRM_ID, "year")
             )
         accepted[name] = good.height
-        if "year" in good.columns and good.height:
-            per_year = good.group_by("year").agg(pl.col(FIRM_ID).n_unique().alias("n")).drop_nulls().sort("year")
-            coverage[name] = dict(zip(per_year["year"].to_list(), per_year["n"].to_list()))
         if keep_years is not None and "year" in good.columns:
             good = good.filter(pl.col("year").is_in(sorted(keep_years)))
+        if "year" in good.columns and good.height and name != "product_energy":
+            # key (uscc, year): after de-duplication a row is a firm, so counting rows is enough
+            n = pl.len() if list(raw.table.key) == ["uscc", "year"] else pl.col(FIRM_ID).n_unique()
+            per_year = good.group_by("year").agg(n.alias("n")).drop_nulls().sort("year")
+            coverage[name] = dict(zip(per_year["year"].to_list(), per_year["n"].to_list()))
         tables[name] = good
         if not keep_raw:
             raw.release()

@@ -256,7 +256,7 @@ def _read_html(path: Path, raw: bytes) -> pl.DataFrame:
 
 def _read_parquet(path: Path, raw: bytes) -> pl.DataFrame:
     try:
-        return pl.read_parquet(io.BytesIO(raw))
+        return pl.read_parquet(path)  # from the file (memory-mapped), not a copy of its bytes
     except Exception as exc:
         raise InputError(f"{path.name}：无法按 Parquet 读取（{_first_line(exc)}）") from None
 
