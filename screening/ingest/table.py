@@ -307,7 +307,7 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTab
     raw = open_table(path)
     kind = sniff_kind(raw, path)
     named = _BY_SUFFIX.get(path.suffix.lower(), CSV)
-    note = None if kind == named or (kind, named) == (XLSX, XLS) else \
+    note = None if kind == named else \
         f"扩展名为 {path.suffix}，但文件内容不是{KIND_ZH[named]}，而是{KIND_ZH[kind]}，已按其实际格式读取"
     lookup = header_lookup(table, data_dir)
     out = RawTable(table, path, data_dir=data_dir, kind=kind, note=note, sha256=hashlib.sha256(raw).hexdigest())
