@@ -253,18 +253,20 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
     _excel_error_problems(raw, parsed)
     if table.name == "land":
         _land_problems(frame.columns, parsed)
-    if registry:  # a bad field other than the code is cleared, not the row rejected
-        values = {n: v if n == "uscc" or not parsed[n] else pl.when(_flag(parsed[n])).then(None).otherwise(v).alias(n)
-                  for n, v in values.items()}
     # values and problem conditions are expressions over the raw columns
     typed = frame.select(ROW, *values.values())
-    conds = [_flag(parsed[n]) for n in parsed]
-    any_bad = pl.any_horizontal(conds) if conds else pl.lit(False)
-    if registry:  # rows rejected (bad code) and rows with any bad cell (some only cleared)
-        flags = frame.select(_flag(parsed["uscc"]).alias("_bad"), any_bad.alias("_cell"))
-        bad_mask = _with_check_char(typed, flags["_bad"])
-        cell_mask = flags["_cell"] | bad_mask
+    if registry:  # a bad field other than the code is cleared, not the row rejected
+        flags = frame.select(_flag(p).alias(n) for n, p in parsed.items() if p)  # each column's once
+        cleared = [n for n in flags.columns if n != "uscc" and flags[n].any()]
+        if cleared:
+            typed = typed.with_columns(pl.when(flags[n]).then(None).otherwise(pl.col(n)).alias(n) for n in cleared)
+        bad_mask = _with_check_char(typed, flags["uscc"] if "uscc" in flags.columns else None)
+        cell_mask = bad_mask.clone()
+        for n in flags.columns:
+            cell_mask = cell_mask | flags[n]
     else:  # every problem rejects the row: one pass
+        conds = [_flag(parsed[n]) for n in parsed]
+        any_bad = pl.any_horizontal(conds) if conds else pl.lit(False)
         bad_mask = cell_mask = frame.select(any_bad.alias("_bad"))["_bad"]
     if not cell_mask.any():
         good, bad = typed, typed.clear()
