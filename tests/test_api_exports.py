@@ -181,7 +181,9 @@ def test_round_trip_download_fill_upload(service):
 
     response = _upload(client, tokens["township"], filled)
     assert response.status_code == 201, response.text
-    assert response.json() == {"stored": 3, "skipped": len(firms) - 3}
+    body = response.json()
+    assert (body["stored"], body["unchanged"], body["skipped"]) == (3, 0, len(firms) - 3)
+    assert body["message"] == f"新保存 3 条核实结果；{len(firms) - 3} 行未填写核实结果，已跳过"
 
     got = {u: _verifications(client, tokens, u) for u in (a, b, c)}
     assert [(v["outcome"], v["reason"], v["note"], v["created_by"]) for v in got[a]] == [("confirmed", None, None, "柳市")]
