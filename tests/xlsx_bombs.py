@@ -88,9 +88,11 @@ def shared_string_bomb(target: Path | io.BytesIO | None = None, inflated: int = 
     return workbook(target, shared_bytes=inflated)
 
 
-def sparse_sheet(target: Path | io.BytesIO | None = None, headers: Iterable[str] = ("A",)) -> bytes | None:
-    """Two cells, at row 1 and at XFD1048576: calamine would allocate the 17-billion-cell rectangle between them."""
-    cells = header_cells(headers) + '<row r="1048576"><c r="XFD1048576"><v>1</v></c></row>'
+def sparse_sheet(target: Path | io.BytesIO | None = None, headers: Iterable[str] = ("A",),
+                 far_row: int = 1048576) -> bytes | None:
+    """A first row and one cell at column XFD of ``far_row``: calamine would allocate the whole
+    rectangle between them (17 billion cells for row 1048576)."""
+    cells = header_cells(headers) + f'<row r="{far_row}"><c r="XFD{far_row}"><v>1</v></c></row>'
     return workbook(target, sheet=sheet_xml(cells, "A1"))
 
 
