@@ -93,7 +93,7 @@ _MAGIC = (
 KIND_ZH = {
     "zip": "zip 压缩包（如 .xlsx 工作簿）", "ole2": "旧版 Office 文件（如 .xls）", "parquet": "Parquet 文件",
     "pdf": "PDF 文件", "gzip": "gzip 压缩文件", "7z": "7z 压缩文件", "rar": "RAR 压缩文件", "image": "图片",
-    "html": "网页（HTML）", "binary": "二进制文件", "text": "文本文件", "empty": "空文件",
+    "html": "网页（HTML）", "binary": "二进制文件（含 NUL 字节）", "text": "文本文件", "empty": "空文件",
 }
 
 
@@ -135,8 +135,8 @@ def require_kind(head: bytes, expected: str, label: str, what: str) -> None:
 # ---------------------------------------------------------------------------------- readers
 
 @contextmanager
-def reader_errors(label: str, what: str) -> Iterator[None]:
-    """Whatever a reader raises becomes :class:`FileUnreadable`, with its first line.
+def reader_errors(label: str, failure: str) -> Iterator[None]:
+    """Whatever a reader raises becomes :class:`FileUnreadable` "label：failure（its first line）".
 
     pyo3 turns a Rust panic into ``PanicException``, a :class:`BaseException`; it is caught here too.
     Interrupts and exits pass through."""
@@ -147,7 +147,7 @@ def reader_errors(label: str, what: str) -> Iterator[None]:
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
     except BaseException as exc:  # noqa: BLE001 -- PanicException derives from BaseException
-        raise FileUnreadable(f"{label}：无法按{what}读取（{first_line(exc)}）") from None
+        raise FileUnreadable(f"{label}：{failure}（{first_line(exc)}）") from None
 
 
 def first_line(exc: BaseException) -> str:

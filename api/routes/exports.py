@@ -218,7 +218,7 @@ def _read_form(data: bytes, year: int, limits: Limits) -> list[tuple[int, dict[s
     inflate beyond the caps raises :class:`FileTooLarge` and never reaches the reader."""
     filesafety.require_kind(data[:filesafety.HEAD_BYTES], "zip", UPLOAD_LABEL, "有效的 Excel 工作簿（.xlsx）")
     filesafety.check_workbook(io.BytesIO(data), UPLOAD_LABEL, limits)
-    with filesafety.reader_errors(UPLOAD_LABEL, " Excel 工作簿"):
+    with filesafety.reader_errors(UPLOAD_LABEL, "无法按 Excel 工作簿读取"):
         sheets = _read_sheets(data)
     for frame in sheets.values():
         rows = frame.rows()
