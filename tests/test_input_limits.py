@@ -25,7 +25,7 @@ from screening.errors import InputError
 from screening.filesafety import CLI_LIMITS, FileTooLarge, FileUnreadable, Limits
 from screening.ingest import read_dir
 from screening.validate import validate
-from test_ingest import C1, CHINESE, ROOT, STATS_EN, TAX_EN, _cli_dir, write_csv, write_enterprises
+from test_ingest import C1, CHINESE, ROOT, TAX_EN, _cli_dir, write_enterprises
 
 pytestmark = pytest.mark.unit
 
