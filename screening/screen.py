@@ -141,6 +141,46 @@ def default_list_year(inputs: Inputs) -> int:
     return int(max(years)) + 1
 
 
+def held_years(inputs: Inputs, tables: set[str] | tuple[str, ...]) -> list[int]:
+    """The data years present in any of ``tables`` (as validated, before a run keeps only its two)."""
+    years: set[int] = set()
+    for name in tables:
+        frame = inputs.tables.get(name)
+        if name in inputs.data_years:
+            years.update(inputs.data_years[name])
+        elif frame is not None and "year" in frame.columns:
+            years.update(frame["year"].drop_nulls().unique().to_list())
+    return sorted(int(y) for y in years)
+
+
+def _span(years: list[int]) -> str:
+    """2017、2019—2021 (runs of consecutive years joined)."""
+    runs: list[list[int]] = []
+    for y in years:
+        if runs and y == runs[-1][-1] + 1:
+            runs[-1].append(y)
+        else:
+            runs.append([y])
+    return "、".join(f"{r[0]}" if len(r) == 1 else f"{r[0]}—{r[-1]}" for r in runs)
+
+
+def check_list_year(inputs: Inputs, list_year: int, tables: set[str]) -> None:
+    """Refuse (InputError, exit 2 / HTTP 422) a list year whose two data years, ``Y-2`` and
+    ``Y-1``, are not both in the data the rules read: such a run would list nobody, silently."""
+    year_tables = sorted(t for t in tables if t in DATA_YEAR_TABLES)
+    held = held_years(inputs, year_tables)
+    missing = [y for y in (list_year - 2, list_year - 1) if y not in held]
+    if not missing:
+        return
+    supported = [y + 2 for y in held if y + 1 in held]
+    where = "、".join(year_tables)
+    have = f"数据（{where}）中只有 {_span(held)} 年的数据" if held else f"数据（{where}）中没有任何年度的数据"
+    can = (f"可筛选的清单年度为 {_span(supported)}" if supported
+           else "没有可筛选的清单年度（需要相邻两年的数据）")
+    raise InputError(f"无法筛选 {list_year} 年度清单：需要 {list_year - 2} 与 {list_year - 1} 年的数据，"
+                     f"缺少 {'、'.join(map(str, missing))} 年；{have}，{can}")
+
+
 def screen(
     data_dir: Path | None = None,
     year: int | None = None,
@@ -173,6 +213,7 @@ def screen(
             files = read_dir(Path(data_dir) if data_dir else sample_data_dir(), needed)
             inputs = validate(files, keep_years=keep)
     list_year = year if year is not None else default_list_year(inputs)
+    check_list_year(inputs, list_year, needed)
 
     warnings: list[str] = []
     if list_year != rs.meta.designed_for_list_year:

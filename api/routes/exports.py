@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile, 
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
+from screening.csvsafe import csv_bytes
 from screening.excel import ANOMALY_COLUMN, LIST_COLUMNS, _formats, _list_sheet, sheet_name
 
 from ..auth import User
@@ -103,8 +104,8 @@ def _csv(frame: pl.DataFrame) -> bytes:
     # float noise such as 5.220000000000001 rounded away; the Excel cells keep full precision
     out = frame.select(pl.col(c).alias(header) for c, header, *_ in columns).with_columns(
         pl.col(pl.Float64).round(6))
-    # the BOM makes Excel open the UTF-8 file with the right encoding
-    return b"\xef\xbb\xbf" + out.write_csv().encode("utf-8")
+    # with a BOM (Excel then reads UTF-8); text that a spreadsheet would run as a formula neutralised
+    return csv_bytes(out)
 
 
 def _xlsx(frame: pl.DataFrame, year: int, run: str, township: str | None) -> bytes:
