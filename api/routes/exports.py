@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from screening.csvsafe import csv_bytes
-from screening.excel import ANOMALY_COLUMN, LIST_COLUMNS, _formats, _list_sheet, sheet_name
+from screening.excel import ANOMALY_COLUMN, LIST_COLUMNS, WORKBOOK_OPTIONS, _formats, _list_sheet, sheet_name
 
 from ..auth import User
 from ..db import audit, finalized, table_exists
@@ -112,7 +112,7 @@ def _xlsx(frame: pl.DataFrame, year: int, run: str, township: str | None) -> byt
     columns = (*LIST_COLUMNS, *STATUS_COLUMNS, ANOMALY_COLUMN, *FILL_COLUMNS)
     frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c, *_ in FILL_COLUMNS)
     buffer = io.BytesIO()
-    with xlsxwriter.Workbook(buffer, {"in_memory": True, "strings_to_numbers": False}) as wb:
+    with xlsxwriter.Workbook(buffer, {**WORKBOOK_OPTIONS, "in_memory": True}) as wb:
         fmts = _formats(wb)
         used: set[str] = {"填写说明"}
         name = sheet_name(township or "整治企业清单", used)
