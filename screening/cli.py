@@ -338,12 +338,12 @@ def run_app(application: typer.Typer) -> None:
         err_console.print("已中断", markup=False, highlight=False)
         sys.exit(130)
     except Exception as exc:
-        problem = environment_error(exc)
-        if problem is not None and not os.environ.get("SCREENING_DEBUG"):
-            _error_line(str(problem))
-            sys.exit(problem.exit_code)
         if os.environ.get("SCREENING_DEBUG"):
             raise
+        problem = environment_error(exc)
+        if problem is not None:
+            _error_line(str(problem))
+            sys.exit(problem.exit_code)
         detail = " ".join(str(exc).split())  # one line, whatever the exception's text holds
         err_console.print(f"内部错误：{type(exc).__name__}: {detail}（设置环境变量 SCREENING_DEBUG=1 可查看详细信息）",
                           markup=False, highlight=False, soft_wrap=True)

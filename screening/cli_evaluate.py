@@ -26,9 +26,9 @@ def evaluate_command(
 
     from .cli import _fail, _notice, err_console, out_console
     from .errors import ScreeningError
-    from .outdir import staged
     from .evaluation import evaluate, load_evaluation_inputs, write_evaluation
     from .evaluation_method import load_method
+    from .outdir import staged
     from .paths import sample_data_dir
 
     started = time.perf_counter()
