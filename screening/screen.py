@@ -141,6 +141,47 @@ def default_list_year(inputs: Inputs) -> int:
     return int(max(years)) + 1
 
 
+def held_years(inputs: Inputs, tables: set[str] | tuple[str, ...]) -> list[int]:
+    """The data years present in any of ``tables`` (as validated, before a run keeps only its two)."""
+    years: set[int] = set()
+    for name in tables:
+        frame = inputs.tables.get(name)
+        if name in inputs.data_years:
+            years.update(inputs.data_years[name])
+        elif frame is not None and "year" in frame.columns:
+            years.update(frame["year"].drop_nulls().unique().to_list())
+    return sorted(int(y) for y in years)
+
+
+def _span(years: list[int]) -> str:
+    """2017、2019—2021 (runs of consecutive years joined)."""
+    runs: list[list[int]] = []
+    for y in years:
+        if runs and y == runs[-1][-1] + 1:
+            runs[-1].append(y)
+        else:
+            runs.append([y])
+    return "、".join(f"{r[0]}" if len(r) == 1 else f"{r[0]}—{r[-1]}" for r in runs)
+
+
+def check_list_year(inputs: Inputs, list_year: int, tables: set[str]) -> list[str]:
+    """Refuse (InputError: exit 2, HTTP 422) a list year whose latest data year ``Y-1`` is not
+    in the data the rules read: every rule reads ``Y-1`` (scale, land, product energy), so such
+    a run would list nobody, silently.  ``Y-2`` missing alone is a warning (returned): the
+    rules that compare two years are then 数据不足, the others still judge."""
+    year_tables = sorted(t for t in tables if t in DATA_YEAR_TABLES)
+    held = held_years(inputs, year_tables)
+    y_prev, y_last = list_year - 2, list_year - 1
+    if y_last in held:
+        return [] if y_prev in held else [f"数据中没有 {y_prev} 年的数据：需要 {y_prev} 与 {y_last} 两年数据的判定均为“数据不足”"]
+    where = "、".join(year_tables)
+    if not held:
+        raise InputError(f"无法筛选 {list_year} 年度清单：数据（{where}）中没有任何年度的数据")
+    raise InputError(f"无法筛选 {list_year} 年度清单：需要 {y_prev} 与 {y_last} 年的数据，但数据（{where}）中只有 "
+                     f"{_span(held)} 年的数据；可筛选的清单年度为 {_span([y + 1 for y in held])}"
+                     f"（两个数据年度齐全的为 {_span([y + 2 for y in held if y + 1 in held]) or '无'}）")
+
+
 def screen(
     data_dir: Path | None = None,
     year: int | None = None,
@@ -173,8 +214,7 @@ def screen(
             files = read_dir(Path(data_dir) if data_dir else sample_data_dir(), needed)
             inputs = validate(files, keep_years=keep)
     list_year = year if year is not None else default_list_year(inputs)
-
-    warnings: list[str] = []
+    warnings: list[str] = check_list_year(inputs, list_year, needed)
     if list_year != rs.meta.designed_for_list_year:
         warnings.append(f"规则集 {rs.meta.id} 按 {rs.meta.designed_for_list_year} 年度制定，本次筛选年度为 {list_year}")
     for t in DATA_YEAR_TABLES:

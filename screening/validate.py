@@ -46,6 +46,8 @@ class Inputs:
     )
     read_rows: dict[str, int] = field(default_factory=dict)
     accepted_rows: dict[str, int] = field(default_factory=dict)
+    #: the years each table's accepted rows hold, before ``keep_years`` (the list years the data supports)
+    data_years: dict[str, list[int]] = field(default_factory=dict)
 
     def release_tables(self) -> None:
         """Drop the validated rows (counts, rejects and file facts stay); frees memory once
@@ -351,6 +353,7 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
     land_incomplete = pl.DataFrame(schema={FIRM_ID: pl.UInt32, "year": pl.Int32})
 
     accepted: dict[str, int] = {}
+    years: dict[str, list[int]] = {}
     registry = pl.DataFrame(schema={"uscc": pl.String, FIRM_ID: pl.UInt32})
     rejected_codes = pl.Series("uscc", [], dtype=pl.String)
     for name in ["enterprises"] + [n for n in TABLES if n != "enterprises"]:
@@ -380,6 +383,8 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
                 .join(registry, on="uscc", how="inner").select(FIRM_ID, "year").unique().sort(FIRM_ID, "year")
             )
         accepted[name] = good.height
+        if "year" in good.columns:
+            years[name] = sorted(good["year"].drop_nulls().unique().to_list())
         if keep_years is not None and "year" in good.columns:
             good = good.filter(pl.col("year").is_in(sorted(keep_years)))
         tables[name] = good
@@ -388,7 +393,8 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
 
     rejects = pl.concat(reject_parts) if reject_parts else pl.DataFrame(schema=REJECT_SCHEMA)
     rejects = rejects.with_columns(pl.col("row").cast(pl.Int64)).sort("file", "row", "column")
-    return Inputs(tables, rejects, files, land_incomplete, {n: raw.rows for n, raw in files.items()}, accepted)
+    return Inputs(tables, rejects, files, land_incomplete, {n: raw.rows for n, raw in files.items()}, accepted,
+                  data_years=years)
 
 
 def _empty(table: Table) -> pl.DataFrame:

@@ -27,7 +27,8 @@ from starlette.types import Message
 from screening import filesafety
 from screening.filesafety import FileTooLarge, FileUnreadable, Limits
 
-from screening.excel import ANOMALY_COLUMN, LIST_COLUMNS, _formats, _list_sheet, sheet_name
+from screening.csvsafe import csv_bytes
+from screening.excel import ANOMALY_COLUMN, LIST_COLUMNS, WORKBOOK_OPTIONS, _formats, _list_sheet, sheet_name
 
 from ..auth import User
 from ..db import audit, finalized, table_exists
@@ -110,15 +111,15 @@ def _csv(frame: pl.DataFrame) -> bytes:
     # float noise such as 5.220000000000001 rounded away; the Excel cells keep full precision
     out = frame.select(pl.col(c).alias(header) for c, header, *_ in columns).with_columns(
         pl.col(pl.Float64).round(6))
-    # the BOM makes Excel open the UTF-8 file with the right encoding
-    return b"\xef\xbb\xbf" + out.write_csv().encode("utf-8")
+    # with a BOM (Excel then reads UTF-8); text that a spreadsheet would run as a formula neutralised
+    return csv_bytes(out)
 
 
 def _xlsx(frame: pl.DataFrame, year: int, run: str, township: str | None) -> bytes:
     columns = (*LIST_COLUMNS, *STATUS_COLUMNS, ANOMALY_COLUMN, *FILL_COLUMNS)
     frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c, *_ in FILL_COLUMNS)
     buffer = io.BytesIO()
-    with xlsxwriter.Workbook(buffer, {"in_memory": True, "strings_to_numbers": False}) as wb:
+    with xlsxwriter.Workbook(buffer, {**WORKBOOK_OPTIONS, "in_memory": True}) as wb:
         fmts = _formats(wb)
         used: set[str] = {"填写说明"}
         name = sheet_name(township or "整治企业清单", used)
