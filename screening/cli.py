@@ -279,11 +279,19 @@ def serve(
 
     from api.config import Settings
     from api.main import create_app
-    from .store import connect
+    from .handover import find
+    from .store import DatabaseLocked, connect
 
     try:
         if db.exists():
-            connect(db).close()  # a locked file fails here, with the store's one-line message
+            connect(db).close()  # a held file fails here
+    except DatabaseLocked as exc:
+        service = find(db)
+        if service is not None:
+            _fail(DatabaseLocked(f"数据库 {db} 已被另一个服务占用（PID {service.pid}，地址 {service.url}）；"
+                                 f"请直接使用该服务，或先停止它再启动"))
+        holder = f"（PID {exc.pid}）" if exc.pid else ""
+        _fail(DatabaseLocked(f"数据库 {db} 已被另一个进程{holder}占用；请先关闭该进程再启动服务，或改用其他 --db 文件"))
     except ScreeningError as exc:
         _fail(exc)
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else (f"[{host}]" if ":" in host else host)
@@ -301,7 +309,11 @@ app.command("warn")(warn_command)
 
 
 def main() -> None:
-    """Console entry point: unexpected errors become one line unless SCREENING_DEBUG is set."""
+    """Console entry point: unexpected errors become one line unless SCREENING_DEBUG is set.
+    Files it creates (the database, its WAL, outputs) are its user's only."""
+    from .store import private_umask
+
+    private_umask()
     try:
         app()
     except SystemExit:

@@ -15,6 +15,7 @@ from . import __version__
 from .anomaly import ADVISORY
 from .errors import ScreeningError
 from .excel import write_workbook
+from .sqlquote import literal
 
 if TYPE_CHECKING:
     from .screen import Screening
@@ -52,13 +53,9 @@ def write_results_parquet(s: "Screening", out: Path) -> Path:
 
 def write_results_csv(s: "Screening", out: Path) -> Path:
     csv = out / "results.csv"
-    source = f"read_parquet('{_sql_path(s.results_file)}')" if s.results_file else "results_out"
+    source = f"read_parquet({literal(s.results_file)})" if s.results_file else "results_out"
     s.engine.copy_to(source, csv, "(FORMAT csv, HEADER)")
     return csv
-
-
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
 
 
 def write_rejects(s: "Screening", out: Path) -> list[Path]:
@@ -162,7 +159,7 @@ def write_all(s: "Screening", out: Path, db: Path | None) -> ScreeningError | No
 def _save(s: "Screening", db: Path | None, record: dict[str, Any], out: Path) -> None:
     from . import store
 
-    s.stored_via = store.save_run(s, db, record, out)
+    s.stored_via = store.save_run(s, db, record)
 
 
 def _timed_write(write, s: "Screening", out: Path) -> float:
