@@ -124,7 +124,7 @@ def grade_method(ruleset: RuleSet):
         return None
     from .evaluation_method import load_method
 
-    return load_method(ruleset.params[GRADE_RULE]["grade_method"])
+    return load_method(ruleset.params[GRADE_RULE]["grade_method"], ruleset.file_roots)
 
 
 def needed_tables(ruleset: RuleSet) -> set[str]:
@@ -152,6 +152,7 @@ def screen(
     keep_tables: bool = True,
     host: "duckdb.DuckDBPyConnection | None" = None,
     anomalies: bool = True,
+    confine: tuple[Path, ...] | None = None,
 ) -> Screening:
     """Screen one list year.  Give ``data_dir`` (files) or already validated ``inputs``.
 
@@ -159,11 +160,15 @@ def screen(
     (the command line does, to keep a province's run small in memory).  ``host``: the
     service's connection, when the service runs a screening itself (see Engine).
     ``anomalies=False`` skips the advisory data check (:mod:`screening.anomaly`).
+    ``confine``: the directories besides the rule set that a parameter may name files in
+    (the service passes its data root; see RuleSet.confine); None: any local file.
     """
     started = dt.datetime.now().astimezone()
     timings: dict[str, float] = {}
     with _timed(timings, "加载规则集", progress):
         rs = ruleset if isinstance(ruleset, RuleSet) else load_ruleset(Path(ruleset) if ruleset else default_ruleset())
+        if confine is not None:
+            rs.confine(*confine)
         if overrides:
             rs.apply_overrides(overrides)
     needed = needed_tables(rs)

@@ -13,9 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from screening.errors import ScreeningError
 from screening.handover import NotStaged, discard
-from screening.store import import_staged
 from screening.outputs import planned_outputs, write_all, write_run_json
+from screening.paths import confined
 from screening.screen import screen
+from screening.store import import_staged
 
 from ..auth import User
 from ..db import audit, ensure_schema
@@ -41,13 +42,13 @@ def create_run(body: RunIn, request: Request, cursor: CursorDep,
                user: Annotated[User, Depends(allow("admin"))]) -> dict:
     settings = request.app.state.settings
     root = Path(settings.data_root).resolve()
-    data = (root / body.data).resolve() if body.data else root
-    if root != data and root not in data.parents:
+    data = confined(body.data, [root]) if body.data else root
+    if data is None:
         raise HTTPException(422, "数据目录必须位于数据根目录之下")
     if not _one_at_a_time.acquire(blocking=False):
         raise HTTPException(status.HTTP_409_CONFLICT, "另一次筛选正在进行，请稍后再试")
     try:
-        s = screen(data, body.year, None, body.set, keep_tables=False, host=request.app.state.con)
+        s = screen(data, body.year, None, body.set, keep_tables=False, host=request.app.state.con, confine=(root,))
         with s:
             out = Path(settings.runs_dir) / s.run_id
             error = write_all(s, out, None)
