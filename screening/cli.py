@@ -224,7 +224,8 @@ def users_add(
     db: Annotated[Path, typer.Option("--db", help="服务使用的 DuckDB 文件")] = Path("screening.duckdb"),
     name: Annotated[str, typer.Option("--name", help="用户名")] = ...,
     role: Annotated[str, typer.Option("--role", help="admin、township、analyst 或 dashboard")] = ...,
-    township: Annotated[Optional[str], typer.Option("--township", help="township 角色所属乡镇街道")] = None,
+    township: Annotated[Optional[str], typer.Option("--township", help="township 角色所属乡镇街道（须为已保存运行的企业名录中的乡镇街道）")] = None,
+    new_township: Annotated[bool, typer.Option("--new-township", help="确认 --township 是名录中还没有的新乡镇街道")] = False,
 ) -> None:
     """创建用户；令牌只显示这一次（输出的最后一行），数据库中只保存其散列值。"""
     from api.auth import add_user
@@ -234,9 +235,10 @@ def users_add(
     with _database(db) as con:
         try:
             if isinstance(con, Service):
-                token = con.call("POST", "/api/v1/users", {"name": name, "role": role, "township": township})["token"]
+                token = con.call("POST", "/api/v1/users", {"name": name, "role": role, "township": township,
+                                                           "confirm_new_township": new_township})["token"]
             else:
-                token = add_user(con, name, role, township)
+                token = add_user(con, name, role, township, new_township)
         except ValueError as exc:
             _fail(ScreeningError(str(exc)))
         except ScreeningError as exc:

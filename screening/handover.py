@@ -34,6 +34,11 @@ class HandoverError(ScreeningError):
     exit_code = 1
 
 
+class Refused(HandoverError):
+    """The service refused what the command asked (bad input: exit 2 as without a service)."""
+    exit_code = 2
+
+
 def service_file(db: Path) -> Path:
     return db.parent / f"{db.name}.service.json"
 
@@ -106,7 +111,8 @@ class Service:
                 detail = json.loads(payload).get("detail", "")
             except (ValueError, AttributeError):
                 detail = ""
-            raise HandoverError(f"服务（{self.url}）拒绝了请求：{response.status} {detail}".rstrip())
+            refusal = Refused if response.status in (404, 409, 422) else HandoverError
+            raise refusal(f"服务（{self.url}）拒绝了请求：{response.status} {detail}".rstrip())
         try:
             return json.loads(payload or b"{}")
         except ValueError:
