@@ -85,8 +85,10 @@ class Service:
     pid: int = 0
 
     def call(self, method: str, route: str, body: dict[str, Any] | None = None,
-             timeout: float = CALL_TIMEOUT) -> dict:
-        """One request to the service: CONNECT_TIMEOUT to connect, ``timeout`` for the answer."""
+             timeout: float | None = None) -> dict:
+        """One request to the service: CONNECT_TIMEOUT to connect, ``timeout`` (default
+        CALL_TIMEOUT) for the answer; a service that stays silent is one Chinese line."""
+        timeout = CALL_TIMEOUT if timeout is None else timeout
         data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
         address = urllib.parse.urlsplit(self.url)
         connection = http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port,
