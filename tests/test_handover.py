@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from screening import handover
+from screening import handover, store
 
 from cli_helpers import cli
 
@@ -106,6 +106,8 @@ def test_warn_hands_over_its_warnings(serving):
 def test_no_staging_files_are_left_behind(serving):
     for out in ("out1", "out2", "outw"):
         assert not list((serving["tmp"] / out).glob(".staged-*")), out
+    staging = handover.staging_dir(serving["db"])
+    assert staging.is_dir() and not list(staging.iterdir())  # the service's own area, emptied after each import
 
 
 def test_revoke_hands_over_too(serving):
@@ -135,6 +137,10 @@ def test_after_the_service_stops_the_database_holds_everything(serving):
         assert who == {handover.HANDOVER_USER}
         revoked = con.execute("SELECT revoked_at IS NOT NULL FROM users WHERE name = '局管理员'").fetchall()
         assert revoked == [(True,)]
+        for table, columns in store.STORED_TABLES.items():  # what the writers staged is what the import expects
+            described = con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ? "
+                                    "ORDER BY column_index", [table]).fetchall()
+            assert tuple(described) == columns, table
     finally:
         con.close()
 
