@@ -91,3 +91,15 @@ def test_the_command_line_applies_the_same_checks(tmp_path):
     new = cli("users", "add", "--db", db, "--name", "柳市", "--role", "township", "--township", "柳市",
               "--new-township", cwd=tmp_path)
     assert new.returncode == 0, new.stderr
+
+
+def test_a_user_named_before_the_check_can_still_be_revoked(service):
+    """A database from before the check may hold ``a/b``: DELETE /users/a%2Fb reaches it."""
+    client, admin = service
+    con = client.app.state.con.cursor()
+    try:
+        con.execute("INSERT INTO users VALUES ('legacy', 'a/b', 'analyst', NULL, 'h', now(), NULL)")
+    finally:
+        con.close()
+    assert client.delete("/api/v1/users/a%2Fb", headers=admin).status_code == 200
+    assert client.delete("/api/v1/users/a%2Fb", headers=admin).status_code == 404

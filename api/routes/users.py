@@ -39,7 +39,7 @@ def create_user(body: UserIn, cursor: CursorDep, user: Annotated[User, Depends(a
     return {**created, "token": token}
 
 
-@router.delete("/{name}", responses=ERRORS, operation_id="users-revoke", summary="停用用户的令牌（仅 admin）")
+@router.delete("/{name:path}", responses=ERRORS, operation_id="users-revoke", summary="停用用户的令牌（仅 admin）")
 def revoke(name: str, cursor: CursorDep, user: Annotated[User, Depends(allow("admin"))]) -> dict:
     if not revoke_user(cursor, name):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"没有名为 {name} 的有效用户")
