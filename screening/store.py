@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +96,7 @@ STAGED_KINDS = {
 }
 #: staged tables that are checked but not copied (the database has its own)
 _NOT_IMPORTED = frozenset({"schema_info"})
+
 
 class StoreError(ScreeningError):
     exit_code = 1
@@ -256,7 +258,7 @@ def import_staged(con: duckdb.DuckDBPyConnection, staged: Path) -> dict[str, Any
     ``staged`` must be a file the service staged itself (see screening.handover.Staging).
     Refuses a staged run whose id the database already holds (a file imported twice).
     Returns the rows copied per table and the run ids brought in."""
-    catalog = "staged"
+    catalog = f"staged_{uuid.uuid4().hex[:12]}"  # never the name of the service's own catalog
     try:
         con.execute(f"ATTACH {literal(staged)} AS {identifier(catalog)} (READ_ONLY)")
     except (duckdb.Error, ValueError):
@@ -299,6 +301,7 @@ def _save_run(s: "Screening", db: Path | None, record: dict[str, Any]) -> None:
         except duckdb.Error as exc:
             con.close()
             raise _open_error(db, exc) from None
+        owner_only(db)
     try:
         catalog = identifier(alias)
         _create(con, alias, "schema_info")
