@@ -93,15 +93,17 @@ class Service:
         address = urllib.parse.urlsplit(self.url)
         connection = http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port,
                                                 timeout=CONNECT_TIMEOUT)
+        waited = CONNECT_TIMEOUT  # until connected, then the answer's
         try:
             connection.connect()
+            waited = timeout
             connection.sock.settimeout(timeout)
             connection.request(method, address.path.rstrip("/") + route, body=data, headers={
                 "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
             response = connection.getresponse()
             payload = response.read()
         except TimeoutError:
-            raise HandoverError(f"数据库正被服务占用，但该服务（{self.url}，PID {self.pid}）在 {timeout:g} 秒内没有响应，"
+            raise HandoverError(f"数据库正被服务占用，但该服务（{self.url}，PID {self.pid}）在 {waited:g} 秒内没有响应，"
                                 f"可能已停止响应；请检查或重启服务后重试") from None
         except (OSError, http.client.HTTPException) as exc:
             raise HandoverError(f"数据库正被服务占用，但无法连接该服务（{self.url}，见 {self.announced_in}）："
