@@ -5,6 +5,8 @@ from typing import Any
 
 import duckdb
 
+from screening.sqlquote import identifier
+
 SERVICE_DDL = """
 CREATE TABLE IF NOT EXISTS users (
     user_id VARCHAR PRIMARY KEY,
@@ -96,13 +98,13 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(statement)
     for table, column in FIRM_INDEXES:
         if table_exists(con, table):
-            con.execute(f"CREATE INDEX IF NOT EXISTS {table}_{column} ON {table} ({column})")
+            con.execute(f"CREATE INDEX IF NOT EXISTS {identifier(f'{table}_{column}')} ON {identifier(table)} ({identifier(column)})")
 
 
 def firm_rows(table: str) -> str:
     """Rows of one firm in one run.  The firm filter stands alone in the inner scan so that
     DuckDB uses the index (it does not when run_id is filtered in the same scan)."""
-    return f"(SELECT * FROM {table} WHERE uscc = ? OFFSET 0) WHERE run_id = ?"
+    return f"(SELECT * FROM {identifier(table)} WHERE uscc = ? OFFSET 0) WHERE run_id = ?"
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:

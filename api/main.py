@@ -2,6 +2,7 @@
 the lifespan, read-write, by this one process (DuckDB allows one writer per file)."""
 from __future__ import annotations
 
+import os
 from contextlib import asynccontextmanager
 
 import duckdb
@@ -10,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from screening import handover
+from screening.store import owner_only, private_umask
 
 from .auth import token_hash
 from .config import Settings, get_settings
@@ -53,7 +55,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        umask = private_umask()  # the database, its WAL and staged files: owner only
         app.state.con = duckdb.connect(str(settings.db))
+        owner_only(settings.db)
+        app.state.staging = handover.Staging(settings.db)
         ensure_schema(app.state.con)
         app.state.read_model = ReadModel(app.state.con, settings.cache_runs)
         app.state.read_model.preload()
@@ -68,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 handover.withdraw(settings.db, token)
             app.state.read_model.wait_loaded()  # a load still running must not outlive the connection
             app.state.con.close()
+            os.umask(umask)
 
     app = FastAPI(title="高耗低效企业筛选服务", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings

@@ -242,7 +242,8 @@ def users_add(
     db: Annotated[Path, typer.Option("--db", help="服务使用的 DuckDB 文件")] = Path("screening.duckdb"),
     name: Annotated[str, typer.Option("--name", help="用户名")] = ...,
     role: Annotated[str, typer.Option("--role", help="admin、township、analyst 或 dashboard")] = ...,
-    township: Annotated[Optional[str], typer.Option("--township", help="township 角色所属乡镇街道")] = None,
+    township: Annotated[Optional[str], typer.Option("--township", help="township 角色所属乡镇街道（须为已保存运行的企业名录中的乡镇街道）")] = None,
+    new_township: Annotated[bool, typer.Option("--new-township", help="确认 --township 是名录中还没有的新乡镇街道")] = False,
 ) -> None:
     """创建用户；令牌只显示这一次（输出的最后一行），数据库中只保存其散列值。"""
     from api.auth import add_user
@@ -252,9 +253,10 @@ def users_add(
     with _database(db) as con:
         try:
             if isinstance(con, Service):
-                token = con.call("POST", "/api/v1/users", {"name": name, "role": role, "township": township})["token"]
+                token = con.call("POST", "/api/v1/users", {"name": name, "role": role, "township": township,
+                                                           "confirm_new_township": new_township})["token"]
             else:
-                token = add_user(con, name, role, township)
+                token = add_user(con, name, role, township, new_township)
         except ValueError as exc:
             _fail(ScreeningError(str(exc)))
         except ScreeningError as exc:
@@ -297,11 +299,19 @@ def serve(
 
     from api.config import Settings
     from api.main import create_app
-    from .store import connect
+    from .handover import find
+    from .store import DatabaseLocked, connect
 
     try:
         if db.exists():
-            connect(db).close()  # a locked file fails here, with the store's one-line message
+            connect(db).close()  # a held file fails here
+    except DatabaseLocked as exc:
+        service = find(db)
+        if service is not None:
+            _fail(DatabaseLocked(f"数据库 {db} 已被另一个服务占用（PID {service.pid}，地址 {service.url}）；"
+                                 f"请直接使用该服务，或先停止它再启动"))
+        holder = f"（PID {exc.pid}）" if exc.pid else ""
+        _fail(DatabaseLocked(f"数据库 {db} 已被另一个进程{holder}占用；请先关闭该进程再启动服务，或改用其他 --db 文件"))
     except ScreeningError as exc:
         _fail(exc)
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else (f"[{host}]" if ":" in host else host)
@@ -330,6 +340,9 @@ def run_app(application: typer.Typer) -> None:
     disk is full; also when a writer wraps it) names the path, with exit 2 when the path
     given cannot be used as given and 1 when the machine refuses (screening.errors).  Other
     unexpected errors are bugs: one line, exit 1, the traceback only with SCREENING_DEBUG."""
+    from .store import private_umask
+
+    private_umask()  # files it creates (database, WAL, outputs) are its user's only
     try:
         application()
     except SystemExit:

@@ -46,7 +46,7 @@ def warn_command(
 
                 status.update("存入数据库")
                 stored = warn_id(result)
-                service = save_tables(db, store_tables(result, stored), staging)
+                service = save_tables(db, store_tables(result, stored))
                 if service:
                     stored += f"（已交由运行中的服务 {service} 写入）"
     except ScreeningError as exc:

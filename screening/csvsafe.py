@@ -20,6 +20,8 @@ from pathlib import Path
 
 import polars as pl
 
+from .sqlquote import identifier, literal
+
 #: the first characters of a cell that a spreadsheet reads as a formula
 FORMULA_CHARS = ("=", "+", "-", "@", "\t", "\r")
 #: the same, as a regular expression (Polars)
@@ -63,10 +65,6 @@ def csv_bytes(frame: pl.DataFrame) -> bytes:
 SQL_MACRO_NAME = "csv_safe"
 
 
-def _sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def sql_macro() -> str:
     """``CREATE … MACRO csv_safe(v)``: the same rule as :func:`safe_text`, for a streamed COPY.
 
@@ -74,12 +72,8 @@ def sql_macro() -> str:
     faster over millions of cells); the number test runs only on the few cells that need it."""
     first = ", ".join(f"chr({ord(c)})" for c in FORMULA_CHARS)
     return (f"CREATE OR REPLACE TEMP MACRO {SQL_MACRO_NAME}(v) AS "
-            f"CASE WHEN left(v, 1) IN ({first}) AND NOT regexp_matches(v, {_sql_literal(PLAIN_NUMBER)}) "
-            f"THEN {_sql_literal(PREFIX)} || v ELSE v END")
-
-
-def _quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+            f"CASE WHEN left(v, 1) IN ({first}) AND NOT regexp_matches(v, {literal(PLAIN_NUMBER)}) "
+            f"THEN {literal(PREFIX)} || v ELSE v END")
 
 
 def safe_select(source: str, columns: dict[str, str]) -> str:
@@ -87,7 +81,7 @@ def safe_select(source: str, columns: dict[str, str]) -> str:
     passed through the macro of :func:`sql_macro`; the others as they are."""
     items = []
     for name, dtype in columns.items():
-        q = _quote_identifier(name)
+        q = identifier(name)
         text = dtype.upper() == "VARCHAR" or dtype.upper().startswith("ENUM")
         items.append(f"{SQL_MACRO_NAME}({q}::VARCHAR) AS {q}" if text else q)
     return f"(SELECT {', '.join(items)} FROM {source})"

@@ -19,6 +19,7 @@ from . import __version__, csvsafe
 from .anomaly import ADVISORY
 from .errors import RuleExecutionError, ScreeningError, environment_error
 from .excel import write_workbook
+from .sqlquote import literal
 
 if TYPE_CHECKING:
     from .screen import Screening
@@ -57,7 +58,7 @@ def write_results_parquet(s: "Screening", out: Path) -> Path:
 def write_results_csv(s: "Screening", out: Path) -> Path:
     """Streamed by DuckDB (millions of rows), text neutralised by the csvsafe macro on the way."""
     csv = out / "results.csv"
-    source = f"read_parquet('{_sql_path(s.results_file)}')" if s.results_file else "results_out"
+    source = f"read_parquet({literal(s.results_file)})" if s.results_file else "results_out"
     columns = s.engine.query("results.csv columns", "DESCRIBE SELECT * FROM results_out", {})  # = the Parquet's
     s.engine.execute("csv_safe macro", csvsafe.sql_macro(), {})
     _copy(s, csvsafe.safe_select(source, dict(zip(columns["column_name"], columns["column_type"]))), csv,
@@ -74,10 +75,6 @@ def _copy(s: "Screening", source: str, path: Path, options: str) -> None:
         if problem is None:
             raise
         raise problem from None
-
-
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
 
 
 def write_rejects(s: "Screening", out: Path) -> list[Path]:
@@ -184,7 +181,7 @@ def write_all(s: "Screening", out: Path, db: Path | None, final: Path | None = N
 def _save(s: "Screening", db: Path | None, record: dict[str, Any], out: Path) -> None:
     from . import store
 
-    s.stored_via = store.save_run(s, db, record, out)
+    s.stored_via = store.save_run(s, db, record)
 
 
 def _timed_write(write, s: "Screening", out: Path) -> float:

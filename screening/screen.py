@@ -22,6 +22,7 @@ from .errors import AuditError, InputError
 from .ingest import read_dir
 from .paths import default_ruleset, sample_data_dir
 from .ruleset import STATUSES, RuleSet, load_ruleset
+from .sqlquote import identifier, literal
 from .validate import Inputs, validate
 
 #: Which input tables each rule reads (a table no enabled rule needs may be absent).
@@ -123,7 +124,7 @@ def grade_method(ruleset: RuleSet):
         return None
     from .evaluation_method import load_method
 
-    return load_method(ruleset.params[GRADE_RULE]["grade_method"])
+    return load_method(ruleset.params[GRADE_RULE]["grade_method"], ruleset.file_roots)
 
 
 def needed_tables(ruleset: RuleSet) -> set[str]:
@@ -192,6 +193,7 @@ def screen(
     keep_tables: bool = True,
     host: "duckdb.DuckDBPyConnection | None" = None,
     anomalies: bool = True,
+    confine: tuple[Path, ...] | None = None,
 ) -> Screening:
     """Screen one list year.  Give ``data_dir`` (files) or already validated ``inputs``.
 
@@ -199,11 +201,15 @@ def screen(
     (the command line does, to keep a province's run small in memory).  ``host``: the
     service's connection, when the service runs a screening itself (see Engine).
     ``anomalies=False`` skips the advisory data check (:mod:`screening.anomaly`).
+    ``confine``: the directories besides the rule set that a parameter may name files in
+    (the service passes its data root; see RuleSet.confine); None: any local file.
     """
     started = dt.datetime.now().astimezone()
     timings: dict[str, float] = {}
     with _timed(timings, "加载规则集", progress):
         rs = ruleset if isinstance(ruleset, RuleSet) else load_ruleset(Path(ruleset) if ruleset else default_ruleset())
+        if confine is not None:
+            rs.confine(*confine)
         if overrides:
             rs.apply_overrides(overrides)
     needed = needed_tables(rs)
@@ -283,8 +289,7 @@ def _enum_types(rs: RuleSet) -> str:
     codes = sorted({*rs.meta.scope_messages, *(c for rid in rs.enabled for c in rs.rules[rid].messages)})
 
     def enum(name: str, values: list[str]) -> str:
-        quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
-        return f"CREATE TYPE {name} AS ENUM ({quoted});\n"
+        return f"CREATE TYPE {identifier(name)} AS ENUM ({', '.join(literal(v) for v in values)});\n"
 
     return enum("rule_id_t", rs.enabled) + enum("status_t", list(STATUSES)) + enum("reason_code_t", codes)
 
@@ -376,14 +381,13 @@ def _results_view(engine: Engine, rs: RuleSet, list_year: int, run_id: str) -> N
     columns.update({c: f"r.{c}" for c in _RESULT_COLUMNS})
     messages = {rid: {**rs.meta.scope_messages, **rs.rules[rid].messages} for rid in rs.enabled}
     case = reasons.case_expression(messages, _template_constants(rs, list_year), columns, "r.rule_id", "r.reason_code")
-    quoted_run = run_id.replace("'", "''")
     engine.execute("results_explained", f"""
         CREATE OR REPLACE VIEW results_explained AS
         SELECT r.firm_id, {int(list_year)} AS list_year, p.uscc, r.rule_id::VARCHAR AS rule_id, i.rule_title,
                r.status::VARCHAR AS status, r.value, r.threshold, r.industry_avg, r.industry_group,
                r.industry_group_name, r.group_firms, r.value_prev, r.value_last, r.value_text, r.threshold_text,
                r.years, r.value_prev_text, r.value_last_text, r.source, r.reason_code::VARCHAR AS reason_code,
-               {case} AS reason, r.detail, i.citation, '{quoted_run}' AS run_id
+               {case} AS reason, r.detail, i.citation, {literal(run_id)} AS run_id
         FROM results r
         JOIN firm_panel p USING (firm_id)
         JOIN rule_info i USING (rule_id)

@@ -184,3 +184,13 @@ def test_locked_db_stores_nothing(locked_run):
             assert con.execute("SELECT count(*) FROM runs").fetchall()[0][0] == 0
     finally:
         con.close()
+
+
+def test_stored_tables_are_exactly_what_an_import_accepts(two_runs):
+    """save_run writes exactly STORED_TABLES, so a staged run passes the import's exact check
+    (issue 10, finding 2); a column added to a writer must be added there too."""
+    from screening.store import STAGED_KINDS, check_staged
+
+    con = two_runs["con"]
+    catalog = q(con, "SELECT current_database()")[0][0]
+    assert set(check_staged(con, catalog)) == STAGED_KINDS["run"] - {"schema_info"}
