@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..auth import User
-from ..db import audit, finalized, records, run_catalogue
+from ..db import audit, finalized, one_snapshot, records, run_catalogue
 from ..deps import CursorDep, allow
 from .common import ERRORS, YearPath, run_for_year
 
@@ -98,6 +98,18 @@ def finalize(year: YearPath, body: FinalizeIn, cursor: CursorDep,
              user: Annotated[User, Depends(allow("admin"))]) -> dict:
     """列入定稿清单的：核实确认的企业，以及异议被驳回的企业。异议成立的企业不列入。
     仍有未核实或异议未处理的企业时返回 409，除非 allow_unresolved 为 true。定稿后不可更改。"""
+    # the run, its standings and the final list: read and written in one transaction (one state)
+    cursor.execute("BEGIN TRANSACTION")
+    try:
+        summary = _finalize(cursor, year, body, user)
+    except BaseException:
+        cursor.execute("ROLLBACK")
+        raise
+    cursor.execute("COMMIT")
+    return summary
+
+
+def _finalize(cursor, year: int, body: FinalizeIn, user: User) -> dict:
     if finalized(cursor, year):
         raise HTTPException(status.HTTP_409_CONFLICT, f"{year} 年度清单已于此前定稿，定稿结果不可更改")
     run = run_for_year(cursor, year)
@@ -110,7 +122,6 @@ def finalize(year: YearPath, body: FinalizeIn, cursor: CursorDep,
                             "处理完毕后再定稿，或设 allow_unresolved 为 true")
     final = [f for f in firms if f["standing"] in ("confirmed", "dispute_rejected")]
     now = dt.datetime.now(dt.timezone.utc)
-    cursor.execute("BEGIN TRANSACTION")
     for f in final:
         entry = {k: v for k, v in f.items() if k not in ("standing", "verification_id")}
         cursor.execute("INSERT INTO final_list VALUES (?, ?, ?, ?, ?)",
@@ -120,7 +131,6 @@ def finalize(year: YearPath, body: FinalizeIn, cursor: CursorDep,
     summary = {"year": year, "run_id": run, "final": len(final), "counts": counts, "finalized_by": user.name,
                "finalized_at": now}
     audit(cursor, user, "finalize", "list", str(year), None, summary)
-    cursor.execute("COMMIT")
     return summary
 
 
@@ -128,10 +138,11 @@ def finalize(year: YearPath, body: FinalizeIn, cursor: CursorDep,
             summary="定稿清单（定稿前为 404）")
 def final_list(year: YearPath, cursor: CursorDep,
                user: Annotated[User, Depends(allow("admin", "analyst", "township"))]) -> dict:
-    info = finalized(cursor, year)
-    if info is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{year} 年度清单尚未定稿")
-    rows = records(cursor, "SELECT uscc, basis, entry FROM final_list WHERE list_year = ? ORDER BY uscc", [year])
+    with one_snapshot(cursor):  # a replacement of the final list cannot fall between the two reads
+        info = finalized(cursor, year)
+        if info is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"{year} 年度清单尚未定稿")
+        rows = records(cursor, "SELECT uscc, basis, entry FROM final_list WHERE list_year = ? ORDER BY uscc", [year])
     items = [{**json.loads(r["entry"]), "basis": r["basis"]} for r in rows]
     items = [i for i in items if user.sees(i.get("township"))]
     return {"year": year, "run_id": info["run_id"], "finalized_at": info["finalized_at"], "total": len(items),
