@@ -33,7 +33,7 @@ _MESSAGES = {
     "int_type": "应为整数",
     "string_type": "应为文本",
     "json_invalid": "不是有效的 JSON",
-    "literal_error": "取值应为 {expected}",
+    "literal_error": "“{input}”无效，可选值：{expected}",
     "less_than_equal": "不能大于 {le}",
     "greater_than_equal": "不能小于 {ge}",
     "string_too_long": "最多 {max_length} 个字符",
@@ -43,8 +43,11 @@ _MESSAGES = {
 def _chinese(err: dict) -> str:
     template = _MESSAGES.get(err.get("type", ""))
     if template:
+        ctx = dict(err.get("ctx", {}))
+        if "expected" in ctx:  # pydantic lists choices as "'a', 'b' or 'c'"
+            ctx["expected"] = "、".join(c.strip(" '") for c in str(ctx["expected"]).replace(" or ", ", ").split(", "))
         try:
-            return template.format(**err.get("ctx", {}))
+            return template.format(input=err.get("input"), **ctx)
         except (KeyError, IndexError):
             return template
     return str(err.get("msg", "")).removeprefix("Value error, ")
