@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import hashlib
 import secrets
+import unicodedata
 import uuid
 from dataclasses import dataclass
 
 import duckdb
 
-from .db import ensure_schema
+from screening.sqlquote import identifier
+
+from .db import ensure_schema, table_exists
 
 ROLES = ("admin", "township", "analyst", "dashboard")
 
@@ -31,8 +35,57 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def add_user(con: duckdb.DuckDBPyConnection, name: str, role: str, township: str | None) -> str:
-    """Create a user and return its token (shown once, never stored)."""
+#: the longest user or township name
+MAX_NAME = 64
+#: where the townships a township user may belong to are known from: every stored run
+TOWNSHIP_SOURCES = ("run_enterprises", "warn_results")
+
+
+def clean_name(value: str | None, what: str = "用户名") -> str:
+    """``value`` stripped, when it is a usable name: not blank, at most MAX_NAME characters,
+    without ``/`` or ``\\`` (a name must be addressable as DELETE /users/{name}) and without
+    control or invisible format characters.  The one check of user and township names, for
+    the API and the command line alike; ValueError with a Chinese message otherwise."""
+    text = (value or "").strip()
+    if not text:
+        raise ValueError(f"{what}不能为空")
+    if len(text) > MAX_NAME:
+        raise ValueError(f"{what}最多 {MAX_NAME} 个字符")
+    if "/" in text or "\\" in text:
+        raise ValueError(f"{what}不能包含 / 或 \\")
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in text):
+        raise ValueError(f"{what}不能包含控制字符或不可见字符")
+    return text
+
+
+def known_townships(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The townships of the firms in the stored runs (screening and warning runs)."""
+    sources = [t for t in TOWNSHIP_SOURCES if table_exists(con, t)]
+    if not sources:
+        return []
+    union = " UNION ".join(f"SELECT DISTINCT township FROM {identifier(t)}" for t in sources)
+    return sorted(r[0] for r in con.execute(f"SELECT township FROM ({union}) WHERE township IS NOT NULL").fetchall())
+
+
+def check_township(con: duckdb.DuckDBPyConnection, township: str, confirm_new: bool) -> str:
+    """``township`` when a stored run knows it, or the admin confirmed it as new; else a
+    ValueError naming the nearest known ones (``柳市`` → ``柳市镇``)."""
+    township = clean_name(township, "乡镇街道")
+    known = known_townships(con)
+    if confirm_new or township in known:
+        return township
+    near = [t for t in known if township in t or t in township]
+    near += [t for t in difflib.get_close_matches(township, known, n=3, cutoff=0.5) if t not in near]
+    hint = f"是否指：{'、'.join(near[:3])}？" if near else ("已保存的运行中还没有任何乡镇街道；" if not known else "")
+    raise ValueError(f"乡镇街道 {township} 不在已保存运行的企业名录中；{hint}"
+                     f"如确为新的乡镇街道，请加 --new-township（接口：confirm_new_township: true）")
+
+
+def add_user(con: duckdb.DuckDBPyConnection, name: str, role: str, township: str | None,
+             confirm_new_township: bool = False) -> str:
+    """Create a user and return its token (shown once, never stored).  The name and the
+    township are checked here, for the API and the command line alike."""
+    name = clean_name(name)
     if role not in ROLES:
         raise ValueError(f"角色应为 {'、'.join(ROLES)} 之一，收到 {role!r}")
     if role == "township" and not (township or "").strip():
@@ -40,12 +93,13 @@ def add_user(con: duckdb.DuckDBPyConnection, name: str, role: str, township: str
     if role != "township" and township:
         raise ValueError("只有 township 角色可以指定 --township")
     ensure_schema(con)
+    if role == "township":
+        township = check_township(con, township, confirm_new_township)
     if con.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchall():
         raise ValueError(f"用户 {name} 已存在")
     token = secrets.token_urlsafe(32)
     con.execute("INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, NULL)",
-                [uuid.uuid4().hex, name, role, township.strip() if township else None, token_hash(token),
-                 dt.datetime.now(dt.timezone.utc)])
+                [uuid.uuid4().hex, name, role, township, token_hash(token), dt.datetime.now(dt.timezone.utc)])
     return token
 
 

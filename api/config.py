@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from screening.filesafety import Limits
 from screening.paths import sample_data_dir
 
 
@@ -24,6 +25,35 @@ class Settings(BaseSettings):
     #: stored runs held in memory for the record route (the newest run of the newest list
     #: years; about 0.5 GB per run of a million firms); 0 reads every record from DuckDB
     cache_runs: int = Field(default=2, ge=0, le=50)
+
+    # Caps on an uploaded 核实表 (POST /api/v1/lists/{year}/verifications/upload); docs/limits.md says why.
+    # They bound one request's memory and time, so that no user can take the service down; they are
+    # not rule thresholds.
+    #: the request body, read in a stream and refused as soon as it is larger (413)
+    upload_max_bytes: int = Field(default=20 * 1024**2, ge=1024)
+    #: all parts of the workbook together, uncompressed
+    upload_max_inflated_bytes: int = Field(default=200 * 1024**2, ge=1024)
+    #: one part of the workbook, uncompressed
+    upload_max_member_bytes: int = Field(default=100 * 1024**2, ge=1024)
+    #: xl/sharedStrings.xml, uncompressed (the reader holds every string in memory)
+    upload_max_shared_strings_bytes: int = Field(default=20 * 1024**2, ge=1024)
+    #: uncompressed / compressed size of one part larger than 1 MB (real workbooks: 5-15)
+    upload_max_zip_ratio: float = Field(default=100.0, ge=1.0)
+    #: parts in the workbook (an exported form has about ten)
+    upload_max_zip_members: int = Field(default=1000, ge=10)
+    #: rows of one sheet (a county's list is at most a few thousand firms)
+    upload_max_rows: int = Field(default=20_000, ge=10)
+    #: rows × columns of one sheet (the reader allocates that rectangle)
+    upload_max_cells: int = Field(default=1_000_000, ge=100)
+    #: problems listed in a 422 answer; the rest are counted
+    upload_errors_listed: int = Field(default=200, ge=1)
+
+    def upload_limits(self) -> Limits:
+        return Limits(
+            inflated_bytes=self.upload_max_inflated_bytes, member_bytes=self.upload_max_member_bytes,
+            shared_strings_bytes=self.upload_max_shared_strings_bytes, zip_ratio=self.upload_max_zip_ratio,
+            zip_members=self.upload_max_zip_members, rows=self.upload_max_rows, cells=self.upload_max_cells,
+        )
 
 
 @lru_cache

@@ -2,6 +2,7 @@
 the lifespan, read-write, by this one process (DuckDB allows one writer per file)."""
 from __future__ import annotations
 
+import os
 from contextlib import asynccontextmanager
 
 import duckdb
@@ -10,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from screening import handover
+from screening.store import owner_only, private_umask
 
 from .auth import token_hash
 from .config import Settings, get_settings
@@ -31,7 +33,7 @@ _MESSAGES = {
     "int_type": "应为整数",
     "string_type": "应为文本",
     "json_invalid": "不是有效的 JSON",
-    "literal_error": "取值应为 {expected}",
+    "literal_error": "“{input}”无效，可选值：{expected}",
     "less_than_equal": "不能大于 {le}",
     "greater_than_equal": "不能小于 {ge}",
     "string_too_long": "最多 {max_length} 个字符",
@@ -41,8 +43,11 @@ _MESSAGES = {
 def _chinese(err: dict) -> str:
     template = _MESSAGES.get(err.get("type", ""))
     if template:
+        ctx = dict(err.get("ctx", {}))
+        if "expected" in ctx:  # pydantic lists choices as "'a', 'b' or 'c'"
+            ctx["expected"] = "、".join(c.strip(" '") for c in str(ctx["expected"]).replace(" or ", ", ").split(", "))
         try:
-            return template.format(**err.get("ctx", {}))
+            return template.format(input=err.get("input"), **ctx)
         except (KeyError, IndexError):
             return template
     return str(err.get("msg", "")).removeprefix("Value error, ")
@@ -53,7 +58,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        umask = private_umask()  # the database, its WAL and staged files: owner only
         app.state.con = duckdb.connect(str(settings.db))
+        owner_only(settings.db)
+        app.state.staging = handover.Staging(settings.db)
         ensure_schema(app.state.con)
         app.state.read_model = ReadModel(app.state.con, settings.cache_runs)
         app.state.read_model.preload()
@@ -68,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 handover.withdraw(settings.db, token)
             app.state.read_model.wait_loaded()  # a load still running must not outlive the connection
             app.state.con.close()
+            os.umask(umask)
 
     app = FastAPI(title="高耗低效企业筛选服务", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings

@@ -12,8 +12,9 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from .errors import ScreeningError
+from .errors import ScreeningError, environment_error
 
 app = typer.Typer(
     help="高耗低效企业筛选引擎：读取部门数据，按规则生成《高耗低效整治企业清单》。",
@@ -26,8 +27,18 @@ STATUS_ZH = {"hit": "命中", "pass": "未命中", "insufficient_data": "数据�
 
 
 def _fail(exc: ScreeningError) -> None:
-    err_console.print(f"[bold red]错误：[/]{exc}", markup=True, highlight=False, soft_wrap=True)
+    _error_line(str(exc))
     raise typer.Exit(exc.exit_code)
+
+
+def _error_line(message: str) -> None:
+    # the message as plain text: a path or value with [brackets] is not rich markup
+    err_console.print(Text.assemble(("错误：", "bold red"), message), highlight=False, soft_wrap=True)
+
+
+def _notice(message: str) -> None:
+    """One line on stderr that does not stop the command (e.g. leftovers of a crash removed)."""
+    err_console.print(Text.assemble(("提示：", "yellow"), message), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -41,24 +52,27 @@ def run(
 ) -> None:
     """运行筛选，写出清单、判定明细、Excel、拒收记录与 run.json，并存入数据库。"""
     from . import outputs
+    from .outdir import staged
     from .screen import screen
 
     started = time.perf_counter()
     try:
+        # files go to a staging folder inside OUT and move into OUT once all are written;
         # a live progress line on a terminal; nothing in logs and pipes, where it is noise
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                      console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
+        with staged(out, _notice) as staging, Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
             task = progress.add_task("准备", total=None)
             s = screen(data, year, rules, set_ or [], progress=lambda stage: progress.update(task, description=stage),
                        keep_tables=False)
             with s:
                 progress.update(task, description="写出文件与保存运行记录")
-                store_error = outputs.write_all(s, out, db)
+                store_error = outputs.write_all(s, staging, db, final=out)
                 s.timings["总计"] = round(time.perf_counter() - started, 3)
-                outputs.write_run_json(s, out, outputs.planned_outputs(s, out), stored=store_error is None)
-                if store_error is not None:
-                    raise store_error  # the files are complete; only the database copy failed
-                _summary(s, out, db, time.perf_counter() - started)
+                outputs.write_run_json(s, staging, outputs.planned_outputs(s, out), stored=store_error is None)
+        if store_error is not None:
+            raise store_error  # the files are complete; only the database copy failed
+        _summary(s, out, db, time.perf_counter() - started)
     except ScreeningError as exc:
         _fail(exc)
 
@@ -105,16 +119,19 @@ def whatif(
     rules: Annotated[Optional[Path], typer.Option("--rules", help="规则集目录（默认：rules/yueqing-2022）")] = None,
 ) -> None:
     """参数试算：同一参数取不同值时的清单规模、各规则命中数、清单企业用地与能耗，以及相对默认值进出清单的企业。"""
+    from .csvsafe import write_csv
+    from .outdir import staged
     from .whatif import whatif as run_whatif
     from .whatif import write_report
 
     try:
-        table, moved = run_whatif(param, data, year, rules)
+        with staged(out, _notice) as staging:
+            table, moved = run_whatif(param, data, year, rules)
+            write_csv(table, staging / "whatif.csv", include_bom=False)
+            write_csv(moved, staging / "whatif_changes.csv", include_bom=False)
+            written, chart_problem = write_report(table, moved, staging, rules)
     except ScreeningError as exc:
         _fail(exc)
-    out.mkdir(parents=True, exist_ok=True)
-    table.write_csv(out / "whatif.csv")
-    moved.write_csv(out / "whatif_changes.csv")
     view = Table(title=f"参数试算：{table['param'][0]}（{table['list_year'][0]} 年度）", title_justify="left")
     for column in ("value", "listed", "entered", "left", "land_mu", "energy_tce"):
         view.add_column(column, justify="right")
@@ -122,7 +139,6 @@ def whatif(
         view.add_row(row["value"], str(row["listed"]), str(row["entered"]), str(row["left"]),
                      f"{row['land_mu']:.1f}", f"{row['energy_tce']:.1f}")
     out_console.print(view)
-    written, chart_problem = write_report(table, moved, out, rules)
     names = ["whatif.csv", "whatif_changes.csv", *(p.name for p in written)]
     out_console.print(f"已写入 {out}：{'、'.join(names)}", soft_wrap=True)
     if chart_problem:  # the tables are complete; only the chart needs a Chinese font
@@ -138,16 +154,18 @@ def compare(
 ) -> None:
     """比较两次运行（或两个年度最新一次运行）的清单：新进、退出、保留，以及每家企业变动的原因。"""
     from .compare import compare_runs
+    from .csvsafe import write_csv
+    from .outdir import staged
 
     def run_or_year(text: str) -> int | str:
         return int(text) if text.isdigit() and len(text) == 4 else text
 
     try:
-        table = compare_runs(db, run_or_year(before), run_or_year(after))
+        with staged(out, _notice) as staging:
+            table = compare_runs(db, run_or_year(before), run_or_year(after))
+            write_csv(table, staging / "compare.csv")
     except ScreeningError as exc:
         _fail(exc)
-    out.mkdir(parents=True, exist_ok=True)
-    table.write_csv(out / "compare.csv", include_bom=True)
     counts = dict(table.group_by("change").len().iter_rows())
     out_console.print(f"新进 {counts.get('entered', 0)} 家，退出 {counts.get('left', 0)} 家，保留 {counts.get('stayed', 0)} 家；"
                       f"明细见 {out / 'compare.csv'}")
@@ -293,7 +311,8 @@ def users_add(
     db: Annotated[Path, typer.Option("--db", help="服务使用的 DuckDB 文件")] = Path("screening.duckdb"),
     name: Annotated[str, typer.Option("--name", help="用户名")] = ...,
     role: Annotated[str, typer.Option("--role", help="admin、township、analyst 或 dashboard")] = ...,
-    township: Annotated[Optional[str], typer.Option("--township", help="township 角色所属乡镇街道")] = None,
+    township: Annotated[Optional[str], typer.Option("--township", help="township 角色所属乡镇街道（须为已保存运行的企业名录中的乡镇街道）")] = None,
+    new_township: Annotated[bool, typer.Option("--new-township", help="确认 --township 是名录中还没有的新乡镇街道")] = False,
 ) -> None:
     """创建用户；令牌只显示这一次（输出的最后一行），数据库中只保存其散列值。"""
     from api.auth import add_user
@@ -303,9 +322,10 @@ def users_add(
     with _database(db) as con:
         try:
             if isinstance(con, Service):
-                token = con.call("POST", "/api/v1/users", {"name": name, "role": role, "township": township})["token"]
+                token = con.call("POST", "/api/v1/users", {"name": name, "role": role, "township": township,
+                                                           "confirm_new_township": new_township})["token"]
             else:
-                token = add_user(con, name, role, township)
+                token = add_user(con, name, role, township, new_township)
         except ValueError as exc:
             _fail(ScreeningError(str(exc)))
         except ScreeningError as exc:
@@ -348,11 +368,19 @@ def serve(
 
     from api.config import Settings
     from api.main import create_app
-    from .store import connect
+    from .handover import find
+    from .store import DatabaseLocked, connect
 
     try:
         if db.exists():
-            connect(db).close()  # a locked file fails here, with the store's one-line message
+            connect(db).close()  # a held file fails here
+    except DatabaseLocked as exc:
+        service = find(db)
+        if service is not None:
+            _fail(DatabaseLocked(f"数据库 {db} 已被另一个服务占用（PID {service.pid}，地址 {service.url}）；"
+                                 f"请直接使用该服务，或先停止它再启动"))
+        holder = f"（PID {exc.pid}）" if exc.pid else ""
+        _fail(DatabaseLocked(f"数据库 {db} 已被另一个进程{holder}占用；请先关闭该进程再启动服务，或改用其他 --db 文件"))
     except ScreeningError as exc:
         _fail(exc)
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else (f"[{host}]" if ":" in host else host)
@@ -370,14 +398,35 @@ app.command("warn")(warn_command)
 
 
 def main() -> None:
-    """Console entry point: unexpected errors become one line unless SCREENING_DEBUG is set."""
+    """Console entry point (``screening``)."""
+    run_app(app)
+
+
+def run_app(application: typer.Typer) -> None:
+    """Run a command line; every failure is one Chinese line on stderr.
+
+    A file-system failure anywhere (``--out`` is a file, a directory is not writable, the
+    disk is full; also when a writer wraps it) names the path, with exit 2 when the path
+    given cannot be used as given and 1 when the machine refuses (screening.errors).  Other
+    unexpected errors are bugs: one line, exit 1, the traceback only with SCREENING_DEBUG."""
+    from .store import private_umask
+
+    private_umask()  # files it creates (database, WAL, outputs) are its user's only
     try:
-        app()
+        application()
     except SystemExit:
         raise
-    except Exception as exc:  # a bug, not bad input: keep the message short, offer the traceback
+    except KeyboardInterrupt:
+        err_console.print("已中断", markup=False, highlight=False)
+        sys.exit(130)
+    except Exception as exc:
         if os.environ.get("SCREENING_DEBUG"):
             raise
-        err_console.print(f"内部错误：{type(exc).__name__}: {exc}（设置环境变量 SCREENING_DEBUG=1 可查看详细信息）",
-                          markup=False, highlight=False)
+        problem = environment_error(exc)
+        if problem is not None:
+            _error_line(str(problem))
+            sys.exit(problem.exit_code)
+        detail = " ".join(str(exc).split())  # one line, whatever the exception's text holds
+        err_console.print(f"内部错误：{type(exc).__name__}: {detail}（设置环境变量 SCREENING_DEBUG=1 可查看详细信息）",
+                          markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)

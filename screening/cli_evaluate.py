@@ -24,10 +24,11 @@ def evaluate_command(
     """计算亩均效益综合评价：每家企业的指标值、单项得分、综合得分、排名和等级（A—D）。"""
     from rich.table import Table
 
-    from .cli import _fail, err_console, out_console
+    from .cli import _fail, _notice, err_console, out_console
     from .errors import ScreeningError
     from .evaluation import evaluate, load_evaluation_inputs, write_evaluation
     from .evaluation_method import load_method
+    from .outdir import staged
     from .paths import sample_data_dir
 
     started = time.perf_counter()
@@ -35,15 +36,17 @@ def evaluate_command(
         if year is None:
             raise ScreeningError("缺少 --year：请给出要评价的数据年度，例如 --year 2021")
         m = load_method(method)
-        with err_console.status("读取与校验数据…"):
-            t = time.perf_counter()
-            inputs = load_evaluation_inputs(data or sample_data_dir(), year, m)
-            load_s = round(time.perf_counter() - t, 3)
-        with err_console.status("计算得分与等级…"):
-            ev = evaluate(inputs, year, m)
-        ev.timings = {"读取与校验": load_s, **ev.timings}
-        with err_console.status("写出文件…"):
-            write_evaluation(ev, out, excel=excel)
+        # files go to a staging folder inside OUT and move into OUT once all are written
+        with staged(out, _notice) as staging:
+            with err_console.status("读取与校验数据…"):
+                t = time.perf_counter()
+                inputs = load_evaluation_inputs(data or sample_data_dir(), year, m)
+                load_s = round(time.perf_counter() - t, 3)
+            with err_console.status("计算得分与等级…"):
+                ev = evaluate(inputs, year, m)
+            ev.timings = {"读取与校验": load_s, **ev.timings}
+            with err_console.status("写出文件…"):
+                write_evaluation(ev, staging, excel=excel, final=out)
     except ScreeningError as exc:
         _fail(exc)
         return
@@ -66,9 +69,11 @@ def evaluate_command(
 def main() -> None:
     """Run the command on its own: ``python -m screening.cli_evaluate --year 2021 …``
     (the same function ``screening evaluate`` calls once registered in screening/cli.py)."""
+    from .cli import run_app
+
     app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
     app.command()(evaluate_command)
-    app()
+    run_app(app)
 
 
 if __name__ == "__main__":

@@ -26,25 +26,27 @@ def warn_command(
         "--rules", help="生成训练标签的规则集目录（默认：rules/yueqing-2022）")] = None,
 ) -> None:
     """预警（仅供参考）：估计每家企业进入下一年度清单的可能性，给出主要原因、回测报告和模型。不改变任何规则判定。"""
-    from .cli import _fail, err_console
+    from .cli import _fail, _notice, err_console
     from .errors import ScreeningError
+    from .outdir import staged
     from .warn import early_warning
     from .warn.outputs import store_tables, warn_id, write_outputs
 
     started = time.perf_counter()
     try:
+        # files go to a staging folder inside OUT and move into OUT once all are written;
         # a live stage line on a terminal (rich); nothing in logs and pipes
-        with err_console.status("准备…") as status:
+        with staged(out, _notice) as staging, err_console.status("准备…") as status:
             result = early_warning(data, year, ruleset=rules, model=model, progress=status.update)
             status.update("写出文件")
-            write_outputs(result, out)
+            write_outputs(result, staging)
             stored = None
             if db is not None:
                 from .store import save_tables
 
                 status.update("存入数据库")
                 stored = warn_id(result)
-                service = save_tables(db, store_tables(result, stored), out)
+                service = save_tables(db, store_tables(result, stored))
                 if service:
                     stored += f"（已交由运行中的服务 {service} 写入）"
     except ScreeningError as exc:
@@ -100,9 +102,11 @@ def _summary(result, out: Path, db: Optional[Path], stored: Optional[str], elaps
 
 def main() -> None:
     """Run the command on its own: ``python -m screening.cli_warn --year 2022 …``."""
+    from .cli import run_app
+
     app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
     app.command()(warn_command)
-    app()
+    run_app(app)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import polars as pl
 
 from .errors import RuleExecutionError
 from .paths import sql_dir
+from .sqlquote import identifier, literal
 
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _COMMENT = re.compile(r"--[^\n]*")
@@ -49,8 +50,8 @@ class Engine:
             self.con = host.cursor()
             self.host_catalog = self.con.execute("SELECT current_database()").fetchall()[0][0]
             self._workspace = f"work_{uuid.uuid4().hex[:12]}"
-            self.con.execute(f"ATTACH ':memory:' AS {self._workspace}")
-            self.con.execute(f"USE {self._workspace}")
+            self.con.execute(f"ATTACH ':memory:' AS {identifier(self._workspace)}")
+            self.con.execute(f"USE {identifier(self._workspace)}")
         # result order carries no meaning (outputs that need one say ORDER BY); letting
         # DuckDB drop it makes large COPYs stream in constant memory
         self.con.execute("SET preserve_insertion_order = false")
@@ -59,14 +60,14 @@ class Engine:
         """A connection of its own onto this workspace, for another thread."""
         cur = self.con.cursor()
         if self._workspace is not None:
-            cur.execute(f"USE {self._workspace}")
+            cur.execute(f"USE {identifier(self._workspace)}")
         cur.execute("SET preserve_insertion_order = false")
         return cur
 
     def close(self) -> None:
         if self._workspace is not None:
-            self.con.execute(f"USE {self.host_catalog}")
-            self.con.execute(f"DETACH {self._workspace}")
+            self.con.execute(f"USE {identifier(self.host_catalog)}")
+            self.con.execute(f"DETACH {identifier(self._workspace)}")
             self._workspace = None
         self.con.close()
 
@@ -74,7 +75,7 @@ class Engine:
         """Copy a frame into a DuckDB table (for tables queried many times)."""
         self.con.register("_incoming", _arrow(frame))
         try:
-            self.con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM _incoming')
+            self.con.execute(f"CREATE OR REPLACE TABLE {identifier(name)} AS SELECT * FROM _incoming")
         finally:
             self.con.unregister("_incoming")
 
@@ -107,15 +108,14 @@ class Engine:
 
     def copy_to(self, source: str, path: Path, options: str) -> None:
         """``COPY (SELECT * FROM source) TO path options`` (paths cannot be bound, so they are quoted)."""
-        target = str(path).replace("'", "''")
         try:
-            self.con.execute(f"COPY (SELECT * FROM {source}) TO '{target}' {options}")
+            self.con.execute(f"COPY (SELECT * FROM {source}) TO {literal(path)} {options}")
         except duckdb.Error as exc:
             raise RuleExecutionError(f"COPY {source}", str(path), {}, exc) from exc
 
     def insert(self, table: str, label: str, select_sql: str, params: dict[str, Any]) -> None:
         """Append a SELECT's rows to ``table`` by column name."""
-        self.execute(label, f'INSERT INTO "{table}" BY NAME {select_sql}', params)
+        self.execute(label, f"INSERT INTO {identifier(table)} BY NAME {select_sql}", params)
 
 
 def _arrow(frame: pl.DataFrame):

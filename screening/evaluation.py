@@ -597,13 +597,17 @@ def output_names(year: int) -> dict[str, list[str]]:
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 1}
 
 
-def write_evaluation(ev: Evaluation, out_dir: Path, excel: bool = True) -> dict[str, list[str]]:
+def write_evaluation(ev: Evaluation, out_dir: Path, excel: bool = True, final: Path | None = None
+                     ) -> dict[str, list[str]]:
     """Write the contract's files into ``out_dir`` and return {kind: [paths]}.
 
     evaluation.csv (UTF-8 with BOM) / .parquet, evaluation_items.csv / .parquet,
     亩均效益评价_<Y>.xlsx, evaluation_rejects.csv and evaluation.json.  The workbook (pure
     Python) is written in a thread beside the Polars writers; ``excel=False`` skips it (a
-    province-size evaluation: xlsxwriter needs about 100 s per million rows)."""
+    province-size evaluation: xlsxwriter needs about 100 s per million rows).  ``final``: where
+    the files will be once moved out of a staging ``out_dir`` (screening.outdir), as recorded.
+    The CSV files are for people: written through screening.csvsafe (docs/outputs.md)."""
+    from .csvsafe import write_csv
     from .evaluation_excel import write_workbook
 
     out = Path(out_dir)
@@ -614,11 +618,11 @@ def write_evaluation(ev: Evaluation, out_dir: Path, excel: bool = True) -> dict[
 
     def write_scores() -> None:
         scores.write_parquet(out / "evaluation.parquet", **PARQUET_OPTIONS)
-        scores.write_csv(out / "evaluation.csv", include_bom=True)
+        write_csv(scores, out / "evaluation.csv")
 
     def write_items() -> None:
         items.write_parquet(out / "evaluation_items.parquet", **PARQUET_OPTIONS)
-        items.write_csv(out / "evaluation_items.csv", include_bom=True)
+        write_csv(items, out / "evaluation_items.csv")
 
     # the Polars writers release the GIL: the two files (and the workbook) are written side by side
     with ThreadPoolExecutor(max_workers=3) as pool:
@@ -627,14 +631,14 @@ def write_evaluation(ev: Evaluation, out_dir: Path, excel: bool = True) -> dict[
         if excel:
             jobs["写出 Excel"] = pool.submit(_timed, write_workbook, ev, out / workbook_name(ev.year))
         rejects = ev.rejects if ev.rejects.width else pl.DataFrame(schema=REJECT_SCHEMA)
-        rejects.select("file", "row", "column", "reason", "value").write_csv(out / "evaluation_rejects.csv", include_bom=True)
+        write_csv(rejects.select("file", "row", "column", "reason", "value"), out / "evaluation_rejects.csv")
         for stage, job in jobs.items():
             ev.timings[stage] = job.result()
     ev.timings["写出合计"] = round(time.perf_counter() - t0, 3)
     names = output_names(ev.year)
     if not excel:
         names.pop("excel")
-    written = {k: [str(out / n) for n in v] for k, v in names.items()}
+    written = {k: [str(Path(final or out) / n) for n in v] for k, v in names.items()}
     (out / "evaluation.json").write_text(
         json.dumps(evaluation_record(ev, written), ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     return written

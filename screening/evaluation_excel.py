@@ -15,7 +15,7 @@ import polars as pl
 import xlsxwriter
 
 from .evaluation_method import GRADES, QUANTITIES, SCALES, MinLandRule
-from .excel import _formats, _table, sheet_name
+from .excel import WORKBOOK_OPTIONS, _formats, _table, sheet_name
 
 if TYPE_CHECKING:
     from .evaluation import Evaluation
@@ -140,7 +140,7 @@ def _method_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], ev: Evaluation,
 
 
 def write_workbook(ev: Evaluation, path: Path) -> None:
-    with xlsxwriter.Workbook(str(path), {"constant_memory": True, "strings_to_numbers": False}) as wb:
+    with xlsxwriter.Workbook(str(path), {**WORKBOOK_OPTIONS, "constant_memory": True}) as wb:
         fmts = _formats(wb)
         fmts["num4"] = wb.add_format({"font_name": "等线", "font_size": 10, "valign": "top", "num_format": "#,##0.0000"})
         used: set[str] = set()

@@ -17,13 +17,14 @@ import datetime as dt
 import hashlib
 import re
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_validator
 
 from .errors import RuleSetError
-from .paths import rules_dir
+from .paths import confined, rules_dir
 from .ruleset import Cite, Source, _load_yaml, _Strict
 
 SCALES = ("规上", "规下")
@@ -409,8 +410,25 @@ def _listing() -> str:
     return f"；随附的评价方法：{'、'.join(shipped_methods()) or '（无）'}（也可给出 .yaml 文件路径）"
 
 
-def resolve_method_path(name_or_path: str | Path) -> Path:
+#: the one answer to a method the service may not read, whatever was wrong with it (a path
+#: outside, missing, a directory, ``..``): the same words, so nothing of the host's files shows
+METHOD_REFUSED = "评价方法无效：只能使用随附的评价方法（{names}），或规则集目录、数据根目录中的 .yaml 文件"
+
+
+def resolve_method_path(name_or_path: str | Path, within: Sequence[Path] | None = None) -> Path:
+    """The file of a method: a shipped name, or a .yaml path.
+
+    ``within``: the directories a method file may come from (the service passes its rule
+    set and data root; every refusal is then METHOD_REFUSED); None lets the command line
+    name any local file (``screening evaluate --method FILE``: the user owns the machine)."""
     text = str(name_or_path).strip()
+    if within is not None:
+        if text in shipped_methods():
+            return methods_dir() / f"{text}.yaml"
+        path = confined(text, within) if text.endswith((".yaml", ".yml")) else None
+        if path is None or not path.is_file():
+            raise RuleSetError(METHOD_REFUSED.format(names="、".join(shipped_methods())))
+        return path
     if isinstance(name_or_path, Path) or text.endswith((".yaml", ".yml")) or "/" in text or "\\" in text:
         path = Path(text)
         if not path.is_file():
@@ -422,12 +440,13 @@ def resolve_method_path(name_or_path: str | Path) -> Path:
     return path
 
 
-def load_method(name_or_path: str | Path) -> Method:
-    """Load and validate a method: a shipped name (``huangyan-2022``) or a path to a .yaml file.
+def load_method(name_or_path: str | Path, within: Sequence[Path] | None = None) -> Method:
+    """Load and validate a method: a shipped name (``huangyan-2022``) or a path to a .yaml file
+    (inside ``within`` when given, see :func:`resolve_method_path`).
 
     Any problem raises :class:`RuleSetError` (exit code 2) with one Chinese line naming the
     file and the key, followed by the list of shipped methods."""
-    path = resolve_method_path(name_or_path)
+    path = resolve_method_path(name_or_path, within)
     try:
         raw = _load_yaml(path)
     except RuleSetError as exc:

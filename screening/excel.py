@@ -36,6 +36,11 @@ LIST_COLUMNS: tuple[tuple[str, str, int, str], ...] = (
     ("rule_ids", "规则编号", 30, "wrap"),
 )
 _SHEET_BAD = re.compile(r"[\[\]:*?/\\]")
+#: every workbook we write: a text cell stays text, whatever it starts with (``=…`` is never a
+#: formula, ``http://…`` never a link, ``001`` never a number); cells are also written with
+#: ``write_string``/``write_number``, never the guessing ``write``
+WORKBOOK_OPTIONS: dict[str, Any] = {"strings_to_numbers": False, "strings_to_formulas": False,
+                                    "strings_to_urls": False}
 
 
 def _formats(wb: xlsxwriter.Workbook) -> dict[str, Any]:
@@ -208,7 +213,7 @@ def _rejects_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], rejects: pl.Da
 def write_workbook(s: "Screening", path: Path) -> None:
     people = _people_list(s)
     # constant_memory: rows go to disk as they are written, so a province's list costs no memory
-    with xlsxwriter.Workbook(str(path), {"constant_memory": True, "strings_to_numbers": False}) as wb:
+    with xlsxwriter.Workbook(str(path), {**WORKBOOK_OPTIONS, "constant_memory": True}) as wb:
         fmts = _formats(wb)
         _summary(wb, fmts, s)
         used = {"汇总", "整治企业清单", "规则与依据", "数据问题"}

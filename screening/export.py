@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 import xlsxwriter
 
-from .excel import LIST_COLUMNS, _formats, _list_sheet, sheet_name
+from .excel import LIST_COLUMNS, WORKBOOK_OPTIONS, _formats, _list_sheet, sheet_name
 
 #: Chinese headers for the columns the engine's tables share; ``headers=`` adds or overrides
 HEADERS: dict[str, str] = {
@@ -85,7 +85,7 @@ def export_excel(frames: Mapping[str, pl.DataFrame], path: str | Path,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
-    with xlsxwriter.Workbook(str(path), {"strings_to_numbers": False}) as wb:
+    with xlsxwriter.Workbook(str(path), WORKBOOK_OPTIONS) as wb:
         fmts = _formats(wb)
         for sheet, frame in frames.items():
             data, kinds = _sheet_frame(frame)

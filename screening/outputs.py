@@ -1,4 +1,8 @@
-"""Write a screening's files into OUT (contract, "screening run")."""
+"""Write a screening's files into OUT (contract, "screening run").
+
+CSV files are for people (Excel/WPS) and are written through screening.csvsafe, which
+neutralises text a spreadsheet would run as a formula; Parquet files are for machines and
+hold the values as read (docs/outputs.md)."""
 from __future__ import annotations
 
 import json
@@ -11,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import polars as pl
 
-from . import __version__
+from . import __version__, csvsafe
 from .anomaly import ADVISORY
-from .errors import ScreeningError
+from .errors import RuleExecutionError, ScreeningError, environment_error
 from .excel import write_workbook
+from .sqlquote import literal
 
 if TYPE_CHECKING:
     from .screen import Screening
@@ -32,7 +37,7 @@ def workbook_name(list_year: int) -> str:
 
 def write_list(s: "Screening", out: Path) -> list[Path]:
     frame = s.list.select(LIST_FILE_COLUMNS)
-    frame.write_csv(out / "list.csv", include_bom=True)
+    csvsafe.write_csv(frame, out / "list.csv")
     frame.write_parquet(out / "list.parquet")
     return [out / "list.csv", out / "list.parquet"]
 
@@ -45,27 +50,39 @@ def write_results(s: "Screening", out: Path) -> list[Path]:
 def write_results_parquet(s: "Screening", out: Path) -> Path:
     # reasons are rendered once, while streaming into Parquet; the CSV and the database copy read that file
     parquet = out / "results.parquet"
-    s.engine.copy_to("results_out", parquet, "(FORMAT parquet, COMPRESSION zstd)")
+    _copy(s, "results_out", parquet, "(FORMAT parquet, COMPRESSION zstd)")
     s.results_file = parquet
     return parquet
 
 
 def write_results_csv(s: "Screening", out: Path) -> Path:
+    """Streamed by DuckDB (millions of rows), text neutralised by the csvsafe macro on the way."""
     csv = out / "results.csv"
-    source = f"read_parquet('{_sql_path(s.results_file)}')" if s.results_file else "results_out"
-    s.engine.copy_to(source, csv, "(FORMAT csv, HEADER)")
+    source = f"read_parquet({literal(s.results_file)})" if s.results_file else "results_out"
+    columns = s.engine.query("results.csv columns", "DESCRIBE SELECT * FROM results_out", {})  # = the Parquet's
+    s.engine.execute("csv_safe macro", csvsafe.sql_macro(), {})
+    _copy(s, csvsafe.safe_select(source, dict(zip(columns["column_name"], columns["column_type"]))), csv,
+          "(FORMAT csv, HEADER)")
     return csv
 
 
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
+def _copy(s: "Screening", source: str, path: Path, options: str) -> None:
+    """A DuckDB COPY into a file; a file-system failure is one line naming the file (exit 1 or 2)."""
+    try:
+        s.engine.copy_to(source, path, options)
+    except RuleExecutionError as exc:
+        problem = environment_error(exc.cause, path)
+        if problem is None:
+            raise
+        raise problem from None
 
 
 def write_rejects(s: "Screening", out: Path) -> list[Path]:
     """rejects.csv (file, row, column, reason, value, action) and normalised.csv (every cell
-    changed in reading: file, row, column, before, after, kind)."""
-    s.inputs.rejects.select("file", "row", "column", "reason", "value", "action").write_csv(out / "rejects.csv")
-    s.inputs.normalised.write_csv(out / "normalised.csv")
+    changed in reading: file, row, column, before, after, kind), both through :mod:`.csvsafe`."""
+    csvsafe.write_csv(s.inputs.rejects.select("file", "row", "column", "reason", "value", "action"),
+                      out / "rejects.csv", include_bom=False)
+    csvsafe.write_csv(s.inputs.normalised, out / "normalised.csv", include_bom=False)
     return [out / "rejects.csv", out / "normalised.csv"]
 
 
@@ -78,7 +95,7 @@ def write_check(s: "Screening", out: Path) -> list[Path]:
 
 def write_anomalies(s: "Screening", out: Path) -> list[Path]:
     """数据核查提示（仅供参考）: the flagged and the listed firms, most unusual first."""
-    s.anomalies.write_csv(out / "anomalies.csv", include_bom=True)
+    csvsafe.write_csv(s.anomalies, out / "anomalies.csv")
     s.anomalies.write_parquet(out / "anomalies.parquet")
     return [out / "anomalies.csv", out / "anomalies.parquet"]
 
@@ -139,11 +156,13 @@ def write_run_json(s: "Screening", out: Path, outputs: dict[str, Any], stored: b
     return path
 
 
-def write_all(s: "Screening", out: Path, db: Path | None) -> ScreeningError | None:
+def write_all(s: "Screening", out: Path, db: Path | None, final: Path | None = None) -> ScreeningError | None:
     """Excel (pure Python) and the database copy run in threads beside the DuckDB file writers.
 
     Returns the database error, if any, so that the caller still writes run.json.
-    ``db`` None: the run's engine lives in the service, whose database receives the run."""
+    ``db`` None: the run's engine lives in the service, whose database receives the run.
+    ``final``: where the files will be once moved out of ``out``, a staging folder
+    (screening.outdir); the stored record names them there."""
     out.mkdir(parents=True, exist_ok=True)
     s.status_counts(), s.enterprises  # computed once here, read by all threads
     t0 = time.perf_counter()
@@ -155,7 +174,7 @@ def write_all(s: "Screening", out: Path, db: Path | None) -> ScreeningError | No
         s.timings["写出 check"] = _timed_write(write_check, s, out)
         t1 = time.perf_counter()
         write_results_parquet(s, out)  # the database copy reads this file
-        record = run_record(s, planned_outputs(s, out))
+        record = run_record(s, planned_outputs(s, final or out))
         saved = pool.submit(_timed_write, lambda s_, out_: _save(s_, db, record, out_), s, out)
         write_results_csv(s, out)
         s.timings["写出 results"] = round(time.perf_counter() - t1, 3)
@@ -172,7 +191,7 @@ def write_all(s: "Screening", out: Path, db: Path | None) -> ScreeningError | No
 def _save(s: "Screening", db: Path | None, record: dict[str, Any], out: Path) -> None:
     from . import store
 
-    s.stored_via = store.save_run(s, db, record, out)
+    s.stored_via = store.save_run(s, db, record)
 
 
 def _timed_write(write, s: "Screening", out: Path) -> float:

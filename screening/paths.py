@@ -5,6 +5,7 @@ and ``sample_data/`` folders; a wheel carries copies under ``screening/_bundled/
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
@@ -33,3 +34,27 @@ def default_ruleset() -> Path:
 
 def sample_data_dir() -> Path:
     return _root() / "sample_data"
+
+
+#: the longest path text taken from a request or a parameter
+MAX_PATH_TEXT = 1024
+
+
+def confined(given: str, roots: Sequence[Path]) -> Path | None:
+    """``given`` resolved (links followed), when it lies in one of ``roots`` (or is one);
+    None for anything else: empty, too long, a NUL or other control character, ``..`` or a
+    link leading out.  A relative path is taken from each root in turn.  This is the one
+    check every path from a request (or a parameter the service reads) passes before any
+    other file-system call; it says nothing about whether the file exists."""
+    if not isinstance(given, str) or not given.strip() or len(given) > MAX_PATH_TEXT \
+            or any(ord(c) < 32 for c in given):
+        return None
+    for root in roots:
+        try:
+            base = Path(root).resolve()
+            candidate = (base / given).resolve()
+        except (OSError, ValueError, RuntimeError):
+            return None
+        if candidate == base or base in candidate.parents:
+            return candidate
+    return None

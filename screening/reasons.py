@@ -11,14 +11,11 @@ import re
 from typing import Any
 
 from .errors import RuleSetError
+from .sqlquote import literal
 
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([^{}]*))?\}")
 _SPEC = re.compile(r"^(\.\d+f|g|%)?$")
 MISSING = "—"
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def format_constant(value: Any, spec: str | None) -> str:
@@ -42,7 +39,7 @@ def _column_sql(ref: str, spec: str | None) -> str:
         expr = f"printf('%{spec}', {ref})"
     else:
         expr = f"CAST({ref} AS VARCHAR)"
-    return f"coalesce({expr}, {_quote(MISSING)})"
+    return f"coalesce({expr}, {literal(MISSING)})"
 
 
 def compile_template(template: str, constants: dict[str, Any], columns: dict[str, str], where: str) -> str:
@@ -51,19 +48,19 @@ def compile_template(template: str, constants: dict[str, Any], columns: dict[str
     pos = 0
     for m in _FIELD.finditer(template):
         if m.start() > pos:
-            pieces.append(_quote(template[pos:m.start()]))
+            pieces.append(literal(template[pos:m.start()]))
         name, spec = m.group(1), m.group(2)
         if spec is not None and not _SPEC.match(spec):
             raise RuleSetError(f"{where}：模板字段 {{{name}:{spec}}} 的格式不受支持（可用 .2f、g、%）")
         if name in constants:
-            pieces.append(_quote(format_constant(constants[name], spec)))
+            pieces.append(literal(format_constant(constants[name], spec)))
         elif name in columns:
             pieces.append(_column_sql(columns[name], spec))
         else:
             raise RuleSetError(f"{where}：模板引用了未知字段 {{{name}}}")
         pos = m.end()
     if pos < len(template):
-        pieces.append(_quote(template[pos:]))
+        pieces.append(literal(template[pos:]))
     return " || ".join(pieces) if pieces else "''"
 
 
@@ -73,8 +70,8 @@ def case_expression(rule_messages: dict[str, dict[str, str]], constants: dict[st
     outer = []
     for rule_id, messages in rule_messages.items():
         inner = " ".join(
-            f"WHEN {_quote(code)} THEN {compile_template(text.strip(), constants[rule_id], columns, f'{rule_id}.messages.{code}')}"
+            f"WHEN {literal(code)} THEN {compile_template(text.strip(), constants[rule_id], columns, f'{rule_id}.messages.{code}')}"
             for code, text in messages.items()
         )
-        outer.append(f"WHEN {_quote(rule_id)} THEN CASE {code_col} {inner} END")
+        outer.append(f"WHEN {literal(rule_id)} THEN CASE {code_col} {inner} END")
     return f"CASE {rule_col} {' '.join(outer)} END"

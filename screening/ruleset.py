@@ -166,6 +166,14 @@ class RuleSet:
         self.dispositions, self.energy_limits, self.files = dispositions, energy_limits, files
         self.params: dict[str, dict[str, Any]] = {rid: {n: p.value for n, p in r.parameters.items()} for rid, r in rules.items()}
         self.overrides: dict[str, Any] = {}
+        #: where a file named by a parameter (grade_method) may come from; None: anywhere on
+        #: this machine (the command line), else the rule set and the roots of :meth:`confine`
+        self.file_roots: tuple[Path, ...] | None = None
+
+    def confine(self, *roots: Path) -> None:
+        """Let parameters name files only inside this rule set and ``roots`` (the service's
+        data root); shipped method names stay usable."""
+        self.file_roots = (self.directory, *roots)
 
     @property
     def enabled(self) -> list[str]:

@@ -22,6 +22,7 @@ from .errors import AuditError, InputError
 from .ingest import read_dir
 from .paths import default_ruleset, sample_data_dir
 from .ruleset import STATUSES, RuleSet, load_ruleset
+from .sqlquote import identifier, literal
 from .validate import Inputs, validate
 
 #: Which input tables each rule reads (a table no enabled rule needs may be absent).
@@ -123,7 +124,7 @@ def grade_method(ruleset: RuleSet):
         return None
     from .evaluation_method import load_method
 
-    return load_method(ruleset.params[GRADE_RULE]["grade_method"])
+    return load_method(ruleset.params[GRADE_RULE]["grade_method"], ruleset.file_roots)
 
 
 def needed_tables(ruleset: RuleSet) -> set[str]:
@@ -141,6 +142,47 @@ def default_list_year(inputs: Inputs) -> int:
     return int(max(years)) + 1
 
 
+def held_years(inputs: Inputs, tables: set[str] | tuple[str, ...]) -> list[int]:
+    """The data years present in any of ``tables`` (as validated, before a run keeps only its two)."""
+    years: set[int] = set()
+    for name in tables:
+        frame = inputs.tables.get(name)
+        if name in inputs.data_years:
+            years.update(inputs.data_years[name])
+        elif frame is not None and "year" in frame.columns:
+            years.update(frame["year"].drop_nulls().unique().to_list())
+    return sorted(int(y) for y in years)
+
+
+def _span(years: list[int]) -> str:
+    """2017、2019—2021 (runs of consecutive years joined)."""
+    runs: list[list[int]] = []
+    for y in years:
+        if runs and y == runs[-1][-1] + 1:
+            runs[-1].append(y)
+        else:
+            runs.append([y])
+    return "、".join(f"{r[0]}" if len(r) == 1 else f"{r[0]}—{r[-1]}" for r in runs)
+
+
+def check_list_year(inputs: Inputs, list_year: int, tables: set[str]) -> list[str]:
+    """Refuse (InputError: exit 2, HTTP 422) a list year whose latest data year ``Y-1`` is not
+    in the data the rules read: every rule reads ``Y-1`` (scale, land, product energy), so such
+    a run would list nobody, silently.  ``Y-2`` missing alone is a warning (returned): the
+    rules that compare two years are then 数据不足, the others still judge."""
+    year_tables = sorted(t for t in tables if t in DATA_YEAR_TABLES)
+    held = held_years(inputs, year_tables)
+    y_prev, y_last = list_year - 2, list_year - 1
+    if y_last in held:
+        return [] if y_prev in held else [f"数据中没有 {y_prev} 年的数据：需要 {y_prev} 与 {y_last} 两年数据的判定均为“数据不足”"]
+    where = "、".join(year_tables)
+    if not held:
+        raise InputError(f"无法筛选 {list_year} 年度清单：数据（{where}）中没有任何年度的数据")
+    raise InputError(f"无法筛选 {list_year} 年度清单：需要 {y_prev} 与 {y_last} 年的数据，但数据（{where}）中只有 "
+                     f"{_span(held)} 年的数据；可筛选的清单年度为 {_span([y + 1 for y in held])}"
+                     f"（两个数据年度齐全的为 {_span([y + 2 for y in held if y + 1 in held]) or '无'}）")
+
+
 def screen(
     data_dir: Path | None = None,
     year: int | None = None,
@@ -151,6 +193,7 @@ def screen(
     keep_tables: bool = True,
     host: "duckdb.DuckDBPyConnection | None" = None,
     anomalies: bool = True,
+    confine: tuple[Path, ...] | None = None,
 ) -> Screening:
     """Screen one list year.  Give ``data_dir`` (files) or already validated ``inputs``.
 
@@ -158,11 +201,15 @@ def screen(
     (the command line does, to keep a province's run small in memory).  ``host``: the
     service's connection, when the service runs a screening itself (see Engine).
     ``anomalies=False`` skips the advisory data check (:mod:`screening.anomaly`).
+    ``confine``: the directories besides the rule set that a parameter may name files in
+    (the service passes its data root; see RuleSet.confine); None: any local file.
     """
     started = dt.datetime.now().astimezone()
     timings: dict[str, float] = {}
     with _timed(timings, "加载规则集", progress):
         rs = ruleset if isinstance(ruleset, RuleSet) else load_ruleset(Path(ruleset) if ruleset else default_ruleset())
+        if confine is not None:
+            rs.confine(*confine)
         if overrides:
             rs.apply_overrides(overrides)
     needed = needed_tables(rs)
@@ -173,8 +220,7 @@ def screen(
             files = read_dir(Path(data_dir) if data_dir else sample_data_dir(), needed)
             inputs = validate(files, keep_years=keep)
     list_year = year if year is not None else default_list_year(inputs)
-
-    warnings: list[str] = []
+    warnings: list[str] = check_list_year(inputs, list_year, needed)
     if list_year != rs.meta.designed_for_list_year:
         warnings.append(f"规则集 {rs.meta.id} 按 {rs.meta.designed_for_list_year} 年度制定，本次筛选年度为 {list_year}")
     for t in DATA_YEAR_TABLES:
@@ -243,8 +289,7 @@ def _enum_types(rs: RuleSet) -> str:
     codes = sorted({*rs.meta.scope_messages, *(c for rid in rs.enabled for c in rs.rules[rid].messages)})
 
     def enum(name: str, values: list[str]) -> str:
-        quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
-        return f"CREATE TYPE {name} AS ENUM ({quoted});\n"
+        return f"CREATE TYPE {identifier(name)} AS ENUM ({', '.join(literal(v) for v in values)});\n"
 
     return enum("rule_id_t", rs.enabled) + enum("status_t", list(STATUSES)) + enum("reason_code_t", codes)
 
@@ -336,14 +381,13 @@ def _results_view(engine: Engine, rs: RuleSet, list_year: int, run_id: str) -> N
     columns.update({c: f"r.{c}" for c in _RESULT_COLUMNS})
     messages = {rid: {**rs.meta.scope_messages, **rs.rules[rid].messages} for rid in rs.enabled}
     case = reasons.case_expression(messages, _template_constants(rs, list_year), columns, "r.rule_id", "r.reason_code")
-    quoted_run = run_id.replace("'", "''")
     engine.execute("results_explained", f"""
         CREATE OR REPLACE VIEW results_explained AS
         SELECT r.firm_id, {int(list_year)} AS list_year, p.uscc, r.rule_id::VARCHAR AS rule_id, i.rule_title,
                r.status::VARCHAR AS status, r.value, r.threshold, r.industry_avg, r.industry_group,
                r.industry_group_name, r.group_firms, r.value_prev, r.value_last, r.value_text, r.threshold_text,
                r.years, r.value_prev_text, r.value_last_text, r.source, r.reason_code::VARCHAR AS reason_code,
-               {case} AS reason, r.detail, i.citation, '{quoted_run}' AS run_id
+               {case} AS reason, r.detail, i.citation, {literal(run_id)} AS run_id
         FROM results r
         JOIN firm_panel p USING (firm_id)
         JOIN rule_info i USING (rule_id)

@@ -7,6 +7,8 @@ completely or not at all, and millions of result rows never pass through Python.
 from __future__ import annotations
 
 import json
+import os
+import re
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +18,7 @@ import polars as pl
 
 from . import handover
 from .errors import ScreeningError
+from .sqlquote import identifier, literal
 
 if TYPE_CHECKING:
     from .screen import Screening
@@ -23,8 +26,10 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 ALIAS = "store"
 
-RUNS_DDL = f"""
-CREATE TABLE IF NOT EXISTS {ALIAS}.runs (
+#: the two keyed tables; the others are created from their columns in STORED_TABLES
+SCHEMA_INFO_DDL = "CREATE TABLE IF NOT EXISTS {table} (key VARCHAR PRIMARY KEY, value VARCHAR)"
+RUNS_DDL = """
+CREATE TABLE IF NOT EXISTS {table} (
     run_id VARCHAR PRIMARY KEY,
     created_at TIMESTAMPTZ NOT NULL,
     list_year INTEGER NOT NULL,
@@ -42,10 +47,57 @@ CREATE TABLE IF NOT EXISTS {ALIAS}.runs (
 )
 """
 
+_V, _I, _B, _D, _L, _TZ = "VARCHAR", "INTEGER", "BOOLEAN", "DOUBLE", "BIGINT", "TIMESTAMP WITH TIME ZONE"
 
-#: the tables a staged file may bring into the service's database: runs, their run_* tables
-#: and the warning runs (warn_*)
-IMPORTABLE_PREFIXES = ("run_", "warn_")
+#: every table a run or a warning run brings into the database, column by column, as
+#: DuckDB describes it (duckdb_columns().data_type).  The tables are created from this
+#: (``runs`` from RUNS_DDL), so what save_run and save_tables write is exactly this, and a
+#: staged file is imported only when its tables are exactly one of STAGED_KINDS with these
+#: columns (tests/test_store.py holds the writers to it).
+STORED_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "schema_info": (("key", _V), ("value", _V)),
+    "runs": (("run_id", _V), ("created_at", _TZ), ("list_year", _I), ("ruleset_id", _V), ("ruleset_version", _V),
+             ("parameters", "JSON"), ("overrides", "JSON"), ("input_hashes", "JSON"), ("row_counts", "JSON"),
+             ("timings", "JSON"), ("enterprises", _I), ("listed", _I), ("rejected_rows", _I), ("record", "JSON")),
+    "run_results": (("list_year", _I), ("uscc", _V), ("rule_id", _V), ("rule_title", _V), ("status", _V),
+                    ("value", _D), ("threshold", _D), ("industry_avg", _D), ("industry_group", _V),
+                    ("industry_group_name", _V), ("group_firms", _L), ("value_prev", _D), ("value_last", _D),
+                    ("value_text", _V), ("threshold_text", _V), ("years", _V), ("value_prev_text", _V),
+                    ("value_last_text", _V), ("source", _V), ("reason_code", _V), ("reason", _V), ("detail", _V),
+                    ("citation", _V), ("run_id", _V)),
+    "run_list": (("list_year", _I), ("uscc", _V), ("name", _V), ("township", _V), ("industry_code", _V),
+                 ("industry_name", _V), ("scale", _V), ("rule_ids", _V), ("hit_count", _L), ("reasons", _V),
+                 ("tax_per_mu", _D), ("land_mu", _D), ("energy_tce", _D), ("tax_per_mu_prev", _D), ("land_prev", _D),
+                 ("suggested_disposition", _V), ("disposition_lead", _V), ("disposition_cooperating", _V),
+                 ("disposition_basis", _V), ("run_id", _V)),
+    # ``action`` came after ``run_id``: an older database gets it added at the end (see _copy)
+    "run_rejects": (("file", _V), ("row", _L), ("column", _V), ("reason", _V), ("value", _V), ("run_id", _V),
+                    ("action", _V)),
+    "run_enterprises": (("run_id", _V), ("uscc", _V), ("name", _V), ("township", _V), ("industry_code", _V),
+                        ("division", _I), ("industry_name", _V), ("established", "DATE"), ("scale_prev", _V),
+                        ("scale_last", _V), ("tax_prev", _D), ("tax_last", _D), ("land_prev", _D), ("land_last", _D),
+                        ("tax_per_mu_prev", _D), ("tax_per_mu_last", _D), ("grade_prev", _V), ("grade_last", _V),
+                        ("computed_grade_prev", _V), ("computed_grade_last", _V), ("energy_last", _D),
+                        ("all_leased_last", _B), ("parcels_last", _L), ("scope_code", _V)),
+    "run_anomalies": (("run_id", _V), ("list_year", _I), ("uscc", _V), ("name", _V), ("township", _V),
+                      ("industry_code", _V), ("listed", _B), ("flagged", _B), ("anomaly_score", _D),
+                      ("indicator_ids", _V), ("indicators", _V), ("advisory", _V)),
+    "warn_runs": (("warn_id", _V), ("created_at", _TZ), ("year", _I), ("data_year", _I), ("target_list_year", _I),
+                  ("model", _V), ("model_zh", _V), ("model_file", _V), ("training_data_sha256", _V), ("software", _V),
+                  ("firms", _I), ("metrics", _V)),
+    "warn_results": (("warn_id", _V), ("year", _I), ("uscc", _V), ("name", _V), ("township", _V),
+                     ("industry_code", _V), ("scale", _V), ("risk", _D), ("rank", _I), ("factors", _V),
+                     ("factor_groups", _V)),
+}
+
+#: what a staged file holds, exactly: a screening run (save_run) or a warning run (save_tables)
+STAGED_KINDS = {
+    "run": frozenset({"schema_info", "runs", "run_results", "run_list", "run_rejects", "run_enterprises",
+                      "run_anomalies"}),
+    "warnings": frozenset({"warn_runs", "warn_results"}),
+}
+#: staged tables that are checked but not copied (the database has its own)
+_NOT_IMPORTED = frozenset({"schema_info"})
 
 
 class StoreError(ScreeningError):
@@ -53,50 +105,95 @@ class StoreError(ScreeningError):
 
 
 class DatabaseLocked(StoreError):
-    """Another process (normally ``screening serve``) holds the file."""
+    """Another process (normally ``screening serve``) holds the file; ``pid`` when DuckDB names it."""
+
+    def __init__(self, message: str, pid: int | None = None):
+        super().__init__(message)
+        self.pid = pid
 
 
 def _open_error(db: Path, exc: Exception) -> StoreError:
     if "lock" in str(exc).lower():
-        return DatabaseLocked(f"数据库 {db} 正被另一个进程占用，且没有找到可交接的服务（{handover.service_file(db).name}）；"
-                              f"请稍后重试，或在服务中用 POST /api/v1/runs 生成清单，或改用其他 --db 文件")
+        found = re.search(r"\(PID (\d+)\)", str(exc))
+        pid = int(found.group(1)) if found else None
+        holder = f"（PID {pid}）" if pid else ""
+        return DatabaseLocked(f"数据库 {db} 正被另一个进程{holder}占用，且没有找到可交接的服务"
+                              f"（{handover.service_file(db).name}）；请稍后重试，或在服务中用 POST /api/v1/runs 生成清单，"
+                              f"或改用其他 --db 文件", pid)
     return StoreError(f"无法打开数据库 {db}：{exc}")
+
+
+def owner_only(db: Path) -> None:
+    """Make the database file and its WAL readable by their owner only (they hold every firm,
+    note, audit line and token hash).  New files are private by the process umask (see
+    :func:`private_umask`); this tightens files an older version left 0644."""
+    for path in (db, db.with_name(db.name + ".wal")):
+        try:
+            if path.is_file() and path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+        except OSError:
+            pass  # not ours to change: DuckDB reports what matters when it opens the file
+
+
+def private_umask() -> int:
+    """Let this process create files for its owner only (database, WAL, staged files, outputs);
+    returns the previous umask so that a caller with a lifetime (the service) can restore it."""
+    previous = os.umask(0o077)
+    os.umask(previous | 0o077)
+    return previous
 
 
 def connect(db: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     try:
-        return duckdb.connect(str(db), read_only=read_only)
+        con = duckdb.connect(str(db), read_only=read_only)
     except duckdb.Error as exc:
         raise _open_error(db, exc) from None
+    owner_only(Path(db))
+    return con
+
+
+def _create(con: duckdb.DuckDBPyConnection, alias: str, table: str) -> None:
+    """Create ``alias.table`` if missing, with the columns of STORED_TABLES (and its keys)."""
+    target = f"{identifier(alias)}.{identifier(table)}"
+    keyed = {"runs": RUNS_DDL, "schema_info": SCHEMA_INFO_DDL}.get(table)
+    if keyed:
+        con.execute(keyed.format(table=target))
+        return
+    columns = ", ".join(f"{identifier(name)} {kind}" for name, kind in STORED_TABLES[table])
+    con.execute(f"CREATE TABLE IF NOT EXISTS {target} ({columns})")
 
 
 def _copy(con: duckdb.DuckDBPyConnection, alias: str, table: str, select_sql: str) -> None:
-    """Create ``alias.table`` shaped like the SELECT on first use, then append its rows by name."""
-    con.execute(f"CREATE TABLE IF NOT EXISTS {alias}.{table} AS SELECT * FROM ({select_sql}) LIMIT 0")
-    # a column added to an output since the database was created (e.g. rejects' action) is added to it
-    have = {r[0] for r in con.execute(f"DESCRIBE {alias}.{table}").fetchall()}
-    for name, dtype, *_ in con.execute(f"DESCRIBE SELECT * FROM ({select_sql}) LIMIT 0").fetchall():
-        if name not in have:
-            con.execute(f'ALTER TABLE {alias}.{table} ADD COLUMN "{name}" {dtype}')
-    con.execute(f"INSERT INTO {alias}.{table} BY NAME {select_sql}")
+    """Create ``alias.table`` on first use, then append the SELECT's rows by column name."""
+    _create(con, alias, table)
+    target = f"{identifier(alias)}.{identifier(table)}"
+    if table in STORED_TABLES and table not in ("runs", "schema_info"):
+        # a column added to a stored table since the database was created (e.g. run_rejects' action)
+        # is added to it, at the end, where STORED_TABLES lists it
+        have = {r[0] for r in con.execute(f"DESCRIBE {target}").fetchall()}
+        for name, kind in STORED_TABLES[table]:
+            if name not in have:
+                con.execute(f"ALTER TABLE {target} ADD COLUMN {identifier(name)} {kind}")
+    con.execute(f"INSERT INTO {target} BY NAME {select_sql}")
 
 
-def save_run(s: "Screening", db: Path | None, record: dict[str, Any], out: Path | None = None) -> str | None:
+def save_run(s: "Screening", db: Path | None, record: dict[str, Any]) -> str | None:
     """Store the run; safe to call from another thread than the one writing files.
 
     ``db``: the file to attach; None when the run's engine lives inside the service, whose
     own database (the engine's host catalog) then receives the run.  When a running service
-    holds ``db``, the run is staged in ``out`` and handed over to it; returns its address then.
+    holds ``db``, the run is written to a file the service staged for it and handed over
+    (see :func:`import_staged`); returns the service's address then.
     """
-    return _or_hand_over(lambda target: _save_run(s, target, record), db, out, s.run_id)
+    return _or_hand_over(lambda target: _save_run(s, target, record), db)
 
 
-def save_tables(db: Path, tables: dict[str, pl.DataFrame], out: Path) -> str | None:
+def save_tables(db: Path, tables: dict[str, pl.DataFrame]) -> str | None:
     """Append rows to tables of the database (created on first use) in one transaction;
-    hands over to a running service like :func:`save_run`.  Table names must be importable
-    (``runs``, ``run_*`` or ``warn_*``)."""
-    for name in tables:
-        _check_importable(name)
+    hands over to a running service like :func:`save_run`.  The tables must be one staged
+    kind exactly (today the warning run: ``warn_runs`` and ``warn_results``)."""
+    if frozenset(tables) not in STAGED_KINDS.values():
+        raise ValueError(f"tables {sorted(tables)} cannot be stored: see STAGED_KINDS")
 
     def write(target: Path) -> None:
         con = connect(target)
@@ -112,72 +209,92 @@ def save_tables(db: Path, tables: dict[str, pl.DataFrame], out: Path) -> str | N
         finally:
             con.close()
 
-    return _or_hand_over(write, db, out, "tables")
+    return _or_hand_over(write, db)
 
 
-def _or_hand_over(write, db: Path | None, out: Path | None, tag: str) -> str | None:
-    """Write to ``db``; if a running service holds it, stage in ``out`` and return the service's address."""
+def _or_hand_over(write, db: Path | None) -> str | None:
+    """Write to ``db``; if a running service holds it, write into a file the service staged
+    for this hand-over (``POST /runs/staging``), have it imported, and return its address."""
     try:
         write(db)
         return None
     except DatabaseLocked:
-        service = handover.find(db) if db is not None and out is not None else None
+        service = handover.find(db) if db is not None else None
         if service is None:
             raise
-        staged = out / f".staged-{tag}-{uuid.uuid4().hex[:8]}.duckdb"
+        slot = service.call("POST", "/api/v1/runs/staging", {})
+        staged = Path(slot["path"])
         try:
             write(staged)
-            service.call("POST", "/api/v1/runs/import", {"path": str(staged.resolve())})
+            service.call("POST", "/api/v1/runs/import", {"token": slot["token"]}, timeout=handover.IMPORT_TIMEOUT)
             return service.url
         finally:
-            for leftover in (staged, staged.with_name(staged.name + ".wal")):
-                leftover.unlink(missing_ok=True)
+            handover.discard(staged)
+
+
+def check_staged(con: duckdb.DuckDBPyConnection, catalog: str) -> list[str]:
+    """The tables of the attached ``catalog`` to import, when it holds exactly one staged kind
+    (STAGED_KINDS) with exactly the columns of STORED_TABLES and nothing else: no other
+    schema, view, sequence, macro, type, default or generated column.  Raises handover.NotStaged."""
+    def rows(sql: str) -> list[tuple]:
+        return con.execute(sql, [catalog]).fetchall()
+
+    tables = rows("SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ?")
+    names = frozenset(name for _, name in tables)
+    others = (rows("SELECT 1 FROM duckdb_views() WHERE database_name = ? AND NOT internal")
+              + rows("SELECT 1 FROM duckdb_sequences() WHERE database_name = ?")
+              + rows("SELECT 1 FROM duckdb_functions() WHERE database_name = ? AND NOT internal")
+              + rows("SELECT 1 FROM duckdb_types() WHERE database_name = ? AND NOT internal")
+              + rows("SELECT 1 FROM duckdb_schemas() WHERE database_name = ? AND NOT internal AND schema_name <> 'main'"))
+    if others or len(names) != len(tables) or any(schema != "main" for schema, _ in tables) \
+            or names not in STAGED_KINDS.values():
+        raise handover.NotStaged()
+    columns: dict[str, list[tuple[str, str]]] = {name: [] for name in names}
+    for table, column, kind, default in rows(
+            "SELECT table_name, column_name, data_type, column_default FROM duckdb_columns() "
+            "WHERE database_name = ? ORDER BY table_name, column_index"):
+        if default is not None:
+            raise handover.NotStaged()
+        columns[table].append((column, kind))
+    if any(tuple(columns[name]) != STORED_TABLES[name] for name in names):
+        raise handover.NotStaged()
+    return sorted(names - _NOT_IMPORTED, key=lambda n: (n != "runs", n))  # runs first
 
 
 def import_staged(con: duckdb.DuckDBPyConnection, staged: Path) -> dict[str, Any]:
-    """Copy the importable tables of a staged file into ``con``'s database, in one transaction.
+    """Copy the tables of a staged file into ``con``'s database, in one transaction, once the
+    file is exactly a staged run (:func:`check_staged`).
 
+    ``staged`` must be a file the service staged itself (see screening.handover.Staging).
     Refuses a staged run whose id the database already holds (a file imported twice).
     Returns the rows copied per table and the run ids brought in."""
+    catalog = f"staged_{uuid.uuid4().hex[:12]}"  # never the name of the service's own catalog
     try:
-        con.execute(f"ATTACH '{_quote(staged)}' AS staged (READ_ONLY)")
-    except duckdb.Error as exc:
-        raise StoreError(f"无法读取待导入的文件 {staged}：{exc}") from None
+        con.execute(f"ATTACH {literal(staged)} AS {identifier(catalog)} (READ_ONLY)")
+    except (duckdb.Error, ValueError):
+        raise handover.NotStaged() from None
     try:
-        names = [r[0] for r in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'staged' ORDER BY table_name").fetchall()]
-        names = [n for n in names if _importable(n)]
-        if not names:
-            raise StoreError(f"文件 {staged} 中没有可导入的表")
+        names = check_staged(con, catalog)
+        source = {name: f"{identifier(catalog)}.{identifier(name)}" for name in names}
         if "runs" in names and _table_exists(con, "runs") and con.execute(
-                "SELECT count(*) FROM runs WHERE run_id IN (SELECT run_id FROM staged.runs)").fetchall()[0][0]:
-            raise StoreError(f"文件 {staged} 中的运行已经导入过")
-        run_ids = ([r[0] for r in con.execute("SELECT run_id FROM staged.runs ORDER BY run_id").fetchall()]
+                f"SELECT count(*) FROM runs WHERE run_id IN (SELECT run_id FROM {source['runs']})").fetchall()[0][0]:
+            raise StoreError(f"文件 {staged.name} 中的运行已经导入过")
+        run_ids = ([r[0] for r in con.execute(f"SELECT run_id FROM {source['runs']} ORDER BY run_id").fetchall()]
                    if "runs" in names else [])
         counts = {}
         con.execute("BEGIN TRANSACTION")
         try:
-            if run_ids:
-                con.execute(RUNS_DDL.replace(f"{ALIAS}.runs", "main.runs"))  # with its primary key
             for name in names:
-                _copy(con, "main", name, f"SELECT * FROM staged.{name}")
-                counts[name] = int(con.execute(f"SELECT count(*) FROM staged.{name}").fetchall()[0][0])
+                listed = ", ".join(identifier(column) for column, _ in STORED_TABLES[name])
+                _copy(con, "main", name, f"SELECT {listed} FROM {source[name]}")
+                counts[name] = int(con.execute(f"SELECT count(*) FROM {source[name]}").fetchall()[0][0])
             con.execute("COMMIT")
         except duckdb.Error as exc:
             con.execute("ROLLBACK")
-            raise StoreError(f"导入 {staged} 失败：{exc}") from None
+            raise StoreError(f"导入 {staged.name} 失败：{exc}") from None
         return {"tables": counts, "run_ids": run_ids}
     finally:
-        con.execute("DETACH staged")
-
-
-def _importable(name: str) -> bool:
-    return name == "runs" or name.startswith(IMPORTABLE_PREFIXES)
-
-
-def _check_importable(name: str) -> None:
-    if not _importable(name) or not name.replace("_", "").isalnum():
-        raise ValueError(f"table {name!r} cannot be stored: use runs, run_* or warn_*")
+        con.execute(f"DETACH {identifier(catalog)}")
 
 
 def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
@@ -190,17 +307,19 @@ def _save_run(s: "Screening", db: Path | None, record: dict[str, Any]) -> None:
     alias = s.engine.host_catalog if db is None else ALIAS
     if db is not None:
         try:
-            con.execute(f"ATTACH '{_quote(db)}' AS {ALIAS}")
+            con.execute(f"ATTACH {literal(db)} AS {identifier(ALIAS)}")
         except duckdb.Error as exc:
             con.close()
             raise _open_error(db, exc) from None
+        owner_only(db)
     try:
-        con.execute(f"CREATE TABLE IF NOT EXISTS {alias}.schema_info (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        con.execute(f"INSERT OR IGNORE INTO {alias}.schema_info VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-        con.execute(RUNS_DDL.replace(f"{ALIAS}.runs", f"{alias}.runs"))
+        catalog = identifier(alias)
+        _create(con, alias, "schema_info")
+        con.execute(f"INSERT OR IGNORE INTO {catalog}.schema_info VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        _create(con, alias, "runs")
         con.execute("BEGIN TRANSACTION")
         con.execute(
-            f"INSERT INTO {alias}.runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO {catalog}.runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 s.run_id, s.started_at, s.list_year, s.ruleset.meta.id, s.ruleset.meta.version,
                 _json(s.ruleset.params), _json(s.ruleset.overrides),
@@ -209,14 +328,14 @@ def _save_run(s: "Screening", db: Path | None, record: dict[str, Any]) -> None:
                 s.inputs.rejected_rows, _json(record),
             ],
         )
-        source = f"read_parquet('{_quote(s.results_file)}')" if s.results_file else "results_out"
+        source = f"read_parquet({literal(s.results_file)})" if s.results_file else "results_out"
         _copy(con, alias, "run_results", f"SELECT * FROM {source}")
         con.register("_list", s.list.to_arrow())
         con.register("_rejects", s.inputs.rejects.with_columns(pl.lit(s.run_id).alias("run_id")).to_arrow())
         _copy(con, alias, "run_list", "SELECT * FROM _list")
         _copy(con, alias, "run_rejects", "SELECT * FROM _rejects")
         _copy(con, alias, "run_enterprises",
-              f"SELECT '{s.run_id}' AS run_id, * EXCLUDE (firm_id) FROM firm_panel ORDER BY firm_id")
+              f"SELECT {literal(s.run_id)} AS run_id, * EXCLUDE (firm_id) FROM firm_panel ORDER BY firm_id")
         con.register("_anomalies", s.anomalies.to_arrow())  # the advisory 数据核查提示
         _copy(con, alias, "run_anomalies", "SELECT * FROM _anomalies")
         con.execute("COMMIT")
@@ -233,12 +352,8 @@ def _save_run(s: "Screening", db: Path | None, record: dict[str, Any]) -> None:
             except duckdb.Error:
                 pass
         if db is not None:
-            con.execute(f"DETACH {ALIAS}")
+            con.execute(f"DETACH {identifier(ALIAS)}")
         con.close()
-
-
-def _quote(path: Path) -> str:
-    return str(path).replace("'", "''")
 
 
 def _json(value: Any) -> str:

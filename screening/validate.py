@@ -54,6 +54,8 @@ class Inputs:
     normalised: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=NORMALISED_SCHEMA))
     #: firms with accepted rows, per table and year (the years kept: all unless ``keep_years``)
     coverage: dict[str, dict[int, int]] = field(default_factory=dict)
+    #: the years each table's accepted rows hold, before ``keep_years`` (the list years the data supports)
+    data_years: dict[str, list[int]] = field(default_factory=dict)
 
     def release_tables(self) -> None:
         """Drop the validated rows (counts, rejects and file facts stay); frees memory once
@@ -422,6 +424,7 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
 
     accepted: dict[str, int] = {}
     coverage: dict[str, dict[int, int]] = {}
+    years: dict[str, list[int]] = {}
     registry = pl.DataFrame(schema={"uscc": pl.String, FIRM_ID: pl.UInt32})
     rejected_codes = pl.Series("uscc", [], dtype=pl.String)
     for name in ["enterprises"] + [n for n in TABLES if n != "enterprises"]:
@@ -456,6 +459,8 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
                 .join(registry, on="uscc", how="inner").select(FIRM_ID, "year").unique().sort(FIRM_ID, "year")
             )
         accepted[name] = good.height
+        if "year" in good.columns:
+            years[name] = sorted(good["year"].drop_nulls().unique().to_list())
         if keep_years is not None and "year" in good.columns:
             good = good.filter(pl.col("year").is_in(sorted(keep_years)))
         if "year" in good.columns and good.height and name != "product_energy":
@@ -471,7 +476,8 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
     rejects = rejects.with_columns(pl.col("row").cast(pl.Int64)).sort("file", "row", "column")
     normalised = [raw.normalised for raw in files.values() if raw.normalised.height]
     return Inputs(tables, rejects, files, land_incomplete, {n: raw.rows for n, raw in files.items()}, accepted,
-                  pl.concat(normalised) if normalised else pl.DataFrame(schema=NORMALISED_SCHEMA), coverage)
+                  pl.concat(normalised) if normalised else pl.DataFrame(schema=NORMALISED_SCHEMA), coverage,
+                  data_years=years)
 
 
 def _empty(table: Table) -> pl.DataFrame:

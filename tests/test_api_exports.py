@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import tracemalloc
 import zipfile
 from urllib.parse import quote
 
@@ -14,6 +15,7 @@ from api.config import Settings
 from api.main import create_app
 from api.routes import exports
 from api_helpers import OTHER, TOWNSHIP, bearer, build_service_db
+import xlsx_bombs
 
 pytestmark = pytest.mark.api
 
@@ -164,7 +166,8 @@ def test_admin_and_analyst_export_all_or_one_township(service):
     assert client.get(EXPORT).status_code == 401
     assert client.get(EXPORT, headers=bearer(tokens["admin"]), params={"format": "pdf"}).status_code == 422
     missing = client.get(EXPORT, headers=bearer(tokens["admin"]), params={"township": "不存在镇"})
-    assert missing.status_code == 404 and "不存在镇" in missing.json()["detail"]
+    # a township the run does not know is a bad value (issue 10): 422 naming the valid ones
+    assert missing.status_code == 422 and "不存在镇" in missing.json()["detail"] and OTHER in missing.json()["detail"]
     assert client.get("/api/v1/lists/1999/export", headers=bearer(tokens["admin"])).status_code == 404
 
 
@@ -181,7 +184,9 @@ def test_round_trip_download_fill_upload(service):
 
     response = _upload(client, tokens["township"], filled)
     assert response.status_code == 201, response.text
-    assert response.json() == {"stored": 3, "skipped": len(firms) - 3}
+    body = response.json()
+    assert (body["stored"], body["unchanged"], body["skipped"]) == (3, 0, len(firms) - 3)
+    assert body["message"] == f"新保存 3 条核实结果；{len(firms) - 3} 行未填写核实结果，已跳过"
 
     got = {u: _verifications(client, tokens, u) for u in (a, b, c)}
     assert [(v["outcome"], v["reason"], v["note"], v["created_by"]) for v in got[a]] == [("confirmed", None, None, "柳市")]
@@ -312,3 +317,162 @@ def test_upload_after_finalization_is_409(tmp_path_factory):
         assert _verifications(client, tokens, _rows(xlsx)[USCC][0]) == []
         # the export still works after finalization (the list with its verification status)
         assert _form(client, tokens["township"])
+
+
+# ------------------------------------------------------------------------- upload limits (issue 10: 3, 8, 9)
+
+def _limited(client, monkeypatch, **caps) -> None:
+    """The running service with some upload caps changed (the route reads its settings per request)."""
+    for name, value in caps.items():
+        monkeypatch.setattr(client.app.state.settings, name, value)
+
+
+@pytest.fixture
+def reader_calls(monkeypatch) -> list[int]:
+    """Replaces the xlsx reader: a test that sends a bomb must never reach it (the real one would take
+    gigabytes, or abort the process on a failed allocation)."""
+    calls: list[int] = []
+
+    def never(*_args, **_kwargs):
+        calls.append(1)
+        raise AssertionError("the workbook reached the reader")
+
+    monkeypatch.setattr(exports.pl, "read_excel", never)
+    return calls
+
+
+def test_xlsx_bombs_are_refused_before_the_reader(service, reader_calls):
+    """Finding 3: a 206 KB workbook whose shared string inflates to 200 MB took the service to 4.5 GB."""
+    client, tokens = service
+    bomb = xlsx_bombs.shared_string_bomb()
+    assert len(bomb) < 300 * 1024
+    tracemalloc.start()
+    try:
+        response = _upload(client, tokens["township"], bomb)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert response.status_code == 413, response.text
+    assert "解压后 200 MB" in response.json()["detail"] and "上传的文件" in response.json()["detail"]
+    assert peak < 24 * 1024 * 1024          # streamed through a small buffer, never inflated whole
+
+    headers = [USCC, OUTCOME, REASON]
+    for content, words in ((xlsx_bombs.sparse_sheet(headers=headers, far_row=1000), "1,000 行 × 16,384 列"),
+                           (xlsx_bombs.sparse_sheet(headers=headers), "行数超过 20,000"),
+                           (xlsx_bombs.bogus_dimension(), "行数超过 20,000"),
+                           (xlsx_bombs.workbook(shared_bytes=30 * 1024 * 1024), "共享字符串")):
+        response = _upload(client, tokens["township"], content)
+        assert response.status_code == 413, response.text
+        assert words in response.json()["detail"]
+    # a member that inflates beyond the size it declares is damaged, not trusted
+    response = _upload(client, tokens["township"], xlsx_bombs.lying_sizes())
+    assert response.status_code == 422 and "损坏" in response.json()["detail"]
+    assert reader_calls == []
+
+
+def test_sheet_rows_and_members_are_capped_before_the_reader(service, monkeypatch, reader_calls):
+    client, tokens = service
+    _limited(client, monkeypatch, upload_max_rows=100, upload_max_zip_members=50)
+    rows = "".join(f'<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>x</t></is></c></row>' for r in range(2, 152))
+    sheet = xlsx_bombs.sheet_xml(xlsx_bombs.header_cells([USCC, OUTCOME, REASON]) + rows, "A1")
+    response = _upload(client, tokens["township"], xlsx_bombs.workbook(sheet=sheet))
+    assert response.status_code == 413 and "行数超过 100" in response.json()["detail"]
+    response = _upload(client, tokens["township"], xlsx_bombs.workbook(extra_members=60))
+    assert response.status_code == 413 and "部件" in response.json()["detail"]
+    assert reader_calls == []
+
+
+def test_a_reader_panic_is_422_not_500(service, monkeypatch):
+    """Finding 8: a panic inside the xlsx reader (pyo3's PanicException is a BaseException) gave a 500."""
+    client, tokens = service
+
+    def panics(*_args, **_kwargs):
+        raise pl.exceptions.PanicException("index out of bounds")
+
+    monkeypatch.setattr(exports.pl, "read_excel", panics)
+    response = _upload(client, tokens["township"], _form(client, tokens["township"]))
+    assert response.status_code == 422, response.text
+    assert "无法按 Excel 工作簿读取" in response.json()["detail"] and "index out of bounds" in response.json()["detail"]
+
+
+def test_request_body_is_capped_while_it_streams(service, monkeypatch):
+    client, tokens = service
+    _limited(client, monkeypatch, upload_max_bytes=64 * 1024)
+    form = _form(client, tokens["township"])
+    big = form + b"\0" * (100 * 1024)
+    response = _upload(client, tokens["township"], big)                 # Content-Length above the cap
+    assert response.status_code == 413 and "过大（上限 0.0625 MB）" in response.json()["detail"]
+
+    boundary = "b0undary"
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.xlsx"\r\n'
+            f"Content-Type: {exports.XLSX_TYPE}\r\n\r\n").encode()
+    sent: list[int] = []
+
+    def chunked():                                                      # no Content-Length: counted as it arrives
+        yield head
+        for _ in range(1000):
+            sent.append(1)
+            yield b"\0" * 16 * 1024
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    response = client.post(UPLOAD, headers={**bearer(tokens["township"]),
+                                            "Content-Type": f"multipart/form-data; boundary={boundary}"},
+                           content=chunked())
+    assert response.status_code == 413 and "过大" in response.json()["detail"]
+    assert _upload(client, tokens["township"], _fill(form, {})).status_code == 201   # a real form still fits
+
+
+def test_more_filled_rows_than_listed_firms_is_refused_in_one_line(service):
+    """Finding 8: a 100k-row sheet answered with a 10 MB error list."""
+    client, tokens = service
+    firm = _usccs(client, tokens["township"])[0]
+    before = _verifications(client, tokens, firm)
+    out = io.BytesIO()
+    with xlsxwriter.Workbook(out, {"in_memory": True}) as wb:
+        ws = wb.add_worksheet()
+        ws.write_row(0, 0, [USCC, OUTCOME, REASON])
+        for r in range(1, 5001):
+            ws.write_row(r, 0, [firm, "也许"])
+    response = _upload(client, tokens["township"], out.getvalue())
+    assert response.status_code == 422
+    assert len(response.content) < 2000
+    detail = response.json()["detail"]
+    assert "5,000 行" in detail and "家企业" in detail and "未保存" in detail
+    assert _verifications(client, tokens, firm) == before
+
+
+def test_listed_errors_are_capped_and_the_rest_counted(service, monkeypatch):
+    client, tokens = service
+    _limited(client, monkeypatch, upload_errors_listed=3)
+    xlsx = _form(client, tokens["township"])
+    response = _upload(client, tokens["township"], _fill(xlsx, {r: {OUTCOME: "也许"} for r in range(24, 29)}))
+    assert response.status_code == 422
+    body = response.json()
+    assert len(body["errors"]) == 3 and body["errors_total"] == 5 and body["errors_omitted"] == 2
+    assert [e["row"] for e in body["errors"]] == [24, 25, 26]
+    assert "共 5 处问题" in body["detail"] and "另有 2 处未列出" in body["detail"]
+
+
+def test_the_same_sheet_uploaded_twice_stores_nothing_new(service):
+    """Finding 9: re-uploading a filled sheet stored every row again."""
+    client, tokens = service
+    xlsx = _form(client, tokens["township"])
+    firms = _rows(xlsx)[USCC].to_list()
+    edits = {5: {OUTCOME: "确认"}, 6: {OUTCOME: "异议", REASON: "已搬迁", NOTE: "2021年底"}, 7: {OUTCOME: "确认"}}
+    filled = _fill(xlsx, edits)
+    first = _upload(client, tokens["township"], filled)
+    assert first.status_code == 201 and (first.json()["stored"], first.json()["unchanged"]) == (3, 0)
+    audit_before = _audit_total(client, tokens)
+
+    again = _upload(client, tokens["township"], filled)
+    assert again.status_code == 201, again.text
+    body = again.json()
+    assert (body["stored"], body["unchanged"]) == (0, 3)
+    assert body["message"].startswith("新保存 0 条核实结果；3 行与该企业最近一次核实结果相同，未重复保存")
+    assert _audit_total(client, tokens) == audit_before
+    assert [len(_verifications(client, tokens, firms[r - 2])) for r in edits] == [1, 1, 1]
+
+    # a changed note is a new verification; the unchanged rows still are not
+    changed = _upload(client, tokens["township"], _fill(xlsx, {**edits, 7: {OUTCOME: "确认", NOTE: "复核无误"}}))
+    assert (changed.json()["stored"], changed.json()["unchanged"]) == (1, 2)
+    assert [v["note"] for v in _verifications(client, tokens, firms[5])] in (["复核无误", None], [None, "复核无误"])

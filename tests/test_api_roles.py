@@ -34,6 +34,7 @@ ALLOWED = {
     "plans-progress": {ADMIN, TOWN},
     "plans-complete": {ADMIN},
     "runs-create": {ADMIN},
+    "runs-stage": {ADMIN},
     "runs-import": {ADMIN},
     "users-create": {ADMIN},
     "users-revoke": {ADMIN},

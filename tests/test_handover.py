@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from screening import handover
+from screening import handover, store
 
 from cli_helpers import cli
 
@@ -106,6 +106,8 @@ def test_warn_hands_over_its_warnings(serving):
 def test_no_staging_files_are_left_behind(serving):
     for out in ("out1", "out2", "outw"):
         assert not list((serving["tmp"] / out).glob(".staged-*")), out
+    staging = handover.staging_dir(serving["db"])
+    assert staging.is_dir() and not list(staging.iterdir())  # the service's own area, emptied after each import
 
 
 def test_revoke_hands_over_too(serving):
@@ -135,5 +137,98 @@ def test_after_the_service_stops_the_database_holds_everything(serving):
         assert who == {handover.HANDOVER_USER}
         revoked = con.execute("SELECT revoked_at IS NOT NULL FROM users WHERE name = '局管理员'").fetchall()
         assert revoked == [(True,)]
+        for table, columns in store.STORED_TABLES.items():  # what the writers staged is what the import expects
+            described = con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ? "
+                                    "ORDER BY column_index", [table]).fetchall()
+            assert tuple(described) in (columns, ()), table  # schema_info stays in the staged file
     finally:
         con.close()
+
+
+# ---------------------------------------------------------------- a frozen or second service (issue 10, finding 10)
+
+HOLDER = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+con.execute("CREATE TABLE IF NOT EXISTS held (x INTEGER)")
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+#: `screening users add` in a process whose call timeout is one second instead of CALL_TIMEOUT
+USERS_ADD_QUICKLY = """
+import sys
+from screening import handover
+handover.CALL_TIMEOUT = 1.0
+from screening.cli import main
+sys.argv = ["screening", "users", "add", "--db", sys.argv[1], "--name", "x", "--role", "analyst"]
+main()
+"""
+
+
+@pytest.fixture()
+def held(tmp_path):
+    """A database held by another process, and a listening socket that never answers."""
+    db = tmp_path / "held.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(db)], stdout=subprocess.PIPE, text=True)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel completes connections; nobody ever reads or answers
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        yield db, holder.pid, f"http://127.0.0.1:{silent.getsockname()[1]}"
+    finally:
+        silent.close()
+        holder.kill()
+        holder.wait(timeout=30)
+        holder.stdout.close()
+
+
+def _announce(db: Path, url: str, pid: int) -> None:
+    handover.service_file(db).write_text(json.dumps({"url": url, "pid": pid, "token": "t"}), encoding="utf-8")
+
+
+def test_the_waits_are_bounded():
+    assert handover.CONNECT_TIMEOUT <= 10 and handover.CALL_TIMEOUT <= 60 and handover.IMPORT_TIMEOUT <= 600
+
+
+def test_a_frozen_service_is_one_line_after_the_timeout(held):
+    db, pid, url = held
+    _announce(db, url, pid)
+    started = time.monotonic()
+    service = handover.find(db)
+    with pytest.raises(handover.HandoverError, match="1 秒内没有响应"):
+        service.call("POST", "/api/v1/runs/import", {"token": "t"}, timeout=1)
+    assert time.monotonic() - started < 5
+
+
+def test_the_command_line_gives_up_on_a_frozen_service(held, tmp_path):
+    db, pid, url = held
+    _announce(db, url, pid)
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", USERS_ADD_QUICKLY, str(db)], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert time.monotonic() - started < 30
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "没有响应" in lines[0] and str(pid) in lines[0], proc.stderr
+
+
+def test_a_second_serve_names_the_service_that_holds_the_database(held, tmp_path):
+    db, pid, url = held
+    _announce(db, url, pid)
+    proc = cli("serve", "--db", db, "--port", _free_port(), cwd=tmp_path, timeout=60)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "已被另一个服务占用" in lines[0] and f"PID {pid}" in lines[0] and url in lines[0]
+    assert "没有找到可交接的服务" not in lines[0]
+
+
+def test_a_second_serve_on_a_database_held_by_a_command_names_its_pid(held, tmp_path):
+    db, pid, _ = held
+    proc = cli("serve", "--db", db, "--port", _free_port(), cwd=tmp_path, timeout=60)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "已被另一个进程" in lines[0] and f"PID {pid}" in lines[0], proc.stderr
+    assert "没有找到可交接的服务" not in lines[0]

@@ -2,7 +2,9 @@
 
 The Excel export is also the form for 属地核实: the columns 核实结果 (drop-down 确认/异议), 异议原因 and
 备注 are left empty for the township to fill in offline.  The upload validates every filled row and
-stores all of them in one transaction, or none of them (422 with the bad rows by row number).
+stores all of them in one transaction, or none of them (422 with the bad rows by row number).  A row
+equal to the firm's latest verification is not stored again; the upload's size, inflated size and
+sheet extent are capped before the workbook is parsed (:mod:`screening.filesafety`, docs/limits.md).
 """
 from __future__ import annotations
 
@@ -10,28 +12,34 @@ import datetime as dt
 import io
 import re
 import uuid
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import polars as pl
 import xlsxwriter
-from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile, status
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile, status
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
+from starlette.types import Message
 
-from screening.excel import ANOMALY_COLUMN, LIST_COLUMNS, _formats, _list_sheet, sheet_name
+from screening import filesafety
+from screening.filesafety import FileTooLarge, FileUnreadable, Limits
+
+from screening.csvsafe import csv_bytes
+from screening.excel import ANOMALY_COLUMN, LIST_COLUMNS, WORKBOOK_OPTIONS, _formats, _list_sheet, sheet_name
 
 from ..auth import User
-from ..db import audit, finalized, table_exists
-from ..deps import CursorDep, allow
+from ..db import audit, finalized, one_snapshot, run_catalogue, table_exists
+from ..deps import CursorDep, ReadModelDep, allow
 from ..schemas import VerificationIn
-from .common import ERRORS, run_for_year, YearPath
+from .common import ERRORS, YearPath, check_choice, run_for_year, served_run
 
 router = APIRouter(prefix="/api/v1/lists", tags=["exports"])
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV_TYPE = "text/csv; charset=utf-8"
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 # the firm's current verification status (the latest verification, as in GET /lists/{year})
 STATUS_ZH = {"pending": "待核实", "confirmed": "确认", "disputed": "异议"}
@@ -103,15 +111,15 @@ def _csv(frame: pl.DataFrame) -> bytes:
     # float noise such as 5.220000000000001 rounded away; the Excel cells keep full precision
     out = frame.select(pl.col(c).alias(header) for c, header, *_ in columns).with_columns(
         pl.col(pl.Float64).round(6))
-    # the BOM makes Excel open the UTF-8 file with the right encoding
-    return b"\xef\xbb\xbf" + out.write_csv().encode("utf-8")
+    # with a BOM (Excel then reads UTF-8); text that a spreadsheet would run as a formula neutralised
+    return csv_bytes(out)
 
 
 def _xlsx(frame: pl.DataFrame, year: int, run: str, township: str | None) -> bytes:
     columns = (*LIST_COLUMNS, *STATUS_COLUMNS, ANOMALY_COLUMN, *FILL_COLUMNS)
     frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c, *_ in FILL_COLUMNS)
     buffer = io.BytesIO()
-    with xlsxwriter.Workbook(buffer, {"in_memory": True, "strings_to_numbers": False}) as wb:
+    with xlsxwriter.Workbook(buffer, {**WORKBOOK_OPTIONS, "in_memory": True}) as wb:
         fmts = _formats(wb)
         used: set[str] = {"填写说明"}
         name = sheet_name(township or "整治企业清单", used)
@@ -157,18 +165,26 @@ def _instructions(wb: xlsxwriter.Workbook, fmts: dict[str, Any], year: int, run:
 def export_list(
     year: YearPath,
     cursor: CursorDep,
+    model: ReadModelDep,
     user: Annotated[User, Depends(allow("admin", "analyst", "township"))],
     fmt: Annotated[Literal["xlsx", "csv"], Query(alias="format", description="xlsx（默认）或 csv")] = "xlsx",
-    township: Annotated[str | None, Query(description="乡镇街道（默认：全部）；township 角色总是本乡镇街道")] = None,
+    township: Annotated[str | None, Query(description="乡镇街道（默认：全部；须为该次筛选中的乡镇街道）；"
+                                                      "township 角色总是本乡镇街道")] = None,
 ) -> Response:
-    """Excel 核实表的“核实结果”（下拉：确认/异议）、“异议原因”“备注”三列留空，由乡镇街道离线填写后上传。"""
+    """Excel 核实表的“核实结果”（下拉：确认/异议）、“异议原因”“备注”三列留空，由乡镇街道离线填写后上传。
+
+    导出该年度的清单：定稿后为定稿所依据的筛选，定稿前为最新一次筛选（与 GET /lists/{year} 相同）。"""
     township = (township or "").strip() or None
     if user.role == "township":
         if township is not None and not user.sees(township):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "只能导出本乡镇街道的清单")
         township = user.township
-    run = run_for_year(cursor, year)
-    frame = _export_frame(cursor, year, run, township)
+    with one_snapshot(cursor):  # the run, its rows and their verification status: one state
+        stored = served_run(run_catalogue(cursor), year)
+        if user.role != "township":
+            check_choice(township, model.run_list(cursor, stored).townships, "乡镇街道")
+        run = stored.run_id
+        frame = _export_frame(cursor, year, run, township)
     if township is not None and frame.is_empty():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"{year} 年度清单中没有 {township} 的企业")
     stem = f"{year}年度整治企业清单_{_UNSAFE_NAME.sub('_', township or '全部')}"
@@ -188,21 +204,31 @@ class BadWorkbook(Exception):
     """The file is not a workbook, or no sheet has the form's columns."""
 
 
+UPLOAD_LABEL = "上传的文件"
+_RESEND = "请上传从本系统导出并填写的核实表（.xlsx）"
+
+
 def _text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
-def _read_form(data: bytes, year: int) -> list[tuple[int, dict[str, str]]]:
+def _read_sheets(data: bytes) -> dict[str, pl.DataFrame]:
+    """Every sheet as text cells, without a header and without dropping empty rows (read_excel drops them
+    by default, and calamine otherwise starts at the first non-empty row), so index + 1 is Excel's row."""
+    return pl.read_excel(io.BytesIO(data), engine="calamine", sheet_id=0, infer_schema_length=0,
+                         has_header=False, drop_empty_rows=False, drop_empty_cols=False,
+                         raise_if_empty=False, read_options={"header_row": None, "skip_rows": 0})
+
+
+def _read_form(data: bytes, year: int, limits: Limits) -> list[tuple[int, dict[str, str]]]:
     """[(spreadsheet row number, {header: text})] of the first sheet that has the form's columns.
 
-    Read without a header and without dropping empty rows (read_excel drops them by default, and
-    calamine otherwise starts at the first non-empty row), so index + 1 is the row number in Excel."""
-    try:
-        sheets = pl.read_excel(io.BytesIO(data), engine="calamine", sheet_id=0, infer_schema_length=0,
-                               has_header=False, drop_empty_rows=False, drop_empty_cols=False,
-                               raise_if_empty=False, read_options={"header_row": None, "skip_rows": 0})
-    except Exception as exc:  # calamine raises its own error types for anything that is not a workbook
-        raise BadWorkbook("上传的文件不是有效的 Excel 工作簿（.xlsx），请上传从本系统导出并填写的核实表") from exc
+    The workbook is measured first (:func:`screening.filesafety.check_workbook`): one that would
+    inflate beyond the caps raises :class:`FileTooLarge` and never reaches the reader."""
+    filesafety.require_kind(data[:filesafety.HEAD_BYTES], "zip", UPLOAD_LABEL, "有效的 Excel 工作簿（.xlsx）")
+    filesafety.check_workbook(io.BytesIO(data), UPLOAD_LABEL, limits)
+    with filesafety.reader_errors(UPLOAD_LABEL, "无法按 Excel 工作簿读取"):
+        sheets = _read_sheets(data)
     for frame in sheets.values():
         rows = frame.rows()
         for h, row in enumerate(rows[:20]):   # the header: row 1 in the exported form
@@ -271,50 +297,134 @@ def _validate(rows: list[tuple[int, dict[str, str]]], listed: dict[str, str | No
     return errors, accepted, skipped
 
 
+def _too_many_rows(rows: list[tuple[int, dict[str, str]]], listed: dict[str, str | None], user: User,
+                   year: int) -> str | None:
+    """A file can hold at most one filled row per firm the user may verify: more is refused at once,
+    before any row is checked (the error list of such a file would be the file)."""
+    filled = sum(1 for _, row in rows if row[OUTCOME_HEADER])
+    reach = sum(1 for township in listed.values() if user.sees(township))
+    if filled <= reach:
+        return None
+    scope = f"本乡镇街道（{user.township}）" if user.role == "township" else ""
+    return (f"核实表填写了 {filled:,} 行核实结果，多于{scope} {year} 年度清单中的 {reach:,} 家企业"
+            f"（每家企业只能填写一次），整份文件未保存；{_RESEND}")
+
+
+def _error_answer(errors: list[dict[str, Any]], listed_max: int) -> JSONResponse:
+    """422 with the first ``listed_max`` problems and the count of the rest."""
+    rows = len({e["row"] for e in errors})
+    detail = f"核实表有 {rows:,} 行有误，整份文件未保存；请按行号改正后重新上传"
+    omitted = max(0, len(errors) - listed_max)
+    if omitted:
+        detail += f"（共 {len(errors):,} 处问题，下面列出前 {listed_max:,} 处，另有 {omitted:,} 处未列出）"
+    return JSONResponse(status_code=422, content={
+        "detail": detail, "errors": errors[:listed_max], "errors_total": len(errors), "errors_omitted": omitted})
+
+
+_LATEST_SQL = """
+SELECT uscc, outcome, reason, note FROM verifications WHERE list_year = ?
+QUALIFY row_number() OVER (PARTITION BY uscc ORDER BY created_at DESC, verification_id DESC) = 1
+"""
+
+
+def _record(body: VerificationIn) -> tuple[str, str | None, str | None]:
+    """(outcome, reason, note) as stored, the same for a new row and for the firm's latest one."""
+    return body.outcome, (body.reason or "").strip() or None, (body.note or "").strip() or None
+
+
 def _store(cursor, user: User, year: int, run: str, accepted: list[tuple[int, str, VerificationIn]],
-           filename: str | None) -> None:
-    """The same rows and audit lines as POST /enterprises/{uscc}/verifications, one per accepted row."""
+           filename: str | None) -> tuple[int, int]:
+    """The same rows and audit lines as POST /enterprises/{uscc}/verifications, one per accepted row
+    that differs from the firm's latest verification of the year; (stored, unchanged).
+
+    A row equal to the latest one (same outcome, reason and note) is not stored again: uploading the
+    same sheet twice leaves the record as it was."""
+    latest = {uscc: (outcome, reason, note)
+              for uscc, outcome, reason, note in cursor.execute(_LATEST_SQL, [year]).fetchall()}
     now = dt.datetime.now(dt.timezone.utc)
+    stored = 0
     for number, code, body in accepted:
+        outcome, reason, note = _record(body)
+        if latest.get(code) == (outcome, reason, note):
+            continue
         record = {
             "verification_id": uuid.uuid4().hex, "uscc": code, "year": year, "run_id": run,
-            "outcome": body.outcome, "reason": (body.reason or "").strip() or None, "note": body.note,
-            "created_by": user.name, "created_at": now,
+            "outcome": outcome, "reason": reason, "note": note, "created_by": user.name, "created_at": now,
         }
         cursor.execute("INSERT INTO verifications VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       [record["verification_id"], code, year, run, record["outcome"], record["reason"],
-                        record["note"], record["created_by"], record["created_at"]])
+                       [record["verification_id"], code, year, run, outcome, reason, note, user.name, now])
         audit(cursor, user, "verify", "enterprise", f"{year}/{code}", None,
               {**record, "upload": {"file": filename, "row": number}})
+        stored += 1
+    return stored, len(accepted) - stored
 
 
-@router.post("/{year}/verifications/upload", status_code=status.HTTP_201_CREATED,
-             operation_id="lists-upload-verifications",
-             summary="上传填好的 Excel 核实表，批量记录属地核实结果（整份文件要么全部保存，要么都不保存）",
-             responses={**ERRORS,
-                        201: {"description": "全部保存：{stored: 保存的行数, skipped: 未填核实结果而跳过的行数}"},
-                        409: {"description": "该年度清单已定稿"},
-                        413: {"description": "文件过大"},
-                        422: {"description": "文件不是 Excel 工作簿或缺少核实表的列（只有 detail）；或有行不合格："
-                                             "errors 按行号（表头为第 1 行）列出 {row, column, reason, value}，"
-                                             "不保存任何一行"}})
+def _stored_message(stored: int, unchanged: int, skipped: int) -> str:
+    parts = [f"新保存 {stored:,} 条核实结果"]
+    if unchanged:
+        parts.append(f"{unchanged:,} 行与该企业最近一次核实结果相同，未重复保存")
+    if skipped:
+        parts.append(f"{skipped:,} 行未填写核实结果，已跳过")
+    return "；".join(parts)
+
+
+class _CappedUpload(APIRoute):
+    """Reads the request body as a stream and refuses it (413) as soon as it exceeds the
+    ``upload_max_bytes`` setting: a declared Content-Length above the cap is refused before any
+    byte is read, and a body without one is counted while it arrives, so no oversized upload is
+    ever spooled in full."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def capped(request: Request) -> Response:
+            cap = request.app.state.settings.upload_max_bytes
+            too_large = HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                                      f"{UPLOAD_LABEL}过大（上限 {cap / 1024 / 1024:g} MB）；{_RESEND}")
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > cap:
+                raise too_large
+            receive, received = request.receive, 0
+
+            async def counted() -> Message:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > cap:
+                        raise too_large
+                return message
+
+            return await handler(Request(request.scope, counted))
+
+        return capped
+
+
 def upload_verifications(
+    request: Request,
     year: YearPath,
     cursor: CursorDep,
     user: Annotated[User, Depends(allow("admin", "township"))],
     file: Annotated[UploadFile, File(description="从 GET /api/v1/lists/{year}/export?format=xlsx 下载并填写的核实表")],
 ) -> Any:
     """逐行校验：企业须在该年度清单中且属于本乡镇街道；核实结果为确认或异议（也接受 confirmed/disputed）；
-    异议须填写原因。未填核实结果的行跳过。每行记为一条核实记录（与 POST /enterprises/{uscc}/verifications
-    相同），并逐条写入审计记录。"""
+    异议须填写原因。未填核实结果的行跳过；与该企业最近一次核实结果（结果、原因、备注）相同的行不重复保存。
+    其余每行记为一条核实记录（与 POST /enterprises/{uscc}/verifications 相同），并逐条写入审计记录。
+    文件大小、解压后大小、工作表行列数都有上限（见 docs/limits.md），超出时答 413，不读取文件内容。"""
+    settings = request.app.state.settings
     run_for_year(cursor, year)
     if finalized(cursor, year):
         raise HTTPException(status.HTTP_409_CONFLICT, f"{year} 年度清单已定稿，不能再提交核实结果")
-    data = file.file.read(MAX_UPLOAD_BYTES + 1)
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise HTTPException(413, f"文件过大（上限 {MAX_UPLOAD_BYTES // 1024 // 1024} MB）")
+    cap = settings.upload_max_bytes
+    data = file.file.read(cap + 1)
+    if len(data) > cap:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"{UPLOAD_LABEL}过大（上限 {cap / 1024 / 1024:g} MB）；{_RESEND}")
     try:
-        rows = _read_form(data, year)
+        rows = _read_form(data, year, settings.upload_limits())
+    except FileTooLarge as exc:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
+    except FileUnreadable as exc:
+        return JSONResponse(status_code=422, content={"detail": f"{exc}；{_RESEND}"})
     except BadWorkbook as exc:
         return JSONResponse(status_code=422, content={"detail": str(exc)})
 
@@ -325,16 +435,32 @@ def upload_verifications(
             raise HTTPException(status.HTTP_409_CONFLICT, f"{year} 年度清单已定稿，不能再提交核实结果")
         run = run_for_year(cursor, year)
         listed = dict(cursor.execute("SELECT uscc, township FROM run_list WHERE run_id = ?", [run]).fetchall())
-        errors, accepted, skipped = _validate(rows, listed, user, year)
-        if not errors:
-            _store(cursor, user, year, run, accepted, file.filename)
+        refusal = _too_many_rows(rows, listed, user, year)
+        errors, accepted, skipped = ([], [], 0) if refusal else _validate(rows, listed, user, year)
+        if not errors and not refusal:
+            stored, unchanged = _store(cursor, user, year, run, accepted, file.filename)
     except BaseException:
         cursor.execute("ROLLBACK")
         raise
-    if errors:
+    if refusal or errors:
         cursor.execute("ROLLBACK")
-        return JSONResponse(status_code=422, content={
-            "detail": f"核实表有 {len({e['row'] for e in errors})} 行有误，整份文件未保存；请按行号改正后重新上传",
-            "errors": errors})
+        if refusal:
+            return JSONResponse(status_code=422, content={"detail": refusal})
+        return _error_answer(errors, settings.upload_errors_listed)
     cursor.execute("COMMIT")
-    return {"stored": len(accepted), "skipped": skipped}
+    return {"stored": stored, "unchanged": unchanged, "skipped": skipped,
+            "message": _stored_message(stored, unchanged, skipped)}
+
+
+router.add_api_route(
+    "/{year}/verifications/upload", upload_verifications, methods=["POST"], status_code=status.HTTP_201_CREATED,
+    operation_id="lists-upload-verifications", route_class_override=_CappedUpload,
+    summary="上传填好的 Excel 核实表，批量记录属地核实结果（整份文件要么全部保存，要么都不保存）",
+    responses={**ERRORS,
+               201: {"description": "已保存：{stored: 新保存的行数, unchanged: 与最近一次核实结果相同而未重复保存的行数, "
+                                    "skipped: 未填核实结果而跳过的行数, message: 中文说明}"},
+               409: {"description": "该年度清单已定稿"},
+               413: {"description": "文件过大：上传的字节数、解压后大小、压缩比、工作表行列数超过上限（见 docs/limits.md）"},
+               422: {"description": "文件不是 Excel 工作簿或缺少核实表的列（只有 detail）；填写的行多于清单企业数；或有行不合格："
+                                    "errors 按行号（表头为第 1 行）列出 {row, column, reason, value}（最多列出前若干处，"
+                                    "errors_total 为总数，errors_omitted 为未列出的处数），不保存任何一行"}})

@@ -12,14 +12,17 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from screening.errors import ScreeningError
-from screening.store import import_staged
+from screening.handover import NotStaged, discard
 from screening.outputs import planned_outputs, write_all, write_run_json
+from screening.paths import confined
 from screening.screen import screen
+from screening.store import import_staged
 
 from ..auth import User
 from ..db import audit, ensure_schema
 from ..deps import CursorDep, allow
 from .common import ERRORS
+from .finalization import settle_run
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
 _one_at_a_time = threading.Lock()
@@ -31,6 +34,8 @@ class RunIn(BaseModel):
     data: str | None = Field(default=None, max_length=200,
                              description="数据目录名，位于服务配置的数据根目录（SCREENING_DATA_ROOT）之下；默认即数据根目录")
     set: list[str] = Field(default_factory=list, max_length=20, description="参数调整，如 above_scale_low_tax_per_mu.ratio=0.1")
+    replace_final: bool = Field(default=False, description="该年度已定稿时：为 true 则撤销原定稿（记入审计），以本次筛选作为"
+                                                           "该年度清单，需重新核实并定稿；为 false（默认）则本次筛选只作试算保存")
 
 
 @router.post("/runs", status_code=status.HTTP_201_CREATED,
@@ -40,13 +45,13 @@ def create_run(body: RunIn, request: Request, cursor: CursorDep,
                user: Annotated[User, Depends(allow("admin"))]) -> dict:
     settings = request.app.state.settings
     root = Path(settings.data_root).resolve()
-    data = (root / body.data).resolve() if body.data else root
-    if root != data and root not in data.parents:
+    data = confined(body.data, [root]) if body.data else root
+    if data is None:
         raise HTTPException(422, "数据目录必须位于数据根目录之下")
     if not _one_at_a_time.acquire(blocking=False):
         raise HTTPException(status.HTTP_409_CONFLICT, "另一次筛选正在进行，请稍后再试")
     try:
-        s = screen(data, body.year, None, body.set, keep_tables=False, host=request.app.state.con)
+        s = screen(data, body.year, None, body.set, keep_tables=False, host=request.app.state.con, confine=(root,))
         with s:
             out = Path(settings.runs_dir) / s.run_id
             error = write_all(s, out, None)
@@ -56,6 +61,7 @@ def create_run(body: RunIn, request: Request, cursor: CursorDep,
             summary = {"run_id": s.run_id, "list_year": s.list_year, "listed": s.list.height,
                        "enterprises": s.enterprises, "hits_per_rule": s.hits_per_rule(),
                        "rejected_rows": s.inputs.rejected_rows, "warnings": s.warnings, "outputs": str(out)}
+        summary |= settle_run(cursor, user, s.run_id, body.replace_final)  # a trial once the year is finalized
     except ScreeningError as exc:
         raise HTTPException(422, str(exc)) from None
     finally:
@@ -64,36 +70,43 @@ def create_run(body: RunIn, request: Request, cursor: CursorDep,
     return summary
 
 
+@router.post("/runs/staging", status_code=status.HTTP_201_CREATED, responses=ERRORS, operation_id="runs-stage",
+             summary="为命令行交接分配一个暂存文件（仅 admin；screening run 发现服务占用数据库时自动调用）")
+def stage_run(request: Request, _user: Annotated[User, Depends(allow("admin"))]) -> dict:
+    """返回服务在自己的暂存目录中生成的文件路径和一次性凭据；写好后凭此凭据调用 /runs/import。"""
+    path, token = request.app.state.staging.issue()
+    return {"path": str(path), "token": token}
+
+
 class ImportIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"path": "/srv/screening/out/2022/.staged-2022-20221001T090000-1a2b3c-0f1e2d3c.duckdb"}]})
-    path: str = Field(min_length=1, max_length=4096,
-                      description="screening run 暂存运行记录的 DuckDB 文件（服务所在机器上的绝对路径）")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"token": "Zm9vYmFy…"}]})
+    token: str = Field(min_length=1, max_length=200, description="POST /runs/staging 返回的一次性凭据")
 
 
 @router.post("/runs/import", status_code=status.HTTP_201_CREATED,
              responses={**ERRORS, 409: {"description": "另一次筛选或导入正在进行，或该运行已导入"},
-                        422: {"description": "文件不存在或不是暂存的运行记录"}},
+                        422: {"description": "凭据无效、已使用或已过期，或文件不是本程序暂存的运行记录"}},
              operation_id="runs-import", summary="导入命令行暂存的运行记录（仅 admin；screening run 发现服务占用数据库时自动调用）")
-def import_run(body: ImportIn, cursor: CursorDep, user: Annotated[User, Depends(allow("admin"))]) -> dict:
-    staged = Path(body.path)
-    try:
-        usable = staged.is_absolute() and staged.suffix == ".duckdb" and staged.is_file()
-    except (OSError, ValueError):  # e.g. a NUL byte in the path
-        usable = False
-    if not usable:
-        raise HTTPException(422, f"找不到待导入的 DuckDB 文件：{body.path}（须为服务所在机器上的绝对路径）")
+def import_run(body: ImportIn, request: Request, cursor: CursorDep,
+               user: Annotated[User, Depends(allow("admin"))]) -> dict:
+    staging = request.app.state.staging
     if not _one_at_a_time.acquire(blocking=False):
         raise HTTPException(status.HTTP_409_CONFLICT, "另一次筛选或导入正在进行，请稍后再试")
     try:
-        imported = import_staged(cursor, staged)
+        staged = staging.redeem(body.token)
+        try:
+            imported = import_staged(cursor, staged)
+        finally:
+            discard(staged)
         ensure_schema(cursor)  # the per-firm indexes, when these are the database's first runs
+    except NotStaged as exc:
+        raise HTTPException(422, str(exc)) from None
     except ScreeningError as exc:
         code = status.HTTP_409_CONFLICT if "已经导入" in str(exc) else 422
         raise HTTPException(code, str(exc)) from None
     finally:
         _one_at_a_time.release()
-    summary = {**imported, "path": str(staged)}
+    summary = {**imported, "staged": staged.name}
     kind = "run" if imported["run_ids"] else "warnings"  # a screening run, or a warn run (warn_* tables)
     audit(cursor, user, f"import_{kind}", kind, ",".join(imported["run_ids"]) or staged.name, None, summary)
     return summary

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..auth import User, add_user, revoke_user
+from ..auth import MAX_NAME, User, add_user, clean_name, revoke_user
 from ..db import audit
 from ..deps import CursorDep, allow
 from .common import ERRORS
@@ -18,25 +18,28 @@ router = APIRouter(prefix="/api/v1/users", tags=["users"])
 class UserIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"name": "柳市镇经办人", "role": "township", "township": "柳市镇"}]})
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(max_length=1000, description=f"用户名：不能为空，不含 / 、\\ 和控制字符，最多 {MAX_NAME} 个字符")
     role: Literal["admin", "township", "analyst", "dashboard"]
-    township: str | None = Field(default=None, max_length=100, description="township 角色必填")
+    township: str | None = Field(default=None, max_length=1000,
+                                 description="township 角色必填：须为已保存运行的企业名录中的乡镇街道")
+    confirm_new_township: bool = Field(default=False, description="确认 township 是名录中还没有的新乡镇街道")
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses={**ERRORS, 409: {"description": "用户已存在"}},
              operation_id="users-create", summary="创建用户并返回令牌（仅 admin；令牌只返回这一次）")
 def create_user(body: UserIn, cursor: CursorDep, user: Annotated[User, Depends(allow("admin"))]) -> dict:
     try:
-        token = add_user(cursor, body.name.strip(), body.role, body.township)
+        token = add_user(cursor, body.name, body.role, body.township, body.confirm_new_township)
     except ValueError as exc:
         code = status.HTTP_409_CONFLICT if "已存在" in str(exc) else 422
         raise HTTPException(code, str(exc)) from None
-    created = {"name": body.name.strip(), "role": body.role, "township": body.township}
+    created = {"name": clean_name(body.name), "role": body.role,
+               "township": body.township.strip() if body.township else None}
     audit(cursor, user, "create_user", "user", created["name"], None, created)
     return {**created, "token": token}
 
 
-@router.delete("/{name}", responses=ERRORS, operation_id="users-revoke", summary="停用用户的令牌（仅 admin）")
+@router.delete("/{name:path}", responses=ERRORS, operation_id="users-revoke", summary="停用用户的令牌（仅 admin）")
 def revoke(name: str, cursor: CursorDep, user: Annotated[User, Depends(allow("admin"))]) -> dict:
     if not revoke_user(cursor, name):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"没有名为 {name} 的有效用户")

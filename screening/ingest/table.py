@@ -10,18 +10,18 @@ line.  Cells are normalised here (:mod:`.cells`); types are checked in
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
+from .. import filesafety
 from ..errors import InputError
 from ..schema import TABLES, Table
 from . import workbook as wbk
 from .cells import NORMALISED_SCHEMA, apply, steps
-from .discovery import CSV, HTML, KIND_ZH, PARQUET, XLS, XLSX, _BY_SUFFIX, find_table_file, open_table, sniff_kind
+from .discovery import CSV, HTML, KIND_ZH, PARQUET, XLS, XLSX, _BY_SUFFIX, OpenedTable, find_table_file, open_table
 from .header import SCAN_ROWS, HeaderMatch, describe_row, find_header, header_lookup
 
 ROW = "_row"
@@ -113,32 +113,46 @@ def _decode_csv(raw: bytes, path: Path) -> tuple[bytes, str]:
         raise InputError(f"{path.name}：无法识别文件编码（既不是 UTF-8，也不是 GBK/GB18030），第 {exc.start} 字节处出错") from None
 
 
-def _head_rows(data: bytes, sep: str) -> list[list[str]]:
-    """The first rows of a CSV, one entry per physical line (so index = line number - 1)."""
-    head = data[:65536].decode("utf-8", errors="replace").split("\n")[:SCAN_ROWS]
-    return [next(csv.reader([line.rstrip("\r")], delimiter=sep), []) for line in head]
+def _split_lines(text: str, complete: bool) -> list[str]:
+    """The physical lines of ``text``; a last line cut by the end of the head is dropped."""
+    lines = text.split("\n")
+    return lines if complete else lines[:-1]
 
 
-def _read_csv(path: Path, raw: bytes, table: Table, lookup: dict[str, str]) -> tuple[pl.DataFrame, HeaderMatch, list, str]:
-    data, encoding = _decode_csv(raw, path)
-    if not data.strip():
-        raise InputError(f"{path.name}：文件为空，没有表头")
+def _csv_header(opened: OpenedTable, table: Table, lookup: dict[str, str]) -> tuple[HeaderMatch, str, list]:
+    """The header row, the separator and the rows looked at, from the file's head only (the
+    header may sit below title, blank or unit lines: :func:`.header.find_header`)."""
+    lines = _split_lines(opened.head_text or "", opened.complete)[:SCAN_ROWS]
+    if not any(line.strip() for line in lines):
+        if opened.complete:
+            raise InputError(f"{opened.path.name}：文件为空，没有表头")
+        raise filesafety.FileUnreadable(
+            f"{opened.path.name}：前 {filesafety.HEAD_BYTES // 1024} KB 内没有找到表头行（第一行过长或全是空行），文件可能不是 CSV")
     best: tuple[HeaderMatch, str, list] | None = None
     for sep in (",", "\t", ";"):
-        rows = _head_rows(data, sep)
+        rows = [next(csv.reader([line.rstrip("\r")], delimiter=sep), []) for line in lines]
         match = find_header(rows, table, lookup)
         if best is None or (match.ok, match.score) > (best[0].ok, best[0].score):
             best = (match, sep, rows)
-    match, sep, rows = best
+    return best
+
+
+def _read_csv(opened: OpenedTable, match: HeaderMatch, sep: str) -> tuple[pl.DataFrame, str]:
+    """The rows from the header line on (the header was found from the head); refuses NUL bytes."""
+    path = opened.path
+    data, encoding = _decode_csv(opened.read_bytes(), path)
+    if not data.strip():
+        raise InputError(f"{path.name}：文件为空，没有表头")
+    nul = data.find(b"\x00")
+    if nul >= 0 and encoding != "utf-16":
+        raise filesafety.FileUnreadable(f"{path.name}：第 {nul + 1} 字节起含有 NUL 字节（二进制内容），不是 CSV 文本")
     offset = 0
     for _ in range(match.row):  # the header's line starts after this many newlines
         offset = data.index(b"\n", offset) + 1
-    try:
-        # a row with more fields than the header stops the file (an unquoted comma shifts columns)
+    # a row with more fields than the header stops the file (an unquoted comma shifts columns)
+    with filesafety.reader_errors(path.name, "无法按 CSV 读取"):
         frame = pl.read_csv(io.BytesIO(data[offset:]), has_header=False, infer_schema=False, separator=sep)
-    except Exception as exc:  # polars raises several types for malformed CSV
-        raise InputError(f"{path.name}：无法按 CSV 读取（{_first_line(exc)}）") from None
-    return frame, match, rows, encoding
+    return frame, encoding
 
 
 # ---------------------------------------------------------------- workbooks
@@ -173,8 +187,9 @@ def _fill_merges(frame: pl.DataFrame, merges: list[tuple[int, int, int, int]], f
     return frame, filled
 
 
-def _read_workbook(path: Path, raw: bytes, kind: str, table: Table, lookup: dict[str, str]):
-    wb = wbk.open_workbook(path, raw, kind)
+def _read_workbook(opened: OpenedTable, table: Table, lookup: dict[str, str]):
+    path = opened.path
+    wb = wbk.open_workbook(opened)
     closest: tuple[HeaderMatch, list, str] | None = None
     hidden_match: str | None = None
     chosen = None
@@ -254,16 +269,9 @@ def _read_html(path: Path, raw: bytes) -> pl.DataFrame:
     return pl.DataFrame(cols, schema={k: pl.String for k in cols})
 
 
-def _read_parquet(path: Path, raw: bytes) -> pl.DataFrame:
-    try:
+def _read_parquet(path: Path) -> pl.DataFrame:
+    with filesafety.reader_errors(path.name, "无法按 Parquet 读取"):
         return pl.read_parquet(path)  # from the file (memory-mapped), not a copy of its bytes
-    except Exception as exc:
-        raise InputError(f"{path.name}：无法按 Parquet 读取（{_first_line(exc)}）") from None
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 def _furniture(body: pl.DataFrame, cols: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -304,37 +312,46 @@ def _blank(column: str, dtype: pl.DataType) -> pl.Expr:
 # ---------------------------------------------------------------- one table
 
 def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTable:
-    raw = open_table(path)
-    kind = sniff_kind(raw, path)
+    """Read one file.  What it is, whether it is safe to read, and (CSV, Parquet) its header are
+    checked from its first bytes or footer (:func:`.discovery.open_table`) before the rest is read."""
+    opened = open_table(path)
+    kind = opened.kind
     named = _BY_SUFFIX.get(path.suffix.lower(), CSV)
     note = None if kind == named else \
         f"扩展名为 {path.suffix}，但文件内容不是{KIND_ZH[named]}，而是{KIND_ZH[kind]}，已按其实际格式读取"
     lookup = header_lookup(table, data_dir)
-    out = RawTable(table, path, data_dir=data_dir, kind=kind, note=note, sha256=hashlib.sha256(raw).hexdigest())
+    out = RawTable(table, path, data_dir=data_dir, kind=kind, note=note)
     filled: list[tuple[int, int, str]] = []
     errors: list[tuple[int, int, str]] = []
     date1904 = False
     first_row = 0  # frame row index of the header (frame row i is Excel row i + 1)
     try:
         if kind == PARQUET:
-            frame = _read_parquet(path, raw)
-            match = find_header([frame.columns], table, lookup)
+            match = find_header([opened.columns], table, lookup)  # from the footer
+            if not match.ok:
+                frame = None
+            else:
+                frame = _read_parquet(path)
+                match = find_header([frame.columns], table, lookup)
             header_in_frame = False
         elif kind == CSV:
-            frame, match, rows, out.encoding = _read_csv(path, raw, table, lookup)
+            match, sep, rows = _csv_header(opened, table, lookup)
+            frame = None
+            if match.ok:  # else refused below, before the rest is read
+                frame, out.encoding = _read_csv(opened, match, sep)
             first_row = match.row
             header_in_frame = True
         elif kind == HTML:
-            frame = _read_html(path, raw)
+            frame = _read_html(path, opened.read_bytes())
             rows = [list(r) for r in frame.head(SCAN_ROWS).iter_rows()]
             match = find_header(rows, table, lookup)
             header_in_frame = True
         else:
-            frame, match, out.sheet, out.sheets, filled, errors, date1904 = _read_workbook(path, raw, kind, table, lookup)
+            frame, match, out.sheet, out.sheets, filled, errors, date1904 = _read_workbook(opened, table, lookup)
             header_in_frame = True
     except InputError as exc:
         if note:
-            raise InputError(f"{exc}（{note}）") from None
+            raise type(exc)(f"{exc}（{note}）") from None  # FileTooLarge/FileUnreadable stay what they are
         raise
     where = path.name + (f"[{out.sheet}]" if out.sheet and len(out.sheets) > 1 else "")
     if match.error:
@@ -343,6 +360,7 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTab
         closest = f"（最接近表头的是第 {match.row + 1} 行：{describe_row(rows, match)}）" \
             if header_in_frame and match.score else ""
         raise InputError(f"{where}：缺少必需列 {'、'.join(match.missing)}{closest}" + (f"（{note}）" if note else ""))
+    out.sha256 = opened.sha256()
 
     if header_in_frame:
         if kind in (XLSX, XLS, HTML):

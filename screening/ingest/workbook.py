@@ -8,16 +8,19 @@ give no such metadata: their merges and error cells are not known.
 """
 from __future__ import annotations
 
-import io
 import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import fastexcel
 import polars as pl
 
-from ..errors import InputError
+from .. import filesafety
+
+if TYPE_CHECKING:
+    from .discovery import OpenedTable
 
 _SHEET = re.compile(rb"<(?:\w+:)?sheet\b([^>]*)/?>")
 _ATTR = re.compile(rb'([\w:]+)="([^"]*)"')
@@ -46,39 +49,52 @@ class SheetMeta:
 
 
 @dataclass
-class Workbook:
+class SourceWorkbook:
+    """A department's workbook being read (sheets and their metadata), not one we write."""
+
     path: Path
     reader: object
     sheets: list[SheetMeta]
     date1904: bool = False
 
 
-def open_workbook(path: Path, raw: bytes, kind: str) -> Workbook:
-    try:
-        reader = fastexcel.read_excel(raw)
+def open_workbook(opened: "OpenedTable") -> SourceWorkbook:
+    """A workbook file that :func:`.discovery.open_table` let through: an xlsx/xlsm was measured
+    there (zip caps, sheet extents) before its parts are read here or by the reader."""
+    path, kind = opened.path, opened.kind
+    if kind == "xlsx" and opened.workbook is None:
+        raise AssertionError(f"{path.name}: a workbook must be measured (filesafety.check_workbook) before it is read")
+    with filesafety.reader_errors(path.name, "无法按 Excel 读取"):
+        reader = fastexcel.read_excel(str(path))
         names = reader.sheet_names
-    except Exception as exc:
-        raise InputError(f"{path.name}：无法按 Excel 读取（{_first_line(exc)}）") from None
     metas = [SheetMeta(n, "visible") for n in names]
     date1904 = False
     if kind == "xlsx":
-        date1904 = _xlsx_meta(raw, metas)
+        date1904 = _xlsx_meta(path, metas)
     else:
         for i, meta in enumerate(metas):
             try:
                 meta.visible = str(reader.load_sheet(i, n_rows=1, header_row=None, dtypes="string").visible)
             except Exception:
                 pass
-    return Workbook(path, reader, metas, date1904)
+    return SourceWorkbook(path, reader, metas, date1904)
 
 
-def _xlsx_meta(raw: bytes, metas: list[SheetMeta]) -> bool:
-    """Fill visibility, merges and error cells from the xlsx parts; returns the 1904 flag."""
+def _xlsx_meta(path: Path, metas: list[SheetMeta]) -> bool:
+    """Fill visibility, merges and error cells from the xlsx parts; returns the 1904 flag.
+    The parts' sizes were capped by filesafety.check_workbook (called by open_table)."""
     try:
-        z = zipfile.ZipFile(io.BytesIO(raw))
+        with zipfile.ZipFile(path) as z:
+            return _xlsx_parts(z, metas)
+    except (zipfile.BadZipFile, KeyError, OSError):
+        return False
+
+
+def _xlsx_parts(z: zipfile.ZipFile, metas: list[SheetMeta]) -> bool:
+    try:
         book = z.read("xl/workbook.xml")
         rels = z.read("xl/_rels/workbook.xml.rels")
-    except (zipfile.BadZipFile, KeyError, OSError):
+    except KeyError:
         return False
     targets = {}
     for m in _REL.finditer(rels):
@@ -125,15 +141,8 @@ def _unescape(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&apos;", "'").replace("&amp;", "&")
 
 
-def load_rows(wb: Workbook, index: int, n_rows: int | None = None) -> pl.DataFrame:
+def load_rows(wb: SourceWorkbook, index: int, n_rows: int | None = None) -> pl.DataFrame:
     """A sheet's cells as text, every row from the sheet's row 1 (so row i is Excel row i+1)."""
-    try:
+    with filesafety.reader_errors(wb.path.name, f"无法读取工作表“{wb.sheets[index].name}”"):
         sheet = wb.reader.load_sheet(index, header_row=None, skip_rows=0, n_rows=n_rows, dtypes="string")
         return sheet.to_polars()
-    except Exception as exc:
-        raise InputError(f"{wb.path.name}：无法读取工作表“{wb.sheets[index].name}”（{_first_line(exc)}）") from None
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

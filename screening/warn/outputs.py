@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
+from ..csvsafe import write_csv
 from .pipeline import WarnResult
 from .report import backtest_markdown
 
@@ -16,7 +17,7 @@ FILES = ("warnings.csv", "warnings.parquet", "backtest.json", "backtest.md", "mo
 def write_outputs(result: WarnResult, out: Path) -> list[Path]:
     """warnings.csv (UTF-8 with BOM) and .parquet, backtest.json/.md, model.joblib/.json."""
     out.mkdir(parents=True, exist_ok=True)
-    result.warnings.write_csv(out / "warnings.csv", include_bom=True)
+    write_csv(result.warnings, out / "warnings.csv")  # for people: neutralised (screening.csvsafe)
     result.warnings.write_parquet(out / "warnings.parquet")
     source = str(result.model_file) if result.model_file else None
     backtest = {**result.backtest, "source_model": source} if source else result.backtest

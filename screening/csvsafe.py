@@ -1,0 +1,87 @@
+"""CSV files for people: text that Excel or WPS would run as a formula is neutralised.
+
+A firm name, a township or a dispute reason comes from outside (a department's file, a
+township user).  Opened in a spreadsheet, a cell that starts with ``=``, ``+``, ``-``, ``@``,
+a tab or a carriage return is read as a formula (``=HYPERLINK("http://…","点此")``).  Every
+CSV meant for people is therefore written through :func:`write_csv` (Polars) or
+:func:`safe_select` (a DuckDB ``COPY``), which put a leading ``'`` before such text — the
+spreadsheet then shows the text as written.  A number written plainly (``-3.5``, ``-12``,
+``-1e-05``) keeps its sign and stays a number; numeric columns are never touched.
+
+Parquet files are for machines and stay raw; xlsx cells are written as strings (see
+``screening.excel.WORKBOOK_OPTIONS``), never as formulas.
+
+The rule is defined once, by the two patterns below; the Polars expression and the DuckDB
+macro are both built from them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from .sqlquote import identifier, literal
+
+#: the first characters of a cell that a spreadsheet reads as a formula
+FORMULA_CHARS = ("=", "+", "-", "@", "\t", "\r")
+#: the same, as a regular expression (Polars)
+FORMULA_START = "^[" + "".join({"-": r"\-", "\t": r"\t", "\r": r"\r"}.get(c, c) for c in FORMULA_CHARS) + "]"
+#: a number as this project writes one (optional minus, digits, point, exponent): kept as is
+PLAIN_NUMBER = r"^-?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+#: what goes before a neutralised cell
+PREFIX = "'"
+
+_TEXT_TYPES = (pl.String, pl.Categorical, pl.Enum)
+
+
+def safe_text(column: str | pl.Expr) -> pl.Expr:
+    """A text column with every cell a spreadsheet would read as a formula neutralised."""
+    col = (pl.col(column) if isinstance(column, str) else column).cast(pl.String)
+    risky = col.str.contains(FORMULA_START) & ~col.str.contains(PLAIN_NUMBER)
+    return pl.when(risky).then(pl.lit(PREFIX) + col).otherwise(col)
+
+
+def neutralise(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame with its text columns neutralised (vectorised; numeric columns untouched)."""
+    text = [name for name, dtype in frame.schema.items() if isinstance(dtype, _TEXT_TYPES)]
+    return frame.with_columns(safe_text(name).alias(name) for name in text) if text else frame
+
+
+def write_csv(frame: pl.DataFrame, path: str | Path, *, include_bom: bool = True) -> Path:
+    """Write a CSV meant for people (Excel/WPS): neutralised text, UTF-8 (with BOM by default)."""
+    path = Path(path)
+    neutralise(frame).write_csv(path, include_bom=include_bom)
+    return path
+
+
+def csv_bytes(frame: pl.DataFrame) -> bytes:
+    """The same file as :func:`write_csv` (with BOM), in memory: for a download."""
+    return b"\xef\xbb\xbf" + neutralise(frame).write_csv().encode("utf-8")
+
+
+# ------------------------------------------------------------------------------ DuckDB
+
+#: the DuckDB macro (TEMP: it lives with the connection that writes the file)
+SQL_MACRO_NAME = "csv_safe"
+
+
+def sql_macro() -> str:
+    """``CREATE … MACRO csv_safe(v)``: the same rule as :func:`safe_text`, for a streamed COPY.
+
+    The first character is compared with a list rather than a regular expression (a third
+    faster over millions of cells); the number test runs only on the few cells that need it."""
+    first = ", ".join(f"chr({ord(c)})" for c in FORMULA_CHARS)
+    return (f"CREATE OR REPLACE TEMP MACRO {SQL_MACRO_NAME}(v) AS "
+            f"CASE WHEN left(v, 1) IN ({first}) AND NOT regexp_matches(v, {literal(PLAIN_NUMBER)}) "
+            f"THEN {literal(PREFIX)} || v ELSE v END")
+
+
+def safe_select(source: str, columns: dict[str, str]) -> str:
+    """``(SELECT … FROM source)`` with every text column (``columns``: name → DuckDB type)
+    passed through the macro of :func:`sql_macro`; the others as they are."""
+    items = []
+    for name, dtype in columns.items():
+        q = identifier(name)
+        text = dtype.upper() == "VARCHAR" or dtype.upper().startswith("ENUM")
+        items.append(f"{SQL_MACRO_NAME}({q}::VARCHAR) AS {q}" if text else q)
+    return f"(SELECT {', '.join(items)} FROM {source})"

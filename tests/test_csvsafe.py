@@ -1,0 +1,115 @@
+"""Issue 10, finding 4 (CSV formula injection): the one rule of screening.csvsafe, its Polars
+and DuckDB forms, and that every CSV writer of the project goes through it."""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from screening import csvsafe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+HOSTILE = {
+    '=HYPERLINK("http://x","点此")': '\'=HYPERLINK("http://x","点此")',
+    "+1": "'+1",
+    "@SUM(A1)": "'@SUM(A1)",
+    "-3.5abc": "'-3.5abc",
+    "-": "'-",
+    "\t=1+1": "'\t=1+1",
+    "\r=1+1": "'\r=1+1",
+    "=1+1": "'=1+1",
+}
+KEPT = ["-3.5", "-12", "-1e-05", "-.5", "3.5", "乐清市某某有限公司", "柳市镇", "a=b", "", "'=already"]
+
+
+def test_text_starting_like_a_formula_gets_a_leading_apostrophe():
+    frame = pl.DataFrame({"name": [*HOSTILE, *KEPT, None]})
+    got = csvsafe.neutralise(frame)["name"].to_list()
+    assert got == [*HOSTILE.values(), *KEPT, None]
+
+
+def test_numeric_columns_are_untouched_and_stay_numbers():
+    frame = pl.DataFrame({"value": [-3.5, 2.0], "n": [-1, 2], "text": ["-3.5", "-x"]})
+    out = csvsafe.neutralise(frame)
+    assert out.schema == frame.schema
+    assert out["value"].to_list() == [-3.5, 2.0] and out["n"].to_list() == [-1, 2]
+    assert out["text"].to_list() == ["-3.5", "'-x"]
+    text = csvsafe.csv_bytes(frame).decode("utf-8-sig")
+    assert list(csv.reader(io.StringIO(text))) == [["value", "n", "text"], ["-3.5", "-1", "-3.5"], ["2.0", "2", "'-x"]]
+
+
+def test_categorical_columns_are_neutralised_too():
+    frame = pl.DataFrame({"township": ["+1", "柳市镇"]}, schema={"township": pl.Categorical})
+    assert csvsafe.neutralise(frame)["township"].to_list() == ["'+1", "柳市镇"]
+
+
+_CON = duckdb.connect()
+_CON.execute(csvsafe.sql_macro())
+
+
+def _sql(values: list[str | None]) -> list[str | None]:
+    frame = pl.DataFrame({"v": values}, schema={"v": pl.String})  # noqa: F841 (read by DuckDB)
+    return _CON.sql(f"SELECT * FROM {csvsafe.safe_select('frame', {'v': 'VARCHAR'})}").pl()["v"].to_list()
+
+
+def test_duckdb_macro_is_the_same_rule():
+    values = [*HOSTILE, *KEPT, None]
+    assert _sql(values) == csvsafe.neutralise(pl.DataFrame({"v": values}))["v"].to_list()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from("=+-@\t\r0123456789.eE'a 点"), max_size=8), min_size=1, max_size=20))
+def test_duckdb_and_polars_agree_on_any_text(values):
+    assert _sql(values) == csvsafe.neutralise(pl.DataFrame({"v": values}, schema={"v": pl.String}))["v"].to_list()
+
+
+@settings(deadline=None)
+@given(st.text(max_size=12))
+def test_no_output_cell_starts_like_a_formula(value):
+    out = csvsafe.neutralise(pl.DataFrame({"v": [value]}))["v"][0]
+    assert not re.match(r"[=+\-@\t\r]", out) or re.fullmatch(csvsafe.PLAIN_NUMBER, out)
+
+
+# ------------------------------------------------------------------ every writer goes through it
+
+#: files allowed to write CSV directly: the rule itself, and the synthetic *department* files
+#: (input data for tests and benchmarks, not a report for people)
+RAW_CSV_ALLOWED = {"screening/csvsafe.py", "screening/synth.py"}
+
+
+def _sources() -> list[Path]:
+    return [p for folder in ("screening", "api") for p in (ROOT / folder).rglob("*.py")]
+
+
+def test_every_csv_for_people_is_written_through_csvsafe():
+    """A frame's own write_csv, Python's csv writer, or a DuckDB COPY to CSV that does not
+    select through csvsafe.safe_select: each would write a raw cell."""
+    offenders = []
+    for path in _sources():
+        where, text = str(path.relative_to(ROOT)), path.read_text(encoding="utf-8")
+        if where in RAW_CSV_ALLOWED:
+            continue
+        if re.search(r"(?<!csvsafe)\.write_csv\(|csv\.writer\(|csv\.DictWriter\(", text):
+            offenders.append(where)
+        if re.search(r"FORMAT\s+csv", text, re.IGNORECASE) and "csvsafe.safe_select(" not in text:
+            offenders.append(where)
+    assert offenders == [], f"CSV written without screening.csvsafe in {offenders}"
+
+
+def test_every_workbook_keeps_text_as_text():
+    """xlsxwriter's write() turns '=…' into a formula: cells go through write_string/write_number
+    and every Workbook is opened with strings_to_formulas off."""
+    for path in _sources():
+        text = path.read_text(encoding="utf-8")
+        where = str(path.relative_to(ROOT))
+        assert not re.search(r"\b(ws|sheet|worksheet)\.write\(", text), where
+        for call in re.finditer(r"\bWorkbook\((.*)", text):
+            assert "WORKBOOK_OPTIONS" in call.group(1) or "strings_to_formulas" in call.group(1), where

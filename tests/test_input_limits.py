@@ -1,0 +1,317 @@
+"""Bounded reading of input files (issue 10, findings 3 and 6): screening.filesafety and its use by ingestion.
+
+A file is refused from its first bytes, in well under a second and with little memory, when it is not
+what its name says or lacks the table's columns; a workbook is measured without extracting it and
+refused before the reader sees it when it would inflate beyond the caps.  The hostile files are built
+here (tests/xlsx_bombs.py); the real reader is replaced so that a bomb can never reach it.
+"""
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+import tracemalloc
+import zipfile
+from pathlib import Path
+
+import fastexcel
+import polars as pl
+import pytest
+
+import xlsx_bombs
+from screening import filesafety, ingest
+from screening.errors import InputError
+from screening.filesafety import CLI_LIMITS, FileTooLarge, FileUnreadable, Limits
+from screening.ingest import read_dir
+from screening.validate import validate
+from test_ingest import C1, CHINESE, ROOT, TAX_EN, _cli_dir, write_enterprises
+
+pytestmark = pytest.mark.unit
+
+GB = 1024**3
+
+
+@pytest.fixture
+def no_reader(monkeypatch) -> list[str]:
+    """The readers, recorded: the Excel and Parquet readers refuse to run (a refused file must never
+    reach them); the CSV reader runs (enterprises.csv is read in every test), so a test asserts how
+    often it was called.  Workbooks are read by fastexcel (calamine) in screening.ingest.workbook."""
+    calls: list[str] = []
+    real_csv = pl.read_csv
+
+    def never(name):
+        def reader(*_args, **_kwargs):
+            calls.append(name)
+            raise AssertionError(f"{name} was called")
+        return reader
+
+    def read_csv(*args, **kwargs):
+        calls.append("read_csv")
+        return real_csv(*args, **kwargs)
+
+    monkeypatch.setattr(fastexcel, "read_excel", never("read_excel"))
+    monkeypatch.setattr(pl, "read_excel", never("read_excel"))
+    monkeypatch.setattr(pl, "read_parquet", never("read_parquet"))
+    monkeypatch.setattr(pl, "read_csv", read_csv)
+    return calls
+
+
+def _refused(d: Path, needed: set[str] | None = None) -> tuple[str, float, int]:
+    """(message, seconds, peak traced bytes) of loading ``d``, which must fail."""
+    tracemalloc.start()
+    t = time.perf_counter()
+    try:
+        with pytest.raises(InputError) as err:
+            validate(read_dir(d, needed or set()))
+        seconds = time.perf_counter() - t
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    message = str(err.value)
+    assert "\n" not in message and CHINESE.search(message)
+    return message, seconds, peak
+
+
+# ---------------------------------------------------------------- CSV: header and kind from the first bytes
+
+def test_2gb_sparse_nul_csv_is_refused_from_its_first_bytes(tmp_path, no_reader):
+    """Finding 6: a 2 GB stats.csv of NUL bytes took 102 s and 10.6 GB before "缺少必需列"."""
+    write_enterprises(tmp_path)
+    with open(tmp_path / "stats.csv", "wb") as f:
+        f.truncate(2 * GB)                       # sparse: instant, takes no disk
+    message, seconds, peak = _refused(tmp_path)
+    assert "stats.csv" in message and "不是 CSV 文本文件" in message and "二进制" in message
+    assert seconds < 1.5 and peak < 8 * 1024 * 1024
+    assert no_reader == ["read_csv"]             # only enterprises.csv was read
+
+
+def test_csv_header_is_checked_before_the_rest_is_read(tmp_path, no_reader):
+    write_enterprises(tmp_path)
+    with open(tmp_path / "stats.csv", "wb") as f:
+        f.write(f"uscc,year,规模,营收\n".encode() + f"{C1},2021,规上,1\n".encode() * 3000)   # > 64 KB of text
+        f.truncate(2 * GB)
+    message, seconds, peak = _refused(tmp_path)
+    assert "stats.csv：缺少必需列 revenue（营业收入）" in message
+    assert seconds < 1.5 and peak < 8 * 1024 * 1024
+
+
+def test_a_first_line_longer_than_the_head_is_refused(tmp_path, no_reader):
+    write_enterprises(tmp_path)
+    with open(tmp_path / "tax.csv", "wb") as f:
+        f.write(b"uscc" * 40_000)
+        f.truncate(GB)
+    message, seconds, _ = _refused(tmp_path)
+    assert "tax.csv" in message and "没有找到表头行" in message and seconds < 1.5
+
+
+def test_csv_with_a_good_header_and_binary_rest_is_refused_before_parsing(tmp_path, monkeypatch):
+    write_enterprises(tmp_path)
+    text = "uscc,year,tax_paid\n" + "".join(f"{C1},{y},1\n" for y in range(2000, 5000))  # > 64 KB, then binary
+    (tmp_path / "tax.csv").write_bytes(text.encode() + b"\x00" * 100_000)
+    parsed: list[int] = []
+    real = pl.read_csv
+    monkeypatch.setattr(pl, "read_csv", lambda *a, **k: (parsed.append(1), real(*a, **k))[1])
+    message, _, _ = _refused(tmp_path)
+    assert "tax.csv" in message and "NUL" in message
+    assert len(parsed) == 1                      # enterprises.csv only
+
+
+@pytest.mark.parametrize("name, content, words", [
+    ("tax.csv", b"%PDF-1.7\n%\xe2\xe3", "看起来是PDF 文件"),
+    ("tax.csv", b"\x1f\x8b\x08\x00" + b"\0" * 100, "看起来是gzip 压缩文件"),
+    ("tax.xlsx", b"%PDF-1.7\n%\xe2\xe3" + b"\0" * 100, "不是有效的 Excel 工作簿"),
+    ("tax.xlsx", b"<html><body><table><tr><td>uscc</td></tr></table></body></html>", "网页表格（HTML）"),
+    ("tax.parquet", b"%PDF-1.7\n%\xe2\xe3", "不是有效的 Parquet 文件（文件内容看起来是PDF 文件"),
+    ("tax.parquet", b"PAR1" + b"\0" * 100, "Parquet 文件不完整"),
+], ids=["pdf-as-csv", "gzip-as-csv", "pdf-as-xlsx", "html-as-xlsx", "pdf-as-parquet", "truncated-parquet"])
+def test_a_file_that_is_not_what_its_name_says_is_refused_at_once(tmp_path, no_reader, name, content, words):
+    """Refused when its bytes are no table format at all, or lack the table's columns (a file whose
+    bytes are another table format is read as what it is: issue 12, tests below)."""
+    write_enterprises(tmp_path)
+    (tmp_path / name).write_bytes(content)
+    message, seconds, _ = _refused(tmp_path)
+    assert name in message and words in message, message
+    assert seconds < 1.0
+    assert no_reader == ["read_csv"]
+
+
+def test_a_bomb_named_csv_is_measured_as_the_workbook_it_is(tmp_path, no_reader):
+    """What a file is comes from its bytes (issue 12): a workbook named .csv is read as a workbook,
+    so the zip caps apply to it before the reader sees it, whatever its name."""
+    write_enterprises(tmp_path)
+    xlsx_bombs.shared_string_bomb(tmp_path / "land.csv")
+    message, seconds, peak = _refused(tmp_path)
+    assert "land.csv" in message and "压缩比" in message and "疑似压缩炸弹" in message
+    assert peak < 16 * 1024 * 1024 and seconds < 2
+    assert no_reader == ["read_csv"]
+
+
+def test_a_csv_named_xlsx_is_read_as_csv_after_the_text_checks(tmp_path, no_reader):
+    write_enterprises(tmp_path)
+    (tmp_path / "tax.xlsx").write_bytes(f"uscc,year,tax_paid\n{C1},2021,1\n".encode())
+    inputs = validate(read_dir(tmp_path, set()))
+    assert inputs.read_rows["tax"] == 1 and "已按其实际格式读取" in inputs.files["tax"].note
+    # binary in its first bytes: not text, so not read as CSV; binary after 64 KB of text: NUL bytes
+    (tmp_path / "tax.xlsx").write_bytes(f"uscc,year,tax_paid\n{C1},2021,1\n".encode() + b"\0" * 100)
+    message, _, _ = _refused(tmp_path)
+    assert "tax.xlsx" in message and "不是有效的 Excel 工作簿" in message
+    text = "uscc,year,tax_paid\n" + "".join(f"{C1},{y},1\n" for y in range(2000, 5000))
+    (tmp_path / "tax.xlsx").write_bytes(text.encode() + b"\0" * 100)
+    message, _, _ = _refused(tmp_path)
+    assert "tax.xlsx" in message and "NUL" in message and "已按其实际格式读取" in message
+
+
+def test_a_damaged_xls_named_xlsx_is_one_line(tmp_path):
+    write_enterprises(tmp_path)
+    (tmp_path / "tax.xlsx").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600)
+    message, seconds, _ = _refused(tmp_path)
+    assert "tax.xlsx" in message and "无法按 Excel 读取" in message and "Excel 97-2003" in message
+    assert seconds < 1.0
+
+
+def test_parquet_header_is_checked_from_its_footer(tmp_path, no_reader):
+    write_enterprises(tmp_path)
+    pl.DataFrame({"uscc": [C1], "year": [2021]}).write_parquet(tmp_path / "tax.parquet")
+    message, _, _ = _refused(tmp_path)
+    assert "tax.parquet：缺少必需列 tax_paid（实缴税金）" in message
+    assert "read_parquet" not in no_reader
+
+
+def test_parquet_declaring_too_many_rows_is_refused_before_reading(tmp_path, no_reader, monkeypatch):
+    write_enterprises(tmp_path)
+    pl.DataFrame({"uscc": [C1] * 3, "year": [2021] * 3, "tax_paid": [1.0] * 3}).write_parquet(tmp_path / "tax.parquet")
+    monkeypatch.setattr(ingest.discovery, "MAX_PARQUET_ROWS", 2)
+    message, _, _ = _refused(tmp_path)
+    assert "tax.parquet" in message and "3 行" in message
+    assert "read_parquet" not in no_reader
+
+
+# ---------------------------------------------------------------- workbooks
+
+def test_xlsx_bomb_as_land_xlsx_is_refused_before_the_reader(tmp_path, no_reader):
+    """Finding 6: an xlsx bomb as land.xlsx peaked at 6.4 GB."""
+    write_enterprises(tmp_path)
+    xlsx_bombs.shared_string_bomb(tmp_path / "land.xlsx")
+    message, seconds, peak = _refused(tmp_path)
+    assert "land.xlsx" in message and "压缩比" in message and "疑似压缩炸弹" in message
+    assert peak < 16 * 1024 * 1024 and seconds < 2
+    assert "read_excel" not in no_reader
+
+
+def test_sparse_sheet_as_xlsx_is_refused_before_the_reader(tmp_path, no_reader):
+    write_enterprises(tmp_path)
+    xlsx_bombs.sparse_sheet(tmp_path / "tax.xlsx", headers=TAX_EN)
+    message, _, _ = _refused(tmp_path)
+    assert "tax.xlsx" in message and "1,048,576 行 × 16,384 列" in message
+    assert "read_excel" not in no_reader
+
+
+def test_a_reader_panic_is_one_line(tmp_path, monkeypatch):
+    """pyo3's PanicException derives from BaseException: `except Exception` let it through as a traceback."""
+    write_enterprises(tmp_path)
+    pl.DataFrame({"uscc": [C1], "year": [2021], "tax_paid": [1.0]}).write_excel(tmp_path / "tax.xlsx")
+
+    def panics(*_args, **_kwargs):
+        raise pl.exceptions.PanicException("called `Option::unwrap()` on a `None` value")
+
+    monkeypatch.setattr(fastexcel, "read_excel", panics)     # the workbook reader of screening.ingest.workbook
+    with pytest.raises(FileUnreadable, match=r"tax\.xlsx：无法按 Excel 读取（called"):
+        validate(read_dir(tmp_path, set()))
+
+
+def test_ordinary_workbooks_pass_and_are_measured(tmp_path):
+    frame = pl.DataFrame({"uscc": [C1] * 300, "year": [2021] * 300, "scale": ["规上"] * 300, "revenue": [1.5] * 300})
+    frame.write_excel(tmp_path / "stats.xlsx")
+    facts = filesafety.check_workbook(tmp_path / "stats.xlsx", "stats.xlsx", CLI_LIMITS)
+    assert facts.sheets["xl/worksheets/sheet1.xml"].rows == 301
+    assert facts.sheets["xl/worksheets/sheet1.xml"].columns == 4
+    write_enterprises(tmp_path)
+    assert validate(read_dir(tmp_path, set())).read_rows["stats"] == 300
+
+
+# ---------------------------------------------------------------- the guard itself
+
+def _limits(**changes) -> Limits:
+    return Limits(**{**CLI_LIMITS.__dict__, **changes})
+
+
+def test_every_cap_of_the_zip_guard():
+    check = filesafety.check_workbook
+    small = xlsx_bombs.workbook(shared_bytes=3 * 1024 * 1024)             # 3 MB of 'A': ratio ~1000
+    with pytest.raises(FileTooLarge, match="压缩比"):
+        check(io.BytesIO(small), "a.xlsx", CLI_LIMITS)
+    assert check(io.BytesIO(small), "a.xlsx", _limits(zip_ratio=2000)).inflated_bytes > 3 * 1024 * 1024
+    with pytest.raises(FileTooLarge, match="共享字符串"):
+        check(io.BytesIO(small), "a.xlsx", _limits(zip_ratio=2000, shared_strings_bytes=1024 * 1024))
+    with pytest.raises(FileTooLarge, match="部件 xl/sharedStrings.xml 解压后"):
+        check(io.BytesIO(small), "a.xlsx", _limits(zip_ratio=2000, member_bytes=2 * 1024 * 1024))
+    with pytest.raises(FileTooLarge, match="解压后超过"):
+        check(io.BytesIO(small), "a.xlsx", _limits(zip_ratio=2000, inflated_bytes=2 * 1024 * 1024))
+    with pytest.raises(FileTooLarge, match="个部件"):
+        check(io.BytesIO(xlsx_bombs.workbook(extra_members=30)), "a.xlsx", _limits(zip_members=20))
+    with pytest.raises(FileUnreadable, match="损坏"):
+        check(io.BytesIO(xlsx_bombs.lying_sizes()), "a.xlsx", CLI_LIMITS)
+    other_zip = io.BytesIO()
+    with zipfile.ZipFile(other_zip, "w") as z:
+        z.writestr("readme.txt", "hello")
+    with pytest.raises(FileUnreadable, match="可能是别的 zip 文件"):
+        check(other_zip, "a.xlsx", CLI_LIMITS)
+
+
+@pytest.mark.parametrize("cells", [
+    '<row r="1"><c r="A1"/></row><row r="900"><c r="ZZ900"/></row>',             # usual spelling
+    "<row r='1'><c r='A1'/></row><row r = '900'><c s=\"1\"\tr = 'ZZ900'/></row>",   # any spelling XML allows
+    '<x:row r="1"><x:c r="A1"/></x:row><x:row r="900"><x:c r="ZZ900"/></x:row>',   # a namespace prefix
+], ids=["usual", "spelling", "prefix"])
+def test_sheet_extent_is_read_from_cell_references(cells):
+    sheet = xlsx_bombs.sheet_xml(cells, "A1")
+    facts = filesafety.check_workbook(io.BytesIO(xlsx_bombs.workbook(sheet=sheet)), "a.xlsx", CLI_LIMITS)
+    assert (facts.sheets["xl/worksheets/sheet1.xml"].rows, facts.sheets["xl/worksheets/sheet1.xml"].columns) == (900, 702)
+    with pytest.raises(FileTooLarge, match="900 行 × 702 列"):
+        filesafety.check_workbook(io.BytesIO(xlsx_bombs.workbook(sheet=sheet)), "a.xlsx", _limits(cells=600_000))
+
+
+def test_cells_without_references_are_counted():
+    """Rows and cells without an ``r`` are placed one after another: counted, they bound the extent too."""
+    cells = "<row>" + "<c/>" * 300 + "</row>" + "<row><c/></row>" * 50
+    facts = filesafety.check_workbook(io.BytesIO(xlsx_bombs.workbook(sheet=xlsx_bombs.sheet_xml(cells, "A1"))),
+                                      "a.xlsx", CLI_LIMITS)
+    extent = facts.sheets["xl/worksheets/sheet1.xml"]
+    assert (extent.rows, extent.columns) == (51, 300)
+
+
+def test_sniff():
+    assert filesafety.sniff(b"") == "empty"
+    assert filesafety.sniff(b"PK\x03\x04rest") == "zip"
+    assert filesafety.sniff(b"PAR1....") == "parquet"
+    assert filesafety.sniff("统一社会信用代码,年份\n".encode("gbk")) == "text"
+    assert filesafety.sniff("uscc\n".encode("utf-16")) == "text"       # NUL bytes are normal in UTF-16
+    assert filesafety.sniff(b"uscc,year\n\x00\x00") == "binary"
+    assert filesafety.sniff(b"\xef\xbb\xbf<!DOCTYPE html><html>") == "html"
+
+
+# ---------------------------------------------------------------- the command line
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("spoil, file, words", [
+    (lambda d: ((d / "land.csv").unlink(), xlsx_bombs.shared_string_bomb(d / "land.xlsx")), "land.xlsx", ["压缩比"]),
+    (lambda d: os.truncate(d / "stats.csv", 2 * GB), "stats.csv", ["二进制"]),
+], ids=["xlsx-bomb", "2gb-nul-csv"])
+def test_cli_refuses_hostile_files_in_one_line(tmp_path, spoil, file, words):
+    data = tmp_path / "data"
+    data.mkdir()
+    _cli_dir(data)
+    spoil(data)
+    exe = ROOT / ".venv" / "bin" / "screening"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "screening"]
+    env = {**os.environ, "COLUMNS": "80", "NO_COLOR": "1"}
+    env.pop("SCREENING_DEBUG", None)
+    proc = subprocess.run([*cmd, "run", "--data", str(data), "--out", str(tmp_path / "out"),
+                           "--db", str(tmp_path / "run.duckdb")],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and file in lines[0] and all(w in lines[0] for w in words), proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout

@@ -1,0 +1,105 @@
+"""User names and townships (issue 10, finding 7): one check for the API and `screening users add`.
+
+A name is stripped, not blank, without ``/``, ``\\`` or control characters and bounded, so every
+user can be revoked by name; a township user's township is one a stored run knows, or the
+admin confirms it is new (``柳市`` is refused with a hint: ``柳市镇``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.auth import add_user
+from api.config import Settings
+from api.main import create_app
+from api_helpers import bearer
+from cli_helpers import cli
+from screening import store
+
+pytestmark = pytest.mark.api
+
+KNOWN = ("柳市镇", "乐成街道", "北白象镇")
+BAD_NAMES = ["a/b", "  ", "", "a\\b", "a\x00b", "a\tb", "a\nb", "a\u200bb", "x" * 65, "/"]
+
+
+def _registry(db: Path) -> str:
+    """A database whose stored run knows three townships, with an admin; returns its token."""
+    con = store.connect(db)
+    try:
+        store._create(con, "main", "run_enterprises")
+        for i, township in enumerate(KNOWN):
+            con.execute("INSERT INTO run_enterprises (run_id, uscc, township) VALUES ('2022-x', ?, ?)",
+                        [f"U{i}", township])
+        return add_user(con, "局管理员", "admin", None)
+    finally:
+        con.close()
+
+
+@pytest.fixture()
+def service(tmp_path):
+    db = tmp_path / "u.duckdb"
+    admin = _registry(db)
+    with TestClient(create_app(Settings(db=db, runs_dir=tmp_path / "runs"))) as client:
+        yield client, bearer(admin)
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_unusable_names_are_422(service, name):
+    client, admin = service
+    answer = client.post("/api/v1/users", headers=admin, json={"name": name, "role": "analyst"})
+    assert answer.status_code == 422, answer.text
+    assert "用户名" in answer.json()["detail"] or "请求内容无效" in answer.json()["detail"]
+
+
+def test_names_are_stored_stripped_and_can_be_revoked(service):
+    client, admin = service
+    created = client.post("/api/v1/users", headers=admin, json={"name": "  分析员 ", "role": "analyst"})
+    assert created.status_code == 201 and created.json()["name"] == "分析员"
+    token = created.json()["token"]
+    assert client.get("/api/v1/audit", headers=bearer(token)).status_code == 403  # a working analyst token
+    assert client.delete("/api/v1/users/分析员", headers=admin).status_code == 200
+    assert client.get("/api/v1/audit", headers=bearer(token)).status_code == 401
+
+
+def test_an_unknown_township_is_422_with_near_matches(service):
+    client, admin = service
+    answer = client.post("/api/v1/users", headers=admin, json={"name": "柳市", "role": "township", "township": "柳市"})
+    assert answer.status_code == 422
+    assert "柳市镇" in answer.json()["detail"] and "confirm_new_township" in answer.json()["detail"]
+    known = client.post("/api/v1/users", headers=admin, json={"name": "柳市", "role": "township", "township": "柳市镇"})
+    assert known.status_code == 201 and known.json()["township"] == "柳市镇"
+
+
+def test_a_new_township_needs_the_admins_confirmation(service):
+    client, admin = service
+    body = {"name": "新区", "role": "township", "township": "经济开发区"}
+    assert client.post("/api/v1/users", headers=admin, json=body).status_code == 422
+    confirmed = client.post("/api/v1/users", headers=admin, json={**body, "confirm_new_township": True})
+    assert confirmed.status_code == 201 and confirmed.json()["township"] == "经济开发区"
+
+
+def test_the_command_line_applies_the_same_checks(tmp_path):
+    db = tmp_path / "u.duckdb"
+    _registry(db)
+    slash = cli("users", "add", "--db", db, "--name", "a/b", "--role", "analyst", cwd=tmp_path)
+    assert slash.returncode == 2 and "不能包含 /" in slash.stderr and "Traceback" not in slash.stderr
+    blank = cli("users", "add", "--db", db, "--name", "  ", "--role", "analyst", cwd=tmp_path)
+    assert blank.returncode == 2 and "用户名不能为空" in blank.stderr
+    near = cli("users", "add", "--db", db, "--name", "柳市", "--role", "township", "--township", "柳市", cwd=tmp_path)
+    assert near.returncode == 2 and "柳市镇" in near.stderr and "--new-township" in near.stderr
+    new = cli("users", "add", "--db", db, "--name", "柳市", "--role", "township", "--township", "柳市",
+              "--new-township", cwd=tmp_path)
+    assert new.returncode == 0, new.stderr
+
+
+def test_a_user_named_before_the_check_can_still_be_revoked(service):
+    """A database from before the check may hold ``a/b``: DELETE /users/a%2Fb reaches it."""
+    client, admin = service
+    con = client.app.state.con.cursor()
+    try:
+        con.execute("INSERT INTO users VALUES ('legacy', 'a/b', 'analyst', NULL, 'h', now(), NULL)")
+    finally:
+        con.close()
+    assert client.delete("/api/v1/users/a%2Fb", headers=admin).status_code == 200
+    assert client.delete("/api/v1/users/a%2Fb", headers=admin).status_code == 404
