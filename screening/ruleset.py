@@ -30,6 +30,9 @@ RULE_IDS = (
     "energy_limit_exceeded",
 )
 STATUSES = ("hit", "pass", "insufficient_data", "not_applicable")
+LIMIT_RULE = "energy_limit_exceeded"
+#: reason codes a rule's SQL may give that need a message of their own (besides the scope's)
+REQUIRED_MESSAGES = {"energy_limit_exceeded": ("hit", "hit_unverified")}
 
 
 class _Strict(BaseModel):
@@ -238,6 +241,10 @@ def _model(cls: type[BaseModel], path: Path) -> Any:
 
 
 LIMIT_COLUMNS = ("product", "product_name", "standard", "unit", "limit", "effective_from", "effective_to")
+#: the optional ``verified`` column: has the limit been checked against the standard's official text?
+#: An empty cell or a table without the column counts as not verified (nothing says it was checked).
+VERIFIED_YES = ("是", "已核对", "y", "yes", "true", "1")
+VERIFIED_NO = ("否", "未核对", "n", "no", "false", "0", "")
 
 
 def load_energy_limits(path: Path) -> pl.DataFrame:
@@ -257,23 +264,29 @@ def load_energy_limits(path: Path) -> pl.DataFrame:
     missing = [c for c in LIMIT_COLUMNS if c not in raw.columns]
     if missing:
         raise RuleSetError(f"{path}：缺少列 {'、'.join(missing)}")
+    if "verified" not in raw.columns:
+        raw = raw.with_columns(pl.lit(None, dtype=pl.String).alias("verified"))
     text = {c: pl.col(c).str.strip_chars() for c in ("effective_from", "effective_to")}
+    mark = pl.col("verified").str.strip_chars().str.to_lowercase().fill_null("")
     typed = raw.with_row_index("_row", offset=2).with_columns(
         pl.col("product").str.strip_chars(),
         pl.col("limit").str.strip_chars().cast(pl.Float64, strict=False).alias("limit"),
         parse_dates(text["effective_from"]).alias("effective_from"),
         parse_dates(text["effective_to"]).alias("effective_to"),
         (text["effective_to"].fill_null("") != "").alias("_has_to"),
+        mark.is_in(VERIFIED_YES).alias("verified"),
+        (~mark.is_in(VERIFIED_YES + VERIFIED_NO)).alias("_bad_mark"),
     )
     bad = typed.filter(
         pl.col("product").is_null() | pl.col("limit").is_null() | pl.col("effective_from").is_null()
         | (pl.col("_has_to") & pl.col("effective_to").is_null())
-        | (pl.col("effective_to") < pl.col("effective_from"))
+        | (pl.col("effective_to") < pl.col("effective_from")) | pl.col("_bad_mark")
     )
     if bad.height:
         rows = "、".join(str(r) for r in bad["_row"].to_list()[:10])
-        raise RuleSetError(f"{path}：第 {rows} 行无效（product、limit、effective_from 必填，日期如 2022-11-01，失效日期不早于生效日期）")
-    return typed.drop("_row", "_has_to")
+        raise RuleSetError(f"{path}：第 {rows} 行无效（product、limit、effective_from 必填，日期如 2022-11-01，"
+                           f"失效日期不早于生效日期，verified 填“是”或“否”）")
+    return typed.drop("_row", "_has_to", "_bad_mark")
 
 
 def load_ruleset(directory: Path) -> RuleSet:
@@ -294,8 +307,9 @@ def load_ruleset(directory: Path) -> RuleSet:
         for cite in [rule.citation, *(p.cite for p in rule.parameters.values())]:
             if cite.source not in meta.sources:
                 raise RuleSetError(f"{directory}/{rid}.yaml：引用了未定义的来源 {cite.source}")
-        if "hit" not in rule.messages:
-            raise RuleSetError(f"{directory}/{rid}.yaml：messages 缺少 hit 的说明模板")
+        for code in REQUIRED_MESSAGES.get(rid, ("hit",)):
+            if code not in rule.messages:
+                raise RuleSetError(f"{directory}/{rid}.yaml：messages 缺少 {code} 的说明模板")
         rules[rid] = rule
     dispositions: Dispositions = _model(Dispositions, directory / "dispositions.yaml")
     for entry in dispositions.entries:
@@ -309,3 +323,10 @@ def load_ruleset(directory: Path) -> RuleSet:
 
 def to_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def unverified_limits_note(rs: RuleSet, hits: int) -> str:
+    """Said wherever a run is summed up (command line, run.json, the workbook's 规则与依据) when
+    rule-4 hits rest on limits not marked verified in energy_limits.csv."""
+    return (f"规则“{rs.rules[LIMIT_RULE].short_title}”的 {hits} 家命中企业所依据的能耗限额在规则集 energy_limits.csv 中"
+            f"未标为已核对（verified 不是“是”）：限额数值待核对官方文本，定稿前请对照标准原文核实")

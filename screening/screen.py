@@ -21,7 +21,7 @@ from .engine import Engine, read_sql_files, sql_text
 from .errors import AuditError, InputError
 from .ingest import read_dir
 from .paths import default_ruleset, sample_data_dir
-from .ruleset import STATUSES, RuleSet, load_ruleset
+from .ruleset import LIMIT_RULE, STATUSES, RuleSet, load_ruleset, unverified_limits_note
 from .validate import Inputs, validate
 
 #: Which input tables each rule reads (a table no enabled rule needs may be absent).
@@ -63,6 +63,8 @@ class Screening:
     #: never an input to a rule, a status, the list or results
     anomalies: pl.DataFrame = field(default_factory=anomaly.empty_output)
     anomaly_summary: dict[str, Any] = field(default_factory=dict)
+    #: rule-4 hits resting on a limit not marked verified in energy_limits.csv (reason code hit_unverified)
+    unverified_limit_hits: int = 0
 
     def __enter__(self) -> "Screening":
         return self
@@ -211,6 +213,9 @@ def screen(
             if audit.height:
                 sample = audit.head(5).to_dicts()
                 raise AuditError(f"审计失败：{audit.height} 个（企业，规则）组合的状态不唯一或缺失，例如 {sample}")
+            unverified = _unverified_limit_hits(engine, rs)
+            if unverified:
+                warnings.append(unverified_limits_note(rs, unverified))
         with _timed(timings, "生成说明与清单", progress):
             _results_view(engine, rs, list_year, run_id)
             listing = _list_frame(engine, rs, list_year).with_columns(pl.lit(run_id).alias("run_id"))
@@ -223,7 +228,15 @@ def screen(
         engine.close()
         raise
     return Screening(run_id, list_year, rs, inputs, engine, listing, audit, started, timings, warnings,
-                     anomalies=flags, anomaly_summary=scored.summary if scored is not None else {})
+                     anomalies=flags, anomaly_summary=scored.summary if scored is not None else {},
+                     unverified_limit_hits=unverified)
+
+
+def _unverified_limit_hits(engine: Engine, rs: RuleSet) -> int:
+    if LIMIT_RULE not in rs.enabled:
+        return 0
+    return int(engine.query("unverified limit hits", "SELECT count(*) AS n FROM results "
+                            "WHERE reason_code::VARCHAR = 'hit_unverified'", {})["n"][0])
 
 
 RESULTS_DDL = """

@@ -2,15 +2,17 @@
 -- on $limit_date (31 December of Y-1). Hit when unit_consumption > limit for at least one
 -- such product. Several limits in force for one product: the strictest (lowest) applies.
 -- value/threshold describe the product furthest above (or closest to) its limit.
+-- A hit resting on a limit not yet checked against the standard's official text (verified =
+-- false in energy_limits.csv) is 'hit_unverified': a hit that says so in its reason.
 WITH in_force AS (
-    SELECT product, product_name, standard, unit, "limit",
+    SELECT product, product_name, standard, unit, "limit", verified,
            row_number() OVER (PARTITION BY product ORDER BY "limit", standard) AS strictness
     FROM energy_limits
     WHERE effective_from <= $limit_date
       AND (effective_to IS NULL OR effective_to >= $limit_date)
 ),
 measured AS (
-    SELECT pe.firm_id, pe.product, pe.unit_consumption, l."limit", l.standard,
+    SELECT pe.firm_id, pe.product, pe.unit_consumption, l."limit", l.standard, l.verified,
            strictly_above(pe.unit_consumption, l."limit", $eps) AS exceeded,
            (pe.unit_consumption - l."limit") / nullif(abs(l."limit"), 0) AS excess,
            coalesce(l.product_name, pe.product) || '（' || pe.product || '）单位产品能耗'
@@ -23,6 +25,7 @@ measured AS (
 per_firm AS (
     SELECT firm_id,
            bool_or(exceeded) AS any_exceeded,
+           bool_and(verified) FILTER (WHERE exceeded) AS exceeded_verified,
            arg_max(unit_consumption, coalesce(excess, unit_consumption - "limit")) AS worst_value,
            arg_max("limit", coalesce(excess, unit_consumption - "limit")) AS worst_limit,
            arg_max(standard, coalesce(excess, unit_consumption - "limit")) AS worst_standard,
@@ -36,6 +39,7 @@ SELECT
     p.firm_id,
     'energy_limit_exceeded' AS rule_id,
     CASE WHEN f.firm_id IS NULL THEN 'no_limited_product'
+         WHEN f.any_exceeded AND NOT f.exceeded_verified THEN 'hit_unverified'
          WHEN f.any_exceeded THEN 'hit'
          ELSE 'pass' END AS reason_code,
     f.worst_value AS value,

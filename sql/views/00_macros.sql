@@ -7,7 +7,7 @@ CREATE OR REPLACE MACRO strictly_above(v, t, eps) AS v > t AND abs(v - t) > eps 
 -- The status each reason code stands for. A code missing here yields NULL, which the
 -- audit rejects, so a new code cannot silently become a status.
 CREATE OR REPLACE MACRO status_for(code) AS CASE
-    WHEN code = 'hit' THEN 'hit'
+    WHEN code IN ('hit', 'hit_unverified') THEN 'hit'
     WHEN code = 'pass' THEN 'pass'
     WHEN code IN ('not_manufacturing', 'new_firm', 'below_scale', 'above_scale',
                   'small_land', 'no_limited_product') THEN 'not_applicable'
