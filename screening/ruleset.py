@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import RuleSetError
 from .paths import sql_dir
+from .schema import TABLES
 
 RULE_IDS = (
     "above_scale_low_tax_per_mu",
@@ -85,6 +85,8 @@ class Rule(_Strict):
     short_title: str
     enabled: bool = True
     lead_department: str
+    #: the input tables the rule reads besides ``enterprises`` (the run needs them; others may be absent)
+    reads: list[str] = Field(min_length=1)
     citation: Cite
     parameters: dict[str, Parameter] = Field(default_factory=dict)
     messages: dict[str, str]
@@ -302,6 +304,10 @@ def load_ruleset(directory: Path) -> RuleSet:
         rule: Rule = _model(Rule, directory / f"{rid}.yaml")
         if rule.id != rid:
             raise RuleSetError(f"{directory}/{rid}.yaml：id 为 {rule.id}，应与文件名 {rid} 一致")
+        unknown_tables = [t for t in rule.reads if t not in TABLES]
+        if unknown_tables:
+            raise RuleSetError(f"{directory}/{rid}.yaml：reads 中有未知的输入表 {'、'.join(unknown_tables)}；"
+                               f"可用：{'、'.join(TABLES)}")
         if not (sql_dir() / "rules" / f"{rid}.sql").is_file():
             raise RuleSetError(f"规则 {rid} 缺少 SQL 文件 sql/rules/{rid}.sql")
         for cite in [rule.citation, *(p.cite for p in rule.parameters.values())]:
@@ -319,10 +325,6 @@ def load_ruleset(directory: Path) -> RuleSet:
     limits = load_energy_limits(directory / "energy_limits.csv")
     files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file()}
     return RuleSet(directory, meta, rules, dispositions, limits, files)
-
-
-def to_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def unverified_limits_note(rs: RuleSet, hits: int) -> str:

@@ -24,13 +24,6 @@ from .paths import default_ruleset, sample_data_dir
 from .ruleset import LIMIT_RULE, STATUSES, RuleSet, load_ruleset, unverified_limits_note
 from .validate import Inputs, validate
 
-#: Which input tables each rule reads (a table no enabled rule needs may be absent).
-RULE_TABLES: dict[str, tuple[str, ...]] = {
-    "above_scale_low_tax_per_mu": ("stats", "tax", "land"),
-    "below_scale_consecutive_c_grade": ("stats", "land", "evaluations"),
-    "below_scale_consecutive_low_tax_per_mu": ("stats", "tax", "land"),
-    "energy_limit_exceeded": ("product_energy",),
-}
 DATA_YEAR_TABLES = ("stats", "tax", "land", "evaluations", "energy", "product_energy")
 REFERENCE_DIVISIONS = Path(__file__).parent / "reference" / "gbt4754_2017_divisions.csv"
 
@@ -129,7 +122,7 @@ def grade_method(ruleset: RuleSet):
 
 
 def needed_tables(ruleset: RuleSet) -> set[str]:
-    tables = {"enterprises", *(t for rid in ruleset.enabled for t in RULE_TABLES[rid])}
+    tables = {"enterprises", *(t for rid in ruleset.enabled for t in ruleset.rules[rid].reads)}
     method = grade_method(ruleset)
     return tables | method.needed_tables() if method else tables
 
