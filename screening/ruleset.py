@@ -210,6 +210,20 @@ class RuleSet:
             self.params[rid][name] = value
             self.overrides[f"{rid}.{name}"] = value
 
+    def scope_params(self, list_year: int) -> dict[str, Any]:
+        """The parameters of the rules' shared definitions for a list year: the two data years,
+        the manufacturing divisions and the new-firm cut-off of ``rules_scope`` and the day of
+        ``limits_in_force`` (sql/views/00_macros.sql).  Early warning binds the same values."""
+        scope = {k: v.value for k, v in self.meta.scope.items()}
+        return {
+            "year_prev": list_year - 2,
+            "year_last": list_year - 1,
+            "division_min": int(scope["manufacturing_division_min"]),
+            "division_max": int(scope["manufacturing_division_max"]),
+            "new_firm_cutoff": dt.date(list_year - int(scope["new_firm_window_years"]), 1, 1),
+            "limit_date": dt.date(list_year - 1, 12, 31),
+        }
+
     def describe(self) -> dict[str, Any]:
         """What run.json records about the rule set."""
         return {

@@ -293,17 +293,7 @@ def _computed_grades(inputs: Inputs, rs: RuleSet, years: list[int]) -> pl.DataFr
 
 
 def _base_params(rs: RuleSet, list_year: int) -> dict[str, Any]:
-    scope = {k: v.value for k, v in rs.meta.scope.items()}
-    window = int(scope["new_firm_window_years"])
-    return {
-        "year_prev": list_year - 2,
-        "year_last": list_year - 1,
-        "division_min": int(scope["manufacturing_division_min"]),
-        "division_max": int(scope["manufacturing_division_max"]),
-        "new_firm_cutoff": dt.date(list_year - window, 1, 1),
-        "limit_date": dt.date(list_year - 1, 12, 31),
-        "eps": rs.meta.comparison["relative_tolerance"],
-    }
+    return {**rs.scope_params(list_year), "eps": rs.meta.comparison["relative_tolerance"]}
 
 
 def _template_constants(rs: RuleSet, list_year: int) -> dict[str, dict[str, Any]]:

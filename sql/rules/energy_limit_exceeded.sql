@@ -4,22 +4,16 @@
 -- value/threshold describe the product furthest above (or closest to) its limit.
 -- A hit resting on a limit not yet checked against the standard's official text (verified =
 -- false in energy_limits.csv) is 'hit_unverified': a hit that says so in its reason.
-WITH in_force AS (
-    SELECT product, product_name, standard, unit, "limit", verified,
-           row_number() OVER (PARTITION BY product ORDER BY "limit", standard) AS strictness
-    FROM energy_limits
-    WHERE effective_from <= $limit_date
-      AND (effective_to IS NULL OR effective_to >= $limit_date)
-),
-measured AS (
+-- The limits in force and the choice among several: limits_in_force (sql/views/00_macros.sql).
+WITH measured AS (
     SELECT pe.firm_id, pe.product, pe.unit_consumption, l."limit", l.standard, l.verified,
            strictly_above(pe.unit_consumption, l."limit", $eps) AS exceeded,
-           (pe.unit_consumption - l."limit") / nullif(abs(l."limit"), 0) AS excess,
+           limit_excess(pe.unit_consumption, l."limit") AS excess,
            coalesce(l.product_name, pe.product) || '（' || pe.product || '）单位产品能耗'
                || printf('%.2f', pe.unit_consumption) || ' ' || l.unit
                || '，限额' || printf('%g', l."limit") || ' ' || l.unit || '（' || l.standard || '）' AS line
     FROM in_product_energy pe
-    JOIN in_force l ON l.product = pe.product AND l.strictness = 1
+    JOIN limits_in_force($limit_date) l ON l.product = pe.product
     WHERE pe.year = $year_last
 ),
 per_firm AS (
