@@ -71,3 +71,15 @@ def test_the_warning_population_is_the_rules_scope():
     warn = set(screened.filter(pl.col("screened"))[FIRM_ID].to_list())
     assert warn == rules
     assert 0 < len(rules) < registry.height  # both kinds occur in the sample
+
+
+def test_the_warning_population_at_the_scope_edges():
+    """The list of 2022: 大类 13–43, founded before 2020-01-01 or unknown.  An unknown industry
+    cannot be listed by rules 1–3 (insufficient_data), so it is not screened for the warning."""
+    rs = load_ruleset(default_ruleset())
+    registry = pl.DataFrame(
+        [(1, 13, None), (2, 43, D(2019, 12, 31)), (3, 12, None), (4, 44, None), (5, None, None),
+         (6, 30, D(2020, 1, 1)), (7, 30, D(1999, 5, 1))],
+        schema={FIRM_ID: pl.UInt32, "division": pl.Int32, "established": pl.Date}, orient="row")
+    got = dict(in_rules_scope(registry, 2022, scope_for(rs, 5)).iter_rows())
+    assert got == {1: True, 2: True, 3: False, 4: False, 5: False, 6: False, 7: True}
