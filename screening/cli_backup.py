@@ -98,10 +98,10 @@ def verify_command(
     """检查数据库：能否打开、表结构、每次运行的数据是否完整、审计记录的散列链是否完整。发现问题时退出码为 2。"""
     from rich.text import Text
 
-    from .backup import verify_database
+    from .backup import BackupError, verify_database
     from .cli import _fail, err_console, out_console
     from .errors import ScreeningError
-    from .store import DatabaseLocked, connect
+    from .store import DatabaseLocked, StoreError, connect
 
     try:
         if not db.exists():
@@ -110,6 +110,8 @@ def verify_command(
             con = connect(db, read_only=True)
         except DatabaseLocked as exc:
             raise DatabaseLocked(f"{exc}。服务运行时请先 screening backup，再把备份恢复到另一个文件后检查") from None
+        except StoreError as exc:  # not a DuckDB file, or a damaged one: a finding, like the others
+            raise BackupError(str(exc)) from None
         try:
             report = verify_database(con, db)
         finally:
