@@ -18,7 +18,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from fastapi.testclient import TestClient
+
+from api.config import Settings
 from api.db import ensure_schema
+from api.main import create_app
 from cli_helpers import cli
 from screening import backup as bk
 from screening.retention import RUN_TABLES
@@ -179,6 +183,13 @@ def test_backup_during_writes_holds_exactly_what_was_acknowledged_before(service
     verify = cli("verify", "--db", restored, cwd=tmp)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "审计链完整" in verify.stdout and "与最近一次备份记录的链尾一致" in verify.stdout
+    # a working service on the restored file: the same token, lists, the final list, the plan
+    with TestClient(create_app(Settings(db=restored, runs_dir=tmp / "runs_restored"))) as client:
+        admin = {"Authorization": f"Bearer {token}"}
+        assert client.get("/api/v1/lists/2022?page_size=1", headers=admin).status_code == 200
+        assert client.get("/api/v1/lists/2021/final", headers=admin).json()["total"] > 0
+        assert client.get(f"/api/v1/enterprises/{planned}/plan?year=2021", headers=admin).json()["version"] == version
+        assert client.get("/api/v1/health").json()["last_backup_age_hours"] < 0.1
 
 
 def test_prune_hands_over_and_keeps_the_finalized_and_latest_runs(service):
