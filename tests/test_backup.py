@@ -311,3 +311,53 @@ def test_prune_older_than_spares_recent_trials_and_needs_a_limit(copy):
     proc = cli("runs", "prune", "--db", copy, cwd=copy.parent)
     assert proc.returncode == 2
     assert "--keep" in _one_line_error(proc)
+
+
+# ---------------------------------------------------------------- the chain under concurrent transactions
+
+def _chain_report(con):
+    from screening import auditchain
+
+    cur = con.execute(auditchain.SELECT_SQL)
+    names = [d[0] for d in cur.description]
+    return auditchain.check([dict(zip(names, r)) for r in cur.fetchall()])
+
+
+def test_a_line_waits_for_the_uncommitted_line_before_it(tmp_path):
+    """Two requests: the first has written its audit line and commits a moment later; the
+    second's line chains after it instead of after the same line (no fork)."""
+    import threading
+    import time
+
+    con = duckdb.connect(str(tmp_path / "c.duckdb"))
+    ensure_schema(con)
+    first, second = con.cursor(), con.cursor()
+    first.execute("BEGIN TRANSACTION")
+    audit(first, HANDOVER, "first", "line", "1", None, None)
+    threading.Timer(0.2, lambda: first.execute("COMMIT")).start()
+    started = time.monotonic()
+    audit(second, HANDOVER, "second", "line", "2", None, None)  # autocommit
+    assert time.monotonic() - started >= 0.15
+    report = _chain_report(con)
+    assert not report.problems and report.chained == 2
+    assert [r[0] for r in con.execute("SELECT action FROM audit_log ORDER BY seq").fetchall()] == ["first", "second"]
+    con.close()
+
+
+def test_two_lines_after_the_same_one_cannot_both_commit(tmp_path, monkeypatch):
+    """A transaction that holds its line longer than the wait: the other request goes ahead,
+    and the unique seq refuses the late commit (the service answers 409), so the chain never forks."""
+    import api.db
+
+    monkeypatch.setattr(api.db, "AUDIT_WAIT", 0.05)
+    con = duckdb.connect(str(tmp_path / "c.duckdb"))
+    ensure_schema(con)
+    slow, quick = con.cursor(), con.cursor()
+    slow.execute("BEGIN TRANSACTION")
+    audit(slow, HANDOVER, "slow", "line", "1", None, None)
+    audit(quick, HANDOVER, "quick", "line", "2", None, None)
+    with pytest.raises(duckdb.TransactionException):
+        slow.execute("COMMIT")
+    report = _chain_report(con)
+    assert not report.problems and report.chained == 1
+    con.close()
