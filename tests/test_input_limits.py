@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
-import sys
 import time
 import tracemalloc
 import zipfile
@@ -21,12 +19,13 @@ import polars as pl
 import pytest
 
 import xlsx_bombs
+from cli_helpers import cli
 from screening import filesafety, ingest
 from screening.errors import InputError
 from screening.filesafety import CLI_LIMITS, FileTooLarge, FileUnreadable, Limits
 from screening.ingest import read_dir
 from screening.validate import validate
-from test_ingest import C1, CHINESE, ROOT, TAX_EN, _cli_dir, write_enterprises
+from test_ingest import C1, CHINESE, TAX_EN, _cli_dir, write_enterprises
 
 pytestmark = pytest.mark.unit
 
@@ -304,13 +303,8 @@ def test_cli_refuses_hostile_files_in_one_line(tmp_path, spoil, file, words):
     data.mkdir()
     _cli_dir(data)
     spoil(data)
-    exe = ROOT / ".venv" / "bin" / "screening"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "screening"]
-    env = {**os.environ, "COLUMNS": "80", "NO_COLOR": "1"}
-    env.pop("SCREENING_DEBUG", None)
-    proc = subprocess.run([*cmd, "run", "--data", str(data), "--out", str(tmp_path / "out"),
-                           "--db", str(tmp_path / "run.duckdb")],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    proc = cli("run", "--data", data, "--out", tmp_path / "out", "--db", tmp_path / "run.duckdb",
+               cwd=tmp_path, timeout=120, env={"COLUMNS": "80", "NO_COLOR": "1"})
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and file in lines[0] and all(w in lines[0] for w in words), proc.stderr
