@@ -734,6 +734,12 @@ def _cli_dir(d: Path) -> None:
      "land.xlsx", ["Excel"]),
 ], ids=["missing-column", "garbage-xlsx"])
 def test_cli_unusable_file_exits_2_with_one_line(tmp_path, spoil, file, words):
+    assert_run_refuses_in_one_line(tmp_path, spoil, file, words)
+
+
+def assert_run_refuses_in_one_line(tmp_path: Path, spoil, file: str, words: list[str]) -> None:
+    """``screening run`` on the small directory as ``spoil`` left it: exit 2, one line naming
+    ``file`` with each of ``words``, no traceback."""
     data = tmp_path / "data"
     data.mkdir()
     _cli_dir(data)
@@ -742,8 +748,8 @@ def test_cli_unusable_file_exits_2_with_one_line(tmp_path, spoil, file, words):
                cwd=tmp_path, timeout=120, env={"COLUMNS": "80", "NO_COLOR": "1"})
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert file in lines[0]
+    assert len(lines) == 1 and file in lines[0] and all(w in lines[0] for w in words), proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
     assert CHINESE.search(lines[0])
     for w in words:
         assert w in lines[0]

@@ -19,13 +19,12 @@ import polars as pl
 import pytest
 
 import xlsx_bombs
-from cli_helpers import cli
 from screening import filesafety, ingest
 from screening.errors import InputError
 from screening.filesafety import CLI_LIMITS, FileTooLarge, FileUnreadable, Limits
 from screening.ingest import read_dir
 from screening.validate import validate
-from test_ingest import C1, CHINESE, TAX_EN, _cli_dir, write_enterprises
+from test_ingest import C1, CHINESE, TAX_EN, assert_run_refuses_in_one_line, write_enterprises
 
 pytestmark = pytest.mark.unit
 
@@ -299,13 +298,4 @@ def test_sniff():
     (lambda d: os.truncate(d / "stats.csv", 2 * GB), "stats.csv", ["二进制"]),
 ], ids=["xlsx-bomb", "2gb-nul-csv"])
 def test_cli_refuses_hostile_files_in_one_line(tmp_path, spoil, file, words):
-    data = tmp_path / "data"
-    data.mkdir()
-    _cli_dir(data)
-    spoil(data)
-    proc = cli("run", "--data", data, "--out", tmp_path / "out", "--db", tmp_path / "run.duckdb",
-               cwd=tmp_path, timeout=120, env={"COLUMNS": "80", "NO_COLOR": "1"})
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and file in lines[0] and all(w in lines[0] for w in words), proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
+    assert_run_refuses_in_one_line(tmp_path, spoil, file, words)
