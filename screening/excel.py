@@ -59,6 +59,7 @@ def _formats(wb: xlsxwriter.Workbook) -> dict[str, Any]:
         "num2": wb.add_format({**base, "num_format": "#,##0.00"}),
         "pct": wb.add_format({**base, "num_format": "0.0%"}),
         "bold": wb.add_format({**base, "bold": True}),
+        "na": wb.add_format({**base, "align": "center", "font_color": "#7F7F7F"}),  # a value not known yet
     }
 
 
@@ -71,6 +72,8 @@ def _cell(ws: Any, row: int, col: int, value: Any, fmt: Any) -> None:
         ws.write_number(row, col, value, fmt)
 
 
+#: a figure not known yet (before the final list, before any plan)
+NOT_YET = "—"
 #: points per line of 10 pt text (等线 and its stand-ins in WPS/LibreOffice), and a row's padding
 LINE_POINTS, ROW_PADDING, MIN_ROW = 13.5, 3.0, 15.0
 
@@ -109,7 +112,7 @@ def _table(ws: Any, fmts: dict[str, Any], top: int, headers: list[str], rows: li
             if height:
                 ws.set_row(r, height)
         for c, (v, k) in enumerate(zip(row, row_kinds)):
-            _cell(ws, r, c, v, fmts[k])
+            _cell(ws, r, c, v, fmts["na" if v == NOT_YET else k])
     return top + len(rows) + 2
 
 
@@ -201,7 +204,6 @@ def _people_list(s: "Screening") -> pl.DataFrame:
 PROGRESS_KEYS = ("listed", "final", "plans", "completed", "expected_land_mu", "expected_energy_tce",
                  "freed_land_mu", "freed_energy_tce", "listed_land_mu", "listed_energy_tce",
                  "final_land_mu", "final_energy_tce")
-NOT_YET = "—"
 SUMMARY_WIDTHS = (30.0, 12.0, 12.0, 12.0, 12.0, 12.0, 12.0, 12.0, 12.0)
 
 

@@ -28,7 +28,7 @@ def _para(doc, text: str, *, size: float = 14, align=None, indent: bool = True, 
         p.alignment = align
     p.paragraph_format.first_line_indent = Pt(size * 2) if indent else None
     p.paragraph_format.space_after = Pt(after)
-    p.paragraph_format.line_spacing = 1.4
+    p.paragraph_format.line_spacing = 1.25
     _font(p.add_run(text), font, size, bold)
     return p
 
@@ -37,7 +37,7 @@ def build(path: Path) -> Path:
     doc = Document()
     section = doc.sections[0]
     section.page_height, section.page_width = Cm(29.7), Cm(21.0)
-    section.top_margin, section.bottom_margin = Cm(3.7), Cm(3.5)
+    section.top_margin, section.bottom_margin = Cm(3.0), Cm(2.5)
     section.left_margin, section.right_margin = Cm(2.8), Cm(2.6)
     _para(doc, "高耗低效企业认定告知书", size=22, align=WD_ALIGN_PARAGRAPH.CENTER, indent=False, font=TITLE_FONT,
           after=6)
@@ -53,7 +53,7 @@ def build(path: Path) -> Path:
     _para(doc, "建议处置方式：{{ firm.disposition }}（仅为建议，具体以“一企一策”整治方案为准）。")
     _para(doc, "如对上述认定有异议，请自收到本告知书之日起{{ objection.days }}{{ objection.unit }}内，"
                "{{ objection.route }}。逾期未提出的，视为无异议。联系方式：{{ objection.contact }}。")
-    _para(doc, "特此告知。", after=24)
+    _para(doc, "特此告知。", after=12)
     _para(doc, "{{ issuer }}", align=WD_ALIGN_PARAGRAPH.RIGHT, indent=False)
     _para(doc, "{{ date }}", align=WD_ALIGN_PARAGRAPH.RIGHT, indent=False)
     path.parent.mkdir(parents=True, exist_ok=True)

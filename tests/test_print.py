@@ -4,6 +4,9 @@ block and one 《高耗低效企业认定告知书》 per firm (read back with o
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -27,9 +30,12 @@ PLAN = {"disposition": "改造提升", "measures": "更换高效电机", "lead":
 
 @pytest.fixture(scope="module")
 def final_db(tmp_path_factory):
+    return make_final_db(tmp_path_factory.mktemp("print"))
+
+
+def make_final_db(root: Path) -> dict:
     """A screened sample, 12 firms confirmed (one with two hits among them), finalized; two plans,
     one of them completed."""
-    root = tmp_path_factory.mktemp("print")
     db, tokens = build_service_db(root)
     admin = bearer(tokens["admin"])
     with TestClient(create_app(Settings(db=db))) as client:
@@ -188,3 +194,68 @@ def test_the_api_route_returns_the_same_files_as_a_zip(final_db):
     assert sum(n.startswith("告知书/") for n in names) == final_db["firms"]
     assert final_db["refused"].status_code == 403
     assert final_db["not_final"].status_code == 404 and "尚未定稿" in final_db["not_final"].json()["detail"]
+
+
+# --------------------------------------------------------------------------- rendered by an office suite
+
+OFFICE_PACKAGES = ("libreoffice-calc", "libreoffice-writer", "poppler-utils")
+APT_TIMEOUT_S = 900
+
+
+def _office_tools() -> bool:
+    return all(shutil.which(tool) for tool in ("soffice", "pdftoppm", "pdftotext", "pdfinfo"))
+
+
+@pytest.fixture(scope="session")
+def office():
+    """LibreOffice and poppler, installed with apt-get when missing and root (as dev.py installs
+    the CJK font); otherwise the rendering tests are skipped with the reason."""
+    if not _office_tools():
+        if os.name != "posix" or not shutil.which("apt-get") or os.geteuid() != 0:
+            pytest.skip(f"未安装 LibreOffice/poppler 且无管理员权限，跳过打印渲染检查（请安装 {' '.join(OFFICE_PACKAGES)}）")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (["apt-get", "update", "-qq"],
+                    ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *OFFICE_PACKAGES]):
+            try:
+                subprocess.run(cmd, env=env, capture_output=True, check=False, timeout=APT_TIMEOUT_S)
+            except (OSError, subprocess.TimeoutExpired):
+                break
+        if not _office_tools():
+            pytest.skip(f"apt-get 未能安装 {' '.join(OFFICE_PACKAGES)}，跳过打印渲染检查")
+
+
+def _pdf(source: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["soffice", f"-env:UserInstallation=file://{folder / 'profile'}", "--headless",
+                    "--convert-to", "pdf", "--outdir", str(folder), str(source)],
+                   capture_output=True, check=True, timeout=300)
+    return folder / f"{source.stem}.pdf"
+
+
+def _pages(pdf: Path) -> int:
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    return int(next(line.split()[-1] for line in info.splitlines() if line.startswith("Pages:")))
+
+
+def _page_text(pdf: Path, page: int) -> str:
+    return subprocess.run(["pdftotext", "-f", str(page), "-l", str(page), "-layout", str(pdf), "-"],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_the_workbook_and_the_notices_print_as_meant(final_db, office, tmp_path):
+    book = _pdf(final_db["root"] / "out" / "整治企业清单_2022.xlsx", tmp_path / "pdf")
+    pages = _pages(book)
+    assert pages <= 40, pages          # was 156 pages without print setup
+    first, second = _page_text(book, 1), _page_text(book, 2)
+    assert "年度目标" in first and "按乡镇街道统计" in first and "年度目标" not in second   # the summary: one page
+    assert f"第 1 页 共 {pages} 页" in first and "北京时间" in first
+    # every page of the list repeats its header row
+    assert all("统一社会信用代码" in _page_text(book, p) for p in (2, 3))
+    out = tmp_path / "final"
+    assert cli("export-final", "--year", "2022", "--db", final_db["db"], "--out", out, cwd=tmp_path).returncode == 0
+    notices = _pdf(out / "告知书_2022_合并打印.docx", tmp_path / "pdf")
+    assert _pages(notices) == final_db["firms"]          # one page per firm, none spills over
+    assert "高耗低效企业认定告知书" in _page_text(notices, 1)
+    png = tmp_path / "pdf" / "notice"
+    subprocess.run(["pdftoppm", "-r", "40", "-png", "-f", "1", "-l", "1", str(notices), str(png)], check=True)
+    assert next((tmp_path / "pdf").glob("notice*.png")).stat().st_size > 1000
