@@ -379,12 +379,26 @@ def run_app(application: typer.Typer) -> None:
     unexpected errors are bugs: one line, exit 1, the traceback only with SCREENING_DEBUG."""
     from .store import private_umask
 
+    from typer._click import exceptions as click_exceptions
+    from typer.main import get_command
+
+    from .cli_zh import error_message, localise
+
     private_umask()  # files it creates (database, WAL, outputs) are its user's only
+    args = sys.argv[1:]
     try:
-        application()
+        # the command tree with Chinese help frames; usage errors worded here (screening.cli_zh)
+        code = localise(get_command(application)).main(args=args, prog_name="screening", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except SystemExit:
         raise
-    except KeyboardInterrupt:
+    except click_exceptions.NoArgsIsHelpError as exc:  # a group called without a command: its help
+        print(exc.ctx.get_help())
+        sys.exit(2)
+    except click_exceptions.ClickException as exc:
+        _error_line(error_message(exc, args))
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
         err_console.print("已中断", markup=False, highlight=False)
         sys.exit(130)
     except Exception as exc:
