@@ -144,7 +144,15 @@ def compare(
 ) -> None:
     """比较两次运行（或两个年度最新一次运行）的清单：新进、退出、保留，以及每家企业变动的原因。"""
     from .compare import compare_runs
+    from .compare import write_workbook as write_compare_workbook
     from .csvsafe import write_csv
+
+    def rule_titles() -> dict[str, str]:
+        from .paths import default_ruleset
+        from .ruleset import load_ruleset
+
+        rs = load_ruleset(default_ruleset())
+        return {rid: rule.short_title for rid, rule in rs.rules.items()}
     from .outdir import staged
 
     def run_or_year(text: str) -> int | str:
@@ -154,11 +162,12 @@ def compare(
         with staged(out, _notice) as staging:
             table = compare_runs(db, run_or_year(before), run_or_year(after))
             write_csv(table, staging / "compare.csv")
+            write_compare_workbook(table, staging / "compare.xlsx", rule_titles())
     except ScreeningError as exc:
         _fail(exc)
     counts = dict(table.group_by("change").len().iter_rows())
     out_console.print(f"新进 {counts.get('entered', 0)} 家，退出 {counts.get('left', 0)} 家，保留 {counts.get('stayed', 0)} 家；"
-                      f"明细见 {out / 'compare.csv'}")
+                      f"明细见 {out / 'compare.xlsx'}（表格）与 {out / 'compare.csv'}")
 
 
 @app.command()

@@ -70,3 +70,24 @@ def test_usage_errors_are_one_chinese_line(tmp_path, args, said):
     # no English sentence inside (option names and file names aside)
     words = re.findall(r"[A-Za-z]{3,}", re.sub(r"--[\w-]+|screening|[\w.]+_[\w.]+", "", lines[0]))
     assert not [w for w in words if w not in (*args, "abc", "help")], lines[0]
+
+
+def test_compare_writes_a_chinese_workbook_beside_the_csv(tmp_path):
+    import openpyxl
+    import polars as pl
+
+    db = tmp_path / "db.duckdb"
+    for year in ("2021", "2022"):
+        assert cli("run", "--year", year, "--out", tmp_path / year, "--db", db, cwd=tmp_path).returncode == 0
+    proc = cli("compare", "--before", "2021", "--after", "2022", "--db", db, "--out", tmp_path / "cmp", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(openpyxl.load_workbook(tmp_path / "cmp" / "compare.xlsx").active.iter_rows(values_only=True))
+    assert rows[0] == ("变动", "统一社会信用代码", "企业名称", "乡镇街道", "此前命中规则", "现命中规则", "变动原因")
+    changes = {r[0] for r in rows[1:]}
+    assert changes == {"新进清单", "退出清单", "仍在清单"}
+    entered = next(r for r in rows[1:] if r[0] == "新进清单" and "亩均税收" in r[6] and "本企业数值" in r[6])
+    assert entered[6].startswith("新进清单：") and "由未命中变为命中" in entered[6]
+    assert not [r for r in rows[1:] if re.search(r"\b(hit|pass|entered|left|stayed)\b", " ".join(map(str, r)))]
+    # the CSV keeps its machine columns (contract) and gains the Chinese reason
+    csv = pl.read_csv(tmp_path / "cmp" / "compare.csv")
+    assert {"change", "why", "reason"} <= set(csv.columns)
