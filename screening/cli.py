@@ -100,6 +100,10 @@ def _summary(s, out: Path, db: Path, elapsed: float) -> None:
     out_console.print(f"运行记录：{db.resolve()}{via}，运行编号 {s.run_id}；用时 {elapsed:.1f} 秒")
 
 
+#: the whatif table's columns on the terminal (whatif.csv keeps its machine names)
+WHATIF_HEADERS = ("参数取值", "清单企业", "新进", "退出", "清单企业用地（亩）", "清单企业能耗（吨标准煤）")
+
+
 @app.command()
 def whatif(
     param: Annotated[str, typer.Option("--param", help="规则ID.参数名=值1,值2,…（列表参数的多个取值用 + 连接，如 C+D）")],
@@ -123,7 +127,7 @@ def whatif(
     except ScreeningError as exc:
         _fail(exc)
     view = Table(title=f"参数试算：{table['param'][0]}（{table['list_year'][0]} 年度）", title_justify="left")
-    for column in ("value", "listed", "entered", "left", "land_mu", "energy_tce"):
+    for column in WHATIF_HEADERS:
         view.add_column(column, justify="right")
     for row in table.iter_rows(named=True):
         view.add_row(row["value"], str(row["listed"]), str(row["entered"]), str(row["left"]),

@@ -51,7 +51,7 @@ def evaluate_command(
         _fail(exc)
         return
 
-    table = Table(title=f"{m.title}：{year}年数据", title_justify="left")
+    table = Table(title=m.title_for(year), title_justify="left")
     for col in ("规模", "参评企业", "A", "B", "C", "D", "不定等级"):
         table.add_column(col, justify="left" if col == "规模" else "right")
     for scale, c in ev.grade_counts().items():

@@ -91,3 +91,11 @@ def test_compare_writes_a_chinese_workbook_beside_the_csv(tmp_path):
     # the CSV keeps its machine columns (contract) and gains the Chinese reason
     csv = pl.read_csv(tmp_path / "cmp" / "compare.csv")
     assert {"change", "why", "reason"} <= set(csv.columns)
+
+
+def test_an_evaluation_title_says_one_year_one_way():
+    from screening.evaluation_method import load_method
+
+    title = load_method("huangyan-2022").title_for(2021)
+    assert "2021年度数据" in title and "2022年度数据" not in title and "年数据）：" not in title
+    assert re.findall(r"\d{4}年", title) == ["2021年"]
