@@ -3,6 +3,7 @@ the lifespan, read-write, by this one process (DuckDB allows one writer per file
 from __future__ import annotations
 
 import os
+import re
 from contextlib import asynccontextmanager
 
 import duckdb
@@ -33,21 +34,51 @@ _MESSAGES = {
     "int_type": "应为整数",
     "string_type": "应为文本",
     "json_invalid": "不是有效的 JSON",
-    "literal_error": "取值应为 {expected}",
+    "literal_error": "取值应为 {expected} 之一",
+    "enum": "取值应为 {expected} 之一",
     "less_than_equal": "不能大于 {le}",
     "greater_than_equal": "不能小于 {ge}",
+    "less_than": "应小于 {lt}",
+    "greater_than": "应大于 {gt}",
     "string_too_long": "最多 {max_length} 个字符",
+    "string_too_short": "至少 {min_length} 个字符",
+    "too_long": "最多 {max_length} 项",
+    "too_short": "至少 {min_length} 项",
+    "float_parsing": "应为数字",
+    "float_type": "应为数字",
+    "finite_number": "应为有限的数字",
+    "bool_parsing": "应为 true 或 false",
+    "bool_type": "应为 true 或 false",
+    "date_parsing": "应为日期（如 2022-05-07）",
+    "date_from_datetime_parsing": "应为日期（如 2022-05-07）",
+    "date_type": "应为日期（如 2022-05-07）",
+    "datetime_parsing": "应为时间（如 2022-05-07T09:30:00+08:00）",
+    "list_type": "应为列表",
+    "dict_type": "应为对象",
+    "model_type": "应为对象",
+    "model_attributes_type": "应为对象",
 }
+
+
+def _choices(expected: str) -> str:
+    """pydantic's "'confirmed' or 'disputed'" as "confirmed、disputed"."""
+    return "、".join(part.strip().strip("'\"") for part in re.split(r",| or ", expected) if part.strip())
 
 
 def _chinese(err: dict) -> str:
     template = _MESSAGES.get(err.get("type", ""))
     if template:
+        ctx = dict(err.get("ctx") or {})
+        if "expected" in ctx:
+            ctx["expected"] = _choices(str(ctx["expected"]))
         try:
-            return template.format(**err.get("ctx", {}))
+            return template.format(**ctx)
         except (KeyError, IndexError):
             return template
-    return str(err.get("msg", "")).removeprefix("Value error, ")
+    message = str(err.get("msg", "")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    # a library's English sentence never reaches a person: our own validators speak Chinese
+    return "取值无效" if re.search(r"[A-Za-z]{4,}", re.sub(r"[\w.-]*[_/][\w./-]*", "", message)) and \
+        not re.search(r"[\u4e00-\u9fff]", message) else message
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

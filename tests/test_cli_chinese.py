@@ -99,3 +99,20 @@ def test_an_evaluation_title_says_one_year_one_way():
     title = load_method("huangyan-2022").title_for(2021)
     assert "2021年度数据" in title and "2022年度数据" not in title and "年数据）：" not in title
     assert re.findall(r"\d{4}年", title) == ["2021年"]
+
+
+def test_api_validation_messages_have_no_english_fragment(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from api.config import Settings
+    from api.main import create_app
+    from api_helpers import bearer, build_service_db
+
+    db, tokens = build_service_db(tmp_path)
+    with TestClient(create_app(Settings(db=db))) as client:
+        firm = client.get("/api/v1/lists/2022?page_size=1", headers=bearer(tokens["admin"])).json()["items"][0]["uscc"]
+        bad = client.post(f"/api/v1/enterprises/{firm}/verifications", headers=bearer(tokens["admin"]),
+                          json={"year": 2022, "outcome": "maybe"})
+    assert bad.status_code == 422
+    detail = bad.json()["detail"]
+    assert "取值应为 confirmed、disputed 之一" in detail and " or " not in detail, detail
