@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .errors import ScreeningError, environment_error
+from .terminal import say
 
 app = typer.Typer(
     help="高耗低效企业筛选引擎：读取部门数据，按规则生成《高耗低效整治企业清单》。",
@@ -82,26 +83,26 @@ def _summary(s, out: Path, db: Path, elapsed: float) -> None:
     table = Table(title=f"{rs.meta.region}{s.list_year}年度筛选结果（数据年度 {s.years[0]}—{s.years[1]}）", title_justify="left")
     table.add_column("规则")
     for status in STATUS_ZH.values():
-        table.add_column(status, justify="right")
+        table.add_column(status, justify="right", no_wrap=True)
     counts = s.status_counts()
     for rid in rs.enabled:
         table.add_row(rs.rules[rid].short_title, *(str(counts[rid].get(k, 0)) for k in STATUS_ZH))
     out_console.print(table)
-    out_console.print(f"清单企业：{s.list.height} 家（共筛查 {s.enterprises} 家企业）")
+    say(out_console, f"清单企业：{s.list.height} 家（共筛查 {s.enterprises} 家企业）")
     rejected = s.inputs.rejected_rows
-    out_console.print(f"拒收数据行：{rejected} 行" + (f"，原因见 {out / 'rejects.csv'}" if rejected else ""))
+    say(out_console, f"拒收数据行：{rejected} 行" + (f"，原因见 {out / 'rejects.csv'}" if rejected else ""))
     if s.anomaly_summary:
-        out_console.print(f"数据核查提示（仅供参考，不影响判定）：{s.anomaly_summary['flagged']} 家企业的数据前后或与同行业"
+        say(out_console, f"数据核查提示（仅供参考，不影响判定）：{s.anomaly_summary['flagged']} 家企业的数据前后或与同行业"
                           f"相比明显不一致，建议优先核实，见 {out / 'anomalies.csv'}")
     for w in s.warnings:
-        out_console.print(f"[yellow]提示：{w}[/]")
-    out_console.print(f"输出目录：{out.resolve()}（list.csv/.parquet、results.csv/.parquet、整治企业清单_{s.list_year}.xlsx、anomalies.csv/.parquet、rejects.csv、run.json）")
+        say(out_console, f"提示：{w}", "yellow")
+    say(out_console, f"输出目录：{out.resolve()}（list.csv/.parquet、results.csv/.parquet、整治企业清单_{s.list_year}.xlsx、anomalies.csv/.parquet、rejects.csv、run.json）")
     via = f"（数据库由正在运行的服务 {s.stored_via} 占用，已交由它保存）" if s.stored_via else ""
-    out_console.print(f"运行记录：{db.resolve()}{via}，运行编号 {s.run_id}；用时 {elapsed:.1f} 秒")
+    say(out_console, f"运行记录：{db.resolve()}{via}，运行编号 {s.run_id}；用时 {elapsed:.1f} 秒")
 
 
 #: the whatif table's columns on the terminal (whatif.csv keeps its machine names)
-WHATIF_HEADERS = ("参数取值", "清单企业", "新进", "退出", "清单企业用地（亩）", "清单企业能耗（吨标准煤）")
+WHATIF_HEADERS = ("参数取值", "清单企业", "新进", "退出", "用地（亩）", "能耗（吨标准煤）")
 
 
 @app.command()
@@ -126,15 +127,16 @@ def whatif(
             written, chart_problem = write_report(table, moved, staging, rules)
     except ScreeningError as exc:
         _fail(exc)
-    view = Table(title=f"参数试算：{table['param'][0]}（{table['list_year'][0]} 年度）", title_justify="left")
+    view = Table(title=f"参数试算：{table['param'][0]}（{table['list_year'][0]} 年度；用地、能耗为清单企业合计）",
+                 title_justify="left")
     for column in WHATIF_HEADERS:
-        view.add_column(column, justify="right")
+        view.add_column(column, justify="right", no_wrap=True)
     for row in table.iter_rows(named=True):
         view.add_row(row["value"], str(row["listed"]), str(row["entered"]), str(row["left"]),
                      f"{row['land_mu']:.1f}", f"{row['energy_tce']:.1f}")
     out_console.print(view)
     names = ["whatif.csv", "whatif_changes.csv", *(p.name for p in written)]
-    out_console.print(f"已写入 {out}：{'、'.join(names)}", soft_wrap=True)
+    say(out_console, f"已写入 {out}：{'、'.join(names)}")
     if chart_problem:  # the tables are complete; only the chart needs a Chinese font
         err_console.print(f"提示：未生成图表。{chart_problem}", highlight=False, soft_wrap=True)
 
@@ -170,8 +172,8 @@ def compare(
     except ScreeningError as exc:
         _fail(exc)
     counts = dict(table.group_by("change").len().iter_rows())
-    out_console.print(f"新进 {counts.get('entered', 0)} 家，退出 {counts.get('left', 0)} 家，保留 {counts.get('stayed', 0)} 家；"
-                      f"明细见 {out / 'compare.xlsx'}（表格）与 {out / 'compare.csv'}")
+    say(out_console, f"新进 {counts.get('entered', 0)} 家，退出 {counts.get('left', 0)} 家，保留 {counts.get('stayed', 0)} 家；"
+                     f"明细见 {out / 'compare.xlsx'}（表格）与 {out / 'compare.csv'}")
 
 
 @app.command()
@@ -365,8 +367,8 @@ def export_final(
 
     notices = [f for f in files if f.parent.name == NOTICE_DIR]
     merged = [f.name for f in files if f.suffix == ".docx" and f.parent.name != NOTICE_DIR]
-    out_console.print(f"已写入 {out}：{files[0].name}（定稿清单）、{out / NOTICE_DIR} 中告知书 {len(notices)} 份"
-                      f"、合并打印文件 {'、'.join(merged) or '无（定稿清单为空）'}", soft_wrap=True)
+    say(out_console, f"已写入 {out}：{files[0].name}（定稿清单）、{out / NOTICE_DIR} 中告知书 {len(notices)} 份"
+                     f"、合并打印文件 {'、'.join(merged) or '无（定稿清单为空）'}")
 
 
 from .cli_evaluate import evaluate_command  # noqa: E402  (imports cli lazily, inside the command)
