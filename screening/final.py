@@ -227,11 +227,33 @@ def notice_context(final: FinalList, rs: RuleSet, config: NoticeConfig, firm: di
     }
 
 
+def _render(template: bytes, context: dict[str, Any], rs: RuleSet, config: NoticeConfig) -> Any:
+    from docxtpl import DocxTemplate
+
+    doc = DocxTemplate(io.BytesIO(template))
+    try:
+        doc.render(context, autoescape=True)
+    except Exception as exc:  # a template the bureau edited with a broken placeholder
+        raise RuleSetError(f"告知书模板 {rs.directory / config.template} 无法套用："
+                           f"{' '.join(str(exc).split())}（占位符写法见 docs/print.md）") from None
+    return doc
+
+
+def check_template(rs: RuleSet, config: NoticeConfig) -> None:
+    """Render the template once with a made-up firm of two hits (screening lint)."""
+    hit = {"rule_id": "r", "title": "规则", "reason": "理由", "value": "1", "threshold": "2", "industry_avg": "—",
+           "years": "2020年、2021年", "citation": "出处"}
+    final = FinalList(2022, "check", "check", dt.datetime.now(dt.timezone.utc), pl.DataFrame(), {})
+    firm = {"uscc": "x", "name": "示例企业", "township": "示例镇", "list_no": 1}
+    context = notice_context(final, rs, config, firm, dt.datetime.now(dt.timezone.utc))
+    context["hits"] = [hit, hit]
+    _render((rs.directory / config.template).read_bytes(), context, rs, config)
+
+
 def write_notices(final: FinalList, rs: RuleSet, out: Path, now: dt.datetime) -> list[Path]:
     """One .docx per firm in OUT/告知书/ and the merged file for printing; returns the merged file first."""
-    from docxcompose.composer import Composer
     from docx import Document
-    from docxtpl import DocxTemplate
+    from docxcompose.composer import Composer
 
     config = notice_config(rs)
     template = (rs.directory / config.template).read_bytes()
@@ -240,12 +262,7 @@ def write_notices(final: FinalList, rs: RuleSet, out: Path, now: dt.datetime) ->
     written: list[Path] = []
     composer = None
     for firm in final.firms.iter_rows(named=True):
-        doc = DocxTemplate(io.BytesIO(template))
-        try:
-            doc.render(notice_context(final, rs, config, firm, now), autoescape=True)
-        except Exception as exc:  # a template the bureau edited with a broken placeholder
-            raise RuleSetError(f"告知书模板 {rs.directory / config.template} 无法套用："
-                               f"{' '.join(str(exc).split())}（占位符写法见 docs/print.md）") from None
+        doc = _render(template, notice_context(final, rs, config, firm, now), rs, config)
         name = _UNSAFE.sub("_", f"{firm['list_no']:03d}_{firm['name'] or firm['uscc']}")[:120]
         path = folder / f"{name}.docx"
         doc.save(str(path))

@@ -124,7 +124,7 @@ def test_export_final_writes_a_signed_off_list_and_a_notice_per_firm(final_db, t
     out = tmp_path / "final"
     proc = cli("export-final", "--year", "2022", "--db", final_db["db"], "--out", out, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "告知书 12 份" in proc.stdout
+    assert "告知书 12 份" in proc.stdout.replace("\n", "")   # wrapped to the terminal's width
     wb = openpyxl.load_workbook(out / "定稿清单_2022.xlsx")
     lst, summary = wb["定稿清单"], wb["汇总"]
     assert lst.max_row >= final_db["firms"] + 1
@@ -259,3 +259,18 @@ def test_the_workbook_and_the_notices_print_as_meant(final_db, office, tmp_path)
     png = tmp_path / "pdf" / "notice"
     subprocess.run(["pdftoppm", "-r", "40", "-png", "-f", "1", "-l", "1", str(notices), str(png)], check=True)
     assert next((tmp_path / "pdf").glob("notice*.png")).stat().st_size > 1000
+
+
+def test_lint_finds_a_broken_placeholder_in_the_notice_template(tmp_path):
+    import shutil
+
+    from docx import Document as load
+
+    rules = tmp_path / "rules"
+    shutil.copytree(default_ruleset(), rules)
+    assert cli("lint", "--rules", rules, cwd=tmp_path).returncode == 0
+    doc = load(str(rules / "notice_template.docx"))
+    doc.add_paragraph("{{ firm.name }")        # a brace lost while editing in Word
+    doc.save(str(rules / "notice_template.docx"))
+    proc = cli("lint", "--rules", rules, cwd=tmp_path)
+    assert proc.returncode == 1 and "告知书模板" in proc.stderr, proc.stderr
