@@ -1,6 +1,13 @@
 """The service's tables beside the stored runs, and the queries the routes share."""
 from __future__ import annotations
 
+import datetime as dt
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from types import MappingProxyType
 from typing import Any
 
 import duckdb
@@ -112,19 +119,111 @@ def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(rows)
 
 
-def latest_run(con: duckdb.DuckDBPyConnection, year: int) -> str | None:
+@dataclass(frozen=True)
+class StoredRun:
+    run_id: str
+    list_year: int
+    created_at: dt.datetime
+    #: the rules the run applied (every rule id a filter may name)
+    rule_ids: tuple[str, ...]
+    #: whether any rule could judge any firm (hit or pass): a run whose data years are not in
+    #: its input judges nothing
+    judged: bool
+
+
+@dataclass(frozen=True)
+class RunCatalogue:
+    """The stored runs and which one serves each list year, read in one statement.
+
+    A list year serves its finalized (定稿) run once finalized, else its newest run.  A run
+    of a finalized year newer than the finalized run is a trial (试算): stored, never served.
+    Stored runs never change, so everything read by run id agrees with this catalogue."""
+    runs: Mapping[str, StoredRun]  # oldest first
+    finalized: Mapping[int, str]   # list year → finalized run
+
+    def served(self, year: int) -> StoredRun | None:
+        return self.served_runs.get(year)
+
+    @cached_property
+    def served_runs(self) -> Mapping[int, StoredRun]:
+        """The run each list year serves, by list year."""
+        newest = {run.list_year: run for run in self.runs.values()}  # oldest first: the last one stays
+        return MappingProxyType({year: self.runs[self.finalized[year]] if year in self.finalized else run
+                                 for year, run in sorted(newest.items())})
+
+    def is_trial(self, run_id: str) -> bool:
+        run = self.runs[run_id]
+        final = self.finalized.get(run.list_year)
+        return final is not None and _order(run) > _order(self.runs[final])
+
+    def earlier(self, run: StoredRun) -> list[StoredRun]:
+        """The runs of the same list year stored before ``run``."""
+        return [r for r in self.runs.values() if r.list_year == run.list_year and _order(r) < _order(run)]
+
+    def default_year(self) -> int | None:
+        """The newest list year with a stored run, preferring years whose run judged any firm
+        (a run for a year the data do not reach judges nothing)."""
+        served = self.served_runs
+        judged = [year for year, run in served.items() if run.judged]
+        return max(judged or served, default=None)
+
+
+def _order(run: StoredRun) -> tuple[dt.datetime, str]:
+    return run.created_at, run.run_id
+
+
+_CATALOGUE_SQL = """
+SELECT r.run_id, r.list_year, r.created_at,
+       json_keys(r.record, '$.hits_per_rule') AS rule_ids,
+       json_extract(r.record, '$.status_counts') AS status_counts,
+       coalesce(f.run_id = r.run_id, false) AS finalized
+FROM runs r LEFT JOIN {finalizations} f USING (list_year)
+ORDER BY r.created_at, r.run_id
+"""
+
+
+def run_catalogue(con: duckdb.DuckDBPyConnection) -> RunCatalogue:
+    """The stored runs (one statement: one consistent state of runs and finalizations)."""
     if not table_exists(con, "runs"):
-        return None
-    rows = con.execute("SELECT run_id FROM runs WHERE list_year = ? ORDER BY created_at DESC, run_id DESC LIMIT 1",
-                       [year]).fetchall()
-    return rows[0][0] if rows else None
+        return RunCatalogue({}, {})
+    runs, finalized = {}, {}
+    # a database the service has not opened yet has no service tables
+    finalizations = "finalizations" if table_exists(con, "finalizations") else \
+        "(SELECT NULL::INTEGER AS list_year, NULL::VARCHAR AS run_id)"
+    for run_id, year, created_at, rule_ids, counts, final in con.execute(
+            _CATALOGUE_SQL.format(finalizations=finalizations)).fetchall():
+        runs[run_id] = StoredRun(run_id, year, created_at, tuple(sorted(rule_ids or ())), _judged(counts))
+        if final:
+            finalized[year] = run_id
+    return RunCatalogue(MappingProxyType(runs), MappingProxyType(finalized))
+
+
+def _judged(status_counts: str | None) -> bool:
+    if status_counts is None:
+        return True  # stored before the counts were recorded: assume it did
+    return any(c.get("hit", 0) + c.get("pass", 0) for c in json.loads(status_counts).values())
+
+
+def served_run(con: duckdb.DuckDBPyConnection, year: int) -> str | None:
+    """The run a list year serves (see :class:`RunCatalogue`)."""
+    run = run_catalogue(con).served(year)
+    return None if run is None else run.run_id
+
+
+@contextmanager
+def one_snapshot(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Every query inside reads the same committed state (a DuckDB transaction is a snapshot):
+    for a route that answers from several queries."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    finally:
+        con.execute("ROLLBACK")
 
 
 def audit(con: duckdb.DuckDBPyConnection, user: Any, action: str, entity: str, key: str,
           before: Any, after: Any) -> None:
     """Append one line to the audit trail (append-only: no route updates or deletes it)."""
-    import datetime as dt
-    import json
     import uuid
 
     def dump(value: Any) -> str | None:

@@ -34,8 +34,8 @@ _MESSAGES = {
     "int_type": "应为整数",
     "string_type": "应为文本",
     "json_invalid": "不是有效的 JSON",
-    "literal_error": "取值应为 {expected} 之一",
-    "enum": "取值应为 {expected} 之一",
+    "literal_error": "“{input}”无效，可选值：{expected}",
+    "enum": "“{input}”无效，可选值：{expected}",
     "less_than_equal": "不能大于 {le}",
     "greater_than_equal": "不能小于 {ge}",
     "less_than": "应小于 {lt}",
@@ -60,19 +60,14 @@ _MESSAGES = {
 }
 
 
-def _choices(expected: str) -> str:
-    """pydantic's "'confirmed' or 'disputed'" as "confirmed、disputed"."""
-    return "、".join(part.strip().strip("'\"") for part in re.split(r",| or ", expected) if part.strip())
-
-
 def _chinese(err: dict) -> str:
     template = _MESSAGES.get(err.get("type", ""))
     if template:
         ctx = dict(err.get("ctx") or {})
-        if "expected" in ctx:
-            ctx["expected"] = _choices(str(ctx["expected"]))
+        if "expected" in ctx:  # pydantic lists choices as "'a', 'b' or 'c'"
+            ctx["expected"] = "、".join(c.strip(" '") for c in str(ctx["expected"]).replace(" or ", ", ").split(", "))
         try:
-            return template.format(**ctx)
+            return template.format(input=err.get("input"), **ctx)
         except (KeyError, IndexError):
             return template
     message = str(err.get("msg", "")).removeprefix("Value error, ").removeprefix("Assertion failed, ")

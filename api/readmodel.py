@@ -5,17 +5,25 @@ route needs a dozen of them; on a province's database that caps one worker near 
 requests/s.  This process is the only writer of the database file (DuckDB allows one), so
 it knows exactly when the data change and can keep what it reads in memory:
 
-* stored runs never change once written: the newest run of each list year is held as Polars
-  frames sorted by enterprise code (a binary search finds a firm), loaded in the background;
-  until a run is loaded, readers ask DuckDB, so nothing ever waits for the load;
+* stored runs never change once written, so everything read from one run is kept under its
+  run id and never goes stale: the served run of each list year is held as Polars frames
+  sorted by enterprise code (a binary search finds a firm), loaded in the background (until
+  a run is loaded, readers ask DuckDB, so nothing ever waits for the load); a run's list is
+  one immutable :class:`RunList` (its rows, its sort orders, its townships);
 * the small, mutable service tables (verifications, decisions, final list, plans, audit)
   are read per list year in a few bulk queries and grouped by firm;
-* tokens, and the newest run per year.
+* tokens, and the run catalogue (which runs exist, which one each list year serves).
+
+One snapshot per request: a route takes the catalogue once, picks its run from it, and reads
+every row it returns from that run's immutable objects (authorization filters included), so
+a run stored meanwhile cannot mix into its answer.  No route may read rows of one run from two
+objects that are refreshed separately (that is how a township once received another
+township's rows).
 
 Every write request (any method but GET/HEAD/OPTIONS) bumps a generation counter when it
-has finished (after its commit); cached state read under an older generation is read again.
-State is tagged with the generation current when its read *started*, so a read racing a
-write is never kept.
+has finished (after its commit); cached mutable state read under an older generation is read
+again.  State is tagged with the generation current when its read *started*, so a read
+racing a write is never kept.
 """
 from __future__ import annotations
 
@@ -36,7 +44,7 @@ import numpy as np
 import polars as pl
 
 from .auth import User, find_user, token_hash
-from .db import records, table_exists
+from .db import RunCatalogue, StoredRun, records, run_catalogue, table_exists
 
 log = logging.getLogger("uvicorn.error")  # the server's own log, when served by uvicorn
 LOADED = "已将运行 {run} 读入内存（{rows} 行，{seconds:.1f} 秒）"
@@ -45,6 +53,8 @@ LOADED = "已将运行 {run} 读入内存（{rows} 行，{seconds:.1f} 秒）"
 MAX_TOKENS = 10_000
 #: rows per batch when reading a run into memory
 READ_BATCH_ROWS = 200_000
+#: run lists kept in memory (a list is small: one row per listed firm)
+MAX_LISTS = 16
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -65,6 +75,70 @@ class ByFirm:
         if hi <= lo:
             return []
         return [{k: v for k, v in r.items() if k not in drop} for r in self.frame.slice(lo, hi - lo).to_dicts()]
+
+
+class RunList:
+    """One stored run's list (its run_list rows), the run's townships and rule ids: immutable,
+    as the stored run is.  A request takes one and reads every row it returns from it, with
+    every filter (the caller's township too) applied to it: nothing stored meanwhile can
+    change what the request sees."""
+
+    #: the columns a list page may be filtered on
+    FILTERED = ("uscc", "township", "rule_ids", "industry_code", "suggested_disposition")
+
+    def __init__(self, run: StoredRun, frame: pl.DataFrame, townships: frozenset[str]):
+        self.run = run
+        self.townships = townships
+        self._firms = ByFirm(frame, compact=False)  # kept as stored: texts sort exactly as in the database
+        self._orders: dict[tuple[str, bool], pl.DataFrame] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def rule_ids(self) -> tuple[str, ...]:
+        return self.run.rule_ids
+
+    def entry(self, uscc: str) -> dict[str, Any] | None:
+        """The firm's row of the list (without its code), or None when it is not listed."""
+        rows = self._firms.rows(uscc, drop=("uscc",))
+        return rows[0] if rows else None
+
+    def page(self, where: list[pl.Expr], sort: str, descending: bool, offset: int, limit: int
+             ) -> tuple[int, list[dict[str, Any]]]:
+        """(rows matching every condition, the rows from ``offset``): sorted by ``sort``, then
+        by code, nulls last."""
+        ordered = self._order(sort, descending)
+        matching = ordered.filter(*where) if where else ordered
+        rows = matching["_row"].slice(offset, limit)
+        return matching.height, self._firms.frame[rows].to_dicts()
+
+    def _order(self, column: str, descending: bool) -> pl.DataFrame:
+        """The filtered columns and ``_row`` (the row in this list) in one sort order: sorting
+        text is the slow part of a page, so each order is sorted once per run."""
+        key = (column, descending)
+        with self._lock:
+            cached = self._orders.get(key)
+        if cached is None:
+            cached = (self._firms.frame.with_row_index("_row")
+                      .select("_row", *dict.fromkeys((*self.FILTERED, column)))
+                      .sort([column, "uscc"], descending=[descending, False], nulls_last=True))
+            with self._lock:
+                cached = self._orders.setdefault(key, cached)
+        return cached
+
+
+class ListedIn:
+    """Which of a fixed set of stored runs list each firm (stored runs never change, so the
+    answer for these runs never does)."""
+
+    def __init__(self, runs: frozenset[str], frame: pl.DataFrame):
+        self.runs = runs
+        self._firms = ByFirm(frame, "run_id", compact=False)
+
+    def covers(self, catalogue: RunCatalogue) -> bool:
+        return self.runs.issuperset(catalogue.runs)
+
+    def runs_of(self, uscc: str) -> set[str]:
+        return {r["run_id"] for r in self._firms.rows(uscc)}
 
 
 @dataclass
@@ -99,11 +173,10 @@ class ReadModel:
         self._max_runs = max_runs
         self._lock = threading.Lock()
         self.generation = 0
-        self.runs_generation = 0
         self._tokens: OrderedDict[str, tuple[int, User]] = OrderedDict()
-        self._latest: tuple[int, dict[int, str]] | None = None
-        self._list: tuple[int, ByFirm] | None = None
-        self._orders: dict[tuple[str, str, bool], tuple[int, pl.DataFrame]] = {}
+        self._catalogue: tuple[int, RunCatalogue] | None = None
+        self._lists: OrderedDict[str, RunList] = OrderedDict()
+        self._listed_in: ListedIn | None = None
         self._changes: tuple[int, dict[str, list[dict]]] | None = None
         self._states: dict[int, tuple[int, ServiceState]] = {}
         self._frames: OrderedDict[str, RunFrames] = OrderedDict()
@@ -112,10 +185,9 @@ class ReadModel:
     # ------------------------------------------------------------------ invalidation
 
     def wrote(self, path: str) -> None:
+        """A write request has finished (``path``: its route, for the record)."""
         with self._lock:
             self.generation += 1
-            if path.startswith("/api/v1/runs"):
-                self.runs_generation += 1
 
     def _fresh(self, entry: tuple[int, Any] | None, generation: int) -> Any:
         return entry[1] if entry is not None and entry[0] == generation else None
@@ -136,49 +208,44 @@ class ReadModel:
                     self._tokens.popitem(last=False)
         return user
 
-    def latest_runs(self, cursor: duckdb.DuckDBPyConnection) -> dict[int, str]:
-        """The newest run of each list year."""
-        generation = self.runs_generation
-        cached = self._fresh(self._latest, generation)
+    def catalogue(self, cursor: duckdb.DuckDBPyConnection) -> RunCatalogue:
+        """The stored runs and the run each list year serves (see :class:`api.db.RunCatalogue`):
+        take it once per request and pick the request's run from it."""
+        generation = self.generation
+        cached = self._fresh(self._catalogue, generation)
         if cached is None:
-            rows = cursor.execute("""
-                SELECT list_year, arg_max(run_id, (created_at, run_id)) FROM runs GROUP BY list_year
-            """).fetchall() if table_exists(cursor, "runs") else []
-            cached = dict(rows)
-            self._latest = (generation, cached)
+            cached = run_catalogue(cursor)
+            self._catalogue = (generation, cached)
         return cached
 
-    def lists(self, cursor: duckdb.DuckDBPyConnection) -> ByFirm:
-        """run_list of every run (small: one row per listed firm per run), kept as stored
-        (no categoricals, so that texts sort exactly as in the database)."""
-        generation = self.runs_generation
-        frame = self._fresh(self._list, generation)
-        if frame is None:
-            frame = ByFirm(cursor.sql("SELECT * FROM run_list").pl() if table_exists(cursor, "run_list")
-                           else pl.DataFrame({"uscc": []}, schema={"uscc": pl.String}), compact=False)
-            self._list = (generation, frame)
-        return frame
+    def run_list(self, cursor: duckdb.DuckDBPyConnection, run: StoredRun) -> RunList:
+        """The run's list, read once per run (a stored run never changes)."""
+        with self._lock:
+            found = self._lists.get(run.run_id)
+            if found is not None:
+                self._lists.move_to_end(run.run_id)
+                return found
+        frame = cursor.sql("SELECT * EXCLUDE (run_id, list_year) FROM run_list WHERE run_id = $run",
+                           params={"run": run.run_id}).pl()
+        townships = frozenset(t for (t,) in cursor.execute(
+            "SELECT DISTINCT township FROM run_enterprises WHERE run_id = ? AND township IS NOT NULL",
+            [run.run_id]).fetchall())
+        made = RunList(run, frame, townships)
+        with self._lock:
+            made = self._lists.setdefault(run.run_id, made)
+            while len(self._lists) > MAX_LISTS:
+                self._lists.popitem(last=False)
+        return made
 
-    def list_order(self, cursor: duckdb.DuckDBPyConnection, run: str, column: str, descending: bool) -> pl.DataFrame:
-        """One run's list in one sort order (then by code, nulls last): the columns the list
-        route filters on and ``_row``, the row in :meth:`lists`.  Sorting text is the slow
-        part of a list page, so each order is sorted once per run."""
-        key, generation = (run, column, descending), self.runs_generation
-        cached = self._fresh(self._orders.get(key), generation)
-        if cached is None:
-            cached = (self.lists(cursor).frame.with_row_index("_row")
-                      .filter(pl.col("run_id") == run)
-                      .select("_row", *dict.fromkeys(("uscc", "township", "rule_ids", "industry_code",
-                                                      "suggested_disposition", column)))
-                      .sort([column, "uscc"], descending=[descending, False], nulls_last=True))
-            with self._lock:  # orders of superseded runs go
-                self._orders = {k: v for k, v in self._orders.items() if v[0] == generation}
-                self._orders[key] = (generation, cached)
-        return cached
-
-    def list_entries(self, cursor: duckdb.DuckDBPyConnection, uscc: str) -> list[dict]:
-        """The firm's rows of run_list in every run."""
-        return self.lists(cursor).rows(uscc, drop=("uscc",))
+    def listed_in(self, cursor: duckdb.DuckDBPyConnection, catalogue: RunCatalogue) -> ListedIn:
+        """Which runs of the catalogue list each firm."""
+        current = self._listed_in
+        if current is None or not current.covers(catalogue):
+            runs = frozenset(catalogue.runs)
+            frame = cursor.sql("SELECT uscc, run_id FROM run_list WHERE list_contains($runs, run_id)",
+                               params={"runs": sorted(runs)}).pl()
+            current = self._listed_in = ListedIn(runs, frame)
+        return current
 
     # ------------------------------------------------------------------ stored runs
 
@@ -228,14 +295,14 @@ class ReadModel:
                 self._loading.discard(run_id)
 
     def preload(self) -> None:
-        """Start loading the newest run of the newest list years (called at start-up)."""
+        """Start loading the served run of the newest list years (called at start-up)."""
         cursor = self._con.cursor()
         try:
-            latest = self.latest_runs(cursor)
+            served = self.catalogue(cursor).served_runs
         finally:
             cursor.close()
-        for year in sorted(latest, reverse=True)[: self._max_runs]:
-            self.frames(latest[year])
+        for year in sorted(served, reverse=True)[: self._max_runs]:
+            self.frames(served[year].run_id)
 
     def wait_loaded(self, timeout: float = 600) -> None:
         """For tests and benchmarks: block until background loads have finished."""

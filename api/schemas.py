@@ -29,7 +29,8 @@ class ListItem(FirmItem):
 
 class ListPage(BaseModel):
     year: int
-    run_id: str
+    run_id: str = Field(description="该年度清单所依据的筛选：定稿后为定稿所依据的筛选，定稿前为最新一次筛选")
+    finalized: bool = Field(description="该年度清单是否已定稿")
     total: int
     page: int
     page_size: int
@@ -102,8 +103,9 @@ class EnterpriseRecord(BaseModel):
 class Dashboard(BaseModel):
     model_config = ConfigDict(extra="allow")
     year: int
-    run_id: str
-    listed: int = Field(description="最新一次筛选的清单企业数")
+    run_id: str = Field(description="该年度清单所依据的筛选：定稿后为定稿所依据的筛选，定稿前为最新一次筛选")
+    finalized: bool = Field(description="该年度清单是否已定稿")
+    listed: int = Field(description="该年度清单（见 run_id）的企业数")
     final: int = Field(description="定稿清单企业数（定稿前为 0）")
     by_township: list[dict[str, Any]]
     by_rule: list[dict[str, Any]]

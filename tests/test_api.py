@@ -247,6 +247,31 @@ def test_list_filters_and_sorting(service):
     assert client.get("/api/v1/lists/2022?sort=name; DROP TABLE users", headers=h).status_code == 422
 
 
+@pytest.mark.parametrize("role", ["admin", "township"])
+@pytest.mark.parametrize(("url", "param", "value", "listed"), [
+    ("/api/v1/lists/2022", "rule", "nope", "above_scale_low_tax_per_mu"),
+    ("/api/v1/lists/2022", "township", "柳市", TOWNSHIP),
+    ("/api/v1/lists/2022", "township", "不存在镇", OTHER),
+    ("/api/v1/lists/2022", "industry", "3x", "38"),
+    ("/api/v1/lists/2022", "verification", "done", "confirmed"),
+    ("/api/v1/lists/2022", "disposition", "关停", "改造提升"),
+])
+def test_unknown_filter_values_are_422_naming_the_valid_ones(service, role, url, param, value, listed):
+    """?rule=nope once answered 200 with an empty list (issue 10): a filter value the data do not
+    know is a mistake the caller must hear about."""
+    client, tokens = service
+    r = client.get(url, headers=_h(tokens[role]), params={param: value})
+    assert r.status_code == 422, r.text
+    assert value in r.json()["detail"] and listed in r.json()["detail"]
+    assert client.get(url, headers=_h(tokens[role]), params={param: listed}).status_code == 200
+
+
+def test_an_unknown_township_in_the_export_is_422(service):
+    client, tokens = service
+    r = client.get("/api/v1/lists/2022/export", headers=_h(tokens["admin"]), params={"township": "柳市"})
+    assert r.status_code == 422 and TOWNSHIP in r.json()["detail"]
+
+
 def test_record_holds_indicators_by_year_and_change_history(service):
     client, tokens = service
     h = _h(tokens["admin"])

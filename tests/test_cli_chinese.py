@@ -115,4 +115,4 @@ def test_api_validation_messages_have_no_english_fragment(tmp_path):
                           json={"year": 2022, "outcome": "maybe"})
     assert bad.status_code == 422
     detail = bad.json()["detail"]
-    assert "取值应为 confirmed、disputed 之一" in detail and " or " not in detail, detail
+    assert "“maybe”无效，可选值：confirmed、disputed" in detail and " or " not in detail, detail

@@ -373,3 +373,23 @@ def test_warnings_route_pages_filters_and_isolates_townships(service, cli_run):
     assert other["total"] == 0  # asking for another township shows nothing
     filtered = client.get(f"/api/v1/warnings/{YEAR}?township={OTHER}", headers=h).json()
     assert filtered["total"] == saved.filter(pl.col("township") == OTHER).height > 0
+
+
+@pytest.mark.api
+def test_a_township_sees_ranks_among_its_own_firms_never_county_ranks(service, cli_run):
+    """Issue 10, finding 10: the county rank told a township where its firms stand among every
+    other township's; a township's ranks are counted among its own firms."""
+    client, tokens = service
+    saved = pl.read_parquet(cli_run / "out" / "warnings.parquet")
+    mine = saved.filter(pl.col("township") == TOWNSHIP).sort(["risk", "uscc"], descending=[True, False])
+    assert mine["rank"].to_list() != list(range(1, mine.height + 1))  # county ranks would tell
+    pages = [client.get(f"/api/v1/warnings/{YEAR}?limit=50&offset={o}", headers=bearer(tokens["township"])).json()
+             for o in range(0, mine.height, 50)]
+    items = [i for p in pages for i in p["items"]]
+    assert [i["uscc"] for i in items] == mine["uscc"].to_list()
+    assert [i["rank"] for i in items] == list(range(1, mine.height + 1))
+    assert {p["rank_scope"] for p in pages} == {"township"}
+    county = client.get(f"/api/v1/warnings/{YEAR}?township={TOWNSHIP}&limit=500", headers=bearer(tokens["admin"])).json()
+    assert county["rank_scope"] == "county" and [i["rank"] for i in county["items"]] == mine["rank"].to_list()[:500]
+    unknown = client.get(f"/api/v1/warnings/{YEAR}?township=柳市", headers=bearer(tokens["admin"]))
+    assert unknown.status_code == 422 and TOWNSHIP in unknown.json()["detail"]

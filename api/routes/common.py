@@ -1,11 +1,12 @@
 """Pieces the routes share."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated
 
 from fastapi import HTTPException, Path, status
 
-from ..db import latest_run
+from ..db import RunCatalogue, StoredRun, run_catalogue
 
 #: a list year in a path (bounded, so that no number can overflow the database's integers)
 YearPath = Annotated[int, Path(ge=1900, le=2100, description="清单年度")]
@@ -14,6 +15,7 @@ ERRORS = {
     401: {"description": "缺少令牌或令牌无效", "model": None},
     403: {"description": "当前角色无权使用此功能"},
     404: {"description": "年度无筛选结果，或企业不存在、不在本乡镇街道"},
+    422: {"description": "参数无效，如未知的规则编号、乡镇街道或状态（detail 列出可选值）"},
 }
 
 # the latest verification per (firm, year): what a list shows as the firm's verification status
@@ -24,8 +26,23 @@ LATEST_VERIFICATION = """
 """
 
 
-def run_for_year(cursor, year: int) -> str:
-    run = latest_run(cursor, year)
+def served_run(catalogue: RunCatalogue, year: int) -> StoredRun:
+    """The run the list year serves: its finalized (定稿) run once finalized, else its newest
+    run; 404 when the year has none."""
+    run = catalogue.served(year)
     if run is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"{year} 年度还没有筛选结果，请先运行 screening run --year {year}")
     return run
+
+
+def run_for_year(cursor, year: int) -> str:
+    """The id of the run the list year serves (see :func:`served_run`)."""
+    return served_run(run_catalogue(cursor), year).run_id
+
+
+def check_choice(value: str | None, valid: Iterable[str], what: str) -> None:
+    """A filter value must be one the data know: 422 naming the valid values otherwise."""
+    valid = sorted(valid)
+    if value is not None and value not in valid:
+        raise HTTPException(422,
+                            f"{what}“{value}”无效，可选值：{'、'.join(valid) if valid else '（无）'}")

@@ -6,10 +6,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from ..auth import User
-from ..db import latest_run, records
+from ..db import one_snapshot, records, run_catalogue
 from ..deps import CursorDep, allow
 from ..schemas import Dashboard
-from .common import ERRORS, LATEST_VERIFICATION, run_for_year, YearPath
+from .common import ERRORS, LATEST_VERIFICATION, YearPath, served_run
 from .plans import plan_summary
 
 router = APIRouter(prefix="/api/v1/dashboard", tags=["dashboard"])
@@ -22,8 +22,17 @@ def get_dashboard(
     cursor: CursorDep,
     _user: Annotated[User, Depends(allow("admin", "analyst", "dashboard"))],
 ) -> dict:
-    """只含汇总数字，不含企业明细。"""
-    run = run_for_year(cursor, year)
+    """只含汇总数字，不含企业明细。
+
+    该年度的清单：定稿后为定稿所依据的筛选（此后的新筛选只是试算），定稿前为最新一次筛选；
+    所有数字在同一个数据库快照中读取。"""
+    with one_snapshot(cursor):
+        return _dashboard(cursor, year)
+
+
+def _dashboard(cursor, year: int) -> dict:
+    catalogue = run_catalogue(cursor)
+    run = served_run(catalogue, year).run_id
     status = f"""
         SELECT l.township, l.rule_ids, l.land_mu, l.energy_tce, coalesce(v.outcome, 'pending') AS verification
         FROM run_list l
@@ -54,7 +63,7 @@ def get_dashboard(
         SELECT industry_code[1:2] AS division, any_value(industry_name) AS industry_name, count(*) AS listed
         FROM run_list WHERE run_id = ? GROUP BY ALL ORDER BY listed DESC, division
     """, [run])
-    previous = latest_run(cursor, year - 1)
+    previous = catalogue.served(year - 1)
     change = None
     if previous is not None:
         row = cursor.execute("""
@@ -63,7 +72,7 @@ def get_dashboard(
                    count(*) FILTER (WHERE c.uscc IS NOT NULL AND p.uscc IS NOT NULL)
             FROM (SELECT uscc FROM run_list WHERE run_id = ?) c
             FULL JOIN (SELECT uscc FROM run_list WHERE run_id = ?) p USING (uscc)
-        """, [run, previous]).fetchall()[0]
+        """, [run, previous.run_id]).fetchall()[0]
         change = {"previous_year": year - 1, "entered": row[0], "left": row[1], "stayed": row[2]}
     plans = plan_summary(cursor, year)
     for key, freed in (("land_mu", plans["expected_land_mu"]), ("energy_tce", plans["expected_energy_tce"])):
@@ -71,6 +80,6 @@ def get_dashboard(
             targets[key]["planned"] = freed
     if "firms" in targets:
         targets["firms"]["final"] = final
-    return {"year": year, "run_id": run, "listed": listed, "final": final, "by_township": by_township,
-            "by_rule": by_rule, "by_industry": by_industry, "verification": verification, "plans": plans,
+    return {"year": year, "run_id": run, "finalized": year in catalogue.finalized, "listed": listed, "final": final,
+            "by_township": by_township, "by_rule": by_rule, "by_industry": by_industry, "verification": verification, "plans": plans,
             "targets": targets, "year_over_year": change}

@@ -14,7 +14,7 @@ from ..db import audit, finalized, firm_rows, records
 from ..deps import CursorDep, ReadModelDep, allow
 from ..readmodel import ReadModel, anomalies_checked
 from ..schemas import EnterpriseRecord, Verification, VerificationIn
-from .common import ERRORS, run_for_year
+from .common import ERRORS, run_for_year, served_run
 
 router = APIRouter(prefix="/api/v1/enterprises", tags=["enterprises"])
 
@@ -94,29 +94,31 @@ def get_enterprise(
     cursor: CursorDep,
     model: ReadModelDep,
     user: Annotated[User, Depends(allow("admin", "analyst", "township"))],
-    year: Annotated[int | None, Query(ge=1900, le=2100, description="清单年度（默认：最近有筛选结果的年度）")] = None,
+    year: Annotated[int | None, Query(ge=1900, le=2100, description="清单年度（默认：有筛选结果的最近年度；只有数据够不到的年度时除外）")] = None,
 ) -> dict:
-    latest = model.latest_runs(cursor)
-    if not latest:
+    catalogue = model.catalogue(cursor)  # one catalogue: the run and the history agree
+    year = year if year is not None else catalogue.default_year()
+    if year is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "还没有任何筛选结果")
-    year = year if year is not None else max(latest)
-    run = latest.get(year) or run_for_year(cursor, year)  # the latter says there is no run
+    run = served_run(catalogue, year)
     code = uscc.strip().upper()
-    # the newest run of each list year: together they hold every data year (indicator history)
-    panels = _panels(model, cursor, code, list(latest.values()))
-    profile = next((p for p in panels if p["run_id"] == run), None)
+    # the run each list year serves: together they hold every data year (indicator history)
+    panels = _panels(model, cursor, code, [r.run_id for r in catalogue.served_runs.values()])
+    profile = next((p for p in panels if p["run_id"] == run.run_id), None)
     # a firm of another township is indistinguishable from a firm that does not exist
     if profile is None or not user.sees(profile["township"]):
         raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
     profile = {k: v for k, v in profile.items() if k not in ("run_id", "list_year", "run_created_at")}
-    listed_in = model.list_entries(cursor, code)
-    entry = [{k: v for k, v in r.items() if k not in ("run_id", "list_year")} for r in listed_in if r["run_id"] == run]
-    earlier = sum(1 for r in listed_in if r["list_year"] == year and r["run_id"] != run)
+    entry = model.run_list(cursor, run).entry(code)
+    # listed by an earlier run of the year, not by the one the year serves
+    dropped = entry is None and bool(
+        model.listed_in(cursor, catalogue).runs_of(code) & {r.run_id for r in catalogue.earlier(run)})
     state = model.service_state(cursor, year)
-    return {**profile, "year": year, "run_id": run, "listed": bool(entry), "list_entry": entry[0] if entry else None,
+    return {**profile, "year": year, "run_id": run.run_id, "listed": entry is not None, "list_entry": entry,
             "indicators": _indicators(panels), "change_history": model.changes(cursor, code),
-            "no_longer_flagged": not entry and earlier > 0,
-            "results": _results(model, cursor, code, run), "anomaly": _anomaly(model, cursor, code, run, year),
+            "no_longer_flagged": dropped,
+            "results": _results(model, cursor, code, run.run_id),
+            "anomaly": _anomaly(model, cursor, code, run.run_id, year),
             "verifications": state.verifications.get(code, []),
             "dispute_decisions": state.decisions.get(code, []),
             "finalized": state.finalization is not None, "on_final_list": code in state.final_basis,

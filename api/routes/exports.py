@@ -31,10 +31,10 @@ from screening.csvsafe import csv_bytes
 from screening.excel import ANOMALY_COLUMN, LIST_COLUMNS, WORKBOOK_OPTIONS, _formats, _list_sheet, sheet_name
 
 from ..auth import User
-from ..db import audit, finalized, table_exists
-from ..deps import CursorDep, allow
+from ..db import audit, finalized, one_snapshot, run_catalogue, table_exists
+from ..deps import CursorDep, ReadModelDep, allow
 from ..schemas import VerificationIn
-from .common import ERRORS, run_for_year, YearPath
+from .common import ERRORS, YearPath, check_choice, run_for_year, served_run
 
 router = APIRouter(prefix="/api/v1/lists", tags=["exports"])
 
@@ -166,18 +166,26 @@ def _instructions(wb: xlsxwriter.Workbook, fmts: dict[str, Any], year: int, run:
 def export_list(
     year: YearPath,
     cursor: CursorDep,
+    model: ReadModelDep,
     user: Annotated[User, Depends(allow("admin", "analyst", "township"))],
     fmt: Annotated[Literal["xlsx", "csv"], Query(alias="format", description="xlsx（默认）或 csv")] = "xlsx",
-    township: Annotated[str | None, Query(description="乡镇街道（默认：全部）；township 角色总是本乡镇街道")] = None,
+    township: Annotated[str | None, Query(description="乡镇街道（默认：全部；须为该次筛选中的乡镇街道）；"
+                                                      "township 角色总是本乡镇街道")] = None,
 ) -> Response:
-    """Excel 核实表的“核实结果”（下拉：确认/异议）、“异议原因”“备注”三列留空，由乡镇街道离线填写后上传。"""
+    """Excel 核实表的“核实结果”（下拉：确认/异议）、“异议原因”“备注”三列留空，由乡镇街道离线填写后上传。
+
+    导出该年度的清单：定稿后为定稿所依据的筛选，定稿前为最新一次筛选（与 GET /lists/{year} 相同）。"""
     township = (township or "").strip() or None
     if user.role == "township":
         if township is not None and not user.sees(township):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "只能导出本乡镇街道的清单")
         township = user.township
-    run = run_for_year(cursor, year)
-    frame = _export_frame(cursor, year, run, township)
+    with one_snapshot(cursor):  # the run, its rows and their verification status: one state
+        stored = served_run(run_catalogue(cursor), year)
+        if user.role != "township":
+            check_choice(township, model.run_list(cursor, stored).townships, "乡镇街道")
+        run = stored.run_id
+        frame = _export_frame(cursor, year, run, township)
     if township is not None and frame.is_empty():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"{year} 年度清单中没有 {township} 的企业")
     stem = f"{year}年度整治企业清单_{_UNSAFE_NAME.sub('_', township or '全部')}"

@@ -1,4 +1,10 @@
-"""定稿: the bureau decides on disputes, then freezes the year's final list."""
+"""定稿: the bureau decides on disputes, then freezes the year's final list.
+
+Once a year is finalized, its list routes serve the finalized run; a run of that year stored
+later is a trial (试算) and changes nothing, unless the admin stores it with
+``replace_final`` (POST /api/v1/runs), which withdraws the finalization (kept whole in the
+audit trail) so that the new run becomes the year's list, to be verified and finalized again.
+See docs/service.md."""
 from __future__ import annotations
 
 import datetime as dt
@@ -10,7 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..auth import User
-from ..db import audit, finalized, records
+from ..db import audit, finalized, one_snapshot, records, run_catalogue
 from ..deps import CursorDep, allow
 from .common import ERRORS, YearPath, run_for_year
 
@@ -92,6 +98,18 @@ def finalize(year: YearPath, body: FinalizeIn, cursor: CursorDep,
              user: Annotated[User, Depends(allow("admin"))]) -> dict:
     """列入定稿清单的：核实确认的企业，以及异议被驳回的企业。异议成立的企业不列入。
     仍有未核实或异议未处理的企业时返回 409，除非 allow_unresolved 为 true。定稿后不可更改。"""
+    # the run, its standings and the final list: read and written in one transaction (one state)
+    cursor.execute("BEGIN TRANSACTION")
+    try:
+        summary = _finalize(cursor, year, body, user)
+    except BaseException:
+        cursor.execute("ROLLBACK")
+        raise
+    cursor.execute("COMMIT")
+    return summary
+
+
+def _finalize(cursor, year: int, body: FinalizeIn, user: User) -> dict:
     if finalized(cursor, year):
         raise HTTPException(status.HTTP_409_CONFLICT, f"{year} 年度清单已于此前定稿，定稿结果不可更改")
     run = run_for_year(cursor, year)
@@ -104,7 +122,6 @@ def finalize(year: YearPath, body: FinalizeIn, cursor: CursorDep,
                             "处理完毕后再定稿，或设 allow_unresolved 为 true")
     final = [f for f in firms if f["standing"] in ("confirmed", "dispute_rejected")]
     now = dt.datetime.now(dt.timezone.utc)
-    cursor.execute("BEGIN TRANSACTION")
     for f in final:
         entry = {k: v for k, v in f.items() if k not in ("standing", "verification_id")}
         cursor.execute("INSERT INTO final_list VALUES (?, ?, ?, ?, ?)",
@@ -114,7 +131,6 @@ def finalize(year: YearPath, body: FinalizeIn, cursor: CursorDep,
     summary = {"year": year, "run_id": run, "final": len(final), "counts": counts, "finalized_by": user.name,
                "finalized_at": now}
     audit(cursor, user, "finalize", "list", str(year), None, summary)
-    cursor.execute("COMMIT")
     return summary
 
 
@@ -122,10 +138,11 @@ def finalize(year: YearPath, body: FinalizeIn, cursor: CursorDep,
             summary="定稿清单（定稿前为 404）")
 def final_list(year: YearPath, cursor: CursorDep,
                user: Annotated[User, Depends(allow("admin", "analyst", "township"))]) -> dict:
-    info = finalized(cursor, year)
-    if info is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{year} 年度清单尚未定稿")
-    rows = records(cursor, "SELECT uscc, basis, entry FROM final_list WHERE list_year = ? ORDER BY uscc", [year])
+    with one_snapshot(cursor):  # a replacement of the final list cannot fall between the two reads
+        info = finalized(cursor, year)
+        if info is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"{year} 年度清单尚未定稿")
+        rows = records(cursor, "SELECT uscc, basis, entry FROM final_list WHERE list_year = ? ORDER BY uscc", [year])
     items = [{**json.loads(r["entry"]), "basis": r["basis"]} for r in rows]
     items = [i for i in items if user.sees(i.get("township"))]
     return {"year": year, "run_id": info["run_id"], "finalized_at": info["finalized_at"], "total": len(items),
@@ -143,3 +160,42 @@ def audit_log(cursor: CursorDep, _user: Annotated[User, Depends(allow("admin"))]
         item["before"] = json.loads(item["before"]) if item["before"] else None
         item["after"] = json.loads(item["after"]) if item["after"] else None
     return {"total": total, "items": items}
+
+
+def settle_run(cursor, user: User, run_id: str, replace_final: bool) -> dict:
+    """What a newly stored run is to its list year, for the response of POST /runs: the
+    year's list; or, when the year is finalized, a trial (试算) that changes nothing — unless
+    ``replace_final``, which withdraws the finalization (audited) so that the run becomes the
+    year's list."""
+    catalogue = run_catalogue(cursor)
+    year = catalogue.runs[run_id].list_year
+    final_run = catalogue.finalized.get(year)
+    if final_run is not None and replace_final:
+        _withdraw(cursor, user, year, run_id)
+        return {"trial": False, "replaced_final": True, "served_run_id": run_id,
+                "notice": f"已替换 {year} 年度定稿清单：原定稿（运行 {final_run}）已撤销并记入审计记录，"
+                          f"本次筛选成为 {year} 年度清单；请重新属地核实并定稿"}
+    if catalogue.is_trial(run_id):
+        return {"trial": True, "replaced_final": False, "served_run_id": final_run,
+                "notice": f"{year} 年度清单已定稿：本次筛选仅作试算保存，不改变各乡镇街道看到的清单"
+                          f"（仍为定稿所依据的运行 {final_run}）；如需以本次结果替换定稿清单，"
+                          "请以 replace_final: true 重新提交"}
+    return {"trial": False, "replaced_final": False, "served_run_id": catalogue.served(year).run_id, "notice": None}
+
+
+def _withdraw(cursor, user: User, year: int, run_id: str) -> None:
+    """Withdraw the year's finalization and final list, in one transaction; the audit line
+    keeps them (the final list's entries are the finalized run's rows, which stay stored)."""
+    cursor.execute("BEGIN TRANSACTION")
+    try:
+        info = finalized(cursor, year)
+        entries = records(cursor, "SELECT uscc, basis, verification_id FROM final_list WHERE list_year = ? "
+                                  "ORDER BY uscc", [year])
+        cursor.execute("DELETE FROM final_list WHERE list_year = ?", [year])
+        cursor.execute("DELETE FROM finalizations WHERE list_year = ?", [year])
+        audit(cursor, user, "replace_final", "list", str(year), {"finalization": info, "final_list": entries},
+              {"year": year, "run_id": run_id})
+        cursor.execute("COMMIT")
+    except BaseException:
+        cursor.execute("ROLLBACK")
+        raise

@@ -1,16 +1,19 @@
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 import polars as pl
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 
 from ..auth import User
 from ..deps import CursorDep, ReadModelDep, allow
 from ..schemas import ListPage
-from .common import ERRORS, run_for_year, YearPath
+from .common import ERRORS, YearPath, check_choice, served_run
 
 router = APIRouter(prefix="/api/v1/lists", tags=["lists"])
+
+_INDUSTRY = re.compile(r"[0-9]{1,4}")
 
 # sort keys: (column, descending); every order ends with the code, nulls last
 _ORDER = {
@@ -20,15 +23,15 @@ _ORDER = {
 
 
 @router.get("/{year}", response_model=ListPage, responses=ERRORS, operation_id="lists-get",
-            summary="某年度整治企业清单（最新一次筛选）")
+            summary="某年度整治企业清单（该年度的清单：定稿后为定稿所依据的筛选，定稿前为最新一次筛选）")
 def get_list(
     year: YearPath,
     cursor: CursorDep,
     model: ReadModelDep,
     user: Annotated[User, Depends(allow("admin", "analyst", "township"))],
-    township: Annotated[str | None, Query(description="乡镇街道；township 角色只能看到本乡镇街道")] = None,
+    township: Annotated[str | None, Query(description="乡镇街道（须为该次筛选中的乡镇街道）；township 角色只能看到本乡镇街道")] = None,
     rule: Annotated[str | None, Query(description="只列命中该规则的企业，如 above_scale_low_tax_per_mu")] = None,
-    industry: Annotated[str | None, Query(max_length=4, description="行业代码或其前缀，如 38（大类）或 3823")] = None,
+    industry: Annotated[str | None, Query(max_length=4, description="行业代码或其前缀（1—4 位数字），如 38（大类）或 3823")] = None,
     verification: Annotated[Literal["pending", "confirmed", "disputed"] | None,
                             Query(description="属地核实状态")] = None,
     disposition: Annotated[Literal["兼并重组", "整体腾退", "搬迁入园", "改造提升"] | None,
@@ -40,9 +43,20 @@ def get_list(
 ) -> dict:
     """清单按乡镇街道和统一社会信用代码排序，每行附属地核实状态。
 
-    Served from the read model's copy of run_list (see api/readmodel.py): a page is a filter
-    and a sort of a few ten thousand rows in Polars, with no database query."""
-    run = model.latest_runs(cursor).get(year) or run_for_year(cursor, year)  # the latter says there is no run
+    该年度的清单：定稿（POST /lists/{year}/finalize）之后是定稿所依据的那次筛选，此后同一年度
+    的新筛选只作试算保存，不改变清单；定稿之前是该年度最新一次筛选。未知的规则编号、乡镇街道
+    或状态返回 422，并列出可选值。
+
+    One snapshot: the run is picked once from the catalogue and every row, filter (the caller's
+    township included) and total comes from that run's immutable list (api/readmodel.py)."""
+    catalogue = model.catalogue(cursor)
+    run = served_run(catalogue, year)
+    snapshot = model.run_list(cursor, run)
+    township, rule, industry = (v.strip() or None if v is not None else None for v in (township, rule, industry))
+    check_choice(township, snapshot.townships, "乡镇街道")
+    check_choice(rule, snapshot.rule_ids, "规则编号")
+    if industry is not None and not _INDUSTRY.fullmatch(industry):
+        raise HTTPException(422, f"行业代码“{industry}”无效：应为 1—4 位数字，如 38 或 3823")
     outcomes = model.service_state(cursor, year).outcomes
     own = user.township if user.role == "township" else None  # a township sees only itself
     conditions = [
@@ -54,15 +68,12 @@ def get_list(
         _status_is(verification, outcomes) if verification else None,
     ]
     column, descending = _ORDER[sort]
-    ordered = model.list_order(cursor, run, column, descending)
-    wanted = [c for c in conditions if c is not None]
-    matching = ordered.filter(*wanted) if wanted else ordered
-    rows = matching["_row"].slice((page - 1) * page_size, page_size)
-    items = model.lists(cursor).frame[rows].drop("run_id", "list_year").to_dicts()
+    total, items = snapshot.page([c for c in conditions if c is not None], column, descending,
+                                 (page - 1) * page_size, page_size)
     for item in items:
         item["verification_status"] = outcomes.get(item["uscc"], "pending")
-    return {"year": year, "run_id": run, "total": matching.height, "page": page, "page_size": page_size,
-            "items": items}
+    return {"year": year, "run_id": run.run_id, "finalized": year in catalogue.finalized,
+            "total": total, "page": page, "page_size": page_size, "items": items}
 
 
 def _status_is(status: str, outcomes: dict[str, str]) -> pl.Expr:

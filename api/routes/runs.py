@@ -22,6 +22,7 @@ from ..auth import User
 from ..db import audit, ensure_schema
 from ..deps import CursorDep, allow
 from .common import ERRORS
+from .finalization import settle_run
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
 _one_at_a_time = threading.Lock()
@@ -33,6 +34,8 @@ class RunIn(BaseModel):
     data: str | None = Field(default=None, max_length=200,
                              description="数据目录名，位于服务配置的数据根目录（SCREENING_DATA_ROOT）之下；默认即数据根目录")
     set: list[str] = Field(default_factory=list, max_length=20, description="参数调整，如 above_scale_low_tax_per_mu.ratio=0.1")
+    replace_final: bool = Field(default=False, description="该年度已定稿时：为 true 则撤销原定稿（记入审计），以本次筛选作为"
+                                                           "该年度清单，需重新核实并定稿；为 false（默认）则本次筛选只作试算保存")
 
 
 @router.post("/runs", status_code=status.HTTP_201_CREATED,
@@ -58,6 +61,7 @@ def create_run(body: RunIn, request: Request, cursor: CursorDep,
             summary = {"run_id": s.run_id, "list_year": s.list_year, "listed": s.list.height,
                        "enterprises": s.enterprises, "hits_per_rule": s.hits_per_rule(),
                        "rejected_rows": s.inputs.rejected_rows, "warnings": s.warnings, "outputs": str(out)}
+        summary |= settle_run(cursor, user, s.run_id, body.replace_final)  # a trial once the year is finalized
     except ScreeningError as exc:
         raise HTTPException(422, str(exc)) from None
     finally:

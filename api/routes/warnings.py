@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
 
 from ..auth import User
-from ..db import records, table_exists
+from ..db import one_snapshot, records, table_exists
 from ..deps import CursorDep, allow
 from ..schemas import FirmItem
-from .common import ERRORS
+from .common import ERRORS, check_choice
 
 router = APIRouter(prefix="/api/v1/warnings", tags=["warnings"])
 
@@ -25,7 +25,7 @@ WarnYearPath = Annotated[int, Path(ge=1900, le=2100,
 
 class WarningItem(FirmItem):
     risk: float = Field(ge=0, le=1, description="进入 Y+1 年度清单的估计概率（0—1）")
-    rank: int = Field(description="全县风险排名（1 为最高）")
+    rank: int = Field(description="风险排名（1 为最高）：township 角色为本乡镇街道内的排名，其他角色为全县排名（见 rank_scope）")
     factors: str = Field(description="主要原因（中文，按对风险的影响从大到小，以“；”分隔）")
 
 
@@ -38,6 +38,7 @@ class WarningPage(BaseModel):
     model: str = Field(description="选用的模型")
     backtest: dict[str, Any] = Field(description="回测摘要：AUC、前 k 名精确率、Brier 分数及朴素基线")
     advisory: str = Field(examples=[ADVISORY])
+    rank_scope: Literal["county", "township"] = Field(description="rank 的范围：county 全县，township 本乡镇街道")
     total: int
     limit: int
     offset: int
@@ -75,28 +76,36 @@ def get_warnings(
     year: WarnYearPath,
     cursor: CursorDep,
     user: Annotated[User, Depends(allow("admin", "analyst", "township"))],
-    township: Annotated[str | None, Query(max_length=100, description="乡镇街道；township 角色只能看到本乡镇街道")] = None,
+    township: Annotated[str | None, Query(max_length=100, description="乡镇街道（须为预警名单中的乡镇街道）；"
+                                                                     "township 角色只能看到本乡镇街道")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"每页条数，最多 {MAX_LIMIT}")] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000, description="跳过的条数（从 0 开始）")] = 0,
 ) -> dict:
     """最新一次 `screening warn --year Y` 的结果，按风险从高到低排列，每行附主要原因。
 
-    预警只是模型对企业进入下一年度清单可能性的估计，仅供参考，不改变任何规则判定。"""
-    run = _latest_warn(cursor, year)
-    filters = [
-        ("warn_id = ?", run["warn_id"]),
-        ("township = ?", user.township if user.role == "township" else None),  # a township sees only itself
-        ("township = ?", township),
-    ]
-    where = " AND ".join(condition for condition, value in filters if value)
-    params = [value for _, value in filters if value]
-    total = cursor.execute(f"SELECT count(*) FROM warn_results WHERE {where}", params).fetchall()[0][0]
-    items = records(cursor, f"""
-        SELECT uscc, name, township, industry_code, scale, risk, rank, factors
-        FROM warn_results WHERE {where}
-        ORDER BY risk DESC, uscc
-        LIMIT ? OFFSET ?
-    """, [*params, limit, offset])
+    预警只是模型对企业进入下一年度清单可能性的估计，仅供参考，不改变任何规则判定。
+    township 角色只看到本乡镇街道的企业，排名也只在本乡镇街道内计算（不透露全县位次）。"""
+    own = user.township if user.role == "township" else None  # a township sees only itself
+    township = (township or "").strip() or None
+    with one_snapshot(cursor):
+        run = _latest_warn(cursor, year)
+        if township is not None:
+            check_choice(township, (t for (t,) in cursor.execute(
+                "SELECT DISTINCT township FROM warn_results WHERE warn_id = ? AND township IS NOT NULL",
+                [run["warn_id"]]).fetchall()), "乡镇街道")
+        filters = [("warn_id = ?", run["warn_id"]), ("township = ?", own), ("township = ?", township)]
+        where = " AND ".join(condition for condition, value in filters if value)
+        params = [value for _, value in filters if value]
+        total = cursor.execute(f"SELECT count(*) FROM warn_results WHERE {where}", params).fetchall()[0][0]
+        # a township never learns where its firms stand in the county: ranked among its own firms
+        rank = "row_number() OVER (ORDER BY risk DESC, uscc)" if own else "rank"
+        items = records(cursor, f"""
+            SELECT uscc, name, township, industry_code, scale, risk, {rank} AS rank, factors
+            FROM warn_results WHERE {where}
+            ORDER BY risk DESC, uscc
+            LIMIT ? OFFSET ?
+        """, [*params, limit, offset])
     return {"year": year, "warn_id": run["warn_id"], "created_at": run["created_at"], "data_year": run["data_year"],
             "target_list_year": run["target_list_year"], "model": run["model"], "backtest": _summary(run["metrics"]),
-            "advisory": ADVISORY, "total": total, "limit": limit, "offset": offset, "items": items}
+            "advisory": ADVISORY, "rank_scope": "township" if own else "county", "total": total, "limit": limit,
+            "offset": offset, "items": items}
