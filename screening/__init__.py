@@ -17,9 +17,9 @@ Charts (PNG + SVG, Chinese labels, a CJK font checked glyph by glyph) are in
 ``screening.charts``, imported on demand because matplotlib takes a moment to load.
 """
 
-__version__ = "0.1.0"
-
 from pathlib import Path as _Path
+
+from ._version import __version__  # noqa: F401
 
 # bound here, after the submodules of the same names, so that screening.screen is the function
 from .compare import compare_runs  # noqa: E402

@@ -26,7 +26,7 @@ def warn_command(
         "--rules", help="生成训练标签的规则集目录（默认：rules/yueqing-2022）")] = None,
 ) -> None:
     """预警（仅供参考）：估计每家企业进入下一年度清单的可能性，给出主要原因、回测报告和模型。不改变任何规则判定。"""
-    from .cli import _fail, _notice, err_console
+    from .cli_common import _fail, _notice, err_console
     from .errors import ScreeningError
     from .outdir import staged
     from .warn import early_warning
@@ -58,7 +58,7 @@ def warn_command(
 def _summary(result, out: Path, db: Optional[Path], stored: Optional[str], elapsed: float) -> None:
     from rich.table import Table
 
-    from .cli import out_console
+    from .cli_common import out_console
     from rich.cells import cell_len
 
     from .terminal import say, wrap
@@ -115,7 +115,7 @@ def _summary(result, out: Path, db: Optional[Path], stored: Optional[str], elaps
 
 def main() -> None:
     """Run the command on its own: ``python -m screening.cli_warn --year 2022 …``."""
-    from .cli import run_app
+    from .cli_common import run_app
 
     app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
     app.command()(warn_command)
