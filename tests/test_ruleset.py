@@ -131,7 +131,7 @@ def test_overrides_are_typed_and_recorded():
     [
         ("no_rule.ratio=1", "未知规则"),
         ("above_scale_low_tax_per_mu.ratoi=1", "没有参数 ratoi"),
-        ("above_scale_low_tax_per_mu.ratio=abc", "类型应为 float"),
+        ("above_scale_low_tax_per_mu.ratio=abc", "'abc' 无效：不是数字（应为数字）"),
         ("above_scale_low_tax_per_mu.min_group_size=2.5", "应为整数"),
         ("below_scale_consecutive_c_grade.grades=E", "不在允许值"),
         ("above_scale_low_tax_per_mu.ratio", "格式应为"),
