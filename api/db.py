@@ -81,6 +81,11 @@ CREATE TABLE IF NOT EXISTS plan_progress (
     created_by VARCHAR NOT NULL,
     created_at TIMESTAMPTZ NOT NULL
 );
+CREATE TABLE IF NOT EXISTS user_passwords (
+    user_id VARCHAR PRIMARY KEY,
+    password_argon2 VARCHAR NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit_log (
     audit_id VARCHAR PRIMARY KEY,
     logged_at TIMESTAMPTZ NOT NULL,

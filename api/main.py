@@ -19,6 +19,7 @@ from .db import ensure_schema
 from .readmodel import ReadModel, WriteTracker
 from .routes import dashboard, enterprises, exports, finalization, health, lists, plans, runs, users
 from .routes import warnings as warning_routes
+from . import web
 
 DESCRIPTION = """高耗低效企业筛选引擎的服务接口：年度清单、一企一策档案、乡镇街道属地核实与看板汇总。
 
@@ -78,13 +79,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.con.close()
             os.umask(umask)
 
-    app = FastAPI(title="高耗低效企业筛选服务", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="高耗低效企业筛选服务", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)  # /docs and /redoc: served offline by api.web
     app.state.settings = settings
     app.state.read_model = None
     app.add_middleware(WriteTracker, read_model=lambda: app.state.read_model)
     for module in (health, lists, exports, enterprises, dashboard, finalization, plans, runs, users):
         app.include_router(module.router)
     app.include_router(warning_routes.router)  # 预警名单 (screening warn --db)
+    web.install(app)  # the web app: pages, sign-in, static files, /docs and /redoc (api/web)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
