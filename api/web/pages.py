@@ -352,6 +352,9 @@ def _plan_page(request: Request, uscc: str, year: int, cursor, user: User, form:
     plan = plans.load_plan(cursor, year, code_)
     if form is None:
         form = _plan_form(plan)
+    elif plan is not None and error and "已被他人修改" in error:
+        # the text sent stays; saving it again is a deliberate choice over the version now shown
+        form = {**form, "version": str(plan["version"])}
     return render(request, "plan.html", status_code=code, user=user, title=f"一企一策方案 · {entry.get('name') or code_}",
                   year=year, uscc=code_, entry=entry, plan=plan, form=form, error=error, notice=notice,
                   dispositions=DISPOSITIONS, today=dt.date.today().isoformat())

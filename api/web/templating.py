@@ -19,6 +19,9 @@ STATUS = {"hit": "命中", "pass": "未命中", "insufficient_data": "数据不�
 VERIFICATION = {"pending": "待核实", "confirmed": "已确认", "disputed": "有异议"}
 STANDING = {"unverified": "未核实", "confirmed": "已确认", "dispute_pending": "异议待处理",
             "dispute_upheld": "异议成立", "dispute_rejected": "异议驳回"}
+ACTIONS = {"verify": "属地核实", "decide_dispute": "异议处理", "put_plan": "制定或修改方案", "plan_progress": "登记方案进展",
+           "complete_plan": "方案完成", "finalize": "定稿", "login": "登录", "login_failed": "登录失败", "logout": "退出",
+           "change_password": "修改密码", "create_user": "创建用户", "revoke_user": "停用用户", "run": "筛选"}
 ROLES = {"admin": "经信局", "township": "乡镇街道", "analyst": "分析", "dashboard": "大屏"}
 
 
@@ -44,7 +47,7 @@ def _jsontext(value: Any) -> str:
 
 
 ENV.filters.update(number=_number, when=_when, jsontext=_jsontext)
-ENV.globals.update(STATUS=STATUS, VERIFICATION=VERIFICATION, STANDING=STANDING, ROLES=ROLES)
+ENV.globals.update(ACTIONS=ACTIONS, STATUS=STATUS, VERIFICATION=VERIFICATION, STANDING=STANDING, ROLES=ROLES)
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
