@@ -162,8 +162,11 @@ def test_a_township_confirms_one_firm_and_disputes_another(session, server):
     assert api.get(f"/api/v1/enterprises/{first}?year=2022", headers=head).json()["verifications"][-1]["outcome"] == "confirmed"
     disputed = api.get(f"/api/v1/enterprises/{second}?year=2022", headers=head).json()["verifications"][-1]
     assert (disputed["outcome"], disputed["reason"], disputed["created_by"]) == ("disputed", "企业已关停或迁出", NAMES["township"])
-    s.page.goto("/lists/2022?verification=disputed")
-    assert second in s.page.inner_text("#list")
+    # the list's filters apply in place (htmx, under the page's CSP) and the address follows them
+    s.page.goto("/lists/2022")
+    s.page.select_option("form.filters select[name=verification]", "disputed")
+    sync_api.expect(s.page.locator("#total")).to_have_text("1")
+    assert second in s.page.inner_text("#list") and "verification=disputed" in s.page.url
 
 
 def test_another_townships_firm_url_is_404(session, server):

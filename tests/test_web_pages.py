@@ -320,3 +320,20 @@ def test_a_revoked_user_is_signed_out(web):
     assert client.get("/lists/2022").status_code == 200
     admin.post("/users/revoke", data={"csrf_token": csrf, "name": "将停用"})
     assert client.get("/lists/2022", follow_redirects=False).headers["location"] == "/login"
+
+
+def test_the_users_api_sets_a_password(web):
+    client, tokens, _ = web
+    head = bearer(tokens["admin"])
+    short = client.post("/api/v1/users", headers=head, json={"name": "短", "role": "analyst", "password": "short"})
+    assert short.status_code == 422 and "至少" in short.json()["detail"]
+    assert client.post("/api/v1/users", headers=head, json={"name": "短", "role": "analyst"}).status_code == 201  # not created before
+    made = client.post("/api/v1/users", headers=head, json={"name": "接口建的", "role": "analyst", "password": "一个足够长的口令xyz"})
+    assert made.status_code == 201 and "password" not in made.json()
+    client.cookies.clear()
+    token = csrf_of(client.get("/login").text)
+    assert client.post("/login", data={"name": "接口建的", "password": "一个足够长的口令xyz", "csrf_token": token},
+                       follow_redirects=False).status_code == 303
+    log = client.get("/api/v1/audit?page_size=500", headers=head).json()["items"]
+    created = [i for i in log if i["action"] == "create_user" and i["entity_key"] == "接口建的"]
+    assert created and "口令" not in str(created)

@@ -414,7 +414,7 @@ def save_plan(request: Request, uscc: str, year: int, cursor: CursorDep, user: A
         # nothing typed is lost: the form comes back as sent, beside the current version
         message = str(exc.detail)
         if "已被他人修改" in message:
-            message = f"已被他人修改：{message}。你填写的内容仍在下方；请对照当前版本后再次保存。"
+            message = f"{message.removesuffix('，请重新读取后再提交')}。你填写的内容仍在下方；对照上面的当前版本后，可再次保存。"
         return _plan_page(request, uscc, year, cursor, user, form=form, error=message, code=exc.status_code)
     return _see_other(f"/firms/{uscc.strip().upper()}/plan?year={year}&done=saved")
 

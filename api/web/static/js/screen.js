@@ -12,8 +12,9 @@
     var t = d.by_township;
     township.setOption({
       backgroundColor: "transparent", title: { text: "各乡镇街道核实进度" }, tooltip: { trigger: "axis" },
-      legend: { top: 28, data: ["已确认", "有异议", "待核实"] }, grid: { top: 70, left: 90, right: 20, bottom: 30 },
-      xAxis: { type: "value" }, yAxis: { type: "category", data: t.map(function (r) { return r.township; }) },
+      legend: { top: 28, data: ["已确认", "有异议", "待核实"] }, grid: { top: 70, left: 10, right: 20, bottom: 10, containLabel: true },
+      xAxis: { type: "value" },
+      yAxis: { type: "category", inverse: true, axisLabel: { interval: 0 }, data: t.map(function (r) { return r.township; }) },
       series: [["已确认", "confirmed"], ["有异议", "disputed"], ["待核实", "pending"]].map(function (s) {
         return { name: s[0], type: "bar", stack: "n", data: t.map(function (r) { return r[s[1]]; }) };
       }),
@@ -21,8 +22,8 @@
     var ind = d.by_industry.slice(0, 10);
     industry.setOption({
       backgroundColor: "transparent", title: { text: "清单企业数前十的行业（大类）" }, tooltip: {},
-      grid: { top: 50, left: 160, right: 20, bottom: 30 }, xAxis: { type: "value" },
-      yAxis: { type: "category", inverse: true, data: ind.map(function (r) { return r.division + " " + (r.industry_name || ""); }) },
+      grid: { top: 50, left: 10, right: 20, bottom: 10, containLabel: true }, xAxis: { type: "value" },
+      yAxis: { type: "category", inverse: true, axisLabel: { interval: 0 }, data: ind.map(function (r) { return r.division + " " + (r.industry_name || ""); }) },
       series: [{ type: "bar", data: ind.map(function (r) { return r.listed; }) }],
     });
     set("updated", new Date().toLocaleTimeString("zh-CN"));
