@@ -90,12 +90,22 @@ def _summary(s, out: Path, db: Path, elapsed: float) -> None:
     out_console.print(f"清单企业：{s.list.height} 家（共筛查 {s.enterprises} 家企业）")
     rejected = s.inputs.rejected_rows
     out_console.print(f"拒收数据行：{rejected} 行" + (f"，原因见 {out / 'rejects.csv'}" if rejected else ""))
+    if s.inputs.cleared_fields:
+        out_console.print(f"企业名录中无法使用、按未知处理的字段：{s.inputs.cleared_fields} 个（企业保留），见 {out / 'rejects.csv'}")
+    if s.inputs.normalised.height:
+        out_console.print(f"读取时规范化的单元格：{s.inputs.normalised.height} 个，见 {out / 'normalised.csv'}")
+    for raw in s.inputs.files.values():
+        if raw.sheet is not None and len(raw.sheets) > 1:
+            hidden = [sh["name"] for sh in raw.sheets if sh["visible"] != "visible"]
+            out_console.print(f"{raw.path.name}：读取工作表“{raw.sheet}”" + (f"（未读取隐藏工作表：{'、'.join(hidden)}）" if hidden else ""))
+        if raw.note:
+            out_console.print(f"[yellow]提示：{raw.path.name}：{raw.note}[/]")
     if s.anomaly_summary:
         out_console.print(f"数据核查提示（仅供参考，不影响判定）：{s.anomaly_summary['flagged']} 家企业的数据前后或与同行业"
                           f"相比明显不一致，建议优先核实，见 {out / 'anomalies.csv'}")
     for w in s.warnings:
         out_console.print(f"[yellow]提示：{w}[/]")
-    out_console.print(f"输出目录：{out.resolve()}（list.csv/.parquet、results.csv/.parquet、整治企业清单_{s.list_year}.xlsx、anomalies.csv/.parquet、rejects.csv、run.json）")
+    out_console.print(f"输出目录：{out.resolve()}（list.csv/.parquet、results.csv/.parquet、整治企业清单_{s.list_year}.xlsx、anomalies.csv/.parquet、rejects.csv、normalised.csv、check.json/.xlsx、run.json）")
     via = f"（数据库由正在运行的服务 {s.stored_via} 占用，已交由它保存）" if s.stored_via else ""
     out_console.print(f"运行记录：{db.resolve()}{via}，运行编号 {s.run_id}；用时 {elapsed:.1f} 秒")
 
@@ -185,6 +195,65 @@ def synth(
     for table, n in counts.items():
         out_console.print(f"{table}: {n} 行")
     out_console.print(f"已写入 {out.resolve()}，用时 {time.perf_counter() - t:.1f} 秒")
+
+
+@app.command()
+def check(
+    data: Annotated[Path, typer.Option("--data", help="数据目录")],
+    year: Annotated[Optional[int], typer.Option("--year", help="清单年度 Y：检查 Y-2 与 Y-1 年数据是否齐全")] = None,
+    out: Annotated[Path, typer.Option("--out", help="check.xlsx 与 check.json 的输出目录")] = Path("."),
+    rules: Annotated[Optional[Path], typer.Option("--rules", help="规则集目录（默认：rules/yueqing-2022）")] = None,
+) -> None:
+    """数据接收检查：逐表列出读取的文件、工作表、表头行、列对应、读取/接收/规范化/拒收行数与年度覆盖；可以筛选时退出码 0，否则 2。"""
+    from .ingest.report import check as intake_check, write_report
+    from .paths import default_ruleset
+    from .ruleset import load_ruleset
+    from .screen import needed_tables
+
+    try:
+        needed = needed_tables(load_ruleset(rules or default_ruleset()))
+        report = intake_check(data, year, needed)
+        written = write_report(report, out)
+    except ScreeningError as exc:
+        _fail(exc)
+    print_intake(report)
+    out_console.print(f"已写出：{'、'.join(str(p) for p in written)}")
+    if not report["screenable"]:
+        raise typer.Exit(2)
+
+
+def print_intake(report: dict) -> None:
+    """The intake report as tables on the console."""
+    from .ingest.report import COVERAGE_TABLES, TABLE_HEADERS, table_rows
+
+    table = Table(title="数据接收检查")
+    for h in TABLE_HEADERS[:-1]:
+        table.add_column(h)
+    rows = table_rows(report)
+    for row in rows:
+        table.add_row(*(str(v) for v in row[:-1]))
+    out_console.print(table)
+    for row in rows:
+        if row[-1]:
+            out_console.print(f"{row[0]}：{row[-1]}", highlight=False)
+    if report["coverage"]:
+        cov = Table(title="年度覆盖（有数据的企业数）")
+        for h in ("年度", "统计", "税收", "用地", "能耗", "评价等级"):
+            cov.add_column(h, justify="right")
+        for y, per in report["coverage"].items():
+            cov.add_row(y, *(str(per[t]) for t in COVERAGE_TABLES))
+        out_console.print(cov)
+    for name, t in report["tables"].items():
+        if t.get("note"):
+            out_console.print(f"[yellow]提示：{t['file_name']}：{t['note']}[/]")
+        hidden = [sh["name"] for sh in t.get("sheets") or [] if sh["visible"] != "visible"]
+        if hidden:
+            out_console.print(f"{t['file_name']}：未读取隐藏工作表 {'、'.join(hidden)}")
+    if report["screenable"]:
+        out_console.print("[green]可以筛选[/]")
+    else:
+        for p in report["problems"]:
+            err_console.print(f"[red]不能筛选：[/]{p}", highlight=False)
 
 
 @app.command()

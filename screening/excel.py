@@ -200,10 +200,13 @@ def _rules_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], s: "Screening") 
 
 def _rejects_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], rejects: pl.DataFrame) -> None:
     ws = wb.add_worksheet("数据问题")
-    for c, w in enumerate((18, 8, 18, 50, 24)):
+    for c, w in enumerate((18, 8, 18, 50, 24, 16)):
         ws.set_column(c, c, w)
-    rows = [list(r) for r in rejects.select("file", "row", "column", "reason", "value").iter_rows()]
-    _table(ws, fmts, 0, ["文件", "行号", "列", "原因", "原值"], rows, ["text", "int", "text", "wrap", "text"])
+    action = {"row_rejected": "整行未采用", "field_cleared": "该字段按未知处理"}
+    action_zh = (pl.col("action").replace_strict(action, default=pl.col("action")) if "action" in rejects.columns
+                 else pl.lit("整行未采用")).alias("action")
+    rows = [list(r) for r in rejects.select("file", "row", "column", "reason", "value", action_zh).iter_rows()]
+    _table(ws, fmts, 0, ["文件", "行号", "列", "原因", "原值", "处理"], rows, ["text", "int", "text", "wrap", "text", "text"])
     ws.freeze_panes(1, 0)
 
 

@@ -78,9 +78,19 @@ def _copy(s: "Screening", source: str, path: Path, options: str) -> None:
 
 
 def write_rejects(s: "Screening", out: Path) -> list[Path]:
-    csvsafe.write_csv(s.inputs.rejects.select("file", "row", "column", "reason", "value"), out / "rejects.csv",
-                      include_bom=False)
-    return [out / "rejects.csv"]
+    """rejects.csv (file, row, column, reason, value, action) and normalised.csv (every cell
+    changed in reading: file, row, column, before, after, kind), both through :mod:`.csvsafe`."""
+    csvsafe.write_csv(s.inputs.rejects.select("file", "row", "column", "reason", "value", "action"),
+                      out / "rejects.csv", include_bom=False)
+    csvsafe.write_csv(s.inputs.normalised, out / "normalised.csv", include_bom=False)
+    return [out / "rejects.csv", out / "normalised.csv"]
+
+
+def write_check(s: "Screening", out: Path) -> list[Path]:
+    """The intake report (数据接收检查) of the run's inputs: check.json and check.xlsx."""
+    from .ingest.report import report_from_inputs, write_report
+
+    return write_report(report_from_inputs(s.inputs, year=s.list_year), out)
 
 
 def write_anomalies(s: "Screening", out: Path) -> list[Path]:
@@ -98,7 +108,8 @@ def write_excel(s: "Screening", out: Path) -> list[Path]:
 
 def planned_outputs(s: "Screening", out: Path) -> dict[str, list[str]]:
     names = {"list": ["list.csv", "list.parquet"], "results": ["results.csv", "results.parquet"],
-             "excel": [workbook_name(s.list_year)], "rejects": ["rejects.csv"], "run": ["run.json"],
+             "excel": [workbook_name(s.list_year)], "rejects": ["rejects.csv", "normalised.csv"], "run": ["run.json"],
+             "check": ["check.json", "check.xlsx"],
              "anomalies": ["anomalies.csv", "anomalies.parquet"]}
     return {k: [str(out / n) for n in v] for k, v in names.items()}
 
@@ -118,13 +129,11 @@ def run_record(s: "Screening", outputs: dict[str, Any] | None = None) -> dict[st
         "targets": {k: v.value for k, v in s.ruleset.meta.targets.items()},
         "input_hashes": {raw.file: raw.sha256 for raw in s.inputs.files.values()},
         "ruleset": s.ruleset.describe(),
-        "inputs": {
-            name: {"file": str(raw.path), "sha256": raw.sha256, "encoding": raw.encoding,
-                   "ignored_columns": raw.ignored_headers}
-            for name, raw in s.inputs.files.items()
-        },
+        "inputs": {name: raw.intake() for name, raw in s.inputs.files.items()},
         "row_counts": s.inputs.row_counts(),
         "rejected_rows": s.inputs.rejected_rows,
+        "cleared_fields": s.inputs.cleared_fields,
+        "normalised": s.inputs.normalised_counts(),
         "enterprises": s.enterprises,
         "listed": s.list.height,
         "hits_per_rule": s.hits_per_rule(),
@@ -162,6 +171,7 @@ def write_all(s: "Screening", out: Path, db: Path | None, final: Path | None = N
         s.timings["写出 list"] = _timed_write(write_list, s, out)
         s.timings["写出 rejects"] = _timed_write(write_rejects, s, out)
         s.timings["写出 anomalies"] = _timed_write(write_anomalies, s, out)
+        s.timings["写出 check"] = _timed_write(write_check, s, out)
         t1 = time.perf_counter()
         write_results_parquet(s, out)  # the database copy reads this file
         record = run_record(s, planned_outputs(s, final or out))

@@ -26,6 +26,9 @@ class Column:
     min_exclusive: bool = False
     allowed: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()  # further accepted headers
+    #: the quantity a number measures (money/area/electricity/energy): a unit written in the
+    #: header is converted to the contract's unit (see screening/ingest/synonyms.yaml)
+    unit: str | None = None
 
     @property
     def label(self) -> str:
@@ -55,7 +58,7 @@ def _year() -> Column:
 
 
 def _money(name: str, zh: str, required: bool = True, nonnull: bool = False) -> Column:
-    return Column(name, zh, "number", required=required, nonnull=nonnull, min=0.0)
+    return Column(name, zh, "number", required=required, nonnull=nonnull, min=0.0, unit="money")
 
 
 TABLES: dict[str, Table] = {
@@ -103,7 +106,7 @@ TABLES: dict[str, Table] = {
                 _year(),
                 Column("parcel_id", "地块编号", "text", nonnull=True),
                 Column("area_mu", "用地面积(亩)", "number", required=False, min=0.0, min_exclusive=True,
-                       aliases=("用地面积（亩）",)),
+                       aliases=("用地面积（亩）",), unit="area"),
                 Column("area_m2", "用地面积(平方米)", "number", required=False, min=0.0, min_exclusive=True,
                        aliases=("用地面积（平方米）",)),
                 Column("tenure", "权属", "enum", allowed=("自有", "租赁")),
@@ -117,8 +120,8 @@ TABLES: dict[str, Table] = {
             (
                 _uscc(),
                 _year(),
-                Column("energy_tce", "综合能耗", "number", min=0.0),
-                Column("electricity", "用电量", "number", min=0.0),
+                Column("energy_tce", "综合能耗", "number", min=0.0, unit="energy"),
+                Column("electricity", "用电量", "number", min=0.0, unit="electricity"),
             ),
             key=("uscc", "year"),
         ),

@@ -70,7 +70,9 @@ STORED_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
                  ("tax_per_mu", _D), ("land_mu", _D), ("energy_tce", _D), ("tax_per_mu_prev", _D), ("land_prev", _D),
                  ("suggested_disposition", _V), ("disposition_lead", _V), ("disposition_cooperating", _V),
                  ("disposition_basis", _V), ("run_id", _V)),
-    "run_rejects": (("file", _V), ("row", _L), ("column", _V), ("reason", _V), ("value", _V), ("run_id", _V)),
+    # ``action`` came after ``run_id``: an older database gets it added at the end (see _copy)
+    "run_rejects": (("file", _V), ("row", _L), ("column", _V), ("reason", _V), ("value", _V), ("run_id", _V),
+                    ("action", _V)),
     "run_enterprises": (("run_id", _V), ("uscc", _V), ("name", _V), ("township", _V), ("industry_code", _V),
                         ("division", _I), ("industry_name", _V), ("established", "DATE"), ("scale_prev", _V),
                         ("scale_last", _V), ("tax_prev", _D), ("tax_last", _D), ("land_prev", _D), ("land_last", _D),
@@ -164,7 +166,15 @@ def _create(con: duckdb.DuckDBPyConnection, alias: str, table: str) -> None:
 def _copy(con: duckdb.DuckDBPyConnection, alias: str, table: str, select_sql: str) -> None:
     """Create ``alias.table`` on first use, then append the SELECT's rows by column name."""
     _create(con, alias, table)
-    con.execute(f"INSERT INTO {identifier(alias)}.{identifier(table)} BY NAME {select_sql}")
+    target = f"{identifier(alias)}.{identifier(table)}"
+    if table in STORED_TABLES and table not in ("runs", "schema_info"):
+        # a column added to a stored table since the database was created (e.g. run_rejects' action)
+        # is added to it, at the end, where STORED_TABLES lists it
+        have = {r[0] for r in con.execute(f"DESCRIBE {target}").fetchall()}
+        for name, kind in STORED_TABLES[table]:
+            if name not in have:
+                con.execute(f"ALTER TABLE {target} ADD COLUMN {identifier(name)} {kind}")
+    con.execute(f"INSERT INTO {target} BY NAME {select_sql}")
 
 
 def save_run(s: "Screening", db: Path | None, record: dict[str, Any]) -> str | None:

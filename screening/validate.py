@@ -17,9 +17,13 @@ import polars as pl
 
 from . import uscc as uscc_mod
 from .ingest import ROW, RawTable
+from .ingest.cells import NORMALISED_SCHEMA
 from .schema import M2_PER_MU_DEN, M2_PER_MU_NUM, TABLES, YEAR_RANGE, Column, Table
 
-REJECT_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "reason": pl.String, "value": pl.String}
+REJECT_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "reason": pl.String, "value": pl.String,
+                 "action": pl.String}
+#: what a reject line did: the whole row left out, or (registry only) one field made unknown
+ROW_REJECTED, FIELD_CLEARED = "row_rejected", "field_cleared"
 FIRM_ID = "firm_id"
 
 _DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y.%m.%d", "%Y年%m月%d日")
@@ -46,6 +50,10 @@ class Inputs:
     )
     read_rows: dict[str, int] = field(default_factory=dict)
     accepted_rows: dict[str, int] = field(default_factory=dict)
+    #: every cell changed in reading (file, row, column, before, after, kind)
+    normalised: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=NORMALISED_SCHEMA))
+    #: firms with accepted rows, per table and year (the years kept: all unless ``keep_years``)
+    coverage: dict[str, dict[int, int]] = field(default_factory=dict)
     #: the years each table's accepted rows hold, before ``keep_years`` (the list years the data supports)
     data_years: dict[str, list[int]] = field(default_factory=dict)
 
@@ -62,18 +70,41 @@ class Inputs:
         ids = self.tables["enterprises"].select(FIRM_ID, "uscc")
         return table.join(ids, on=FIRM_ID, how="left").select("uscc", pl.exclude("uscc", FIRM_ID))
 
+    def _row_rejects(self) -> pl.DataFrame:
+        if "action" not in self.rejects.columns:
+            return self.rejects
+        return self.rejects.filter(pl.col("action") != FIELD_CLEARED)
+
     @property
     def rejected_rows(self) -> int:
-        return self.rejects.select(pl.struct("file", "row").n_unique()).item() if self.rejects.height else 0
+        rows = self._row_rejects()
+        return rows.select(pl.struct("file", "row").n_unique()).item() if rows.height else 0
+
+    @property
+    def cleared_fields(self) -> int:
+        return self.rejects.height - self._row_rejects().height
+
+    def normalised_counts(self) -> dict[str, dict[str, int]]:
+        """Cells changed in reading, by file and kind (run.json)."""
+        if not self.normalised.height:
+            return {}
+        g = self.normalised.group_by("file", "kind").len().sort("file", "kind")
+        out: dict[str, dict[str, int]] = {}
+        for file, kind, n in g.iter_rows():
+            out.setdefault(file, {})[kind] = n
+        return out
 
     def row_counts(self) -> dict[str, dict[str, int]]:
-        rej = self.rejects.group_by("file").agg(pl.col("row").n_unique().alias("n"))
+        rej = self._row_rejects().group_by("file").agg(pl.col("row").n_unique().alias("n"))
         by_file = dict(zip(rej["file"].to_list(), rej["n"].to_list()))
-        return {
-            name: {"read": self.read_rows.get(name, 0), "rejected": by_file.get(raw.file, 0),
-                   "accepted": self.accepted_rows.get(name, 0)}
-            for name, raw in self.files.items()
-        }
+        counts = {}
+        for name, raw in self.files.items():
+            counts[name] = {"read": self.read_rows.get(name, 0), "rejected": by_file.get(raw.file, 0),
+                            "accepted": self.accepted_rows.get(name, 0)}
+            normalised = raw.normalised.height
+            if normalised:
+                counts[name]["normalised"] = normalised
+        return counts
 
 
 # ---------------------------------------------------------------- cell parsing
@@ -89,21 +120,29 @@ def _as_text(col: str, dtype: pl.DataType) -> pl.Expr:
     return pl.when(e == "").then(None).otherwise(e)
 
 
-def _number(col: Column, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
-    """(value as Float64, cell present, present but not a finite number)."""
+def _number(col: Column, dtype: pl.DataType, factor: tuple[float, float] | None = None
+            ) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """(value as Float64 in the contract's unit, cell present, present but not a finite number).
+
+    ``factor``: the unit written in the header, as value × num / den."""
     if dtype.is_numeric():
         value = pl.col(col.name).cast(pl.Float64)  # no copy when already Float64
         present = value.is_not_null()
-        return value, present, present & ~value.is_finite()
-    text = _as_text(col.name, dtype)
-    value = text.str.replace_all(",", "").cast(pl.Float64, strict=False)
-    return value, text.is_not_null(), text.is_not_null() & (value.is_null() | ~value.is_finite())
+        bad = present & ~value.is_finite()
+    else:
+        text = _as_text(col.name, dtype)
+        value = text.str.replace_all(",", "").cast(pl.Float64, strict=False)
+        present, bad = text.is_not_null(), text.is_not_null() & (value.is_null() | ~value.is_finite())
+    if factor is not None:
+        value = value * factor[0] / factor[1]
+    return value, present, bad
 
 
 Problem = tuple[pl.Expr, "str | pl.Expr"]
 
 
-def _parse(col: Column, dtype: pl.DataType, registry: bool) -> tuple[pl.Expr, list[Problem]]:
+def _parse(col: Column, dtype: pl.DataType, registry: bool,
+           factor: tuple[float, float] | None = None) -> tuple[pl.Expr, list[Problem]]:
     """The typed value and the column's problems as (condition, Chinese reason), first match wins.
 
     ``registry``: the uscc column of enterprises, checked in full; elsewhere a uscc is
@@ -112,7 +151,7 @@ def _parse(col: Column, dtype: pl.DataType, registry: bool) -> tuple[pl.Expr, li
     problems: list[Problem] = []
     kind = col.kind
     if kind in ("year", "number", "integer"):
-        value, present, bad_type = _number(col, dtype)
+        value, present, bad_type = _number(col, dtype, factor)
         if kind == "number":
             problems.append((bad_type, "不是有效的数字"))
         else:
@@ -202,6 +241,8 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
 
     Problems are first computed as one boolean per row; reason strings are built only
     for the few rows that fail, so a clean province-size file costs little extra memory.
+    In the registry only a bad code rejects the row: any other bad field is made unknown
+    (``field_cleared``), so that nothing with a usable code vanishes from the results.
     """
     table: Table = raw.table
     registry = table.name == "enterprises"
@@ -210,27 +251,54 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
     values: dict[str, pl.Expr] = {}
     parsed: dict[str, list[Problem]] = {}
     for c in present:
-        values[c.name], parsed[c.name] = _parse(c, frame.schema[c.name], registry)
+        values[c.name], parsed[c.name] = _parse(c, frame.schema[c.name], registry, raw.factors.get(c.name))
+    _excel_error_problems(raw, parsed)
     if table.name == "land":
         _land_problems(frame.columns, parsed)
     # values and problem conditions are expressions over the raw columns
     typed = frame.select(ROW, *values.values())
-    conds = [_flag(parsed[n]) for n in parsed]
-    bad_mask = frame.select(pl.any_horizontal(conds).alias("_bad"))["_bad"] if conds else None
-    if registry:
-        bad_mask = _with_check_char(typed, bad_mask)
-    if bad_mask is None or not bad_mask.any():
-        good = typed
+    if registry:  # a bad field other than the code is cleared, not the row rejected
+        flags = frame.select(_flag(p).alias(n) for n, p in parsed.items() if p)  # each column's once
+        cleared = [n for n in flags.columns if n != "uscc" and flags[n].any()]
+        if cleared:
+            typed = typed.with_columns(pl.when(flags[n]).then(None).otherwise(pl.col(n)).alias(n) for n in cleared)
+        bad_mask = _with_check_char(typed, flags["uscc"] if "uscc" in flags.columns else None)
+        cell_mask = bad_mask.clone()
+        for n in flags.columns:
+            cell_mask = cell_mask | flags[n]
+    else:  # every problem rejects the row: one pass
+        conds = [_flag(parsed[n]) for n in parsed]
+        any_bad = pl.any_horizontal(conds) if conds else pl.lit(False)
+        bad_mask = cell_mask = frame.select(any_bad.alias("_bad"))["_bad"]
+    if not cell_mask.any():
+        good, bad = typed, typed.clear()
         rejects = pl.DataFrame(schema=REJECT_SCHEMA)
-        bad = typed.clear()
     else:
-        bad_raw = frame.filter(bad_mask)
+        bad_raw = frame.filter(cell_mask)
         rejects = _reject_lines(raw, bad_raw, parsed, registry)
+        rejected_rows = typed.filter(bad_mask)[ROW]
+        rejects = rejects.with_columns(
+            pl.when(pl.col("row").is_in(rejected_rows.implode())).then(pl.lit(ROW_REJECTED))
+            .otherwise(pl.lit(FIELD_CLEARED)).alias("action"))
         good, bad = typed.filter(~bad_mask), typed.filter(bad_mask)
     if table.name == "land":
         good, bad = _land_area(good), _land_area(bad)
     missing = [pl.lit(None, dtype=_DTYPES[c.kind]).alias(c.name) for c in table.columns if c.name not in good.columns]
     return (good.with_columns(missing) if missing else good), rejects, bad
+
+
+def _excel_error_problems(raw: RawTable, parsed: dict[str, list[Problem]]) -> None:
+    """A cell holding an Excel error value (#N/A, #DIV/0! …) is a bad value naming the error;
+    it comes first, before "missing" or "not a number"."""
+    errors = raw.cell_errors
+    if not errors.height:
+        return
+    for name in errors["column"].unique().to_list():
+        if name not in parsed:
+            continue
+        errs = errors.filter(pl.col("column") == name)
+        err = pl.col(ROW).replace_strict(errs[ROW], errs["error"], default=None, return_dtype=pl.String)
+        parsed[name].insert(0, (err.is_not_null(), pl.format("单元格为 Excel 错误值 {}", err)))
 
 
 def _with_check_char(typed: pl.DataFrame, bad_mask: pl.Series | None) -> pl.Series:
@@ -264,7 +332,7 @@ def _reject_lines(raw: RawTable, bad_raw: pl.DataFrame, parsed: dict[str, list[P
             parts.append(rows.select(
                 pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"),
                 pl.lit(raw.headers.get(name, name)).alias("column"), pl.col(f"_p_{name}").alias("reason"),
-                pl.col(f"_v_{name}").alias("value"),
+                pl.col(f"_v_{name}").alias("value"), pl.lit(ROW_REJECTED).alias("action"),
             ))
     return pl.concat(parts) if parts else pl.DataFrame(schema=REJECT_SCHEMA)
 
@@ -306,6 +374,7 @@ def _attach_firm_id(raw: RawTable, good: pl.DataFrame, registry: pl.DataFrame,
     lines = unknown.select(
         pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"),
         pl.lit(raw.headers.get("uscc", "uscc")).alias("column"), reason.alias("reason"), code.alias("value"),
+        pl.lit(ROW_REJECTED).alias("action"),
     )
     known = (joined.filter(pl.col(FIRM_ID).is_not_null()) if unknown.height else joined).drop("uscc")
     return known.select(FIRM_ID, pl.exclude(FIRM_ID)), lines
@@ -337,6 +406,7 @@ def _split_duplicates(raw: RawTable, good: pl.DataFrame, key: list[str],
         pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"), pl.lit(key_zh).alias("column"),
         pl.format("与第{}行主键重复（{}），已保留第{}行", "_first", pl.lit(key_zh), "_first").alias("reason"),
         pl.concat_str([pl.col(k).cast(pl.String) for k in key_names], separator="|").alias("value"),
+        pl.lit(ROW_REJECTED).alias("action"),
     )
     return good.filter(~pl.col(ROW).is_in(dups[ROW].implode())), lines
 
@@ -353,6 +423,7 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
     land_incomplete = pl.DataFrame(schema={FIRM_ID: pl.UInt32, "year": pl.Int32})
 
     accepted: dict[str, int] = {}
+    coverage: dict[str, dict[int, int]] = {}
     years: dict[str, list[int]] = {}
     registry = pl.DataFrame(schema={"uscc": pl.String, FIRM_ID: pl.UInt32})
     rejected_codes = pl.Series("uscc", [], dtype=pl.String)
@@ -364,6 +435,11 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
         raw.load()
         good, cell_rejects, bad = _check_cells(raw)
         reject_parts.append(cell_rejects)
+        if raw.furniture.height:  # 栏次/合计/制表人 rows: not records, said so
+            reject_parts.append(raw.furniture.select(
+                pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"), pl.lit("（整行）").alias("column"),
+                pl.format("{}，不是数据行，未读取", "reason").alias("reason"), pl.lit(None, dtype=pl.String).alias("value"),
+                pl.lit(ROW_REJECTED).alias("action")))
         if name == "enterprises":
             good, dup_rejects = _split_duplicates(raw, good, ["uscc"], None)
             good = good.with_row_index(FIRM_ID).drop(ROW)
@@ -387,13 +463,20 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
             years[name] = sorted(good["year"].drop_nulls().unique().to_list())
         if keep_years is not None and "year" in good.columns:
             good = good.filter(pl.col("year").is_in(sorted(keep_years)))
+        if "year" in good.columns and good.height and name != "product_energy":
+            # key (uscc, year): after de-duplication a row is a firm, so counting rows is enough
+            n = pl.len() if list(raw.table.key) == ["uscc", "year"] else pl.col(FIRM_ID).n_unique()
+            per_year = good.group_by("year").agg(n.alias("n")).drop_nulls().sort("year")
+            coverage[name] = dict(zip(per_year["year"].to_list(), per_year["n"].to_list()))
         tables[name] = good
         if not keep_raw:
             raw.release()
 
     rejects = pl.concat(reject_parts) if reject_parts else pl.DataFrame(schema=REJECT_SCHEMA)
     rejects = rejects.with_columns(pl.col("row").cast(pl.Int64)).sort("file", "row", "column")
+    normalised = [raw.normalised for raw in files.values() if raw.normalised.height]
     return Inputs(tables, rejects, files, land_incomplete, {n: raw.rows for n, raw in files.items()}, accepted,
+                  pl.concat(normalised) if normalised else pl.DataFrame(schema=NORMALISED_SCHEMA), coverage,
                   data_years=years)
 
 

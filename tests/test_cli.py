@@ -41,7 +41,8 @@ VALID_PARAMS = (
     "below_scale_consecutive_low_tax_per_mu.threshold",
     "below_scale_consecutive_low_tax_per_mu.min_land_mu",
 )
-OUTPUT_FILES = ("list.csv", "list.parquet", "results.csv", "results.parquet", "rejects.csv", "run.json")
+OUTPUT_FILES = ("list.csv", "list.parquet", "results.csv", "results.parquet", "rejects.csv", "run.json",
+                "normalised.csv", "check.json", "check.xlsx")
 SAMPLE_BAD_ROWS = 11
 SAMPLE_FIRMS = 6000
 

@@ -178,7 +178,8 @@ def test_same_table_in_every_format(tmp_path, fmt):
     assert tax.schema == pl.Schema({"uscc": pl.String, "year": pl.Int32, "tax_paid": pl.Float64})
     assert tax.rows() == [(C1, 2020, 10.0), (C1, 2021, 12.5), (C3, 2021, 0.0)]
     assert rejects_of(inp) == [{"file": f"tax.{fmt}", "row": 4, "column": "tax_paid",
-                                "reason": "实缴税金不能为负数", "value": "-1"}]
+                                "reason": "实缴税金不能为负数", "value": "-1",
+                                "action": "row_rejected"}]
     assert inp.row_counts()["tax"] == {"read": 4, "rejected": 1, "accepted": 3}
 
 
@@ -447,7 +448,8 @@ def test_registry_check_char_names_expected_character(tmp_path):
     write_enterprises(tmp_path, [ENT_ROWS[0], [bad, "乙", "北白象镇", "3443"], ENT_ROWS[2]])
     inp = load(tmp_path)
     assert rejects_of(inp) == [{"file": "enterprises.csv", "row": 3, "column": "uscc",
-                                "reason": f"统一社会信用代码校验位错误（按GB 32100-2015应为“{C2[17]}”）", "value": bad}]
+                                "reason": f"统一社会信用代码校验位错误（按GB 32100-2015应为“{C2[17]}”）", "value": bad,
+                                "action": "row_rejected"}]
     assert inp.frame("enterprises")["uscc"].to_list() == [C1, C3]
 
 
@@ -470,15 +472,19 @@ def test_registry_duplicate_uscc(tmp_path):
     assert inp.frame("enterprises")["name"].to_list() == ["乐清市甲电气有限公司", "乐清市乙阀门有限公司"]
 
 
-def test_row_of_an_enterprise_whose_registry_row_was_rejected(tmp_path):
+def test_registry_row_with_a_bad_field_keeps_the_firm_with_that_field_unknown(tmp_path):
+    """Contract, Bad input: in enterprises only an unusable code rejects the row; a bad
+    industry code is cleared (action field_cleared) and the firm's other rows still count."""
     write_enterprises(tmp_path, [ENT_ROWS[0], [C2, "乙", "北白象镇", "38X3"]])
     write_csv(tmp_path / "tax.csv", TAX_EN, [[C1, 2021, 1], [C2, 2021, 1], [C2.lower(), 2020, 1]])
     inp = load(tmp_path)
-    assert [(r["file"], r["row"], r["column"]) for r in rejects_of(inp)] == [
-        ("enterprises.csv", 3, "industry_code"), ("tax.csv", 3, "uscc"), ("tax.csv", 4, "uscc")]
-    for line in rejects_of(inp, "tax.csv"):
-        assert line["reason"] == "该企业在企业名录中的行已被拒绝，本行无法关联"
-    assert inp.frame("tax")["uscc"].to_list() == [C1]
+    assert [(r["file"], r["row"], r["column"], r["action"]) for r in rejects_of(inp)] == [
+        ("enterprises.csv", 3, "industry_code", "field_cleared")]
+    assert inp.rejected_rows == 0 and inp.cleared_fields == 1
+    ent = inp.frame("enterprises").sort("uscc")
+    assert ent["uscc"].to_list() == [C1, C2] and ent["industry_code"].to_list() == ["3823", None]
+    assert sorted(inp.frame("tax")["uscc"].to_list()) == [C1, C2, C2]
+    assert inp.row_counts()["enterprises"] == {"read": 2, "rejected": 0, "accepted": 2}
 
 
 def test_two_bad_cells_in_one_row(tmp_path):
@@ -496,9 +502,9 @@ def test_rejected_rows_counted_across_files(tmp_path):
     write_csv(tmp_path / "tax.csv", TAX_EN, [[C1, "x", "-1"], [C2, 2021, "y"], [C3, 2021, 1]])
     inp = load(tmp_path)
     assert inp.rejects.height == 4
-    assert inp.rejected_rows == 3
+    assert inp.rejected_rows == 2  # the registry's bad industry code is cleared, its row kept
     assert inp.row_counts() == {
-        "enterprises": {"read": 4, "rejected": 1, "accepted": 3},
+        "enterprises": {"read": 4, "rejected": 0, "accepted": 4},
         "tax": {"read": 3, "rejected": 2, "accepted": 1},
     }
 
@@ -507,7 +513,8 @@ def test_rejects_frame_schema(tmp_path):
     write_enterprises(tmp_path)
     inp = load(tmp_path)
     assert inp.rejects.schema == pl.Schema(
-        {"file": pl.String, "row": pl.Int64, "column": pl.String, "reason": pl.String, "value": pl.String})
+        {"file": pl.String, "row": pl.Int64, "column": pl.String, "reason": pl.String, "value": pl.String,
+         "action": pl.String})
     assert inp.rejects.height == 0 and inp.rejected_rows == 0
 
 
@@ -541,7 +548,7 @@ def test_row_numbers_count_blank_lines(tmp_path):
     (tmp_path / "enterprises.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     inp = load(tmp_path)
     assert [(r["row"], r["value"]) for r in rejects_of(inp) if r["column"] == "industry_code"] == [(4, "38X3")]
-    assert inp.frame("enterprises")["uscc"].to_list() == [C1]
+    assert inp.frame("enterprises")["uscc"].to_list() == [C1, C2]
 
 
 def test_blank_lines_are_not_rejected_rows(tmp_path):

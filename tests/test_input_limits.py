@@ -16,6 +16,7 @@ import tracemalloc
 import zipfile
 from pathlib import Path
 
+import fastexcel
 import polars as pl
 import pytest
 
@@ -36,9 +37,9 @@ GB = 1024**3
 def no_reader(monkeypatch) -> list[str]:
     """The readers, recorded: the Excel and Parquet readers refuse to run (a refused file must never
     reach them); the CSV reader runs (enterprises.csv is read in every test), so a test asserts how
-    often it was called."""
+    often it was called.  Workbooks are read by fastexcel (calamine) in screening.ingest.workbook."""
     calls: list[str] = []
-    real_csv = ingest.pl.read_csv
+    real_csv = pl.read_csv
 
     def never(name):
         def reader(*_args, **_kwargs):
@@ -50,9 +51,10 @@ def no_reader(monkeypatch) -> list[str]:
         calls.append("read_csv")
         return real_csv(*args, **kwargs)
 
-    monkeypatch.setattr(ingest.pl, "read_excel", never("read_excel"))
-    monkeypatch.setattr(ingest.pl, "read_parquet", never("read_parquet"))
-    monkeypatch.setattr(ingest.pl, "read_csv", read_csv)
+    monkeypatch.setattr(fastexcel, "read_excel", never("read_excel"))
+    monkeypatch.setattr(pl, "read_excel", never("read_excel"))
+    monkeypatch.setattr(pl, "read_parquet", never("read_parquet"))
+    monkeypatch.setattr(pl, "read_csv", read_csv)
     return calls
 
 
@@ -109,29 +111,64 @@ def test_csv_with_a_good_header_and_binary_rest_is_refused_before_parsing(tmp_pa
     text = "uscc,year,tax_paid\n" + "".join(f"{C1},{y},1\n" for y in range(2000, 5000))  # > 64 KB, then binary
     (tmp_path / "tax.csv").write_bytes(text.encode() + b"\x00" * 100_000)
     parsed: list[int] = []
-    real = ingest.pl.read_csv
-    monkeypatch.setattr(ingest.pl, "read_csv", lambda *a, **k: (parsed.append(1), real(*a, **k))[1])
+    real = pl.read_csv
+    monkeypatch.setattr(pl, "read_csv", lambda *a, **k: (parsed.append(1), real(*a, **k))[1])
     message, _, _ = _refused(tmp_path)
     assert "tax.csv" in message and "NUL" in message
     assert len(parsed) == 1                      # enterprises.csv only
 
 
 @pytest.mark.parametrize("name, content, words", [
-    ("tax.csv", xlsx_bombs.workbook(), "看起来是zip 压缩包"),
     ("tax.csv", b"%PDF-1.7\n%\xe2\xe3", "看起来是PDF 文件"),
-    ("tax.xlsx", f"uscc,year,tax_paid\n{C1},2021,1\n".encode(), "不是Excel 工作簿（.xlsx），文件内容看起来是文本文件"),
-    ("tax.xlsx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600, "旧版 Office 文件"),
-    ("tax.xlsx", b"<html><body><table><tr><td>uscc</td></tr></table></body></html>", "网页（HTML）"),
-    ("tax.parquet", xlsx_bombs.workbook(), "不是有效的 Parquet 文件（文件内容看起来是zip 压缩包"),
+    ("tax.csv", b"\x1f\x8b\x08\x00" + b"\0" * 100, "看起来是gzip 压缩文件"),
+    ("tax.xlsx", b"%PDF-1.7\n%\xe2\xe3" + b"\0" * 100, "不是有效的 Excel 工作簿"),
+    ("tax.xlsx", b"<html><body><table><tr><td>uscc</td></tr></table></body></html>", "网页表格（HTML）"),
+    ("tax.parquet", b"%PDF-1.7\n%\xe2\xe3", "不是有效的 Parquet 文件（文件内容看起来是PDF 文件"),
     ("tax.parquet", b"PAR1" + b"\0" * 100, "Parquet 文件不完整"),
-], ids=["zip-as-csv", "pdf-as-csv", "csv-as-xlsx", "xls-as-xlsx", "html-as-xlsx", "zip-as-parquet", "truncated-parquet"])
+], ids=["pdf-as-csv", "gzip-as-csv", "pdf-as-xlsx", "html-as-xlsx", "pdf-as-parquet", "truncated-parquet"])
 def test_a_file_that_is_not_what_its_name_says_is_refused_at_once(tmp_path, no_reader, name, content, words):
+    """Refused when its bytes are no table format at all, or lack the table's columns (a file whose
+    bytes are another table format is read as what it is: issue 12, tests below)."""
     write_enterprises(tmp_path)
     (tmp_path / name).write_bytes(content)
     message, seconds, _ = _refused(tmp_path)
     assert name in message and words in message, message
     assert seconds < 1.0
     assert no_reader == ["read_csv"]
+
+
+def test_a_bomb_named_csv_is_measured_as_the_workbook_it_is(tmp_path, no_reader):
+    """What a file is comes from its bytes (issue 12): a workbook named .csv is read as a workbook,
+    so the zip caps apply to it before the reader sees it, whatever its name."""
+    write_enterprises(tmp_path)
+    xlsx_bombs.shared_string_bomb(tmp_path / "land.csv")
+    message, seconds, peak = _refused(tmp_path)
+    assert "land.csv" in message and "压缩比" in message and "疑似压缩炸弹" in message
+    assert peak < 16 * 1024 * 1024 and seconds < 2
+    assert no_reader == ["read_csv"]
+
+
+def test_a_csv_named_xlsx_is_read_as_csv_after_the_text_checks(tmp_path, no_reader):
+    write_enterprises(tmp_path)
+    (tmp_path / "tax.xlsx").write_bytes(f"uscc,year,tax_paid\n{C1},2021,1\n".encode())
+    inputs = validate(read_dir(tmp_path, set()))
+    assert inputs.read_rows["tax"] == 1 and "已按其实际格式读取" in inputs.files["tax"].note
+    # binary in its first bytes: not text, so not read as CSV; binary after 64 KB of text: NUL bytes
+    (tmp_path / "tax.xlsx").write_bytes(f"uscc,year,tax_paid\n{C1},2021,1\n".encode() + b"\0" * 100)
+    message, _, _ = _refused(tmp_path)
+    assert "tax.xlsx" in message and "不是有效的 Excel 工作簿" in message
+    text = "uscc,year,tax_paid\n" + "".join(f"{C1},{y},1\n" for y in range(2000, 5000))
+    (tmp_path / "tax.xlsx").write_bytes(text.encode() + b"\0" * 100)
+    message, _, _ = _refused(tmp_path)
+    assert "tax.xlsx" in message and "NUL" in message and "已按其实际格式读取" in message
+
+
+def test_a_damaged_xls_named_xlsx_is_one_line(tmp_path):
+    write_enterprises(tmp_path)
+    (tmp_path / "tax.xlsx").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600)
+    message, seconds, _ = _refused(tmp_path)
+    assert "tax.xlsx" in message and "无法按 Excel 读取" in message and "Excel 97-2003" in message
+    assert seconds < 1.0
 
 
 def test_parquet_header_is_checked_from_its_footer(tmp_path, no_reader):
@@ -145,7 +182,7 @@ def test_parquet_header_is_checked_from_its_footer(tmp_path, no_reader):
 def test_parquet_declaring_too_many_rows_is_refused_before_reading(tmp_path, no_reader, monkeypatch):
     write_enterprises(tmp_path)
     pl.DataFrame({"uscc": [C1] * 3, "year": [2021] * 3, "tax_paid": [1.0] * 3}).write_parquet(tmp_path / "tax.parquet")
-    monkeypatch.setattr(ingest, "MAX_PARQUET_ROWS", 2)
+    monkeypatch.setattr(ingest.discovery, "MAX_PARQUET_ROWS", 2)
     message, _, _ = _refused(tmp_path)
     assert "tax.parquet" in message and "3 行" in message
     assert "read_parquet" not in no_reader
@@ -179,8 +216,8 @@ def test_a_reader_panic_is_one_line(tmp_path, monkeypatch):
     def panics(*_args, **_kwargs):
         raise pl.exceptions.PanicException("called `Option::unwrap()` on a `None` value")
 
-    monkeypatch.setattr(ingest.pl, "read_excel", panics)
-    with pytest.raises(FileUnreadable, match=r"tax\.xlsx：无法按 Excel 读取第一个工作表（called"):
+    monkeypatch.setattr(fastexcel, "read_excel", panics)     # the workbook reader of screening.ingest.workbook
+    with pytest.raises(FileUnreadable, match=r"tax\.xlsx：无法按 Excel 读取（called"):
         validate(read_dir(tmp_path, set()))
 
 

@@ -129,6 +129,30 @@ def test_run_rejects_per_run(two_runs):
     assert {"file", "row", "column", "reason"} <= columns
 
 
+def test_a_database_from_before_the_action_column_gets_it(tmp_path):
+    """run_rejects gained ``action`` (issue 12): a database created before keeps working, the column
+    added at the end, so that the table is again exactly STORED_TABLES (quoted through sqlquote)."""
+    from screening.store import STORED_TABLES
+
+    db = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute('CREATE TABLE run_rejects (file VARCHAR, "row" BIGINT, "column" VARCHAR, reason VARCHAR, '
+                'value VARCHAR, run_id VARCHAR)')
+    con.execute("INSERT INTO run_rejects VALUES ('tax.csv', 2, 'tax_paid', '旧的', NULL, 'old-run')")
+    con.close()
+    done = cli("run", "--out", "a", "--db", db, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        columns = tuple((name, kind) for name, kind, *_ in q(con, "DESCRIBE run_rejects"))
+        assert columns == STORED_TABLES["run_rejects"]
+        assert q(con, "SELECT count(*) FROM run_rejects WHERE run_id = 'old-run' AND action IS NULL") == [(1,)]
+        assert q(con, "SELECT count(*) FROM run_rejects WHERE run_id <> 'old-run' AND action IS NOT NULL") \
+            == [(SAMPLE_BAD_ROWS,)]
+    finally:
+        con.close()
+
+
 # ----------------------------------------------------------------------------- 11. locked database
 
 LIST_OUTPUTS = ("list.csv", "list.parquet", "results.csv", "results.parquet", "rejects.csv", "整治企业清单_2022.xlsx")

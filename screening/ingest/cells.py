@@ -1,0 +1,157 @@
+"""Cell values as departments write them, normalised by per-column Polars expressions.
+
+Each text column gets one expression (no Python loop over rows): invisible characters out,
+NFKC (full-width digits, letters and punctuation; no-break and ideographic spaces),
+surrounding whitespace trimmed; codes lose a leading apostrophe, an ``="…"`` wrapper and a
+``.0``; numbers lose thousands separators and their column's own unit; Excel date serials
+in date columns become dates; missing-value marks in optional columns become missing.
+Every cell so changed (beyond trimming ASCII spaces) is listed with its kind.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import polars as pl
+
+from ..schema import Column
+from .header import missing_marks, normalize_header, tables_data
+
+NORMALISED_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "before": pl.String,
+                     "after": pl.String, "kind": pl.String}
+
+#: kinds of normalisation (in run.json and normalised.csv), with their Chinese names
+KINDS = {
+    "merged_cell": "合并单元格取合并区域的值",
+    "invisible": "去除不可见字符",
+    "full_width": "全角转半角（NFKC）",
+    "text_marker": "去除代码前的撇号或 =\"…\" 包装",
+    "float_code": "代码去掉 .0",
+    "thousands": "去除千位分隔符",
+    "unit_in_cell": "去除单元格中的单位",
+    "date_serial": "Excel 日期序列号转为日期",
+    "missing_mark": "缺失标记视为空",
+}
+
+_INVISIBLE = "[\u200b\u200c\u200d\u2060\ufeff\u00ad\u200e\u200f]"
+_NON_ASCII = r"[^\x20-\x7e]"
+_CODE_KINDS = ("uscc", "code4")
+_NUMERIC_KINDS = ("number", "integer", "year")
+#: Excel's day 0 in the 1900 and 1904 date systems (1900 counts the false 1900-02-29)
+_EPOCH = {False: (1899, 12, 30), True: (1904, 1, 1)}
+
+
+def _unit_words(col: Column, header_unit: str | None) -> list[str]:
+    """Units a cell of this column may carry: the header's unit, else the standard unit."""
+    if not col.unit:
+        return []
+    units = tables_data()["units"][col.unit]
+    if header_unit:
+        return [header_unit]
+    standard = next(iter(units))
+    return [standard]
+
+
+Step = tuple["str | None", "Callable[[pl.Expr], pl.Expr]"]
+
+
+def steps(col: Column, header_unit: str | None, date1904: bool) -> list[Step]:
+    """The normalisation steps of one text column, in order: (kind or None, value → new value).
+
+    Each step is applied to the whole column (:func:`apply`); a step whose kind is None
+    (trimming spaces) is not recorded."""
+    out: list[Step] = [("invisible", lambda e: e.str.replace_all(_INVISIBLE, ""))]
+    if col.kind != "text":  # free text (names) keeps its full-width brackets
+        out.append(("full_width", lambda e: e.str.normalize("NFKC")))
+    out.append((None, lambda e: e.str.strip_chars()))
+    if col.kind in _CODE_KINDS or col.name in ("parcel_id", "product"):
+        out.append(("text_marker", lambda e: e.str.replace(r'^="(.*)"$', "$1").str.strip_prefix("'")
+                    .str.strip_prefix("‘").str.strip_chars()))
+    if col.kind in ("code4", "year"):
+        out.append(("float_code", lambda e: e.str.replace(r"^(\d+)\.0+$", "$1")))
+    if col.kind in _NUMERIC_KINDS:
+        out.append(("thousands", lambda e: e.str.replace_all(r"(\d),(\d{3})", "$1$2").str.replace_all(r"(\d),(\d{3})", "$1$2")))
+        for unit in _unit_words(col, header_unit):
+            pattern = rf"^([-+]?\d[\d.]*(?:[eE][-+]?\d+)?)\s*{_escape(unit)}$"
+            out.append(("unit_in_cell", lambda e, p=pattern: e.str.replace(p, "$1")))
+    if col.kind == "date":
+        y, m, d = _EPOCH[date1904]
+
+        def serial(e: pl.Expr) -> pl.Expr:
+            is_serial = e.str.contains(r"^\d{4,5}(\.\d+)?$") & ~e.str.contains(r"^(19|20)\d{2}$")
+            days = e.cast(pl.Float64, strict=False).floor().cast(pl.Int64)
+            as_date = (pl.date(y, m, d) + pl.duration(days=days)).dt.strftime("%Y-%m-%d")
+            return pl.when(is_serial).then(as_date).otherwise(e)
+        out.append(("date_serial", serial))
+    out.append((None, lambda e: pl.when(e == "").then(None).otherwise(e)))
+    if not col.nonnull:
+        marks = sorted(missing_marks())
+        out.append(("missing_mark", lambda e: pl.when(e.str.to_lowercase().is_in(marks)).then(None).otherwise(e)))
+    return out
+
+
+_CHAR_CLASS = "[​-‏⁠﻿­ 　！-～]"
+_DATE_CLEAN = r"^\d{4}-\d{1,2}-\d{1,2}( 00:00:00)?$"
+#: the length a clean code has (anything else goes through the steps: cheap, no regex)
+_CODE_LEN = {"uscc": 18, "code4": 4}
+
+
+def _dirty(frame: pl.DataFrame, col: Column) -> pl.Series:
+    """The cells of one column that may need normalising; a clean cell is found without a
+    regex where possible (a code's byte length, a number's cast, an enum's allowed values,
+    an ASCII-only text), so a clean province-size file costs a few cheap passes."""
+    e = pl.col(col.name)
+    present = e.is_not_null()
+    if col.kind in ("number", "integer", "year"):
+        return frame.select(present & e.cast(pl.Float64, strict=False).is_null()).to_series()
+    if col.kind in _CODE_LEN:
+        return frame.select(present & (e.str.len_bytes() != _CODE_LEN[col.kind])).to_series()
+    if col.kind == "date":
+        return frame.select(present & ~e.str.contains(_DATE_CLEAN)).to_series()
+    if col.allowed:
+        return frame.select(present & ~e.is_in(list(col.allowed))).to_series()
+    marks = sorted({v for m in missing_marks() for v in (m, m.upper())})  # no per-cell lower-casing
+    cheap = present & (e.is_in(marks) | e.str.starts_with("'") | e.str.starts_with("="))
+    mask = frame.select(cheap.alias("c"), (e.str.len_bytes() != e.str.len_chars()).fill_null(False).alias("u"))
+    unicode = mask["u"]
+    if unicode.any():  # only text with non-ASCII characters can hold invisible or full-width ones
+        idx = unicode.arg_true()
+        hit = frame.select(e.gather(idx).str.contains(_CHAR_CLASS)).to_series()
+        extra = pl.Series([False] * frame.height).scatter(idx.filter(hit), True)
+        return mask["c"] | extra
+    return mask["c"]
+
+
+def apply(frame: pl.DataFrame, plans: dict[str, tuple[Column, list[Step]]]) -> tuple[pl.DataFrame, dict[str, pl.Series]]:
+    """Run every column's steps on the cells that need them.
+
+    One regex pass per column finds the cells that are not already clean; only those go
+    through the steps, one step of every column per pass (no expression grows with the
+    number of steps).  Returns the frame and, per column, the kind of each cell's first
+    recorded change (null where the cell is unchanged but for spaces)."""
+    if not plans:
+        return frame, {}
+    kinds: dict[str, pl.Series] = {}
+    updated = []
+    for n, (c, plan) in plans.items():
+        mask = _dirty(frame, c)
+        if not mask.any():
+            continue
+        idx = mask.arg_true()
+        sub = frame.select(pl.col(n).gather(idx))
+        kind = pl.Series(n, [None] * len(idx), dtype=pl.String)
+        for step_kind, fn in plan:
+            new = sub.select(fn(pl.col(n)).alias(n))[n]
+            if step_kind is not None:
+                changed = sub[n].ne_missing(new)
+                kind = pl.select(pl.when(kind.is_null() & changed).then(pl.lit(step_kind)).otherwise(kind)).to_series()
+            sub = new.to_frame()
+        full_kind = pl.Series(n, [None] * frame.height, dtype=pl.String).scatter(idx, kind)
+        kinds[n] = full_kind
+        updated.append(frame[n].scatter(idx, sub[n]))
+    if updated:
+        frame = frame.with_columns(updated)
+    return frame, kinds
+
+
+def _escape(unit: str) -> str:
+    return "".join("\\" + ch if ch in r".^$*+?()[]{}|\/" else ch for ch in normalize_header(unit))

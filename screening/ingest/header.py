@@ -1,0 +1,207 @@
+"""Find the header row and map its cells to the contract's columns.
+
+The synonym, unit and missing-mark tables are data (``synonyms.yaml`` beside this module,
+plus a bureau's own ``synonyms.yaml`` in the data directory).  Only the first
+:data:`SCAN_ROWS` rows of a sheet are looked at, so finding the header costs the same on a
+province's file as on a sample.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from ..errors import InputError
+from ..schema import Table
+
+SYNONYMS_FILE = Path(__file__).with_name("synonyms.yaml")
+LOCAL_SYNONYMS = "synonyms.yaml"  # a bureau's own table, in the data directory
+SCAN_ROWS = 30  # titles, unit lines and blank rows above a header are never more than this
+
+_INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
+_BRACKETS = str.maketrans({"【": "(", "】": ")", "[": "(", "]": ")", "〔": "(", "〕": ")"})
+_UNIT = re.compile(r"^(.+?)\(([^()]+)\)$")
+_UNIT_LINE = re.compile(r"^(?:计量)?单位[:]?(.+)$")
+
+
+def normalize_header(h: object) -> str:
+    """NFKC, no whitespace or invisible characters, lower case, one kind of bracket, no ``*``."""
+    text = unicodedata.normalize("NFKC", str(h))
+    text = _INVISIBLE.sub("", text).translate(_BRACKETS).lower()
+    text = re.sub(r"\s+", "", text)
+    return text.strip("*")
+
+
+@lru_cache(maxsize=1)
+def tables_data() -> dict:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader when PyYAML has it
+    return yaml.load(SYNONYMS_FILE.read_text(encoding="utf-8"), Loader=loader)
+
+
+def missing_marks() -> frozenset[str]:
+    return frozenset(normalize_header(m) for m in tables_data()["missing_marks"])
+
+
+def excel_errors() -> tuple[str, ...]:
+    return tuple(tables_data()["excel_errors"])
+
+
+def unit_factor(dimension: str, unit: str) -> tuple[float, float] | None:
+    factors = {normalize_header(k): v for k, v in tables_data()["units"].get(dimension, {}).items()}
+    found = factors.get(normalize_header(unit))
+    return (float(found[0]), float(found[1])) if found else None
+
+
+def _local_synonyms(data_dir: Path | None) -> dict:
+    if data_dir is None:
+        return {}
+    path = data_dir / LOCAL_SYNONYMS
+    if not path.is_file():
+        return {}
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path.name}：无法读取表头同义词（{str(exc).splitlines()[0]}）") from None
+    tables = loaded.get("tables", loaded) if isinstance(loaded, dict) else None
+    if not isinstance(tables, dict) or not all(isinstance(v, dict) for v in tables.values()):
+        raise InputError(f"{path.name}：表头同义词应为“表名: 字段: [表头, …]”的格式")
+    return tables
+
+
+def header_lookup(table: Table, data_dir: Path | None = None) -> dict[str, str]:
+    """Normalised header → canonical column name (English name, Chinese name, synonyms)."""
+    lookup: dict[str, str] = {}
+    names = {c.name for c in table.columns}
+    for source in (tables_data()["tables"], _local_synonyms(data_dir)):
+        for scope in ("*", table.name):
+            for col, headers in (source.get(scope) or {}).items():
+                if col not in names:
+                    if scope == table.name:
+                        raise InputError(f"{LOCAL_SYNONYMS}：表 {table.name} 没有字段 {col}")
+                    continue
+                for h in headers or ():
+                    lookup[normalize_header(h)] = col
+    for col in table.columns:  # the contract's own names always win
+        for h in (col.name, col.zh, *col.aliases):
+            lookup[normalize_header(h)] = col.name
+    return lookup
+
+
+@dataclass
+class ColumnMatch:
+    canonical: str
+    index: int  # position in the row
+    header: str  # as written (stripped)
+    unit: str | None = None
+    factor: tuple[float, float] | None = None  # value × num / den gives the standard unit
+
+
+@dataclass
+class HeaderMatch:
+    row: int  # 0-based index among the rows scanned
+    columns: list[ColumnMatch] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    error: str | None = None  # a repeated column or an unknown unit
+    unit_line: str | None = None  # a "单位：万元" line above the header
+    span: int = 1  # rows the header takes (2: an upper row of merged group cells over a lower one)
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and self.error is None
+
+    @property
+    def score(self) -> int:
+        return len(self.columns)
+
+
+def match_header(cells: list[object], table: Table, lookup: dict[str, str], row: int = 0,
+                 unit_line: str | None = None) -> HeaderMatch:
+    """Map one row's cells to columns; a unit in brackets is split off and converted."""
+    out = HeaderMatch(row, unit_line=unit_line)
+    seen: dict[str, str] = {}
+    for i, cell in enumerate(cells):
+        if cell is None or str(cell).strip() == "":
+            continue
+        written = str(cell).replace("\ufeff", "").strip()
+        key = normalize_header(written)
+        canonical, unit = lookup.get(key), None
+        if canonical is None and (m := _UNIT.match(key)) and m.group(1) in lookup:
+            canonical, unit = lookup[m.group(1)], m.group(2)
+        if canonical is None:
+            out.ignored.append(written)
+            continue
+        col = table.column(canonical)
+        factor = None
+        if unit is None and unit_line and col.unit and unit_factor(col.unit, unit_line):
+            unit = unit_line
+        if unit is not None and col.unit:
+            factor = unit_factor(col.unit, unit)
+            if factor is None:
+                known = "、".join(tables_data()["units"][col.unit])
+                out.error = f"列“{written}”的单位“{unit}”无法识别（{col.zh}可用的单位：{known}）"
+                continue
+            if factor == (1.0, 1.0):
+                factor = None
+        elif unit is not None:
+            unit = None  # a bracket on a column without a unit (e.g. 年份(年)) is a note
+        if canonical in seen:
+            if normalize_header(seen[canonical]) == key:
+                out.error = f"列“{written}”出现了不止一次，请删除多余的列"
+            else:
+                out.error = f"列“{seen[canonical]}”和“{written}”都对应 {canonical}，请删除其中一列"
+            continue
+        seen[canonical] = written
+        out.columns.append(ColumnMatch(canonical, i, written, unit, factor))
+    have = set(seen)
+    out.missing = [c.label for c in table.columns if c.required and c.name not in have]
+    for group in table.one_of:
+        if not any(name in have for name in group):
+            out.missing.append(" 或 ".join(table.column(n).label for n in group))
+    return out
+
+
+def find_header(rows: list[list[object]], table: Table, lookup: dict[str, str]) -> HeaderMatch:
+    """The first row among ``rows`` that holds every required column; else the closest one.
+
+    A line such as "单位：万元" above the header gives the unit of the columns whose header
+    names none."""
+    best: HeaderMatch | None = None
+    unit_line = None
+    for i, cells in enumerate(rows[:SCAN_ROWS]):
+        texts = [normalize_header(c) for c in cells if c is not None and str(c).strip()]
+        for t in texts:
+            if m := _UNIT_LINE.match(t):
+                unit_line = m.group(1)
+        match = match_header(cells, table, lookup, i, unit_line)
+        if match.ok and match.score:
+            return match
+        if i + 1 < len(rows):  # a two-row header: 用地面积 merged over 亩 | 平方米
+            two = match_header(_combine(cells, rows[i + 1]), table, lookup, i, unit_line)
+            if two.ok and two.score:
+                two.span = 2
+                return two
+        if best is None or match.score > best.score:
+            best = match
+    return best if best is not None else match_header([], table, lookup, 0)
+
+
+def _combine(upper: list[object], lower: list[object]) -> list[object]:
+    """One header row from two: "用地面积" over "亩" → "用地面积(亩)"; a cell merged down
+    (the same text in both rows) or empty in one row keeps the other's text."""
+    out: list[object] = []
+    for j in range(max(len(upper), len(lower))):
+        u = str(upper[j]).strip() if j < len(upper) and upper[j] is not None else ""
+        lo = str(lower[j]).strip() if j < len(lower) and lower[j] is not None else ""
+        out.append(u if not lo or lo == u else lo if not u else f"{u}({lo})")
+    return out
+
+
+def describe_row(rows: list[list[object]], match: HeaderMatch) -> str:
+    cells = rows[match.row] if match.row < len(rows) else []
+    shown = [str(c).strip() for c in cells if c is not None and str(c).strip()][:8]
+    return "、".join(shown) if shown else "（空行）"

@@ -1,0 +1,448 @@
+"""Read one table file into a Polars frame with canonical column names.
+
+Formats (by the file's bytes): CSV (UTF-8 with or without BOM, GBK/GB18030, UTF-16 with
+BOM; comma, tab or semicolon), Excel (xlsx/xlsm/xls: the first visible sheet whose header
+matches), an HTML table, Parquet.  The header row is looked for among the first rows;
+every frame gets ``_row``, the row number Excel shows, so that rejects point at the exact
+line.  Cells are normalised here (:mod:`.cells`); types are checked in
+:mod:`screening.validate`.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from .. import filesafety
+from ..errors import InputError
+from ..schema import TABLES, Table
+from . import workbook as wbk
+from .cells import NORMALISED_SCHEMA, apply, steps
+from .discovery import CSV, HTML, KIND_ZH, PARQUET, XLS, XLSX, _BY_SUFFIX, OpenedTable, find_table_file, open_table
+from .header import SCAN_ROWS, HeaderMatch, describe_row, find_header, header_lookup
+
+ROW = "_row"
+ERROR_SCHEMA = {ROW: pl.Int64, "column": pl.String, "error": pl.String}
+FURNITURE_SCHEMA = {ROW: pl.Int64, "reason": pl.String}
+_TOTAL = r"^(合\s*计|总\s*计|小\s*计|累\s*计)[:：]?$"
+_SIGN_OFF = r"^(制表人|审核人|填表人|填报人|负责人|单位负责人|制表日期|填报日期|填表日期|注|说明|备注|数据来源)\s*[:：]"
+_COLUMN_NUMBERS = r"^([甲乙丙丁戊己庚辛]|\d{1,2})$"
+
+
+@dataclass
+class RawTable:
+    """One input file.  Its rows are read by :meth:`load` and dropped by :meth:`release`,
+    so that a province's tables pass through memory one at a time."""
+
+    table: Table
+    path: Path
+    frame: pl.DataFrame | None = None  # canonical column names + _row
+    headers: dict[str, str] = field(default_factory=dict)  # canonical name -> header as written
+    sha256: str = ""
+    encoding: str | None = None
+    ignored_headers: list[str] = field(default_factory=list)
+    rows: int = 0
+    data_dir: Path | None = None
+    sheet: str | None = None  # the sheet read
+    sheets: list[dict] = field(default_factory=list)  # every sheet: name, visible, read
+    kind: str = ""  # what the file is by its bytes
+    note: str | None = None  # e.g. "a CSV named .xls"
+    header_row: int = 1  # as Excel shows it
+    units: dict[str, dict] = field(default_factory=dict)  # canonical -> {unit, factor} (for people)
+    factors: dict[str, tuple[float, float]] = field(default_factory=dict)  # value × num / den
+    cell_errors: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ERROR_SCHEMA))
+    normalised: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=NORMALISED_SCHEMA))
+    #: rows that are report furniture, not records (栏次, 合计, 制表人 …): _row, reason
+    furniture: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=FURNITURE_SCHEMA))
+
+    @property
+    def file(self) -> str:
+        """The file name, with the sheet read when the workbook has more than one: ``tax.xlsx[税收]``."""
+        if self.sheet is not None and len(self.sheets) > 1:
+            return f"{self.path.name}[{self.sheet}]"
+        return self.path.name
+
+    def load(self) -> pl.DataFrame:
+        if self.frame is None:
+            loaded = read_table(self.path, self.table, self.data_dir)
+            for name in ("frame", "headers", "sha256", "encoding", "ignored_headers", "rows", "sheet", "sheets",
+                         "kind", "note", "header_row", "units", "factors", "cell_errors", "normalised", "furniture"):
+                setattr(self, name, getattr(loaded, name))
+        return self.frame
+
+    def release(self) -> None:
+        self.frame = None
+
+    def intake(self) -> dict:
+        """What was read, for run.json and the intake report."""
+        return {
+            "file": str(self.path), "sha256": self.sha256, "encoding": self.encoding, "format": self.kind,
+            "note": self.note, "sheet": self.sheet, "sheets": self.sheets, "header_row": self.header_row,
+            "columns": {c: {"header": h, **self.units.get(c, {})} for c, h in self.headers.items()},
+            "ignored_columns": self.ignored_headers,
+            "normalised": _counts(self.normalised),
+        }
+
+
+def _counts(normalised: pl.DataFrame) -> dict[str, int]:
+    if not normalised.height:
+        return {}
+    g = normalised.group_by("kind").len().sort("kind")
+    return dict(zip(g["kind"].to_list(), g["len"].to_list()))
+
+
+# ---------------------------------------------------------------- CSV
+
+def _decode_csv(raw: bytes, path: Path) -> tuple[bytes, str]:
+    """Return UTF-8 bytes and the encoding that was detected."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return raw[3:], "utf-8-sig"
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16").encode("utf-8"), "utf-16"
+    try:
+        raw.decode("utf-8")
+        return raw, "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return raw.decode("gb18030").encode("utf-8"), "gb18030"
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path.name}：无法识别文件编码（既不是 UTF-8，也不是 GBK/GB18030），第 {exc.start} 字节处出错") from None
+
+
+def _split_lines(text: str, complete: bool) -> list[str]:
+    """The physical lines of ``text``; a last line cut by the end of the head is dropped."""
+    lines = text.split("\n")
+    return lines if complete else lines[:-1]
+
+
+def _csv_header(opened: OpenedTable, table: Table, lookup: dict[str, str]) -> tuple[HeaderMatch, str, list]:
+    """The header row, the separator and the rows looked at, from the file's head only (the
+    header may sit below title, blank or unit lines: :func:`.header.find_header`)."""
+    lines = _split_lines(opened.head_text or "", opened.complete)[:SCAN_ROWS]
+    if not any(line.strip() for line in lines):
+        if opened.complete:
+            raise InputError(f"{opened.path.name}：文件为空，没有表头")
+        raise filesafety.FileUnreadable(
+            f"{opened.path.name}：前 {filesafety.HEAD_BYTES // 1024} KB 内没有找到表头行（第一行过长或全是空行），文件可能不是 CSV")
+    best: tuple[HeaderMatch, str, list] | None = None
+    for sep in (",", "\t", ";"):
+        rows = [next(csv.reader([line.rstrip("\r")], delimiter=sep), []) for line in lines]
+        match = find_header(rows, table, lookup)
+        if best is None or (match.ok, match.score) > (best[0].ok, best[0].score):
+            best = (match, sep, rows)
+    return best
+
+
+def _read_csv(opened: OpenedTable, match: HeaderMatch, sep: str) -> tuple[pl.DataFrame, str]:
+    """The rows from the header line on (the header was found from the head); refuses NUL bytes."""
+    path = opened.path
+    data, encoding = _decode_csv(opened.read_bytes(), path)
+    if not data.strip():
+        raise InputError(f"{path.name}：文件为空，没有表头")
+    nul = data.find(b"\x00")
+    if nul >= 0 and encoding != "utf-16":
+        raise filesafety.FileUnreadable(f"{path.name}：第 {nul + 1} 字节起含有 NUL 字节（二进制内容），不是 CSV 文本")
+    offset = 0
+    for _ in range(match.row):  # the header's line starts after this many newlines
+        offset = data.index(b"\n", offset) + 1
+    # a row with more fields than the header stops the file (an unquoted comma shifts columns)
+    with filesafety.reader_errors(path.name, "无法按 CSV 读取"):
+        frame = pl.read_csv(io.BytesIO(data[offset:]), has_header=False, infer_schema=False, separator=sep)
+    return frame, encoding
+
+
+# ---------------------------------------------------------------- workbooks
+
+def _fill_merges(frame: pl.DataFrame, merges: list[tuple[int, int, int, int]], first_col: int,
+                 first_row: int = 0) -> tuple[pl.DataFrame, list[tuple[int, int, str]]]:
+    """Give every cell of a merged range the range's (top-left) value; returns the cells filled."""
+    targets: dict[int, tuple[list[int], list[str]]] = {}
+    filled: list[tuple[int, int, str]] = []
+    for r1, c1, r2, c2 in merges:
+        r1, r2 = r1 - first_row, r2 - first_row
+        if r2 < 0 or r1 >= frame.height or r1 < 0:
+            continue
+        r2 = min(r2, frame.height - 1)
+        for c in range(c1, c2 + 1):
+            j = c - first_col
+            if not 0 <= j < frame.width:
+                continue
+            value = frame[r1, c1 - first_col] if 0 <= c1 - first_col < frame.width else None
+            if value is None:
+                continue
+            idx, vals = targets.setdefault(j, ([], []))
+            for r in range(r1, r2 + 1):
+                if (r, c) != (r1, c1):
+                    idx.append(r)
+                    vals.append(value)
+                    filled.append((r, j, value))
+    if targets:
+        frame = frame.with_columns(
+            frame.to_series(j).scatter(idx, pl.Series(vals, dtype=pl.String)) for j, (idx, vals) in targets.items()
+        )
+    return frame, filled
+
+
+def _read_workbook(opened: OpenedTable, table: Table, lookup: dict[str, str]):
+    path = opened.path
+    wb = wbk.open_workbook(opened)
+    closest: tuple[HeaderMatch, list, str] | None = None
+    hidden_match: str | None = None
+    chosen = None
+    frame = None
+    for i, meta in enumerate(wb.sheets):
+        # calamine parses a whole sheet even for a few rows: load it once, look at its head
+        if meta.visible != "visible":
+            head = wbk.load_rows(wb, i, SCAN_ROWS)
+        else:
+            frame = wbk.load_rows(wb, i)
+            head = frame.head(SCAN_ROWS)
+        head, _ = _fill_merges(head, meta.merges, meta.first_col)
+        rows = [list(r) for r in head.iter_rows()]
+        match = find_header(rows, table, lookup)
+        if meta.visible != "visible":
+            if match.ok and hidden_match is None:
+                hidden_match = meta.name
+            continue
+        if match.ok:
+            chosen = (i, meta, match)
+            break
+        if closest is None or match.score > closest[0].score:
+            closest = (match, rows, meta.name)
+    sheets = [{"name": m.name, "visible": m.visible, "read": chosen is not None and m is chosen[1]} for m in wb.sheets]
+    if chosen is None:
+        if hidden_match is not None:
+            raise InputError(f"{path.name}：表头只出现在隐藏的工作表“{hidden_match}”中，隐藏的工作表不读取"
+                             "（请把要用的工作表设为可见，或删除作废的工作表）")
+        if closest is None:
+            raise InputError(f"{path.name}：没有可见的工作表")
+        match, rows, name = closest
+        if match.error:
+            raise InputError(f"{path.name}[{name}]：{match.error}")
+        raise InputError(f"{path.name}[{name}]：缺少必需列 {'、'.join(match.missing)}"
+                         f"（最接近表头的是第 {match.row + 1} 行：{describe_row(rows, match)}）")
+    i, meta, match = chosen
+    frame, filled = _fill_merges(frame, meta.merges, meta.first_col)
+    errors = [(r, c - meta.first_col, e) for r, c, e in meta.errors]
+    return frame, match, meta.name, sheets, filled, errors, wb.date1904
+
+
+def _read_html(path: Path, raw: bytes) -> pl.DataFrame:
+    """The first <table> of an HTML export, cells as text."""
+    from html.parser import HTMLParser
+
+    class Cells(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rows: list[list[str]] = []
+            self.cell: list[str] | None = None
+            self.tables = 0
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                self.tables += 1
+            elif tag == "tr" and self.tables == 1:
+                self.rows.append([])
+            elif tag in ("td", "th") and self.tables == 1 and self.rows:
+                self.cell = []
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th") and self.cell is not None:
+                self.rows[-1].append("".join(self.cell).strip())
+                self.cell = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell.append(data)
+
+    data, _ = _decode_csv(raw, path)
+    parser = Cells()
+    parser.feed(data.decode("utf-8"))
+    if not parser.rows:
+        raise InputError(f"{path.name}：网页文件中没有表格")
+    width = max(len(r) for r in parser.rows)
+    cols = {f"column_{j + 1}": [r[j] if j < len(r) else None for r in parser.rows] for j in range(width)}
+    return pl.DataFrame(cols, schema={k: pl.String for k in cols})
+
+
+def _read_parquet(path: Path) -> pl.DataFrame:
+    with filesafety.reader_errors(path.name, "无法按 Parquet 读取"):
+        return pl.read_parquet(path)  # from the file (memory-mapped), not a copy of its bytes
+
+
+def _furniture(body: pl.DataFrame, cols: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Take out report furniture: a 栏次 row ("甲 乙 1 2") right under the header, 合计/小计
+    rows and sign-off lines (制表人、审核人、注：…).  Vectorised over the text columns."""
+    text = [c for c in cols if body.schema[c] == pl.String]
+    if not text or not body.height:
+        return body, pl.DataFrame(schema=FURNITURE_SCHEMA)
+    # candidates only: the first row, and rows whose code is not a code's length
+    if "uscc" in text:
+        candidates = body.select((pl.int_range(pl.len()) == 0) | (pl.col("uscc").str.len_bytes() != 18).fill_null(True)
+                                 ).to_series()
+        if not candidates.any():
+            return body, pl.DataFrame(schema=FURNITURE_SCHEMA)
+        sub = body.filter(candidates)
+    else:
+        sub = body
+    total = pl.any_horizontal(pl.col(c).str.contains(_TOTAL).fill_null(False) for c in text)
+    sign_off = pl.any_horizontal(pl.col(c).str.contains(_SIGN_OFF).fill_null(False) for c in text)
+    numbers = (pl.int_range(pl.len()) == 0) & pl.all_horizontal(
+        pl.col(c).is_null() | pl.col(c).str.contains(_COLUMN_NUMBERS) for c in text) & pl.any_horizontal(
+        pl.col(c).str.contains("^[甲乙]$").fill_null(False) for c in text)
+    reason = (pl.when(numbers).then(pl.lit("栏次行")).when(total).then(pl.lit("合计行"))
+              .when(sign_off).then(pl.lit("表尾说明行")).otherwise(None))
+    numbers = numbers & (pl.col(ROW) == body[ROW][0])
+    flagged = sub.select(ROW, reason.alias("reason")).filter(pl.col("reason").is_not_null())
+    if not flagged.height:
+        return body, pl.DataFrame(schema=FURNITURE_SCHEMA)
+    return body.filter(~pl.col(ROW).is_in(flagged[ROW].implode())), flagged
+
+
+def _blank(column: str, dtype: pl.DataType) -> pl.Expr:
+    if dtype == pl.String:
+        return pl.col(column).is_null() | (pl.col(column).str.strip_chars() == "")
+    return pl.col(column).is_null()
+
+
+# ---------------------------------------------------------------- one table
+
+def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTable:
+    """Read one file.  What it is, whether it is safe to read, and (CSV, Parquet) its header are
+    checked from its first bytes or footer (:func:`.discovery.open_table`) before the rest is read."""
+    opened = open_table(path)
+    kind = opened.kind
+    named = _BY_SUFFIX.get(path.suffix.lower(), CSV)
+    note = None if kind == named else \
+        f"扩展名为 {path.suffix}，但文件内容不是{KIND_ZH[named]}，而是{KIND_ZH[kind]}，已按其实际格式读取"
+    lookup = header_lookup(table, data_dir)
+    out = RawTable(table, path, data_dir=data_dir, kind=kind, note=note)
+    filled: list[tuple[int, int, str]] = []
+    errors: list[tuple[int, int, str]] = []
+    date1904 = False
+    first_row = 0  # frame row index of the header (frame row i is Excel row i + 1)
+    try:
+        if kind == PARQUET:
+            match = find_header([opened.columns], table, lookup)  # from the footer
+            if not match.ok:
+                frame = None
+            else:
+                frame = _read_parquet(path)
+                match = find_header([frame.columns], table, lookup)
+            header_in_frame = False
+        elif kind == CSV:
+            match, sep, rows = _csv_header(opened, table, lookup)
+            frame = None
+            if match.ok:  # else refused below, before the rest is read
+                frame, out.encoding = _read_csv(opened, match, sep)
+            first_row = match.row
+            header_in_frame = True
+        elif kind == HTML:
+            frame = _read_html(path, opened.read_bytes())
+            rows = [list(r) for r in frame.head(SCAN_ROWS).iter_rows()]
+            match = find_header(rows, table, lookup)
+            header_in_frame = True
+        else:
+            frame, match, out.sheet, out.sheets, filled, errors, date1904 = _read_workbook(opened, table, lookup)
+            header_in_frame = True
+    except InputError as exc:
+        if note:
+            raise type(exc)(f"{exc}（{note}）") from None  # FileTooLarge/FileUnreadable stay what they are
+        raise
+    where = path.name + (f"[{out.sheet}]" if out.sheet and len(out.sheets) > 1 else "")
+    if match.error:
+        raise InputError(f"{where}：{match.error}")
+    if match.missing:
+        closest = f"（最接近表头的是第 {match.row + 1} 行：{describe_row(rows, match)}）" \
+            if header_in_frame and match.score else ""
+        raise InputError(f"{where}：缺少必需列 {'、'.join(match.missing)}{closest}" + (f"（{note}）" if note else ""))
+    out.sha256 = opened.sha256()
+
+    if header_in_frame:
+        if kind in (XLSX, XLS, HTML):
+            first_row = match.row
+            body = frame.slice(first_row + match.span)
+        else:  # CSV frame starts at the header line
+            body = frame.slice(match.span)
+        offset = first_row + 1 + match.span  # Excel row of the first data row
+    else:
+        body, offset = frame, 2
+    names = body.columns
+    picked = {names[m.index]: m.canonical for m in match.columns}
+    out.headers = {m.canonical: m.header for m in match.columns}
+    out.ignored_headers = match.ignored
+    out.units = {m.canonical: {"unit": m.unit, "factor": f"{m.factor[0]:g}/{m.factor[1]:g}"}
+                 for m in match.columns if m.factor}
+    out.factors = {m.canonical: m.factor for m in match.columns if m.factor}
+    out.header_row = first_row + 1
+    body = body.select(picked.keys()).rename(picked)
+    body = body.with_row_index(ROW, offset=offset).with_columns(pl.col(ROW).cast(pl.Int64))
+
+    # cell normalisation: per-column expressions, one step of every column per pass
+    unit_of = {m.canonical: m.unit for m in match.columns}
+    plans = {c.name: (c, steps(c, unit_of.get(c.name), date1904)) for c in table.columns
+             if c.name in body.columns and body.schema[c.name] == pl.String}
+    before = body
+    body, kinds = apply(body, plans)
+    normalised_parts = []
+    for name, kind in kinds.items():
+        hit = kind.is_not_null()
+        if hit.any():
+            normalised_parts.append(pl.DataFrame({
+                "file": pl.Series([None] * int(hit.sum()), dtype=pl.String), "row": body[ROW].filter(hit),
+                "column": pl.Series([out.headers[name]] * int(hit.sum()), dtype=pl.String),
+                "before": before[name].filter(hit), "after": body[name].filter(hit), "kind": kind.filter(hit),
+            }))
+    # merged cells and error cells (workbooks): positions are frame rows/columns
+    index_of = {m.index: m.canonical for m in match.columns}
+    merged_rows = [(r + 1, index_of[j], v) for r, j, v in filled if j in index_of and r >= first_row + match.span]
+    if merged_rows:
+        normalised_parts.append(pl.DataFrame({
+            "file": [None] * len(merged_rows), "row": [r for r, _, _ in merged_rows],
+            "column": [out.headers[c] for _, c, _ in merged_rows], "before": [None] * len(merged_rows),
+            "after": [v for _, _, v in merged_rows], "kind": ["merged_cell"] * len(merged_rows),
+        }, schema=NORMALISED_SCHEMA))
+    err_rows = [(r + 1, index_of[j], e) for r, j, e in errors if j in index_of and r >= first_row + match.span]
+    if err_rows:
+        out.cell_errors = pl.DataFrame({ROW: [r for r, _, _ in err_rows], "column": [c for _, c, _ in err_rows],
+                                        "error": [e for _, _, e in err_rows]}, schema=ERROR_SCHEMA)
+        # the error's text in the cell (calamine reads an error as empty), for the reject's value
+        for name in {c for _, c, _ in err_rows}:
+            errs = out.cell_errors.filter(pl.col("column") == name)
+            text = pl.col(ROW).replace_strict(errs[ROW], errs["error"], default=None, return_dtype=pl.String)
+            body = body.with_columns(pl.coalesce(text, pl.col(name).cast(pl.String)).alias(name)
+                                     if body.schema[name] == pl.String else pl.col(name))
+
+    body, out.furniture = _furniture(body, list(picked.values()))
+    # a blank line (or a row of empty cells) is not a record; row numbers stay as the file counts them
+    empty = body.select(pl.all_horizontal(_blank(c, body.schema[c]) for c in picked.values()).alias("e"))["e"]
+    if empty.any():
+        body = body.filter(~empty)
+    out.frame = body
+    out.rows = body.height
+    out.normalised = (pl.concat(normalised_parts, how="vertical_relaxed").with_columns(pl.lit(out.file).alias("file"))
+                      .select(list(NORMALISED_SCHEMA)).sort("row", "column")
+                      if normalised_parts else pl.DataFrame(schema=NORMALISED_SCHEMA))
+    return out
+
+
+def read_dir(data_dir: Path, needed: set[str]) -> dict[str, RawTable]:
+    """Find every table file in ``data_dir`` (read later, one at a time, by validation).
+
+    A ``needed`` table that is absent is an error."""
+    if not data_dir.is_dir():
+        raise InputError(f"数据目录不存在：{data_dir}")
+    out: dict[str, RawTable] = {}
+    for name, table in TABLES.items():
+        path = find_table_file(data_dir, name)
+        if path is None:
+            if name in needed:
+                raise InputError(f"{data_dir}：缺少表 {name}（{table.zh}），应为 {name}.csv、{name}.xlsx、"
+                                 f"{name}.xls 或 {name}.parquet")
+            continue
+        out[name] = RawTable(table, path, data_dir=data_dir)
+    return out
