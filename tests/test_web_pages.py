@@ -39,6 +39,8 @@ PAGES = {
     ("GET", "/firms/{uscc}/plan"): LIST,
     ("POST", "/firms/{uscc}/plan"): {ADMIN},
     ("POST", "/firms/{uscc}/plan/progress"): {ADMIN, TOWN},
+    ("GET", "/workbench"): {ADMIN, ANALYST},
+    ("GET", "/workbench/{year}"): {ADMIN, ANALYST},
     ("GET", "/screen"): {ADMIN, ANALYST, DASH},
     ("GET", "/screen/{year}"): {ADMIN, ANALYST, DASH},
     ("GET", "/users"): {ADMIN},
@@ -304,7 +306,7 @@ def test_an_admin_creates_a_user_with_a_password_on_the_page(web):
     client.cookies.clear()
     token = csrf_of(client.get("/login").text)
     answer = client.post("/login", data={"name": "新分析员", "password": secret, "csrf_token": token}, follow_redirects=False)
-    assert answer.status_code == 303 and answer.headers["location"] == "/lists"
+    assert answer.status_code == 303 and answer.headers["location"] == "/workbench"
 
 
 def test_a_revoked_user_is_signed_out(web):

@@ -28,7 +28,7 @@ router = APIRouter(include_in_schema=False)
 
 LOGIN_CSRF_COOKIE = "screening_login_csrf"
 ANY_ROLE = ("admin", "township", "analyst", "dashboard")
-HOME = {"admin": "/lists", "township": "/lists", "analyst": "/lists", "dashboard": "/screen"}
+HOME = {"admin": "/workbench", "township": "/lists", "analyst": "/workbench", "dashboard": "/screen"}
 
 
 def _page_user(*roles: str):
@@ -446,6 +446,27 @@ def screen(request: Request, year: int, cursor: CursorDep,
            user: Annotated[User, Depends(_page_user("admin", "analyst", "dashboard"))]) -> HTMLResponse:
     data = dashboard.get_dashboard(year=year, cursor=cursor, _user=user)
     return render(request, "screen.html", user=user, title=f"{year} 年度高耗低效企业整治大屏", d=data, year=year)
+
+
+# ---------------------------------------------------------------- 工作台
+
+@router.get("/workbench")
+def workbench_default(cursor: CursorDep, model: ReadModelDep,
+                      _user: Annotated[User, Depends(_page_user("admin", "analyst"))]) -> Response:
+    return _see_other(f"/workbench/{_year(model, cursor, None)}")
+
+
+@router.get("/workbench/{year}")
+def workbench(request: Request, year: int, cursor: CursorDep,
+              user: Annotated[User, Depends(_page_user("admin", "analyst"))]) -> HTMLResponse:
+    """The year's progress: the dashboard's aggregates and the finalization standings."""
+    data = dashboard.get_dashboard(year=year, cursor=cursor, _user=user)
+    standings = [f["standing"] for f in finalization.standing(cursor, year, data["run_id"])]
+    decided = sum(s in ("dispute_upheld", "dispute_rejected") for s in standings)
+    stages = [("列入清单", data["listed"]), ("已核实", data["verification"]["confirmed"] + data["verification"]["disputed"]),
+              ("有异议", data["verification"]["disputed"]), ("异议已处理", decided), ("定稿", data["final"]),
+              ("制定方案", data["plans"]["plans"]), ("整治完成", data["plans"]["completed"])]
+    return render(request, "workbench.html", user=user, title=f"{year} 年度工作台", d=data, year=year, stages=stages)
 
 
 # ---------------------------------------------------------------- 用户与审计
