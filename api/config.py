@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     #: problems listed in a 422 answer; the rest are counted
     upload_errors_listed: int = Field(default=200, ge=1)
 
+    #: one 属地核实 evidence file (photo, scanned document; api/routes/evidence.py)
+    evidence_max_bytes: int = Field(default=10 * 1024**2, ge=1024)
+
     # The web app's sign-in (api/web, docs/web.md)
     #: mark the session cookie Secure (set when the service is reached over HTTPS)
     cookie_secure: bool = False

@@ -17,7 +17,7 @@ from .auth import token_hash
 from .config import Settings, get_settings
 from .db import ensure_schema
 from .readmodel import ReadModel, WriteTracker
-from .routes import dashboard, enterprises, exports, finalization, health, lists, plans, runs, users
+from .routes import dashboard, enterprises, evidence, exports, finalization, health, lists, plans, runs, users
 from .routes import warnings as warning_routes
 from . import web
 
@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.read_model = None
     app.add_middleware(WriteTracker, read_model=lambda: app.state.read_model)
-    for module in (health, lists, exports, enterprises, dashboard, finalization, plans, runs, users):
+    for module in (health, lists, exports, enterprises, evidence, dashboard, finalization, plans, runs, users):
         app.include_router(module.router)
     app.include_router(warning_routes.router)  # 预警名单 (screening warn --db)
     web.install(app)  # the web app: pages, sign-in, static files, /docs and /redoc (api/web)

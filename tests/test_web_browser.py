@@ -199,7 +199,7 @@ def test_docs_and_redoc_render_offline(session):
     assert "高耗低效企业筛选服务" in s.page.inner_text("h1")
 
 
-def test_the_verification_form_works_on_a_phone(session, server):
+def test_the_verification_form_works_on_a_phone(session, server, tmp_path):
     s = session("township", **PHONE)
     firm = server["firms"][2]
     s.page.goto(f"/firms/{firm}?year=2022")
@@ -216,6 +216,19 @@ def test_the_verification_form_works_on_a_phone(session, server):
     with s.page.expect_navigation():
         form.locator("button[type=submit]").tap()
     assert "已记录：异议" in s.page.inner_text("main")
+    # an evidence photo taken on site: uploaded from the phone and shown on the firm's page
+    photo = tmp_path / "现场照片.png"
+    from PIL import Image
+    Image.new("RGB", (320, 200), (200, 80, 40)).save(photo)
+    s.page.set_input_files("#evidence-form input[type=file]", str(photo))
+    s.page.fill("#evidence-form input[name=note]", "厂房现状")
+    with s.page.expect_navigation():
+        s.page.locator("#evidence-form button[type=submit]").tap()
+    assert "证据文件已上传" in s.page.inner_text("main")
+    image = s.page.locator("figure.evidence img").first
+    image.scroll_into_view_if_needed()
+    sync_api.expect(image).to_be_visible()
+    sync_api.expect(image).to_have_js_property("naturalWidth", 320)  # the file itself arrived and decoded
     s.shot("record-phone")
 
 

@@ -32,6 +32,7 @@ PAGES = {
     ("GET", "/firms/{uscc}"): LIST,
     ("POST", "/firms/{uscc}/verify"): {ADMIN, TOWN},
     ("POST", "/firms/{uscc}/decide"): {ADMIN},
+    ("POST", "/firms/{uscc}/evidence"): {ADMIN, TOWN},
     ("GET", "/lists/{year}/sheet"): {ADMIN, TOWN},
     ("POST", "/lists/{year}/sheet"): {ADMIN, TOWN},
     ("GET", "/lists/{year}/finalization"): {ADMIN, ANALYST},
@@ -339,3 +340,40 @@ def test_the_users_api_sets_a_password(web):
     log = client.get("/api/v1/audit?page_size=500", headers=head).json()["items"]
     created = [i for i in log if i["action"] == "create_user" and i["entity_key"] == "接口建的"]
     assert created and "口令" not in str(created)
+
+
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
+       b"\x00\x00\x00\rIDATx\x9cc\xf8\xcf\xc0\xf0\x1f\x00\x05\x00\x01\xff\x89\x99=\x1d\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+def test_evidence_files(web, tmp_path):
+    client, tokens, firm = web
+    town = bearer(tokens["township"])
+    url = f"/api/v1/enterprises/{firm}/evidence?year=2022"
+    made = client.post(url, headers=town, files={"file": ("现场.png", PNG, "image/jpeg")}, data={"note": "厂房已空置"})
+    assert made.status_code == 201, made.text
+    row = made.json()
+    assert (row["media_type"], row["size_bytes"], row["original_name"]) == ("image/png", len(PNG), "现场.png")
+    # refused by content, whatever the name or the declared type
+    fake = client.post(url, headers=town, files={"file": ("photo.jpg", b"<html><script>alert(1)</script>", "image/jpeg")})
+    assert fake.status_code == 415 and "HTML" in fake.json()["detail"]
+    client.app.state.settings.evidence_max_bytes = 1024
+    try:
+        big = client.post(url, headers=town, files={"file": ("big.png", PNG + b"\x00" * 2000, "image/png")})
+        assert big.status_code == 413
+    finally:
+        client.app.state.settings.evidence_max_bytes = 10 * 1024**2
+    # another township's firm: 404 for the upload and for the file, like a missing one
+    other = bearer(tokens["other_township"])
+    assert client.post(url, headers=other, files={"file": ("x.png", PNG, "image/png")}).status_code == 404
+    assert client.get(f"/api/v1/evidence/{row['evidence_id']}", headers=other).json() == \
+        client.get("/api/v1/evidence/no-such-file", headers=other).json()
+    served = client.get(f"/api/v1/evidence/{row['evidence_id']}", headers=bearer(tokens["analyst"]))
+    assert served.status_code == 200 and served.content == PNG and served.headers["content-type"] == "image/png"
+    record = client.get(f"/api/v1/enterprises/{firm}?year=2022", headers=town).json()
+    assert [e["evidence_id"] for e in record["evidence"]] == [row["evidence_id"]]
+    log = client.get("/api/v1/audit?page_size=500", headers=bearer(tokens["admin"])).json()["items"]
+    assert any(i["action"] == "evidence" and i["after"]["sha256"] == row["sha256"] for i in log)
+    stored = next((client.app.state.settings.db.parent / f"{client.app.state.settings.db.name}.evidence").iterdir())
+    assert stored.read_bytes() == PNG and stored.stat().st_mode & 0o077 == 0
+    assert stored.parent.stat().st_mode & 0o077 == 0

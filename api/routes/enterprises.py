@@ -15,6 +15,7 @@ from ..deps import CursorDep, ReadModelDep, allow
 from ..readmodel import ReadModel, anomalies_checked
 from ..schemas import EnterpriseRecord, Verification, VerificationIn
 from .common import ERRORS, run_for_year, served_run
+from .evidence import evidence_of
 
 router = APIRouter(prefix="/api/v1/enterprises", tags=["enterprises"])
 
@@ -120,6 +121,7 @@ def get_enterprise(
             "results": _results(model, cursor, code, run.run_id),
             "anomaly": _anomaly(model, cursor, code, run.run_id, year),
             "verifications": state.verifications.get(code, []),
+            "evidence": evidence_of(cursor, code, year),
             "dispute_decisions": state.decisions.get(code, []),
             "finalized": state.finalization is not None, "on_final_list": code in state.final_basis,
             "plan": state.plans.get(code)}

@@ -232,7 +232,7 @@ def record_page(request: Request, uscc: str, cursor: CursorDep, model: ReadModel
                 user: Annotated[User, Depends(_page_user("admin", "analyst", "township"))],
                 year: int | None = None, done: str | None = None) -> HTMLResponse:
     notice = {"confirmed": "已记录：确认", "disputed": "已记录：异议", "decided": "已记录异议处理结果",
-              "progress": "已登记进展"}.get(done or "")
+              "progress": "已登记进展", "evidence": "证据文件已上传"}.get(done or "")
     return _record(request, uscc, year, cursor, model, user, notice=notice)
 
 
@@ -265,6 +265,22 @@ def decide(request: Request, uscc: str, cursor: CursorDep, model: ReadModelDep,
             raise
         return _record(request, uscc, year, cursor, model, user, error=str(exc.detail), code=exc.status_code)
     return _see_other(f"/firms/{uscc.strip().upper()}?year={year}&done=decided")
+
+
+@router.post("/firms/{uscc}/evidence")
+def add_evidence(request: Request, uscc: str, cursor: CursorDep, model: ReadModelDep,
+                 user: Annotated[User, Depends(_page_user("admin", "township"))],
+                 year: Annotated[int, Form()], file: Annotated[UploadFile, File()],
+                 note: Annotated[str, Form(max_length=500)] = "") -> Response:
+    from ..routes import evidence
+    try:
+        evidence.upload_evidence(request=request, uscc=uscc, cursor=cursor, user=user, year=year, file=file,
+                                 note=note or None)
+    except HTTPException as exc:
+        if exc.status_code == 404:
+            raise
+        return _record(request, uscc, year, cursor, model, user, error=str(exc.detail), code=exc.status_code)
+    return _see_other(f"/firms/{uscc.strip().upper()}?year={year}&done=evidence")
 
 
 # ---------------------------------------------------------------- 属地核实表
