@@ -114,9 +114,9 @@ def session(browser, server):
 
 
 def test_each_role_signs_in_and_sees_only_its_pages(session, server):
-    expected = {"admin": ("/workbench/2022", {"工作台", "清单", "大屏", "用户", "审计"}),
+    expected = {"admin": ("/workbench/2022", {"工作台", "清单", "大屏", "数据与筛选", "用户", "审计"}),
                 "township": ("/lists/2022", {"清单"}),
-                "analyst": ("/workbench/2022", {"工作台", "清单", "大屏"}),
+                "analyst": ("/workbench/2022", {"工作台", "清单", "大屏", "数据与筛选"}),
                 "dashboard": ("/screen/2022", {"大屏"})}
     for role, (landing, menu) in expected.items():
         s = session(role)

@@ -44,6 +44,8 @@ PAGES = {
     ("GET", "/workbench/{year}"): {ADMIN, ANALYST},
     ("GET", "/screen"): {ADMIN, ANALYST, DASH},
     ("GET", "/screen/{year}"): {ADMIN, ANALYST, DASH},
+    ("GET", "/runs"): {ADMIN, ANALYST},
+    ("POST", "/runs"): {ADMIN},
     ("GET", "/users"): {ADMIN},
     ("POST", "/users"): {ADMIN},
     ("POST", "/users/revoke"): {ADMIN},
@@ -377,3 +379,18 @@ def test_evidence_files(web, tmp_path):
     stored = next((client.app.state.settings.db.parent / f"{client.app.state.settings.db.name}.evidence").iterdir())
     assert stored.read_bytes() == PNG and stored.stat().st_mode & 0o077 == 0
     assert stored.parent.stat().st_mode & 0o077 == 0
+
+
+def test_an_admin_runs_a_screening_on_the_page(web):
+    """Last: the new run becomes the year's list."""
+    client, tokens, _ = web
+    csrf = sign_in(client, ADMIN)
+    refused = client.post("/runs", data={"csrf_token": csrf, "year": "2022"})
+    assert refused.status_code == 422 and "确认运行筛选" in refused.text
+    bad = client.post("/runs", data={"csrf_token": csrf, "year": "2022", "confirm": "1", "overrides": "无此参数=1"})
+    assert bad.status_code == 422
+    done = client.post("/runs", data={"csrf_token": csrf, "year": "2022", "confirm": "1"})
+    assert done.status_code == 200 and "筛选完成" in done.text, done.text
+    run_id = re.search(r"筛选完成：(\S+)（", done.text).group(1)
+    assert client.get("/api/v1/lists/2022?page_size=1", headers=bearer(tokens["admin"])).json()["run_id"] == run_id
+    assert "该年度清单" in client.get("/runs").text

@@ -485,6 +485,47 @@ def workbench(request: Request, year: int, cursor: CursorDep,
     return render(request, "workbench.html", user=user, title=f"{year} 年度工作台", d=data, year=year, stages=stages)
 
 
+# ---------------------------------------------------------------- 数据与筛选
+
+def _runs_page(request: Request, cursor, user: User, error: str | None = None, summary: dict | None = None,
+               code: int = 200) -> HTMLResponse:
+    from ..db import records, run_catalogue
+    catalogue = run_catalogue(cursor)
+    rows = records(cursor, """SELECT run_id, created_at, list_year, ruleset_id, ruleset_version, overrides, input_hashes,
+                                     enterprises, listed, rejected_rows FROM runs ORDER BY created_at DESC, run_id DESC""", [])
+    for row in rows:
+        row["overrides"] = json.loads(row["overrides"]) if row["overrides"] else None
+        row["input_hashes"] = json.loads(row["input_hashes"]) if row["input_hashes"] else {}
+        row["served"] = catalogue.served(row["list_year"]) is not None and catalogue.served(row["list_year"]).run_id == row["run_id"]
+        row["trial"] = catalogue.is_trial(row["run_id"])
+        row["final"] = catalogue.finalized.get(row["list_year"]) == row["run_id"]
+    return render(request, "runs.html", status_code=code, user=user, title="数据与筛选", rows=rows, error=error,
+                  summary=summary)
+
+
+@router.get("/runs")
+def runs_page(request: Request, cursor: CursorDep, user: Annotated[User, Depends(_page_user("admin", "analyst"))]) -> HTMLResponse:
+    return _runs_page(request, cursor, user)
+
+
+@router.post("/runs")
+def start_run(request: Request, cursor: CursorDep, user: Annotated[User, Depends(_page_user("admin"))],
+              year: Annotated[str, Form(max_length=10)] = "", data: Annotated[str, Form(max_length=200)] = "",
+              overrides: Annotated[str, Form(max_length=4000)] = "", replace_final: Annotated[str, Form(max_length=10)] = "",
+              confirm: Annotated[str, Form(max_length=10)] = "") -> HTMLResponse:
+    from ..routes import runs
+    try:
+        if confirm != "1":
+            raise HTTPException(422, "请勾选“确认运行筛选”后再提交")
+        body = _model(runs.RunIn, {"year": year.strip() or None, "data": data.strip() or None,
+                                   "set": [line.strip() for line in overrides.splitlines() if line.strip()],
+                                   "replace_final": replace_final == "1"})
+        summary = runs.create_run(body=body, request=request, cursor=cursor, user=user)
+    except HTTPException as exc:
+        return _runs_page(request, cursor, user, error=str(exc.detail), code=exc.status_code)
+    return _runs_page(request, cursor, user, summary=summary)
+
+
 # ---------------------------------------------------------------- 用户与审计
 
 def _users_page(request: Request, cursor, user: User, error: str | None = None, created: dict | None = None,
