@@ -156,6 +156,10 @@ def test_a_township_confirms_one_firm_and_disputes_another(session, server):
     s.page.fill("#dispute-form textarea[name=note]", "2022年3月已停产，现场核实")
     s.page.click("#dispute-form button[type=submit]")
     assert "已记录：异议" in s.page.inner_text("main")
+    # the indicators over the years are drawn (ECharts, SVG): one point per year held
+    sync_api.expect(s.page.locator("#indicator-chart svg")).to_have_count(1)
+    years = s.page.locator(".record section:nth-of-type(3) table.grid tbody tr").count()
+    assert years >= 1 and s.page.locator("#indicator-chart svg path").count() > years
     s.shot("record-township")
     api = server["api"]
     head = bearer(server["tokens"]["admin"])
@@ -266,6 +270,11 @@ def test_admin_decides_finalizes_and_a_stale_plan_edit_keeps_its_text(session, s
     """Last in the module: finalizing freezes the year for the tests above."""
     disputed = server["firms"][1]
     confirmed = server["firms"][0]
+    town = bearer(server["tokens"]["township"])  # the township's part, also when this test runs alone
+    for firm, outcome in ((confirmed, "confirmed"), (disputed, "disputed")):
+        answer = server["api"].post(f"/api/v1/enterprises/{firm}/verifications", headers=town,
+                                    json={"year": 2022, "outcome": outcome, "reason": "其他" if outcome == "disputed" else None})
+        assert answer.status_code == 201, answer.text
     admin = session("admin")
     admin.page.goto(f"/firms/{disputed}?year=2022")
     admin.page.check("#decide-form input[value=rejected]")
@@ -298,3 +307,9 @@ def test_admin_decides_finalizes_and_a_stale_plan_edit_keeps_its_text(session, s
     assert "方案已保存" in second.page.inner_text("main")
     admin.page.goto(f"/firms/{confirmed}?year=2022")
     admin.shot("record-admin")
+    # printed for the enterprise (A4): the record without the menu and the forms
+    admin.page.emulate_media(media="print")
+    assert not admin.page.locator("header.top").is_visible()
+    assert not admin.page.locator("form.noprint, .noprint").first.is_visible()
+    assert admin.page.locator("h1").is_visible() and "第二位写了很长的一段措施" in admin.page.inner_text("main")
+    admin.shot("record-print")

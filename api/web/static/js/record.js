@@ -9,6 +9,7 @@
   if (!d.years.length) { el.hidden = true; return; }
   var chart = echarts.init(el, null, { renderer: "svg" });
   chart.setOption({
+    animation: false,  // drawn at once: printing and screenshots see the whole chart
     tooltip: { trigger: "axis" },
     legend: { data: ["亩均税收（万元/亩）", "用地（亩）", "能耗（吨标准煤）"] },
     xAxis: { type: "category", data: d.years.map(String) },
