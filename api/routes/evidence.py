@@ -61,7 +61,7 @@ def upload_evidence(
     file: Annotated[UploadFile, File(description="JPEG、PNG 图片或 PDF")],
     note: Annotated[str | None, Form(max_length=500, description="说明")] = None,
 ) -> dict:
-    from .enterprises import _profile  # the firm must be one the user may see (404 otherwise)
+    from .enterprises import _profile  # (here: enterprises imports evidence_of) the firm must be one the user may see
 
     settings = request.app.state.settings
     run = run_for_year(cursor, year)
@@ -99,7 +99,7 @@ def upload_evidence(
             summary="下载证据文件（只对可查看该企业的用户）")
 def get_evidence(request: Request, evidence_id: str, cursor: CursorDep,
                  user: Annotated[User, Depends(allow("admin", "analyst", "township"))]) -> Response:
-    from .enterprises import _profile
+    from .enterprises import _profile  # here: enterprises imports evidence_of from this module
 
     rows = records(cursor, "SELECT * FROM evidence_files WHERE evidence_id = ?", [evidence_id[:64]])
     if not rows:

@@ -14,15 +14,15 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Resp
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import TypeAdapter, ValidationError
 
-from ..auth import ROLES, User, add_user, check_password, check_password_rules, clean_name, revoke_user, set_password
-from ..db import audit
+from ..auth import ROLES, User, check_password, check_password_rules, generate_password, set_password
+from ..db import audit, records, run_catalogue
 from ..deps import CursorDep, ReadModelDep, allow, current_user
-from ..routes import dashboard, enterprises, exports, finalization, lists, plans
+from ..routes import dashboard, enterprises, evidence, exports, finalization, lists, plans, runs, users
 from ..routes.finalization import DecisionIn, FinalizeIn
 from ..routes.plans import PlanIn, ProgressIn
 from ..schemas import VerificationIn
-from .session import COOKIE, CSRF_FIELD, current_session
-from .templating import render
+from .session import COOKIE, current_session
+from .templating import STANDING, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -272,7 +272,6 @@ def add_evidence(request: Request, uscc: str, cursor: CursorDep, model: ReadMode
                  user: Annotated[User, Depends(_page_user("admin", "township"))],
                  year: Annotated[int, Form()], file: Annotated[UploadFile, File()],
                  note: Annotated[str, Form(max_length=500)] = "") -> Response:
-    from ..routes import evidence
     try:
         evidence.upload_evidence(request=request, uscc=uscc, cursor=cursor, user=user, year=year, file=file,
                                  note=note or None)
@@ -327,7 +326,7 @@ def _finalization(request: Request, year: int, cursor, user: User, error: str | 
                   code: int = 200, summary: dict | None = None) -> HTMLResponse:
     run = finalization.run_for_year(cursor, year)
     firms = finalization.standing(cursor, year, run)
-    kinds = tuple(finalization_labels())
+    kinds = tuple(STANDING)
     by_township: dict[str, dict[str, int]] = {}
     for f in firms:
         row = by_township.setdefault(f["township"] or "（未知）", dict.fromkeys(kinds, 0))
@@ -338,11 +337,6 @@ def _finalization(request: Request, year: int, cursor, user: User, error: str | 
     return render(request, "finalization.html", status_code=code, user=user, title=f"{year} 年度核实与定稿",
                   year=year, by_township=sorted(by_township.items()), totals=totals, kinds=kinds,
                   disputes=disputes, info=info, error=error, summary=summary)
-
-
-def finalization_labels() -> dict[str, str]:
-    from .templating import STANDING
-    return STANDING
 
 
 @router.post("/lists/{year}/finalize")
@@ -489,7 +483,6 @@ def workbench(request: Request, year: int, cursor: CursorDep,
 
 def _runs_page(request: Request, cursor, user: User, error: str | None = None, summary: dict | None = None,
                code: int = 200) -> HTMLResponse:
-    from ..db import records, run_catalogue
     catalogue = run_catalogue(cursor)
     rows = records(cursor, """SELECT run_id, created_at, list_year, ruleset_id, ruleset_version, overrides, input_hashes,
                                      enterprises, listed, rejected_rows FROM runs ORDER BY created_at DESC, run_id DESC""", [])
@@ -513,7 +506,6 @@ def start_run(request: Request, cursor: CursorDep, user: Annotated[User, Depends
               year: Annotated[str, Form(max_length=10)] = "", data: Annotated[str, Form(max_length=200)] = "",
               overrides: Annotated[str, Form(max_length=4000)] = "", replace_final: Annotated[str, Form(max_length=10)] = "",
               confirm: Annotated[str, Form(max_length=10)] = "") -> HTMLResponse:
-    from ..routes import runs
     try:
         if confirm != "1":
             raise HTTPException(422, "请勾选“确认运行筛选”后再提交")
@@ -530,7 +522,6 @@ def start_run(request: Request, cursor: CursorDep, user: Annotated[User, Depends
 
 def _users_page(request: Request, cursor, user: User, error: str | None = None, created: dict | None = None,
                 code: int = 200) -> HTMLResponse:
-    from ..db import records
     rows = records(cursor, """SELECT u.name, u.role, u.township, u.created_at, u.revoked_at,
                                      p.user_id IS NOT NULL AS has_password
                               FROM users u LEFT JOIN user_passwords p USING (user_id) ORDER BY u.created_at""", [])
@@ -547,8 +538,6 @@ def users_page(request: Request, cursor: CursorDep, user: Annotated[User, Depend
 def create_user(request: Request, cursor: CursorDep, user: Annotated[User, Depends(_page_user("admin"))],
                 name: Annotated[str, Form(max_length=1000)] = "", role: Annotated[str, Form(max_length=20)] = "",
                 township: Annotated[str, Form(max_length=1000)] = "") -> HTMLResponse:
-    from ..auth import generate_password
-    from ..routes import users
     password = generate_password()
     try:
         body = _model(users.UserIn, {"name": name, "role": role, "township": township.strip() or None})
@@ -562,7 +551,6 @@ def create_user(request: Request, cursor: CursorDep, user: Annotated[User, Depen
 @router.post("/users/revoke")
 def revoke(request: Request, cursor: CursorDep, user: Annotated[User, Depends(_page_user("admin"))],
            name: Annotated[str, Form(max_length=1000)] = "") -> HTMLResponse:
-    from ..routes import users
     try:
         users.revoke(name=name, cursor=cursor, user=user)
     except HTTPException as exc:
