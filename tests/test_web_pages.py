@@ -247,6 +247,15 @@ def test_changing_the_password(web):
     client.post("/account", data={"csrf_token": csrf, "current": new, "new": password(DASH), "again": password(DASH)})
 
 
+def test_the_pages_links_to_api_downloads_work_with_the_session(web):
+    client, _, _ = web
+    sign_in(client, TOWN)
+    link = re.search(r'href="(/api/v1/lists/2022/export[^"]*)"', client.get("/lists/2022/sheet").text).group(1)
+    sheet = client.get(link.replace("&amp;", "&"))
+    assert sheet.status_code == 200 and sheet.content[:2] == b"PK"
+    assert client.get("/api/v1/dashboard/2022").status_code == 403  # the API's roles, with the session too
+
+
 def test_a_firm_name_is_shown_as_text(web):
     client, _, firm = web
     sign_in(client, ADMIN)
