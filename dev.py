@@ -3,6 +3,7 @@
 
     python3 dev.py run   [screening run options]   # screen the bundled sample_data/
     python3 dev.py test  [pytest options]          # the whole test suite
+    python3 dev.py mutate [--only ID ...] [--list] # mutation check of the rules (tests/mutation/)
 
 Both create ``.venv`` on first use and (re)install the project when
 pyproject.toml changes, so nothing has to be installed by hand.  Charts need a
@@ -120,7 +121,7 @@ def ensure_chromium(force: bool = False) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"run", "test", "setup"}:
+    if not argv or argv[0] not in {"run", "test", "setup", "mutate"}:
         print(__doc__)
         return 2
     ensure_env()
@@ -131,6 +132,8 @@ def main(argv: list[str]) -> int:
         return 0
     if cmd == "run":
         return subprocess.call([str(BIN / "screening"), "run", *rest], cwd=ROOT)
+    if cmd == "mutate":
+        return subprocess.call([_python(), str(ROOT / "tests" / "mutation" / "run.py"), *rest], cwd=ROOT)
     return subprocess.call([_python(), "-m", "pytest", *rest], cwd=ROOT)
 
 

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,6 +15,7 @@ from typing import Any
 
 import duckdb
 
+from screening import auditchain
 from screening.sqlquote import identifier
 
 SERVICE_DDL = """
@@ -107,9 +111,22 @@ CREATE TABLE IF NOT EXISTS audit_log (
     entity VARCHAR NOT NULL,
     entity_key VARCHAR NOT NULL,
     before JSON,
-    after JSON
+    after JSON,
+    seq BIGINT,
+    prev_hash VARCHAR,
+    row_hash VARCHAR
 );
 """
+
+#: the audit chain (screening.auditchain) on a database an older version created: the columns
+#: are added (its older lines keep none: the chain starts after them) and ``seq`` is unique, so
+#: that two transactions can never both commit a line after the same one
+AUDIT_CHAIN_DDL = (
+    "ALTER TABLE audit_log ADD COLUMN IF NOT EXISTS seq BIGINT",
+    "ALTER TABLE audit_log ADD COLUMN IF NOT EXISTS prev_hash VARCHAR",
+    "ALTER TABLE audit_log ADD COLUMN IF NOT EXISTS row_hash VARCHAR",
+    "CREATE UNIQUE INDEX IF NOT EXISTS audit_log_seq ON audit_log (seq)",
+)
 
 
 #: per-firm lookups in the stored runs: (table, column) pairs that get an ART index
@@ -120,6 +137,8 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     for statement in SERVICE_DDL.split(";"):
         if statement.strip():
             con.execute(statement)
+    for statement in AUDIT_CHAIN_DDL:
+        con.execute(statement)
     for table, column in FIRM_INDEXES:
         if table_exists(con, table):
             con.execute(f"CREATE INDEX IF NOT EXISTS {identifier(f'{table}_{column}')} ON {identifier(table)} ({identifier(column)})")
@@ -238,17 +257,57 @@ def one_snapshot(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConn
         con.execute("ROLLBACK")
 
 
+#: one audit line at a time per process (the service is the one writer of its database)
+_AUDIT_LOCK = threading.Lock()
+#: database path → (seq, audit_id) of the newest line written, perhaps not yet committed
+_WRITTEN: dict[str, tuple[int, str]] = {}
+#: seconds an audit line waits for the line before it, written by another request whose
+#: transaction has not committed yet (the routes commit right after their audit line)
+AUDIT_WAIT = 2.0
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def _chain_head(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
+    rows = con.execute("SELECT seq, row_hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1").fetchall()
+    return (int(rows[0][0]), rows[0][1]) if rows else (0, auditchain.GENESIS)
+
+
 def audit(con: duckdb.DuckDBPyConnection, user: Any, action: str, entity: str, key: str,
           before: Any, after: Any) -> None:
-    """Append one line to the audit trail (append-only: no route updates or deletes it)."""
-    import uuid
+    """Append one line to the audit trail (append-only: no route updates or deletes it), in
+    the caller's transaction, chained to the line before it (screening.auditchain).
 
+    The line before is the newest one this request's transaction sees or that is committed;
+    a line another request wrote and has not committed yet is waited for (AUDIT_WAIT), so
+    that the chain stays one line after another.  Should two transactions still chain to
+    the same line, the unique ``seq`` lets only the first commit."""
     def dump(value: Any) -> str | None:
         return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
 
-    con.execute("INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [uuid.uuid4().hex, dt.datetime.now(dt.timezone.utc), user.name, user.role, action, entity, key,
-                 dump(before), dump(after)])
+    with _AUDIT_LOCK:
+        committed = con.cursor()  # a connection of its own: sees every commit, not this transaction's snapshot
+        try:
+            database = str(committed.execute(
+                "SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()[0][0])
+            own, latest = _chain_head(con), _chain_head(committed)
+            pending = _WRITTEN.get(database)
+            if pending and max(own[0], latest[0]) < pending[0]:
+                deadline = time.monotonic() + AUDIT_WAIT
+                while latest[0] < pending[0] and time.monotonic() < deadline:
+                    time.sleep(0.002)
+                    latest = _chain_head(committed)
+        finally:
+            committed.close()
+        seq, prev_hash = max(own, latest)
+        now = dt.datetime.now(dt.timezone.utc)
+        line = {"seq": seq + 1, "audit_id": uuid.uuid4().hex, "logged_us": (now - _EPOCH) // dt.timedelta(microseconds=1),
+                "user_name": user.name, "role": user.role, "action": action, "entity": entity, "entity_key": key,
+                "before": dump(before), "after": dump(after)}
+        con.execute("INSERT INTO audit_log (audit_id, logged_at, user_name, role, action, entity, entity_key, before, "
+                    "after, seq, prev_hash, row_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [line["audit_id"], now, user.name, user.role, action, entity, key, line["before"], line["after"],
+                     line["seq"], prev_hash, auditchain.row_hash(prev_hash, line)])
+        _WRITTEN[database] = (line["seq"], line["audit_id"])
 
 
 def finalized(con: duckdb.DuckDBPyConnection, year: int) -> dict[str, Any] | None:

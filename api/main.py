@@ -17,7 +17,7 @@ from .auth import token_hash
 from .config import Settings, get_settings
 from .db import ensure_schema
 from .readmodel import ReadModel, WriteTracker
-from .routes import dashboard, enterprises, evidence, exports, finalization, health, lists, plans, runs, users
+from .routes import backups, dashboard, enterprises, evidence, exports, finalization, health, lists, plans, runs, users
 from .routes import warnings as warning_routes
 from . import web
 
@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.read_model = None
     app.add_middleware(WriteTracker, read_model=lambda: app.state.read_model)
-    for module in (health, lists, exports, enterprises, evidence, dashboard, finalization, plans, runs, users):
+    for module in (health, lists, exports, enterprises, evidence, dashboard, finalization, plans, runs, users, backups):
         app.include_router(module.router)
     app.include_router(warning_routes.router)  # 预警名单 (screening warn --db)
     web.install(app)  # the web app: pages, sign-in, static files, /docs and /redoc (api/web)
@@ -95,5 +95,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                      "message": _chinese(err)} for err in exc.errors()]
         text = "；".join(f"{p['field']}：{p['message']}" if p["field"] else p["message"] for p in problems)
         return JSONResponse(status_code=422, content={"detail": f"请求内容无效：{text}", "errors": problems})
+
+    @app.exception_handler(duckdb.TransactionException)
+    async def _conflict(_request: Request, _exc: duckdb.TransactionException) -> JSONResponse:
+        # two requests committed at the same moment (e.g. two audit lines after the same one): the
+        # first won, this one changed nothing
+        return JSONResponse(status_code=409, content={"detail": "数据正被同时修改，本次提交未生效，请重新读取后再提交"})
 
     return app

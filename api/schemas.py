@@ -7,10 +7,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
-class Message(BaseModel):
-    detail: str = Field(examples=["令牌无效或已停用"])
-
-
 class FirmItem(BaseModel):
     """An enterprise in a list: its code, name, township and industry, and more fields allowed."""
     model_config = ConfigDict(extra="allow")

@@ -425,6 +425,10 @@ from .cli_warn import warn_command  # noqa: E402  (imports cli lazily, inside th
 
 app.command("warn")(warn_command)
 
+from .cli_backup import register as register_backup_commands  # noqa: E402  (backup, restore, verify, runs prune)
+
+register_backup_commands(app)
+
 
 def main() -> None:
     """Console entry point (``screening``)."""

@@ -231,10 +231,6 @@ class ScaleMethod(_Strict):
     def zero_policy(self, ind: Indicator) -> ZeroDenominatorPolicy:
         return ind.zero_denominator or self.zero_denominator
 
-    @property
-    def max_score(self) -> float:
-        return sum(i.weight for i in self.indicators)
-
 
 # ---------------------------------------------------------------- scope
 
@@ -356,9 +352,6 @@ class Method(_Strict):
     def indicator_columns(self) -> list[str]:
         """Indicator ids in output order: 规上's first, then 规下's new ones."""
         return list(dict.fromkeys(i.id for s in SCALES for i in self.scales[s].indicators))
-
-    def indicator_names(self) -> dict[str, tuple[str, str]]:
-        return {i.id: (i.name, i.unit) for s in SCALES for i in self.scales[s].indicators}
 
     def quantities(self) -> list[str]:
         used = {q for s in SCALES for i in self.scales[s].indicators for q in (i.formula.numerator, i.formula.denominator)}

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import xlsxwriter
 
+from .ruleset import LIMIT_RULE, unverified_limits_note
+
 if TYPE_CHECKING:
     from .screen import Screening
 
@@ -191,8 +193,10 @@ def _rules_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], s: "Screening") 
             f"{n}={'/'.join(v) if isinstance(v, list) else v}{(' ' + rule.parameters[n].unit) if rule.parameters[n].unit else ''}"
             for n, v in rs.params[rid].items()
         )
-        rows.append([rid, rule.title, params or "—", rs.citation_text(rule.citation), rule.citation.quote or "",
-                     (rule.citation.note or "").strip()])
+        note = (rule.citation.note or "").strip()
+        if rid == LIMIT_RULE and s.unverified_limit_hits:
+            note = "；".join(filter(None, [unverified_limits_note(rs, s.unverified_limit_hits), note]))
+        rows.append([rid, rule.title, params or "—", rs.citation_text(rule.citation), rule.citation.quote or "", note])
     _table(ws, fmts, 0, ["规则编号", "规则", "参数（本次取值）", "依据", "原文", "说明"], rows,
            ["text", "wrap", "wrap", "wrap", "wrap", "wrap"])
     ws.freeze_panes(1, 1)

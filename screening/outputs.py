@@ -42,11 +42,6 @@ def write_list(s: "Screening", out: Path) -> list[Path]:
     return [out / "list.csv", out / "list.parquet"]
 
 
-def write_results(s: "Screening", out: Path) -> list[Path]:
-    """Straight from DuckDB (no round trip through Python): the table can have millions of rows."""
-    return [write_results_parquet(s, out), write_results_csv(s, out)]
-
-
 def write_results_parquet(s: "Screening", out: Path) -> Path:
     # reasons are rendered once, while streaming into Parquet; the CSV and the database copy read that file
     parquet = out / "results.parquet"

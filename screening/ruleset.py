@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import RuleSetError
 from .paths import sql_dir
+from .schema import TABLES
 
 RULE_IDS = (
     "above_scale_low_tax_per_mu",
@@ -30,6 +30,9 @@ RULE_IDS = (
     "energy_limit_exceeded",
 )
 STATUSES = ("hit", "pass", "insufficient_data", "not_applicable")
+LIMIT_RULE = "energy_limit_exceeded"
+#: reason codes a rule's SQL may give that need a message of their own (besides the scope's)
+REQUIRED_MESSAGES = {"energy_limit_exceeded": ("hit", "hit_unverified")}
 
 
 class _Strict(BaseModel):
@@ -82,6 +85,8 @@ class Rule(_Strict):
     short_title: str
     enabled: bool = True
     lead_department: str
+    #: the input tables the rule reads besides ``enterprises`` (the run needs them; others may be absent)
+    reads: list[str] = Field(min_length=1)
     citation: Cite
     parameters: dict[str, Parameter] = Field(default_factory=dict)
     messages: dict[str, str]
@@ -213,6 +218,20 @@ class RuleSet:
             self.params[rid][name] = value
             self.overrides[f"{rid}.{name}"] = value
 
+    def scope_params(self, list_year: int) -> dict[str, Any]:
+        """The parameters of the rules' shared definitions for a list year: the two data years,
+        the manufacturing divisions and the new-firm cut-off of ``rules_scope`` and the day of
+        ``limits_in_force`` (sql/views/00_macros.sql).  Early warning binds the same values."""
+        scope = {k: v.value for k, v in self.meta.scope.items()}
+        return {
+            "year_prev": list_year - 2,
+            "year_last": list_year - 1,
+            "division_min": int(scope["manufacturing_division_min"]),
+            "division_max": int(scope["manufacturing_division_max"]),
+            "new_firm_cutoff": dt.date(list_year - int(scope["new_firm_window_years"]), 1, 1),
+            "limit_date": dt.date(list_year - 1, 12, 31),
+        }
+
     def describe(self) -> dict[str, Any]:
         """What run.json records about the rule set."""
         return {
@@ -246,6 +265,10 @@ def _model(cls: type[BaseModel], path: Path) -> Any:
 
 
 LIMIT_COLUMNS = ("product", "product_name", "standard", "unit", "limit", "effective_from", "effective_to")
+#: the optional ``verified`` column: has the limit been checked against the standard's official text?
+#: An empty cell or a table without the column counts as not verified (nothing says it was checked).
+VERIFIED_YES = ("是", "已核对", "y", "yes", "true", "1")
+VERIFIED_NO = ("否", "未核对", "n", "no", "false", "0", "")
 
 
 def load_energy_limits(path: Path) -> pl.DataFrame:
@@ -265,23 +288,29 @@ def load_energy_limits(path: Path) -> pl.DataFrame:
     missing = [c for c in LIMIT_COLUMNS if c not in raw.columns]
     if missing:
         raise RuleSetError(f"{path}：缺少列 {'、'.join(missing)}")
+    if "verified" not in raw.columns:
+        raw = raw.with_columns(pl.lit(None, dtype=pl.String).alias("verified"))
     text = {c: pl.col(c).str.strip_chars() for c in ("effective_from", "effective_to")}
+    mark = pl.col("verified").str.strip_chars().str.to_lowercase().fill_null("")
     typed = raw.with_row_index("_row", offset=2).with_columns(
         pl.col("product").str.strip_chars(),
         pl.col("limit").str.strip_chars().cast(pl.Float64, strict=False).alias("limit"),
         parse_dates(text["effective_from"]).alias("effective_from"),
         parse_dates(text["effective_to"]).alias("effective_to"),
         (text["effective_to"].fill_null("") != "").alias("_has_to"),
+        mark.is_in(VERIFIED_YES).alias("verified"),
+        (~mark.is_in(VERIFIED_YES + VERIFIED_NO)).alias("_bad_mark"),
     )
     bad = typed.filter(
         pl.col("product").is_null() | pl.col("limit").is_null() | pl.col("effective_from").is_null()
         | (pl.col("_has_to") & pl.col("effective_to").is_null())
-        | (pl.col("effective_to") < pl.col("effective_from"))
+        | (pl.col("effective_to") < pl.col("effective_from")) | pl.col("_bad_mark")
     )
     if bad.height:
         rows = "、".join(str(r) for r in bad["_row"].to_list()[:10])
-        raise RuleSetError(f"{path}：第 {rows} 行无效（product、limit、effective_from 必填，日期如 2022-11-01，失效日期不早于生效日期）")
-    return typed.drop("_row", "_has_to")
+        raise RuleSetError(f"{path}：第 {rows} 行无效（product、limit、effective_from 必填，日期如 2022-11-01，"
+                           f"失效日期不早于生效日期，verified 填“是”或“否”）")
+    return typed.drop("_row", "_has_to", "_bad_mark")
 
 
 def load_ruleset(directory: Path) -> RuleSet:
@@ -297,13 +326,18 @@ def load_ruleset(directory: Path) -> RuleSet:
         rule: Rule = _model(Rule, directory / f"{rid}.yaml")
         if rule.id != rid:
             raise RuleSetError(f"{directory}/{rid}.yaml：id 为 {rule.id}，应与文件名 {rid} 一致")
+        unknown_tables = [t for t in rule.reads if t not in TABLES]
+        if unknown_tables:
+            raise RuleSetError(f"{directory}/{rid}.yaml：reads 中有未知的输入表 {'、'.join(unknown_tables)}；"
+                               f"可用：{'、'.join(TABLES)}")
         if not (sql_dir() / "rules" / f"{rid}.sql").is_file():
             raise RuleSetError(f"规则 {rid} 缺少 SQL 文件 sql/rules/{rid}.sql")
         for cite in [rule.citation, *(p.cite for p in rule.parameters.values())]:
             if cite.source not in meta.sources:
                 raise RuleSetError(f"{directory}/{rid}.yaml：引用了未定义的来源 {cite.source}")
-        if "hit" not in rule.messages:
-            raise RuleSetError(f"{directory}/{rid}.yaml：messages 缺少 hit 的说明模板")
+        for code in REQUIRED_MESSAGES.get(rid, ("hit",)):
+            if code not in rule.messages:
+                raise RuleSetError(f"{directory}/{rid}.yaml：messages 缺少 {code} 的说明模板")
         rules[rid] = rule
     dispositions: Dispositions = _model(Dispositions, directory / "dispositions.yaml")
     for entry in dispositions.entries:
@@ -315,5 +349,8 @@ def load_ruleset(directory: Path) -> RuleSet:
     return RuleSet(directory, meta, rules, dispositions, limits, files)
 
 
-def to_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+def unverified_limits_note(rs: RuleSet, hits: int) -> str:
+    """Said wherever a run is summed up (command line, run.json, the workbook's 规则与依据) when
+    rule-4 hits rest on limits not marked verified in energy_limits.csv."""
+    return (f"规则“{rs.rules[LIMIT_RULE].short_title}”的 {hits} 家命中企业所依据的能耗限额在规则集 energy_limits.csv 中"
+            f"未标为已核对（verified 不是“是”）：限额数值待核对官方文本，定稿前请对照标准原文核实")

@@ -21,17 +21,10 @@ from .engine import Engine, read_sql_files, sql_text
 from .errors import AuditError, InputError
 from .ingest import read_dir
 from .paths import default_ruleset, sample_data_dir
-from .ruleset import STATUSES, RuleSet, load_ruleset
+from .ruleset import LIMIT_RULE, STATUSES, RuleSet, load_ruleset, unverified_limits_note
 from .sqlquote import identifier, literal
 from .validate import Inputs, validate
 
-#: Which input tables each rule reads (a table no enabled rule needs may be absent).
-RULE_TABLES: dict[str, tuple[str, ...]] = {
-    "above_scale_low_tax_per_mu": ("stats", "tax", "land"),
-    "below_scale_consecutive_c_grade": ("stats", "land", "evaluations"),
-    "below_scale_consecutive_low_tax_per_mu": ("stats", "tax", "land"),
-    "energy_limit_exceeded": ("product_energy",),
-}
 DATA_YEAR_TABLES = ("stats", "tax", "land", "evaluations", "energy", "product_energy")
 REFERENCE_DIVISIONS = Path(__file__).parent / "reference" / "gbt4754_2017_divisions.csv"
 
@@ -64,6 +57,8 @@ class Screening:
     #: never an input to a rule, a status, the list or results
     anomalies: pl.DataFrame = field(default_factory=anomaly.empty_output)
     anomaly_summary: dict[str, Any] = field(default_factory=dict)
+    #: rule-4 hits resting on a limit not marked verified in energy_limits.csv (reason code hit_unverified)
+    unverified_limit_hits: int = 0
 
     def __enter__(self) -> "Screening":
         return self
@@ -128,7 +123,7 @@ def grade_method(ruleset: RuleSet):
 
 
 def needed_tables(ruleset: RuleSet) -> set[str]:
-    tables = {"enterprises", *(t for rid in ruleset.enabled for t in RULE_TABLES[rid])}
+    tables = {"enterprises", *(t for rid in ruleset.enabled for t in ruleset.rules[rid].reads)}
     method = grade_method(ruleset)
     return tables | method.needed_tables() if method else tables
 
@@ -257,6 +252,9 @@ def screen(
             if audit.height:
                 sample = audit.head(5).to_dicts()
                 raise AuditError(f"审计失败：{audit.height} 个（企业，规则）组合的状态不唯一或缺失，例如 {sample}")
+            unverified = _unverified_limit_hits(engine, rs)
+            if unverified:
+                warnings.append(unverified_limits_note(rs, unverified))
         with _timed(timings, "生成说明与清单", progress):
             _results_view(engine, rs, list_year, run_id)
             listing = _list_frame(engine, rs, list_year).with_columns(pl.lit(run_id).alias("run_id"))
@@ -269,7 +267,15 @@ def screen(
         engine.close()
         raise
     return Screening(run_id, list_year, rs, inputs, engine, listing, audit, started, timings, warnings,
-                     anomalies=flags, anomaly_summary=scored.summary if scored is not None else {})
+                     anomalies=flags, anomaly_summary=scored.summary if scored is not None else {},
+                     unverified_limit_hits=unverified)
+
+
+def _unverified_limit_hits(engine: Engine, rs: RuleSet) -> int:
+    if LIMIT_RULE not in rs.enabled:
+        return 0
+    return int(engine.query("unverified limit hits", "SELECT count(*) AS n FROM results "
+                            "WHERE reason_code::VARCHAR = 'hit_unverified'", {})["n"][0])
 
 
 RESULTS_DDL = """
@@ -332,17 +338,7 @@ def _computed_grades(inputs: Inputs, rs: RuleSet, years: list[int]) -> pl.DataFr
 
 
 def _base_params(rs: RuleSet, list_year: int) -> dict[str, Any]:
-    scope = {k: v.value for k, v in rs.meta.scope.items()}
-    window = int(scope["new_firm_window_years"])
-    return {
-        "year_prev": list_year - 2,
-        "year_last": list_year - 1,
-        "division_min": int(scope["manufacturing_division_min"]),
-        "division_max": int(scope["manufacturing_division_max"]),
-        "new_firm_cutoff": dt.date(list_year - window, 1, 1),
-        "limit_date": dt.date(list_year - 1, 12, 31),
-        "eps": rs.meta.comparison["relative_tolerance"],
-    }
+    return {**rs.scope_params(list_year), "eps": rs.meta.comparison["relative_tolerance"]}
 
 
 def _template_constants(rs: RuleSet, list_year: int) -> dict[str, dict[str, Any]]:

@@ -58,8 +58,19 @@ class Expect(_Strict):
     value_text: str | None = None
     source: str | None = None
     reason_contains: list[str] = Field(default_factory=list)
+    #: texts the reason must NOT contain (e.g. a limit that is not the one applied)
+    reason_lacks: list[str] = Field(default_factory=list)
     #: fields that must be empty (None) in the result
     empty: list[str] = Field(default_factory=list)
+
+
+class ListRow(_Strict):
+    """A listed firm's suggested disposition (rules/<set>/dispositions.yaml, first matching entry)."""
+
+    firm: str
+    disposition: str
+    lead: str
+    cooperating: str | None = None
 
 
 class Case(_Strict):
@@ -71,6 +82,7 @@ class Case(_Strict):
     energy_limits: list[dict[str, Any]] | None = None
     expected: list[Expect]
     listed: list[str] | None = None
+    dispositions: list[ListRow] = Field(default_factory=list)
 
 
 class CaseFile(_Strict):
@@ -146,6 +158,7 @@ def ruleset_with_limits(limits: list[dict[str, Any]] | None, folder: Path) -> Pa
     shutil.copytree(default_ruleset(), target)
     if limits is not None:
         cols = ["product", "product_name", "standard", "unit", "limit", "effective_from", "effective_to"]
+        cols += [c for c in ("verified",) if any(c in r for r in limits)]
         pl.DataFrame({c: [None if r.get(c) is None else str(r.get(c)) for r in limits] for c in cols},
                      schema={c: pl.String for c in cols}).write_csv(target / "energy_limits.csv")
     return target
@@ -163,7 +176,8 @@ def run_case(case: Case, default_rule: str, tmp: Path) -> list[str]:
     write_inputs(build_tables(case, alias), tmp / "data")
     rules = ruleset_with_limits(case.energy_limits, tmp)
     with screen(tmp / "data", case.year, rules, case.set) as s:
-        results, listed = s.results, set(s.list["uscc"].to_list())
+        results, listing = s.results, s.list
+    listed = set(listing["uscc"].to_list())
     by_key = {(r["uscc"], r["rule_id"]): r for r in results.iter_rows(named=True)}
     problems: list[str] = []
     for exp in case.expected:
@@ -189,6 +203,20 @@ def run_case(case: Case, default_rule: str, tmp: Path) -> list[str]:
         for text in exp.reason_contains:
             if text not in (got["reason"] or ""):
                 problems.append(f"{where}: reason {got['reason']!r} lacks {text!r}")
+        for text in exp.reason_lacks:
+            if text in (got["reason"] or ""):
+                problems.append(f"{where}: reason {got['reason']!r} should not contain {text!r}")
+    rows = {r["uscc"]: r for r in listing.iter_rows(named=True)}
+    for want in case.dispositions:
+        row = rows.get(alias(want.firm))
+        if row is None:
+            problems.append(f"{want.firm}: not on the list, expected {want.disposition}")
+            continue
+        for fld, col in (("disposition", "suggested_disposition"), ("lead", "disposition_lead"),
+                         ("cooperating", "disposition_cooperating")):
+            value = getattr(want, fld)
+            if value is not None and row[col] != value:
+                problems.append(f"{want.firm}: {col} {row[col]!r}, expected {value!r}")
     if case.listed is not None:
         want = {alias(a) for a in case.listed}
         if listed != want:

@@ -38,7 +38,8 @@ def _firm(client, tokens, township: str) -> str:
 
 def test_health_needs_no_token(service):
     client, _ = service
-    assert client.get("/api/v1/health").json() == {"status": "ok"}
+    # the contract's {"status": "ok"}, and the age of the last backup (none yet: null; docs/backup.md)
+    assert client.get("/api/v1/health").json() == {"status": "ok", "last_backup_age_hours": None}
 
 
 @pytest.mark.parametrize("path", ["/api/v1/lists/2022", "/api/v1/dashboard/2022", "/api/v1/enterprises/X"])

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from api.config import Settings
 from api.main import create_app
-from api.routes import exports
+from api.routes.exports import XLSX_TYPE
 from api_helpers import OTHER, TOWNSHIP, bearer, build_service_db
 import xlsx_bombs
 
@@ -25,10 +25,7 @@ USCC, OUTCOME, REASON, NOTE = "统一社会信用代码", "核实结果", "异�
 
 
 def _app(db):
-    app = create_app(Settings(db=db))
-    if not any(getattr(r, "path", None) == "/api/v1/lists/{year}/verifications/upload" for r in app.routes):
-        app.include_router(exports.router)   # until api/main.py registers the router
-    return app
+    return create_app(Settings(db=db))
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +89,7 @@ def _fill(xlsx: bytes, edits: dict[int, dict[str, str]]) -> bytes:
 
 
 def _upload(client, token, content: bytes, name: str = "核实表.xlsx"):
-    return client.post(UPLOAD, headers=bearer(token), files={"file": (name, content, exports.XLSX_TYPE)})
+    return client.post(UPLOAD, headers=bearer(token), files={"file": (name, content, XLSX_TYPE)})
 
 
 def _verifications(client, tokens, uscc: str) -> list[dict]:

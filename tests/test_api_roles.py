@@ -38,6 +38,8 @@ ALLOWED = {
     "runs-create": {ADMIN},
     "runs-stage": {ADMIN},
     "runs-import": {ADMIN},
+    "runs-prune": {ADMIN},
+    "backups-create": {ADMIN},
     "users-create": {ADMIN},
     "users-revoke": {ADMIN},
     "warnings-get": {ADMIN, ANALYST, TOWN},

@@ -154,11 +154,48 @@ def test_grade_rule_hits_need_no_numbers(s: Screening):
     assert audit(s).height == 0
 
 
-def test_pass_without_value_is_not_flagged_as_hit_evidence(s: Screening):
+@pytest.mark.parametrize("rule_id", [R1, R3, R4])
+@pytest.mark.parametrize("column", ["value", "threshold"])
+def test_pass_without_evidence(s: Screening, rule_id: str, column: str):
+    """A numeric pass must show the figure and the threshold it was compared with: a pass
+    with no value is how a missing figure read as "not below" would look."""
     with tampering(s) as con:
-        firm = a_firm(con, R1, "pass")
-        con.execute("UPDATE results SET value = NULL WHERE firm_id = ? AND rule_id = ?", [firm, R1])
-        assert "hit_without_evidence" not in set(audit(s)["problem"])
+        firm = a_firm(con, rule_id, "pass")
+        assert firm is not None
+        con.execute(f"UPDATE results SET {column} = NULL WHERE firm_id = ? AND rule_id = ?", [firm, rule_id])
+        assert problems(s) == {(firm, rule_id, "pass_without_evidence")}
+
+
+@pytest.mark.parametrize("status", ["hit", "pass"])
+@pytest.mark.parametrize("column", ["value_prev_text", "value_last_text"])
+def test_grade_rule_judgement_without_grades(s: Screening, status: str, column: str):
+    with tampering(s) as con:
+        firm = a_firm(con, R2, status)
+        con.execute(f"UPDATE results SET {column} = NULL WHERE firm_id = ? AND rule_id = ?", [firm, R2])
+        assert problems(s) == {(firm, R2, f"{status}_without_evidence")}
+
+
+@pytest.mark.parametrize("rule_id, code", [(R1, "tax_missing"), (R1, "land_missing"), (R3, "tax_missing"),
+                                           (R3, "land_missing"), (R2, "grade_missing"), (R2, "land_missing")])
+def test_missing_data_without_its_years(s: Screening, rule_id: str, code: str):
+    """insufficient_data for a missing figure names the years it is missing in."""
+    with tampering(s) as con:
+        firm = one(con, "SELECT min(firm_id) FROM results WHERE rule_id = ? AND reason_code = ?", [rule_id, code])
+        if firm is None:  # the sample has no such row: make one from any row of the rule
+            firm = a_firm(con, rule_id, "pass")
+            con.execute("UPDATE results SET status = 'insufficient_data', reason_code = ?, value = NULL, "
+                        "threshold = NULL, detail = '2021' WHERE firm_id = ? AND rule_id = ?", [code, firm, rule_id])
+            assert audit(s).height == 0
+        con.execute("UPDATE results SET detail = NULL WHERE firm_id = ? AND rule_id = ?", [firm, rule_id])
+        assert problems(s) == {(firm, rule_id, "missing_data_without_years")}
+
+
+def test_every_judgement_of_the_sample_carries_its_evidence(s: Screening):
+    """The real run: every hit and pass has its evidence, every missing figure its years."""
+    con = s.engine.con
+    assert one(con, "SELECT count(*) FROM results WHERE status = 'pass' AND rule_id <> ?", [R2]) > 0
+    assert one(con, "SELECT count(*) FROM results WHERE status = 'insufficient_data' AND detail IS NOT NULL") > 0
+    assert audit(s).height == 0
 
 
 def test_several_problems_reported_together(s: Screening):

@@ -8,10 +8,13 @@ saved model can tell data it was not trained on (see :mod:`screening.warn.artifa
 """
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import polars as pl
 
+from ..engine import Engine, sql_text
 from ..validate import FIRM_ID, Inputs
 
 #: grades as an ordinal (A best); an encoding, not a threshold
@@ -143,16 +146,44 @@ def firm_years(inputs: Inputs, limits: pl.DataFrame) -> pl.DataFrame:
     ).sort(key)
 
 
+def rule_definitions(limits: pl.DataFrame | None = None) -> Engine:
+    """A DuckDB workspace holding the rules' own definitions (sql/views/00_macros.sql:
+    ``rules_scope``, ``limits_in_force``, ``limit_excess``), so early warning asks the rules'
+    questions rather than copies of them.  Close it after use."""
+    engine = Engine()
+    frame = limits if limits is not None else pl.DataFrame(
+        schema={"product": pl.String, "product_name": pl.String, "standard": pl.String, "unit": pl.String,
+                "limit": pl.Float64, "effective_from": pl.Date, "effective_to": pl.Date, "verified": pl.Boolean})
+    engine.load("energy_limits", frame)
+    engine.execute("views/00_macros.sql", sql_text("views/00_macros.sql"), {})
+    return engine
+
+
+_PRODUCT_RATIO = f"""
+    SELECT pe.{FIRM_ID}, pe.year, max(1 + limit_excess(pe.unit_consumption, l."limit")) AS product_ratio
+    FROM _product_energy pe
+    JOIN limits_in_force($limit_date) l USING (product)
+    WHERE pe.year = $year
+    GROUP BY ALL
+"""
+
+
 def _product_ratios(product_energy: pl.DataFrame, limits: pl.DataFrame) -> pl.DataFrame:
-    """Per firm-year: the highest unit consumption ÷ the limit in force on 31 December of the year."""
-    day = pl.date(pl.col("year"), 12, 31)
-    in_force = (pl.col("effective_from") <= day) & (pl.col("effective_to").is_null() | (pl.col("effective_to") >= day))
-    return (
-        product_energy.join(limits.select("product", "limit", "effective_from", "effective_to"), on="product")
-        .filter(in_force & (pl.col("limit") > 0))
-        .group_by(FIRM_ID, "year")
-        .agg((pl.col("unit_consumption") / pl.col("limit")).max().alias("product_ratio"))
-    )
+    """Per firm-year: how far the firm's furthest product lies from the limit rule 4 holds it
+    against in that year (the strictest in force on 31 December, ``limits_in_force``), as
+    1 + (unit consumption − limit) ÷ |limit|: unit consumption ÷ limit for a positive limit,
+    above 1 exactly when rule 4 would call it exceeded (a negative limit included)."""
+    years = sorted(product_energy["year"].unique().to_list())
+    schema = {FIRM_ID: product_energy.schema[FIRM_ID], "year": product_energy.schema["year"],
+              "product_ratio": pl.Float64}
+    engine = rule_definitions(limits)
+    try:
+        engine.attach_frame("_product_energy", product_energy.select(FIRM_ID, "year", "product", "unit_consumption"))
+        parts = [engine.query("product_ratio", _PRODUCT_RATIO, {"year": y, "limit_date": dt.date(y, 12, 31)})
+                 for y in years]
+    finally:
+        engine.close()
+    return pl.concat([pl.DataFrame(schema=schema), *(p.cast(schema) for p in parts)])
 
 
 def firms(inputs: Inputs) -> pl.DataFrame:
@@ -161,20 +192,36 @@ def firms(inputs: Inputs) -> pl.DataFrame:
         FIRM_ID, "uscc", "name", "township", "industry_code",
         pl.col("industry_code").str.slice(0, 2).cast(pl.Int32, strict=False).alias("division"),
         pl.col("established").dt.year().alias("established_year"),
+        "established",
     )
 
 
 @dataclass(frozen=True)
 class Scope:
     """Who gets a risk at year t: firms active then (a stats, tax or land row) that rules 1–3
-    could screen on the list of t+2 (manufacturing 大类 and not founded within the rule set's
-    new-firm window before it), or that report a product with a limit (rule 4 covers any firm)."""
+    could screen on the list of t+2 (the rules' own ``rules_scope``: manufacturing 大类 and not
+    founded within the rule set's new-firm window before it), or that report a product with a
+    limit (rule 4 covers any firm)."""
 
-    division_min: int
-    division_max: int
-    new_firm_window: int  # years: a firm founded in t+2-window or later is out of rules 1–3's scope
+    #: the rule set's scope parameters for a list year (:meth:`screening.ruleset.RuleSet.scope_params`)
+    params: Callable[[int], dict[str, Any]]
     low_grades: tuple[str, ...]
     min_peers: int
+
+
+def in_rules_scope(registry: pl.DataFrame, list_year: int, scope: Scope) -> pl.DataFrame:
+    """(firm_id, screened): whether rules 1–3 screen the firm on the list of ``list_year``,
+    answered by the rules' own scope (an unknown industry: not screened, it cannot be listed)."""
+    p = scope.params(list_year)
+    engine = rule_definitions()
+    try:
+        engine.attach_frame("_registry", registry.select(FIRM_ID, "division", "established"))
+        return engine.query("rules_scope", f"""
+            SELECT {FIRM_ID}, rules_scope(division, established, $division_min, $division_max, $new_firm_cutoff)
+                   = 'in_scope' AS screened
+            FROM _registry""", {k: p[k] for k in ("division_min", "division_max", "new_firm_cutoff")})
+    finally:
+        engine.close()
 
 
 def features_at(panel: pl.DataFrame, registry: pl.DataFrame, t: int, scope: Scope,
@@ -190,14 +237,13 @@ def features_at(panel: pl.DataFrame, registry: pl.DataFrame, t: int, scope: Scop
         return window.filter(pl.col("year") == t - offset).select(
             FIRM_ID, *(pl.col(c).alias(f"{c}{suffix}") for c in _YEARLY))
 
-    # as the rules' scope: founded before 1 January of (list year t+2) − window, or unknown
-    established = pl.col("established_year").is_null() | (pl.col("established_year") < t + 2 - scope.new_firm_window)
-    screened = pl.col("division").is_between(scope.division_min, scope.division_max) & established
     rows = (
         registry.join(year(0), on=FIRM_ID, how="inner")
+        .join(in_rules_scope(registry, t + 2, scope), on=FIRM_ID, how="left")
         .join(year(1), on=FIRM_ID, how="left")
         .join(year(2), on=FIRM_ID, how="left")
-        .filter(pl.col("active") & (screened | pl.col("product_ratio").is_not_null()))
+        .filter(pl.col("active") & (pl.col("screened") | pl.col("product_ratio").is_not_null()))
+        .drop("screened", "established")
         .with_columns(pl.lit(t, dtype=pl.Int32).alias("t"))
     )
     rows = rows.with_columns(_peer_columns(scope.min_peers))
@@ -298,9 +344,7 @@ def _feature_exprs(t: int, scope: Scope, names: list[str]) -> list[pl.Expr]:
 
 def scope_for(ruleset, min_peers: int) -> Scope:
     """The population and the low grades, read from the rule set (no number of its own)."""
-    settings = {k: v.value for k, v in ruleset.meta.scope.items()}
     grade_rule = "below_scale_consecutive_c_grade"
     low = ruleset.params[grade_rule]["grades"] if grade_rule in ruleset.params else list(GRADE_LEVEL)[-2:]
-    return Scope(int(settings["manufacturing_division_min"]), int(settings["manufacturing_division_max"]),
-                 int(settings["new_firm_window_years"]), tuple(low), min_peers)
+    return Scope(ruleset.scope_params, tuple(low), min_peers)
 

@@ -1,7 +1,10 @@
 -- Audit after every run (returns the bad rows; none expected):
 --  * every (enterprise, enabled rule) has exactly one result row;
 --  * its status is one of hit / pass / insufficient_data / not_applicable;
---  * a numeric rule's hit carries both its value and its threshold.
+--  * every judgement carries its evidence: a numeric rule's hit or pass both its value and its
+--    threshold, the grade rule's hit or pass the grade of each year, and an insufficient_data
+--    row for a missing figure the years it is missing (in detail) -- a pass without them could
+--    be a missing value read as "not below", which is never a pass.
 -- The per-rule counts are checked first (cheap); the row-level comparison runs only
 -- for a rule whose counts are off, to name the offending rows.
 WITH enterprises AS (
@@ -45,8 +48,15 @@ FROM expected e
 FULL JOIN counted c ON c.firm_id = e.firm_id AND c.rule_id = e.rule_id
 WHERE c.firm_id IS NULL OR e.firm_id IS NULL OR c.n <> 1 OR c.valid <> 1
 UNION ALL
-SELECT firm_id, rule_id, 'hit_without_evidence' AS problem
+SELECT firm_id, rule_id, CAST(status AS VARCHAR) || '_without_evidence' AS problem
 FROM results
-WHERE status = 'hit'
-  AND rule_id <> 'below_scale_consecutive_c_grade'
-  AND (value IS NULL OR threshold IS NULL)
+WHERE status IN ('hit', 'pass')
+  AND CASE WHEN rule_id = 'below_scale_consecutive_c_grade'
+           THEN value_prev_text IS NULL OR value_last_text IS NULL OR threshold_text IS NULL
+           ELSE value IS NULL OR threshold IS NULL END
+UNION ALL
+SELECT firm_id, rule_id, 'missing_data_without_years' AS problem
+FROM results
+WHERE status = 'insufficient_data'
+  AND reason_code IN ('tax_missing', 'land_missing', 'grade_missing')
+  AND (detail IS NULL OR detail = '')

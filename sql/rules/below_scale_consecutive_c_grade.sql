@@ -31,7 +31,8 @@ SELECT
     NULL::DOUBLE AS value_last,
     concat_ws(',', coalesce(g_prev, ''), coalesce(g_last, '')) AS value_text,
     array_to_string($grades, ',') AS threshold_text,
-    CASE WHEN g_prev IS NULL OR g_last IS NULL THEN missing_years(g_prev, g_last, $year_prev, $year_last) END AS detail,
+    CASE WHEN land_last IS NULL THEN CAST($year_last AS VARCHAR)
+         WHEN g_prev IS NULL OR g_last IS NULL THEN missing_years(g_prev, g_last, $year_prev, $year_last) END AS detail,
     concat_ws(',', $year_prev, $year_last) AS years,
     g_prev AS value_prev_text,
     g_last AS value_last_text,

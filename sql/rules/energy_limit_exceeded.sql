@@ -2,27 +2,24 @@
 -- on $limit_date (31 December of Y-1). Hit when unit_consumption > limit for at least one
 -- such product. Several limits in force for one product: the strictest (lowest) applies.
 -- value/threshold describe the product furthest above (or closest to) its limit.
-WITH in_force AS (
-    SELECT product, product_name, standard, unit, "limit",
-           row_number() OVER (PARTITION BY product ORDER BY "limit", standard) AS strictness
-    FROM energy_limits
-    WHERE effective_from <= $limit_date
-      AND (effective_to IS NULL OR effective_to >= $limit_date)
-),
-measured AS (
-    SELECT pe.firm_id, pe.product, pe.unit_consumption, l."limit", l.standard,
+-- A hit resting on a limit not yet checked against the standard's official text (verified =
+-- false in energy_limits.csv) is 'hit_unverified': a hit that says so in its reason.
+-- The limits in force and the choice among several: limits_in_force (sql/views/00_macros.sql).
+WITH measured AS (
+    SELECT pe.firm_id, pe.product, pe.unit_consumption, l."limit", l.standard, l.verified,
            strictly_above(pe.unit_consumption, l."limit", $eps) AS exceeded,
-           (pe.unit_consumption - l."limit") / nullif(abs(l."limit"), 0) AS excess,
+           limit_excess(pe.unit_consumption, l."limit") AS excess,
            coalesce(l.product_name, pe.product) || '（' || pe.product || '）单位产品能耗'
                || printf('%.2f', pe.unit_consumption) || ' ' || l.unit
                || '，限额' || printf('%g', l."limit") || ' ' || l.unit || '（' || l.standard || '）' AS line
     FROM in_product_energy pe
-    JOIN in_force l ON l.product = pe.product AND l.strictness = 1
+    JOIN limits_in_force($limit_date) l ON l.product = pe.product
     WHERE pe.year = $year_last
 ),
 per_firm AS (
     SELECT firm_id,
            bool_or(exceeded) AS any_exceeded,
+           bool_and(verified) FILTER (WHERE exceeded) AS exceeded_verified,
            arg_max(unit_consumption, coalesce(excess, unit_consumption - "limit")) AS worst_value,
            arg_max("limit", coalesce(excess, unit_consumption - "limit")) AS worst_limit,
            arg_max(standard, coalesce(excess, unit_consumption - "limit")) AS worst_standard,
@@ -36,6 +33,7 @@ SELECT
     p.firm_id,
     'energy_limit_exceeded' AS rule_id,
     CASE WHEN f.firm_id IS NULL THEN 'no_limited_product'
+         WHEN f.any_exceeded AND NOT f.exceeded_verified THEN 'hit_unverified'
          WHEN f.any_exceeded THEN 'hit'
          ELSE 'pass' END AS reason_code,
     f.worst_value AS value,

@@ -1,0 +1,79 @@
+"""Backups and retention while the service runs (``screening backup`` and ``screening runs
+prune`` hand over to these routes when the service holds the database; docs/backup.md).
+
+The backup route takes no path: the service writes into its own directory beside the
+database (``<db>.backups/``), and the command line moves the finished backup from there."""
+from __future__ import annotations
+
+import threading
+from typing import Annotated
+
+import duckdb
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from screening.backup import backups_dir, record_last, rotate, write_backup
+from screening.errors import ScreeningError, from_os_error
+from screening.retention import prune
+
+from ..auth import User
+from ..db import audit
+from ..deps import CursorDep, allow
+from .common import ERRORS
+
+router = APIRouter(prefix="/api/v1", tags=["backups"])
+_one_at_a_time = threading.Lock()
+
+
+class BackupIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"keep": 7}]})
+    keep: int | None = Field(default=None, ge=1, le=1000,
+                             description="写完后只保留服务备份目录中最新的几份（默认不删除）")
+
+
+@router.post("/backups", status_code=status.HTTP_201_CREATED,
+             responses={**ERRORS, 409: {"description": "另一次备份正在进行"}},
+             operation_id="backups-create", summary="备份整个数据库（仅 admin；服务照常运行，备份是同一时刻的完整数据）")
+def create_backup(body: BackupIn, request: Request, cursor: CursorDep,
+                  user: Annotated[User, Depends(allow("admin"))]) -> dict:
+    """在服务自己的备份目录（数据库文件旁的 `<数据库>.backups/`）中写一份备份，返回其名称、位置和清单摘要。"""
+    db = request.app.state.settings.db
+    if not _one_at_a_time.acquire(blocking=False):
+        raise HTTPException(status.HTTP_409_CONFLICT, "另一次备份正在进行，请稍后再试")
+    try:
+        snapshot = request.app.state.con.cursor()  # its own transaction: one moment of the whole database
+        try:
+            backup = write_backup(snapshot, backups_dir(db), db.name)
+        finally:
+            snapshot.close()
+        record_last(db, backup)
+        removed = rotate(backups_dir(db), body.keep) if body.keep else []
+    except ScreeningError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except OSError as exc:  # the disk is full, the directory not writable: the machine, not the request
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"备份未能写出：{from_os_error(exc)}") from None
+    except duckdb.Error as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"备份未能写出：{exc}") from None
+    finally:
+        _one_at_a_time.release()
+    summary = {"name": backup.manifest["name"], "path": str(backup.path), "created_at": backup.manifest["created_at"],
+               "tables": {name: t["rows"] for name, t in backup.manifest["tables"].items()},
+               "audit_head": backup.manifest["audit_head"], "rotated": removed}
+    audit(cursor, user, "backup", "database", backup.manifest["name"], None, summary)
+    return summary
+
+
+class PruneIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"keep": 3, "older_than_days": 90}]})
+    keep: int | None = Field(default=None, ge=1, le=10_000, description="每个年度保留最新的几次筛选")
+    older_than_days: float | None = Field(default=None, ge=0, le=100_000, description="只删除多少天以前的试算")
+    dry_run: bool = Field(default=False, description="只列出将删除的试算，不删除")
+
+
+@router.post("/runs/prune", responses=ERRORS, operation_id="runs-prune",
+             summary="删除试算运行（仅 admin；定稿所依据的、被核实引用的和各年度最新的运行从不删除）")
+def prune_runs(body: PruneIn, cursor: CursorDep, user: Annotated[User, Depends(allow("admin"))]) -> dict:
+    try:
+        return prune(cursor, user, body.keep, body.older_than_days, body.dry_run)
+    except ScreeningError as exc:
+        raise HTTPException(422, str(exc)) from None

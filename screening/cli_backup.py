@@ -1,0 +1,177 @@
+"""``screening backup``, ``restore``, ``verify`` and ``runs prune`` (issue 18; docs/backup.md).
+
+Registered in screening/cli.py with ``register(app)``; the console helpers of cli.py are
+imported inside the functions (cli.py imports this module).
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def backup_command(
+    db: Annotated[Path, typer.Option("--db", help="要备份的 DuckDB 文件（服务运行时也可以）")] = Path("screening.duckdb"),
+    out: Annotated[Path, typer.Option("--out", help="备份写入此目录（每次一个新的子目录）")] = Path("backups"),
+    keep: Annotated[Optional[int], typer.Option("--keep", min=1, help="写完后只保留 --out 中最新的几份备份")] = None,
+) -> None:
+    """备份整个数据库：同一时刻的完整数据，附清单（时间、版本、各表行数与校验值）。服务运行时交由服务写出。"""
+    from .backup import backups_dir, read_backup, record_last, rotate, write_backup
+    from .cli import _fail, out_console
+    from .errors import ScreeningError
+    from .handover import IMPORT_TIMEOUT, find
+    from .store import DatabaseLocked, connect
+
+    try:
+        if not db.exists():
+            raise ScreeningError(f"数据库 {db} 不存在")
+        if out.exists() and not out.is_dir():
+            raise ScreeningError(f"--out {out} 不是目录")
+        try:
+            con = connect(db, read_only=True)
+        except DatabaseLocked:
+            service = find(db)
+            if service is None:
+                raise
+            answer = service.call("POST", "/api/v1/backups", {}, timeout=IMPORT_TIMEOUT)
+            made = Path(answer["path"])
+            area = backups_dir(db).resolve()
+            if made.resolve().parent != area or made.is_symlink():
+                raise ScreeningError(f"服务报告的备份位置 {made} 不在其备份目录 {area} 中，未使用")
+            backup = _move(read_backup(made), out)
+            via = f"（由运行中的服务 {service.url} 写出）"
+        else:
+            try:
+                backup = write_backup(con, out, db.name)
+            finally:
+                con.close()
+            record_last(db, backup)
+            via = ""
+        removed = rotate(out, keep) if keep else []
+    except ScreeningError as exc:
+        _fail(exc)
+        return
+    out_console.print(f"已备份 {db} 到 {backup.path}{via}：{len(backup.manifest['tables'])} 张表，"
+                      f"{backup.rows:,} 行；时间 {backup.manifest['created_at']}（北京时间）", highlight=False, soft_wrap=True)
+    if removed:
+        out_console.print(f"按 --keep {keep} 删除了 {len(removed)} 份较早的备份", highlight=False, soft_wrap=True)
+
+
+def _move(backup, out: Path):
+    """Move a backup the service wrote into ``out`` and check it there."""
+    from .backup import _private_dir, read_backup
+
+    target = _private_dir(out) / backup.path.name
+    if target.resolve() != backup.path.resolve():
+        shutil.move(str(backup.path), str(target))
+    return read_backup(target)
+
+
+def restore_command(
+    source: Annotated[Path, typer.Option("--from", help="备份目录（screening backup 写出的子目录）")] = ...,
+    db: Annotated[Path, typer.Option("--db", help="恢复成此 DuckDB 文件")] = ...,
+    force: Annotated[bool, typer.Option("--force", help="替换已有的数据库文件（原文件改名保留）")] = False,
+) -> None:
+    """从备份重建数据库：先核对清单（文件校验值、各表行数与校验值），不完整或损坏的备份拒绝使用。"""
+    from .backup import restore
+    from .cli import _fail, out_console
+    from .errors import ScreeningError
+
+    try:
+        restored = restore(source, db, force)
+    except ScreeningError as exc:
+        _fail(exc)
+        return
+    manifest = restored.backup.manifest
+    out_console.print(f"已从备份 {manifest['name']}（{manifest['created_at']}，DuckDB {manifest['duckdb_version']}）"
+                      f"恢复到 {db}：{len(manifest['tables'])} 张表，{restored.backup.rows:,} 行，行数与校验值一致",
+                      highlight=False)
+    if restored.aside:
+        out_console.print(f"原数据库已改名保留为 {restored.aside}", highlight=False, soft_wrap=True)
+
+
+def verify_command(
+    db: Annotated[Path, typer.Option("--db", help="要检查的 DuckDB 文件（只读打开）")] = Path("screening.duckdb"),
+) -> None:
+    """检查数据库：能否打开、表结构、每次运行的数据是否完整、审计记录的散列链是否完整。发现问题时退出码为 2。"""
+    from rich.text import Text
+
+    from .backup import BackupError, verify_database
+    from .cli import _fail, err_console, out_console
+    from .errors import ScreeningError
+    from .store import DatabaseLocked, StoreError, connect
+
+    try:
+        if not db.exists():
+            raise ScreeningError(f"数据库 {db} 不存在")
+        try:
+            con = connect(db, read_only=True)
+        except DatabaseLocked as exc:
+            raise DatabaseLocked(f"{exc}。服务运行时请先 screening backup，再把备份恢复到另一个文件后检查") from None
+        except StoreError as exc:  # not a DuckDB file, or a damaged one: a finding, like the others
+            raise BackupError(str(exc)) from None
+        try:
+            report = verify_database(con, db)
+        finally:
+            con.close()
+    except ScreeningError as exc:
+        _fail(exc)
+        return
+    for fact in report.facts:
+        out_console.print(Text.assemble(("正常：", "green"), fact), highlight=False, soft_wrap=True)
+    for problem in report.problems:
+        err_console.print(Text.assemble(("问题：", "bold red"), problem), highlight=False, soft_wrap=True)
+    if report.problems:
+        err_console.print(f"发现 {len(report.problems)} 个问题", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    out_console.print("检查通过", highlight=False, soft_wrap=True)
+
+
+def prune_command(
+    db: Annotated[Path, typer.Option("--db", help="服务使用的 DuckDB 文件")] = Path("screening.duckdb"),
+    keep: Annotated[Optional[int], typer.Option("--keep", help="每个年度保留最新的几次筛选（至少 1）")] = None,
+    older_than: Annotated[Optional[float], typer.Option("--older-than", help="只删除多少天以前的试算")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="只列出将删除的试算，不删除")] = False,
+) -> None:
+    """删除试算运行：定稿所依据的、被核实引用的、各年度最新的运行从不删除；删除记入审计。"""
+    from .cli import _database, _fail, out_console
+    from .errors import ScreeningError
+    from .handover import Service
+
+    if not db.exists():
+        _fail(ScreeningError(f"数据库 {db} 不存在"))
+    with _database(db) as con:
+        try:
+            if isinstance(con, Service):
+                summary = con.call("POST", "/api/v1/runs/prune",
+                                   {"keep": keep, "older_than_days": older_than, "dry_run": dry_run})
+            else:
+                from api.db import ensure_schema
+                from api.deps import HANDOVER
+
+                from .retention import prune
+
+                ensure_schema(con)  # the audit trail the removal is written to
+                summary = prune(con, HANDOVER, keep, older_than, dry_run)
+        except ScreeningError as exc:
+            _fail(exc)
+            return
+    removed = summary["removed"]
+    verb = "将删除" if dry_run else "已删除"
+    if not removed:
+        out_console.print("没有可删除的试算运行", highlight=False, soft_wrap=True)
+    for run in removed:
+        out_console.print(f"{verb} {run['list_year']} 年度的运行 {run['run_id']}（{run['created_at'][:19]}）", highlight=False, soft_wrap=True)
+    if removed and not dry_run:
+        out_console.print(f"共删除 {len(removed)} 次试算运行、{sum(summary['rows'].values()):,} 行数据", highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("backup")(backup_command)
+    app.command("restore")(restore_command)
+    app.command("verify")(verify_command)
+    runs_app = typer.Typer(help="管理已保存的运行。", no_args_is_help=True, rich_markup_mode=None)
+    runs_app.command("prune")(prune_command)
+    app.add_typer(runs_app, name="runs")

@@ -1,0 +1,363 @@
+"""Backup, restore, verify and retention (issue 18): nothing lost, nothing half-copied, no
+damaged backup used, no audit line changed unseen, no finalized or latest run pruned."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from api.db import audit, ensure_schema
+from api.deps import HANDOVER
+from cli_helpers import cli
+from screening import backup as bk
+from screening.retention import RUN_TABLES
+
+pytestmark = pytest.mark.e2e
+
+
+def _one_line_error(proc) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def _copy_run(con, run_id: str, new_id: str, created_at: dt.datetime) -> None:
+    """A run like ``run_id`` under another id and time (a re-run), without screening again."""
+    for table in RUN_TABLES:
+        con.execute(f"INSERT INTO {table} SELECT * REPLACE (? AS run_id) FROM {table} WHERE run_id = ?", [new_id, run_id])
+    con.execute("INSERT INTO runs SELECT * REPLACE (? AS run_id, ? AS created_at) FROM runs WHERE run_id = ?",
+                [new_id, created_at, run_id])
+
+
+@pytest.fixture(scope="module")
+def screened(tmp_path_factory):
+    """A database with one screened run of 2022 and a few audit lines."""
+    tmp = tmp_path_factory.mktemp("backup")
+    db = tmp / "s.duckdb"
+    proc = cli("run", "--out", tmp / "out", "--db", db, "--year", "2022", cwd=tmp)
+    assert proc.returncode == 0, proc.stderr
+    con = duckdb.connect(str(db))
+    ensure_schema(con)
+    for i in range(5):
+        audit(con, HANDOVER, "test", "line", str(i), None, {"i": i, "text": "审计"})
+    con.close()
+    return tmp, db
+
+
+@pytest.fixture
+def copy(screened, tmp_path):
+    """A private copy of the screened database."""
+    _, db = screened
+    target = tmp_path / "c.duckdb"
+    shutil.copy(db, target)
+    return target
+
+
+def _backup(db: Path, out: Path) -> Path:
+    proc = cli("backup", "--db", db, "--out", out, cwd=db.parent)
+    assert proc.returncode == 0, proc.stderr
+    made = [p for p in out.iterdir() if p.name.startswith(bk.PREFIX)]
+    assert len(made) == 1
+    return made[0]
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------- backup and restore without a service
+
+def test_backup_restores_every_row_and_is_private(copy, tmp_path):
+    made = _backup(copy, tmp_path / "bk")
+    manifest = json.loads((made / bk.MANIFEST).read_text(encoding="utf-8"))
+    assert manifest["created_at"].endswith("+08:00") and "Asia/Shanghai" in manifest["time_zone"]
+    assert manifest["duckdb_version"] == duckdb.__version__ and manifest["product_version"]
+    assert manifest["audit_head"][0] == 5
+    assert all((p.stat().st_mode & 0o077) == 0 for p in [made, *made.iterdir()])
+    restored = tmp_path / "r.duckdb"
+    proc = cli("restore", "--from", made, "--db", restored, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    a, b = duckdb.connect(str(copy), read_only=True), duckdb.connect(str(restored), read_only=True)
+    try:
+        for table, entry in manifest["tables"].items():
+            assert bk.checksum(a, table, entry["columns"]) == bk.checksum(b, table, entry["columns"]) \
+                == (entry["rows"], entry["checksum"]), table
+        assert manifest["tables"]["run_results"]["rows"] > 0 and manifest["tables"]["audit_log"]["rows"] == 5
+    finally:
+        a.close()
+        b.close()
+    proc = cli("verify", "--db", restored, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "审计链完整：5 条" in proc.stdout
+
+
+def test_restore_refuses_to_overwrite_without_force_and_keeps_the_old_file_with_it(copy, tmp_path):
+    made = _backup(copy, tmp_path / "bk")
+    existing = tmp_path / "existing.duckdb"
+    shutil.copy(copy, existing)
+    con = duckdb.connect(str(existing))
+    con.execute("CREATE TABLE marker (x INTEGER)")  # tells the old file from the restored one
+    con.close()
+    before = _file_hash(existing)
+    proc = cli("restore", "--from", made, "--db", existing, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "--force" in _one_line_error(proc)
+    assert _file_hash(existing) == before
+    proc = cli("restore", "--from", made, "--db", existing, "--force", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    aside = list(tmp_path.glob("existing.duckdb.before-restore-*"))
+    assert [p for p in aside if not p.name.endswith(".wal")] and _file_hash(
+        [p for p in aside if not p.name.endswith(".wal")][0]) == before
+    con = duckdb.connect(str(existing), read_only=True)
+    assert not con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = 'marker'").fetchall()
+    con.close()
+
+
+def _refused(made: Path, tmp_path: Path, words: str) -> None:
+    target = tmp_path / "never.duckdb"
+    proc = cli("restore", "--from", made, "--db", target, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert words in _one_line_error(proc)
+    assert not target.exists() and not list(tmp_path.glob(".never.duckdb.restoring-*"))
+
+
+def test_a_truncated_table_file_is_refused(copy, tmp_path):
+    made = _backup(copy, tmp_path / "bk")
+    data = made / "run_results.parquet"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    _refused(made, tmp_path, "已损坏")
+
+
+def test_a_missing_table_file_or_manifest_is_refused(copy, tmp_path):
+    made = _backup(copy, tmp_path / "bk")
+    (made / "run_list.parquet").unlink()
+    _refused(made, tmp_path, "不完整")
+    (made / bk.MANIFEST).unlink()
+    _refused(made, tmp_path, "不是备份目录")
+
+
+def test_an_edited_manifest_is_refused(copy, tmp_path):
+    made = _backup(copy, tmp_path / "bk")
+    path = made / bk.MANIFEST
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["tables"]["run_list"]["rows"] += 1
+    path.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    _refused(made, tmp_path, "校验值不符")
+    # edited together with its own checksum: the rows, counted after loading, still disagree
+    manifest["manifest_sha256"] = bk._manifest_digest(manifest)
+    path.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    _refused(made, tmp_path, "行数或校验值与清单不符")
+
+
+def test_an_edited_table_file_with_a_matching_manifest_is_refused(copy, tmp_path):
+    """A table file replaced by other rows (and the manifest's file hashes fixed up): the rows'
+    checksum, recomputed by DuckDB after loading, refuses it."""
+    made = _backup(copy, tmp_path / "bk")
+    data = made / "run_list.parquet"
+    con = duckdb.connect()
+    con.execute(f"COPY (SELECT * REPLACE ('篡改' AS name) FROM read_parquet('{data}')) TO '{data}.x' (FORMAT parquet)")
+    con.close()
+    Path(f"{data}.x").replace(data)
+    path = made / bk.MANIFEST
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["tables"]["run_list"].update(bytes=data.stat().st_size, sha256=_file_hash(data))
+    manifest["manifest_sha256"] = bk._manifest_digest(manifest)
+    path.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    _refused(made, tmp_path, "行数或校验值与清单不符")
+
+
+def test_a_partial_backup_is_refused(copy, tmp_path):
+    made = _backup(copy, tmp_path / "bk")
+    partial = made.with_name(made.name + bk.PARTIAL)
+    made.rename(partial)
+    _refused(partial, tmp_path, "未写完")
+
+
+def test_rotation_keeps_the_newest(copy, tmp_path):
+    out = tmp_path / "bk"
+    for _ in range(3):
+        bk.write_backup(duckdb.connect(str(copy), read_only=True), out, copy.name)
+    names = sorted(p.name for p in out.iterdir())
+    assert bk.rotate(out, 2) == names[:1]
+    assert sorted(p.name for p in out.iterdir()) == names[1:]
+
+
+# ---------------------------------------------------------------- verify: the audit chain
+
+def _verify(db: Path):
+    return cli("verify", "--db", db, cwd=db.parent)
+
+
+def test_an_edited_audit_line_is_detected(copy):
+    con = duckdb.connect(str(copy))
+    con.execute("UPDATE audit_log SET after = '{\"i\": 99}' WHERE seq = 3")
+    con.close()
+    proc = _verify(copy)
+    assert proc.returncode == 2
+    assert "第 3 条" in proc.stderr and "被改动" in proc.stderr
+
+
+def test_a_deleted_audit_line_is_detected(copy):
+    con = duckdb.connect(str(copy))
+    con.execute("DELETE FROM audit_log WHERE seq = 2")
+    con.close()
+    proc = _verify(copy)
+    assert proc.returncode == 2
+    assert "被删除" in proc.stderr
+
+
+def test_a_rewritten_audit_line_with_a_new_hash_breaks_the_next_link(copy):
+    """Recomputing the edited line's own hash does not help: the next line names the old one."""
+    from screening import auditchain
+
+    con = duckdb.connect(str(copy))
+    con.execute("UPDATE audit_log SET user_name = '他人' WHERE seq = 2")
+    row = dict(zip([d[0] for d in con.execute(auditchain.SELECT_SQL).description],
+                   [r for r in con.execute(auditchain.SELECT_SQL).fetchall() if r[0] == 2][0]))
+    con.execute("UPDATE audit_log SET row_hash = ? WHERE seq = 2", [auditchain.row_hash(row["prev_hash"], row)])
+    con.close()
+    proc = _verify(copy)
+    assert proc.returncode == 2
+    assert "第 3 条" in proc.stderr and "接不上" in proc.stderr
+
+
+def test_deleting_the_newest_audit_line_is_detected_against_the_last_backup(copy, tmp_path):
+    _backup(copy, tmp_path / "bk")
+    assert _verify(copy).returncode == 0
+    con = duckdb.connect(str(copy))
+    con.execute("DELETE FROM audit_log WHERE seq = 5")
+    con.close()
+    proc = _verify(copy)
+    assert proc.returncode == 2
+    assert "链尾" in proc.stderr
+
+
+def test_an_older_database_without_the_chain_says_where_the_chain_starts(tmp_path):
+    db = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE audit_log (audit_id VARCHAR PRIMARY KEY, logged_at TIMESTAMPTZ NOT NULL, "
+                "user_name VARCHAR NOT NULL, role VARCHAR NOT NULL, action VARCHAR NOT NULL, entity VARCHAR NOT NULL, "
+                "entity_key VARCHAR NOT NULL, before JSON, after JSON)")
+    for i in range(3):
+        con.execute("INSERT INTO audit_log VALUES (?, now() - INTERVAL 1 DAY, '旧', 'admin', 'x', 'y', ?, NULL, NULL)",
+                    [f"old{i}", str(i)])
+    ensure_schema(con)  # the service's start on the new version: the chain's columns are added
+    audit(con, HANDOVER, "test", "line", "new", None, {"new": True})
+    audit(con, HANDOVER, "test", "line", "new2", None, None)
+    con.close()
+    proc = _verify(db)
+    assert proc.returncode == 0, proc.stderr
+    assert "审计链从第 4 条记录开始" in proc.stdout
+
+
+def test_an_incomplete_run_is_detected(copy):
+    con = duckdb.connect(str(copy))
+    run = con.execute("SELECT run_id FROM runs").fetchall()[0][0]
+    con.execute("DELETE FROM run_list WHERE rowid IN (SELECT rowid FROM run_list WHERE run_id = ? LIMIT 1)", [run])
+    con.close()
+    proc = _verify(copy)
+    assert proc.returncode == 2
+    assert "不完整" in proc.stderr and "run_list" in proc.stderr
+
+
+# ---------------------------------------------------------------- retention
+
+def test_prune_keeps_finalized_verified_and_latest_runs(copy):
+    con = duckdb.connect(str(copy))
+    ensure_schema(con)
+    (first, created), = con.execute("SELECT run_id, created_at FROM runs").fetchall()
+    finalized, verified, trial, latest = "run-final", "run-verified", "run-trial", "run-latest"
+    for i, run in enumerate((finalized, verified, trial, latest)):
+        _copy_run(con, first, run, created + dt.timedelta(seconds=i + 1))
+    _copy_run(con, first, "run-2021", created)
+    con.execute("UPDATE runs SET list_year = 2021 WHERE run_id = 'run-2021'")
+    con.execute("INSERT INTO finalizations VALUES (2022, ?, 0, NULL, 'x', now())", [finalized])
+    con.execute("INSERT INTO verifications VALUES ('v1', 'U', 2022, ?, 'confirmed', NULL, NULL, 'x', now())", [verified])
+    con.close()
+    dry = cli("runs", "prune", "--db", copy, "--keep", "1", "--dry-run", cwd=copy.parent)
+    assert dry.returncode == 0, dry.stderr
+    assert "将删除" in dry.stdout
+    proc = cli("runs", "prune", "--db", copy, "--keep", "1", cwd=copy.parent)
+    assert proc.returncode == 0, proc.stderr
+    con = duckdb.connect(str(copy), read_only=True)
+    try:
+        kept = {r[0] for r in con.execute("SELECT run_id FROM runs").fetchall()}
+        assert kept == {finalized, verified, latest, "run-2021"}  # `first` and the trial went
+        for table in RUN_TABLES:
+            assert not con.execute(f"SELECT count(*) FROM {table} WHERE run_id IN (?, ?)",
+                                   [first, trial]).fetchall()[0][0], table
+        (after,), = con.execute("SELECT after FROM audit_log WHERE action = 'prune_runs'").fetchall()
+        assert {r["run_id"] for r in json.loads(after)["removed"]} == {first, trial}
+    finally:
+        con.close()
+    assert _verify(copy).returncode == 0
+    again = cli("runs", "prune", "--db", copy, "--keep", "1", cwd=copy.parent)
+    assert again.returncode == 0 and "没有可删除" in again.stdout
+
+
+def test_prune_older_than_spares_recent_trials_and_needs_a_limit(copy):
+    con = duckdb.connect(str(copy))
+    (first, created), = con.execute("SELECT run_id, created_at FROM runs").fetchall()
+    _copy_run(con, first, "run-new", created + dt.timedelta(seconds=1))
+    con.close()
+    proc = cli("runs", "prune", "--db", copy, "--older-than", "30", cwd=copy.parent)
+    assert proc.returncode == 0 and "没有可删除" in proc.stdout  # the trial was made today
+    proc = cli("runs", "prune", "--db", copy, cwd=copy.parent)
+    assert proc.returncode == 2
+    assert "--keep" in _one_line_error(proc)
+
+
+# ---------------------------------------------------------------- the chain under concurrent transactions
+
+def _chain_report(con):
+    from screening import auditchain
+
+    cur = con.execute(auditchain.SELECT_SQL)
+    names = [d[0] for d in cur.description]
+    return auditchain.check([dict(zip(names, r)) for r in cur.fetchall()])
+
+
+def test_a_line_waits_for_the_uncommitted_line_before_it(tmp_path):
+    """Two requests: the first has written its audit line and commits a moment later; the
+    second's line chains after it instead of after the same line (no fork)."""
+    import threading
+    import time
+
+    con = duckdb.connect(str(tmp_path / "c.duckdb"))
+    ensure_schema(con)
+    first, second = con.cursor(), con.cursor()
+    first.execute("BEGIN TRANSACTION")
+    audit(first, HANDOVER, "first", "line", "1", None, None)
+    threading.Timer(0.2, lambda: first.execute("COMMIT")).start()
+    started = time.monotonic()
+    audit(second, HANDOVER, "second", "line", "2", None, None)  # autocommit
+    assert time.monotonic() - started >= 0.15
+    report = _chain_report(con)
+    assert not report.problems and report.chained == 2
+    assert [r[0] for r in con.execute("SELECT action FROM audit_log ORDER BY seq").fetchall()] == ["first", "second"]
+    con.close()
+
+
+def test_two_lines_after_the_same_one_cannot_both_commit(tmp_path, monkeypatch):
+    """A transaction that holds its line longer than the wait: the other request goes ahead,
+    and the unique seq refuses the late commit (the service answers 409), so the chain never forks."""
+    import api.db
+
+    monkeypatch.setattr(api.db, "AUDIT_WAIT", 0.05)
+    con = duckdb.connect(str(tmp_path / "c.duckdb"))
+    ensure_schema(con)
+    slow, quick = con.cursor(), con.cursor()
+    slow.execute("BEGIN TRANSACTION")
+    audit(slow, HANDOVER, "slow", "line", "1", None, None)
+    audit(quick, HANDOVER, "quick", "line", "2", None, None)
+    with pytest.raises(duckdb.TransactionException):
+        slow.execute("COMMIT")
+    report = _chain_report(con)
+    assert not report.problems and report.chained == 1
+    con.close()
