@@ -256,6 +256,19 @@ def test_the_pages_links_to_api_downloads_work_with_the_session(web):
     assert client.get("/api/v1/dashboard/2022").status_code == 403  # the API's roles, with the session too
 
 
+def test_the_list_page_filters_as_the_api_does(web):
+    client, tokens, _ = web
+    sign_in(client, ANALYST)
+    html = client.get("/lists/2022").text
+    titles = dict(re.findall(r'<option value="([a-z_]+)"[^>]*>([^<]+)</option>', html))
+    assert titles["above_scale_low_tax_per_mu"].startswith("规上工业企业")  # offered by its Chinese title
+    for query in ("rule=below_scale_consecutive_c_grade", "industry=38&sort=tax_per_mu", "township=乐成街道&q=电气"):
+        page = client.get(f"/lists/2022?{query}").text
+        api = client.get(f"/api/v1/lists/2022?{query}&page_size=50", headers=bearer(tokens["analyst"])).json()
+        assert re.search(r'<strong id="total">(\d+)</strong>', page).group(1) == str(api["total"]), query
+        assert re.findall(r'href="/firms/([0-9A-Z]+)\?year=2022"', page) == [i["uscc"] for i in api["items"]], query
+
+
 def test_a_firm_name_is_shown_as_text(web):
     client, _, firm = web
     sign_in(client, ADMIN)

@@ -183,6 +183,20 @@ SORTS = {"township": "乡镇街道", "uscc": "信用代码", "tax_per_mu": "亩�
 DISPOSITIONS = ("兼并重组", "整体腾退", "搬迁入园", "改造提升")
 
 
+_RULE_TITLES: dict[str, dict[str, str]] = {}  # by run id: stored runs never change
+
+
+def _rule_titles(cursor, run_id: str) -> dict[str, str]:
+    """The Chinese title of each rule the run applied (for the rule filter)."""
+    if run_id not in _RULE_TITLES:
+        rows = cursor.execute("SELECT rule_id, any_value(rule_title) FROM run_results WHERE run_id = ? GROUP BY rule_id",
+                              [run_id]).fetchall()
+        if len(_RULE_TITLES) > 50:
+            _RULE_TITLES.clear()
+        _RULE_TITLES[run_id] = dict(rows)
+    return _RULE_TITLES[run_id]
+
+
 @router.get("/lists")
 def list_default(cursor: CursorDep, model: ReadModelDep,
                  _user: Annotated[User, Depends(_page_user("admin", "analyst", "township"))]) -> Response:
@@ -209,7 +223,8 @@ def list_page(request: Request, year: int, cursor: CursorDep, model: ReadModelDe
     export = f"/api/v1/lists/{year}/export?format=xlsx" + (
         f"&township={chosen['township']}" if "township" in chosen else "")
     return render(request, "list.html", user=user, title=f"{year} 年度清单", data=data, year=year, raw=raw,
-                  q=search, townships=townships, rules=sorted(snapshot.rule_ids), sorts=SORTS,
+                  q=search, townships=townships, sorts=SORTS,
+                  rules={r: _rule_titles(cursor, run.run_id).get(r, r) for r in sorted(snapshot.rule_ids)},
                   dispositions=DISPOSITIONS, query=query, export=export, run_id=run.run_id,
                   pages=max(1, (data["total"] + 49) // 50))
 
