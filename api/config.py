@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     data_root: Path = Field(default_factory=sample_data_dir)
     #: where runs started through the service write their files
     runs_dir: Path = Path("runs")
+    #: the rule set whose targets and notice template (notice.yaml) the final export uses (default: bundled)
+    rules_dir: Path | None = None
     #: the address local commands reach the service at; when set (``screening serve`` does),
     #: the service announces itself beside the database so that they hand their writes over
     url: str | None = None

@@ -3,6 +3,7 @@ the lifespan, read-write, by this one process (DuckDB allows one writer per file
 from __future__ import annotations
 
 import os
+import re
 from contextlib import asynccontextmanager
 
 import duckdb
@@ -17,7 +18,8 @@ from .auth import token_hash
 from .config import Settings, get_settings
 from .db import ensure_schema
 from .readmodel import ReadModel, WriteTracker
-from .routes import backups, dashboard, enterprises, evidence, exports, finalization, health, lists, plans, runs, users
+from .routes import (backups, dashboard, enterprises, evidence, exports, final_export, finalization, health, lists,
+                     plans, runs, users)
 from .routes import warnings as warning_routes
 from . import web
 
@@ -35,23 +37,45 @@ _MESSAGES = {
     "string_type": "应为文本",
     "json_invalid": "不是有效的 JSON",
     "literal_error": "“{input}”无效，可选值：{expected}",
+    "enum": "“{input}”无效，可选值：{expected}",
     "less_than_equal": "不能大于 {le}",
     "greater_than_equal": "不能小于 {ge}",
+    "less_than": "应小于 {lt}",
+    "greater_than": "应大于 {gt}",
     "string_too_long": "最多 {max_length} 个字符",
+    "string_too_short": "至少 {min_length} 个字符",
+    "too_long": "最多 {max_length} 项",
+    "too_short": "至少 {min_length} 项",
+    "float_parsing": "应为数字",
+    "float_type": "应为数字",
+    "finite_number": "应为有限的数字",
+    "bool_parsing": "应为 true 或 false",
+    "bool_type": "应为 true 或 false",
+    "date_parsing": "应为日期（如 2022-05-07）",
+    "date_from_datetime_parsing": "应为日期（如 2022-05-07）",
+    "date_type": "应为日期（如 2022-05-07）",
+    "datetime_parsing": "应为时间（如 2022-05-07T09:30:00+08:00）",
+    "list_type": "应为列表",
+    "dict_type": "应为对象",
+    "model_type": "应为对象",
+    "model_attributes_type": "应为对象",
 }
 
 
 def _chinese(err: dict) -> str:
     template = _MESSAGES.get(err.get("type", ""))
     if template:
-        ctx = dict(err.get("ctx", {}))
+        ctx = dict(err.get("ctx") or {})
         if "expected" in ctx:  # pydantic lists choices as "'a', 'b' or 'c'"
             ctx["expected"] = "、".join(c.strip(" '") for c in str(ctx["expected"]).replace(" or ", ", ").split(", "))
         try:
             return template.format(input=err.get("input"), **ctx)
         except (KeyError, IndexError):
             return template
-    return str(err.get("msg", "")).removeprefix("Value error, ")
+    message = str(err.get("msg", "")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    # a library's English sentence never reaches a person: our own validators speak Chinese
+    return "取值无效" if re.search(r"[A-Za-z]{4,}", re.sub(r"[\w.-]*[_/][\w./-]*", "", message)) and \
+        not re.search(r"[\u4e00-\u9fff]", message) else message
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -84,10 +108,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.read_model = None
     app.add_middleware(WriteTracker, read_model=lambda: app.state.read_model)
-    for module in (health, lists, exports, enterprises, evidence, dashboard, finalization, plans, runs, users, backups):
+    for module in (health, lists, exports, enterprises, evidence, dashboard, finalization, final_export, plans, runs,
+                   users, backups):
         app.include_router(module.router)
     app.include_router(warning_routes.router)  # 预警名单 (screening warn --db)
-    web.install(app)  # the web app: pages, sign-in, static files, /docs and /redoc (api/web)
+    web.install(app, _chinese)  # the web app: pages, sign-in, static files, /docs and /redoc (api/web)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

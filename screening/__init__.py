@@ -11,14 +11,15 @@ The Python API, for notebooks (the command line uses the same functions)::
     screening.compare_runs("screening.duckdb", 2021, 2022)   # entered / left / stayed, and why
     screening.export_excel({"清单": s.list}, "out/清单.xlsx")  # tables for reports, Chinese headers
     w = screening.early_warning("sample_data", 2022)   # 预警 (advisory): w.warnings, w.backtest, w.training
+    f = screening.final_list("screening.duckdb", 2022)  # 定稿清单: f.firms, f.hits, f.progress (targets)
 
 Charts (PNG + SVG, Chinese labels, a CJK font checked glyph by glyph) are in
 ``screening.charts``, imported on demand because matplotlib takes a moment to load.
 """
 
-__version__ = "0.1.0"
-
 from pathlib import Path as _Path
+
+from ._version import __version__  # noqa: F401
 
 # bound here, after the submodules of the same names, so that screening.screen is the function
 from .compare import compare_runs  # noqa: E402
@@ -48,5 +49,22 @@ def early_warning(data_dir: str | _Path | None = None, year: int | None = None, 
     return run(data_dir, year, **options)
 
 
-__all__ = ["Screening", "compare_runs", "early_warning", "export_excel", "load_inputs", "load_ruleset", "screen",
-           "whatif"]
+def final_list(db: str | _Path, year: int):
+    """The finalized (定稿) list of ``year`` in the service's database, opened read-only.
+
+    Returns a :class:`screening.final.FinalList`: ``firms`` (Polars, in print order), ``hits``
+    (each firm's hit rules with values, thresholds and citations) and ``progress`` toward the
+    year's targets (listed, final, plans, completed; land and energy the plans expect to free and
+    the completed plans freed; the listed and final firms' own land and energy)."""
+    from .final import read_final
+    from .store import connect
+
+    con = connect(_Path(db), read_only=True)
+    try:
+        return read_final(con, year)
+    finally:
+        con.close()
+
+
+__all__ = ["Screening", "compare_runs", "early_warning", "export_excel", "final_list", "load_inputs", "load_ruleset",
+           "screen", "whatif"]

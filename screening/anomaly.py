@@ -251,9 +251,23 @@ def _sentence(ind: Indicator, num: float, den: float, typical: float, pool: bool
                 f"{peers} {fmt_number(typical * ind.factor)}{unit}，{word}")
     y_prev, y_last = list_year - 2, list_year - 1
     word = "增幅异常" if z > 0 else "降幅异常"
-    change = "降为 0" if num == 0 else f"为上年的 {fmt_number(num / den)} 倍"
-    return (f"{ind.label} {y_last} 年 {fmt_number(num)} {ind.unit}、{y_prev} 年 {fmt_number(den)} {ind.unit}"
-            f"（{change}，{peers} {fmt_number(typical)} 倍），{word}")
+    # in plain words (issue 14): "实缴税金从 2020 年的 519 万元降为 0，同行业企业中位数同期减少 9%"
+    moved = "降为 0" if num == 0 else f"变为 {y_last} 年的 {fmt_number(num)} {ind.unit}（{change_words(num / den)}）"
+    group = "全部企业" if pool else "同行业企业"
+    return (f"{ind.label}从 {y_prev} 年的 {fmt_number(den)} {ind.unit}{moved}，"
+            f"{group}中位数同期{change_words(typical)}，{word}")
+
+
+def change_words(ratio: float) -> str:
+    """A ratio of this year to last as a change in words: 增加 9%、减少 9%、增加 9 倍、基本不变."""
+    if not math.isfinite(ratio):
+        return "变化无法计算"
+    if ratio >= 2:
+        return f"为上年的 {fmt_number(ratio)} 倍"
+    pct = (ratio - 1) * 100
+    if abs(pct) < 0.5:
+        return "基本不变"
+    return f"{'增加' if pct > 0 else '减少'} {fmt_number(abs(pct))}%"
 
 
 def fmt_number(value: float) -> str:

@@ -28,7 +28,8 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
-from . import __version__, auditchain
+from . import auditchain
+from ._version import __version__
 from .errors import ScreeningError
 from .sqlquote import identifier, literal
 

@@ -1,44 +1,24 @@
 """The ``screening`` command (typer + rich).  Messages are Chinese; errors are one line."""
 from __future__ import annotations
 
-import os
-import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from rich.text import Text
 
-from .errors import ScreeningError, environment_error
+from .cli_common import STATUS_ZH, _database, _fail, _notice, err_console, out_console, run_app
+from .cli_evaluate import evaluate_command
+from .cli_warn import warn_command
+from .errors import ScreeningError
+from .terminal import say
 
 app = typer.Typer(
     help="高耗低效企业筛选引擎：读取部门数据，按规则生成《高耗低效整治企业清单》。",
     no_args_is_help=True, add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False,
 )
-out_console = Console()
-err_console = Console(stderr=True)
-
-STATUS_ZH = {"hit": "命中", "pass": "未命中", "insufficient_data": "数据不足", "not_applicable": "不适用"}
-
-
-def _fail(exc: ScreeningError) -> None:
-    _error_line(str(exc))
-    raise typer.Exit(exc.exit_code)
-
-
-def _error_line(message: str) -> None:
-    # the message as plain text: a path or value with [brackets] is not rich markup
-    err_console.print(Text.assemble(("错误：", "bold red"), message), highlight=False, soft_wrap=True)
-
-
-def _notice(message: str) -> None:
-    """One line on stderr that does not stop the command (e.g. leftovers of a crash removed)."""
-    err_console.print(Text.assemble(("提示：", "yellow"), message), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -82,32 +62,36 @@ def _summary(s, out: Path, db: Path, elapsed: float) -> None:
     table = Table(title=f"{rs.meta.region}{s.list_year}年度筛选结果（数据年度 {s.years[0]}—{s.years[1]}）", title_justify="left")
     table.add_column("规则")
     for status in STATUS_ZH.values():
-        table.add_column(status, justify="right")
+        table.add_column(status, justify="right", no_wrap=True)
     counts = s.status_counts()
     for rid in rs.enabled:
         table.add_row(rs.rules[rid].short_title, *(str(counts[rid].get(k, 0)) for k in STATUS_ZH))
     out_console.print(table)
-    out_console.print(f"清单企业：{s.list.height} 家（共筛查 {s.enterprises} 家企业）")
+    say(out_console, f"清单企业：{s.list.height} 家（共筛查 {s.enterprises} 家企业）")
     rejected = s.inputs.rejected_rows
-    out_console.print(f"拒收数据行：{rejected} 行" + (f"，原因见 {out / 'rejects.csv'}" if rejected else ""))
+    say(out_console, f"拒收数据行：{rejected} 行" + (f"，原因见 {out / 'rejects.csv'}" if rejected else ""))
     if s.inputs.cleared_fields:
-        out_console.print(f"企业名录中无法使用、按未知处理的字段：{s.inputs.cleared_fields} 个（企业保留），见 {out / 'rejects.csv'}")
+        say(out_console, f"企业名录中无法使用、按未知处理的字段：{s.inputs.cleared_fields} 个（企业保留），见 {out / 'rejects.csv'}")
     if s.inputs.normalised.height:
-        out_console.print(f"读取时规范化的单元格：{s.inputs.normalised.height} 个，见 {out / 'normalised.csv'}")
+        say(out_console, f"读取时规范化的单元格：{s.inputs.normalised.height} 个，见 {out / 'normalised.csv'}")
     for raw in s.inputs.files.values():
         if raw.sheet is not None and len(raw.sheets) > 1:
             hidden = [sh["name"] for sh in raw.sheets if sh["visible"] != "visible"]
-            out_console.print(f"{raw.path.name}：读取工作表“{raw.sheet}”" + (f"（未读取隐藏工作表：{'、'.join(hidden)}）" if hidden else ""))
+            say(out_console, f"{raw.path.name}：读取工作表“{raw.sheet}”" + (f"（未读取隐藏工作表：{'、'.join(hidden)}）" if hidden else ""))
         if raw.note:
-            out_console.print(f"[yellow]提示：{raw.path.name}：{raw.note}[/]")
+            say(out_console, f"提示：{raw.path.name}：{raw.note}", "yellow")
     if s.anomaly_summary:
-        out_console.print(f"数据核查提示（仅供参考，不影响判定）：{s.anomaly_summary['flagged']} 家企业的数据前后或与同行业"
+        say(out_console, f"数据核查提示（仅供参考，不影响判定）：{s.anomaly_summary['flagged']} 家企业的数据前后或与同行业"
                           f"相比明显不一致，建议优先核实，见 {out / 'anomalies.csv'}")
     for w in s.warnings:
-        out_console.print(f"[yellow]提示：{w}[/]")
-    out_console.print(f"输出目录：{out.resolve()}（list.csv/.parquet、results.csv/.parquet、整治企业清单_{s.list_year}.xlsx、anomalies.csv/.parquet、rejects.csv、normalised.csv、check.json/.xlsx、run.json）")
+        say(out_console, f"提示：{w}", "yellow")
+    say(out_console, f"输出目录：{out.resolve()}（list.csv/.parquet、results.csv/.parquet、整治企业清单_{s.list_year}.xlsx、anomalies.csv/.parquet、rejects.csv、normalised.csv、check.json/.xlsx、run.json）")
     via = f"（数据库由正在运行的服务 {s.stored_via} 占用，已交由它保存）" if s.stored_via else ""
-    out_console.print(f"运行记录：{db.resolve()}{via}，运行编号 {s.run_id}；用时 {elapsed:.1f} 秒")
+    say(out_console, f"运行记录：{db.resolve()}{via}，运行编号 {s.run_id}；用时 {elapsed:.1f} 秒")
+
+
+#: the whatif table's columns on the terminal (whatif.csv keeps its machine names)
+WHATIF_HEADERS = ("参数取值", "清单企业", "新进", "退出", "用地（亩）", "能耗（吨标准煤）")
 
 
 @app.command()
@@ -132,15 +116,16 @@ def whatif(
             written, chart_problem = write_report(table, moved, staging, rules)
     except ScreeningError as exc:
         _fail(exc)
-    view = Table(title=f"参数试算：{table['param'][0]}（{table['list_year'][0]} 年度）", title_justify="left")
-    for column in ("value", "listed", "entered", "left", "land_mu", "energy_tce"):
-        view.add_column(column, justify="right")
+    view = Table(title=f"参数试算：{table['param'][0]}（{table['list_year'][0]} 年度；用地、能耗为清单企业合计）",
+                 title_justify="left")
+    for column in WHATIF_HEADERS:
+        view.add_column(column, justify="right", no_wrap=True)
     for row in table.iter_rows(named=True):
         view.add_row(row["value"], str(row["listed"]), str(row["entered"]), str(row["left"]),
                      f"{row['land_mu']:.1f}", f"{row['energy_tce']:.1f}")
     out_console.print(view)
     names = ["whatif.csv", "whatif_changes.csv", *(p.name for p in written)]
-    out_console.print(f"已写入 {out}：{'、'.join(names)}", soft_wrap=True)
+    say(out_console, f"已写入 {out}：{'、'.join(names)}")
     if chart_problem:  # the tables are complete; only the chart needs a Chinese font
         err_console.print(f"提示：未生成图表。{chart_problem}", highlight=False, soft_wrap=True)
 
@@ -154,7 +139,15 @@ def compare(
 ) -> None:
     """比较两次运行（或两个年度最新一次运行）的清单：新进、退出、保留，以及每家企业变动的原因。"""
     from .compare import compare_runs
+    from .compare import write_workbook as write_compare_workbook
     from .csvsafe import write_csv
+
+    def rule_titles() -> dict[str, str]:
+        from .paths import default_ruleset
+        from .ruleset import load_ruleset
+
+        rs = load_ruleset(default_ruleset())
+        return {rid: rule.short_title for rid, rule in rs.rules.items()}
     from .outdir import staged
 
     def run_or_year(text: str) -> int | str:
@@ -164,11 +157,12 @@ def compare(
         with staged(out, _notice) as staging:
             table = compare_runs(db, run_or_year(before), run_or_year(after))
             write_csv(table, staging / "compare.csv")
+            write_compare_workbook(table, staging / "compare.xlsx", rule_titles())
     except ScreeningError as exc:
         _fail(exc)
     counts = dict(table.group_by("change").len().iter_rows())
-    out_console.print(f"新进 {counts.get('entered', 0)} 家，退出 {counts.get('left', 0)} 家，保留 {counts.get('stayed', 0)} 家；"
-                      f"明细见 {out / 'compare.csv'}")
+    say(out_console, f"新进 {counts.get('entered', 0)} 家，退出 {counts.get('left', 0)} 家，保留 {counts.get('stayed', 0)} 家；"
+                     f"明细见 {out / 'compare.xlsx'}（表格）与 {out / 'compare.csv'}")
 
 
 @app.command()
@@ -277,29 +271,6 @@ def lint(
     if problems:
         raise typer.Exit(1)
     out_console.print(f"规则集 {rs.meta.id}（版本 {rs.meta.version}）检查通过：{len(rs.meta.rules)} 条规则。")
-
-
-@contextmanager
-def _database(db: Path):
-    """The database file opened read-write; or, while ``screening serve`` holds it, the
-    service to hand the write over to (see screening.handover); or one clear line."""
-    from .handover import find
-    from .store import DatabaseLocked, connect
-
-    try:
-        con = connect(db)
-    except DatabaseLocked as exc:
-        service = find(db)
-        if service is None:
-            _fail(exc)
-        yield service
-        return
-    except ScreeningError as exc:
-        _fail(exc)
-    try:
-        yield con
-    finally:
-        con.close()
 
 
 users_app = typer.Typer(help="管理服务用户与令牌。", no_args_is_help=True, rich_markup_mode=None)
@@ -417,12 +388,44 @@ def serve(
     uvicorn.run(create_app(settings), host=host, port=port, workers=1, log_level="info")
 
 
-from .cli_evaluate import evaluate_command  # noqa: E402  (imports cli lazily, inside the command)
+@app.command("export-final")
+def export_final(
+    year: Annotated[int, typer.Option("--year", help="清单年度（须已在服务中定稿）")],
+    db: Annotated[Path, typer.Option("--db", help="服务使用的 DuckDB 文件")] = Path("screening.duckdb"),
+    out: Annotated[Path, typer.Option("--out", help="输出目录")] = Path("out"),
+    rules: Annotated[Optional[Path], typer.Option("--rules", help="规则集目录（告知书模板与异议期限；默认：rules/yueqing-2022）")] = None,
+) -> None:
+    """导出定稿清单（带签章栏的 Excel）和每家企业的《高耗低效企业认定告知书》（Word，另附合并打印文件）。"""
+    from .final import export_final as write_export
+    from .outdir import staged
+    from .paths import default_ruleset
+    from .ruleset import load_ruleset
+    from .store import DatabaseLocked, connect
+
+    try:
+        rs = load_ruleset(rules or default_ruleset())
+        if not db.is_file():
+            raise ScreeningError(f"数据库文件 {db} 不存在；请用 --db 指定服务使用的 DuckDB 文件")
+        try:
+            con = connect(db, read_only=True)
+        except DatabaseLocked as exc:
+            raise DatabaseLocked(f"{exc}；服务运行时请从服务下载（GET /api/v1/lists/{year}/final/export）") from None
+        try:
+            with staged(out, _notice) as staging:
+                files = write_export(con, year, rs, staging)
+        finally:
+            con.close()
+    except ScreeningError as exc:
+        _fail(exc)
+    from .final import NOTICE_DIR
+
+    notices = [f for f in files if f.parent.name == NOTICE_DIR]
+    merged = [f.name for f in files if f.suffix == ".docx" and f.parent.name != NOTICE_DIR]
+    say(out_console, f"已写入 {out}：{files[0].name}（定稿清单）、{out / NOTICE_DIR} 中告知书 {len(notices)} 份"
+                     f"、合并打印文件 {'、'.join(merged) or '无（定稿清单为空）'}")
+
 
 app.command("evaluate")(evaluate_command)
-
-from .cli_warn import warn_command  # noqa: E402  (imports cli lazily, inside the command)
-
 app.command("warn")(warn_command)
 
 from .cli_backup import register as register_backup_commands  # noqa: E402  (backup, restore, verify, runs prune)
@@ -433,33 +436,3 @@ register_backup_commands(app)
 def main() -> None:
     """Console entry point (``screening``)."""
     run_app(app)
-
-
-def run_app(application: typer.Typer) -> None:
-    """Run a command line; every failure is one Chinese line on stderr.
-
-    A file-system failure anywhere (``--out`` is a file, a directory is not writable, the
-    disk is full; also when a writer wraps it) names the path, with exit 2 when the path
-    given cannot be used as given and 1 when the machine refuses (screening.errors).  Other
-    unexpected errors are bugs: one line, exit 1, the traceback only with SCREENING_DEBUG."""
-    from .store import private_umask
-
-    private_umask()  # files it creates (database, WAL, outputs) are its user's only
-    try:
-        application()
-    except SystemExit:
-        raise
-    except KeyboardInterrupt:
-        err_console.print("已中断", markup=False, highlight=False)
-        sys.exit(130)
-    except Exception as exc:
-        if os.environ.get("SCREENING_DEBUG"):
-            raise
-        problem = environment_error(exc)
-        if problem is not None:
-            _error_line(str(problem))
-            sys.exit(problem.exit_code)
-        detail = " ".join(str(exc).split())  # one line, whatever the exception's text holds
-        err_console.print(f"内部错误：{type(exc).__name__}: {detail}（设置环境变量 SCREENING_DEBUG=1 可查看详细信息）",
-                          markup=False, highlight=False, soft_wrap=True)
-        sys.exit(1)

@@ -19,7 +19,7 @@ def backup_command(
 ) -> None:
     """备份整个数据库：同一时刻的完整数据，附清单（时间、版本、各表行数与校验值）。服务运行时交由服务写出。"""
     from .backup import backups_dir, read_backup, record_last, rotate, write_backup
-    from .cli import _fail, out_console
+    from .cli_common import _fail, out_console
     from .errors import ScreeningError
     from .handover import IMPORT_TIMEOUT, find
     from .store import DatabaseLocked, connect
@@ -76,7 +76,7 @@ def restore_command(
 ) -> None:
     """从备份重建数据库：先核对清单（文件校验值、各表行数与校验值），不完整或损坏的备份拒绝使用。"""
     from .backup import restore
-    from .cli import _fail, out_console
+    from .cli_common import _fail, out_console
     from .errors import ScreeningError
 
     try:
@@ -99,7 +99,7 @@ def verify_command(
     from rich.text import Text
 
     from .backup import BackupError, verify_database
-    from .cli import _fail, err_console, out_console
+    from .cli_common import _fail, err_console, out_console
     from .errors import ScreeningError
     from .store import DatabaseLocked, StoreError, connect
 
@@ -136,7 +136,7 @@ def prune_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="只列出将删除的试算，不删除")] = False,
 ) -> None:
     """删除试算运行：定稿所依据的、被核实引用的、各年度最新的运行从不删除；删除记入审计。"""
-    from .cli import _database, _fail, out_console
+    from .cli_common import _database, _fail, out_console
     from .errors import ScreeningError
     from .handover import Service
 

@@ -24,7 +24,7 @@ def evaluate_command(
     """计算亩均效益综合评价：每家企业的指标值、单项得分、综合得分、排名和等级（A—D）。"""
     from rich.table import Table
 
-    from .cli import _fail, _notice, err_console, out_console
+    from .cli_common import _fail, _notice, err_console, out_console
     from .errors import ScreeningError
     from .evaluation import evaluate, load_evaluation_inputs, write_evaluation
     from .evaluation_method import load_method
@@ -51,7 +51,7 @@ def evaluate_command(
         _fail(exc)
         return
 
-    table = Table(title=f"{m.title}：{year}年数据", title_justify="left")
+    table = Table(title=m.title_for(year), title_justify="left")
     for col in ("规模", "参评企业", "A", "B", "C", "D", "不定等级"):
         table.add_column(col, justify="left" if col == "规模" else "right")
     for scale, c in ev.grade_counts().items():
@@ -69,7 +69,7 @@ def evaluate_command(
 def main() -> None:
     """Run the command on its own: ``python -m screening.cli_evaluate --year 2021 …``
     (the same function ``screening evaluate`` calls once registered in screening/cli.py)."""
-    from .cli import run_app
+    from .cli_common import run_app
 
     app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
     app.command()(evaluate_command)

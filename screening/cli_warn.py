@@ -26,7 +26,7 @@ def warn_command(
         "--rules", help="生成训练标签的规则集目录（默认：rules/yueqing-2022）")] = None,
 ) -> None:
     """预警（仅供参考）：估计每家企业进入下一年度清单的可能性，给出主要原因、回测报告和模型。不改变任何规则判定。"""
-    from .cli import _fail, _notice, err_console
+    from .cli_common import _fail, _notice, err_console
     from .errors import ScreeningError
     from .outdir import staged
     from .warn import early_warning
@@ -58,7 +58,10 @@ def warn_command(
 def _summary(result, out: Path, db: Optional[Path], stored: Optional[str], elapsed: float) -> None:
     from rich.table import Table
 
-    from .cli import out_console
+    from .cli_common import out_console
+    from rich.cells import cell_len
+
+    from .terminal import say, wrap
     from .warn.model import CANDIDATE_ZH, CANDIDATES
 
     bt = result.backtest
@@ -67,42 +70,52 @@ def _summary(result, out: Path, db: Optional[Path], stored: Optional[str], elaps
         title = (f"回测：特征年度 {bt['test_feature_year']} → {bt['test_list_year']} 年度清单"
                  f"（{bt['rows']['test']} 家，列入 {bt['rows']['test_listed']} 家）")
         table = Table(title=title, title_justify="left")
-        for col in ("模型", "AUC", *(f"前{k}名精确率" for k in ks), "Brier"):
-            table.add_column(col, justify="left" if col == "模型" else "right")
+        numbers = ("AUC", *(f"前{k}名精确率" for k in ks), "Brier")
+        widths = [max(cell_len(col), 7) for col in numbers]
+        model_width = max(12, out_console.width - sum(widths) - 3 * (len(numbers) + 1) - 1)
+        table.add_column("模型", width=model_width, no_wrap=True)
+        for col, width in zip(numbers, widths):
+            table.add_column(col, justify="right", width=width, no_wrap=True)
         for name in CANDIDATES:
             m = bt["candidates"][name]
             label = CANDIDATE_ZH[name] + ("（选用）" if name == bt["chosen"] else "")
-            table.add_row(label, f"{m['auc']:.4f}", *(f"{m['precision_at'][k]:.1%}" for k in ks), f"{m['brier']:.5f}")
+            table.add_row(wrap(label, model_width), f"{m['auc']:.4f}", *(f"{m['precision_at'][k]:.1%}" for k in ks),
+                          f"{m['brier']:.5f}")
         base = bt["baseline"]
-        table.add_row("朴素基线（仅当年亩均税收排名）", f"{base['auc']:.4f}",
+        table.add_row(wrap("朴素基线（仅当年亩均税收排名）", model_width), f"{base['auc']:.4f}",
                       *(f"{base['precision_at'][k]:.1%}" for k in ks), "—")
         out_console.print(table)
         gain = bt["improvement_over_baseline"]
-        out_console.print(f"选用{bt['chosen_zh']}：{bt['selection_reason']}。相对基线 AUC {gain['auc']:+.4f}，"
+        say(out_console, f"选用{bt['chosen_zh']}：{bt['selection_reason']}。相对基线 AUC {gain['auc']:+.4f}，"
                           + "，".join(f"前{k}名精确率 {gain['precision_at'][k] * 100:+.1f} 个百分点" for k in ks) + "。")
     top = Table(title=f"{result.target_list_year} 年度清单风险最高的企业（数据截至 {result.data_year} 年，仅供参考）",
                 title_justify="left")
-    for col in ("排名", "企业名称", "乡镇街道", "风险", "首要原因（全部原因见 warnings.csv）"):
-        top.add_column(col, justify="right" if col in ("排名", "风险") else "left")
+    # widths fixed here and text wrapped by screening.terminal, so that 80 columns hold the table
+    # and no number or reason is cut (Rich would fold or elide Chinese text mid-number)
+    fixed = {"排名": 4, "企业名称": 16, "乡镇街道": 8, "风险": 6}
+    reason_width = max(16, out_console.width - sum(fixed.values()) - 3 * (len(fixed) + 1) - 1)
+    for col, width in (*fixed.items(), ("首要原因（全部原因见 warnings.csv）" if reason_width >= 36 else "首要原因", reason_width)):
+        top.add_column(col, justify="right" if col in ("排名", "风险") else "left", width=width, no_wrap=True)
     for row in result.warnings.head(10).iter_rows(named=True):
-        top.add_row(str(row["rank"]), row["name"] or row["uscc"], row["township"] or "", f"{row['risk']:.1%}",
-                    row["factors"].split("；")[0])
+        top.add_row(str(row["rank"]), wrap(row["name"] or row["uscc"], fixed["企业名称"]),
+                    wrap(row["township"] or "", fixed["乡镇街道"]), f"{row['risk']:.1%}",
+                    wrap(row["factors"].split("；")[0], reason_width))
     out_console.print(top)
     w = result.warnings
-    out_console.print(f"评分企业：{w.height} 家；风险 ≥ 50% 的 {w.filter(w['risk'] >= 0.5).height} 家，"
+    say(out_console, f"评分企业：{w.height} 家；风险 ≥ 50% 的 {w.filter(w['risk'] >= 0.5).height} 家，"
                       f"预计列入 {w['risk'].sum():.0f} 家（风险之和）。预警仅供参考，不改变任何规则判定。")
     rejected = result.rejected_rows
     if rejected:
-        out_console.print(f"拒收数据行：{rejected} 行（与 screening run 相同的校验；明细可用 screening run 查看）")
-    out_console.print(f"输出目录：{out.resolve()}（warnings.csv/.parquet、backtest.json/.md、model.joblib/.json）")
+        say(out_console, f"拒收数据行：{rejected} 行（与 screening run 相同的校验；明细可用 screening run 查看）")
+    say(out_console, f"输出目录：{out.resolve()}（warnings.csv/.parquet、backtest.json/.md、model.joblib/.json）")
     if db is not None:
-        out_console.print(f"已存入 {db.resolve()}，预警编号 {stored}")
+        say(out_console, f"已存入 {db.resolve()}，预警编号 {stored}")
     out_console.print(f"用时 {elapsed:.1f} 秒")
 
 
 def main() -> None:
     """Run the command on its own: ``python -m screening.cli_warn --year 2022 …``."""
-    from .cli import run_app
+    from .cli_common import run_app
 
     app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
     app.command()(warn_command)

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from . import __version__
+from ._version import __version__
 from .errors import InputError
 from .evaluation_method import (
     DENOMINATORS,

@@ -74,7 +74,7 @@ def _method_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], ev: Evaluation,
     ws = wb.add_worksheet(sheet_name("评价方法", used))
     for c, w in enumerate((10, 22, 30, 8, 16, 36, 22, 22, 22, 60)):
         ws.set_column(c, c, w)
-    ws.write_string(0, 0, f"{m.title}：{ev.year}年数据", fmts["title"])
+    ws.write_string(0, 0, m.title_for(ev.year), fmts["title"])
     info = [("评价方法", f"{m.id}（版本 {m.version}）"), ("数据年度", str(ev.year)),
             ("依据", m.citation_text(m.citation)), ("说明", " ".join(m.description.split()))]
     if m.citation.note:

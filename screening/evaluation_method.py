@@ -312,6 +312,12 @@ class Method(_Strict):
     def sha256(self) -> str:
         return self._sha256
 
+    def title_for(self, year: int) -> str:
+        """The heading of an evaluation of data year ``year``: one year, said one way.  A year the
+        method's own title names ("（2022年度数据）": the data it was published for) is left out there."""
+        base = re.sub(r"（\d{4}年度?数据）", "", self.title).strip()
+        return f"{base}：{year}年度数据（评价方法 {self.id}）"
+
     @model_validator(mode="after")
     def _check(self) -> Method:
         missing = [s for s in SCALES if s not in self.scales]

@@ -7,12 +7,14 @@ Written with xlsxwriter in constant-memory mode, row by row with one bound write
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import xlsxwriter
 
+from . import clock
 from .ruleset import LIMIT_RULE, unverified_limits_note
 
 if TYPE_CHECKING:
@@ -28,7 +30,7 @@ LIST_COLUMNS: tuple[tuple[str, str, int, str], ...] = (
     ("industry_name", "行业名称", 22, "text"),
     ("scale", "规模", 6, "text"),
     ("rule_titles", "命中规则", 28, "wrap"),
-    ("reasons", "认定理由（数据与标准）", 70, "wrap"),
+    ("reasons", "认定理由（数据与标准）", 56, "wrap"),
     ("tax_per_mu", "亩均税收（万元/亩，最近一年）", 14, "num2"),
     ("land_mu", "用地面积（亩，最近一年）", 12, "num2"),
     ("energy_tce", "综合能耗（吨标准煤，最近一年）", 14, "num2"),
@@ -58,6 +60,7 @@ def _formats(wb: xlsxwriter.Workbook) -> dict[str, Any]:
         "num2": wb.add_format({**base, "num_format": "#,##0.00"}),
         "pct": wb.add_format({**base, "num_format": "0.0%"}),
         "bold": wb.add_format({**base, "bold": True}),
+        "na": wb.add_format({**base, "align": "center", "font_color": "#7F7F7F"}),  # a value not known yet
     }
 
 
@@ -70,33 +73,106 @@ def _cell(ws: Any, row: int, col: int, value: Any, fmt: Any) -> None:
         ws.write_number(row, col, value, fmt)
 
 
+#: a figure not known yet (before the final list, before any plan)
+NOT_YET = "—"
+#: points per line of 10 pt text (等线 and its stand-ins in WPS/LibreOffice), and a row's padding
+LINE_POINTS, ROW_PADDING, MIN_ROW = 13.5, 3.0, 15.0
+
+
+def text_span(text: str) -> int:
+    """Display width in Excel column units: a Chinese character counts twice (UTF-8: 3 bytes → 2)."""
+    return (len(text.encode("utf-8")) + len(text)) // 2
+
+
+def wrapped_lines(text: str, width: float) -> int:
+    """Lines a wrapped cell of ``width`` column units needs for ``text`` (line breaks kept)."""
+    usable = max(width - 1.5, 1.0)
+    return sum(max(1, -(-text_span(part) // int(usable))) for part in text.split("\n"))
+
+
+def row_height(values: list[Any], widths: list[float], wrap: list[bool], floor: float = MIN_ROW) -> float | None:
+    """The height (points) that shows every wrapped cell of a row whole; None when one line fits."""
+    lines = max((wrapped_lines(v, w) for v, w, k in zip(values, widths, wrap) if k and isinstance(v, str) and v),
+                default=1)
+    return None if lines <= 1 else max(floor, lines * LINE_POINTS + ROW_PADDING)
+
+
 def _table(ws: Any, fmts: dict[str, Any], top: int, headers: list[str], rows: list[list[Any]],
-           kinds: list[str]) -> int:
+           kinds: list[str] | list[list[str]], widths: list[float] | None = None) -> int:
+    """A header row and its rows; ``kinds`` per column, or per row and column (a count row next to
+    an amount row); with ``widths`` each row is as tall as its wrapped text needs."""
     for c, h in enumerate(headers):
         ws.write_string(top, c, h, fmts["header"])
+    header_h = row_height(headers, widths, [True] * len(headers)) if widths else None
+    if header_h:
+        ws.set_row(top, header_h)
     for r, row in enumerate(rows, start=top + 1):
-        for c, (v, k) in enumerate(zip(row, kinds)):
-            _cell(ws, r, c, v, fmts[k])
+        row_kinds = kinds[r - top - 1] if kinds and isinstance(kinds[0], list) else kinds
+        if widths:
+            height = row_height(row, widths, [k == "wrap" for k in row_kinds])
+            if height:
+                ws.set_row(r, height)
+        for c, (v, k) in enumerate(zip(row, row_kinds)):
+            _cell(ws, r, c, v, fmts["na" if v == NOT_YET else k])
     return top + len(rows) + 2
 
 
+def print_setup(ws: Any, title: str, right: str, *, header_rows: int | None = 0, one_page: bool = False,
+                print_area: tuple[int, int] | None = None) -> None:
+    """Landscape A4, one page wide (whole sheet on one page with ``one_page``), the header row on
+    every page, the title left and run facts right in the page header, 第 N 页 共 M 页 below."""
+    ws.set_landscape()
+    ws.set_paper(9)  # A4
+    ws.set_margins(left=0.4, right=0.4, top=0.75, bottom=0.6)
+    ws.fit_to_pages(1, 1 if one_page else 0)
+    if header_rows is not None:
+        ws.repeat_rows(header_rows)
+    if print_area is not None:  # (last row, last column) printed
+        ws.print_area(0, 0, *print_area)
+    def esc(text: str) -> str:
+        return text.replace("&", "&&")
+    ws.set_header(f'&L&"等线,加粗"&11{esc(title)}&R&9{esc(right)}')
+    ws.set_footer("&C&9第 &P 页 共 &N 页")
+
+
+def _page_facts(s: "Screening") -> tuple[str, str]:
+    rs = s.ruleset
+    return (f"{rs.meta.region}{s.list_year}年度高耗低效整治企业清单",
+            f"规则集 {rs.meta.id} 版本 {rs.meta.version}　生成时间 {clock.stamp(s.started_at)}")
+
+
 def _list_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], name: str, frame: pl.DataFrame,
-                columns: tuple[tuple[str, str, int, str], ...] = LIST_COLUMNS) -> None:
+                columns: tuple[tuple[str, str, int, str], ...] = LIST_COLUMNS,
+                page: tuple[str, str] | None = None) -> Any:
+    """The list as a sheet; with ``page`` (title, run facts) also set up for print: the machine's
+    rule ids (the last column of the full list) are left off the paper."""
     ws = wb.add_worksheet(name)
+    widths = [float(width) for _, _h, width, _k in columns]
     for c, (_, header, width, _kind) in enumerate(columns):
         ws.set_column(c, c, width)
+    ws.set_row(0, max(30.0, row_height([h for _, h, *_ in columns], widths, [True] * len(columns)) or 0))
+    for c, (_, header, _width, _kind) in enumerate(columns):
         ws.write_string(0, c, header, fmts["header"])
-    ws.set_row(0, 30)
     ws.freeze_panes(1, 3)
     # one bound writer per column, chosen once: the row loop is the hot path of a large list
     writers = [(c, ws.write_number if kind in ("int", "num2") else ws.write_string, fmts[kind])
                for c, (_, _h, _w, kind) in enumerate(columns)]
+    wrapped = [(c, widths[c]) for c, (_, _h, _w, kind) in enumerate(columns) if kind == "wrap"]
     for r, row in enumerate(frame.select([c for c, *_ in columns]).iter_rows(), start=1):
+        # a row as tall as its longest wrapped cell (WPS and LibreOffice do not grow rows themselves);
+        # set before the row's cells: constant-memory mode writes a row out once the next begins
+        lines = max((wrapped_lines(row[c], w) for c, w in wrapped if row[c]), default=1)
+        if lines > 1:
+            ws.set_row(r, lines * LINE_POINTS + ROW_PADDING)
         for (c, write, fmt), v in zip(writers, row):
             if v is not None:  # an empty cell needs no record at all
                 write(r, c, v, fmt)
     if frame.height:
         ws.autofilter(0, 0, frame.height, len(columns) - 1)
+    if page is not None:
+        printed = (max(frame.height, 1), len(columns) - 2) if columns[-1][0] == "rule_ids" else None
+        print_setup(ws, *page, print_area=printed)
+    return ws
 
 
 #: the advisory data check (screening.anomaly) beside a flagged firm; never part of the decision
@@ -124,17 +200,66 @@ def _people_list(s: "Screening") -> pl.DataFrame:
     )
 
 
+#: what has been achieved toward the year's targets; a key absent (or None) is not known yet:
+#: a run knows only its list, the service adds the final list and the plans (screening.final)
+PROGRESS_KEYS = ("listed", "final", "plans", "completed", "expected_land_mu", "expected_energy_tce",
+                 "freed_land_mu", "freed_energy_tce", "listed_land_mu", "listed_energy_tce",
+                 "final_land_mu", "final_energy_tce")
+SUMMARY_WIDTHS = (30.0, 12.0, 12.0, 12.0, 12.0, 12.0, 12.0, 12.0, 12.0)
+
+
+def _ratio(value: float | None, target: float) -> float | None:
+    return value / target if value is not None and target else None
+
+
+def _shown(value: Any) -> Any:
+    return NOT_YET if value is None else value
+
+
+def target_tables(ws: Any, fmts: dict[str, Any], row: int, targets: Mapping[str, Any],
+                  progress: Mapping[str, float | None]) -> int:
+    """The year's targets against what can be compared with them (issue 14): firms through the
+    stages of the year; land and energy that plans expect to free and that completed plans freed.
+    The listed firms' own land and energy are shown apart, as the scale that could be freed."""
+    get = progress.get
+    widths = list(SUMMARY_WIDTHS)
+    firms = targets.get("firms")
+    if firms is not None:
+        ws.write_string(row, 0, "年度目标：整治企业数", fmts["bold"])
+        row = _table(ws, fmts, row + 1, ["年度目标", "目标值", "筛选清单", "定稿清单", "已制定方案", "已完成整治", "完成/目标"],
+                     [[f"{firms.label}（{firms.unit}）", firms.value, _shown(get("listed")), _shown(get("final")),
+                       _shown(get("plans")), _shown(get("completed")),
+                       _ratio(get("completed"), firms.value)]],
+                     [["wrap", "int", "int", "int", "int", "int", "pct"]], widths)
+    freed = [(key, targets[key]) for key in ("land_mu", "energy_tce") if key in targets]
+    if freed:
+        ws.write_string(row, 0, "年度目标：腾出用地与用能", fmts["bold"])
+        rows = [[f"{t.label}（{t.unit}）", t.value, _shown(get(f"expected_{key}")),
+                 _ratio(get(f"expected_{key}"), t.value), _shown(get(f"freed_{key}")),
+                 _ratio(get(f"freed_{key}"), t.value)] for key, t in freed]
+        row = _table(ws, fmts, row + 1, ["年度目标", "目标值", "方案预计腾出", "预计/目标", "已完成方案腾出", "完成/目标"],
+                     rows, [["wrap", "num2", "num2", "pct", "num2", "pct"]] * len(rows), widths)
+    ws.write_string(row, 0, "清单企业占地/用能（潜在腾出规模）", fmts["bold"])
+    rows = [["用地面积（亩，最近一年）", _shown(get("listed_land_mu")), _shown(get("final_land_mu"))],
+            ["综合能耗（吨标准煤，最近一年）", _shown(get("listed_energy_tce")), _shown(get("final_energy_tce"))]]
+    row = _table(ws, fmts, row + 1, ["项目", "筛选清单企业合计", "定稿清单企业合计"], rows,
+                 ["wrap", "num2", "num2"], widths)
+    ws.write_string(row - 1, 0, "注：清单企业的全部用地与用能，是整治可能腾出的上限，不是目标完成量；完成量以一企一策方案登记的为准。"
+                    f"“{NOT_YET}”表示尚未定稿或尚无方案。", fmts["note"])
+    return row + 1
+
+
 def _summary(wb: xlsxwriter.Workbook, fmts: dict[str, Any], s: "Screening") -> None:
     ws = wb.add_worksheet("汇总")
-    ws.set_column(0, 0, 34)
-    ws.set_column(1, 8, 14)
+    for c, w in enumerate(SUMMARY_WIDTHS):
+        ws.set_column(c, c, w)
     y_prev, y_last = s.years
     rs = s.ruleset
     ws.write_string(0, 0, f"{rs.meta.region}{s.list_year}年度高耗低效整治企业清单（大数据筛选结果）", fmts["title"])
     info = [
-        ("筛选年度", str(s.list_year)), ("使用数据年度", f"{y_prev}—{y_last}年"),
+        ("筛选年度", f"{s.list_year}年度"), ("使用数据年度", f"{y_prev}—{y_last}年"),
         ("规则集", f"{rs.meta.title}（{rs.meta.id}，版本 {rs.meta.version}）"),
-        ("运行编号", s.run_id), ("生成时间", s.started_at.strftime("%Y-%m-%d %H:%M:%S")),
+        ("运行编号", s.run_id), ("生成时间", clock.stamp(s.started_at, seconds=True)),
         ("参数调整", "；".join(f"{k}={v}" for k, v in rs.overrides.items()) or "无（使用规则集默认值）"),
     ]
     for i, (k, v) in enumerate(info, start=2):
@@ -143,29 +268,25 @@ def _summary(wb: xlsxwriter.Workbook, fmts: dict[str, Any], s: "Screening") -> N
     ws.write_string(9, 0, "说明：本清单为大数据筛选结果，须经乡镇街道属地核实后定稿；建议处置方式仅供参考，以“一企一策”为准。", fmts["note"])
 
     listing = s.list
-    sums = {"firms": float(listing.height), "land_mu": listing["land_mu"].sum() or 0.0,
-            "energy_tce": listing["energy_tce"].sum() or 0.0}
-    target_rows = []
-    for key, target in rs.meta.targets.items():
-        actual = float(sums[key])
-        target_rows.append([f"{target.label}（{target.unit}）", target.value, actual,
-                            actual / target.value if target.value else None])
-    row = _table(ws, fmts, 11, ["年度目标", "目标值", "清单企业合计（最近一年）", "清单合计/目标"],
-                 target_rows, ["text", "num2", "num2", "pct"])
+    row = target_tables(ws, fmts, 11, rs.meta.targets, {
+        "listed": listing.height, "listed_land_mu": listing["land_mu"].sum() or 0.0,
+        "listed_energy_tce": listing["energy_tce"].sum() or 0.0})
 
     status_counts = s.status_counts()
     hits = s.hits_per_rule()
     rule_rows = [[rs.rules[rid].title, hits[rid], status_counts[rid].get("pass", 0),
                   status_counts[rid].get("insufficient_data", 0), status_counts[rid].get("not_applicable", 0),
                   rs.rules[rid].lead_department] for rid in rs.enabled]
-    row = _table(ws, fmts, row, ["规则", "命中", "未命中", "数据不足", "不适用", "牵头单位"], rule_rows,
-                 ["wrap", "int", "int", "int", "int", "text"])
+    ws.write_string(row, 0, "按规则统计（企业数）", fmts["bold"])
+    row = _table(ws, fmts, row + 1, ["规则", "命中", "未命中", "数据不足", "不适用", "牵头单位"], rule_rows,
+                 ["wrap", "int", "int", "int", "int", "wrap"], list(SUMMARY_WIDTHS))
 
     by_township = _township_counts(s)
     ws.write_string(row, 0, "按乡镇街道统计", fmts["bold"])
     headers = ["乡镇街道", "清单企业数", *(rs.rules[rid].short_title for rid in rs.enabled), "用地（亩）", "综合能耗（吨标准煤）"]
     _table(ws, fmts, row + 1, headers, [list(r) for r in by_township.iter_rows()],
-           ["text", "int", *(["int"] * len(rs.enabled)), "num2", "num2"])
+           ["text", "int", *(["int"] * len(rs.enabled)), "num2", "num2"], list(SUMMARY_WIDTHS))
+    print_setup(ws, *_page_facts(s), header_rows=None, one_page=True)
 
 
 def _township_counts(s: "Screening") -> pl.DataFrame:
@@ -181,9 +302,12 @@ def _township_counts(s: "Screening") -> pl.DataFrame:
     )
 
 
+RULES_WIDTHS = (22.0, 30.0, 24.0, 40.0, 50.0, 40.0)
+
+
 def _rules_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], s: "Screening") -> None:
     ws = wb.add_worksheet("规则与依据")
-    for c, w in enumerate((34, 40, 20, 50, 60, 40)):
+    for c, w in enumerate(RULES_WIDTHS):
         ws.set_column(c, c, w)
     rows = []
     rs = s.ruleset
@@ -198,20 +322,25 @@ def _rules_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], s: "Screening") 
             note = "；".join(filter(None, [unverified_limits_note(rs, s.unverified_limit_hits), note]))
         rows.append([rid, rule.title, params or "—", rs.citation_text(rule.citation), rule.citation.quote or "", note])
     _table(ws, fmts, 0, ["规则编号", "规则", "参数（本次取值）", "依据", "原文", "说明"], rows,
-           ["text", "wrap", "wrap", "wrap", "wrap", "wrap"])
+           ["wrap", "wrap", "wrap", "wrap", "wrap", "wrap"], list(RULES_WIDTHS))
     ws.freeze_panes(1, 1)
+    print_setup(ws, *_page_facts(s))
 
 
-def _rejects_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], rejects: pl.DataFrame) -> None:
+def _rejects_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], rejects: pl.DataFrame,
+                   page: tuple[str, str]) -> None:
     ws = wb.add_worksheet("数据问题")
-    for c, w in enumerate((18, 8, 18, 50, 24, 16)):
+    widths = (18.0, 8.0, 18.0, 56.0, 26.0, 16.0)
+    for c, w in enumerate(widths):
         ws.set_column(c, c, w)
     action = {"row_rejected": "整行未采用", "field_cleared": "该字段按未知处理"}
     action_zh = (pl.col("action").replace_strict(action, default=pl.col("action")) if "action" in rejects.columns
                  else pl.lit("整行未采用")).alias("action")
     rows = [list(r) for r in rejects.select("file", "row", "column", "reason", "value", action_zh).iter_rows()]
-    _table(ws, fmts, 0, ["文件", "行号", "列", "原因", "原值", "处理"], rows, ["text", "int", "text", "wrap", "text", "text"])
+    _table(ws, fmts, 0, ["文件", "行号", "列", "原因", "原值", "处理"], rows, ["text", "int", "text", "wrap", "wrap", "text"],
+           list(widths))
     ws.freeze_panes(1, 0)
+    print_setup(ws, *page)
 
 
 def write_workbook(s: "Screening", path: Path) -> None:
@@ -221,9 +350,11 @@ def write_workbook(s: "Screening", path: Path) -> None:
         fmts = _formats(wb)
         _summary(wb, fmts, s)
         used = {"汇总", "整治企业清单", "规则与依据", "数据问题"}
-        _list_sheet(wb, fmts, "整治企业清单", people)
+        title, facts = _page_facts(s)
+        _list_sheet(wb, fmts, "整治企业清单", people, page=(title, facts))
         for (township,), part in people.group_by("township", maintain_order=True):
             _list_sheet(wb, fmts, sheet_name(township, used),
-                        part.with_columns(pl.int_range(1, pl.len() + 1).alias("list_no")), TOWNSHIP_COLUMNS)
+                        part.with_columns(pl.int_range(1, pl.len() + 1).alias("list_no")), TOWNSHIP_COLUMNS,
+                        page=(f"{title}（{township or '未填乡镇'}）", facts))
         _rules_sheet(wb, fmts, s)
-        _rejects_sheet(wb, fmts, s.inputs.rejects)
+        _rejects_sheet(wb, fmts, s.inputs.rejects, (title, facts))

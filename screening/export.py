@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 import xlsxwriter
 
+from . import clock
 from .excel import LIST_COLUMNS, WORKBOOK_OPTIONS, _formats, _list_sheet, sheet_name
 
 #: Chinese headers for the columns the engine's tables share; ``headers=`` adds or overrides
@@ -66,7 +67,12 @@ def _sheet_frame(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[tuple[str, str
             cast.append(pl.col(column).replace_strict({True: "是", False: "否"}, return_dtype=pl.String))
         elif dtype == pl.Datetime:
             kinds.append((column, "text"))
-            cast.append(pl.col(column).dt.to_string("%Y-%m-%d %H:%M:%S"))
+            moment = pl.col(column)
+            if getattr(dtype, "time_zone", None):  # a time with its zone is shown in China time, labelled
+                moment = moment.dt.convert_time_zone(clock.zone_name())
+                cast.append(moment.dt.to_string("%Y-%m-%d %H:%M:%S") + f"（{clock.label()}）")
+            else:
+                cast.append(moment.dt.to_string("%Y-%m-%d %H:%M:%S"))
         elif isinstance(dtype, pl.List):
             kinds.append((column, "wrap"))
             cast.append(pl.col(column).cast(pl.List(pl.String)).list.join("；"))

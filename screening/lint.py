@@ -64,7 +64,23 @@ def lint_ruleset(rs: RuleSet) -> list[str]:
         literals = numeric_literals(sql_text(path))
         if literals:
             problems.append(f"sql/{path}：含有数字常量 {literals}")
+    problems += notice_problems(rs)
     return problems
+
+
+def notice_problems(rs: RuleSet) -> list[str]:
+    """The rule set's 告知书 set-up (notice.yaml and its template), when it has one: the template
+    must render with sample values (a placeholder the bureau broke in Word shows here, not on
+    the day the notices are printed)."""
+    from .final import NOTICE_FILE, check_template, notice_config
+
+    if not (rs.directory / NOTICE_FILE).is_file():
+        return []
+    try:
+        check_template(rs, notice_config(rs))
+    except RuleSetError as exc:
+        return [str(exc)]
+    return []
 
 
 def review_warnings(rs: RuleSet, today: dt.date | None = None) -> list[str]:

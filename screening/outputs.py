@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import polars as pl
 
-from . import __version__, csvsafe
+from . import csvsafe
+from ._version import __version__
 from .anomaly import ADVISORY
 from .errors import RuleExecutionError, ScreeningError, environment_error
 from .excel import write_workbook

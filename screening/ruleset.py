@@ -128,6 +128,18 @@ class RuleSetFile(_Strict):
     scope_messages: dict[Literal["not_manufacturing", "new_firm", "industry_unknown", "no_stats"], str]
 
 
+#: a parameter's type as a person reads it in a message
+PARAM_TYPES_ZH = {"float": "数字", "int": "整数", "list": "逗号分隔的列表", "choice": "可选值之一", "text": "文本"}
+
+
+def _number(value: Any) -> float:
+    """float(value), with the library's English error said in Chinese."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError("不是数字") from None
+
+
 def coerce(param: Parameter, value: Any, what: str) -> Any:
     """Convert a YAML value or a ``--set`` string to the parameter's type, or raise ValueError."""
     try:
@@ -150,11 +162,11 @@ def coerce(param: Parameter, value: Any, what: str) -> Any:
         if isinstance(value, bool):
             raise ValueError("不是数字")
         if param.type == "int":
-            number = float(value)
+            number = _number(value)
             if number != int(number):
                 raise ValueError("应为整数")
             return int(number)
-        number = float(value)
+        number = _number(value)
         if number != number or number in (float("inf"), float("-inf")):
             raise ValueError("不是有限的数字")
         return number
@@ -214,7 +226,8 @@ class RuleSet:
             try:
                 value = coerce(param, raw.strip(), f"{rid}.{name} 的取值")
             except ValueError as exc:
-                raise RuleSetError(f"{flag} {item!r}：{exc}（类型应为 {param.type}）{listing}") from None
+                kind = PARAM_TYPES_ZH.get(param.type, param.type)
+                raise RuleSetError(f"{flag} {item!r}：{exc}（应为{kind}）{listing}") from None
             self.params[rid][name] = value
             self.overrides[f"{rid}.{name}"] = value
 

@@ -48,3 +48,15 @@ class GoldenCase(pytest.Item):
 
 class GoldenMismatch(Exception):
     pass
+
+
+@pytest.fixture
+def ruleset_copy(tmp_path: Path) -> Path:
+    """A copy of the shipped rule set that a test may edit."""
+    import shutil
+
+    from screening.paths import default_ruleset
+
+    target = tmp_path / "rs"
+    shutil.copytree(default_ruleset(), target)
+    return target

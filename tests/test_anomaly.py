@@ -2,6 +2,8 @@
 indicators that make them unusual; the check never changes a rule status, the list or results."""
 from __future__ import annotations
 
+import re
+
 import dataclasses
 import io
 import math
@@ -91,6 +93,17 @@ def test_tenfold_jump_is_flagged_as_a_change(scored):
     assert row["flagged"] and row["indicator_ids"].split(";")[0] in ("tax_change", "tax_to_revenue", "tax_per_electricity")
     sentence = next(s for s in row["indicators"].split("；") if s.startswith("实缴税金"))
     assert "为上年的 10 倍" in sentence and sentence.endswith("增幅异常"), sentence
+    # in plain words: from what to what, and how the firm's peers changed in the same years
+    assert re.fullmatch(r"实缴税金从 2020 年的 [\d.,]+ 万元变为 2021 年的 [\d.,]+ 万元（为上年的 10 倍），"
+                        r"(同行业企业|全部企业)中位数同期(基本不变|(增加|减少) [\d.]+%)，增幅异常", sentence), sentence
+    assert "倍）" not in sentence.split("，", 1)[1], sentence   # no "中位数 0.908 倍" a reader cannot parse
+
+
+def test_change_words():
+    from screening.anomaly import change_words
+
+    assert change_words(0.908) == "减少 9.2%" and change_words(1.25) == "增加 25%"
+    assert change_words(1.001) == "基本不变" and change_words(10.0) == "为上年的 10 倍"
 
 
 def test_zero_tax_with_power_and_revenue_is_flagged(scored):
@@ -153,7 +166,7 @@ def test_a_zero_denominator_or_missing_figure_skips_only_its_indicators():
     result = anomaly.score(frame, YEAR).frame
     row = _row(result, no_power)  # 0 kWh: tax per kWh cannot be computed; the drop to 0 is what stands out
     assert row["flagged"] and set(row["indicator_ids"].split(";")) == {"electricity_change", "electricity_per_energy"}
-    assert "用电量 2021 年 0 万千瓦时" in row["indicators"] and "降为 0" in row["indicators"]
+    assert re.search(r"用电量从 2020 年的 [\d.]+ 万千瓦时降为 0，", row["indicators"]), row["indicators"]
     row = _row(result, no_stats)  # still compared on tax, land, energy and power; no figure is made up
     assert row["anomaly_score"] is not None and not row["flagged"]
 

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from api.config import Settings
 from api.main import create_app
+from api.routes import exports
 from api.routes.exports import XLSX_TYPE
 from api_helpers import OTHER, TOWNSHIP, bearer, build_service_db
 import xlsx_bombs

@@ -30,6 +30,7 @@ ALLOWED = {
     "finalization-decide": {ADMIN},
     "finalization-finalize": {ADMIN},
     "finalization-get": {ADMIN, ANALYST, TOWN},
+    "finalization-export": {ADMIN},
     "audit-list": {ADMIN},
     "plans-put": {ADMIN},
     "plans-get": {ADMIN, ANALYST, TOWN},

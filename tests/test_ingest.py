@@ -9,13 +9,12 @@ import datetime as dt
 import hashlib
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from cli_helpers import cli
 from screening.errors import InputError
 from screening.ingest import read_dir, read_table
 from screening.schema import TABLES
@@ -24,7 +23,6 @@ from screening.validate import Inputs, validate
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[1]
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
 
 
@@ -736,21 +734,22 @@ def _cli_dir(d: Path) -> None:
      "land.xlsx", ["Excel"]),
 ], ids=["missing-column", "garbage-xlsx"])
 def test_cli_unusable_file_exits_2_with_one_line(tmp_path, spoil, file, words):
+    assert_run_refuses_in_one_line(tmp_path, spoil, file, words)
+
+
+def assert_run_refuses_in_one_line(tmp_path: Path, spoil, file: str, words: list[str]) -> None:
+    """``screening run`` on the small directory as ``spoil`` left it: exit 2, one line naming
+    ``file`` with each of ``words``, no traceback."""
     data = tmp_path / "data"
     data.mkdir()
     _cli_dir(data)
     spoil(data)
-    exe = ROOT / ".venv" / "bin" / "screening"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "screening"]
-    env = {**os.environ, "COLUMNS": "80", "NO_COLOR": "1"}
-    env.pop("SCREENING_DEBUG", None)
-    proc = subprocess.run([*cmd, "run", "--data", str(data), "--out", str(tmp_path / "out"),
-                           "--db", str(tmp_path / "run.duckdb")],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    proc = cli("run", "--data", data, "--out", tmp_path / "out", "--db", tmp_path / "run.duckdb",
+               cwd=tmp_path, timeout=120, env={"COLUMNS": "80", "NO_COLOR": "1"})
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert file in lines[0]
+    assert len(lines) == 1 and file in lines[0] and all(w in lines[0] for w in words), proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
     assert CHINESE.search(lines[0])
     for w in words:
         assert w in lines[0]

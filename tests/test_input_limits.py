@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
-import sys
 import time
 import tracemalloc
 import zipfile
@@ -26,7 +24,7 @@ from screening.errors import InputError
 from screening.filesafety import CLI_LIMITS, FileTooLarge, FileUnreadable, Limits
 from screening.ingest import read_dir
 from screening.validate import validate
-from test_ingest import C1, CHINESE, ROOT, TAX_EN, _cli_dir, write_enterprises
+from test_ingest import C1, CHINESE, TAX_EN, assert_run_refuses_in_one_line, write_enterprises
 
 pytestmark = pytest.mark.unit
 
@@ -300,18 +298,4 @@ def test_sniff():
     (lambda d: os.truncate(d / "stats.csv", 2 * GB), "stats.csv", ["二进制"]),
 ], ids=["xlsx-bomb", "2gb-nul-csv"])
 def test_cli_refuses_hostile_files_in_one_line(tmp_path, spoil, file, words):
-    data = tmp_path / "data"
-    data.mkdir()
-    _cli_dir(data)
-    spoil(data)
-    exe = ROOT / ".venv" / "bin" / "screening"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "screening"]
-    env = {**os.environ, "COLUMNS": "80", "NO_COLOR": "1"}
-    env.pop("SCREENING_DEBUG", None)
-    proc = subprocess.run([*cmd, "run", "--data", str(data), "--out", str(tmp_path / "out"),
-                           "--db", str(tmp_path / "run.duckdb")],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and file in lines[0] and all(w in lines[0] for w in words), proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
+    assert_run_refuses_in_one_line(tmp_path, spoil, file, words)

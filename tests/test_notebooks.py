@@ -3,6 +3,7 @@ this interpreter, and saves its charts and tables; and every one is committed wi
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from nbclient import NotebookClient
 
 pytestmark = pytest.mark.e2e
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 KERNEL = "screening-tests"
 
 
@@ -63,3 +65,30 @@ def test_notebook_runs_and_saves_charts_and_tables(path, kernel_specs, tmp_path)
     assert pngs and [p.stem for p in pngs] == [p.stem for p in svgs]
     assert all(p.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
     assert list(out.glob("*.xlsx"))
+
+
+#: what an installed package (``pip install .``, no [test] extra) does not have: notebooks for
+#: analysts must not need it (issue 14, item 7)
+TEST_ONLY_MODULES = ("httpx", "fastapi.testclient", "starlette.testclient", "pytest", "hypothesis", "schemathesis",
+                     "openpyxl", "nbclient", "nbformat", "stdnum", "typer.testing")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_needs_only_runtime_dependencies(path):
+    import ast
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    assert {"httpx", "openpyxl"} <= {re.split(r"[<>=\[]", r)[0].lower() for r in extras["test"]}
+    imported = set()
+    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        code = "\n".join(line for line in "".join(cell["source"]).splitlines() if not line.startswith(("%", "!")))
+        for node in ast.walk(ast.parse(code)):
+            if isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+    bad = sorted(m for m in imported if any(m == t or m.startswith(t + ".") for t in TEST_ONLY_MODULES))
+    assert not bad, f"{path.name} imports test-only modules {bad}"

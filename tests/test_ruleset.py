@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
+from ruleset_helpers import edit_yaml
 from screening.errors import RuleSetError
 from screening.lint import _TEMPLATE_COLUMNS, lint_ruleset, numeric_literals, review_warnings
 from screening.paths import default_ruleset
@@ -16,17 +16,6 @@ from screening.ruleset import RULE_IDS, load_ruleset
 pytestmark = pytest.mark.unit
 
 
-@pytest.fixture
-def ruleset_copy(tmp_path: Path) -> Path:
-    target = tmp_path / "rs"
-    shutil.copytree(default_ruleset(), target)
-    return target
-
-
-def _edit(path: Path, change) -> None:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    change(data)
-    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
 
 def test_shipped_ruleset_loads_with_contract_defaults():
@@ -60,7 +49,7 @@ def test_lint_finds_a_threshold_buried_in_sql():
 
 
 def test_lint_finds_unused_and_undeclared_parameters(ruleset_copy: Path):
-    _edit(ruleset_copy / "above_scale_low_tax_per_mu.yaml",
+    edit_yaml(ruleset_copy / "above_scale_low_tax_per_mu.yaml",
           lambda d: d["parameters"].update(spare={**d["parameters"]["ratio"], "value": 1.0}))
     problems = lint_ruleset(load_ruleset(ruleset_copy))
     assert any("spare" in p and "未在 SQL 中使用" in p for p in problems)
@@ -99,7 +88,7 @@ def test_review_warning_after_a_year():
     ],
 )
 def test_invalid_ruleset_is_a_clear_error(ruleset_copy: Path, file, change, fragment):
-    _edit(ruleset_copy / file, change)
+    edit_yaml(ruleset_copy / file, change)
     with pytest.raises(RuleSetError) as err:
         load_ruleset(ruleset_copy)
     assert fragment in str(err.value)
@@ -142,7 +131,7 @@ def test_overrides_are_typed_and_recorded():
     [
         ("no_rule.ratio=1", "未知规则"),
         ("above_scale_low_tax_per_mu.ratoi=1", "没有参数 ratoi"),
-        ("above_scale_low_tax_per_mu.ratio=abc", "类型应为 float"),
+        ("above_scale_low_tax_per_mu.ratio=abc", "'abc' 无效：不是数字（应为数字）"),
         ("above_scale_low_tax_per_mu.min_group_size=2.5", "应为整数"),
         ("below_scale_consecutive_c_grade.grades=E", "不在允许值"),
         ("above_scale_low_tax_per_mu.ratio", "格式应为"),

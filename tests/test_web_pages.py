@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.config import Settings
 from api.main import create_app
-from api.web.session import Sessions, Throttle
+from api.session import Sessions, Throttle
 from api_helpers import bearer
 from cli_helpers import _command
 from web_helpers import NAMES, build_web_db, csrf_of, password, sign_in
@@ -196,7 +196,7 @@ def test_throttle_memory_is_bounded_and_failures_age_out():
     assert throttle.wait("a") > 0 and throttle.wait("b") == 0
     now[0] = 11
     assert throttle.wait("a") == 0
-    from api.web import session
+    from api import session
     for i in range(session.MAX_THROTTLE_KEYS + 10):
         throttle.fail(f"k{i}")
     assert len(throttle._failures) <= session.MAX_THROTTLE_KEYS

@@ -15,7 +15,6 @@ from ..deps import CursorDep, ReadModelDep, allow
 from ..readmodel import ReadModel, anomalies_checked
 from ..schemas import EnterpriseRecord, Verification, VerificationIn
 from .common import ERRORS, run_for_year, served_run
-from .evidence import evidence_of
 
 router = APIRouter(prefix="/api/v1/enterprises", tags=["enterprises"])
 
@@ -125,6 +124,14 @@ def get_enterprise(
             "dispute_decisions": state.decisions.get(code, []),
             "finalized": state.finalization is not None, "on_final_list": code in state.final_basis,
             "plan": state.plans.get(code)}
+
+
+def evidence_of(cursor, uscc: str, year: int) -> list[dict]:
+    """The firm's 属地核实 evidence files for the list year, oldest first (no content; see
+    api/routes/evidence.py)."""
+    return records(cursor, """SELECT evidence_id, media_type, size_bytes, sha256, original_name, note, created_by, created_at
+                              FROM evidence_files WHERE uscc = ? AND list_year = ? ORDER BY created_at, evidence_id""",
+                   [uscc, year])
 
 
 def _profile(cursor, run: str, uscc: str, user: User) -> dict:

@@ -21,6 +21,7 @@ from ..auth import User
 from ..db import audit, records
 from ..deps import CursorDep, allow
 from .common import ERRORS, run_for_year
+from .enterprises import _profile  # the firm must be one the user may see (404 otherwise)
 
 router = APIRouter(prefix="/api/v1", tags=["evidence"])
 
@@ -32,13 +33,6 @@ _NOT_FOUND = "未找到该证据文件"
 
 def evidence_dir(db: Path) -> Path:
     return db.parent / f"{db.name}.evidence"
-
-
-def evidence_of(cursor, uscc: str, year: int) -> list[dict]:
-    """The firm's evidence files for the list year, oldest first (no content)."""
-    return records(cursor, """SELECT evidence_id, media_type, size_bytes, sha256, original_name, note, created_by, created_at
-                              FROM evidence_files WHERE uscc = ? AND list_year = ? ORDER BY created_at, evidence_id""",
-                   [uscc, year])
 
 
 def _kind(head: bytes) -> tuple[str, str]:
@@ -61,8 +55,6 @@ def upload_evidence(
     file: Annotated[UploadFile, File(description="JPEG、PNG 图片或 PDF")],
     note: Annotated[str | None, Form(max_length=500, description="说明")] = None,
 ) -> dict:
-    from .enterprises import _profile  # (here: enterprises imports evidence_of) the firm must be one the user may see
-
     settings = request.app.state.settings
     run = run_for_year(cursor, year)
     code = _profile(cursor, run, uscc.strip().upper(), user)["uscc"]
@@ -99,8 +91,6 @@ def upload_evidence(
             summary="下载证据文件（只对可查看该企业的用户）")
 def get_evidence(request: Request, evidence_id: str, cursor: CursorDep,
                  user: Annotated[User, Depends(allow("admin", "analyst", "township"))]) -> Response:
-    from .enterprises import _profile  # here: enterprises imports evidence_of from this module
-
     rows = records(cursor, "SELECT * FROM evidence_files WHERE evidence_id = ?", [evidence_id[:64]])
     if not rows:
         raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)

@@ -24,7 +24,7 @@ from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.types import Message
 
-from screening import filesafety
+from screening import clock, filesafety
 from screening.filesafety import FileTooLarge, FileUnreadable, Limits
 
 from screening.csvsafe import csv_bytes
@@ -47,7 +47,7 @@ STATUS_COLUMNS: tuple[tuple[str, str, int, str], ...] = (
     ("verification_status", "核实状态", 9, "text"),
     ("verification_reason", "最近核实原因", 20, "wrap"),
     ("verified_by", "最近核实人", 10, "text"),
-    ("verified_at", "最近核实时间（北京时间）", 17, "text"),
+    ("verified_at", f"最近核实时间（{clock.label()}）", 17, "text"),
 )
 
 # the columns the township fills in (left empty in the download)
@@ -76,7 +76,7 @@ SELECT row_number() OVER (ORDER BY l.township, l.uscc) AS list_no,
        coalesce(v.outcome, 'pending') AS verification_status,
        v.reason AS verification_reason,
        v.created_by AS verified_by,
-       strftime(timezone('Asia/Shanghai', v.created_at), '%Y-%m-%d %H:%M') AS verified_at
+       strftime(timezone($zone, v.created_at), '%Y-%m-%d %H:%M') AS verified_at
 FROM run_list l
 LEFT JOIN hits h USING (uscc)
 LEFT JOIN latest v USING (uscc)
@@ -93,7 +93,8 @@ def _disposition(filename: str, fallback: str) -> str:
 
 
 def _export_frame(cursor, year: int, run: str, township: str | None) -> pl.DataFrame:
-    frame = cursor.sql(_EXPORT_SQL, params={"run": run, "year": year, "township": township}).pl()
+    frame = cursor.sql(_EXPORT_SQL, params={"run": run, "year": year, "township": township,
+                                            "zone": clock.zone_name()}).pl()
     frame = frame.join(_anomaly_notes(cursor, run), on="uscc", how="left", maintain_order="left")
     return frame.with_columns(pl.col("verification_status").replace_strict(STATUS_ZH, default=pl.col("verification_status")))
 
@@ -146,7 +147,7 @@ def _instructions(wb: xlsxwriter.Workbook, fmts: dict[str, Any], year: int, run:
     ws.set_column(0, 0, 100)
     lines = [
         f"{year}年度高耗低效整治企业清单：属地核实表（{township or '全部乡镇街道'}）",
-        f"运行编号：{run}；导出时间：{dt.datetime.now(dt.timezone(dt.timedelta(hours=8))):%Y-%m-%d %H:%M}（北京时间）",
+        f"运行编号：{run}；导出时间：{clock.stamp()}",
         f"1. 在工作表“{sheet}”的“核实结果”列下拉选择“确认”或“异议”；选择“异议”时必须填写“异议原因”，“备注”可选。",
         "2. 未填写“核实结果”的行不会提交，可以分批填写、多次上传；“核实状态”等列是导出时的状态，仅供参考。",
         "3. 请勿修改“统一社会信用代码”列和表头；可以删除不需要的行，但不要改动企业与代码的对应关系。",

@@ -12,6 +12,8 @@ import duckdb
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from screening import clock
+
 from ..auth import User
 from ..db import audit, finalized, records
 from ..deps import CursorDep, allow
@@ -176,7 +178,7 @@ def complete(uscc: str, response: Response, cursor: CursorDep, user: Annotated[U
 def plan_summary(cursor, year: int) -> dict:
     """Plans, completion, land and energy the plans expect to free, overdue milestones."""
     rows = records(cursor, "SELECT plan, status FROM plans WHERE list_year = ?", [year])
-    today = dt.date.today()
+    today = clock.today()  # a milestone is overdue by China's calendar, not the server's
     plans = [(json.loads(r["plan"]), r["status"]) for r in rows]
     overdue = sum(1 for p, s in plans if s != "completed"
                   for m in p.get("milestones", []) if not m.get("done") and dt.date.fromisoformat(m["due"]) < today)

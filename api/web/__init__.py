@@ -3,6 +3,7 @@ functions, roles and township rules as the API, static assets vendored under sta
 a Content-Security-Policy without inline script, and /docs and /redoc that work offline."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -12,7 +13,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .session import Sessions, Throttle
+from ..session import Sessions, Throttle
+from . import pages
 from .templating import render
 
 HERE = Path(__file__).parent
@@ -57,11 +59,11 @@ def _is_page(request: Request) -> bool:
     return not (path.startswith("/api/") or path == "/openapi.json" or path.startswith("/static/"))
 
 
-def install(app: FastAPI) -> None:
-    """Add the web app to the service (called by api.main.create_app)."""
-    from . import pages
-
+def install(app: FastAPI, validation_message: Callable[[dict], str]) -> None:
+    """Add the web app to the service (called by api.main.create_app, which hands over its
+    Chinese wording of validation errors, so that forms say what the API says)."""
     settings = app.state.settings
+    app.state.validation_message = validation_message
     app.state.web_sessions = Sessions(settings.session_idle_minutes * 60)
     app.state.login_throttle = Throttle(settings.login_max_failures, settings.login_lockout_seconds)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -21,7 +21,7 @@ from ..routes import dashboard, enterprises, evidence, exports, finalization, li
 from ..routes.finalization import DecisionIn, FinalizeIn
 from ..routes.plans import PlanIn, ProgressIn
 from ..schemas import VerificationIn
-from .session import COOKIE, current_session
+from ..session import COOKIE, current_session
 from .templating import STANDING, render
 
 router = APIRouter(include_in_schema=False)
@@ -41,25 +41,25 @@ def _page_user(*roles: str):
     return check
 
 
-def _chinese(exc: ValidationError) -> str:
-    from ..main import _chinese as message  # the API's own wording of validation errors
+def _chinese(request: Request, exc: ValidationError) -> str:
+    message = request.app.state.validation_message  # the API's own wording (api.main)
     return "；".join(
         (f"{'.'.join(str(p) for p in err.get('loc', ()))}：" if err.get("loc") else "") + message(err)
         for err in exc.errors())
 
 
-def _model(cls, data: dict[str, Any]):
+def _model(request: Request, cls, data: dict[str, Any]):
     """The API's request body from a form (422 with the API's Chinese message when invalid)."""
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
-        raise HTTPException(422, f"填写内容无效：{_chinese(exc)}") from None
+        raise HTTPException(422, f"填写内容无效：{_chinese(request, exc)}") from None
 
 
 _HINTS: dict[int, dict[str, Any]] = {}
 
 
-def _query(func, name: str, value: str | None):
+def _query(request: Request, func, name: str, value: str | None):
     """A query value checked by the API route's own annotation for ``name`` ('' means not given)."""
     if value is None or value.strip() == "":
         return None
@@ -67,7 +67,7 @@ def _query(func, name: str, value: str | None):
     try:
         return TypeAdapter(hints[name]).validate_python(value.strip())
     except ValidationError as exc:
-        raise HTTPException(422, f"筛选条件 {name} 无效：{_chinese(exc)}") from None
+        raise HTTPException(422, f"筛选条件 {name} 无效：{_chinese(request, exc)}") from None
 
 
 def _year(model, cursor, year: int | None) -> int:
@@ -211,7 +211,7 @@ def list_page(request: Request, year: int, cursor: CursorDep, model: ReadModelDe
               q: str | None = None, page: int = 1) -> HTMLResponse:
     raw = {"township": township, "rule": rule, "industry": industry, "verification": verification,
            "disposition": disposition, "sort": sort}
-    chosen = {k: _query(lists.get_list, k, v) for k, v in raw.items()}
+    chosen = {k: _query(request, lists.get_list, k, v) for k, v in raw.items()}
     chosen = {k: v for k, v in chosen.items() if v is not None}
     search = (q or "").strip()
     catalogue = model.catalogue(cursor)
@@ -257,7 +257,7 @@ def verify(request: Request, uscc: str, cursor: CursorDep, model: ReadModelDep,
            year: Annotated[int, Form()], outcome: Annotated[str, Form(max_length=20)],
            reason: Annotated[str, Form(max_length=1000)] = "", note: Annotated[str, Form(max_length=4000)] = "") -> Response:
     try:
-        body = _model(VerificationIn, {"year": year, "outcome": outcome, "reason": reason.strip() or None,
+        body = _model(request, VerificationIn, {"year": year, "outcome": outcome, "reason": reason.strip() or None,
                                        "note": note.strip() or None})
         enterprises.add_verification(uscc=uscc, body=body, cursor=cursor, user=user)
     except HTTPException as exc:
@@ -273,7 +273,7 @@ def decide(request: Request, uscc: str, cursor: CursorDep, model: ReadModelDep,
            year: Annotated[int, Form()], decision: Annotated[str, Form(max_length=20)],
            note: Annotated[str, Form(max_length=4000)] = "") -> Response:
     try:
-        body = _model(DecisionIn, {"year": year, "decision": decision, "note": note.strip() or None})
+        body = _model(request, DecisionIn, {"year": year, "decision": decision, "note": note.strip() or None})
         finalization.decide(uscc=uscc, body=body, cursor=cursor, user=user)
     except HTTPException as exc:
         if exc.status_code == 404:
@@ -358,7 +358,7 @@ def _finalization(request: Request, year: int, cursor, user: User, error: str | 
 def finalize(request: Request, year: int, cursor: CursorDep, user: Annotated[User, Depends(_page_user("admin"))],
              note: Annotated[str, Form(max_length=2000)] = "",
              allow_unresolved: Annotated[str, Form(max_length=10)] = "") -> HTMLResponse:
-    body = _model(FinalizeIn, {"note": note.strip() or None, "allow_unresolved": allow_unresolved == "1"})
+    body = _model(request, FinalizeIn, {"note": note.strip() or None, "allow_unresolved": allow_unresolved == "1"})
     try:
         summary = finalization.finalize(year=year, body=body, cursor=cursor, user=user)
     except HTTPException as exc:
@@ -426,7 +426,7 @@ def save_plan(request: Request, uscc: str, year: int, cursor: CursorDep, user: A
             "cooperating": cooperating, "expected_land_mu": expected_land_mu,
             "expected_energy_tce": expected_energy_tce, "milestones": milestones}
     try:
-        body = _model(PlanIn, {
+        body = _model(request, PlanIn, {
             "disposition": disposition, "measures": measures.strip(), "lead": lead.strip(),
             "cooperating": [c.strip() for c in cooperating.replace(",", "、").replace("，", "、").split("、") if c.strip()],
             "expected_land_mu": expected_land_mu.strip() or "0", "expected_energy_tce": expected_energy_tce.strip() or "0",
@@ -449,7 +449,7 @@ def plan_progress(request: Request, uscc: str, year: int, cursor: CursorDep,
                   user: Annotated[User, Depends(_page_user("admin", "township"))],
                   date: Annotated[str, Form(max_length=20)] = "", note: Annotated[str, Form(max_length=4000)] = "") -> Response:
     try:
-        body = _model(ProgressIn, {"date": date, "note": note.strip()})
+        body = _model(request, ProgressIn, {"date": date, "note": note.strip()})
         plans.add_progress(uscc=uscc, body=body, cursor=cursor, user=user, year=year)
     except HTTPException as exc:
         if exc.status_code == 404:
@@ -524,7 +524,7 @@ def start_run(request: Request, cursor: CursorDep, user: Annotated[User, Depends
     try:
         if confirm != "1":
             raise HTTPException(422, "请勾选“确认运行筛选”后再提交")
-        body = _model(runs.RunIn, {"year": year.strip() or None, "data": data.strip() or None,
+        body = _model(request, runs.RunIn, {"year": year.strip() or None, "data": data.strip() or None,
                                    "set": [line.strip() for line in overrides.splitlines() if line.strip()],
                                    "replace_final": replace_final == "1"})
         summary = runs.create_run(body=body, request=request, cursor=cursor, user=user)
@@ -555,7 +555,7 @@ def create_user(request: Request, cursor: CursorDep, user: Annotated[User, Depen
                 township: Annotated[str, Form(max_length=1000)] = "") -> HTMLResponse:
     password = generate_password()
     try:
-        body = _model(users.UserIn, {"name": name, "role": role, "township": township.strip() or None})
+        body = _model(request, users.UserIn, {"name": name, "role": role, "township": township.strip() or None})
         created = users.create_user(body=body, cursor=cursor, user=user)
         set_password(cursor, created["name"], password)
     except HTTPException as exc:

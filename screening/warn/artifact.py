@@ -30,7 +30,7 @@ def software() -> dict[str, str]:
     import polars
     import sklearn
 
-    from .. import __version__
+    from .._version import __version__
 
     return {"screening": __version__, "scikit-learn": sklearn.__version__, "numpy": np.__version__,
             "polars": polars.__version__, "python": platform.python_version()}

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from fastapi import HTTPException, Request, status
 
-from ..auth import User, active_user
+from .auth import User, active_user
 
 COOKIE = "screening_session"
 CSRF_FIELD = "csrf_token"

@@ -1,0 +1,104 @@
+"""What every command shares: the consoles, one-line failures and notices, and the runner that
+turns any failure into one Chinese line (screening.cli_zh words the command line's own errors).
+
+Commands live in screening/cli.py and in screening/cli_<name>.py modules, which import from here;
+screening/cli.py imports the command modules: imports run one way (tests/test_imports.py)."""
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from .errors import ScreeningError, environment_error
+
+out_console = Console()
+err_console = Console(stderr=True)
+
+STATUS_ZH = {"hit": "命中", "pass": "未命中", "insufficient_data": "数据不足", "not_applicable": "不适用"}
+
+
+def _fail(exc: ScreeningError) -> None:
+    _error_line(str(exc))
+    raise typer.Exit(exc.exit_code)
+
+
+def _error_line(message: str) -> None:
+    # the message as plain text: a path or value with [brackets] is not rich markup
+    err_console.print(Text.assemble(("错误：", "bold red"), message), highlight=False, soft_wrap=True)
+
+
+def _notice(message: str) -> None:
+    """One line on stderr that does not stop the command (e.g. leftovers of a crash removed)."""
+    err_console.print(Text.assemble(("提示：", "yellow"), message), highlight=False, soft_wrap=True)
+
+
+def run_app(application: typer.Typer) -> None:
+    """Run a command line; every failure is one Chinese line on stderr.
+
+    A file-system failure anywhere (``--out`` is a file, a directory is not writable, the
+    disk is full; also when a writer wraps it) names the path, with exit 2 when the path
+    given cannot be used as given and 1 when the machine refuses (screening.errors).  Other
+    unexpected errors are bugs: one line, exit 1, the traceback only with SCREENING_DEBUG."""
+    from .store import private_umask
+
+    from typer._click import exceptions as click_exceptions
+    from typer.main import get_command
+
+    from .cli_zh import error_message, localise
+
+    private_umask()  # files it creates (database, WAL, outputs) are its user's only
+    args = sys.argv[1:]
+    try:
+        # the command tree with Chinese help frames; usage errors worded here (screening.cli_zh)
+        code = localise(get_command(application)).main(args=args, prog_name="screening", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except SystemExit:
+        raise
+    except click_exceptions.NoArgsIsHelpError as exc:  # a group called without a command: its help
+        print(exc.ctx.get_help())
+        sys.exit(2)
+    except click_exceptions.ClickException as exc:
+        _error_line(error_message(exc, args))
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        err_console.print("已中断", markup=False, highlight=False)
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("SCREENING_DEBUG"):
+            raise
+        problem = environment_error(exc)
+        if problem is not None:
+            _error_line(str(problem))
+            sys.exit(problem.exit_code)
+        detail = " ".join(str(exc).split())  # one line, whatever the exception's text holds
+        err_console.print(f"内部错误：{type(exc).__name__}: {detail}（设置环境变量 SCREENING_DEBUG=1 可查看详细信息）",
+                          markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+@contextmanager
+def _database(db: Path):
+    """The database file opened read-write; or, while ``screening serve`` holds it, the
+    service to hand the write over to (see screening.handover); or one clear line."""
+    from .handover import find
+    from .store import DatabaseLocked, connect
+
+    try:
+        con = connect(db)
+    except DatabaseLocked as exc:
+        service = find(db)
+        if service is None:
+            _fail(exc)
+        yield service
+        return
+    except ScreeningError as exc:
+        _fail(exc)
+    try:
+        yield con
+    finally:
+        con.close()
