@@ -1,6 +1,7 @@
 """The ``screening`` command (typer + rich).  Messages are Chinese; errors are one line."""
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Optional
