@@ -63,12 +63,12 @@ def _font_check() -> int:
         return -1
 
 
-def _apt_install() -> bool:
+def _apt_install(package: str = FONT_PACKAGE) -> bool:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
         return all(subprocess.run(cmd, env=env, capture_output=True, check=False, timeout=APT_TIMEOUT_S).returncode == 0
                    for cmd in (["apt-get", "update", "-qq"],
-                               ["apt-get", "install", "-y", "-qq", "--no-install-recommends", FONT_PACKAGE]))
+                               ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package]))
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -96,6 +96,30 @@ def ensure_cjk_font(force: bool = False) -> None:
         pass
 
 
+# The web app's browser tests (tests/test_web_browser.py) drive the OS's Chromium with Playwright
+# (never a browser download of its own); they skip, saying why, when it cannot be installed.
+CHROMIUM = "/usr/bin/chromium"  # = tests/test_web_browser.py CHROMIUM
+CHROMIUM_PACKAGE = "chromium"  # Debian main
+CHROMIUM_STAMP = VENV / ".chromium-checked"
+
+
+def ensure_chromium(force: bool = False) -> None:
+    """Install Chromium with apt-get when missing (root on Debian/Ubuntu only); once per
+    environment, never failing the command."""
+    if (CHROMIUM_STAMP.exists() and not force) or Path(CHROMIUM).exists():
+        return
+    if os.name != "posix" or not shutil.which("apt-get") or os.geteuid() != 0:
+        print(f"提示：未找到 {CHROMIUM}，网页的浏览器测试将跳过；请安装 {CHROMIUM_PACKAGE}（需要管理员权限）", flush=True)
+    else:
+        print(f"安装浏览器测试所需的 {CHROMIUM_PACKAGE} …", flush=True)
+        if not (_apt_install(CHROMIUM_PACKAGE) and Path(CHROMIUM).exists()):
+            print(f"提示：apt-get 未能安装 {CHROMIUM_PACKAGE}，网页的浏览器测试将跳过", flush=True)
+    try:
+        CHROMIUM_STAMP.write_text("checked\n")
+    except OSError:
+        pass
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"run", "test", "setup", "mutate"}:
         print(__doc__)
@@ -103,6 +127,7 @@ def main(argv: list[str]) -> int:
     ensure_env()
     cmd, rest = argv[0], argv[1:]
     ensure_cjk_font(force=cmd == "setup")
+    ensure_chromium(force=cmd == "setup")
     if cmd == "setup":
         return 0
     if cmd == "run":

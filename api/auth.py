@@ -114,3 +114,74 @@ def find_user(con: duckdb.DuckDBPyConnection, token: str) -> User | None:
     rows = con.execute("SELECT user_id, name, role, township FROM users WHERE token_sha256 = ? AND revoked_at IS NULL",
                        [token_hash(token)]).fetchall()
     return User(*rows[0]) if rows else None
+
+
+# Passwords for the web app's sign-in (api/web).  Only an argon2id hash is stored, in its own
+# table beside users; bearer tokens stay for API clients.
+
+#: the shortest password accepted
+MIN_PASSWORD = 10
+MAX_PASSWORD = 256
+
+
+def _hasher():
+    from argon2 import PasswordHasher
+    return PasswordHasher()
+
+
+def check_password_rules(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise ValueError(f"密码至少 {MIN_PASSWORD} 个字符")
+    if len(password) > MAX_PASSWORD:
+        raise ValueError(f"密码最多 {MAX_PASSWORD} 个字符")
+    if password.strip() != password or any(unicodedata.category(c) in ("Cc", "Cf") for c in password):
+        raise ValueError("密码不能以空格开头或结尾，不能包含控制字符")
+    return password
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def set_password(con: duckdb.DuckDBPyConnection, name: str, password: str) -> None:
+    """Set the password of an active user (ValueError in Chinese when the user or the password is not usable)."""
+    ensure_schema(con)
+    password = check_password_rules(password)
+    rows = con.execute("SELECT user_id FROM users WHERE name = ? AND revoked_at IS NULL", [name]).fetchall()
+    if not rows:
+        raise ValueError(f"没有名为 {name} 的有效用户")
+    con.execute("INSERT OR REPLACE INTO user_passwords VALUES (?, ?, ?)",
+                [rows[0][0], _hasher().hash(password), dt.datetime.now(dt.timezone.utc)])
+
+
+_DUMMY_HASH: list[str] = []
+
+
+def check_password(con: duckdb.DuckDBPyConnection, name: str, password: str) -> User | None:
+    """The active user with this name and password, else None.  An unknown name costs the same
+    hashing time as a wrong password, so that timing does not reveal which names exist."""
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    rows = con.execute("""SELECT u.user_id, u.name, u.role, u.township, p.password_argon2
+                          FROM users u JOIN user_passwords p USING (user_id)
+                          WHERE u.name = ? AND u.revoked_at IS NULL""", [name]).fetchall()
+    hasher = _hasher()
+    if not rows:
+        if not _DUMMY_HASH:
+            _DUMMY_HASH.append(hasher.hash(secrets.token_urlsafe(16)))
+        try:
+            hasher.verify(_DUMMY_HASH[0], password)
+        except VerificationError:
+            pass
+        return None
+    try:
+        hasher.verify(rows[0][4], password)
+    except (VerificationError, InvalidHashError):
+        return None
+    return User(*rows[0][:4])
+
+
+def active_user(con: duckdb.DuckDBPyConnection, user_id: str) -> User | None:
+    rows = con.execute("SELECT user_id, name, role, township FROM users WHERE user_id = ? AND revoked_at IS NULL",
+                       [user_id]).fetchall()
+    return User(*rows[0]) if rows else None

@@ -50,6 +50,19 @@ class Settings(BaseSettings):
     #: problems listed in a 422 answer; the rest are counted
     upload_errors_listed: int = Field(default=200, ge=1)
 
+    #: one 属地核实 evidence file (photo, scanned document; api/routes/evidence.py)
+    evidence_max_bytes: int = Field(default=10 * 1024**2, ge=1024)
+
+    # The web app's sign-in (api/web, docs/web.md)
+    #: mark the session cookie Secure (set when the service is reached over HTTPS)
+    cookie_secure: bool = False
+    #: a session unused this long is signed out
+    session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    #: failed sign-ins per user name or per client address before sign-in is refused for a while
+    login_max_failures: int = Field(default=5, ge=1, le=100)
+    #: how long sign-in stays refused after too many failures (seconds)
+    login_lockout_seconds: int = Field(default=300, ge=1, le=24 * 3600)
+
     def upload_limits(self) -> Limits:
         return Limits(
             inflated_bytes=self.upload_max_inflated_bytes, member_bytes=self.upload_max_member_bytes,

@@ -85,6 +85,23 @@ CREATE TABLE IF NOT EXISTS plan_progress (
     created_by VARCHAR NOT NULL,
     created_at TIMESTAMPTZ NOT NULL
 );
+CREATE TABLE IF NOT EXISTS evidence_files (
+    evidence_id VARCHAR PRIMARY KEY,
+    uscc VARCHAR NOT NULL,
+    list_year INTEGER NOT NULL,
+    media_type VARCHAR NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    sha256 VARCHAR NOT NULL,
+    original_name VARCHAR,
+    note VARCHAR,
+    created_by VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS user_passwords (
+    user_id VARCHAR PRIMARY KEY,
+    password_argon2 VARCHAR NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit_log (
     audit_id VARCHAR PRIMARY KEY,
     logged_at TIMESTAMPTZ NOT NULL,

@@ -13,6 +13,7 @@ from screening.handover import HANDOVER_USER
 
 from .auth import User, token_hash
 from .readmodel import ReadModel
+from .session import session_user
 
 HANDOVER = User("handover", HANDOVER_USER, "admin", None)
 
@@ -45,6 +46,10 @@ ReadModelDep = Annotated[ReadModel, Depends(get_read_model)]
 async def current_user(request: Request, cursor: CursorDep,
                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> User:
     if credentials is None or credentials.scheme.lower() != "bearer":
+        # the web app's sign-in: the same user, roles and township rules (api/session.py)
+        user = await session_user(request, cursor)
+        if user is not None:
+            return user
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "缺少令牌：请在请求头加入 Authorization: Bearer <令牌>",
                             headers={"WWW-Authenticate": "Bearer"})
     local = getattr(request.app.state, "handover_hash", None)

@@ -18,9 +18,10 @@ from .auth import token_hash
 from .config import Settings, get_settings
 from .db import ensure_schema
 from .readmodel import ReadModel, WriteTracker
-from .routes import (backups, dashboard, enterprises, exports, final_export, finalization, health, lists, plans,
-                     runs, users)
+from .routes import (backups, dashboard, enterprises, evidence, exports, final_export, finalization, health, lists,
+                     plans, runs, users)
 from .routes import warnings as warning_routes
+from . import web
 
 DESCRIPTION = """高耗低效企业筛选引擎的服务接口：年度清单、一企一策档案、乡镇街道属地核实与看板汇总。
 
@@ -102,14 +103,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.con.close()
             os.umask(umask)
 
-    app = FastAPI(title="高耗低效企业筛选服务", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="高耗低效企业筛选服务", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)  # /docs and /redoc: served offline by api.web
     app.state.settings = settings
     app.state.read_model = None
     app.add_middleware(WriteTracker, read_model=lambda: app.state.read_model)
-    for module in (health, lists, exports, enterprises, dashboard, finalization, final_export, plans, runs, users,
-                   backups):
+    for module in (health, lists, exports, enterprises, evidence, dashboard, finalization, final_export, plans, runs,
+                   users, backups):
         app.include_router(module.router)
     app.include_router(warning_routes.router)  # 预警名单 (screening warn --db)
+    web.install(app, _chinese)  # the web app: pages, sign-in, static files, /docs and /redoc (api/web)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

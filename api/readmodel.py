@@ -84,7 +84,7 @@ class RunList:
     change what the request sees."""
 
     #: the columns a list page may be filtered on
-    FILTERED = ("uscc", "township", "rule_ids", "industry_code", "suggested_disposition")
+    FILTERED = ("uscc", "name", "township", "rule_ids", "industry_code", "suggested_disposition")
 
     def __init__(self, run: StoredRun, frame: pl.DataFrame, townships: frozenset[str]):
         self.run = run

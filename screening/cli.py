@@ -1,6 +1,7 @@
 """The ``screening`` command (typer + rich).  Messages are Chinese; errors are one line."""
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -284,25 +285,54 @@ def users_add(
     role: Annotated[str, typer.Option("--role", help="admin、township、analyst 或 dashboard")] = ...,
     township: Annotated[Optional[str], typer.Option("--township", help="township 角色所属乡镇街道（须为已保存运行的企业名录中的乡镇街道）")] = None,
     new_township: Annotated[bool, typer.Option("--new-township", help="确认 --township 是名录中还没有的新乡镇街道")] = False,
+    password: Annotated[bool, typer.Option("--password", help="设置网页登录密码：在终端中输入两次（非交互时读取标准输入的第一行）")] = False,
+    generate_password: Annotated[bool, typer.Option("--generate-password", help="生成网页登录密码并显示这一次")] = False,
 ) -> None:
     """创建用户；令牌只显示这一次（输出的最后一行），数据库中只保存其散列值。"""
-    from api.auth import add_user
+    from api.auth import add_user, check_password_rules, set_password
 
     from .handover import Service
 
+    secret = _password(password, generate_password)
     with _database(db) as con:
         try:
             if isinstance(con, Service):
                 token = con.call("POST", "/api/v1/users", {"name": name, "role": role, "township": township,
-                                                           "confirm_new_township": new_township})["token"]
+                                                           "confirm_new_township": new_township,
+                                                           **({"password": secret} if secret else {})})["token"]
             else:
+                if secret:
+                    check_password_rules(secret)
                 token = add_user(con, name, role, township, new_township)
+                if secret:
+                    set_password(con, name.strip(), secret)
         except ValueError as exc:
             _fail(ScreeningError(str(exc)))
         except ScreeningError as exc:
             _fail(exc)
+    if generate_password:
+        err_console.print(f"网页登录密码（只显示这一次）：{secret}")
     err_console.print(f"已创建用户 {name}（{role}{'，' + township if township else ''}），令牌如下，请妥善保存：")
     print(token)
+
+
+def _password(prompt: bool, generate: bool) -> str | None:
+    """The web sign-in password asked for by ``users add``: typed twice at a terminal, the first
+    line of standard input otherwise, or generated."""
+    from api.auth import generate_password
+
+    if prompt and generate:
+        _fail(ScreeningError("--password 与 --generate-password 只能选一个"))
+    if generate:
+        return generate_password()
+    if not prompt:
+        return None
+    if sys.stdin.isatty():
+        first = typer.prompt("网页登录密码", hide_input=True)
+        if typer.prompt("再输入一次", hide_input=True) != first:
+            _fail(ScreeningError("两次输入的密码不一致"))
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 @users_app.command("revoke")

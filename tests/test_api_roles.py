@@ -24,6 +24,8 @@ ALLOWED = {
     "lists-upload-verifications": {ADMIN, TOWN},
     "enterprises-get": {ADMIN, ANALYST, TOWN},
     "enterprises-verify": {ADMIN, TOWN},
+    "evidence-upload": {ADMIN, TOWN},
+    "evidence-get": {ADMIN, ANALYST, TOWN},
     "dashboard-get": {ADMIN, ANALYST, DASH},
     "finalization-decide": {ADMIN},
     "finalization-finalize": {ADMIN},

@@ -85,3 +85,43 @@ def test_the_check_exits_no_font_only_for_a_missing_font(dev, monkeypatch):
     with pytest.raises(SystemExit) as stop:
         exec(dev.FONT_CHECK, {})
     assert stop.value.code == dev.NO_FONT
+
+
+# Chromium for the web app's browser tests (tests/test_web_browser.py): the same rules as the font
+
+@pytest.fixture
+def no_chromium(dev, monkeypatch, tmp_path):
+    monkeypatch.setattr(dev, "CHROMIUM", str(tmp_path / "no-chromium"))
+    monkeypatch.setattr(dev, "CHROMIUM_STAMP", tmp_path / ".chromium-checked")
+    return dev
+
+
+@pytest.mark.parametrize("apt, root", [(False, True), (True, False)])
+def test_chromium_without_apt_or_root_only_says_how(no_chromium, monkeypatch, capsys, apt, root):
+    dev = no_chromium
+    _machine(monkeypatch, dev, apt=apt, root=root, font_checks=[])
+    dev.ensure_chromium()
+    assert dev.calls == [] and "浏览器测试将跳过" in capsys.readouterr().out
+    dev.ensure_chromium()  # once per environment
+    assert capsys.readouterr().out == ""
+
+
+def test_chromium_is_installed_with_apt_as_root(no_chromium, monkeypatch, capsys):
+    dev = no_chromium
+    _machine(monkeypatch, dev, apt=True, root=True, font_checks=[])
+    commands = []
+    monkeypatch.setattr(dev.subprocess, "run", lambda cmd, **kw: (commands.append((cmd, kw.get("timeout"))),
+                                                                   subprocess.CompletedProcess(cmd, 0))[1])
+    dev.ensure_chromium()
+    assert ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"] in [c for c, _ in commands]
+    assert all(timeout == dev.APT_TIMEOUT_S for _, timeout in commands)
+    assert "未能安装 chromium" in capsys.readouterr().out  # still missing afterwards: said, never a failure
+
+
+def test_an_installed_chromium_is_left_alone(dev, monkeypatch, tmp_path):
+    browser = tmp_path / "chromium"
+    browser.write_text("")
+    monkeypatch.setattr(dev, "CHROMIUM", str(browser))
+    _machine(monkeypatch, dev, apt=True, root=True, font_checks=[])
+    dev.ensure_chromium(force=True)
+    assert dev.calls == []

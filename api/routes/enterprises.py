@@ -120,9 +120,18 @@ def get_enterprise(
             "results": _results(model, cursor, code, run.run_id),
             "anomaly": _anomaly(model, cursor, code, run.run_id, year),
             "verifications": state.verifications.get(code, []),
+            "evidence": evidence_of(cursor, code, year),
             "dispute_decisions": state.decisions.get(code, []),
             "finalized": state.finalization is not None, "on_final_list": code in state.final_basis,
             "plan": state.plans.get(code)}
+
+
+def evidence_of(cursor, uscc: str, year: int) -> list[dict]:
+    """The firm's 属地核实 evidence files for the list year, oldest first (no content; see
+    api/routes/evidence.py)."""
+    return records(cursor, """SELECT evidence_id, media_type, size_bytes, sha256, original_name, note, created_by, created_at
+                              FROM evidence_files WHERE uscc = ? AND list_year = ? ORDER BY created_at, evidence_id""",
+                   [uscc, year])
 
 
 def _profile(cursor, run: str, uscc: str, user: User) -> dict:

@@ -38,6 +38,7 @@ def get_list(
                            Query(description="建议处置方式")] = None,
     sort: Annotated[Literal["township", "uscc", "tax_per_mu", "land_mu", "energy_tce", "hit_count"],
                     Query(description="排序字段（数值字段按从大到小，tax_per_mu 按从小到大）")] = "township",
+    q: Annotated[str | None, Query(max_length=100, description="按企业名称或统一社会信用代码搜索（包含该文字即可）")] = None,
     page: Annotated[int, Query(ge=1, le=1_000_000, description="页码，从 1 开始")] = 1,
     page_size: Annotated[int, Query(ge=1, le=500, description="每页条数，最多 500")] = 50,
 ) -> dict:
@@ -52,7 +53,7 @@ def get_list(
     catalogue = model.catalogue(cursor)
     run = served_run(catalogue, year)
     snapshot = model.run_list(cursor, run)
-    township, rule, industry = (v.strip() or None if v is not None else None for v in (township, rule, industry))
+    township, rule, industry, q = (v.strip() or None if v is not None else None for v in (township, rule, industry, q))
     check_choice(township, snapshot.townships, "乡镇街道")
     check_choice(rule, snapshot.rule_ids, "规则编号")
     if industry is not None and not _INDUSTRY.fullmatch(industry):
@@ -66,6 +67,7 @@ def get_list(
         pl.col("industry_code").str.starts_with(industry) if industry else None,
         pl.col("suggested_disposition") == disposition if disposition else None,
         _status_is(verification, outcomes) if verification else None,
+        _matches(q) if q else None,
     ]
     column, descending = _ORDER[sort]
     total, items = snapshot.page([c for c in conditions if c is not None], column, descending,
@@ -81,3 +83,9 @@ def _status_is(status: str, outcomes: dict[str, str]) -> pl.Expr:
     if status == "pending":
         return ~pl.col("uscc").is_in(list(outcomes))
     return pl.col("uscc").is_in([uscc for uscc, outcome in outcomes.items() if outcome == status])
+
+
+def _matches(text: str) -> pl.Expr:
+    """Firms whose name contains ``text``, or whose code contains it (any letter case)."""
+    return (pl.col("name").fill_null("").str.contains(text, literal=True)
+            | pl.col("uscc").str.contains(text.upper(), literal=True))

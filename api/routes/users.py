@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..auth import MAX_NAME, User, add_user, clean_name, revoke_user
+from ..auth import MAX_NAME, User, add_user, check_password_rules, clean_name, revoke_user, set_password
 from ..db import audit
 from ..deps import CursorDep, allow
 from .common import ERRORS
@@ -23,13 +23,19 @@ class UserIn(BaseModel):
     township: str | None = Field(default=None, max_length=1000,
                                  description="township 角色必填：须为已保存运行的企业名录中的乡镇街道")
     confirm_new_township: bool = Field(default=False, description="确认 township 是名录中还没有的新乡镇街道")
+    password: str | None = Field(default=None, max_length=1000,
+                                 description="网页登录密码（可选，至少 10 个字符；只保存 argon2 散列值）")
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses={**ERRORS, 409: {"description": "用户已存在"}},
              operation_id="users-create", summary="创建用户并返回令牌（仅 admin；令牌只返回这一次）")
 def create_user(body: UserIn, cursor: CursorDep, user: Annotated[User, Depends(allow("admin"))]) -> dict:
     try:
+        if body.password is not None:
+            check_password_rules(body.password)
         token = add_user(cursor, body.name, body.role, body.township, body.confirm_new_township)
+        if body.password is not None:
+            set_password(cursor, clean_name(body.name), body.password)
     except ValueError as exc:
         code = status.HTTP_409_CONFLICT if "已存在" in str(exc) else 422
         raise HTTPException(code, str(exc)) from None

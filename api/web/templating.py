@@ -1,0 +1,58 @@
+"""Jinja2 with autoescaping on for every template (a firm named <script>… shows as text)."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+ENV = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
+                  trim_blocks=True, lstrip_blocks=True)
+
+STATUS = {"hit": "命中", "pass": "未命中", "insufficient_data": "数据不足", "not_applicable": "不适用"}
+VERIFICATION = {"pending": "待核实", "confirmed": "已确认", "disputed": "有异议"}
+STANDING = {"unverified": "未核实", "confirmed": "已确认", "dispute_pending": "异议待处理",
+            "dispute_upheld": "异议成立", "dispute_rejected": "异议驳回"}
+ACTIONS = {"verify": "属地核实", "decide_dispute": "异议处理", "put_plan": "制定或修改方案", "plan_progress": "登记方案进展",
+           "complete_plan": "方案完成", "finalize": "定稿", "login": "登录", "login_failed": "登录失败", "logout": "退出",
+           "change_password": "修改密码", "create_user": "创建用户", "revoke_user": "停用用户", "run": "筛选", "evidence": "上传证据文件"}
+ROLES = {"admin": "经信局", "township": "乡镇街道", "analyst": "分析", "dashboard": "大屏"}
+
+
+def _number(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, int):
+        return f"{value:,}"
+    try:
+        return f"{float(value):,.{digits}f}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _when(value: Any) -> str:
+    if isinstance(value, dt.datetime):
+        return value.astimezone().strftime("%Y-%m-%d %H:%M")
+    return "—" if value is None else str(value)
+
+
+def _jsontext(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)  # shown as text: autoescaped like any other
+
+
+ENV.filters.update(number=_number, when=_when, jsontext=_jsontext)
+ENV.globals.update(ACTIONS=ACTIONS, STATUS=STATUS, VERIFICATION=VERIFICATION, STANDING=STANDING, ROLES=ROLES)
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    csrf = getattr(request.state, "csrf_token", "")
+    html = ENV.get_template(template).render(request=request, csrf_token=csrf, **context)
+    response = HTMLResponse(html, status_code=status_code)
+    response.headers["Cache-Control"] = "no-store"
+    return response

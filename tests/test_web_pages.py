@@ -1,0 +1,418 @@
+"""The web app over HTTP (issue 13): page routes × roles, sign-in, CSRF, throttling, sessions,
+escaping and the offline documentation pages.  The browser flows are in test_web_browser.py."""
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from api.config import Settings
+from api.main import create_app
+from api.session import Sessions, Throttle
+from api_helpers import bearer
+from cli_helpers import _command
+from web_helpers import NAMES, build_web_db, csrf_of, password, sign_in
+
+pytestmark = pytest.mark.api
+
+ADMIN, ANALYST, TOWN, DASH = "admin", "analyst", "township", "dashboard"
+EVERY = {ADMIN, ANALYST, TOWN, DASH}
+LIST = {ADMIN, ANALYST, TOWN}
+
+#: who may use each page route ((method, path) → roles): the same roles as the API route it shows
+PAGES = {
+    ("GET", "/"): EVERY,
+    ("GET", "/account"): EVERY,
+    ("POST", "/account"): EVERY,
+    ("GET", "/lists"): LIST,
+    ("GET", "/lists/{year}"): LIST,
+    ("GET", "/firms/{uscc}"): LIST,
+    ("POST", "/firms/{uscc}/verify"): {ADMIN, TOWN},
+    ("POST", "/firms/{uscc}/decide"): {ADMIN},
+    ("POST", "/firms/{uscc}/evidence"): {ADMIN, TOWN},
+    ("GET", "/lists/{year}/sheet"): {ADMIN, TOWN},
+    ("POST", "/lists/{year}/sheet"): {ADMIN, TOWN},
+    ("GET", "/lists/{year}/finalization"): {ADMIN, ANALYST},
+    ("POST", "/lists/{year}/finalize"): {ADMIN},
+    ("GET", "/firms/{uscc}/plan"): LIST,
+    ("POST", "/firms/{uscc}/plan"): {ADMIN},
+    ("POST", "/firms/{uscc}/plan/progress"): {ADMIN, TOWN},
+    ("GET", "/workbench"): {ADMIN, ANALYST},
+    ("GET", "/workbench/{year}"): {ADMIN, ANALYST},
+    ("GET", "/screen"): {ADMIN, ANALYST, DASH},
+    ("GET", "/screen/{year}"): {ADMIN, ANALYST, DASH},
+    ("GET", "/runs"): {ADMIN, ANALYST},
+    ("POST", "/runs"): {ADMIN},
+    ("GET", "/users"): {ADMIN},
+    ("POST", "/users"): {ADMIN},
+    ("POST", "/users/revoke"): {ADMIN},
+    ("GET", "/audit"): {ADMIN},
+}
+#: open to everyone: sign-in and the offline API documentation; sign-out needs a session
+PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/docs"), ("GET", "/redoc"), ("POST", "/logout")}
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory):
+    db, tokens, firm = build_web_db(tmp_path_factory.mktemp("web"))
+    with TestClient(create_app(Settings(db=db))) as client:
+        yield client, tokens, firm
+
+
+def _page_routes(app) -> set[tuple[str, str]]:
+    """The page router's routes and the app's own routes left out of the API schema (/docs, /redoc)."""
+    from api.web import pages
+    routes = [*pages.router.routes, *(r for r in app.routes if isinstance(r, APIRoute) and not r.include_in_schema)]
+    return {(method, route.path) for route in routes for method in route.methods if method != "HEAD"}
+
+
+def _call(client: TestClient, method: str, path: str, firm: str, csrf: str):
+    url = path.replace("{year}", "2022").replace("{uscc}", firm)
+    if "/plan" in url:
+        url += "?year=2022"
+    if method == "GET":
+        return client.get(url, follow_redirects=False)
+    # a form the route must refuse (or, for the sheet, no file): the matrix changes nothing
+    return client.post(url, data={"csrf_token": csrf, "name": "无此用户"}, follow_redirects=False)
+
+
+def test_every_page_route_is_in_the_matrix(web):
+    client, _, _ = web
+    assert _page_routes(client.app) == set(PAGES) | PUBLIC
+
+
+@pytest.mark.parametrize("role", [ADMIN, ANALYST, TOWN, DASH])
+def test_each_role_on_each_page(web, role):
+    client, _, firm = web
+    csrf = sign_in(client, role)
+    wrong = []
+    for (method, path), roles in PAGES.items():
+        answer = _call(client, method, path, firm, csrf)
+        admitted = role in roles
+        if (admitted and answer.status_code in (401, 403)) or (not admitted and answer.status_code != 403) \
+                or answer.status_code >= 500 or (answer.status_code == 303 and answer.headers["location"] == "/login"):
+            wrong.append((method, path, answer.status_code))
+        if "text/html" in answer.headers.get("content-type", ""):
+            _no_inline_script(answer.text, path)
+    assert not wrong, f"{role}: {wrong}"
+
+
+def test_without_a_session_every_page_goes_to_sign_in(web):
+    client, _, firm = web
+    client.cookies.clear()
+    codes = {(m, p): _call(client, m, p, firm, "x") for m, p in PAGES}
+    assert {(a.status_code, a.headers.get("location")) for a in codes.values()} == {(303, "/login")}
+
+
+def test_the_matrix_changed_nothing(web):
+    client, tokens, _ = web
+    actions = {i["action"] for i in client.get("/api/v1/audit?page_size=500", headers=bearer(tokens["admin"])).json()["items"]}
+    assert actions <= {"login", "password_change_failed"}, actions
+
+
+def _no_inline_script(html: str, where: str) -> None:
+    for tag in re.findall(r"<script\b[^>]*>", html):
+        assert "src=" in tag or 'type="application/json"' in tag, f"{where}: inline script {tag}"
+
+
+def test_security_headers_on_pages_and_api(web):
+    client, tokens, _ = web
+    for answer in (client.get("/login"), client.get("/api/v1/health"), client.get("/docs")):
+        csp = answer.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+        assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_session_cookie_is_httponly_and_strict(tmp_path_factory, web):
+    client, _, _ = web
+    token = csrf_of(client.get("/login").text)
+    answer = client.post("/login", data={"name": NAMES[ADMIN], "password": password(ADMIN), "csrf_token": token},
+                         follow_redirects=False)
+    cookie = answer.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "secure" not in cookie
+    assert "screening_session" not in answer.headers["location"]  # never in a URL
+
+
+def test_secure_cookie_when_configured(web):
+    client, _, _ = web
+    client.app.state.settings.cookie_secure = True
+    try:
+        token = csrf_of(client.get("/login").text)
+        answer = client.post("/login", data={"name": NAMES[ADMIN], "password": password(ADMIN), "csrf_token": token},
+                             follow_redirects=False)
+        assert "; secure" in answer.headers["set-cookie"].lower()
+    finally:
+        client.app.state.settings.cookie_secure = False
+
+
+def test_forms_without_the_csrf_token_are_refused(web):
+    client, tokens, firm = web
+    sign_in(client, TOWN)
+    form = {"year": "2022", "outcome": "confirmed"}
+    for sent in (form, {**form, "csrf_token": "forged"}):
+        answer = client.post(f"/firms/{firm}/verify", data=sent, follow_redirects=False)
+        assert answer.status_code == 403 and "CSRF" in answer.text
+    # the API's own routes with the session cookie need the token too (header X-CSRF-Token)
+    answer = client.post(f"/api/v1/enterprises/{firm}/verifications", json={"year": 2022, "outcome": "confirmed"})
+    assert answer.status_code == 403
+    record = client.get(f"/api/v1/enterprises/{firm}?year=2022", headers=bearer(tokens["township"])).json()
+    assert record["verifications"] == []
+    # sign-in itself: the login form's token must match its cookie
+    client.cookies.clear()
+    answer = client.post("/login", data={"name": NAMES[TOWN], "password": password(TOWN), "csrf_token": "x"},
+                         follow_redirects=False)
+    assert answer.status_code == 403 and "screening_session" not in answer.headers.get("set-cookie", "")
+
+
+def test_sign_in_is_throttled_per_name_and_per_address(tmp_path_factory, web):
+    client, tokens, _ = web
+    client.app.state.login_throttle = Throttle(3, 300)
+    try:
+        def attempt(name: str, secret: str) -> int:
+            client.cookies.clear()
+            token = csrf_of(client.get("/login").text)
+            return client.post("/login", data={"name": name, "password": secret, "csrf_token": token},
+                               follow_redirects=False).status_code
+        assert [attempt(NAMES[ANALYST], "wrong-password") for _ in range(3)] == [401, 401, 401]
+        assert attempt(NAMES[ANALYST], password(ANALYST)) == 429  # locked, even with the right password
+        client.app.state.login_throttle = Throttle(3, 300)
+        assert [attempt(f"无此人{i}", "wrong-password") for i in range(3)] == [401, 401, 401]
+        assert attempt(NAMES[DASH], password(DASH)) == 429  # this address is locked for every name
+    finally:
+        client.app.state.login_throttle = Throttle(5, 300)
+    log = client.get("/api/v1/audit?page_size=500", headers=bearer(tokens["admin"])).json()["items"]
+    failed = [i for i in log if i["action"] == "login_failed"]
+    assert {i["entity_key"] for i in failed} >= {NAMES[ANALYST], "无此人0"}
+    assert any(i["action"] == "login" for i in log)
+
+
+def test_throttle_memory_is_bounded_and_failures_age_out():
+    now = [0.0]
+    throttle = Throttle(2, 10, clock=lambda: now[0])
+    throttle.fail("a"), throttle.fail("a")
+    assert throttle.wait("a") > 0 and throttle.wait("b") == 0
+    now[0] = 11
+    assert throttle.wait("a") == 0
+    from api import session
+    for i in range(session.MAX_THROTTLE_KEYS + 10):
+        throttle.fail(f"k{i}")
+    assert len(throttle._failures) <= session.MAX_THROTTLE_KEYS
+
+
+def test_idle_sessions_expire():
+    now = [0.0]
+    sessions = Sessions(60, clock=lambda: now[0])
+    sid, _ = sessions.create("u")
+    now[0] = 59
+    assert sessions.get(sid) is not None  # used: the idle time starts again
+    now[0] = 118
+    assert sessions.get(sid) is not None
+    now[0] = 179
+    assert sessions.get(sid) is None
+
+
+def test_sign_out_ends_the_session(web):
+    client, _, _ = web
+    csrf = sign_in(client, ANALYST)
+    cookie = client.cookies.get("screening_session")
+    assert client.post("/logout", data={"csrf_token": csrf}, follow_redirects=False).status_code == 303
+    client.cookies.set("screening_session", cookie)
+    assert client.get("/lists/2022", follow_redirects=False).headers["location"] == "/login"
+
+
+def test_changing_the_password(web):
+    client, _, _ = web
+    other = TestClient(client.app)
+    sign_in(other, DASH)
+    csrf = sign_in(client, DASH)
+    answer = client.post("/account", data={"csrf_token": csrf, "current": "wrong", "new": "x" * 12, "again": "x" * 12})
+    assert answer.status_code == 422 and "当前密码不正确" in answer.text
+    new = "新的口令-abcdefgh"
+    answer = client.post("/account", data={"csrf_token": csrf, "current": password(DASH), "new": new, "again": new})
+    assert answer.status_code == 200 and "密码已修改" in answer.text
+    assert client.get("/screen/2022").status_code == 200  # this session stays
+    assert other.get("/screen/2022", follow_redirects=False).headers["location"] == "/login"  # others end
+    client.cookies.clear()
+    token = csrf_of(client.get("/login").text)
+    assert client.post("/login", data={"name": NAMES[DASH], "password": password(DASH), "csrf_token": token},
+                       follow_redirects=False).status_code == 401
+    token = csrf_of(client.get("/login").text)
+    assert client.post("/login", data={"name": NAMES[DASH], "password": new, "csrf_token": token},
+                       follow_redirects=False).status_code == 303
+    # back to the usual password for the other tests
+    csrf = csrf_of(client.get("/account").text)
+    client.post("/account", data={"csrf_token": csrf, "current": new, "new": password(DASH), "again": password(DASH)})
+
+
+def test_the_pages_links_to_api_downloads_work_with_the_session(web):
+    client, _, _ = web
+    sign_in(client, TOWN)
+    link = re.search(r'href="(/api/v1/lists/2022/export[^"]*)"', client.get("/lists/2022/sheet").text).group(1)
+    sheet = client.get(link.replace("&amp;", "&"))
+    assert sheet.status_code == 200 and sheet.content[:2] == b"PK"
+    assert client.get("/api/v1/dashboard/2022").status_code == 403  # the API's roles, with the session too
+
+
+def test_the_list_page_filters_as_the_api_does(web):
+    client, tokens, _ = web
+    sign_in(client, ANALYST)
+    html = client.get("/lists/2022").text
+    titles = dict(re.findall(r'<option value="([a-z_]+)"[^>]*>([^<]+)</option>', html))
+    assert titles["above_scale_low_tax_per_mu"].startswith("规上工业企业")  # offered by its Chinese title
+    for query in ("rule=below_scale_consecutive_c_grade", "industry=38&sort=tax_per_mu", "township=乐成街道&q=电气"):
+        page = client.get(f"/lists/2022?{query}").text
+        api = client.get(f"/api/v1/lists/2022?{query}&page_size=50", headers=bearer(tokens["analyst"])).json()
+        assert re.search(r'<strong id="total">(\d+)</strong>', page).group(1) == str(api["total"]), query
+        assert re.findall(r'href="/firms/([0-9A-Z]+)\?year=2022"', page) == [i["uscc"] for i in api["items"]], query
+
+
+def test_a_firm_name_is_shown_as_text(web):
+    client, _, firm = web
+    sign_in(client, ADMIN)
+    for url in (f"/firms/{firm}?year=2022", f"/lists/2022?q={firm}"):
+        html = client.get(url).text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert" not in html, url
+
+
+def test_another_townships_firm_is_not_found(web):
+    client, _, firm = web
+    sign_in(client, "other_township")
+    theirs = client.get(f"/firms/{firm}?year=2022")
+    missing = client.get("/firms/91330000000000000X?year=2022")
+    assert theirs.status_code == missing.status_code == 404
+    assert theirs.text == missing.text  # nothing tells a firm elsewhere from no firm
+    listed = client.get("/lists/2022?q=" + firm).text
+    assert f"/firms/{firm}" not in listed and '<strong id="total">0</strong>' in listed
+
+
+def test_docs_are_served_offline(web):
+    client, _, _ = web
+    for path in ("/docs", "/redoc"):
+        html = client.get(path).text
+        assert not re.search(r"(src|href)=\"https?:", html), html
+        for asset in re.findall(r"(?:src|href)=\"(/static/[^\"]+)\"", html):
+            assert client.get(asset).status_code == 200, asset
+    assert client.get("/openapi.json").status_code == 200
+
+
+def test_users_add_with_a_password(tmp_path, web):
+    client, _, _ = web
+    db = tmp_path / "u.duckdb"
+    base = [*_command(), "users", "add", "--db", str(db)]
+    proc = subprocess.run([*base, "--name", "新管理员", "--role", "admin", "--password"], input="一个足够长的口令abc\n",
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    short = subprocess.run([*base, "--name", "短口令", "--role", "admin", "--password"], input="short\n",
+                           capture_output=True, text=True, timeout=120)
+    assert short.returncode == 2 and "至少" in short.stderr
+    generated = subprocess.run([*base, "--name", "生成", "--role", "analyst", "--generate-password"],
+                               capture_output=True, text=True, timeout=120)
+    assert generated.returncode == 0 and "网页登录密码" in generated.stderr
+    secret = re.search(r"网页登录密码（只显示这一次）：(\S+)", generated.stderr).group(1)
+    from api.auth import check_password
+    from screening.store import connect
+    con = connect(db)
+    try:
+        assert check_password(con, "新管理员", "一个足够长的口令abc") is not None
+        assert check_password(con, "生成", secret) is not None
+        assert check_password(con, "短口令", "short") is None
+    finally:
+        con.close()
+
+
+def test_an_admin_creates_a_user_with_a_password_on_the_page(web):
+    client, _, _ = web
+    csrf = sign_in(client, ADMIN)
+    html = client.post("/users", data={"csrf_token": csrf, "name": "新分析员", "role": "analyst"}).text
+    secret = re.search(r'id="new-password">([^<]+)<', html).group(1)
+    client.cookies.clear()
+    token = csrf_of(client.get("/login").text)
+    answer = client.post("/login", data={"name": "新分析员", "password": secret, "csrf_token": token}, follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/workbench"
+
+
+def test_a_revoked_user_is_signed_out(web):
+    client, _, _ = web
+    admin = TestClient(client.app)
+    csrf = sign_in(admin, ADMIN)
+    html = admin.post("/users", data={"csrf_token": csrf, "name": "将停用", "role": "analyst"}).text
+    secret = re.search(r'id="new-password">([^<]+)<', html).group(1)
+    client.cookies.clear()
+    token = csrf_of(client.get("/login").text)
+    assert client.post("/login", data={"name": "将停用", "password": secret, "csrf_token": token},
+                       follow_redirects=False).status_code == 303
+    assert client.get("/lists/2022").status_code == 200
+    admin.post("/users/revoke", data={"csrf_token": csrf, "name": "将停用"})
+    assert client.get("/lists/2022", follow_redirects=False).headers["location"] == "/login"
+
+
+def test_the_users_api_sets_a_password(web):
+    client, tokens, _ = web
+    head = bearer(tokens["admin"])
+    short = client.post("/api/v1/users", headers=head, json={"name": "短", "role": "analyst", "password": "short"})
+    assert short.status_code == 422 and "至少" in short.json()["detail"]
+    assert client.post("/api/v1/users", headers=head, json={"name": "短", "role": "analyst"}).status_code == 201  # not created before
+    made = client.post("/api/v1/users", headers=head, json={"name": "接口建的", "role": "analyst", "password": "一个足够长的口令xyz"})
+    assert made.status_code == 201 and "password" not in made.json()
+    client.cookies.clear()
+    token = csrf_of(client.get("/login").text)
+    assert client.post("/login", data={"name": "接口建的", "password": "一个足够长的口令xyz", "csrf_token": token},
+                       follow_redirects=False).status_code == 303
+    log = client.get("/api/v1/audit?page_size=500", headers=head).json()["items"]
+    created = [i for i in log if i["action"] == "create_user" and i["entity_key"] == "接口建的"]
+    assert created and "口令" not in str(created)
+
+
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
+       b"\x00\x00\x00\rIDATx\x9cc\xf8\xcf\xc0\xf0\x1f\x00\x05\x00\x01\xff\x89\x99=\x1d\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+def test_evidence_files(web, tmp_path):
+    client, tokens, firm = web
+    town = bearer(tokens["township"])
+    url = f"/api/v1/enterprises/{firm}/evidence?year=2022"
+    made = client.post(url, headers=town, files={"file": ("现场.png", PNG, "image/jpeg")}, data={"note": "厂房已空置"})
+    assert made.status_code == 201, made.text
+    row = made.json()
+    assert (row["media_type"], row["size_bytes"], row["original_name"]) == ("image/png", len(PNG), "现场.png")
+    # refused by content, whatever the name or the declared type
+    fake = client.post(url, headers=town, files={"file": ("photo.jpg", b"<html><script>alert(1)</script>", "image/jpeg")})
+    assert fake.status_code == 415 and "HTML" in fake.json()["detail"]
+    client.app.state.settings.evidence_max_bytes = 1024
+    try:
+        big = client.post(url, headers=town, files={"file": ("big.png", PNG + b"\x00" * 2000, "image/png")})
+        assert big.status_code == 413
+    finally:
+        client.app.state.settings.evidence_max_bytes = 10 * 1024**2
+    # another township's firm: 404 for the upload and for the file, like a missing one
+    other = bearer(tokens["other_township"])
+    assert client.post(url, headers=other, files={"file": ("x.png", PNG, "image/png")}).status_code == 404
+    assert client.get(f"/api/v1/evidence/{row['evidence_id']}", headers=other).json() == \
+        client.get("/api/v1/evidence/no-such-file", headers=other).json()
+    served = client.get(f"/api/v1/evidence/{row['evidence_id']}", headers=bearer(tokens["analyst"]))
+    assert served.status_code == 200 and served.content == PNG and served.headers["content-type"] == "image/png"
+    record = client.get(f"/api/v1/enterprises/{firm}?year=2022", headers=town).json()
+    assert [e["evidence_id"] for e in record["evidence"]] == [row["evidence_id"]]
+    log = client.get("/api/v1/audit?page_size=500", headers=bearer(tokens["admin"])).json()["items"]
+    assert any(i["action"] == "evidence" and i["after"]["sha256"] == row["sha256"] for i in log)
+    stored = next((client.app.state.settings.db.parent / f"{client.app.state.settings.db.name}.evidence").iterdir())
+    assert stored.read_bytes() == PNG and stored.stat().st_mode & 0o077 == 0
+    assert stored.parent.stat().st_mode & 0o077 == 0
+
+
+def test_an_admin_runs_a_screening_on_the_page(web):
+    """Last: the new run becomes the year's list."""
+    client, tokens, _ = web
+    csrf = sign_in(client, ADMIN)
+    refused = client.post("/runs", data={"csrf_token": csrf, "year": "2022"})
+    assert refused.status_code == 422 and "确认运行筛选" in refused.text
+    bad = client.post("/runs", data={"csrf_token": csrf, "year": "2022", "confirm": "1", "overrides": "无此参数=1"})
+    assert bad.status_code == 422
+    done = client.post("/runs", data={"csrf_token": csrf, "year": "2022", "confirm": "1"})
+    assert done.status_code == 200 and "筛选完成" in done.text, done.text
+    run_id = re.search(r"筛选完成：(\S+)（", done.text).group(1)
+    assert client.get("/api/v1/lists/2022?page_size=1", headers=bearer(tokens["admin"])).json()["run_id"] == run_id
+    assert "该年度清单" in client.get("/runs").text
