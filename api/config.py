@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     #: problems listed in a 422 answer; the rest are counted
     upload_errors_listed: int = Field(default=200, ge=1)
 
+    #: any other request body (JSON, a form): refused with 413 above this (api/bodylimit.py)
+    body_max_bytes: int = Field(default=1024**2, ge=1024)
+
     #: one 属地核实 evidence file (photo, scanned document; api/routes/evidence.py)
     evidence_max_bytes: int = Field(default=10 * 1024**2, ge=1024)
 

@@ -15,6 +15,7 @@ from screening import handover
 from screening.store import owner_only, private_umask
 
 from .auth import token_hash
+from .bodylimit import BodyLimit
 from .config import Settings, get_settings
 from .db import ensure_schema
 from .readmodel import ReadModel, WriteTracker
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.read_model = None
     app.add_middleware(WriteTracker, read_model=lambda: app.state.read_model)
+    app.add_middleware(BodyLimit, settings=lambda: app.state.settings)  # outermost: before any handler reads
     for module in (health, lists, exports, enterprises, evidence, dashboard, finalization, final_export, plans, runs,
                    users, backups):
         app.include_router(module.router)
@@ -116,7 +118,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [{"field": ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")),
+        # a JSON syntax error's location is a character position, not a field
+        problems = [{"field": "" if err.get("type") == "json_invalid" else
+                     ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")),
                      "message": _chinese(err)} for err in exc.errors()]
         text = "；".join(f"{p['field']}：{p['message']}" if p["field"] else p["message"] for p in problems)
         return JSONResponse(status_code=422, content={"detail": f"请求内容无效：{text}", "errors": problems})

@@ -71,6 +71,8 @@ class ByFirm:
 
     def rows(self, uscc: str, drop: tuple[str, ...] = ()) -> list[dict[str, Any]]:
         key = uscc.encode("utf-8", "replace")
+        if b"\x00" in key:  # NumPy's fixed-width bytes drop trailing NULs: "code\0" would find "code"
+            return []
         lo, hi = int(np.searchsorted(self.keys, key, "left")), int(np.searchsorted(self.keys, key, "right"))
         if hi <= lo:
             return []

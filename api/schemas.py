@@ -2,9 +2,25 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+#: control characters (C0, DEL, C1) other than tab, line feed and carriage return: they have no
+#: place in a note someone typed, and they reach the audit trail, exports and printed pages
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def no_control_chars(value: str | None) -> str | None:
+    if value is not None and _CONTROL.search(value):
+        raise ValueError("不能含控制字符（如 NUL）")
+    return value
+
+
+def Text(max_length: int, min_length: int = 0, **field: Any) -> Any:  # noqa: N802 (a type, used like one)
+    """Free text a person typed (notes, reasons, plan measures): bounded, no control characters."""
+    return Annotated[str, Field(min_length=min_length, max_length=max_length, **field), AfterValidator(no_control_chars)]
 
 
 class FirmItem(BaseModel):
@@ -48,8 +64,8 @@ class VerificationIn(BaseModel):
         "examples": [{"year": 2022, "outcome": "disputed", "reason": "企业已关停", "note": "2022年3月已停产"}]})
     year: int = Field(ge=2000, le=2100, description="清单年度")
     outcome: Literal["confirmed", "disputed"] = Field(description="confirmed：确认；disputed：有异议")
-    reason: str | None = Field(default=None, max_length=500, description="异议原因（disputed 时必填），如数据有误、企业已关停或迁出、已完成整改、其他")
-    note: str | None = Field(default=None, max_length=2000, description="备注")
+    reason: Text(500) | None = Field(default=None, description="异议原因（disputed 时必填），如数据有误、企业已关停或迁出、已完成整改、其他")
+    note: Text(2000) | None = Field(default=None, description="备注")
 
     @model_validator(mode="after")
     def _reason_for_dispute(self) -> "VerificationIn":

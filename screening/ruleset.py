@@ -62,6 +62,10 @@ class Parameter(_Strict):
     unit: str | None = None
     description: str
     allowed: list[str] | None = None
+    #: the smallest and largest values that make sense (inclusive), for numbers: a value outside
+    #: is refused like a wrong type (``ratio=1e308`` once overflowed the threshold to infinity)
+    minimum: float | None = None
+    maximum: float | None = None
     #: "sql": bound into the rule's SQL; "engine": read by the Python pipeline (e.g. a method name)
     applies_in: Literal["sql", "engine"] = "sql"
     cite: Cite
@@ -161,17 +165,36 @@ def coerce(param: Parameter, value: Any, what: str) -> Any:
             return items
         if isinstance(value, bool):
             raise ValueError("不是数字")
-        if param.type == "int":
-            number = _number(value)
-            if number != int(number):
-                raise ValueError("应为整数")
-            return int(number)
         number = _number(value)
         if number != number or number in (float("inf"), float("-inf")):
             raise ValueError("不是有限的数字")
-        return number
+        if param.type == "int" and number != int(number):
+            raise ValueError("应为整数")
+        _in_range(param, number)
+        return int(number) if param.type == "int" else number
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{what} {value!r} 无效：{exc}") from None
+        raise (OutOfRange if isinstance(exc, OutOfRange) else ValueError)(f"{what} {_shown(value)} 无效：{exc}") from None
+
+
+#: how much of a value a message repeats (a 100,000-character --set was echoed whole)
+SHOWN_CHARS = 60
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + f"…（共 {len(text):,} 个字符）"
+
+
+class OutOfRange(ValueError):
+    """A number of the right type outside the parameter's minimum/maximum."""
+
+
+def _in_range(param: Parameter, number: float) -> None:
+    low, high, unit = param.minimum, param.maximum, f" {param.unit}" if param.unit else ""
+    if (low is not None and number < low) or (high is not None and number > high):
+        bounds = "、".join(filter(None, [f"不小于 {low:g}" if low is not None else "",
+                                          f"不大于 {high:g}" if high is not None else ""]))
+        raise OutOfRange(f"超出合理范围（应{bounds}{unit}）")
 
 
 class RuleSet:
@@ -217,17 +240,19 @@ class RuleSet:
             target, sep, raw = item.partition("=")
             rid, dot, name = target.strip().partition(".")
             if not sep or not dot:
-                raise RuleSetError(f"{flag} {item!r} 格式应为 规则ID.参数名=值{listing}")
+                raise RuleSetError(f"{flag} {_shown(item)} 格式应为 规则ID.参数名=值{listing}")
             if rid not in self.rules:
-                raise RuleSetError(f"{flag} {item!r}：未知规则 {rid}；可用规则：{'、'.join(self.meta.rules)}{listing}")
+                raise RuleSetError(f"{flag} {_shown(item)}：未知规则 {rid}；可用规则：{'、'.join(self.meta.rules)}{listing}")
             param = self.rules[rid].parameters.get(name)
             if param is None:
-                raise RuleSetError(f"{flag} {item!r}：规则 {rid} 没有参数 {name}{listing}")
+                raise RuleSetError(f"{flag} {_shown(item)}：规则 {rid} 没有参数 {name}{listing}")
             try:
                 value = coerce(param, raw.strip(), f"{rid}.{name} 的取值")
+            except OutOfRange as exc:
+                raise RuleSetError(f"{flag} {_shown(item)}：{exc}") from None
             except ValueError as exc:
                 kind = PARAM_TYPES_ZH.get(param.type, param.type)
-                raise RuleSetError(f"{flag} {item!r}：{exc}（应为{kind}）{listing}") from None
+                raise RuleSetError(f"{flag} {_shown(item)}：{exc}（应为{kind}）{listing}") from None
             self.params[rid][name] = value
             self.overrides[f"{rid}.{name}"] = value
 

@@ -144,3 +144,19 @@ def test_bad_override_lists_the_valid_names(item, fragment):
     message = str(err.value)
     assert fragment in message
     assert "above_scale_low_tax_per_mu.ratio" in message and "below_scale_consecutive_low_tax_per_mu.min_land_mu" in message
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", "1e308", "-1e308"])
+def test_a_parameter_outside_its_range_is_refused(value):
+    """``ratio=1e308`` overflowed the threshold to infinity and turned every hit into a pass."""
+    rs = load_ruleset(default_ruleset())
+    with pytest.raises(RuleSetError) as err:
+        rs.apply_overrides([f"above_scale_low_tax_per_mu.ratio={value}"])
+    assert "超出合理范围" in str(err.value) and "不大于 1" in str(err.value)
+
+
+def test_a_huge_set_value_is_not_echoed_whole():
+    rs = load_ruleset(default_ruleset())
+    with pytest.raises(RuleSetError) as err:
+        rs.apply_overrides(["above_scale_low_tax_per_mu.ratio=" + "9" * 100_000])
+    assert len(str(err.value)) < 2_000

@@ -8,6 +8,10 @@ from fastapi import HTTPException, Path, status
 
 from ..db import RunCatalogue, StoredRun, run_catalogue
 
+#: an enterprise's code in a path: 18 digits or capital letters (GB 32100-2015), checked before any lookup
+UsccPath = Annotated[str, Path(pattern=r"^[0-9A-Z]{18}$", description="统一社会信用代码（18 位）",
+                              examples=["91330381145618741G"])]
+
 #: a list year in a path (bounded, so that no number can overflow the database's integers)
 YearPath = Annotated[int, Path(ge=1900, le=2100, description="清单年度")]
 

@@ -14,7 +14,7 @@ from ..db import audit, finalized, firm_rows, records
 from ..deps import CursorDep, ReadModelDep, allow
 from ..readmodel import ReadModel, anomalies_checked
 from ..schemas import EnterpriseRecord, Verification, VerificationIn
-from .common import ERRORS, run_for_year, served_run
+from .common import ERRORS, UsccPath, run_for_year, served_run
 
 router = APIRouter(prefix="/api/v1/enterprises", tags=["enterprises"])
 
@@ -90,7 +90,7 @@ def _indicators(panels: list[dict]) -> list[dict]:
 @router.get("/{uscc}", response_model=EnterpriseRecord, responses=ERRORS, operation_id="enterprises-get",
             summary="一企一策档案：企业概况、各条规则判定与依据、属地核实记录、数据核查提示（仅供参考）")
 def get_enterprise(
-    uscc: str,
+    uscc: UsccPath,
     cursor: CursorDep,
     model: ReadModelDep,
     user: Annotated[User, Depends(allow("admin", "analyst", "township"))],
@@ -146,7 +146,7 @@ def _profile(cursor, run: str, uscc: str, user: User) -> dict:
              responses={**ERRORS, 422: {"description": "请求内容无效，或企业不在该年度清单中"}},
              operation_id="enterprises-verify", summary="记录属地核实结果（确认或提出异议）")
 def add_verification(
-    uscc: str,
+    uscc: UsccPath,
     body: VerificationIn,
     cursor: CursorDep,
     user: Annotated[User, Depends(allow("admin", "township"))],

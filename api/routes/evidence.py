@@ -14,13 +14,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile, status
 from fastapi.responses import Response
+from pydantic import AfterValidator
 
 from screening import filesafety
 
 from ..auth import User
 from ..db import audit, records
 from ..deps import CursorDep, allow
-from .common import ERRORS, run_for_year
+from ..schemas import no_control_chars
+from .common import ERRORS, UsccPath, run_for_year
 from .enterprises import _profile  # the firm must be one the user may see (404 otherwise)
 
 router = APIRouter(prefix="/api/v1", tags=["evidence"])
@@ -48,12 +50,12 @@ def _kind(head: bytes) -> tuple[str, str]:
              summary="上传属地核实的证据文件（照片、盖章扫描件：JPEG、PNG 或 PDF）")
 def upload_evidence(
     request: Request,
-    uscc: str,
+    uscc: UsccPath,
     cursor: CursorDep,
     user: Annotated[User, Depends(allow("admin", "township"))],
     year: Annotated[int, Query(ge=2000, le=2100, description="清单年度")],
     file: Annotated[UploadFile, File(description="JPEG、PNG 图片或 PDF")],
-    note: Annotated[str | None, Form(max_length=500, description="说明")] = None,
+    note: Annotated[str | None, Form(max_length=500, description="说明"), AfterValidator(no_control_chars)] = None,
 ) -> dict:
     settings = request.app.state.settings
     run = run_for_year(cursor, year)

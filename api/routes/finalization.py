@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..auth import User
 from ..db import audit, finalized, one_snapshot, records, run_catalogue
 from ..deps import CursorDep, allow
-from .common import ERRORS, YearPath, run_for_year
+from ..schemas import Text
+from .common import ERRORS, UsccPath, YearPath, run_for_year
 
 router = APIRouter(prefix="/api/v1", tags=["finalization"])
 
@@ -29,12 +30,12 @@ class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     year: int = Field(ge=2000, le=2100, description="清单年度")
     decision: Literal["upheld", "rejected"] = Field(description="upheld：异议成立，企业不列入定稿清单；rejected：驳回异议，企业列入")
-    note: str | None = Field(default=None, max_length=2000)
+    note: Text(2000) | None = None
 
 
 class FinalizeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    note: str | None = Field(default=None, max_length=2000)
+    note: Text(2000) | None = None
     allow_unresolved: bool = Field(default=False, description="为 true 时，未核实或异议未处理的企业不列入定稿清单，照常定稿")
 
 
@@ -68,7 +69,7 @@ def standing(cursor, year: int, run: str) -> list[dict]:
 @router.post("/enterprises/{uscc}/dispute-decisions", status_code=status.HTTP_201_CREATED,
              responses={**ERRORS, **CONFLICT}, operation_id="finalization-decide",
              summary="经信局处理乡镇街道提出的异议（成立或驳回）")
-def decide(uscc: str, body: DecisionIn, cursor: CursorDep,
+def decide(uscc: UsccPath, body: DecisionIn, cursor: CursorDep,
            user: Annotated[User, Depends(allow("admin"))]) -> dict:
     if finalized(cursor, body.year):
         raise HTTPException(status.HTTP_409_CONFLICT, f"{body.year} 年度清单已定稿，不能再处理异议")

@@ -18,7 +18,8 @@ from ..auth import User
 from ..db import audit, finalized, records
 from ..deps import CursorDep, allow
 from ..readmodel import PROGRESS_SQL, plan_record
-from .common import ERRORS
+from ..schemas import Text
+from .common import ERRORS, UsccPath
 
 router = APIRouter(prefix="/api/v1/enterprises", tags=["plans"])
 
@@ -28,7 +29,7 @@ DISPOSITIONS = ("兼并重组", "整体腾退", "搬迁入园", "改造提升")
 
 class Milestone(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    title: str = Field(min_length=1, max_length=200, examples=["完成节能诊断"])
+    title: Text(200, 1, examples=["完成节能诊断"])
     due: dt.date = Field(description="到期日期")
     done: bool = False
 
@@ -39,9 +40,9 @@ class PlanIn(BaseModel):
         "cooperating": ["市发改局"], "expected_land_mu": 0, "expected_energy_tce": 120.5,
         "milestones": [{"title": "完成节能诊断", "due": "2022-09-30"}]}]})
     disposition: Literal["兼并重组", "整体腾退", "搬迁入园", "改造提升"]
-    measures: str = Field(min_length=1, max_length=4000, description="具体整治措施")
-    lead: str = Field(min_length=1, max_length=100, description="牵头单位")
-    cooperating: list[str] = Field(default_factory=list, max_length=20, description="配合单位")
+    measures: Text(4000, 1, description="具体整治措施")
+    lead: Text(100, 1, description="牵头单位")
+    cooperating: list[Text(100, 1)] = Field(default_factory=list, max_length=20, description="配合单位")
     expected_land_mu: float = Field(ge=0, le=1e6, description="预计腾出用地（亩）")
     expected_energy_tce: float = Field(ge=0, le=1e9, description="预计腾出用能（吨标准煤）")
     milestones: list[Milestone] = Field(default_factory=list, max_length=50)
@@ -50,7 +51,7 @@ class PlanIn(BaseModel):
 class ProgressIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     date: dt.date = Field(description="进展日期")
-    note: str = Field(min_length=1, max_length=4000, description="进展情况")
+    note: Text(4000, 1, description="进展情况")
 
 
 def _etag(version: int) -> str:
@@ -112,7 +113,7 @@ def _write(cursor, year: int, uscc: str, user: User, plan: dict, status_: str, c
 
 @router.put("/{uscc}/plan", responses={**ERRORS, **CONFLICT, 200: {"description": "已保存；响应头 ETag 为新版本"}},
             operation_id="plans-put", summary="制定或修改一企一策整治方案（仅 admin）")
-def put_plan(uscc: str, body: PlanIn, response: Response, cursor: CursorDep,
+def put_plan(uscc: UsccPath, body: PlanIn, response: Response, cursor: CursorDep,
              user: Annotated[User, Depends(allow("admin"))],
              year: Annotated[int, Query(ge=2000, le=2100, description="清单年度")],
              if_match: Annotated[str | None, Header(description="修改已有方案时必填：上次读取的 ETag")] = None) -> dict:
@@ -127,7 +128,7 @@ def put_plan(uscc: str, body: PlanIn, response: Response, cursor: CursorDep,
 
 
 @router.get("/{uscc}/plan", responses=ERRORS, operation_id="plans-get", summary="一企一策整治方案（含进展）")
-def get_plan(uscc: str, response: Response, cursor: CursorDep,
+def get_plan(uscc: UsccPath, response: Response, cursor: CursorDep,
              user: Annotated[User, Depends(allow("admin", "analyst", "township"))],
              year: Annotated[int, Query(ge=2000, le=2100)]) -> dict:
     code = uscc.strip().upper()
@@ -141,7 +142,7 @@ def get_plan(uscc: str, response: Response, cursor: CursorDep,
 
 @router.post("/{uscc}/plan/progress", status_code=status.HTTP_201_CREATED, responses={**ERRORS, **CONFLICT},
              operation_id="plans-progress", summary="登记方案进展（admin，或本乡镇街道）")
-def add_progress(uscc: str, body: ProgressIn, cursor: CursorDep,
+def add_progress(uscc: UsccPath, body: ProgressIn, cursor: CursorDep,
                  user: Annotated[User, Depends(allow("admin", "township"))],
                  year: Annotated[int, Query(ge=2000, le=2100)]) -> dict:
     code = uscc.strip().upper()
@@ -160,7 +161,7 @@ def add_progress(uscc: str, body: ProgressIn, cursor: CursorDep,
 
 @router.post("/{uscc}/plan/complete", responses={**ERRORS, **CONFLICT}, operation_id="plans-complete",
              summary="登记方案完成（仅 admin，须带 If-Match）")
-def complete(uscc: str, response: Response, cursor: CursorDep, user: Annotated[User, Depends(allow("admin"))],
+def complete(uscc: UsccPath, response: Response, cursor: CursorDep, user: Annotated[User, Depends(allow("admin"))],
              year: Annotated[int, Query(ge=2000, le=2100)],
              if_match: Annotated[str | None, Header()] = None) -> dict:
     code = uscc.strip().upper()

@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..errors import in_chinese
 from ..session import Sessions, Throttle
 from . import pages
 from .templating import render
@@ -80,6 +81,7 @@ def install(app: FastAPI, validation_message: Callable[[dict], str]) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        exc = in_chinese(exc)  # the framework's own refusals are English (api/errors.py)
         if not _is_page(request):
             return await http_exception_handler(request, exc)
         if exc.status_code == 401:
