@@ -27,13 +27,14 @@ FAMILY = "projects"
 KEY_FAMILY = "key_energy_users"
 #: the contract's columns of projects.csv, in order (the contract names the first ones "at least")
 OUTPUT_COLUMNS = ("project_id", "name", "uscc", "township", "industry_code", "two_high", "energy_tce", "coal_t",
-                  "value_added", "intensity", "standard", "intensity_status", "authority", "suggestion", "reason")
+                  "value_added", "intensity", "standard", "intensity_status", "authority", "suggestion", "reason",
+                  "start_year", "status")
 HEADERS_ZH = {
     "project_id": "项目代码", "name": "项目名称", "uscc": "统一社会信用代码", "township": "乡镇街道",
     "industry_code": "行业代码", "two_high": "是否两高", "energy_tce": "年综合能耗（吨标准煤）",
     "coal_t": "其中煤炭（吨）", "value_added": "年工业增加值（万元）", "intensity": "单位工业增加值能耗（吨标准煤/万元）",
     "standard": "能效准入标准（吨标准煤/万元）", "intensity_status": "能效判定", "authority": "审查权限",
-    "suggestion": "处理建议（仅供参考）", "reason": "说明",
+    "suggestion": "处理建议（仅供参考）", "reason": "说明", "start_year": "计划开工年份", "status": "状态",
 }
 STATUS_ZH = {"hit": "高于标准", "pass": "不高于标准", "insufficient_data": "数据不足"}
 AUTHORITY_ZH = {"below_review": "不单独审查", "county": "本级审查", "upper": "报上级审查"}
@@ -152,7 +153,7 @@ def review(data_dir: Path | None = None, ruleset: Path | RuleSet | None = None,
     finally:
         engine.close()
     order = frame.select("project_id").with_row_index("_order")
-    out = out.join(order, on="project_id", how="left").sort("_order").drop("_order")
+    out = out.join(order, on="project_id", how="left").sort("_order").select(OUTPUT_COLUMNS)
     return ProjectReview(out, rejects, read_rows, rs)
 
 
@@ -189,8 +190,8 @@ def _workbook(result: ProjectReview, path: Path) -> None:
         for i, row in enumerate(frame.iter_rows(), start=1):
             sheet.write_row(i, 0, ["" if v is None else v for v in row], plain)
         sheet.freeze_panes(1, 1)
-        sheet.set_column(0, len(OUTPUT_COLUMNS) - 2, 14)
-        sheet.set_column(len(OUTPUT_COLUMNS) - 1, len(OUTPUT_COLUMNS) - 1, 100)
+        sheet.set_column(0, len(OUTPUT_COLUMNS) - 1, 14)
+        sheet.set_column(OUTPUT_COLUMNS.index("reason"), OUTPUT_COLUMNS.index("reason"), 100)
         basis = wb.add_worksheet("规则与依据")
         basis.write_row(0, 0, ["项目", "取值", "单位", "说明", "依据"], bold)
         basis.write_row(1, 0, [rule.title, "", "", "处理建议仅供参考，由审查机关依法决定",
@@ -234,15 +235,18 @@ def key_energy_users(energy: pl.DataFrame, stats: pl.DataFrame, ruleset: Path | 
         judged = engine.query(f"rules/{KEY_FAMILY}.sql", sql_text(f"rules/{KEY_FAMILY}.sql"), params)
     finally:
         engine.close()
-    threshold = rs.family_params[KEY_FAMILY]["threshold_tce"]
+    params = rs.family_params[KEY_FAMILY]
     cite = rs.citation_text(rule.parameters["threshold_tce"].cite, short=True)
-    note = pl.format("年综合能耗{}吨标准煤，达到重点用能单位门槛{}吨标准煤（{}）", pl.col("energy_tce").round(2),
-                     pl.lit(f"{threshold:g}"), pl.lit(cite))
-    rising = pl.format("；单位工业增加值能耗由{}升至{}吨标准煤/万元，能效变差", pl.col("intensity_prev").round(4),
-                       pl.col("intensity").round(4))
-    return judged.with_columns(
-        pl.when(pl.col("rising").fill_null(False)).then(pl.concat_str([note, rising])).otherwise(note).alias("note")
-    ).sort("uscc", "year")
+
+    def note(row: dict[str, Any]) -> str:
+        values = {**params, **row}
+        text = rule.messages["listed"].format_map(values)
+        if row["rising"]:
+            text += "；" + rule.messages["rising"].format_map(values)
+        return f"{text}（依据：{cite}）"
+
+    notes = [note(r) for r in judged.iter_rows(named=True)]
+    return judged.with_columns(pl.Series("note", notes, dtype=pl.String)).sort("uscc", "year")
 
 
 def summary(result: ProjectReview) -> dict[str, Any]:

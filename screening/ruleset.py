@@ -37,7 +37,7 @@ FAMILY_IDS = ("projects", "key_energy_users")
 STATUSES = ("hit", "pass", "insufficient_data", "not_applicable")
 LIMIT_RULE = "energy_limit_exceeded"
 #: reason codes a rule's SQL may give that need a message of their own (besides the scope's)
-REQUIRED_MESSAGES = {"energy_limit_exceeded": ("hit", "hit_unverified"), "key_energy_users": ("rising",),
+REQUIRED_MESSAGES = {"energy_limit_exceeded": ("hit", "hit_unverified"), "key_energy_users": ("listed", "rising"),
                      "projects": ("hit", "pass", "value_added_missing", "below_review", "county", "upper")}
 
 
