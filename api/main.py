@@ -17,7 +17,7 @@ from .auth import token_hash
 from .config import Settings, get_settings
 from .db import ensure_schema
 from .readmodel import ReadModel, WriteTracker
-from .routes import backups, dashboard, enterprises, exports, finalization, health, lists, plans, runs, users
+from .routes import backups, dashboard, enterprises, exports, finalization, health, lists, plans, projects, runs, users
 from .routes import warnings as warning_routes
 
 DESCRIPTION = """高耗低效企业筛选引擎的服务接口：年度清单、一企一策档案、乡镇街道属地核实与看板汇总。
@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.read_model = None
     app.add_middleware(WriteTracker, read_model=lambda: app.state.read_model)
-    for module in (health, lists, exports, enterprises, dashboard, finalization, plans, runs, users, backups):
+    for module in (health, lists, exports, enterprises, dashboard, finalization, plans, runs, users, backups, projects):
         app.include_router(module.router)
     app.include_router(warning_routes.router)  # 预警名单 (screening warn --db)
 

@@ -167,3 +167,65 @@ def test_key_energy_users_threshold_parameter():
     energy = _energy([("A", 2021, 1000), ("B", 2021, 999.99)])
     users = key_energy_users(energy, _stats([]), overrides=["key_energy_users.threshold_tce=1000"])
     assert users["uscc"].to_list() == ["A"]
+
+
+# ---------------------------------------------------------------- GET /api/v1/projects
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    from fastapi.testclient import TestClient
+
+    from api.auth import add_user
+    from api.config import Settings
+    from api.main import create_app
+    from screening.store import connect
+
+    root = tmp_path_factory.mktemp("projects_api")
+    db = root / "s.duckdb"
+    con = connect(db)
+    tokens = {role: add_user(con, role, role, None) for role in ("admin", "analyst", "dashboard")}
+    tokens["township"] = add_user(con, "柳市", "township", "柳市镇", confirm_new_township=True)
+    con.close()
+    data_root = root / "data"
+    (data_root / "other").mkdir(parents=True)
+    (data_root / "projects").mkdir()
+    (data_root / "projects" / "projects.xlsx").write_bytes((SAMPLE_PROJECTS / "projects.xlsx").read_bytes())
+    _write(data_root / "other", "项目代码,项目名称,乡镇街道,行业代码,年综合能耗,年工业增加值\nP1,甲,柳市镇,3011,2500,5000\n")
+    with TestClient(create_app(Settings(db=db, data_root=data_root))) as client:
+        yield client, tokens
+
+
+def _get(client, token, query=""):
+    return client.get(f"/api/v1/projects{query}", headers={"Authorization": f"Bearer {token}"})
+
+
+def test_api_projects_matches_the_command(service):
+    client, tokens = service
+    res = _get(client, tokens["analyst"], "?page_size=500")
+    assert res.status_code == 200, res.text
+    body = res.json()
+    expected = review(SAMPLE_PROJECTS).results
+    assert body["total"] == expected.height == len(body["items"])
+    assert [i["project_id"] for i in body["items"]] == expected["project_id"].to_list()
+    first = body["items"][0]
+    assert set(CONTRACT_COLUMNS) <= set(first)
+    assert body["rejected_rows"] == 1 and "不能为负数" in body["rejects"][0]["reason"]
+    page = _get(client, tokens["admin"], "?page=2&page_size=10").json()
+    assert [i["project_id"] for i in page["items"]] == expected["project_id"].to_list()[10:20]
+    refused = _get(client, tokens["admin"], "?suggestion=不予受理").json()
+    assert refused["total"] >= 1 and all(i["suggestion"].startswith("不予受理") for i in refused["items"])
+    other = _get(client, tokens["admin"], "?data=other").json()
+    assert other["items"][0]["intensity_status"] == "hit" and other["items"][0]["two_high"] is True
+
+
+def test_api_projects_refuses_bad_requests_in_chinese(service):
+    client, tokens = service
+    for query in ("?page_size=501", "?page=0", "?data=../..", "?data=/etc", "?suggestion=批准"):
+        res = _get(client, tokens["admin"], query)
+        assert res.status_code == 422, (query, res.status_code)
+        assert any("\u4e00" <= ch <= "\u9fff" for ch in str(res.json()["detail"])), query
+    res = _get(client, tokens["admin"], "?data=nowhere")
+    assert res.status_code == 422 and "数据目录不存在" in res.json()["detail"]
+    for role in ("township", "dashboard"):
+        assert _get(client, tokens[role]).status_code == 403
+    assert client.get("/api/v1/projects").status_code == 401
