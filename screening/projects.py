@@ -219,7 +219,7 @@ def key_energy_users(energy: pl.DataFrame, stats: pl.DataFrame, ruleset: Path | 
 
     ``energy`` has ``uscc, year, energy_tce``; ``stats`` has ``uscc, year, value_added`` (may be empty)."""
     rs = ruleset if isinstance(ruleset, RuleSet) else load_ruleset(Path(ruleset) if ruleset else default_ruleset())
-    rule = rs.family(KEY_FAMILY)
+    rs.family(KEY_FAMILY)
     if overrides:
         rs.apply_family_overrides(KEY_FAMILY, overrides)
     engine = _engine(rs)
@@ -231,12 +231,19 @@ def key_energy_users(energy: pl.DataFrame, stats: pl.DataFrame, ruleset: Path | 
             "uscc": stats["uscc"].cast(pl.String) if stats.height else pl.Series([], dtype=pl.String),
             "year": stats["year"].cast(pl.Int32) if stats.height else pl.Series([], dtype=pl.Int32),
             "value_added": value_added.cast(pl.Float64)}))
-        params = {**rs.family_params[KEY_FAMILY], "eps": rs.meta.comparison["relative_tolerance"]}
-        judged = engine.query(f"rules/{KEY_FAMILY}.sql", sql_text(f"rules/{KEY_FAMILY}.sql"), params)
+        return key_energy_users_in(engine, rs)
     finally:
         engine.close()
+
+
+def key_energy_users_in(engine: Engine, rs: RuleSet) -> pl.DataFrame:
+    """The key energy users of the tables (or views) ``key_energy`` and ``key_stats`` of ``engine``,
+    whose shared macros are loaded (a screening run's engine, or :func:`_engine`)."""
+    rule = rs.family(KEY_FAMILY)
     params = rs.family_params[KEY_FAMILY]
-    cite = rs.citation_text(rule.parameters["threshold_tce"].cite, short=True)
+    judged = engine.query(f"rules/{KEY_FAMILY}.sql", sql_text(f"rules/{KEY_FAMILY}.sql"),
+                          {**params, "eps": rs.meta.comparison["relative_tolerance"]})
+    cite = key_energy_citation(rs)
 
     def note(row: dict[str, Any]) -> str:
         values = {**params, **row}
@@ -247,6 +254,21 @@ def key_energy_users(energy: pl.DataFrame, stats: pl.DataFrame, ruleset: Path | 
 
     notes = [note(r) for r in judged.iter_rows(named=True)]
     return judged.with_columns(pl.Series("note", notes, dtype=pl.String)).sort("uscc", "year")
+
+
+def key_energy_citation(rs: RuleSet) -> str:
+    return rs.citation_text(rs.family(KEY_FAMILY).parameters["threshold_tce"].cite, short=True)
+
+
+def key_energy_summary(rs: RuleSet, users: pl.DataFrame, year: int) -> dict[str, Any]:
+    """What a screening run records about key energy users (run.json, the service's record and
+    dashboard): the threshold with its citation, the count and the rising ones in ``year``, every row."""
+    latest = users.filter(pl.col("year") == year)
+    return {
+        "threshold_tce": rs.family_params[KEY_FAMILY]["threshold_tce"], "citation": key_energy_citation(rs),
+        "year": year, "firms": latest.height, "rising": int(latest["rising"].fill_null(False).sum()),
+        "rows": users.to_dicts(),
+    }
 
 
 def summary(result: ProjectReview) -> dict[str, Any]:

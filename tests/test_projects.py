@@ -229,3 +229,52 @@ def test_api_projects_refuses_bad_requests_in_chinese(service):
     for role in ("township", "dashboard"):
         assert _get(client, tokens[role]).status_code == 403
     assert client.get("/api/v1/projects").status_code == 401
+
+
+# ---------------------------------------------------------------- key energy users in the record and dashboard
+
+@pytest.fixture(scope="module")
+def screened(tmp_path_factory):
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from api.config import Settings
+    from api.main import create_app
+    from api_helpers import build_service_db
+
+    root = tmp_path_factory.mktemp("key_users")
+    db, tokens = build_service_db(root)
+    record = json.loads((root / "out" / "run.json").read_text(encoding="utf-8"))
+    with TestClient(create_app(Settings(db=db))) as client:
+        yield client, tokens, record
+
+
+def test_run_records_key_energy_users_and_list_is_unchanged(screened):
+    _, _, record = screened
+    assert record["listed"] == 223  # key energy users are advisory: the list is the same
+    key = record["key_energy_users"]
+    assert key["threshold_tce"] == 5000 and "重点用能单位节能管理办法" in key["citation"] and key["year"] == 2021
+    latest = [r for r in key["rows"] if r["year"] == 2021]
+    assert key["firms"] == len(latest) > 0 and all(r["energy_tce"] >= 5000 for r in key["rows"])
+    assert key["rising"] == sum(1 for r in latest if r["rising"])
+    for r in latest:  # hand check of the trend from the recorded figures
+        if r["intensity"] is not None and r["intensity_prev"] is not None:
+            assert r["rising"] == (r["intensity"] > r["intensity_prev"] * (1 + 1e-9))
+
+
+def test_record_and_dashboard_show_key_energy_users(screened):
+    client, tokens, record = screened
+    key = record["key_energy_users"]
+    rising = next(r for r in key["rows"] if r["year"] == 2021 and r["rising"])
+    headers = {"Authorization": f"Bearer {tokens['admin']}"}
+    body = client.get(f"/api/v1/enterprises/{rising['uscc']}?year=2022", headers=headers).json()
+    user = body["key_energy_user"]
+    assert user["rising"] is True and user["threshold_tce"] == 5000 and "升至" in user["note"]
+    assert [y["year"] for y in user["years"]][-1] == 2021
+    listed = client.get("/api/v1/lists/2022?page_size=500", headers=headers).json()["items"]
+    keys = {r["uscc"] for r in key["rows"]}
+    other = next(i["uscc"] for i in listed if i["uscc"] not in keys)
+    assert client.get(f"/api/v1/enterprises/{other}?year=2022", headers=headers).json()["key_energy_user"] is None
+    dash = client.get("/api/v1/dashboard/2022", headers=headers).json()["key_energy_users"]
+    assert dash == {k: v for k, v in key.items() if k != "rows"}
