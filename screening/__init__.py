@@ -11,6 +11,8 @@ The Python API, for notebooks (the command line uses the same functions)::
     screening.compare_runs("screening.duckdb", 2021, 2022)   # entered / left / stayed, and why
     screening.export_excel({"清单": s.list}, "out/清单.xlsx")  # tables for reports, Chinese headers
     w = screening.early_warning("sample_data", 2022)   # 预警 (advisory): w.warnings, w.backtest, w.training
+    p = screening.review_projects("sample_data/projects")  # 拟建项目节能审查 (一.5): p.results, p.rejects
+    screening.key_energy_users(energy, stats)           # 重点用能单位 with their intensity trend
 
 Charts (PNG + SVG, Chinese labels, a CJK font checked glyph by glyph) are in
 ``screening.charts``, imported on demand because matplotlib takes a moment to load.
@@ -48,5 +50,22 @@ def early_warning(data_dir: str | _Path | None = None, year: int | None = None, 
     return run(data_dir, year, **options)
 
 
-__all__ = ["Screening", "compare_runs", "early_warning", "export_excel", "load_inputs", "load_ruleset", "screen",
-           "whatif"]
+def review_projects(data_dir: str | _Path, ruleset: str | _Path | None = None, overrides: list[str] | None = None):
+    """拟建项目节能审查 (seed 一.5) of the ``projects`` table in ``data_dir``: a
+    :class:`screening.projects.ProjectReview` (``results``: one row per project as projects.csv,
+    ``rejects``).  ``overrides``: ``projects.NAME=VALUE`` strings, like ``--set``."""
+    from .projects import review
+
+    return review(_Path(data_dir), ruleset, overrides)
+
+
+def key_energy_users(energy, stats, ruleset: str | _Path | None = None, overrides: list[str] | None = None):
+    """重点用能单位: firm-years of ``energy`` (uscc, year, energy_tce) at or above the rule set's
+    threshold, with energy per 万元 of value added (``stats``: uscc, year, value_added) and ``rising``."""
+    from .projects import key_energy_users as run
+
+    return run(energy, stats, ruleset, overrides)
+
+
+__all__ = ["Screening", "compare_runs", "early_warning", "export_excel", "key_energy_users", "load_inputs",
+           "load_ruleset", "review_projects", "screen", "whatif"]

@@ -278,3 +278,13 @@ def test_record_and_dashboard_show_key_energy_users(screened):
     assert client.get(f"/api/v1/enterprises/{other}?year=2022", headers=headers).json()["key_energy_user"] is None
     dash = client.get("/api/v1/dashboard/2022", headers=headers).json()["key_energy_users"]
     assert dash == {k: v for k, v in key.items() if k != "rows"}
+
+
+def test_python_api_exports():
+    import screening
+
+    assert {"review_projects", "key_energy_users"} <= set(screening.__all__)
+    result = screening.review_projects(SAMPLE_PROJECTS, overrides=["projects.upper_boundary=excluded"])
+    row = result.results.filter(pl.col("energy_tce") == 5000).row(0, named=True)
+    assert row["authority"] == "county"  # exactly 5000 stays with the county when the boundary is excluded
+    assert review(SAMPLE_PROJECTS).results.filter(pl.col("energy_tce") == 5000)["authority"].to_list() == ["upper"]
