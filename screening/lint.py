@@ -73,6 +73,15 @@ def lint_ruleset(rs: RuleSet) -> list[str]:
         unused = declared - used
         if unused:
             problems.append(f"{fid}.yaml：参数 {sorted(unused)} 未在 SQL 中使用")
+    if "projects" in rs.families:
+        from .projects import TEMPLATE_COLUMNS, template_constants
+
+        constants = template_constants(rs.family_params["projects"])
+        for code, text in rs.families["projects"].messages.items():
+            try:
+                reasons.compile_template(text, constants, {c: c for c in TEMPLATE_COLUMNS}, f"projects.messages.{code}")
+            except RuleSetError as exc:
+                problems.append(str(exc))
     for path in ("views/00_macros.sql", "views/10_firm_year.sql", "views/20_firm_panel.sql"):
         literals = numeric_literals(sql_text(path))
         if literals:

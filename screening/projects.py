@@ -95,6 +95,18 @@ def _check_applicant_codes(raw: RawTable, good: pl.DataFrame) -> tuple[pl.DataFr
     return good.filter(~pl.col(ROW).is_in(bad[ROW].implode())), lines
 
 
+#: the columns sql/rules/projects.sql gives, which the messages of projects.yaml may name
+TEMPLATE_COLUMNS = tuple(c.name for c in TABLES[FAMILY].columns) + (
+    "division", "intensity", "standard", "two_high", "intensity_code", "authority", "intensity_status", "suggestion")
+
+
+def template_constants(params: dict[str, Any]) -> dict[str, Any]:
+    """The constants the messages of projects.yaml may name: its parameters, and how the upper
+    boundary reads (达到 when included, 超过 when excluded)."""
+    return {**params, "upper_text": "达到" if params["upper_boundary"] == "included" else "超过",
+            "two_high_divisions": "、".join(params["two_high_divisions"])}
+
+
 def _engine(rs: RuleSet) -> Engine:
     engine = Engine()
     engine.load("energy_limits", rs.energy_limits)  # the shared macros name it
@@ -127,8 +139,7 @@ def review(data_dir: Path | None = None, ruleset: Path | RuleSet | None = None,
         sql = sql_text(f"rules/{FAMILY}.sql")
         bound = {**params, "eps": rs.meta.comparison["relative_tolerance"]}
         engine.load("judged", engine.query(f"rules/{FAMILY}.sql", sql, bound))
-        constants = {**params, "upper_text": "达到" if params["upper_boundary"] == "included" else "超过",
-                     "two_high_divisions": "、".join(params["two_high_divisions"])}
+        constants = template_constants(params)
         cols = engine.query("columns", "SELECT * FROM judged LIMIT 0", {}).columns
         columns = {c: f"j.{c}" for c in cols}
 

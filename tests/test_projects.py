@@ -131,6 +131,12 @@ def test_lint_checks_family_sql_for_numbers(monkeypatch):
     assert any("standard_wenzhou" in p for p in problems)  # the parameter is now unused
 
 
+def test_lint_checks_project_message_templates():
+    rs = load_ruleset(default_ruleset())
+    rs.families["projects"].messages["hit"] = "强度{intensty:.4f}"  # a typo in a field name
+    assert any("projects.messages.hit" in p and "intensty" in p for p in lint.lint_ruleset(rs))
+
+
 # ---------------------------------------------------------------- key energy users
 
 def _energy(rows):
