@@ -20,7 +20,7 @@ from .config import Settings, get_settings
 from .db import ensure_schema
 from .readmodel import ReadModel, WriteTracker
 from .routes import (backups, dashboard, enterprises, evidence, exports, final_export, finalization, health, lists,
-                     plans, runs, users)
+                     plans, projects, runs, users)
 from .routes import warnings as warning_routes
 from . import web
 
@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(WriteTracker, read_model=lambda: app.state.read_model)
     app.add_middleware(BodyLimit, settings=lambda: app.state.settings)  # outermost: before any handler reads
     for module in (health, lists, exports, enterprises, evidence, dashboard, finalization, final_export, plans, runs,
-                   users, backups):
+                   users, backups, projects):
         app.include_router(module.router)
     app.include_router(warning_routes.router)  # 预警名单 (screening warn --db)
     web.install(app, _chinese)  # the web app: pages, sign-in, static files, /docs and /redoc (api/web)

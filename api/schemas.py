@@ -110,6 +110,9 @@ class EnterpriseRecord(BaseModel):
     anomaly: AnomalyNote | None = Field(default=None, description="数据核查提示（仅供参考；数据库早于该功能时为 null）")
     verifications: list[Verification]
     plan: dict[str, Any] | None = Field(description="一企一策整治方案（尚未制定时为 null）")
+    key_energy_user: dict[str, Any] | None = Field(
+        default=None, description="重点用能单位（仅供参考）：门槛、依据、各数据年度的综合能耗、单位工业增加值能耗及是否上升；"
+                                  "不是重点用能单位或筛选早于该功能时为 null")
 
 
 class Dashboard(BaseModel):
@@ -123,3 +126,6 @@ class Dashboard(BaseModel):
     by_rule: list[dict[str, Any]]
     verification: dict[str, int]
     targets: dict[str, Any]
+    key_energy_users: dict[str, Any] | None = Field(
+        default=None, description="重点用能单位（仅供参考）：门槛及依据、最近数据年度的家数、单位工业增加值能耗上升的家数；"
+                                  "筛选早于该功能时为 null")

@@ -12,6 +12,8 @@ The Python API, for notebooks (the command line uses the same functions)::
     screening.export_excel({"清单": s.list}, "out/清单.xlsx")  # tables for reports, Chinese headers
     w = screening.early_warning("sample_data", 2022)   # 预警 (advisory): w.warnings, w.backtest, w.training
     f = screening.final_list("screening.duckdb", 2022)  # 定稿清单: f.firms, f.hits, f.progress (targets)
+    p = screening.review_projects("sample_data/projects")  # 拟建项目节能审查 (一.5): p.results, p.rejects
+    screening.key_energy_users(energy, stats)           # 重点用能单位 with their intensity trend
 
 Charts (PNG + SVG, Chinese labels, a CJK font checked glyph by glyph) are in
 ``screening.charts``, imported on demand because matplotlib takes a moment to load.
@@ -66,5 +68,24 @@ def final_list(db: str | _Path, year: int):
         con.close()
 
 
-__all__ = ["Screening", "compare_runs", "early_warning", "export_excel", "final_list", "load_inputs", "load_ruleset",
-           "screen", "whatif"]
+
+def review_projects(data_dir: str | _Path, ruleset: str | _Path | None = None, overrides: list[str] | None = None):
+    """拟建项目节能审查 (seed 一.5) of the ``projects`` table in ``data_dir``: a
+    :class:`screening.projects.ProjectReview` (``results``: one row per project as projects.csv,
+    ``rejects``).  ``overrides``: ``projects.NAME=VALUE`` strings, like ``--set``."""
+    from .projects import review
+
+    return review(_Path(data_dir), ruleset, overrides)
+
+
+def key_energy_users(energy, stats, ruleset: str | _Path | None = None, overrides: list[str] | None = None):
+    """重点用能单位: firm-years of ``energy`` (uscc, year, energy_tce) at or above the rule set's
+    threshold, with energy per 万元 of value added (``stats``: uscc, year, value_added) and ``rising``."""
+    from .projects import key_energy_users as run
+
+    return run(energy, stats, ruleset, overrides)
+
+
+
+__all__ = ["Screening", "compare_runs", "early_warning", "export_excel", "final_list", "key_energy_users",
+           "load_inputs", "load_ruleset", "review_projects", "screen", "whatif"]

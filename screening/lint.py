@@ -60,6 +60,28 @@ def lint_ruleset(rs: RuleSet) -> list[str]:
                 reasons.compile_template(text, constants, columns, f"{rid}.messages.{code}")
             except RuleSetError as exc:
                 problems.append(str(exc))
+    for fid, family in rs.families.items():  # projects, key energy users: the same rules for their SQL
+        sql = sql_text(f"rules/{fid}.sql")
+        literals = numeric_literals(sql)
+        if literals:
+            problems.append(f"sql/rules/{fid}.sql：含有数字常量 {literals}，阈值应写在规则集参数中")
+        used = set(param_names(sql))
+        declared = set(family.parameters)
+        unknown = used - declared - {"eps"}
+        if unknown:
+            problems.append(f"sql/rules/{fid}.sql：使用了未声明的参数 {sorted(unknown)}")
+        unused = declared - used
+        if unused:
+            problems.append(f"{fid}.yaml：参数 {sorted(unused)} 未在 SQL 中使用")
+    if "projects" in rs.families:
+        from .projects import TEMPLATE_COLUMNS, template_constants
+
+        constants = template_constants(rs.family_params["projects"])
+        for code, text in rs.families["projects"].messages.items():
+            try:
+                reasons.compile_template(text, constants, {c: c for c in TEMPLATE_COLUMNS}, f"projects.messages.{code}")
+            except RuleSetError as exc:
+                problems.append(str(exc))
     for path in ("views/00_macros.sql", "views/10_firm_year.sql", "views/20_firm_panel.sql"):
         literals = numeric_literals(sql_text(path))
         if literals:

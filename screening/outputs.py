@@ -134,6 +134,8 @@ def run_record(s: "Screening", outputs: dict[str, Any] | None = None) -> dict[st
         "listed": s.list.height,
         "hits_per_rule": s.hits_per_rule(),
         "anomalies": {**s.anomaly_summary, "rows": s.anomalies.height, "advisory": ADVISORY},
+        # 重点用能单位 (rules/<set>/key_energy_users.yaml): advisory, never a status or the list
+        "key_energy_users": s.key_energy,
         "status_counts": s.status_counts(),
         "audit": {"passed": s.audit.height == 0, "problems": s.audit.height},
         "warnings": s.warnings,

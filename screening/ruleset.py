@@ -5,6 +5,8 @@ Layout of a rule set:
   <rule_id>.yaml       one rule: title, citation, parameters (value + citation), messages
   dispositions.yaml    ordered mapping from hits to a suggested 一企一策 disposition
   energy_limits.csv    product energy limits (contract columns), edited by bureau staff
+  projects.yaml        (optional) the 两高 project review of ``screening projects`` (not a list rule)
+  key_energy_users.yaml (optional) the key energy users' threshold (一企一策 record, dashboard)
 The rule logic is ``sql/rules/<rule_id>.sql``; id == file stem == SQL file name.
 """
 from __future__ import annotations
@@ -29,10 +31,14 @@ RULE_IDS = (
     "below_scale_consecutive_low_tax_per_mu",
     "energy_limit_exceeded",
 )
+#: rule families outside the list: same file shape as a rule, own SQL, own command; ``--set`` of a
+#: list run does not reach them and they never enter run.json's parameters
+FAMILY_IDS = ("projects", "key_energy_users")
 STATUSES = ("hit", "pass", "insufficient_data", "not_applicable")
 LIMIT_RULE = "energy_limit_exceeded"
 #: reason codes a rule's SQL may give that need a message of their own (besides the scope's)
-REQUIRED_MESSAGES = {"energy_limit_exceeded": ("hit", "hit_unverified")}
+REQUIRED_MESSAGES = {"energy_limit_exceeded": ("hit", "hit_unverified"), "key_energy_users": ("listed", "rising"),
+                     "projects": ("hit", "pass", "value_added_missing", "below_review", "county", "upper")}
 
 
 class _Strict(BaseModel):
@@ -201,8 +207,14 @@ class RuleSet:
     """A validated rule set with the parameter values in force for this run."""
 
     def __init__(self, directory: Path, meta: RuleSetFile, rules: dict[str, Rule],
-                 dispositions: Dispositions, energy_limits: pl.DataFrame, files: dict[str, str]):
+                 dispositions: Dispositions, energy_limits: pl.DataFrame, files: dict[str, str],
+                 families: dict[str, Rule] | None = None):
         self.directory, self.meta, self.rules = directory, meta, rules
+        #: the rule families outside the list (FAMILY_IDS) this rule set defines
+        self.families: dict[str, Rule] = families or {}
+        self.family_params: dict[str, dict[str, Any]] = {
+            fid: {n: p.value for n, p in f.parameters.items()} for fid, f in self.families.items()}
+        self.family_overrides: dict[str, Any] = {}
         self.dispositions, self.energy_limits, self.files = dispositions, energy_limits, files
         self.params: dict[str, dict[str, Any]] = {rid: {n: p.value for n, p in r.parameters.items()} for rid, r in rules.items()}
         self.overrides: dict[str, Any] = {}
@@ -234,27 +246,18 @@ class RuleSet:
 
     def apply_overrides(self, assignments: list[str], flag: str = "--set") -> None:
         """Apply ``RULE_ID.NAME=VALUE`` strings; unknown names or bad values raise RuleSetError."""
-        valid = [f"{rid}.{name}" for rid in self.meta.rules for name in self.rules[rid].parameters]
-        listing = "；可用参数：" + "、".join(valid)
-        for item in assignments:
-            target, sep, raw = item.partition("=")
-            rid, dot, name = target.strip().partition(".")
-            if not sep or not dot:
-                raise RuleSetError(f"{flag} {_shown(item)} 格式应为 规则ID.参数名=值{listing}")
-            if rid not in self.rules:
-                raise RuleSetError(f"{flag} {_shown(item)}：未知规则 {rid}；可用规则：{'、'.join(self.meta.rules)}{listing}")
-            param = self.rules[rid].parameters.get(name)
-            if param is None:
-                raise RuleSetError(f"{flag} {_shown(item)}：规则 {rid} 没有参数 {name}{listing}")
-            try:
-                value = coerce(param, raw.strip(), f"{rid}.{name} 的取值")
-            except OutOfRange as exc:
-                raise RuleSetError(f"{flag} {_shown(item)}：{exc}") from None
-            except ValueError as exc:
-                kind = PARAM_TYPES_ZH.get(param.type, param.type)
-                raise RuleSetError(f"{flag} {_shown(item)}：{exc}（应为{kind}）{listing}") from None
-            self.params[rid][name] = value
-            self.overrides[f"{rid}.{name}"] = value
+        _assign(self.rules, self.meta.rules, self.params, self.overrides, assignments, flag)
+
+    def family(self, family_id: str) -> Rule:
+        """A rule family outside the list (projects, key_energy_users), or a clear error."""
+        if family_id not in self.families:
+            raise RuleSetError(f"规则集 {self.directory} 没有 {family_id}.yaml，无法进行{_FAMILY_ZH[family_id]}")
+        return self.families[family_id]
+
+    def apply_family_overrides(self, family_id: str, assignments: list[str], flag: str = "--set") -> None:
+        """``--set`` for a family's own command: ``FAMILY_ID.NAME=VALUE``, only that family's parameters."""
+        self.family(family_id)
+        _assign(self.families, [family_id], self.family_params, self.family_overrides, assignments, flag)
 
     def scope_params(self, list_year: int) -> dict[str, Any]:
         """The parameters of the rules' shared definitions for a list year: the two data years,
@@ -279,6 +282,34 @@ class RuleSet:
             "scope": {k: v.value for k, v in self.meta.scope.items()},
             "comparison": dict(self.meta.comparison),
         }
+
+
+_FAMILY_ZH = {"projects": "拟建项目节能审查", "key_energy_users": "重点用能单位统计"}
+
+
+def _assign(rules: dict[str, Rule], order: list[str], params: dict[str, dict[str, Any]],
+            overrides: dict[str, Any], assignments: list[str], flag: str) -> None:
+    valid = [f"{rid}.{name}" for rid in order for name in rules[rid].parameters]
+    listing = "；可用参数：" + "、".join(valid)
+    for item in assignments:
+        target, sep, raw = item.partition("=")
+        rid, dot, name = target.strip().partition(".")
+        if not sep or not dot:
+            raise RuleSetError(f"{flag} {_shown(item)} 格式应为 规则ID.参数名=值{listing}")
+        if rid not in order:
+            raise RuleSetError(f"{flag} {_shown(item)}：未知规则 {rid}；可用规则：{'、'.join(order)}{listing}")
+        param = rules[rid].parameters.get(name)
+        if param is None:
+            raise RuleSetError(f"{flag} {_shown(item)}：规则 {rid} 没有参数 {name}{listing}")
+        try:
+            value = coerce(param, raw.strip(), f"{rid}.{name} 的取值")
+        except OutOfRange as exc:
+            raise RuleSetError(f"{flag} {_shown(item)}：{exc}") from None
+        except ValueError as exc:
+            kind = PARAM_TYPES_ZH.get(param.type, param.type)
+            raise RuleSetError(f"{flag} {_shown(item)}：{exc}（应为{kind}）{listing}") from None
+        params[rid][name] = value
+        overrides[f"{rid}.{name}"] = value
 
 
 def _load_yaml(path: Path) -> Any:
@@ -359,24 +390,8 @@ def load_ruleset(directory: Path) -> RuleSet:
     unknown = [r for r in meta.rules if r not in RULE_IDS]
     if unknown:
         raise RuleSetError(f"{directory}/_ruleset.yaml：未知规则 {'、'.join(unknown)}；可用规则：{'、'.join(RULE_IDS)}")
-    rules: dict[str, Rule] = {}
-    for rid in meta.rules:
-        rule: Rule = _model(Rule, directory / f"{rid}.yaml")
-        if rule.id != rid:
-            raise RuleSetError(f"{directory}/{rid}.yaml：id 为 {rule.id}，应与文件名 {rid} 一致")
-        unknown_tables = [t for t in rule.reads if t not in TABLES]
-        if unknown_tables:
-            raise RuleSetError(f"{directory}/{rid}.yaml：reads 中有未知的输入表 {'、'.join(unknown_tables)}；"
-                               f"可用：{'、'.join(TABLES)}")
-        if not (sql_dir() / "rules" / f"{rid}.sql").is_file():
-            raise RuleSetError(f"规则 {rid} 缺少 SQL 文件 sql/rules/{rid}.sql")
-        for cite in [rule.citation, *(p.cite for p in rule.parameters.values())]:
-            if cite.source not in meta.sources:
-                raise RuleSetError(f"{directory}/{rid}.yaml：引用了未定义的来源 {cite.source}")
-        for code in REQUIRED_MESSAGES.get(rid, ("hit",)):
-            if code not in rule.messages:
-                raise RuleSetError(f"{directory}/{rid}.yaml：messages 缺少 {code} 的说明模板")
-        rules[rid] = rule
+    rules = {rid: _load_rule(directory, meta, rid) for rid in meta.rules}
+    families = {fid: _load_rule(directory, meta, fid) for fid in FAMILY_IDS if (directory / f"{fid}.yaml").is_file()}
     dispositions: Dispositions = _model(Dispositions, directory / "dispositions.yaml")
     for entry in dispositions.entries:
         named = (entry.when.rules_any or []) + (entry.when.rules_all or [])
@@ -384,7 +399,26 @@ def load_ruleset(directory: Path) -> RuleSet:
             raise RuleSetError(f"{directory}/dispositions.yaml：条件中有未知规则 {named}")
     limits = load_energy_limits(directory / "energy_limits.csv")
     files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file()}
-    return RuleSet(directory, meta, rules, dispositions, limits, files)
+    return RuleSet(directory, meta, rules, dispositions, limits, files, families)
+
+
+def _load_rule(directory: Path, meta: RuleSetFile, rid: str) -> Rule:
+    rule: Rule = _model(Rule, directory / f"{rid}.yaml")
+    if rule.id != rid:
+        raise RuleSetError(f"{directory}/{rid}.yaml：id 为 {rule.id}，应与文件名 {rid} 一致")
+    unknown_tables = [t for t in rule.reads if t not in TABLES]
+    if unknown_tables:
+        raise RuleSetError(f"{directory}/{rid}.yaml：reads 中有未知的输入表 {'、'.join(unknown_tables)}；"
+                           f"可用：{'、'.join(TABLES)}")
+    if not (sql_dir() / "rules" / f"{rid}.sql").is_file():
+        raise RuleSetError(f"规则 {rid} 缺少 SQL 文件 sql/rules/{rid}.sql")
+    for cite in [rule.citation, *(p.cite for p in rule.parameters.values())]:
+        if cite.source not in meta.sources:
+            raise RuleSetError(f"{directory}/{rid}.yaml：引用了未定义的来源 {cite.source}")
+    for code in REQUIRED_MESSAGES.get(rid, ("hit",)):
+        if code not in rule.messages:
+            raise RuleSetError(f"{directory}/{rid}.yaml：messages 缺少 {code} 的说明模板")
+    return rule
 
 
 def unverified_limits_note(rs: RuleSet, hits: int) -> str:

@@ -44,6 +44,8 @@ class Table:
     #: alternative column groups: at least one member of each group must be present
     one_of: tuple[tuple[str, ...], ...] = ()
     needs_enterprise: bool = True
+    #: read only by a command of its own (``screening projects``), never by a screening run
+    standalone: bool = False
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
@@ -148,6 +150,26 @@ TABLES: dict[str, Table] = {
                 Column("score", "综合得分", "number", required=False),
             ),
             key=("uscc", "year"),
+        ),
+        Table(
+            "projects",
+            "拟建项目",
+            (
+                Column("project_id", "项目代码", "text", nonnull=True),
+                Column("name", "项目名称", "text"),
+                # the applicant; a new company may not have a code yet
+                Column("uscc", "统一社会信用代码", "uscc", required=False),
+                Column("township", "乡镇街道", "text"),
+                Column("industry_code", "行业代码", "code4", nonnull=True),
+                Column("energy_tce", "年综合能耗", "number", nonnull=True, min=0.0, unit="energy"),
+                Column("coal_t", "其中煤炭", "number", required=False, min=0.0),
+                Column("value_added", "年工业增加值", "number", min=0.0, unit="money"),
+                Column("start_year", "计划开工年份", "year", required=False),
+                Column("status", "状态", "text", required=False),
+            ),
+            key=("project_id",),
+            needs_enterprise=False,
+            standalone=True,
         ),
     )
 }

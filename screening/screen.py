@@ -59,6 +59,8 @@ class Screening:
     anomaly_summary: dict[str, Any] = field(default_factory=dict)
     #: rule-4 hits resting on a limit not marked verified in energy_limits.csv (reason code hit_unverified)
     unverified_limit_hits: int = 0
+    #: 重点用能单位 of the data years (screening.projects.key_energy_summary); None when the rule set has none
+    key_energy: dict[str, Any] | None = None
 
     def __enter__(self) -> "Screening":
         return self
@@ -234,6 +236,7 @@ def screen(
         with _timed(timings, anomaly.STAGE, progress) if anomalies else nullcontext():
             # advisory only; its figures are read before the inputs go (it compares revenue from in_stats)
             figures = anomaly.features(engine, list_year) if anomalies else None
+            key_energy = _key_energy(engine, rs, list_year)  # read from in_energy and in_stats, before they go
             # firm_year and firm_panel now hold everything the rules read from these
             for name in ("stats", "tax", "land", "energy", "evaluations", "land_incomplete", "computed_grades"):
                 engine.con.unregister(f"in_{name}")
@@ -268,7 +271,7 @@ def screen(
         raise
     return Screening(run_id, list_year, rs, inputs, engine, listing, audit, started, timings, warnings,
                      anomalies=flags, anomaly_summary=scored.summary if scored is not None else {},
-                     unverified_limit_hits=unverified)
+                     unverified_limit_hits=unverified, key_energy=key_energy)
 
 
 def _unverified_limit_hits(engine: Engine, rs: RuleSet) -> int:
@@ -335,6 +338,23 @@ def _computed_grades(inputs: Inputs, rs: RuleSet, years: list[int]) -> pl.DataFr
     from .evaluation import evaluation_grades
 
     return evaluation_grades(inputs, years, method).select("firm_id", "year", "grade")
+
+
+def _key_energy(engine: Engine, rs: RuleSet, list_year: int) -> dict[str, Any] | None:
+    """重点用能单位 of the run's data years (advisory: never a status, the list or results)."""
+    from .projects import KEY_FAMILY, key_energy_summary, key_energy_users_in
+
+    if KEY_FAMILY not in rs.families:
+        return None
+    engine.execute("key energy views", """
+        CREATE OR REPLACE VIEW key_energy AS
+            SELECT p.uscc, e.year, e.energy_tce FROM in_energy e JOIN firm_panel p USING (firm_id);
+        CREATE OR REPLACE VIEW key_stats AS
+            SELECT p.uscc, s.year, s.value_added FROM in_stats s JOIN firm_panel p USING (firm_id);
+    """, {})
+    users = key_energy_users_in(engine, rs)
+    engine.execute("drop key energy views", "DROP VIEW key_energy;\nDROP VIEW key_stats;", {})
+    return key_energy_summary(rs, users, list_year - 1)
 
 
 def _base_params(rs: RuleSet, list_year: int) -> dict[str, Any]:

@@ -864,3 +864,46 @@ def generate(
         _write_table(name, df, out, fmt)
         counts[name] = df.height
     return counts
+
+
+#: industries of the synthetic proposed projects: (GB/T 4754 小类, weight); 两高 大类 25/26/30/31/32/44 included
+_PROJECT_INDUSTRIES = [("3823", 6), ("3824", 3), ("3411", 2), ("3311", 2), ("2614", 2), ("3011", 2), ("3041", 1),
+                       ("3130", 1), ("3216", 1), ("2511", 1), ("4411", 1), ("2929", 2)]
+_PROJECT_TOWNS = ["柳市镇", "北白象镇", "虹桥镇", "乐成街道", "城东街道", "城南街道", "盐盘街道", "翁垟街道"]
+#: boundary projects every sample holds, so each outcome shows: (energy tce, value added 万元, industry)
+_PROJECT_FIXED = [(2450.0, 5000.0, "3823"), (2500.0, 5000.0, "3011"), (1000.0, 4000.0, "3824"),
+                  (5000.0, 12000.0, "2614"), (999.0, 3000.0, "3411"), (3000.0, None, "3216"), (800.0, 0.0, "2929")]
+
+
+def generate_projects(out: Path, seed: int = 20220507, projects: int = 30) -> Path:
+    """The synthetic 拟建项目 table of sample_data/projects/ (``screening projects``): ``projects``
+    rows (the boundary projects of ``_PROJECT_FIXED`` first), a Chinese workbook as a 发改局 register
+    would look, plus one deliberately bad row (negative energy). Same seed → same file, byte for byte."""
+    rng = _rng(seed, 17)
+    rows = []
+    for i in range(projects):
+        if i < len(_PROJECT_FIXED):
+            energy, value_added, industry = _PROJECT_FIXED[i]
+        else:
+            industry = _PROJECT_INDUSTRIES[int(_choice(rng, [w for _, w in _PROJECT_INDUSTRIES], 1)[0])][0]
+            energy = float(round(float(np.exp(rng.normal(7.3, 1.0))), 1))  # median ≈ 1500 tce
+            # intensity around the standard: most pass, some clearly above
+            value_added = float(round(energy / float(np.exp(rng.normal(np.log(0.35), 0.45))), 1))
+        township = _PROJECT_TOWNS[int(rng.integers(len(_PROJECT_TOWNS)))]
+        body = f"91330382P{i + 1:08d}"
+        applicant = body + check_char(body) if rng.random() < 0.7 else None  # a new company has no code yet
+        rows.append({
+            "项目代码": f"2022-330382-{industry[:2]}-03-{i + 1:06d}", "项目名称": f"样例拟建项目{i + 1:02d}",
+            "统一社会信用代码": applicant, "乡镇街道": township, "行业代码": industry,
+            "年综合能耗（吨标准煤）": energy, "其中煤炭（吨）": round(energy * 0.3, 1) if industry[:2] in ("30", "44") else None,
+            "年工业增加值（万元）": value_added, "计划开工年份": 2022 + int(rng.integers(2)), "状态": "拟建",
+        })
+    rows.append({**rows[-1], "项目代码": "2022-330382-38-03-999999", "项目名称": "样例错误行（能耗为负）",
+                 "年综合能耗（吨标准煤）": -100.0})
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    schema = {k: (pl.Float64 if "（" in k and k != "项目代码" else pl.Int64 if k == "计划开工年份" else pl.String)
+              for k in rows[0]}
+    path = out / "projects.xlsx"
+    _write_xlsx(pl.DataFrame(rows, schema=schema, orient="row"), path)
+    return path

@@ -427,7 +427,7 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
     years: dict[str, list[int]] = {}
     registry = pl.DataFrame(schema={"uscc": pl.String, FIRM_ID: pl.UInt32})
     rejected_codes = pl.Series("uscc", [], dtype=pl.String)
-    for name in ["enterprises"] + [n for n in TABLES if n != "enterprises"]:
+    for name in ["enterprises"] + [n for n, t in TABLES.items() if n != "enterprises" and not t.standalone]:
         raw = files.get(name)
         if raw is None:
             tables[name] = _empty(TABLES[name])

@@ -9,7 +9,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from golden import CaseFile, run_case  # noqa: E402
+from golden import CaseFile, ProjectCaseFile, run_case, run_project_case  # noqa: E402
 
 
 def pytest_collect_file(parent: pytest.Collector, file_path: Path):
@@ -20,7 +20,13 @@ def pytest_collect_file(parent: pytest.Collector, file_path: Path):
 
 class GoldenFile(pytest.File):
     def collect(self):
-        spec = CaseFile.model_validate(yaml.safe_load(self.path.read_text(encoding="utf-8")))
+        data = yaml.safe_load(self.path.read_text(encoding="utf-8"))
+        if data.get("rule") == "projects":  # 拟建项目: projects, not firms
+            spec = ProjectCaseFile.model_validate(data)
+            for case in spec.cases:
+                yield GoldenCase.from_parent(self, name=case.name, case=case, rule=spec.rule)
+            return
+        spec = CaseFile.model_validate(data)
         for case in spec.cases:
             yield GoldenCase.from_parent(self, name=case.name, case=case, rule=spec.rule)
 
@@ -33,7 +39,10 @@ class GoldenCase(pytest.Item):
 
     def runtest(self):
         tmp = Path(self.config._tmp_path_factory.mktemp("golden"))
-        problems = run_case(self.case, self.rule, tmp)
+        if self.rule == "projects":
+            problems = run_project_case(self.case, tmp)
+        else:
+            problems = run_case(self.case, self.rule, tmp)
         if problems:
             raise GoldenMismatch(problems)
 

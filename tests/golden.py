@@ -223,3 +223,80 @@ def run_case(case: Case, default_rule: str, tmp: Path) -> list[str]:
             inverse = {v: k for k, v in alias.codes.items()}
             problems.append(f"list: {sorted(inverse.get(u, u) for u in listed)}, expected {sorted(case.listed)}")
     return problems
+
+
+# ---------------------------------------------------------------- 拟建项目 (screening projects)
+
+class ProjectExpect(_Strict):
+    project: str
+    two_high: bool | None = None
+    intensity: float | None = None
+    standard: float | None = None
+    intensity_status: Literal["hit", "pass", "insufficient_data"] | None = None
+    authority: Literal["below_review", "county", "upper"] | None = None
+    suggestion: str | None = None
+    reason_contains: list[str] = Field(default_factory=list)
+    empty: list[str] = Field(default_factory=list)
+
+
+class ProjectReject(_Strict):
+    row: int
+    column: str
+    reason_contains: str
+
+
+class ProjectCase(_Strict):
+    name: str
+    set: list[str] = Field(default_factory=list)
+    projects: list[dict[str, Any]]
+    expected: list[ProjectExpect] = Field(default_factory=list)
+    rejected: list[ProjectReject] = Field(default_factory=list)
+    #: the projects that must be in the output, all of them (rejected rows are not)
+    reviewed: list[str] | None = None
+
+
+class ProjectCaseFile(_Strict):
+    rule: Literal["projects"]
+    cases: list[ProjectCase]
+
+
+def run_project_case(case: ProjectCase, tmp: Path) -> list[str]:
+    """Run one 拟建项目 case through the real path (CSV -> ingestion -> SQL); return mismatches."""
+    from screening.projects import review
+
+    folder = tmp / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    columns = TABLES["projects"].columns
+    header = [c.name for c in columns if c.required or any(c.name in r for r in case.projects)]
+    pl.DataFrame({h: [None if r.get(h) is None else str(r.get(h)) for r in case.projects] for h in header},
+                 schema={h: pl.String for h in header}).write_csv(folder / "projects.csv")
+    result = review(folder, default_ruleset(), case.set)
+    rows = {r["project_id"]: r for r in result.results.iter_rows(named=True)}
+    problems: list[str] = []
+    for exp in case.expected:
+        got = rows.get(exp.project)
+        if got is None:
+            problems.append(f"{exp.project}: no result row")
+            continue
+        for fld in ("two_high", "intensity_status", "authority", "suggestion"):
+            want = getattr(exp, fld)
+            if want is not None and got[fld] != want:
+                problems.append(f"{exp.project}: {fld} {got[fld]!r}, expected {want!r} ({got['reason']})")
+        for fld in ("intensity", "standard"):
+            want = getattr(exp, fld)
+            if want is not None and not _close(got[fld], want):
+                problems.append(f"{exp.project}: {fld} {got[fld]!r}, expected {want!r}")
+        for fld in exp.empty:
+            if got[fld] is not None:
+                problems.append(f"{exp.project}: {fld} should be empty, got {got[fld]!r}")
+        for text in exp.reason_contains:
+            if text not in (got["reason"] or ""):
+                problems.append(f"{exp.project}: reason {got['reason']!r} lacks {text!r}")
+    lines = result.rejects.iter_rows(named=True)
+    rejects = [(r["row"], r["column"], r["reason"]) for r in lines]
+    for want in case.rejected:
+        if not any(r == want.row and c == want.column and want.reason_contains in reason for r, c, reason in rejects):
+            problems.append(f"row {want.row}/{want.column}: no reject containing {want.reason_contains!r}; got {rejects}")
+    if case.reviewed is not None and sorted(rows) != sorted(case.reviewed):
+        problems.append(f"reviewed {sorted(rows)}, expected {sorted(case.reviewed)}")
+    return problems

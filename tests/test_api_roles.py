@@ -44,6 +44,7 @@ ALLOWED = {
     "users-create": {ADMIN},
     "users-revoke": {ADMIN},
     "warnings-get": {ADMIN, ANALYST, TOWN},
+    "projects-get": {ADMIN, ANALYST},
 }
 PUBLIC = {"health-get"}
 INVALID_BODY = {"__not_a_field__": True}

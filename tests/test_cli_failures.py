@@ -112,6 +112,7 @@ COMMANDS = {
     "whatif": ("whatif", "--param", PARAM),
     "compare": ("compare", "--before", "2022", "--after", "2021", "--db", "db.duckdb"),
     "synth": ("synth", "--firms", "20"),
+    "projects": ("projects", "--data", ROOT / "sample_data" / "projects"),
 }
 
 

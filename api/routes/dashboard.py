@@ -82,4 +82,12 @@ def _dashboard(cursor, year: int) -> dict:
         targets["firms"]["final"] = final
     return {"year": year, "run_id": run, "finalized": year in catalogue.finalized, "listed": listed, "final": final,
             "by_township": by_township, "by_rule": by_rule, "by_industry": by_industry, "verification": verification, "plans": plans,
-            "targets": targets, "year_over_year": change}
+            "targets": targets, "year_over_year": change, "key_energy_users": _key_energy(record)}
+
+
+def _key_energy(record: dict) -> dict | None:
+    """重点用能单位 counts of the run (aggregates only: the firms are in each 一企一策 record)."""
+    summary = record.get("key_energy_users")
+    if not summary:
+        return None
+    return {k: v for k, v in summary.items() if k != "rows"}

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from typing import Annotated
 
@@ -123,7 +124,26 @@ def get_enterprise(
             "evidence": evidence_of(cursor, code, year),
             "dispute_decisions": state.decisions.get(code, []),
             "finalized": state.finalization is not None, "on_final_list": code in state.final_basis,
-            "plan": state.plans.get(code)}
+            "plan": state.plans.get(code),
+            "key_energy_user": _key_energy_user(cursor, run.run_id, code)}
+
+
+def _key_energy_user(cursor, run: str, uscc: str) -> dict | None:
+    """The firm's 重点用能单位 rows recorded by the run (screening.projects.key_energy_summary):
+    energy, energy per 万元 of value added and whether it rose, per data year; None when the firm
+    is not one (or the run predates the feature)."""
+    found = cursor.execute("""
+        SELECT json_extract(record, '$.key_energy_users') FROM runs WHERE run_id = ?
+    """, [run]).fetchall()
+    summary = json.loads(found[0][0]) if found and found[0][0] else None
+    if not summary:
+        return None
+    rows = [r for r in summary.get("rows", []) if r.get("uscc") == uscc]
+    if not rows:
+        return None
+    rows = [{k: v for k, v in r.items() if k != "uscc"} for r in rows]
+    return {"threshold_tce": summary["threshold_tce"], "citation": summary["citation"], "years": rows,
+            "rising": bool(rows[-1].get("rising")), "note": rows[-1]["note"], "advisory": "仅供参考"}
 
 
 def evidence_of(cursor, uscc: str, year: int) -> list[dict]:

@@ -438,6 +438,8 @@ def read_dir(data_dir: Path, needed: set[str]) -> dict[str, RawTable]:
         raise InputError(f"数据目录不存在：{data_dir}")
     out: dict[str, RawTable] = {}
     for name, table in TABLES.items():
+        if table.standalone:  # read by its own command (screening.projects), never by a run
+            continue
         path = find_table_file(data_dir, name)
         if path is None:
             if name in needed:
