@@ -14,7 +14,7 @@ from .cli_common import STATUS_ZH, _database, _fail, _notice, err_console, out_c
 from .cli_evaluate import evaluate_command
 from .cli_warn import warn_command
 from .errors import ScreeningError
-from .terminal import say
+from .terminal import pack, say
 
 app = typer.Typer(
     help="高耗低效企业筛选引擎：读取部门数据，按规则生成《高耗低效整治企业清单》。",
@@ -242,25 +242,24 @@ def check(
     except ScreeningError as exc:
         _fail(exc)
     print_intake(report)
-    out_console.print(f"已写出：{'、'.join(str(p) for p in written)}")
+    say(out_console, f"已写出：{'、'.join(p.name for p in written)}（目录：{out.resolve()}）")
     if not report["screenable"]:
         raise typer.Exit(2)
 
 
 def print_intake(report: dict) -> None:
-    """The intake report as tables on the console."""
+    """The intake report on the console: one block per table (label：value, wrapped to the
+    terminal's width, never cut), then the coverage by year."""
     from .ingest.report import COVERAGE_TABLES, TABLE_HEADERS, table_rows
 
-    table = Table(title="数据接收检查")
-    for h in TABLE_HEADERS[:-1]:
-        table.add_column(h)
-    rows = table_rows(report)
-    for row in rows:
-        table.add_row(*(str(v) for v in row[:-1]))
-    out_console.print(table)
-    for row in rows:
+    say(out_console, "数据接收检查", "bold")
+    for row in table_rows(report):
+        say(out_console, f"■ {row[0]}", "bold")
+        if any(v != "" for v in row[1:-1]):  # else a table that could not be read: its reason is all there is
+            facts = [f"{h}：{v if v != '' else '—'}" for h, v in zip(TABLE_HEADERS[1:-1], row[1:-1])]
+            say(out_console, pack(facts, out_console.width))
         if row[-1]:
-            out_console.print(f"{row[0]}：{row[-1]}", highlight=False)
+            say(out_console, pack(f"{TABLE_HEADERS[-1]}：{row[-1]}".split("；"), out_console.width))
     if report["coverage"]:
         cov = Table(title="年度覆盖（有数据的企业数）")
         for h in ("年度", "统计", "税收", "用地", "能耗", "评价等级"):
@@ -270,15 +269,15 @@ def print_intake(report: dict) -> None:
         out_console.print(cov)
     for name, t in report["tables"].items():
         if t.get("note"):
-            out_console.print(f"[yellow]提示：{t['file_name']}：{t['note']}[/]")
+            say(out_console, f"提示：{t['file_name']}：{t['note']}", "yellow")
         hidden = [sh["name"] for sh in t.get("sheets") or [] if sh["visible"] != "visible"]
         if hidden:
-            out_console.print(f"{t['file_name']}：未读取隐藏工作表 {'、'.join(hidden)}")
+            say(out_console, f"{t['file_name']}：未读取隐藏工作表 {'、'.join(hidden)}")
     if report["screenable"]:
-        out_console.print("[green]可以筛选[/]")
+        say(out_console, "可以筛选", "green")
     else:
         for p in report["problems"]:
-            err_console.print(f"[red]不能筛选：[/]{p}", highlight=False)
+            say(err_console, f"不能筛选：{p}", "red")
 
 
 @app.command()

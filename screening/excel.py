@@ -181,8 +181,19 @@ ANOMALY_COLUMN = ("anomaly_note", "数据核查提示（仅供参考）", 40, "w
 TOWNSHIP_COLUMNS = (*(c for c in LIST_COLUMNS if c[0] not in ("township", "rule_ids")), ANOMALY_COLUMN)
 
 
+#: what people read for a firm whose township is unknown (registry cell empty or cleared);
+#: list.csv/parquet keep the township empty (null) for machines
+UNKNOWN_TOWNSHIP = "未知乡镇"
+
+
+def township_for_people() -> pl.Expr:
+    """``township``, with an unknown one (null, empty or blank) named :data:`UNKNOWN_TOWNSHIP`."""
+    return (pl.when(pl.col("township").str.strip_chars().fill_null("") == "").then(pl.lit(UNKNOWN_TOWNSHIP))
+            .otherwise(pl.col("township")).alias("township"))
+
+
 def sheet_name(name: str | None, used: set[str]) -> str:
-    base = _SHEET_BAD.sub("_", name or "未填乡镇").strip("'")[:31] or "未填乡镇"
+    base = _SHEET_BAD.sub("_", name or UNKNOWN_TOWNSHIP).strip("'")[:31] or UNKNOWN_TOWNSHIP
     candidate, n = base, 2
     while candidate.lower() in used:
         suffix = f"_{n}"
@@ -195,6 +206,7 @@ def _people_list(s: "Screening") -> pl.DataFrame:
     titles = {rid: s.ruleset.rules[rid].short_title for rid in s.ruleset.enabled}
     notes = s.anomalies.filter("flagged").select("uscc", pl.col("indicators").alias("anomaly_note"))
     return s.list.join(notes, on="uscc", how="left", maintain_order="left").with_columns(
+        township_for_people(),
         pl.int_range(1, pl.len() + 1).alias("list_no"),
         pl.col("rule_ids").str.split(";").list.eval(pl.element().replace(titles)).list.join("；").alias("rule_titles"),
     )
@@ -290,9 +302,8 @@ def _summary(wb: xlsxwriter.Workbook, fmts: dict[str, Any], s: "Screening") -> N
 
 
 def _township_counts(s: "Screening") -> pl.DataFrame:
-    listing = s.list
     return (
-        listing.group_by(pl.col("township").fill_null("未填乡镇"))
+        s.list.with_columns(township_for_people()).group_by("township")
         .agg(
             pl.len().alias("listed"),
             *(pl.col("rule_ids").str.split(";").list.contains(rid).sum().alias(rid) for rid in s.ruleset.enabled),
@@ -355,6 +366,6 @@ def write_workbook(s: "Screening", path: Path) -> None:
         for (township,), part in people.group_by("township", maintain_order=True):
             _list_sheet(wb, fmts, sheet_name(township, used),
                         part.with_columns(pl.int_range(1, pl.len() + 1).alias("list_no")), TOWNSHIP_COLUMNS,
-                        page=(f"{title}（{township or '未填乡镇'}）", facts))
+                        page=(f"{title}（{township}）", facts))
         _rules_sheet(wb, fmts, s)
         _rejects_sheet(wb, fmts, s.inputs.rejects, (title, facts))

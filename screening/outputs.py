@@ -84,9 +84,9 @@ def write_rejects(s: "Screening", out: Path) -> list[Path]:
 
 def write_check(s: "Screening", out: Path) -> list[Path]:
     """The intake report (数据接收检查) of the run's inputs: check.json and check.xlsx."""
-    from .ingest.report import report_from_inputs, write_report
+    from .ingest.report import write_report
 
-    return write_report(report_from_inputs(s.inputs, year=s.list_year), out)
+    return write_report(s.intake, out)
 
 
 def write_anomalies(s: "Screening", out: Path) -> list[Path]:
@@ -130,6 +130,7 @@ def run_record(s: "Screening", outputs: dict[str, Any] | None = None) -> dict[st
         "rejected_rows": s.inputs.rejected_rows,
         "cleared_fields": s.inputs.cleared_fields,
         "normalised": s.inputs.normalised_counts(),
+        "check": s.intake,  # the intake report, as check.json (GET /api/v1/runs/{run_id}/check)
         "enterprises": s.enterprises,
         "listed": s.list.height,
         "hits_per_rule": s.hits_per_rule(),

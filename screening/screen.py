@@ -99,6 +99,13 @@ class Screening:
             out[rid][status] = n
         return out
 
+    @cached_property
+    def intake(self) -> dict[str, Any]:
+        """The intake report (数据接收检查) of the run's inputs: check.json, and the stored record's ``check``."""
+        from .ingest.report import report_from_inputs
+
+        return report_from_inputs(self.inputs, year=self.list_year)
+
     def hits_per_rule(self) -> dict[str, int]:
         return {rid: c.get("hit", 0) for rid, c in self.status_counts().items()}
 

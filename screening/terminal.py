@@ -14,7 +14,7 @@ _STOP = r"\s，。；：、（）《》“”！？"
 #: one unit each; other characters stand alone
 _ATOM = re.compile(rf"[^{_STOP}]{{0,16}}[._/\\][^{_STOP}]+|[\x21-\x7e]+|[ \t]+|[^\x00-\x7f]")
 #: marks that close what comes before them: never the first thing on a line
-_CLOSING = set("，。；：、）》」』！？…%％")
+_CLOSING = set("，。；：、）》」』”’！？…%％")
 #: marks that open what follows them: never the last thing on a line
 _OPENING = set("（《「『“")
 
@@ -49,6 +49,21 @@ def wrap(text: str, width: int) -> str:
             line, used = line + atom, used + size
         lines.append(line.rstrip())
     return "\n".join(lines)
+
+
+def pack(items: list[str], width: int, sep: str = "；") -> str:
+    """``items`` joined by ``sep`` into lines of at most ``width`` cells, broken only between
+    items (a label and its value stay on one line); an item longer than a line is :func:`wrap`-ped."""
+    lines: list[str] = []
+    line = ""
+    for item in items:
+        if line and cell_len(f"{line}{sep}{item}{sep}") > width:
+            lines.append(line + sep)
+            line = item
+        else:
+            line = f"{line}{sep}{item}" if line else item
+    lines.append(line)
+    return "\n".join(wrap(one, width) for one in lines)
 
 
 def say(console: Console, text: str, style: str | None = None) -> None:

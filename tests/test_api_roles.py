@@ -40,6 +40,7 @@ ALLOWED = {
     "runs-stage": {ADMIN},
     "runs-import": {ADMIN},
     "runs-prune": {ADMIN},
+    "runs-check": {ADMIN, ANALYST},
     "backups-create": {ADMIN},
     "users-create": {ADMIN},
     "users-revoke": {ADMIN},
@@ -62,7 +63,8 @@ def matrix(tmp_path_factory):
 
 
 def _call(client: TestClient, method: str, path: str, firm: str, headers: dict[str, str]):
-    url = (path.replace("{year}", "2022").replace("{uscc}", firm).replace("{name}", "无此用户"))
+    url = (path.replace("{year}", "2022").replace("{uscc}", firm).replace("{name}", "无此用户")
+           .replace("{run_id}", "2022-20260101T080000-0a1b2c"))
     if method == "GET":
         return client.get(url, headers=headers)
     if method == "DELETE":

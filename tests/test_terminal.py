@@ -7,12 +7,15 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from rich.cells import cell_len
 
 from cli_helpers import _command
 from screening.terminal import wrap
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.e2e
 
@@ -74,6 +77,33 @@ def test_whatif_table_fits_80_columns(tmp_path):
     assert proc.returncode == 0, proc.stderr
     _check(proc.stdout, 80)
     assert "…" not in proc.stdout and "能耗（吨标准煤）" in proc.stdout
+
+
+def test_check_fits_80_columns_and_names_its_folder(tmp_path):
+    """screening check (issue 14, item 4): per-table blocks, nothing cut, labels and file names whole."""
+    from screening.ingest.report import TABLE_HEADERS
+
+    proc = _run(["check", "--data", ROOT / "sample_data", "--year", "2022", "--out", tmp_path / "ck"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    _check(proc.stdout, 80)
+    assert "…" not in proc.stdout
+    lines = proc.stdout.splitlines()
+    for label in TABLE_HEADERS[1:]:
+        assert any(f"{label}：" in line for line in lines), label
+    for name in ("enterprises.csv", "land.xlsx", "evaluations.xlsx", "product_energy.csv"):
+        assert any(name in line for line in lines), name
+    assert "已写出：check.json、check.xlsx" in proc.stdout
+    assert str((tmp_path / "ck").resolve()) in proc.stdout.replace("\n", "")
+
+
+def test_pack_breaks_only_between_items():
+    from screening.terminal import pack
+
+    items = ["文件：enterprises.csv", "工作表：—", "表头行：1", "读取行数：6001", "接收行数：6000", "规范化单元格：0"]
+    for width in (24, 30, 40, 80):  # each item and its separator fit a line
+        lines = pack(items, width).split("\n")
+        assert all(cell_len(line) <= width for line in lines), lines
+        assert [x for line in lines for x in line.split("；") if x] == items
 
 
 @pytest.mark.parametrize("width", [8, 13, 22, 40, 80])

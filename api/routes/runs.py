@@ -4,11 +4,13 @@ that ``screening run`` staged in a file of its own when it found the database he
 (POST /runs/import, see screening.handover)."""
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from screening.errors import ScreeningError
@@ -19,13 +21,17 @@ from screening.screen import screen
 from screening.store import import_staged
 
 from ..auth import User
-from ..db import audit, ensure_schema
+from ..db import audit, ensure_schema, table_exists
 from ..deps import CursorDep, allow
 from .common import ERRORS
 from .finalization import settle_run
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
 _one_at_a_time = threading.Lock()
+
+#: a run's id as screening.screen makes it: list year, start time, six hex digits
+RunIdPath = Annotated[str, PathParam(pattern=r"^\d{4}-\d{8}T\d{6}-[0-9a-f]{6}$", description="运行编号",
+                                     examples=["2022-20260101T080000-0a1b2c"])]
 
 
 class RunIn(BaseModel):
@@ -110,3 +116,16 @@ def import_run(body: ImportIn, request: Request, cursor: CursorDep,
     kind = "run" if imported["run_ids"] else "warnings"  # a screening run, or a warn run (warn_* tables)
     audit(cursor, user, f"import_{kind}", kind, ",".join(imported["run_ids"]) or staged.name, None, summary)
     return summary
+
+
+@router.get("/runs/{run_id}/check", responses={**ERRORS, 404: {"description": "没有该运行，或该运行保存时尚未记录数据接收检查"}},
+            operation_id="runs-check", summary="某次运行的数据接收检查（与该运行写出的 check.json 相同）")
+def get_run_check(run_id: RunIdPath, cursor: CursorDep,
+                  _user: Annotated[User, Depends(allow("admin", "analyst"))]) -> dict:
+    rows = cursor.execute("SELECT json_extract(record, '$.check') FROM runs WHERE run_id = ?", [run_id]).fetchall() \
+        if table_exists(cursor, "runs") else []
+    if not rows:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"没有运行 {run_id}")
+    if rows[0][0] is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"运行 {run_id} 保存时尚未记录数据接收检查，请重新运行筛选")
+    return json.loads(rows[0][0])
