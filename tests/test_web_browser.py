@@ -114,9 +114,9 @@ def session(browser, server):
 
 
 def test_each_role_signs_in_and_sees_only_its_pages(session, server):
-    expected = {"admin": ("/workbench/2022", {"工作台", "清单", "大屏", "数据与筛选", "用户", "审计"}),
+    expected = {"admin": ("/workbench/2022", {"工作台", "清单", "大屏", "数据与筛选", "拟建项目", "用户", "审计", "备份"}),
                 "township": ("/lists/2022", {"清单"}),
-                "analyst": ("/workbench/2022", {"工作台", "清单", "大屏", "数据与筛选"}),
+                "analyst": ("/workbench/2022", {"工作台", "清单", "大屏", "数据与筛选", "拟建项目"}),
                 "dashboard": ("/screen/2022", {"大屏"})}
     for role, (landing, menu) in expected.items():
         s = session(role)
@@ -132,6 +132,29 @@ def test_each_role_signs_in_and_sees_only_its_pages(session, server):
             townships = set(s.page.locator("#list tbody tr td:nth-child(3)").all_inner_texts())
             assert townships == {TOWNSHIP}
         s.close()
+
+
+def test_projects_filter_and_the_backup_button(session, server):
+    analyst = session("analyst")
+    analyst.page.click("header nav >> text=拟建项目")
+    api = server["api"].get("/api/v1/projects?page_size=50", headers=bearer(server["tokens"]["analyst"])).json()
+    assert analyst.page.locator("#projects tbody tr").count() == len(api["items"]) > 0
+    analyst.page.select_option("select[name=suggestion]", "报上级审查")
+    analyst.page.click("form.filters button[type=submit]")
+    analyst.page.wait_for_load_state()
+    shown = analyst.page.locator("#projects tbody tr td:nth-child(10)").all_inner_texts()
+    assert shown and all(text.startswith("报上级审查") and "仅供参考" in text for text in shown)
+    analyst.shot("projects")
+    admin = session("admin")
+    admin.page.click("header nav >> text=备份")
+    admin.page.check("input[name=confirm]")
+    admin.page.click("#backup-form button[type=submit]")
+    admin.page.wait_for_load_state()
+    name = admin.page.locator("#backup-name").inner_text()
+    assert name.startswith("screening-backup-") and "北京时间" in admin.page.locator("#backup-done").inner_text()
+    assert admin.page.locator("#backup-tables tbody tr").count() > 5
+    assert server["api"].get("/api/v1/health").json()["last_backup_age_hours"] is not None
+    admin.shot("backups")
 
 
 def test_signed_out_pages_go_to_sign_in(session):

@@ -2,6 +2,8 @@
 escaping and the offline documentation pages.  The browser flows are in test_web_browser.py."""
 from __future__ import annotations
 
+import datetime as dt
+import json
 import re
 import subprocess
 
@@ -50,6 +52,9 @@ PAGES = {
     ("POST", "/users"): {ADMIN},
     ("POST", "/users/revoke"): {ADMIN},
     ("GET", "/audit"): {ADMIN},
+    ("GET", "/projects"): {ADMIN, ANALYST},
+    ("GET", "/backups"): {ADMIN},
+    ("POST", "/backups"): {ADMIN},
 }
 #: open to everyone: sign-in and the offline API documentation; sign-out needs a session
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/docs"), ("GET", "/redoc"), ("POST", "/logout")}
@@ -401,6 +406,59 @@ def test_evidence_files(web, tmp_path):
     stored = next((client.app.state.settings.db.parent / f"{client.app.state.settings.db.name}.evidence").iterdir())
     assert stored.read_bytes() == PNG and stored.stat().st_mode & 0o077 == 0
     assert stored.parent.stat().st_mode & 0o077 == 0
+
+
+def test_the_projects_page_shows_the_apis_rows(web):
+    client, tokens, _ = web
+    sign_in(client, ANALYST)
+    head = bearer(tokens["analyst"])
+    everything = client.get("/api/v1/projects?page_size=500", headers=head).json()
+    suggestions = {i["suggestion"].removesuffix("（仅供参考）") for i in everything["items"]}
+    assert len(suggestions) > 1  # the filter below selects something different each time
+    for query in ("", *(f"suggestion={s}" for s in sorted(suggestions))):
+        html = client.get(f"/projects?{query}")
+        api = client.get(f"/api/v1/projects?{query}&page_size=50", headers=head).json()
+        assert html.status_code == 200, html.text
+        assert re.search(r'<strong id="total">(\d+)</strong>', html.text).group(1) == str(api["total"]), query
+        rows = re.findall(r'<tr data-project="([^"]+)">(.*?)</tr>', html.text, re.S)
+        assert [p for p, _ in rows] == [i["project_id"] for i in api["items"]], query
+        for (_, cells), item in zip(rows, api["items"]):
+            assert item["suggestion"] in cells and "仅供参考" in item["suggestion"]
+            assert item["reason"].replace("<", "&lt;").replace(">", "&gt;") in cells.replace("&#39;", "'")
+    dash = client.get("/api/v1/dashboard/2022", headers=head).json()["key_energy_users"]
+    assert f"重点用能单位 <strong>{dash['firms']}</strong> 家" in client.get("/projects").text
+    bad = client.get("/projects?suggestion=全部受理")
+    assert bad.status_code == 422 and "suggestion" in bad.text
+    assert ">拟建项目</a>" in bad.text  # in the menu of admin and analyst
+    sign_in(client, TOWN)
+    assert ">拟建项目</a>" not in client.get("/lists/2022").text
+
+
+def test_an_admin_backs_up_on_the_page(web):
+    client, tokens, _ = web
+    csrf = sign_in(client, ADMIN)
+    db = client.app.state.settings.db
+    backups = db.parent / f"{db.name}.backups"
+    before = {p.name for p in backups.iterdir()} if backups.exists() else set()
+    page = client.get("/backups")
+    assert page.status_code == 200 and 'id="backup-form"' in page.text and ">备份</a>" in page.text
+    refused = client.post("/backups", data={"csrf_token": csrf})
+    assert refused.status_code == 422 and "确认备份" in refused.text
+    assert client.post("/backups", data={"confirm": "1"}).status_code == 403  # no CSRF token: nothing written
+    assert ({p.name for p in backups.iterdir()} if backups.exists() else set()) == before
+    done = client.post("/backups", data={"csrf_token": csrf, "confirm": "1"})
+    assert done.status_code == 200, done.text
+    name = re.search(r'id="backup-name">([^<]+)<', done.text).group(1)
+    assert (backups / name / "manifest.json").is_file()
+    manifest = json.loads((backups / name / "manifest.json").read_text(encoding="utf-8"))
+    shown = dict(re.findall(r'<tr><td class="mono">([^<]+)</td><td class="num">([\d,]+)</td></tr>', done.text))
+    assert shown == {t: f"{e['rows']:,}" for t, e in manifest["tables"].items()}
+    created = dt.datetime.fromisoformat(manifest["created_at"]).astimezone(dt.timezone(dt.timedelta(hours=8)))
+    assert f"{created:%Y-%m-%d %H:%M:%S}（北京时间）" in done.text
+    age = client.get("/api/v1/health").json()["last_backup_age_hours"]
+    assert age is not None and "距最近一次备份" in client.get("/backups").text
+    log = client.get("/api/v1/audit?page_size=500", headers=bearer(tokens["admin"])).json()["items"]
+    assert any(i["action"] == "backup" and i["entity_key"] == name for i in log)
 
 
 def test_an_admin_runs_a_screening_on_the_page(web):

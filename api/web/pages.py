@@ -14,10 +14,14 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Resp
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import TypeAdapter, ValidationError
 
+from screening.projects import AUTHORITY_ZH as PROJECT_AUTHORITY
+from screening.projects import STATUS_ZH as PROJECT_STATUS
+
 from ..auth import ROLES, User, check_password, check_password_rules, generate_password, set_password
 from ..db import audit, records, run_catalogue
 from ..deps import CursorDep, ReadModelDep, allow, current_user
-from ..routes import dashboard, enterprises, evidence, exports, finalization, lists, plans, runs, users
+from ..routes import (backups, dashboard, enterprises, evidence, exports, finalization, health, lists, plans, projects,
+                      runs, users)
 from ..routes.finalization import DecisionIn, FinalizeIn
 from ..routes.plans import PlanIn, ProgressIn
 from ..schemas import VerificationIn
@@ -531,6 +535,68 @@ def start_run(request: Request, cursor: CursorDep, user: Annotated[User, Depends
     except HTTPException as exc:
         return _runs_page(request, cursor, user, error=str(exc.detail), code=exc.status_code)
     return _runs_page(request, cursor, user, summary=summary)
+
+
+# ---------------------------------------------------------------- 拟建项目节能审查
+
+PROJECT_PAGE_SIZE = 50
+
+
+def _choices(func, name: str) -> tuple[str, ...]:
+    """The values of a route's ``Literal[...] | None`` query parameter (offered as a select)."""
+    hints = _HINTS.setdefault(id(func), typing.get_type_hints(func, include_extras=True))
+    optional = typing.get_args(hints[name])[0]  # Annotated[X | None, Query(...)] → X | None
+    literal = next(a for a in typing.get_args(optional) if a is not type(None))
+    return typing.get_args(literal)
+
+
+@router.get("/projects")
+def projects_page(request: Request, cursor: CursorDep, model: ReadModelDep,
+                  user: Annotated[User, Depends(_page_user("admin", "analyst"))],
+                  suggestion: str | None = None, page: int = 1) -> HTMLResponse:
+    """The review of ``GET /api/v1/projects`` (the route's own function, filter and paging)."""
+    chosen = _query(request, projects.get_projects, "suggestion", suggestion)
+    page = max(1, min(page, 1_000_000))
+    data, error, code = None, None, 200
+    try:
+        data = projects.get_projects(request=request, _user=user, data=None, suggestion=chosen, page=page,
+                                     page_size=PROJECT_PAGE_SIZE)
+    except HTTPException as exc:  # no register under the data root, or one that cannot be read
+        error, code = str(exc.detail), exc.status_code
+    key_energy = None
+    year = model.catalogue(cursor).default_year()
+    if year is not None:
+        key_energy = dashboard.get_dashboard(year=year, cursor=cursor, _user=user)["key_energy_users"]
+    total = data["total"] if data else 0
+    return render(request, "projects.html", status_code=code, user=user, title="拟建项目节能审查", data=data,
+                  error=error, suggestions=_choices(projects.get_projects, "suggestion"),
+                  chosen=chosen or "", page=page, pages=max(1, (total + PROJECT_PAGE_SIZE - 1) // PROJECT_PAGE_SIZE),
+                  key_energy=key_energy, status_zh=PROJECT_STATUS, authority_zh=PROJECT_AUTHORITY)
+
+
+# ---------------------------------------------------------------- 备份
+
+def _backups_page(request: Request, user: User, done: dict | None = None, error: str | None = None,
+                  code: int = 200) -> HTMLResponse:
+    age = health.health(request)["last_backup_age_hours"]  # what the health route reports
+    return render(request, "backups.html", status_code=code, user=user, title="备份", done=done, error=error, age=age)
+
+
+@router.get("/backups")
+def backups_page(request: Request, user: Annotated[User, Depends(_page_user("admin"))]) -> HTMLResponse:
+    return _backups_page(request, user)
+
+
+@router.post("/backups")
+def create_backup(request: Request, cursor: CursorDep, user: Annotated[User, Depends(_page_user("admin"))],
+                  confirm: Annotated[str, Form(max_length=10)] = "") -> HTMLResponse:
+    try:
+        if confirm != "1":
+            raise HTTPException(422, "请勾选“确认备份”后再提交")
+        done = backups.create_backup(body=backups.BackupIn(), request=request, cursor=cursor, user=user)
+    except HTTPException as exc:
+        return _backups_page(request, user, error=str(exc.detail), code=exc.status_code)
+    return _backups_page(request, user, done=done)
 
 
 # ---------------------------------------------------------------- 用户与审计

@@ -42,11 +42,23 @@ def _when(value: Any) -> str:
     return "—" if value is None else str(value)
 
 
+def _beijing(value: Any) -> str:
+    """An ISO time (or datetime) in 北京时间, to the second."""
+    from screening.backup import TIME_ZONE
+    try:
+        moment = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is None:
+        return moment.strftime("%Y-%m-%d %H:%M:%S")
+    return moment.astimezone(TIME_ZONE).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _jsontext(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)  # shown as text: autoescaped like any other
 
 
-ENV.filters.update(number=_number, when=_when, jsontext=_jsontext)
+ENV.filters.update(number=_number, when=_when, jsontext=_jsontext, beijing=_beijing)
 ENV.globals.update(ACTIONS=ACTIONS, STATUS=STATUS, VERIFICATION=VERIFICATION, STANDING=STANDING, ROLES=ROLES)
 
 
