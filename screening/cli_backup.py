@@ -5,11 +5,14 @@ imported inside the functions (cli.py imports this module).
 """
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from . import clock
 
 
 def backup_command(
@@ -163,7 +166,8 @@ def prune_command(
     if not removed:
         out_console.print("没有可删除的试算运行", highlight=False, soft_wrap=True)
     for run in removed:
-        out_console.print(f"{verb} {run['list_year']} 年度的运行 {run['run_id']}（{run['created_at'][:19]}）", highlight=False, soft_wrap=True)
+        made = clock.stamp(dt.datetime.fromisoformat(run["created_at"]), seconds=True)  # people read China time
+        out_console.print(f"{verb} {run['list_year']} 年度的运行 {run['run_id']}（保存于 {made}）", highlight=False, soft_wrap=True)
     if removed and not dry_run:
         out_console.print(f"共删除 {len(removed)} 次试算运行、{sum(summary['rows'].values()):,} 行数据", highlight=False, soft_wrap=True)
 

@@ -58,3 +58,14 @@ def confined(given: str, roots: Sequence[Path]) -> Path | None:
         if candidate == base or base in candidate.parents:
             return candidate
     return None
+
+
+def folder_problem(path: Path, what: str) -> str | None:
+    """Why ``path`` cannot be used as the folder ``what`` (e.g. 数据目录), in Chinese; None when it can.
+
+    A file given where a folder is wanted is named as such, not as missing."""
+    if path.is_dir():
+        return None
+    if path.exists():
+        return f"{what}应为文件夹，但 {path} 是一个文件"
+    return f"{what}不存在：{path}"

@@ -18,7 +18,7 @@ from . import uscc as uscc_mod
 from .engine import Engine, sql_text
 from .errors import InputError
 from .ingest import ROW, RawTable, find_table_file
-from .paths import default_ruleset
+from .paths import default_ruleset, folder_problem
 from .ruleset import RuleSet, load_ruleset
 from .schema import TABLES
 from .validate import REJECT_SCHEMA, ROW_REJECTED, _check_cells, _split_duplicates
@@ -53,8 +53,9 @@ class ProjectReview:
 def read_projects(data_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """The accepted project rows, the reject lines and the number of rows read."""
     data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise InputError(f"数据目录不存在：{data_dir}")
+    problem = folder_problem(data_dir, "数据目录")
+    if problem:
+        raise InputError(problem)
     table = TABLES[FAMILY]
     path = find_table_file(data_dir, FAMILY)
     if path is None:

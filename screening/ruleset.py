@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import RuleSetError
-from .paths import sql_dir
+from .paths import folder_problem, sql_dir
 from .schema import TABLES
 
 RULE_IDS = (
@@ -384,8 +384,9 @@ def load_energy_limits(path: Path) -> pl.DataFrame:
 
 def load_ruleset(directory: Path) -> RuleSet:
     directory = Path(directory)
-    if not directory.is_dir():
-        raise RuleSetError(f"规则集目录不存在：{directory}")
+    problem = folder_problem(directory, "规则集目录")
+    if problem:
+        raise RuleSetError(problem)
     meta: RuleSetFile = _model(RuleSetFile, directory / "_ruleset.yaml")
     unknown = [r for r in meta.rules if r not in RULE_IDS]
     if unknown:

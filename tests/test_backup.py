@@ -283,6 +283,7 @@ def test_prune_keeps_finalized_verified_and_latest_runs(copy):
     dry = cli("runs", "prune", "--db", copy, "--keep", "1", "--dry-run", cwd=copy.parent)
     assert dry.returncode == 0, dry.stderr
     assert "将删除" in dry.stdout
+    assert "（北京时间）" in dry.stdout  # when each run was stored, in the time people read
     proc = cli("runs", "prune", "--db", copy, "--keep", "1", cwd=copy.parent)
     assert proc.returncode == 0, proc.stderr
     con = duckdb.connect(str(copy), read_only=True)

@@ -761,3 +761,18 @@ def test_repeated_header_is_an_input_error(tmp_path):
     (tmp_path / "tax.csv").write_text(f"uscc,year,tax_paid,tax_paid\n{C1},2021,1,2\n", encoding="utf-8")
     with pytest.raises(InputError, match="tax_paid"):
         validate(read_dir(tmp_path, set()))
+
+
+def test_a_file_given_as_a_folder_is_named_as_a_file(tmp_path):
+    """``--data /etc/passwd`` said 数据目录不存在 although the path exists (it is a file)."""
+    from screening.errors import RuleSetError
+    from screening.ruleset import load_ruleset
+
+    given = tmp_path / "README.md"
+    given.write_text("x", encoding="utf-8")
+    with pytest.raises(InputError, match="数据目录应为文件夹.*是一个文件"):
+        read_dir(given, set())
+    with pytest.raises(RuleSetError, match="规则集目录应为文件夹.*是一个文件"):
+        load_ruleset(given)
+    with pytest.raises(InputError, match="数据目录不存在"):
+        read_dir(tmp_path / "nope", set())

@@ -18,6 +18,7 @@ import polars as pl
 
 from .. import filesafety
 from ..errors import InputError
+from ..paths import folder_problem
 from ..schema import TABLES, Table
 from . import workbook as wbk
 from .cells import NORMALISED_SCHEMA, apply, steps
@@ -434,8 +435,9 @@ def read_dir(data_dir: Path, needed: set[str]) -> dict[str, RawTable]:
     """Find every table file in ``data_dir`` (read later, one at a time, by validation).
 
     A ``needed`` table that is absent is an error."""
-    if not data_dir.is_dir():
-        raise InputError(f"数据目录不存在：{data_dir}")
+    problem = folder_problem(data_dir, "数据目录")
+    if problem:
+        raise InputError(problem)
     out: dict[str, RawTable] = {}
     for name, table in TABLES.items():
         if table.standalone:  # read by its own command (screening.projects), never by a run
