@@ -120,9 +120,19 @@ def ensure_chromium(force: bool = False) -> None:
         pass
 
 
+USAGE = """用法：
+    python3 dev.py run   [screening run 的选项]     # 用随附的 sample_data/ 生成清单
+    python3 dev.py test  [pytest 的选项]            # 运行全部测试
+    python3 dev.py setup                           # 只安装环境（.venv、中文字体、Chromium）
+    python3 dev.py mutate [--only 编号 ...] [--list] # 规则的变异检查（tests/mutation/）
+首次使用会自动创建 .venv 并安装依赖。"""
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"run", "test", "setup", "mutate"}:
-        print(__doc__)
+        if argv:
+            print(f"未知的命令：{argv[0]}")
+        print(USAGE)
         return 2
     ensure_env()
     cmd, rest = argv[0], argv[1:]

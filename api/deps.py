@@ -68,3 +68,33 @@ def allow(*roles: str) -> Callable[..., User]:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"角色 {user.role} 无权使用此功能")
         return user
     return check
+
+
+#: each API route's query parameter names (its own and its dependencies'), found once per route
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def _query_names(route) -> frozenset[str]:
+    names = _QUERY_NAMES.get(id(route))
+    if names is None:
+        found, stack = set(), [route.dependant]
+        while stack:
+            dependant = stack.pop()
+            found.update(field.alias for field in dependant.query_params)
+            stack.extend(dependant.dependencies)
+        names = _QUERY_NAMES[id(route)] = frozenset(found)
+    return names
+
+
+async def known_query(request: Request) -> None:
+    """An API request naming a query parameter its route does not take is 422: ``?townsip=柳市镇``
+    or ``?status=confirmed`` silently answered the whole list, as if the filter had been applied."""
+    route = request.scope.get("route")
+    if route is None or not request.url.path.startswith("/api/") or not hasattr(route, "dependant"):
+        return
+    allowed = _query_names(route)
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"此接口不接受查询参数 {'、'.join(unknown)}；可用的查询参数："
+                            f"{'、'.join(sorted(allowed)) or '无'}")

@@ -7,7 +7,7 @@ import re
 from contextlib import asynccontextmanager
 
 import duckdb
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
@@ -18,6 +18,7 @@ from .auth import token_hash
 from .bodylimit import BodyLimit
 from .config import Settings, get_settings
 from .db import ensure_schema
+from .deps import known_query
 from .readmodel import ReadModel, WriteTracker
 from .routes import (backups, dashboard, enterprises, evidence, exports, final_export, finalization, health, lists,
                      plans, projects, runs, users)
@@ -105,7 +106,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             os.umask(umask)
 
     app = FastAPI(title="高耗低效企业筛选服务", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                  docs_url=None, redoc_url=None)  # /docs and /redoc: served offline by api.web
+                  docs_url=None, redoc_url=None,
+                  dependencies=[Depends(known_query)])  # an unknown query parameter is 422, never ignored  # /docs and /redoc: served offline by api.web
     app.state.settings = settings
     app.state.read_model = None
     app.add_middleware(WriteTracker, read_model=lambda: app.state.read_model)

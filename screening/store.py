@@ -117,9 +117,12 @@ def _open_error(db: Path, exc: Exception) -> StoreError:
         found = re.search(r"\(PID (\d+)\)", str(exc))
         pid = int(found.group(1)) if found else None
         holder = f"（PID {pid}）" if pid else ""
+        service = handover.find(db)
+        if service is not None:  # a command that cannot be handed over (compare, verify, export-final …)
+            return DatabaseLocked(f"数据库 {db} 正由运行中的服务（{service.url}，PID {service.pid}）使用，此命令不能交由服务执行；"
+                                  f"请在网页或接口中完成，或先停止服务，或对 screening backup 恢复出的副本运行", pid)
         return DatabaseLocked(f"数据库 {db} 正被另一个进程{holder}占用，且没有找到可交接的服务"
-                              f"（{handover.service_file(db).name}）；请稍后重试，或在服务中用 POST /api/v1/runs 生成清单，"
-                              f"或改用其他 --db 文件", pid)
+                              f"（{handover.service_file(db).name}）；请稍后重试，或改用其他 --db 文件", pid)
     return StoreError(f"无法打开数据库 {db}：{exc}")
 
 

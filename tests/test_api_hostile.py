@@ -112,3 +112,24 @@ def test_the_frameworks_refusals_are_chinese(service, method, path, kwargs, stat
     detail = response.json()["detail"]
     assert CHINESE.search(detail) and not re.search(r"[A-Za-z]{4,}", detail.replace("JSON", "").replace("UTF", "")), detail
     assert "：8：" not in detail  # a JSON syntax error names no character position as a field
+
+
+@pytest.mark.parametrize("path, params", [
+    ("/api/v1/lists/2022", {"townsip": "柳市镇"}),
+    ("/api/v1/lists/2022", {"status": "confirmed"}),
+    ("/api/v1/warnings/2022", {"min_risk": "2"}),
+    ("/api/v1/dashboard/2022", {"year": "2021"}),
+], ids=["misspelt-filter", "unknown-filter", "warnings", "dashboard"])
+def test_an_unknown_query_parameter_is_422_not_ignored(service, path, params):
+    """``?townsip=柳市镇`` answered the whole county's list, as if the filter had been applied."""
+    client, tokens, _firm = service
+    response = client.get(path, headers=bearer(tokens["admin"]), params=params)
+    assert response.status_code == 422, response.text
+    assert list(params)[0] in response.json()["detail"] and "可用的查询参数" in response.json()["detail"]
+
+
+def test_known_query_parameters_still_work(service):
+    client, tokens, _firm = service
+    response = client.get("/api/v1/lists/2022", headers=bearer(tokens["admin"]),
+                          params={"township": "柳市镇", "page": 1, "page_size": 5})
+    assert response.status_code == 200 and response.json()["items"]

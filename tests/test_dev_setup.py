@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,10 @@ def test_an_installed_chromium_is_left_alone(dev, monkeypatch, tmp_path):
     _machine(monkeypatch, dev, apt=True, root=True, font_checks=[])
     dev.ensure_chromium(force=True)
     assert dev.calls == []
+
+
+def test_an_unknown_command_is_said_in_chinese():
+    dev = Path(__file__).resolve().parents[1] / "dev.py"
+    proc = subprocess.run([sys.executable, str(dev), "deploy"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "未知的命令：deploy" in proc.stdout and "用法" in proc.stdout and "Usage" not in proc.stdout

@@ -62,8 +62,10 @@ def serving(tmp_path_factory):
         warned = cli("warn", "--year", "2022", "--out", "outw", "--db", db, cwd=tmp)
         warnings = _get(f"{base}/api/v1/warnings/2022?limit=5", token) if token and warned.returncode == 0 else None
         revoked = cli("users", "revoke", "--db", db, "--name", "局管理员", cwd=tmp)
+        compared = cli("compare", "--before", "2021", "--after", "2022", "--db", db, "--out", "outc", cwd=tmp)
         yield {"tmp": tmp, "db": db, "base": base, "token": token, "added": added, "runs": (first, second),
-               "lists": lists, "warned": warned, "warnings": warnings, "revoked": revoked, "server": server}
+               "lists": lists, "warned": warned, "warnings": warnings, "revoked": revoked, "compared": compared,
+               "server": server}
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -93,6 +95,15 @@ def test_handed_over_runs_are_served(serving):
         page = serving["lists"][year]
         assert page["run_id"] == run_json["run_id"]
         assert page["total"] == run_json["listed"] > 0
+
+
+def test_a_command_that_cannot_hand_over_names_the_running_service(serving):
+    """compare, verify and export-final said 没有找到可交接的服务 although the service was running."""
+    proc = serving["compared"]
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "正由运行中的服务" in lines[0] and serving["base"] in lines[0], proc.stderr
+    assert "没有找到可交接的服务" not in lines[0]
 
 
 def test_warn_hands_over_its_warnings(serving):
