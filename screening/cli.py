@@ -13,7 +13,8 @@ from rich.table import Table
 from .cli_common import STATUS_ZH, _database, _fail, _notice, err_console, out_console, run_app
 from .cli_evaluate import evaluate_command
 from .cli_warn import warn_command
-from .errors import ScreeningError
+from .errors import InputError, ScreeningError
+from .paths import folder_problem
 from .terminal import pack, say
 
 app = typer.Typer(
@@ -37,6 +38,9 @@ def run(
     from .screen import screen
 
     started = time.perf_counter()
+    problem = folder_problem(db.resolve().parent, "数据库（--db）所在目录")
+    if problem:  # found before screening, not after every file has been written
+        _fail(InputError(problem))
     try:
         # files go to a staging folder inside OUT and move into OUT once all are written;
         # a live progress line on a terminal; nothing in logs and pipes, where it is noise

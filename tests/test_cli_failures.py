@@ -228,3 +228,12 @@ def test_a_finished_run_replaces_the_files_and_records_them_last(tmp_path: Path)
     assert record["outputs"]["list"][0] == str(out / "list.csv")
     assert (out / "list.csv").read_text(encoding="utf-8-sig") != "old"
     assert not any(p.name.startswith(STAGING_PREFIX) for p in out.iterdir())
+
+
+def test_a_database_in_a_missing_folder_is_refused_before_screening(tmp_path):
+    """``run --db /nonexist/dir/x.duckdb`` wrote every output, then failed to store the run."""
+    proc = cli("run", "--db", tmp_path / "nope" / "x.duckdb", "--out", tmp_path / "out", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "所在目录不存在" in lines[0], proc.stderr
+    assert not (tmp_path / "out").exists()
