@@ -132,3 +132,24 @@ def test_a_run_on_uploaded_data_and_its_downloads(site):
     sign_in(client, "analyst")
     assert client.get(link).status_code == 200
     assert os.path.isdir(data_root / folder)
+
+
+def test_a_file_over_the_cap_or_a_full_disk_leaves_nothing(site, monkeypatch):
+    client, data_root, _ = site
+    csrf = sign_in(client, "admin")
+    before = sorted(p.name for p in data_root.iterdir())
+    settings = client.app.state.settings
+    cap = (sample_data_dir() / "enterprises.csv").stat().st_size + 10
+    client.app.state.settings = settings.model_copy(update={"upload_max_bytes": cap})
+    try:
+        big = _upload(client, csrf, [*_files("enterprises.csv"), ("files", ("stats.csv", b"a,b\n" * cap))])
+    finally:
+        client.app.state.settings = settings
+    assert big.status_code == 413 and "文件过大" in big.text and "stats.csv" in big.text
+
+    def full(*_args):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr("api.routes.data.open_table", full)
+    answer = _upload(client, csrf, _files("enterprises.csv"))
+    assert answer.status_code == 503 and "未保存任何文件" in answer.text
+    assert sorted(p.name for p in data_root.iterdir()) == before

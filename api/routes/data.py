@@ -21,7 +21,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile, status
 
-from screening.errors import ScreeningError
+from screening.errors import ScreeningError, from_os_error
 from screening.filesafety import FileTooLarge
 from screening.ingest.discovery import EXTENSIONS, open_table
 from screening.ingest.report import check as intake_check
@@ -103,7 +103,10 @@ def upload_data(request: Request, cursor: CursorDep, user: Annotated[User, Depen
     if not root.is_dir():
         raise HTTPException(422, f"数据根目录不存在：{root}")
     folder = root / _folder_name(year)
-    folder.mkdir(mode=0o700)
+    try:
+        folder.mkdir(mode=0o700)
+    except OSError as exc:  # the data root not writable, the disk full: the machine, not the request
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"数据未能保存：{from_os_error(exc)}") from None
     try:
         for table, (upload, ext) in tables.items():
             path = folder / f"{table}{ext}"
@@ -116,6 +119,10 @@ def upload_data(request: Request, cursor: CursorDep, user: Annotated[User, Depen
     except ScreeningError as exc:
         shutil.rmtree(folder, ignore_errors=True)
         raise HTTPException(422, f"{_plain(exc, folder)}；未保存任何文件") from None
+    except OSError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            f"数据未能保存：{from_os_error(exc)}；未保存任何文件") from None
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
