@@ -62,6 +62,7 @@ def test_an_admin_uploads_files_and_sees_the_intake_report(site):
 @pytest.mark.parametrize(("name", "content", "words"), [
     ("企业.csv", b"a,b\n", "不是可接收的数据表文件"),
     ("enterprises.txt", b"a,b\n", "不是可接收的数据表文件"),
+    ("projects.csv", b"a,b\n", "不是可接收的数据表文件"),
     ("../enterprises.csv", b"a,b\n", "含有路径"),
     ("sub/enterprises.csv", b"a,b\n", "含有路径"),
     ("..\\enterprises.csv", b"a,b\n", "含有路径"),

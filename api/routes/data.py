@@ -37,8 +37,9 @@ from .common import ERRORS
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
 
-#: the tables a data folder holds (file name = table name + one of EXTENSIONS)
-DATA_TABLES = tuple(TABLES)
+#: the tables a screening run reads (file name = table name + one of EXTENSIONS); not a standalone
+#: table such as projects, which its own command reads and a run never does
+DATA_TABLES = tuple(name for name, table in TABLES.items() if not table.standalone)
 _CHUNK = 1024 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
