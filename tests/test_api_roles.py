@@ -41,6 +41,8 @@ ALLOWED = {
     "runs-import": {ADMIN},
     "runs-prune": {ADMIN},
     "runs-check": {ADMIN, ANALYST},
+    "runs-file": {ADMIN, ANALYST},
+    "data-upload": {ADMIN},
     "backups-create": {ADMIN},
     "users-create": {ADMIN},
     "users-revoke": {ADMIN},

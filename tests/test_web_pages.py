@@ -48,6 +48,7 @@ PAGES = {
     ("GET", "/screen/{year}"): {ADMIN, ANALYST, DASH},
     ("GET", "/runs"): {ADMIN, ANALYST},
     ("POST", "/runs"): {ADMIN},
+    ("POST", "/runs/data"): {ADMIN},
     ("GET", "/users"): {ADMIN},
     ("POST", "/users"): {ADMIN},
     ("POST", "/users/revoke"): {ADMIN},

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.responses import FileResponse
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +25,7 @@ from ..auth import User
 from ..db import audit, ensure_schema, table_exists
 from ..deps import CursorDep, allow
 from .common import ERRORS
+from .exports import _disposition
 from .finalization import settle_run
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
@@ -129,3 +131,33 @@ def get_run_check(run_id: RunIdPath, cursor: CursorDep,
     if rows[0][0] is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"运行 {run_id} 保存时尚未记录数据接收检查，请重新运行筛选")
     return json.loads(rows[0][0])
+
+
+def output_files(settings, run_id: str) -> list[str]:
+    """The files of a run's output folder (``runs_dir/<run_id>``, written by POST /runs); none when
+    the folder is absent (a run made elsewhere, or pruned)."""
+    folder = Path(settings.runs_dir) / run_id
+    try:
+        return sorted(p.name for p in folder.iterdir() if p.is_file() and not p.is_symlink())
+    except OSError:
+        return []
+
+
+_MEDIA = {".csv": "text/csv; charset=utf-8", ".json": "application/json",
+          ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+          ".parquet": "application/vnd.apache.parquet"}
+
+
+@router.get("/runs/{run_id}/files/{name}", responses={**ERRORS, 404: {"description": "没有该运行的输出目录，或其中没有该文件"}},
+            response_class=FileResponse, operation_id="runs-file",
+            summary="下载某次运行的输出文件（list.csv、整治企业清单_<年度>.xlsx、results.parquet、rejects.csv、run.json 等）")
+def get_run_file(run_id: RunIdPath, name: Annotated[str, PathParam(max_length=200, description="文件名（该运行输出目录中的文件）")],
+                 request: Request, _user: Annotated[User, Depends(allow("admin", "analyst"))]) -> FileResponse:
+    """只提供该运行输出目录中实际存在的文件：文件名须与目录中的某个文件完全相同，不接受路径。"""
+    settings = request.app.state.settings
+    if name not in output_files(settings, run_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"运行 {run_id} 的输出中没有文件“{name[:100]}”")
+    path = Path(settings.runs_dir) / run_id / name
+    fallback = f"{run_id}{path.suffix}" if not name.isascii() else name
+    return FileResponse(path, media_type=_MEDIA.get(path.suffix.lower(), "application/octet-stream"),
+                        headers={"Content-Disposition": _disposition(name, fallback)})

@@ -14,13 +14,14 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Resp
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import TypeAdapter, ValidationError
 
+from screening.ingest.report import COVERAGE_TABLES, TABLE_HEADERS, table_rows
 from screening.projects import AUTHORITY_ZH as PROJECT_AUTHORITY
 from screening.projects import STATUS_ZH as PROJECT_STATUS
 
 from ..auth import ROLES, User, check_password, check_password_rules, generate_password, set_password
 from ..db import audit, records, run_catalogue
 from ..deps import CursorDep, ReadModelDep, allow, current_user
-from ..routes import (backups, dashboard, enterprises, evidence, exports, finalization, health, lists, plans, projects,
+from ..routes import (backups, dashboard, data, enterprises, evidence, exports, finalization, health, lists, plans, projects,
                       runs, users)
 from ..routes.finalization import DecisionIn, FinalizeIn
 from ..routes.plans import PlanIn, ProgressIn
@@ -501,7 +502,7 @@ def workbench(request: Request, year: int, cursor: CursorDep,
 # ---------------------------------------------------------------- 数据与筛选
 
 def _runs_page(request: Request, cursor, user: User, error: str | None = None, summary: dict | None = None,
-               code: int = 200) -> HTMLResponse:
+               code: int = 200, upload: dict | None = None) -> HTMLResponse:
     catalogue = run_catalogue(cursor)
     rows = records(cursor, """SELECT run_id, created_at, list_year, ruleset_id, ruleset_version, overrides, input_hashes,
                                      enterprises, listed, rejected_rows FROM runs ORDER BY created_at DESC, run_id DESC""", [])
@@ -511,8 +512,11 @@ def _runs_page(request: Request, cursor, user: User, error: str | None = None, s
         row["served"] = catalogue.served(row["list_year"]) is not None and catalogue.served(row["list_year"]).run_id == row["run_id"]
         row["trial"] = catalogue.is_trial(row["run_id"])
         row["final"] = catalogue.finalized.get(row["list_year"]) == row["run_id"]
+        row["files"] = runs.output_files(request.app.state.settings, row["run_id"])
     return render(request, "runs.html", status_code=code, user=user, title="数据与筛选", rows=rows, error=error,
-                  summary=summary)
+                  summary=summary, upload=upload, tables=data.DATA_TABLES, extensions=data.EXTENSIONS,
+                  intake_headers=TABLE_HEADERS, intake_rows=table_rows(upload["report"]) if upload else [],
+                  coverage_tables=COVERAGE_TABLES)
 
 
 @router.get("/runs")
@@ -535,6 +539,22 @@ def start_run(request: Request, cursor: CursorDep, user: Annotated[User, Depends
     except HTTPException as exc:
         return _runs_page(request, cursor, user, error=str(exc.detail), code=exc.status_code)
     return _runs_page(request, cursor, user, summary=summary)
+
+
+@router.post("/runs/data")
+def upload_data(request: Request, cursor: CursorDep, user: Annotated[User, Depends(_page_user("admin"))],
+                year: Annotated[str, Form(max_length=10)] = "",
+                files: Annotated[list[UploadFile] | None, File()] = None) -> HTMLResponse:
+    """The API's upload (POST /api/v1/data), then the intake report on the page."""
+    try:
+        if not year.strip().isdigit():
+            raise HTTPException(422, "请填写清单年度（四位数字）")
+        if not files or not any(f.filename for f in files):
+            raise HTTPException(422, "请选择要上传的数据文件")
+        answer = data.upload_data(request=request, cursor=cursor, user=user, year=int(year), files=files)
+    except HTTPException as exc:
+        return _runs_page(request, cursor, user, error=str(exc.detail), code=exc.status_code)
+    return _runs_page(request, cursor, user, upload=answer)
 
 
 # ---------------------------------------------------------------- 拟建项目节能审查

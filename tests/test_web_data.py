@@ -1,0 +1,156 @@
+"""数据与筛选 (issue 13, item 2): uploading a year's files into the data root with the intake
+report, running a screening on them, and downloading each run's outputs."""
+from __future__ import annotations
+
+import os
+import re
+from urllib.parse import quote
+
+import pytest
+from fastapi.testclient import TestClient
+
+import xlsx_bombs
+from api.config import Settings
+from api.main import create_app
+from screening.paths import sample_data_dir
+from web_helpers import build_web_db, sign_in
+
+pytestmark = pytest.mark.api
+
+SUBSET = ("enterprises.csv", "stats.csv", "tax.csv", "land.xlsx")
+FOLDER = re.compile(r"^upload-2022-\d{8}T\d{6}-[0-9a-f]{6}$")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("webdata")
+    (root / "db").mkdir()
+    db, _, _ = build_web_db(root / "db")
+    (root / "data").mkdir()
+    settings = Settings(db=db, data_root=root / "data", runs_dir=root / "runs")
+    with TestClient(create_app(settings)) as client:
+        yield client, root / "data", root / "runs"
+
+
+def _files(*names: str) -> list[tuple[str, tuple[str, bytes]]]:
+    return [("files", (name, (sample_data_dir() / name).read_bytes())) for name in names]
+
+
+def _upload(client, csrf, files, year="2022"):
+    return client.post("/runs/data", data={"csrf_token": csrf, "year": year}, files=files)
+
+
+def test_an_admin_uploads_files_and_sees_the_intake_report(site):
+    client, data_root, _ = site
+    csrf = sign_in(client, "admin")
+    page = _upload(client, csrf, _files(*SUBSET))
+    assert page.status_code == 200, page.text
+    assert "数据接收检查" in page.text
+    folder = re.search(r"数据接收检查：(\S+)</h2>", page.text).group(1)
+    assert FOLDER.match(folder)
+    saved = data_root / folder
+    assert sorted(p.name for p in saved.iterdir()) == sorted(SUBSET)
+    assert {oct(p.stat().st_mode & 0o777) for p in saved.iterdir()} == {"0o600"}
+    intake = page.text[page.text.index('id="intake-tables"'):page.text.index('id="intake-columns"')]
+    for table in ("企业名录（enterprises）", "（stats）", "（tax）", "（land）", "stats.csv", "land.xlsx"):
+        assert table in intake, table
+    assert "缺少表" in page.text  # energy and the others were not uploaded: the report says so
+    assert 'id="intake-coverage"' in page.text and "用此数据运行筛选" in page.text
+    assert f'name="data" value="{folder}"' in page.text
+
+
+@pytest.mark.parametrize(("name", "content", "words"), [
+    ("企业.csv", b"a,b\n", "不是可接收的数据表文件"),
+    ("enterprises.txt", b"a,b\n", "不是可接收的数据表文件"),
+    ("projects.csv", b"a,b\n", "不是可接收的数据表文件"),
+    ("../enterprises.csv", b"a,b\n", "含有路径"),
+    ("sub/enterprises.csv", b"a,b\n", "含有路径"),
+    ("..\\enterprises.csv", b"a,b\n", "含有路径"),
+    ("evaluations.xlsx", xlsx_bombs.shared_string_bomb(), "未保存任何文件"),
+    ("land.xlsx", xlsx_bombs.sparse_sheet(headers=("统一社会信用代码",)), "未保存任何文件"),
+    ("stats.csv", b"\x00\x01binary", "未保存任何文件"),
+])
+def test_a_bad_file_is_refused_and_nothing_is_written(site, name, content, words):
+    client, data_root, _ = site
+    csrf = sign_in(client, "admin")
+    before = sorted(p.name for p in data_root.iterdir())
+    answer = _upload(client, csrf, [*_files("enterprises.csv"), ("files", (name, content))])
+    assert answer.status_code in (413, 422), answer.text
+    assert words in answer.text and 'role="alert"' in answer.text
+    assert sorted(p.name for p in data_root.iterdir()) == before
+
+
+def test_two_files_for_one_table_or_no_year_are_refused(site):
+    client, data_root, _ = site
+    csrf = sign_in(client, "admin")
+    before = sorted(p.name for p in data_root.iterdir())
+    two = _upload(client, csrf, [*_files("enterprises.csv"), ("files", ("Enterprises.CSV", b"a\n"))])
+    assert two.status_code == 422 and "有多个文件" in two.text
+    no_year = _upload(client, csrf, _files("enterprises.csv"), year="")
+    assert no_year.status_code == 422 and "清单年度" in no_year.text
+    assert sorted(p.name for p in data_root.iterdir()) == before
+
+
+@pytest.mark.parametrize("role", ["township", "analyst", "dashboard"])
+def test_only_the_admin_uploads(site, role):
+    client, data_root, _ = site
+    csrf = sign_in(client, role)
+    before = sorted(p.name for p in data_root.iterdir())
+    assert _upload(client, csrf, _files("enterprises.csv")).status_code == 403
+    assert sorted(p.name for p in data_root.iterdir()) == before
+
+
+def test_a_run_on_uploaded_data_and_its_downloads(site):
+    client, data_root, runs_dir = site
+    csrf = sign_in(client, "admin")
+    names = sorted(p.name for p in sample_data_dir().iterdir() if p.is_file() and p.suffix != ".md")
+    page = _upload(client, csrf, _files(*names))
+    assert page.status_code == 200 and "可以筛选" in page.text, page.text
+    folder = re.search(r'name="data" value="([^"]+)"', page.text).group(1)
+    done = client.post("/runs", data={"csrf_token": csrf, "year": "2022", "data": folder, "confirm": "1"})
+    assert done.status_code == 200 and "筛选完成" in done.text, done.text
+    run_id = re.search(r"筛选完成：(\S+)（", done.text).group(1)
+    outputs = sorted(p.name for p in (runs_dir / run_id).iterdir())
+    assert "list.csv" in outputs
+    listing = client.get("/runs").text
+    link = f"/api/v1/runs/{run_id}/files/list.csv"
+    assert f'href="{link}"' in listing
+    got = client.get(link)
+    assert got.status_code == 200 and got.content == (runs_dir / run_id / "list.csv").read_bytes()
+    workbook = next(n for n in outputs if n.startswith("整治企业清单_"))
+    assert quote(workbook) in listing
+    got = client.get(f"/api/v1/runs/{run_id}/files/{quote(workbook)}")
+    assert got.status_code == 200
+    assert f"filename*=UTF-8''{quote(workbook, safe='')}" in got.headers["content-disposition"]
+    got.headers["content-disposition"].encode("latin-1")  # the header itself is plain ASCII
+    for bad in ("..%2F..%2Fetc%2Fpasswd", "..", "%2E%2E", "no-such.csv", quote("../" + run_id + "/list.csv", safe="")):
+        assert client.get(f"/api/v1/runs/{run_id}/files/{bad}").status_code == 404, bad
+    assert client.get(f"/api/v1/runs/2022-20990101T000000-000000/files/list.csv").status_code == 404
+    assert client.get(f"/api/v1/runs/..%2F{run_id}/files/list.csv").status_code in (404, 422)
+    for role in ("township", "dashboard"):
+        sign_in(client, role)
+        assert client.get(link).status_code == 403
+    sign_in(client, "analyst")
+    assert client.get(link).status_code == 200
+    assert os.path.isdir(data_root / folder)
+
+
+def test_a_file_over_the_cap_or_a_full_disk_leaves_nothing(site, monkeypatch):
+    client, data_root, _ = site
+    csrf = sign_in(client, "admin")
+    before = sorted(p.name for p in data_root.iterdir())
+    settings = client.app.state.settings
+    cap = (sample_data_dir() / "enterprises.csv").stat().st_size + 10
+    client.app.state.settings = settings.model_copy(update={"upload_max_bytes": cap})
+    try:
+        big = _upload(client, csrf, [*_files("enterprises.csv"), ("files", ("stats.csv", b"a,b\n" * cap))])
+    finally:
+        client.app.state.settings = settings
+    assert big.status_code == 413 and "文件过大" in big.text and "stats.csv" in big.text
+
+    def full(*_args):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr("api.routes.data.open_table", full)
+    answer = _upload(client, csrf, _files("enterprises.csv"))
+    assert answer.status_code == 503 and "未保存任何文件" in answer.text
+    assert sorted(p.name for p in data_root.iterdir()) == before
