@@ -9,7 +9,7 @@ from typer.main import get_command
 
 from cli_helpers import cli
 from screening.cli import app
-from screening.cli_zh import localise
+from screening.cli.zh import localise
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,7 @@ import yaml
 from golden import Aliases, write_inputs
 from typer.testing import CliRunner
 
-from screening.cli_evaluate import evaluate_command
+from screening.cli.evaluate import evaluate_command
 from screening.errors import InputError, RuleSetError
 from screening.evaluation import (
     evaluate,

@@ -85,7 +85,7 @@ def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_checker_sees_a_circle():
     assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-    assert "screening.cli_common" in _graph()["screening.cli"]
+    assert "screening.cli.common" in _graph()["screening.cli"]
 
 
 def test_no_import_circles_in_the_package():
@@ -97,3 +97,17 @@ def test_no_module_imports_the_package_itself():
     """screening/__init__.py imports the API modules; a module importing the package is a circle."""
     graph = _graph()
     assert not sorted(name for name, deps in graph.items() if "screening" in deps and name != "screening")
+
+
+def test_the_command_line_is_a_package_imported_one_way():
+    """screening/cli/ (issue 14, item 8): one module per command family importing what they share
+    from ``common``; ``__init__`` imports the command modules and nothing imports it back; the
+    engine never imports the command line (only ``python -m screening`` runs it)."""
+    graph = _graph()
+    commands = {name for name in graph if name.startswith("screening.cli.")}
+    assert {"screening.cli.common", "screening.cli.run", "screening.cli.zh"} <= commands
+    assert graph["screening.cli"] >= commands - {"screening.cli.common", "screening.cli.zh"}
+    assert not sorted(name for name in commands if "screening.cli" in graph[name])
+    users = sorted(name for name, deps in graph.items() if not name.startswith("screening.cli")
+                   and any(d == "screening.cli" or d.startswith("screening.cli.") for d in deps))
+    assert users == ["screening.__main__"]

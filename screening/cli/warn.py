@@ -2,8 +2,8 @@
 "Commands").  Advisory only: it reads the data and writes its own files and tables, never a
 rule status.
 
-Registered in screening/cli.py with ``app.command("warn")(warn_command)``; the console helpers
-of cli.py are imported inside the function (cli.py imports this module).
+Registered in screening/cli/__init__.py with ``app.command("warn")(warn_command)``; the console
+helpers of screening/cli/common.py are imported inside the function.
 """
 from __future__ import annotations
 
@@ -26,11 +26,11 @@ def warn_command(
         "--rules", help="生成训练标签的规则集目录（默认：rules/yueqing-2022）")] = None,
 ) -> None:
     """预警（仅供参考）：估计每家企业进入下一年度清单的可能性，给出主要原因、回测报告和模型。不改变任何规则判定。"""
-    from .cli_common import _fail, _notice, err_console
-    from .errors import ScreeningError
-    from .outdir import staged
-    from .warn import early_warning
-    from .warn.outputs import store_tables, warn_id, write_outputs
+    from .common import _fail, _notice, err_console
+    from ..errors import ScreeningError
+    from ..outdir import staged
+    from ..warn import early_warning
+    from ..warn.outputs import store_tables, warn_id, write_outputs
 
     started = time.perf_counter()
     try:
@@ -42,7 +42,7 @@ def warn_command(
             write_outputs(result, staging)
             stored = None
             if db is not None:
-                from .store import save_tables
+                from ..store import save_tables
 
                 status.update("存入数据库")
                 stored = warn_id(result)
@@ -58,11 +58,11 @@ def warn_command(
 def _summary(result, out: Path, db: Optional[Path], stored: Optional[str], elapsed: float) -> None:
     from rich.table import Table
 
-    from .cli_common import out_console
+    from .common import out_console
     from rich.cells import cell_len
 
-    from .terminal import say, wrap
-    from .warn.model import CANDIDATE_ZH, CANDIDATES
+    from ..terminal import say, wrap
+    from ..warn.model import CANDIDATE_ZH, CANDIDATES
 
     bt = result.backtest
     if bt:
@@ -111,16 +111,3 @@ def _summary(result, out: Path, db: Optional[Path], stored: Optional[str], elaps
     if db is not None:
         say(out_console, f"已存入 {db.resolve()}，预警编号 {stored}")
     out_console.print(f"用时 {elapsed:.1f} 秒")
-
-
-def main() -> None:
-    """Run the command on its own: ``python -m screening.cli_warn --year 2022 …``."""
-    from .cli_common import run_app
-
-    app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
-    app.command()(warn_command)
-    run_app(app)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,8 +1,8 @@
 """What every command shares: the consoles, one-line failures and notices, and the runner that
-turns any failure into one Chinese line (screening.cli_zh words the command line's own errors).
+turns any failure into one Chinese line (screening.cli.zh words the command line's own errors).
 
-Commands live in screening/cli.py and in screening/cli_<name>.py modules, which import from here;
-screening/cli.py imports the command modules: imports run one way (tests/test_imports.py)."""
+Commands live in the screening/cli/<family>.py modules, which import from here;
+screening/cli/__init__.py imports the command modules: imports run one way (tests/test_imports.py)."""
 from __future__ import annotations
 
 import os
@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from .errors import ScreeningError, environment_error
+from ..errors import ScreeningError, environment_error
 
 out_console = Console()
 err_console = Console(stderr=True)
@@ -44,17 +44,17 @@ def run_app(application: typer.Typer) -> None:
     disk is full; also when a writer wraps it) names the path, with exit 2 when the path
     given cannot be used as given and 1 when the machine refuses (screening.errors).  Other
     unexpected errors are bugs: one line, exit 1, the traceback only with SCREENING_DEBUG."""
-    from .store import private_umask
+    from ..store import private_umask
 
     from typer._click import exceptions as click_exceptions
     from typer.main import get_command
 
-    from .cli_zh import error_message, localise
+    from .zh import error_message, localise
 
     private_umask()  # files it creates (database, WAL, outputs) are its user's only
     args = sys.argv[1:]
     try:
-        # the command tree with Chinese help frames; usage errors worded here (screening.cli_zh)
+        # the command tree with Chinese help frames; usage errors worded here (screening.cli.zh)
         code = localise(get_command(application)).main(args=args, prog_name="screening", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except SystemExit:
@@ -85,8 +85,8 @@ def run_app(application: typer.Typer) -> None:
 def _database(db: Path):
     """The database file opened read-write; or, while ``screening serve`` holds it, the
     service to hand the write over to (see screening.handover); or one clear line."""
-    from .handover import find
-    from .store import DatabaseLocked, connect
+    from ..handover import find
+    from ..store import DatabaseLocked, connect
 
     try:
         con = connect(db)

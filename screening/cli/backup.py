@@ -1,7 +1,7 @@
 """``screening backup``, ``restore``, ``verify`` and ``runs prune`` (issue 18; docs/backup.md).
 
-Registered in screening/cli.py with ``register(app)``; the console helpers of cli.py are
-imported inside the functions (cli.py imports this module).
+Registered in screening/cli/__init__.py with ``register(app)``; the console helpers of
+screening/cli/common.py are imported inside the functions.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import clock
+from .. import clock
 
 
 def backup_command(
@@ -21,11 +21,11 @@ def backup_command(
     keep: Annotated[Optional[int], typer.Option("--keep", min=1, help="写完后只保留 --out 中最新的几份备份")] = None,
 ) -> None:
     """备份整个数据库：同一时刻的完整数据，附清单（时间、版本、各表行数与校验值）。服务运行时交由服务写出。"""
-    from .backup import backups_dir, read_backup, record_last, rotate, write_backup
-    from .cli_common import _fail, out_console
-    from .errors import ScreeningError
-    from .handover import IMPORT_TIMEOUT, find
-    from .store import DatabaseLocked, connect
+    from ..backup import backups_dir, read_backup, record_last, rotate, write_backup
+    from .common import _fail, out_console
+    from ..errors import ScreeningError
+    from ..handover import IMPORT_TIMEOUT, find
+    from ..store import DatabaseLocked, connect
 
     try:
         if not db.exists():
@@ -64,7 +64,7 @@ def backup_command(
 
 def _move(backup, out: Path):
     """Move a backup the service wrote into ``out`` and check it there."""
-    from .backup import _private_dir, read_backup
+    from ..backup import _private_dir, read_backup
 
     target = _private_dir(out) / backup.path.name
     if target.resolve() != backup.path.resolve():
@@ -78,9 +78,9 @@ def restore_command(
     force: Annotated[bool, typer.Option("--force", help="替换已有的数据库文件（原文件改名保留）")] = False,
 ) -> None:
     """从备份重建数据库：先核对清单（文件校验值、各表行数与校验值），不完整或损坏的备份拒绝使用。"""
-    from .backup import restore
-    from .cli_common import _fail, out_console
-    from .errors import ScreeningError
+    from ..backup import restore
+    from .common import _fail, out_console
+    from ..errors import ScreeningError
 
     try:
         restored = restore(source, db, force)
@@ -101,10 +101,10 @@ def verify_command(
     """检查数据库：能否打开、表结构、每次运行的数据是否完整、审计记录的散列链是否完整。发现问题时退出码为 2。"""
     from rich.text import Text
 
-    from .backup import BackupError, verify_database
-    from .cli_common import _fail, err_console, out_console
-    from .errors import ScreeningError
-    from .store import DatabaseLocked, StoreError, connect
+    from ..backup import BackupError, verify_database
+    from .common import _fail, err_console, out_console
+    from ..errors import ScreeningError
+    from ..store import DatabaseLocked, StoreError, connect
 
     try:
         if not db.exists():
@@ -139,9 +139,9 @@ def prune_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="只列出将删除的试算，不删除")] = False,
 ) -> None:
     """删除试算运行：定稿所依据的、被核实引用的、各年度最新的运行从不删除；删除记入审计。"""
-    from .cli_common import _database, _fail, out_console
-    from .errors import ScreeningError
-    from .handover import Service
+    from .common import _database, _fail, out_console
+    from ..errors import ScreeningError
+    from ..handover import Service
 
     if not db.exists():
         _fail(ScreeningError(f"数据库 {db} 不存在"))
@@ -154,7 +154,7 @@ def prune_command(
                 from api.db import ensure_schema
                 from api.deps import HANDOVER
 
-                from .retention import prune
+                from ..retention import prune
 
                 ensure_schema(con)  # the audit trail the removal is written to
                 summary = prune(con, HANDOVER, keep, older_than, dry_run)

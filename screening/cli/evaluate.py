@@ -1,7 +1,7 @@
 """``screening evaluate``: the 亩均效益综合评价 of one data year (contract, "Commands").
 
-Registered in screening/cli.py with ``app.command("evaluate")(evaluate_command)``.  The
-console helpers of cli.py are imported inside the function (cli.py imports this module).
+Registered in screening/cli/__init__.py with ``app.command("evaluate")(evaluate_command)``.
+The console helpers of screening/cli/common.py are imported inside the function.
 """
 from __future__ import annotations
 
@@ -24,12 +24,12 @@ def evaluate_command(
     """计算亩均效益综合评价：每家企业的指标值、单项得分、综合得分、排名和等级（A—D）。"""
     from rich.table import Table
 
-    from .cli_common import _fail, _notice, err_console, out_console
-    from .errors import ScreeningError
-    from .evaluation import evaluate, load_evaluation_inputs, write_evaluation
-    from .evaluation_method import load_method
-    from .outdir import staged
-    from .paths import sample_data_dir
+    from .common import _fail, _notice, err_console, out_console
+    from ..errors import ScreeningError
+    from ..evaluation import evaluate, load_evaluation_inputs, write_evaluation
+    from ..evaluation_method import load_method
+    from ..outdir import staged
+    from ..paths import sample_data_dir
 
     started = time.perf_counter()
     try:
@@ -64,17 +64,3 @@ def evaluate_command(
     book = f"亩均效益评价_{year}.xlsx、" if excel else ""
     out_console.print(f"输出目录：{out.resolve()}（evaluation.csv/.parquet、evaluation_items.csv/.parquet、"
                       f"{book}evaluation_rejects.csv、evaluation.json）；用时 {time.perf_counter() - started:.1f} 秒")
-
-
-def main() -> None:
-    """Run the command on its own: ``python -m screening.cli_evaluate --year 2021 …``
-    (the same function ``screening evaluate`` calls once registered in screening/cli.py)."""
-    from .cli_common import run_app
-
-    app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
-    app.command()(evaluate_command)
-    run_app(app)
-
-
-if __name__ == "__main__":
-    main()

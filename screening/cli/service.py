@@ -1,0 +1,124 @@
+"""``screening serve`` (the service) and ``screening users`` (its users and tokens)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import ScreeningError
+from .common import _database, _fail, err_console, out_console
+
+
+users_app = typer.Typer(help="管理服务用户与令牌。", no_args_is_help=True, rich_markup_mode=None)
+
+
+@users_app.command("add")
+def users_add(
+    db: Annotated[Path, typer.Option("--db", help="服务使用的 DuckDB 文件")] = Path("screening.duckdb"),
+    name: Annotated[str, typer.Option("--name", help="用户名")] = ...,
+    role: Annotated[str, typer.Option("--role", help="admin、township、analyst 或 dashboard")] = ...,
+    township: Annotated[Optional[str], typer.Option("--township", help="township 角色所属乡镇街道（须为已保存运行的企业名录中的乡镇街道）")] = None,
+    new_township: Annotated[bool, typer.Option("--new-township", help="确认 --township 是名录中还没有的新乡镇街道")] = False,
+    password: Annotated[bool, typer.Option("--password", help="设置网页登录密码：在终端中输入两次（非交互时读取标准输入的第一行）")] = False,
+    generate_password: Annotated[bool, typer.Option("--generate-password", help="生成网页登录密码并显示这一次")] = False,
+) -> None:
+    """创建用户；令牌只显示这一次（输出的最后一行），数据库中只保存其散列值。"""
+    from api.auth import add_user, check_password_rules, set_password
+
+    from ..handover import Service
+
+    secret = _password(password, generate_password)
+    with _database(db) as con:
+        try:
+            if isinstance(con, Service):
+                token = con.call("POST", "/api/v1/users", {"name": name, "role": role, "township": township,
+                                                           "confirm_new_township": new_township,
+                                                           **({"password": secret} if secret else {})})["token"]
+            else:
+                if secret:
+                    check_password_rules(secret)
+                token = add_user(con, name, role, township, new_township)
+                if secret:
+                    set_password(con, name.strip(), secret)
+        except ValueError as exc:
+            _fail(ScreeningError(str(exc)))
+        except ScreeningError as exc:
+            _fail(exc)
+    if generate_password:
+        err_console.print(f"网页登录密码（只显示这一次）：{secret}")
+    err_console.print(f"已创建用户 {name}（{role}{'，' + township if township else ''}），令牌如下，请妥善保存：")
+    print(token)
+
+
+def _password(prompt: bool, generate: bool) -> str | None:
+    """The web sign-in password asked for by ``users add``: typed twice at a terminal, the first
+    line of standard input otherwise, or generated."""
+    from api.auth import generate_password
+
+    if prompt and generate:
+        _fail(ScreeningError("--password 与 --generate-password 只能选一个"))
+    if generate:
+        return generate_password()
+    if not prompt:
+        return None
+    if sys.stdin.isatty():
+        first = typer.prompt("网页登录密码", hide_input=True)
+        if typer.prompt("再输入一次", hide_input=True) != first:
+            _fail(ScreeningError("两次输入的密码不一致"))
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@users_app.command("revoke")
+def users_revoke(
+    db: Annotated[Path, typer.Option("--db", help="服务使用的 DuckDB 文件")] = Path("screening.duckdb"),
+    name: Annotated[str, typer.Option("--name", help="用户名")] = ...,
+) -> None:
+    """停用用户的令牌。"""
+    from urllib.parse import quote
+
+    from api.auth import revoke_user
+
+    from ..handover import Service
+
+    with _database(db) as con:
+        if isinstance(con, Service):
+            try:
+                con.call("DELETE", f"/api/v1/users/{quote(name, safe='')}")
+            except ScreeningError as exc:
+                _fail(exc)
+        elif not revoke_user(con, name):
+            _fail(ScreeningError(f"没有名为 {name} 的有效用户"))
+    out_console.print(f"已停用用户 {name} 的令牌")
+
+
+def serve(
+    db: Annotated[Path, typer.Option("--db", help="DuckDB 文件（screening run 写入的同一个文件）")] = Path("screening.duckdb"),
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+) -> None:
+    """启动服务接口（FastAPI + uvicorn），使用嵌入式 DuckDB 文件，无需另装数据库。"""
+    import uvicorn
+
+    from api.config import Settings
+    from api.main import create_app
+    from ..handover import find
+    from ..store import DatabaseLocked, connect
+
+    try:
+        if db.exists():
+            connect(db).close()  # a held file fails here
+    except DatabaseLocked as exc:
+        service = find(db)
+        if service is not None:
+            _fail(DatabaseLocked(f"数据库 {db} 已被另一个服务占用（PID {service.pid}，地址 {service.url}）；"
+                                 f"请直接使用该服务，或先停止它再启动"))
+        holder = f"（PID {exc.pid}）" if exc.pid else ""
+        _fail(DatabaseLocked(f"数据库 {db} 已被另一个进程{holder}占用；请先关闭该进程再启动服务，或改用其他 --db 文件"))
+    except ScreeningError as exc:
+        _fail(exc)
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else (f"[{host}]" if ":" in host else host)
+    settings = Settings(db=db, url=f"http://{local}:{port}")  # local commands hand their writes over here
+    uvicorn.run(create_app(settings), host=host, port=port, workers=1, log_level="info")
