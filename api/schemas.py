@@ -113,6 +113,9 @@ class EnterpriseRecord(BaseModel):
     key_energy_user: dict[str, Any] | None = Field(
         default=None, description="重点用能单位（仅供参考）：门槛、依据、各数据年度的综合能耗、单位工业增加值能耗及是否上升；"
                                   "不是重点用能单位或筛选早于该功能时为 null")
+    early_warning: dict[str, Any] | None = Field(
+        default=None, description="预警（仅供参考）：该年度最新一次预警中进入下一年度清单的估计概率 risk 与主要原因 "
+                                  "factors；没有预警结果时为 null；不改变任何规则判定")
 
 
 class Dashboard(BaseModel):

@@ -393,3 +393,22 @@ def test_a_township_sees_ranks_among_its_own_firms_never_county_ranks(service, c
     assert county["rank_scope"] == "county" and [i["rank"] for i in county["items"]] == mine["rank"].to_list()[:500]
     unknown = client.get(f"/api/v1/warnings/{YEAR}?township=柳市", headers=bearer(tokens["admin"]))
     assert unknown.status_code == 422 and TOWNSHIP in unknown.json()["detail"]
+
+
+@pytest.mark.api
+def test_the_record_carries_the_firms_warning_without_a_rank(service, cli_run):
+    """Issue 13: the 一企一策 record shows the early-warning risk, marked 仅供参考 (no county rank)."""
+    from api.routes.warnings import firm_warning
+
+    client, _tokens = service
+    saved = pl.read_parquet(cli_run / "out" / "warnings.parquet")
+    first = saved.row(0, named=True)
+    cursor = client.app.state.con.cursor()
+    try:
+        found = firm_warning(cursor, first["uscc"], YEAR)
+        assert found["risk"] == pytest.approx(first["risk"]) and found["factors"] == first["factors"]
+        assert "rank" not in found and "仅供参考" in found["advisory"] and found["target_list_year"] == YEAR + 1
+        assert firm_warning(cursor, "91330381145618741G", YEAR) is None
+        assert firm_warning(cursor, first["uscc"], YEAR - 1) is None
+    finally:
+        cursor.close()

@@ -16,6 +16,7 @@ from ..deps import CursorDep, ReadModelDep, allow
 from ..readmodel import ReadModel, anomalies_checked
 from ..schemas import EnterpriseRecord, Verification, VerificationIn
 from .common import ERRORS, UsccPath, run_for_year, served_run
+from .warnings import firm_warning
 
 router = APIRouter(prefix="/api/v1/enterprises", tags=["enterprises"])
 
@@ -125,7 +126,8 @@ def get_enterprise(
             "dispute_decisions": state.decisions.get(code, []),
             "finalized": state.finalization is not None, "on_final_list": code in state.final_basis,
             "plan": state.plans.get(code),
-            "key_energy_user": _key_energy_user(cursor, run.run_id, code)}
+            "key_energy_user": _key_energy_user(cursor, run.run_id, code),
+            "early_warning": firm_warning(cursor, code, year)}
 
 
 def _key_energy_user(cursor, run: str, uscc: str) -> dict | None:

@@ -109,3 +109,21 @@ def get_warnings(
             "target_list_year": run["target_list_year"], "model": run["model"], "backtest": _summary(run["metrics"]),
             "advisory": ADVISORY, "rank_scope": "township" if own else "county", "total": total, "limit": limit,
             "offset": offset, "items": items}
+
+
+def firm_warning(cursor, uscc: str, year: int) -> dict[str, Any] | None:
+    """The firm's early warning from the newest warning run of ``year`` (the risk of entering the
+    list of ``year + 1``), for its 一企一策 record: risk and reasons, marked advisory; no rank (a rank
+    among the county is not a township's to see).  None when there is no warning run or no row."""
+    if not table_exists(cursor, "warn_runs"):
+        return None
+    try:
+        run = _latest_warn(cursor, year)
+    except HTTPException:
+        return None
+    rows = records(cursor, "SELECT risk, factors FROM warn_results WHERE warn_id = ? AND uscc = ?",
+                   [run["warn_id"], uscc])
+    if not rows:
+        return None
+    return {**rows[0], "warn_id": run["warn_id"], "data_year": run["data_year"],
+            "target_list_year": run["target_list_year"], "advisory": ADVISORY}
