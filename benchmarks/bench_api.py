@@ -39,6 +39,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from _common import HERE, data_dir, generate, measured_run, screening_exe
@@ -196,6 +197,30 @@ class Server:
 
 # --------------------------------------------------------------------------- load generators
 
+
+
+@contextmanager
+def serving(db: Path, log: Path):
+    """``screening serve`` on ``db``, started, healthy and with its newest run read into memory:
+    yields (server, seconds to get there); always stopped, also on SIGTERM/SIGHUP."""
+    server = Server(db, log)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+
+    def _terminate(signum, _frame):
+        raise SystemExit(128 + signum)  # unwinds through the finally below, which stops the server
+
+    for sig in previous:
+        signal.signal(sig, _terminate)
+    try:
+        startup = server.wait_healthy()
+        startup += server.wait_log("已将运行", timeout=600)  # the newest run is read into memory in the background
+        yield server, startup
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"screening serve died during the test:\n{server.log_tail()}")
+    finally:
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 WRK_LUA = r"""
 local paths, token, max_requests = {}, "%(token)s", %(max_requests)d
 for line in io.lines("%(paths)s") do paths[#paths + 1] = line end
@@ -377,18 +402,8 @@ def main() -> None:
         return run_python(base, paths, token, seconds, args.connections, cap, args.seed)
 
     OUT.mkdir(parents=True, exist_ok=True)
-    server = Server(db, OUT / "server.log")
     results: dict[str, dict] = {}
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
-
-    def _terminate(signum, _frame):
-        raise SystemExit(128 + signum)  # unwinds through the finally below, which stops the server
-
-    for sig in previous:
-        signal.signal(sig, _terminate)
-    try:
-        startup = server.wait_healthy()
-        startup += server.wait_log("已将运行", timeout=600)  # the newest run is read into memory in the background
+    with serving(db, OUT / "server.log") as (server, startup):
         print(f"服务已启动：{server.base}（{startup:.1f} s），负载工具 {client}，{args.connections} 个并发连接，"
               f"每个场景 {args.duration:g} s（上限 {args.max_requests:,} 次请求）", flush=True)
         import httpx
@@ -407,12 +422,6 @@ def main() -> None:
             results[name] = r
             print(f"  {name:<9} {r['rps']:8.1f} req/s  p50 {r['p50_ms']:7.2f} ms  p90 {r['p90_ms']:7.2f} ms  "
                   f"p99 {r['p99_ms']:7.2f} ms  错误 {r['errors']:,}/{r['requests']:,} {r['statuses']}", flush=True)
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"screening serve died during the test:\n{server.log_tail()}")
-    finally:
-        server.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
     rec = results["record"]
     targets = {"rps_min": TARGET_RPS, "p99_ms_max": TARGET_P99_MS,

@@ -34,13 +34,12 @@ import platform
 import random
 import re
 import secrets
-import signal
 import sys
 import time
 from pathlib import Path
 
 from _common import HERE
-from bench_api import OUT, PAGE_SIZE, YEAR, Server, build, sample
+from bench_api import OUT, PAGE_SIZE, YEAR, build, sample, serving
 
 ADMIN = "bench-admin"
 SORTS = ("township", "uscc", "tax_per_mu", "land_mu", "energy_tce", "hit_count")
@@ -169,18 +168,8 @@ def main() -> None:
     }
 
     OUT.mkdir(parents=True, exist_ok=True)
-    server = Server(db, OUT / "server_web.log")
     results: dict[str, dict] = {}
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
-
-    def _terminate(signum, _frame):
-        raise SystemExit(128 + signum)  # unwinds through the finally below, which stops the server
-
-    for sig in previous:
-        signal.signal(sig, _terminate)
-    try:
-        startup = server.wait_healthy()
-        startup += server.wait_log("已将运行", timeout=600)  # the newest run is read into memory in the background
+    with serving(db, OUT / "server_web.log") as (server, startup):
         print(f"服务已启动：{server.base}（{startup:.1f} s），每个页面顺序请求 {n} 次", flush=True)
         import httpx
 
@@ -194,13 +183,7 @@ def main() -> None:
                 results[name] = r
                 print(f"  {name:<12} p50 {r['p50_ms']:8.1f} ms  p95 {r['p95_ms']:8.1f} ms  max {r['max_ms']:8.1f} ms  "
                       f"{r['statuses']}", flush=True)
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"screening serve died during the test:\n{server.log_tail()}")
         rss = server.rss_mb()
-    finally:
-        server.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
     import duckdb
 
