@@ -11,10 +11,10 @@ from pathlib import Path
 import polars as pl
 
 from .errors import ScreeningError
+from .ruleset import STATUS_ZH
 from .sqlquote import literal
 from .store import connect
 
-STATUS_ZH = {"hit": "命中", "pass": "未命中", "insufficient_data": "数据不足", "not_applicable": "不适用"}
 CHANGE_ZH = {"entered": "新进清单", "left": "退出清单", "stayed": "仍在清单"}
 #: compare.xlsx: the columns a person reads, with Chinese headers
 SHEET_COLUMNS = {"change_zh": "变动", "uscc": "统一社会信用代码", "name": "企业名称", "township": "乡镇街道",

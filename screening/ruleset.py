@@ -35,6 +35,8 @@ RULE_IDS = (
 #: list run does not reach them and they never enter run.json's parameters
 FAMILY_IDS = ("projects", "key_energy_users")
 STATUSES = ("hit", "pass", "insufficient_data", "not_applicable")
+#: the statuses as a person reads them (CLI tables, comparisons, workbooks)
+STATUS_ZH = {"hit": "命中", "pass": "未命中", "insufficient_data": "数据不足", "not_applicable": "不适用"}
 LIMIT_RULE = "energy_limit_exceeded"
 #: reason codes a rule's SQL may give that need a message of their own (besides the scope's)
 REQUIRED_MESSAGES = {"energy_limit_exceeded": ("hit", "hit_unverified"), "key_energy_users": ("listed", "rising"),

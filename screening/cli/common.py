@@ -15,11 +15,11 @@ from rich.console import Console
 from rich.text import Text
 
 from ..errors import ScreeningError, environment_error
+from ..ruleset import STATUS_ZH  # noqa: F401  (re-exported to the command modules)
 
 out_console = Console()
 err_console = Console(stderr=True)
 
-STATUS_ZH = {"hit": "命中", "pass": "未命中", "insufficient_data": "数据不足", "not_applicable": "不适用"}
 
 
 def _fail(exc: ScreeningError) -> None:
