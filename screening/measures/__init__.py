@@ -112,7 +112,8 @@ def compute(history: pl.DataFrame, enterprises: pl.DataFrame, accounts: pl.DataF
         engine.load("history", history)
         engine.load("policy_steps", policy.steps_frame())
         judged = engine.query("rules/measures.sql", sql_text("rules/measures.sql"),
-                              {"grade_year": grade_year, "on_date": on_date})
+                              {"grade_year": grade_year, "on_date": on_date,
+                               "previous_date": policy.period_of(year - 1)[0]})
     finally:
         engine.close()
     firms = enterprises.select(pl.col("uscc").cast(pl.String), pl.col("name").cast(pl.String),

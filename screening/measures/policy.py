@@ -101,9 +101,9 @@ class MeasuresFile(_Strict):
         ids = [p.id for p in self.policies]
         if len(ids) != len(set(ids)):
             raise ValueError("政策 id 重复")
-        missing = sorted({p.utility for p in self.policies} - set(self.utilities))
+        missing = [u for u in UTILITIES if u not in self.utilities]
         if missing:
-            raise ValueError(f"能源类型 {missing} 没有在 utilities 中给出计价单位")
+            raise ValueError(f"utilities 缺少 {'、'.join(missing)} 的计价单位（电、水、气都要写）")
         # two policies for the same utility and grade must not be in force on the same day
         for i, a in enumerate(self.policies):
             for b in self.policies[i + 1:]:

@@ -8,8 +8,9 @@
 -- (year − row_number) over the firm's years in that grade.
 -- Surcharge: the policy for (utility, grade) in force on $on_date (valid_from ≤ date ≤ valid_to, an
 -- empty valid_to is open), at the step with the largest from_years not above the consecutive years.
--- Refund: the firm's grade in $grade_year − 1 had a policy with a refund in force on $on_date, and its
--- grade in $grade_year is better (a letter earlier: A < B < C < D).
+-- Refund: the firm's grade in $grade_year − 1 had a policy with a refund in force both on $on_date and
+-- on $previous_date (the same day of the previous year's period: the surcharge was then collected),
+-- and its grade in $grade_year is better (a letter earlier: A < B < C < D).
 WITH graded AS (
     SELECT uscc, year, grade, source,
            year - row_number() OVER (PARTITION BY uscc, grade ORDER BY year) AS island
@@ -45,6 +46,7 @@ refunded AS (
     JOIN previous v ON v.uscc = s.uscc
     JOIN in_force p ON p.grade = v.previous_grade AND p.refund_share IS NOT NULL
     WHERE s.grade < v.previous_grade
+      AND p.valid_from <= $previous_date AND (p.valid_to IS NULL OR p.valid_to >= $previous_date)
 )
 SELECT
     coalesce(c.uscc, r.uscc) AS uscc,
