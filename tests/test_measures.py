@@ -223,3 +223,12 @@ def test_cli_writes_the_lists_and_refuses_bad_input(data, rules, tmp_path):
     assert bad.returncode == 2 and "不是日期" in bad.stderr and "Traceback" not in bad.stderr
     missing = cli("measures", "--data", data, "--out", out, cwd=tmp_path)
     assert missing.returncode == 2 and "--year" in missing.stderr
+
+
+def test_no_refund_for_a_surcharge_never_collected(data, rules):
+    """power_d starting 2024-01-01: F4's 2023 D year was never surcharged, so nothing to refund."""
+    later = dict(POLICY, policies=[dict(POLICY["policies"][0], valid_from="2024-01-01")] + POLICY["policies"][1:])
+    (rules / "measures.yaml").write_text(yaml.safe_dump(later, allow_unicode=True), encoding="utf-8")
+    power = _power(measures(data, 2024, rules))
+    assert (F4, "4001") not in power
+    assert power[(F1, "1001")]["surcharge"] == pytest.approx(0.4)
