@@ -134,3 +134,18 @@ def test_compute_refuses_a_folder_outside_the_data_root(service):
     answer = client.post("/api/v1/measures/lists", json={"year": YEAR, "data": "m", "date": "2023-05-01"},
                          headers=bearer(tokens["admin"]))
     assert answer.status_code == 422 and "执行期" in answer.json()["detail"]
+
+
+def test_accounts_upload_with_the_data_and_feed_the_lists(service, tmp_path):
+    """accounts.csv goes up with the other tables (POST /data) and POST /measures/lists reads it."""
+    client, tokens, _ = service
+    folder = write_data(tmp_path / "up", shift=-2)
+    files = [("files", (p.name, p.read_bytes())) for p in sorted(folder.iterdir())]
+    up = client.post("/api/v1/data", data={"year": str(YEAR)}, files=files, headers=bearer(tokens["admin"]))
+    assert up.status_code == 201, up.text
+    assert "accounts.csv" in up.json()["files"]
+    made = client.post("/api/v1/measures/lists", json={"year": YEAR, "data": up.json()["data"]},
+                       headers=bearer(tokens["admin"]))
+    assert made.status_code == 201, made.text
+    power = client.get(f"/api/v1/measures/lists/{YEAR}?utility=电", headers=bearer(tokens["admin"])).json()
+    assert {(r["uscc"], r["account"]) for r in power["items"]} >= {(F1, "1001"), (F2, "2001"), (F2, "2002")}
