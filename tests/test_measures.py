@@ -182,3 +182,8 @@ def test_no_refund_for_a_surcharge_never_collected(data, rules):
     power = _power(measures(data, 2024, rules))
     assert (F4, "4001") not in power
     assert power[(F1, "1001")]["surcharge"] == pytest.approx(0.4)
+
+
+def test_no_grades_for_the_year_is_refused_not_an_empty_list(data, rules):
+    with pytest.raises(InputError, match="没有 2024 年度的评价等级"):
+        measures(data, 2025, rules)

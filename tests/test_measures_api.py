@@ -81,13 +81,15 @@ def test_a_township_sees_only_its_own_firms(service):
 
 def test_ledger_with_a_bad_row_is_refused_with_the_excel_row(service, tmp_path):
     client, tokens, _ = service
-    bad = GOOD + [[2022, "第五季度", "加价收取", "电", F6, "企业6", "虹桥镇", 1, 10]]  # Excel row 7
+    bad = GOOD + [[2022, "第五季度", "加价收取", "电", F6, "企业6", "虹桥镇", 1, 10],  # Excel row 7
+                  [2022, 2, "加价收取", "电", F1, "企业1", "乐成街道", 1, 10]]  # row 8: F1 is 柳市镇's
     path = _ledger(tmp_path / "台账.xlsx", bad)
     answer = client.post("/api/v1/measures/ledger/upload", headers=bearer(tokens["admin"]),
                          files={"file": ("台账.xlsx", path.read_bytes())})
     assert answer.status_code == 422, answer.text
     body = answer.json()
-    assert [(e["row"], e["column"]) for e in body["errors"]] == [(7, "季度")]
+    assert [(e["row"], e["column"]) for e in body["errors"]] == [(7, "季度"), (8, "乡镇街道")]
+    assert "柳市镇" in body["errors"][1]["reason"]
     assert "整份文件未保存" in body["detail"]
     stored = client.get(f"/api/v1/measures/ledger/{YEAR}", headers=bearer(tokens["admin"])).json()
     assert stored["items"] == []

@@ -166,10 +166,14 @@ def upload_ledger(
               for r in rejects.to_dicts()]
     entries = []
     for r in rows.to_dicts():
-        township = r["township"] or towns.get(r["uscc"])
+        listed = towns.get(r["uscc"])
+        township = r["township"] or listed
         if township is None:
             errors.append({"row": r["row"], "column": "乡镇街道", "value": r["uscc"],
                            "reason": "未填乡镇街道，且该企业不在差别化措施名单中，无法确定属地"})
+        elif listed is not None and township != listed:  # a township would see another's firm
+            errors.append({"row": r["row"], "column": "乡镇街道", "value": township,
+                           "reason": f"与该企业在差别化措施名单中的乡镇街道“{listed}”不一致"})
         entries.append({**r, "township": township})
     if errors:
         errors.sort(key=lambda e: (e["row"], e["column"] or ""))

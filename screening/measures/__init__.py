@@ -105,6 +105,11 @@ def compute(history: pl.DataFrame, enterprises: pl.DataFrame, accounts: pl.DataF
                          f"{end.isoformat()}，见 measures.yaml 的 period）内")
     grade_year = year - 1
     history = merge_histories(history)
+    years = sorted(history["year"].unique().to_list())
+    if grade_year not in years:
+        # no grade for the year the measures follow: an empty list would read as "nobody to charge"
+        raise InputError(f"等级历史中没有 {grade_year} 年度的评价等级，无法生成 {year} 年度的差别化措施名单"
+                         f"（已有年度：{'、'.join(map(str, years)) or '无'}）")
     accounts = accounts if accounts is not None else pl.DataFrame(schema={"uscc": pl.String, "utility": pl.String,
                                                                          "account": pl.String})
     engine = Engine()
