@@ -43,7 +43,7 @@ POLICY = {
          "assumption": "测试假设"},
     ],
     "messages": {"surcharge": "{grade}类连续{consecutive_years}年，加价{surcharge:g}{unit}",
-                 "refund": "返还{refund_pct:g}%", "no_account": "未登记{utility}户号"},
+                 "refund": "返还{refund_share:%}", "no_account": "未登记{utility}户号"},
 }
 
 

@@ -187,3 +187,10 @@ def test_no_refund_for_a_surcharge_never_collected(data, rules):
 def test_no_grades_for_the_year_is_refused_not_an_empty_list(data, rules):
     with pytest.raises(InputError, match="没有 2024 年度的评价等级"):
         measures(data, 2025, rules)
+
+
+def test_a_message_naming_an_unknown_field_is_a_rule_set_error(data, rules):
+    bad = dict(POLICY, messages={**POLICY["messages"], "surcharge": "加价{surchage:g}"})
+    (rules / "measures.yaml").write_text(yaml.safe_dump(bad, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(RuleSetError, match="surchage"):
+        measures(data, 2024, rules)

@@ -21,6 +21,7 @@ from typing import Any
 
 import polars as pl
 
+from .. import reasons
 from ..engine import Engine, sql_text
 from ..errors import InputError
 from ..ingest import ROW, RawTable, find_table_file, read_dir
@@ -135,49 +136,64 @@ def compute(history: pl.DataFrame, enterprises: pl.DataFrame, accounts: pl.DataF
     return MeasureLists(rows, policy, year, on_date, not_in_force)
 
 
-def _present(rows: pl.DataFrame, policy: MeasuresFile, grade_year: int, on_date: dt.date,
+#: the fields a message of measures.yaml may name (columns of the list; constants: grade_year, previous_year)
+MESSAGE_FIELDS = ("utility", "uscc", "name", "township", "account", "grade", "consecutive_years", "surcharge",
+                  "unit", "provider", "refund_share", "previous_grade")
+
+
+def message_sql(policy: MeasuresFile, grade_year: int, alias: str = "l") -> dict[str, str]:
+    """Each message of measures.yaml as a SQL expression over the list's columns (screening.reasons:
+    a field the list has not, or a format not supported, is a RuleSetError naming the message)."""
+    constants = {"grade_year": grade_year, "previous_year": grade_year - 1}
+    columns = {name: f"{alias}.{name}" for name in MESSAGE_FIELDS}
+    return {code: reasons.compile_template(text.strip(), constants, columns, f"measures.yaml messages.{code}")
+            for code, text in policy.messages.items()}
+
+
+def _present(judged: pl.DataFrame, policy: MeasuresFile, grade_year: int, on_date: dt.date,
              period_end: dt.date) -> pl.DataFrame:
-    """Units, dates, the Chinese note and the citation of each row (presentation: no rule here)."""
-    out = []
-    for r in rows.iter_rows(named=True):
-        unit = policy.utilities[r["utility"]]
-        charged = policy.policy(r["policy_id"]) if r["policy_id"] else None
-        refunding = policy.policy(r["refund_policy_id"]) if r["refund_policy_id"] else None
-        values = {**r, "grade_year": grade_year, "previous_year": grade_year - 1, "unit": unit.unit,
-                  "provider": unit.provider,
-                  "refund_pct": (r["refund_share"] or 0) * 100}
-        notes, cites, assumptions = [], [], []
-        if charged:
-            notes.append(policy.messages["surcharge"].format_map(values))
-            cites.append(policy.citation_text(charged.cite))
-            if charged.assumption:
-                assumptions.append(f"{charged.id}：{charged.assumption}")
-        if refunding:
-            notes.append(policy.messages["refund"].format_map(values))
-            cites.append(policy.citation_text(refunding.refund.cite))
-            if refunding.assumption and refunding is not charged:
-                assumptions.append(f"{refunding.id}：{refunding.assumption}")
-        if r["account"] is None:
-            notes.append(policy.messages["no_account"].format_map(values))
-        ends = [d for d in (period_end, r["policy_to"]) if d is not None]
-        out.append({
-            "utility": r["utility"], "uscc": r["uscc"], "name": r["name"], "township": r["township"],
-            "account": r["account"], "grade": r["grade"], "grade_year": grade_year,
-            "consecutive_years": r["consecutive_years"], "surcharge": r["surcharge"], "unit": unit.unit,
-            "refund_share": r["refund_share"], "previous_grade": r["previous_grade"] if refunding else None,
-            "valid_from": on_date, "valid_to": min(ends), "policy_id": r["policy_id"] or r["refund_policy_id"],
-            "grade_source": r["grade_source"], "note": "；".join(notes), "citation": "；".join(dict.fromkeys(cites)),
-            "assumption": "；".join(assumptions) or None,
-        })
-    schema = {"utility": pl.String, "uscc": pl.String, "name": pl.String, "township": pl.String,
-              "account": pl.String, "grade": pl.String, "grade_year": pl.Int32, "consecutive_years": pl.Int64,
-              "surcharge": pl.Float64, "unit": pl.String, "refund_share": pl.Float64, "previous_grade": pl.String,
-              "valid_from": pl.Date, "valid_to": pl.Date, "policy_id": pl.String, "grade_source": pl.String,
-              "note": pl.String, "citation": pl.String, "assumption": pl.String}
-    order = {u: i for i, u in enumerate(UTILITIES)}
-    frame = pl.DataFrame(out, schema=schema, orient="row") if out else pl.DataFrame(schema=schema)
-    return (frame.with_columns(pl.col("utility").replace_strict(order, default=len(order)).alias("_u"))
-            .sort("_u", "township", "uscc", "account", nulls_last=True).drop("_u").select(OUTPUT_COLUMNS))
+    """Units, dates, the Chinese note, the citation and the assumptions of each row (presentation:
+    the rule is sql/rules/measures.sql)."""
+    info = pl.DataFrame([{"policy_id": p.id, "citation": policy.citation_text(p.cite),
+                          "refund_citation": policy.citation_text(p.refund.cite) if p.refund else None,
+                          "assumption": f"{p.id}：{p.assumption}" if p.assumption else None}
+                         for p in policy.policies],
+                        schema={"policy_id": pl.String, "citation": pl.String, "refund_citation": pl.String,
+                                "assumption": pl.String})
+    units = pl.DataFrame([{"utility": u, "unit": x.unit, "provider": x.provider} for u, x in policy.utilities.items()])
+    text = message_sql(policy, grade_year)
+    engine = Engine()
+    try:
+        engine.load("judged", judged)
+        engine.load("policy_info", info)
+        engine.load("utility_info", units)
+        out = engine.query("measures list", f"""
+            WITH l AS (
+                SELECT j.*, u.unit, u.provider FROM judged j JOIN utility_info u USING (utility)
+            )
+            SELECT l.utility, l.uscc, l.name, l.township, l.account, l.grade, $grade_year AS grade_year,
+                   l.consecutive_years, l.surcharge, l.unit, l.refund_share,
+                   CASE WHEN l.refund_policy_id IS NOT NULL THEN l.previous_grade END AS previous_grade,
+                   $on_date AS valid_from, least($period_end, coalesce(l.policy_to, $period_end)) AS valid_to,
+                   coalesce(l.policy_id, l.refund_policy_id) AS policy_id, l.grade_source,
+                   concat_ws('；',
+                       CASE WHEN l.policy_id IS NOT NULL THEN {text["surcharge"]} END,
+                       CASE WHEN l.refund_policy_id IS NOT NULL THEN {text["refund"]} END,
+                       CASE WHEN l.account IS NULL THEN {text["no_account"]} END) AS note,
+                   nullif(concat_ws('；', c.citation,
+                       CASE WHEN r.refund_citation IS DISTINCT FROM c.citation THEN r.refund_citation END), '') AS citation,
+                   nullif(concat_ws('；', c.assumption,
+                       CASE WHEN r.policy_id IS DISTINCT FROM c.policy_id THEN r.assumption END), '') AS assumption,
+                   array_position(['电', '水', '气'], l.utility) AS _u
+            FROM l
+            LEFT JOIN policy_info c ON c.policy_id = l.policy_id
+            LEFT JOIN policy_info r ON r.policy_id = l.refund_policy_id
+            ORDER BY _u, l.township NULLS LAST, l.uscc, l.account NULLS LAST
+        """, {"grade_year": grade_year, "on_date": on_date, "period_end": period_end})
+    finally:
+        engine.close()
+    return out.drop("_u").with_columns(pl.col("grade_year").cast(pl.Int32),
+                                       pl.col("consecutive_years").cast(pl.Int64)).select(OUTPUT_COLUMNS)
 
 
 # ---------------------------------------------------------------- from a data directory
