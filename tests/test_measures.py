@@ -194,3 +194,21 @@ def test_a_message_naming_an_unknown_field_is_a_rule_set_error(data, rules):
     (rules / "measures.yaml").write_text(yaml.safe_dump(bad, allow_unicode=True), encoding="utf-8")
     with pytest.raises(RuleSetError, match="surchage"):
         measures(data, 2024, rules)
+
+
+def test_outputs_are_formula_safe(rules, tmp_path):
+    from screening.measures.outputs import write_outputs
+
+    history = history_from_evaluations(pl.DataFrame({"uscc": [F1], "year": [2023], "grade": ["D"]}))
+    firms = pl.DataFrame({"uscc": [F1], "name": ['=HYPERLINK("http://x","点此")'], "township": ["+柳市镇"]})
+    accounts = pl.DataFrame({"uscc": [F1], "utility": ["电"], "account": ["-1001"]})
+    result = compute(history, firms, accounts, load_measures(rules), 2024)
+    write_outputs(result, tmp_path)
+    text = (tmp_path / "measures_electricity.csv").read_text(encoding="utf-8-sig")
+    assert "'=HYPERLINK" in text and "'+柳市镇" in text
+    assert pl.read_parquet(tmp_path / "measures_electricity.parquet")["name"][0].startswith("=")  # machines: raw
+    import openpyxl
+
+    wb = openpyxl.load_workbook(tmp_path / "差别化措施清单_2024.xlsx")
+    cell = wb["电（元每千瓦时）"]["B2"]
+    assert cell.data_type == "s" and not str(cell.value).startswith("=")
