@@ -27,8 +27,10 @@ TOWNS = {F1: "柳市镇", F2: "柳市镇", F3: "乐成街道", F4: "乐成街道
 POLICY = {
     "id": "measures", "title": "测试政策", "last_reviewed": "2026-11-29",
     "sources": {"t": {"issuer": "测试", "title": "测试文件", "published": None}},
-    "utilities": {"电": {"code": "electricity", "unit": "元/千瓦时", "quantity": "用电量", "provider": "供电单位"},
-                  "水": {"code": "water", "unit": "元/吨", "quantity": "用水量", "provider": "供水单位"},
+    "utilities": {"电": {"code": "electricity", "unit": "元/千瓦时", "quantity": "用电量", "provider": "供电单位",
+                         "aliases": ["电力"]},
+                  "水": {"code": "water", "unit": "元/吨", "quantity": "用水量", "provider": "供水单位",
+                         "aliases": ["自来水"]},
                   "气": {"code": "gas", "unit": "元/立方米", "quantity": "用气量", "provider": "供气单位"}},
     "period": {"start_month": 1, "start_day": 1, "months": 12, "cite": {"source": "t", "clause": "一"}},
     "policies": [
@@ -51,13 +53,14 @@ def write_data(folder: Path, shift: int = 0) -> Path:
     """enterprises.csv, evaluations.csv (GRADES, years moved by ``shift``) and accounts.csv.
 
     accounts.csv: header row 1; F2 has two power accounts; row 5 names a utility that is not one;
-    row 6 gives F1's account to F6 (one meter, two firms); F3 has none."""
+    row 6 gives F1's account to F6 (one meter, two firms); F3 has none; rows 7 and 8 write the utility
+    as 电力 and 自来水 (aliases of measures.yaml)."""
     folder.mkdir(parents=True, exist_ok=True)
     pl.DataFrame({"统一社会信用代码": list(TOWNS), "企业名称": [f"企业{i}" for i in range(1, 7)],
                   "乡镇街道": list(TOWNS.values()), "行业代码": ["3823"] * 6}).write_csv(folder / "enterprises.csv")
     rows = [(u, y + shift, g) for u, years in GRADES.items() for y, g in years.items()]
     pl.DataFrame(rows, schema=["统一社会信用代码", "年度", "评价等级"], orient="row").write_csv(folder / "evaluations.csv")
     accounts = [(F1, "电", "1001"), (F2, "电", "2001"), (F2, "电", "2002"), (F4, "煤", "4001"),
-                (F6, "电", "1001"), (F4, "电", "4001"), (F1, "水", "W01")]
+                (F6, "电", "1001"), (F4, "电力", "4001"), (F1, "自来水", "W01")]
     pl.DataFrame(accounts, schema=["统一社会信用代码", "类型", "户号"], orient="row").write_csv(folder / "accounts.csv")
     return folder

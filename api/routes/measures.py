@@ -29,7 +29,8 @@ from screening.filesafety import FileTooLarge, FileUnreadable, check_workbook
 from screening.ingest.discovery import EXTENSIONS, XLSX, open_table
 from screening.measures import OUTPUT_COLUMNS, measures, summary
 from screening.measures.ledger import read_ledger
-from screening.paths import confined
+from screening.measures.policy import load_measures
+from screening.paths import confined, default_ruleset
 from screening.schema import LEDGER_KINDS, UTILITIES
 
 from ..auth import User
@@ -156,7 +157,7 @@ def upload_ledger(
             opened = open_table(path)  # the CLI reader's guard: binary in a CSV, not a workbook …
             if opened.kind == XLSX:
                 check_workbook(path, _LABEL, settings.upload_limits())  # the service's tighter caps
-            rows, rejects = read_ledger(path)
+            rows, rejects = read_ledger(path, load_measures(default_ruleset()).utility_aliases())
         except FileTooLarge as exc:
             raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
         except (FileUnreadable, ScreeningError) as exc:

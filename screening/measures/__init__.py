@@ -198,7 +198,15 @@ def _present(judged: pl.DataFrame, policy: MeasuresFile, grade_year: int, on_dat
 
 # ---------------------------------------------------------------- from a data directory
 
-def read_accounts(data_dir: Path, registry: pl.DataFrame) -> tuple[pl.DataFrame | None, pl.DataFrame]:
+def with_utility_aliases(raw: RawTable, aliases: dict[str, str] | None) -> None:
+    """The ``utility`` cells of a loaded table written another way (电力, 自来水 …) read as 电/水/气."""
+    frame = raw.frame
+    if aliases and "utility" in frame.columns and frame.schema["utility"] == pl.String:
+        raw.frame = frame.with_columns(pl.col("utility").replace(aliases))
+
+
+def read_accounts(data_dir: Path, registry: pl.DataFrame,
+                  aliases: dict[str, str] | None = None) -> tuple[pl.DataFrame | None, pl.DataFrame]:
     """The optional ``accounts`` table (``uscc, utility, account``) and its reject lines; None when
     the directory has no accounts file.  ``registry``: the validated enterprises (``uscc, firm_id``).
     An account number given to two firms for the same utility keeps the first row."""
@@ -207,6 +215,7 @@ def read_accounts(data_dir: Path, registry: pl.DataFrame) -> tuple[pl.DataFrame 
         return None, pl.DataFrame(schema=REJECT_SCHEMA)
     raw = RawTable(TABLES["accounts"], path, data_dir=Path(data_dir))
     raw.load()
+    with_utility_aliases(raw, aliases)
     good, cell_rejects, _ = _check_cells(raw)
     good, unknown = _attach_firm_id(raw, good, registry.select("uscc", FIRM_ID), pl.Series("uscc", [], pl.String))
     good, dups = _split_duplicates(raw, good, [FIRM_ID, "utility", "account"], registry.select("uscc", FIRM_ID))
@@ -246,7 +255,7 @@ def measures(data_dir: Path, year: int, rules: Path | None = None, on_date: dt.d
     history = history_from_evaluations(inputs.frame("evaluations"))
     if extra_history is not None:
         history = merge_histories(history, extra_history)
-    accounts, account_rejects = read_accounts(Path(data_dir), registry)
+    accounts, account_rejects = read_accounts(Path(data_dir), registry, policy.utility_aliases())
     result = compute(history, inputs.frame("enterprises"), accounts, policy, year, on_date)
     result.rejects = pl.concat([inputs.rejects.select(list(REJECT_SCHEMA)), account_rejects]).sort("file", "row", "column")
     return result

@@ -34,11 +34,15 @@ def parse_quarter(text: str | None) -> int | None:
     return _QUARTER[m.group(1) or m.group(2)]
 
 
-def read_ledger(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+def read_ledger(path: Path, aliases: dict[str, str] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The accepted rows (COLUMNS + ``row``, the row as Excel shows it) and the reject lines
-    (file, row, column, reason, value, action) of one ledger file."""
+    (file, row, column, reason, value, action) of one ledger file.  ``aliases``: other ways of
+    writing 电/水/气 (measures.yaml ``utilities``)."""
+    from . import with_utility_aliases
+
     raw = RawTable(TABLES[TABLE], Path(path), data_dir=Path(path).parent)
     raw.load()
+    with_utility_aliases(raw, aliases)
     good, cell_rejects, _ = _check_cells(raw)
     # a code that is given must be a valid 统一社会信用代码 (the projects table's check)
     good, code_rejects = _check_applicant_codes(raw, good)

@@ -41,6 +41,8 @@ class Utility(_Strict):
     unit: str
     quantity: str
     provider: str
+    #: other ways a department's file writes the utility (电力, 自来水, 天然气 …), read as this one
+    aliases: list[str] = Field(default_factory=list)
 
 
 class Period(_Strict):
@@ -125,6 +127,11 @@ class MeasuresFile(_Strict):
         return pl.DataFrame(rows, schema={"policy_id": pl.String, "utility": pl.String, "grade": pl.String,
                                           "valid_from": pl.Date, "valid_to": pl.Date, "from_years": pl.Int64,
                                           "surcharge": pl.Float64, "refund_share": pl.Float64})
+
+    def utility_aliases(self) -> dict[str, str]:
+        """Each alias of a utility → the utility (电/水/气), for the ``utility`` column of
+        ``accounts`` and of the ledger."""
+        return {alias: name for name, u in self.utilities.items() for alias in u.aliases}
 
     def policy(self, policy_id: str) -> Policy:
         return next(p for p in self.policies if p.id == policy_id)
