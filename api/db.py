@@ -116,6 +116,58 @@ CREATE TABLE IF NOT EXISTS audit_log (
     prev_hash VARCHAR,
     row_hash VARCHAR
 );
+-- 差别化措施 (api/routes/measures.py): the lists per utility of a year, and the quarterly ledger
+CREATE TABLE IF NOT EXISTS measure_lists (
+    list_year INTEGER NOT NULL,
+    batch_id VARCHAR NOT NULL,
+    on_date DATE NOT NULL,
+    utility VARCHAR NOT NULL,
+    uscc VARCHAR NOT NULL,
+    name VARCHAR,
+    township VARCHAR,
+    account VARCHAR,
+    grade VARCHAR NOT NULL,
+    grade_year INTEGER NOT NULL,
+    consecutive_years INTEGER NOT NULL,
+    surcharge DOUBLE,
+    unit VARCHAR NOT NULL,
+    refund_share DOUBLE,
+    previous_grade VARCHAR,
+    valid_from DATE NOT NULL,
+    valid_to DATE NOT NULL,
+    policy_id VARCHAR NOT NULL,
+    grade_source VARCHAR,
+    note VARCHAR,
+    citation VARCHAR,
+    assumption VARCHAR
+);
+CREATE TABLE IF NOT EXISTS measure_list_batches (
+    list_year INTEGER PRIMARY KEY,
+    batch_id VARCHAR NOT NULL,
+    on_date DATE NOT NULL,
+    data VARCHAR NOT NULL,
+    summary JSON NOT NULL,
+    created_by VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS measure_ledger (
+    entry_id VARCHAR PRIMARY KEY,
+    batch_id VARCHAR NOT NULL,
+    year INTEGER NOT NULL,
+    quarter INTEGER NOT NULL,
+    kind VARCHAR NOT NULL,
+    utility VARCHAR,
+    uscc VARCHAR,
+    name VARCHAR,
+    township VARCHAR NOT NULL,
+    quantity DOUBLE,
+    amount DOUBLE NOT NULL,
+    note VARCHAR,
+    source_file VARCHAR,
+    source_row INTEGER NOT NULL,
+    imported_by VARCHAR NOT NULL,
+    imported_at TIMESTAMPTZ NOT NULL
+);
 """
 
 #: the audit chain (screening.auditchain) on a database an older version created: the columns

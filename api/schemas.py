@@ -129,6 +129,9 @@ class Dashboard(BaseModel):
     by_rule: list[dict[str, Any]]
     verification: dict[str, int]
     targets: dict[str, Any]
+    measures: dict[str, Any] | None = Field(
+        default=None, description="差别化措施：lists 为该年度名单按类型（电、水、气）的家数、加价、返还和未登记户号的家数"
+                                  "（未生成名单时为 null）；ledger 为台账按季度和类别（加价收取、加价返还、奖励）的金额（万元）")
     key_energy_users: dict[str, Any] | None = Field(
         default=None, description="重点用能单位（仅供参考）：门槛及依据、最近数据年度的家数、单位工业增加值能耗上升的家数；"
                                   "筛选早于该功能时为 null")

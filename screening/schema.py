@@ -63,6 +63,11 @@ def _money(name: str, zh: str, required: bool = True, nonnull: bool = False) -> 
     return Column(name, zh, "number", required=required, nonnull=nonnull, min=0.0, unit="money")
 
 
+#: the utilities of the ``accounts`` table and of differential measures (电 power, 水 water, 气 gas)
+UTILITIES = ("电", "水", "气")
+#: what a measure ledger row records: a surcharge collected, a refund paid back, an incentive granted
+LEDGER_KINDS = ("加价收取", "加价返还", "奖励")
+
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (
@@ -150,6 +155,40 @@ TABLES: dict[str, Table] = {
                 Column("score", "综合得分", "number", required=False),
             ),
             key=("uscc", "year"),
+        ),
+        Table(
+            "accounts",
+            "用能户号",
+            (
+                _uscc(),
+                Column("utility", "类型", "enum", nonnull=True, allowed=UTILITIES),
+                Column("account", "户号", "text", nonnull=True),
+            ),
+            key=("uscc", "utility", "account"),
+            # read only by ``screening measures`` (screening/measures), never by a screening run
+            standalone=True,
+        ),
+        Table(
+            "measure_ledger",
+            "差别化措施台账",
+            (
+                _year(),
+                # 1–4, Q1, 一季度, 第一季度 …: read by screening/measures/ledger.py
+                Column("quarter", "季度", "text", nonnull=True),
+                Column("kind", "类别", "enum", nonnull=True, allowed=LEDGER_KINDS),
+                Column("utility", "类型", "enum", required=False, allowed=UTILITIES),
+                # a firm's row has its code; a township's total has none
+                Column("uscc", "统一社会信用代码", "uscc", required=False),
+                Column("name", "企业名称", "text", required=False),
+                Column("township", "乡镇街道", "text", required=False),
+                Column("quantity", "计费量", "number", required=False, min=0.0),
+                Column("amount", "金额", "number", nonnull=True, min=0.0, unit="money"),
+                Column("note", "备注", "text", required=False),
+            ),
+            key=("year", "quarter", "kind", "utility", "uscc", "township"),
+            needs_enterprise=False,
+            # uploaded to the service (POST /api/v1/measures/ledger/upload), never read by a run
+            standalone=True,
         ),
         Table(
             "projects",

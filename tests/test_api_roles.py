@@ -48,6 +48,10 @@ ALLOWED = {
     "users-revoke": {ADMIN},
     "warnings-get": {ADMIN, ANALYST, TOWN},
     "projects-get": {ADMIN, ANALYST},
+    "measures-compute": {ADMIN},
+    "measures-list": {ADMIN, ANALYST, TOWN},
+    "measures-ledger-upload": {ADMIN},
+    "measures-ledger": {ADMIN, ANALYST, TOWN},
 }
 PUBLIC = {"health-get"}
 INVALID_BODY = {"__not_a_field__": True}

@@ -10,6 +10,7 @@ from ..db import one_snapshot, records, run_catalogue
 from ..deps import CursorDep, allow
 from ..schemas import Dashboard
 from .common import ERRORS, LATEST_VERIFICATION, YearPath, served_run
+from .measures import dashboard_block
 from .plans import plan_summary
 
 router = APIRouter(prefix="/api/v1/dashboard", tags=["dashboard"])
@@ -82,7 +83,8 @@ def _dashboard(cursor, year: int) -> dict:
         targets["firms"]["final"] = final
     return {"year": year, "run_id": run, "finalized": year in catalogue.finalized, "listed": listed, "final": final,
             "by_township": by_township, "by_rule": by_rule, "by_industry": by_industry, "verification": verification, "plans": plans,
-            "targets": targets, "year_over_year": change, "key_energy_users": _key_energy(record)}
+            "targets": targets, "year_over_year": change, "key_energy_users": _key_energy(record),
+            "measures": dashboard_block(cursor, year)}
 
 
 def _key_energy(record: dict) -> dict | None:

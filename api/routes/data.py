@@ -40,6 +40,9 @@ router = APIRouter(prefix="/api/v1", tags=["runs"])
 #: the tables a screening run reads (file name = table name + one of EXTENSIONS); not a standalone
 #: table such as projects, which its own command reads and a run never does
 DATA_TABLES = tuple(name for name, table in TABLES.items() if not table.standalone)
+#: what an upload may hold: the run's tables and ``accounts`` (用能户号), which ``POST /measures/lists``
+#: reads from the same folder (a run never reads it)
+UPLOAD_TABLES = DATA_TABLES + ("accounts",)
 _CHUNK = 1024 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -48,7 +51,7 @@ def table_of(filename: str | None) -> tuple[str, str]:
     """(table, extension) from an uploaded file's name, or a Chinese 422: only ``<表名>.<扩展名>``,
     no folder, no other name."""
     name = (filename or "").strip()
-    allowed = f"文件名只能是表名加扩展名，如 enterprises.csv、land.xlsx（表名：{'、'.join(DATA_TABLES)}；" \
+    allowed = f"文件名只能是表名加扩展名，如 enterprises.csv、land.xlsx（表名：{'、'.join(UPLOAD_TABLES)}；" \
               f"扩展名：{'、'.join(EXTENSIONS)}）"
     if not name:
         raise HTTPException(422, f"有文件没有文件名；{allowed}")
@@ -56,7 +59,7 @@ def table_of(filename: str | None) -> tuple[str, str]:
         raise HTTPException(422, f"文件名“{name[:100]}”含有路径或控制字符；{allowed}")
     stem, dot, suffix = name.rpartition(".")
     table, ext = stem.lower(), f".{suffix.lower()}"
-    if not dot or table not in DATA_TABLES or ext not in EXTENSIONS:
+    if not dot or table not in UPLOAD_TABLES or ext not in EXTENSIONS:
         raise HTTPException(422, f"文件名“{name[:100]}”不是可接收的数据表文件；{allowed}")
     return table, ext
 

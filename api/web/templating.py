@@ -20,6 +20,7 @@ VERIFICATION = {"pending": "待核实", "confirmed": "已确认", "disputed": "�
 STANDING = {"unverified": "未核实", "confirmed": "已确认", "dispute_pending": "异议待处理",
             "dispute_upheld": "异议成立", "dispute_rejected": "异议驳回"}
 ACTIONS = {"verify": "属地核实", "decide_dispute": "异议处理", "put_plan": "制定或修改方案", "plan_progress": "登记方案进展",
+           "measures_compute": "生成差别化措施名单", "measures_ledger_import": "导入措施台账",
            "complete_plan": "方案完成", "finalize": "定稿", "login": "登录", "login_failed": "登录失败", "logout": "退出",
            "change_password": "修改密码", "create_user": "创建用户", "revoke_user": "停用用户", "run": "筛选", "evidence": "上传证据文件"}
 ROLES = {"admin": "经信局", "township": "乡镇街道", "analyst": "分析", "dashboard": "大屏"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import analysis, backup, data, evaluate, final, projects, run, service, warn
+from . import analysis, backup, data, evaluate, final, measures, projects, run, service, warn
 from .common import run_app
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app.command()(service.serve)
 app.command("export-final")(final.export_final)
 app.command("evaluate")(evaluate.evaluate_command)
 app.command("warn")(warn.warn_command)
+app.command("measures")(measures.measures_command)
 backup.register(app)  # backup, restore, verify, runs prune
 
 
