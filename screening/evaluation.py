@@ -104,6 +104,11 @@ class Evaluation:
     rejects: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=REJECT_SCHEMA))
     inputs_info: dict[str, Any] = field(default_factory=dict)
 
+    def rejected_rows(self) -> int:
+        """Rows rejected: by validation, and 加减分 rows the method cannot use."""
+        rows = self.rejects.filter(pl.col("action") != "field_cleared") if "action" in self.rejects.columns else self.rejects
+        return rows.select(pl.struct("file", "row").n_unique()).item() if rows.height else 0
+
     def grade_counts(self) -> dict[str, dict[str, int]]:
         """{population name: {"evaluated": n, "A": …, "D": …, "not_graded": …, "T": …}}
         ("规模不明" for firms without stats, "未归入参评群体" for firms in no population);
