@@ -149,9 +149,12 @@ def _check_year(inputs: Inputs, year: int, method: Method) -> list[str]:
         raise InputError(f"统计数据 stats 中没有 {year} 年的数据，无法确定企业规模，不能评价{have}")
     missing = method.missing_baselines(year)
     if missing:
+        dated = [i for p in method.population_list for i in p.indicators
+                 if isinstance(i.baseline, FixedBaseline) and i.baseline.values is not None]
+        which = "" if len(missing) == len(dated) else f"（{'、'.join(missing)}）"
         have = method.baseline_years()
-        listed = f"（方法中有基准值的数据年度：{'、'.join(map(str, have))}）" if have else ""
-        raise RuleSetError(f"评价方法 {method.id} 没有 {year} 年度数据适用的基准值：{'、'.join(missing)}{listed}；"
+        listed = f"，方法中有 {'、'.join(map(str, have))} 年度的基准值" if have else ""
+        raise RuleSetError(f"评价方法 {method.id} 没有 {year} 年度数据适用的基准值{which}{listed}；"
                            f"请换用适用于该年度的评价方法，或在方法文件的 values 中补充 {year} 年度的数值及依据")
     warnings: list[str] = []
     for table in sorted({QUANTITY_TABLE[q] for q in method.quantities()} - {"stats"}):
@@ -325,40 +328,43 @@ def _scope_rules(method: Method, year: int) -> list[tuple[pl.Expr, pl.Expr, str 
 
 #: what a population scope reads, in words (for the reason when a firm lacks it)
 _SCOPE_FIELDS = {"scale": "规模", "tenure": "用地权属", "min_land_mu": "用地面积", "below_land_mu": "用地面积",
-                 "small_park": "小微园标志", "divisions": "行业代码"}
+                 "small_park": "小微园标志", "divisions": "行业代码"}  # the last never unknown
 
 
-def _population_condition(when: PopulationScope) -> pl.Expr:
-    """True, False or null (a value the condition needs is unknown): Kleene logic."""
-    conds: list[pl.Expr] = []
+def _population_conditions(when: PopulationScope) -> list[tuple[str, pl.Expr]]:
+    """(field, condition) per condition of the scope: True, False or null (a value unknown)."""
+    conds: list[tuple[str, pl.Expr]] = []
     if when.scale is not None:
-        conds.append(pl.col("scale").is_in(when.scale))
+        conds.append(("scale", pl.col("scale").is_in(when.scale)))
     if when.tenure is not None:
-        conds.append(pl.col("tenure") == when.tenure)
+        conds.append(("tenure", pl.col("tenure") == when.tenure))
     if when.min_land_mu is not None:
-        conds.append(pl.col("land_mu") >= when.min_land_mu * (1 - LAND_TOLERANCE))
+        conds.append(("min_land_mu", pl.col("land_mu") >= when.min_land_mu * (1 - LAND_TOLERANCE)))
     if when.below_land_mu is not None:
-        conds.append(pl.col("land_mu") < when.below_land_mu * (1 - LAND_TOLERANCE))
-    if when.small_park is not None:
-        conds.append(pl.col("small_park") == ("是" if when.small_park else "否"))
+        conds.append(("below_land_mu", pl.col("land_mu") < when.below_land_mu * (1 - LAND_TOLERANCE)))
+    if when.small_park is not None:  # the flag marks the park's firms: empty means 否
+        in_park = (pl.col("small_park") == "是").fill_null(False)
+        conds.append(("small_park", in_park if when.small_park else ~in_park))
     if when.divisions is not None:
-        conds.append(pl.col("division").is_in(when.divisions))
-    out = pl.lit(True)
-    for c in conds:
-        out = out & c  # Kleene: False & null = False, True & null = null
-    return out
+        conds.append(("divisions", pl.col("division").is_in(when.divisions)))
+    return conds
 
 
 def _assign_populations(base: pl.DataFrame, method: Method) -> pl.DataFrame:
     """``_pop``: the index of the first population whose scope holds; −(i + 1) when population
-    i's scope cannot be told (a needed value unknown) before any holds; null when none holds."""
+    i's scope cannot be told (a needed value unknown) before any holds; null when none holds.
+    ``_pop_reason`` names the unknown values and the population."""
     pops = method.population_list
     idx: pl.Expr = pl.lit(None, dtype=pl.Int32)
     reason: pl.Expr = pl.lit(None, dtype=pl.String)
     for i, pop in reversed(list(enumerate(pops))):
-        cond = _population_condition(pop.when)
-        fields = "、".join(dict.fromkeys(_SCOPE_FIELDS[k] for k, v in pop.when if v is not None))
-        text = pl.lit(f"缺少{fields}，无法判断是否属于参评群体“{pop.name}”，不定等级。")
+        conds = _population_conditions(pop.when)
+        cond: pl.Expr = pl.lit(True)
+        for _, c in conds:
+            cond = cond & c  # Kleene: False & null = False, True & null = null
+        unknown = pl.concat_str([pl.when(c.is_null()).then(pl.lit(_SCOPE_FIELDS[f])) for f, c in conds],
+                                separator="、", ignore_nulls=True) if conds else pl.lit("")
+        text = pl.concat_str(pl.lit("缺少"), unknown, pl.lit(f"，无法判断是否属于参评群体“{pop.name}”，不定等级。"))
         idx = pl.when(cond.is_null()).then(pl.lit(-(i + 1), dtype=pl.Int32)).when(cond).then(
             pl.lit(i, dtype=pl.Int32)).otherwise(idx)
         reason = pl.when(cond.is_null()).then(text).when(cond).then(pl.lit(None, dtype=pl.String)).otherwise(reason)

@@ -333,8 +333,10 @@ class PopulationScope(_Strict):
 
     ``tenure``: ``own`` = at least one 自有 parcel in the year; ``tenant`` = parcels in the year,
     all 租赁 (no industrial land of its own).  ``min_land_mu`` ≤ land < ``below_land_mu``.
-    A condition on a value the firm lacks (land, tenure, the 小微园 flag) is unknown: the firm
-    is then not placed in a later population by default but left ungraded with the reason."""
+    ``small_park``: the registry's 小微园 flag; it marks the park's firms, so an empty flag
+    counts as 否.  A condition on a value the firm lacks (land, tenure, scale, industry) is
+    unknown: the firm is then not placed in a later population by default but left ungraded,
+    with the reason."""
 
     scale: list[Literal["规上", "规下"]] | None = None
     tenure: Literal["own", "tenant"] | None = None

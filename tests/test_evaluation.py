@@ -367,7 +367,7 @@ def test_group_averages_cap_zero_policies_and_industry_groups(tmp_path: Path):
 # ---------------------------------------------------------------- method files
 
 def test_shipped_methods_load_with_their_published_numbers():
-    assert shipped_methods() == ["huangyan-2022", "yueqing-default"]
+    assert shipped_methods() == ["huaian-2024", "huangyan-2022", "yueqing-default"]
     hy = load_method("huangyan-2022")
     above_, below_ = hy.population("above_scale"), hy.population("below_scale")
     assert [(i.id, i.weight, i.baseline.value_for(2022)) for i in above_.indicators] == [
@@ -440,11 +440,11 @@ def test_method_file_errors_are_one_chinese_line_naming_file_and_key(huangyan_co
     message = str(info.value)
     assert message.startswith(str(huangyan_copy)), message
     assert re.search(expected, message), message
-    assert "\n" not in message and message.endswith("随附的评价方法：huangyan-2022、yueqing-default（也可给出 .yaml 文件路径）")
+    assert "\n" not in message and message.endswith("随附的评价方法：huaian-2024、huangyan-2022、yueqing-default（也可给出 .yaml 文件路径）")
 
 
 def test_unknown_method_and_bad_yaml(tmp_path: Path):
-    with pytest.raises(RuleSetError, match=r"未知的评价方法 'huangyan-2099'；随附的评价方法：huangyan-2022、yueqing-default"):
+    with pytest.raises(RuleSetError, match=r"未知的评价方法 'huangyan-2099'；随附的评价方法：huaian-2024、huangyan-2022、yueqing-default"):
         load_method("huangyan-2099")
     with pytest.raises(RuleSetError, match="评价方法文件不存在"):
         load_method(tmp_path / "none.yaml")
@@ -554,7 +554,7 @@ def test_evaluate_command_errors_exit_2_with_one_line(tmp_path: Path):
     runner = CliRunner()
     res = runner.invoke(_app(), ["evaluate", "--year", "2021", "--method", "nope", "--out", str(tmp_path)])
     assert res.exit_code == 2
-    assert "未知的评价方法 'nope'；随附的评价方法：huangyan-2022、yueqing-default" in res.output
+    assert "未知的评价方法 'nope'；随附的评价方法：huaian-2024、huangyan-2022、yueqing-default" in res.output
     res = runner.invoke(_app(), ["evaluate", "--year", "2021", "--data", str(tmp_path / "none"), "--out", str(tmp_path)])
     assert res.exit_code == 2 and "数据目录不存在" in res.output
     res = runner.invoke(_app(), ["evaluate", "--out", str(tmp_path)])
