@@ -64,7 +64,7 @@ from .evaluation_method import (
     load_method,
     shipped_methods,
 )
-from .validate import FIRM_ID, REJECT_SCHEMA, Inputs
+from .validate import FIRM_ID, REJECT_SCHEMA, ROW_REJECTED, Inputs
 
 __all__ = [
     "Evaluation",
@@ -295,7 +295,7 @@ def _scope_rules(method: Method, year: int) -> list[tuple[pl.Expr, pl.Expr, str 
         "division": pl.col("division").cast(pl.String),
         "established": pl.col("established").cast(pl.String),
         "scale": pl.col("scale"),
-        "land_mu": pl.col("land_mu").round(2).cast(pl.String),
+        "land_mu": _num_text(pl.col("land_mu").round(2)),
     }
     shared = {"year": str(year)}
     columns["population"] = pl.col("population_name")
