@@ -130,14 +130,28 @@ class Evaluation:
 
 # ---------------------------------------------------------------- inputs
 
-def load_evaluation_inputs(data_dir: Path, year: int, method: Method) -> Inputs:
-    """Read and validate the tables the method needs, keeping only year ``year``'s rows."""
-    from .ingest import read_dir
+def load_evaluation_inputs(data_dir: Path, year: int, method: Method, adjustments: Path | None = None) -> Inputs:
+    """Read and validate the tables the method needs, keeping only year ``year``'s rows.
+
+    The 加减分 table is read when the method has 加减分 items: from ``adjustments`` (a file,
+    e.g. the list another department sends) when given, else from ``adjustments.<ext>`` in
+    the data directory when there is one."""
+    from .ingest import RawTable, read_dir
+    from .schema import TABLES
     from .validate import validate
 
     needed, optional = method.needed_tables(), method.optional_tables()
+    if adjustments is not None:
+        path = Path(adjustments)
+        if not path.is_file():
+            raise InputError(f"加减分文件不存在或不是文件：{path}")
+        if method.adjustments is None:
+            raise InputError(f"评价方法 {method.id} 没有加减分项目，不能使用加减分文件 {path.name}")
+        optional = optional - {"adjustments"}
     files = {name: raw for name, raw in read_dir(Path(data_dir), needed, optional).items()
              if name in needed | optional}
+    if adjustments is not None:
+        files["adjustments"] = RawTable(TABLES["adjustments"], Path(adjustments), data_dir=Path(data_dir))
     return validate(files, keep_years={year})
 
 

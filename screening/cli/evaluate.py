@@ -18,6 +18,8 @@ def evaluate_command(
     method: Annotated[str, typer.Option(
         "--method", help="评价方法：随附方法的名称（如 huangyan-2022、yueqing-default）或 .yaml 文件路径")] = "yueqing-default",
     out: Annotated[Path, typer.Option("--out", help="输出目录")] = Path("out"),
+    adjustments: Annotated[Optional[Path], typer.Option(
+        "--adjustments", help="加减分表文件（可选；不给出时读数据目录中的 adjustments 表，没有则不加减分）")] = None,
     excel: Annotated[bool, typer.Option(
         "--excel/--no-excel", help="是否写出 Excel 工作簿（百万家企业时约需 100 秒，可关闭）")] = True,
 ) -> None:
@@ -43,7 +45,7 @@ def evaluate_command(
         with staged(out, _notice) as staging:
             with err_console.status("读取与校验数据…"):
                 t = time.perf_counter()
-                inputs = load_evaluation_inputs(data or sample_data_dir(), year, m)
+                inputs = load_evaluation_inputs(data or sample_data_dir(), year, m, adjustments)
                 load_s = round(time.perf_counter() - t, 3)
             with err_console.status("计算得分与等级…"):
                 ev = evaluate(inputs, year, m)
