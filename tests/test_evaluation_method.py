@@ -510,3 +510,56 @@ def test_huaian_on_sample_data(tmp_path: Path):
     assert t.height > 0 and t["grade"].null_count() == t.height
     assert t["not_graded_reason"].str.contains("T类").all()
     assert (ev.filter(pl.col("grade").is_not_null())["grade"] == ev.filter(pl.col("grade").is_not_null())["grade_class"]).all()
+
+
+@pytest.mark.e2e
+def test_the_sample_adjustments_move_grades_as_the_sample_readme_says(tmp_path: Path):
+    # sample_data/adjustments/adjustments.csv (synthetic), 2021 data under huaian-2024:
+    #   顺优 is just below the A line without 加减分 (B) and crosses it with +5;
+    #   雅凯's 8 points are capped at the item's 5; 宇科's 2 + 3 + 5 = 10 = the total cap;
+    #   奇东 (A) has a serious accident -> D.
+    adjustments = Path(__file__).parents[1] / "sample_data" / "adjustments" / "adjustments.csv"
+    plain, with_adj = tmp_path / "plain", tmp_path / "adj"
+    for out, extra in ((plain, []), (with_adj, ["--adjustments", str(adjustments)])):
+        res = CliRunner().invoke(_app(), ["evaluate", "--year", "2021", "--method", "huaian-2024", "--out", str(out),
+                                          "--no-excel", *extra])
+        assert res.exit_code == 0, res.output
+    before = pl.read_parquet(plain / "evaluation.parquet")
+    after = pl.read_parquet(with_adj / "evaluation.parquet")
+
+    def of(frame: pl.DataFrame, name: str) -> dict[str, Any]:
+        return frame.filter(pl.col("name") == name).to_dicts()[0]
+
+    assert of(before, "乐清市顺优电气有限公司")["grade"] == "B" and of(after, "乐清市顺优电气有限公司")["grade"] == "A"
+    assert of(after, "乐清市雅凯计量仪表制造有限公司")["adjustment"] == 5
+    assert of(after, "浙江宇科流体设备科技有限公司")["adjustment"] == 10
+    q = of(after, "乐清市奇东电表实业有限公司")
+    assert (q["initial_grade"], q["grade"]) == ("A", "D")
+    assert before["adjustment_detail"].null_count() == before.height  # nothing read without the option
+    assert (before.filter(pl.col("base_score").is_not_null())["adjustment"] == 0).all()
+
+
+def test_adjustments_are_read_only_on_request(tmp_path: Path):
+    # a screening run never opens the 加减分 table (even a broken one); evaluate reads it when the
+    # method has items, or when --adjustments names a file
+    from screening.ingest import read_dir
+
+    alias = Aliases()
+    data = write_data(tmp_path / "data", [firm("A", 80)], alias)
+    (data / "adjustments.csv").write_text("no,such,header\n", encoding="utf-8")
+    assert "adjustments" not in read_dir(data, {"enterprises", "stats"})
+    assert "adjustments" in read_dir(data, {"enterprises"}, optional={"adjustments"})
+    runner = CliRunner()
+    res = runner.invoke(_app(), ["evaluate", "--data", str(data), "--year", "2022", "--method",
+                                 str(write_method(tmp_path / "m", one_indicator(adjustments=ADJ))), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "adjustments.csv" in res.output
+    res = runner.invoke(_app(), ["evaluate", "--data", str(data), "--year", "2022", "--method",
+                                 str(write_method(tmp_path / "m2", one_indicator())), "--out", str(tmp_path / "o2")])
+    assert res.exit_code == 0, res.output  # a method without items does not read the table
+    res = runner.invoke(_app(), ["evaluate", "--data", str(data), "--year", "2022", "--method",
+                                 str(write_method(tmp_path / "m3", one_indicator())), "--out", str(tmp_path / "o3"),
+                                 "--adjustments", str(data / "adjustments.csv")])
+    assert res.exit_code == 2 and "评价方法 custom 没有加减分项目，不能使用加减分文件 adjustments.csv" in res.output
+    res = runner.invoke(_app(), ["evaluate", "--data", str(data), "--year", "2022", "--method", "huaian-2024",
+                                 "--out", str(tmp_path / "o4"), "--adjustments", str(tmp_path / "none.csv")])
+    assert res.exit_code == 2 and "加减分文件不存在或不是文件" in res.output
