@@ -49,6 +49,8 @@ from .errors import InputError, RuleSetError
 from .evaluation_method import (
     DENOMINATORS,
     GRADES,
+    NO_POPULATION,
+    NO_SCALE,
     NUMERATORS,
     QUANTITY_TABLE,
     SCALES,
@@ -82,9 +84,6 @@ __all__ = [
 PERCENTILE_TOLERANCE = 1e-9
 #: land "below the minimum" is compared with this relative tolerance (2000 m² = 3 亩 exactly)
 LAND_TOLERANCE = 1e-9
-
-#: labels of firms outside every population
-NO_SCALE, NO_POPULATION = "规模不明", "未归入参评群体"
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _REFERENCE_DIVISIONS = Path(__file__).parent / "reference" / "gbt4754_2017_divisions.csv"

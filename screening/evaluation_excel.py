@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import xlsxwriter
 
-from .evaluation_method import GRADES, QUANTITIES, FixedBaseline, MinLandRule, Population
+from .evaluation_method import GRADES, NO_POPULATION, NO_SCALE, QUANTITIES, FixedBaseline, MinLandRule, Population
 from .excel import WORKBOOK_OPTIONS, _formats, _table, sheet_name
 
 if TYPE_CHECKING:
@@ -203,8 +203,6 @@ def write_workbook(ev: Evaluation, path: Path) -> None:
         fmts = _formats(wb)
         fmts["num4"] = wb.add_format({"font_name": "等线", "font_size": 10, "valign": "top", "num_format": "#,##0.0000"})
         used: set[str] = set()
-        from .evaluation import NO_POPULATION, NO_SCALE
-
         pop, scale = pl.col("population"), pl.col("scale")
         sheets = [(p.name, p, pop == p.id) for p in ev.method.population_list]
         sheets += [(NO_POPULATION, None, scale.is_not_null() & pop.is_null()), (NO_SCALE, None, scale.is_null())]

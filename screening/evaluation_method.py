@@ -31,6 +31,8 @@ from .paths import confined, rules_dir
 from .ruleset import Cite, Source, _load_yaml, _Strict
 
 SCALES = ("规上", "规下")
+#: how counts and the workbook label firms outside every population
+NO_SCALE, NO_POPULATION = "规模不明", "未归入参评群体"
 GRADES = ("A", "B", "C", "D")
 
 #: The closed set of input quantities an indicator may divide (column -> Chinese label, unit).
