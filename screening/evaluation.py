@@ -816,6 +816,9 @@ def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
     base = base.with_columns(_texts(base, _scope_cases(method, year)).alias("_scope_reason"),
                              _scope_classes(method, year).alias("_grade_class"))
     adjustments, adj_rejects = _adjustment_rows(inputs, year, method)
+    unused = adjustments.filter(~pl.col(FIRM_ID).is_in(base[FIRM_ID].implode())).height if adjustments.height else 0
+    if unused:
+        warnings.append(f"加减分表中 {unused} 行的企业没有参加本次评价（{year}年没有数据或不属于参评行业），未使用")
     parts, item_frames, baseline_rows = [], [], []
     for i, pop in enumerate(method.population_list):
         scored, items, rows = _score_scale(base.filter(pl.col("_pop") == i), pop, year, adjustments, method)

@@ -260,11 +260,13 @@ def test_one_vote_items_force_or_cap_the_grade_after_the_initial_grade(tmp_path:
 def test_unusable_adjustment_rows_are_rejected_with_their_row_number(tmp_path: Path):
     # adjustments.csv rows (header = row 1): 2 unknown item, 3 value missing where the table must
     # give it, 4 a value other than the method's fixed 2, 5 a value on a one-vote item,
-    # 6 negative (schema check), 7 fine, 8 another year (not checked against the method, not used)
-    firms = [firm("A", 80)]
+    # 6 negative (schema check), 7 fine, 8 another year (not checked against the method, not used),
+    # 9 a firm with no 2022 data (not evaluated: the row is unused, and the run says so)
+    firms = [firm("A", 80), firm("GONE", 50, year=2021)]
     adj = [{"id": "A", "item": "brand"}, {"id": "A", "item": "high_tech"}, {"id": "A", "item": "patent", "value": 3},
            {"id": "A", "item": "serious_accident", "value": 1}, {"id": "A", "item": "env_penalty", "value": -2},
-           {"id": "A", "item": "energy_saving", "value": 10}, {"id": "A", "item": "nothing", "year": 2021}]
+           {"id": "A", "item": "energy_saving", "value": 10}, {"id": "A", "item": "nothing", "year": 2021},
+           {"id": "GONE", "item": "high_tech", "value": 1}]
     ev, alias = run(tmp_path, firms, one_indicator(adjustments=ADJ), adjustments=adj)
     rej = {(r["row"], r["column"]): r["reason"] for r in ev.rejects.to_dicts()}
     assert rej == {
@@ -278,6 +280,7 @@ def test_unusable_adjustment_rows_are_rejected_with_their_row_number(tmp_path: P
     a = row(ev, alias, "A")  # only row 7 applies: 10 % of 80 = 8, the total bonus capped at 3.5 -> 83.5
     assert a["adjustment"] == pytest.approx(3.5) and a["score"] == pytest.approx(83.5) and a["grade"] == "B"
     assert ev.rejected_rows() == 5 and any("加减分表中 4 行不能使用" in w for w in ev.warnings)
+    assert "加减分表中 1 行的企业没有参加本次评价（2022年没有数据或不属于参评行业），未使用" in ev.warnings
 
 
 # ---------------------------------------------------------------- quotas
