@@ -66,7 +66,7 @@ from .evaluation_method import (
     load_method,
     shipped_methods,
 )
-from .validate import FIRM_ID, REJECT_SCHEMA, ROW_REJECTED, Inputs
+from .validate import FIELD_CLEARED, FIRM_ID, REJECT_SCHEMA, ROW_REJECTED, Inputs
 
 __all__ = [
     "Evaluation",
@@ -105,7 +105,7 @@ class Evaluation:
 
     def rejected_rows(self) -> int:
         """Rows rejected: by validation, and 加减分 rows the method cannot use."""
-        rows = self.rejects.filter(pl.col("action") != "field_cleared") if "action" in self.rejects.columns else self.rejects
+        rows = self.rejects.filter(pl.col("action") != FIELD_CLEARED) if "action" in self.rejects.columns else self.rejects
         return rows.select(pl.struct("file", "row").n_unique()).item() if rows.height else 0
 
     def grade_counts(self) -> dict[str, dict[str, int]]:
@@ -341,7 +341,7 @@ def _scope_rules(method: Method, year: int) -> list[tuple[pl.Expr, pl.Expr, str 
 
 #: what a population scope reads, in words (for the reason when a firm lacks it)
 _SCOPE_FIELDS = {"scale": "规模", "tenure": "用地权属", "min_land_mu": "用地面积", "below_land_mu": "用地面积",
-                 "small_park": "小微园标志", "divisions": "行业代码"}  # the last never unknown
+                 "small_park": "小微园标志", "divisions": "行业代码"}  # small_park is never unknown (empty = 否)
 
 
 def _population_conditions(when: PopulationScope) -> list[tuple[str, pl.Expr]]:
@@ -875,12 +875,10 @@ def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
     if adj_rejects.height:
         rejects = pl.concat([rejects, adj_rejects.select(rejects.columns)]).sort("file", "row", "column")
         warnings.append(f"加减分表中 {adj_rejects.height} 行不能使用（项目编号或分值有误），已拒收，见 evaluation_rejects.csv")
-    counts = {}
+    ev = Evaluation(year, method, scores, items, baselines, warnings, timings, rejects, {"files": info})
     if inputs.rejects.width:
-        counts = {"row_counts": inputs.row_counts(),
-                  "rejected_rows": inputs.rejected_rows + adj_rejects.select(pl.struct("file", "row").n_unique()).item()
-                  if adj_rejects.height else inputs.rejected_rows}
-    return Evaluation(year, method, scores, items, baselines, warnings, timings, rejects, {"files": info, **counts})
+        ev.inputs_info.update(row_counts=inputs.row_counts(), rejected_rows=ev.rejected_rows())
+    return ev
 
 
 def evaluation_grades(inputs: Inputs, years: list[int] | tuple[int, ...], method: Method) -> pl.DataFrame:
