@@ -566,3 +566,21 @@ def test_adjustments_are_read_only_on_request(tmp_path: Path):
     res = runner.invoke(_app(), ["evaluate", "--data", str(data), "--year", "2022", "--method", "huaian-2024",
                                  "--out", str(tmp_path / "o4"), "--adjustments", str(tmp_path / "none.csv")])
     assert res.exit_code == 2 and "加减分文件不存在或不是文件" in res.output
+
+
+def test_rule_2_with_computed_grades_names_the_year_without_divisors(tmp_path: Path):
+    # the 2022 list reads grades of 2020 and 2021: huangyan-2022 has no 2020 divisors, so grades
+    # computed under it for that list are refused with the method and the year (never a guess)
+    from screening.evaluation import evaluation_grades
+    from screening.ingest import read_dir
+    from screening.validate import validate
+
+    alias = Aliases()
+    kw = dict(scale="规下", electricity=10.0)
+    data = write_data(tmp_path / "data", [firm("F", 50, year=y, **kw) for y in (2020, 2021, 2022)], alias)
+    inputs = validate(read_dir(data, {"enterprises", "stats", "tax", "land", "energy"}))
+    m = load_method("huangyan-2022")
+    with pytest.raises(RuleSetError, match="评价方法 huangyan-2022 没有 2020 年度数据适用的基准值"):
+        evaluation_grades(inputs, [2020, 2021], m)
+    grades = evaluation_grades(inputs, [2021, 2022], m)  # the 2023 list: both years have divisors
+    assert grades["year"].to_list() == [2021, 2022]
