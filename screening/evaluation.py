@@ -344,6 +344,14 @@ _SCOPE_FIELDS = {"scale": "规模", "tenure": "用地权属", "min_land_mu": "�
                  "small_park": "小微园标志", "divisions": "行业代码"}  # small_park is never unknown (empty = 否)
 
 
+def _scope_columns(method: Method) -> list[str]:
+    """Registry and land facts the populations were told apart by (written for traceability):
+    ``tenure`` (自有 / 租赁, see PopulationScope), the own and leased areas, the 小微园 flag."""
+    pops = method.population_list
+    cols = ["tenure", "own_land_mu", "leased_land_mu"] if any(p.when.tenure for p in pops) else []
+    return cols + (["small_park"] if any(p.when.small_park is not None for p in pops) else [])
+
+
 def _population_conditions(when: PopulationScope) -> list[tuple[str, pl.Expr]]:
     """(field, condition) per condition of the scope: True, False or null (a value unknown)."""
     conds: list[tuple[str, pl.Expr]] = []
@@ -828,6 +836,7 @@ def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
     unplaced = pl.col("_pop").is_null() | (pl.col("_pop") < 0)
     unknown = base.filter(unplaced).with_columns(pl.col("_scope_reason").alias("not_graded_reason"))
     scores = pl.concat([*parts, unknown], how="diagonal_relaxed")
+    scores = scores.with_columns(pl.col("tenure").replace_strict(["own", "tenant"], ["自有", "租赁"], default=None))
     scores = scores.with_columns(
         pl.when(pl.col("grade").is_not_null()).then(pl.col("grade"))
         .when(pl.col("_grade_class") == "T").then(pl.lit("T")).alias("grade_class"))
@@ -839,7 +848,7 @@ def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
         + ["base_score", "adjustment", "score", "rank", "group_size", "percentile",
            "population_rank", "population_size", "population_percentile",
            "initial_grade", "grade", "grade_class", "grade_group", "not_graded_reason", "adjustment_detail"]
-        + method.quantities()
+        + method.quantities() + _scope_columns(method)
     )
     # sorted by scale, group (alphabetically), rank (not graded last), then registry order;
     # the four keys packed into one 64-bit integer (2 + 10 + 21 + 31 bits), which sorts fastest

@@ -54,6 +54,11 @@ def _scale_columns(ev: Evaluation, pop: Population | None) -> list[Column]:
         isinstance(r, MinLandRule) and r.scale in scales for r in m.scope.not_graded) else set()
     cols += [(q, f"{zh}（{unit}）", 12, "int" if q == "employees" else "num2")
              for q, (zh, unit) in QUANTITIES.items() if q in used]
+    if sm.when.tenure is not None:
+        cols += [("tenure", "用地权属（有自有地块为自有，全部租赁为租赁）", 12, "text"),
+                 ("own_land_mu", "自有用地（亩）", 10, "num2"), ("leased_land_mu", "租赁用地（亩）", 10, "num2")]
+    if sm.when.small_park is not None:
+        cols += [("small_park", "小微园", 8, "text")]
     return cols
 
 

@@ -345,6 +345,9 @@ def test_a_tenant_firm_is_ranked_in_its_own_population(tmp_path: Path):
                    "L1": ("below_large", "规下3亩以上", 1, 2), "S1": ("below_small", "规下3亩以下", 1, 1),
                    "BIG": ("above", "规上", 1, 1)}
     assert math.isclose(row(ev, alias, "T1")["score"], 15.0) and row(ev, alias, "T1")["grade_group"] == "租赁"
+    mix = row(ev, alias, "MIX")  # the facts the populations were told apart by are written out
+    assert (mix["tenure"], mix["own_land_mu"], mix["leased_land_mu"], mix["land_mu"]) == ("自有", 3.0, 3.0, 6.0)
+    assert row(ev, alias, "T1")["tenure"] == "租赁" and row(ev, alias, "UNK")["tenure"] is None
     unk = row(ev, alias, "UNK")
     assert unk["population"] is None and unk["grade"] is None and unk["grade_class"] is None
     assert unk["not_graded_reason"] == "缺少用地权属，无法判断是否属于参评群体“租赁”，不定等级。"
@@ -352,7 +355,7 @@ def test_a_tenant_firm_is_ranked_in_its_own_population(tmp_path: Path):
     write_evaluation(ev, tmp_path / "out")
     book = pl.read_excel(tmp_path / "out" / "亩均效益评价_2022.xlsx", sheet_id=0)
     assert list(book)[:5] == ["规上", "租赁", "规下3亩以上", "规下3亩以下", "未归入参评群体"]
-    assert book["租赁"].height == 2 and "评价方法" in book
+    assert book["租赁"].height == 2 and "评价方法" in book and "自有用地（亩）" in book["租赁"].columns
 
 
 def test_small_park_firms_are_ranked_apart_and_the_flag_is_read_as_departments_write_it(tmp_path: Path):
