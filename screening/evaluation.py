@@ -885,6 +885,11 @@ def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
         rejects = pl.concat([rejects, adj_rejects.select(rejects.columns)]).sort("file", "row", "column")
         warnings.append(f"加减分表中 {adj_rejects.height} 行不能使用（项目编号或分值有误），已拒收，见 evaluation_rejects.csv")
     ev = Evaluation(year, method, scores, items, baselines, warnings, timings, rejects, {"files": info})
+    if method.adjustments is not None:  # what evaluation.json records of the 加减分 table
+        ev.inputs_info["adjustments"] = {
+            "read": "adjustments" in inputs.files, "rows_used": adjustments.height - unused,
+            "rows_rejected_by_method": adj_rejects.height, "rows_of_firms_not_evaluated": unused,
+            "firms_adjusted": scores["adjustment_detail"].is_not_null().sum()}
     if inputs.rejects.width:
         ev.inputs_info.update(row_counts=inputs.row_counts(), rejected_rows=ev.rejected_rows())
     return ev

@@ -10,6 +10,7 @@ Most cases use a one-indicator method: 亩均税收 ÷ 10 × 100 on 10 亩, so a
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 from pathlib import Path
@@ -492,6 +493,11 @@ def test_evaluate_command_reads_adjustments_from_the_data_directory(tmp_path: Pa
                                            "energy_saving、env_penalty、serious_accident、dishonest）"]
     book = pl.read_excel(out / "亩均效益评价_2022.xlsx", sheet_id=0)
     assert {"加减分前得分", "加减分", "初评等级", "加减分说明"} <= set(book["参评"].columns)
+    record = json.loads((out / "evaluation.json").read_text(encoding="utf-8"))
+    assert record["inputs"]["adjustments"] == {"read": True, "rows_used": 2, "rows_rejected_by_method": 1,
+                                               "rows_of_firms_not_evaluated": 0, "firms_adjusted": 2}
+    assert record["inputs"]["files"]["adjustments"]["sha256"]
+    assert record["counts"]["参评"]["T"] == 0
 
 
 def test_evaluate_command_year_without_benchmark_exits_2(tmp_path: Path):
