@@ -7,22 +7,27 @@ grade for ONE data year, under a method file (``rules/methods/<id>.yaml``).
     ev.items    # one row per (enterprise, indicator): value, baseline, weight, item score, handling
     write_evaluation(ev, Path("out"))
 
-Everything is computed with Polars expressions over whole columns, one pass per scale
-(规上, 规下); no Python loop runs per enterprise.  The steps, per scale:
+Everything is computed with Polars expressions over whole columns, one pass per population
+(规上, 规下, 租赁企业 …, in the method's order); no Python loop runs per enterprise.  The steps:
 
-1. population: enterprises with data in the year whose 2-digit 大类 is in the method's
-   range (or unknown); the scale comes from that year's ``stats`` row (none → not evaluated,
-   listed with a reason);
-2. scope: the method's not-graded rules, first match wins, give ``not_graded_reason``;
-   firms without one are *eligible* and form the reference group of the scale;
+1. firms: enterprises with data in the year whose 2-digit 大类 is in the method's range (or
+   unknown); the scale comes from that year's ``stats`` row (none → not evaluated, listed with
+   a reason); each goes to the first population whose scope holds (a scope on a value the
+   firm lacks → not graded, with the reason);
+2. scope: the method's not-graded rules, first match wins, give ``not_graded_reason`` (and
+   ``grade_class`` T for 暂不评价 rules); firms without one are *eligible* and form the
+   reference group of the population;
 3. indicators: numerator ÷ denominator; a missing input → ``missing``, a 0 denominator →
    ``zero_denominator``;
 4. baselines: fixed, or ``multiplier`` × the eligible firms' Σnum/Σden or mean of values;
 5. item scores: value ÷ baseline × weight (optionally capped) or min–max with a floor; then
    the missing / zero-denominator policies (average item score of the eligible firms that
    have the value, 0 points, or not graded);
-6. grades: rank = 1 + the number of graded firms of the group with a strictly higher score
-   (scores rounded to ``rank_decimals``), percentile = rank ÷ n, first cut-off ≥ percentile.
+6. 加减分: ``base_score`` (the items' sum) plus the capped points of the ``adjustments``
+   rows of the year = ``score``;
+7. grades: rank = 1 + the number of graded firms of the group with a strictly higher score
+   (scores rounded to ``rank_decimals``), percentile = rank ÷ n, first cut-off ≥ percentile
+   (or score lines); quotas → ``initial_grade``; one-vote items → ``grade``.
 """
 from __future__ import annotations
 
@@ -40,24 +45,28 @@ import numpy as np
 import polars as pl
 
 from ._version import __version__
-from .errors import InputError
+from .errors import InputError, RuleSetError
 from .evaluation_method import (
     DENOMINATORS,
     GRADES,
+    NO_POPULATION,
+    NO_SCALE,
     NUMERATORS,
     QUANTITY_TABLE,
     SCALES,
     DivisionsRule,
+    FixedBaseline,
     Indicator,
     IndustryUnknownRule,
     Method,
     MinLandRule,
     NewFirmRule,
-    ScaleMethod,
+    Population,
+    PopulationScope,
     load_method,
     shipped_methods,
 )
-from .validate import FIRM_ID, REJECT_SCHEMA, Inputs
+from .validate import FIELD_CLEARED, FIRM_ID, REJECT_SCHEMA, ROW_REJECTED, Inputs
 
 __all__ = [
     "Evaluation",
@@ -94,28 +103,54 @@ class Evaluation:
     rejects: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=REJECT_SCHEMA))
     inputs_info: dict[str, Any] = field(default_factory=dict)
 
+    def rejected_rows(self) -> int:
+        """Rows rejected: by validation, and 加减分 rows the method cannot use."""
+        rows = self.rejects.filter(pl.col("action") != FIELD_CLEARED) if "action" in self.rejects.columns else self.rejects
+        return rows.select(pl.struct("file", "row").n_unique()).item() if rows.height else 0
+
     def grade_counts(self) -> dict[str, dict[str, int]]:
-        """{scale: {"evaluated": n, "A": …, "D": …, "not_graded": …}} ("规模不明" for firms without stats)."""
-        counts = (self.scores.group_by(pl.col("scale").fill_null("规模不明"), pl.col("grade").fill_null("not_graded"))
+        """{population name: {"evaluated": n, "A": …, "D": …, "not_graded": …, "T": …}}
+        ("规模不明" for firms without stats, "未归入参评群体" for firms in no population);
+        ``not_graded`` includes the T firms."""
+        label = (pl.when(pl.col("scale").is_null()).then(pl.lit(NO_SCALE))
+                 .otherwise(pl.col("population_name").fill_null(NO_POPULATION)))
+        counts = (self.scores.group_by(label.alias("p"), pl.col("grade").fill_null("not_graded"),
+                                       (pl.col("grade_class") == "T").fill_null(False).alias("t"))
                   .len().rows())
         out: dict[str, dict[str, int]] = {}
-        for scale, grade, n in counts:
-            row = out.setdefault(scale, {"evaluated": 0, **{g: 0 for g in GRADES}, "not_graded": 0})
+        for pop, grade, is_t, n in counts:
+            row = out.setdefault(pop, {"evaluated": 0, **{g: 0 for g in GRADES}, "not_graded": 0, "T": 0})
             row[grade] += n
             row["evaluated"] += n
-        order = [*SCALES, "规模不明"]
+            row["T"] += n if is_t else 0
+        order = [*(p.name for p in self.method.population_list), NO_POPULATION, NO_SCALE]
         return {s: out[s] for s in order if s in out}
 
 
 # ---------------------------------------------------------------- inputs
 
-def load_evaluation_inputs(data_dir: Path, year: int, method: Method) -> Inputs:
-    """Read and validate the tables the method needs, keeping only year ``year``'s rows."""
-    from .ingest import read_dir
+def load_evaluation_inputs(data_dir: Path, year: int, method: Method, adjustments: Path | None = None) -> Inputs:
+    """Read and validate the tables the method needs, keeping only year ``year``'s rows.
+
+    The 加减分 table is read when the method has 加减分 items: from ``adjustments`` (a file,
+    e.g. the list another department sends) when given, else from ``adjustments.<ext>`` in
+    the data directory when there is one."""
+    from .ingest import RawTable, read_dir
+    from .schema import TABLES
     from .validate import validate
 
-    needed = method.needed_tables()
-    files = {name: raw for name, raw in read_dir(Path(data_dir), needed).items() if name in needed}
+    needed, optional = method.needed_tables(), method.optional_tables()
+    if adjustments is not None:
+        path = Path(adjustments)
+        if not path.is_file():
+            raise InputError(f"加减分文件不存在或不是文件：{path}")
+        if method.adjustments is None:
+            raise InputError(f"评价方法 {method.id} 没有加减分项目，不能使用加减分文件 {path.name}")
+        optional = optional - {"adjustments"}
+    files = {name: raw for name, raw in read_dir(Path(data_dir), needed, optional).items()
+             if name in needed | optional}
+    if adjustments is not None:
+        files["adjustments"] = RawTable(TABLES["adjustments"], Path(adjustments), data_dir=Path(data_dir))
     return validate(files, keep_years={year})
 
 
@@ -125,6 +160,15 @@ def _check_year(inputs: Inputs, year: int, method: Method) -> list[str]:
         present = sorted(int(y) for y in stats["year"].unique().drop_nulls().to_list())
         have = f"（数据中有 {'、'.join(map(str, present))} 年）" if present else "（--year 应为数据年度，例如 2021）"
         raise InputError(f"统计数据 stats 中没有 {year} 年的数据，无法确定企业规模，不能评价{have}")
+    missing = method.missing_baselines(year)
+    if missing:
+        dated = [i for p in method.population_list for i in p.indicators
+                 if isinstance(i.baseline, FixedBaseline) and i.baseline.values is not None]
+        which = "" if len(missing) == len(dated) else f"（{'、'.join(missing)}）"
+        have = method.baseline_years()
+        listed = f"，方法中有 {'、'.join(map(str, have))} 年度的基准值" if have else ""
+        raise RuleSetError(f"评价方法 {method.id} 没有 {year} 年度数据适用的基准值{which}{listed}；"
+                           f"请换用适用于该年度的评价方法，或在方法文件的 values 中补充 {year} 年度的数值及依据")
     warnings: list[str] = []
     for table in sorted({QUANTITY_TABLE[q] for q in method.quantities()} - {"stats"}):
         if not inputs.tables[table].filter(pl.col("year") == year).height:
@@ -170,17 +214,34 @@ def _firm_year(inputs: Inputs, year: int, method: Method) -> pl.DataFrame:
     columns += spread(of_year("energy"), ["energy_tce", "electricity"])
     land = of_year("land")
     pos = rows_of(land)
-    land_mu = np.bincount(pos, weights=land["area_mu"].to_numpy(), minlength=n)
-    has_land = np.bincount(pos, minlength=n) > 0
+    area = land["area_mu"].to_numpy()
+    land_mu = np.bincount(pos, weights=area, minlength=n)
+    parcels = np.bincount(pos, minlength=n)
+    has_land = parcels > 0
+    tenure = land["tenure"] if "tenure" in land.columns else pl.Series([None] * land.height, dtype=pl.String)
+    own = (tenure == "自有").fill_null(False).to_numpy()
+    leased = (tenure == "租赁").fill_null(False).to_numpy()
+    own_mu = np.bincount(pos, weights=area * own, minlength=n)
+    own_parcels = np.bincount(pos, weights=own.astype(np.int64), minlength=n) > 0
+    leased_mu = np.bincount(pos, weights=area * leased, minlength=n)
+    all_leased = has_land & (np.bincount(pos, weights=leased.astype(np.int64), minlength=n) == parcels)
     # a firm-year with a rejected parcel has unknown land: its total would be understated
     incomplete = inputs.land_incomplete.filter(pl.col("year") == year)
     has_land[rows_of(incomplete)] = False
+    all_leased &= has_land  # a rejected parcel may have been its own
     land_series = pl.Series("land_mu", land_mu).set(pl.Series(~has_land), None)
+    # own: at least one 自有 parcel; tenant: parcels, all 租赁 (no industrial land of its own)
+    tenure_class = np.where(own_parcels, "own", np.where(all_leased, "tenant", ""))
+    tenure_series = pl.Series("tenure", tenure_class).replace("", None)
+    land_split = [pl.Series("own_land_mu", own_mu).set(pl.Series(~has_land), None),
+                  pl.Series("leased_land_mu", leased_mu).set(pl.Series(~has_land), None)]
+    if "small_park" not in ent.columns:  # inputs validated before the column existed
+        ent = ent.with_columns(pl.lit(None, dtype=pl.String).alias("small_park"))
 
     ev = method.scope.evaluated
     division = pl.col("industry_code").str.slice(0, 2).cast(pl.Int32, strict=False)
     return (
-        ent.with_columns(*columns, land_series, division.alias("division"),
+        ent.with_columns(*columns, land_series, tenure_series, *land_split, division.alias("division"),
                          pl.lit(year, dtype=pl.Int32).alias("year"), pl.Series("_present", present))
         .filter(pl.col("_present") & (pl.col("division").is_null()
                                       | pl.col("division").is_between(ev.division_min, ev.division_max)))
@@ -228,36 +289,117 @@ def _render(template: str, constants: dict[str, str], columns: dict[str, pl.Expr
 
 
 def _scope_cases(method: Method, year: int) -> list[tuple[pl.Expr, pl.Expr]]:
-    """(condition, Chinese reason) of every scope rule, in order: the first match wins."""
+    """(condition, Chinese reason) of every scope rule, in order: the first match wins.
+    :func:`_scope_classes` gives the matching ``grade_class`` (T) of the same cases."""
+    return [(cond, text) for cond, text, _ in _scope_rules(method, year)]
+
+
+def _scope_classes(method: Method, year: int) -> pl.Expr:
+    """``T`` when the first matching scope rule is a 暂不评价 rule, else null."""
+    out: pl.Expr = pl.lit(None, dtype=pl.String)
+    for cond, _, cls in reversed(_scope_rules(method, year)):
+        out = pl.when(cond).then(pl.lit(cls, dtype=pl.String)).otherwise(out)
+    return out
+
+
+def _scope_rules(method: Method, year: int) -> list[tuple[pl.Expr, pl.Expr, str | None]]:
     columns = {
         "industry_code": pl.col("industry_code"),
         "division": pl.col("division").cast(pl.String),
         "established": pl.col("established").cast(pl.String),
         "scale": pl.col("scale"),
-        "land_mu": pl.col("land_mu").round(2).cast(pl.String),
+        "land_mu": _num_text(pl.col("land_mu").round(2)),
     }
     shared = {"year": str(year)}
-    cases: list[tuple[pl.Expr, pl.Expr]] = [
-        (pl.col("scale").is_null(), pl.lit(f"缺少{year}年统计数据，无法确定规模，未参加评价。")),
+    columns["population"] = pl.col("population_name")
+    cases: list[tuple[pl.Expr, pl.Expr, str | None]] = [
+        (pl.col("scale").is_null(), pl.lit(f"缺少{year}年统计数据，无法确定规模，未参加评价。"), None),
     ]
     for rule in method.scope.not_graded:
+        cls = rule.grade_class
         if isinstance(rule, IndustryUnknownRule):
-            cases.append((pl.col("division").is_null(), _render(rule.reason, shared, columns)))
+            cases.append((pl.col("division").is_null(), _render(rule.reason, shared, columns), cls))
         elif isinstance(rule, DivisionsRule):
             consts = {**shared, "divisions": "、".join(f"{d:02d}" for d in rule.divisions)}
-            cases.append((pl.col("division").is_in(rule.divisions), _render(rule.reason, consts, columns)))
+            cases.append((pl.col("division").is_in(rule.divisions), _render(rule.reason, consts, columns), cls))
         elif isinstance(rule, NewFirmRule):
             cutoff = dt.date(year - rule.years, 12, 31)
             consts = {**shared, "years": str(rule.years), "cutoff": cutoff.isoformat()}
-            cases.append(((pl.col("established") > cutoff).fill_null(False), _render(rule.reason, consts, columns)))
+            cases.append(((pl.col("established") > cutoff).fill_null(False), _render(rule.reason, consts, columns), cls))
         elif isinstance(rule, MinLandRule):
             consts = {**shared, "min_land_mu": f"{rule.min_land_mu:g}"}
             in_scale = pl.col("scale") == rule.scale
             small = pl.col("land_mu") < rule.min_land_mu * (1 - LAND_TOLERANCE)
-            cases.append(((in_scale & small).fill_null(False), _render(rule.reason, consts, columns)))
+            cases.append(((in_scale & small).fill_null(False), _render(rule.reason, consts, columns), cls))
             cases.append(((in_scale & pl.col("land_mu").is_null()).fill_null(False),
-                          _render(rule.reason_unknown, consts, columns)))
+                          _render(rule.reason_unknown, consts, columns), cls))
+    # a firm whose population cannot be told, or that belongs to none
+    cases.append((pl.col("_pop") < 0, pl.col("_pop_reason"), None))
+    cases.append((pl.col("_pop").is_null(), pl.lit(f"不属于评价方法 {method.id} 的任何参评群体，不定等级。"), None))
     return cases
+
+
+#: what a population scope reads, in words (for the reason when a firm lacks it)
+_SCOPE_FIELDS = {"scale": "规模", "tenure": "用地权属", "min_land_mu": "用地面积", "below_land_mu": "用地面积",
+                 "small_park": "小微园标志", "divisions": "行业代码"}  # small_park is never unknown (empty = 否)
+
+
+def _scope_columns(method: Method) -> list[str]:
+    """Registry and land facts the populations were told apart by (written for traceability):
+    ``tenure`` (自有 / 租赁, see PopulationScope), the own and leased areas, the 小微园 flag."""
+    pops = method.population_list
+    cols = ["tenure", "own_land_mu", "leased_land_mu"] if any(p.when.tenure for p in pops) else []
+    return cols + (["small_park"] if any(p.when.small_park is not None for p in pops) else [])
+
+
+def _population_conditions(when: PopulationScope) -> list[tuple[str, pl.Expr]]:
+    """(field, condition) per condition of the scope: True, False or null (a value unknown)."""
+    conds: list[tuple[str, pl.Expr]] = []
+    if when.scale is not None:
+        conds.append(("scale", pl.col("scale").is_in(when.scale)))
+    if when.tenure is not None:
+        conds.append(("tenure", pl.col("tenure") == when.tenure))
+    if when.min_land_mu is not None:
+        conds.append(("min_land_mu", pl.col("land_mu") >= when.min_land_mu * (1 - LAND_TOLERANCE)))
+    if when.below_land_mu is not None:
+        conds.append(("below_land_mu", pl.col("land_mu") < when.below_land_mu * (1 - LAND_TOLERANCE)))
+    if when.small_park is not None:  # the flag marks the park's firms: empty means 否
+        in_park = (pl.col("small_park") == "是").fill_null(False)
+        conds.append(("small_park", in_park if when.small_park else ~in_park))
+    if when.divisions is not None:
+        conds.append(("divisions", pl.col("division").is_in(when.divisions)))
+    return conds
+
+
+def _assign_populations(base: pl.DataFrame, method: Method) -> pl.DataFrame:
+    """``_pop``: the index of the first population whose scope holds; −(i + 1) when population
+    i's scope cannot be told (a needed value unknown) before any holds; null when none holds.
+    ``_pop_reason`` names the unknown values and the population."""
+    pops = method.population_list
+    idx: pl.Expr = pl.lit(None, dtype=pl.Int32)
+    reason: pl.Expr = pl.lit(None, dtype=pl.String)
+    for i, pop in reversed(list(enumerate(pops))):
+        conds = _population_conditions(pop.when)
+        cond: pl.Expr = pl.lit(True)
+        for _, c in conds:
+            cond = cond & c  # Kleene: False & null = False, True & null = null
+        unknown = pl.concat_str([pl.when(c.is_null()).then(pl.lit(_SCOPE_FIELDS[f])) for f, c in conds],
+                                separator="、", ignore_nulls=True) if conds else pl.lit("")
+        text = pl.concat_str(pl.lit("缺少"), unknown, pl.lit(f"，无法判断是否属于参评群体“{pop.name}”，不定等级。"))
+        idx = pl.when(cond.is_null()).then(pl.lit(-(i + 1), dtype=pl.Int32)).when(cond).then(
+            pl.lit(i, dtype=pl.Int32)).otherwise(idx)
+        reason = pl.when(cond.is_null()).then(text).when(cond).then(pl.lit(None, dtype=pl.String)).otherwise(reason)
+    base = base.with_columns(pl.when(pl.col("scale").is_not_null()).then(idx).alias("_pop"),
+                             pl.when(pl.col("scale").is_not_null()).then(reason).alias("_pop_reason"))
+    ids = [p.id for p in pops]
+    names = [p.name for p in pops]
+    placed = pl.col("_pop").is_not_null() & (pl.col("_pop") >= 0)
+    return base.with_columns(
+        pl.when(placed).then(pl.col("_pop").replace_strict(range(len(pops)), ids, default=None, return_dtype=pl.String))
+        .alias("population"),
+        pl.when(placed).then(pl.col("_pop").replace_strict(range(len(pops)), names, default=None, return_dtype=pl.String))
+        .alias("population_name"),
+    )
 
 
 # ---------------------------------------------------------------- scoring one scale
@@ -280,7 +422,7 @@ def _problem_text(ind: Indicator) -> pl.Expr:
             .when(d == 0).then(pl.lit(f"{den_zh}为0")))
 
 
-def _reference(part: pl.DataFrame, sm: ScaleMethod) -> dict[str, dict[str, Any]]:
+def _reference(part: pl.DataFrame, sm: Population, year: int) -> dict[str, dict[str, Any]]:
     """Per indicator: Σ numerator, Σ denominator, mean, min and max of the values, and the
     number of firms, over the scale's eligible firms (no scope reason) that have a value."""
     aggs = []
@@ -297,8 +439,8 @@ def _reference(part: pl.DataFrame, sm: ScaleMethod) -> dict[str, dict[str, Any]]
         ref["n"] = int(ref["n"] or 0)
         ref["baseline"] = None
         b = ind.baseline
-        if b is not None and b.kind == "fixed":
-            ref["baseline"] = b.value
+        if isinstance(b, FixedBaseline):
+            ref["baseline"] = b.value_for(year)
         elif b is not None and ref["n"]:
             avg = (ref["sum_num"] / ref["sum_den"] if ref["sum_den"] else None) if b.average == "ratio_of_sums" else ref["mean"]
             ref["baseline"] = avg * b.multiplier if avg is not None else None
@@ -306,7 +448,7 @@ def _reference(part: pl.DataFrame, sm: ScaleMethod) -> dict[str, dict[str, Any]]
     return out
 
 
-def _raw_item(ind: Indicator, sm: ScaleMethod, ref: dict[str, Any]) -> tuple[pl.Expr | None, pl.Expr]:
+def _raw_item(ind: Indicator, sm: Population, ref: dict[str, Any]) -> tuple[pl.Expr | None, pl.Expr]:
     """(item score from the value, or None when no score can be computed; capped flag)."""
     fn, v, w = sm.item_score, pl.col(ind.id), ind.weight
     if fn.function == "ratio":
@@ -324,18 +466,24 @@ def _raw_item(ind: Indicator, sm: ScaleMethod, ref: dict[str, Any]) -> tuple[pl.
     return w * (fn.floor + (1 - fn.floor) * norm.clip(0.0, 1.0)), ((norm < 0) | (norm > 1)).fill_null(False)
 
 
-def _score_scale(part: pl.DataFrame, scale: str, sm: ScaleMethod) -> tuple[pl.DataFrame, pl.DataFrame, list[dict[str, Any]]]:
+def _score_scale(part: pl.DataFrame, sm: Population, year: int, adjustments: pl.DataFrame, method: Method
+                 ) -> tuple[pl.DataFrame, pl.DataFrame, list[dict[str, Any]]]:
+    """Score, adjust, rank and grade one population (``part``: its firms)."""
     inds = sm.indicators
+    scale = sm.name  # how the Chinese notes name the group ("按规上企业该项平均得分")
     if not part.height:
         empty = part.with_columns(
             *(pl.lit(None, dtype=pl.Float64).alias(c) for i in inds for c in (i.id, f"{i.id}_score")),
-            pl.lit(None, dtype=pl.Float64).alias("score"), pl.lit(None, dtype=pl.String).alias("not_graded_reason"),
-            pl.lit(None, dtype=pl.String).alias("grade_group"), pl.lit(None, dtype=pl.Int64).alias("rank"),
-            pl.lit(None, dtype=pl.Int64).alias("group_size"), pl.lit(None, dtype=pl.Float64).alias("percentile"),
-            pl.lit(None, dtype=pl.String).alias("grade"))
-        refs = {i.id: {"n": 0, "baseline": getattr(i.baseline, "value", None), "sum_num": None, "sum_den": None,
-                       "mean": None, "min": None, "max": None, "average_item_score": None} for i in inds}
-        return empty, pl.DataFrame(), [_baseline_row(scale, sm, i, refs[i.id]) for i in inds]
+            *(pl.lit(None, dtype=pl.Float64).alias(c) for c in ("base_score", "adjustment", "score", "percentile",
+                                                                 "population_percentile")),
+            *(pl.lit(None, dtype=pl.String).alias(c) for c in ("not_graded_reason", "grade_group", "grade",
+                                                                "initial_grade", "adjustment_detail")),
+            *(pl.lit(None, dtype=pl.Int64).alias(c) for c in ("rank", "group_size", "population_rank",
+                                                               "population_size")))
+        refs = {i.id: {"n": 0, "baseline": i.baseline.value_for(year) if isinstance(i.baseline, FixedBaseline) else None,
+                       "sum_num": None, "sum_den": None, "mean": None, "min": None, "max": None,
+                       "average_item_score": None} for i in inds}
+        return empty, pl.DataFrame(), [_baseline_row(sm, i, refs[i.id]) for i in inds]
 
     # 3. indicator values and data status (0 ok, 1 zero denominator, 2 missing)
     cols = []
@@ -348,7 +496,7 @@ def _score_scale(part: pl.DataFrame, scale: str, sm: ScaleMethod) -> tuple[pl.Da
     part = part.with_columns(cols)
 
     # 4. baselines and the reference group; 5a. item scores from the values
-    refs = _reference(part, sm)
+    refs = _reference(part, sm, year)
     raws = {ind.id: _raw_item(ind, sm, refs[ind.id]) for ind in inds}
     part = part.with_columns(
         *((raw if raw is not None else pl.lit(None, dtype=pl.Float64)).alias(f"_raw_{i}") for i, (raw, _) in raws.items()),
@@ -383,7 +531,9 @@ def _score_scale(part: pl.DataFrame, scale: str, sm: ScaleMethod) -> tuple[pl.Da
 
     items = [pl.col(f"{i.id}_score") for i in inds]
     part = part.with_columns(
-        pl.when(pl.all_horizontal(e.is_not_null() for e in items)).then(pl.sum_horizontal(items)).alias("score"))
+        pl.when(pl.all_horizontal(e.is_not_null() for e in items)).then(pl.sum_horizontal(items)).alias("base_score"))
+    # 6. 加减分
+    part = _adjust(part, adjustments, method)
     # why an in-scope firm cannot be graded: the indicators it has no score for
     pieces = []
     for ind in inds:
@@ -398,12 +548,136 @@ def _score_scale(part: pl.DataFrame, scale: str, sm: ScaleMethod) -> tuple[pl.Da
         pl.lit("以下指标无法评分，按本方法不定等级："), pl.concat_str(pieces, separator="；", ignore_nulls=True), pl.lit("。")))])
     part = part.with_columns(pl.coalesce(pl.col("_scope_reason"), data_reason).alias("not_graded_reason"))
 
-    # 6. grades
-    part = _grade(part, scale, sm)
-    item_frame = _items(part, scale, sm, refs)
-    baselines = [_baseline_row(scale, sm, ind, refs[ind.id]) for ind in inds]
-    drop = [c for c in part.columns if c.startswith(("_st_", "_raw_", "_cap_", "_h_"))]
+    # 7. grades
+    part = _grade(part, sm)
+    item_frame = _items(part, sm, refs)
+    baselines = [_baseline_row(sm, ind, refs[ind.id]) for ind in inds]
+    drop = [c for c in part.columns if c.startswith(("_st_", "_raw_", "_cap_", "_h_", "_force", "_at_most"))]
     return part.drop(drop), item_frame, baselines
+
+
+# ---------------------------------------------------------------- 加减分
+
+_ADJ_SCHEMA = {FIRM_ID: pl.UInt32, "item": pl.String, "value": pl.Float64, "source": pl.String,
+               "document": pl.String}
+
+
+def _num_text(e: pl.Expr) -> pl.Expr:
+    """A number as people write it: 3, 2.5, 0.1234 (at most 4 decimals)."""
+    r = e.round(4)
+    return pl.when(r == r.round(0)).then(r.cast(pl.Int64).cast(pl.String)).otherwise(r.cast(pl.String))
+
+
+def _adjustment_rows(inputs: Inputs, year: int, method: Method) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The year's ``adjustments`` rows the method can use (with the item's definition), and
+    reject lines for the others: an item id the method does not have, a value missing where
+    the table must give it, a value other than the one the method fixes."""
+    adj = method.adjustments
+    table = inputs.tables.get("adjustments")
+    empty = pl.DataFrame(schema=_ADJ_SCHEMA)
+    if adj is None or table is None or not table.height:
+        return empty, pl.DataFrame(schema=REJECT_SCHEMA)
+    rows = table.filter(pl.col("year") == year)
+    defs = pl.DataFrame({
+        "item": [i.id for i in adj.items],
+        "_order": list(range(len(adj.items))),
+        "_name": [i.name for i in adj.items],
+        "_effect": [i.effect for i in adj.items],
+        "_unit": [i.unit for i in adj.items],
+        "_fixed": [i.value for i in adj.items],
+        "_max": [i.max_points for i in adj.items],
+        "_grade": [i.grade for i in adj.items],
+        "_mode": [i.mode for i in adj.items],
+    }, schema_overrides={"_fixed": pl.Float64, "_max": pl.Float64, "_grade": pl.String})
+    rows = rows.join(defs, on="item", how="left", maintain_order="left")
+    known = "、".join(i.id for i in adj.items)
+    item_problem = pl.when(pl.col("_effect").is_null()).then(
+        pl.format(f"加减分项目“{{}}”不是评价方法 {method.id} 的项目（可用：{known}）", "item"))
+    needs_value = pl.col("_effect").is_in(["bonus", "penalty"]) & pl.col("_fixed").is_null()
+    value_problem = (
+        pl.when(needs_value & pl.col("value").is_null()).then(pl.format("缺少分值：项目“{}”的分值按数据表填写", "_name"))
+        .when(pl.col("_fixed").is_not_null() & pl.col("value").is_not_null()
+              & ((pl.col("value") - pl.col("_fixed")).abs() > 1e-9))
+        .then(pl.format("分值{}与评价方法对项目“{}”规定的{}不一致（可留空）", _num_text(pl.col("value")), "_name",
+                        _num_text(pl.col("_fixed"))))
+        .when((pl.col("_effect") == "grade") & pl.col("value").is_not_null())
+        .then(pl.format("项目“{}”为一票否决，不填分值", "_name")))
+    rows = rows.with_columns(item_problem.alias("_p_item"), value_problem.alias("_p_value"))
+    bad = rows.filter(pl.col("_p_item").is_not_null() | pl.col("_p_value").is_not_null())
+    raw = inputs.files.get("adjustments")
+    file = raw.file if raw is not None else "adjustments"
+    headers = raw.headers if raw is not None else {}
+    lines = []
+    for col in ("item", "value"):
+        hit = bad.filter(pl.col(f"_p_{col}").is_not_null() & (pl.col("_p_item").is_null() if col == "value" else True))
+        if hit.height:
+            lines.append(hit.select(
+                pl.lit(file).alias("file"), pl.col("source_row").cast(pl.Int64).alias("row"),
+                pl.lit(headers.get(col, col)).alias("column"), pl.col(f"_p_{col}").alias("reason"),
+                pl.col(col).cast(pl.String).alias("value"), pl.lit(ROW_REJECTED).alias("action")))
+    rejects = pl.concat(lines) if lines else pl.DataFrame(schema=REJECT_SCHEMA)
+    good = rows.filter(pl.col("_p_item").is_null() & pl.col("_p_value").is_null()).drop("_p_item", "_p_value")
+    return good, rejects
+
+
+def _adjust(part: pl.DataFrame, rows: pl.DataFrame, method: Method) -> pl.DataFrame:
+    """``adjustment`` (capped points), ``score`` = base_score + adjustment, the Chinese
+    ``adjustment_detail`` and the one-vote grades (``_force_grade``, ``_at_most_grade``)."""
+    has_base = pl.col("base_score").is_not_null()
+    none = [pl.when(has_base).then(pl.lit(0.0)).alias("adjustment"), pl.col("base_score").alias("score"),
+            pl.lit(None, dtype=pl.String).alias("adjustment_detail"),
+            pl.lit(None, dtype=pl.String).alias("_force_grade"), pl.lit(None, dtype=pl.String).alias("_at_most_grade")]
+    adj = method.adjustments
+    r = rows.join(part.select(FIRM_ID, "base_score"), on=FIRM_ID, how="inner") if rows.height else rows
+    if adj is None or not r.height:
+        return part.with_columns(none)
+    used = pl.coalesce("_fixed", "value")
+    points = pl.when(pl.col("_unit") == "percent").then(pl.col("base_score") * used / 100).otherwise(used)
+    capped = pl.when(pl.col("_max").is_not_null() & (points > pl.col("_max"))).then(pl.col("_max")).otherwise(points)
+    r = r.with_columns(points.alias("_pts"), capped.alias("_capped")).sort(FIRM_ID, "_order")
+    sign = pl.when(pl.col("_effect") == "bonus").then(pl.lit("加")).otherwise(pl.lit("扣"))
+    pct = pl.when(pl.col("_unit") == "percent").then(pl.format("{}%即", _num_text(used))).otherwise(pl.lit(""))
+    cap_note = pl.when(pl.col("_capped") < pl.col("_pts")).then(
+        pl.format("（{}分，超过单项上限，按{}分计）", _num_text(pl.col("_pts")), _num_text(pl.col("_max")))).otherwise(pl.lit(""))
+    amount = pl.when(pl.col("_capped").is_null()).then(pl.lit("（得分无法计算，未计）")).otherwise(
+        pl.concat_str(sign, pct, _num_text(pl.col("_capped")), pl.lit("分"), cap_note))
+    grade_text = pl.when(pl.col("_mode") == "force").then(pl.format("一票否决，等级定为{}", "_grade")).otherwise(
+        pl.format("等级不高于{}", "_grade"))
+    where = pl.concat_str(pl.lit("（认定部门："), pl.col("source"),
+                          pl.when(pl.col("document").is_not_null()).then(pl.format("；依据：{}", "document"))
+                          .otherwise(pl.lit("")), pl.lit("）"))
+    text = pl.concat_str(pl.col("_name"),
+                         pl.when(pl.col("_effect") == "grade").then(pl.concat_str(pl.lit("："), grade_text)).otherwise(amount),
+                         where)
+    bonus, penalty = pl.col("_effect") == "bonus", pl.col("_effect") == "penalty"
+    per_firm = r.group_by(FIRM_ID, maintain_order=True).agg(
+        pl.col("_capped").filter(bonus).sum().alias("_bonus"),
+        pl.col("_capped").filter(penalty).sum().alias("_penalty"),
+        (pl.col("_capped").is_null() & (bonus | penalty)).any().alias("_unknown"),
+        text.str.join("；").alias("_detail"),
+        pl.col("_grade").filter((pl.col("_effect") == "grade") & (pl.col("_mode") == "force")).max().alias("_force_grade"),
+        pl.col("_grade").filter((pl.col("_effect") == "grade") & (pl.col("_mode") == "at_most")).max().alias("_at_most_grade"),
+    )
+    totals = []
+    bonus_sum, penalty_sum = pl.col("_bonus"), pl.col("_penalty")
+    if adj.max_bonus is not None:
+        totals.append(pl.when(bonus_sum > adj.max_bonus).then(pl.format(
+            f"加分合计{{}}分，超过上限{adj.max_bonus:g}分，按{adj.max_bonus:g}分计", _num_text(bonus_sum))))
+        bonus_sum = pl.min_horizontal(bonus_sum, pl.lit(adj.max_bonus))
+    if adj.max_penalty is not None:
+        totals.append(pl.when(penalty_sum > adj.max_penalty).then(pl.format(
+            f"扣分合计{{}}分，超过上限{adj.max_penalty:g}分，按{adj.max_penalty:g}分计", _num_text(penalty_sum))))
+        penalty_sum = pl.min_horizontal(penalty_sum, pl.lit(adj.max_penalty))
+    per_firm = per_firm.with_columns(
+        pl.when(~pl.col("_unknown")).then(bonus_sum - penalty_sum).alias("_adjustment"),
+        pl.concat_str([pl.col("_detail"), *totals], separator="；", ignore_nulls=True).alias("_detail"))
+    part = part.join(per_firm.select(FIRM_ID, "_adjustment", "_detail", "_force_grade", "_at_most_grade"),
+                     on=FIRM_ID, how="left", maintain_order="left")
+    adjustment = pl.when(has_base).then(pl.col("_adjustment").fill_null(0.0))
+    return part.with_columns(adjustment.alias("adjustment")).with_columns(
+        (pl.col("base_score") + pl.col("adjustment")).alias("score"),
+        pl.col("_detail").alias("adjustment_detail"),
+    ).drop("_adjustment", "_detail")
 
 
 def _division_labels() -> tuple[list[int], list[str]]:
@@ -411,11 +685,11 @@ def _division_labels() -> tuple[list[int], list[str]]:
     return ref["division"].to_list(), [f"{d:02d} {n}" for d, n in ref.iter_rows()]
 
 
-def _grade(part: pl.DataFrame, scale: str, sm: ScaleMethod) -> pl.DataFrame:
+def _grade(part: pl.DataFrame, sm: Population) -> pl.DataFrame:
     g = sm.grading
     graded = pl.col("not_graded_reason").is_null()
-    if g.within == "scale":
-        group = pl.lit(scale)
+    if g.within in ("scale", "population"):
+        group = pl.lit(sm.name)
     elif g.within == "division":
         codes, labels = _division_labels()
         group = pl.col("division").replace_strict(codes, labels, default=pl.format("{} 大类", pl.col("division")),
@@ -428,7 +702,7 @@ def _grade(part: pl.DataFrame, scale: str, sm: ScaleMethod) -> pl.DataFrame:
             group = pl.when(pl.col("industry_code").str.starts_with(prefix)).then(pl.lit(name)).otherwise(group)
         group = group.fill_null(pl.lit(g.other_group))
     part = part.with_columns(pl.when(graded).then(group).alias("grade_group"))
-    if g.within != "scale":
+    if g.within not in ("scale", "population"):
         # the rank of a firm in a tiny group means little: small groups are ranked together
         small = (graded.sum().over("grade_group") < g.min_group_size) & graded
         part = part.with_columns(pl.when(small).then(pl.lit(g.pooled_group)).otherwise(pl.col("grade_group"))
@@ -437,15 +711,48 @@ def _grade(part: pl.DataFrame, scale: str, sm: ScaleMethod) -> pl.DataFrame:
     part = part.with_columns(
         ranked.rank("min", descending=True).over("grade_group").cast(pl.Int64).alias("rank"),
         pl.when(graded).then(graded.sum().over("grade_group")).cast(pl.Int64).alias("group_size"),
-    ).with_columns((pl.col("rank") / pl.col("group_size")).alias("percentile"))
+        ranked.rank("min", descending=True).cast(pl.Int64).alias("population_rank"),
+        pl.when(graded).then(graded.sum()).cast(pl.Int64).alias("population_size"),
+    ).with_columns((pl.col("rank") / pl.col("group_size")).alias("percentile"),
+                   (pl.col("population_rank") / pl.col("population_size")).alias("population_percentile"))
     grade: pl.Expr = pl.lit(None, dtype=pl.String)
-    for letter, cutoff in reversed(list(g.cutoffs.items())):
-        grade = pl.when(pl.col("percentile") <= cutoff + PERCENTILE_TOLERANCE).then(pl.lit(letter)).otherwise(grade)
-    return part.with_columns(pl.when(graded).then(grade).alias("grade"))
+    cumulative = g.cumulative()
+    if cumulative is not None:
+        for letter, cutoff in reversed(list(cumulative.items())):
+            grade = pl.when(pl.col("percentile") <= cutoff + PERCENTILE_TOLERANCE).then(pl.lit(letter)).otherwise(grade)
+    else:  # score lines: A ≥ thresholds.A, B ≥ thresholds.B, C ≥ thresholds.C, else D
+        grade = pl.lit("D")
+        for letter, line in reversed(list((g.thresholds or {}).items())):
+            grade = pl.when(ranked >= round(line, g.rank_decimals)).then(pl.lit(letter)).otherwise(grade)
+    part = part.with_columns(pl.when(graded).then(grade).alias("initial_grade"))
+    if g.quotas is not None:
+        part = _apply_quotas(part, g.quotas, ranked)
+    # one-vote items act on the graded firms' initial grade (worst forced grade, then the caps)
+    final = pl.coalesce(pl.col("_force_grade"), pl.col("initial_grade"))
+    final = pl.max_horizontal(final, pl.col("_at_most_grade"))  # "D" > "C" > … : the worse grade
+    return part.with_columns(pl.when(graded).then(final).alias("grade"))
 
 
-def _items(part: pl.DataFrame, scale: str, sm: ScaleMethod, refs: dict[str, dict[str, Any]]) -> pl.DataFrame:
-    """Long explanation: one row per (firm, indicator) of this scale."""
+def _apply_quotas(part: pl.DataFrame, quotas: Any, ranked: pl.Expr) -> pl.DataFrame:
+    """Hard limits on the shares of A and D per ranking group (see Quotas): a firm keeps A only
+    when the firms scoring at least as much are within floor(share × n); the firms whose
+    count from the bottom (1 + firms scoring strictly less) is within ceil(share × n) are D."""
+    n = pl.col("group_size")
+    grade = pl.col("initial_grade")
+    if quotas.max_a_share is not None:
+        allowed = (n * quotas.max_a_share + PERCENTILE_TOLERANCE).floor()
+        at_least_as_high = ranked.rank("max", descending=True).over("grade_group")
+        grade = pl.when((grade == "A") & (at_least_as_high > allowed)).then(pl.lit("B")).otherwise(grade)
+    if quotas.min_d_share is not None:
+        required = (n * quotas.min_d_share - PERCENTILE_TOLERANCE).ceil()
+        from_bottom = ranked.rank("min", descending=False).over("grade_group")
+        grade = pl.when(grade.is_not_null() & (from_bottom <= required)).then(pl.lit("D")).otherwise(grade)
+    return part.with_columns(grade.alias("initial_grade"))
+
+
+def _items(part: pl.DataFrame, sm: Population, refs: dict[str, dict[str, Any]]) -> pl.DataFrame:
+    """Long explanation: one row per (firm, indicator) of this population."""
+    scale = sm.name
     frames = []
     fn = sm.item_score
     status_enum, handling_enum = pl.Enum(STATUS), pl.Enum(HANDLING)
@@ -469,6 +776,7 @@ def _items(part: pl.DataFrame, scale: str, sm: ScaleMethod, refs: dict[str, dict
         note = _texts(part, cases)
         frames.append(part.select(
             FIRM_ID, "uscc", pl.col("scale").cast(_SCALE_ENUM),
+            pl.lit(sm.id).cast(pl.Categorical).alias("population"),
             pl.lit(ind.id).cast(pl.Categorical).alias("indicator"),
             pl.lit(ind.name).cast(pl.Categorical).alias("indicator_name"),
             pl.lit(ind.unit).cast(pl.Categorical).alias("unit"),
@@ -488,10 +796,10 @@ def _items(part: pl.DataFrame, scale: str, sm: ScaleMethod, refs: dict[str, dict
 _SCALE_ENUM = pl.Enum(list(SCALES))
 
 
-def _baseline_row(scale: str, sm: ScaleMethod, ind: Indicator, ref: dict[str, Any]) -> dict[str, Any]:
+def _baseline_row(sm: Population, ind: Indicator, ref: dict[str, Any]) -> dict[str, Any]:
     fn, b = sm.item_score, ind.baseline
     return {
-        "scale": scale, "indicator": ind.id, "indicator_name": ind.name, "unit": ind.unit,
+        "population": sm.id, "scale": sm.name, "indicator": ind.id, "indicator_name": ind.name, "unit": ind.unit,
         "numerator": ind.formula.numerator, "denominator": ind.formula.denominator, "weight": ind.weight,
         "score_function": fn.function, "cap": getattr(fn, "cap", None), "floor": getattr(fn, "floor", None),
         "baseline_kind": b.kind if b else None, "average": getattr(b, "average", None),
@@ -512,36 +820,50 @@ def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
     Raises :class:`InputError` when the data have no ``stats`` rows for the year."""
     t0 = time.perf_counter()
     warnings = _check_year(inputs, year, method)
-    base = _firm_year(inputs, year, method)
-    base = base.with_columns(_texts(base, _scope_cases(method, year)).alias("_scope_reason"))
+    base = _assign_populations(_firm_year(inputs, year, method), method)
+    base = base.with_columns(_texts(base, _scope_cases(method, year)).alias("_scope_reason"),
+                             _scope_classes(method, year).alias("_grade_class"))
+    adjustments, adj_rejects = _adjustment_rows(inputs, year, method)
+    unused = adjustments.filter(~pl.col(FIRM_ID).is_in(base[FIRM_ID].implode())).height if adjustments.height else 0
+    if unused:
+        warnings.append(f"加减分表中 {unused} 行的企业没有参加本次评价（{year}年没有数据或不属于参评行业），未使用")
     parts, item_frames, baseline_rows = [], [], []
-    for scale in SCALES:
-        scored, items, rows = _score_scale(base.filter(pl.col("scale") == scale), scale, method.scales[scale])
+    for i, pop in enumerate(method.population_list):
+        scored, items, rows = _score_scale(base.filter(pl.col("_pop") == i), pop, year, adjustments, method)
         parts.append(scored)
         item_frames.append(items)
         baseline_rows += rows
-    unknown = base.filter(pl.col("scale").is_null()).with_columns(pl.col("_scope_reason").alias("not_graded_reason"))
+    unplaced = pl.col("_pop").is_null() | (pl.col("_pop") < 0)
+    unknown = base.filter(unplaced).with_columns(pl.col("_scope_reason").alias("not_graded_reason"))
     scores = pl.concat([*parts, unknown], how="diagonal_relaxed")
+    scores = scores.with_columns(pl.col("tenure").replace_strict(["own", "tenant"], ["自有", "租赁"], default=None))
+    scores = scores.with_columns(
+        pl.when(pl.col("grade").is_not_null()).then(pl.col("grade"))
+        .when(pl.col("_grade_class") == "T").then(pl.lit("T")).alias("grade_class"))
 
     indicators = method.indicator_columns()
     order = (
-        [FIRM_ID, "year", "uscc", "name", "township", "industry_code", "scale"]
+        [FIRM_ID, "year", "uscc", "name", "township", "industry_code", "scale", "population", "population_name"]
         + indicators + [f"{i}_score" for i in indicators]
-        + ["score", "rank", "group_size", "percentile", "grade", "grade_group", "not_graded_reason"]
-        + method.quantities()
+        + ["base_score", "adjustment", "score", "rank", "group_size", "percentile",
+           "population_rank", "population_size", "population_percentile",
+           "initial_grade", "grade", "grade_class", "grade_group", "not_graded_reason", "adjustment_detail"]
+        + method.quantities() + _scope_columns(method)
     )
     # sorted by scale, group (alphabetically), rank (not graded last), then registry order;
     # the four keys packed into one 64-bit integer (2 + 10 + 21 + 31 bits), which sorts fastest
     groups = scores["grade_group"].unique().drop_nulls().sort().to_list()
-    if len(groups) >= 1023 or scores.height >= (1 << 21) - 1 or (scores.height and scores[FIRM_ID].max() >= 1 << 30):
-        sort_key = [pl.col("scale").replace_strict(list(SCALES), [0, 1], default=2, return_dtype=pl.Int8),
+    pop_index = pl.when(pl.col("_pop") >= 0).then(pl.col("_pop"))
+    if (len(groups) >= 1023 or scores.height >= (1 << 21) - 1 or (scores.height and scores[FIRM_ID].max() >= 1 << 30)
+            or len(method.population_list) > 3):
+        sort_key = [pop_index.fill_null(1 << 20),
                     pl.col("grade_group").replace_strict(groups, range(len(groups)), default=None, return_dtype=pl.UInt32),
                     pl.col("rank"), pl.col(FIRM_ID)]
     else:
         def shifted(e: pl.Expr, bits: int) -> pl.Expr:
             return e.cast(pl.UInt64) * pl.lit(1 << bits, dtype=pl.UInt64)
 
-        sort_key = [shifted(pl.col("scale").replace_strict(list(SCALES), [0, 1], default=2), 61)
+        sort_key = [shifted(pop_index.fill_null(3), 62)
                     + shifted(pl.col("grade_group").replace_strict(groups, range(len(groups)), default=1023), 51)
                     + shifted(pl.col("rank").fill_null((1 << 21) - 1), 30)
                     + pl.col(FIRM_ID).cast(pl.UInt64)]
@@ -559,8 +881,18 @@ def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
         for name, raw in inputs.files.items()
     }
     rejects = inputs.rejects if "file" in inputs.rejects.columns else pl.DataFrame(schema=REJECT_SCHEMA)
-    counts = {"row_counts": inputs.row_counts(), "rejected_rows": inputs.rejected_rows} if inputs.rejects.width else {}
-    return Evaluation(year, method, scores, items, baselines, warnings, timings, rejects, {"files": info, **counts})
+    if adj_rejects.height:
+        rejects = pl.concat([rejects, adj_rejects.select(rejects.columns)]).sort("file", "row", "column")
+        warnings.append(f"加减分表中 {adj_rejects.height} 行不能使用（项目编号或分值有误），已拒收，见 evaluation_rejects.csv")
+    ev = Evaluation(year, method, scores, items, baselines, warnings, timings, rejects, {"files": info})
+    if method.adjustments is not None:  # what evaluation.json records of the 加减分 table
+        ev.inputs_info["adjustments"] = {
+            "read": "adjustments" in inputs.files, "rows_used": adjustments.height - unused,
+            "rows_rejected_by_method": adj_rejects.height, "rows_of_firms_not_evaluated": unused,
+            "firms_adjusted": scores["adjustment_detail"].is_not_null().sum()}
+    if inputs.rejects.width:
+        ev.inputs_info.update(row_counts=inputs.row_counts(), rejected_rows=ev.rejected_rows())
+    return ev
 
 
 def evaluation_grades(inputs: Inputs, years: list[int] | tuple[int, ...], method: Method) -> pl.DataFrame:

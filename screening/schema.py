@@ -46,6 +46,12 @@ class Table:
     needs_enterprise: bool = True
     #: read only by a command of its own (``screening projects``), never by a screening run
     standalone: bool = False
+    #: read only when a command asks for it (``screening evaluate``: the 加减分 table); a
+    #: screening run never opens it, so a file of it in the data directory changes no run
+    on_request: bool = False
+    #: keep each accepted row's spreadsheet row number (column ``source_row``): a check that
+    #: needs more than the schema (an item id of the evaluation method) can still name the row
+    keep_rows: bool = False
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
@@ -80,6 +86,8 @@ TABLES: dict[str, Table] = {
                 Column("township", "乡镇街道", "text"),
                 Column("industry_code", "行业代码", "code4"),
                 Column("established", "成立日期", "date", required=False),
+                # 是否小微园（小微企业园）企业: an optional registry flag some methods rank apart (遂昌 2023)
+                Column("small_park", "小微园", "enum", required=False, allowed=("是", "否")),
             ),
             key=("uscc",),
             needs_enterprise=False,
@@ -189,6 +197,22 @@ TABLES: dict[str, Table] = {
             needs_enterprise=False,
             # uploaded to the service (POST /api/v1/measures/ledger/upload), never read by a run
             standalone=True,
+        ),
+        Table(
+            "adjustments",
+            "加减分",
+            (
+                _uscc(),
+                _year(),
+                Column("item", "加减分项目", "text", nonnull=True),
+                # points or % as the method's item says; a deduction is written as a positive number
+                Column("value", "分值", "number", required=False, min=0.0),
+                Column("source", "认定部门", "text", nonnull=True),
+                Column("document", "依据文件", "text", required=False),
+            ),
+            key=("uscc", "year", "item"),
+            on_request=True,
+            keep_rows=True,
         ),
         Table(
             "projects",

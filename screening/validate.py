@@ -31,6 +31,9 @@ _DTYPES = {
     "uscc": pl.String, "text": pl.String, "code4": pl.String, "enum": pl.String,
     "year": pl.Int32, "date": pl.Date, "number": pl.Float64, "integer": pl.Int64,
 }
+#: how a yes/no flag column (``small_park``) may be written
+_YES = ["是", "y", "yes", "true", "1", "√", "✓"]
+_NO = ["否", "n", "no", "false", "0", "×", "✗"]
 _FORMAT_REASON = "统一社会信用代码格式错误（应为18位数字或大写字母，且不含I、O、S、V、Z）"
 
 
@@ -193,6 +196,9 @@ def _parse(col: Column, dtype: pl.DataType, registry: bool,
             problems.append((present & ~value.str.contains(r"^\d{4}$"), "行业代码应为4位数字（GB/T 4754-2017）"))
         elif col.name == "grade":
             value = value.str.to_uppercase().str.strip_suffix("类").str.strip_suffix("级")
+        elif col.name == "small_park":  # a yes/no flag as departments write it
+            value = value.str.to_lowercase().replace_strict(
+                _YES + _NO, ["是"] * len(_YES) + ["否"] * len(_NO), default=value)
         if col.allowed:
             problems.append((present & ~value.is_in(col.allowed), f"{col.zh}只能为：{'、'.join(col.allowed)}"))
     if col.nonnull:
@@ -450,7 +456,7 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
             key = [FIRM_ID if k == "uscc" else k for k in raw.table.key]
             good, dup_rejects = _split_duplicates(raw, good, key, registry)
             reject_parts.append(unknown_rejects)
-            good = good.drop(ROW)
+            good = good.rename({ROW: "source_row"}) if raw.table.keep_rows else good.drop(ROW)
         reject_parts.append(dup_rejects)
         if name == "land" and bad.height:
             land_incomplete = (
@@ -485,4 +491,6 @@ def _empty(table: Table) -> pl.DataFrame:
     if table.name == "enterprises":
         return pl.DataFrame(schema={FIRM_ID: pl.UInt32, **columns})
     columns.pop("uscc")
+    if table.keep_rows:
+        columns["source_row"] = pl.Int64
     return pl.DataFrame(schema={FIRM_ID: pl.UInt32, **columns})

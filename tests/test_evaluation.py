@@ -33,7 +33,9 @@ from screening.paths import sample_data_dir
 from screening.schema import TABLES
 from screening.validate import validate
 
-YEAR = 2021
+# huangyan-2022 carries 黄岩's divisors per data year (issue 16): these tests evaluate 2022
+# data, so the 2022-data divisors below apply (the 2021 ones are pinned in test_evaluation_method.py)
+YEAR = 2022
 HY = {  # 黄岩 2022 divisors
     "tax_per_mu": 24.097, "value_added_per_mu": 136.16, "value_added_per_energy": 2.694,
     "value_added_per_emission": 4929.81, "labour_productivity": 18.14, "rd_intensity": 0.0302,
@@ -216,26 +218,26 @@ def test_not_graded_cases_and_their_reasons(tmp_path: Path):
     firms = [
         above("OK1"), above("OK2"),
         above("UTIL", industry="4411"),                       # 电力 utility
-        above("NEW", established="2020-03-01"),               # after 2019-12-31: < 2 full years by end-2021
-        above("OLD", established="2019-12-31"),               # boundary: graded
+        above("NEW", established="2021-03-01"),               # after 2020-12-31: < 2 full years by end-2022
+        above("OLD", established="2020-12-31"),               # boundary: graded
         below("SMALL", land_mu=2.99, tax_paid=2.99 * 11.5932),  # 规下 under 3 亩
         below("THREE", land_mu=3.0, tax_paid=3.0 * 11.5932),    # exactly 3 亩: graded
         below("NOLAND", land_mu=None),                        # 规下, land unknown
         below("NOTAX", tax_paid=None),                        # a needed value missing
         {"id": "NOSTATS", "tax_paid": 5.0, "land_mu": 4.0},    # data but no stats row: scale unknown
         above("TRADE", industry="5110"),                      # wholesale: not an industrial firm
-        {"id": "IDLE"},                                       # in the registry, no 2021 data
+        {"id": "IDLE"},                                       # in the registry, no 2022 data
     ]
     scores, _, alias = run(tmp_path, firms)
     reason = {f: row(scores, alias, f)["not_graded_reason"] for f in
               ("OK1", "OLD", "THREE", "UTIL", "NEW", "SMALL", "NOLAND", "NOTAX", "NOSTATS")}
     assert reason["OK1"] is None and reason["OLD"] is None and reason["THREE"] is None
     assert reason["UTIL"] == "行业代码4411属于电力、热力、燃气及水生产和供应业（大类44、45、46），为公用事业企业，参与计算但不定等级。"
-    assert reason["NEW"] == "成立于2020-03-01，晚于2019-12-31，至2021年末经营不足2年，参与计算但不定等级。"
-    assert reason["SMALL"] == "2021年用地2.99亩，不足3亩，规下企业不定等级。"
-    assert reason["NOLAND"] == "缺少2021年用地数据（或其地块记录被拒收），无法判断是否达到3亩，不定等级。"
+    assert reason["NEW"] == "成立于2021-03-01，晚于2020-12-31，至2022年末经营不足2年，参与计算但不定等级。"
+    assert reason["SMALL"] == "2022年用地2.99亩，不足3亩，规下企业不定等级。"
+    assert reason["NOLAND"] == "缺少2022年用地数据（或其地块记录被拒收），无法判断是否达到3亩，不定等级。"
     assert reason["NOTAX"] == ("以下指标无法评分，按本方法不定等级：亩均税收（缺少实缴税金）；单位电耗税收（缺少实缴税金）。")
-    assert reason["NOSTATS"] == "缺少2021年统计数据，无法确定规模，未参加评价。"
+    assert reason["NOSTATS"] == "缺少2022年统计数据，无法确定规模，未参加评价。"
     for fid in ("UTIL", "NEW", "SMALL", "NOLAND", "NOTAX", "NOSTATS"):
         r = row(scores, alias, fid)
         assert r["grade"] is None and r["rank"] is None and r["grade_group"] is None, fid
@@ -365,13 +367,13 @@ def test_group_averages_cap_zero_policies_and_industry_groups(tmp_path: Path):
 # ---------------------------------------------------------------- method files
 
 def test_shipped_methods_load_with_their_published_numbers():
-    assert shipped_methods() == ["huangyan-2022", "yueqing-default"]
+    assert shipped_methods() == ["huaian-2024", "huangyan-2022", "yueqing-default"]
     hy = load_method("huangyan-2022")
-    above_, below_ = hy.scales["规上"], hy.scales["规下"]
-    assert [(i.id, i.weight, i.baseline.value) for i in above_.indicators] == [
+    above_, below_ = hy.population("above_scale"), hy.population("below_scale")
+    assert [(i.id, i.weight, i.baseline.value_for(2022)) for i in above_.indicators] == [
         ("tax_per_mu", 30, 24.097), ("value_added_per_mu", 20, 136.16), ("value_added_per_energy", 20, 2.694),
         ("value_added_per_emission", 10, 4929.81), ("labour_productivity", 10, 18.14), ("rd_intensity", 10, 0.0302)]
-    assert [(i.id, i.weight, i.baseline.value) for i in below_.indicators] == [
+    assert [(i.id, i.weight, i.baseline.value_for(2022)) for i in below_.indicators] == [
         ("tax_per_mu", 50, 11.5932), ("tax_per_electricity", 50, 0.2352)]
     assert above_.item_score.cap is None and below_.item_score.cap is None
     assert above_.missing_policy(above_.indicators[3]).policy == "average_item_score"
@@ -384,10 +386,14 @@ def test_shipped_methods_load_with_their_published_numbers():
     assert all(i.baseline.kind == "group_average" for s in yq.scales.values() for i in s.indicators)
 
 
+LEGACY = Path(__file__).parent / "fixtures" / "methods_legacy"
+
+
 @pytest.fixture
 def huangyan_copy(tmp_path: Path) -> Path:
+    """huangyan-2022 in the older ``scales:`` form (the shipped file now uses ``populations:``)."""
     target = tmp_path / "huangyan-2022.yaml"
-    shutil.copy(methods_dir() / "huangyan-2022.yaml", target)
+    shutil.copy(LEGACY / "huangyan-2022.yaml", target)
     return target
 
 
@@ -434,11 +440,11 @@ def test_method_file_errors_are_one_chinese_line_naming_file_and_key(huangyan_co
     message = str(info.value)
     assert message.startswith(str(huangyan_copy)), message
     assert re.search(expected, message), message
-    assert "\n" not in message and message.endswith("随附的评价方法：huangyan-2022、yueqing-default（也可给出 .yaml 文件路径）")
+    assert "\n" not in message and message.endswith("随附的评价方法：huaian-2024、huangyan-2022、yueqing-default（也可给出 .yaml 文件路径）")
 
 
 def test_unknown_method_and_bad_yaml(tmp_path: Path):
-    with pytest.raises(RuleSetError, match=r"未知的评价方法 'huangyan-2099'；随附的评价方法：huangyan-2022、yueqing-default"):
+    with pytest.raises(RuleSetError, match=r"未知的评价方法 'huangyan-2099'；随附的评价方法：huaian-2024、huangyan-2022、yueqing-default"):
         load_method("huangyan-2099")
     with pytest.raises(RuleSetError, match="评价方法文件不存在"):
         load_method(tmp_path / "none.yaml")
@@ -548,7 +554,7 @@ def test_evaluate_command_errors_exit_2_with_one_line(tmp_path: Path):
     runner = CliRunner()
     res = runner.invoke(_app(), ["evaluate", "--year", "2021", "--method", "nope", "--out", str(tmp_path)])
     assert res.exit_code == 2
-    assert "未知的评价方法 'nope'；随附的评价方法：huangyan-2022、yueqing-default" in res.output
+    assert "未知的评价方法 'nope'；随附的评价方法：huaian-2024、huangyan-2022、yueqing-default" in res.output
     res = runner.invoke(_app(), ["evaluate", "--year", "2021", "--data", str(tmp_path / "none"), "--out", str(tmp_path)])
     assert res.exit_code == 2 and "数据目录不存在" in res.output
     res = runner.invoke(_app(), ["evaluate", "--out", str(tmp_path)])

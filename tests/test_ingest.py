@@ -267,8 +267,10 @@ def test_whitespace_in_headers_and_text_cells_is_ignored(tmp_path):
     inp = validate(files)
     assert inp.rejects.height == 0
     ent = inp.frame("enterprises")
-    assert ent.columns == ["uscc", "name", "township", "industry_code", "established"]
-    assert ent.rows() == [(C1, "乐清市甲电气有限公司", "柳市镇", "3823", None), (C2, "乙", "北白象镇", "3443", None)]
+    # small_park (小微园, optional, issue 16) is absent: an empty column, like established
+    assert ent.columns == ["uscc", "name", "township", "industry_code", "established", "small_park"]
+    assert ent.rows() == [(C1, "乐清市甲电气有限公司", "柳市镇", "3823", None, None),
+                          (C2, "乙", "北白象镇", "3443", None, None)]
     assert inp.frame("tax").rows() == [(C1, 2021, 1.5)]
 
 

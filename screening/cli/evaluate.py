@@ -18,10 +18,15 @@ def evaluate_command(
     method: Annotated[str, typer.Option(
         "--method", help="评价方法：随附方法的名称（如 huangyan-2022、yueqing-default）或 .yaml 文件路径")] = "yueqing-default",
     out: Annotated[Path, typer.Option("--out", help="输出目录")] = Path("out"),
+    adjustments: Annotated[Optional[Path], typer.Option(
+        "--adjustments", help="加减分表文件（可选；不给出时读数据目录中的 adjustments 表，没有则不加减分）")] = None,
     excel: Annotated[bool, typer.Option(
         "--excel/--no-excel", help="是否写出 Excel 工作簿（百万家企业时约需 100 秒，可关闭）")] = True,
 ) -> None:
-    """计算亩均效益综合评价：每家企业的指标值、单项得分、综合得分、排名和等级（A—D）。"""
+    """计算亩均效益综合评价：每家企业在其参评群体中的指标值、单项得分、加减分、综合得分、排名、初评等级和等级（A—D，T为暂不评价）。
+
+    参评群体、加减分项目（读数据目录中的 adjustments 加减分表，可选）、等级比例与配额都由评价方法文件规定，见 docs/evaluation.md。"""
+    import polars as pl
     from rich.table import Table
 
     from .common import _fail, _notice, err_console, out_console
@@ -40,7 +45,7 @@ def evaluate_command(
         with staged(out, _notice) as staging:
             with err_console.status("读取与校验数据…"):
                 t = time.perf_counter()
-                inputs = load_evaluation_inputs(data or sample_data_dir(), year, m)
+                inputs = load_evaluation_inputs(data or sample_data_dir(), year, m, adjustments)
                 load_s = round(time.perf_counter() - t, 3)
             with err_console.status("计算得分与等级…"):
                 ev = evaluate(inputs, year, m)
@@ -52,12 +57,17 @@ def evaluate_command(
         return
 
     table = Table(title=m.title_for(year), title_justify="left")
-    for col in ("规模", "参评企业", "A", "B", "C", "D", "不定等级"):
-        table.add_column(col, justify="left" if col == "规模" else "right")
-    for scale, c in ev.grade_counts().items():
-        table.add_row(scale, *(str(c[k]) for k in ("evaluated", "A", "B", "C", "D", "not_graded")))
+    for col in ("参评群体", "参评企业", "A", "B", "C", "D", "不定等级", "其中T"):
+        table.add_column(col, justify="left" if col == "参评群体" else "right")
+    for pop, c in ev.grade_counts().items():
+        table.add_row(pop, *(str(c[k]) for k in ("evaluated", "A", "B", "C", "D", "not_graded", "T")))
     out_console.print(table)
-    rejected = inputs.rejected_rows
+    if m.adjustments is not None:
+        adjusted = ev.scores.filter(pl.col("adjustment_detail").is_not_null()).height
+        changed = ev.scores.filter(pl.col("grade") != pl.col("initial_grade")).height
+        found = "" if "adjustments" in inputs.files else "（数据目录中没有 adjustments 加减分表）"
+        out_console.print(f"加减分：{adjusted} 家企业有加减分或一票否决项目{found}；一票否决改变等级 {changed} 家")
+    rejected = ev.rejected_rows()
     out_console.print(f"拒收数据行：{rejected} 行" + (f"，原因见 {out / 'evaluation_rejects.csv'}" if rejected else ""))
     for w in ev.warnings:
         out_console.print(f"[yellow]提示：{w}[/]")

@@ -431,16 +431,21 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTab
     return out
 
 
-def read_dir(data_dir: Path, needed: set[str]) -> dict[str, RawTable]:
+def read_dir(data_dir: Path, needed: set[str], optional: set[str] | frozenset[str] = frozenset()
+             ) -> dict[str, RawTable]:
     """Find every table file in ``data_dir`` (read later, one at a time, by validation).
 
-    A ``needed`` table that is absent is an error."""
+    A ``needed`` table that is absent is an error.  A table read only on request
+    (``Table.on_request``, e.g. ``adjustments``) is found only when ``needed`` or ``optional``
+    names it."""
     problem = folder_problem(data_dir, "数据目录")
     if problem:
         raise InputError(problem)
     out: dict[str, RawTable] = {}
     for name, table in TABLES.items():
         if table.standalone:  # read by its own command (screening.projects), never by a run
+            continue
+        if table.on_request and name not in needed and name not in optional:
             continue
         path = find_table_file(data_dir, name)
         if path is None:
