@@ -275,3 +275,38 @@ def final_grades_frame(final: pl.DataFrame | None, inputs: Inputs, years: Iterab
     return (final.join(ids, on="uscc", how="inner").join(labels, on=["year", "evaluation_id"], how="left")
             .filter(pl.col("grade").is_not_null())
             .select(pl.col(FIRM_ID).cast(pl.UInt32), pl.col("year").cast(pl.Int32), "grade", "basis"))
+
+
+# ---------------------------------------------------------------- the published workbook
+
+PUBLICATION_COLUMNS: list[tuple[str, str, str]] = [
+    ("rank", "名次", "int"), ("grade", "等级", "text"), ("score", "综合得分", "num2"), ("name", "企业名称", "wrap"),
+    ("uscc", "统一社会信用代码", "text"), ("township", "乡镇街道", "text"), ("industry_code", "行业代码", "text"),
+    ("not_graded_reason", "不定等级原因", "wrap"),
+]
+
+
+def publication_workbook(title: str, note: str, rows: list[dict[str, Any]], quantities: list[str]) -> bytes:
+    """The published list of one population (公示名单) as an xlsx: a title, the publication
+    window, and per firm its rank, grade, score and the input data used (as counties publish
+    them, e.g. land area).  Cells are written as text or numbers, never as formulas."""
+    import xlsxwriter
+
+    from .excel import WORKBOOK_OPTIONS, _formats, _table
+
+    buf = io.BytesIO()
+    wb = xlsxwriter.Workbook(buf, {**WORKBOOK_OPTIONS, "in_memory": True})
+    fmts = _formats(wb)
+    ws = wb.add_worksheet("公示名单")
+    ws.write_string(0, 0, title, fmts["title"])
+    ws.write_string(1, 0, note, fmts["note"])
+    cols = [*PUBLICATION_COLUMNS, *((q, f"{CORRECTABLE[q][0]}（{CORRECTABLE[q][1]}）", "num2") for q in quantities)]
+    widths = [6, 6, 10, 30, 21, 10, 9, 40, *([14] * len(quantities))]
+    for c, w in enumerate(widths):
+        ws.set_column(c, c, w)
+    table = [[(json.loads(r["quantities"] or "{}").get(key) if key in quantities else r.get(key))
+              for key, _, _ in cols] for r in rows]
+    _table(ws, fmts, 3, [h for _, h, _ in cols], table, [k for _, _, k in cols], widths)
+    ws.freeze_panes(4, 0)
+    wb.close()
+    return buf.getvalue()

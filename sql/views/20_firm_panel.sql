@@ -18,7 +18,6 @@ SELECT
     p.tax_per_mu AS tax_per_mu_prev, l.tax_per_mu AS tax_per_mu_last,
     p.grade AS grade_prev, l.grade AS grade_last,
     p.computed_grade AS computed_grade_prev, l.computed_grade AS computed_grade_last,
-    p.computed_basis AS computed_basis_prev, l.computed_basis AS computed_basis_last,
     l.energy_tce AS energy_last, l.all_leased AS all_leased_last, l.parcels AS parcels_last,
     CASE WHEN f.rules_scope = 'in_scope' AND l.scale IS NULL THEN 'no_stats' ELSE f.rules_scope END AS scope_code
 FROM scoped f
