@@ -403,6 +403,11 @@ _RESULT_COLUMNS = (
 )
 
 
+#: template fields computed from the result columns: ``detail_note`` is the evidence's detail as a
+#: sentence, or nothing (rule 2 names the finalized evaluation its grades came from)
+DERIVED_COLUMNS = {"detail_note": "coalesce(r.detail || '。', '')"}
+
+
 def _results_view(engine: Engine, rs: RuleSet, list_year: int, run_id: str) -> None:
     """results_out: the contract's results layout with the Chinese reason of every row.
 
@@ -418,7 +423,7 @@ def _results_view(engine: Engine, rs: RuleSet, list_year: int, run_id: str) -> N
     panel_cols = engine.query("panel columns", "SELECT * FROM firm_panel LIMIT 0", {}).columns
     columns = {c: f"p.{c}" for c in panel_cols}
     columns.update({c: f"r.{c}" for c in _RESULT_COLUMNS})
-    columns["detail_note"] = "coalesce(r.detail || '。', '')"  # the evidence's detail as a sentence, or nothing
+    columns.update(DERIVED_COLUMNS)
     messages = {rid: {**rs.meta.scope_messages, **rs.rules[rid].messages} for rid in rs.enabled}
     case = reasons.case_expression(messages, _template_constants(rs, list_year), columns, "r.rule_id", "r.reason_code")
     engine.execute("results_explained", f"""
