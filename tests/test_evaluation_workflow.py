@@ -241,3 +241,38 @@ def test_rule_2_reads_the_final_grade_and_names_the_evaluation(service, monkeypa
     by = {r["uscc"]: r for r in rows.iter_rows(named=True)}
     assert by[FIRMS[6]]["status"] == "pass" and eid in by[FIRMS[6]]["reason"]
     assert by[FIRMS[5]]["status"] == "hit" and eid in by[FIRMS[5]]["reason"]
+
+
+def test_publication_length_defaults_to_the_configured_days(service):
+    client, h, _, _ = service
+    eid = _create(client, h)["evaluation_id"]
+    answer = client.post(f"/api/v1/evaluations/{eid}/publish", json={}, headers=h["admin"])
+    assert answer.status_code == 201, answer.text
+    assert (answer.json()["publication_start"], answer.json()["publication_end"]) == ("2026-12-01", "2026-12-07")
+    again = _create(client, h)["evaluation_id"]  # one publication per data year
+    assert client.post(f"/api/v1/evaluations/{again}/publish", json={}, headers=h["admin"]).status_code == 409
+
+
+def test_an_objection_names_its_evidence_and_stamp(service):
+    client, h, _, _ = service
+    eid = _create(client, h)["evaluation_id"]
+    _publish(client, h, eid)
+    url = f"/api/v1/evaluations/{eid}/firms/{FIRMS[0]}/objections"
+    assert client.post(url, json={"reason": "有误"}, headers=h["township"]).status_code == 422  # stamped is required
+    assert client.post(url, json={"reason": "", "stamped": False}, headers=h["township"]).status_code == 422
+    bad = client.post(url, json={"reason": "有误", "stamped": False, "corrections": {"revenue": 1}}, headers=h["township"])
+    assert bad.status_code == 422 and "不是本评价方法使用的数据项" in bad.json()["detail"]
+
+
+def test_review_with_every_objection_rejected_keeps_the_results(service, monkeypatch):
+    client, h, _, _ = service
+    eid, land, other = _to_review(client, h, monkeypatch)
+    before = _results(client, h, eid)
+    answer = client.post(f"/api/v1/evaluations/{eid}/review", headers=h["admin"], json={"decisions": [
+        {"objection_id": land, "decision": "rejected"}, {"objection_id": other, "decision": "rejected"}]})
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["changed"] == [] and answer.json()["revision"] == 1
+    after = _results(client, h, eid)
+    assert [(after[f]["score"], after[f]["rank"], after[f]["grade"]) for f in FIRMS] == \
+        [(before[f]["score"], before[f]["rank"], before[f]["grade"]) for f in FIRMS]
+    assert after[FIRMS[7]]["corrections"] == []
