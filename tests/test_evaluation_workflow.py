@@ -276,3 +276,20 @@ def test_review_with_every_objection_rejected_keeps_the_results(service, monkeyp
     assert [(after[f]["score"], after[f]["rank"], after[f]["grade"]) for f in FIRMS] == \
         [(before[f]["score"], before[f]["rank"], before[f]["grade"]) for f in FIRMS]
     assert after[FIRMS[7]]["corrections"] == []
+
+
+def test_results_are_paged_and_filtered(service):
+    client, h, _, _ = service
+    eid = _create(client, h)["evaluation_id"]
+    url = f"/api/v1/evaluations/{eid}/results"
+    first = client.get(f"{url}?page_size=3", headers=h["township"]).json()
+    last = client.get(f"{url}?page_size=3&page=2", headers=h["township"]).json()
+    beyond = client.get(f"{url}?page_size=3&page=5", headers=h["township"]).json()
+    assert (first["total"], len(first["items"]), last["total"], len(last["items"])) == (4, 3, 4, 1)
+    assert (beyond["total"], beyond["items"]) == (4, [])
+    assert [i["rank"] for i in first["items"] + last["items"]] == [1, 2, 3, 4]
+    graded = client.get(f"{url}?grade=D", headers=h["admin"]).json()
+    assert {i["uscc"] for i in graded["items"]} == set(FIRMS[6:])
+    for bad in ("grade=E", "population=规上", "township=无此镇"):
+        answer = client.get(f"{url}?{bad}", headers=h["admin"])
+        assert answer.status_code == 422 and "可选值" in answer.json()["detail"], bad

@@ -309,13 +309,14 @@ SELECT cur.* EXCLUDE (evaluation_id, revision), first.published_score, first.pub
        chg.to_grade AS manual_grade, chg.change_reason, chg.approver, chg.changed_by,
        coalesce(chg.to_grade, cur.grade) AS final_grade,
        coalesce(obj.objections, 0) AS objections, coalesce(obj.objections_pending, 0) AS objections_pending,
-       silent.uscc IS NOT NULL AS no_objection
+       silent.uscc IS NOT NULL AS no_objection, count(*) OVER () AS _total
 FROM cur LEFT JOIN first USING (uscc) LEFT JOIN chg USING (uscc) LEFT JOIN obj USING (uscc)
 LEFT JOIN silent USING (uscc)
 WHERE ($township IS NULL OR cur.township = $township) AND ($population IS NULL OR cur.population = $population)
   AND ($grade IS NULL OR coalesce(chg.to_grade, cur.grade) = $grade)
   AND ($q IS NULL OR contains(cur.name, $q) OR cur.uscc = upper($q))
 ORDER BY cur.population, cur.rank NULLS LAST, cur.uscc
+LIMIT $limit OFFSET $offset
 """
 
 
@@ -337,12 +338,12 @@ def result_page(cursor, info: dict, user: User, township: str | None = None, pop
     check_choice(population, populations, "评价分组 population")
     check_choice(grade, [*GRADES], "等级 grade")
     params = {"id": info["evaluation_id"], "rev": info["revision"], "township": township, "population": population,
-              "grade": grade, "q": (q or "").strip() or None}
-    cur = cursor.execute(_RESULTS, params)
-    names = [d[0] for d in cur.description]
-    rows = [dict(zip(names, r)) for r in cur.fetchall()]
-    total = len(rows)
-    items = rows[(page - 1) * page_size: page * page_size]
+              "grade": grade, "q": (q or "").strip() or None, "limit": page_size, "offset": (page - 1) * page_size}
+    items = records(cursor, _RESULTS, params)
+    total = items[0]["_total"] if items else 0
+    if not items and page > 1:  # past the last page: the total still
+        first = records(cursor, _RESULTS, {**params, "limit": 1, "offset": 0})
+        total = first[0]["_total"] if first else 0
     corrections: dict[str, list[dict]] = {}
     if items:
         for c in records(cursor, "SELECT uscc, revision, quantity, original, corrected, source, source_id, applied, reason "
@@ -350,6 +351,7 @@ def result_page(cursor, info: dict, user: User, township: str | None = None, pop
                                  "ORDER BY revision, quantity", [info["evaluation_id"], [i["uscc"] for i in items]]):
             corrections.setdefault(c.pop("uscc"), []).append(c)
     for item in items:
+        item.pop("_total")
         item["quantities"] = json.loads(item["quantities"] or "{}")
         item["detail"] = json.loads(item["detail"] or "{}")
         item["corrections"] = corrections.get(item["uscc"], [])
@@ -448,13 +450,14 @@ def publication(evaluation_id: EvaluationIdPath, population: Annotated[str, Path
     info = evaluation_info(cursor, evaluation_id)
     if info["publication_start"] is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"评价 {evaluation_id} 尚未公示")
-    rows = [r for r in records(cursor, "SELECT * FROM eval_results WHERE evaluation_id = ? AND revision = 0 "
-                                       "ORDER BY population, rank NULLS LAST, uscc", [evaluation_id])]
-    populations = sorted({r["population"] for r in rows})
+    populations = sorted(r[0] for r in cursor.execute(
+        "SELECT DISTINCT population FROM eval_results WHERE evaluation_id = ? AND revision = 0", [evaluation_id]).fetchall())
     if population not in populations:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"没有评价分组“{population}”，可选：{'、'.join(populations)}")
-    chosen = [r for r in rows if r["population"] == population and user.sees(r["township"])]
-    name = chosen[0]["population_name"] if chosen else population
+    rows = records(cursor, "SELECT * FROM eval_results WHERE evaluation_id = ? AND revision = 0 AND population = ? "
+                           "ORDER BY rank NULLS LAST, uscc", [evaluation_id, population])
+    chosen = [r for r in rows if user.sees(r["township"])]
+    name = rows[0]["population_name"] if rows else population
     quantities = sorted({q for r in rows for q in json.loads(r["quantities"] or "{}")}, key=list(CORRECTABLE).index)
     scope = f"（{user.township}）" if user.role == "township" else ""
     title = f"{info['data_year']}年度亩均效益综合评价结果公示：{name}{scope}"
