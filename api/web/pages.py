@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import secrets
 import typing
 from typing import Annotated, Any
@@ -14,6 +15,8 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Resp
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import TypeAdapter, ValidationError
 
+from screening.evaluation_method import shipped_methods
+from screening.evaluation_workflow import CORRECTABLE
 from screening.ingest.report import COVERAGE_TABLES, TABLE_HEADERS, table_rows
 from screening.projects import AUTHORITY_ZH as PROJECT_AUTHORITY
 from screening.projects import STATUS_ZH as PROJECT_STATUS
@@ -682,7 +685,6 @@ def evaluations_page(request: Request, cursor: CursorDep,
 
 def _evaluations(request: Request, cursor, user: User, error: str | None = None, code: int = 200,
                  form: dict | None = None) -> HTMLResponse:
-    from screening.evaluation_method import shipped_methods
     data = evaluations.list_evaluations(cursor=cursor, _user=user, year=None)
     return render(request, "evaluations.html", status_code=code, user=user, title="亩均效益评价", items=data["items"],
                   methods=shipped_methods(), error=error, form=form or {})
@@ -704,7 +706,6 @@ def evaluations_create(request: Request, cursor: CursorDep, user: Annotated[User
 
 
 def _evaluation_id(value: str) -> str:
-    import re
     if not re.fullmatch(r"E\d{4}-\d{8}T\d{6}-[0-9a-f]{6}", value):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"没有评价 {value}")
     return value
@@ -721,7 +722,6 @@ def evaluation_page(request: Request, evaluation_id: str, cursor: CursorDep,
 
 def _evaluation(request: Request, evaluation_id: str, cursor, user: User, error: str | None = None, code: int = 200,
                 notice: str | None = None, filters: dict | None = None) -> HTMLResponse:
-    from screening.evaluation_workflow import CORRECTABLE
     filters = filters or {"population": None, "grade": None, "q": None, "page": 1}
     info = evaluations.get_evaluation(evaluation_id=evaluation_id, cursor=cursor, user=user)
     try:
