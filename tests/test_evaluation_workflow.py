@@ -8,6 +8,7 @@ import io
 import json
 
 import openpyxl
+import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
@@ -236,7 +237,7 @@ def test_rule_2_reads_the_final_grade_and_names_the_evaluation(service, monkeypa
     proc = cli("run", "--data", data, "--year", "2022", "--out", out, "--db", db,
                *[a for s in settings for a in ("--set", s)], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    import polars as pl
+
     rows = pl.read_parquet(out / "results.parquet").filter(pl.col("rule_id") == "below_scale_consecutive_c_grade")
     by = {r["uscc"]: r for r in rows.iter_rows(named=True)}
     assert by[FIRMS[6]]["status"] == "pass" and eid in by[FIRMS[6]]["reason"]
@@ -293,3 +294,34 @@ def test_results_are_paged_and_filtered(service):
     for bad in ("grade=E", "population=规上", "township=无此镇"):
         answer = client.get(f"{url}?{bad}", headers=h["admin"])
         assert answer.status_code == 422 and "可选值" in answer.json()["detail"], bad
+
+
+def test_corrections_replace_parcels_add_missing_rows_and_refuse_what_cannot_apply(tmp_path):
+    """apply_corrections (pure): land becomes one corrected parcel of the firm's tenure; a missing
+    tax row is added; a stats quantity of a firm without stats that year is refused with a reason;
+    the inputs given are not changed; pack/unpack round-trips exactly."""
+    from screening.evaluation import load_evaluation_inputs, load_method
+    from screening.evaluation_workflow import (Correction, apply_corrections, inputs_sha256, original_values,
+                                               pack_inputs, unpack_inputs)
+
+    data = write_data(tmp_path)
+    method = load_method(data / f"{METHOD_ID}.yaml")
+    inputs = load_evaluation_inputs(data, 2021, method)
+    blobs = pack_inputs(inputs)
+    again = unpack_inputs(blobs)
+    assert inputs_sha256(pack_inputs(again)) == inputs_sha256(blobs)
+    assert all(again.tables[n].equals(inputs.tables[n]) for n in inputs.tables)
+    unknown = "91330382MA2C99999" + "X"
+    fixed, outcome = apply_corrections(inputs, 2021, [
+        Correction(FIRMS[0], "land_mu", 4.5), Correction(FIRMS[1], "tax_paid", 1.0),
+        Correction(FIRMS[2], "energy_tce", 12.0), Correction(unknown, "tax_paid", 1.0)])
+    assert [o["applied"] for o in outcome] == [True, True, True, False]
+    assert original_values(fixed, 2021, FIRMS[0])["land_mu"] == 4.5
+    assert original_values(inputs, 2021, FIRMS[0])["land_mu"] == 10.0  # the originals are untouched
+    parcel = fixed.tables["land"].join(fixed.tables["enterprises"].select("firm_id", "uscc"), on="firm_id") \
+        .filter((pl.col("uscc") == FIRMS[0]) & (pl.col("year") == 2021))
+    assert parcel.select("parcel_id", "area_mu", "tenure").rows() == [("更正", 4.5, "自有")]
+    assert original_values(fixed, 2021, FIRMS[1])["tax_paid"] == 1.0
+    assert original_values(fixed, 2021, FIRMS[2])["energy_tce"] == 12.0  # no energy row before: added
+    no_stats = apply_corrections(inputs, 2019, [Correction(FIRMS[0], "revenue", 5.0)])[1][0]
+    assert not no_stats["applied"] and "没有2019年统计数据" in no_stats["reason"]
