@@ -304,8 +304,10 @@ def publication_workbook(title: str, note: str, rows: list[dict[str, Any]], quan
     widths = [6, 6, 10, 30, 21, 10, 9, 40, *([14] * len(quantities))]
     for c, w in enumerate(widths):
         ws.set_column(c, c, w)
-    table = [[(json.loads(r["quantities"] or "{}").get(key) if key in quantities else r.get(key))
-              for key, _, _ in cols] for r in rows]
+    table = []
+    for r in rows:
+        used = json.loads(r["quantities"] or "{}")
+        table.append([used.get(key) if key in quantities else r.get(key) for key, _, _ in cols])
     _table(ws, fmts, 3, [h for _, h, _ in cols], table, [k for _, _, k in cols], widths)
     ws.freeze_panes(4, 0)
     wb.close()

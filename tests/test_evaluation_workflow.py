@@ -151,7 +151,8 @@ def test_review_applies_the_batch_and_recomputes_ranks(service, monkeypatch):
         (40.0, 8, "D"), (93.75, 2, "A")]
     assert rows[FIRMS[7]]["published_rank"] == 8 and rows[FIRMS[7]]["corrections"][0]["original"] == 10.0
     assert summary["no_objection"] == 6 and summary["accepted"] == 1 and summary["rejected"] == 1
-    assert {c["uscc"] for c in summary["changed"]} == set(FIRMS[1:])
+    assert {c["uscc"] for c in summary["changed"]} == set(FIRMS[1:]) and summary["changed_count"] == 7
+    assert summary["grade_changed_count"] == 4  # firm 8 D→A, firm 2 A→B, firm 4 B→C, firm 6 C→D
     assert sum(r["no_objection"] for r in rows.values()) == 6  # silence recorded as no objection
     assert client.post(review, json={"decisions": []}, headers=h["admin"]).status_code == 409  # one batch only
     audit = client.get("/api/v1/audit?page_size=500", headers=h["admin"]).json()["items"]

@@ -45,6 +45,8 @@ STATUS_ZH = {"computed": "已测算（未公示）", "published": "公示中或�
              "finalized": "已定稿"}
 CONFLICT = {409: {"description": "状态不允许此操作（如已定稿、不在公示期内、尚未复核）"}}
 READERS = ("admin", "analyst", "township")
+#: firms listed in a review's answer and audit line (all are counted; every score stays in eval_results)
+CHANGES_LISTED = 500
 
 
 def today() -> dt.date:
@@ -619,16 +621,22 @@ def _review(cursor, evaluation_id: str, body: ReviewIn, user: User) -> dict:
                                                   AND o.revision = ?
             WHERE n.evaluation_id = ? AND n.revision = ?
               AND (o.score IS DISTINCT FROM n.score OR o.rank IS DISTINCT FROM n.rank OR o.grade IS DISTINCT FROM n.grade)
-            ORDER BY n.population, n.rank NULLS LAST, n.uscc""", [info["revision"], evaluation_id, revision])
+            ORDER BY n.grade IS NOT DISTINCT FROM o.grade, n.population, n.rank NULLS LAST, n.uscc""",
+                          [info["revision"], evaluation_id, revision])
     else:  # nothing to correct: the results stand, as the same revision under the new number
         cursor.execute("INSERT INTO eval_results SELECT * REPLACE (? AS revision) FROM eval_results "
                        "WHERE evaluation_id = ? AND revision = ?", [revision, evaluation_id, info["revision"]])
     cursor.execute("UPDATE eval_runs SET status = 'reviewed', revision = ?, window_closed_at = ?, reviewed_by = ?, "
                    "reviewed_at = ? WHERE evaluation_id = ?", [revision, now, user.name, now, evaluation_id])
+    # every changed firm is in the two stored revisions; the answer and the audit line list the
+    # firms whose grade changed first, up to CHANGES_LISTED (a baseline taken from the group average
+    # moves every score of the group when one firm's data change)
     summary = {"evaluation_id": evaluation_id, "revision": revision,
                "accepted": sum(d.decision == "accepted" for d in decided.values()),
                "rejected": sum(d.decision == "rejected" for d in decided.values()), "no_objection": silent,
-               "corrections": applied, "changed": changes, "note": body.note}
+               "corrections": applied, "changed_count": len(changes),
+               "grade_changed_count": sum(c["grade_before"] != c["grade_after"] for c in changes),
+               "changed": changes[:CHANGES_LISTED], "note": body.note}
     audit(cursor, user, "evaluation_review", "evaluation", evaluation_id,
           {"status": info["status"], "revision": info["revision"]},
           {**summary, "decisions": [{"objection_id": oid, "uscc": pending[oid]["uscc"], "decision": d.decision,
@@ -689,16 +697,19 @@ def regrade(evaluation_id: EvaluationIdPath, uscc: UsccPath, body: GradeChangeIn
 
 # ---------------------------------------------------------------- 定稿
 
+_FINAL_ROWS = """
+    WITH chg AS (SELECT uscc, to_grade FROM eval_grade_changes WHERE evaluation_id = $id
+                 QUALIFY row_number() OVER (PARTITION BY uscc ORDER BY created_at DESC, change_id DESC) = 1)
+    SELECT r.evaluation_id, r.uscc, r.township, r.initial_grade, r.grade AS computed_grade,
+           coalesce(chg.to_grade, r.grade) AS final_grade, r.score, r.rank
+    FROM eval_results r LEFT JOIN chg USING (uscc)
+    WHERE r.evaluation_id = $id AND r.revision = $rev
+"""
+
+
 def final_rows(cursor, info: dict) -> list[dict[str, Any]]:
     """Per firm: 初评等级, the computed grade of the current revision, the final grade (调档 or computed)."""
-    return records(cursor, """
-        WITH chg AS (SELECT uscc, to_grade FROM eval_grade_changes WHERE evaluation_id = $id
-                     QUALIFY row_number() OVER (PARTITION BY uscc ORDER BY created_at DESC, change_id DESC) = 1)
-        SELECT r.uscc, r.township, r.initial_grade, r.grade AS computed_grade, coalesce(chg.to_grade, r.grade) AS final_grade,
-               r.score, r.rank
-        FROM eval_results r LEFT JOIN chg USING (uscc)
-        WHERE r.evaluation_id = $id AND r.revision = $rev ORDER BY r.uscc""",
-                   {"id": info["evaluation_id"], "rev": info["revision"]})
+    return records(cursor, _FINAL_ROWS + " ORDER BY r.uscc", {"id": info["evaluation_id"], "rev": info["revision"]})
 
 
 @router.post("/{evaluation_id}/finalize", status_code=status.HTTP_201_CREATED, responses={**ERRORS, **CONFLICT},
@@ -720,10 +731,7 @@ def finalize(evaluation_id: EvaluationIdPath, body: EvalFinalizeIn, cursor: Curs
         rows = final_rows(cursor, info)
         digest = final_grades_sha256(rows)
         now = dt.datetime.now(dt.timezone.utc)
-        for r in rows:
-            cursor.execute("INSERT INTO eval_final VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                           [evaluation_id, r["uscc"], r["township"], r["initial_grade"], r["computed_grade"],
-                            r["final_grade"], r["score"], r["rank"]])
+        cursor.execute(f"INSERT INTO eval_final {_FINAL_ROWS}", {"id": evaluation_id, "rev": info["revision"]})
         cursor.execute("UPDATE eval_runs SET status = 'finalized', finalized_by = ?, finalized_at = ?, final_sha256 = ? "
                        "WHERE evaluation_id = ?", [user.name, now, digest, evaluation_id])
         summary = {"evaluation_id": evaluation_id, "data_year": info["data_year"], "firms": len(rows),
