@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     #: how long sign-in stays refused after too many failures (seconds)
     login_lockout_seconds: int = Field(default=300, ge=1, le=24 * 3600)
 
+    # 亩均效益评价 (api/routes/evaluations.py, docs/evaluation-workflow.md)
+    #: days a publication (公示) lasts when neither the request nor the method says (黄岩、海曙、巢湖、济宁: 2.5 to 8 days)
+    evaluation_publication_days: int = Field(default=7, ge=1, le=60)
+
     def upload_limits(self) -> Limits:
         return Limits(
             inflated_bytes=self.upload_max_inflated_bytes, member_bytes=self.upload_max_member_bytes,

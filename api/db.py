@@ -102,6 +102,131 @@ CREATE TABLE IF NOT EXISTS user_passwords (
     password_argon2 VARCHAR NOT NULL,
     updated_at TIMESTAMPTZ NOT NULL
 );
+CREATE TABLE IF NOT EXISTS eval_runs (
+    evaluation_id VARCHAR PRIMARY KEY,
+    data_year INTEGER NOT NULL,
+    method_id VARCHAR NOT NULL,
+    method_version VARCHAR NOT NULL,
+    method_sha256 VARCHAR NOT NULL,
+    method_text BLOB NOT NULL,
+    inputs_sha256 VARCHAR NOT NULL,
+    data_dir VARCHAR,
+    status VARCHAR NOT NULL,
+    revision INTEGER NOT NULL,
+    firms INTEGER NOT NULL,
+    note VARCHAR,
+    created_by VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    publication_start DATE,
+    publication_end DATE,
+    published_by VARCHAR,
+    published_at TIMESTAMPTZ,
+    window_closed_at TIMESTAMPTZ,
+    reviewed_by VARCHAR,
+    reviewed_at TIMESTAMPTZ,
+    finalized_by VARCHAR,
+    finalized_at TIMESTAMPTZ,
+    final_sha256 VARCHAR
+);
+CREATE TABLE IF NOT EXISTS eval_inputs (
+    evaluation_id VARCHAR NOT NULL,
+    table_name VARCHAR NOT NULL,
+    sha256 VARCHAR NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (evaluation_id, table_name)
+);
+CREATE TABLE IF NOT EXISTS eval_results (
+    evaluation_id VARCHAR NOT NULL,
+    revision INTEGER NOT NULL,
+    uscc VARCHAR NOT NULL,
+    name VARCHAR,
+    township VARCHAR,
+    industry_code VARCHAR,
+    scale VARCHAR,
+    population VARCHAR,
+    population_name VARCHAR,
+    score DOUBLE,
+    base_score DOUBLE,
+    adjustment DOUBLE,
+    rank BIGINT,
+    group_size BIGINT,
+    grade VARCHAR,
+    initial_grade VARCHAR,
+    grade_class VARCHAR,
+    not_graded_reason VARCHAR,
+    quantities JSON,
+    detail JSON,
+    PRIMARY KEY (evaluation_id, revision, uscc)
+);
+CREATE TABLE IF NOT EXISTS eval_confirmations (
+    confirmation_id VARCHAR PRIMARY KEY,
+    evaluation_id VARCHAR NOT NULL,
+    data_year INTEGER NOT NULL,
+    uscc VARCHAR NOT NULL,
+    outcome VARCHAR NOT NULL,
+    corrections JSON NOT NULL,
+    originals JSON NOT NULL,
+    note VARCHAR,
+    created_by VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS eval_corrections (
+    evaluation_id VARCHAR NOT NULL,
+    revision INTEGER NOT NULL,
+    uscc VARCHAR NOT NULL,
+    quantity VARCHAR NOT NULL,
+    original DOUBLE,
+    corrected DOUBLE NOT NULL,
+    source VARCHAR NOT NULL,
+    source_id VARCHAR NOT NULL,
+    applied BOOLEAN NOT NULL,
+    reason VARCHAR
+);
+CREATE TABLE IF NOT EXISTS eval_objections (
+    objection_id VARCHAR PRIMARY KEY,
+    evaluation_id VARCHAR NOT NULL,
+    uscc VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    evidence_ref VARCHAR,
+    stamped BOOLEAN NOT NULL,
+    corrections JSON NOT NULL,
+    created_by VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    decision VARCHAR,
+    decision_note VARCHAR,
+    decided_corrections JSON,
+    decided_by VARCHAR,
+    decided_at TIMESTAMPTZ,
+    batch_revision INTEGER
+);
+CREATE TABLE IF NOT EXISTS eval_no_objection (
+    evaluation_id VARCHAR NOT NULL,
+    uscc VARCHAR NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (evaluation_id, uscc)
+);
+CREATE TABLE IF NOT EXISTS eval_grade_changes (
+    change_id VARCHAR PRIMARY KEY,
+    evaluation_id VARCHAR NOT NULL,
+    uscc VARCHAR NOT NULL,
+    from_grade VARCHAR,
+    to_grade VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    approver VARCHAR NOT NULL,
+    created_by VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS eval_final (
+    evaluation_id VARCHAR NOT NULL,
+    uscc VARCHAR NOT NULL,
+    township VARCHAR,
+    initial_grade VARCHAR,
+    computed_grade VARCHAR,
+    final_grade VARCHAR,
+    score DOUBLE,
+    rank BIGINT,
+    PRIMARY KEY (evaluation_id, uscc)
+);
 CREATE TABLE IF NOT EXISTS audit_log (
     audit_id VARCHAR PRIMARY KEY,
     logged_at TIMESTAMPTZ NOT NULL,

@@ -20,8 +20,8 @@ from .config import Settings, get_settings
 from .db import ensure_schema
 from .deps import known_query
 from .readmodel import ReadModel, WriteTracker
-from .routes import (backups, dashboard, data, enterprises, evidence, exports, final_export, finalization, health,
-                     lists, measures, plans, projects, runs, users)
+from .routes import (backups, dashboard, data, enterprises, evaluations, evidence, exports, final_export, finalization,
+                     health, lists, measures, plans, projects, runs, users)
 from .routes import warnings as warning_routes
 from . import web
 
@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(WriteTracker, read_model=lambda: app.state.read_model)
     app.add_middleware(BodyLimit, settings=lambda: app.state.settings)  # outermost: before any handler reads
     for module in (health, lists, exports, enterprises, evidence, dashboard, finalization, final_export, plans, runs, data,
-                   users, backups, projects, measures):
+                   users, backups, projects, measures, evaluations):
         app.include_router(module.router)
     app.include_router(warning_routes.router)  # 预警名单 (screening warn --db)
     web.install(app, _chinese)  # the web app: pages, sign-in, static files, /docs and /redoc (api/web)

@@ -116,7 +116,7 @@ def review_warnings(rs: RuleSet, today: dt.date | None = None) -> list[str]:
 #: fields a message template may name: result evidence and firm_panel columns
 _TEMPLATE_COLUMNS = (
     "value", "threshold", "industry_avg", "industry_group", "industry_group_name", "group_firms", "value_prev",
-    "value_last", "value_text", "threshold_text", "detail", "years", "value_prev_text", "value_last_text", "source",
+    "value_last", "value_text", "threshold_text", "detail", "detail_note", "years", "value_prev_text", "value_last_text", "source",
     "uscc", "name", "township", "industry_code", "division", "industry_name", "established", "scale_prev",
     "scale_last", "tax_prev", "tax_last", "land_prev", "land_last", "tax_per_mu_prev", "tax_per_mu_last",
     "grade_prev", "grade_last", "computed_grade_prev", "computed_grade_last", "energy_last", "all_leased_last", "parcels_last", "scope_code",

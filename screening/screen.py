@@ -198,6 +198,7 @@ def screen(
     host: "duckdb.DuckDBPyConnection | None" = None,
     anomalies: bool = True,
     confine: tuple[Path, ...] | None = None,
+    final_grades: pl.DataFrame | None = None,
 ) -> Screening:
     """Screen one list year.  Give ``data_dir`` (files) or already validated ``inputs``.
 
@@ -207,6 +208,8 @@ def screen(
     ``anomalies=False`` skips the advisory data check (:mod:`screening.anomaly`).
     ``confine``: the directories besides the rule set that a parameter may name files in
     (the service passes its data root; see RuleSet.confine); None: any local file.
+    ``final_grades``: the grades of finalized (定稿) evaluations (screening.evaluation_workflow.
+    finalized_grades): rule 2's computed grade of a year with one is its final grade.
     """
     started = dt.datetime.now().astimezone()
     timings: dict[str, float] = {}
@@ -236,7 +239,7 @@ def screen(
     engine = Engine(host)
     try:
         with _timed(timings, "装载数据", progress):
-            _load(engine, inputs, rs, list_year)
+            _load(engine, inputs, rs, list_year, final_grades)
             base = _base_params(rs, list_year)
             for name, sql in read_sql_files("views"):
                 engine.execute(f"views/{name}", sql, base)
@@ -320,7 +323,7 @@ def _with_status(rule_sql: str) -> str:
     return (f"SELECT * REPLACE ({blank}), status_for(reason_code) AS status FROM ({rule_sql})")
 
 
-def _load(engine: Engine, inputs: Inputs, rs: RuleSet, list_year: int) -> None:
+def _load(engine: Engine, inputs: Inputs, rs: RuleSet, list_year: int, final_grades: pl.DataFrame | None = None) -> None:
     """Expose the inputs to DuckDB; the rules read only the list year's two data years.
 
     The input tables are scanned once (into firm_year and firm_panel), so they are attached
@@ -331,20 +334,33 @@ def _load(engine: Engine, inputs: Inputs, rs: RuleSet, list_year: int) -> None:
         if "year" in frame.columns:
             frame = frame.filter(pl.col("year").is_in(years))
         engine.attach_frame(f"in_{name}", frame)
-    engine.attach_frame("in_computed_grades", _computed_grades(inputs, rs, years))
+    engine.attach_frame("in_computed_grades", _computed_grades(inputs, rs, years, final_grades))
     engine.attach_frame("in_land_incomplete", inputs.land_incomplete.filter(pl.col("year").is_in(years)))
     engine.load("energy_limits", rs.energy_limits)
     engine.load("ref_divisions", pl.read_csv(REFERENCE_DIVISIONS, schema_overrides={"division": pl.Int32}))
 
 
-def _computed_grades(inputs: Inputs, rs: RuleSet, years: list[int]) -> pl.DataFrame:
-    """Grades the engine computes itself for rule 2 (grade_source computed / official_else_computed)."""
+def _computed_grades(inputs: Inputs, rs: RuleSet, years: list[int],
+                     final_grades: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Grades the engine computes itself for rule 2 (grade_source computed / official_else_computed).
+
+    A data year with a finalized (定稿) evaluation in ``final_grades`` takes its final grades
+    (最终等级, after 复核 and 调档), with a ``basis`` naming the evaluation and its 定稿 date;
+    the other years are computed under the rule's grade_method (``basis`` null)."""
+    schema = {"firm_id": pl.UInt32, "year": pl.Int32, "grade": pl.String, "basis": pl.String}
     method = grade_method(rs)
     if method is None:
-        return pl.DataFrame(schema={"firm_id": pl.UInt32, "year": pl.Int32, "grade": pl.String})
+        return pl.DataFrame(schema=schema)
     from .evaluation import evaluation_grades
+    from .evaluation_workflow import final_grades_frame
 
-    return evaluation_grades(inputs, years, method).select("firm_id", "year", "grade")
+    final = final_grades_frame(final_grades, inputs, years)
+    final_years = set() if final_grades is None else set(final_grades["year"].to_list())
+    computed_years = [y for y in years if y not in final_years]
+    computed = evaluation_grades(inputs, computed_years, method).select(
+        "firm_id", "year", "grade", pl.lit(None, dtype=pl.String).alias("basis")) if computed_years else None
+    frames = [f for f in (computed, final) if f is not None]
+    return pl.concat([f.cast(schema) for f in frames]) if frames else pl.DataFrame(schema=schema)
 
 
 def _key_energy(engine: Engine, rs: RuleSet, list_year: int) -> dict[str, Any] | None:
@@ -387,6 +403,11 @@ _RESULT_COLUMNS = (
 )
 
 
+#: template fields computed from the result columns: ``detail_note`` is the evidence's detail as a
+#: sentence, or nothing (rule 2 names the finalized evaluation its grades came from)
+DERIVED_COLUMNS = {"detail_note": "coalesce(r.detail || '。', '')"}
+
+
 def _results_view(engine: Engine, rs: RuleSet, list_year: int, run_id: str) -> None:
     """results_out: the contract's results layout with the Chinese reason of every row.
 
@@ -402,6 +423,7 @@ def _results_view(engine: Engine, rs: RuleSet, list_year: int, run_id: str) -> N
     panel_cols = engine.query("panel columns", "SELECT * FROM firm_panel LIMIT 0", {}).columns
     columns = {c: f"p.{c}" for c in panel_cols}
     columns.update({c: f"r.{c}" for c in _RESULT_COLUMNS})
+    columns.update(DERIVED_COLUMNS)
     messages = {rid: {**rs.meta.scope_messages, **rs.rules[rid].messages} for rid in rs.enabled}
     case = reasons.case_expression(messages, _template_constants(rs, list_year), columns, "r.rule_id", "r.reason_code")
     engine.execute("results_explained", f"""

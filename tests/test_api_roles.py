@@ -52,6 +52,19 @@ ALLOWED = {
     "measures-list": {ADMIN, ANALYST, TOWN},
     "measures-ledger-upload": {ADMIN},
     "measures-ledger": {ADMIN, ANALYST, TOWN},
+    "evaluations-create": {ADMIN},
+    "evaluations-list": {ADMIN, ANALYST, TOWN},
+    "evaluations-get": {ADMIN, ANALYST, TOWN},
+    "evaluations-results": {ADMIN, ANALYST, TOWN},
+    "evaluations-confirm": {ADMIN, TOWN},
+    "evaluations-publish": {ADMIN},
+    "evaluations-publication": {ADMIN, ANALYST, TOWN},
+    "evaluations-object": {ADMIN, TOWN},
+    "evaluations-objections": {ADMIN, ANALYST, TOWN},
+    "evaluations-review": {ADMIN},
+    "evaluations-regrade": {ADMIN},
+    "evaluations-finalize": {ADMIN},
+    "evaluations-reproduce": {ADMIN, ANALYST},
 }
 PUBLIC = {"health-get"}
 INVALID_BODY = {"__not_a_field__": True}
@@ -70,7 +83,8 @@ def matrix(tmp_path_factory):
 
 def _call(client: TestClient, method: str, path: str, firm: str, headers: dict[str, str]):
     url = (path.replace("{year}", "2022").replace("{uscc}", firm).replace("{name}", "无此用户")
-           .replace("{run_id}", "2022-20260101T080000-0a1b2c"))
+           .replace("{run_id}", "2022-20260101T080000-0a1b2c")
+           .replace("{evaluation_id}", "E2021-20260101T080000-0a1b2c").replace("{population}", "规下"))
     if method == "GET":
         return client.get(url, headers=headers)
     if method == "DELETE":

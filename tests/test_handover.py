@@ -63,9 +63,11 @@ def serving(tmp_path_factory):
         warnings = _get(f"{base}/api/v1/warnings/2022?limit=5", token) if token and warned.returncode == 0 else None
         revoked = cli("users", "revoke", "--db", db, "--name", "局管理员", cwd=tmp)
         compared = cli("compare", "--before", "2021", "--after", "2022", "--db", db, "--out", "outc", cwd=tmp)
+        computed = cli("run", "--out", "outg", "--db", db, "--year", "2022",
+                       "--set", "below_scale_consecutive_c_grade.grade_source=computed", cwd=tmp)
         yield {"tmp": tmp, "db": db, "base": base, "token": token, "added": added, "runs": (first, second),
                "lists": lists, "warned": warned, "warnings": warnings, "revoked": revoked, "compared": compared,
-               "server": server}
+               "computed": computed, "server": server}
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -104,6 +106,16 @@ def test_a_command_that_cannot_hand_over_names_the_running_service(serving):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "正由运行中的服务" in lines[0] and serving["base"] in lines[0], proc.stderr
     assert "没有找到可交接的服务" not in lines[0]
+
+
+def test_a_run_with_computed_grades_cannot_read_the_final_evaluations_from_a_held_database(serving):
+    """Rule 2 with computed grades reads the finalized evaluations from --db (docs/evaluation-workflow.md):
+    while the service holds the file, the run stops (exit 1) rather than silently compute other grades."""
+    proc = serving["computed"]
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "已定稿的亩均效益评价" in lines[0] and "POST /api/v1/runs" in lines[0], proc.stderr
+    assert not (serving["tmp"] / "outg").exists()
 
 
 def test_warn_hands_over_its_warnings(serving):

@@ -56,6 +56,15 @@ PAGES = {
     ("GET", "/projects"): {ADMIN, ANALYST},
     ("GET", "/backups"): {ADMIN},
     ("POST", "/backups"): {ADMIN},
+    ("GET", "/evaluations"): LIST,
+    ("POST", "/evaluations"): {ADMIN},
+    ("GET", "/evaluations/{evaluation_id}"): LIST,
+    ("POST", "/evaluations/{evaluation_id}/publish"): {ADMIN},
+    ("POST", "/evaluations/{evaluation_id}/confirm"): {ADMIN, TOWN},
+    ("POST", "/evaluations/{evaluation_id}/object"): {ADMIN, TOWN},
+    ("POST", "/evaluations/{evaluation_id}/review"): {ADMIN},
+    ("POST", "/evaluations/{evaluation_id}/grade"): {ADMIN},
+    ("POST", "/evaluations/{evaluation_id}/finalize"): {ADMIN},
 }
 #: open to everyone: sign-in and the offline API documentation; sign-out needs a session
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/docs"), ("GET", "/redoc"), ("POST", "/logout")}
@@ -76,7 +85,7 @@ def _page_routes(app) -> set[tuple[str, str]]:
 
 
 def _call(client: TestClient, method: str, path: str, firm: str, csrf: str):
-    url = path.replace("{year}", "2022").replace("{uscc}", firm)
+    url = path.replace("{year}", "2022").replace("{uscc}", firm).replace("{evaluation_id}", "E2021-20260101T080000-0a1b2c")
     if "/plan" in url:
         url += "?year=2022"
     if method == "GET":

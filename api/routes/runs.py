@@ -15,6 +15,7 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from screening.errors import ScreeningError
+from screening.evaluation_workflow import finalized_grades
 from screening.handover import NotStaged, discard
 from screening.outputs import planned_outputs, write_all, write_run_json
 from screening.paths import confined
@@ -59,7 +60,9 @@ def create_run(body: RunIn, request: Request, cursor: CursorDep,
     if not _one_at_a_time.acquire(blocking=False):
         raise HTTPException(status.HTTP_409_CONFLICT, "另一次筛选正在进行，请稍后再试")
     try:
-        s = screen(data, body.year, None, body.set, keep_tables=False, host=request.app.state.con, confine=(root,))
+        # rule 2's computed grades: the final grades of the years' finalized evaluations (定稿)
+        s = screen(data, body.year, None, body.set, keep_tables=False, host=request.app.state.con, confine=(root,),
+                   final_grades=finalized_grades(cursor))
         with s:
             out = Path(settings.runs_dir) / s.run_id
             error = write_all(s, out, None)

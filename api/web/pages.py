@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import secrets
 import typing
 from typing import Annotated, Any
@@ -14,6 +15,8 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Resp
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import TypeAdapter, ValidationError
 
+from screening.evaluation_method import shipped_methods
+from screening.evaluation_workflow import CORRECTABLE
 from screening.ingest.report import COVERAGE_TABLES, TABLE_HEADERS, table_rows
 from screening.projects import AUTHORITY_ZH as PROJECT_AUTHORITY
 from screening.projects import STATUS_ZH as PROJECT_STATUS
@@ -21,7 +24,8 @@ from screening.projects import STATUS_ZH as PROJECT_STATUS
 from ..auth import ROLES, User, check_password, check_password_rules, generate_password, set_password
 from ..db import audit, records, run_catalogue
 from ..deps import CursorDep, ReadModelDep, allow, current_user
-from ..routes import (backups, dashboard, data, enterprises, evidence, exports, finalization, health, lists, plans, projects,
+from ..routes import (backups, dashboard, data, enterprises, evaluations, evidence, exports, finalization, health, lists,
+                      plans, projects,
                       runs, users)
 from ..routes.finalization import DecisionIn, FinalizeIn
 from ..routes.plans import PlanIn, ProgressIn
@@ -666,3 +670,180 @@ def audit_page(request: Request, cursor: CursorDep, user: Annotated[User, Depend
     data = finalization.audit_log(cursor=cursor, _user=user, page=page, page_size=100)
     return render(request, "audit.html", user=user, title="审计记录", data=data, page=page,
                   pages=max(1, (data["total"] + 99) // 100))
+
+
+# ---------------------------------------------------------------- 亩均效益评价 (docs/evaluation-workflow.md)
+
+EVAL_READERS = ("admin", "analyst", "township")
+
+
+@router.get("/evaluations")
+def evaluations_page(request: Request, cursor: CursorDep,
+                     user: Annotated[User, Depends(_page_user(*EVAL_READERS))]) -> HTMLResponse:
+    return _evaluations(request, cursor, user)
+
+
+def _evaluations(request: Request, cursor, user: User, error: str | None = None, code: int = 200,
+                 form: dict | None = None) -> HTMLResponse:
+    data = evaluations.list_evaluations(cursor=cursor, _user=user, year=None)
+    return render(request, "evaluations.html", status_code=code, user=user, title="亩均效益评价", items=data["items"],
+                  methods=shipped_methods(), error=error, form=form or {})
+
+
+@router.post("/evaluations")
+def evaluations_create(request: Request, cursor: CursorDep, user: Annotated[User, Depends(_page_user("admin"))],
+                       year: Annotated[str, Form(max_length=10)] = "", method: Annotated[str, Form(max_length=200)] = "",
+                       data: Annotated[str, Form(max_length=200)] = "",
+                       note: Annotated[str, Form(max_length=2000)] = "") -> Response:
+    form = {"year": year, "method": method, "data": data, "note": note}
+    try:
+        body = _model(request, evaluations.EvaluationIn, {"year": year.strip(), "method": method.strip(),
+                                                          "data": data.strip() or None, "note": note.strip() or None})
+        made = evaluations.create_evaluation(body=body, request=request, cursor=cursor, user=user)
+    except HTTPException as exc:
+        return _evaluations(request, cursor, user, str(exc.detail), exc.status_code, form)
+    return _see_other(f"/evaluations/{made['evaluation_id']}")
+
+
+def _evaluation_id(value: str) -> str:
+    if not re.fullmatch(r"E\d{4}-\d{8}T\d{6}-[0-9a-f]{6}", value):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"没有评价 {value}")
+    return value
+
+
+@router.get("/evaluations/{evaluation_id}")
+def evaluation_page(request: Request, evaluation_id: str, cursor: CursorDep,
+                    user: Annotated[User, Depends(_page_user(*EVAL_READERS))], population: str | None = None,
+                    grade: str | None = None, q: str | None = None, page: int = 1) -> HTMLResponse:
+    return _evaluation(request, _evaluation_id(evaluation_id), cursor, user,
+                       filters={"population": population or None, "grade": grade or None, "q": q or None,
+                                "page": max(1, min(page, 1_000_000))})
+
+
+def _evaluation(request: Request, evaluation_id: str, cursor, user: User, error: str | None = None, code: int = 200,
+                notice: str | None = None, filters: dict | None = None) -> HTMLResponse:
+    filters = filters or {"population": None, "grade": None, "q": None, "page": 1}
+    info = evaluations.get_evaluation(evaluation_id=evaluation_id, cursor=cursor, user=user)
+    try:
+        results = evaluations.result_page(cursor, info, user, None, filters["population"], filters["grade"],
+                                          filters["q"], filters["page"], 100)
+    except HTTPException as exc:
+        if exc.status_code != 422:
+            raise
+        error, code = str(exc.detail), 422
+        results = evaluations.result_page(cursor, info, user, page_size=100)
+    objections = evaluations.objection_list(cursor, info, user)
+    reproduced = None
+    if info["status"] == "finalized" and user.role in ("admin", "analyst") and request.query_params.get("reproduce"):
+        reproduced = evaluations.reproduce(evaluation_id=evaluation_id, cursor=cursor, _user=user)
+    return render(request, "evaluation.html", status_code=code, user=user, title=f"亩均效益评价 {evaluation_id}",
+                  info=info, results=results, objections=objections, error=error, notice=notice, filters=filters,
+                  quantities=CORRECTABLE, reproduced=reproduced)
+
+
+def _evaluation_write(request: Request, evaluation_id: str, cursor, user: User, write, notice: str) -> HTMLResponse:
+    """Run one workflow step (the API route's function); the page again with its message."""
+    evaluation_id = _evaluation_id(evaluation_id)
+    try:
+        write()
+    except HTTPException as exc:
+        if exc.status_code == 404:
+            raise
+        return _evaluation(request, evaluation_id, cursor, user, str(exc.detail), exc.status_code)
+    return _evaluation(request, evaluation_id, cursor, user, notice=notice)
+
+
+def _one_correction(quantity: str, value: str) -> dict[str, Any]:
+    if not quantity.strip():
+        return {}
+    try:
+        return {quantity.strip(): float(value)}
+    except ValueError:
+        raise HTTPException(422, f"更正后的数值“{value}”不是数字") from None
+
+
+@router.post("/evaluations/{evaluation_id}/publish")
+def evaluation_publish(request: Request, evaluation_id: str, cursor: CursorDep,
+                       user: Annotated[User, Depends(_page_user("admin"))],
+                       start: Annotated[str, Form(max_length=20)] = "",
+                       days: Annotated[str, Form(max_length=5)] = "") -> HTMLResponse:
+    def write():
+        body = _model(request, evaluations.PublishIn, {"start": start.strip() or None, "days": days.strip() or None})
+        evaluations.publish(evaluation_id=evaluation_id, body=body, request=request, cursor=cursor, user=user)
+    return _evaluation_write(request, evaluation_id, cursor, user, write, "已公示")
+
+
+@router.post("/evaluations/{evaluation_id}/confirm")
+def evaluation_confirm(request: Request, evaluation_id: str, cursor: CursorDep,
+                       user: Annotated[User, Depends(_page_user("admin", "township"))],
+                       uscc: Annotated[str, Form(max_length=30)] = "", outcome: Annotated[str, Form(max_length=20)] = "",
+                       quantity: Annotated[str, Form(max_length=30)] = "", value: Annotated[str, Form(max_length=30)] = "",
+                       note: Annotated[str, Form(max_length=2000)] = "") -> HTMLResponse:
+    def write():
+        body = _model(request, evaluations.ConfirmationIn, {"outcome": outcome, "note": note.strip() or None,
+                                                            "corrections": _one_correction(quantity, value)})
+        evaluations.confirm(evaluation_id=evaluation_id, uscc=_uscc(uscc), body=body, cursor=cursor, user=user)
+    return _evaluation_write(request, evaluation_id, cursor, user, write, "已登记数据确认")
+
+
+def _uscc(value: str) -> str:
+    code = value.strip().upper()
+    if len(code) != 18 or not code.isalnum():
+        raise HTTPException(422, "统一社会信用代码应为 18 位数字或大写字母")
+    return code
+
+
+@router.post("/evaluations/{evaluation_id}/object")
+def evaluation_object(request: Request, evaluation_id: str, cursor: CursorDep,
+                      user: Annotated[User, Depends(_page_user("admin", "township"))],
+                      uscc: Annotated[str, Form(max_length=30)] = "", reason: Annotated[str, Form(max_length=1000)] = "",
+                      evidence_ref: Annotated[str, Form(max_length=500)] = "",
+                      stamped: Annotated[str, Form(max_length=5)] = "",
+                      quantity: Annotated[str, Form(max_length=30)] = "",
+                      value: Annotated[str, Form(max_length=30)] = "") -> HTMLResponse:
+    def write():
+        body = _model(request, evaluations.ObjectionIn, {
+            "reason": reason.strip(), "evidence_ref": evidence_ref.strip() or None, "stamped": stamped == "1",
+            "corrections": _one_correction(quantity, value)})
+        evaluations.object_(evaluation_id=evaluation_id, uscc=_uscc(uscc), body=body, cursor=cursor, user=user)
+    return _evaluation_write(request, evaluation_id, cursor, user, write, "已登记异议")
+
+
+@router.post("/evaluations/{evaluation_id}/review")
+async def evaluation_review(request: Request, evaluation_id: str, cursor: CursorDep,
+                            user: Annotated[User, Depends(_page_user("admin"))]) -> HTMLResponse:
+    form = await request.form()
+    decisions = [{"objection_id": key.removeprefix("decision_"), "decision": value}
+                 for key, value in form.multi_items() if key.startswith("decision_") and value]
+    note = str(form.get("note") or "").strip() or None
+
+    def write():
+        body = _model(request, evaluations.ReviewIn, {"decisions": decisions, "note": note})
+        evaluations.review(evaluation_id=evaluation_id, body=body, cursor=cursor, user=user)
+    return _evaluation_write(request, evaluation_id, cursor, user, write, "复核完成：决定已一次应用，得分与名次已重新计算")
+
+
+@router.post("/evaluations/{evaluation_id}/grade")
+def evaluation_grade(request: Request, evaluation_id: str, cursor: CursorDep,
+                     user: Annotated[User, Depends(_page_user("admin"))],
+                     uscc: Annotated[str, Form(max_length=30)] = "", grade: Annotated[str, Form(max_length=2)] = "",
+                     reason: Annotated[str, Form(max_length=1000)] = "",
+                     approver: Annotated[str, Form(max_length=200)] = "") -> HTMLResponse:
+    def write():
+        body = _model(request, evaluations.GradeChangeIn, {"grade": grade, "reason": reason.strip(),
+                                                           "approver": approver.strip()})
+        evaluations.regrade(evaluation_id=evaluation_id, uscc=_uscc(uscc), body=body, cursor=cursor, user=user)
+    return _evaluation_write(request, evaluation_id, cursor, user, write, "已调档")
+
+
+@router.post("/evaluations/{evaluation_id}/finalize")
+def evaluation_finalize(request: Request, evaluation_id: str, cursor: CursorDep,
+                        user: Annotated[User, Depends(_page_user("admin"))],
+                        note: Annotated[str, Form(max_length=2000)] = "",
+                        confirm: Annotated[str, Form(max_length=5)] = "") -> HTMLResponse:
+    def write():
+        if confirm != "1":
+            raise HTTPException(422, "请勾选“确认定稿”：定稿后不可更改")
+        body = _model(request, evaluations.EvalFinalizeIn, {"note": note.strip() or None})
+        evaluations.finalize(evaluation_id=evaluation_id, body=body, cursor=cursor, user=user)
+    return _evaluation_write(request, evaluation_id, cursor, user, write, "已定稿")

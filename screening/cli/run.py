@@ -9,7 +9,7 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..errors import InputError, ScreeningError
+from ..errors import EnvironmentProblem, InputError, ScreeningError
 from ..paths import folder_problem
 from ..terminal import say
 from .common import STATUS_ZH, _fail, _notice, err_console, out_console
@@ -39,8 +39,9 @@ def run(
                 SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                 console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
             task = progress.add_task("准备", total=None)
+            final = _final_grades(db, rules, set_ or [])
             s = screen(data, year, rules, set_ or [], progress=lambda stage: progress.update(task, description=stage),
-                       keep_tables=False)
+                       keep_tables=False, final_grades=final)
             with s:
                 progress.update(task, description="写出文件与保存运行记录")
                 store_error = outputs.write_all(s, staging, db, final=out)
@@ -51,6 +52,35 @@ def run(
         _summary(s, out, db, time.perf_counter() - started)
     except ScreeningError as exc:
         _fail(exc)
+
+
+def _final_grades(db: Path, rules: Optional[Path], overrides: list[str]):
+    """The final grades of the finalized evaluations stored in ``db`` (rule 2 with computed
+    grades reads them; docs/evaluation-workflow.md), or None when there is no such file.
+
+    A file held by the running service cannot be read here; that matters only when rule 2
+    computes grades, and then the run stops rather than silently compute other grades."""
+    from ..evaluation_workflow import finalized_grades
+    from ..paths import default_ruleset
+    from ..ruleset import load_ruleset
+    from ..screen import grade_method
+    from ..store import DatabaseLocked, connect
+
+    if not db.is_file():
+        return None
+    try:
+        con = connect(db, read_only=True)
+    except DatabaseLocked as exc:
+        rs = load_ruleset(rules or default_ruleset())
+        rs.apply_overrides(overrides)
+        if grade_method(rs) is None:
+            return None
+        raise EnvironmentProblem(f"规则 below_scale_consecutive_c_grade 使用计算等级，需要读取数据库中已定稿的亩均效益评价，但{exc}"
+                         "（可在服务中运行筛选：网页“数据与筛选”或 POST /api/v1/runs）") from None
+    try:
+        return finalized_grades(con)
+    finally:
+        con.close()
 
 
 def _summary(s, out: Path, db: Path, elapsed: float) -> None:

@@ -1,6 +1,8 @@
 -- Rule 2: 规下 firms with land ≥ $min_land_mu in Y-1 graded in $grades in both Y-2 and Y-1.
 -- $grade_source picks the grades: the official evaluations, grades computed by the engine
--- (computed_grade_*), or the official grade falling back to the computed one.
+-- (computed_grade_*), or the official grade falling back to the computed one.  A computed grade
+-- taken from a finalized (定稿) evaluation carries its basis (firm_year.computed_basis), which
+-- the evidence (detail) names.
 WITH graded AS (
     SELECT *,
            CASE $grade_source WHEN 'official' THEN grade_prev WHEN 'computed' THEN computed_grade_prev
@@ -8,6 +10,14 @@ WITH graded AS (
            CASE $grade_source WHEN 'official' THEN grade_last WHEN 'computed' THEN computed_grade_last
                 ELSE coalesce(grade_last, computed_grade_last) END AS g_last
     FROM firm_panel
+),
+based AS (
+    SELECT g.*,
+           CASE WHEN grade_source_of(g.g_prev, g.grade_prev, $grade_source) = 'computed' THEN yp.computed_basis END AS b_prev,
+           CASE WHEN grade_source_of(g.g_last, g.grade_last, $grade_source) = 'computed' THEN yl.computed_basis END AS b_last
+    FROM graded g
+    LEFT JOIN firm_year yp ON yp.firm_id = g.firm_id AND yp.year = $year_prev
+    LEFT JOIN firm_year yl ON yl.firm_id = g.firm_id AND yl.year = $year_last
 )
 SELECT
     firm_id,
@@ -32,10 +42,11 @@ SELECT
     concat_ws(',', coalesce(g_prev, ''), coalesce(g_last, '')) AS value_text,
     array_to_string($grades, ',') AS threshold_text,
     CASE WHEN land_last IS NULL THEN CAST($year_last AS VARCHAR)
-         WHEN g_prev IS NULL OR g_last IS NULL THEN missing_years(g_prev, g_last, $year_prev, $year_last) END AS detail,
+         WHEN g_prev IS NULL OR g_last IS NULL THEN missing_years(g_prev, g_last, $year_prev, $year_last)
+         WHEN scope_code = 'in_scope' AND scale_last = '规下' THEN nullif(concat_ws('；', b_prev, b_last), '') END AS detail,
     concat_ws(',', $year_prev, $year_last) AS years,
     g_prev AS value_prev_text,
     g_last AS value_last_text,
     concat_ws(',', grade_source_of(g_prev, grade_prev, $grade_source), grade_source_of(g_last, grade_last, $grade_source))
         AS source
-FROM graded
+FROM based

@@ -31,7 +31,8 @@ SELECT
     t.tax_paid / CASE WHEN li.firm_id IS NULL THEN l.land_mu END AS tax_per_mu,
     g.energy_tce, g.electricity,
     v.grade,
-    cg.grade AS computed_grade
+    cg.grade AS computed_grade,
+    cg.basis AS computed_basis
 FROM keys k
 LEFT JOIN in_stats s USING (firm_id, year)
 LEFT JOIN in_tax t USING (firm_id, year)
