@@ -121,6 +121,10 @@ def test_township_sees_and_objects_for_its_own_firms_only(service):
     codes = {row[4] for row in book.active.iter_rows(min_row=5, values_only=True)}
     assert codes == set(FIRMS[:4])
     assert "2026-12-01 至 2026-12-05" in book.active["A2"].value
+    by_id = client.get(f"/api/v1/evaluations/{eid}/publication/below_scale", headers=h["township"])
+    assert by_id.status_code == 200  # the population's id names the same sheet as its name 规下
+    unknown = client.get(f"/api/v1/evaluations/{eid}/publication/规中", headers=h["township"])
+    assert unknown.status_code == 404 and "below_scale（规下）" in unknown.json()["detail"]
 
 
 def _to_review(client, h, monkeypatch) -> tuple[str, str, str]:

@@ -452,10 +452,14 @@ def publication(evaluation_id: EvaluationIdPath, population: Annotated[str, Path
     info = evaluation_info(cursor, evaluation_id)
     if info["publication_start"] is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"评价 {evaluation_id} 尚未公示")
-    populations = sorted(r[0] for r in cursor.execute(
-        "SELECT DISTINCT population FROM eval_results WHERE evaluation_id = ? AND revision = 0", [evaluation_id]).fetchall())
-    if population not in populations:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"没有评价分组“{population}”，可选：{'、'.join(populations)}")
+    # a population is named by its id (``below_scale``) or by the name people read (``规下``)
+    known = cursor.execute("SELECT DISTINCT population, population_name FROM eval_results "
+                           "WHERE evaluation_id = ? AND revision = 0 ORDER BY population", [evaluation_id]).fetchall()
+    match = next((pid for pid, pname in known if population in (pid, pname)), None)
+    if match is None:
+        choices = "、".join(f"{pid}（{pname}）" if pname and pname != pid else str(pid) for pid, pname in known)
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"没有评价分组“{population}”，可选：{choices}")
+    population = match
     rows = records(cursor, "SELECT * FROM eval_results WHERE evaluation_id = ? AND revision = 0 AND population = ? "
                            "ORDER BY rank NULLS LAST, uscc", [evaluation_id, population])
     chosen = [r for r in rows if user.sees(r["township"])]
