@@ -217,6 +217,27 @@ def test_finalized_is_frozen_and_reproducible(service, monkeypatch):
     assert again["differences"] == []
 
 
+def test_measure_lists_take_the_final_grades_of_a_finalized_evaluation(service, monkeypatch):
+    """The data folder has no official grades; the finalized 2021 evaluation gives them.  Shipped
+    policy: 电 C +0.1, D +0.3 元/kWh (first D year).  After the review firm 8 ranks 2nd and firms
+    2–7 move down one: ranks 1 firm 1, 2 firm 8, 3–8 firms 2–7; A ≤ 25 %, B ≤ 50 %, C ≤ 75 %, D →
+    firms 1, 8 A; 2, 3 B; 4, 5 C; 6 D; 7 D → B by 调档.  电 rows: firms 4, 5 at 0.1, firm 6 at 0.3."""
+    client, h, _, _ = service
+    eid = _reviewed(client, h, monkeypatch)
+    client.post(f"/api/v1/evaluations/{eid}/firms/{FIRMS[6]}/grade", headers=h["admin"],
+                json={"grade": "B", "reason": "纪要", "approver": "组长"})
+    before = client.post("/api/v1/measures/lists", json={"year": 2022}, headers=h["admin"])
+    assert before.status_code == 422  # not finalized yet: no grade for 2021 anywhere
+    client.post(f"/api/v1/evaluations/{eid}/finalize", json={}, headers=h["admin"])
+    made = client.post("/api/v1/measures/lists", json={"year": 2022}, headers=h["admin"])
+    assert made.status_code == 201, made.text
+    power = client.get("/api/v1/measures/lists/2022?utility=电&page_size=500", headers=h["admin"]).json()["items"]
+    got = {r["uscc"]: (r["grade"], r["surcharge"]) for r in power}
+    assert got == {FIRMS[3]: ("C", pytest.approx(0.1)), FIRMS[4]: ("C", pytest.approx(0.1)),
+                   FIRMS[5]: ("D", pytest.approx(0.3))}
+    assert all(eid in r["grade_source"] for r in power)
+
+
 def test_rule_2_reads_the_final_grade_and_names_the_evaluation(service, monkeypatch, tmp_path):
     client, h, db, data = service
     eid = _reviewed(client, h, monkeypatch)  # firm 7: D in 2021 (computed); firm 6: C → D after the review

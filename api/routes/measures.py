@@ -27,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from screening.errors import ScreeningError
 from screening.filesafety import FileTooLarge, FileUnreadable, check_workbook
 from screening.ingest.discovery import EXTENSIONS, XLSX, open_table
-from screening.measures import OUTPUT_COLUMNS, measures, summary
+from screening.evaluation_workflow import finalized_grades
+from screening.measures import OUTPUT_COLUMNS, history_from_finalized, measures, summary
 from screening.measures.ledger import read_ledger
 from screening.measures.policy import load_measures
 from screening.paths import confined, default_ruleset
@@ -61,14 +62,16 @@ class MeasuresIn(BaseModel):
              summary="按评价等级生成某年度供电、供水、供气单位的差别化措施名单并保存（仅 admin；替换该年度此前的名单）")
 def compute_lists(body: MeasuresIn, request: Request, cursor: CursorDep,
                   user: Annotated[User, Depends(allow("admin"))]) -> dict:
-    """政策表为默认规则集的 measures.yaml（数字与依据都在其中）；等级来自数据目录的 evaluations 表。"""
+    """政策表为默认规则集的 measures.yaml（数字与依据都在其中）；等级来自数据目录的 evaluations 表，
+    服务中已定稿的亩均效益评价（/api/v1/evaluations）的最终等级优先于该表（名单“等级来源”列写明评价编号）。"""
     settings = request.app.state.settings
     root = Path(settings.data_root).resolve()
     data = confined(body.data, [root]) if body.data else root
     if data is None:
         raise HTTPException(422, "数据目录必须位于数据根目录之下")
     try:
-        result = measures(data, body.year, None, body.date)
+        result = measures(data, body.year, None, body.date,
+                          extra_history=history_from_finalized(finalized_grades(cursor)))
     except ScreeningError as exc:
         raise HTTPException(422, str(exc).replace(str(root), "数据根目录")) from None
     counts = summary(result)

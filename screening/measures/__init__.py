@@ -70,6 +70,14 @@ def history_from_evaluations(evaluations: pl.DataFrame, source: str = OFFICIAL_S
                               pl.col("grade").cast(pl.String), pl.lit(source, dtype=pl.String).alias("source"))
 
 
+def history_from_finalized(final: pl.DataFrame) -> pl.DataFrame:
+    """``(uscc, year, grade, source)`` from the final grades of the service's finalized (定稿)
+    evaluations (``screening.evaluation_workflow.finalized_grades``: uscc, year, grade,
+    evaluation_id, …); the source names the evaluation, so each list row says where its grade came from."""
+    return final.select(pl.col("uscc").cast(pl.String), pl.col("year").cast(pl.Int32), pl.col("grade").cast(pl.String),
+                        pl.concat_str(pl.lit("已定稿的亩均效益评价 "), pl.col("evaluation_id")).alias("source"))
+
+
 def merge_histories(*frames: pl.DataFrame) -> pl.DataFrame:
     """One grade per (uscc, year): a later frame's grade replaces an earlier frame's for the same
     firm and year.  Pass the official table first and the service's finalized evaluations after it
