@@ -43,3 +43,14 @@ def test_the_workbook_time_is_china_time_whatever_the_machine_zone(tmp_path):
     shown = next(row[1].value for row in ws.iter_rows() if row[0].value == "生成时间")
     china = created.astimezone(dt.timezone(dt.timedelta(hours=8)))
     assert shown == f"{china:%Y-%m-%d %H:%M:%S}（北京时间）"
+
+
+def test_pages_show_times_in_china_time_whatever_the_machine_zone(monkeypatch):
+    """The web filters used to print the machine's zone (UTC on a server) for stored times."""
+    from api.web.templating import _beijing, _when
+
+    monkeypatch.delenv("SCREENING_TIMEZONE", raising=False)
+    utc = dt.datetime(2026, 11, 29, 23, 30, tzinfo=dt.timezone.utc)
+    assert _when(utc) == "2026-11-30 07:30"
+    assert _beijing(utc.isoformat()) == "2026-11-30 07:30:00"
+    assert _when(None) == "—"

@@ -10,12 +10,15 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from screening import clock
+from screening.ruleset import STATUS_ZH
+
 TEMPLATES = Path(__file__).parent / "templates"
 
 ENV = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
                   trim_blocks=True, lstrip_blocks=True)
 
-STATUS = {"hit": "命中", "pass": "未命中", "insufficient_data": "数据不足", "not_applicable": "不适用"}
+STATUS = STATUS_ZH  # the rule statuses as people read them, defined once in screening.ruleset
 VERIFICATION = {"pending": "待核实", "confirmed": "已确认", "disputed": "有异议"}
 STANDING = {"unverified": "未核实", "confirmed": "已确认", "dispute_pending": "异议待处理",
             "dispute_upheld": "异议成立", "dispute_rejected": "异议驳回"}
@@ -41,21 +44,20 @@ def _number(value: Any, digits: int = 2) -> str:
 
 
 def _when(value: Any) -> str:
+    """A time as people here read it (screening.clock: 北京时间 unless configured), to the minute;
+    a naive time from the database is the machine's local time, as DuckDB stores ``now()``."""
     if isinstance(value, dt.datetime):
-        return value.astimezone().strftime("%Y-%m-%d %H:%M")
+        return clock.local(value).strftime("%Y-%m-%d %H:%M")
     return "—" if value is None else str(value)
 
 
 def _beijing(value: Any) -> str:
-    """An ISO time (or datetime) in 北京时间, to the second."""
-    from screening.backup import TIME_ZONE
+    """An ISO time (or datetime) in the people's zone (北京时间), to the second."""
     try:
         moment = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
     except ValueError:
         return str(value)
-    if moment.tzinfo is None:
-        return moment.strftime("%Y-%m-%d %H:%M:%S")
-    return moment.astimezone(TIME_ZONE).strftime("%Y-%m-%d %H:%M:%S")
+    return clock.local(moment).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _jsontext(value: Any) -> str:
