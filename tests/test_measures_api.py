@@ -99,6 +99,19 @@ def test_ledger_with_a_bad_row_is_refused_with_the_excel_row(service, tmp_path):
     assert junk.status_code in (413, 422) and junk.json()["detail"]
 
 
+def test_a_firm_row_twice_in_a_quarter_is_a_duplicate_with_or_without_its_township(service, tmp_path):
+    """GOOD's row 4 is F2, 一季度, 加价收取, 电 with the township left empty; the same firm, quarter,
+    kind and utility written again with its township (row 7) is the same record, not a second one."""
+    client, tokens, _ = service
+    twice = GOOD + [[2022, 1, "加价收取", "电", F2, "企业2", "柳市镇", 50000, 15000]]  # Excel row 7
+    path = _ledger(tmp_path / "台账.xlsx", twice)
+    answer = client.post("/api/v1/measures/ledger/upload", headers=bearer(tokens["admin"]),
+                         files={"file": ("台账.xlsx", path.read_bytes())})
+    assert answer.status_code == 422, answer.text
+    errors = answer.json()["errors"]
+    assert [e["row"] for e in errors] == [7] and "第4行" in errors[0]["reason"]
+
+
 def test_ledger_import_scoping_dashboard_and_replacement(service, tmp_path):
     client, tokens, _ = service
     path = _ledger(tmp_path / "台账.xlsx", GOOD)

@@ -56,8 +56,14 @@ def read_ledger(path: Path, aliases: dict[str, str] | None = None) -> tuple[pl.D
                     "uscc")]
     refused = pl.concat([bad_quarter[ROW], no_owner[ROW]])
     good = good.filter(~pl.col(ROW).is_in(refused.implode())).with_columns(pl.col("_q").alias("quarter")).drop("_q")
-    good, dups = _split_duplicates(raw, good, ["year", "quarter", "kind", "utility", "uscc", "township"], None)
-    lines.append(dups)
+    # a firm's row is the firm's, whatever township it was written with (an empty township is filled
+    # from the list later); a township's total has no code and is the township's
+    firm_rows = good.filter(pl.col("uscc").is_not_null())
+    firm_rows, firm_dups = _split_duplicates(raw, firm_rows, ["year", "quarter", "kind", "utility", "uscc"], None)
+    town_rows, town_dups = _split_duplicates(raw, good.filter(pl.col("uscc").is_null()),
+                                             ["year", "quarter", "kind", "utility", "township"], None)
+    good = pl.concat([firm_rows, town_rows])
+    lines += [firm_dups, town_dups]
     raw.release()
     rejects = pl.concat([l.with_columns(pl.col("row").cast(pl.Int64)) for l in lines]).sort("row", "column")
     return good.select(*COLUMNS, pl.col(ROW).cast(pl.Int64).alias("row")).sort("row"), rejects
