@@ -58,6 +58,11 @@ def main() -> None:
     ap.add_argument("--no-pandas", action="store_true", help="skip the pandas reference")
     args = ap.parse_args()
 
+    if not args.no_pandas:
+        import importlib.util
+
+        if importlib.util.find_spec("pandas") is None:
+            sys.exit("参考脚本需要 pandas：.venv/bin/pip install -e '.[bench]'（或加 --no-pandas 只测 screening run）")
     data = data_dir(args.firms, args.seed)
     gen = generate(args.firms, args.seed, data)
     (HERE / "out").mkdir(exist_ok=True)
