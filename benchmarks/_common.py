@@ -9,11 +9,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-# a fresh wrapper process per run, so that its children's peak RSS is this run's alone
+# a fresh wrapper process per run, so that its children's peak RSS (and CPU time) is this run's alone
 _WRAPPER = (
     "import resource, subprocess, sys\n"
     "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "print(u.ru_maxrss, u.ru_utime + u.ru_stime)\n"
     "sys.exit(rc)\n"
 )
 
@@ -39,9 +40,17 @@ def generate(firms: int, seed: int, data: Path) -> float:
 
 def measured_run(cmd: list[str]) -> tuple[float, int]:
     """Run ``cmd``; return (wall seconds, peak RSS in MB).  Exits with its stderr on failure."""
+    wall, peak, _cpu = measured_run_cpu(cmd)
+    return wall, peak
+
+
+def measured_run_cpu(cmd: list[str]) -> tuple[float, int, float]:
+    """(wall seconds, peak RSS in MB, CPU seconds of all its threads): on a shared machine the
+    CPU time moves less with the other load than the wall time does."""
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", _WRAPPER, *cmd], capture_output=True, text=True)
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd[:2])} failed ({proc.returncode}):\n{proc.stderr}")
-    return round(wall, 2), round(int(proc.stdout.strip().splitlines()[-1]) / 1024)
+    maxrss, cpu = proc.stdout.strip().splitlines()[-1].split()
+    return round(wall, 2), round(int(maxrss) / 1024), round(float(cpu), 2)

@@ -15,6 +15,7 @@ import polars as pl
 import xlsxwriter
 
 from . import clock
+from .excel_rows import write_rows
 from .ruleset import LIMIT_RULE, unverified_limits_note
 
 if TYPE_CHECKING:
@@ -90,6 +91,14 @@ def wrapped_lines(text: str, width: float) -> int:
     return sum(max(1, -(-text_span(part) // int(usable))) for part in text.split("\n"))
 
 
+def wrapped_lines_expr(column: str, width: float) -> pl.Expr:
+    """:func:`wrapped_lines` of every cell of a text column at once (0 for a null or empty cell)."""
+    per_line = int(max(width - 1.5, 1.0))
+    span = (pl.element().str.len_bytes() + pl.element().str.len_chars()) // 2
+    lines = pl.col(column).str.split("\n").list.eval(pl.max_horizontal(pl.lit(1), (span + per_line - 1) // per_line))
+    return pl.when(pl.col(column).fill_null("") != "").then(lines.list.sum()).otherwise(0)
+
+
 def row_height(values: list[Any], widths: list[float], wrap: list[bool], floor: float = MIN_ROW) -> float | None:
     """The height (points) that shows every wrapped cell of a row whole; None when one line fits."""
     lines = max((wrapped_lines(v, w) for v, w, k in zip(values, widths, wrap) if k and isinstance(v, str) and v),
@@ -154,10 +163,28 @@ def _list_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], name: str, frame:
     for c, (_, header, _width, _kind) in enumerate(columns):
         ws.write_string(0, c, header, fmts["header"])
     ws.freeze_panes(1, 3)
+    wrapped = [(c, widths[c]) for c, (_, _h, _w, kind) in enumerate(columns) if kind == "wrap"]
+    if ws.constant_memory:  # all rows at once (screening.excel_rows): a province's list in a second
+        lines = pl.max_horizontal(pl.lit(1), *(wrapped_lines_expr(columns[c][0], w) for c, w in wrapped))
+        write_rows(ws, frame, [(name, "number" if kind in ("int", "num2") else "text", fmts[kind])
+                               for name, _h, _w, kind in columns], 1,
+                   lines=lines, height=lambda n: n * LINE_POINTS + ROW_PADDING)
+    else:
+        _list_rows(ws, fmts, frame, columns, wrapped)
+    if frame.height:
+        ws.autofilter(0, 0, frame.height, len(columns) - 1)
+    if page is not None:
+        printed = (max(frame.height, 1), len(columns) - 2) if columns[-1][0] == "rule_ids" else None
+        print_setup(ws, *page, print_area=printed)
+    return ws
+
+
+def _list_rows(ws: Any, fmts: dict[str, Any], frame: pl.DataFrame, columns: tuple[tuple[str, str, int, str], ...],
+               wrapped: list[tuple[int, float]]) -> None:
+    """The list's rows one by one (a workbook kept in memory: shared strings)."""
     # one bound writer per column, chosen once: the row loop is the hot path of a large list
     writers = [(c, ws.write_number if kind in ("int", "num2") else ws.write_string, fmts[kind])
                for c, (_, _h, _w, kind) in enumerate(columns)]
-    wrapped = [(c, widths[c]) for c, (_, _h, _w, kind) in enumerate(columns) if kind == "wrap"]
     for r, row in enumerate(frame.select([c for c, *_ in columns]).iter_rows(), start=1):
         # a row as tall as its longest wrapped cell (WPS and LibreOffice do not grow rows themselves);
         # set before the row's cells: constant-memory mode writes a row out once the next begins
@@ -167,12 +194,6 @@ def _list_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], name: str, frame:
         for (c, write, fmt), v in zip(writers, row):
             if v is not None:  # an empty cell needs no record at all
                 write(r, c, v, fmt)
-    if frame.height:
-        ws.autofilter(0, 0, frame.height, len(columns) - 1)
-    if page is not None:
-        printed = (max(frame.height, 1), len(columns) - 2) if columns[-1][0] == "rule_ids" else None
-        print_setup(ws, *page, print_area=printed)
-    return ws
 
 
 #: the advisory data check (screening.anomaly) beside a flagged firm; never part of the decision
@@ -261,7 +282,8 @@ def target_tables(ws: Any, fmts: dict[str, Any], row: int, targets: Mapping[str,
     return row + 1
 
 
-def _summary(wb: xlsxwriter.Workbook, fmts: dict[str, Any], s: "Screening") -> None:
+def _summary(wb: xlsxwriter.Workbook, fmts: dict[str, Any], s: "Screening", note: str | None = None) -> None:
+    """The 汇总 sheet; ``note``: a line under the run's facts (the list split over sheets)."""
     ws = wb.add_worksheet("汇总")
     for c, w in enumerate(SUMMARY_WIDTHS):
         ws.set_column(c, c, w)
@@ -278,6 +300,8 @@ def _summary(wb: xlsxwriter.Workbook, fmts: dict[str, Any], s: "Screening") -> N
         ws.write_string(i, 0, k, fmts["bold"])
         ws.write_string(i, 1, v, fmts["text"])
     ws.write_string(9, 0, "说明：本清单为大数据筛选结果，须经乡镇街道属地核实后定稿；建议处置方式仅供参考，以“一企一策”为准。", fmts["note"])
+    if note:
+        ws.write_string(10, 0, note, fmts["note"])
 
     listing = s.list
     row = target_tables(ws, fmts, 11, rs.meta.targets, {
@@ -354,18 +378,50 @@ def _rejects_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], rejects: pl.Da
     print_setup(ws, *page)
 
 
+#: data rows a sheet may hold: Excel opens at most 1,048,576 rows, one of them the header
+MAX_SHEET_ROWS = 1_048_575
+
+
+def _parts(frame: pl.DataFrame) -> list[pl.DataFrame]:
+    """The frame in slices a sheet can hold (one slice when it fits)."""
+    return [frame.slice(i, MAX_SHEET_ROWS) for i in range(0, max(frame.height, 1), MAX_SHEET_ROWS)]
+
+
+def _list_sheets(wb: xlsxwriter.Workbook, fmts: dict[str, Any], name: str, frame: pl.DataFrame,
+                 columns: tuple[tuple[str, str, int, str], ...], page: tuple[str, str], used: set[str]) -> list[str]:
+    """The list as one sheet, or over Excel's row limit as sheets ``名称（i／k）`` that say so
+    in their names and page headers; returns the sheet names."""
+    parts = _parts(frame)
+    if len(parts) == 1:
+        names = [sheet_name(name, used)]
+        _list_sheet(wb, fmts, names[0], frame, columns, page=page)
+        return names
+    names = []
+    for i, part in enumerate(parts, start=1):
+        names.append(sheet_name(f"{name}（{i}／{len(parts)}）", used))
+        _list_sheet(wb, fmts, names[-1], part, columns,
+                    page=(f"{page[0]}（第 {i} 部分，共 {len(parts)} 部分）", page[1]))
+    return names
+
+
+def split_note(rows: int, names: list[str]) -> str:
+    return (f"注：清单共 {rows:,} 行，超过 Excel 单个工作表的上限（1,048,576 行，含表头），分为 {len(names)} 个工作表："
+            + "、".join(names) + "；序号连续。")
+
+
 def write_workbook(s: "Screening", path: Path) -> None:
     people = _people_list(s)
     # constant_memory: rows go to disk as they are written, so a province's list costs no memory
     with xlsxwriter.Workbook(str(path), {**WORKBOOK_OPTIONS, "constant_memory": True}) as wb:
         fmts = _formats(wb)
-        _summary(wb, fmts, s)
-        used = {"汇总", "整治企业清单", "规则与依据", "数据问题"}
+        parts = len(_parts(people))
+        _summary(wb, fmts, s, split_note(people.height, [f"整治企业清单（{i}／{parts}）" for i in range(1, parts + 1)])
+                 if parts > 1 else None)
+        used = {"汇总", "规则与依据", "数据问题"}
         title, facts = _page_facts(s)
-        _list_sheet(wb, fmts, "整治企业清单", people, page=(title, facts))
+        _list_sheets(wb, fmts, "整治企业清单", people, LIST_COLUMNS, (title, facts), used)
         for (township,), part in people.group_by("township", maintain_order=True):
-            _list_sheet(wb, fmts, sheet_name(township, used),
-                        part.with_columns(pl.int_range(1, pl.len() + 1).alias("list_no")), TOWNSHIP_COLUMNS,
-                        page=(f"{title}（{township}）", facts))
+            _list_sheets(wb, fmts, township, part.with_columns(pl.int_range(1, pl.len() + 1).alias("list_no")),
+                         TOWNSHIP_COLUMNS, (f"{title}（{township}）", facts), used)
         _rules_sheet(wb, fmts, s)
         _rejects_sheet(wb, fmts, s.inputs.rejects, (title, facts))

@@ -51,15 +51,34 @@ def write_results_parquet(s: "Screening", out: Path) -> Path:
     return parquet
 
 
+#: results.csv, for people: the contract's columns, the reason and the years it speaks of.
+#: The full evidence (rule title, industry average and group, the two years' values, detail,
+#: citation) is in results.parquet and the database (docs/outputs.md); the rules' titles and
+#: citations once per rule in rules.csv.
+RESULTS_CSV_COLUMNS = ("uscc", "rule_id", "status", "value", "threshold", "reason_code", "reason", "years")
+
+
 def write_results_csv(s: "Screening", out: Path) -> Path:
     """Streamed by DuckDB (millions of rows), text neutralised by the csvsafe macro on the way."""
     csv = out / "results.csv"
     source = f"read_parquet({literal(s.results_file)})" if s.results_file else "results_out"
     columns = s.engine.query("results.csv columns", "DESCRIBE SELECT * FROM results_out", {})  # = the Parquet's
+    types = dict(zip(columns["column_name"], columns["column_type"]))
     s.engine.execute("csv_safe macro", csvsafe.sql_macro(), {})
-    _copy(s, csvsafe.safe_select(source, dict(zip(columns["column_name"], columns["column_type"]))), csv,
+    _copy(s, csvsafe.safe_select(source, {name: types[name] for name in RESULTS_CSV_COLUMNS}), csv,
           "(FORMAT csv, HEADER)")
     return csv
+
+
+def write_rules(s: "Screening", out: Path) -> list[Path]:
+    """rules.csv and rules.parquet: each enabled rule once, with its title and citation as
+    results.parquet and the database give them (the slim results.csv names the rule only)."""
+    from .screen import rule_info
+
+    frame = rule_info(s.ruleset)
+    csvsafe.write_csv(frame, out / "rules.csv")
+    frame.write_parquet(out / "rules.parquet")
+    return [out / "rules.csv", out / "rules.parquet"]
 
 
 def _copy(s: "Screening", source: str, path: Path, options: str) -> None:
@@ -104,6 +123,7 @@ def write_excel(s: "Screening", out: Path) -> list[Path]:
 
 def planned_outputs(s: "Screening", out: Path) -> dict[str, list[str]]:
     names = {"list": ["list.csv", "list.parquet"], "results": ["results.csv", "results.parquet"],
+             "rules": ["rules.csv", "rules.parquet"],
              "excel": [workbook_name(s.list_year)], "rejects": ["rejects.csv", "normalised.csv"], "run": ["run.json"],
              "check": ["check.json", "check.xlsx"],
              "anomalies": ["anomalies.csv", "anomalies.parquet"]}
@@ -171,6 +191,7 @@ def write_all(s: "Screening", out: Path, db: Path | None, final: Path | None = N
         s.timings["写出 rejects"] = _timed_write(write_rejects, s, out)
         s.timings["写出 anomalies"] = _timed_write(write_anomalies, s, out)
         s.timings["写出 check"] = _timed_write(write_check, s, out)
+        s.timings["写出 rules"] = _timed_write(write_rules, s, out)
         t1 = time.perf_counter()
         write_results_parquet(s, out)  # the database copy reads this file
         record = run_record(s, planned_outputs(s, final or out))

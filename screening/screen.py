@@ -408,18 +408,23 @@ _RESULT_COLUMNS = (
 DERIVED_COLUMNS = {"detail_note": "coalesce(r.detail || '。', '')"}
 
 
+def rule_info(rs: RuleSet) -> pl.DataFrame:
+    """Each enabled rule once: its title and short citation, as every result row of it carries
+    them (results.parquet, the database) and rules.csv lists them."""
+    return pl.DataFrame({
+        "rule_id": rs.enabled,
+        "rule_title": [rs.rules[rid].title for rid in rs.enabled],
+        "citation": [rs.citation_text(rs.rules[rid].citation, short=True) for rid in rs.enabled],
+    })
+
+
 def _results_view(engine: Engine, rs: RuleSet, list_year: int, run_id: str) -> None:
     """results_out: the contract's results layout with the Chinese reason of every row.
 
     A view, not a table: the reasons of a province's millions of rows are rendered while
     they stream into a file or the database, never all held in memory at once.
     """
-    info = pl.DataFrame({
-        "rule_id": rs.enabled,
-        "rule_title": [rs.rules[rid].title for rid in rs.enabled],
-        "citation": [rs.citation_text(rs.rules[rid].citation, short=True) for rid in rs.enabled],
-    })
-    engine.load("rule_info", info)
+    engine.load("rule_info", rule_info(rs))
     panel_cols = engine.query("panel columns", "SELECT * FROM firm_panel LIMIT 0", {}).columns
     columns = {c: f"p.{c}" for c in panel_cols}
     columns.update({c: f"r.{c}" for c in _RESULT_COLUMNS})

@@ -111,6 +111,6 @@ def _summary(s, out: Path, db: Path, elapsed: float) -> None:
                           f"相比明显不一致，建议优先核实，见 {out / 'anomalies.csv'}")
     for w in s.warnings:
         say(out_console, f"提示：{w}", "yellow")
-    say(out_console, f"输出目录：{out.resolve()}（list.csv/.parquet、results.csv/.parquet、整治企业清单_{s.list_year}.xlsx、anomalies.csv/.parquet、rejects.csv、normalised.csv、check.json/.xlsx、run.json）")
+    say(out_console, f"输出目录：{out.resolve()}（list.csv/.parquet、results.csv/.parquet、rules.csv/.parquet、整治企业清单_{s.list_year}.xlsx、anomalies.csv/.parquet、rejects.csv、normalised.csv、check.json/.xlsx、run.json）")
     via = f"（数据库由正在运行的服务 {s.stored_via} 占用，已交由它保存）" if s.stored_via else ""
     say(out_console, f"运行记录：{db.resolve()}{via}，运行编号 {s.run_id}；用时 {elapsed:.1f} 秒")

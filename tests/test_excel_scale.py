@@ -1,0 +1,114 @@
+"""Issue 15: the list workbook at province scale.
+
+The list sheets of a constant-memory workbook are written all rows at once
+(screening.excel_rows); the sheet must be the one xlsxwriter writes cell by cell, byte for
+byte, for every kind of text a department's file can hold.  A list longer than Excel's
+1,048,576 rows is split over sheets that say so.
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import openpyxl
+import polars as pl
+import pytest
+import xlsxwriter
+
+from screening import excel
+from screening.excel import LIST_COLUMNS, WORKBOOK_OPTIONS, _formats, _list_sheet, write_workbook
+from screening.screen import screen
+
+pytestmark = pytest.mark.unit
+
+TEXTS = [
+    '=HYPERLINK("http://x","点此")', "+1", "-3.5abc", "@SUM(A1)", "普通企业名称", "", " 前导空格", "末尾空格 ",
+    "\u3000全角空格", "换行\n第二行\n第三行", "结尾换行\n", "控制\x01字符\x1f", "\t制表符开头", "回车\r", "_x0041_ 字面",
+    "a & b < c > d \" e", "超长" * 9000, "😀" * 17000, "x" * 40000, "\x85下一行", "标签<b>粗</b>",
+    "很长的认定理由，" * 40,
+]
+NUMBERS = [1e-05, 123456789.123456789, -0.0, 0.1 + 0.2, 3.0, 1e22, 2.5e-300, None, -452.65, 7.0]
+
+
+def _frame(n: int) -> pl.DataFrame:
+    rows = []
+    for i in range(n):
+        rows.append({name: (i + 1 if kind == "int" else NUMBERS[i % len(NUMBERS)]) if kind in ("int", "num2")
+                     else (None if (i + c) % 11 == 5 else TEXTS[(i * 7 + c) % len(TEXTS)])
+                     for c, (name, _h, _w, kind) in enumerate(LIST_COLUMNS)})
+    return pl.DataFrame(rows, schema={name: pl.Int64 if kind == "int" else pl.Float64 if kind == "num2" else pl.String
+                                      for name, _h, _w, kind in LIST_COLUMNS})
+
+
+def _sheet_xml(path: Path, frame: pl.DataFrame, row_by_row: bool, monkeypatch) -> bytes:
+    with monkeypatch.context() as m, xlsxwriter.Workbook(str(path), {**WORKBOOK_OPTIONS, "constant_memory": True}) as wb:
+        fmts = _formats(wb)
+        if row_by_row:  # xlsxwriter's own cell-by-cell writing, the reference
+            widths = [float(w) for _, _h, w, _k in LIST_COLUMNS]
+            wrapped = [(c, widths[c]) for c, (_, _h, _w, kind) in enumerate(LIST_COLUMNS) if kind == "wrap"]
+            m.setattr(excel, "write_rows", lambda ws, f, *a, **k: excel._list_rows(ws, fmts, f, LIST_COLUMNS, wrapped))
+        _list_sheet(wb, fmts, "清单", frame, page=("标题", "规则集"))
+    with zipfile.ZipFile(path) as z:
+        return z.read("xl/worksheets/sheet1.xml")
+
+
+def test_rows_at_once_are_the_sheet_xlsxwriter_writes(tmp_path: Path, monkeypatch):
+    frame = _frame(200)
+    fast = _sheet_xml(tmp_path / "fast.xlsx", frame, False, monkeypatch)
+    slow = _sheet_xml(tmp_path / "slow.xlsx", frame, True, monkeypatch)
+    assert b'xml:space="preserve"' in fast and b"_x0001_" in fast and b"_x005F_x0041_" in fast and b"customHeight" in fast
+    assert fast == slow
+
+
+def test_text_that_looks_like_xml_is_text(tmp_path: Path, monkeypatch):
+    """xlsxwriter writes a string <r>…</r> as raw rich-text XML; the list writes it as text."""
+    frame = _frame(3).with_columns(pl.lit("<r><t>x</t></r>").alias("name"), pl.lit("=1+1").alias("reasons"))
+    path = tmp_path / "xml.xlsx"
+    _sheet_xml(path, frame, False, monkeypatch)
+    ws = openpyxl.load_workbook(path).active
+    assert [ws.cell(r, 3).value for r in (2, 3, 4)] == ["<r><t>x</t></r>"] * 3
+    assert ws.cell(2, 9).value == "=1+1" and ws.cell(2, 9).data_type == "s"
+
+
+def test_nan_has_no_cell(tmp_path: Path, monkeypatch):
+    frame = _frame(2).with_columns(pl.lit(float("nan")).alias("tax_per_mu"), pl.lit(float("inf")).alias("land_mu"))
+    path = tmp_path / "nan.xlsx"
+    _sheet_xml(path, frame, False, monkeypatch)
+    ws = openpyxl.load_workbook(path).active
+    assert ws.cell(2, 10).value is None and ws.cell(2, 11).value is None and ws.cell(2, 12).value is not None
+
+
+@pytest.fixture(scope="module")
+def sample_screening():
+    with screen(year=2022) as s:
+        yield s
+
+
+def test_a_list_longer_than_a_sheet_is_split_and_says_so(tmp_path: Path, sample_screening, monkeypatch):
+    monkeypatch.setattr(excel, "MAX_SHEET_ROWS", 7)
+    path = tmp_path / "split.xlsx"
+    write_workbook(sample_screening, path)
+    wb = openpyxl.load_workbook(path, read_only=True)
+    n = sample_screening.list.height
+    parts = -(-n // 7)
+    names = [f"整治企业清单（{i}／{parts}）" for i in range(1, parts + 1)]
+    assert [name for name in wb.sheetnames if name.startswith("整治企业清单")] == names
+    rows = [list(wb[name].iter_rows(values_only=True)) for name in names]
+    assert [len(r) - 1 for r in rows] == [7] * (parts - 1) + [n - 7 * (parts - 1)]
+    assert [r[1][0] for r in rows] == [1 + 7 * i for i in range(parts)]  # 序号 runs on across the parts
+    summary = [c for row in wb["汇总"].iter_rows(values_only=True) for c in row if isinstance(c, str)]
+    assert any("1,048,576" in c and f"分为 {parts} 个工作表" in c for c in summary)
+    townships = [name for name in wb.sheetnames if name not in {"汇总", "规则与依据", "数据问题", *names}]
+    assert sum(1 for name in townships if "／" in name) > 0  # a township over the limit is split the same way
+    assert all(wb[name].max_row <= 8 for name in townships)
+    listed = sum(wb[name].max_row - 1 for name in townships)
+    assert listed == n
+
+
+def test_a_list_that_fits_is_one_sheet(tmp_path: Path, sample_screening):
+    path = tmp_path / "whole.xlsx"
+    write_workbook(sample_screening, path)
+    wb = openpyxl.load_workbook(path, read_only=True)
+    assert "整治企业清单" in wb.sheetnames
+    summary = [c for row in wb["汇总"].iter_rows(values_only=True) for c in row if isinstance(c, str)]
+    assert not any("1,048,576" in c for c in summary)
