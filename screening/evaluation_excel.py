@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
-import xlsxwriter
 
 from .evaluation_method import GRADES, NO_POPULATION, NO_SCALE, QUANTITIES, FixedBaseline, MinLandRule, Population
-from .excel import WORKBOOK_OPTIONS, _formats, _table, sheet_name
+from .excel import WORKBOOK_OPTIONS, Workbook, _formats, _table, sheet_name
 
 if TYPE_CHECKING:
     from .evaluation import Evaluation
@@ -62,7 +61,7 @@ def _scale_columns(ev: Evaluation, pop: Population | None) -> list[Column]:
     return cols
 
 
-def _data_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], name: str, frame: pl.DataFrame,
+def _data_sheet(wb: Workbook, fmts: dict[str, Any], name: str, frame: pl.DataFrame,
                 columns: list[Column]) -> None:
     ws = wb.add_worksheet(name)
     for c, (_, header, width, _kind) in enumerate(columns):
@@ -81,7 +80,7 @@ def _data_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], name: str, frame:
         ws.autofilter(0, 0, frame.height, len(columns) - 1)
 
 
-def _method_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], ev: Evaluation, used: set[str]) -> None:
+def _method_sheet(wb: Workbook, fmts: dict[str, Any], ev: Evaluation, used: set[str]) -> None:
     m = ev.method
     ws = wb.add_worksheet(sheet_name("评价方法", used))
     for c, w in enumerate((10, 22, 30, 8, 16, 36, 22, 22, 22, 60)):
@@ -204,7 +203,7 @@ def _method_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], ev: Evaluation,
 
 
 def write_workbook(ev: Evaluation, path: Path) -> None:
-    with xlsxwriter.Workbook(str(path), {**WORKBOOK_OPTIONS, "constant_memory": True}) as wb:
+    with Workbook(str(path), {**WORKBOOK_OPTIONS, "constant_memory": True}) as wb:
         fmts = _formats(wb)
         fmts["num4"] = wb.add_format({"font_name": "等线", "font_size": 10, "valign": "top", "num_format": "#,##0.0000"})
         used: set[str] = set()

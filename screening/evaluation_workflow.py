@@ -290,12 +290,11 @@ def publication_workbook(title: str, note: str, rows: list[dict[str, Any]], quan
     """The published list of one population (公示名单) as an xlsx: a title, the publication
     window, and per firm its rank, grade, score and the input data used (as counties publish
     them, e.g. land area).  Cells are written as text or numbers, never as formulas."""
-    import xlsxwriter
 
-    from .excel import WORKBOOK_OPTIONS, _formats, _table
+    from .excel import WORKBOOK_OPTIONS, Workbook, _formats, _table
 
     buf = io.BytesIO()
-    wb = xlsxwriter.Workbook(buf, {**WORKBOOK_OPTIONS, "in_memory": True})
+    wb = Workbook(buf, {**WORKBOOK_OPTIONS, "in_memory": True})
     fmts = _formats(wb)
     ws = wb.add_worksheet("公示名单")
     ws.write_string(0, 0, title, fmts["title"])

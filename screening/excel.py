@@ -48,6 +48,29 @@ WORKBOOK_OPTIONS: dict[str, Any] = {"strings_to_numbers": False, "strings_to_for
                                     "strings_to_urls": False}
 
 
+class TextWorksheet(xlsxwriter.worksheet.Worksheet):
+    """A worksheet whose text cells show exactly the text written.
+
+    xlsxwriter copies a string that starts with ``<r>`` and ends with ``</r>`` into the file as
+    raw rich-text XML (its own ``write_rich_string`` relies on that), so a firm name or a reason
+    written that way would show other text, or break the workbook.  Such a string is written as a
+    rich string of plain fragments, which xlsxwriter escapes."""
+
+    def _write_string(self, row: int, col: int, string: str, cell_format: Any = None) -> int:
+        if string.startswith("<r>") and string.endswith("</r>"):
+            # three plain fragments: xlsxwriter wants more than two
+            args = ("<", "r>", string[3:]) + ((cell_format,) if cell_format is not None else ())
+            return self.write_rich_string(row, col, *args)
+        return super()._write_string(row, col, string, cell_format)
+
+
+class Workbook(xlsxwriter.Workbook):
+    """Every workbook the project writes: open it with WORKBOOK_OPTIONS (text stays text) and
+    TextWorksheet sheets (text shows as written)."""
+
+    worksheet_class = TextWorksheet
+
+
 def _formats(wb: xlsxwriter.Workbook) -> dict[str, Any]:
     base = {"font_name": "等线", "font_size": 10, "valign": "top"}
     return {
@@ -412,7 +435,7 @@ def split_note(rows: int, names: list[str]) -> str:
 def write_workbook(s: "Screening", path: Path) -> None:
     people = _people_list(s)
     # constant_memory: rows go to disk as they are written, so a province's list costs no memory
-    with xlsxwriter.Workbook(str(path), {**WORKBOOK_OPTIONS, "constant_memory": True}) as wb:
+    with Workbook(str(path), {**WORKBOOK_OPTIONS, "constant_memory": True}) as wb:
         fmts = _formats(wb)
         parts = len(_parts(people))
         _summary(wb, fmts, s, split_note(people.height, [f"整治企业清单（{i}／{parts}）" for i in range(1, parts + 1)])

@@ -12,10 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import polars as pl
-import xlsxwriter
 
 from . import clock
-from .excel import LIST_COLUMNS, WORKBOOK_OPTIONS, _formats, _list_sheet, sheet_name
+from .excel import LIST_COLUMNS, WORKBOOK_OPTIONS, Workbook, _formats, _list_sheet, sheet_name
 
 #: Chinese headers for the columns the engine's tables share; ``headers=`` adds or overrides
 HEADERS: dict[str, str] = {
@@ -91,7 +90,7 @@ def export_excel(frames: Mapping[str, pl.DataFrame], path: str | Path,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
-    with xlsxwriter.Workbook(str(path), WORKBOOK_OPTIONS) as wb:
+    with Workbook(str(path), WORKBOOK_OPTIONS) as wb:
         fmts = _formats(wb)
         for sheet, frame in frames.items():
             data, kinds = _sheet_frame(frame)

@@ -23,13 +23,12 @@ from typing import Any
 
 import duckdb
 import polars as pl
-import xlsxwriter
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import clock
 from .errors import InputError, RuleSetError
-from .excel import LIST_COLUMNS, WORKBOOK_OPTIONS, _formats, _list_sheet, print_setup, target_tables
+from .excel import LIST_COLUMNS, WORKBOOK_OPTIONS, Workbook, _formats, _list_sheet, print_setup, target_tables
 from .ruleset import RuleSet
 
 NOTICE_FILE = "notice.yaml"
@@ -158,7 +157,7 @@ def _title(rs: RuleSet, year: int) -> str:
 def write_workbook(final: FinalList, rs: RuleSet, path: Path, now: dt.datetime) -> Path:
     title = _title(rs, final.year)
     facts = f"规则集 {rs.meta.id} 版本 {rs.meta.version}　定稿时间 {clock.stamp(final.finalized_at)}"
-    with xlsxwriter.Workbook(str(path), WORKBOOK_OPTIONS) as wb:
+    with Workbook(str(path), WORKBOOK_OPTIONS) as wb:
         fmts = _formats(wb)
         ws = wb.add_worksheet("汇总")
         ws.set_column(0, 0, 30)

@@ -182,10 +182,9 @@ def write_outputs(result: ProjectReview, folder: Path) -> list[str]:
 
 
 def _workbook(result: ProjectReview, path: Path) -> None:
-    import xlsxwriter
 
     from .csvsafe import neutralise
-    from .excel import WORKBOOK_OPTIONS
+    from .excel import WORKBOOK_OPTIONS, Workbook
 
     rs = result.ruleset
     rule = rs.family(FAMILY)
@@ -194,7 +193,7 @@ def _workbook(result: ProjectReview, path: Path) -> None:
         pl.col("intensity_status").replace_strict(STATUS_ZH, default=pl.col("intensity_status")),
         pl.col("authority").replace_strict(AUTHORITY_ZH, default=pl.col("authority")),
     ))
-    with xlsxwriter.Workbook(str(path), WORKBOOK_OPTIONS) as wb:
+    with Workbook(str(path), WORKBOOK_OPTIONS) as wb:
         bold = wb.add_format({"bold": True, "font_name": "等线", "text_wrap": True, "valign": "top"})
         plain = wb.add_format({"font_name": "等线", "valign": "top"})
         sheet = wb.add_worksheet("拟建项目审查")

@@ -784,7 +784,7 @@ _XLSX_EPOCH = datetime(2022, 1, 1, 0, 0, 0)
 
 
 def _write_xlsx(df: pl.DataFrame, path: Path) -> None:
-    from xlsxwriter import Workbook
+    from .excel import Workbook
 
     wb = Workbook(str(path), {"nan_inf_to_errors": True, "strings_to_formulas": False,
                               "strings_to_numbers": False, "strings_to_urls": False})

@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import polars as pl
-import xlsxwriter
 from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile, status
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -28,7 +27,7 @@ from screening import clock, filesafety
 from screening.filesafety import FileTooLarge, FileUnreadable, Limits
 
 from screening.csvsafe import csv_bytes
-from screening.excel import ANOMALY_COLUMN, LIST_COLUMNS, WORKBOOK_OPTIONS, _formats, _list_sheet, sheet_name
+from screening.excel import ANOMALY_COLUMN, LIST_COLUMNS, WORKBOOK_OPTIONS, Workbook, _formats, _list_sheet, sheet_name
 
 from ..auth import User
 from ..db import audit, finalized, one_snapshot, run_catalogue, table_exists
@@ -120,7 +119,7 @@ def _xlsx(frame: pl.DataFrame, year: int, run: str, township: str | None) -> byt
     columns = (*LIST_COLUMNS, *STATUS_COLUMNS, ANOMALY_COLUMN, *FILL_COLUMNS)
     frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c, *_ in FILL_COLUMNS)
     buffer = io.BytesIO()
-    with xlsxwriter.Workbook(buffer, {**WORKBOOK_OPTIONS, "in_memory": True}) as wb:
+    with Workbook(buffer, {**WORKBOOK_OPTIONS, "in_memory": True}) as wb:
         fmts = _formats(wb)
         used: set[str] = {"填写说明"}
         name = sheet_name(township or "整治企业清单", used)
@@ -141,7 +140,7 @@ def _xlsx(frame: pl.DataFrame, year: int, run: str, township: str | None) -> byt
     return buffer.getvalue()
 
 
-def _instructions(wb: xlsxwriter.Workbook, fmts: dict[str, Any], year: int, run: str, township: str | None,
+def _instructions(wb: Workbook, fmts: dict[str, Any], year: int, run: str, township: str | None,
                   sheet: str) -> None:
     ws = wb.add_worksheet("填写说明")
     ws.set_column(0, 0, 100)

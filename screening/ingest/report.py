@@ -109,12 +109,11 @@ TABLE_HEADERS = ["数据表", "文件", "工作表", "表头行", "读取行数"
 
 
 def write_xlsx(report: dict[str, Any], out: Path) -> Path:
-    import xlsxwriter
 
-    from ..excel import WORKBOOK_OPTIONS
+    from ..excel import WORKBOOK_OPTIONS, Workbook
 
     path = out / "check.xlsx"
-    wb = xlsxwriter.Workbook(path, WORKBOOK_OPTIONS)  # a header as written ("=…") stays text
+    wb = Workbook(path, WORKBOOK_OPTIONS)  # a header as written ("=…") stays text
     bold = wb.add_format({"bold": True})
     ws = wb.add_worksheet("接收检查")
     ws.write_string(0, 0, "可以筛选" if report["screenable"] else "不能筛选：" + "；".join(report["problems"]), bold)

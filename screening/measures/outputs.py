@@ -44,12 +44,11 @@ def write_outputs(result: MeasureLists, folder: Path) -> list[str]:
 
 
 def _workbook(result: MeasureLists, path: Path) -> None:
-    import xlsxwriter
 
-    from ..excel import WORKBOOK_OPTIONS
+    from ..excel import WORKBOOK_OPTIONS, Workbook
 
     policy = result.policy
-    with xlsxwriter.Workbook(str(path), WORKBOOK_OPTIONS) as wb:
+    with Workbook(str(path), WORKBOOK_OPTIONS) as wb:
         bold = wb.add_format({"bold": True, "font_name": "等线", "text_wrap": True, "valign": "top",
                               "bg_color": "#DDEBF7", "border": 1})
         plain = wb.add_format({"font_name": "等线", "valign": "top", "text_wrap": True})
