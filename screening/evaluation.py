@@ -565,7 +565,9 @@ _ADJ_SCHEMA = {FIRM_ID: pl.UInt32, "item": pl.String, "value": pl.Float64, "sour
 def _num_text(e: pl.Expr) -> pl.Expr:
     """A number as people write it: 3, 2.5, 0.1234 (at most 4 decimals)."""
     r = e.round(4)
-    return pl.when(r == r.round(0)).then(r.cast(pl.Int64).cast(pl.String)).otherwise(r.cast(pl.String))
+    # a whole number beyond 64 bits (a table's 1e300) stays a float's text: never a failed cast
+    whole = (r == r.round(0)) & (r.abs() < 1e15)
+    return pl.when(whole).then(r.cast(pl.Int64, strict=False).cast(pl.String)).otherwise(r.cast(pl.String))
 
 
 def _adjustment_rows(inputs: Inputs, year: int, method: Method) -> tuple[pl.DataFrame, pl.DataFrame]:

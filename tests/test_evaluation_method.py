@@ -593,3 +593,17 @@ def test_rule_2_with_computed_grades_names_the_year_without_divisors(tmp_path: P
         evaluation_grades(inputs, [2020, 2021], m)
     grades = evaluation_grades(inputs, [2021, 2022], m)  # the 2023 list: both years have divisors
     assert grades["year"].to_list() == [2021, 2022]
+
+
+def test_an_absurdly_large_adjustment_value_is_written_not_a_crash(tmp_path: Path):
+    # A department's 分值 of 1e300 (a typing error) went into the Chinese note through a cast to a
+    # 64-bit integer and stopped the whole evaluation ("InvalidOperationError").  The item cap of 3
+    # still decides the points: base 80 + 3 = 83 -> B; the note names the value as written.
+    firms = [firm("A", 80), firm("B", 50)]
+    adj = [{"id": "A", "item": "high_tech", "value": 1e300}, {"id": "B", "item": "env_penalty", "value": 1e300}]
+    ev, alias = run(tmp_path, firms, one_indicator(adjustments=ADJ), adjustments=adj)
+    a = row(ev, alias, "A")
+    assert a["adjustment"] == pytest.approx(3) and a["score"] == pytest.approx(83) and a["grade"] == "B"
+    assert a["adjustment_detail"].startswith("高新技术企业加3分（1e+300分，超过单项上限，按3分计）"), a["adjustment_detail"]
+    b = row(ev, alias, "B")  # no item cap, the total deduction capped (max_penalty is not set: the score is below 0)
+    assert b["adjustment_detail"].startswith("环保处罚扣1e+300分"), b["adjustment_detail"]
