@@ -351,3 +351,33 @@ def test_corrections_replace_parcels_add_missing_rows_and_refuse_what_cannot_app
     assert original_values(fixed, 2021, FIRMS[2])["energy_tce"] == 12.0  # no energy row before: added
     no_stats = apply_corrections(inputs, 2019, [Correction(FIRMS[0], "revenue", 5.0)])[1][0]
     assert not no_stats["applied"] and "没有2019年统计数据" in no_stats["reason"]
+
+
+def test_numbers_past_the_float_range_and_dates_past_the_calendar_are_422_never_500(service, monkeypatch):
+    # Hostile or mistyped values: a 用地面积 correction of 1e-308 亩 makes 亩均税收 infinite; it was
+    # stored, and the publication workbook then failed with a 500 ("NAN/INF not supported").  A
+    # publication starting on 9999-12-31 overflowed the calendar (500).  Both are Chinese 422s now,
+    # and nothing is stored.
+    client, h, db, _ = service
+    eid = _create(client, h)["evaluation_id"]
+    tiny = client.post(f"/api/v1/evaluations/{eid}/firms/{FIRMS[0]}/confirmation", headers=h["township"],
+                       json={"outcome": "corrected", "corrections": {"land_mu": 1e-308}})
+    assert tiny.status_code == 201, tiny.text  # a positive number: the township may record what it was told
+    again = client.post("/api/v1/evaluations", json={"year": 2021, "method": f"{METHOD_ID}.yaml"}, headers=h["admin"])
+    assert again.status_code == 422 and "超出数值范围" in again.json()["detail"] and FIRMS[0] in again.json()["detail"]
+    assert client.get("/api/v1/evaluations", headers=h["admin"]).json()["total"] == 1
+    late = client.post(f"/api/v1/evaluations/{eid}/publish", json={"start": "9999-12-31", "days": 60}, headers=h["admin"])
+    assert late.status_code == 422 and "公示" in late.json()["detail"], late.text
+    early = client.post(f"/api/v1/evaluations/{eid}/publish", json={"start": "2021-06-01"}, headers=h["admin"])
+    assert early.status_code == 422 and "2022 年至 2100 年之间公示" in early.json()["detail"], early.text
+    assert client.get(f"/api/v1/evaluations/{eid}", headers=h["admin"]).json()["status"] == "computed"
+    # an accepted objection whose correction leaves the range: the review is refused, nothing applied
+    _publish(client, h, eid, start=TODAY, days=3)
+    oid = _object(client, h, eid, FIRMS[0], corrections={"land_mu": 1e-308}).json()["objection_id"]
+    monkeypatch.setattr(routes, "today", lambda: TODAY + dt.timedelta(days=3))
+    review = client.post(f"/api/v1/evaluations/{eid}/review", headers=h["admin"],
+                         json={"decisions": [{"objection_id": oid, "decision": "accepted"}]})
+    assert review.status_code == 422 and "超出数值范围" in review.json()["detail"], review.text
+    info = client.get(f"/api/v1/evaluations/{eid}", headers=h["admin"]).json()
+    assert info["status"] == "published" and info["objections"]["pending"] == 1
+    assert client.get(f"/api/v1/evaluations/{eid}/publication/below_scale", headers=h["admin"]).status_code == 200

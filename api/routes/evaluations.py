@@ -47,6 +47,8 @@ CONFLICT = {409: {"description": "状态不允许此操作（如已定稿、不�
 READERS = ("admin", "analyst", "township")
 #: firms listed in a review's answer and audit line (all are counted; every score stays in eval_results)
 CHANGES_LISTED = 500
+#: the last year a date of this service may name (the data years stop at 2100 too)
+LAST_YEAR = 2100
 
 
 def today() -> dt.date:
@@ -425,6 +427,11 @@ def publish(evaluation_id: EvaluationIdPath, body: PublishIn, request: Request, 
         method = method_from_text(info["method_id"], _method_text(cursor, evaluation_id))
         days = body.days or getattr(method, "publication_days", None) or request.app.state.settings.evaluation_publication_days
         start = body.start or today()
+        if start.year <= info["data_year"] or start.year > LAST_YEAR:
+            # a mistyped year would leave the evaluation published with a window that never (or
+            # already) came: no objection could be made and no review ever held
+            raise HTTPException(422, f"公示开始日期 {start} 无效：{info['data_year']} 年度数据的评价应在 "
+                                     f"{info['data_year'] + 1} 年至 {LAST_YEAR} 年之间公示")
         end = start + dt.timedelta(days=int(days) - 1)
         now = dt.datetime.now(dt.timezone.utc)
         cursor.execute("UPDATE eval_runs SET status = 'published', publication_start = ?, publication_end = ?, "
