@@ -381,3 +381,21 @@ def test_numbers_past_the_float_range_and_dates_past_the_calendar_are_422_never_
     info = client.get(f"/api/v1/evaluations/{eid}", headers=h["admin"]).json()
     assert info["status"] == "published" and info["objections"]["pending"] == 1
     assert client.get(f"/api/v1/evaluations/{eid}/publication/below_scale", headers=h["admin"]).status_code == 200
+
+
+def test_no_confirmation_on_a_trial_of_a_year_already_published(service):
+    # A township recorded a confirmation (with corrections) on a trial 测算 of 2021 after another
+    # 2021 evaluation had been published: 201, yet no later 测算 of 2021 can ever be published, so
+    # the correction could reach no result.  It is a 409 naming the published evaluation now.
+    client, h, _, _ = service
+    trial = _create(client, h)["evaluation_id"]
+    published = _create(client, h)["evaluation_id"]
+    _publish(client, h, published)
+    answer = client.post(f"/api/v1/evaluations/{trial}/firms/{FIRMS[0]}/confirmation", headers=h["township"],
+                         json={"outcome": "corrected", "corrections": {"land_mu": 12.5}})
+    assert answer.status_code == 409 and published in answer.json()["detail"], answer.text
+    # another year's trial is not affected
+    other_year = _create(client, h, year=2020)["evaluation_id"]
+    ok = client.post(f"/api/v1/evaluations/{other_year}/firms/{FIRMS[0]}/confirmation", headers=h["township"],
+                     json={"outcome": "confirmed"})
+    assert ok.status_code == 201, ok.text

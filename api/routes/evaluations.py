@@ -387,6 +387,14 @@ def confirm(evaluation_id: EvaluationIdPath, uscc: UsccPath, body: ConfirmationI
     firm = _firm(cursor, info, uscc, user)
     if info["status"] != "computed":
         raise HTTPException(status.HTTP_409_CONFLICT, f"评价 {evaluation_id} 已公示，数据更正请在公示期内通过异议提出")
+    # a trial 测算 of a year another evaluation already published: no later 测算 of the year can be
+    # published, so a correction recorded here would never reach a published result
+    other = records(cursor, "SELECT evaluation_id, status FROM eval_runs WHERE data_year = ? AND status <> 'computed' "
+                            "ORDER BY status = 'finalized' DESC LIMIT 1", [info["data_year"]])
+    if other:
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            f"{info['data_year']} 年度数据的评价 {other[0]['evaluation_id']} {STATUS_ZH[other[0]['status']]}，"
+                            "本次测算不会再公示，数据确认请不要记在这里；更正请在公示期内通过异议提出")
     if body.outcome == "corrected" and not body.corrections:
         raise HTTPException(422, "更正（corrected）时必须填写更正的数据项 corrections")
     if body.outcome == "confirmed" and body.corrections:
