@@ -6,22 +6,28 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import shutil
+from pathlib import Path
 
 import openpyxl
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
+from api.auth import set_password
 from api.config import Settings
 from api.main import create_app
 from api.routes import evaluations as routes
 from api_helpers import OTHER, TOWNSHIP, bearer
 from cli_helpers import cli
 from eval_helpers import FIRMS, METHOD_ID, add_users, write_data
+from screening.store import connect
+from web_helpers import NAMES, password, sign_in
 
 pytestmark = pytest.mark.api
 
 TODAY = dt.date(2026, 12, 1)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -399,3 +405,39 @@ def test_no_confirmation_on_a_trial_of_a_year_already_published(service):
     ok = client.post(f"/api/v1/evaluations/{other_year}/firms/{FIRMS[0]}/confirmation", headers=h["township"],
                      json={"outcome": "confirmed"})
     assert ok.status_code == 201, ok.text
+
+
+def test_huaian_on_the_sample_shows_t_and_the_one_vote_item_on_the_page_and_the_publication(tmp_path, monkeypatch):
+    """huaian-2024 on sample_data with the sample 加减分 table (sample_data/adjustments/README.md):
+    乐清市奇东电表 (91330382QADEKAMCHR) is ranked 6th, 初评 A, and a serious accident forces D; the
+    publication listed it as D with no word of why, and every T firm (暂不评价) with an empty grade;
+    the page's group filter offered the id ``all`` instead of 参评.  Each now says what it is."""
+    root = tmp_path / "root"
+    shutil.copytree(ROOT / "sample_data", root / "sample")
+    shutil.copy(ROOT / "sample_data" / "adjustments" / "adjustments.csv", root / "sample" / "adjustments.csv")
+    db = tmp_path / "s.duckdb"
+    tokens = add_users(db)
+    con = connect(db)
+    set_password(con, NAMES["admin"], password("admin"))
+    con.close()
+    monkeypatch.setattr(routes, "today", lambda: TODAY)
+    accident, new_firm = "91330382QADEKAMCHR", "91330382039148NEHM"
+    with TestClient(create_app(Settings(db=db, data_root=root, runs_dir=tmp_path / "runs"))) as client:
+        h = {role: bearer(t) for role, t in tokens.items()}
+        made = client.post("/api/v1/evaluations", json={"year": 2021, "method": "huaian-2024", "data": "sample"},
+                           headers=h["admin"])
+        assert made.status_code == 201, made.text
+        eid = made.json()["evaluation_id"]
+        _publish(client, h, eid)
+        book = openpyxl.load_workbook(io.BytesIO(client.get(f"/api/v1/evaluations/{eid}/publication/参评",
+                                                            headers=h["admin"]).content)).active
+        header = [c.value for c in book[4]]
+        rows = {r[header.index("统一社会信用代码")]: dict(zip(header, r)) for r in book.iter_rows(min_row=5, values_only=True)}
+        assert rows[accident]["等级"] == "D"
+        assert "一票否决，等级定为D" in rows[accident]["加减分说明"]
+        assert rows[new_firm]["等级"] == "T" and "T类" in rows[new_firm]["不定等级原因"]
+        sign_in(client, "admin")
+        html = client.get(f"/evaluations/{eid}?q={accident}").text
+        assert "一票否决，等级定为D" in html
+        assert '<option value="all">参评</option>' in html
+        assert "T（暂不评价）" in client.get(f"/evaluations/{eid}?q={new_firm}").text

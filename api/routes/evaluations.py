@@ -336,9 +336,10 @@ def result_page(cursor, info: dict, user: User, township: str | None = None, pop
         if township not in (None, user.township):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"评价 {info['evaluation_id']} 中没有该乡镇街道的企业")
         township = user.township  # scoping: applied here, once, for the page and the API alike
-    populations = [r[0] for r in cursor.execute(
-        "SELECT DISTINCT population FROM eval_results WHERE evaluation_id = ? AND revision = 0",
-        [info["evaluation_id"]]).fetchall()]
+    names = dict(cursor.execute(
+        "SELECT DISTINCT population, population_name FROM eval_results WHERE evaluation_id = ? AND revision = 0",
+        [info["evaluation_id"]]).fetchall())
+    populations = list(names)
     check_choice(population, populations, "评价分组 population")
     check_choice(grade, [*GRADES], "等级 grade")
     params = {"id": info["evaluation_id"], "rev": info["revision"], "township": township, "population": population,
@@ -360,7 +361,8 @@ def result_page(cursor, info: dict, user: User, township: str | None = None, pop
         item["detail"] = json.loads(item["detail"] or "{}")
         item["corrections"] = corrections.get(item["uscc"], [])
     return {"evaluation_id": info["evaluation_id"], "status": info["status"], "revision": info["revision"],
-            "populations": sorted(populations), "total": total, "page": page, "page_size": page_size, "items": items}
+            "populations": sorted(populations), "population_names": {p: names[p] or p for p in sorted(populations)},
+            "total": total, "page": page, "page_size": page_size, "items": items}
 
 
 @router.get("/{evaluation_id}/results", responses=ERRORS, operation_id="evaluations-results",
