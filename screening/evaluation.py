@@ -916,8 +916,8 @@ def _check_finite(scores: pl.DataFrame, method: Method, year: int) -> None:
         what = "、".join(labels[c] for c in columns if r[c] is not None and not np.isfinite(r[c]))
         shown.append(f"{r['name'] or ''}（{r['uscc']}）的{what}")
     more = f"等 {bad.height} 家企业" if bad.height > len(shown) else ""
-    raise InputError(f"{year}年 {'；'.join(shown)}{more}超出数值范围（数据过大或用地、能耗等分母过小），无法评价；"
-                     f"请核对这些企业的原始数据（评价方法 {method.id}）")
+    raise InputError(f"{year}年 {'；'.join(shown)}{more}超出数值范围（数据过大或用地、能耗等分母过小，"
+                     f"或评价方法的权重、分值过大），无法评价；请核对这些企业的原始数据和评价方法 {method.id}")
 
 
 def evaluation_grades(inputs: Inputs, years: list[int] | tuple[int, ...], method: Method) -> pl.DataFrame:

@@ -12,6 +12,7 @@ from pathlib import Path
 import openpyxl
 import polars as pl
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from api.auth import set_password
@@ -441,3 +442,21 @@ def test_huaian_on_the_sample_shows_t_and_the_one_vote_item_on_the_page_and_the_
         assert "一票否决，等级定为D" in html
         assert '<option value="all">参评</option>' in html
         assert "T（暂不评价）" in client.get(f"/evaluations/{eid}?q={new_firm}").text
+
+
+def test_a_method_sets_the_publication_length_as_the_docs_say(service):
+    # docs/evaluation-workflow.md: the default length is the method's when it gives one.  A method
+    # file could not: ``publication_days`` was "不认识的键", so every bureau got the service's 7 days.
+    # Now ``publication: {days, cite}`` is read (5 days here: 2026-12-01 to 12-05), and a length
+    # outside 1..60 is a method error naming the key.
+    client, h, _, data = service
+    doc = yaml.safe_load((data / f"{METHOD_ID}.yaml").read_text(encoding="utf-8"))
+    doc["publication"] = {"days": 5, "cite": {"source": "project_assumption", "clause": "测试"}}
+    (data / f"{METHOD_ID}.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    eid = _create(client, h)["evaluation_id"]
+    answer = client.post(f"/api/v1/evaluations/{eid}/publish", json={}, headers=h["admin"])
+    assert (answer.json()["publication_start"], answer.json()["publication_end"]) == ("2026-12-01", "2026-12-05")
+    doc["publication"]["days"] = 0
+    (data / f"{METHOD_ID}.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    bad = client.post("/api/v1/evaluations", json={"year": 2021, "method": f"{METHOD_ID}.yaml"}, headers=h["admin"])
+    assert bad.status_code == 422 and "publication.days" in bad.json()["detail"], bad.text

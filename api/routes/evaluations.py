@@ -435,7 +435,7 @@ def publish(evaluation_id: EvaluationIdPath, body: PublishIn, request: Request, 
             raise HTTPException(status.HTTP_409_CONFLICT,
                                 f"{info['data_year']} 年度数据的评价 {other[0]['evaluation_id']} 已公示，同一年度只能公示一次评价")
         method = method_from_text(info["method_id"], _method_text(cursor, evaluation_id))
-        days = body.days or getattr(method, "publication_days", None) or request.app.state.settings.evaluation_publication_days
+        days = body.days or method.publication_days or request.app.state.settings.evaluation_publication_days
         start = body.start or today()
         if start.year <= info["data_year"] or start.year > LAST_YEAR:
             # a mistyped year would leave the evaluation published with a window that never (or
