@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import openpyxl
@@ -460,3 +461,32 @@ def test_a_method_sets_the_publication_length_as_the_docs_say(service):
     (data / f"{METHOD_ID}.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
     bad = client.post("/api/v1/evaluations", json={"year": 2021, "method": f"{METHOD_ID}.yaml"}, headers=h["admin"])
     assert bad.status_code == 422 and "publication.days" in bad.json()["detail"], bad.text
+
+
+def test_two_publications_of_one_year_at_once_leave_one_published(service, monkeypatch):
+    # Two admins publish two trial 测算 of 2021 at the same moment: each request checked "no other
+    # 2021 evaluation is published", then wrote; both got 201 and the year had two publications
+    # (and could get two 定稿).  The step is serialised now: one 201, one 409 naming the other.
+    client, h, _, _ = service
+    first, second = _create(client, h)["evaluation_id"], _create(client, h)["evaluation_id"]
+    slow = routes.method_from_text
+
+    def method_from_text(*args):  # the window between the check and the write, made wide
+        threading.Event().wait(0.3)
+        return slow(*args)
+
+    monkeypatch.setattr(routes, "method_from_text", method_from_text)
+    codes = {}
+
+    def publish(eid):
+        codes[eid] = client.post(f"/api/v1/evaluations/{eid}/publish", json={"start": str(TODAY), "days": 3},
+                                 headers=h["admin"]).status_code
+
+    threads = [threading.Thread(target=publish, args=(e,)) for e in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes.values()) == [201, 409]
+    states = [i["status"] for i in client.get("/api/v1/evaluations?year=2021", headers=h["admin"]).json()["items"]]
+    assert sorted(states) == ["computed", "published"]

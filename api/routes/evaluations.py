@@ -37,6 +37,9 @@ from .common import ERRORS, UsccPath, check_choice
 
 router = APIRouter(prefix="/api/v1/evaluations", tags=["evaluations"])
 _one_at_a_time = threading.Lock()
+#: 公示 and 定稿 check "no other evaluation of the year is published / finalized" and then write:
+#: two requests at once (each a thread of the one service process) must not both pass the check
+_year_step = threading.Lock()
 
 #: an evaluation's id: E, data year, time of the 测算, six hex digits
 EvaluationIdPath = Annotated[str, Path(pattern=r"^E\d{4}-\d{8}T\d{6}-[0-9a-f]{6}$", description="评价编号",
@@ -423,6 +426,11 @@ def confirm(evaluation_id: EvaluationIdPath, uscc: UsccPath, body: ConfirmationI
              operation_id="evaluations-publish", summary="公示：定下公示期（开始、结束日期）；公示期内接受异议（仅 admin）")
 def publish(evaluation_id: EvaluationIdPath, body: PublishIn, request: Request, cursor: CursorDep,
             user: Annotated[User, Depends(allow("admin"))]) -> dict:
+    with _year_step:
+        return _publish(evaluation_id, body, request, cursor, user)
+
+
+def _publish(evaluation_id: str, body: PublishIn, request: Request, cursor, user: User) -> dict:
     cursor.execute("BEGIN TRANSACTION")
     try:
         info = evaluation_info(cursor, evaluation_id)
@@ -738,6 +746,11 @@ def final_rows(cursor, info: dict) -> list[dict[str, Any]]:
              summary="定稿：冻结最终等级（最终等级、方法散列、输入散列）；此后不可更改（仅 admin）")
 def finalize(evaluation_id: EvaluationIdPath, body: EvalFinalizeIn, cursor: CursorDep,
              user: Annotated[User, Depends(allow("admin"))]) -> dict:
+    with _year_step:
+        return _finalize(evaluation_id, body, cursor, user)
+
+
+def _finalize(evaluation_id: str, body: EvalFinalizeIn, cursor, user: User) -> dict:
     cursor.execute("BEGIN TRANSACTION")
     try:
         info = evaluation_info(cursor, evaluation_id)
