@@ -413,10 +413,13 @@ def test_huaian_on_the_sample_shows_t_and_the_one_vote_item_on_the_page_and_the_
     """huaian-2024 on sample_data with the sample 加减分 table (sample_data/adjustments/README.md):
     乐清市奇东电表 (91330382QADEKAMCHR) is ranked 6th, 初评 A, and a serious accident forces D; the
     publication listed it as D with no word of why, and every T firm (暂不评价) with an empty grade;
-    the page's group filter offered the id ``all`` instead of 参评.  Each now says what it is."""
+    the page's group filter offered the id ``all`` instead of 参评; a 加减分 row the method cannot use
+    was told to the API caller of the 测算 only, never on the page.  Each now says what it is."""
     root = tmp_path / "root"
     shutil.copytree(ROOT / "sample_data", root / "sample")
     shutil.copy(ROOT / "sample_data" / "adjustments" / "adjustments.csv", root / "sample" / "adjustments.csv")
+    with (root / "sample" / "adjustments.csv").open("a", encoding="utf-8") as f:  # an item huaian-2024 lacks
+        f.write("91330382T80RCRHXNQ,2021,brand,5,市市场监管局,（合成）品牌名单\n")
     db = tmp_path / "s.duckdb"
     tokens = add_users(db)
     con = connect(db)
@@ -443,6 +446,10 @@ def test_huaian_on_the_sample_shows_t_and_the_one_vote_item_on_the_page_and_the_
         assert "一票否决，等级定为D" in html
         assert '<option value="all">参评</option>' in html
         assert "T（暂不评价）" in client.get(f"/evaluations/{eid}?q={new_firm}").text
+        # the refused 加减分 row was told only to the API caller of the 测算; the page (and GET) say it too
+        said = "加减分表中 1 行不能使用"
+        assert any(said in w for w in client.get(f"/api/v1/evaluations/{eid}", headers=h["township"]).json()["warnings"])
+        assert said in html and "测算时拒收输入数据 10 行" in html
 
 
 def test_a_method_sets_the_publication_length_as_the_docs_say(service):

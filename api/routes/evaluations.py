@@ -299,6 +299,12 @@ def get_evaluation(evaluation_id: EvaluationIdPath, cursor: CursorDep,
                           "accepted": sum(o["decision"] == "accepted" for o in seen),
                           "rejected": sum(o["decision"] == "rejected" for o in seen)}
     info["counts"] = _grade_counts(cursor, info, user)
+    # what the 测算 said of its inputs (rows refused, 加减分 rows that could not be used): kept in its
+    # audit line, shown with the evaluation so that nothing the page's user sent vanishes unsaid
+    made = cursor.execute("SELECT after FROM audit_log WHERE action = 'evaluate' AND entity = 'evaluation' "
+                          "AND entity_key = ? ORDER BY seq LIMIT 1", [evaluation_id]).fetchall()
+    after = json.loads(made[0][0]) if made and made[0][0] else {}
+    info["warnings"], info["rejected_rows"] = after.get("warnings") or [], after.get("rejected_rows") or 0
     return info
 
 
