@@ -874,7 +874,7 @@ def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
         .sort(sort_key, nulls_last=True)
         .select(*order, "method_id")
     )
-    _check_finite(scores, method, year)
+    _check_finite(scores, method, year, baseline_rows)
     frames = [f for f in item_frames if f.width]
     items = pl.concat(frames) if frames else pl.DataFrame()
     baselines = pl.DataFrame(baseline_rows, infer_schema_length=None)
@@ -898,26 +898,32 @@ def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
     return ev
 
 
-def _check_finite(scores: pl.DataFrame, method: Method, year: int) -> None:
+def _check_finite(scores: pl.DataFrame, method: Method, year: int, baselines: list[dict[str, Any]]) -> None:
     """Numbers so large (实缴税金 1.7e308 on 0.5 亩, two uncapped 加分 of 1e308) that a quotient
     or a sum leaves the range of a float: no grade can be told from them, and no file can hold
-    them.  One Chinese line naming the firms and the figure, never an infinity in the outputs."""
+    them.  One Chinese line naming the firms and the figure, never an infinity in the outputs.
+    A baseline from a group's sums (Σ实缴税金 of two firms at 1.7e308) is checked too: an infinite
+    baseline scores every firm 0 and ranks them all equal."""
     names = {i.id: i.name for p in method.population_list for i in p.indicators}
     labels = {**names, **{f"{k}_score": f"{v}单项得分" for k, v in names.items()},
               "base_score": "加减分前得分", "adjustment": "加减分", "score": "综合得分"}
     columns = [c for c in labels if c in scores.columns]
-    if not columns:
-        return
-    bad = scores.filter(pl.any_horizontal(pl.col(c).is_infinite() | pl.col(c).is_nan() for c in columns))
-    if not bad.height:
-        return
+    bad = scores.filter(pl.any_horizontal(pl.col(c).is_infinite() | pl.col(c).is_nan() for c in columns)) \
+        if columns else scores.clear()
     shown = []
     for r in bad.head(3).iter_rows(named=True):
         what = "、".join(labels[c] for c in columns if r[c] is not None and not np.isfinite(r[c]))
         shown.append(f"{r['name'] or ''}（{r['uscc']}）的{what}")
     more = f"等 {bad.height} 家企业" if bad.height > len(shown) else ""
-    raise InputError(f"{year}年 {'；'.join(shown)}{more}超出数值范围（数据过大或用地、能耗等分母过小，"
-                     f"或评价方法的权重、分值过大），无法评价；请核对这些企业的原始数据和评价方法 {method.id}")
+    if shown:
+        raise InputError(f"{year}年 {'；'.join(shown)}{more}超出数值范围（数据过大或用地、能耗等分母过小，"
+                         f"或评价方法的权重、分值过大），无法评价；请核对这些企业的原始数据和评价方法 {method.id}")
+    for b in baselines:
+        for key in ("baseline", "reference_sum_numerator", "reference_sum_denominator", "reference_mean"):
+            v = b.get(key)
+            if isinstance(v, float) and not np.isfinite(v):
+                raise InputError(f"{year}年 {b['scale']}“{b['indicator_name']}”的基准值超出数值范围（参评企业的数据之和过大），"
+                                 f"无法评价；请核对数据过大的企业的原始数据（评价方法 {method.id}）")
 
 
 def evaluation_grades(inputs: Inputs, years: list[int] | tuple[int, ...], method: Method) -> pl.DataFrame:

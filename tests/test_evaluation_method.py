@@ -624,3 +624,13 @@ def test_a_quotient_beyond_the_range_of_numbers_is_one_chinese_line_not_an_infin
         run(tmp_path / "2", [firm("A", 80), firm("B", 50)], one_indicator(adjustments={k: v for k, v in adj.items() if v is not None}),
             adjustments=[{"id": "A", "item": "a", "value": 1e308}, {"id": "A", "item": "b", "value": 1e308}])
     assert "综合得分" in str(caught.value)
+
+
+def test_a_group_average_baseline_past_the_range_of_numbers_is_one_chinese_line(tmp_path: Path):
+    # Two firms at 实缴税金 1.7e308 on 10 亩 each: each 亩均税收 is finite, the group's Σ实缴税金
+    # is not, so the average baseline was infinite and every firm scored 0 (all ranked equal).
+    m = one_indicator()
+    m["populations"][0]["indicators"][0]["baseline"] = {"kind": "group_average", "average": "ratio_of_sums",
+                                                       "multiplier": 1.0}
+    with pytest.raises(InputError, match="亩均税收”的基准值超出数值范围"):
+        run(tmp_path, [firm("A", 1.7e308), firm("B", 1.7e308), firm("C", 50)], m)
