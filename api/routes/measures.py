@@ -208,6 +208,13 @@ def upload_ledger(
         cursor.executemany("INSERT INTO measure_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())", [
             [uuid.uuid4().hex, batch, e["year"], e["quarter"], e["kind"], e["utility"], e["uscc"], e["name"],
              e["township"], e["quantity"], e["amount"], e["note"], name, e["row"], user.name] for e in entries])
+        # amounts so large that a year's total leaves the range of a number: the dashboard and the
+        # totals would show nothing (null) for the year; refuse the file instead
+        overflow = cursor.execute("SELECT year FROM measure_ledger GROUP BY year HAVING NOT isfinite(sum(amount)) "
+                                  "ORDER BY year").fetchall()
+        if overflow:
+            raise HTTPException(422, f"台账金额合计超出数值范围（{'、'.join(str(y) for (y,) in overflow)} 年度），"
+                                     "请检查金额单位和数值；整份文件未保存")
         audit(cursor, user, "measures_ledger_import", "measure_ledger", batch, {"replaced_rows": replaced} if replaced else None,
               {"file": name, "rows": len(entries), "quarters": [f"{y}Q{q}" for y, q in quarters]})
     except BaseException:
