@@ -67,6 +67,13 @@ def known_townships(con: duckdb.DuckDBPyConnection) -> list[str]:
     return sorted(r[0] for r in con.execute(f"SELECT township FROM ({union}) WHERE township IS NOT NULL").fetchall())
 
 
+def nearest_townships(township: str, known: list[str]) -> list[str]:
+    """Up to three known townships a mistyped one may mean (``柳市`` → ``柳市镇``)."""
+    near = [t for t in known if township in t or t in township]
+    near += [t for t in difflib.get_close_matches(township, known, n=3, cutoff=0.5) if t not in near]
+    return near[:3]
+
+
 def check_township(con: duckdb.DuckDBPyConnection, township: str, confirm_new: bool) -> str:
     """``township`` when a stored run knows it, or the admin confirmed it as new; else a
     ValueError naming the nearest known ones (``柳市`` → ``柳市镇``)."""
@@ -74,9 +81,8 @@ def check_township(con: duckdb.DuckDBPyConnection, township: str, confirm_new: b
     known = known_townships(con)
     if confirm_new or township in known:
         return township
-    near = [t for t in known if township in t or t in township]
-    near += [t for t in difflib.get_close_matches(township, known, n=3, cutoff=0.5) if t not in near]
-    hint = f"是否指：{'、'.join(near[:3])}？" if near else ("已保存的运行中还没有任何乡镇街道；" if not known else "")
+    near = nearest_townships(township, known)
+    hint = f"是否指：{'、'.join(near)}？" if near else ("已保存的运行中还没有任何乡镇街道；" if not known else "")
     raise ValueError(f"乡镇街道 {township} 不在已保存运行的企业名录中；{hint}"
                      f"如确为新的乡镇街道，请加 --new-township（接口：confirm_new_township: true）")
 

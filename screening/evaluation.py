@@ -565,7 +565,9 @@ _ADJ_SCHEMA = {FIRM_ID: pl.UInt32, "item": pl.String, "value": pl.Float64, "sour
 def _num_text(e: pl.Expr) -> pl.Expr:
     """A number as people write it: 3, 2.5, 0.1234 (at most 4 decimals)."""
     r = e.round(4)
-    return pl.when(r == r.round(0)).then(r.cast(pl.Int64).cast(pl.String)).otherwise(r.cast(pl.String))
+    # a whole number beyond 64 bits (a table's 1e300) stays a float's text: never a failed cast
+    whole = (r == r.round(0)) & (r.abs() < 1e15)
+    return pl.when(whole).then(r.cast(pl.Int64, strict=False).cast(pl.String)).otherwise(r.cast(pl.String))
 
 
 def _adjustment_rows(inputs: Inputs, year: int, method: Method) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -872,6 +874,7 @@ def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
         .sort(sort_key, nulls_last=True)
         .select(*order, "method_id")
     )
+    _check_finite(scores, method, year, baseline_rows)
     frames = [f for f in item_frames if f.width]
     items = pl.concat(frames) if frames else pl.DataFrame()
     baselines = pl.DataFrame(baseline_rows, infer_schema_length=None)
@@ -893,6 +896,34 @@ def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
     if inputs.rejects.width:
         ev.inputs_info.update(row_counts=inputs.row_counts(), rejected_rows=ev.rejected_rows())
     return ev
+
+
+def _check_finite(scores: pl.DataFrame, method: Method, year: int, baselines: list[dict[str, Any]]) -> None:
+    """Numbers so large (实缴税金 1.7e308 on 0.5 亩, two uncapped 加分 of 1e308) that a quotient
+    or a sum leaves the range of a float: no grade can be told from them, and no file can hold
+    them.  One Chinese line naming the firms and the figure, never an infinity in the outputs.
+    A baseline from a group's sums (Σ实缴税金 of two firms at 1.7e308) is checked too: an infinite
+    baseline scores every firm 0 and ranks them all equal."""
+    names = {i.id: i.name for p in method.population_list for i in p.indicators}
+    labels = {**names, **{f"{k}_score": f"{v}单项得分" for k, v in names.items()},
+              "base_score": "加减分前得分", "adjustment": "加减分", "score": "综合得分"}
+    columns = [c for c in labels if c in scores.columns]
+    bad = scores.filter(pl.any_horizontal(pl.col(c).is_infinite() | pl.col(c).is_nan() for c in columns)) \
+        if columns else scores.clear()
+    shown = []
+    for r in bad.head(3).iter_rows(named=True):
+        what = "、".join(labels[c] for c in columns if r[c] is not None and not np.isfinite(r[c]))
+        shown.append(f"{r['name'] or ''}（{r['uscc']}）的{what}")
+    more = f"等 {bad.height} 家企业" if bad.height > len(shown) else ""
+    if shown:
+        raise InputError(f"{year}年 {'；'.join(shown)}{more}超出数值范围（数据过大或用地、能耗等分母过小，"
+                         f"或评价方法的权重、分值过大），无法评价；请核对这些企业的原始数据和评价方法 {method.id}")
+    for b in baselines:
+        for key in ("baseline", "reference_sum_numerator", "reference_sum_denominator", "reference_mean"):
+            v = b.get(key)
+            if isinstance(v, float) and not np.isfinite(v):
+                raise InputError(f"{year}年 {b['scale']}“{b['indicator_name']}”的基准值超出数值范围（参评企业的数据之和过大），"
+                                 f"无法评价；请核对数据过大的企业的原始数据（评价方法 {method.id}）")
 
 
 def evaluation_grades(inputs: Inputs, years: list[int] | tuple[int, ...], method: Method) -> pl.DataFrame:

@@ -468,6 +468,15 @@ class Scope(_Strict):
 
 # ---------------------------------------------------------------- the method
 
+class Publication(_Strict):
+    """How long the results are published for objections (公示), counted in days including the
+    first and the last (黄岩, 海曙, 巢湖, 济宁: 2.5 to 8 days); the service's default when the
+    bureau does not give one when it publishes."""
+
+    days: Annotated[int, Field(strict=True, ge=1, le=60)]
+    cite: Cite
+
+
 class Method(_Strict):
     id: str
     version: str
@@ -484,10 +493,16 @@ class Method(_Strict):
     scales: dict[Literal["规上", "规下"], ScaleMethod] | None = None
     populations: Annotated[list[Population], Field(min_length=1)] | None = None
     adjustments: Adjustments | None = None
+    publication: Publication | None = None
 
     _path: Path = PrivateAttr(default=Path())
     _sha256: str = PrivateAttr(default="")
     _groups: list[Population] = PrivateAttr(default_factory=list)
+
+    @property
+    def publication_days(self) -> int | None:
+        """The method's 公示 length in days (None: the service's setting)."""
+        return self.publication.days if self.publication is not None else None
 
     @property
     def population_list(self) -> list[Population]:

@@ -299,14 +299,20 @@ def publication_workbook(title: str, note: str, rows: list[dict[str, Any]], quan
     ws = wb.add_worksheet("公示名单")
     ws.write_string(0, 0, title, fmts["title"])
     ws.write_string(1, 0, note, fmts["note"])
-    cols = [*PUBLICATION_COLUMNS, *((q, f"{CORRECTABLE[q][0]}（{CORRECTABLE[q][1]}）", "num2") for q in quantities)]
-    widths = [6, 6, 10, 30, 21, 10, 9, 40, *([14] * len(quantities))]
+    details = [json.loads(r.get("detail") or "{}").get("adjustment_detail") for r in rows]
+    # 加减分 and one-vote items explain a score or a grade the indicators alone do not give
+    adjusted = [("adjustment_detail", "加减分说明", "wrap")] if any(details) else []
+    cols = [*PUBLICATION_COLUMNS, *adjusted,
+            *((q, f"{CORRECTABLE[q][0]}（{CORRECTABLE[q][1]}）", "num2") for q in quantities)]
+    widths = [6, 6, 10, 30, 21, 10, 9, 40, *([40] * len(adjusted)), *([14] * len(quantities))]
     for c, w in enumerate(widths):
         ws.set_column(c, c, w)
     table = []
-    for r in rows:
+    for r, detail in zip(rows, details):
         used = json.loads(r["quantities"] or "{}")
-        table.append([used.get(key) if key in quantities else r.get(key) for key, _, _ in cols])
+        # T (暂不评价) is published as T beside its reason, never as an empty grade
+        shown = {**r, "grade": r.get("grade") or r.get("grade_class"), "adjustment_detail": detail}
+        table.append([used.get(key) if key in quantities else shown.get(key) for key, _, _ in cols])
     _table(ws, fmts, 3, [h for _, h, _ in cols], table, [k for _, _, k in cols], widths)
     ws.freeze_panes(4, 0)
     wb.close()

@@ -24,7 +24,7 @@ from golden import Aliases, write_inputs
 from typer.testing import CliRunner
 
 from screening.cli.evaluate import evaluate_command
-from screening.errors import RuleSetError
+from screening.errors import InputError, RuleSetError
 from screening.evaluation import evaluate, load_evaluation_inputs, write_evaluation
 from screening.evaluation_method import load_method
 from screening.schema import TABLES
@@ -593,3 +593,44 @@ def test_rule_2_with_computed_grades_names_the_year_without_divisors(tmp_path: P
         evaluation_grades(inputs, [2020, 2021], m)
     grades = evaluation_grades(inputs, [2021, 2022], m)  # the 2023 list: both years have divisors
     assert grades["year"].to_list() == [2021, 2022]
+
+
+def test_an_absurdly_large_adjustment_value_is_written_not_a_crash(tmp_path: Path):
+    # A department's 分值 of 1e300 (a typing error) went into the Chinese note through a cast to a
+    # 64-bit integer and stopped the whole evaluation ("InvalidOperationError").  The item cap of 3
+    # still decides the points: base 80 + 3 = 83 -> B; the note names the value as written.
+    firms = [firm("A", 80), firm("B", 50)]
+    adj = [{"id": "A", "item": "high_tech", "value": 1e300}, {"id": "B", "item": "env_penalty", "value": 1e300}]
+    ev, alias = run(tmp_path, firms, one_indicator(adjustments=ADJ), adjustments=adj)
+    a = row(ev, alias, "A")
+    assert a["adjustment"] == pytest.approx(3) and a["score"] == pytest.approx(83) and a["grade"] == "B"
+    assert a["adjustment_detail"].startswith("高新技术企业加3分（1e+300分，超过单项上限，按3分计）"), a["adjustment_detail"]
+    b = row(ev, alias, "B")  # no item cap, the total deduction capped (max_penalty is not set: the score is below 0)
+    assert b["adjustment_detail"].startswith("环保处罚扣1e+300分"), b["adjustment_detail"]
+
+
+def test_a_quotient_beyond_the_range_of_numbers_is_one_chinese_line_not_an_infinity(tmp_path: Path):
+    # 实缴税金 1.7e308 on 0.5 亩: 亩均税收 = 3.4e308 is past the largest float (infinity).  The
+    # workbook writer refused the infinity ("NAN/INF not supported"), an internal error after the
+    # scores were made; now the evaluation stops first, naming the firm and the figure (exit 2).
+    with pytest.raises(InputError) as caught:
+        run(tmp_path, [firm("A", 1.7e308, land=0.5), firm("B", 50)], one_indicator())
+    assert "测试企业A" in str(caught.value) and "亩均税收" in str(caught.value) and "超出数值范围" in str(caught.value)
+    # two uncapped 加分 of 1e308 each sum past it too
+    adj = {**ADJ, "max_bonus": None}
+    adj["items"] = [{"id": "a", "name": "甲", "effect": "bonus", "cite": CITE},
+                    {"id": "b", "name": "乙", "effect": "bonus", "cite": CITE}]
+    with pytest.raises(InputError) as caught:
+        run(tmp_path / "2", [firm("A", 80), firm("B", 50)], one_indicator(adjustments={k: v for k, v in adj.items() if v is not None}),
+            adjustments=[{"id": "A", "item": "a", "value": 1e308}, {"id": "A", "item": "b", "value": 1e308}])
+    assert "综合得分" in str(caught.value)
+
+
+def test_a_group_average_baseline_past_the_range_of_numbers_is_one_chinese_line(tmp_path: Path):
+    # Two firms at 实缴税金 1.7e308 on 10 亩 each: each 亩均税收 is finite, the group's Σ实缴税金
+    # is not, so the average baseline was infinite and every firm scored 0 (all ranked equal).
+    m = one_indicator()
+    m["populations"][0]["indicators"][0]["baseline"] = {"kind": "group_average", "average": "ratio_of_sums",
+                                                       "multiplier": 1.0}
+    with pytest.raises(InputError, match="亩均税收”的基准值超出数值范围"):
+        run(tmp_path, [firm("A", 1.7e308), firm("B", 1.7e308), firm("C", 50)], m)

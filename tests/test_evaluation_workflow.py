@@ -6,22 +6,30 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import shutil
+import threading
+from pathlib import Path
 
 import openpyxl
 import polars as pl
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
+from api.auth import set_password
 from api.config import Settings
 from api.main import create_app
 from api.routes import evaluations as routes
 from api_helpers import OTHER, TOWNSHIP, bearer
 from cli_helpers import cli
 from eval_helpers import FIRMS, METHOD_ID, add_users, write_data
+from screening.store import connect
+from web_helpers import NAMES, password, sign_in
 
 pytestmark = pytest.mark.api
 
 TODAY = dt.date(2026, 12, 1)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -351,3 +359,141 @@ def test_corrections_replace_parcels_add_missing_rows_and_refuse_what_cannot_app
     assert original_values(fixed, 2021, FIRMS[2])["energy_tce"] == 12.0  # no energy row before: added
     no_stats = apply_corrections(inputs, 2019, [Correction(FIRMS[0], "revenue", 5.0)])[1][0]
     assert not no_stats["applied"] and "没有2019年统计数据" in no_stats["reason"]
+
+
+def test_numbers_past_the_float_range_and_dates_past_the_calendar_are_422_never_500(service, monkeypatch):
+    # Hostile or mistyped values: a 用地面积 correction of 1e-308 亩 makes 亩均税收 infinite; it was
+    # stored, and the publication workbook then failed with a 500 ("NAN/INF not supported").  A
+    # publication starting on 9999-12-31 overflowed the calendar (500).  Both are Chinese 422s now,
+    # and nothing is stored.
+    client, h, db, _ = service
+    eid = _create(client, h)["evaluation_id"]
+    tiny = client.post(f"/api/v1/evaluations/{eid}/firms/{FIRMS[0]}/confirmation", headers=h["township"],
+                       json={"outcome": "corrected", "corrections": {"land_mu": 1e-308}})
+    assert tiny.status_code == 201, tiny.text  # a positive number: the township may record what it was told
+    again = client.post("/api/v1/evaluations", json={"year": 2021, "method": f"{METHOD_ID}.yaml"}, headers=h["admin"])
+    assert again.status_code == 422 and "超出数值范围" in again.json()["detail"] and FIRMS[0] in again.json()["detail"]
+    assert client.get("/api/v1/evaluations", headers=h["admin"]).json()["total"] == 1
+    late = client.post(f"/api/v1/evaluations/{eid}/publish", json={"start": "9999-12-31", "days": 60}, headers=h["admin"])
+    assert late.status_code == 422 and "公示" in late.json()["detail"], late.text
+    early = client.post(f"/api/v1/evaluations/{eid}/publish", json={"start": "2021-06-01"}, headers=h["admin"])
+    assert early.status_code == 422 and "2022 年至 2100 年之间公示" in early.json()["detail"], early.text
+    assert client.get(f"/api/v1/evaluations/{eid}", headers=h["admin"]).json()["status"] == "computed"
+    # an accepted objection whose correction leaves the range: the review is refused, nothing applied
+    _publish(client, h, eid, start=TODAY, days=3)
+    oid = _object(client, h, eid, FIRMS[0], corrections={"land_mu": 1e-308}).json()["objection_id"]
+    monkeypatch.setattr(routes, "today", lambda: TODAY + dt.timedelta(days=3))
+    review = client.post(f"/api/v1/evaluations/{eid}/review", headers=h["admin"],
+                         json={"decisions": [{"objection_id": oid, "decision": "accepted"}]})
+    assert review.status_code == 422 and "超出数值范围" in review.json()["detail"], review.text
+    info = client.get(f"/api/v1/evaluations/{eid}", headers=h["admin"]).json()
+    assert info["status"] == "published" and info["objections"]["pending"] == 1
+    assert client.get(f"/api/v1/evaluations/{eid}/publication/below_scale", headers=h["admin"]).status_code == 200
+
+
+def test_no_confirmation_on_a_trial_of_a_year_already_published(service):
+    # A township recorded a confirmation (with corrections) on a trial 测算 of 2021 after another
+    # 2021 evaluation had been published: 201, yet no later 测算 of 2021 can ever be published, so
+    # the correction could reach no result.  It is a 409 naming the published evaluation now.
+    client, h, _, _ = service
+    trial = _create(client, h)["evaluation_id"]
+    published = _create(client, h)["evaluation_id"]
+    _publish(client, h, published)
+    answer = client.post(f"/api/v1/evaluations/{trial}/firms/{FIRMS[0]}/confirmation", headers=h["township"],
+                         json={"outcome": "corrected", "corrections": {"land_mu": 12.5}})
+    assert answer.status_code == 409 and published in answer.json()["detail"], answer.text
+    # another year's trial is not affected
+    other_year = _create(client, h, year=2020)["evaluation_id"]
+    ok = client.post(f"/api/v1/evaluations/{other_year}/firms/{FIRMS[0]}/confirmation", headers=h["township"],
+                     json={"outcome": "confirmed"})
+    assert ok.status_code == 201, ok.text
+
+
+def test_huaian_on_the_sample_shows_t_and_the_one_vote_item_on_the_page_and_the_publication(tmp_path, monkeypatch):
+    """huaian-2024 on sample_data with the sample 加减分 table (sample_data/adjustments/README.md):
+    乐清市奇东电表 (91330382QADEKAMCHR) is ranked 6th, 初评 A, and a serious accident forces D; the
+    publication listed it as D with no word of why, and every T firm (暂不评价) with an empty grade;
+    the page's group filter offered the id ``all`` instead of 参评; a 加减分 row the method cannot use
+    was told to the API caller of the 测算 only, never on the page.  Each now says what it is."""
+    root = tmp_path / "root"
+    shutil.copytree(ROOT / "sample_data", root / "sample")
+    shutil.copy(ROOT / "sample_data" / "adjustments" / "adjustments.csv", root / "sample" / "adjustments.csv")
+    with (root / "sample" / "adjustments.csv").open("a", encoding="utf-8") as f:  # an item huaian-2024 lacks
+        f.write("91330382T80RCRHXNQ,2021,brand,5,市市场监管局,（合成）品牌名单\n")
+    db = tmp_path / "s.duckdb"
+    tokens = add_users(db)
+    con = connect(db)
+    set_password(con, NAMES["admin"], password("admin"))
+    con.close()
+    monkeypatch.setattr(routes, "today", lambda: TODAY)
+    accident, new_firm = "91330382QADEKAMCHR", "91330382039148NEHM"
+    with TestClient(create_app(Settings(db=db, data_root=root, runs_dir=tmp_path / "runs"))) as client:
+        h = {role: bearer(t) for role, t in tokens.items()}
+        made = client.post("/api/v1/evaluations", json={"year": 2021, "method": "huaian-2024", "data": "sample"},
+                           headers=h["admin"])
+        assert made.status_code == 201, made.text
+        eid = made.json()["evaluation_id"]
+        _publish(client, h, eid)
+        book = openpyxl.load_workbook(io.BytesIO(client.get(f"/api/v1/evaluations/{eid}/publication/参评",
+                                                            headers=h["admin"]).content)).active
+        header = [c.value for c in book[4]]
+        rows = {r[header.index("统一社会信用代码")]: dict(zip(header, r)) for r in book.iter_rows(min_row=5, values_only=True)}
+        assert rows[accident]["等级"] == "D"
+        assert "一票否决，等级定为D" in rows[accident]["加减分说明"]
+        assert rows[new_firm]["等级"] == "T" and "T类" in rows[new_firm]["不定等级原因"]
+        sign_in(client, "admin")
+        html = client.get(f"/evaluations/{eid}?q={accident}").text
+        assert "一票否决，等级定为D" in html
+        assert '<option value="all">参评</option>' in html
+        assert "T（暂不评价）" in client.get(f"/evaluations/{eid}?q={new_firm}").text
+        # the refused 加减分 row was told only to the API caller of the 测算; the page (and GET) say it too
+        said = "加减分表中 1 行不能使用"
+        assert any(said in w for w in client.get(f"/api/v1/evaluations/{eid}", headers=h["township"]).json()["warnings"])
+        assert said in html and "测算时拒收输入数据 10 行" in html
+
+
+def test_a_method_sets_the_publication_length_as_the_docs_say(service):
+    # docs/evaluation-workflow.md: the default length is the method's when it gives one.  A method
+    # file could not: ``publication_days`` was "不认识的键", so every bureau got the service's 7 days.
+    # Now ``publication: {days, cite}`` is read (5 days here: 2026-12-01 to 12-05), and a length
+    # outside 1..60 is a method error naming the key.
+    client, h, _, data = service
+    doc = yaml.safe_load((data / f"{METHOD_ID}.yaml").read_text(encoding="utf-8"))
+    doc["publication"] = {"days": 5, "cite": {"source": "project_assumption", "clause": "测试"}}
+    (data / f"{METHOD_ID}.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    eid = _create(client, h)["evaluation_id"]
+    answer = client.post(f"/api/v1/evaluations/{eid}/publish", json={}, headers=h["admin"])
+    assert (answer.json()["publication_start"], answer.json()["publication_end"]) == ("2026-12-01", "2026-12-05")
+    doc["publication"]["days"] = 0
+    (data / f"{METHOD_ID}.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    bad = client.post("/api/v1/evaluations", json={"year": 2021, "method": f"{METHOD_ID}.yaml"}, headers=h["admin"])
+    assert bad.status_code == 422 and "publication.days" in bad.json()["detail"], bad.text
+
+
+def test_two_publications_of_one_year_at_once_leave_one_published(service, monkeypatch):
+    # Two admins publish two trial 测算 of 2021 at the same moment: each request checked "no other
+    # 2021 evaluation is published", then wrote; both got 201 and the year had two publications
+    # (and could get two 定稿).  The step is serialised now: one 201, one 409 naming the other.
+    client, h, _, _ = service
+    first, second = _create(client, h)["evaluation_id"], _create(client, h)["evaluation_id"]
+    slow = routes.method_from_text
+
+    def method_from_text(*args):  # the window between the check and the write, made wide
+        threading.Event().wait(0.3)
+        return slow(*args)
+
+    monkeypatch.setattr(routes, "method_from_text", method_from_text)
+    codes = {}
+
+    def publish(eid):
+        codes[eid] = client.post(f"/api/v1/evaluations/{eid}/publish", json={"start": str(TODAY), "days": 3},
+                                 headers=h["admin"]).status_code
+
+    threads = [threading.Thread(target=publish, args=(e,)) for e in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes.values()) == [201, 409]
+    states = [i["status"] for i in client.get("/api/v1/evaluations?year=2021", headers=h["admin"]).json()["items"]]
+    assert sorted(states) == ["computed", "published"]

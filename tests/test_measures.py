@@ -114,6 +114,22 @@ def test_finalized_grades_override_the_table(data, rules):
     assert merged.to_dicts() == [{"uscc": F4, "year": 2023, "grade": "D", "source": "定稿评价 ev-1"}]
 
 
+def test_a_finalized_t_or_ungraded_firm_takes_no_grade_from_the_table(data, rules):
+    """The finalized evaluation marks F6 T (暂不评价: a new firm) for 2023, so its final grade is
+    empty; the official table's C for 2023 was used anyway (the empty grade was dropped before the
+    finalized frame could replace it), and F6 paid a C surcharge the bureau had not decided.  The
+    finalized evaluation is the last word: no 2023 grade, no list row."""
+    official = {u: r for (u, _), r in _power(measures(data, 2024, rules)).items()}
+    assert official[F6]["grade"] == "C"  # the table's grade when nothing was finalized
+    final = pl.DataFrame({"uscc": [F6], "year": [2023], "grade": [None], "source": ["定稿评价 ev-1"]},
+                         schema={"uscc": pl.String, "year": pl.Int32, "grade": pl.String, "source": pl.String})
+    power = _power(measures(data, 2024, rules, extra_history=final))
+    assert F6 not in {u for u, _ in power}
+    merged = merge_histories(history_from_evaluations(pl.DataFrame({"uscc": [F6], "year": [2023], "grade": ["C"]})),
+                             final)
+    assert merged.height == 0
+
+
 def test_date_outside_the_period_and_bad_policy_are_refused(data, rules):
     with pytest.raises(InputError, match="执行期"):
         measures(data, 2024, rules, on_date=dt.date(2025, 1, 1))

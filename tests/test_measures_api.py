@@ -164,3 +164,37 @@ def test_accounts_upload_with_the_data_and_feed_the_lists(service, tmp_path):
     assert made.status_code == 201, made.text
     power = client.get(f"/api/v1/measures/lists/{YEAR}?utility=电", headers=bearer(tokens["admin"])).json()
     assert {(r["uscc"], r["account"]) for r in power["items"]} >= {(F1, "1001"), (F2, "2001"), (F2, "2002")}
+
+
+def test_a_ledger_row_under_a_township_nobody_knows_is_refused_with_the_nearest(service, tmp_path):
+    """A township's total written as 柳市 (for 柳市镇) or a made-up 乌托邦镇 was stored: no township
+    user saw it, and the dashboard counted it under a name nobody has.  The row is refused now
+    (422, nothing stored), naming the township it probably means."""
+    client, tokens, _ = service
+    before = client.get(f"/api/v1/measures/ledger/{YEAR}", headers=bearer(tokens["admin"])).json()["items"]
+    path = _ledger(tmp_path / "台账.xlsx", GOOD + [[2022, 3, "奖励", "", "", "", "柳市", "", 20000],  # Excel row 7
+                                                  [2022, 3, "奖励", "", "", "", "乌托邦镇", "", 20000]])  # row 8
+    answer = client.post("/api/v1/measures/ledger/upload", headers=bearer(tokens["admin"]),
+                         files={"file": ("台账.xlsx", path.read_bytes())})
+    assert answer.status_code == 422, answer.text
+    errors = {e["row"]: e for e in answer.json()["errors"]}
+    assert sorted(errors) == [7, 8] and {e["column"] for e in errors.values()} == {"乡镇街道"}
+    assert "是否指：柳市镇" in errors[7]["reason"] and "乌托邦镇" in errors[8]["reason"]
+    assert client.get(f"/api/v1/measures/ledger/{YEAR}", headers=bearer(tokens["admin"])).json()["items"] == before
+
+
+def test_ledger_amounts_whose_total_leaves_the_range_of_numbers_are_refused(service, tmp_path):
+    """Two rows of 1.7e308 万元 (a unit or typing error): each is a number, their total is not; the
+    year's totals and the dashboard showed null, as if nothing had been collected.  Refused, 422."""
+    client, tokens, _ = service
+    before = client.get(f"/api/v1/measures/ledger/{YEAR}", headers=bearer(tokens["admin"])).json()["items"]
+    path = tmp_path / "台账.xlsx"
+    with xlsxwriter.Workbook(str(path)) as wb:
+        ws = wb.add_worksheet("台账")
+        ws.write_row(0, 0, ["年度", "季度", "类别", "类型", "统一社会信用代码", "企业名称", "乡镇街道", "金额"])
+        ws.write_row(1, 0, [2022, 4, "加价收取", "电", F1, "企业1", "柳市镇", 1.7e308])
+        ws.write_row(2, 0, [2022, 4, "加价收取", "电", F2, "企业2", "柳市镇", 1.7e308])
+    answer = client.post("/api/v1/measures/ledger/upload", headers=bearer(tokens["admin"]),
+                         files={"file": ("台账.xlsx", path.read_bytes())})
+    assert answer.status_code == 422 and "超出数值范围" in answer.json()["detail"], answer.text
+    assert client.get(f"/api/v1/measures/ledger/{YEAR}", headers=bearer(tokens["admin"])).json()["items"] == before

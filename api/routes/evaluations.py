@@ -37,6 +37,9 @@ from .common import ERRORS, UsccPath, check_choice
 
 router = APIRouter(prefix="/api/v1/evaluations", tags=["evaluations"])
 _one_at_a_time = threading.Lock()
+#: 公示 and 定稿 check "no other evaluation of the year is published / finalized" and then write:
+#: two requests at once (each a thread of the one service process) must not both pass the check
+_year_step = threading.Lock()
 
 #: an evaluation's id: E, data year, time of the 测算, six hex digits
 EvaluationIdPath = Annotated[str, Path(pattern=r"^E\d{4}-\d{8}T\d{6}-[0-9a-f]{6}$", description="评价编号",
@@ -47,6 +50,8 @@ CONFLICT = {409: {"description": "状态不允许此操作（如已定稿、不�
 READERS = ("admin", "analyst", "township")
 #: firms listed in a review's answer and audit line (all are counted; every score stays in eval_results)
 CHANGES_LISTED = 500
+#: the last year a date of this service may name (the data years stop at 2100 too)
+LAST_YEAR = 2100
 
 
 def today() -> dt.date:
@@ -294,6 +299,12 @@ def get_evaluation(evaluation_id: EvaluationIdPath, cursor: CursorDep,
                           "accepted": sum(o["decision"] == "accepted" for o in seen),
                           "rejected": sum(o["decision"] == "rejected" for o in seen)}
     info["counts"] = _grade_counts(cursor, info, user)
+    # what the 测算 said of its inputs (rows refused, 加减分 rows that could not be used): kept in its
+    # audit line, shown with the evaluation so that nothing the page's user sent vanishes unsaid
+    made = cursor.execute("SELECT after FROM audit_log WHERE action = 'evaluate' AND entity = 'evaluation' "
+                          "AND entity_key = ? ORDER BY seq LIMIT 1", [evaluation_id]).fetchall()
+    after = json.loads(made[0][0]) if made and made[0][0] else {}
+    info["warnings"], info["rejected_rows"] = after.get("warnings") or [], after.get("rejected_rows") or 0
     return info
 
 
@@ -334,9 +345,10 @@ def result_page(cursor, info: dict, user: User, township: str | None = None, pop
         if township not in (None, user.township):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"评价 {info['evaluation_id']} 中没有该乡镇街道的企业")
         township = user.township  # scoping: applied here, once, for the page and the API alike
-    populations = [r[0] for r in cursor.execute(
-        "SELECT DISTINCT population FROM eval_results WHERE evaluation_id = ? AND revision = 0",
-        [info["evaluation_id"]]).fetchall()]
+    names = dict(cursor.execute(
+        "SELECT DISTINCT population, population_name FROM eval_results WHERE evaluation_id = ? AND revision = 0",
+        [info["evaluation_id"]]).fetchall())
+    populations = list(names)
     check_choice(population, populations, "评价分组 population")
     check_choice(grade, [*GRADES], "等级 grade")
     params = {"id": info["evaluation_id"], "rev": info["revision"], "township": township, "population": population,
@@ -358,7 +370,8 @@ def result_page(cursor, info: dict, user: User, township: str | None = None, pop
         item["detail"] = json.loads(item["detail"] or "{}")
         item["corrections"] = corrections.get(item["uscc"], [])
     return {"evaluation_id": info["evaluation_id"], "status": info["status"], "revision": info["revision"],
-            "populations": sorted(populations), "total": total, "page": page, "page_size": page_size, "items": items}
+            "populations": sorted(populations), "population_names": {p: names[p] or p for p in sorted(populations)},
+            "total": total, "page": page, "page_size": page_size, "items": items}
 
 
 @router.get("/{evaluation_id}/results", responses=ERRORS, operation_id="evaluations-results",
@@ -385,6 +398,14 @@ def confirm(evaluation_id: EvaluationIdPath, uscc: UsccPath, body: ConfirmationI
     firm = _firm(cursor, info, uscc, user)
     if info["status"] != "computed":
         raise HTTPException(status.HTTP_409_CONFLICT, f"评价 {evaluation_id} 已公示，数据更正请在公示期内通过异议提出")
+    # a trial 测算 of a year another evaluation already published: no later 测算 of the year can be
+    # published, so a correction recorded here would never reach a published result
+    other = records(cursor, "SELECT evaluation_id, status FROM eval_runs WHERE data_year = ? AND status <> 'computed' "
+                            "ORDER BY status = 'finalized' DESC LIMIT 1", [info["data_year"]])
+    if other:
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            f"{info['data_year']} 年度数据的评价 {other[0]['evaluation_id']} {STATUS_ZH[other[0]['status']]}，"
+                            "本次测算不会再公示，数据确认请不要记在这里；更正请在公示期内通过异议提出")
     if body.outcome == "corrected" and not body.corrections:
         raise HTTPException(422, "更正（corrected）时必须填写更正的数据项 corrections")
     if body.outcome == "confirmed" and body.corrections:
@@ -411,6 +432,11 @@ def confirm(evaluation_id: EvaluationIdPath, uscc: UsccPath, body: ConfirmationI
              operation_id="evaluations-publish", summary="公示：定下公示期（开始、结束日期）；公示期内接受异议（仅 admin）")
 def publish(evaluation_id: EvaluationIdPath, body: PublishIn, request: Request, cursor: CursorDep,
             user: Annotated[User, Depends(allow("admin"))]) -> dict:
+    with _year_step:
+        return _publish(evaluation_id, body, request, cursor, user)
+
+
+def _publish(evaluation_id: str, body: PublishIn, request: Request, cursor, user: User) -> dict:
     cursor.execute("BEGIN TRANSACTION")
     try:
         info = evaluation_info(cursor, evaluation_id)
@@ -423,8 +449,13 @@ def publish(evaluation_id: EvaluationIdPath, body: PublishIn, request: Request, 
             raise HTTPException(status.HTTP_409_CONFLICT,
                                 f"{info['data_year']} 年度数据的评价 {other[0]['evaluation_id']} 已公示，同一年度只能公示一次评价")
         method = method_from_text(info["method_id"], _method_text(cursor, evaluation_id))
-        days = body.days or getattr(method, "publication_days", None) or request.app.state.settings.evaluation_publication_days
+        days = body.days or method.publication_days or request.app.state.settings.evaluation_publication_days
         start = body.start or today()
+        if start.year <= info["data_year"] or start.year > LAST_YEAR:
+            # a mistyped year would leave the evaluation published with a window that never (or
+            # already) came: no objection could be made and no review ever held
+            raise HTTPException(422, f"公示开始日期 {start} 无效：{info['data_year']} 年度数据的评价应在 "
+                                     f"{info['data_year'] + 1} 年至 {LAST_YEAR} 年之间公示")
         end = start + dt.timedelta(days=int(days) - 1)
         now = dt.datetime.now(dt.timezone.utc)
         cursor.execute("UPDATE eval_runs SET status = 'published', publication_start = ?, publication_end = ?, "
@@ -721,6 +752,11 @@ def final_rows(cursor, info: dict) -> list[dict[str, Any]]:
              summary="定稿：冻结最终等级（最终等级、方法散列、输入散列）；此后不可更改（仅 admin）")
 def finalize(evaluation_id: EvaluationIdPath, body: EvalFinalizeIn, cursor: CursorDep,
              user: Annotated[User, Depends(allow("admin"))]) -> dict:
+    with _year_step:
+        return _finalize(evaluation_id, body, cursor, user)
+
+
+def _finalize(evaluation_id: str, body: EvalFinalizeIn, cursor, user: User) -> dict:
     cursor.execute("BEGIN TRANSACTION")
     try:
         info = evaluation_info(cursor, evaluation_id)

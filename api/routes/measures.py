@@ -34,7 +34,7 @@ from screening.measures.policy import load_measures
 from screening.paths import confined, default_ruleset
 from screening.schema import LEDGER_KINDS, UTILITIES
 
-from ..auth import User
+from ..auth import User, known_townships, nearest_townships
 from ..db import audit, records
 from ..deps import CursorDep, allow
 from .common import ERRORS, YearPath
@@ -168,6 +168,10 @@ def upload_ledger(
     towns = dict(cursor.execute("SELECT DISTINCT uscc, township FROM measure_lists WHERE township IS NOT NULL").fetchall())
     errors = [{"row": r["row"], "column": r["column"], "reason": r["reason"], "value": r["value"]}
               for r in rejects.to_dicts()]
+    # the townships the service knows: a row under any other (柳市 for 柳市镇, a typing error) would be
+    # seen by no township user and counted on the dashboard under a name nobody has
+    known = sorted(set(known_townships(cursor)) | set(towns.values()) | {t for (t,) in cursor.execute(
+        "SELECT DISTINCT township FROM users WHERE township IS NOT NULL").fetchall()})
     entries = []
     for r in rows.to_dicts():
         listed = towns.get(r["uscc"])
@@ -178,6 +182,11 @@ def upload_ledger(
         elif listed is not None and township != listed:  # a township would see another's firm
             errors.append({"row": r["row"], "column": "乡镇街道", "value": township,
                            "reason": f"与该企业在差别化措施名单中的乡镇街道“{listed}”不一致"})
+        elif known and township not in known:
+            near = nearest_townships(township, known)
+            errors.append({"row": r["row"], "column": "乡镇街道", "value": township,
+                           "reason": f"乡镇街道“{township}”不在已保存的企业名录、差别化措施名单和乡镇街道用户中"
+                                     + (f"；是否指：{'、'.join(near)}？" if near else "")})
         entries.append({**r, "township": township})
     if errors:
         errors.sort(key=lambda e: (e["row"], e["column"] or ""))
@@ -199,6 +208,13 @@ def upload_ledger(
         cursor.executemany("INSERT INTO measure_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())", [
             [uuid.uuid4().hex, batch, e["year"], e["quarter"], e["kind"], e["utility"], e["uscc"], e["name"],
              e["township"], e["quantity"], e["amount"], e["note"], name, e["row"], user.name] for e in entries])
+        # amounts so large that a year's total leaves the range of a number: the dashboard and the
+        # totals would show nothing (null) for the year; refuse the file instead
+        overflow = cursor.execute("SELECT year FROM measure_ledger GROUP BY year HAVING NOT isfinite(sum(amount)) "
+                                  "ORDER BY year").fetchall()
+        if overflow:
+            raise HTTPException(422, f"台账金额合计超出数值范围（{'、'.join(str(y) for (y,) in overflow)} 年度），"
+                                     "请检查金额单位和数值；整份文件未保存")
         audit(cursor, user, "measures_ledger_import", "measure_ledger", batch, {"replaced_rows": replaced} if replaced else None,
               {"file": name, "rows": len(entries), "quarters": [f"{y}Q{q}" for y, q in quarters]})
     except BaseException:

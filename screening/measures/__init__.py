@@ -91,10 +91,11 @@ def merge_histories(*frames: pl.DataFrame) -> pl.DataFrame:
                      .with_columns(pl.lit(rank).alias("_rank")))
     if not parts:
         return pl.DataFrame(schema=HISTORY_SCHEMA)
-    merged = pl.concat(parts).filter(pl.col("uscc").is_not_null() & pl.col("year").is_not_null()
-                                     & pl.col("grade").is_not_null())
+    merged = pl.concat(parts).filter(pl.col("uscc").is_not_null() & pl.col("year").is_not_null())
+    # a later frame's row without a grade (a finalized evaluation's T 暂不评价 or 不定等级) still
+    # replaces the earlier frame's grade of that firm and year: it is dropped only after the merge
     return (merged.sort("_rank").unique(["uscc", "year"], keep="last", maintain_order=True)
-            .drop("_rank").sort("uscc", "year"))
+            .filter(pl.col("grade").is_not_null()).drop("_rank").sort("uscc", "year"))
 
 
 # ---------------------------------------------------------------- the lists
