@@ -112,38 +112,40 @@ def available_features(sources: set[str]) -> list[str]:
 def firm_years(inputs: Inputs, limits: pl.DataFrame) -> pl.DataFrame:
     """One row per (firm_id, year) of ``inputs`` with the year's figures.  Each row holds one
     year only; :func:`features_at` decides which years a feature row may read."""
-    t = inputs.tables
+    t = {name: frame.lazy() for name, frame in inputs.tables.items()}
     key = [FIRM_ID, "year"]
     leased = pl.when(pl.col("tenure") == "租赁").then(pl.col("area_mu")).otherwise(0.0)
-    land = t["land"].group_by(key).agg(pl.col("area_mu").sum().alias("land_mu"), leased.sum().alias("_leased"))
-    incomplete = inputs.land_incomplete.with_columns(pl.lit(True).alias("_bad"))
+    # summed on its own (eagerly): inside the joined plan the parcels' sums could be added in another order
+    land = (inputs.tables["land"].group_by(key).agg(pl.col("area_mu").sum().alias("land_mu"),
+                                                    leased.sum().alias("_leased")).lazy())
+    incomplete = inputs.land_incomplete.lazy().with_columns(pl.lit(True).alias("_bad"))
     # a year with a rejected parcel has unknown land, as in the engine's firm_year view
     land = land.join(incomplete, on=key, how="full", coalesce=True).select(
         *key,
         pl.when(pl.col("_bad")).then(None).otherwise(pl.col("land_mu")).alias("land_mu"),
         pl.when(pl.col("_bad")).then(None).otherwise(pl.col("_leased") / pl.col("land_mu")).alias("leased_share"),
     )
+    # active in a year: the firm has a stats, tax or land row then (each marks its rows)
     parts = {
-        "stats": t["stats"].select(*key, "scale", "revenue", "value_added"),
-        "tax": t["tax"].select(*key, "tax_paid"),
-        "land": land,
+        "stats": t["stats"].select(*key, "scale", "revenue", "value_added", pl.lit(True).alias("_stats")),
+        "tax": t["tax"].select(*key, "tax_paid", pl.lit(True).alias("_tax")),
+        "land": land.with_columns(pl.lit(True).alias("_land")),
         "energy": t["energy"].select(*key, "energy_tce", "electricity"),
         "evaluations": t["evaluations"].select(*key, "grade"),
-        "product": _product_ratios(t["product_energy"], limits),
+        "product": _product_ratios(inputs.tables["product_energy"], limits).lazy(),
     }
     panel = pl.concat([p.select(key) for p in parts.values()]).unique()
     for part in parts.values():
         panel = panel.join(part, on=key, how="left")
-    # active in a year: the firm has a stats, tax or land row then
-    present = (t["stats"].select(key).vstack(t["tax"].select(key)).vstack(land.select(key))
-               .unique().with_columns(pl.lit(True).alias("active")))
-    panel = panel.join(present, on=key, how="left").with_columns(pl.col("active").fill_null(False))
     land_known = pl.col("land_mu") > 0
+    marks = ("_stats", "_tax", "_land")
+    # one plan: the engine reads each table once and runs the joins in parallel
     return panel.with_columns(
+        pl.any_horizontal(pl.col(m).fill_null(False) for m in marks).alias("active"),
         pl.when(land_known).then(pl.col("tax_paid") / pl.col("land_mu")).alias("tax_per_mu"),
         pl.when(land_known).then(pl.col("value_added") / pl.col("land_mu")).alias("va_per_mu"),
         pl.when(pl.col("revenue") > 0).then(pl.col("energy_tce") / pl.col("revenue")).alias("energy_per_revenue"),
-    ).sort(key)
+    ).drop(marks).sort(key).collect()
 
 
 def rule_definitions(limits: pl.DataFrame | None = None) -> Engine:

@@ -14,6 +14,7 @@ import polars as pl
 
 #: what a training sample is stratified by (columns of the training rows)
 STRATA = ("label", "t", "township", "scale")
+STRATA_ZH = {"label": "是否列入清单", "t": "特征年度", "township": "乡镇街道", "scale": "规模"}
 
 
 def stratified(rows: pl.DataFrame, size: int | None, seed: int, strata: tuple[str, ...] = STRATA) -> np.ndarray:
