@@ -77,28 +77,46 @@ class WarnResult:
 class _Context:
     """What the feature and label steps share for one warning year."""
 
-    inputs: Inputs  # truncated to years ≤ Y-1
+    inputs: Inputs | None  # truncated to years ≤ Y-1; None once the panel holds what the features read
     ruleset: RuleSet
     cfg: WarnConfig
     names: list[str]
-    panel: pl.DataFrame
     registry: pl.DataFrame
     scope: Scope
+    panel: pl.DataFrame | None = None  # built on first use (after the labels' screenings)
+    #: the caller's validated inputs when this run read them itself: released with ours
+    owned: Inputs | None = None
 
     def rows(self, t: int) -> pl.DataFrame:
+        if self.panel is None:
+            self.panel = firm_years(self.inputs, self.ruleset.energy_limits)
         return features_at(self.panel, self.registry, t, self.scope, self.names)
 
+    def active_years(self) -> list[int]:
+        """The years with a stats, tax or land row (the panel's ``active``), read from the inputs."""
+        frames = [self.inputs.tables[t] for t in ("stats", "tax", "land")] + [self.inputs.land_incomplete]
+        return sorted(set().union(*(f["year"].drop_nulls().unique().to_list() for f in frames)))
+
+    def drop_inputs(self) -> None:
+        """Once the labels are screened and the panel built, the features read only the panel:
+        the input tables (a province's largest frames) go, ours and, when this run read them, the caller's."""
+        if self.panel is None:
+            self.panel = firm_years(self.inputs, self.ruleset.energy_limits)
+        self.inputs = None
+        if self.owned is not None:
+            self.owned.release_tables()
+
     def release(self) -> None:
-        """Drop the inputs and the panel once every feature row and label is built (a province's
-        tables are the largest thing a warning run holds)."""
-        self.inputs = self.panel = self.registry = None  # type: ignore[assignment]
+        """Drop the inputs and the panel once every feature row and label is built."""
+        self.drop_inputs()
+        self.panel = self.registry = None  # type: ignore[assignment]
 
 
-def _context(inputs: Inputs, ruleset: RuleSet, cfg: WarnConfig, year: int) -> _Context:
+def _context(inputs: Inputs, ruleset: RuleSet, cfg: WarnConfig, year: int, owned: bool = False) -> _Context:
     data = up_to(inputs, year - 1)  # the one cut: nothing below sees a year after Y-1
     names = available_features(sources_present(data))
-    return _Context(data, ruleset, cfg, names, firm_years(data, ruleset.energy_limits), firms(data),
-                    scope_for(ruleset, cfg.features.min_peers))
+    return _Context(data, ruleset, cfg, names, firms(data), scope_for(ruleset, cfg.features.min_peers),
+                    owned=inputs if owned else None)
 
 
 def _too_few_years(year: int) -> InputError:
@@ -118,19 +136,37 @@ def training_rows(inputs: Inputs, ruleset: RuleSet, year: int, cfg: WarnConfig |
 TRAINING_COLUMNS = (FIRM_ID, "uscc", "name", "township", "scale", "t", "label", "tax_per_mu")
 
 
-def _training_rows(ctx: _Context, year: int, progress: Progress | None) -> pl.DataFrame:
-    active = ctx.panel.filter(pl.col("active"))["year"].min()
-    if active is None or active > year - 3:
+def _training_rows(ctx: _Context, year: int, progress: Progress | None,
+                   scored: dict[int, pl.DataFrame] | None = None,
+                   timings: dict[str, float] | None = None) -> pl.DataFrame:
+    """The training rows; ``scored``, when given, receives the rows of year Y-1 (built from the
+    same panel, before the inputs go); ``timings`` the seconds of the labels and of the features."""
+    timings = {} if timings is None else timings
+    active = ctx.active_years()
+    if not active or active[0] > year - 3:
         raise _too_few_years(year)
-    parts = []
-    for t in range(int(active), year - 1):
+    years = range(active[0], year - 1)
+    # the labels first, while the inputs are there; then the panel, and the inputs go
+    labels = {}
+    with _timed(timings, "标签（真实筛选）", None):
+        for t in years:
+            if progress:
+                progress(f"标签：{t + 2} 年度清单（真实筛选）")
+            labels[t] = listed(ctx.inputs, ctx.ruleset, t + 2).rename({"listed": "label"})
+    with _timed(timings, "特征", None):
         if progress:
-            progress(f"特征与标签：{t} 年特征 → {t + 2} 年度清单")
-        labels = listed(ctx.inputs, ctx.ruleset, t + 2).rename({"listed": "label"})
-        # the reasons' figures are only needed for the year scored: a training row keeps its features
-        parts.append(ctx.rows(t).select(*(c for c in TRAINING_COLUMNS if c != "label"), *ctx.names)
-                     .join(labels, on=FIRM_ID, how="left"))
-    return pl.concat(parts).select(*TRAINING_COLUMNS, *ctx.names)
+            progress("特征：企业年度数据")
+        if scored is not None:
+            scored[year - 1] = ctx.rows(year - 1)
+        ctx.drop_inputs()
+        parts = []
+        for t in years:
+            if progress:
+                progress(f"特征：{t} 年特征 → {t + 2} 年度清单")
+            # the reasons' figures are only needed for the year scored: a training row keeps its features
+            parts.append(ctx.rows(t).select(*(c for c in TRAINING_COLUMNS if c != "label"), *ctx.names)
+                         .join(labels.pop(t), on=FIRM_ID, how="left"))
+        return pl.concat(parts).select(*TRAINING_COLUMNS, *ctx.names)
 
 
 def _matrix(rows: pl.DataFrame, names: list[str]) -> np.ndarray:
@@ -345,22 +381,27 @@ def _same_ruleset(saved: WarnModel, rs: RuleSet, model_file: Path) -> None:
 
 
 def _run(inputs: Inputs, owned: bool, rs: RuleSet, cfg: WarnConfig, y: int, saved: WarnModel | None,
-         model_file: Path | None, created: dt.datetime, timings: dict[str, float], progress: Progress | None) -> WarnResult:
+         model_file: Path | None, created: dt.datetime, timings: dict[str, float],
+         progress: Progress | None) -> WarnResult:
+    no_rows = InputError(f"数据中没有 {y - 1} 年的企业记录（统计、税收或用地），无法做 {y} 年度预警")
     with _timed(timings, "整理企业年度数据", progress):
-        ctx = _context(inputs, rs, cfg, y)
-        rows = ctx.rows(y - 1)
-    if not rows.height:
-        raise InputError(f"数据中没有 {y - 1} 年的企业记录（统计、税收或用地），无法做 {y} 年度预警")
+        ctx = _context(inputs, rs, cfg, y, owned=owned)
+        if y - 1 not in ctx.active_years():  # said before the labels' screenings
+            raise no_rows
     if saved is not None:
         saved.check(ctx.names, str(model_file))
+        with _timed(timings, "特征", progress):
+            rows = ctx.rows(y - 1)
         ctx.release()
         training, predictions, report, wm = None, None, dict(saved.info.get("backtest", {})), saved
     else:
-        with _timed(timings, "特征与标签", progress):
-            training = _training_rows(ctx, y, progress)
+        scored: dict[int, pl.DataFrame] = {}
+        training = _training_rows(ctx, y, progress, scored, timings)
+        rows = scored.pop(y - 1)
         ctx.release()
-        if owned:
-            inputs.release_tables()
+    if not rows.height:
+        raise no_rows
+    if saved is None:
         report, wm, predictions = _train(ctx, training, y, progress, timings)
     with _timed(timings, "评分与原因", progress):
         warnings = score(ctx, wm, y, rows)
