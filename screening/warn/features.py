@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import polars as pl
 
@@ -227,29 +227,34 @@ def in_rules_scope(registry: pl.DataFrame, list_year: int, scope: Scope) -> pl.D
 
 
 def features_at(panel: pl.DataFrame, registry: pl.DataFrame, t: int, scope: Scope,
-                names: list[str]) -> pl.DataFrame:
-    """One row per firm in scope at year t: ids, the facts the reasons quote, and ``names``.
+                names: list[str], columns: Sequence[str] | None = None) -> pl.DataFrame:
+    """One row per firm in scope at year t: ids, the facts the reasons quote, and ``names``
+    (only ``columns`` of them when given: one lazy plan, so nothing else is computed or held).
 
     Reads only panel years t-2..t: a value of a later year cannot reach a row for t.
     """
-    window = panel.filter(pl.col("year").is_between(t - 2, t))
+    window = panel.lazy().filter(pl.col("year").is_between(t - 2, t))
 
-    def year(offset: int) -> pl.DataFrame:
+    def year(offset: int) -> pl.LazyFrame:
         suffix = "" if offset == 0 else f"_p{offset}"
         return window.filter(pl.col("year") == t - offset).select(
             FIRM_ID, *(pl.col(c).alias(f"{c}{suffix}") for c in _YEARLY))
 
     rows = (
-        registry.join(year(0), on=FIRM_ID, how="inner")
-        .join(in_rules_scope(registry, t + 2, scope), on=FIRM_ID, how="left")
+        registry.lazy().join(year(0), on=FIRM_ID, how="inner")
+        .join(in_rules_scope(registry, t + 2, scope).lazy(), on=FIRM_ID, how="left")
         .join(year(1), on=FIRM_ID, how="left")
         .join(year(2), on=FIRM_ID, how="left")
         .filter(pl.col("active") & (pl.col("screened") | pl.col("product_ratio").is_not_null()))
         .drop("screened", "established")
         .with_columns(pl.lit(t, dtype=pl.Int32).alias("t"))
+        # in a fixed order before the peers' sums (the lazy joins may emit rows in any order, and
+        # a sum taken in another order can differ in its last digit)
+        .sort(FIRM_ID)
     )
     rows = rows.with_columns(_peer_columns(scope.min_peers))
-    return rows.with_columns(_feature_exprs(t, scope, names)).sort(FIRM_ID)
+    rows = rows.with_columns(_feature_exprs(t, scope, names))
+    return (rows.select(columns) if columns is not None else rows).collect()
 
 
 def _by_group(col: str, by: str, min_peers: int) -> pl.Expr:

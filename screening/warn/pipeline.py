@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import polars as pl
@@ -87,10 +87,10 @@ class _Context:
     #: the caller's validated inputs when this run read them itself: released with ours
     owned: Inputs | None = None
 
-    def rows(self, t: int) -> pl.DataFrame:
+    def rows(self, t: int, columns: Sequence[str] | None = None) -> pl.DataFrame:
         if self.panel is None:
             self.panel = firm_years(self.inputs, self.ruleset.energy_limits)
-        return features_at(self.panel, self.registry, t, self.scope, self.names)
+        return features_at(self.panel, self.registry, t, self.scope, self.names, columns)
 
     def active_years(self) -> list[int]:
         """The years with a stats, tax or land row (the panel's ``active``), read from the inputs."""
@@ -157,20 +157,26 @@ def _training_rows(ctx: _Context, year: int, progress: Progress | None,
         if progress:
             progress("特征：企业年度数据")
         if scored is not None:
-            scored[year - 1] = ctx.rows(year - 1)
+            scored[year - 1] = ctx.rows(year - 1, _scored_columns(ctx.names))
         ctx.drop_inputs()
         parts = []
         for t in years:
             if progress:
                 progress(f"特征：{t} 年特征 → {t + 2} 年度清单")
             # the reasons' figures are only needed for the year scored: a training row keeps its features
-            parts.append(ctx.rows(t).select(*(c for c in TRAINING_COLUMNS if c != "label"), *ctx.names)
-                         .join(labels.pop(t), on=FIRM_ID, how="left"))
+            columns = [c for c in TRAINING_COLUMNS if c != "label"] + ctx.names
+            parts.append(ctx.rows(t, columns).join(labels.pop(t), on=FIRM_ID, how="left"))
         return pl.concat(parts).select(*TRAINING_COLUMNS, *ctx.names)
 
 
 def _matrix(rows: pl.DataFrame, names: list[str]) -> np.ndarray:
     return rows.select(names).to_numpy().astype(np.float64) if names else np.zeros((rows.height, 0))
+
+
+def _scored_columns(names: list[str]) -> list[str]:
+    """What :func:`score` reads of a firm's row: the list's columns, the reasons' figures, the features."""
+    listed_columns = ["uscc", "name", "township", "industry_code", "scale", "tax_per_mu", "grade"]
+    return list(dict.fromkeys([*listed_columns, *FACTS, *names]))
 
 
 def _labels(rows: pl.DataFrame) -> np.ndarray:
@@ -391,7 +397,7 @@ def _run(inputs: Inputs, owned: bool, rs: RuleSet, cfg: WarnConfig, y: int, save
     if saved is not None:
         saved.check(ctx.names, str(model_file))
         with _timed(timings, "特征", progress):
-            rows = ctx.rows(y - 1)
+            rows = ctx.rows(y - 1, _scored_columns(ctx.names))
         ctx.release()
         training, predictions, report, wm = None, None, dict(saved.info.get("backtest", {})), saved
     else:
