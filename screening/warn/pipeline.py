@@ -170,7 +170,7 @@ def _training_rows(ctx: _Context, year: int, progress: Progress | None,
 
 
 def _matrix(rows: pl.DataFrame, names: list[str]) -> np.ndarray:
-    return rows.select(names).to_numpy().astype(np.float64) if names else np.zeros((rows.height, 0))
+    return rows.select(names).to_numpy().astype(np.float64, copy=False) if names else np.zeros((rows.height, 0))
 
 
 def _scored_columns(names: list[str]) -> list[str]:
@@ -211,13 +211,16 @@ def _train(ctx: _Context, training: pl.DataFrame, year: int, progress: Progress 
 
     groups = groups_of(names)
     tested = training.select(FIRM_ID, "uscc", "name", "township", "label", "tax_per_mu").gather(test)
-    x_test, y_test, ids_test = _matrix(training.gather(test), names), _labels(tested), tested[FIRM_ID].to_numpy()
-    # the backtest's candidates learn from the years before the test year (a stratified sample of them)
-    before = training.gather(train)
+    x_test = _matrix(training.select(names).gather(test), names)
+    y_test, ids_test = _labels(tested), tested[FIRM_ID].to_numpy()
+    # the backtest's candidates learn from the years before the test year (a stratified sample of
+    # them), drawn on the strata columns alone: only the rows drawn are copied
+    strata = training.select(sample.STRATA)
+    before = strata.gather(train)
     chosen_rows = sample.stratified(before, size, cfg.seed)
     backtest_sample = sample.describe(before, chosen_rows, size, cfg.seed)
-    fit_rows = before.gather(chosen_rows)
     del before
+    fit_rows = training.gather(train[chosen_rows])
     x, y = _matrix(fit_rows, names), _labels(fit_rows)
     metrics, fitted = {}, {}
     with _timed(timings, "回测", progress):
@@ -237,8 +240,9 @@ def _train(ctx: _Context, training: pl.DataFrame, year: int, progress: Progress 
                                          cfg.backtest.permutation_repeats, cfg.seed)
         del x_test, fitted
     with _timed(timings, "训练最终模型", progress):
-        chosen_rows = sample.stratified(training, size, cfg.seed)
-        final_sample = sample.describe(training, chosen_rows, size, cfg.seed)
+        chosen_rows = sample.stratified(strata, size, cfg.seed)
+        final_sample = sample.describe(strata, chosen_rows, size, cfg.seed)
+        del strata
         fit_rows = training.gather(chosen_rows)
         t_fit, x, y = fit_rows["t"].to_numpy(), _matrix(fit_rows, names), _labels(fit_rows)
         del fit_rows
