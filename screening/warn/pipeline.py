@@ -84,6 +84,7 @@ class _Context:
     registry: pl.DataFrame
     scope: Scope
     panel: pl.DataFrame | None = None  # built on first use (after the labels' screenings)
+    ids: pl.DataFrame | None = None  # (firm_id, uscc, name), kept when the registry goes
     #: the caller's validated inputs when this run read them itself: released with ours
     owned: Inputs | None = None
 
@@ -109,6 +110,7 @@ class _Context:
     def release(self) -> None:
         """Drop the inputs and the panel once every feature row and label is built."""
         self.drop_inputs()
+        self.ids = self.registry.select(FIRM_ID, "uscc", "name")
         self.panel = self.registry = None  # type: ignore[assignment]
 
 
@@ -133,7 +135,9 @@ def training_rows(inputs: Inputs, ruleset: RuleSet, year: int, cfg: WarnConfig |
 
 
 #: what a training row keeps beside its features: ids, label, the sample's strata, the baseline's input
-TRAINING_COLUMNS = (FIRM_ID, "uscc", "name", "township", "scale", "t", "label", "tax_per_mu")
+TRAINING_COLUMNS = (FIRM_ID, "township", "scale", "t", "label", "tax_per_mu")
+#: rows scored at a time when a whole year is scored (a province's year in slices of this many)
+SCORE_SLICE = 200_000
 
 
 def _training_rows(ctx: _Context, year: int, progress: Progress | None,
@@ -179,6 +183,14 @@ def _scored_columns(names: list[str]) -> list[str]:
     return list(dict.fromkeys([*listed_columns, *FACTS, *names]))
 
 
+def _risk_in_slices(model, rows: pl.DataFrame, names: list[str]) -> np.ndarray:
+    """:func:`risk` of every row, computed :data:`SCORE_SLICE` rows at a time (each row's risk is its own)."""
+    if rows.height <= SCORE_SLICE:
+        return risk(model, _matrix(rows, names))
+    return np.concatenate([risk(model, _matrix(rows.slice(i, SCORE_SLICE), names))
+                           for i in range(0, rows.height, SCORE_SLICE)])
+
+
 def _labels(rows: pl.DataFrame) -> np.ndarray:
     return rows["label"].to_numpy().astype(np.int8)
 
@@ -210,8 +222,10 @@ def _train(ctx: _Context, training: pl.DataFrame, year: int, progress: Progress 
             raise ScreeningError(f"{label}数据中清单企业与非清单企业不是都有，无法训练或评估预警模型")
 
     groups = groups_of(names)
-    tested = training.select(FIRM_ID, "uscc", "name", "township", "label", "tax_per_mu").gather(test)
-    x_test = _matrix(training.select(names).gather(test), names)
+    tested = (training.select(FIRM_ID, "township", "label", "tax_per_mu").gather(test)
+              .join(ctx.ids, on=FIRM_ID, how="left")
+              .select(FIRM_ID, "uscc", "name", "township", "label", "tax_per_mu"))
+    test_rows = training.select(names).gather(test)  # scored in slices: no full matrix of the test year
     y_test, ids_test = _labels(tested), tested[FIRM_ID].to_numpy()
     # the backtest's candidates learn from the years before the test year (a stratified sample of
     # them), drawn on the strata columns alone: only the rows drawn are copied
@@ -226,7 +240,7 @@ def _train(ctx: _Context, training: pl.DataFrame, year: int, progress: Progress 
     with _timed(timings, "回测", progress):
         for name in CANDIDATES:
             fitted[name] = fit(name, cfg, x, y)
-            p = risk(fitted[name], x_test)
+            p = _risk_in_slices(fitted[name], test_rows, names)
             metrics[name] = bt.scores(y_test, p, ids_test, cfg, probability=True)
             tested = tested.with_columns(pl.Series(f"risk_{name}", p))
         del x, y, fit_rows
@@ -236,9 +250,9 @@ def _train(ctx: _Context, training: pl.DataFrame, year: int, progress: Progress 
         chosen, reason = bt.select(metrics, cfg)
         # the importance shuffles a stratified sample of the test rows (every test row above)
         shuffled = sample.stratified(tested, cfg.backtest.importance_rows, cfg.seed, ("label",))
-        importance = bt.group_importance(fitted[chosen], x_test[shuffled], y_test[shuffled], groups,
-                                         cfg.backtest.permutation_repeats, cfg.seed)
-        del x_test, fitted
+        importance = bt.group_importance(fitted[chosen], _matrix(test_rows.gather(shuffled), names),
+                                         y_test[shuffled], groups, cfg.backtest.permutation_repeats, cfg.seed)
+        del test_rows, fitted
     with _timed(timings, "训练最终模型", progress):
         chosen_rows = sample.stratified(strata, size, cfg.seed)
         final_sample = sample.describe(strata, chosen_rows, size, cfg.seed)
