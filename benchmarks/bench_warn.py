@@ -79,8 +79,8 @@ def main() -> None:
         stages = {k: statistics.median(r["stages_s"].get(k, 0.0) for r in runs) for k in runs[0]["stages_s"]}
         report["scale"] = {
             "firms": args.firms, "generate_s": round(gen, 1),
-            "wall_s_median": statistics.median(r["wall_s"] for r in runs),
-            "cpu_s_median": statistics.median(r["cpu_s"] for r in runs),
+            "wall_s_median": round(statistics.median(r["wall_s"] for r in runs), 2),
+            "cpu_s_median": round(statistics.median(r["cpu_s"] for r in runs), 1),
             "peak_rss_mb_max": max(r["peak_rss_mb"] for r in runs),
             "stages_s_median": stages, "runs": runs,
         }
