@@ -9,12 +9,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-# a fresh wrapper process per run, so that its children's peak RSS is this run's alone
+# a fresh wrapper process per run, so that its children's peak RSS (and CPU time) is this run's alone
 _WRAPPER = (
     "import resource, subprocess, sys\n"
     "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
-    "ru = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
-    "print(ru.ru_maxrss, ru.ru_utime + ru.ru_stime)\n"
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "print(u.ru_maxrss, u.ru_utime + u.ru_stime)\n"
     "sys.exit(rc)\n"
 )
 
@@ -41,17 +41,17 @@ def generate(firms: int, seed: int, data: Path, first_year: int = 2019) -> float
 
 def measured_run(cmd: list[str]) -> tuple[float, int]:
     """Run ``cmd``; return (wall seconds, peak RSS in MB).  Exits with its stderr on failure."""
-    wall, peak_mb, _cpu = measured_run_cpu(cmd)
-    return wall, peak_mb
+    wall, peak, _cpu = measured_run_cpu(cmd)
+    return wall, peak
 
 
 def measured_run_cpu(cmd: list[str]) -> tuple[float, int, float]:
-    """:func:`measured_run` plus the CPU seconds (user + system) the command used: on a machine
-    shared with other work, the figure that other work does not inflate."""
+    """(wall seconds, peak RSS in MB, CPU seconds of all its threads): on a shared machine the
+    CPU time moves less with the other load than the wall time does."""
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", _WRAPPER, *cmd], capture_output=True, text=True)
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd[:2])} failed ({proc.returncode}):\n{proc.stderr}")
-    peak_kb, cpu = proc.stdout.strip().splitlines()[-1].split()
-    return round(wall, 2), round(int(peak_kb) / 1024), round(float(cpu), 1)
+    maxrss, cpu = proc.stdout.strip().splitlines()[-1].split()
+    return round(wall, 2), round(int(maxrss) / 1024), round(float(cpu), 2)
