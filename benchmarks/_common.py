@@ -24,17 +24,18 @@ def screening_exe() -> str:
     return str(exe) if exe.exists() else shutil.which("screening") or "screening"
 
 
-def data_dir(firms: int, seed: int) -> Path:
-    return HERE / "data" / f"firms{firms}-seed{seed}"
+def data_dir(firms: int, seed: int, first_year: int = 2019) -> Path:
+    return HERE / "data" / (f"firms{firms}-seed{seed}" + (f"-y{first_year}" if first_year != 2019 else ""))
 
 
-def generate(firms: int, seed: int, data: Path) -> float:
-    """Province-size Parquet data, 2019-2021, generated once (benchmarks/data/ is git-ignored)."""
+def generate(firms: int, seed: int, data: Path, first_year: int = 2019) -> float:
+    """Province-size Parquet data, ``first_year``-2021, generated once (benchmarks/data/ is git-ignored)."""
     if (data / "enterprises.parquet").exists():
         return 0.0
     t = time.perf_counter()
     subprocess.run([screening_exe(), "synth", "--firms", str(firms), "--seed", str(seed), "--out", str(data),
-                    "--format", "parquet", "--first-year", "2019", "--last-year", "2021", "--clean"], check=True)
+                    "--format", "parquet", "--first-year", str(first_year), "--last-year", "2021", "--clean"],
+                   check=True)
     return time.perf_counter() - t
 
 

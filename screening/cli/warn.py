@@ -24,6 +24,9 @@ def warn_command(
         "--model", help="用已保存的模型（model.joblib）评分，不重新训练；数据的特征列须与模型一致")] = None,
     rules: Annotated[Optional[Path], typer.Option(
         "--rules", help="生成训练标签的规则集目录（默认：rules/yueqing-2022）")] = None,
+    sample_rows: Annotated[Optional[int], typer.Option(
+        "--sample-rows", help="训练行多于此数时按标签、年度、乡镇街道、规模分层抽样训练（0：不抽样；"
+                              "默认：预警配置的 training.sample_rows）；所有企业照常评分")] = None,
 ) -> None:
     """预警（仅供参考）：估计每家企业进入下一年度清单的可能性，给出主要原因、回测报告和模型。不改变任何规则判定。"""
     from .common import _fail, _notice, err_console
@@ -37,7 +40,8 @@ def warn_command(
         # files go to a staging folder inside OUT and move into OUT once all are written;
         # a live stage line on a terminal (rich); nothing in logs and pipes
         with staged(out, _notice) as staging, err_console.status("准备…") as status:
-            result = early_warning(data, year, ruleset=rules, model=model, progress=status.update)
+            result = early_warning(data, year, ruleset=rules, model=model, progress=status.update,
+                                   sample_rows=sample_rows)
             status.update("写出文件")
             write_outputs(result, staging)
             stored = None
@@ -63,6 +67,7 @@ def _summary(result, out: Path, db: Optional[Path], stored: Optional[str], elaps
 
     from ..terminal import say, wrap
     from ..warn.model import CANDIDATE_ZH, CANDIDATES
+    from ..warn.sample import STRATA_ZH
 
     bt = result.backtest
     if bt:
@@ -88,6 +93,12 @@ def _summary(result, out: Path, db: Optional[Path], stored: Optional[str], elaps
         gain = bt["improvement_over_baseline"]
         say(out_console, f"选用{bt['chosen_zh']}：{bt['selection_reason']}。相对基线 AUC {gain['auc']:+.4f}，"
                           + "，".join(f"前{k}名精确率 {gain['precision_at'][k] * 100:+.1f} 个百分点" for k in ks) + "。")
+    final = result.model.info["trained_on"].get("sample") if result.training is not None else None
+    if final and final["sampled"]:
+        say(out_console, f"训练行较多，按{'、'.join(STRATA_ZH[s] for s in final['strata'])}分层抽样训练："
+                          f"最终模型用 {final['rows']} 行（共 {final['population_rows']} 行），"
+                          f"回测用 {bt['train_sample']['rows']} 行（共 {bt['train_sample']['population_rows']} 行）；"
+                          "所有企业照常评分。")
     top = Table(title=f"{result.target_list_year} 年度清单风险最高的企业（数据截至 {result.data_year} 年，仅供参考）",
                 title_justify="left")
     # widths fixed here and text wrapped by screening.terminal, so that 80 columns hold the table

@@ -15,14 +15,17 @@ def ranking(score: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return np.lexsort((ids, -score))
 
 
-def precision_at(y: np.ndarray, score: np.ndarray, ids: np.ndarray, k: int) -> float:
-    top = ranking(score, ids)[:k]
+def precision_at(y: np.ndarray, score: np.ndarray, ids: np.ndarray, k: int,
+                 order: np.ndarray | None = None) -> float:
+    """``order``: :func:`ranking` of ``score`` when already known (a province's test year is sorted once)."""
+    top = (ranking(score, ids) if order is None else order)[:k]
     return float(y[top].mean()) if len(top) else float("nan")
 
 
-def reliability(y: np.ndarray, p: np.ndarray, ids: np.ndarray, bins: int) -> list[dict]:
+def reliability(y: np.ndarray, p: np.ndarray, ids: np.ndarray, bins: int,
+                order: np.ndarray | None = None) -> list[dict]:
     """Equal-count bins of predicted risk (lowest first): firms, mean predicted, observed rate."""
-    order = ranking(p, ids)[::-1]
+    order = (ranking(p, ids) if order is None else order)[::-1]
     out = []
     for i, part in enumerate(np.array_split(order, bins)):
         if len(part):
@@ -32,14 +35,15 @@ def reliability(y: np.ndarray, p: np.ndarray, ids: np.ndarray, bins: int) -> lis
 
 
 def scores(y: np.ndarray, score: np.ndarray, ids: np.ndarray, cfg: WarnConfig, probability: bool) -> dict:
+    order = ranking(score, ids)
     out = {
         "auc": round(float(roc_auc_score(y, score)), 4),
-        "precision_at": {str(k): round(precision_at(y, score, ids, k), 4) for k in cfg.backtest.top_k},
+        "precision_at": {str(k): round(precision_at(y, score, ids, k, order), 4) for k in cfg.backtest.top_k},
     }
     if probability:
         out["brier"] = round(float(brier_score_loss(y, score)), 5)
         out["log_loss"] = round(float(log_loss(y, np.clip(score, 1e-12, 1 - 1e-12), labels=[0, 1])), 5)
-        out["reliability"] = reliability(y, score, ids, cfg.backtest.bins)
+        out["reliability"] = reliability(y, score, ids, cfg.backtest.bins, order)
     return out
 
 

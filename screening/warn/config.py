@@ -51,6 +51,14 @@ class BacktestSettings(_Strict):
     top_k: list[int] = Field(min_length=1)
     bins: int = Field(ge=2)
     permutation_repeats: int = Field(ge=1)
+    #: test rows the permutation importance shuffles (a stratified sample above it); None: all.
+    #: Optional so that a model saved before the setting existed still loads.
+    importance_rows: int | None = Field(default=None, ge=1)
+
+
+class TrainingSettings(_Strict):
+    #: training rows a model is fitted on; above it a stratified sample (screening.warn.sample); None: all
+    sample_rows: int | None = Field(ge=1)
 
 
 class FactorSettings(_Strict):
@@ -67,6 +75,12 @@ class WarnConfig(_Strict):
     selection: SelectionSettings
     backtest: BacktestSettings
     factors: FactorSettings
+    #: None only in models saved before sampling existed (they trained on every row)
+    training: TrainingSettings | None = None
+
+    def with_sample_rows(self, rows: int | None) -> "WarnConfig":
+        """These settings with another training sample size (None: fit on every row)."""
+        return self.model_copy(update={"training": TrainingSettings(sample_rows=rows)})
 
 
 def load_config(path: Path | None = None) -> WarnConfig:

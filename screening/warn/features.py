@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import polars as pl
 
@@ -112,38 +112,47 @@ def available_features(sources: set[str]) -> list[str]:
 def firm_years(inputs: Inputs, limits: pl.DataFrame) -> pl.DataFrame:
     """One row per (firm_id, year) of ``inputs`` with the year's figures.  Each row holds one
     year only; :func:`features_at` decides which years a feature row may read."""
-    t = inputs.tables
+    t = {name: frame.lazy() for name, frame in inputs.tables.items()}
     key = [FIRM_ID, "year"]
     leased = pl.when(pl.col("tenure") == "租赁").then(pl.col("area_mu")).otherwise(0.0)
-    land = t["land"].group_by(key).agg(pl.col("area_mu").sum().alias("land_mu"), leased.sum().alias("_leased"))
-    incomplete = inputs.land_incomplete.with_columns(pl.lit(True).alias("_bad"))
+    # summed on its own (eagerly): inside the joined plan the parcels' sums could be added in another order
+    land = (inputs.tables["land"].group_by(key).agg(pl.col("area_mu").sum().alias("land_mu"),
+                                                    leased.sum().alias("_leased")).lazy())
+    incomplete = inputs.land_incomplete.lazy().with_columns(pl.lit(True).alias("_bad"))
     # a year with a rejected parcel has unknown land, as in the engine's firm_year view
     land = land.join(incomplete, on=key, how="full", coalesce=True).select(
         *key,
         pl.when(pl.col("_bad")).then(None).otherwise(pl.col("land_mu")).alias("land_mu"),
         pl.when(pl.col("_bad")).then(None).otherwise(pl.col("_leased") / pl.col("land_mu")).alias("leased_share"),
     )
+    # active in a year: the firm has a stats, tax or land row then (each marks its rows)
     parts = {
-        "stats": t["stats"].select(*key, "scale", "revenue", "value_added"),
-        "tax": t["tax"].select(*key, "tax_paid"),
-        "land": land,
+        "stats": t["stats"].select(*key, "scale", "revenue", "value_added", pl.lit(True).alias("_stats")),
+        "tax": t["tax"].select(*key, "tax_paid", pl.lit(True).alias("_tax")),
+        "land": land.with_columns(pl.lit(True).alias("_land")),
         "energy": t["energy"].select(*key, "energy_tce", "electricity"),
         "evaluations": t["evaluations"].select(*key, "grade"),
-        "product": _product_ratios(t["product_energy"], limits),
+        "product": _product_ratios(inputs.tables["product_energy"], limits).lazy(),
     }
-    panel = pl.concat([p.select(key) for p in parts.values()]).unique()
+    # (firm, year) as one 64-bit key: six joins of a province's firm-years on one integer column
+    # instead of two (the values joined are the same)
+    one_key = (pl.col(FIRM_ID).cast(pl.UInt64) * (1 << 32) + pl.col("year").cast(pl.UInt64)).alias("_key")
+    parts = {name: part.with_columns(one_key).drop(key) for name, part in parts.items()}
+    schema = inputs.tables["stats"].schema
+    panel = pl.concat([p.select("_key") for p in parts.values()]).unique().with_columns(
+        (pl.col("_key") // (1 << 32)).cast(schema[FIRM_ID]).alias(FIRM_ID),
+        (pl.col("_key") % (1 << 32)).cast(schema["year"]).alias("year"))
     for part in parts.values():
-        panel = panel.join(part, on=key, how="left")
-    # active in a year: the firm has a stats, tax or land row then
-    present = (t["stats"].select(key).vstack(t["tax"].select(key)).vstack(land.select(key))
-               .unique().with_columns(pl.lit(True).alias("active")))
-    panel = panel.join(present, on=key, how="left").with_columns(pl.col("active").fill_null(False))
+        panel = panel.join(part, on="_key", how="left")
     land_known = pl.col("land_mu") > 0
+    marks = ("_stats", "_tax", "_land")
+    # one plan: the engine reads each table once and runs the joins in parallel
     return panel.with_columns(
+        pl.any_horizontal(pl.col(m).fill_null(False) for m in marks).alias("active"),
         pl.when(land_known).then(pl.col("tax_paid") / pl.col("land_mu")).alias("tax_per_mu"),
         pl.when(land_known).then(pl.col("value_added") / pl.col("land_mu")).alias("va_per_mu"),
         pl.when(pl.col("revenue") > 0).then(pl.col("energy_tce") / pl.col("revenue")).alias("energy_per_revenue"),
-    ).sort(key)
+    ).drop(*marks, "_key").sort(key).collect()
 
 
 def rule_definitions(limits: pl.DataFrame | None = None) -> Engine:
@@ -225,29 +234,34 @@ def in_rules_scope(registry: pl.DataFrame, list_year: int, scope: Scope) -> pl.D
 
 
 def features_at(panel: pl.DataFrame, registry: pl.DataFrame, t: int, scope: Scope,
-                names: list[str]) -> pl.DataFrame:
-    """One row per firm in scope at year t: ids, the facts the reasons quote, and ``names``.
+                names: list[str], columns: Sequence[str] | None = None) -> pl.DataFrame:
+    """One row per firm in scope at year t: ids, the facts the reasons quote, and ``names``
+    (only ``columns`` of them when given: one lazy plan, so nothing else is computed or held).
 
     Reads only panel years t-2..t: a value of a later year cannot reach a row for t.
     """
-    window = panel.filter(pl.col("year").is_between(t - 2, t))
+    window = panel.lazy().filter(pl.col("year").is_between(t - 2, t))
 
-    def year(offset: int) -> pl.DataFrame:
+    def year(offset: int) -> pl.LazyFrame:
         suffix = "" if offset == 0 else f"_p{offset}"
         return window.filter(pl.col("year") == t - offset).select(
             FIRM_ID, *(pl.col(c).alias(f"{c}{suffix}") for c in _YEARLY))
 
     rows = (
-        registry.join(year(0), on=FIRM_ID, how="inner")
-        .join(in_rules_scope(registry, t + 2, scope), on=FIRM_ID, how="left")
+        registry.lazy().join(year(0), on=FIRM_ID, how="inner")
+        .join(in_rules_scope(registry, t + 2, scope).lazy(), on=FIRM_ID, how="left")
         .join(year(1), on=FIRM_ID, how="left")
         .join(year(2), on=FIRM_ID, how="left")
         .filter(pl.col("active") & (pl.col("screened") | pl.col("product_ratio").is_not_null()))
         .drop("screened", "established")
         .with_columns(pl.lit(t, dtype=pl.Int32).alias("t"))
+        # in a fixed order before the peers' sums (the lazy joins may emit rows in any order, and
+        # a sum taken in another order can differ in its last digit)
+        .sort(FIRM_ID)
     )
     rows = rows.with_columns(_peer_columns(scope.min_peers))
-    return rows.with_columns(_feature_exprs(t, scope, names)).sort(FIRM_ID)
+    rows = rows.with_columns(_feature_exprs(t, scope, names))
+    return (rows.select(columns) if columns is not None else rows).collect()
 
 
 def _by_group(col: str, by: str, min_peers: int) -> pl.Expr:

@@ -13,10 +13,16 @@ from ..validate import FIRM_ID, Inputs
 def up_to(inputs: Inputs, last_year: int) -> Inputs:
     """The inputs as they stood at the end of ``last_year``: every later row removed
     (a new object; the caller's tables are not touched)."""
-    tables = {name: frame.filter(pl.col("year") <= last_year) if "year" in frame.columns else frame
-              for name, frame in inputs.tables.items()}
-    incomplete = inputs.land_incomplete.filter(pl.col("year") <= last_year)
+    tables = {name: _up_to(frame, last_year) for name, frame in inputs.tables.items()}
+    incomplete = _up_to(inputs.land_incomplete, last_year)
     return replace(inputs, tables=tables, land_incomplete=incomplete)
+
+
+def _up_to(frame: pl.DataFrame, last_year: int) -> pl.DataFrame:
+    """The rows up to ``last_year``; the frame itself (not a copy of a province's rows) when none is later."""
+    if "year" not in frame.columns or not frame.height or (frame["year"].max() or last_year) <= last_year:
+        return frame
+    return frame.filter(pl.col("year") <= last_year)
 
 
 def listed(inputs: Inputs, ruleset: RuleSet, list_year: int) -> pl.DataFrame:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .model import CANDIDATE_ZH, CANDIDATES
+from .sample import STRATA_ZH
 
 
 def _pct(v: float | None) -> str:
@@ -14,6 +15,15 @@ def _num(v: float | None, digits: int = 4) -> str:
 
 def _years(years: list[int]) -> str:
     return f"{years[0]}—{years[-1]}" if len(years) > 1 else str(years[0])
+
+
+def _sampled(sample: dict | None) -> str:
+    """How the training rows were sampled (nothing when every row was used)."""
+    if not sample or not sample["sampled"]:
+        return ""
+    by = "、".join(STRATA_ZH[s] for s in sample["strata"])
+    return (f"（从 {sample['population_rows']} 行中按{by}分层、按比例抽样，其中列入清单 {sample['population_listed']} 行；"
+            f"抽样上限 {sample['sample_rows_setting']} 行，种子 {sample['seed']}）")
 
 
 def backtest_markdown(bt: dict, source: str | None = None) -> str:
@@ -36,7 +46,7 @@ def backtest_markdown(bt: dict, source: str | None = None) -> str:
         "## 时间切分",
         "",
         f"- 训练：特征年度 {_years(train)}（标签为 {_years([y + 2 for y in train])} 年度清单），"
-        f"{rows['train']} 行，其中列入清单 {rows['train_listed']} 行；",
+        f"{rows['train']} 行，其中列入清单 {rows['train_listed']} 行{_sampled(bt.get('train_sample'))}；",
         f"- 测试：特征年度 {test} → {bt['test_list_year']} 年度清单，{rows['test']} 家企业，"
         f"其中列入清单 {rows['test_listed']} 家（基准率 {_pct(bt['test_base_rate'])}）；",
         "- 每行特征只来自该企业当年及以前的数据和同年同行业企业的数据；标签由真实的规则筛选得出。",
@@ -79,7 +89,9 @@ def backtest_markdown(bt: dict, source: str | None = None) -> str:
         "",
         "## 各组特征的重要性",
         "",
-        "测试年度上把一组特征在企业之间随机打乱后 AUC 的平均下降（置换重要性，固定随机种子）。",
+        "测试年度上把一组特征在企业之间随机打乱后 AUC 的平均下降（置换重要性，固定随机种子）"
+        + (f"，在按是否列入清单分层抽取的 {bt['importance_rows']} 家测试企业上计算（AUC、精确率仍用全部测试企业）。"
+           if bt.get("importance_rows", bt["rows"]["test"]) < bt["rows"]["test"] else "。"),
         "",
         "| 特征组 | AUC 下降 |",
         "|---|---:|",
