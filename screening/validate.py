@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from . import uscc as uscc_mod
@@ -405,6 +406,33 @@ def _firm_ids(codes: pl.DataFrame, registry: pl.DataFrame) -> pl.Series:
     return codes.join(registry, on="uscc", how="left", maintain_order="left")[FIRM_ID]
 
 
+def _repeats(good: pl.DataFrame, key: list[str]) -> pl.Series | None:
+    """Rows whose key may occur more than once (a superset of the duplicates), or None when
+    no key repeats.
+
+    Integer keys without nulls over a small range (firm_id, year) are counted exactly by
+    their position in a dense grid (one pass, no hashing); other keys are hashed, and the
+    hashes are compared only when they are not all distinct."""
+    if not good.height:
+        return None
+    if all(good.schema[k].is_integer() for k in key) and not any(good[k].has_nulls() for k in key):
+        bounds = good.select(*(pl.col(k).min().alias(f"{k}_lo") for k in key),
+                             *(pl.col(k).max().alias(f"{k}_hi") for k in key)).row(0)
+        spans = [int(hi) - int(lo) + 1 for lo, hi in zip(bounds[:len(key)], bounds[len(key):])]
+        if np.prod(spans, dtype=np.float64) <= 4 * good.height + (1 << 20):
+            cell = np.zeros(good.height, dtype=np.int64)
+            for k, lo, span in zip(key, bounds, spans):
+                cell = cell * span + (good[k].to_numpy().astype(np.int64) - int(lo))
+            counts = np.bincount(cell)
+            if counts.max() < 2:
+                return None
+            return pl.Series(counts[cell] > 1)
+    hashes = good.select(pl.struct(key).hash(seed=0).alias("_h"))["_h"]
+    if hashes.n_unique() == hashes.len():
+        return None
+    return hashes.is_duplicated()
+
+
 def _split_duplicates(raw: RawTable, good: pl.DataFrame, key: list[str],
                       codes: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Keep the first row of each key; later rows become reject lines naming the kept row.
@@ -412,9 +440,8 @@ def _split_duplicates(raw: RawTable, good: pl.DataFrame, key: list[str],
     Keys are first compared by a 64-bit hash (cheap on millions of rows); only rows
     whose hash repeats are compared exactly.
     """
-    hashes = good.select(pl.struct(key).hash(seed=0).alias("_h"))["_h"]
-    candidates = hashes.is_duplicated()
-    if not candidates.any():
+    candidates = _repeats(good, key)
+    if candidates is None or not candidates.any():
         return good, pl.DataFrame(schema=REJECT_SCHEMA)
     subset = good.filter(candidates)
     first = pl.struct(key).is_first_distinct()
