@@ -486,6 +486,8 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
             continue
         raw.load()
         good, cell_rejects, bad = _check_cells(raw)
+        if not keep_raw:  # the typed rows are all that is read from here on
+            raw.release()
         reject_parts.append(cell_rejects)
         if raw.furniture.height:  # 栏次/合计/制表人 rows: not records, said so
             reject_parts.append(raw.furniture.select(
@@ -521,8 +523,6 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
             per_year = good.group_by("year").agg(n.alias("n")).drop_nulls().sort("year")
             coverage[name] = dict(zip(per_year["year"].to_list(), per_year["n"].to_list()))
         tables[name] = good
-        if not keep_raw:
-            raw.release()
 
     rejects = pl.concat(reject_parts) if reject_parts else pl.DataFrame(schema=REJECT_SCHEMA)
     rejects = rejects.with_columns(pl.col("row").cast(pl.Int64)).sort("file", "row", "column")
