@@ -32,6 +32,8 @@ _DTYPES = {
     "uscc": pl.String, "text": pl.String, "code4": pl.String, "enum": pl.String,
     "year": pl.Int32, "date": pl.Date, "number": pl.Float64, "integer": pl.Int64,
 }
+#: the magnitude from which a number no longer fits the Int64 of an integer column (a dtype limit)
+_INT64_LIMIT = float(2 ** 63)
 _FORMAT_REASON = "统一社会信用代码格式错误（应为18位数字或大写字母，且不含I、O、S、V、Z）"
 
 
@@ -177,6 +179,8 @@ def _parse(col: Column, dtype: pl.DataType, registry: bool,
             if kind == "year":
                 lo, hi = YEAR_RANGE
                 problems.append((present & ~value.is_between(lo, hi), f"年份超出合理范围（{lo}—{hi}）"))
+            else:
+                problems.append((present & (value.abs() >= _INT64_LIMIT), f"{col.zh}数值过大（超出整数可表示的范围）"))
         if col.min is not None:
             if col.min_exclusive:
                 problems.append((present & (value <= col.min), f"{col.zh}必须大于{col.min:g}"))
@@ -216,7 +220,8 @@ def _parse(col: Column, dtype: pl.DataType, registry: bool,
             problems.append((present & ~value.is_in(col.allowed), f"{col.zh}只能为：{'、'.join(col.allowed)}"))
     if col.nonnull:
         problems.insert(0, (~present, f"缺少{col.zh}"))
-    return value.cast(_DTYPES[kind]).alias(col.name), problems
+    # a number no integer holds (inf, 1e30) is a problem above; its typed value is null, not an error
+    return value.cast(_DTYPES[kind], strict=kind not in ("year", "integer")).alias(col.name), problems
 
 
 def parse_dates(text: pl.Expr) -> pl.Expr:
