@@ -42,9 +42,20 @@ def safe_text(column: str | pl.Expr) -> pl.Expr:
 
 
 def neutralise(frame: pl.DataFrame) -> pl.DataFrame:
-    """The frame with its text columns neutralised (vectorised; numeric columns untouched)."""
+    """The frame with its text columns neutralised (vectorised; numeric columns untouched).
+
+    A cheap pass over the first characters (of a categorical column: of its distinct values)
+    finds the text columns with a cell that may need it; only those go through
+    :func:`safe_text` (two regular expressions per cell), the others become text unchanged."""
     text = [name for name, dtype in frame.schema.items() if isinstance(dtype, _TEXT_TYPES)]
-    return frame.with_columns(safe_text(name).alias(name) for name in text) if text else frame
+    return frame.with_columns(safe_text(name).alias(name) if _may_start_formula(frame.get_column(name))
+                              else pl.col(name).cast(pl.String) for name in text) if text else frame
+
+
+def _may_start_formula(column: pl.Series) -> bool:
+    values = column if column.dtype == pl.String else column.unique().cast(pl.String)
+    return bool(values.to_frame("v").select(
+        pl.any_horizontal(pl.col("v").str.starts_with(c) for c in FORMULA_CHARS).any()).item())
 
 
 def write_csv(frame: pl.DataFrame, path: str | Path, *, include_bom: bool = True) -> Path:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from . import uscc as uscc_mod
@@ -34,6 +35,8 @@ _DTYPES = {
 #: how a yes/no flag column (``small_park``) may be written
 _YES = ["是", "y", "yes", "true", "1", "√", "✓"]
 _NO = ["否", "n", "no", "false", "0", "×", "✗"]
+#: the magnitude from which a number no longer fits the Int64 of an integer column (a dtype limit)
+_INT64_LIMIT = float(2 ** 63)
 _FORMAT_REASON = "统一社会信用代码格式错误（应为18位数字或大写字母，且不含I、O、S、V、Z）"
 
 
@@ -123,7 +126,20 @@ def _as_text(col: str, dtype: pl.DataType) -> pl.Expr:
     return pl.when(e == "").then(None).otherwise(e)
 
 
-def _number(col: Column, dtype: pl.DataType, factor: tuple[float, float] | None = None
+Stage = "list[tuple[str, pl.Expr]] | None"
+
+
+def _staged(stage: Stage, name: str, expr: pl.Expr) -> pl.Expr:
+    """``expr`` computed once into a helper column ``name`` when ``stage`` collects them (a
+    value that both the typed column and the problem conditions read: an eager select computes
+    a shared expression once per use, and text is the costly part); else ``expr`` itself."""
+    if stage is None:
+        return expr
+    stage.append((name, expr))
+    return pl.col(name)
+
+
+def _number(col: Column, dtype: pl.DataType, factor: tuple[float, float] | None = None, stage: Stage = None
             ) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
     """(value as Float64 in the contract's unit, cell present, present but not a finite number).
 
@@ -133,8 +149,8 @@ def _number(col: Column, dtype: pl.DataType, factor: tuple[float, float] | None 
         present = value.is_not_null()
         bad = present & ~value.is_finite()
     else:
-        text = _as_text(col.name, dtype)
-        value = text.str.replace_all(",", "").cast(pl.Float64, strict=False)
+        text = _staged(stage, f"_text_{col.name}", _as_text(col.name, dtype))
+        value = _staged(stage, f"_value_{col.name}", text.str.replace_all(",", "").cast(pl.Float64, strict=False))
         present, bad = text.is_not_null(), text.is_not_null() & (value.is_null() | ~value.is_finite())
     if factor is not None:
         value = value * factor[0] / factor[1]
@@ -145,16 +161,18 @@ Problem = tuple[pl.Expr, "str | pl.Expr"]
 
 
 def _parse(col: Column, dtype: pl.DataType, registry: bool,
-           factor: tuple[float, float] | None = None) -> tuple[pl.Expr, list[Problem]]:
+           factor: tuple[float, float] | None = None, stage: Stage = None) -> tuple[pl.Expr, list[Problem]]:
     """The typed value and the column's problems as (condition, Chinese reason), first match wins.
 
     ``registry``: the uscc column of enterprises, checked in full; elsewhere a uscc is
-    checked by looking it up in the registry (see :func:`_attach_firm_id`).
+    checked by looking it up in the registry (see :func:`_attach_firm_id`).  ``stage``: a
+    list that collects the helper columns (name, expression) the value and the conditions
+    read (:func:`_staged`); they must be added to the frame, in order, before either is used.
     """
     problems: list[Problem] = []
     kind = col.kind
     if kind in ("year", "number", "integer"):
-        value, present, bad_type = _number(col, dtype, factor)
+        value, present, bad_type = _number(col, dtype, factor, stage)
         if kind == "number":
             problems.append((bad_type, "不是有效的数字"))
         else:
@@ -164,6 +182,8 @@ def _parse(col: Column, dtype: pl.DataType, registry: bool,
             if kind == "year":
                 lo, hi = YEAR_RANGE
                 problems.append((present & ~value.is_between(lo, hi), f"年份超出合理范围（{lo}—{hi}）"))
+            else:
+                problems.append((present & (value.abs() >= _INT64_LIMIT), f"{col.zh}数值过大（超出整数可表示的范围）"))
         if col.min is not None:
             if col.min_exclusive:
                 problems.append((present & (value <= col.min), f"{col.zh}必须大于{col.min:g}"))
@@ -176,9 +196,9 @@ def _parse(col: Column, dtype: pl.DataType, registry: bool,
         elif isinstance(dtype, pl.Datetime):
             value = pl.col(col.name).dt.date()
         else:
-            text = _as_text(col.name, dtype)
+            text = _staged(stage, f"_text_{col.name}", _as_text(col.name, dtype))
             present = text.is_not_null()
-            value = parse_dates(text)
+            value = _staged(stage, f"_value_{col.name}", parse_dates(text))
         problems.append((present & value.is_null(), "日期无法识别（应为 YYYY-MM-DD）"))
     elif kind == "uscc" and not registry:
         # looked up in the registry as written; only codes not found there are normalized
@@ -186,24 +206,28 @@ def _parse(col: Column, dtype: pl.DataType, registry: bool,
         value = pl.col(col.name) if dtype == pl.String else pl.col(col.name).cast(pl.String)
         present = value.is_not_null()
     else:
-        value = _as_text(col.name, dtype)
-        present = value.is_not_null()
+        text = _staged(stage, f"_text_{col.name}", _as_text(col.name, dtype))
+        present = text.is_not_null()
+        value = text
         if kind == "uscc":
-            value = value.str.to_uppercase()
+            value = _staged(stage, f"_value_{col.name}", text.str.to_uppercase())
             problems.append((present & ~value.str.contains(uscc_mod.PATTERN), _FORMAT_REASON))
         elif kind == "code4":
-            value = value.str.strip_prefix("C").str.strip_prefix("c")  # a leading 门类 letter C is harmless
+            # a leading 门类 letter C is harmless
+            value = _staged(stage, f"_value_{col.name}", text.str.strip_prefix("C").str.strip_prefix("c"))
             problems.append((present & ~value.str.contains(r"^\d{4}$"), "行业代码应为4位数字（GB/T 4754-2017）"))
         elif col.name == "grade":
-            value = value.str.to_uppercase().str.strip_suffix("类").str.strip_suffix("级")
+            value = _staged(stage, f"_value_{col.name}",
+                            text.str.to_uppercase().str.strip_suffix("类").str.strip_suffix("级"))
         elif col.name == "small_park":  # a yes/no flag as departments write it
-            value = value.str.to_lowercase().replace_strict(
-                _YES + _NO, ["是"] * len(_YES) + ["否"] * len(_NO), default=value)
+            value = _staged(stage, f"_value_{col.name}", text.str.to_lowercase().replace_strict(
+                _YES + _NO, ["是"] * len(_YES) + ["否"] * len(_NO), default=text))
         if col.allowed:
             problems.append((present & ~value.is_in(col.allowed), f"{col.zh}只能为：{'、'.join(col.allowed)}"))
     if col.nonnull:
         problems.insert(0, (~present, f"缺少{col.zh}"))
-    return value.cast(_DTYPES[kind]).alias(col.name), problems
+    # a number no integer holds (inf, 1e30) is a problem above; its typed value is null, not an error
+    return value.cast(_DTYPES[kind], strict=kind not in ("year", "integer")).alias(col.name), problems
 
 
 def parse_dates(text: pl.Expr) -> pl.Expr:
@@ -256,12 +280,16 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
     present = [c for c in table.columns if c.name in frame.columns]
     values: dict[str, pl.Expr] = {}
     parsed: dict[str, list[Problem]] = {}
+    stage: list[tuple[str, pl.Expr]] = []
     for c in present:
-        values[c.name], parsed[c.name] = _parse(c, frame.schema[c.name], registry, raw.factors.get(c.name))
+        values[c.name], parsed[c.name] = _parse(c, frame.schema[c.name], registry, raw.factors.get(c.name), stage)
     _excel_error_problems(raw, parsed)
     if table.name == "land":
         _land_problems(frame.columns, parsed)
-    # values and problem conditions are expressions over the raw columns
+    # values and problem conditions read the raw columns and the helper columns (a cell's
+    # text, its number), each helper computed once here
+    for name, expr in stage:
+        frame = frame.with_columns(expr.alias(name))
     typed = frame.select(ROW, *values.values())
     if registry:  # a bad field other than the code is cleared, not the row rejected
         flags = frame.select(_flag(p).alias(n) for n, p in parsed.items() if p)  # each column's once
@@ -356,16 +384,14 @@ def _attach_firm_id(raw: RawTable, good: pl.DataFrame, registry: pl.DataFrame,
                     rejected_codes: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Replace uscc by the registry's firm_id; rows of unknown enterprises become reject lines.
 
-    A lookup column rather than a join: only the firm_id column is new, the table's
-    other columns are not copied.
+    A hash join of the code column alone against the registry (whose codes are unique):
+    only the firm_id column is new, the table's other columns are not copied.
     """
-    lookup = pl.col("uscc").replace_strict(registry["uscc"], registry[FIRM_ID], default=None, return_dtype=pl.UInt32)
-    joined = good.with_columns(lookup.alias(FIRM_ID))
+    joined = good.with_columns(_firm_ids(good.select("uscc"), registry))
     missed = joined[FIRM_ID].is_null()
     if missed.any():  # second chance for codes written with spaces or in lower case
-        retried = joined.filter(missed).with_columns(
-            _as_text("uscc", pl.String).str.to_uppercase().alias("uscc")
-        ).with_columns(lookup.alias(FIRM_ID))
+        retried = joined.filter(missed).with_columns(_as_text("uscc", pl.String).str.to_uppercase().alias("uscc"))
+        retried = retried.with_columns(_firm_ids(retried.select("uscc"), registry))
         joined = pl.concat([joined.filter(~missed), retried]).sort(ROW)  # file order decides duplicates
     unknown = joined.filter(pl.col(FIRM_ID).is_null())
     unknown = unknown.join(_check_char_reasons(unknown), on=ROW, how="left")
@@ -386,6 +412,38 @@ def _attach_firm_id(raw: RawTable, good: pl.DataFrame, registry: pl.DataFrame,
     return known.select(FIRM_ID, pl.exclude(FIRM_ID)), lines
 
 
+def _firm_ids(codes: pl.DataFrame, registry: pl.DataFrame) -> pl.Series:
+    """The registry's firm_id of each code (null when absent), in the order of ``codes``."""
+    return codes.join(registry, on="uscc", how="left", maintain_order="left")[FIRM_ID]
+
+
+def _repeats(good: pl.DataFrame, key: list[str]) -> pl.Series | None:
+    """Rows whose key may occur more than once (a superset of the duplicates), or None when
+    no key repeats.
+
+    Integer keys without nulls over a small range (firm_id, year) are counted exactly by
+    their position in a dense grid (one pass, no hashing); other keys are hashed, and the
+    hashes are compared only when they are not all distinct."""
+    if not good.height:
+        return None
+    if all(good.schema[k].is_integer() for k in key) and not any(good[k].has_nulls() for k in key):
+        bounds = good.select(*(pl.col(k).min().alias(f"{k}_lo") for k in key),
+                             *(pl.col(k).max().alias(f"{k}_hi") for k in key)).row(0)
+        spans = [int(hi) - int(lo) + 1 for lo, hi in zip(bounds[:len(key)], bounds[len(key):])]
+        if np.prod(spans, dtype=np.float64) <= 4 * good.height + (1 << 20):
+            cell = np.zeros(good.height, dtype=np.int64)
+            for k, lo, span in zip(key, bounds, spans):
+                cell = cell * span + (good[k].to_numpy().astype(np.int64) - int(lo))
+            counts = np.bincount(cell)
+            if counts.max() < 2:
+                return None
+            return pl.Series(counts[cell] > 1)
+    hashes = good.select(pl.struct(key).hash(seed=0).alias("_h"))["_h"]
+    if hashes.n_unique() == hashes.len():
+        return None
+    return hashes.is_duplicated()
+
+
 def _split_duplicates(raw: RawTable, good: pl.DataFrame, key: list[str],
                       codes: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Keep the first row of each key; later rows become reject lines naming the kept row.
@@ -393,9 +451,8 @@ def _split_duplicates(raw: RawTable, good: pl.DataFrame, key: list[str],
     Keys are first compared by a 64-bit hash (cheap on millions of rows); only rows
     whose hash repeats are compared exactly.
     """
-    hashes = good.select(pl.struct(key).hash(seed=0).alias("_h"))["_h"]
-    candidates = hashes.is_duplicated()
-    if not candidates.any():
+    candidates = _repeats(good, key)
+    if candidates is None or not candidates.any():
         return good, pl.DataFrame(schema=REJECT_SCHEMA)
     subset = good.filter(candidates)
     first = pl.struct(key).is_first_distinct()
@@ -440,6 +497,8 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
             continue
         raw.load()
         good, cell_rejects, bad = _check_cells(raw)
+        if not keep_raw:  # the typed rows are all that is read from here on
+            raw.release()
         reject_parts.append(cell_rejects)
         if raw.furniture.height:  # 栏次/合计/制表人 rows: not records, said so
             reject_parts.append(raw.furniture.select(
@@ -475,8 +534,6 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
             per_year = good.group_by("year").agg(n.alias("n")).drop_nulls().sort("year")
             coverage[name] = dict(zip(per_year["year"].to_list(), per_year["n"].to_list()))
         tables[name] = good
-        if not keep_raw:
-            raw.release()
 
     rejects = pl.concat(reject_parts) if reject_parts else pl.DataFrame(schema=REJECT_SCHEMA)
     rejects = rejects.with_columns(pl.col("row").cast(pl.Int64)).sort("file", "row", "column")

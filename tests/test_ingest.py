@@ -778,3 +778,23 @@ def test_a_file_given_as_a_folder_is_named_as_a_file(tmp_path):
         load_ruleset(given)
     with pytest.raises(InputError, match="数据目录不存在"):
         read_dir(tmp_path / "nope", set())
+
+
+@pytest.mark.parametrize("employees, year, column, reason", [
+    ("inf", "2021", "年平均职工人数", "年平均职工人数应为整数"),
+    ("nan", "2021", "年平均职工人数", "年平均职工人数应为整数"),
+    ("-inf", "2021", "年平均职工人数", "年平均职工人数应为整数"),
+    ("1e30", "2021", "年平均职工人数", "年平均职工人数数值过大（超出整数可表示的范围）"),
+    ("12", "inf", "年份", "年份应为整数"),
+    ("12", "1e12", "年份", "年份超出合理范围（1949—2100）"),
+])
+def test_integer_cells_beyond_an_integer_are_rejected_not_a_crash(tmp_path, employees, year, column, reason):
+    """A number that no integer can hold (inf, nan, 1e30) in an integer column is a reject line
+    naming the cell; the other rows are read.  (It used to stop the run with a Polars cast error.)"""
+    write_enterprises(tmp_path)
+    write_csv(tmp_path / "stats.csv", ["统一社会信用代码", "年份", "规模", "营业收入", "年平均职工人数"],
+              [[C1, year, "规上", "100", employees], [C2, "2021", "规下", "50", "7"]])
+    inp = load(tmp_path)
+    assert [(r["row"], r["column"], r["reason"]) for r in rejects_of(inp, "stats.csv")] == [(2, column, reason)]
+    stats = inp.frame("stats")
+    assert stats["uscc"].to_list() == [C2] and stats["employees"].to_list() == [7]

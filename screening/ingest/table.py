@@ -304,6 +304,20 @@ def _furniture(body: pl.DataFrame, cols: list[str]) -> tuple[pl.DataFrame, pl.Da
     return body.filter(~pl.col(ROW).is_in(flagged[ROW].implode())), flagged
 
 
+def _blank_rows(body: pl.DataFrame, cols: list[str]) -> pl.Series | None:
+    """The rows whose every cell is empty, or None when there are none.  The cheap tests
+    (a typed cell is null) go first; text is trimmed only in the rows still in question."""
+    order = sorted(cols, key=lambda c: body.schema[c] == pl.String)
+    idx: pl.Series | None = None  # rows still possibly blank (None: all)
+    for c in order:
+        sub = body.select(c) if idx is None else body.select(pl.col(c).gather(idx))
+        blank = sub.select(_blank(c, body.schema[c]).alias("b"))["b"]
+        idx = blank.arg_true() if idx is None else idx.filter(blank)
+        if not idx.len():
+            return None
+    return pl.repeat(False, body.height, eager=True).scatter(idx, True) if idx is not None else None
+
+
 def _blank(column: str, dtype: pl.DataType) -> pl.Expr:
     if dtype == pl.String:
         return pl.col(column).is_null() | (pl.col(column).str.strip_chars() == "")
@@ -420,8 +434,8 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTab
 
     body, out.furniture = _furniture(body, list(picked.values()))
     # a blank line (or a row of empty cells) is not a record; row numbers stay as the file counts them
-    empty = body.select(pl.all_horizontal(_blank(c, body.schema[c]) for c in picked.values()).alias("e"))["e"]
-    if empty.any():
+    empty = _blank_rows(body, list(picked.values()))
+    if empty is not None:
         body = body.filter(~empty)
     out.frame = body
     out.rows = body.height
