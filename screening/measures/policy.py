@@ -12,28 +12,21 @@ from typing import Literal
 
 import polars as pl
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from ..errors import RuleSetError
-from ..ruleset import Cite
+from ..ruleset import Cite, _Strict
+from ..ruleset import Source as RuleSource
 from ..schema import UTILITIES
 
 FILE = "measures.yaml"
 GRADES = ("A", "B", "C", "D")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Source(_Strict):
-    doc_no: str | None = None
-    issuer: str
-    title: str
-    short_title: str | None = None
+class Source(RuleSource):
+    """A rule set's source, except that the date may be unknown."""
     #: None when the public text seen gives no date (said so in the YAML, to be checked)
     published: dt.date | None = None
-    url: str | None = None
 
 
 class Utility(_Strict):
