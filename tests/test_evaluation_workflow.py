@@ -497,3 +497,36 @@ def test_two_publications_of_one_year_at_once_leave_one_published(service, monke
     assert sorted(codes.values()) == [201, 409]
     states = [i["status"] for i in client.get("/api/v1/evaluations?year=2021", headers=h["admin"]).json()["items"]]
     assert sorted(states) == ["computed", "published"]
+
+
+def test_the_review_page_recomputes_off_the_event_loop(tmp_path, monkeypatch):
+    """The review recomputes every score (seconds on a province): the page's async handler used to
+    run it on the event loop, so the whole service stopped answering meanwhile."""
+    import asyncio
+
+    data = write_data(tmp_path)
+    db = tmp_path / "s.duckdb"
+    tokens = add_users(db)
+    con = connect(db)
+    set_password(con, "经信局", password("admin"))
+    con.close()
+    monkeypatch.setattr(routes, "today", lambda: TODAY)
+    real, seen = routes.review, []
+
+    def review(**kwargs):
+        try:
+            asyncio.get_running_loop()
+            seen.append("event loop")
+        except RuntimeError:
+            seen.append("worker thread")
+        return real(**kwargs)
+
+    monkeypatch.setattr(routes, "review", review)
+    with TestClient(create_app(Settings(db=db, data_root=data, runs_dir=tmp_path / "runs"))) as client:
+        h = {role: bearer(t) for role, t in tokens.items()}
+        eid, land, other = _to_review(client, h, monkeypatch)
+        csrf = sign_in(client, "admin")
+        page = client.post(f"/evaluations/{eid}/review", data={
+            "csrf_token": csrf, "note": "批量复核", f"decision_{land}": "accepted", f"decision_{other}": "rejected"})
+        assert page.status_code == 200, page.text
+    assert seen == ["worker thread"]

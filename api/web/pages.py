@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Response, UploadFile, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
 from pydantic import TypeAdapter, ValidationError
 
 from screening.evaluation_method import shipped_methods
@@ -820,7 +821,10 @@ async def evaluation_review(request: Request, evaluation_id: str, cursor: Cursor
     def write():
         body = _model(request, evaluations.ReviewIn, {"decisions": decisions, "note": note})
         evaluations.review(evaluation_id=evaluation_id, body=body, cursor=cursor, user=user)
-    return _evaluation_write(request, evaluation_id, cursor, user, write, "复核完成：决定已一次应用，得分与名次已重新计算")
+    # the review recomputes the evaluation (seconds on a province's firms): off the event loop, so the
+    # service keeps answering everyone else meanwhile
+    return await run_in_threadpool(_evaluation_write, request, evaluation_id, cursor, user, write,
+                                   "复核完成：决定已一次应用，得分与名次已重新计算")
 
 
 @router.post("/evaluations/{evaluation_id}/grade")
