@@ -297,6 +297,12 @@ def test_an_objection_names_its_evidence_and_stamp(service):
     assert client.post(url, json={"reason": "", "stamped": False}, headers=h["township"]).status_code == 422
     bad = client.post(url, json={"reason": "有误", "stamped": False, "corrections": {"revenue": 1}}, headers=h["township"])
     assert bad.status_code == 422 and "不是本评价方法使用的数据项" in bad.json()["detail"]
+    # a yes/no is true or false, never a word read as one ("yes", "1", "on" were taken as true)
+    for word in ("yes", "1", "on", 1):
+        loose = client.post(url, json={"reason": "有误", "stamped": word}, headers=h["township"])
+        assert loose.status_code == 422 and "true 或 false" in loose.json()["detail"], loose.text
+    loose = client.post("/api/v1/runs", json={"year": 2022, "replace_final": "yes"}, headers=h["admin"])
+    assert loose.status_code == 422 and "true 或 false" in loose.json()["detail"], loose.text
 
 
 def test_review_with_every_objection_rejected_keeps_the_results(service, monkeypatch):

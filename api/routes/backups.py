@@ -10,7 +10,7 @@ from typing import Annotated
 
 import duckdb
 from fastapi import APIRouter, Depends, HTTPException, Request, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from screening.backup import backups_dir, record_last, rotate, write_backup
 from screening.errors import ScreeningError, from_os_error
@@ -67,7 +67,7 @@ class PruneIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"keep": 3, "older_than_days": 90}]})
     keep: int | None = Field(default=None, ge=1, le=10_000, description="每个年度保留最新的几次筛选")
     older_than_days: float | None = Field(default=None, ge=0, le=100_000, description="只删除多少天以前的试算")
-    dry_run: bool = Field(default=False, description="只列出将删除的试算，不删除")
+    dry_run: StrictBool = Field(default=False, description="只列出将删除的试算，不删除")
 
 
 @router.post("/runs/prune", responses=ERRORS, operation_id="runs-prune",

@@ -17,7 +17,7 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from urllib.parse import quote
 
 from screening import clock
@@ -102,7 +102,7 @@ class ObjectionIn(_CorrectionsBody):
          "stamped": True, "corrections": {"land_mu": 12.5}}]})
     reason: Text(1000, min_length=1) = Field(description="异议理由")
     evidence_ref: Text(500) | None = Field(default=None, description="证明材料（文号、证书编号或已上传证据文件的编号）")
-    stamped: bool = Field(description="是否附加盖公章的书面材料")
+    stamped: StrictBool = Field(description="是否附加盖公章的书面材料")
     corrections: Corrections
 
 

@@ -13,7 +13,7 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from ..auth import User
 from ..db import audit, finalized, one_snapshot, records, run_catalogue
@@ -36,7 +36,7 @@ class DecisionIn(BaseModel):
 class FinalizeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     note: Text(2000) | None = None
-    allow_unresolved: bool = Field(default=False, description="为 true 时，未核实或异议未处理的企业不列入定稿清单，照常定稿")
+    allow_unresolved: StrictBool = Field(default=False, description="为 true 时，未核实或异议未处理的企业不列入定稿清单，照常定稿")
 
 
 # each listed firm of the run with its latest verification and the decision on that verification

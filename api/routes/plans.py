@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 import duckdb
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from screening import clock
 
@@ -31,7 +31,7 @@ class Milestone(BaseModel):
     model_config = ConfigDict(extra="forbid")
     title: Text(200, 1, examples=["完成节能诊断"])
     due: dt.date = Field(description="到期日期")
-    done: bool = False
+    done: StrictBool = False
 
 
 class PlanIn(BaseModel):

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import FileResponse
 from fastapi import Path as PathParam
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from screening.errors import ScreeningError
 from screening.evaluation_workflow import finalized_grades
@@ -43,7 +43,7 @@ class RunIn(BaseModel):
     data: str | None = Field(default=None, max_length=200,
                              description="数据目录名，位于服务配置的数据根目录（SCREENING_DATA_ROOT）之下；默认即数据根目录")
     set: list[str] = Field(default_factory=list, max_length=20, description="参数调整，如 above_scale_low_tax_per_mu.ratio=0.1")
-    replace_final: bool = Field(default=False, description="该年度已定稿时：为 true 则撤销原定稿（记入审计），以本次筛选作为"
+    replace_final: StrictBool = Field(default=False, description="该年度已定稿时：为 true 则撤销原定稿（记入审计），以本次筛选作为"
                                                            "该年度清单，需重新核实并定稿；为 false（默认）则本次筛选只作试算保存")
 
 

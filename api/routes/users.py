@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from ..auth import MAX_NAME, User, add_user, check_password_rules, clean_name, revoke_user, set_password
 from ..db import audit
@@ -22,7 +22,7 @@ class UserIn(BaseModel):
     role: Literal["admin", "township", "analyst", "dashboard"]
     township: str | None = Field(default=None, max_length=1000,
                                  description="township 角色必填：须为已保存运行的企业名录中的乡镇街道")
-    confirm_new_township: bool = Field(default=False, description="确认 township 是名录中还没有的新乡镇街道")
+    confirm_new_township: StrictBool = Field(default=False, description="确认 township 是名录中还没有的新乡镇街道")
     password: str | None = Field(default=None, max_length=1000,
                                  description="网页登录密码（可选，至少 10 个字符；只保存 argon2 散列值）")
 
