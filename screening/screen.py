@@ -239,7 +239,7 @@ def screen(
     engine = Engine(host)
     try:
         with _timed(timings, "装载数据", progress):
-            _load(engine, inputs, rs, list_year, final_grades)
+            _load(engine, inputs, rs, list_year, final_grades, keep_tables)
             base = _base_params(rs, list_year)
             for name, sql in read_sql_files("views"):
                 engine.execute(f"views/{name}", sql, base)
@@ -323,16 +323,21 @@ def _with_status(rule_sql: str) -> str:
     return (f"SELECT * REPLACE ({blank}), status_for(reason_code) AS status FROM ({rule_sql})")
 
 
-def _load(engine: Engine, inputs: Inputs, rs: RuleSet, list_year: int, final_grades: pl.DataFrame | None = None) -> None:
+def _load(engine: Engine, inputs: Inputs, rs: RuleSet, list_year: int, final_grades: pl.DataFrame | None = None,
+          keep_tables: bool = True) -> None:
     """Expose the inputs to DuckDB; the rules read only the list year's two data years.
 
     The input tables are scanned once (into firm_year and firm_panel), so they are attached
-    as Arrow without a copy; only the small reference tables are copied in.
+    as Arrow without a copy; only the small reference tables are copied in.  When the caller
+    does not keep the tables, each is replaced by its two years' slice as it is attached, so a
+    province's whole history and the slice are never all held at once.
     """
     years = [list_year - 2, list_year - 1]
-    for name, frame in inputs.tables.items():
+    for name, frame in list(inputs.tables.items()):
         if "year" in frame.columns:
             frame = frame.filter(pl.col("year").is_in(years))
+            if not keep_tables:
+                inputs.tables[name] = frame
         engine.attach_frame(f"in_{name}", frame)
     engine.attach_frame("in_computed_grades", _computed_grades(inputs, rs, years, final_grades))
     engine.attach_frame("in_land_incomplete", inputs.land_incomplete.filter(pl.col("year").is_in(years)))
