@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path as FilePath
 from typing import Annotated
 
-from fastapi import HTTPException, Path, status
+from fastapi import HTTPException, Path, Request, status
+
+from screening.paths import confined
 
 from ..db import RunCatalogue, StoredRun, run_catalogue
 
@@ -21,6 +24,16 @@ ERRORS = {
     404: {"description": "年度无筛选结果，或企业不存在、不在本乡镇街道"},
     422: {"description": "参数无效，如未知的规则编号、乡镇街道或状态（detail 列出可选值）"},
 }
+
+def data_folder(request: Request, name: str | None) -> tuple[FilePath, FilePath]:
+    """(the service's data root, the data folder a request names inside it: the root itself when
+    ``name`` is empty).  A name that leads outside the root is 422, with one message whatever the path."""
+    root = FilePath(request.app.state.settings.data_root).resolve()
+    data = confined(name, [root]) if name else root
+    if data is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "数据目录必须位于数据根目录之下")
+    return root, data
+
 
 # the latest verification per (firm, year): what a list shows as the firm's verification status
 LATEST_VERIFICATION = """

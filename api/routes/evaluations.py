@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import threading
 import uuid
-from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
@@ -27,13 +26,12 @@ from screening.evaluation_method import GRADES, load_method
 from screening.evaluation_workflow import (CORRECTABLE, Correction, apply_corrections, blob_sha256, check_corrections,
                                            compute, final_grades_sha256, inputs_sha256, method_from_text,
                                            original_values, pack_inputs, publication_workbook, unpack_inputs)
-from screening.paths import confined
 
 from ..auth import User
 from ..db import audit, records
 from ..deps import CursorDep, allow
 from ..schemas import Text
-from .common import ERRORS, UsccPath, check_choice
+from .common import ERRORS, UsccPath, check_choice, data_folder
 
 router = APIRouter(prefix="/api/v1/evaluations", tags=["evaluations"])
 _one_at_a_time = threading.Lock()
@@ -211,11 +209,7 @@ def create_evaluation(body: EvaluationIn, request: Request, cursor: CursorDep,
                       user: Annotated[User, Depends(allow("admin"))]) -> dict:
     """读取数据目录中该年度的数据，应用乡镇街道此前确认的更正（原值与更正值都保存），调用评价计算，
     保存所用的输入数据、每家企业所用的数据和结果，以及方法编号、版本与散列值。"""
-    settings = request.app.state.settings
-    root = FilePath(settings.data_root).resolve()
-    data = confined(body.data, [root]) if body.data else root
-    if data is None:
-        raise HTTPException(422, "数据目录必须位于数据根目录之下")
+    root, data = data_folder(request, body.data)
     if not _one_at_a_time.acquire(blocking=False):
         raise HTTPException(status.HTTP_409_CONFLICT, "另一次测算或复核正在进行，请稍后再试")
     try:

@@ -31,13 +31,13 @@ from screening.evaluation_workflow import finalized_grades
 from screening.measures import OUTPUT_COLUMNS, history_from_finalized, measures, summary
 from screening.measures.ledger import read_ledger
 from screening.measures.policy import load_measures
-from screening.paths import confined, default_ruleset
+from screening.paths import default_ruleset
 from screening.schema import LEDGER_KINDS, UTILITIES
 
 from ..auth import User, known_townships, nearest_townships
 from ..db import audit, records
 from ..deps import CursorDep, allow
-from .common import ERRORS, YearPath
+from .common import ERRORS, YearPath, data_folder
 from .exports import _CappedUpload
 
 router = APIRouter(prefix="/api/v1/measures", tags=["measures"])
@@ -64,11 +64,7 @@ def compute_lists(body: MeasuresIn, request: Request, cursor: CursorDep,
                   user: Annotated[User, Depends(allow("admin"))]) -> dict:
     """政策表为默认规则集的 measures.yaml（数字与依据都在其中）；等级来自数据目录的 evaluations 表，
     服务中已定稿的亩均效益评价（/api/v1/evaluations）的最终等级优先于该表（名单“等级来源”列写明评价编号）。"""
-    settings = request.app.state.settings
-    root = Path(settings.data_root).resolve()
-    data = confined(body.data, [root]) if body.data else root
-    if data is None:
-        raise HTTPException(422, "数据目录必须位于数据根目录之下")
+    root, data = data_folder(request, body.data)
     try:
         result = measures(data, body.year, None, body.date,
                           extra_history=history_from_finalized(finalized_grades(cursor)))

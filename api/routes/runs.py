@@ -18,14 +18,13 @@ from screening.errors import ScreeningError
 from screening.evaluation_workflow import finalized_grades
 from screening.handover import NotStaged, discard
 from screening.outputs import planned_outputs, write_all, write_run_json
-from screening.paths import confined
 from screening.screen import screen
 from screening.store import import_staged
 
 from ..auth import User
 from ..db import audit, ensure_schema, table_exists
 from ..deps import CursorDep, allow
-from .common import ERRORS
+from .common import ERRORS, data_folder
 from .exports import _disposition
 from .finalization import settle_run
 
@@ -53,10 +52,7 @@ class RunIn(BaseModel):
 def create_run(body: RunIn, request: Request, cursor: CursorDep,
                user: Annotated[User, Depends(allow("admin"))]) -> dict:
     settings = request.app.state.settings
-    root = Path(settings.data_root).resolve()
-    data = confined(body.data, [root]) if body.data else root
-    if data is None:
-        raise HTTPException(422, "数据目录必须位于数据根目录之下")
+    root, data = data_folder(request, body.data)
     if not _one_at_a_time.acquire(blocking=False):
         raise HTTPException(status.HTTP_409_CONFLICT, "另一次筛选正在进行，请稍后再试")
     try:
