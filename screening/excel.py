@@ -15,6 +15,7 @@ import polars as pl
 import xlsxwriter
 
 from . import clock
+from .csvsafe import neutralise
 from .excel_rows import write_rows
 from .ruleset import LIMIT_RULE, unverified_limits_note
 
@@ -46,6 +47,16 @@ _SHEET_BAD = re.compile(r"[\[\]:*?/\\]")
 #: ``write_string``/``write_number``, never the guessing ``write``
 WORKBOOK_OPTIONS: dict[str, Any] = {"strings_to_numbers": False, "strings_to_formulas": False,
                                     "strings_to_urls": False}
+
+
+def rejects_sheet(wb: xlsxwriter.Workbook, rejects: pl.DataFrame, header_format: Any, cell_format: Any) -> None:
+    """A 拒收记录 sheet: each rejected row's file, row (as Excel shows it), column, reason and value."""
+    sheet = wb.add_worksheet("拒收记录")
+    sheet.write_row(0, 0, ["文件", "行号", "列", "原因", "值"], header_format)
+    sheet.set_column(0, 4, 20)
+    for i, row in enumerate(neutralise(rejects).select("file", "row", "column", "reason", "value").iter_rows(),
+                            start=1):
+        sheet.write_row(i, 0, ["" if v is None else v for v in row], cell_format)
 
 
 class TextWorksheet(xlsxwriter.worksheet.Worksheet):

@@ -184,7 +184,7 @@ def write_outputs(result: ProjectReview, folder: Path) -> list[str]:
 def _workbook(result: ProjectReview, path: Path) -> None:
 
     from .csvsafe import neutralise
-    from .excel import WORKBOOK_OPTIONS, Workbook
+    from .excel import WORKBOOK_OPTIONS, Workbook, rejects_sheet
 
     rs = result.ruleset
     rule = rs.family(FAMILY)
@@ -216,11 +216,7 @@ def _workbook(result: ProjectReview, path: Path) -> None:
                                    rs.citation_text(param.cite) + note], plain)
         basis.set_column(0, 2, 16)
         basis.set_column(3, 4, 60)
-        rej = wb.add_worksheet("拒收记录")
-        rej.write_row(0, 0, ["文件", "行号", "列", "原因", "值"], bold)
-        for i, row in enumerate(neutralise(result.rejects).select("file", "row", "column", "reason", "value")
-                                .iter_rows(), start=1):
-            rej.write_row(i, 0, ["" if v is None else v for v in row], plain)
+        rejects_sheet(wb, result.rejects, bold, plain)
 
 
 def key_energy_users(energy: pl.DataFrame, stats: pl.DataFrame, ruleset: Path | RuleSet | None = None,

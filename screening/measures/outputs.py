@@ -45,7 +45,7 @@ def write_outputs(result: MeasureLists, folder: Path) -> list[str]:
 
 def _workbook(result: MeasureLists, path: Path) -> None:
 
-    from ..excel import WORKBOOK_OPTIONS, Workbook
+    from ..excel import WORKBOOK_OPTIONS, Workbook, rejects_sheet
 
     policy = result.policy
     with Workbook(str(path), WORKBOOK_OPTIONS) as wb:
@@ -97,9 +97,4 @@ def _workbook(result: MeasureLists, path: Path) -> None:
                                      + (f"（{policy.period.cite.note.strip()}）" if policy.period.cite.note else ""), plain)
         basis.set_column(0, 9, 12)
         basis.set_column(10, 11, 60)
-        rej = wb.add_worksheet("拒收记录")
-        rej.write_row(0, 0, ["文件", "行号", "列", "原因", "值"], bold)
-        for n, row in enumerate(neutralise(result.rejects).select("file", "row", "column", "reason", "value")
-                                .iter_rows(), start=1):
-            rej.write_row(n, 0, ["" if v is None else str(v) for v in row], plain)
-        rej.set_column(0, 4, 20)
+        rejects_sheet(wb, result.rejects, bold, plain)
