@@ -270,9 +270,9 @@ def _read_html(path: Path, raw: bytes) -> pl.DataFrame:
     return pl.DataFrame(cols, schema={k: pl.String for k in cols})
 
 
-def _read_parquet(path: Path) -> pl.DataFrame:
+def _read_parquet(path: Path, columns: list[str]) -> pl.DataFrame:
     with filesafety.reader_errors(path.name, "无法按 Parquet 读取"):
-        return pl.read_parquet(path)  # from the file (memory-mapped), not a copy of its bytes
+        return pl.read_parquet(path, columns=columns)  # from the file (memory-mapped), not a copy of its bytes
 
 
 def _furniture(body: pl.DataFrame, cols: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -343,11 +343,8 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTab
     try:
         if kind == PARQUET:
             match = find_header([opened.columns], table, lookup)  # from the footer
-            if not match.ok:
-                frame = None
-            else:
-                frame = _read_parquet(path)
-                match = find_header([frame.columns], table, lookup)
+            # only the columns the header maps are read (the others are reported as ignored)
+            frame = _read_parquet(path, [opened.columns[m.index] for m in match.columns]) if match.ok else None
             header_in_frame = False
         elif kind == CSV:
             match, sep, rows = _csv_header(opened, table, lookup)
@@ -386,7 +383,7 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTab
         offset = first_row + 1 + match.span  # Excel row of the first data row
     else:
         body, offset = frame, 2
-    names = body.columns
+    names = opened.columns if kind == PARQUET else body.columns  # what the match's indexes count
     picked = {names[m.index]: m.canonical for m in match.columns}
     out.headers = {m.canonical: m.header for m in match.columns}
     out.ignored_headers = match.ignored

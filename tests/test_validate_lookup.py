@@ -1,0 +1,86 @@
+"""Reading and validating at province scale: the code → firm_id lookup (``CodeIndex``) and
+Parquet projection give exactly what a string join and a full read give (issue 15)."""
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from screening import validate as V
+from screening.ingest import read_dir, table as ingest_table
+from screening.uscc import ALPHABET, check_char
+
+pytestmark = pytest.mark.unit
+
+
+def _codes(rng: np.random.Generator, n: int) -> list[str]:
+    out = set()
+    while len(out) < n:
+        body = "9133" + "".join(rng.choice(list(ALPHABET), 13))
+        out.add(body + check_char(body))
+    return sorted(out)
+
+
+def _registry(codes: list[str]) -> pl.DataFrame:
+    return pl.DataFrame({"uscc": codes}).with_row_index(V.FIRM_ID)
+
+
+@pytest.mark.parametrize("slots_per_code", [V.CodeIndex._SLOTS_PER_CODE, 1])
+def test_code_index_equals_an_exact_join(monkeypatch, slots_per_code):
+    """Codes in the registry, absent codes, near misses (one character off, lower case,
+    spaces), nulls: each gets exactly the firm_id a string join gives.  With one slot per
+    code (a crowded table) most lookups go through shared slots and through slots that hold
+    another code, which the exact comparison must catch."""
+    monkeypatch.setattr(V.CodeIndex, "_SLOTS_PER_CODE", slots_per_code)
+    rng = np.random.default_rng(1)
+    known = _codes(rng, 3000)
+    registry = _registry(known)
+    absent = _codes(np.random.default_rng(2), 3000)
+    asked = (known[::2] + [c for c in absent if c not in set(known)] + [c[:17] + "0" for c in known[:500]]
+             + [c.lower() for c in known[:50]] + [f" {c}" for c in known[:50]] + [None] * 20 + known[::3])
+    order = rng.permutation(len(asked))
+    codes = pl.Series("uscc", [asked[i] for i in order], dtype=pl.String)
+    index = V.CodeIndex(registry)
+    expected = codes.to_frame().join(registry, on="uscc", how="left", maintain_order="left")[V.FIRM_ID]
+    got = index.firm_ids(codes)
+    assert got.dtype == registry[V.FIRM_ID].dtype
+    assert got.to_list() == expected.to_list()
+    assert got.null_count() > 3000 and got.is_not_null().sum() > 2000  # both kinds really asked
+    if slots_per_code == 1:  # the crowded table: shared slots and single slots with another code
+        slots = index._table[index._slots(codes)]
+        assert (slots == -2).sum() > 100
+        single_other = (slots >= 0) & expected.is_null().to_numpy()
+        assert single_other.sum() > 100
+
+
+def test_code_index_of_an_empty_registry():
+    index = V.CodeIndex(pl.DataFrame(schema={"uscc": pl.String, V.FIRM_ID: pl.UInt32}))
+    got = index.firm_ids(pl.Series("uscc", ["913303820000000001", None]))
+    assert got.to_list() == [None, None]
+    assert index.firm_ids(pl.Series("uscc", [], dtype=pl.String)).len() == 0
+
+
+def test_parquet_reads_only_the_mapped_columns(tmp_path, monkeypatch):
+    """A Parquet file's columns the header does not map are never read (they are still
+    reported as ignored), and the rows read are the same."""
+    body = "91330382000000001"
+    c1 = body + check_char(body)
+    pl.DataFrame({"序号": [1], "uscc": [c1], "name": ["甲"], "township": ["柳市镇"], "industry_code": ["3823"],
+                  "备注": [[1, 2, 3]]}).write_parquet(tmp_path / "enterprises.parquet")
+    pl.DataFrame({"uscc": [c1, c1], "year": [2021, 2022], "tax_paid": [1.0, 2.0], "附件": [b"\x00" * 10] * 2}
+                 ).write_parquet(tmp_path / "tax.parquet")
+    read: list[list[str] | None] = []
+    real = pl.read_parquet
+
+    def spy(source, *args, columns=None, **kwargs):
+        read.append(columns)
+        return real(source, *args, columns=columns, **kwargs)
+
+    monkeypatch.setattr(ingest_table.pl, "read_parquet", spy)
+    files = read_dir(tmp_path, set())
+    inp = V.validate(files, keep_years={2022})
+    assert sorted(map(sorted, read)) == [["industry_code", "name", "township", "uscc"], ["tax_paid", "uscc", "year"]]
+    assert files["enterprises"].ignored_headers == ["序号", "备注"]
+    assert files["tax"].ignored_headers == ["附件"]
+    assert inp.frame("tax").rows() == [(c1, 2022, 2.0)]
+    assert inp.accepted_rows["tax"] == 2 and inp.rejects.height == 0
