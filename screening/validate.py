@@ -336,14 +336,21 @@ def _excel_error_problems(raw: RawTable, parsed: dict[str, list[Problem]]) -> No
 
 
 def _with_check_char(typed: pl.DataFrame, bad_mask: pl.Series | None) -> pl.Series:
-    """Add registry rows whose well-formed code has a wrong GB 32100-2015 check character."""
+    """Add registry rows whose well-formed code has a wrong GB 32100-2015 check character.
+
+    ``bad_mask``: the rows whose code is already bad (missing, malformed); the others are
+    well-formed (a row already bad stays bad, so its check character need not be known)."""
     codes = typed["uscc"]
-    well_formed = codes.is_not_null() & codes.str.contains(uscc_mod.PATTERN)
-    wrong = pl.repeat(False, typed.height, eager=True).alias("_bad") if bad_mask is None else bad_mask.clone()
+    if bad_mask is None:
+        wrong = pl.repeat(False, typed.height, eager=True).alias("_bad")
+        well_formed = codes.is_not_null() & codes.str.contains(uscc_mod.PATTERN)
+    else:
+        wrong, well_formed = bad_mask.clone(), ~bad_mask
     idx = well_formed.arg_true()
     if idx.len():
-        expected = uscc_mod.expected_check_chars(codes.gather(idx))
-        mismatch = (expected != codes.gather(idx).str.slice(17, 1)).arg_true()
+        ok = codes if idx.len() == codes.len() else codes.gather(idx)
+        expected = uscc_mod.expected_check_chars(ok)
+        mismatch = (expected != ok.str.slice(17, 1)).arg_true()
         wrong = wrong.scatter(idx.gather(mismatch), True)
     return wrong
 
@@ -437,12 +444,15 @@ class CodeIndex:
     def __init__(self, registry: pl.DataFrame) -> None:
         codes = registry["uscc"]
         self._codes, self._ids = codes, registry[FIRM_ID]
+        # the registry's firm_id is usually its row number: then a position is the firm_id
+        self._positional = self._ids.dtype == pl.UInt32 and bool(
+            (self._ids.to_numpy() == np.arange(len(codes), dtype=np.uint32)).all())
         bits = max(10, (self._SLOTS_PER_CODE * max(len(codes), 1) - 1).bit_length())
         self._shift = np.uint64(64 - bits)
         slot = self._slots(codes)
         counts = np.bincount(slot, minlength=1 << bits)
-        table = np.full(1 << bits, -1, dtype=np.int64)  # -1: no code; -2: several codes
-        table[slot] = np.arange(len(codes), dtype=np.int64)
+        table = np.full(1 << bits, -1, dtype=np.int32)  # -1: no code; -2: several codes
+        table[slot] = np.arange(len(codes), dtype=np.int32)
         shared = counts[slot] > 1
         table[slot[shared]] = -2
         self._table = table
@@ -457,12 +467,13 @@ class CodeIndex:
             return pl.Series(FIRM_ID, [], dtype=self._ids.dtype)
         pos = self._table[self._slots(codes)]
         single = pos >= 0
-        at = pl.Series(np.where(single, pos, 0), dtype=pl.Int64)
+        at = pl.Series(np.where(single, pos, 0), dtype=pl.UInt32)
         if not len(self._codes):
             found = pl.Series(FIRM_ID, [None] * len(codes), dtype=self._ids.dtype)
         else:
             same = (self._codes.gather(at) == codes).fill_null(False) & pl.Series(single)
-            found = pl.select(pl.when(same).then(self._ids.gather(at)).alias(FIRM_ID)).to_series()
+            ids = at.cast(pl.UInt32) if self._positional else self._ids.gather(at)
+            found = pl.select(pl.when(same).then(ids).alias(FIRM_ID)).to_series()
         shared = np.flatnonzero(pos == -2)
         if len(shared):
             idx = pl.Series(shared, dtype=pl.Int64)
