@@ -126,17 +126,35 @@ def _as_text(col: str, dtype: pl.DataType) -> pl.Expr:
     return pl.when(e == "").then(None).otherwise(e)
 
 
-Stage = "list[tuple[str, pl.Expr]] | None"
+Stage = "list[tuple[str, pl.Expr, str | None]] | None"
 
 
-def _staged(stage: Stage, name: str, expr: pl.Expr) -> pl.Expr:
+def _staged(stage: Stage, name: str, expr: pl.Expr, text_of: str | None = None) -> pl.Expr:
     """``expr`` computed once into a helper column ``name`` when ``stage`` collects them (a
     value that both the typed column and the problem conditions read: an eager select computes
-    a shared expression once per use, and text is the costly part); else ``expr`` itself."""
+    a shared expression once per use, and text is the costly part); else ``expr`` itself.
+    ``text_of``: ``expr`` is :func:`_as_text` of that String column (see :func:`_text_column`)."""
     if stage is None:
         return expr
-    stage.append((name, expr))
+    stage.append((name, expr, text_of))
     return pl.col(name)
+
+
+def _text(stage: Stage, name: str, dtype: pl.DataType) -> pl.Expr:
+    """The cells of column ``name`` as text (:func:`_as_text`), staged as ``_text_<name>``."""
+    return _staged(stage, f"_text_{name}", _as_text(name, dtype), name if dtype == pl.String else None)
+
+
+def _text_column(frame: pl.DataFrame, name: str) -> pl.Series:
+    """:func:`_as_text` of a String column with one strip: the column itself (no copy) when no
+    cell is padded or empty, which is how a clean province-size file comes."""
+    raw = frame[name]
+    stripped = raw.str.strip_chars()
+    length = stripped.str.len_bytes()
+    empty = length == 0
+    if not empty.any() and (length == raw.str.len_bytes()).all():
+        return raw
+    return pl.select(pl.when(empty).then(None).otherwise(stripped)).to_series()
 
 
 def _number(col: Column, dtype: pl.DataType, factor: tuple[float, float] | None = None, stage: Stage = None
@@ -149,7 +167,7 @@ def _number(col: Column, dtype: pl.DataType, factor: tuple[float, float] | None 
         present = value.is_not_null()
         bad = present & ~value.is_finite()
     else:
-        text = _staged(stage, f"_text_{col.name}", _as_text(col.name, dtype))
+        text = _text(stage, col.name, dtype)
         value = _staged(stage, f"_value_{col.name}", text.str.replace_all(",", "").cast(pl.Float64, strict=False))
         present, bad = text.is_not_null(), text.is_not_null() & (value.is_null() | ~value.is_finite())
     if factor is not None:
@@ -196,7 +214,7 @@ def _parse(col: Column, dtype: pl.DataType, registry: bool,
         elif isinstance(dtype, pl.Datetime):
             value = pl.col(col.name).dt.date()
         else:
-            text = _staged(stage, f"_text_{col.name}", _as_text(col.name, dtype))
+            text = _text(stage, col.name, dtype)
             present = text.is_not_null()
             value = _staged(stage, f"_value_{col.name}", parse_dates(text))
         problems.append((present & value.is_null(), "日期无法识别（应为 YYYY-MM-DD）"))
@@ -206,7 +224,7 @@ def _parse(col: Column, dtype: pl.DataType, registry: bool,
         value = pl.col(col.name) if dtype == pl.String else pl.col(col.name).cast(pl.String)
         present = value.is_not_null()
     else:
-        text = _staged(stage, f"_text_{col.name}", _as_text(col.name, dtype))
+        text = _text(stage, col.name, dtype)
         present = text.is_not_null()
         value = text
         if kind == "uscc":
@@ -280,7 +298,7 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
     present = [c for c in table.columns if c.name in frame.columns]
     values: dict[str, pl.Expr] = {}
     parsed: dict[str, list[Problem]] = {}
-    stage: list[tuple[str, pl.Expr]] = []
+    stage: list[tuple[str, pl.Expr, str | None]] = []
     for c in present:
         values[c.name], parsed[c.name] = _parse(c, frame.schema[c.name], registry, raw.factors.get(c.name), stage)
     _excel_error_problems(raw, parsed)
@@ -288,8 +306,8 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
         _land_problems(frame.columns, parsed)
     # values and problem conditions read the raw columns and the helper columns (a cell's
     # text, its number), each helper computed once here
-    for name, expr in stage:
-        frame = frame.with_columns(expr.alias(name))
+    for name, expr, text_of in stage:
+        frame = frame.with_columns(_text_column(frame, text_of).alias(name) if text_of else expr.alias(name))
     typed = frame.select(ROW, *values.values())
     if registry:  # a bad field other than the code is cleared, not the row rejected
         flags = frame.select(_flag(p).alias(n) for n, p in parsed.items() if p)  # each column's once
