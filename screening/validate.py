@@ -447,17 +447,21 @@ def _firm_ids(codes: pl.DataFrame, registry: "pl.DataFrame | CodeIndex") -> pl.S
 class CodeIndex:
     """The registry's codes (``uscc`` → ``firm_id``), looked up by a 64-bit hash of the code.
 
-    A direct-address table of about eight slots per code holds, at the slot a code's hash
-    names, the code's position in the registry.  A lookup hashes the code, reads its slot
-    and compares the code found there with the code asked for, character by character: a
-    code is found only when it is exactly equal, so a hash collision cannot attach a row to
-    the wrong enterprise.  Codes whose slot is shared by several registry codes (about one
-    in nine) are looked up by an exact join with those few codes.  Several times cheaper
+    A direct-address table of about eight slots per code holds, at the slot the leading bits
+    of a code's hash name, the code's position in the registry.  A lookup hashes the code,
+    reads its slot and compares the code found there with the code asked for: a code is
+    found only when it is exactly equal, so a hash collision can never attach a row to the
+    wrong enterprise.  The codes that share a slot (about one in nine) get a second table
+    addressed by the next bits of the hash, and so on; the very few still sharing a slot
+    when the hash's bits run out are looked up by an exact join.  Several times cheaper
     than a string join with the whole registry.
     """
 
-    #: slots per registry code (a power of two at least this many times the codes)
+    #: slots per code in each table (a power of two at least this many times its codes)
     _SLOTS_PER_CODE = 8
+    _MIN_BITS = 10
+    #: the bits of the hash the tables may use
+    _HASH_BITS = 64
 
     def __init__(self, registry: pl.DataFrame) -> None:
         codes = registry["uscc"]
@@ -465,39 +469,55 @@ class CodeIndex:
         # the registry's firm_id is usually its row number: then a position is the firm_id
         self._positional = self._ids.dtype == pl.UInt32 and bool(
             (self._ids.to_numpy() == np.arange(len(codes), dtype=np.uint32)).all())
-        bits = max(10, (self._SLOTS_PER_CODE * max(len(codes), 1) - 1).bit_length())
-        self._shift = np.uint64(64 - bits)
-        slot = self._slots(codes)
-        counts = np.bincount(slot, minlength=1 << bits)
-        table = np.full(1 << bits, -1, dtype=np.int32)  # -1: no code; -2: several codes
-        table[slot] = np.arange(len(codes), dtype=np.int32)
-        shared = counts[slot] > 1
-        table[slot[shared]] = -2
-        self._table = table
-        self._shared = registry.select("uscc", FIRM_ID).filter(pl.Series(shared, dtype=pl.Boolean))
+        hashes = codes.hash(seed=0).to_numpy()
+        self._levels: list[tuple[int, int, np.ndarray]] = []  # (bits used before, bits, table)
+        pending = np.arange(len(codes), dtype=np.int32)  # registry positions not yet alone in a slot
+        used = 0
+        while len(pending):
+            bits = max(self._MIN_BITS, (self._SLOTS_PER_CODE * len(pending) - 1).bit_length())
+            if used + bits > self._HASH_BITS:
+                break
+            slot = self._slot(hashes[pending], used, bits)
+            table = np.full(1 << bits, -1, dtype=np.int32)  # -1: no code; -2: several codes
+            table[slot] = pending
+            shared = np.bincount(slot, minlength=1 << bits)[slot] > 1
+            table[slot[shared]] = -2
+            self._levels.append((used, bits, table))
+            pending, used = pending[shared], used + bits
+        self._shared = registry.select("uscc", FIRM_ID).gather(pl.Series(pending, dtype=pl.UInt32))
 
-    def _slots(self, codes: pl.Series) -> np.ndarray:
-        return (codes.hash(seed=0).to_numpy() >> self._shift).astype(np.int64)
+    @staticmethod
+    def _slot(hashes: np.ndarray, used: int, bits: int) -> np.ndarray:
+        """Bits ``used`` to ``used + bits`` (from the top) of each hash."""
+        return ((hashes << np.uint64(used)) >> np.uint64(64 - bits)).astype(np.intp)
 
     def firm_ids(self, codes: pl.Series) -> pl.Series:
         """The firm_id of each code, null where the registry has no such code (or it is null)."""
-        if not len(codes):
-            return pl.Series(FIRM_ID, [], dtype=self._ids.dtype)
-        pos = self._table[self._slots(codes)]
+        n = len(codes)
+        if not n or not len(self._codes):
+            return pl.Series(FIRM_ID, [None] * n, dtype=self._ids.dtype)
+        hashes = codes.hash(seed=0).to_numpy()
+        pos = np.full(n, -1, dtype=np.int32)  # the one registry code the row's code may be
+        todo: np.ndarray | None = None  # rows whose slot is shared (None: every row)
+        for used, bits, table in self._levels:
+            got = table[self._slot(hashes if todo is None else hashes[todo], used, bits)]
+            if todo is None:
+                pos, todo = got, np.flatnonzero(got == -2)
+            else:
+                pos[todo] = got
+                todo = todo[got == -2]
+            if not len(todo):
+                break
         single = pos >= 0
         at = pl.Series(np.where(single, pos, 0), dtype=pl.UInt32)
-        if not len(self._codes):
-            found = pl.Series(FIRM_ID, [None] * len(codes), dtype=self._ids.dtype)
-        else:
-            same = (self._codes.gather(at) == codes).fill_null(False) & pl.Series(single)
-            ids = at.cast(pl.UInt32) if self._positional else self._ids.gather(at)
-            found = pl.select(pl.when(same).then(ids).alias(FIRM_ID)).to_series()
-        shared = np.flatnonzero(pos == -2)
-        if len(shared):
-            idx = pl.Series(shared, dtype=pl.Int64)
+        same = (self._codes.gather(at) == codes).fill_null(False) & pl.Series(single)
+        ids = at if self._positional else self._ids.gather(at)
+        found = pl.select(pl.when(same).then(ids).alias(FIRM_ID)).to_series()
+        if todo is not None and len(todo):  # still sharing a slot when the bits ran out
+            idx = pl.Series(todo, dtype=pl.UInt32)
             sub = codes.gather(idx).to_frame("uscc").join(self._shared, on="uscc", how="left", maintain_order="left")
             found = found.scatter(idx, sub[FIRM_ID])
-        return found.alias(FIRM_ID)
+        return found
 
 
 def _repeats(good: pl.DataFrame, key: list[str]) -> pl.Series | None:

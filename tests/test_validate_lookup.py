@@ -25,13 +25,16 @@ def _registry(codes: list[str]) -> pl.DataFrame:
     return pl.DataFrame({"uscc": codes}).with_row_index(V.FIRM_ID)
 
 
-@pytest.mark.parametrize("slots_per_code", [V.CodeIndex._SLOTS_PER_CODE, 1])
-def test_code_index_equals_an_exact_join(monkeypatch, slots_per_code):
+@pytest.mark.parametrize("slots_per_code, hash_bits", [(V.CodeIndex._SLOTS_PER_CODE, 64), (1, 64), (1, 12)],
+                         ids=["as-used", "crowded", "crowded-one-table"])
+def test_code_index_equals_an_exact_join(monkeypatch, slots_per_code, hash_bits):
     """Codes in the registry, absent codes, near misses (one character off, lower case,
     spaces), nulls: each gets exactly the firm_id a string join gives.  With one slot per
-    code (a crowded table) most lookups go through shared slots and through slots that hold
-    another code, which the exact comparison must catch."""
+    code (a crowded table) many lookups go through shared slots, the next tables, and slots
+    that hold another code, which the exact comparison must catch; with the hash's bits
+    limited to one table, codes still sharing a slot go through the exact join."""
     monkeypatch.setattr(V.CodeIndex, "_SLOTS_PER_CODE", slots_per_code)
+    monkeypatch.setattr(V.CodeIndex, "_HASH_BITS", hash_bits)
     rng = np.random.default_rng(1)
     known = _codes(rng, 3000)
     registry = _registry(known)
@@ -46,8 +49,11 @@ def test_code_index_equals_an_exact_join(monkeypatch, slots_per_code):
     assert got.dtype == registry[V.FIRM_ID].dtype
     assert got.to_list() == expected.to_list()
     assert got.null_count() > 3000 and got.is_not_null().sum() > 2000  # both kinds really asked
+    if hash_bits < 64:
+        assert len(index._levels) == 1 and index._shared.height > 100
     if slots_per_code == 1:  # the crowded table: shared slots and single slots with another code
-        slots = index._table[index._slots(codes)]
+        used, bits, table = index._levels[0]
+        slots = table[index._slot(codes.hash(seed=0).to_numpy(), used, bits)]
         assert (slots == -2).sum() > 100
         single_other = (slots >= 0) & expected.is_null().to_numpy()
         assert single_other.sum() > 100
