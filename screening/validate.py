@@ -489,7 +489,8 @@ class CodeIndex:
     @staticmethod
     def _slot(hashes: np.ndarray, used: int, bits: int) -> np.ndarray:
         """Bits ``used`` to ``used + bits`` (from the top) of each hash."""
-        return ((hashes << np.uint64(used)) >> np.uint64(64 - bits)).astype(np.intp)
+        top = (hashes << np.uint64(used)) if used else hashes
+        return (top >> np.uint64(64 - bits)).view(np.int64)  # below 2**bits: the same as a signed index
 
     def firm_ids(self, codes: pl.Series) -> pl.Series:
         """The firm_id of each code, null where the registry has no such code (or it is null)."""
@@ -510,7 +511,10 @@ class CodeIndex:
                 break
         single = pos >= 0
         at = pl.Series(np.where(single, pos, 0), dtype=pl.UInt32)
-        same = (self._codes.gather(at) == codes).fill_null(False) & pl.Series(single)
+        # exact comparison, a million rows at a time (the codes gathered are a passing copy)
+        step = 1 << 20
+        same = pl.concat([(self._codes.gather(at.slice(i, step)) == codes.slice(i, step)).fill_null(False)
+                          for i in range(0, n, step)]) & pl.Series(single)
         ids = at if self._positional else self._ids.gather(at)
         found = pl.select(pl.when(same).then(ids).alias(FIRM_ID)).to_series()
         if todo is not None and len(todo):  # still sharing a slot when the bits ran out
@@ -524,27 +528,40 @@ def _repeats(good: pl.DataFrame, key: list[str]) -> pl.Series | None:
     """Rows whose key may occur more than once (a superset of the duplicates), or None when
     no key repeats.
 
-    Integer keys without nulls over a small range (firm_id, year) are counted exactly by
-    their position in a dense grid (one pass, no hashing); other keys are hashed, and the
-    hashes are compared only when they are not all distinct."""
+    The key's integer columns without nulls over a small range (firm_id, year) are counted
+    exactly by their position in a dense grid (one pass, no hashing); when that is the whole
+    key, the count decides.  The rest of a key (a parcel's number) is compared only among
+    the rows whose grid cell repeats, first by a hash: only hashes that repeat are candidates."""
     if not good.height:
         return None
-    if all(good.schema[k].is_integer() for k in key) and not any(good[k].has_nulls() for k in key):
-        bounds = good.select(*(pl.col(k).min().alias(f"{k}_lo") for k in key),
-                             *(pl.col(k).max().alias(f"{k}_hi") for k in key)).row(0)
-        spans = [int(hi) - int(lo) + 1 for lo, hi in zip(bounds[:len(key)], bounds[len(key):])]
+    grid = [k for k in key if good.schema[k].is_integer() and not good[k].has_nulls()]
+    idx: np.ndarray | None = None  # rows in question (None: all)
+    if grid:
+        bounds = good.select(*(pl.col(k).min().alias(f"{k}_lo") for k in grid),
+                             *(pl.col(k).max().alias(f"{k}_hi") for k in grid)).row(0)
+        spans = [int(hi) - int(lo) + 1 for lo, hi in zip(bounds[:len(grid)], bounds[len(grid):])]
         if np.prod(spans, dtype=np.float64) <= 4 * good.height + (1 << 20):
             cell = np.zeros(good.height, dtype=np.int64)
-            for k, lo, span in zip(key, bounds, spans):
-                cell = cell * span + (good[k].to_numpy().astype(np.int64) - int(lo))
+            for k, lo, span in zip(grid, bounds, spans):
+                cell *= span
+                cell += good[k].to_numpy().astype(np.int64, copy=False)
+                cell -= int(lo)
             counts = np.bincount(cell)
             if counts.max() < 2:
                 return None
-            return pl.Series(counts[cell] > 1)
-    hashes = good.select(pl.struct(key).hash(seed=0).alias("_h"))["_h"]
+            repeated = counts[cell] > 1
+            if len(grid) == len(key):
+                return pl.Series(repeated)
+            idx = np.flatnonzero(repeated)
+    sub = good.select(key) if idx is None else good.select(pl.col(key).gather(idx))
+    hashes = sub.select(pl.struct(key).hash(seed=0).alias("_h"))["_h"]
     if hashes.n_unique() == hashes.len():
         return None
-    return hashes.is_duplicated()
+    if idx is None:
+        return hashes.is_duplicated()
+    out = np.zeros(good.height, dtype=bool)
+    out[idx] = hashes.is_duplicated().to_numpy()
+    return pl.Series(out)
 
 
 def _split_duplicates(raw: RawTable, good: pl.DataFrame, key: list[str],

@@ -90,3 +90,33 @@ def test_parquet_reads_only_the_mapped_columns(tmp_path, monkeypatch):
     assert files["tax"].ignored_headers == ["附件"]
     assert inp.frame("tax").rows() == [(c1, 2022, 2.0)]
     assert inp.accepted_rows["tax"] == 2 and inp.rejects.height == 0
+
+
+def test_duplicates_of_a_key_with_a_text_part_are_found_exactly():
+    """(firm_id, year, parcel_id): the integer part is counted on a grid, the text part
+    compared only where the grid cell repeats; every later row of a repeated key (and only
+    those, nulls equal to nulls) is a duplicate naming the first row."""
+    rng = np.random.default_rng(5)
+    n = 20000
+    good = pl.DataFrame({
+        V.FIRM_ID: pl.Series(rng.integers(0, 3000, n), dtype=pl.UInt32),
+        "year": pl.Series(rng.integers(2019, 2022, n), dtype=pl.Int32),
+        "parcel_id": pl.Series([None if r < 0.02 else f"P{int(r * 40)}" for r in rng.random(n)], dtype=pl.String),
+        V.ROW: pl.Series(range(2, n + 2), dtype=pl.Int64),
+    })
+
+    class Raw:
+        file, headers = "land.csv", {}
+
+    kept, lines = V._split_duplicates(Raw(), good, [V.FIRM_ID, "year", "parcel_id"], None)
+    seen: dict[tuple, int] = {}
+    expected = {}
+    for f, y, p, row in good.iter_rows():
+        if (f, y, p) in seen:
+            expected[row] = seen[(f, y, p)]
+        else:
+            seen[(f, y, p)] = row
+    assert len(expected) > 1000
+    got = {r: int(reason.split("第")[1].split("行")[0]) for r, reason in zip(lines["row"], lines["reason"])}
+    assert got == expected
+    assert kept.height == n - len(expected) and set(kept[V.ROW]).isdisjoint(expected)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from .discovery import CSV, HTML, KIND_ZH, PARQUET, XLS, XLSX, _BY_SUFFIX, Opene
 from .header import SCAN_ROWS, HeaderMatch, describe_row, find_header, header_lookup
 
 ROW = "_row"
+#: a file's SHA-256 is computed beside its reading (hashlib releases the GIL), not after it
+_DIGESTS = ThreadPoolExecutor(2, thread_name_prefix="sha256")
 ERROR_SCHEMA = {ROW: pl.Int64, "column": pl.String, "error": pl.String}
 FURNITURE_SCHEMA = {ROW: pl.Int64, "reason": pl.String}
 _TOTAL = r"^(合\s*计|总\s*计|小\s*计|累\s*计)[:：]?$"
@@ -330,6 +333,7 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTab
     """Read one file.  What it is, whether it is safe to read, and (CSV, Parquet) its header are
     checked from its first bytes or footer (:func:`.discovery.open_table`) before the rest is read."""
     opened = open_table(path)
+    digest = _DIGESTS.submit(opened.sha256)
     kind = opened.kind
     named = _BY_SUFFIX.get(path.suffix.lower(), CSV)
     note = None if kind == named else \
@@ -372,7 +376,7 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTab
         closest = f"（最接近表头的是第 {match.row + 1} 行：{describe_row(rows, match)}）" \
             if header_in_frame and match.score else ""
         raise InputError(f"{where}：缺少必需列 {'、'.join(match.missing)}{closest}" + (f"（{note}）" if note else ""))
-    out.sha256 = opened.sha256()
+    out.sha256 = digest.result()
 
     if header_in_frame:
         if kind in (XLSX, XLS, HTML):
