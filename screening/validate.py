@@ -647,14 +647,17 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
             )
         accepted[name] = good.height
         if "year" in good.columns:
-            years[name] = sorted(good["year"].drop_nulls().unique().to_list())
-        if keep_years is not None and "year" in good.columns:
-            good = good.filter(pl.col("year").is_in(sorted(keep_years)))
-        if "year" in good.columns and good.height and name != "product_energy":
-            # key (uscc, year): after de-duplication a row is a firm, so counting rows is enough
+            # firms per year, over every year (a year's count needs only that year's rows); key
+            # (uscc, year): after de-duplication a row is a firm, so counting rows is enough
             n = pl.len() if list(raw.table.key) == ["uscc", "year"] else pl.col(FIRM_ID).n_unique()
             per_year = good.group_by("year").agg(n.alias("n")).drop_nulls().sort("year")
-            coverage[name] = dict(zip(per_year["year"].to_list(), per_year["n"].to_list()))
+            years[name] = per_year["year"].to_list()
+            if keep_years is not None:
+                if not set(years[name]) <= keep_years or good["year"].has_nulls():  # else all kept: no copy
+                    good = good.filter(pl.col("year").is_in(sorted(keep_years)))
+                per_year = per_year.filter(pl.col("year").is_in(sorted(keep_years)))
+            if good.height and name != "product_energy":
+                coverage[name] = dict(zip(per_year["year"].to_list(), per_year["n"].to_list()))
         tables[name] = good
 
     rejects = pl.concat(reject_parts) if reject_parts else pl.DataFrame(schema=REJECT_SCHEMA)
