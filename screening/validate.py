@@ -12,6 +12,7 @@ data small in memory and its joins fast.  :meth:`Inputs.frame` adds ``uscc`` bac
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -126,23 +127,58 @@ def _as_text(col: str, dtype: pl.DataType) -> pl.Expr:
     return pl.when(e == "").then(None).otherwise(e)
 
 
-Stage = "list[tuple[str, pl.Expr, str | None]] | None"
+class _Helper(NamedTuple):
+    """A helper column of :func:`_check_cells`: ``name`` holds ``expr``.  ``text_of``: ``expr``
+    is :func:`_as_text` of that String column (see :func:`_text_column`).  ``keep``: the
+    rows (a condition on the text helper ``source``) where ``expr`` is that text unchanged,
+    so that ``expr`` is computed only on the others (see :func:`_changed_only`)."""
+
+    name: str
+    expr: pl.Expr
+    text_of: str | None = None
+    keep: pl.Expr | None = None
+    source: str | None = None
 
 
-def _staged(stage: Stage, name: str, expr: pl.Expr, text_of: str | None = None) -> pl.Expr:
+Stage = "list[_Helper] | None"
+
+
+def _staged(stage: Stage, name: str, expr: pl.Expr, text_of: str | None = None,
+            keep: tuple[str, pl.Expr] | None = None) -> pl.Expr:
     """``expr`` computed once into a helper column ``name`` when ``stage`` collects them (a
     value that both the typed column and the problem conditions read: an eager select computes
     a shared expression once per use, and text is the costly part); else ``expr`` itself.
-    ``text_of``: ``expr`` is :func:`_as_text` of that String column (see :func:`_text_column`)."""
+    ``text_of``, ``keep`` (source, condition): see :class:`_Helper`."""
     if stage is None:
         return expr
-    stage.append((name, expr, text_of))
+    source, unchanged = keep or (None, None)
+    stage.append(_Helper(name, expr, text_of, unchanged, source))
     return pl.col(name)
 
 
 def _text(stage: Stage, name: str, dtype: pl.DataType) -> pl.Expr:
     """The cells of column ``name`` as text (:func:`_as_text`), staged as ``_text_<name>``."""
     return _staged(stage, f"_text_{name}", _as_text(name, dtype), name if dtype == pl.String else None)
+
+
+def _changed_only(frame: pl.DataFrame, helper: _Helper) -> pl.Series:
+    """``helper.expr`` computed only on the rows where it may change the text: the text
+    column itself (no copy) when every row keeps it, as a clean file's rows do."""
+    text = frame[helper.source]
+    keep = frame.select(helper.keep.fill_null(False)).to_series()
+    if keep.all():
+        return text
+    idx = (~keep).arg_true()
+    changed = frame.select(pl.col(helper.source).gather(idx)).select(helper.expr).to_series()
+    return text.scatter(idx, changed)
+
+
+def _helper_column(frame: pl.DataFrame, helper: _Helper) -> pl.Series:
+    if helper.text_of:
+        return _text_column(frame, helper.text_of)
+    if helper.keep is not None:
+        return _changed_only(frame, helper)
+    return frame.select(helper.expr).to_series()
 
 
 def _text_column(frame: pl.DataFrame, name: str) -> pl.Series:
@@ -232,20 +268,29 @@ def _parse(col: Column, dtype: pl.DataType, registry: bool,
             problems.append((present & ~value.str.contains(uscc_mod.PATTERN), _FORMAT_REASON))
         elif kind == "code4":
             # a leading 门类 letter C is harmless
-            value = _staged(stage, f"_value_{col.name}", text.str.strip_prefix("C").str.strip_prefix("c"))
+            value = _staged(stage, f"_value_{col.name}", text.str.strip_prefix("C").str.strip_prefix("c"),
+                            keep=_keep_text(col.name, ~text.str.starts_with("C") & ~text.str.starts_with("c")))
             problems.append((present & ~value.str.contains(r"^\d{4}$"), "行业代码应为4位数字（GB/T 4754-2017）"))
-        elif col.name == "grade":
+        elif col.name == "grade":  # an allowed grade is kept as it is
             value = _staged(stage, f"_value_{col.name}",
-                            text.str.to_uppercase().str.strip_suffix("类").str.strip_suffix("级"))
+                            text.str.to_uppercase().str.strip_suffix("类").str.strip_suffix("级"),
+                            keep=_keep_text(col.name, text.is_in(col.allowed)))
         elif col.name == "small_park":  # a yes/no flag as departments write it
             value = _staged(stage, f"_value_{col.name}", text.str.to_lowercase().replace_strict(
-                _YES + _NO, ["是"] * len(_YES) + ["否"] * len(_NO), default=text))
+                _YES + _NO, ["是"] * len(_YES) + ["否"] * len(_NO), default=text),
+                keep=_keep_text(col.name, text.is_in(col.allowed)))
         if col.allowed:
             problems.append((present & ~value.is_in(col.allowed), f"{col.zh}只能为：{'、'.join(col.allowed)}"))
     if col.nonnull:
         problems.insert(0, (~present, f"缺少{col.zh}"))
     # a number no integer holds (inf, 1e30) is a problem above; its typed value is null, not an error
     return value.cast(_DTYPES[kind], strict=kind not in ("year", "integer")).alias(col.name), problems
+
+
+def _keep_text(name: str, unchanged: pl.Expr) -> tuple[str, pl.Expr]:
+    """(source, condition) for :func:`_staged`: where the text helper of column ``name`` is
+    null or ``unchanged`` holds, the value is that text as it is."""
+    return f"_text_{name}", pl.col(f"_text_{name}").is_null() | unchanged
 
 
 def parse_dates(text: pl.Expr) -> pl.Expr:
@@ -298,7 +343,7 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
     present = [c for c in table.columns if c.name in frame.columns]
     values: dict[str, pl.Expr] = {}
     parsed: dict[str, list[Problem]] = {}
-    stage: list[tuple[str, pl.Expr, str | None]] = []
+    stage: list[_Helper] = []
     for c in present:
         values[c.name], parsed[c.name] = _parse(c, frame.schema[c.name], registry, raw.factors.get(c.name), stage)
     _excel_error_problems(raw, parsed)
@@ -306,8 +351,8 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
         _land_problems(frame.columns, parsed)
     # values and problem conditions read the raw columns and the helper columns (a cell's
     # text, its number), each helper computed once here
-    for name, expr, text_of in stage:
-        frame = frame.with_columns(_text_column(frame, text_of).alias(name) if text_of else expr.alias(name))
+    for helper in stage:
+        frame = frame.with_columns(_helper_column(frame, helper).alias(helper.name))
     typed = frame.select(ROW, *values.values())
     if registry:  # a bad field other than the code is cleared, not the row rejected
         flags = frame.select(_flag(p).alias(n) for n, p in parsed.items() if p)  # each column's once

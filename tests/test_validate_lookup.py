@@ -121,3 +121,28 @@ def test_duplicates_of_a_key_with_a_text_part_are_found_exactly():
     got = {r: int(reason.split("第")[1].split("行")[0]) for r, reason in zip(lines["row"], lines["reason"])}
     assert got == expected
     assert kept.height == n - len(expected) and set(kept[V.ROW]).isdisjoint(expected)
+
+
+def test_values_rewritten_only_where_needed_equal_the_rewrite_of_every_row(tmp_path):
+    """Grades, yes/no flags and industry codes are rewritten (upper case, 类/级, 是/否, a
+    leading C) only in the rows that need it; clean rows keep their text.  Both kinds in one
+    file give what the rewrite of every row gives."""
+    codes = []
+    for n in range(1, 7):
+        body = f"91330382{n:09d}"
+        codes.append(body + check_char(body))
+    (tmp_path / "enterprises.csv").write_text(
+        "uscc,name,township,industry_code,small_park\n" + "\n".join(
+            f"{c},企业{i},柳市镇,{ind},{park}" for i, (c, ind, park) in enumerate(zip(
+                codes, ["3823", "C3823", "c1810", " 3443 ", "38x3", "3443"], ["是", "Yes", "n", "", "maybe", "否"]))) + "\n",
+        encoding="utf-8")
+    (tmp_path / "evaluations.csv").write_text("uscc,year,grade\n" + "\n".join(
+        f"{c},2021,{g}" for c, g in zip(codes, ["A", "b", "C类", " d级 ", "E", "D"])) + "\n", encoding="utf-8")
+    inp = V.validate(read_dir(tmp_path, set()))
+    ent = inp.frame("enterprises")
+    assert ent["industry_code"].to_list() == ["3823", "3823", "1810", "3443", None, "3443"]
+    assert ent["small_park"].to_list() == ["是", "是", "否", None, None, "否"]
+    assert inp.frame("evaluations").sort("uscc")["grade"].to_list() == ["A", "B", "C", "D", "D"]
+    reasons = sorted((r["file"], r["row"], r["value"], r["action"]) for r in inp.rejects.to_dicts())
+    assert reasons == [("enterprises.csv", 6, "38x3", "field_cleared"), ("enterprises.csv", 6, "maybe", "field_cleared"),
+                       ("evaluations.csv", 6, "E", "row_rejected")]
