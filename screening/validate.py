@@ -227,12 +227,17 @@ def _parse(col: Column, dtype: pl.DataType, registry: bool,
     kind = col.kind
     if kind in ("year", "number", "integer"):
         value, present, bad_type = _number(col, dtype, factor, stage)
+        # an integer column is whole and finite: no such check, and a year stays an integer
+        integral = dtype.is_integer() and factor is None
+        if kind == "year" and integral:
+            value = pl.col(col.name)
         if kind == "number":
             problems.append((bad_type, "不是有效的数字"))
         else:
-            whole = value == value.round(0)
             label = "年份" if kind == "year" else col.zh
-            problems.append((bad_type | (present & ~whole), f"{label}应为整数"))
+            if not integral:
+                whole = value == value.round(0)
+                problems.append((bad_type | (present & ~whole), f"{label}应为整数"))
             if kind == "year":
                 lo, hi = YEAR_RANGE
                 problems.append((present & ~value.is_between(lo, hi), f"年份超出合理范围（{lo}—{hi}）"))

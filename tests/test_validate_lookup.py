@@ -146,3 +146,24 @@ def test_values_rewritten_only_where_needed_equal_the_rewrite_of_every_row(tmp_p
     reasons = sorted((r["file"], r["row"], r["value"], r["action"]) for r in inp.rejects.to_dicts())
     assert reasons == [("enterprises.csv", 6, "38x3", "field_cleared"), ("enterprises.csv", 6, "maybe", "field_cleared"),
                        ("evaluations.csv", 6, "E", "row_rejected")]
+
+
+@pytest.mark.parametrize("dtype", [pl.Int64, pl.UInt64, pl.Float64])
+def test_typed_years_checked_alike_whatever_their_dtype(tmp_path, dtype):
+    """A Parquet year column of any numeric type: out-of-range years (also beyond Int32) are
+    rejected the same way, a fractional year only where the column can hold one."""
+    body = "91330382000000001"
+    c1 = body + check_char(body)
+    pl.DataFrame({"uscc": [c1], "name": ["甲"], "township": ["柳市镇"], "industry_code": ["3823"]}
+                 ).write_parquet(tmp_path / "enterprises.parquet")
+    years = [2021, 1800, 3_000_000_000, 2022] + ([2020.5] if dtype == pl.Float64 else [])
+    pl.DataFrame({"uscc": [c1] * len(years), "year": pl.Series(years, dtype=dtype),
+                  "tax_paid": [1.0] * len(years)}).write_parquet(tmp_path / "tax.parquet")
+    inp = V.validate(read_dir(tmp_path, set()))
+    assert inp.frame("tax")["year"].to_list() == [2021, 2022]
+    assert inp.frame("tax")["year"].dtype == pl.Int32
+    got = [(r["row"], r["reason"], r["value"]) for r in inp.rejects.to_dicts()]
+    expected = [(3, "年份超出合理范围（1949—2100）", "1800"), (4, "年份超出合理范围（1949—2100）", "3000000000")]
+    if dtype == pl.Float64:
+        expected.append((6, "年份应为整数", "2020.5"))
+    assert got == expected
