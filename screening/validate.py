@@ -185,12 +185,15 @@ def _text_column(frame: pl.DataFrame, name: str) -> pl.Series:
     """:func:`_as_text` of a String column with one strip: the column itself (no copy) when no
     cell is padded or empty, which is how a clean province-size file comes."""
     raw = frame[name]
-    stripped = raw.str.strip_chars()
-    length = stripped.str.len_bytes()
-    empty = length == 0
-    if not empty.any() and (length == raw.str.len_bytes()).all():
+    for i in _slices(len(raw)):  # looked at a slice at a time: nothing kept when all is clean
+        part = raw.slice(i, _SLICE)
+        length = part.str.strip_chars().str.len_bytes()
+        if (length == 0).any() or (length != part.str.len_bytes()).any():
+            break
+    else:
         return raw
-    return pl.select(pl.when(empty).then(None).otherwise(stripped)).to_series()
+    stripped = raw.str.strip_chars()
+    return pl.select(pl.when(stripped == "").then(None).otherwise(stripped)).to_series()
 
 
 def _number(col: Column, dtype: pl.DataType, factor: tuple[float, float] | None = None, stage: Stage = None
@@ -212,6 +215,14 @@ def _number(col: Column, dtype: pl.DataType, factor: tuple[float, float] | None 
 
 
 Problem = tuple[pl.Expr, "str | pl.Expr"]
+
+#: rows per slice where a whole-column temporary would only be looked at once (a check, a
+#: lookup): the slices' temporaries reuse the same memory instead of growing the process
+_SLICE = 1 << 20
+
+
+def _slices(n: int, step: int | None = None) -> range:
+    return range(0, n, step or _SLICE)
 
 
 def _parse(col: Column, dtype: pl.DataType, registry: bool,
@@ -417,8 +428,9 @@ def _with_check_char(typed: pl.DataFrame, bad_mask: pl.Series | None) -> pl.Seri
     idx = well_formed.arg_true()
     if idx.len():
         ok = codes if idx.len() == codes.len() else codes.gather(idx)
-        expected = uscc_mod.expected_check_chars(ok)
-        mismatch = (expected != ok.str.slice(17, 1)).arg_true()
+        step = _SLICE >> 3  # the check character's arithmetic takes 17 integers per code
+        mismatch = pl.concat([(uscc_mod.expected_check_chars(part) != part.str.slice(17, 1)).arg_true() + i
+                              for i in _slices(len(ok), step) for part in [ok.slice(i, step)]])
         wrong = wrong.scatter(idx.gather(mismatch), True)
     return wrong
 
@@ -547,6 +559,8 @@ class CodeIndex:
         n = len(codes)
         if not n or not len(self._codes):
             return pl.Series(FIRM_ID, [None] * n, dtype=self._ids.dtype)
+        if n > _SLICE:  # a slice at a time: the temporaries reuse the same memory
+            return pl.concat([self.firm_ids(codes.slice(i, _SLICE)) for i in _slices(n)])
         hashes = codes.hash(seed=0).to_numpy()
         pos = np.full(n, -1, dtype=np.int32)  # the one registry code the row's code may be
         todo: np.ndarray | None = None  # rows whose slot is shared (None: every row)
@@ -561,10 +575,7 @@ class CodeIndex:
                 break
         single = pos >= 0
         at = pl.Series(np.where(single, pos, 0), dtype=pl.UInt32)
-        # exact comparison, a million rows at a time (the codes gathered are a passing copy)
-        step = 1 << 20
-        same = pl.concat([(self._codes.gather(at.slice(i, step)) == codes.slice(i, step)).fill_null(False)
-                          for i in range(0, n, step)]) & pl.Series(single)
+        same = (self._codes.gather(at) == codes).fill_null(False) & pl.Series(single)  # exactly equal
         ids = at if self._positional else self._ids.gather(at)
         found = pl.select(pl.when(same).then(ids).alias(FIRM_ID)).to_series()
         if todo is not None and len(todo):  # still sharing a slot when the bits ran out
