@@ -156,9 +156,13 @@ def _staged(stage: Stage, name: str, expr: pl.Expr, text_of: str | None = None,
     return pl.col(name)
 
 
-def _text(stage: Stage, name: str, dtype: pl.DataType) -> pl.Expr:
-    """The cells of column ``name`` as text (:func:`_as_text`), staged as ``_text_<name>``."""
-    return _staged(stage, f"_text_{name}", _as_text(name, dtype), name if dtype == pl.String else None)
+def _text(stage: Stage, col: Column, dtype: pl.DataType) -> pl.Expr:
+    """The cells of ``col`` as text (:func:`_as_text`), staged as ``_text_<name>``; where every
+    cell of a String column is already one of the column's allowed values, the column itself."""
+    name = col.name
+    trimmed = col.allowed and all(v and v == v.strip() for v in col.allowed)
+    keep = (name, pl.col(name).is_null() | pl.col(name).is_in(col.allowed)) if trimmed else None
+    return _staged(stage, f"_text_{name}", _as_text(name, dtype), name if dtype == pl.String else None, keep)
 
 
 def _changed_only(frame: pl.DataFrame, helper: _Helper) -> pl.Series:
@@ -175,6 +179,8 @@ def _changed_only(frame: pl.DataFrame, helper: _Helper) -> pl.Series:
 
 def _helper_column(frame: pl.DataFrame, helper: _Helper) -> pl.Series:
     if helper.text_of:
+        if helper.keep is not None and frame.select(helper.keep.fill_null(False).all()).item():
+            return frame[helper.text_of]  # an allowed value is trimmed and not empty
         return _text_column(frame, helper.text_of)
     if helper.keep is not None:
         return _changed_only(frame, helper)
@@ -206,7 +212,7 @@ def _number(col: Column, dtype: pl.DataType, factor: tuple[float, float] | None 
         present = value.is_not_null()
         bad = present & ~value.is_finite()
     else:
-        text = _text(stage, col.name, dtype)
+        text = _text(stage, col, dtype)
         value = _staged(stage, f"_value_{col.name}", text.str.replace_all(",", "").cast(pl.Float64, strict=False))
         present, bad = text.is_not_null(), text.is_not_null() & (value.is_null() | ~value.is_finite())
     if factor is not None:
@@ -266,7 +272,7 @@ def _parse(col: Column, dtype: pl.DataType, registry: bool,
         elif isinstance(dtype, pl.Datetime):
             value = pl.col(col.name).dt.date()
         else:
-            text = _text(stage, col.name, dtype)
+            text = _text(stage, col, dtype)
             present = text.is_not_null()
             value = _staged(stage, f"_value_{col.name}", parse_dates(text))
         problems.append((present & value.is_null(), "日期无法识别（应为 YYYY-MM-DD）"))
@@ -276,7 +282,7 @@ def _parse(col: Column, dtype: pl.DataType, registry: bool,
         value = pl.col(col.name) if dtype == pl.String else pl.col(col.name).cast(pl.String)
         present = value.is_not_null()
     else:
-        text = _text(stage, col.name, dtype)
+        text = _text(stage, col, dtype)
         present = text.is_not_null()
         value = text
         if kind == "uscc":

@@ -396,7 +396,7 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTab
     out.factors = {m.canonical: m.factor for m in match.columns if m.factor}
     out.header_row = first_row + 1
     body = body.select(picked.keys()).rename(picked)
-    body = body.with_row_index(ROW, offset=offset).with_columns(pl.col(ROW).cast(pl.Int64))
+    body = body.select(pl.int_range(offset, offset + pl.len(), dtype=pl.Int64).alias(ROW), pl.all())
 
     # cell normalisation: per-column expressions, one step of every column per pass
     unit_of = {m.canonical: m.unit for m in match.columns}
