@@ -547,9 +547,9 @@ class CodeIndex:
                 break
             slot = self._slot(hashes[pending], used, bits)
             table = np.full(1 << bits, -1, dtype=np.int32)  # -1: no code; -2: several codes
-            table[slot] = pending
-            shared = np.bincount(slot, minlength=1 << bits)[slot] > 1
-            table[slot[shared]] = -2
+            table[slot] = pending  # where codes share a slot, one of them is written
+            table[slot[table[slot] != pending]] = -2  # a code overwritten: its slot is shared
+            shared = table[slot] == -2
             self._levels.append((used, bits, table))
             pending, used = pending[shared], used + bits
         self._shared = registry.select("uscc", FIRM_ID).gather(pl.Series(pending, dtype=pl.UInt32))
@@ -716,8 +716,7 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
         if "year" in good.columns:
             # firms per year, over every year (a year's count needs only that year's rows); key
             # (uscc, year): after de-duplication a row is a firm, so counting rows is enough
-            n = pl.len() if list(raw.table.key) == ["uscc", "year"] else pl.col(FIRM_ID).n_unique()
-            per_year = good.group_by("year").agg(n.alias("n")).drop_nulls().sort("year")
+            per_year = _firms_per_year(good, distinct=list(raw.table.key) != ["uscc", "year"])
             years[name] = per_year["year"].to_list()
             if keep_years is not None:
                 if not set(years[name]) <= keep_years or good["year"].has_nulls():  # else all kept: no copy
@@ -733,6 +732,31 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
     return Inputs(tables, rejects, files, land_incomplete, {n: raw.rows for n, raw in files.items()}, accepted,
                   pl.concat(normalised) if normalised else pl.DataFrame(schema=NORMALISED_SCHEMA), coverage,
                   data_years=years)
+
+
+def _firms_per_year(good: pl.DataFrame, distinct: bool) -> pl.DataFrame:
+    """(year, n): the rows (``distinct``: the distinct firm_ids) of each year that has rows,
+    by year.  Years and firm_ids are small integers: counted on a dense grid where they
+    span little, else grouped."""
+    year = good["year"]
+    firms = good[FIRM_ID]
+    if good.height and not year.has_nulls() and not firms.has_nulls():
+        lo, hi = int(year.min()), int(year.max())
+        years = hi - lo + 1
+        span = int(firms.max()) + 1 if distinct else 1
+        if years * span <= 4 * good.height + (1 << 20):
+            cell = year.to_numpy().astype(np.int64) - lo
+            if distinct:
+                cell += firms.to_numpy().astype(np.int64, copy=False) * years
+                per_cell = np.bincount(cell, minlength=span * years).reshape(span, years)
+                counts = (per_cell > 0).sum(axis=0)
+            else:
+                counts = np.bincount(cell, minlength=years)
+            held = np.flatnonzero(counts)
+            return pl.DataFrame({"year": pl.Series(held + lo, dtype=year.dtype),
+                                 "n": pl.Series(counts[held], dtype=pl.UInt32)})
+    n = pl.col(FIRM_ID).n_unique() if distinct else pl.len()
+    return good.group_by("year").agg(n.alias("n")).drop_nulls().sort("year")
 
 
 def _empty(table: Table) -> pl.DataFrame:

@@ -186,3 +186,20 @@ def test_slices_give_what_whole_columns_give(tmp_path, monkeypatch):
     sliced = _everything(V.validate(read_dir(tmp_path, set()), keep_years={2020, 2021}))
     assert sliced == whole
     assert whole["rejects"] and whole["counts"]["stats"]["read"] > 3 * 64
+
+
+@pytest.mark.parametrize("distinct", [False, True])
+@pytest.mark.parametrize("years", [(2019, 2021), (1950, 2100)], ids=["dense", "spread"])
+def test_firms_per_year_equals_a_group_by(distinct, years):
+    rng = np.random.default_rng(7)
+    n = 5000
+    good = pl.DataFrame({V.FIRM_ID: pl.Series(rng.integers(0, 800, n), dtype=pl.UInt32),
+                         "year": pl.Series(rng.choice([years[0], years[1], 2020], n), dtype=pl.Int32)})
+    if years[0] == 1950:  # firm_ids far apart too: grouped, not counted on a grid
+        good = good.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(5_000_000).otherwise(pl.col(V.FIRM_ID))
+                                 .cast(pl.UInt32).alias(V.FIRM_ID))
+    n_expr = pl.col(V.FIRM_ID).n_unique() if distinct else pl.len()
+    expected = good.group_by("year").agg(n_expr.alias("n")).sort("year")
+    got = V._firms_per_year(good, distinct)
+    assert got.rows() == expected.rows() and got.schema == expected.schema
+    assert V._firms_per_year(good.clear(), distinct).height == 0
