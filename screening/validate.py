@@ -11,6 +11,7 @@ data small in memory and its joins fast.  :meth:`Inputs.frame` adds ``uscc`` bac
 """
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -27,6 +28,8 @@ REJECT_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "reaso
 #: what a reject line did: the whole row left out, or (registry only) one field made unknown
 ROW_REJECTED, FIELD_CLEARED = "row_rejected", "field_cleared"
 FIRM_ID = "firm_id"
+#: looks a table's codes up in the registry beside the table's cell checks
+_LOOKUPS = ThreadPoolExecutor(1, thread_name_prefix="firm-ids")
 
 _DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y.%m.%d", "%Y年%m月%d日")
 _DTYPES = {
@@ -351,8 +354,12 @@ def _land_area(good: pl.DataFrame) -> pl.DataFrame:
     return good.with_columns(mu.alias("area_mu"))
 
 
-def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def _check_cells(raw: RawTable, firm_ids: "Future[pl.Series] | None" = None
+                 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Typed rows that passed, reject lines, and the (typed) rows that failed.
+
+    ``firm_ids``: the registry's firm_id of each row's code as written, being looked up
+    beside the checks (:func:`validate`); the typed rows carry it as ``firm_id``.
 
     Problems are first computed as one boolean per row; reason strings are built only
     for the few rows that fail, so a clean province-size file costs little extra memory.
@@ -389,6 +396,8 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
         conds = [_flag(parsed[n]) for n in parsed]
         any_bad = pl.any_horizontal(conds) if conds else pl.lit(False)
         bad_mask = cell_mask = frame.select(any_bad.alias("_bad"))["_bad"]
+    if firm_ids is not None:
+        typed = typed.with_columns(firm_ids.result())
     if not cell_mask.any():
         good, bad = typed, typed.clear()
         rejects = pl.DataFrame(schema=REJECT_SCHEMA)
@@ -480,7 +489,7 @@ def _attach_firm_id(raw: RawTable, good: pl.DataFrame, registry: "pl.DataFrame |
     Each code is looked up in the registry (whose codes are unique; :class:`CodeIndex` when
     given, else a join): only the firm_id column is new, the table's other columns are not copied.
     """
-    joined = good.with_columns(_firm_ids(good.select("uscc"), registry))
+    joined = good if FIRM_ID in good.columns else good.with_columns(_firm_ids(good.select("uscc"), registry))
     missed = joined[FIRM_ID].is_null()
     if missed.any():  # second chance for codes written with spaces or in lower case
         retried = joined.filter(missed).with_columns(_as_text("uscc", pl.String).str.to_uppercase().alias("uscc"))
@@ -684,7 +693,13 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
             tables[name] = _empty(TABLES[name])
             continue
         raw.load()
-        good, cell_rejects, bad = _check_cells(raw)
+        firm_ids = None
+        if name != "enterprises" and "uscc" in raw.frame.columns:
+            # the codes as written are looked up in the registry (another core) while the
+            # cells are checked: a typed code is the cell as text, so the rows line up
+            codes = raw.frame["uscc"]
+            firm_ids = _LOOKUPS.submit(index.firm_ids, codes if codes.dtype == pl.String else codes.cast(pl.String))
+        good, cell_rejects, bad = _check_cells(raw, firm_ids)
         if not keep_raw:  # the typed rows are all that is read from here on
             raw.release()
         reject_parts.append(cell_rejects)
