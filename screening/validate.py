@@ -28,8 +28,6 @@ REJECT_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "reaso
 #: what a reject line did: the whole row left out, or (registry only) one field made unknown
 ROW_REJECTED, FIELD_CLEARED = "row_rejected", "field_cleared"
 FIRM_ID = "firm_id"
-#: looks a table's codes up in the registry beside the table's cell checks
-_LOOKUPS = ThreadPoolExecutor(1, thread_name_prefix="firm-ids")
 
 _DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y.%m.%d", "%Y年%m月%d日")
 _DTYPES = {
@@ -686,6 +684,9 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
     years: dict[str, list[int]] = {}
     registry = pl.DataFrame(schema={"uscc": pl.String, FIRM_ID: pl.UInt32})
     index = CodeIndex(registry)
+    # looks a table's codes up in the registry beside the table's cell checks; its thread ends
+    # with this call (none is left behind, e.g. across a fork)
+    lookups = ThreadPoolExecutor(1, thread_name_prefix="firm-ids")
     rejected_codes = pl.Series("uscc", [], dtype=pl.String)
     for name in ["enterprises"] + [n for n, t in TABLES.items() if n != "enterprises" and not t.standalone]:
         raw = files.get(name)
@@ -698,7 +699,7 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
             # the codes as written are looked up in the registry (another core) while the
             # cells are checked: a typed code is the cell as text, so the rows line up
             codes = raw.frame["uscc"]
-            firm_ids = _LOOKUPS.submit(index.firm_ids, codes if codes.dtype == pl.String else codes.cast(pl.String))
+            firm_ids = lookups.submit(index.firm_ids, codes if codes.dtype == pl.String else codes.cast(pl.String))
         good, cell_rejects, bad = _check_cells(raw, firm_ids)
         if not keep_raw:  # the typed rows are all that is read from here on
             raw.release()
@@ -741,6 +742,7 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
                 coverage[name] = dict(zip(per_year["year"].to_list(), per_year["n"].to_list()))
         tables[name] = good
 
+    lookups.shutdown()
     rejects = pl.concat(reject_parts) if reject_parts else pl.DataFrame(schema=REJECT_SCHEMA)
     rejects = rejects.with_columns(pl.col("row").cast(pl.Int64)).sort("file", "row", "column")
     normalised = [raw.normalised for raw in files.values() if raw.normalised.height]

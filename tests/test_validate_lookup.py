@@ -203,3 +203,22 @@ def test_firms_per_year_equals_a_group_by(distinct, years):
     got = V._firms_per_year(good, distinct)
     assert got.rows() == expected.rows() and got.schema == expected.schema
     assert V._firms_per_year(good.clear(), distinct).height == 0
+
+
+def test_no_thread_outlives_validation(tmp_path):
+    """The registry lookups and file digests run on threads of the call's own, which end with
+    it (a thread left idle in a module would hang a forked child that validates)."""
+    import threading
+    import time
+
+    from screening.synth import generate
+
+    generate(50, 3, tmp_path, fmt="parquet")
+    V.validate(read_dir(tmp_path, set()))
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        left = [t.name for t in threading.enumerate() if t.name.startswith(("firm-ids", "sha256"))]
+        if not left:
+            break
+        time.sleep(0.01)
+    assert not left

@@ -27,8 +27,6 @@ from .discovery import CSV, HTML, KIND_ZH, PARQUET, XLS, XLSX, _BY_SUFFIX, Opene
 from .header import SCAN_ROWS, HeaderMatch, describe_row, find_header, header_lookup
 
 ROW = "_row"
-#: a file's SHA-256 is computed beside its reading (hashlib releases the GIL), not after it
-_DIGESTS = ThreadPoolExecutor(2, thread_name_prefix="sha256")
 ERROR_SCHEMA = {ROW: pl.Int64, "column": pl.String, "error": pl.String}
 FURNITURE_SCHEMA = {ROW: pl.Int64, "reason": pl.String}
 _TOTAL = r"^(合\s*计|总\s*计|小\s*计|累\s*计)[:：]?$"
@@ -333,7 +331,11 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTab
     """Read one file.  What it is, whether it is safe to read, and (CSV, Parquet) its header are
     checked from its first bytes or footer (:func:`.discovery.open_table`) before the rest is read."""
     opened = open_table(path)
-    digest = _DIGESTS.submit(opened.sha256)
+    # the file's SHA-256 is computed beside its reading (hashlib releases the GIL), not after
+    # it; a thread of this call's own (none is left behind, e.g. across a fork)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="sha256")
+    digest = pool.submit(opened.sha256)
+    pool.shutdown(wait=False)  # the thread ends when the digest is done
     kind = opened.kind
     named = _BY_SUFFIX.get(path.suffix.lower(), CSV)
     note = None if kind == named else \
