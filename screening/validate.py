@@ -572,8 +572,9 @@ class CodeIndex:
         n = len(codes)
         if not n or not len(self._codes):
             return pl.Series(FIRM_ID, [None] * n, dtype=self._ids.dtype)
-        if n > _SLICE:  # a slice at a time: the temporaries reuse the same memory
-            return pl.concat([self.firm_ids(codes.slice(i, _SLICE)) for i in _slices(n)])
+        step = _SLICE >> 2  # a slice at a time: the temporaries reuse the same memory (also on a thread)
+        if n > step:
+            return pl.concat([self.firm_ids(codes.slice(i, step)) for i in _slices(n, step)])
         hashes = codes.hash(seed=0).to_numpy()
         pos = np.full(n, -1, dtype=np.int32)  # the one registry code the row's code may be
         todo: np.ndarray | None = None  # rows whose slot is shared (None: every row)
