@@ -655,7 +655,7 @@ def _split_duplicates(raw: RawTable, good: pl.DataFrame, key: list[str],
     if not dups.height:  # hash collisions only
         return good, pl.DataFrame(schema=REJECT_SCHEMA)
     firsts = subset.filter(first).select(*key, pl.col(ROW).alias("_first"))
-    dups = dups.join(firsts, on=key, how="left")
+    dups = dups.join(firsts, on=key, how="left", nulls_equal=True)  # an empty key part equals an empty one
     if codes is not None:
         dups = dups.join(codes, on=FIRM_ID, how="left")
     key_names = ["uscc" if k == FIRM_ID else k for k in key]
@@ -663,7 +663,7 @@ def _split_duplicates(raw: RawTable, good: pl.DataFrame, key: list[str],
     lines = dups.select(
         pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"), pl.lit(key_zh).alias("column"),
         pl.format("与第{}行主键重复（{}），已保留第{}行", "_first", pl.lit(key_zh), "_first").alias("reason"),
-        pl.concat_str([pl.col(k).cast(pl.String) for k in key_names], separator="|").alias("value"),
+        pl.concat_str([pl.col(k).cast(pl.String).fill_null("") for k in key_names], separator="|").alias("value"),
         pl.lit(ROW_REJECTED).alias("action"),
     )
     return good.filter(~pl.col(ROW).is_in(dups[ROW].implode())), lines

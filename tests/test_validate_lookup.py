@@ -222,3 +222,18 @@ def test_no_thread_outlives_validation(tmp_path):
             break
         time.sleep(0.01)
     assert not left
+
+
+def test_a_duplicate_key_with_an_empty_part_names_the_kept_row():
+    """A key part that may be empty (the ledger's utility): two rows alike but for nothing
+    are duplicates, and the reject line says which row was kept (it said nothing before)."""
+    good = pl.DataFrame({"year": [2021, 2021, 2021], "utility": [None, None, "电"], "uscc": ["A", "A", "A"],
+                         V.ROW: pl.Series([2, 3, 4], dtype=pl.Int64)})
+
+    class Raw:
+        file, headers = "ledger.csv", {}
+
+    kept, lines = V._split_duplicates(Raw(), good, ["year", "utility", "uscc"], None)
+    assert kept[V.ROW].to_list() == [2, 4]
+    assert [(r["row"], r["reason"], r["value"]) for r in lines.to_dicts()] == [
+        (3, "与第2行主键重复（year、utility、uscc），已保留第2行", "2021||A")]
