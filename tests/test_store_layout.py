@@ -199,3 +199,16 @@ def test_a_backup_of_an_old_database_restores_migrated(dbs, tmp_path):
     finally:
         con.close()
     assert _results(restored).equals(_results(dbs["new"]))
+
+
+def test_verify_counts_each_runs_rules(dbs, tmp_path):
+    db = _copy(dbs["new"], tmp_path / "new.duckdb")
+    con = duckdb.connect(str(db))
+    try:
+        assert not bk.verify_database(con, db).problems
+        con.execute("DELETE FROM run_rules WHERE rule_id = 'energy_limit_exceeded' AND run_id = "
+                    "(SELECT run_id FROM runs WHERE list_year = 2022)")
+        problems = bk.verify_database(con, db).problems
+    finally:
+        con.close()
+    assert len(problems) == 1 and "run_rules 有 3 行" in problems[0]
