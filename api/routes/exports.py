@@ -27,8 +27,8 @@ from screening import clock, filesafety
 from screening.filesafety import FileTooLarge, FileUnreadable, Limits
 
 from screening.csvsafe import csv_bytes
-from screening.store import rules_relation
 from screening.excel import ANOMALY_COLUMN, LIST_COLUMNS, WORKBOOK_OPTIONS, Workbook, _formats, _list_sheet, sheet_name
+from screening.store import rules_relation
 
 from ..auth import User
 from ..db import audit, finalized, one_snapshot, run_catalogue, table_exists
@@ -94,8 +94,8 @@ def _disposition(filename: str, fallback: str) -> str:
 
 
 def _export_frame(cursor, year: int, run: str, township: str | None) -> pl.DataFrame:
-    frame = cursor.sql(_EXPORT_SQL.format(rules=rules_relation(cursor)), params={"run": run, "year": year, "township": township,
-                                            "zone": clock.zone_name()}).pl()
+    frame = cursor.sql(_EXPORT_SQL.format(rules=rules_relation(cursor)),
+                       params={"run": run, "year": year, "township": township, "zone": clock.zone_name()}).pl()
     frame = frame.join(_anomaly_notes(cursor, run), on="uscc", how="left", maintain_order="left")
     return frame.with_columns(pl.col("verification_status").replace_strict(STATUS_ZH, default=pl.col("verification_status")))
 
