@@ -17,6 +17,7 @@ import duckdb
 
 from screening import auditchain
 from screening.sqlquote import identifier
+from screening.store import results_relation, upgrade
 
 SERVICE_DDL = """
 CREATE TABLE IF NOT EXISTS users (
@@ -316,15 +317,26 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(statement)
     for statement in AUDIT_CHAIN_DDL:
         con.execute(statement)
+    upgrade(con)  # the run tables of a file an older version wrote (screening.store.migrate)
     for table, column in FIRM_INDEXES:
         if table_exists(con, table):
             con.execute(f"CREATE INDEX IF NOT EXISTS {identifier(f'{table}_{column}')} ON {identifier(table)} ({identifier(column)})")
 
 
+def _firm_scan(table: str) -> str:
+    """All runs' rows of one firm, alone in its scan so that DuckDB uses the index (it does not
+    when run_id is filtered in the same scan)."""
+    return f"(SELECT * FROM {identifier(table)} WHERE uscc = ? OFFSET 0)"
+
+
 def firm_rows(table: str) -> str:
-    """Rows of one firm in one run.  The firm filter stands alone in the inner scan so that
-    DuckDB uses the index (it does not when run_id is filtered in the same scan)."""
-    return f"(SELECT * FROM {identifier(table)} WHERE uscc = ? OFFSET 0) WHERE run_id = ?"
+    """Rows of one firm in one run (parameters: uscc, run_id)."""
+    return f"{_firm_scan(table)} WHERE run_id = ?"
+
+
+def firm_results(con: duckdb.DuckDBPyConnection) -> str:
+    """:func:`firm_rows` of run_results with each rule's title and citation (parameters: uscc, run_id)."""
+    return f"{results_relation(con, _firm_scan('run_results'))} WHERE run_id = ?"
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:

@@ -43,6 +43,8 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from screening.store import results_relation
+
 from .auth import User, find_user, token_hash
 from .db import RunCatalogue, StoredRun, records, run_catalogue, table_exists
 
@@ -274,7 +276,8 @@ class ReadModel:
                 SELECT e.*, r.list_year, r.created_at AS run_created_at
                 FROM run_enterprises e JOIN runs r USING (run_id) WHERE e.run_id = $run
             """, run_id)
-            results = _read(cursor, "SELECT * EXCLUDE (run_id, list_year) FROM run_results WHERE run_id = $run", run_id)
+            results = _read(cursor, "SELECT * EXCLUDE (run_id, list_year) FROM "
+                            f"{results_relation(cursor, '(SELECT * FROM run_results WHERE run_id = $run)')}", run_id)
             anomalies = _read(cursor, "SELECT * EXCLUDE (run_id) FROM run_anomalies WHERE run_id = $run",
                               run_id) if table_exists(cursor, "run_anomalies") else None
             rows = enterprises.height + results.height

@@ -254,7 +254,7 @@ def restore(source: Path, db: Path, force: bool = False) -> Restored:
     ``force``, and then kept aside as ``<db>.before-restore-<time>``."""
     from api.db import ensure_schema
 
-    from .store import STORED_TABLES, DatabaseLocked, _create, connect
+    from .store import LEGACY_TABLES, STORED_TABLES, DatabaseLocked, _create, connect
 
     backup = read_backup(source)
     db = Path(db)
@@ -275,7 +275,9 @@ def restore(source: Path, db: Path, force: bool = False) -> Restored:
             for table, entry in backup.manifest["tables"].items():
                 file = literal(backup.path / entry["file"])
                 if table in STORED_TABLES:
-                    _create(con, "main", table)
+                    # a backup of a file an older version wrote is restored as it was; ensure_schema
+                    # below migrates it (screening.store.migrate), as the service's start would
+                    _create(con, "main", table, legacy=entry["columns"] == _layout(LEGACY_TABLES.get(table)))
                 elif not con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'",
                                      [table]).fetchall():
                     con.execute(f"CREATE TABLE {identifier(table)} AS SELECT * FROM read_parquet({file}) LIMIT 0")
@@ -285,7 +287,7 @@ def restore(source: Path, db: Path, force: bool = False) -> Restored:
                     raise BackupError(f"备份中的表 {table} 无法恢复到本版本的数据库结构：{exc}") from None
                 if checksum(con, table, entry["columns"]) != (entry["rows"], entry["checksum"]):
                     raise BackupError(f"备份 {backup.path} 的表 {table} 恢复后的行数或校验值与清单不符，拒绝使用")
-            ensure_schema(con)  # the per-firm indexes, now that the run tables hold their rows
+            ensure_schema(con)  # migrates an older layout (above); the per-firm indexes, now the run tables hold rows
             con.execute("CHECKPOINT")
         finally:
             con.close()
@@ -303,6 +305,11 @@ def restore(source: Path, db: Path, force: bool = False) -> Restored:
         for leftover in (building, building.with_name(building.name + ".wal")):
             leftover.unlink(missing_ok=True)
     return Restored(db, backup, aside)
+
+
+def _layout(columns: tuple[tuple[str, str], ...] | None) -> list[list[str]] | None:
+    """A table's columns as the manifest and :func:`_tables` give them."""
+    return None if columns is None else [list(c) for c in columns]
 
 
 # ---------------------------------------------------------------- verify --db
@@ -330,11 +337,11 @@ _RUN_PARTS = (("run_list", "listed"), ("run_enterprises", "enterprises"), ("run_
 
 
 def verify_database(con: duckdb.DuckDBPyConnection, db: Path) -> Verification:
-    from .store import STORED_TABLES
+    from .store import LEGACY_TABLES, STORED_TABLES
 
     report = Verification()
     present = _tables(con)
-    expected = {name: [list(c) for c in columns] for name, columns in STORED_TABLES.items()}
+    expected = {name: _layout(columns) for name, columns in STORED_TABLES.items()}
     service = _service_tables()
     for name, columns in present.items():
         want = expected.get(name) or service.get(name)
@@ -342,12 +349,17 @@ def verify_database(con: duckdb.DuckDBPyConnection, db: Path) -> Verification:
             if name == "audit_log" and columns == [c for c in want if c[0] not in ("seq", "prev_hash", "row_hash")]:
                 report.facts.append("审计表是旧版本的结构（没有散列链）；服务下次启动时会自动添加")
                 continue
+            if columns == _layout(LEGACY_TABLES.get(name)):
+                report.facts.append(f"表 {name} 是旧版本的结构（每行带规则名称与依据）；服务下次启动或下次保存运行时会自动迁移")
+                continue
             report.problems.append(f"表 {name} 的列与本版本不符")
     missing = sorted(set(service) - set(present))
     if missing and len(missing) < len(service):
         report.problems.append(f"缺少服务数据表：{'、'.join(missing)}")
     if "runs" in present:
-        missing_run_tables = [t for t in ("run_results", "run_list", "run_enterprises") if t not in present]
+        legacy = present.get("run_results") == _layout(LEGACY_TABLES["run_results"])
+        missing_run_tables = [t for t in ("run_results", "run_list", "run_enterprises", "run_rules")
+                              if t not in present and not (t == "run_rules" and legacy)]
         if missing_run_tables:
             report.problems.append(f"有运行记录，但缺少表：{'、'.join(missing_run_tables)}")
         else:
@@ -362,7 +374,7 @@ def verify_database(con: duckdb.DuckDBPyConnection, db: Path) -> Verification:
 def _check_runs(con: duckdb.DuckDBPyConnection, present: dict[str, Any]) -> list[str]:
     problems = []
     counts: dict[str, dict[str, int]] = {}
-    for table in ("run_results", "run_list", "run_enterprises", "run_rejects", "run_anomalies"):
+    for table in ("run_results", "run_rules", "run_list", "run_enterprises", "run_rejects", "run_anomalies"):
         if table in present:
             counts[table] = dict(con.execute(
                 f"SELECT run_id, count(*) FROM {identifier(table)} GROUP BY run_id").fetchall())
@@ -377,7 +389,8 @@ def _check_runs(con: duckdb.DuckDBPyConnection, present: dict[str, Any]) -> list
             problems.append(f"运行 {run_id}（{year} 年度）的运行记录无法读取")
             continue
         want = {"run_list": listed, "run_enterprises": enterprises, "run_rejects": rejected,
-                "run_results": results, "run_anomalies": anomalies}
+                "run_results": results, "run_anomalies": anomalies,
+                "run_rules": len(record["status_counts"])}  # each rule the run applied, once
         for table, number in want.items():
             if table in counts and number is not None and counts[table].get(run_id, 0) != number:
                 problems.append(f"运行 {run_id}（{year} 年度）不完整：{table} 有 {counts[table].get(run_id, 0):,} 行，"

@@ -13,7 +13,7 @@ import polars as pl
 from .errors import ScreeningError
 from .ruleset import STATUS_ZH
 from .sqlquote import literal
-from .store import connect
+from .store import connect, results_relation
 
 CHANGE_ZH = {"entered": "新进清单", "left": "退出清单", "stayed": "仍在清单"}
 #: compare.xlsx: the columns a person reads, with Chinese headers
@@ -49,8 +49,8 @@ changed_rules AS (
                          coalesce(printf('%.2f', ra.threshold), '—') || '→' || coalesce(printf('%.2f', rb.threshold), '—') || '）'
                     ELSE '' END,
                '；' ORDER BY ra.rule_id) AS why_zh
-    FROM (SELECT * FROM run_results WHERE run_id = $a) ra
-    JOIN (SELECT * FROM run_results WHERE run_id = $b) rb USING (uscc, rule_id)
+    FROM {results_a} ra
+    JOIN {results_b} rb USING (uscc, rule_id)
     WHERE ra.status IS DISTINCT FROM rb.status AND (ra.status = 'hit' OR rb.status = 'hit')
     GROUP BY ra.uscc
 )
@@ -88,7 +88,9 @@ def compare_runs(db: Path, before: int | str, after: int | str) -> pl.DataFrame:
         a = latest_run_id(con, before) if isinstance(before, int) else before
         b = latest_run_id(con, after) if isinstance(after, int) else after
         sql = _SQL.format(status_a=_case("ra.status", STATUS_ZH), status_b=_case("rb.status", STATUS_ZH),
-                          change=_case("m.change", CHANGE_ZH))
+                          change=_case("m.change", CHANGE_ZH),
+                          results_a=results_relation(con, "(SELECT * FROM run_results WHERE run_id = $a)"),
+                          results_b=results_relation(con, "(SELECT * FROM run_results WHERE run_id = $b)"))
         return con.sql(sql, params={"a": a, "b": b}).pl()
     finally:
         con.close()

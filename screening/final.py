@@ -30,6 +30,7 @@ from . import clock
 from .errors import InputError, RuleSetError
 from .excel import LIST_COLUMNS, WORKBOOK_OPTIONS, Workbook, _formats, _list_sheet, print_setup, target_tables
 from .ruleset import RuleSet
+from .store import results_relation
 
 NOTICE_FILE = "notice.yaml"
 NOTICE_DIR = "告知书"
@@ -120,7 +121,8 @@ def read_final(con: duckdb.DuckDBPyConnection, year: int) -> FinalList:
         pl.col("basis").replace_strict(BASIS_ZH, default=pl.col("basis")).alias("basis_zh"))
     run = info[0]["run_id"]
     hits: dict[str, list[dict[str, Any]]] = {}
-    for h in _rows(con, "SELECT * FROM run_results WHERE run_id = ? AND status = 'hit' ORDER BY uscc, rule_id", [run]):
+    hit_rows = results_relation(con, "(SELECT * FROM run_results WHERE run_id = ? AND status = 'hit')")
+    for h in _rows(con, f"SELECT * FROM {hit_rows} ORDER BY uscc, rule_id", [run]):
         hits.setdefault(h["uscc"], []).append(h)
     titles = {u: "；".join(h["rule_title"] or h["rule_id"] for h in rows) for u, rows in hits.items()}
     firms = firms.with_columns(pl.col("uscc").replace_strict(titles, default=pl.col("rule_ids")).alias("rule_titles"))

@@ -23,7 +23,8 @@ from .sqlquote import identifier, literal
 if TYPE_CHECKING:
     from .screen import Screening
 
-SCHEMA_VERSION = 1
+#: 1: run_results held each rule's title and citation on every row; 2: they are in run_rules
+SCHEMA_VERSION = 2
 ALIAS = "store"
 
 #: the two keyed tables; the others are created from their columns in STORED_TABLES
@@ -49,6 +50,20 @@ CREATE TABLE IF NOT EXISTS {table} (
 
 _V, _I, _B, _D, _L, _TZ = "VARCHAR", "INTEGER", "BOOLEAN", "DOUBLE", "BIGINT", "TIMESTAMP WITH TIME ZONE"
 
+#: a run's results as every reader sees them (the API, pages, exports, compare, the final list),
+#: in this order: stored as run_results (without the rule texts) joined with run_rules.  Schema
+#: version 1 stored exactly these columns in run_results, the two rule texts on every row.
+RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("list_year", _I), ("uscc", _V), ("rule_id", _V), ("rule_title", _V), ("status", _V), ("value", _D),
+    ("threshold", _D), ("industry_avg", _D), ("industry_group", _V), ("industry_group_name", _V),
+    ("group_firms", _L), ("value_prev", _D), ("value_last", _D), ("value_text", _V), ("threshold_text", _V),
+    ("years", _V), ("value_prev_text", _V), ("value_last_text", _V), ("source", _V), ("reason_code", _V),
+    ("reason", _V), ("detail", _V), ("citation", _V), ("run_id", _V))
+#: the texts the same on every result row of a rule in a run: stored once per rule in run_rules
+RULE_TEXT_COLUMNS = ("rule_title", "citation")
+#: the layouts an older version wrote, by table: read as they are, migrated when written (migrate)
+LEGACY_TABLES: dict[str, tuple[tuple[str, str], ...]] = {"run_results": RESULT_COLUMNS}
+
 #: every table a run or a warning run brings into the database, column by column, as
 #: DuckDB describes it (duckdb_columns().data_type).  The tables are created from this
 #: (``runs`` from RUNS_DDL), so what save_run and save_tables write is exactly this, and a
@@ -59,12 +74,10 @@ STORED_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     "runs": (("run_id", _V), ("created_at", _TZ), ("list_year", _I), ("ruleset_id", _V), ("ruleset_version", _V),
              ("parameters", "JSON"), ("overrides", "JSON"), ("input_hashes", "JSON"), ("row_counts", "JSON"),
              ("timings", "JSON"), ("enterprises", _I), ("listed", _I), ("rejected_rows", _I), ("record", "JSON")),
-    "run_results": (("list_year", _I), ("uscc", _V), ("rule_id", _V), ("rule_title", _V), ("status", _V),
-                    ("value", _D), ("threshold", _D), ("industry_avg", _D), ("industry_group", _V),
-                    ("industry_group_name", _V), ("group_firms", _L), ("value_prev", _D), ("value_last", _D),
-                    ("value_text", _V), ("threshold_text", _V), ("years", _V), ("value_prev_text", _V),
-                    ("value_last_text", _V), ("source", _V), ("reason_code", _V), ("reason", _V), ("detail", _V),
-                    ("citation", _V), ("run_id", _V)),
+    # one row per (firm, rule): the rule's title and citation are in run_rules, once per rule
+    # (RESULT_COLUMNS: the columns a reader sees, run_rules joined; see results_relation)
+    "run_results": tuple(c for c in RESULT_COLUMNS if c[0] not in RULE_TEXT_COLUMNS),
+    "run_rules": (("run_id", _V), ("rule_id", _V), ("rule_title", _V), ("citation", _V)),
     "run_list": (("list_year", _I), ("uscc", _V), ("name", _V), ("township", _V), ("industry_code", _V),
                  ("industry_name", _V), ("scale", _V), ("rule_ids", _V), ("hit_count", _L), ("reasons", _V),
                  ("tax_per_mu", _D), ("land_mu", _D), ("energy_tce", _D), ("tax_per_mu_prev", _D), ("land_prev", _D),
@@ -92,8 +105,8 @@ STORED_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
 
 #: what a staged file holds, exactly: a screening run (save_run) or a warning run (save_tables)
 STAGED_KINDS = {
-    "run": frozenset({"schema_info", "runs", "run_results", "run_list", "run_rejects", "run_enterprises",
-                      "run_anomalies"}),
+    "run": frozenset({"schema_info", "runs", "run_results", "run_rules", "run_list", "run_rejects",
+                      "run_enterprises", "run_anomalies"}),
     "warnings": frozenset({"warn_runs", "warn_results"}),
 }
 #: staged tables that are checked but not copied (the database has its own)
@@ -155,15 +168,90 @@ def connect(db: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _create(con: duckdb.DuckDBPyConnection, alias: str, table: str) -> None:
-    """Create ``alias.table`` if missing, with the columns of STORED_TABLES (and its keys)."""
+def _create(con: duckdb.DuckDBPyConnection, alias: str, table: str, legacy: bool = False) -> None:
+    """Create ``alias.table`` if missing, with the columns of STORED_TABLES (and its keys), or
+    with ``legacy`` those an older version wrote (LEGACY_TABLES: a backup of such a database
+    is restored as it was, then migrated)."""
     target = f"{identifier(alias)}.{identifier(table)}"
     keyed = {"runs": RUNS_DDL, "schema_info": SCHEMA_INFO_DDL}.get(table)
     if keyed:
         con.execute(keyed.format(table=target))
         return
-    columns = ", ".join(f"{identifier(name)} {kind}" for name, kind in STORED_TABLES[table])
+    layout = LEGACY_TABLES[table] if legacy else STORED_TABLES[table]
+    columns = ", ".join(f"{identifier(name)} {kind}" for name, kind in layout)
     con.execute(f"CREATE TABLE IF NOT EXISTS {target} ({columns})")
+
+
+def _legacy_results(con: duckdb.DuckDBPyConnection, alias: str | None = None) -> bool:
+    """Whether run_results of ``alias`` (None: the current database) is schema 1's: the rule
+    title and citation on every row, no run_rules."""
+    where = "database_name = current_database()" if alias is None else "database_name = ?"
+    return bool(con.execute(
+        f"SELECT 1 FROM duckdb_columns() WHERE {where} AND schema_name = 'main' AND table_name = 'run_results' "
+        "AND column_name = 'rule_title'", [] if alias is None else [alias]).fetchall())
+
+
+def migrate(con: duckdb.DuckDBPyConnection, alias: str) -> bool:
+    """Bring the database attached as ``alias`` to SCHEMA_VERSION, inside the caller's
+    transaction: a run_results that schema 1 wrote gives each run's rule titles and citations
+    to run_rules (once per run and rule, as every row of the rule carried them) and loses the
+    two columns (its indexes are dropped and made again: DuckDB alters no indexed table).
+    Every writer calls it before adding a run; a reader of an unmigrated file (read-only) goes
+    through :func:`results_relation`.  Returns whether anything changed."""
+    if not _legacy_results(con, alias):
+        return False
+    catalog = identifier(alias)
+    _create(con, alias, "run_rules")
+    con.execute(f"INSERT INTO {catalog}.run_rules BY NAME SELECT run_id, rule_id, min(rule_title) AS rule_title, "
+                f"min(citation) AS citation FROM {catalog}.run_results GROUP BY run_id, rule_id")
+    indexes = con.execute("SELECT index_name, expressions, is_unique FROM duckdb_indexes() WHERE database_name = ? "
+                          "AND schema_name = 'main' AND table_name = 'run_results'", [alias]).fetchall()
+    for name, _, _ in indexes:
+        con.execute(f"DROP INDEX {catalog}.{identifier(name)}")
+    for column in RULE_TEXT_COLUMNS:
+        con.execute(f"ALTER TABLE {catalog}.run_results DROP COLUMN {identifier(column)}")
+    for name, expressions, unique in indexes:
+        con.execute(f"CREATE {'UNIQUE ' if unique else ''}INDEX {identifier(name)} ON {catalog}.run_results "
+                    f"({expressions.strip('[]')})")
+    _create(con, alias, "schema_info")
+    con.execute(f"INSERT OR REPLACE INTO {catalog}.schema_info VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+    return True
+
+
+def upgrade(con: duckdb.DuckDBPyConnection) -> bool:
+    """:func:`migrate` the connection's own database file in a transaction of its own (the
+    service's start, a restore, any command that makes the service's tables)."""
+    if not _legacy_results(con):
+        return False
+    con.execute("BEGIN TRANSACTION")
+    try:
+        migrate(con, con.execute("SELECT current_database()").fetchall()[0][0])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return True
+
+
+def results_relation(con: duckdb.DuckDBPyConnection, rows: str = "run_results") -> str:
+    """SQL for rows of the current database's run_results (the table, or a subquery over it such
+    as one firm's index scan) with RESULT_COLUMNS in their order: each rule's title and citation
+    joined from run_rules.  A file schema 1 wrote and nobody has migrated yet (opened read-only)
+    holds them on every row and is read as it is."""
+    if _legacy_results(con):
+        return rows
+    listed = ", ".join(f"k.{identifier(c)}" if c in RULE_TEXT_COLUMNS else f"r.{identifier(c)}"
+                       for c, _ in RESULT_COLUMNS)
+    return f"(SELECT {listed} FROM {rows} r LEFT JOIN run_rules k USING (run_id, rule_id))"
+
+
+def rules_relation(con: duckdb.DuckDBPyConnection) -> str:
+    """SQL for each stored run's rules (run_id, rule_id, rule_title, citation) in the current
+    database: run_rules, or in an unmigrated schema-1 file the texts its result rows carry."""
+    if _legacy_results(con):
+        return ("(SELECT run_id, rule_id, min(rule_title) AS rule_title, min(citation) AS citation "
+                "FROM run_results GROUP BY run_id, rule_id)")
+    return "run_rules"
 
 
 def _copy(con: duckdb.DuckDBPyConnection, alias: str, table: str, select_sql: str) -> None:
@@ -287,6 +375,8 @@ def import_staged(con: duckdb.DuckDBPyConnection, staged: Path) -> dict[str, Any
         counts = {}
         con.execute("BEGIN TRANSACTION")
         try:
+            if "run_results" in names:  # the service's own file may be one an older version wrote
+                migrate(con, con.execute("SELECT current_database()").fetchall()[0][0])
             for name in names:
                 listed = ", ".join(identifier(column) for column, _ in STORED_TABLES[name])
                 _copy(con, "main", name, f"SELECT {listed} FROM {source[name]}")
@@ -321,6 +411,7 @@ def _save_run(s: "Screening", db: Path | None, record: dict[str, Any]) -> None:
         con.execute(f"INSERT OR IGNORE INTO {catalog}.schema_info VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
         _create(con, alias, "runs")
         con.execute("BEGIN TRANSACTION")
+        migrate(con, alias)
         con.execute(
             f"INSERT INTO {catalog}.runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
@@ -332,7 +423,9 @@ def _save_run(s: "Screening", db: Path | None, record: dict[str, Any]) -> None:
             ],
         )
         source = f"read_parquet({literal(s.results_file)})" if s.results_file else "results_out"
-        _copy(con, alias, "run_results", f"SELECT * FROM {source}")
+        # the rule texts once per rule (rule_info: what the results view joined them from)
+        _copy(con, alias, "run_results", f"SELECT * EXCLUDE ({', '.join(RULE_TEXT_COLUMNS)}) FROM {source}")
+        _copy(con, alias, "run_rules", f"SELECT {literal(s.run_id)} AS run_id, * FROM rule_info")
         con.register("_list", s.list.to_arrow())
         con.register("_rejects", s.inputs.rejects.with_columns(pl.lit(s.run_id).alias("run_id")).to_arrow())
         _copy(con, alias, "run_list", "SELECT * FROM _list")

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from screening.anomaly import ADVISORY
 
 from ..auth import User
-from ..db import audit, finalized, firm_rows, records
+from ..db import audit, finalized, firm_results, firm_rows, records
 from ..deps import CursorDep, ReadModelDep, allow
 from ..readmodel import ReadModel, anomalies_checked
 from ..schemas import EnterpriseRecord, Verification, VerificationIn
@@ -48,7 +48,7 @@ def _results(model: ReadModel, cursor, uscc: str, run: str) -> list[dict]:
     frames = model.frames(run)
     if frames is not None:
         return frames.results.rows(uscc, drop=("uscc",))
-    return records(cursor, f"SELECT * EXCLUDE (run_id, list_year, uscc) FROM {firm_rows('run_results')} "
+    return records(cursor, f"SELECT * EXCLUDE (run_id, list_year, uscc) FROM {firm_results(cursor)} "
                            "ORDER BY rule_id", [uscc, run])
 
 

@@ -21,6 +21,7 @@ from screening.evaluation_workflow import CORRECTABLE
 from screening.ingest.report import COVERAGE_TABLES, TABLE_HEADERS, table_rows
 from screening.projects import AUTHORITY_ZH as PROJECT_AUTHORITY
 from screening.projects import STATUS_ZH as PROJECT_STATUS
+from screening.store import rules_relation
 
 from ..auth import ROLES, User, check_password, check_password_rules, generate_password, set_password
 from ..db import audit, records, run_catalogue
@@ -199,7 +200,7 @@ _RULE_TITLES: dict[str, dict[str, str]] = {}  # by run id: stored runs never cha
 def _rule_titles(cursor, run_id: str) -> dict[str, str]:
     """The Chinese title of each rule the run applied (for the rule filter)."""
     if run_id not in _RULE_TITLES:
-        rows = cursor.execute("SELECT rule_id, any_value(rule_title) FROM run_results WHERE run_id = ? GROUP BY rule_id",
+        rows = cursor.execute(f"SELECT rule_id, rule_title FROM {rules_relation(cursor)} WHERE run_id = ?",
                               [run_id]).fetchall()
         if len(_RULE_TITLES) > 50:
             _RULE_TITLES.clear()
