@@ -397,6 +397,11 @@ def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 def _save_run(s: "Screening", db: Path | None, record: dict[str, Any]) -> None:
     con = s.engine.cursor()
+    # this session appends in the order read: DuckDB then streams the rows into the file's
+    # row groups instead of buffering each thread's share (4 M result rows of a province:
+    # about 600 MB less at the run's peak, and less CPU); the engine's other sessions keep
+    # their unordered, parallel COPYs
+    con.execute("SET SESSION preserve_insertion_order = true")
     alias = s.engine.host_catalog if db is None else ALIAS
     if db is not None:
         try:
