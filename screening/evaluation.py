@@ -206,7 +206,11 @@ def _firm_year(inputs: Inputs, year: int, method: Method) -> pl.DataFrame:
         return frame.select(pl.col(columns).gather(index)).get_columns()
 
     def of_year(name: str) -> pl.DataFrame:
-        return tables[name].filter(pl.col("year") == year)
+        frame = tables[name]
+        years = frame["year"]
+        if frame.height and not years.null_count() and years.min() == year == years.max():
+            return frame  # validated with keep_years={year}: not copied again
+        return frame.filter(pl.col("year") == year)
 
     columns = spread(of_year("stats").with_columns(pl.col("employees").cast(pl.Float64)),
                      ["scale", "revenue", "value_added", "employees", "rd_expense", "emissions"])
@@ -869,10 +873,12 @@ def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
                     + shifted(pl.col("grade_group").replace_strict(groups, range(len(groups)), default=1023), 51)
                     + shifted(pl.col("rank").fill_null((1 << 21) - 1), 30)
                     + pl.col(FIRM_ID).cast(pl.UInt64)]
+    # the columns kept are selected before sorting: the sort moves every column it is given
+    keys = [f"_sort{i}" for i in range(len(sort_key))]
     scores = (
-        scores.with_columns(pl.lit(method.id).alias("method_id"))
-        .sort(sort_key, nulls_last=True)
-        .select(*order, "method_id")
+        scores.select(*order, pl.lit(method.id).alias("method_id"), *(k.alias(n) for k, n in zip(sort_key, keys)))
+        .sort(keys, nulls_last=True)
+        .drop(keys)
     )
     _check_finite(scores, method, year, baseline_rows)
     frames = [f for f in item_frames if f.width]
@@ -965,8 +971,10 @@ def write_evaluation(ev: Evaluation, out_dir: Path, excel: bool = True, final: P
     """Write the contract's files into ``out_dir`` and return {kind: [paths]}.
 
     evaluation.csv (UTF-8 with BOM) / .parquet, evaluation_items.csv / .parquet,
-    亩均效益评价_<Y>.xlsx, evaluation_rejects.csv and evaluation.json.  The workbook (pure
-    Python) is written in a thread beside the Polars writers; ``excel=False`` skips it (a
+    亩均效益评价_<Y>.xlsx, evaluation_rejects.csv and evaluation.json.  Each file is written by
+    its own thread (the Polars writers release the GIL and are themselves parallel), the
+    largest first, so that both cores stay busy until the last file is done; the workbook
+    (pure Python) is written in a thread beside them; ``excel=False`` skips it (a
     province-size evaluation: xlsxwriter needs about 100 s per million rows).  ``final``: where
     the files will be once moved out of a staging ``out_dir`` (screening.outdir), as recorded.
     The CSV files are for people: written through screening.csvsafe (docs/outputs.md)."""
@@ -978,21 +986,18 @@ def write_evaluation(ev: Evaluation, out_dir: Path, excel: bool = True, final: P
     t0 = time.perf_counter()
     scores = ev.scores.drop(FIRM_ID)
     items = ev.items.drop(FIRM_ID) if FIRM_ID in ev.items.columns else ev.items
-
-    def write_scores() -> None:
-        scores.write_parquet(out / "evaluation.parquet", **PARQUET_OPTIONS)
-        write_csv(scores, out / "evaluation.csv")
-
-    def write_items() -> None:
-        items.write_parquet(out / "evaluation_items.parquet", **PARQUET_OPTIONS)
-        write_csv(items, out / "evaluation_items.csv")
-
-    # the Polars writers release the GIL: the two files (and the workbook) are written side by side
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        jobs = {"写出 evaluation": pool.submit(_timed, write_scores),
-                "写出 evaluation_items": pool.submit(_timed, write_items)}
-        if excel:
+    files = {  # file name -> its writer, the largest first
+        "evaluation_items.csv": lambda path: write_csv(items, path),
+        "evaluation.csv": lambda path: write_csv(scores, path),
+        "evaluation_items.parquet": lambda path: items.write_parquet(path, **PARQUET_OPTIONS),
+        "evaluation.parquet": lambda path: scores.write_parquet(path, **PARQUET_OPTIONS),
+    }
+    with ThreadPoolExecutor(max_workers=len(files) + excel) as pool:
+        jobs = {}
+        if excel:  # the longest job: started first
             jobs["写出 Excel"] = pool.submit(_timed, write_workbook, ev, out / workbook_name(ev.year))
+        for name, write in files.items():
+            jobs[f"写出 {name}"] = pool.submit(_timed, write, out / name)
         rejects = ev.rejects if ev.rejects.width else pl.DataFrame(schema=REJECT_SCHEMA)
         write_csv(rejects.select("file", "row", "column", "reason", "value"), out / "evaluation_rejects.csv")
         for stage, job in jobs.items():
