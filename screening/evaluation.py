@@ -155,8 +155,11 @@ def load_evaluation_inputs(data_dir: Path, year: int, method: Method, adjustment
 
 
 def _check_year(inputs: Inputs, year: int, method: Method) -> list[str]:
+    def has_year(frame: pl.DataFrame) -> bool:  # without copying the year's rows
+        return bool(frame.height) and bool((frame["year"] == year).any())
+
     stats = inputs.tables["stats"]
-    if not stats.filter(pl.col("year") == year).height:
+    if not has_year(stats):
         present = sorted(int(y) for y in stats["year"].unique().drop_nulls().to_list())
         have = f"（数据中有 {'、'.join(map(str, present))} 年）" if present else "（--year 应为数据年度，例如 2021）"
         raise InputError(f"统计数据 stats 中没有 {year} 年的数据，无法确定企业规模，不能评价{have}")
@@ -171,7 +174,7 @@ def _check_year(inputs: Inputs, year: int, method: Method) -> list[str]:
                            f"请换用适用于该年度的评价方法，或在方法文件的 values 中补充 {year} 年度的数值及依据")
     warnings: list[str] = []
     for table in sorted({QUANTITY_TABLE[q] for q in method.quantities()} - {"stats"}):
-        if not inputs.tables[table].filter(pl.col("year") == year).height:
+        if not has_year(inputs.tables[table]):
             warnings.append(f"{table} 中没有 {year} 年的数据，用到它的指标全部按缺数据处理")
     if method.data_year is not None and method.data_year != year:
         warnings.append(f"评价方法 {method.id} 的基准值按 {method.data_year} 年度数据制定，本次评价 {year} 年数据，结果只作对照")

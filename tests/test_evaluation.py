@@ -603,3 +603,15 @@ def test_each_file_is_written_on_its_own_and_equals_its_frame(tmp_path: Path):
     timings = json.loads((tmp_path / "evaluation.json").read_text(encoding="utf-8"))["timings_s"]
     assert {f"写出 {n}" for n in ("evaluation.csv", "evaluation.parquet", "evaluation_items.csv",
                                    "evaluation_items.parquet")} <= set(timings)
+
+
+def test_a_table_without_rows_of_the_year_is_a_warning_not_an_error():
+    """The year checks (no copy of the year's rows): an empty energy table, or one with other
+    years only, warns that its indicators are all missing; tables with the year do not."""
+    m = load_method("yueqing-default")
+    inputs = validate(read_dir(sample_data_dir(), m.needed_tables(), m.optional_tables()))
+    for energy in (inputs.tables["energy"].clear(), inputs.tables["energy"].filter(pl.col("year") != 2021)):
+        inputs.tables["energy"] = energy
+        warnings = evaluate(inputs, 2021, m).warnings
+        assert "energy 中没有 2021 年的数据，用到它的指标全部按缺数据处理" in warnings
+        assert not any(w.startswith(("tax 中没有", "land 中没有")) for w in warnings)
