@@ -41,15 +41,23 @@ def safe_text(column: str | pl.Expr) -> pl.Expr:
     return pl.when(risky).then(pl.lit(PREFIX) + col).otherwise(col)
 
 
-def neutralise(frame: pl.DataFrame) -> pl.DataFrame:
+def neutralise(frame: pl.DataFrame, *, as_text: bool = True) -> pl.DataFrame:
     """The frame with its text columns neutralised (vectorised; numeric columns untouched).
 
     A cheap pass over the first characters (of a categorical column: of its distinct values)
     finds the text columns with a cell that may need it; only those go through
-    :func:`safe_text` (two regular expressions per cell), the others become text unchanged."""
+    :func:`safe_text` (two regular expressions per cell), the others become text unchanged.
+    ``as_text=False`` (for a file writer, which writes a category as its text): a categorical
+    column with nothing to neutralise keeps its type, rather than millions of cells being
+    turned into strings first."""
     text = [name for name, dtype in frame.schema.items() if isinstance(dtype, _TEXT_TYPES)]
-    return frame.with_columns(safe_text(name).alias(name) if _may_start_formula(frame.get_column(name))
-                              else pl.col(name).cast(pl.String) for name in text) if text else frame
+    exprs = []
+    for name in text:
+        if _may_start_formula(frame.get_column(name)):
+            exprs.append(safe_text(name).alias(name))
+        elif as_text and frame.schema[name] != pl.String:
+            exprs.append(pl.col(name).cast(pl.String))
+    return frame.with_columns(exprs) if exprs else frame
 
 
 def _may_start_formula(column: pl.Series) -> bool:
@@ -61,13 +69,13 @@ def _may_start_formula(column: pl.Series) -> bool:
 def write_csv(frame: pl.DataFrame, path: str | Path, *, include_bom: bool = True) -> Path:
     """Write a CSV meant for people (Excel/WPS): neutralised text, UTF-8 (with BOM by default)."""
     path = Path(path)
-    neutralise(frame).write_csv(path, include_bom=include_bom)
+    neutralise(frame, as_text=False).write_csv(path, include_bom=include_bom)
     return path
 
 
 def csv_bytes(frame: pl.DataFrame) -> bytes:
     """The same file as :func:`write_csv` (with BOM), in memory: for a download."""
-    return b"\xef\xbb\xbf" + neutralise(frame).write_csv().encode("utf-8")
+    return b"\xef\xbb\xbf" + neutralise(frame, as_text=False).write_csv().encode("utf-8")
 
 
 # ------------------------------------------------------------------------------ DuckDB

@@ -155,8 +155,11 @@ def load_evaluation_inputs(data_dir: Path, year: int, method: Method, adjustment
 
 
 def _check_year(inputs: Inputs, year: int, method: Method) -> list[str]:
+    def has_year(frame: pl.DataFrame) -> bool:  # without copying the year's rows
+        return bool(frame.height) and bool((frame["year"] == year).any())
+
     stats = inputs.tables["stats"]
-    if not stats.filter(pl.col("year") == year).height:
+    if not has_year(stats):
         present = sorted(int(y) for y in stats["year"].unique().drop_nulls().to_list())
         have = f"（数据中有 {'、'.join(map(str, present))} 年）" if present else "（--year 应为数据年度，例如 2021）"
         raise InputError(f"统计数据 stats 中没有 {year} 年的数据，无法确定企业规模，不能评价{have}")
@@ -171,7 +174,7 @@ def _check_year(inputs: Inputs, year: int, method: Method) -> list[str]:
                            f"请换用适用于该年度的评价方法，或在方法文件的 values 中补充 {year} 年度的数值及依据")
     warnings: list[str] = []
     for table in sorted({QUANTITY_TABLE[q] for q in method.quantities()} - {"stats"}):
-        if not inputs.tables[table].filter(pl.col("year") == year).height:
+        if not has_year(inputs.tables[table]):
             warnings.append(f"{table} 中没有 {year} 年的数据，用到它的指标全部按缺数据处理")
     if method.data_year is not None and method.data_year != year:
         warnings.append(f"评价方法 {method.id} 的基准值按 {method.data_year} 年度数据制定，本次评价 {year} 年数据，结果只作对照")
@@ -206,7 +209,11 @@ def _firm_year(inputs: Inputs, year: int, method: Method) -> pl.DataFrame:
         return frame.select(pl.col(columns).gather(index)).get_columns()
 
     def of_year(name: str) -> pl.DataFrame:
-        return tables[name].filter(pl.col("year") == year)
+        frame = tables[name]
+        years = frame["year"]
+        if frame.height and not years.null_count() and years.min() == year == years.max():
+            return frame  # validated with keep_years={year}: not copied again
+        return frame.filter(pl.col("year") == year)
 
     columns = spread(of_year("stats").with_columns(pl.col("employees").cast(pl.Float64)),
                      ["scale", "revenue", "value_added", "employees", "rd_expense", "emissions"])
@@ -869,10 +876,12 @@ def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
                     + shifted(pl.col("grade_group").replace_strict(groups, range(len(groups)), default=1023), 51)
                     + shifted(pl.col("rank").fill_null((1 << 21) - 1), 30)
                     + pl.col(FIRM_ID).cast(pl.UInt64)]
+    # the columns kept are selected before sorting: the sort moves every column it is given
+    keys = [f"_sort{i}" for i in range(len(sort_key))]
     scores = (
-        scores.with_columns(pl.lit(method.id).alias("method_id"))
-        .sort(sort_key, nulls_last=True)
-        .select(*order, "method_id")
+        scores.select(*order, pl.lit(method.id).alias("method_id"), *(k.alias(n) for k, n in zip(sort_key, keys)))
+        .sort(keys, nulls_last=True)
+        .drop(keys)
     )
     _check_finite(scores, method, year, baseline_rows)
     frames = [f for f in item_frames if f.width]
@@ -965,8 +974,10 @@ def write_evaluation(ev: Evaluation, out_dir: Path, excel: bool = True, final: P
     """Write the contract's files into ``out_dir`` and return {kind: [paths]}.
 
     evaluation.csv (UTF-8 with BOM) / .parquet, evaluation_items.csv / .parquet,
-    亩均效益评价_<Y>.xlsx, evaluation_rejects.csv and evaluation.json.  The workbook (pure
-    Python) is written in a thread beside the Polars writers; ``excel=False`` skips it (a
+    亩均效益评价_<Y>.xlsx, evaluation_rejects.csv and evaluation.json.  Each file is written by
+    its own thread (the Polars writers release the GIL and are themselves parallel), the
+    largest first, so that both cores stay busy until the last file is done; the workbook
+    (pure Python) is written in a thread beside them; ``excel=False`` skips it (a
     province-size evaluation: xlsxwriter needs about 100 s per million rows).  ``final``: where
     the files will be once moved out of a staging ``out_dir`` (screening.outdir), as recorded.
     The CSV files are for people: written through screening.csvsafe (docs/outputs.md)."""
@@ -978,21 +989,18 @@ def write_evaluation(ev: Evaluation, out_dir: Path, excel: bool = True, final: P
     t0 = time.perf_counter()
     scores = ev.scores.drop(FIRM_ID)
     items = ev.items.drop(FIRM_ID) if FIRM_ID in ev.items.columns else ev.items
-
-    def write_scores() -> None:
-        scores.write_parquet(out / "evaluation.parquet", **PARQUET_OPTIONS)
-        write_csv(scores, out / "evaluation.csv")
-
-    def write_items() -> None:
-        items.write_parquet(out / "evaluation_items.parquet", **PARQUET_OPTIONS)
-        write_csv(items, out / "evaluation_items.csv")
-
-    # the Polars writers release the GIL: the two files (and the workbook) are written side by side
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        jobs = {"写出 evaluation": pool.submit(_timed, write_scores),
-                "写出 evaluation_items": pool.submit(_timed, write_items)}
-        if excel:
+    files = {  # file name -> its writer, the largest first
+        "evaluation_items.csv": lambda path: write_csv(items, path),
+        "evaluation.csv": lambda path: write_csv(scores, path),
+        "evaluation_items.parquet": lambda path: items.write_parquet(path, **PARQUET_OPTIONS),
+        "evaluation.parquet": lambda path: scores.write_parquet(path, **PARQUET_OPTIONS),
+    }
+    with ThreadPoolExecutor(max_workers=len(files) + excel) as pool:
+        jobs = {}
+        if excel:  # the longest job: started first
             jobs["写出 Excel"] = pool.submit(_timed, write_workbook, ev, out / workbook_name(ev.year))
+        for name, write in files.items():
+            jobs[f"写出 {name}"] = pool.submit(_timed, write, out / name)
         rejects = ev.rejects if ev.rejects.width else pl.DataFrame(schema=REJECT_SCHEMA)
         write_csv(rejects.select("file", "row", "column", "reason", "value"), out / "evaluation_rejects.csv")
         for stage, job in jobs.items():

@@ -26,6 +26,7 @@ from screening.evaluation import (
     evaluate,
     evaluation_grades,
     load_evaluation_inputs,
+    write_evaluation,
 )
 from screening.evaluation_method import load_method, methods_dir, shipped_methods
 from screening.ingest import read_dir
@@ -570,3 +571,47 @@ def test_evaluate_command_errors_exit_2_with_one_line(tmp_path: Path):
     res = runner.invoke(_app(), ["evaluate", "--year", "2030", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "统计数据 stats 中没有 2030 年的数据" in res.output
     assert all(r.output.count("\n") == 1 for r in [res])
+
+
+# ------------------------------------------------------------------ issue 15: the same result, faster
+
+def test_year_slice_kept_by_validation_gives_the_same_evaluation(tmp_path: Path):
+    """Tables validated with keep_years={Y} are used as they are (not filtered and copied again);
+    the evaluation equals the one from every year's rows."""
+    m = load_method("yueqing-default")
+    files = lambda: read_dir(sample_data_dir(), m.needed_tables(), m.optional_tables())  # noqa: E731
+    whole = evaluate(validate(files()), 2021, m)
+    sliced = evaluate(validate(files(), keep_years={2021}), 2021, m)
+    assert sliced.scores.equals(whole.scores) and sliced.items.equals(whole.items)
+    assert sliced.baselines.equals(whole.baselines)
+
+
+def test_each_file_is_written_on_its_own_and_equals_its_frame(tmp_path: Path):
+    """evaluation.csv/.parquet and evaluation_items.csv/.parquet are written side by side, one
+    job per file (timed each in evaluation.json); each is exactly its frame written alone."""
+    from screening.csvsafe import csv_bytes
+
+    m = load_method("huangyan-2022")
+    ev = evaluate(load_evaluation_inputs(sample_data_dir(), 2021, m), 2021, m)
+    write_evaluation(ev, tmp_path, excel=False)
+    for name, frame in (("evaluation", ev.scores), ("evaluation_items", ev.items)):
+        frame = frame.drop("firm_id")
+        assert (tmp_path / f"{name}.csv").read_bytes() == csv_bytes(frame), name
+        back = pl.read_parquet(tmp_path / f"{name}.parquet")
+        assert back.columns == frame.columns and back.equals(frame.with_columns(
+            pl.col(c).cast(back.schema[c]) for c in frame.columns if back.schema[c] != frame.schema[c])), name
+    timings = json.loads((tmp_path / "evaluation.json").read_text(encoding="utf-8"))["timings_s"]
+    assert {f"写出 {n}" for n in ("evaluation.csv", "evaluation.parquet", "evaluation_items.csv",
+                                   "evaluation_items.parquet")} <= set(timings)
+
+
+def test_a_table_without_rows_of_the_year_is_a_warning_not_an_error():
+    """The year checks (no copy of the year's rows): an empty energy table, or one with other
+    years only, warns that its indicators are all missing; tables with the year do not."""
+    m = load_method("yueqing-default")
+    inputs = validate(read_dir(sample_data_dir(), m.needed_tables(), m.optional_tables()))
+    for energy in (inputs.tables["energy"].clear(), inputs.tables["energy"].filter(pl.col("year") != 2021)):
+        inputs.tables["energy"] = energy
+        warnings = evaluate(inputs, 2021, m).warnings
+        assert "energy 中没有 2021 年的数据，用到它的指标全部按缺数据处理" in warnings
+        assert not any(w.startswith(("tax 中没有", "land 中没有")) for w in warnings)

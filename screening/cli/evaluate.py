@@ -49,6 +49,8 @@ def evaluate_command(
                 load_s = round(time.perf_counter() - t, 3)
             with err_console.status("计算得分与等级…"):
                 ev = evaluate(inputs, year, m)
+            adjustments_read = "adjustments" in inputs.files
+            del inputs  # the validated tables are not needed by the writers: released before writing
             ev.timings = {"读取与校验": load_s, **ev.timings}
             with err_console.status("写出文件…"):
                 write_evaluation(ev, staging, excel=excel, final=out)
@@ -65,7 +67,7 @@ def evaluate_command(
     if m.adjustments is not None:
         adjusted = ev.scores.filter(pl.col("adjustment_detail").is_not_null()).height
         changed = ev.scores.filter(pl.col("grade") != pl.col("initial_grade")).height
-        found = "" if "adjustments" in inputs.files else "（数据目录中没有 adjustments 加减分表）"
+        found = "" if adjustments_read else "（数据目录中没有 adjustments 加减分表）"
         out_console.print(f"加减分：{adjusted} 家企业有加减分或一票否决项目{found}；一票否决改变等级 {changed} 家")
     rejected = ev.rejected_rows()
     out_console.print(f"拒收数据行：{rejected} 行" + (f"，原因见 {out / 'evaluation_rejects.csv'}" if rejected else ""))
