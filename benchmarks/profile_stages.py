@@ -24,7 +24,8 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from screening import anomaly, screen as screen_mod  # noqa: E402
+from screening import anomaly  # noqa: E402
+from screening.screen import screen  # noqa: E402
 
 
 def _status_kb(field: str) -> int:
@@ -75,7 +76,7 @@ def run(data: Path, year: int, dump: Path | None) -> dict:
     anomaly.assemble = assemble
     start, cpu0 = time.perf_counter(), time.process_time()
     try:
-        s = screen_mod.screen(data, year=year, keep_tables=False, progress=stages)
+        s = screen(data, year=year, keep_tables=False, progress=stages)
         stages(None)
     finally:
         anomaly.assemble = original

@@ -1,7 +1,7 @@
 -- Rule 2: 规下 firms with land ≥ $min_land_mu in Y-1 graded in $grades in both Y-2 and Y-1.
 -- $grade_source picks the grades: the official evaluations, grades computed by the engine
 -- (computed_grade_*), or the official grade falling back to the computed one.  A computed grade
--- taken from a finalized (定稿) evaluation carries its basis (firm_year.computed_basis), which
+-- taken from a finalized (定稿) evaluation carries its basis (firm_years.computed_basis_*), which
 -- the evidence (detail) names.
 WITH graded AS (
     SELECT *,
@@ -13,11 +13,10 @@ WITH graded AS (
 ),
 based AS (
     SELECT g.*,
-           CASE WHEN grade_source_of(g.g_prev, g.grade_prev, $grade_source) = 'computed' THEN yp.computed_basis END AS b_prev,
-           CASE WHEN grade_source_of(g.g_last, g.grade_last, $grade_source) = 'computed' THEN yl.computed_basis END AS b_last
+           CASE WHEN grade_source_of(g.g_prev, g.grade_prev, $grade_source) = 'computed' THEN y.computed_basis_prev END AS b_prev,
+           CASE WHEN grade_source_of(g.g_last, g.grade_last, $grade_source) = 'computed' THEN y.computed_basis_last END AS b_last
     FROM graded g
-    LEFT JOIN firm_year yp ON yp.firm_id = g.firm_id AND yp.year = $year_prev
-    LEFT JOIN firm_year yl ON yl.firm_id = g.firm_id AND yl.year = $year_last
+    JOIN firm_years y USING (firm_id)
 )
 SELECT
     firm_id,
