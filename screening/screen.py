@@ -320,11 +320,12 @@ def _enum_types(rs: RuleSet) -> str:
 def _with_status(rule_sql: str) -> str:
     """Derive the status from the reason code; a not_applicable row carries no numbers."""
     blank = ", ".join(
-        f"CASE WHEN status_for(reason_code) = 'not_applicable' THEN NULL ELSE {c} END AS {c}"
+        f"CASE WHEN status = 'not_applicable' THEN NULL ELSE {c} END AS {c}"
         for c in ("value", "threshold", "industry_avg", "industry_group", "industry_group_name", "group_firms",
                   "value_prev", "value_last")
     )
-    return (f"SELECT * REPLACE ({blank}), status_for(reason_code) AS status FROM ({rule_sql})")
+    # the status once a row, not once for each column it blanks
+    return f"SELECT * REPLACE ({blank}) FROM (SELECT *, status_for(reason_code) AS status FROM ({rule_sql}))"
 
 
 def _load(engine: Engine, inputs: Inputs, rs: RuleSet, list_year: int, final_grades: pl.DataFrame | None = None,
