@@ -244,10 +244,10 @@ def screen(
             base = _base_params(rs, list_year)
             for name, sql in read_sql_files("views"):
                 engine.execute(f"views/{name}", sql, base)
-            # firm_years and firm_panel now hold everything read from these (the rules, the data
-            # check, the key energy users): the inputs go before the later stages add their own
-            for name in ("enterprises", "stats", "tax", "land", "energy", "evaluations", "land_year", "land_incomplete",
-                         "computed_grades"):
+            # firm_years (and its view firm_panel) now holds everything read from these (the rules,
+            # the data check, the key energy users): the inputs go before the later stages add their own
+            for name in ("enterprises", "stats", "tax", "land", "energy", "evaluations", "land_year",
+                         "land_incomplete", "computed_grades"):
                 engine.con.unregister(f"in_{name}")
             if not keep_tables:
                 inputs.release_tables()
@@ -261,7 +261,6 @@ def screen(
             for rid in rs.enabled:
                 rule_sql = sql_text(f"rules/{rid}.sql")
                 engine.insert("results", rid, _with_status(rule_sql), {**base, **rs.sql_params(rid)})
-            engine.execute("drop firm_years", "DROP TABLE firm_years", {})  # the rules were its last readers
             for name in inputs.tables:  # what the rules read of the inputs directly (product energy)
                 engine.con.unregister(f"in_{name}")
         with _timed(timings, "审计", progress):
@@ -332,7 +331,7 @@ def _load(engine: Engine, inputs: Inputs, rs: RuleSet, list_year: int, final_gra
           keep_tables: bool = True) -> None:
     """Expose the inputs to DuckDB; the rules read only the list year's two data years.
 
-    The input tables are scanned once (into firm_year and firm_panel), so they are attached
+    The input tables are scanned once (into firm_years), so they are attached
     as Arrow without a copy; only the small reference tables are copied in.  When the caller
     does not keep the tables, each is replaced by its two years' slice as it is attached, so a
     province's whole history and the slice are never all held at once.
@@ -426,17 +425,17 @@ def _key_energy(engine: Engine, rs: RuleSet, list_year: int) -> dict[str, Any] |
     # figure is left out, as key_energy_users.sql keeps only known energy and joins value added
     engine.execute("key energy views", f"""
         CREATE OR REPLACE VIEW key_energy AS
-            SELECT p.uscc, y.year, y.energy_tce FROM firm_panel p JOIN (
-                SELECT firm_id, {int(list_year - 2)}::INTEGER AS year, energy_prev AS energy_tce FROM firm_years
+            SELECT * FROM (
+                SELECT uscc, {int(list_year - 2)}::INTEGER AS year, energy_prev AS energy_tce FROM firm_years
                 UNION ALL
-                SELECT firm_id, {int(list_year - 1)}::INTEGER AS year, energy_last AS energy_tce FROM firm_years
-            ) y USING (firm_id) WHERE y.energy_tce IS NOT NULL;
+                SELECT uscc, {int(list_year - 1)}::INTEGER AS year, energy_last AS energy_tce FROM firm_years
+            ) WHERE energy_tce IS NOT NULL;
         CREATE OR REPLACE VIEW key_stats AS
-            SELECT p.uscc, y.year, y.value_added FROM firm_panel p JOIN (
-                SELECT firm_id, {int(list_year - 2)}::INTEGER AS year, value_added_prev AS value_added FROM firm_years
+            SELECT * FROM (
+                SELECT uscc, {int(list_year - 2)}::INTEGER AS year, value_added_prev AS value_added FROM firm_years
                 UNION ALL
-                SELECT firm_id, {int(list_year - 1)}::INTEGER AS year, value_added_last AS value_added FROM firm_years
-            ) y USING (firm_id) WHERE y.value_added IS NOT NULL;
+                SELECT uscc, {int(list_year - 1)}::INTEGER AS year, value_added_last AS value_added FROM firm_years
+            ) WHERE value_added IS NOT NULL;
     """, {})
     users = key_energy_users_in(engine, rs)
     engine.execute("drop key energy views", "DROP VIEW key_energy;\nDROP VIEW key_stats;", {})

@@ -2,21 +2,20 @@
 -- $grade_source picks the grades: the official evaluations, grades computed by the engine
 -- (computed_grade_*), or the official grade falling back to the computed one.  A computed grade
 -- taken from a finalized (定稿) evaluation carries its basis (firm_years.computed_basis_*), which
--- the evidence (detail) names.
+-- the evidence (detail) names.  It reads firm_years: firm_panel's columns and that basis.
 WITH graded AS (
     SELECT *,
            CASE $grade_source WHEN 'official' THEN grade_prev WHEN 'computed' THEN computed_grade_prev
                 ELSE coalesce(grade_prev, computed_grade_prev) END AS g_prev,
            CASE $grade_source WHEN 'official' THEN grade_last WHEN 'computed' THEN computed_grade_last
                 ELSE coalesce(grade_last, computed_grade_last) END AS g_last
-    FROM firm_panel
+    FROM firm_years
 ),
 based AS (
-    SELECT g.*,
-           CASE WHEN grade_source_of(g.g_prev, g.grade_prev, $grade_source) = 'computed' THEN y.computed_basis_prev END AS b_prev,
-           CASE WHEN grade_source_of(g.g_last, g.grade_last, $grade_source) = 'computed' THEN y.computed_basis_last END AS b_last
-    FROM graded g
-    JOIN firm_years y USING (firm_id)
+    SELECT *,
+           CASE WHEN grade_source_of(g_prev, grade_prev, $grade_source) = 'computed' THEN computed_basis_prev END AS b_prev,
+           CASE WHEN grade_source_of(g_last, grade_last, $grade_source) = 'computed' THEN computed_basis_last END AS b_last
+    FROM graded
 )
 SELECT
     firm_id,
