@@ -122,10 +122,9 @@ class Scored:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def features(engine: Engine, list_year: int) -> pl.DataFrame:
-    """The figures the check compares, one row per firm (reads firm_year and in_stats)."""
-    return engine.query("anomaly/features.sql", sql_text("anomaly/features.sql"),
-                        {"year_prev": list_year - 2, "year_last": list_year - 1})
+def features(engine: Engine) -> pl.DataFrame:
+    """The figures the check compares, one row per firm (reads firm_panel and firm_years)."""
+    return engine.query("anomaly/features.sql", sql_text("anomaly/features.sql"), {})
 
 
 def score(frame: pl.DataFrame, list_year: int, config: AnomalyConfig | None = None) -> Scored:

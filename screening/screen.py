@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from . import anomaly, reasons
@@ -243,15 +244,16 @@ def screen(
             base = _base_params(rs, list_year)
             for name, sql in read_sql_files("views"):
                 engine.execute(f"views/{name}", sql, base)
-        with _timed(timings, anomaly.STAGE, progress) if anomalies else nullcontext():
-            # advisory only; its figures are read before the inputs go (it compares revenue from in_stats)
-            figures = anomaly.features(engine, list_year) if anomalies else None
-            key_energy = _key_energy(engine, rs, list_year)  # read from in_energy and in_stats, before they go
-            # firm_year and firm_panel now hold everything the rules read from these
-            for name in ("stats", "tax", "land", "energy", "evaluations", "land_incomplete", "computed_grades"):
+            # firm_years (and its view firm_panel) now holds everything read from these (the rules,
+            # the data check, the key energy users): the inputs go before the later stages add their own
+            for name in ("enterprises", "stats", "tax", "land", "energy", "evaluations", "land_year",
+                         "land_incomplete", "computed_grades"):
                 engine.con.unregister(f"in_{name}")
             if not keep_tables:
                 inputs.release_tables()
+        with _timed(timings, anomaly.STAGE, progress) if anomalies else nullcontext():
+            figures = anomaly.features(engine) if anomalies else None  # advisory only
+            key_energy = _key_energy(engine, rs, list_year)
             scored = anomaly.score(figures, list_year) if figures is not None else None
             del figures
         with _timed(timings, "执行规则", progress):
@@ -259,7 +261,8 @@ def screen(
             for rid in rs.enabled:
                 rule_sql = sql_text(f"rules/{rid}.sql")
                 engine.insert("results", rid, _with_status(rule_sql), {**base, **rs.sql_params(rid)})
-            engine.execute("drop firm_year", "DROP TABLE firm_year", {})  # the rules were its only readers
+            for name in inputs.tables:  # what the rules read of the inputs directly (product energy)
+                engine.con.unregister(f"in_{name}")
         with _timed(timings, "审计", progress):
             audit = engine.query("audit/statuses.sql", sql_text("audit/statuses.sql"), {"rule_ids": rs.enabled})
             if audit.height:
@@ -316,18 +319,19 @@ def _enum_types(rs: RuleSet) -> str:
 def _with_status(rule_sql: str) -> str:
     """Derive the status from the reason code; a not_applicable row carries no numbers."""
     blank = ", ".join(
-        f"CASE WHEN status_for(reason_code) = 'not_applicable' THEN NULL ELSE {c} END AS {c}"
+        f"CASE WHEN status = 'not_applicable' THEN NULL ELSE {c} END AS {c}"
         for c in ("value", "threshold", "industry_avg", "industry_group", "industry_group_name", "group_firms",
                   "value_prev", "value_last")
     )
-    return (f"SELECT * REPLACE ({blank}), status_for(reason_code) AS status FROM ({rule_sql})")
+    # the status once a row, not once for each column it blanks
+    return f"SELECT * REPLACE ({blank}) FROM (SELECT *, status_for(reason_code) AS status FROM ({rule_sql}))"
 
 
 def _load(engine: Engine, inputs: Inputs, rs: RuleSet, list_year: int, final_grades: pl.DataFrame | None = None,
           keep_tables: bool = True) -> None:
     """Expose the inputs to DuckDB; the rules read only the list year's two data years.
 
-    The input tables are scanned once (into firm_year and firm_panel), so they are attached
+    The input tables are scanned once (into firm_years), so they are attached
     as Arrow without a copy; only the small reference tables are copied in.  When the caller
     does not keep the tables, each is replaced by its two years' slice as it is attached, so a
     province's whole history and the slice are never all held at once.
@@ -335,14 +339,57 @@ def _load(engine: Engine, inputs: Inputs, rs: RuleSet, list_year: int, final_gra
     years = [list_year - 2, list_year - 1]
     for name, frame in list(inputs.tables.items()):
         if "year" in frame.columns:
-            frame = frame.filter(pl.col("year").is_in(years))
+            keep = pl.col("year").is_in(years).fill_null(False)
+            # a run that keeps only its two years was given just those (validate's keep_years):
+            # no copy of a table that would keep every row
+            if not frame.select(keep.all()).item():
+                frame = frame.filter(keep)
             if not keep_tables:
                 inputs.tables[name] = frame
         engine.attach_frame(f"in_{name}", frame)
+    if "land" in inputs.tables:
+        engine.attach_frame("in_land_year", _land_years(inputs.tables["land"], years))
     engine.attach_frame("in_computed_grades", _computed_grades(inputs, rs, years, final_grades))
     engine.attach_frame("in_land_incomplete", inputs.land_incomplete.filter(pl.col("year").is_in(years)))
     engine.load("energy_limits", rs.energy_limits)
     engine.load("ref_divisions", pl.read_csv(REFERENCE_DIVISIONS, schema_overrides={"division": pl.Int32}))
+
+
+def _land_years(land: pl.DataFrame, years: list[int]) -> pl.DataFrame:
+    """Each firm-year's parcels (of ``years``, consecutive): land_mu (the sum of the known areas),
+    parcels and all_leased (every parcel of known tenure 租赁).
+
+    numpy's bincount adds a firm-year's areas one after another in the table's row order, so the
+    total never depends on how DuckDB's threads would split the rows (three or more floats added
+    in another order may differ in the last bit, and the rules divide by this total)."""
+    schema = {"firm_id": pl.UInt32, "year": pl.Int32, "land_mu": pl.Float64, "parcels": pl.Int64,
+              "all_leased": pl.Boolean}
+    rows = land.filter(pl.col("year").is_between(years[0], years[-1]))
+    if not rows.height:
+        return pl.DataFrame(schema=schema)
+    span = years[-1] - years[0] + 1
+    at = (rows["firm_id"].cast(pl.Int64) * span + (rows["year"] - years[0])).to_numpy()
+    size = int(at.max()) + 1
+
+    def count(flags: pl.Series) -> np.ndarray:
+        return np.bincount(at, weights=flags.fill_null(False).cast(pl.Float64).to_numpy(), minlength=size)
+
+    area, tenure = rows["area_mu"], rows["tenure"]
+    total = np.bincount(at, weights=area.fill_null(0.0).to_numpy(), minlength=size)
+    parcels = np.bincount(at, minlength=size)
+    held = np.flatnonzero(parcels)
+    known_area, known_tenure, leased = (count(area.is_not_null())[held], count(tenure.is_not_null())[held],
+                                        count(tenure == "租赁")[held])
+    return pl.DataFrame({
+        "firm_id": (held // span).astype(np.uint32),
+        "year": (years[0] + held % span).astype(np.int32),
+        "land_mu": total[held], "parcels": parcels[held].astype(np.int64),
+        "_known_area": known_area, "_known_tenure": known_tenure, "_leased": leased,
+    }).select(
+        "firm_id", "year",
+        pl.when(pl.col("_known_area") > 0).then("land_mu").alias("land_mu"), "parcels",
+        pl.when(pl.col("_known_tenure") > 0).then(pl.col("_leased") == pl.col("_known_tenure")).alias("all_leased"),
+    ).cast(schema)
 
 
 def _computed_grades(inputs: Inputs, rs: RuleSet, years: list[int],
@@ -374,11 +421,21 @@ def _key_energy(engine: Engine, rs: RuleSet, list_year: int) -> dict[str, Any] |
 
     if KEY_FAMILY not in rs.families:
         return None
-    engine.execute("key energy views", """
+    # the run's two data years, from firm_years (the inputs are gone); a firm-year without the
+    # figure is left out, as key_energy_users.sql keeps only known energy and joins value added
+    engine.execute("key energy views", f"""
         CREATE OR REPLACE VIEW key_energy AS
-            SELECT p.uscc, e.year, e.energy_tce FROM in_energy e JOIN firm_panel p USING (firm_id);
+            SELECT * FROM (
+                SELECT uscc, {int(list_year - 2)}::INTEGER AS year, energy_prev AS energy_tce FROM firm_years
+                UNION ALL
+                SELECT uscc, {int(list_year - 1)}::INTEGER AS year, energy_last AS energy_tce FROM firm_years
+            ) WHERE energy_tce IS NOT NULL;
         CREATE OR REPLACE VIEW key_stats AS
-            SELECT p.uscc, s.year, s.value_added FROM in_stats s JOIN firm_panel p USING (firm_id);
+            SELECT * FROM (
+                SELECT uscc, {int(list_year - 2)}::INTEGER AS year, value_added_prev AS value_added FROM firm_years
+                UNION ALL
+                SELECT uscc, {int(list_year - 1)}::INTEGER AS year, value_added_last AS value_added FROM firm_years
+            ) WHERE value_added IS NOT NULL;
     """, {})
     users = key_energy_users_in(engine, rs)
     engine.execute("drop key energy views", "DROP VIEW key_energy;\nDROP VIEW key_stats;", {})

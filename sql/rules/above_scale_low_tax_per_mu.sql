@@ -2,15 +2,21 @@
 -- Industry average for 2-digit 大类 g = Σ tax ÷ Σ land over the 规上 manufacturing
 -- firm-years of g in Y-2 and Y-1 with a tax value and land > 0 (scale by each year's own
 -- report). Fewer than $min_group_size distinct firms in g → the same ratio over all of them.
-WITH contributions AS (
-    SELECT fy.firm_id, fy.year, p.division, fy.tax_paid, fy.land_mu
-    FROM firm_year fy
-    JOIN firm_panel p USING (firm_id)
-    WHERE fy.year IN ($year_prev, $year_last)
-      AND fy.scale = '规上'
-      AND p.division BETWEEN $division_min AND $division_max
-      AND fy.tax_paid IS NOT NULL
-      AND fy.land_mu > 0
+-- The firm-years are firm_panel's two years, one row each (firm_panel holds both side by side).
+WITH panel_years AS (
+    SELECT firm_id, division, $year_prev AS year, scale_prev AS scale, tax_prev AS tax_paid, land_prev AS land_mu
+    FROM firm_panel
+    UNION ALL
+    SELECT firm_id, division, $year_last AS year, scale_last AS scale, tax_last AS tax_paid, land_last AS land_mu
+    FROM firm_panel
+),
+contributions AS (
+    SELECT firm_id, year, division, tax_paid, land_mu
+    FROM panel_years
+    WHERE scale = '规上'
+      AND division BETWEEN $division_min AND $division_max
+      AND tax_paid IS NOT NULL
+      AND land_mu > 0
 ),
 -- Sums in a fixed order: DuckDB adds in parallel, and a float sum in another order differs in
 -- its last bits, so the same data would not give the same threshold from run to run.

@@ -1,23 +1,21 @@
 -- Rule 2: 规下 firms with land ≥ $min_land_mu in Y-1 graded in $grades in both Y-2 and Y-1.
 -- $grade_source picks the grades: the official evaluations, grades computed by the engine
 -- (computed_grade_*), or the official grade falling back to the computed one.  A computed grade
--- taken from a finalized (定稿) evaluation carries its basis (firm_year.computed_basis), which
--- the evidence (detail) names.
+-- taken from a finalized (定稿) evaluation carries its basis (firm_years.computed_basis_*), which
+-- the evidence (detail) names.  It reads firm_years: firm_panel's columns and that basis.
 WITH graded AS (
     SELECT *,
            CASE $grade_source WHEN 'official' THEN grade_prev WHEN 'computed' THEN computed_grade_prev
                 ELSE coalesce(grade_prev, computed_grade_prev) END AS g_prev,
            CASE $grade_source WHEN 'official' THEN grade_last WHEN 'computed' THEN computed_grade_last
                 ELSE coalesce(grade_last, computed_grade_last) END AS g_last
-    FROM firm_panel
+    FROM firm_years
 ),
 based AS (
-    SELECT g.*,
-           CASE WHEN grade_source_of(g.g_prev, g.grade_prev, $grade_source) = 'computed' THEN yp.computed_basis END AS b_prev,
-           CASE WHEN grade_source_of(g.g_last, g.grade_last, $grade_source) = 'computed' THEN yl.computed_basis END AS b_last
-    FROM graded g
-    LEFT JOIN firm_year yp ON yp.firm_id = g.firm_id AND yp.year = $year_prev
-    LEFT JOIN firm_year yl ON yl.firm_id = g.firm_id AND yl.year = $year_last
+    SELECT *,
+           CASE WHEN grade_source_of(g_prev, grade_prev, $grade_source) = 'computed' THEN computed_basis_prev END AS b_prev,
+           CASE WHEN grade_source_of(g_last, grade_last, $grade_source) = 'computed' THEN computed_basis_last END AS b_last
+    FROM graded
 )
 SELECT
     firm_id,
