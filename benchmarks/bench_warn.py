@@ -17,7 +17,8 @@ benchmarks/data/, git-ignored), then measures, each in a fresh process:
 
 Targets (issue 15): 1,000,000 firms × 5 years in ≤ 120 s and ≤ 4 GB on 2 cores; the sampled
 model's backtest AUC within 0.005 of the unsampled model's on 300,000 firms.  Writes
-benchmarks/out/bench_warn.json.  Run on demand, not in CI.
+benchmarks/out/bench_warn.json.  Run on demand, not in CI.  Where the seconds go, with the CPU
+seconds of each stage and of each label screening's stages: benchmarks/profile_warn.py.
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import screening
 from cli_helpers import cli
 from screening.errors import InputError
 from screening.paths import default_ruleset, sample_data_dir
-from screening.validate import Inputs
+from screening.validate import FIRM_ID, Inputs
 from screening.warn import early_warning
 from screening.warn.config import WarnConfig
 from screening.warn.factors import NONE_FOUND, factors
@@ -125,3 +125,68 @@ def test_the_command_takes_a_sample_size_and_refuses_it_with_a_saved_model(sampl
     proc = cli("warn", "--model", model_file, "--sample-rows", "5000", "--out", tmp_path / "o", cwd=tmp_path)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "抽样行数" in proc.stderr
     assert json.loads((tmp_path / "m" / "model.json").read_text(encoding="utf-8"))["trained_on"]["sample"]["sampled"]
+
+
+@pytest.mark.unit
+def test_labels_are_a_list_only_screening_of_the_two_years_each_list_reads(inputs, monkeypatch):
+    """A label's screening gets the two data years its list reads and the list's rules alone (no
+    rule family outside the list), and lists exactly the firms the full screening lists."""
+    import importlib
+
+    labels = importlib.import_module("screening.warn.labels")
+    rs = screening.load_ruleset(default_ruleset())
+    assert rs.families  # the sample rule set has families (重点用能单位): they must not be screened for a label
+    seen = []
+    real = labels.screen
+
+    def spy(**kwargs):
+        seen.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(labels, "screen", spy)
+    for list_year in (2019, 2022):
+        got = labels.listed(inputs, rs, list_year)
+        call = seen[-1]
+        assert call["ruleset"].families == {} and call["ruleset"].enabled == rs.enabled and rs.families
+        assert call["anomalies"] is False
+        for name, frame in call["inputs"].tables.items():
+            if "year" in frame.columns and frame.height:
+                assert set(frame["year"].unique().to_list()) <= {list_year - 2, list_year - 1}, name
+        with screening.screen(year=list_year, inputs=inputs) as full:  # the real run, everything on
+            expected = set(full.list["uscc"].to_list())
+        registry = inputs.tables["enterprises"].select(FIRM_ID, "uscc")
+        on_list = set(got.join(registry, on=FIRM_ID).filter(pl.col("listed") == 1)["uscc"].to_list())
+        assert on_list == expected and len(expected) > 0 and got.height == registry.height
+
+
+@pytest.mark.unit
+def test_the_inputs_go_before_any_feature_row_and_the_years_are_not_copied_twice(monkeypatch):
+    """Memory at province scale: the validated tables are released once the firm-year panel is
+    built (before the rows of any year, the year scored included), and each year's training rows
+    are made one block while they are the only copy, so that joining the years copies nothing
+    (a year's rows come from the engine in many pieces; gathered into one block at the end,
+    a province's training rows were held twice)."""
+    import importlib
+
+    pipeline = importlib.import_module("screening.warn.pipeline")
+    read = {}
+    real_validate, real_features_at = pipeline.validate, pipeline.features_at
+
+    def validate(*args, **kwargs):
+        read["inputs"] = real_validate(*args, **kwargs)
+        return read["inputs"]
+
+    stats_rows_at_features = []
+
+    def features_at(*args, **kwargs):
+        stats_rows_at_features.append(read["inputs"].tables["stats"].height)
+        rows = real_features_at(*args, **kwargs)
+        half = rows.height // 2  # as a province's year comes: in pieces
+        return pl.concat([rows.slice(0, half), rows.slice(half)], rechunk=False)
+
+    monkeypatch.setattr(pipeline, "validate", validate)
+    monkeypatch.setattr(pipeline, "features_at", features_at)
+    result = early_warning(sample_data_dir(), YEAR)
+    assert stats_rows_at_features and set(stats_rows_at_features) == {0}
+    years = result.training["t"].unique().len()
+    assert result.training.n_chunks("all") == [years] * result.training.width  # one block per year, not re-gathered
