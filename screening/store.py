@@ -202,8 +202,11 @@ def migrate(con: duckdb.DuckDBPyConnection, alias: str) -> bool:
         return False
     catalog = identifier(alias)
     _create(con, alias, "run_rules")
+    # only the runs run_rules lacks: a migrated file that an older version then ran into has
+    # the two columns back, empty on the rows of every run run_rules already holds
     con.execute(f"INSERT INTO {catalog}.run_rules BY NAME SELECT run_id, rule_id, min(rule_title) AS rule_title, "
-                f"min(citation) AS citation FROM {catalog}.run_results GROUP BY run_id, rule_id")
+                f"min(citation) AS citation FROM {catalog}.run_results r WHERE NOT EXISTS (SELECT 1 FROM "
+                f"{catalog}.run_rules k WHERE k.run_id = r.run_id AND k.rule_id = r.rule_id) GROUP BY run_id, rule_id")
     indexes = con.execute("SELECT index_name, expressions, is_unique FROM duckdb_indexes() WHERE database_name = ? "
                           "AND schema_name = 'main' AND table_name = 'run_results'", [alias]).fetchall()
     for name, _, _ in indexes:
@@ -238,9 +241,12 @@ def results_relation(con: duckdb.DuckDBPyConnection, rows: str = "run_results") 
     as one firm's index scan) with RESULT_COLUMNS in their order: each rule's title and citation
     joined from run_rules.  A file schema 1 wrote and nobody has migrated yet (opened read-only)
     holds them on every row and is read as it is."""
-    if _legacy_results(con):
+    legacy, rules = _legacy_results(con), _table_exists(con, "run_rules")
+    if legacy and not rules:
         return rows
-    listed = ", ".join(f"k.{identifier(c)}" if c in RULE_TEXT_COLUMNS else f"r.{identifier(c)}"
+    # both (a migrated file an older version then ran into, see migrate): a row's own texts, or its run's
+    listed = ", ".join((f"coalesce(r.{identifier(c)}, k.{identifier(c)}) AS {identifier(c)}" if legacy
+                        else f"k.{identifier(c)}") if c in RULE_TEXT_COLUMNS else f"r.{identifier(c)}"
                        for c, _ in RESULT_COLUMNS)
     return f"(SELECT {listed} FROM {rows} r LEFT JOIN run_rules k USING (run_id, rule_id))"
 
@@ -248,10 +254,15 @@ def results_relation(con: duckdb.DuckDBPyConnection, rows: str = "run_results") 
 def rules_relation(con: duckdb.DuckDBPyConnection) -> str:
     """SQL for each stored run's rules (run_id, rule_id, rule_title, citation) in the current
     database: run_rules, or in an unmigrated schema-1 file the texts its result rows carry."""
-    if _legacy_results(con):
-        return ("(SELECT run_id, rule_id, min(rule_title) AS rule_title, min(citation) AS citation "
-                "FROM run_results GROUP BY run_id, rule_id)")
-    return "run_rules"
+    if not _legacy_results(con):
+        return "run_rules"
+    grouped = ("SELECT run_id, rule_id, min(rule_title) AS rule_title, min(citation) AS citation "
+               "FROM run_results r{where} GROUP BY run_id, rule_id")
+    if not _table_exists(con, "run_rules"):
+        return f"({grouped.format(where='')})"
+    # both (see migrate): run_rules, and the runs an older version added since
+    where = " WHERE NOT EXISTS (SELECT 1 FROM run_rules k WHERE k.run_id = r.run_id AND k.rule_id = r.rule_id)"
+    return f"(SELECT run_id, rule_id, rule_title, citation FROM run_rules UNION ALL {grouped.format(where=where)})"
 
 
 def _copy(con: duckdb.DuckDBPyConnection, alias: str, table: str, select_sql: str) -> None:
