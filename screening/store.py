@@ -64,6 +64,14 @@ RULE_TEXT_COLUMNS = ("rule_title", "citation")
 #: the layouts an older version wrote, by table: read as they are, migrated when written (migrate)
 LEGACY_TABLES: dict[str, tuple[tuple[str, str], ...]] = {"run_results": RESULT_COLUMNS}
 
+
+def legacy_layout(table: str, columns) -> bool:
+    """Whether ``columns`` ((name, type) pairs) are a layout of ``table`` that :func:`migrate`
+    brings to STORED_TABLES: schema 1's (LEGACY_TABLES), also with its columns in another order
+    (a migrated file that an older version then ran into got the two texts back at the end)."""
+    legacy = LEGACY_TABLES.get(table)
+    return legacy is not None and sorted(map(tuple, columns)) == sorted(legacy)
+
 #: every table a run or a warning run brings into the database, column by column, as
 #: DuckDB describes it (duckdb_columns().data_type).  The tables are created from this
 #: (``runs`` from RUNS_DDL), so what save_run and save_tables write is exactly this, and a

@@ -217,7 +217,7 @@ def test_verify_counts_each_runs_rules(dbs, tmp_path):
 def old_version_writes_into(db: Path) -> str:
     """What the previous version's ``screening run --db`` does to a schema-2 file (it knows no
     run_rules): its _copy adds the two text columns it misses to run_results, at the end, and
-    appends a run whose rows carry them (here: a copy of the 2022 run under a new id).  Returns
+    appends a run whose result rows carry them (here: a copy of the 2022 run under a new id).  Returns
     the new run's id."""
     run = "2022-old-version-writer"
     con = duckdb.connect(str(db))
@@ -230,6 +230,8 @@ def old_version_writes_into(db: Path) -> str:
         con.execute("INSERT INTO run_results BY NAME SELECT r.* EXCLUDE (run_id, rule_title, citation), "
                     "? AS run_id, k.rule_title, k.citation FROM run_results r JOIN run_rules k USING (run_id, rule_id) "
                     "WHERE run_id = ?", [run, last])
+        for table in ("run_list", "run_rejects", "run_enterprises", "run_anomalies"):
+            con.execute(f"INSERT INTO {table} SELECT * REPLACE (? AS run_id) FROM {table} WHERE run_id = ?", [run, last])
     finally:
         con.close()
     return run
@@ -262,3 +264,28 @@ def test_a_file_the_previous_version_wrote_into_after_migration_reads_the_same(d
     finally:
         con.close()
     check()
+
+
+def test_a_backup_of_a_file_the_previous_version_wrote_into_restores_migrated(dbs, tmp_path):
+    """The same file (see the test above): verify finds nothing wrong with its runs, and its
+    backup restores, migrated, reading the same."""
+    db = _copy(dbs["new"], tmp_path / "mixed.duckdb")
+    old_version_writes_into(db)
+    expected = _results(db)
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert not bk.verify_database(con, db).problems
+        made = bk.write_backup(con, tmp_path / "bk", db.name)
+    finally:
+        con.close()
+    restored = tmp_path / "restored.duckdb"
+    bk.restore(made.path, restored)
+    con = connect(restored, read_only=True)
+    try:
+        assert _describe(con, "run_results") == STORED_TABLES["run_results"]
+        assert not bk.verify_database(con, restored).problems
+        assert con.execute("SELECT count(*), count(DISTINCT (run_id, rule_id)) FROM run_rules").fetchall() == [
+            (3 * RULES, 3 * RULES)]
+    finally:
+        con.close()
+    assert _results(restored).equals(expected)
