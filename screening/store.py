@@ -249,8 +249,8 @@ def results_relation(con: duckdb.DuckDBPyConnection, rows: str = "run_results") 
     as one firm's index scan) with RESULT_COLUMNS in their order: each rule's title and citation
     joined from run_rules.  A file schema 1 wrote and nobody has migrated yet (opened read-only)
     holds them on every row and is read as it is."""
-    legacy, rules = _legacy_results(con), _table_exists(con, "run_rules")
-    if legacy and not rules:
+    legacy = _legacy_results(con)
+    if legacy and not _table_exists(con, "run_rules"):
         return rows
     # both (a migrated file an older version then ran into, see migrate): a row's own texts, or its run's
     listed = ", ".join((f"coalesce(r.{identifier(c)}, k.{identifier(c)}) AS {identifier(c)}" if legacy
