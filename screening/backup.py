@@ -254,7 +254,7 @@ def restore(source: Path, db: Path, force: bool = False) -> Restored:
     ``force``, and then kept aside as ``<db>.before-restore-<time>``."""
     from api.db import ensure_schema
 
-    from .store import LEGACY_TABLES, STORED_TABLES, DatabaseLocked, _create, connect
+    from .store import STORED_TABLES, DatabaseLocked, _create, connect, legacy_layout
 
     backup = read_backup(source)
     db = Path(db)
@@ -277,7 +277,7 @@ def restore(source: Path, db: Path, force: bool = False) -> Restored:
                 if table in STORED_TABLES:
                     # a backup of a file an older version wrote is restored as it was; ensure_schema
                     # below migrates it (screening.store.migrate), as the service's start would
-                    _create(con, "main", table, legacy=entry["columns"] == _layout(LEGACY_TABLES.get(table)))
+                    _create(con, "main", table, legacy=legacy_layout(table, entry["columns"]))
                 elif not con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'",
                                      [table]).fetchall():
                     con.execute(f"CREATE TABLE {identifier(table)} AS SELECT * FROM read_parquet({file}) LIMIT 0")
@@ -337,7 +337,7 @@ _RUN_PARTS = (("run_list", "listed"), ("run_enterprises", "enterprises"), ("run_
 
 
 def verify_database(con: duckdb.DuckDBPyConnection, db: Path) -> Verification:
-    from .store import LEGACY_TABLES, STORED_TABLES
+    from .store import STORED_TABLES, legacy_layout
 
     report = Verification()
     present = _tables(con)
@@ -349,7 +349,7 @@ def verify_database(con: duckdb.DuckDBPyConnection, db: Path) -> Verification:
             if name == "audit_log" and columns == [c for c in want if c[0] not in ("seq", "prev_hash", "row_hash")]:
                 report.facts.append("审计表是旧版本的结构（没有散列链）；服务下次启动时会自动添加")
                 continue
-            if columns == _layout(LEGACY_TABLES.get(name)):
+            if legacy_layout(name, columns):
                 report.facts.append(f"表 {name} 是旧版本的结构（每行带规则名称与依据）；服务下次启动或下次保存运行时会自动迁移")
                 continue
             report.problems.append(f"表 {name} 的列与本版本不符")
@@ -357,7 +357,7 @@ def verify_database(con: duckdb.DuckDBPyConnection, db: Path) -> Verification:
     if missing and len(missing) < len(service):
         report.problems.append(f"缺少服务数据表：{'、'.join(missing)}")
     if "runs" in present:
-        legacy = present.get("run_results") == _layout(LEGACY_TABLES["run_results"])
+        legacy = legacy_layout("run_results", present.get("run_results", []))
         missing_run_tables = [t for t in ("run_results", "run_list", "run_enterprises", "run_rules")
                               if t not in present and not (t == "run_rules" and legacy)]
         if missing_run_tables:
@@ -373,11 +373,15 @@ def verify_database(con: duckdb.DuckDBPyConnection, db: Path) -> Verification:
 
 def _check_runs(con: duckdb.DuckDBPyConnection, present: dict[str, Any]) -> list[str]:
     problems = []
+    from .store import rules_relation
+
     counts: dict[str, dict[str, int]] = {}
-    for table in ("run_results", "run_rules", "run_list", "run_enterprises", "run_rejects", "run_anomalies"):
-        if table in present:
-            counts[table] = dict(con.execute(
-                f"SELECT run_id, count(*) FROM {identifier(table)} GROUP BY run_id").fetchall())
+    sources = {t: identifier(t) for t in ("run_results", "run_rules", "run_list", "run_enterprises", "run_rejects",
+                                          "run_anomalies") if t in present}
+    if "run_results" in present:  # each run's rules, also those whose texts an older version left on the result rows
+        sources["run_rules"] = rules_relation(con)
+    for table, source in sources.items():
+        counts[table] = dict(con.execute(f"SELECT run_id, count(*) FROM {source} GROUP BY run_id").fetchall())
     for run_id, year, listed, enterprises, rejected, record in con.execute(
             "SELECT run_id, list_year, listed, enterprises, rejected_rows, CAST(record AS VARCHAR) FROM runs "
             "ORDER BY created_at, run_id").fetchall():

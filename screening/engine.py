@@ -53,15 +53,16 @@ class Engine:
             self.con.execute(f"ATTACH ':memory:' AS {identifier(self._workspace)}")
             self.con.execute(f"USE {identifier(self._workspace)}")
         # result order carries no meaning (outputs that need one say ORDER BY); letting
-        # DuckDB drop it makes large COPYs stream in constant memory
-        self.con.execute("SET preserve_insertion_order = false")
+        # DuckDB drop it makes large COPYs stream in constant memory.  SESSION: a plain SET is
+        # global, and inside the service would change every other session of its database
+        self.con.execute("SET SESSION preserve_insertion_order = false")
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own onto this workspace, for another thread."""
         cur = self.con.cursor()
         if self._workspace is not None:
             cur.execute(f"USE {identifier(self._workspace)}")
-        cur.execute("SET preserve_insertion_order = false")
+        cur.execute("SET SESSION preserve_insertion_order = false")
         return cur
 
     def close(self) -> None:

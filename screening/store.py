@@ -64,6 +64,14 @@ RULE_TEXT_COLUMNS = ("rule_title", "citation")
 #: the layouts an older version wrote, by table: read as they are, migrated when written (migrate)
 LEGACY_TABLES: dict[str, tuple[tuple[str, str], ...]] = {"run_results": RESULT_COLUMNS}
 
+
+def legacy_layout(table: str, columns) -> bool:
+    """Whether ``columns`` ((name, type) pairs) are a layout of ``table`` that :func:`migrate`
+    brings to STORED_TABLES: schema 1's (LEGACY_TABLES), also with its columns in another order
+    (a migrated file that an older version then ran into got the two texts back at the end)."""
+    legacy = LEGACY_TABLES.get(table)
+    return legacy is not None and sorted(map(tuple, columns)) == sorted(legacy)
+
 #: every table a run or a warning run brings into the database, column by column, as
 #: DuckDB describes it (duckdb_columns().data_type).  The tables are created from this
 #: (``runs`` from RUNS_DDL), so what save_run and save_tables write is exactly this, and a
@@ -202,8 +210,11 @@ def migrate(con: duckdb.DuckDBPyConnection, alias: str) -> bool:
         return False
     catalog = identifier(alias)
     _create(con, alias, "run_rules")
+    # only the runs run_rules lacks: a migrated file that an older version then ran into has
+    # the two columns back, empty on the rows of every run run_rules already holds
     con.execute(f"INSERT INTO {catalog}.run_rules BY NAME SELECT run_id, rule_id, min(rule_title) AS rule_title, "
-                f"min(citation) AS citation FROM {catalog}.run_results GROUP BY run_id, rule_id")
+                f"min(citation) AS citation FROM {catalog}.run_results r WHERE NOT EXISTS (SELECT 1 FROM "
+                f"{catalog}.run_rules k WHERE k.run_id = r.run_id AND k.rule_id = r.rule_id) GROUP BY run_id, rule_id")
     indexes = con.execute("SELECT index_name, expressions, is_unique FROM duckdb_indexes() WHERE database_name = ? "
                           "AND schema_name = 'main' AND table_name = 'run_results'", [alias]).fetchall()
     for name, _, _ in indexes:
@@ -238,9 +249,12 @@ def results_relation(con: duckdb.DuckDBPyConnection, rows: str = "run_results") 
     as one firm's index scan) with RESULT_COLUMNS in their order: each rule's title and citation
     joined from run_rules.  A file schema 1 wrote and nobody has migrated yet (opened read-only)
     holds them on every row and is read as it is."""
-    if _legacy_results(con):
+    legacy = _legacy_results(con)
+    if legacy and not _table_exists(con, "run_rules"):
         return rows
-    listed = ", ".join(f"k.{identifier(c)}" if c in RULE_TEXT_COLUMNS else f"r.{identifier(c)}"
+    # both (a migrated file an older version then ran into, see migrate): a row's own texts, or its run's
+    listed = ", ".join((f"coalesce(r.{identifier(c)}, k.{identifier(c)}) AS {identifier(c)}" if legacy
+                        else f"k.{identifier(c)}") if c in RULE_TEXT_COLUMNS else f"r.{identifier(c)}"
                        for c, _ in RESULT_COLUMNS)
     return f"(SELECT {listed} FROM {rows} r LEFT JOIN run_rules k USING (run_id, rule_id))"
 
@@ -248,10 +262,15 @@ def results_relation(con: duckdb.DuckDBPyConnection, rows: str = "run_results") 
 def rules_relation(con: duckdb.DuckDBPyConnection) -> str:
     """SQL for each stored run's rules (run_id, rule_id, rule_title, citation) in the current
     database: run_rules, or in an unmigrated schema-1 file the texts its result rows carry."""
-    if _legacy_results(con):
-        return ("(SELECT run_id, rule_id, min(rule_title) AS rule_title, min(citation) AS citation "
-                "FROM run_results GROUP BY run_id, rule_id)")
-    return "run_rules"
+    if not _legacy_results(con):
+        return "run_rules"
+    grouped = ("SELECT run_id, rule_id, min(rule_title) AS rule_title, min(citation) AS citation "
+               "FROM run_results r{where} GROUP BY run_id, rule_id")
+    if not _table_exists(con, "run_rules"):
+        return f"({grouped.format(where='')})"
+    # both (see migrate): run_rules, and the runs an older version added since
+    where = " WHERE NOT EXISTS (SELECT 1 FROM run_rules k WHERE k.run_id = r.run_id AND k.rule_id = r.rule_id)"
+    return f"(SELECT run_id, rule_id, rule_title, citation FROM run_rules UNION ALL {grouped.format(where=where)})"
 
 
 def _copy(con: duckdb.DuckDBPyConnection, alias: str, table: str, select_sql: str) -> None:

@@ -120,6 +120,24 @@ def test_unexpected_row_for_unknown_enterprise(s: Screening):
         assert problems(s) == {(stranger, R1, "unexpected")}
 
 
+def test_row_without_an_enterprise(s: Screening):
+    """A rule row naming no firm (a NULL firm_id, e.g. from an outer join in a rule's SQL) would
+    vanish from every output (they join the panel): the audit names it."""
+    with tampering(s) as con:
+        template = a_firm(con, R1, "pass")
+        con.execute("INSERT INTO results SELECT * REPLACE (NULL::UINTEGER AS firm_id) FROM results "
+                    "WHERE firm_id = ? AND rule_id = ?", [template, R1])
+        assert problems(s) == {(None, R1, "unexpected")}
+
+
+def test_row_without_a_rule(s: Screening):
+    with tampering(s) as con:
+        firm = a_firm(con, R1, "pass")
+        con.execute("INSERT INTO results SELECT * REPLACE (NULL AS rule_id) FROM results "
+                    "WHERE firm_id = ? AND rule_id = ?", [firm, R1])
+        assert problems(s) == {(firm, "None", "unexpected")}
+
+
 def test_row_moved_to_another_enterprise(s: Screening):
     """Counts per rule stay right (n = enterprises), yet one firm is missing and one doubled."""
     with tampering(s) as con:

@@ -218,3 +218,25 @@ def test_stored_tables_are_exactly_what_an_import_accepts(two_runs):
     con = two_runs["con"]
     catalog = q(con, "SELECT current_database()")[0][0]
     assert set(check_staged(con, catalog)) == STAGED_KINDS["run"] - {"schema_info"}
+
+
+
+def test_a_run_inside_the_service_leaves_the_services_settings_alone(tmp_path):
+    """POST /runs screens on a cursor of the service's own connection (host=) and stores the run
+    there (write_all with db None): the settings the run needs (preserve_insertion_order off for
+    its work, on while it copies into the database) are its own sessions', never those of the
+    service's other sessions (a plain SET is global: every later request would inherit it)."""
+    from screening.outputs import write_all
+    from screening.screen import screen
+
+    host = duckdb.connect(str(tmp_path / "svc.duckdb"))
+    reader = host.cursor()  # another request's session, open before the run
+    setting = "SELECT current_setting('preserve_insertion_order')"
+    try:
+        with screen(None, 2022, keep_tables=False, host=host) as s:
+            assert write_all(s, tmp_path / "out", None) is None
+        for session in (reader, host, host.cursor()):
+            assert session.sql(setting).fetchall() == [(True,)]
+        assert host.sql("SELECT count(*) FROM run_rules").fetchall() == [(len(RULE_IDS),)]
+    finally:
+        host.close()

@@ -212,3 +212,80 @@ def test_verify_counts_each_runs_rules(dbs, tmp_path):
     finally:
         con.close()
     assert len(problems) == 1 and "run_rules 有 3 行" in problems[0]
+
+
+def old_version_writes_into(db: Path) -> str:
+    """What the previous version's ``screening run --db`` does to a schema-2 file (it knows no
+    run_rules): its _copy adds the two text columns it misses to run_results, at the end, and
+    appends a run whose result rows carry them (here: a copy of the 2022 run under a new id).  Returns
+    the new run's id."""
+    run = "2022-old-version-writer"
+    con = duckdb.connect(str(db))
+    try:
+        con.execute("ALTER TABLE run_results ADD COLUMN rule_title VARCHAR")
+        con.execute("ALTER TABLE run_results ADD COLUMN citation VARCHAR")
+        last = con.execute("SELECT run_id FROM runs WHERE list_year = 2022").fetchall()[0][0]
+        con.execute("INSERT INTO runs SELECT * REPLACE (? AS run_id, created_at + INTERVAL 1 HOUR AS created_at) FROM runs "
+                    "WHERE run_id = ?", [run, last])
+        con.execute("INSERT INTO run_results BY NAME SELECT r.* EXCLUDE (run_id, rule_title, citation), "
+                    "? AS run_id, k.rule_title, k.citation FROM run_results r JOIN run_rules k USING (run_id, rule_id) "
+                    "WHERE run_id = ?", [run, last])
+        for table in ("run_list", "run_rejects", "run_enterprises", "run_anomalies"):
+            con.execute(f"INSERT INTO {table} SELECT * REPLACE (? AS run_id) FROM {table} WHERE run_id = ?", [run, last])
+    finally:
+        con.close()
+    return run
+
+
+def test_a_file_the_previous_version_wrote_into_after_migration_reads_the_same(dbs, tmp_path):
+    """A schema-2 file that an older installation then ran into (both texts back on run_results,
+    empty on every row written since the migration, and run_rules kept) reads every run with
+    its titles and citations, once per row; the next writer migrates it without doubling a run."""
+    db = _copy(dbs["new"], tmp_path / "mixed.duckdb")
+    before = _results(db)
+    run = old_version_writes_into(db)
+    expected = pl.concat([before, before.filter(pl.col("list_year") == 2022).with_columns(pl.lit(run).alias("run_id"))])
+    expected = expected.sort("run_id", "uscc", "rule_id")
+
+    def check() -> None:
+        read = _results(db)
+        assert read.columns == [c for c, _ in RESULT_COLUMNS]
+        assert read.filter(pl.col("rule_title").is_null() | pl.col("citation").is_null()).is_empty()
+        assert read.equals(expected)
+        rules = _rules(db)
+        assert len(rules) == len({(r[0], r[1]) for r in rules}) == 3 * RULES and all(r[2] and r[3] for r in rules)
+
+    check()  # read-only, as it is
+    con = connect(db)
+    try:
+        from api.db import ensure_schema
+        ensure_schema(con)  # the service's start migrates it
+        assert _describe(con, "run_results") == STORED_TABLES["run_results"]
+    finally:
+        con.close()
+    check()
+
+
+def test_a_backup_of_a_file_the_previous_version_wrote_into_restores_migrated(dbs, tmp_path):
+    """The same file (see the test above): verify finds nothing wrong with its runs, and its
+    backup restores, migrated, reading the same."""
+    db = _copy(dbs["new"], tmp_path / "mixed.duckdb")
+    old_version_writes_into(db)
+    expected = _results(db)
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert not bk.verify_database(con, db).problems
+        made = bk.write_backup(con, tmp_path / "bk", db.name)
+    finally:
+        con.close()
+    restored = tmp_path / "restored.duckdb"
+    bk.restore(made.path, restored)
+    con = connect(restored, read_only=True)
+    try:
+        assert _describe(con, "run_results") == STORED_TABLES["run_results"]
+        assert not bk.verify_database(con, restored).problems
+        assert con.execute("SELECT count(*), count(DISTINCT (run_id, rule_id)) FROM run_rules").fetchall() == [
+            (3 * RULES, 3 * RULES)]
+    finally:
+        con.close()
+    assert _results(restored).equals(expected)

@@ -41,12 +41,12 @@ counted AS (
     SELECT firm_id, rule_id::VARCHAR AS rule_id, count(*) AS n,
            count(*) FILTER (WHERE status IN ('hit', 'pass', 'insufficient_data', 'not_applicable')) AS valid
     FROM results
-    WHERE firm_id IN (SELECT firm_id FROM suspect)
+    WHERE firm_id IN (SELECT firm_id FROM suspect) OR firm_id IS NULL  -- a row naming no firm is suspect (IN never matches NULL)
     GROUP BY firm_id, rule_id
 )
 SELECT coalesce(e.firm_id, c.firm_id) AS firm_id, coalesce(e.rule_id, c.rule_id) AS rule_id,
-       CASE WHEN c.firm_id IS NULL THEN 'missing'
-            WHEN e.firm_id IS NULL THEN 'unexpected'
+       CASE WHEN e.firm_id IS NULL THEN 'unexpected'  -- first: a counted row may name no firm
+            WHEN c.n IS NULL THEN 'missing'
             WHEN c.n > 1 THEN 'duplicate'
             ELSE 'invalid_status' END AS problem
 FROM expected e
