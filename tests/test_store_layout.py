@@ -204,7 +204,7 @@ def _backed_up_and_restored(db, tmp_path):
 
 
 def test_a_backup_of_an_old_database_restores_migrated(dbs, tmp_path):
-    _backed_up_and_restored(dbs["old"], tmp_path)
+    restored = _backed_up_and_restored(dbs["old"], tmp_path)
     assert _results(restored).equals(_results(dbs["new"]))
 
 
