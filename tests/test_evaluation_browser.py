@@ -3,10 +3,7 @@ tests/test_web_browser.py): 测算 → 公示 → a township's objection → 复
 a screenshot of each step under tests/screenshots/ (git-ignored).  Data: tests/eval_helpers.py."""
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import socket
-import threading
 
 import pytest
 
@@ -16,8 +13,8 @@ from api.main import create_app
 from api.routes import evaluations as routes
 from eval_helpers import FIRMS, METHOD_ID, add_users, write_data
 from screening.store import connect
-from test_web_browser import ARGS, CHROMIUM, SHOTS, Session, sync_api
-from web_helpers import NAMES, password
+from test_web_browser import Session, browser  # noqa: F401  (browser: the fixture)
+from web_helpers import NAMES, password, served
 
 pytestmark = [pytest.mark.api, pytest.mark.browser]
 
@@ -26,8 +23,6 @@ TODAY = dt.date(2026, 12, 1)
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import uvicorn
-
     root = tmp_path_factory.mktemp("eval-browser")
     data = write_data(root)
     db = root / "s.duckdb"
@@ -36,30 +31,8 @@ def server(tmp_path_factory):
     for role in tokens:
         set_password(con, NAMES[role], password(role))
     con.close()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn.Config(create_app(Settings(db=db, data_root=data, runs_dir=root / "runs")),
-                                       log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=lambda: asyncio.run(srv.serve(sockets=[sock])), daemon=True)
-    thread.start()
-    for _ in range(300):
-        if srv.started:
-            break
-        threading.Event().wait(0.05)
-    assert srv.started, "服务未能启动"
-    yield {"base": f"http://127.0.0.1:{sock.getsockname()[1]}"}
-    srv.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    SHOTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
+    with served(create_app(Settings(db=db, data_root=data, runs_dir=root / "runs"))) as base:
+        yield {"base": base}
 
 
 def _cells(page, firm: str) -> list[str]:

@@ -6,11 +6,8 @@ browser for the module; one context per user.  The server listens on 127.0.0.1 o
 page is saved as a screenshot under tests/screenshots/ (git-ignored) to be looked at."""
 from __future__ import annotations
 
-import asyncio
 import io
 import re
-import socket
-import threading
 from pathlib import Path
 
 import httpx
@@ -19,7 +16,7 @@ import pytest
 from api.config import Settings
 from api.main import create_app
 from api_helpers import OTHER, TOWNSHIP, bearer
-from web_helpers import NAMES, XSS, build_web_db, password
+from web_helpers import NAMES, XSS, build_web_db, password, served
 
 pytestmark = [pytest.mark.api, pytest.mark.browser]
 
@@ -37,31 +34,13 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="浏览器测试已
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import uvicorn
-
     db, tokens, xss_firm = build_web_db(tmp_path_factory.mktemp("browser"))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    app = create_app(Settings(db=db))
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=lambda: asyncio.run(srv.serve(sockets=[sock])), daemon=True)
-    thread.start()
-    for _ in range(300):
-        if srv.started:
-            break
-        threading.Event().wait(0.05)
-    assert srv.started, "服务未能启动"
-    base = f"http://127.0.0.1:{port}"
-    api = httpx.Client(base_url=base, timeout=30)
-    firms = api.get(f"/api/v1/lists/2022?township={TOWNSHIP}&page_size=500", headers=bearer(tokens["admin"])).json()["items"]
-    others = api.get(f"/api/v1/lists/2022?township={OTHER}&page_size=1", headers=bearer(tokens["admin"])).json()["items"]
-    yield {"base": base, "tokens": tokens, "api": api, "xss": xss_firm,
-           "firms": [f["uscc"] for f in firms if f["uscc"] != xss_firm], "other": others[0]["uscc"]}
-    api.close()
-    srv.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with served(create_app(Settings(db=db))) as base, httpx.Client(base_url=base, timeout=30) as api:
+        firms = api.get(f"/api/v1/lists/2022?township={TOWNSHIP}&page_size=500",
+                        headers=bearer(tokens["admin"])).json()["items"]
+        others = api.get(f"/api/v1/lists/2022?township={OTHER}&page_size=1", headers=bearer(tokens["admin"])).json()["items"]
+        yield {"base": base, "tokens": tokens, "api": api, "xss": xss_firm,
+               "firms": [f["uscc"] for f in firms if f["uscc"] != xss_firm], "other": others[0]["uscc"]}
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,13 @@
-"""The service database of api_helpers with a web sign-in password for each user, and a
-signed-in TestClient session."""
+"""The service database of api_helpers with a web sign-in password for each user, a
+signed-in TestClient session, and the app served on 127.0.0.1 for the browser tests."""
 from __future__ import annotations
 
+import asyncio
 import re
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -45,3 +50,27 @@ def sign_in(client: TestClient, role: str) -> str:
                          follow_redirects=False)
     assert answer.status_code == 303, answer.text
     return csrf_of(client.get("/account").text)
+
+
+@contextmanager
+def served(app) -> Iterator[str]:
+    """``app`` served by uvicorn in a thread on 127.0.0.1 (a free port, never another address);
+    yields its base URL and stops the server on exit."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=lambda: asyncio.run(srv.serve(sockets=[sock])), daemon=True)
+    thread.start()
+    try:
+        for _ in range(300):
+            if srv.started:
+                break
+            threading.Event().wait(0.05)
+        assert srv.started, "服务未能启动"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
