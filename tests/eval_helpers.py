@@ -78,3 +78,19 @@ def add_users(db: Path) -> dict[str, str]:
               "dashboard": add_user(con, "看板", "dashboard", None)}
     con.close()
     return tokens
+
+
+def evaluate_app():
+    """A Typer app with only ``evaluate``, for CliRunner (in-process: fast, and its output captured)."""
+    import typer
+
+    from screening.cli.evaluate import evaluate_command
+
+    app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
+
+    @app.callback()
+    def _root() -> None:
+        """test app"""
+
+    app.command("evaluate")(evaluate_command)
+    return app

@@ -15,12 +15,11 @@ from typing import Any
 
 import polars as pl
 import pytest
-import typer
 import yaml
 from golden import Aliases, write_inputs
 from typer.testing import CliRunner
 
-from screening.cli.evaluate import evaluate_command
+from eval_helpers import evaluate_app
 from screening.errors import InputError, RuleSetError
 from screening.evaluation import (
     evaluate,
@@ -472,15 +471,6 @@ def test_evaluation_grades_has_the_shape_of_the_evaluations_table(tmp_path: Path
 
 # ---------------------------------------------------------------- the command, end to end on sample_data
 
-def _app() -> typer.Typer:
-    app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
-
-    @app.callback()
-    def _root() -> None:
-        """test app"""
-
-    app.command("evaluate")(evaluate_command)
-    return app
 
 
 def _expected_population(year: int) -> set[str]:
@@ -500,7 +490,7 @@ def _expected_population(year: int) -> set[str]:
 @pytest.mark.parametrize("method", ["huangyan-2022", "yueqing-default"])
 def test_evaluate_command_on_sample_data(tmp_path: Path, method: str):
     out = tmp_path / "out"
-    result = CliRunner().invoke(_app(), ["evaluate", "--year", "2021", "--method", method, "--out", str(out)])
+    result = CliRunner().invoke(evaluate_app(), ["evaluate", "--year", "2021", "--method", method, "--out", str(out)])
     assert result.exit_code == 0, result.output
     for name in ("evaluation.csv", "evaluation.parquet", "evaluation_items.csv", "evaluation_items.parquet",
                  "亩均效益评价_2021.xlsx", "evaluation_rejects.csv", "evaluation.json"):
@@ -543,7 +533,7 @@ def test_evaluate_command_on_sample_data(tmp_path: Path, method: str):
 
 def test_evaluate_command_without_workbook(tmp_path: Path):
     out = tmp_path / "out"
-    result = CliRunner().invoke(_app(), ["evaluate", "--year", "2021", "--out", str(out), "--no-excel"])
+    result = CliRunner().invoke(evaluate_app(), ["evaluate", "--year", "2021", "--out", str(out), "--no-excel"])
     assert result.exit_code == 0, result.output
     assert (out / "evaluation.csv").is_file() and not (out / "亩均效益评价_2021.xlsx").exists()
     record = json.loads((out / "evaluation.json").read_text(encoding="utf-8"))
@@ -553,22 +543,22 @@ def test_evaluate_command_without_workbook(tmp_path: Path):
 
 def test_evaluate_command_errors_exit_2_with_one_line(tmp_path: Path):
     runner = CliRunner()
-    res = runner.invoke(_app(), ["evaluate", "--year", "2021", "--method", "nope", "--out", str(tmp_path)])
+    res = runner.invoke(evaluate_app(), ["evaluate", "--year", "2021", "--method", "nope", "--out", str(tmp_path)])
     assert res.exit_code == 2
     assert "未知的评价方法 'nope'；随附的评价方法：huaian-2024、huangyan-2022、yueqing-default" in res.output
-    res = runner.invoke(_app(), ["evaluate", "--year", "2021", "--data", str(tmp_path / "none"), "--out", str(tmp_path)])
+    res = runner.invoke(evaluate_app(), ["evaluate", "--year", "2021", "--data", str(tmp_path / "none"), "--out", str(tmp_path)])
     assert res.exit_code == 2 and "数据目录不存在" in res.output
-    res = runner.invoke(_app(), ["evaluate", "--out", str(tmp_path)])
+    res = runner.invoke(evaluate_app(), ["evaluate", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "缺少 --year" in res.output
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "enterprises.csv").write_text("uscc,name\n", encoding="utf-8")
-    res = runner.invoke(_app(), ["evaluate", "--year", "2021", "--data", str(tmp_path / "d"), "--out", str(tmp_path)])
+    res = runner.invoke(evaluate_app(), ["evaluate", "--year", "2021", "--data", str(tmp_path / "d"), "--out", str(tmp_path)])
     assert res.exit_code == 2 and "缺少表 stats（统计数据）" in res.output
     shutil.copytree(sample_data_dir(), tmp_path / "s")
     (tmp_path / "s" / "enterprises.csv").write_text("uscc,name\n", encoding="utf-8")
-    res = runner.invoke(_app(), ["evaluate", "--year", "2021", "--data", str(tmp_path / "s"), "--out", str(tmp_path)])
+    res = runner.invoke(evaluate_app(), ["evaluate", "--year", "2021", "--data", str(tmp_path / "s"), "--out", str(tmp_path)])
     assert res.exit_code == 2 and "enterprises.csv：缺少必需列" in res.output
-    res = runner.invoke(_app(), ["evaluate", "--year", "2030", "--out", str(tmp_path)])
+    res = runner.invoke(evaluate_app(), ["evaluate", "--year", "2030", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "统计数据 stats 中没有 2030 年的数据" in res.output
     assert all(r.output.count("\n") == 1 for r in [res])
 

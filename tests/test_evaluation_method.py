@@ -18,12 +18,11 @@ from typing import Any
 
 import polars as pl
 import pytest
-import typer
 import yaml
 from golden import Aliases, write_inputs
 from typer.testing import CliRunner
 
-from screening.cli.evaluate import evaluate_command
+from eval_helpers import evaluate_app
 from screening.errors import InputError, RuleSetError
 from screening.evaluation import evaluate, load_evaluation_inputs, write_evaluation
 from screening.evaluation_method import load_method
@@ -457,15 +456,6 @@ def test_new_method_keys_are_checked_with_one_chinese_line(tmp_path: Path, chang
 
 # ---------------------------------------------------------------- the command
 
-def _app() -> typer.Typer:
-    app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
-
-    @app.callback()
-    def _root() -> None:
-        """test app"""
-
-    app.command("evaluate")(evaluate_command)
-    return app
 
 
 def test_evaluate_command_reads_adjustments_from_the_data_directory(tmp_path: Path):
@@ -476,7 +466,7 @@ def test_evaluate_command_reads_adjustments_from_the_data_directory(tmp_path: Pa
                        {"id": "N", "item": "brand", "value": 1}])
     method = write_method(tmp_path / "m", one_indicator(adjustments=ADJ))
     out = tmp_path / "out"
-    res = CliRunner().invoke(_app(), ["evaluate", "--data", str(data), "--year", "2022", "--method", str(method),
+    res = CliRunner().invoke(evaluate_app(), ["evaluate", "--data", str(data), "--year", "2022", "--method", str(method),
                                       "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "加减分：2 家企业有加减分或一票否决项目；一票否决改变等级 1 家" in res.output
@@ -501,7 +491,7 @@ def test_evaluate_command_reads_adjustments_from_the_data_directory(tmp_path: Pa
 
 
 def test_evaluate_command_year_without_benchmark_exits_2(tmp_path: Path):
-    res = CliRunner().invoke(_app(), ["evaluate", "--year", "2020", "--method", "huangyan-2022", "--out", str(tmp_path)])
+    res = CliRunner().invoke(evaluate_app(), ["evaluate", "--year", "2020", "--method", "huangyan-2022", "--out", str(tmp_path)])
     assert res.exit_code == 2
     assert "评价方法 huangyan-2022 没有 2020 年度数据适用的基准值" in res.output
 
@@ -509,7 +499,7 @@ def test_evaluate_command_year_without_benchmark_exits_2(tmp_path: Path):
 @pytest.mark.e2e
 def test_huaian_on_sample_data(tmp_path: Path):
     out = tmp_path / "out"
-    res = CliRunner().invoke(_app(), ["evaluate", "--year", "2021", "--method", "huaian-2024", "--out", str(out),
+    res = CliRunner().invoke(evaluate_app(), ["evaluate", "--year", "2021", "--method", "huaian-2024", "--out", str(out),
                                       "--no-excel"])
     assert res.exit_code == 0, res.output
     ev = pl.read_parquet(out / "evaluation.parquet")
@@ -533,7 +523,7 @@ def test_the_sample_adjustments_move_grades_as_the_sample_readme_says(tmp_path: 
     adjustments = Path(__file__).parents[1] / "sample_data" / "adjustments" / "adjustments.csv"
     plain, with_adj = tmp_path / "plain", tmp_path / "adj"
     for out, extra in ((plain, []), (with_adj, ["--adjustments", str(adjustments)])):
-        res = CliRunner().invoke(_app(), ["evaluate", "--year", "2021", "--method", "huaian-2024", "--out", str(out),
+        res = CliRunner().invoke(evaluate_app(), ["evaluate", "--year", "2021", "--method", "huaian-2024", "--out", str(out),
                                           "--no-excel", *extra])
         assert res.exit_code == 0, res.output
     before = pl.read_parquet(plain / "evaluation.parquet")
@@ -562,17 +552,17 @@ def test_adjustments_are_read_only_on_request(tmp_path: Path):
     assert "adjustments" not in read_dir(data, {"enterprises", "stats"})
     assert "adjustments" in read_dir(data, {"enterprises"}, optional={"adjustments"})
     runner = CliRunner()
-    res = runner.invoke(_app(), ["evaluate", "--data", str(data), "--year", "2022", "--method",
+    res = runner.invoke(evaluate_app(), ["evaluate", "--data", str(data), "--year", "2022", "--method",
                                  str(write_method(tmp_path / "m", one_indicator(adjustments=ADJ))), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "adjustments.csv" in res.output
-    res = runner.invoke(_app(), ["evaluate", "--data", str(data), "--year", "2022", "--method",
+    res = runner.invoke(evaluate_app(), ["evaluate", "--data", str(data), "--year", "2022", "--method",
                                  str(write_method(tmp_path / "m2", one_indicator())), "--out", str(tmp_path / "o2")])
     assert res.exit_code == 0, res.output  # a method without items does not read the table
-    res = runner.invoke(_app(), ["evaluate", "--data", str(data), "--year", "2022", "--method",
+    res = runner.invoke(evaluate_app(), ["evaluate", "--data", str(data), "--year", "2022", "--method",
                                  str(write_method(tmp_path / "m3", one_indicator())), "--out", str(tmp_path / "o3"),
                                  "--adjustments", str(data / "adjustments.csv")])
     assert res.exit_code == 2 and "评价方法 custom 没有加减分项目，不能使用加减分文件 adjustments.csv" in res.output
-    res = runner.invoke(_app(), ["evaluate", "--data", str(data), "--year", "2022", "--method", "huaian-2024",
+    res = runner.invoke(evaluate_app(), ["evaluate", "--data", str(data), "--year", "2022", "--method", "huaian-2024",
                                  "--out", str(tmp_path / "o4"), "--adjustments", str(tmp_path / "none.csv")])
     assert res.exit_code == 2 and "加减分文件不存在或不是文件" in res.output
 
