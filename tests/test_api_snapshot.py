@@ -137,6 +137,9 @@ def _oracle(client, run: str, f: dict, own: str | None) -> list[dict]:
 def check_list(client, tokens, role: str, f: dict) -> None:
     own = {"township": TOWNSHIP, "other_township": OTHER}.get(role)
     r = client.get(f"/api/v1/lists/{YEAR}", headers=bearer(tokens[role]), params=f)
+    if own and f.get("township", own) != own:  # another township's name: refused, never an empty page
+        assert r.status_code == 403, r.text
+        return
     assert r.status_code == 200, r.text
     body = r.json()
     page, size = f.get("page", 1), f.get("page_size", 50)

@@ -121,7 +121,7 @@ def test_township_sees_and_objects_for_its_own_firms_only(service):
     assert set(own) == set(FIRMS[:4]) and all(r["township"] == TOWNSHIP for r in own.values())
     assert _object(client, h, eid, FIRMS[5]).status_code == 404
     assert _object(client, h, eid, FIRMS[5], role="other_township").status_code == 201
-    assert client.get(f"/api/v1/evaluations/{eid}/results?township={OTHER}", headers=h["township"]).status_code == 404
+    assert client.get(f"/api/v1/evaluations/{eid}/results?township={OTHER}", headers=h["township"]).status_code == 403
     mine = client.get(f"/api/v1/evaluations/{eid}/objections", headers=h["township"]).json()
     assert mine["total"] == 0  # the other township's objection is not shown
     book = openpyxl.load_workbook(io.BytesIO(client.get(

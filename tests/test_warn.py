@@ -369,8 +369,8 @@ def test_warnings_route_pages_filters_and_isolates_townships(service, cli_run):
     own = client.get(f"/api/v1/warnings/{YEAR}?limit=500", headers=bearer(tokens["township"])).json()
     assert own["total"] == saved.filter(pl.col("township") == TOWNSHIP).height > 0
     assert {i["township"] for i in own["items"]} == {TOWNSHIP}
-    other = client.get(f"/api/v1/warnings/{YEAR}?township={OTHER}", headers=bearer(tokens["township"])).json()
-    assert other["total"] == 0  # asking for another township shows nothing
+    other = client.get(f"/api/v1/warnings/{YEAR}?township={OTHER}", headers=bearer(tokens["township"]))
+    assert other.status_code == 403  # asking for another township is refused, as on every list route
     filtered = client.get(f"/api/v1/warnings/{YEAR}?township={OTHER}", headers=h).json()
     assert filtered["total"] == saved.filter(pl.col("township") == OTHER).height > 0
 

@@ -9,6 +9,7 @@ from fastapi import HTTPException, Path, Request, status
 
 from screening.paths import confined
 
+from ..auth import User
 from ..db import RunCatalogue, StoredRun, run_catalogue
 
 #: an enterprise's code in a path: 18 digits or capital letters (GB 32100-2015), checked before any lookup
@@ -20,7 +21,7 @@ YearPath = Annotated[int, Path(ge=1900, le=2100, description="清单年度")]
 
 ERRORS = {
     401: {"description": "缺少令牌或令牌无效", "model": None},
-    403: {"description": "当前角色无权使用此功能"},
+    403: {"description": "当前角色无权使用此功能，或乡镇街道用户指定了其他乡镇街道"},
     404: {"description": "年度无筛选结果，或企业不存在、不在本乡镇街道"},
     422: {"description": "参数无效，如未知的规则编号、乡镇街道或状态（detail 列出可选值）"},
 }
@@ -63,3 +64,19 @@ def check_choice(value: str | None, valid: Iterable[str], what: str) -> None:
     if value is not None and value not in valid:
         raise HTTPException(422,
                             f"{what}“{value}”无效，可选值：{'、'.join(valid) if valid else '（无）'}")
+
+
+def township_scope(user: User, requested: str | None, valid: Iterable[str], what: str = "乡镇街道") -> str | None:
+    """The township a page of firms is filtered to, decided here for every list route alike.
+
+    A township user always gets its own township: naming another one (known or not) is 403,
+    and it is never shown the valid names (they would tell it the county's other townships).
+    Other roles get the township they asked for, which must be one the data know (422 naming
+    the valid values), or None (all townships)."""
+    requested = (requested or "").strip() or None
+    if user.role == "township":
+        if requested is not None and requested != user.township:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"只能查看本乡镇街道（{user.township}）的企业")
+        return user.township
+    check_choice(requested, valid, what)
+    return requested

@@ -31,7 +31,7 @@ from ..auth import User
 from ..db import audit, records
 from ..deps import CursorDep, allow
 from ..schemas import Text
-from .common import ERRORS, UsccPath, check_choice, data_folder
+from .common import ERRORS, UsccPath, check_choice, data_folder, township_scope
 
 router = APIRouter(prefix="/api/v1/evaluations", tags=["evaluations"])
 _one_at_a_time = threading.Lock()
@@ -331,14 +331,11 @@ def result_page(cursor, info: dict, user: User, township: str | None = None, pop
                 grade: str | None = None, q: str | None = None, page: int = 1, page_size: int = 100) -> dict:
     """The evaluation's current results per firm (the caller's township only, for a township
     user), with 初评等级, the computed grade, a manual 调档 and the final grade side by side."""
-    townships = [r[0] for r in cursor.execute(
+    townships = [] if user.role == "township" else [r[0] for r in cursor.execute(
         "SELECT DISTINCT township FROM eval_results WHERE evaluation_id = ? AND revision = 0 AND township IS NOT NULL",
         [info["evaluation_id"]]).fetchall()]
-    check_choice(township, townships, "乡镇街道 township")
-    if user.role == "township":
-        if township not in (None, user.township):
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"评价 {info['evaluation_id']} 中没有该乡镇街道的企业")
-        township = user.township  # scoping: applied here, once, for the page and the API alike
+    # scoping: applied here, once, for the page and the API alike
+    township = township_scope(user, township, townships, "乡镇街道 township")
     names = dict(cursor.execute(
         "SELECT DISTINCT population, population_name FROM eval_results WHERE evaluation_id = ? AND revision = 0",
         [info["evaluation_id"]]).fetchall())

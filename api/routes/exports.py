@@ -34,7 +34,7 @@ from ..auth import User
 from ..db import audit, finalized, one_snapshot, run_catalogue, table_exists
 from ..deps import CursorDep, ReadModelDep, allow
 from ..schemas import VerificationIn
-from .common import ERRORS, YearPath, check_choice, run_for_year, served_run
+from .common import ERRORS, YearPath, run_for_year, served_run, township_scope
 
 router = APIRouter(prefix="/api/v1/lists", tags=["exports"])
 
@@ -176,15 +176,10 @@ def export_list(
     """Excel 核实表的“核实结果”（下拉：确认/异议）、“异议原因”“备注”三列留空，由乡镇街道离线填写后上传。
 
     导出该年度的清单：定稿后为定稿所依据的筛选，定稿前为最新一次筛选（与 GET /lists/{year} 相同）。"""
-    township = (township or "").strip() or None
-    if user.role == "township":
-        if township is not None and not user.sees(township):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "只能导出本乡镇街道的清单")
-        township = user.township
     with one_snapshot(cursor):  # the run, its rows and their verification status: one state
         stored = served_run(run_catalogue(cursor), year)
-        if user.role != "township":
-            check_choice(township, model.run_list(cursor, stored).townships, "乡镇街道")
+        township = township_scope(user, township, [] if user.role == "township"
+                                  else model.run_list(cursor, stored).townships)
         run = stored.run_id
         frame = _export_frame(cursor, year, run, township)
     if township is not None and frame.is_empty():

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from ..auth import User
 from ..deps import CursorDep, ReadModelDep, allow
 from ..schemas import ListPage
-from .common import ERRORS, YearPath, check_choice, served_run
+from .common import ERRORS, YearPath, check_choice, served_run, township_scope
 
 router = APIRouter(prefix="/api/v1/lists", tags=["lists"])
 
@@ -53,15 +53,13 @@ def get_list(
     catalogue = model.catalogue(cursor)
     run = served_run(catalogue, year)
     snapshot = model.run_list(cursor, run)
-    township, rule, industry, q = (v.strip() or None if v is not None else None for v in (township, rule, industry, q))
-    check_choice(township, snapshot.townships, "乡镇街道")
+    township = township_scope(user, township, snapshot.townships)  # a township user: always its own
+    rule, industry, q = (v.strip() or None if v is not None else None for v in (rule, industry, q))
     check_choice(rule, snapshot.rule_ids, "规则编号")
     if industry is not None and not _INDUSTRY.fullmatch(industry):
         raise HTTPException(422, f"行业代码“{industry}”无效：应为 1—4 位数字，如 38 或 3823")
     outcomes = model.service_state(cursor, year).outcomes
-    own = user.township if user.role == "township" else None  # a township sees only itself
     conditions = [
-        pl.col("township") == own if own else None,
         pl.col("township") == township if township else None,
         pl.col("rule_ids").str.split(";").list.contains(rule) if rule else None,
         pl.col("industry_code").str.starts_with(industry) if industry else None,

@@ -12,7 +12,7 @@ from ..auth import User
 from ..db import one_snapshot, records, table_exists
 from ..deps import CursorDep, allow
 from ..schemas import FirmItem
-from .common import ERRORS, check_choice
+from .common import ERRORS, township_scope
 
 router = APIRouter(prefix="/api/v1/warnings", tags=["warnings"])
 
@@ -86,14 +86,13 @@ def get_warnings(
     预警只是模型对企业进入下一年度清单可能性的估计，仅供参考，不改变任何规则判定。
     township 角色只看到本乡镇街道的企业，排名也只在本乡镇街道内计算（不透露全县位次）。"""
     own = user.township if user.role == "township" else None  # a township sees only itself
-    township = (township or "").strip() or None
     with one_snapshot(cursor):
         run = _latest_warn(cursor, year)
-        if township is not None:
-            check_choice(township, (t for (t,) in cursor.execute(
-                "SELECT DISTINCT township FROM warn_results WHERE warn_id = ? AND township IS NOT NULL",
-                [run["warn_id"]]).fetchall()), "乡镇街道")
-        filters = [("warn_id = ?", run["warn_id"]), ("township = ?", own), ("township = ?", township)]
+        known = [] if own or not (township or "").strip() else [t for (t,) in cursor.execute(
+            "SELECT DISTINCT township FROM warn_results WHERE warn_id = ? AND township IS NOT NULL",
+            [run["warn_id"]]).fetchall()]
+        township = township_scope(user, township, known)
+        filters = [("warn_id = ?", run["warn_id"]), ("township = ?", township)]
         where = " AND ".join(condition for condition, value in filters if value)
         params = [value for _, value in filters if value]
         total = cursor.execute(f"SELECT count(*) FROM warn_results WHERE {where}", params).fetchall()[0][0]
