@@ -87,14 +87,17 @@ def _query_names(route) -> frozenset[str]:
 
 
 async def known_query(request: Request) -> None:
-    """An API request naming a query parameter its route does not take is 422: ``?townsip=柳市镇``
-    or ``?status=confirmed`` silently answered the whole list, as if the filter had been applied."""
+    """A request naming a query parameter its route does not take is 422: ``?townsip=柳市镇``
+    or ``?status=confirmed`` silently answered the whole list, as if the filter had been applied.
+    Pages alike (their 422 is the Chinese error page): a hand-edited ``/lists/2022?townsip=…``
+    showing every township would be read as that township's list."""
     route = request.scope.get("route")
-    if route is None or not request.url.path.startswith("/api/") or not hasattr(route, "dependant"):
-        return
+    if route is None or not hasattr(route, "dependant"):
+        return  # static files
     allowed = _query_names(route)
     unknown = sorted(set(request.query_params) - allowed)
     if unknown:
+        what = "此接口" if request.url.path.startswith("/api/") else "此页面"
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"此接口不接受查询参数 {'、'.join(unknown)}；可用的查询参数："
+                            f"{what}不接受查询参数 {'、'.join(unknown)}；可用的查询参数："
                             f"{'、'.join(sorted(allowed)) or '无'}")

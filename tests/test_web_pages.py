@@ -484,3 +484,16 @@ def test_an_admin_runs_a_screening_on_the_page(web):
     run_id = re.search(r"筛选完成：(\S+)（", done.text).group(1)
     assert client.get("/api/v1/lists/2022?page_size=1", headers=bearer(tokens["admin"])).json()["run_id"] == run_id
     assert "该年度清单" in client.get("/runs").text
+
+
+@pytest.mark.parametrize(("url", "unknown"), [("/lists/2022?townsip=乐成街道", "townsip"),
+                                            ("/lists/2022?page=1&foo=1", "foo"), ("/runs?x=1", "x"), ("/?a=b", "a")])
+def test_a_page_refuses_a_query_parameter_it_does_not_take(web, url, unknown):
+    """/lists/2022?townsip=… once showed every township, read as that township's list: a page,
+    like the API, names the parameter it does not take (a Chinese error page, 422)."""
+    client = web[0]
+    sign_in(client, "admin")
+    r = client.get(url, follow_redirects=False)
+    assert r.status_code == 422 and "text/html" in r.headers["content-type"], r.text[:300]
+    assert "此页面不接受查询参数" in r.text and unknown in r.text
+    assert client.get(url.split("?")[0]).status_code == 200

@@ -716,14 +716,15 @@ def _evaluation_id(value: str) -> str:
 @router.get("/evaluations/{evaluation_id}")
 def evaluation_page(request: Request, evaluation_id: str, cursor: CursorDep,
                     user: Annotated[User, Depends(_page_user(*EVAL_READERS))], population: str | None = None,
-                    grade: str | None = None, q: str | None = None, page: int = 1) -> HTMLResponse:
+                    grade: str | None = None, q: str | None = None, page: int = 1,
+                    reproduce: str | None = None) -> HTMLResponse:
     return _evaluation(request, _evaluation_id(evaluation_id), cursor, user,
                        filters={"population": population or None, "grade": grade or None, "q": q or None,
-                                "page": max(1, min(page, 1_000_000))})
+                                "page": max(1, min(page, 1_000_000))}, reproduce=bool(reproduce))
 
 
 def _evaluation(request: Request, evaluation_id: str, cursor, user: User, error: str | None = None, code: int = 200,
-                notice: str | None = None, filters: dict | None = None) -> HTMLResponse:
+                notice: str | None = None, filters: dict | None = None, reproduce: bool = False) -> HTMLResponse:
     filters = filters or {"population": None, "grade": None, "q": None, "page": 1}
     info = evaluations.get_evaluation(evaluation_id=evaluation_id, cursor=cursor, user=user)
     try:
@@ -736,7 +737,7 @@ def _evaluation(request: Request, evaluation_id: str, cursor, user: User, error:
         results = evaluations.result_page(cursor, info, user, page_size=100)
     objections = evaluations.objection_list(cursor, info, user)
     reproduced = None
-    if info["status"] == "finalized" and user.role in ("admin", "analyst") and request.query_params.get("reproduce"):
+    if info["status"] == "finalized" and user.role in ("admin", "analyst") and reproduce:
         reproduced = evaluations.reproduce(evaluation_id=evaluation_id, cursor=cursor, _user=user)
     return render(request, "evaluation.html", status_code=code, user=user, title=f"亩均效益评价 {evaluation_id}",
                   info=info, results=results, objections=objections, error=error, notice=notice, filters=filters,
