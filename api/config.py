@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from screening.filesafety import Limits
 from screening.paths import sample_data_dir
+from screening.retention import Folders
 
 
 class Settings(BaseSettings):
@@ -19,6 +20,9 @@ class Settings(BaseSettings):
     data_root: Path = Field(default_factory=sample_data_dir)
     #: where runs started through the service write their files
     runs_dir: Path = Path("runs")
+    #: ``runs prune`` removes an upload folder (POST /api/v1/data) that no stored run, evaluation or
+    #: 差别化措施 batch read from once it is this many days old (``--older-than`` given: that age)
+    upload_grace_days: float = Field(default=7.0, ge=0)
     #: the rule set whose targets and notice template (notice.yaml) the final export uses (default: bundled)
     rules_dir: Path | None = None
     #: the address local commands reach the service at; when set (``screening serve`` does),
@@ -76,6 +80,10 @@ class Settings(BaseSettings):
             shared_strings_bytes=self.upload_max_shared_strings_bytes, zip_ratio=self.upload_max_zip_ratio,
             zip_members=self.upload_max_zip_members, rows=self.upload_max_rows, cells=self.upload_max_cells,
         )
+
+    def folders(self) -> Folders:
+        """The folders holding files of stored runs, for ``runs prune`` (screening.retention)."""
+        return Folders(self.data_root, self.runs_dir, self.upload_grace_days)
 
 
 @lru_cache

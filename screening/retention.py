@@ -7,11 +7,21 @@ run is a trial: a what-if or a re-run that was superseded (docs/service.md: afte
 later run of the year is a trial).  ``--keep N`` keeps the N newest runs of each year,
 ``--older-than DAYS`` removes only trials older than that; given both, a trial must be
 beyond both.  The removal is one transaction with its audit line.
+
+Files go with the rows (:class:`Folders`, given by the service from its settings): the output
+folder ``<runs_dir>/<run_id>`` of each removed run, and every upload folder (``upload-…``, made by
+``POST /api/v1/data``) under the data root that no remaining run, evaluation or 差别化措施 batch
+read from and that is older than ``--older-than`` days (without it, than
+``upload_grace_days``): a folder uploaded and never run, or whose runs were all trials, would
+otherwise stay on the server for ever.  They are removed after the rows are committed.
 """
 from __future__ import annotations
 
 import datetime as dt
+import re
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -23,6 +33,24 @@ from .store import STORED_TABLES
 
 class PruneError(ScreeningError):
     exit_code = 2
+
+
+#: the name ``POST /api/v1/data`` gives an upload folder: upload-<年度>-<时间>-<随机>
+UPLOAD_FOLDER = re.compile(r"upload-(\d{4})-(\d{8}T\d{6})-[0-9a-f]{6}")
+
+
+def upload_folder_name(year: int, now: dt.datetime, token: str) -> str:
+    """The folder name of an upload of ``year`` made at ``now`` (local time), ``token`` 6 hex digits."""
+    return f"upload-{year}-{now.strftime('%Y%m%dT%H%M%S')}-{token}"
+
+
+@dataclass(frozen=True)
+class Folders:
+    """Where the service keeps files that belong to stored runs (api.config.Settings)."""
+    data_root: Path
+    runs_dir: Path
+    #: an upload no stored run read from is kept this many days (when no --older-than is given)
+    upload_grace_days: float
 
 
 @dataclass(frozen=True)
@@ -76,15 +104,20 @@ RUN_TABLES = tuple(name for name, columns in STORED_TABLES.items()
 
 
 def prune(con: duckdb.DuckDBPyConnection, user: Any, keep: int | None, older_than_days: float | None,
-          dry_run: bool = False) -> dict[str, Any]:
-    """Remove the trial runs (:func:`trials`) in one transaction, audited; returns what was removed."""
+          dry_run: bool = False, folders: Folders | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Remove the trial runs (:func:`trials`) in one transaction, audited, then (``folders``
+    given) their output folders and the stale upload folders; returns what was removed:
+    ``removed`` (runs), ``rows`` per table, ``files`` ({"run_folders", "uploads"}: folder names),
+    ``not_removed`` (a folder the file system refused, with the reason)."""
     from api.db import audit
 
+    now = now or dt.datetime.now(dt.timezone.utc)
     con.execute("BEGIN TRANSACTION")
     try:
-        found = trials(con, keep, older_than_days)
+        found = trials(con, keep, older_than_days, now)
         ids = [t.run_id for t in found]
         rows: dict[str, int] = {}
+        files = _stale_folders(con, ids, older_than_days, folders, now) if folders else {}
         if ids and not dry_run:
             for table in (*RUN_TABLES, "runs"):
                 if _exists(con, table):
@@ -92,8 +125,9 @@ def prune(con: duckdb.DuckDBPyConnection, user: Any, keep: int | None, older_tha
                         f"DELETE FROM {identifier(table)} WHERE run_id IN (SELECT unnest(?))", [ids]).fetchall()[0][0])
         summary = {"removed": [{"run_id": t.run_id, "list_year": t.list_year, "created_at": t.created_at.isoformat()}
                                for t in found],
-                   "rows": rows, "keep": keep, "older_than_days": older_than_days, "dry_run": dry_run}
-        if ids and not dry_run:
+                   "rows": rows, "files": {kind: [p.name for p in paths] for kind, paths in files.items()},
+                   "keep": keep, "older_than_days": older_than_days, "dry_run": dry_run}
+        if (ids or any(files.values())) and not dry_run:
             audit(con, user, "prune_runs", "run", ",".join(ids), None, summary)
         con.execute("COMMIT")
     except BaseException:
@@ -102,4 +136,63 @@ def prune(con: duckdb.DuckDBPyConnection, user: Any, keep: int | None, older_tha
         except duckdb.Error:
             pass
         raise
+    summary["not_removed"] = [] if dry_run else _remove(path for paths in files.values() for path in paths)
     return summary
+
+
+def _stale_folders(con: duckdb.DuckDBPyConnection, removed: list[str], older_than_days: float | None,
+                   folders: Folders, now: dt.datetime) -> dict[str, list[Path]]:
+    """The removed runs' output folders, and the upload folders nothing that stays refers to."""
+    runs_dir = folders.runs_dir.resolve()
+    run_folders = [runs_dir / run_id for run_id in removed if _plain_folder(runs_dir / run_id)]
+    root = folders.data_root.resolve()
+    used = _folders_in_use(con, removed, root)
+    days = older_than_days if older_than_days is not None else folders.upload_grace_days
+    cutoff = (now.astimezone() - dt.timedelta(days=days)).replace(tzinfo=None)  # the names hold local time
+    uploads = []
+    for path in sorted(root.iterdir()) if root.is_dir() else []:
+        match = UPLOAD_FOLDER.fullmatch(path.name)
+        if match is None or path.name in used or not _plain_folder(path):
+            continue
+        try:
+            made = dt.datetime.strptime(match.group(2), "%Y%m%dT%H%M%S")
+        except ValueError:
+            continue  # not a name the service gave
+        if made < cutoff:
+            uploads.append(path)
+    return {"run_folders": run_folders, "uploads": uploads}
+
+
+def _folders_in_use(con: duckdb.DuckDBPyConnection, removed: list[str], root: Path) -> set[str]:
+    """Names of the data root's folders that a remaining run (its input files), an evaluation or a
+    差别化措施 batch read from: they are kept, an evaluation's to be reproduced from."""
+    names: set[str] = set()
+    if _exists(con, "runs"):
+        for (files,) in con.execute(
+                "SELECT json_extract_string(record, '$.inputs.*.file') FROM runs "
+                "WHERE run_id NOT IN (SELECT unnest(?::VARCHAR[]))", [removed]).fetchall():
+            for file in files or []:
+                try:
+                    names.add(Path(file).resolve().relative_to(root).parts[0])
+                except (ValueError, IndexError, OSError):
+                    continue  # outside the data root (a command-line run): nothing of the root's
+    for table, column in (("eval_runs", "data_dir"), ("measure_list_batches", "data")):
+        if _exists(con, table):
+            names.update(Path(value).parts[0] for (value,) in con.execute(
+                f"SELECT DISTINCT {identifier(column)} FROM {identifier(table)} WHERE {identifier(column)} IS NOT NULL"
+            ).fetchall() if value and Path(value).parts)
+    return names
+
+
+def _plain_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _remove(paths) -> list[dict[str, str]]:
+    refused = []
+    for path in paths:
+        try:
+            shutil.rmtree(path)
+        except OSError as exc:
+            refused.append({"folder": path.name, "reason": exc.strerror or type(exc).__name__})
+    return refused

@@ -302,6 +302,60 @@ def test_prune_keeps_finalized_verified_and_latest_runs(copy):
     assert again.returncode == 0 and "没有可删除" in again.stdout
 
 
+def test_prune_removes_the_pruned_runs_folders_and_uploads_nothing_reads_any_more(copy, tmp_path):
+    """Upload folders (POST /api/v1/data) and the service's run folders stayed on the server for
+    ever.  A prune removes the output folder of each run it removes and each upload folder no
+    remaining run, evaluation or 措施名单 read from, once past the grace period; never a folder in
+    use, a recent upload, a symbolic link or a folder of another name."""
+    from screening.retention import Folders, prune, upload_folder_name
+
+    root, runs_dir, outside = tmp_path / "data", tmp_path / "runs", tmp_path / "elsewhere"
+    now = dt.datetime.now(dt.timezone.utc)
+    old, recent = dt.datetime(2020, 1, 1), now.astimezone().replace(tzinfo=None) - dt.timedelta(days=1)
+    names = {key: upload_folder_name(2022, made, token) for key, made, token in (
+        ("stale", old, "aaaaaa"), ("recent", recent, "bbbbbb"), ("latest_run", old, "cccccc"),
+        ("trial_run", old, "dddddd"), ("measures", old, "eeeeee"), ("link", old, "ffffff"))}
+    for key, name in names.items():
+        if key != "link":
+            (root / name).mkdir(parents=True)
+            (root / name / "enterprises.csv").write_text("uscc\n", encoding="utf-8")
+    outside.mkdir()
+    (outside / "keep.txt").write_text("x", encoding="utf-8")
+    (root / names["link"]).symlink_to(outside, target_is_directory=True)
+    (root / "县里的资料").mkdir()
+
+    con = duckdb.connect(str(copy))
+    ensure_schema(con)
+    (first, created), = con.execute("SELECT run_id, created_at FROM runs").fetchall()
+    _copy_run(con, first, "run-trial", created + dt.timedelta(seconds=1))
+    _copy_run(con, first, "run-latest", created + dt.timedelta(seconds=2))
+    for run, key in (("run-trial", "trial_run"), ("run-latest", "latest_run")):
+        record = {"inputs": {"enterprises": {"file": str(root / names[key] / "enterprises.csv")}}}
+        con.execute("UPDATE runs SET record = ? WHERE run_id = ?", [json.dumps(record), run])
+    con.execute("INSERT INTO measure_list_batches VALUES (2022, 'b', DATE '2022-12-31', ?, '{}', 'x', now())",
+                [names["measures"]])
+    for run in (first, "run-trial", "run-latest"):
+        (runs_dir / run).mkdir(parents=True)
+    folders = Folders(root, runs_dir, upload_grace_days=7)
+
+    dry = prune(con, HANDOVER, 1, None, dry_run=True, folders=folders, now=now)
+    assert sorted(dry["files"]["uploads"]) == sorted([names["stale"], names["trial_run"]])
+    assert sorted(dry["files"]["run_folders"]) == sorted([first, "run-trial"])
+    assert all((root / n).exists() for n in names.values()) and (runs_dir / first).exists()  # a dry run touches nothing
+
+    done = prune(con, HANDOVER, 1, None, folders=folders, now=now)
+    assert done["files"] == dry["files"] and done["not_removed"] == []
+    left = {p.name for p in root.iterdir()}
+    assert left == {names["recent"], names["latest_run"], names["measures"], names["link"], "县里的资料"}
+    assert (outside / "keep.txt").exists()  # the link's target is not followed
+    assert {p.name for p in runs_dir.iterdir()} == {"run-latest"}
+    (after,), = con.execute("SELECT after FROM audit_log WHERE action = 'prune_runs'").fetchall()
+    assert json.loads(after)["files"]["uploads"] == done["files"]["uploads"]
+    # --older-than replaces the grace period: the day-old upload goes at 0.5 days
+    assert prune(con, HANDOVER, None, 0.5, folders=folders, now=now)["files"]["uploads"] == [names["recent"]]
+    con.close()
+
+
 def test_prune_older_than_spares_recent_trials_and_needs_a_limit(copy):
     con = duckdb.connect(str(copy))
     (first, created), = con.execute("SELECT run_id, created_at FROM runs").fetchall()

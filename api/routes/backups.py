@@ -72,8 +72,11 @@ class PruneIn(BaseModel):
 
 @router.post("/runs/prune", responses=ERRORS, operation_id="runs-prune",
              summary="删除试算运行（仅 admin；定稿所依据的、被核实引用的和各年度最新的运行从不删除）")
-def prune_runs(body: PruneIn, cursor: CursorDep, user: Annotated[User, Depends(allow("admin"))]) -> dict:
+def prune_runs(body: PruneIn, request: Request, cursor: CursorDep,
+               user: Annotated[User, Depends(allow("admin"))]) -> dict:
+    """删除的运行的输出目录（runs_dir/<run_id>）和不再被任何运行、评价、措施名单引用的上传目录一并删除
+    （docs/backup.md 第 5 节）。"""
     try:
-        return prune(cursor, user, body.keep, body.older_than_days, body.dry_run)
+        return prune(cursor, user, body.keep, body.older_than_days, body.dry_run, request.app.state.settings.folders())
     except ScreeningError as exc:
         raise HTTPException(422, str(exc)) from None

@@ -26,6 +26,7 @@ from screening.filesafety import FileTooLarge
 from screening.ingest.discovery import EXTENSIONS, open_table
 from screening.ingest.report import check as intake_check
 from screening.paths import default_ruleset
+from screening.retention import upload_folder_name
 from screening.ruleset import load_ruleset
 from screening.schema import TABLES
 from screening.screen import needed_tables
@@ -65,7 +66,7 @@ def table_of(filename: str | None) -> tuple[str, str]:
 
 
 def _folder_name(year: int) -> str:
-    return f"upload-{year}-{dt.datetime.now().strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+    return upload_folder_name(year, dt.datetime.now(), secrets.token_hex(3))  # runs prune knows the form
 
 
 def _write(upload: UploadFile, path: Path, cap: int) -> None:

@@ -139,7 +139,7 @@ def prune_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="只列出将删除的试算，不删除")] = False,
 ) -> None:
     """删除试算运行：定稿所依据的、被核实引用的、各年度最新的运行从不删除；删除记入审计。"""
-    from .common import _database, _fail, out_console
+    from .common import _database, _fail, err_console, out_console
     from ..errors import ScreeningError
     from ..handover import Service
 
@@ -151,13 +151,15 @@ def prune_command(
                 summary = con.call("POST", "/api/v1/runs/prune",
                                    {"keep": keep, "older_than_days": older_than, "dry_run": dry_run})
             else:
+                from api.config import Settings
                 from api.db import ensure_schema
                 from api.deps import HANDOVER
 
                 from ..retention import prune
 
                 ensure_schema(con)  # the audit trail the removal is written to
-                summary = prune(con, HANDOVER, keep, older_than, dry_run)
+                # the service's folders, from the same SCREENING_* settings it starts with
+                summary = prune(con, HANDOVER, keep, older_than, dry_run, Settings().folders())
         except ScreeningError as exc:
             _fail(exc)
             return
@@ -170,6 +172,13 @@ def prune_command(
         out_console.print(f"{verb} {run['list_year']} 年度的运行 {run['run_id']}（保存于 {made}）", highlight=False, soft_wrap=True)
     if removed and not dry_run:
         out_console.print(f"共删除 {len(removed)} 次试算运行、{sum(summary['rows'].values()):,} 行数据", highlight=False, soft_wrap=True)
+    files = summary.get("files", {})
+    for name in files.get("run_folders", []):
+        out_console.print(f"{verb}运行输出目录 {name}", highlight=False, soft_wrap=True)
+    for name in files.get("uploads", []):
+        out_console.print(f"{verb}上传目录 {name}（没有保存的运行、评价或措施名单使用它）", highlight=False, soft_wrap=True)
+    for item in summary.get("not_removed", []):
+        err_console.print(f"未能删除目录 {item['folder']}：{item['reason']}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
