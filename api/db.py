@@ -159,6 +159,25 @@ CREATE TABLE IF NOT EXISTS eval_results (
     detail JSON,
     PRIMARY KEY (evaluation_id, revision, uscc)
 );
+CREATE TABLE IF NOT EXISTS eval_items (
+    evaluation_id VARCHAR NOT NULL,
+    revision INTEGER NOT NULL,
+    uscc VARCHAR NOT NULL,
+    indicator VARCHAR NOT NULL,
+    indicator_name VARCHAR,
+    unit VARCHAR,
+    numerator DOUBLE,
+    denominator DOUBLE,
+    value DOUBLE,
+    baseline DOUBLE,
+    weight DOUBLE,
+    item_score DOUBLE,
+    data_status VARCHAR,
+    handling VARCHAR,
+    capped BOOLEAN,
+    note VARCHAR,
+    PRIMARY KEY (evaluation_id, revision, uscc, indicator)
+);
 CREATE TABLE IF NOT EXISTS eval_confirmations (
     confirmation_id VARCHAR PRIMARY KEY,
     evaluation_id VARCHAR NOT NULL,

@@ -217,6 +217,21 @@ def result_rows(ev, method: Method) -> pl.DataFrame:
                               pl.col("population_name").fill_null("规模不明"))
 
 
+#: one row per (firm, indicator): how each item score came about (evaluation_items.csv's columns
+#: but ``scale`` and ``population``, which the firm's result row holds)
+ITEM_COLUMNS = {"uscc": pl.String, "indicator": pl.String, "indicator_name": pl.String, "unit": pl.String,
+                "numerator": pl.Float64, "denominator": pl.Float64, "value": pl.Float64, "baseline": pl.Float64,
+                "weight": pl.Float64, "item_score": pl.Float64, "data_status": pl.String, "handling": pl.String,
+                "capped": pl.Boolean, "note": pl.String}
+
+
+def item_rows(ev) -> pl.DataFrame:
+    """The evaluate() items in the stored layout (:data:`ITEM_COLUMNS`, plain types): the value,
+    基准值, weight and item score of every indicator of every firm, so that a firm's score can be
+    traced item by item where it is shown (GET /evaluations/{id}/firms/{uscc})."""
+    return ev.items.select(pl.col(name).cast(dtype) for name, dtype in ITEM_COLUMNS.items())
+
+
 def compute(inputs: Inputs, year: int, method: Method) -> tuple[Any, pl.DataFrame]:
     """evaluate() on ``inputs`` and its rows in the stored layout."""
     ev = evaluate(inputs, year, method)

@@ -56,6 +56,7 @@ ALLOWED = {
     "evaluations-list": {ADMIN, ANALYST, TOWN},
     "evaluations-get": {ADMIN, ANALYST, TOWN},
     "evaluations-results": {ADMIN, ANALYST, TOWN},
+    "evaluations-firm": {ADMIN, ANALYST, TOWN},
     "evaluations-confirm": {ADMIN, TOWN},
     "evaluations-publish": {ADMIN},
     "evaluations-publication": {ADMIN, ANALYST, TOWN},

@@ -85,6 +85,15 @@ def test_the_evaluation_year_from_computation_to_final(browser, server, monkeypa
         row = _cells(admin.page, FIRMS[7])
         assert row[1].startswith("2") and "公示 8" in row[1] and row[5] == "93.75" and "10.00 → 3.20" in row[11]
         admin.shot("evaluation-reviewed")
+        # the firm sees how its score came about: 30 万元 ÷ 3.20 亩 = 9.375, ÷ 基准值 10 × 权重 100 = 93.75 分
+        town.page.goto(url)
+        town.page.click(f"#results a[href$='/firms/{FIRMS[7]}']")
+        town.page.wait_for_load_state()
+        item = town.page.locator("#items tbody tr").first.locator("td").all_inner_texts()
+        assert "亩均税收" in item[0] and "30.0000 ÷ 3.2000" in item[1] and item[2:6] == [
+            "9.3750", "10.0000", "100.00", "93.7500"], item
+        assert "93.7500" in town.page.inner_text("#items tfoot") and "公示时 8" in town.page.inner_text("#firm-grade")
+        town.shot("evaluation-firm-trace")
         # 调档 and 定稿
         admin.page.fill("#grade-form input[name=uscc]", FIRMS[6])
         admin.page.select_option("#grade-form select[name=grade]", "C")

@@ -171,6 +171,33 @@ def test_review_applies_the_batch_and_recomputes_ranks(service, monkeypatch):
     assert [a["action"] for a in audit].count("evaluation_review") == 1
 
 
+def test_a_firm_traces_its_score_item_by_item_and_the_review_revision_too(service, monkeypatch):
+    """The page and the API showed a firm its score and grade but not how they came about: the
+    indicator's value, the 基准值, the weight and the item score.  Firm 8: 30 万元 ÷ 10 亩 = 3 万元/亩,
+    ÷ 基准值 10 × 权重 100 = 30 分; after the review accepts 3.2 亩: 30 ÷ 3.2 = 9.375, 93.75 分."""
+    client, h, _, _ = service
+    eid, land, other = _to_review(client, h, monkeypatch)
+    url = f"/api/v1/evaluations/{eid}/firms/{FIRMS[7]}"
+    trace = client.get(url, headers=h["admin"]).json()
+    assert trace["traced"] and trace["revision"] == 0 and trace["firm"]["rank"] == 8
+    (item,) = trace["items"]
+    assert (item["indicator"], item["indicator_name"], item["unit"]) == ("tax_per_mu", "亩均税收", "万元/亩")
+    assert (item["numerator"], item["denominator"], item["value"], item["baseline"], item["weight"]) == (
+        30.0, 10.0, 3.0, 10.0, 100.0)
+    assert item["item_score"] == pytest.approx(30.0) == trace["firm"]["base_score"]
+    assert item["capped"] is False and item["handling"] == "computed"
+    assert client.get(url, headers=h["other_township"]).status_code == 200
+    assert client.get(url, headers=h["township"]).status_code == 404  # another township's firm
+    client.post(f"/api/v1/evaluations/{eid}/review", headers=h["admin"], json={"decisions": [
+        {"objection_id": land, "decision": "accepted"}, {"objection_id": other, "decision": "rejected"}]})
+    after = client.get(url, headers=h["admin"]).json()
+    (item,) = after["items"]
+    assert after["revision"] == 1 and after["firm"]["rank"] == 2 and after["firm"]["published_rank"] == 8
+    assert (item["denominator"], item["value"]) == (3.2, 9.375) and item["item_score"] == pytest.approx(93.75)
+    unchanged = client.get(f"/api/v1/evaluations/{eid}/firms/{FIRMS[0]}", headers=h["admin"]).json()
+    assert unchanged["items"][0]["item_score"] == pytest.approx(100.0) and unchanged["revision"] == 1
+
+
 def test_review_waits_for_the_window_to_close(service):
     client, h, _, _ = service
     eid = _create(client, h)["evaluation_id"]
@@ -317,6 +344,8 @@ def test_review_with_every_objection_rejected_keeps_the_results(service, monkeyp
     assert [(after[f]["score"], after[f]["rank"], after[f]["grade"]) for f in FIRMS] == \
         [(before[f]["score"], before[f]["rank"], before[f]["grade"]) for f in FIRMS]
     assert after[FIRMS[7]]["corrections"] == []
+    trace = client.get(f"/api/v1/evaluations/{eid}/firms/{FIRMS[7]}", headers=h["admin"]).json()
+    assert trace["revision"] == 1 and trace["items"][0]["item_score"] == pytest.approx(30.0)  # carried over
 
 
 def test_results_are_paged_and_filtered(service):
@@ -456,6 +485,15 @@ def test_huaian_on_the_sample_shows_t_and_the_one_vote_item_on_the_page_and_the_
         said = "加减分表中 1 行不能使用"
         assert any(said in w for w in client.get(f"/api/v1/evaluations/{eid}", headers=h["township"]).json()["warnings"])
         assert said in html and "测算时拒收输入数据 10 行" in html
+        # its score item by item, in the method's order, adding up to the base score; 加减分 beside
+        trace = client.get(f"/api/v1/evaluations/{eid}/firms/{accident}", headers=h["admin"]).json()
+        scored = [i for i in trace["items"] if i["item_score"] is not None]
+        assert len(scored) >= 3 and all(i["baseline"] and i["weight"] for i in scored)
+        assert sum(i["item_score"] for i in trace["items"]) == pytest.approx(trace["firm"]["base_score"])
+        order = [k for k in trace["firm"]["detail"] if f"{k}_score" in trace["firm"]["detail"]]
+        assert [i["indicator"] for i in trace["items"]] == order
+        page = client.get(f"/evaluations/{eid}/firms/{accident}").text
+        assert "一票否决" in page and scored[0]["indicator_name"] in page
 
 
 def test_a_method_sets_the_publication_length_as_the_docs_say(service):

@@ -59,6 +59,7 @@ PAGES = {
     ("GET", "/evaluations"): LIST,
     ("POST", "/evaluations"): {ADMIN},
     ("GET", "/evaluations/{evaluation_id}"): LIST,
+    ("GET", "/evaluations/{evaluation_id}/firms/{uscc}"): LIST,
     ("POST", "/evaluations/{evaluation_id}/publish"): {ADMIN},
     ("POST", "/evaluations/{evaluation_id}/confirm"): {ADMIN, TOWN},
     ("POST", "/evaluations/{evaluation_id}/object"): {ADMIN, TOWN},

@@ -25,10 +25,11 @@ from screening.evaluation import load_evaluation_inputs
 from screening.evaluation_method import GRADES, load_method
 from screening.evaluation_workflow import (CORRECTABLE, Correction, apply_corrections, blob_sha256, check_corrections,
                                            compute, final_grades_sha256, inputs_sha256, method_from_text,
-                                           original_values, pack_inputs, publication_workbook, unpack_inputs)
+                                           item_rows, original_values, pack_inputs, publication_workbook,
+                                           unpack_inputs)
 
 from ..auth import User
-from ..db import audit, records
+from ..db import audit, one_snapshot, records
 from ..deps import CursorDep, allow
 from ..schemas import Text
 from .common import ERRORS, UsccPath, check_choice, data_folder, township_scope
@@ -243,7 +244,7 @@ def create_evaluation(body: EvaluationIn, request: Request, cursor: CursorDep,
                             info["inputs_sha256"], body.data, rows.height, body.note, user.name, now])
             for name, blob in blobs.items():
                 cursor.execute("INSERT INTO eval_inputs VALUES (?, ?, ?, ?)", [eid, name, blob_sha256(blob), blob])
-            _store_rows(cursor, eid, 0, rows)
+            _store_rows(cursor, eid, 0, rows, item_rows(ev))
             for (source_id, c), done in zip(wanted, outcome):
                 cursor.execute("INSERT INTO eval_corrections VALUES (?, 0, ?, ?, ?, ?, 'confirmation', ?, ?, ?)",
                                [eid, c.uscc, c.quantity, originals[c.uscc][c.quantity], c.value, source_id,
@@ -260,13 +261,15 @@ def create_evaluation(body: EvaluationIn, request: Request, cursor: CursorDep,
     return {**info, "status": "computed", "counts": _grade_counts(cursor, evaluation_info(cursor, eid), user)}
 
 
-def _store_rows(cursor, evaluation_id: str, revision: int, rows) -> None:
-    cursor.register("_eval_rows", rows)
-    try:
-        cursor.execute("INSERT INTO eval_results BY NAME SELECT ? AS evaluation_id, ? AS revision, * FROM _eval_rows",
-                       [evaluation_id, revision])
-    finally:
-        cursor.unregister("_eval_rows")
+def _store_rows(cursor, evaluation_id: str, revision: int, rows, items) -> None:
+    """A revision's result rows and the item-by-item trace of their scores (eval_items)."""
+    for table, frame in (("eval_results", rows), ("eval_items", items)):
+        cursor.register("_eval_rows", frame)
+        try:
+            cursor.execute(f"INSERT INTO {table} BY NAME SELECT ? AS evaluation_id, ? AS revision, * FROM _eval_rows",
+                           [evaluation_id, revision])
+        finally:
+            cursor.unregister("_eval_rows")
 
 
 @router.get("", responses=ERRORS, operation_id="evaluations-list", summary="已保存的评价（测算）")
@@ -376,6 +379,33 @@ def results(evaluation_id: EvaluationIdPath, cursor: CursorDep, user: Annotated[
             page_size: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     return result_page(cursor, evaluation_info(cursor, evaluation_id), user, township, population, grade, q, page,
                        page_size)
+
+
+@router.get("/{evaluation_id}/firms/{uscc}", responses=ERRORS, operation_id="evaluations-firm",
+            summary="一家企业的评价明细：每项指标的数值、基准值、权重、单项得分与说明，加减分、总分、名次与等级"
+                    "（当前版本；乡镇街道只看本乡镇街道）")
+def firm_trace(evaluation_id: EvaluationIdPath, uscc: UsccPath, cursor: CursorDep,
+               user: Annotated[User, Depends(allow(*READERS))]) -> dict:
+    """How the firm's score came about, item by item, as the firm is told it: ``firm`` is its row of
+    GET /evaluations/{id}/results; ``items`` one per indicator in the method's order: ``value``
+    (numerator ÷ denominator, in ``unit``), ``baseline`` (基准值), ``weight``, ``item_score``
+    (分), ``capped`` (单项上限), ``handling`` and ``note`` (missing data and how the method scores it).
+    ``base_score`` (the items' sum) + ``adjustment`` (加减分, ``detail.adjustment_detail``) = ``score``.
+    ``traced`` is false for an evaluation computed before the trace was stored (items empty).
+    404 for a firm not in the evaluation or outside a township user's township."""
+    with one_snapshot(cursor):
+        info = evaluation_info(cursor, evaluation_id)
+        firm = _firm(cursor, info, uscc, user)  # the township check, once
+        page = result_page(cursor, info, user, q=firm["uscc"], page_size=500)
+        row = next(i for i in page["items"] if i["uscc"] == firm["uscc"])
+        items = records(cursor, "SELECT * EXCLUDE (evaluation_id, revision, uscc) FROM eval_items "
+                                "WHERE evaluation_id = ? AND revision = ? AND uscc = ?",
+                        [evaluation_id, info["revision"], firm["uscc"]])
+    order = [k for k in row["detail"] if f"{k}_score" in row["detail"]]  # the scores' columns: the method's order
+    items.sort(key=lambda i: (order.index(i["indicator"]) if i["indicator"] in order else len(order), i["indicator"]))
+    return {"evaluation_id": evaluation_id, "status": info["status"], "revision": info["revision"],
+            "data_year": info["data_year"], "method_id": info["method_id"], "traced": bool(items),
+            "firm": row, "items": items}
 
 
 # ---------------------------------------------------------------- 数据确认
@@ -631,7 +661,7 @@ def _review(cursor, evaluation_id: str, body: ReviewIn, user: User) -> dict:
         before = {u: original_values(corrected, info["data_year"], u) for u in {c.uscc for _, c in wanted}}
         corrected, outcome = apply_corrections(corrected, info["data_year"], [c for _, c in wanted])
         try:
-            _, rows = compute(corrected, info["data_year"], method)
+            ev, rows = compute(corrected, info["data_year"], method)
         except ScreeningError as exc:
             raise HTTPException(422, str(exc)) from None
         for (oid, c), done in zip(wanted, outcome):
@@ -639,7 +669,7 @@ def _review(cursor, evaluation_id: str, body: ReviewIn, user: User) -> dict:
                            [evaluation_id, revision, c.uscc, c.quantity, before[c.uscc][c.quantity], c.value, oid,
                             done["applied"], done["reason"]])
             applied.append({**done, "objection_id": oid, "original": before[c.uscc][c.quantity]})
-        _store_rows(cursor, evaluation_id, revision, rows)
+        _store_rows(cursor, evaluation_id, revision, rows, item_rows(ev))
         changes = records(cursor, """
             SELECT n.uscc, n.name, n.population, o.score AS score_before, n.score AS score_after,
                    o.rank AS rank_before, n.rank AS rank_after, o.grade AS grade_before, n.grade AS grade_after
@@ -650,8 +680,9 @@ def _review(cursor, evaluation_id: str, body: ReviewIn, user: User) -> dict:
             ORDER BY n.grade IS NOT DISTINCT FROM o.grade, n.population, n.rank NULLS LAST, n.uscc""",
                           [info["revision"], evaluation_id, revision])
     else:  # nothing to correct: the results stand, as the same revision under the new number
-        cursor.execute("INSERT INTO eval_results SELECT * REPLACE (? AS revision) FROM eval_results "
-                       "WHERE evaluation_id = ? AND revision = ?", [revision, evaluation_id, info["revision"]])
+        for table in ("eval_results", "eval_items"):
+            cursor.execute(f"INSERT INTO {table} SELECT * REPLACE (? AS revision) FROM {table} "
+                           "WHERE evaluation_id = ? AND revision = ?", [revision, evaluation_id, info["revision"]])
     cursor.execute("UPDATE eval_runs SET status = 'reviewed', revision = ?, window_closed_at = ?, reviewed_by = ?, "
                    "reviewed_at = ? WHERE evaluation_id = ?", [revision, now, user.name, now, evaluation_id])
     # every changed firm is in the two stored revisions; the answer and the audit line list the

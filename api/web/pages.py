@@ -723,6 +723,18 @@ def evaluation_page(request: Request, evaluation_id: str, cursor: CursorDep,
                                 "page": max(1, min(page, 1_000_000))}, reproduce=bool(reproduce))
 
 
+@router.get("/evaluations/{evaluation_id}/firms/{uscc}")
+def evaluation_firm_page(request: Request, evaluation_id: str, uscc: str, cursor: CursorDep,
+                         user: Annotated[User, Depends(_page_user(*EVAL_READERS))]) -> HTMLResponse:
+    """一家企业的评价明细（GET /api/v1/evaluations/{id}/firms/{uscc} 的网页）：得分逐项从何而来。"""
+    code = uscc.strip().upper()
+    if not re.fullmatch(r"[0-9A-Z]{18}", code):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"评价 {evaluation_id} 中没有该企业")
+    trace = evaluations.firm_trace(evaluation_id=_evaluation_id(evaluation_id), uscc=code, cursor=cursor, user=user)
+    return render(request, "evaluation_firm.html", user=user, title=f"评价明细 · {trace['firm']['name'] or code}",
+                  t=trace, f=trace["firm"], quantities=CORRECTABLE)
+
+
 def _evaluation(request: Request, evaluation_id: str, cursor, user: User, error: str | None = None, code: int = 200,
                 notice: str | None = None, filters: dict | None = None, reproduce: bool = False) -> HTMLResponse:
     filters = filters or {"population": None, "grade": None, "q": None, "page": 1}
