@@ -27,8 +27,7 @@ from ..auth import ROLES, User, check_password, check_password_rules, generate_p
 from ..db import audit, records, run_catalogue
 from ..deps import CursorDep, ReadModelDep, allow, current_user
 from ..routes import (backups, dashboard, data, enterprises, evaluations, evidence, exports, finalization, health, lists,
-                      plans, projects,
-                      runs, users)
+                      measures, plans, projects, runs, users)
 from ..routes.finalization import DecisionIn, FinalizeIn
 from ..routes.plans import PlanIn, ProgressIn
 from ..schemas import VerificationIn
@@ -561,6 +560,100 @@ def upload_data(request: Request, cursor: CursorDep, user: Annotated[User, Depen
     except HTTPException as exc:
         return _runs_page(request, cursor, user, error=str(exc.detail), code=exc.status_code)
     return _runs_page(request, cursor, user, upload=answer)
+
+
+# ---------------------------------------------------------------- 差别化措施
+
+MEASURES_PAGE_SIZE = 100
+
+
+def _measures_year(cursor, model) -> int:
+    """The newest year with stored lists, else the list year the service serves, else this year."""
+    row = cursor.execute("SELECT max(list_year) FROM measure_list_batches").fetchall()
+    if row and row[0][0] is not None:
+        return int(row[0][0])
+    year = model.catalogue(cursor).default_year()
+    return year if year is not None else dt.date.today().year
+
+
+def _measures_page(request: Request, year: int, cursor, user: User, utility: str | None = None, page: int = 1,
+                   error: str | None = None, code: int = 200, notice: str | None = None,
+                   upload: dict | None = None) -> HTMLResponse:
+    """The year's lists (GET /api/v1/measures/lists/{year}: the route's own function, scoping and
+    paging) and the ledger's totals (GET /api/v1/measures/ledger/{year}); the admin's forms."""
+    lists = None
+    try:
+        lists = measures.get_lists(year=year, cursor=cursor, user=user, utility=utility, page=page,
+                                   page_size=MEASURES_PAGE_SIZE)
+    except HTTPException as exc:
+        if exc.status_code != 404:
+            raise
+    ledger = measures.get_ledger(year=year, cursor=cursor, user=user, utility=utility, quarter=None)
+    total = lists["total"] if lists else 0
+    return render(request, "measures.html", status_code=code, user=user, title=f"{year} 年度差别化措施", year=year,
+                  lists=lists, ledger=ledger, utility=utility or "", utilities=("电", "水", "气"), page=page,
+                  pages=max(1, (total + MEASURES_PAGE_SIZE - 1) // MEASURES_PAGE_SIZE), error=error,
+                  notice=notice, upload=upload)
+
+
+@router.get("/measures")
+def measures_default(cursor: CursorDep, model: ReadModelDep,
+                     _user: Annotated[User, Depends(_page_user("admin", "analyst", "township"))]) -> Response:
+    return _see_other(f"/measures/{_measures_year(cursor, model)}")
+
+
+@router.get("/measures/{year}")
+def measures_page(request: Request, year: int, cursor: CursorDep,
+                  user: Annotated[User, Depends(_page_user("admin", "analyst", "township"))],
+                  utility: str | None = None, page: int = 1) -> HTMLResponse:
+    chosen = _query(request, measures.get_lists, "utility", utility)
+    return _measures_page(request, _checked_year(year), cursor, user, chosen, max(1, min(page, 1_000_000)))
+
+
+def _checked_year(year: int) -> int:
+    if not 2000 <= year <= 2100:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"没有 {year} 年度")
+    return year
+
+
+@router.post("/measures/{year}/compute")
+def compute_measures(request: Request, year: int, cursor: CursorDep, user: Annotated[User, Depends(_page_user("admin"))],
+                     data: Annotated[str, Form(max_length=200)] = "", date: Annotated[str, Form(max_length=20)] = "",
+                     confirm: Annotated[str, Form(max_length=10)] = "") -> HTMLResponse:
+    """POST /api/v1/measures/lists from a form: the year's lists replaced (audited)."""
+    year = _checked_year(year)
+    try:
+        if confirm != "1":
+            raise HTTPException(422, "请勾选“确认生成（替换该年度此前的名单）”后再提交")
+        body = _model(request, measures.MeasuresIn, {"year": year, "data": data.strip() or None,
+                                                      "date": date.strip() or None})
+        done = measures.compute_lists(body=body, request=request, cursor=cursor, user=user)
+    except HTTPException as exc:
+        return _measures_page(request, year, cursor, user, error=str(exc.detail), code=exc.status_code)
+    counts = "、".join(f"{u} {c['firms']:,} 家" for u, c in done["by_utility"].items())
+    return _measures_page(request, year, cursor, user, notice=f"已生成 {year} 年度名单" + (f"：{counts}" if counts else ""))
+
+
+def upload_measures_ledger(request: Request, year: int, cursor: CursorDep,
+                           user: Annotated[User, Depends(_page_user("admin"))],
+                           file: Annotated[UploadFile, File()]) -> HTMLResponse:
+    """POST /api/v1/measures/ledger/upload from a form: all rows or none; the rows at fault listed."""
+    year = _checked_year(year)
+    try:
+        answer = measures.upload_ledger(request=request, cursor=cursor, user=user, file=file)
+    except HTTPException as exc:
+        return _measures_page(request, year, cursor, user, code=exc.status_code, upload={"detail": exc.detail})
+    if isinstance(answer, JSONResponse):
+        return _measures_page(request, year, cursor, user, code=answer.status_code, upload=json.loads(answer.body))
+    quarters = "、".join(f"{q['year']} 年第 {q['quarter']} 季度" for q in answer["quarters"])
+    message = f"已保存台账 {answer['stored']:,} 行（{quarters}）" + (
+        f"，替换了此前同季度的 {answer['replaced']:,} 行" if answer["replaced"] else "")
+    return _measures_page(request, year, cursor, user, upload={"message": message})
+
+
+# the same streaming cap on the body as the API's upload route
+router.add_api_route("/measures/{year}/ledger", upload_measures_ledger, methods=["POST"],
+                     route_class_override=measures._CappedUpload, include_in_schema=False)
 
 
 # ---------------------------------------------------------------- 拟建项目节能审查

@@ -1,0 +1,108 @@
+"""The 差别化措施 page (/measures/{year}): the lists and the ledger for people who work in a
+browser, over the API's own route functions (tests/test_measures_api.py holds the numbers).
+Data: tests/measures_helpers.py moved back two years, list year 2022 (as test_measures_api)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.config import Settings
+from api.main import create_app
+from measures_helpers import F1, F2, F3, write_data
+from test_measures_api import GOOD, _ledger
+from test_web_browser import browser  # noqa: F401  (the Chromium fixture)
+from web_helpers import build_web_db, csrf_of, sign_in
+
+pytestmark = pytest.mark.api
+
+YEAR = 2022
+
+
+@pytest.fixture
+def web(tmp_path):
+    db, _, _ = build_web_db(tmp_path)
+    data_root = tmp_path / "data_root"
+    write_data(data_root / "m", shift=-2)
+    with TestClient(create_app(Settings(db=db, data_root=data_root))) as client:
+        yield client
+
+
+def _post(client, url: str, data: dict, files=None):
+    csrf = csrf_of(client.get(f"/measures/{YEAR}").text)
+    return client.post(url, data={"csrf_token": csrf, **data}, files=files)
+
+
+def test_an_admin_generates_the_lists_and_uploads_the_ledger_from_the_page(web, tmp_path):
+    sign_in(web, "admin")
+    assert web.get("/measures", follow_redirects=False).headers["location"] == f"/measures/{YEAR}"
+    empty = web.get(f"/measures/{YEAR}")
+    assert empty.status_code == 200 and "还没有差别化措施名单" in empty.text and 'id="measures-form"' in empty.text
+    unconfirmed = _post(web, f"/measures/{YEAR}/compute", {"data": "m"})
+    assert unconfirmed.status_code == 422 and "确认生成" in unconfirmed.text
+    outside = _post(web, f"/measures/{YEAR}/compute", {"data": "../..", "confirm": "1"})
+    assert outside.status_code == 422 and "数据根目录" in outside.text
+    made = _post(web, f"/measures/{YEAR}/compute", {"data": "m", "confirm": "1"})
+    assert made.status_code == 200 and f"已生成 {YEAR} 年度名单：电 4 家" in made.text
+    assert F1 in made.text and F3 in made.text and "未登记" in made.text
+    assert web.get(f"/measures/{YEAR}?utility=气").text.count("没有名单行") == 1
+    # a ledger with a bad row: nothing stored, the row named as Excel shows it
+    bad = _ledger(tmp_path / "bad.xlsx", GOOD + [[2022, "第五季度", "加价收取", "电", F2, "企业2", "柳市镇", 1, 10]])
+    refused = _post(web, f"/measures/{YEAR}/ledger", {}, {"file": ("台账.xlsx", bad.read_bytes())})
+    assert refused.status_code == 422 and "第 7 行" in refused.text and "整份文件未保存" in refused.text
+    good = _ledger(tmp_path / "good.xlsx", GOOD)
+    stored = _post(web, f"/measures/{YEAR}/ledger", {}, {"file": ("台账.xlsx", good.read_bytes())})
+    assert stored.status_code == 200 and "已保存台账 4 行" in stored.text
+    # 第 1 季度 电 加价收取: 40000 + 15000 + 6000 元 = 6.1 万元; 第 2 季度 奖励 100000 元 = 10 万元
+    assert "6.1000" in stored.text and "10.0000" in stored.text and "第 2 季度" in stored.text
+    again = _post(web, f"/measures/{YEAR}/ledger", {}, {"file": ("台账.xlsx", good.read_bytes())})
+    assert "替换了此前同季度的 4 行" in again.text
+
+
+def test_a_township_sees_its_own_firms_and_no_forms(web):
+    sign_in(web, "admin")
+    _post(web, f"/measures/{YEAR}/compute", {"data": "m", "confirm": "1"})
+    sign_in(web, "township")
+    page = web.get(f"/measures/{YEAR}").text
+    assert F1 in page and F2 in page and F3 not in page
+    assert 'id="measures-form"' not in page and 'id="ledger-form"' not in page
+    assert web.post(f"/measures/{YEAR}/compute", data={"confirm": "1"}).status_code == 403
+    sign_in(web, "analyst")
+    assert F3 in web.get(f"/measures/{YEAR}").text
+    assert web.get(f"/measures/{YEAR}?utility=煤").status_code == 422
+    assert web.get("/measures/99999").status_code == 404
+
+
+@pytest.mark.browser
+def test_the_measures_page_in_a_browser(browser, tmp_path):  # noqa: F811  (browser: the fixture)
+    """Generate the lists and upload the ledger through the page's own forms in Chromium."""
+    from web_helpers import served
+
+    from test_web_browser import Session
+
+    db, _, _ = build_web_db(tmp_path)
+    data_root = tmp_path / "data_root"
+    write_data(data_root / "m", shift=-2)
+    good = _ledger(tmp_path / "台账.xlsx", GOOD)
+    with served(create_app(Settings(db=db, data_root=data_root))) as base:
+        admin = Session(browser, {"base": base}, "admin")
+        try:
+            admin.page.click("nav >> text=差别化措施")
+            admin.page.wait_for_load_state()
+            assert "还没有差别化措施名单" in admin.page.inner_text("main")
+            admin.page.fill("#measures-form input[name=data]", "m")
+            admin.page.check("#measures-form input[name=confirm]")
+            admin.page.click("#measures-form button[type=submit]")
+            admin.page.wait_for_load_state()
+            assert "已生成 2022 年度名单" in admin.page.inner_text("main")
+            assert admin.page.locator("#measure-lists tbody tr").count() >= 5
+            admin.page.set_input_files("#ledger-form input[name=file]", str(good))
+            admin.page.click("#ledger-form button[type=submit]")
+            admin.page.wait_for_load_state()
+            assert "已保存台账 4 行" in admin.page.inner_text("#upload-result")
+            assert "6.1000" in admin.page.inner_text("#ledger-totals")
+            admin.shot("measures")
+            assert not [e for e in admin.errors if "Content Security Policy" in e or "Refused" in e], admin.errors
+        finally:
+            admin.close()
