@@ -93,9 +93,9 @@ def session(browser, server):
 
 
 def test_each_role_signs_in_and_sees_only_its_pages(session, server):
-    expected = {"admin": ("/workbench/2022", {"工作台", "清单", "大屏", "亩均评价", "数据与筛选", "拟建项目", "用户", "审计", "备份"}),
-                "township": ("/lists/2022", {"清单", "亩均评价"}),
-                "analyst": ("/workbench/2022", {"工作台", "清单", "大屏", "亩均评价", "数据与筛选", "拟建项目"}),
+    expected = {"admin": ("/workbench/2022", {"工作台", "清单", "大屏", "亩均评价", "差别化措施", "数据与筛选", "拟建项目", "用户", "审计", "备份"}),
+                "township": ("/lists/2022", {"清单", "亩均评价", "差别化措施"}),
+                "analyst": ("/workbench/2022", {"工作台", "清单", "大屏", "亩均评价", "差别化措施", "数据与筛选", "拟建项目"}),
                 "dashboard": ("/screen/2022", {"大屏"})}
     for role, (landing, menu) in expected.items():
         s = session(role)
