@@ -106,3 +106,16 @@ def test_the_measures_page_in_a_browser(browser, tmp_path):  # noqa: F811  (brow
             assert not [e for e in admin.errors if "Content Security Policy" in e or "Refused" in e], admin.errors
         finally:
             admin.close()
+
+
+def test_the_stored_batch_names_its_data_folder_under_the_root_in_full(web):
+    """measure_list_batches.data held only the folder's last name (``inner`` for ``outer/inner``):
+    runs prune, which keeps every upload folder a batch read from, could not tell which one it was."""
+    write_data(Path(web.app.state.settings.data_root) / "outer" / "inner", shift=-2)
+    sign_in(web, "admin")
+    made = _post(web, f"/measures/{YEAR}/compute", {"data": "outer/./inner", "confirm": "1"})
+    assert made.status_code == 200, made.text
+    cursor = web.app.state.con.cursor()
+    assert cursor.execute("SELECT data FROM measure_list_batches WHERE list_year = ?", [YEAR]).fetchall() == [
+        ("outer/inner",)]
+    cursor.close()

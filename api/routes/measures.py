@@ -84,7 +84,8 @@ def compute_lists(body: MeasuresIn, request: Request, cursor: CursorDep,
                        [body.year, batch, result.on_date])
         cursor.unregister("_measure_rows")
         cursor.execute("INSERT INTO measure_list_batches VALUES (?, ?, ?, ?, ?, ?, now())",
-                       [body.year, batch, result.on_date, data.name if data != root else ".",
+                       # the folder as a path under the root (runs prune keeps what a batch read from)
+                       [body.year, batch, result.on_date, data.relative_to(root).as_posix(),
                         json.dumps(counts, ensure_ascii=False), user.name])
         audit(cursor, user, "measures_compute", "measures", str(body.year), before[0] if before else None,
               {"batch_id": batch, **counts})
