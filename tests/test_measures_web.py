@@ -119,3 +119,19 @@ def test_the_stored_batch_names_its_data_folder_under_the_root_in_full(web):
     assert cursor.execute("SELECT data FROM measure_list_batches WHERE list_year = ?", [YEAR]).fetchall() == [
         ("outer/inner",)]
     cursor.close()
+
+
+def test_a_ledger_too_large_is_refused_as_a_ledger_not_as_a_verification_sheet(tmp_path):
+    """The ledger's upload borrowed the 核实表's streaming cap and its refusal: a large ledger was told
+    “请上传从本系统导出并填写的核实表（.xlsx）”, on the page and by the API alike."""
+    from api_helpers import bearer
+
+    db, tokens, _ = build_web_db(tmp_path)
+    with TestClient(create_app(Settings(db=db, data_root=tmp_path, upload_max_bytes=64 * 1024))) as client:
+        big = {"file": ("台账.csv", b"x" * (128 * 1024))}
+        csrf = sign_in(client, "admin")
+        page = client.post(f"/measures/{YEAR}/ledger", data={"csrf_token": csrf}, files=big)
+        api = client.post("/api/v1/measures/ledger/upload", files=big, headers=bearer(tokens["admin"]))
+    assert page.status_code == api.status_code == 413
+    for text in (page.text, api.json()["detail"]):
+        assert "台账文件过大" in text and "按季度" in text and "核实表" not in text
