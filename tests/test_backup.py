@@ -473,3 +473,30 @@ def test_two_lines_after_the_same_one_cannot_both_commit(tmp_path, monkeypatch):
     report = _chain_report(con)
     assert not report.problems and report.chained == 1
     con.close()
+
+
+def test_a_folder_the_file_system_refuses_is_named_in_chinese_and_the_rest_removed(copy, tmp_path, monkeypatch):
+    """A folder prune could not remove was reported with the system's English (``Permission denied``)."""
+    from screening import retention
+    from screening.retention import Folders, prune, upload_folder_name
+
+    root = tmp_path / "data"
+    names = [upload_folder_name(2022, dt.datetime(2020, 1, 1), token) for token in ("aaaaaa", "bbbbbb")]
+    con = duckdb.connect(str(copy))
+    ensure_schema(con)
+    for name in names:
+        (root / name).mkdir(parents=True)
+        _uploaded(con, name)
+    real = shutil.rmtree
+
+    def refuse_first(path, *args, **kwargs):
+        if Path(path).name == names[0]:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(retention.shutil, "rmtree", refuse_first)
+    done = prune(con, HANDOVER, 1, None, folders=Folders(root, tmp_path / "runs", 7))
+    (refused,) = done["not_removed"]
+    assert refused["folder"] == names[0] and "没有权限" in refused["reason"] and "Permission" not in refused["reason"]
+    assert [p.name for p in root.iterdir()] == [names[0]]
+    con.close()
