@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import duckdb
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from screening import handover
 from screening.store import owner_only, private_umask
@@ -119,18 +119,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     web.install(app, _chinese)  # the web app: pages, sign-in, static files, /docs and /redoc (api/web)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         # a JSON syntax error's location is a character position, not a field
         problems = [{"field": "" if err.get("type") == "json_invalid" else
                      ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")),
                      "message": _chinese(err)} for err in exc.errors()]
         text = "；".join(f"{p['field']}：{p['message']}" if p["field"] else p["message"] for p in problems)
+        page = web.error_page(request, 422, f"网址或表单中的内容无效：{text}")
+        if page is not None:
+            return page
         return JSONResponse(status_code=422, content={"detail": f"请求内容无效：{text}", "errors": problems})
 
     @app.exception_handler(duckdb.TransactionException)
-    async def _conflict(_request: Request, _exc: duckdb.TransactionException) -> JSONResponse:
+    async def _conflict(request: Request, _exc: duckdb.TransactionException) -> Response:
         # two requests committed at the same moment (e.g. two audit lines after the same one): the
         # first won, this one changed nothing
+        page = web.error_page(request, 409, "数据正被同时修改，本次提交未生效，请返回重新打开页面后再提交")
+        if page is not None:
+            return page
         return JSONResponse(status_code=409, content={"detail": "数据正被同时修改，本次提交未生效，请重新读取后再提交"})
 
     return app

@@ -21,12 +21,13 @@ import datetime as dt
 import re
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import duckdb
 
-from .errors import ScreeningError
+from .errors import ScreeningError, from_os_error
+from .paths import confined
 from .sqlquote import identifier
 from .store import STORED_TABLES
 
@@ -144,43 +145,64 @@ def _stale_folders(con: duckdb.DuckDBPyConnection, removed: list[str], older_tha
                    folders: Folders, now: dt.datetime) -> dict[str, list[Path]]:
     """The removed runs' output folders, and the upload folders nothing that stays refers to."""
     runs_dir = folders.runs_dir.resolve()
-    run_folders = [runs_dir / run_id for run_id in removed if _plain_folder(runs_dir / run_id)]
+    # a run id is only ever a folder name directly under runs_dir: an id such as ``..`` or
+    # ``a/b`` (a run record brought in by hand) names no folder of ours and is left alone
+    run_folders = [runs_dir / run_id for run_id in removed
+                   if _plain_folder(runs_dir / run_id) and (runs_dir / run_id).resolve().parent == runs_dir]
     root = folders.data_root.resolve()
     used = _folders_in_use(con, removed, root)
+    made = _uploads_made(con)
     days = older_than_days if older_than_days is not None else folders.upload_grace_days
     cutoff = (now.astimezone() - dt.timedelta(days=days)).replace(tzinfo=None)  # the names hold local time
     uploads = []
     for path in sorted(root.iterdir()) if root.is_dir() else []:
         match = UPLOAD_FOLDER.fullmatch(path.name)
-        if match is None or path.name in used or not _plain_folder(path):
+        # only a folder the service made (its upload_data audit line): one named like it by hand is not ours
+        if match is None or path.name in used or path.name not in made or not _plain_folder(path):
             continue
         try:
-            made = dt.datetime.strptime(match.group(2), "%Y%m%dT%H%M%S")
+            made_at = dt.datetime.strptime(match.group(2), "%Y%m%dT%H%M%S")
         except ValueError:
             continue  # not a name the service gave
-        if made < cutoff:
+        if made_at < cutoff:
             uploads.append(path)
     return {"run_folders": run_folders, "uploads": uploads}
+
+
+def _uploads_made(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The upload folders POST /api/v1/data made (each upload is audited under its folder name)."""
+    if not _exists(con, "audit_log"):
+        return set()
+    return {key for (key,) in con.execute(
+        "SELECT DISTINCT entity_key FROM audit_log WHERE action = 'upload_data' AND entity = 'data'").fetchall()}
 
 
 def _folders_in_use(con: duckdb.DuckDBPyConnection, removed: list[str], root: Path) -> set[str]:
     """Names of the data root's folders that a remaining run (its input files), an evaluation or a
     差别化措施 batch read from: they are kept, an evaluation's to be reproduced from."""
-    names: set[str] = set()
+    references: list[str] = []
     if _exists(con, "runs"):
         for (files,) in con.execute(
                 "SELECT json_extract_string(record, '$.inputs.*.file') FROM runs "
                 "WHERE run_id NOT IN (SELECT unnest(?::VARCHAR[]))", [removed]).fetchall():
-            for file in files or []:
-                try:
-                    names.add(Path(file).resolve().relative_to(root).parts[0])
-                except (ValueError, IndexError, OSError):
-                    continue  # outside the data root (a command-line run): nothing of the root's
+            references += [file for file in files or [] if file]
     for table, column in (("eval_runs", "data_dir"), ("measure_list_batches", "data")):
         if _exists(con, table):
-            names.update(Path(value).parts[0] for (value,) in con.execute(
+            references += [value for (value,) in con.execute(
                 f"SELECT DISTINCT {identifier(column)} FROM {identifier(table)} WHERE {identifier(column)} IS NOT NULL"
-            ).fetchall() if value and Path(value).parts)
+            ).fetchall() if value]
+    return {name for reference in references for name in _root_folders(reference, root)}
+
+
+def _root_folders(reference: str, root: Path) -> set[str]:
+    """The data root's top-level folders a stored path may name.  Resolved as the service resolves
+    a request's path (:func:`screening.paths.confined`: relative from the root, absolute as is,
+    ``..`` and links followed), and, whatever directory it was written from (a relative path
+    of a command-line run), every part of it that is an upload folder's name: kept rather than lost."""
+    names = {part for part in PurePath(reference).parts if UPLOAD_FOLDER.fullmatch(part)}
+    found = confined(reference, [root])
+    if found is not None and found != root:
+        names.add(found.relative_to(root).parts[0])
     return names
 
 
@@ -194,5 +216,5 @@ def _remove(paths) -> list[dict[str, str]]:
         try:
             shutil.rmtree(path)
         except OSError as exc:
-            refused.append({"folder": path.name, "reason": exc.strerror or type(exc).__name__})
+            refused.append({"folder": path.name, "reason": str(from_os_error(exc))})
     return refused

@@ -326,6 +326,8 @@ def test_prune_removes_the_pruned_runs_folders_and_uploads_nothing_reads_any_mor
 
     con = duckdb.connect(str(copy))
     ensure_schema(con)
+    for name in names.values():
+        _uploaded(con, name)
     (first, created), = con.execute("SELECT run_id, created_at FROM runs").fetchall()
     _copy_run(con, first, "run-trial", created + dt.timedelta(seconds=1))
     _copy_run(con, first, "run-latest", created + dt.timedelta(seconds=2))
@@ -353,6 +355,61 @@ def test_prune_removes_the_pruned_runs_folders_and_uploads_nothing_reads_any_mor
     assert json.loads(after)["files"]["uploads"] == done["files"]["uploads"]
     # --older-than replaces the grace period: the day-old upload goes at 0.5 days
     assert prune(con, HANDOVER, None, 0.5, folders=folders, now=now)["files"]["uploads"] == [names["recent"]]
+    con.close()
+
+
+def _uploaded(con, name: str) -> None:
+    """The audit line POST /api/v1/data writes for the upload folder it made."""
+    audit(con, HANDOVER, "upload_data", "data", name, None, {"files": ["enterprises.csv"]})
+
+
+def _evaluation_reading(con, evaluation_id: str, data_dir: str) -> None:
+    """An eval_runs row whose data folder is ``data_dir`` (as the request named it)."""
+    con.execute("INSERT INTO eval_runs (evaluation_id, data_year, method_id, method_version, method_sha256, method_text, "
+                "inputs_sha256, data_dir, status, revision, firms, created_by, created_at) "
+                "VALUES (?, 2021, 'm', '1', 's', 'm', 's', ?, 'computed', 0, 0, 'x', now())", [evaluation_id, data_dir])
+
+
+def test_prune_keeps_every_folder_a_stored_path_names_and_removes_only_its_own(copy, tmp_path):
+    """A hostile or unusual stored path must never cost a folder still read from, nor anything outside
+    the service's folders: an evaluation naming its data folder by absolute path, through ``..`` or
+    through a link in the data root; a command-line run naming its files relative to another working
+    directory; a 措施名单 read from a folder inside an upload; a run whose id is ``..`` (a record
+    brought in by hand: runs_dir/.. is the folder holding runs_dir); and a folder only named like an
+    upload (made by hand or copied, no upload audit line).  Each of these was removed."""
+    from screening.retention import Folders, prune, upload_folder_name
+
+    box = tmp_path / "box"
+    root, runs_dir = box / "data", box / "runs"
+    old, now = dt.datetime(2020, 1, 1), dt.datetime.now(dt.timezone.utc)
+    names = {key: upload_folder_name(2022, old, f"{i:06x}") for i, key in enumerate(
+        ("absolute", "dotdot", "linked", "relative", "nested", "hand_made", "stale"))}
+    for name in names.values():
+        (root / name / "sub").mkdir(parents=True)
+    (root / "别名").symlink_to(root / names["linked"], target_is_directory=True)
+    runs_dir.mkdir()
+    (box / "service.toml").write_text("x", encoding="utf-8")
+
+    con = duckdb.connect(str(copy))
+    ensure_schema(con)
+    for key, name in names.items():
+        if key != "hand_made":
+            _uploaded(con, name)
+    for i, data_dir in enumerate((str(root / names["absolute"]), f"sub/../{names['dotdot']}", "别名")):
+        _evaluation_reading(con, f"E2021-x-{i}", data_dir)
+    con.execute("INSERT INTO measure_list_batches VALUES (2022, 'b', DATE '2022-12-31', ?, '{}', 'x', now())",
+                [f"{names['nested']}/sub"])
+    (first, created), = con.execute("SELECT run_id, created_at FROM runs").fetchall()
+    _copy_run(con, first, "..", created - dt.timedelta(seconds=1))
+    _copy_run(con, first, "run-latest", created + dt.timedelta(seconds=1))
+    record = {"inputs": {"enterprises": {"file": f"data/{names['relative']}/enterprises.csv"}}}
+    con.execute("UPDATE runs SET record = ? WHERE run_id = 'run-latest'", [json.dumps(record)])
+
+    done = prune(con, HANDOVER, 1, None, folders=Folders(root, runs_dir, upload_grace_days=7), now=now)
+    assert sorted(r["run_id"] for r in done["removed"]) == sorted(["..", first])
+    assert done["files"] == {"run_folders": [], "uploads": [names["stale"]]}
+    assert (box / "service.toml").exists() and runs_dir.is_dir()
+    assert {p.name for p in root.iterdir()} == {*names.values(), "别名"} - {names["stale"]}
     con.close()
 
 
@@ -415,4 +472,31 @@ def test_two_lines_after_the_same_one_cannot_both_commit(tmp_path, monkeypatch):
         slow.execute("COMMIT")
     report = _chain_report(con)
     assert not report.problems and report.chained == 1
+    con.close()
+
+
+def test_a_folder_the_file_system_refuses_is_named_in_chinese_and_the_rest_removed(copy, tmp_path, monkeypatch):
+    """A folder prune could not remove was reported with the system's English (``Permission denied``)."""
+    from screening import retention
+    from screening.retention import Folders, prune, upload_folder_name
+
+    root = tmp_path / "data"
+    names = [upload_folder_name(2022, dt.datetime(2020, 1, 1), token) for token in ("aaaaaa", "bbbbbb")]
+    con = duckdb.connect(str(copy))
+    ensure_schema(con)
+    for name in names:
+        (root / name).mkdir(parents=True)
+        _uploaded(con, name)
+    real = shutil.rmtree
+
+    def refuse_first(path, *args, **kwargs):
+        if Path(path).name == names[0]:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(retention.shutil, "rmtree", refuse_first)
+    done = prune(con, HANDOVER, 1, None, folders=Folders(root, tmp_path / "runs", 7))
+    (refused,) = done["not_removed"]
+    assert refused["folder"] == names[0] and "没有权限" in refused["reason"] and "Permission" not in refused["reason"]
+    assert [p.name for p in root.iterdir()] == [names[0]]
     con.close()

@@ -106,3 +106,32 @@ def test_the_measures_page_in_a_browser(browser, tmp_path):  # noqa: F811  (brow
             assert not [e for e in admin.errors if "Content Security Policy" in e or "Refused" in e], admin.errors
         finally:
             admin.close()
+
+
+def test_the_stored_batch_names_its_data_folder_under_the_root_in_full(web):
+    """measure_list_batches.data held only the folder's last name (``inner`` for ``outer/inner``):
+    runs prune, which keeps every upload folder a batch read from, could not tell which one it was."""
+    write_data(Path(web.app.state.settings.data_root) / "outer" / "inner", shift=-2)
+    sign_in(web, "admin")
+    made = _post(web, f"/measures/{YEAR}/compute", {"data": "outer/./inner", "confirm": "1"})
+    assert made.status_code == 200, made.text
+    cursor = web.app.state.con.cursor()
+    assert cursor.execute("SELECT data FROM measure_list_batches WHERE list_year = ?", [YEAR]).fetchall() == [
+        ("outer/inner",)]
+    cursor.close()
+
+
+def test_a_ledger_too_large_is_refused_as_a_ledger_not_as_a_verification_sheet(tmp_path):
+    """The ledger's upload borrowed the 核实表's streaming cap and its refusal: a large ledger was told
+    “请上传从本系统导出并填写的核实表（.xlsx）”, on the page and by the API alike."""
+    from api_helpers import bearer
+
+    db, tokens, _ = build_web_db(tmp_path)
+    with TestClient(create_app(Settings(db=db, data_root=tmp_path, upload_max_bytes=64 * 1024))) as client:
+        big = {"file": ("台账.csv", b"x" * (128 * 1024))}
+        csrf = sign_in(client, "admin")
+        page = client.post(f"/measures/{YEAR}/ledger", data={"csrf_token": csrf}, files=big)
+        api = client.post("/api/v1/measures/ledger/upload", files=big, headers=bearer(tokens["admin"]))
+    assert page.status_code == api.status_code == 413
+    for text in (page.text, api.json()["detail"]):
+        assert "台账文件过大" in text and "按季度" in text and "核实表" not in text

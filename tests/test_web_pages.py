@@ -502,3 +502,17 @@ def test_a_page_refuses_a_query_parameter_it_does_not_take(web, url, unknown):
     assert r.status_code == 422 and "text/html" in r.headers["content-type"], r.text[:300]
     assert "此页面不接受查询参数" in r.text and unknown in r.text
     assert client.get(url.split("?")[0]).status_code == 200
+
+
+@pytest.mark.parametrize(("url", "named"), [("/lists/2022?page=abc", "page"), ("/lists/abc", "year"),
+                                            ("/audit?page=1.5", "page")])
+def test_a_page_given_a_value_of_the_wrong_type_answers_the_chinese_error_page(web, url, named):
+    """/lists/2022?page=abc showed the browser raw JSON ({"detail": …}) while ?foo=1 showed the error
+    page: every refusal of a page is the page, with the menu and what was wrong; the API keeps JSON."""
+    client, tokens, _ = web
+    sign_in(client, "admin")
+    r = client.get(url)
+    assert r.status_code == 422 and "text/html" in r.headers["content-type"], r.text[:300]
+    assert "网址或表单中的内容无效" in r.text and named in r.text and 'href="/account"' in r.text
+    api = client.get("/api/v1/lists/2022?page=abc", headers=bearer(tokens["admin"]))
+    assert api.status_code == 422 and api.json()["errors"][0]["field"] == "page"

@@ -369,7 +369,10 @@ class _CappedUpload(APIRoute):
     """Reads the request body as a stream and refuses it (413) as soon as it exceeds the
     ``upload_max_bytes`` setting: a declared Content-Length above the cap is refused before any
     byte is read, and a body without one is counted while it arrives, so no oversized upload is
-    ever spooled in full."""
+    ever spooled in full.  A subclass names its own file and what to send instead (``refusal``)."""
+
+    #: the 413's message, ``{cap}`` the cap in MB
+    refusal = f"{UPLOAD_LABEL}过大（上限 {{cap}} MB）；{_RESEND}"
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -377,7 +380,7 @@ class _CappedUpload(APIRoute):
         async def capped(request: Request) -> Response:
             cap = request.app.state.settings.upload_max_bytes
             too_large = HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                                      f"{UPLOAD_LABEL}过大（上限 {cap / 1024 / 1024:g} MB）；{_RESEND}")
+                                      self.refusal.format(cap=f"{cap / 1024 / 1024:g}"))
             declared = request.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > cap:
                 raise too_large

@@ -47,6 +47,12 @@ UtilityQuery = Annotated[Literal["电", "水", "气"] | None, Query(description=
 _LABEL = "上传的台账文件"
 
 
+class _CappedLedger(_CappedUpload):
+    """The streaming cap of the 核实表 upload, its refusal worded for the ledger."""
+    refusal = (f"{_LABEL}过大（上限 {{cap}} MB）；请把台账按季度分成几份文件分别上传（.xlsx 或 .csv；"
+               "同一季度的行须在同一份文件中，后上传的季度会替换此前同季度的台账）")
+
+
 # ---------------------------------------------------------------- lists
 
 class MeasuresIn(BaseModel):
@@ -84,7 +90,8 @@ def compute_lists(body: MeasuresIn, request: Request, cursor: CursorDep,
                        [body.year, batch, result.on_date])
         cursor.unregister("_measure_rows")
         cursor.execute("INSERT INTO measure_list_batches VALUES (?, ?, ?, ?, ?, ?, now())",
-                       [body.year, batch, result.on_date, data.name if data != root else ".",
+                       # the folder as a path under the root (runs prune keeps what a batch read from)
+                       [body.year, batch, result.on_date, data.relative_to(root).as_posix(),
                         json.dumps(counts, ensure_ascii=False), user.name])
         audit(cursor, user, "measures_compute", "measures", str(body.year), before[0] if before else None,
               {"batch_id": batch, **counts})
@@ -223,7 +230,7 @@ def upload_ledger(
 
 router.add_api_route(
     "/ledger/upload", upload_ledger, methods=["POST"], status_code=status.HTTP_201_CREATED,
-    operation_id="measures-ledger-upload", route_class_override=_CappedUpload,
+    operation_id="measures-ledger-upload", route_class_override=_CappedLedger,
     summary="上传差别化措施季度台账（Excel 或 CSV，仅 admin；整份文件要么全部保存，要么都不保存）",
     responses={**ERRORS, 201: {"description": "{batch_id, stored: 保存的行数, replaced: 被替换的旧行数, quarters}"},
                413: {"description": "文件过大，或工作簿解压后过大（见 docs/limits.md）"},

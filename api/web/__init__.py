@@ -86,6 +86,15 @@ def install(app: FastAPI, validation_message: Callable[[dict], str]) -> None:
             return await http_exception_handler(request, exc)
         if exc.status_code == 401:
             return RedirectResponse("/login", status_code=303)
-        user = getattr(request.state, "web_user", None)
-        return render(request, "error.html", status_code=exc.status_code, user=user,
-                      title="出错了", status=exc.status_code, detail=exc.detail if exc.status_code != 500 else "服务内部错误")
+        return error_page(request, exc.status_code, exc.detail if exc.status_code != 500 else "服务内部错误")
+
+
+def error_page(request: Request, status_code: int, detail: str) -> Response | None:
+    """The Chinese error page for a request of a page (None for the API, which answers JSON):
+    also for the refusals api.main answers itself (a value of the wrong type in the address or a
+    form, two writes at once), which a browser otherwise showed as raw JSON."""
+    if not _is_page(request):
+        return None
+    user = getattr(request.state, "web_user", None)
+    return render(request, "error.html", status_code=status_code, user=user, title="出错了", status=status_code,
+                  detail=detail)

@@ -653,7 +653,7 @@ def upload_measures_ledger(request: Request, year: int, cursor: CursorDep,
 
 # the same streaming cap on the body as the API's upload route
 router.add_api_route("/measures/{year}/ledger", upload_measures_ledger, methods=["POST"],
-                     route_class_override=measures._CappedUpload, include_in_schema=False)
+                     route_class_override=measures._CappedLedger, include_in_schema=False)
 
 
 # ---------------------------------------------------------------- 拟建项目节能审查
