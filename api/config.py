@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     #: where runs started through the service write their files
     runs_dir: Path = Path("runs")
     #: ``runs prune`` removes an upload folder (POST /api/v1/data) that no stored run, evaluation or
-    #: 差别化措施 batch read from once it is this many days old (``--older-than`` given: that age)
+    #: 差别化措施 batch read from once it is this many days old (a longer ``--older-than``: that age)
     upload_grace_days: float = Field(default=7.0, ge=0)
     #: the rule set whose targets and notice template (notice.yaml) the final export uses (default: bundled)
     rules_dir: Path | None = None

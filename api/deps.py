@@ -4,6 +4,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
+from urllib.parse import urlencode
 
 import duckdb
 from fastapi import Depends, HTTPException, Request, status
@@ -86,6 +87,16 @@ def _query_names(route) -> frozenset[str]:
     return names
 
 
+#: what chat apps and share buttons add to a link passed on (微信 from/isappinstalled, 钉钉 and
+#: other apps' utm_* and spm): dropped from a page's address, never taken for a filter
+SHARE_MARKS = frozenset({"from", "isappinstalled", "scene", "clicktime", "enterid", "spm", "share_token", "wxfrom",
+                         "nsukey", "sharer_shareinfo", "sharer_shareinfo_first"})
+
+
+def _shared_link(name: str) -> bool:
+    return name in SHARE_MARKS or name.startswith("utm_")
+
+
 async def known_query(request: Request) -> None:
     """A request naming a query parameter its route does not take is 422: ``?townsip=柳市镇``
     or ``?status=confirmed`` silently answered the whole list, as if the filter had been applied.
@@ -96,8 +107,14 @@ async def known_query(request: Request) -> None:
         return  # static files
     allowed = _query_names(route)
     unknown = sorted(set(request.query_params) - allowed)
+    page = not request.url.path.startswith("/api/")
+    if page and unknown and all(_shared_link(name) for name in unknown):
+        # a page's link passed on in a chat app comes back with the app's own marks: the page, without them
+        kept = [(k, v) for k, v in request.query_params.multi_items() if k in allowed]
+        raise HTTPException(status.HTTP_303_SEE_OTHER, headers={
+            "Location": request.url.path + (f"?{urlencode(kept)}" if kept else "")})
     if unknown:
-        what = "此接口" if request.url.path.startswith("/api/") else "此页面"
+        what = "此页面" if page else "此接口"
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"{what}不接受查询参数 {'、'.join(unknown)}；可用的查询参数："
                             f"{'、'.join(sorted(allowed)) or '无'}")

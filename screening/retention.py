@@ -11,8 +11,8 @@ beyond both.  The removal is one transaction with its audit line.
 Files go with the rows (:class:`Folders`, given by the service from its settings): the output
 folder ``<runs_dir>/<run_id>`` of each removed run, and every upload folder (``upload-…``, made by
 ``POST /api/v1/data``) under the data root that no remaining run, evaluation or 差别化措施 batch
-read from and that is older than ``--older-than`` days (without it, than
-``upload_grace_days``): a folder uploaded and never run, or whose runs were all trials, would
+read from and that is older than both ``--older-than`` days and ``upload_grace_days``: a folder
+uploaded and never run, or whose runs were all trials, would
 otherwise stay on the server for ever.  They are removed after the rows are committed.
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ class Folders:
     """Where the service keeps files that belong to stored runs (api.config.Settings)."""
     data_root: Path
     runs_dir: Path
-    #: an upload no stored run read from is kept this many days (when no --older-than is given)
+    #: an upload no stored run read from is kept at least this many days (a longer --older-than: that)
     upload_grace_days: float
 
 
@@ -152,7 +152,9 @@ def _stale_folders(con: duckdb.DuckDBPyConnection, removed: list[str], older_tha
     root = folders.data_root.resolve()
     used = _folders_in_use(con, removed, root)
     made = _uploads_made(con)
-    days = older_than_days if older_than_days is not None else folders.upload_grace_days
+    # the grace period is a floor: ``--older-than 0`` (every trial run) must not take an upload
+    # made yesterday that nobody has run yet
+    days = max(older_than_days or 0.0, folders.upload_grace_days)
     cutoff = (now.astimezone() - dt.timedelta(days=days)).replace(tzinfo=None)  # the names hold local time
     uploads = []
     for path in sorted(root.iterdir()) if root.is_dir() else []:

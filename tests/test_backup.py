@@ -353,8 +353,12 @@ def test_prune_removes_the_pruned_runs_folders_and_uploads_nothing_reads_any_mor
     assert {p.name for p in runs_dir.iterdir()} == {"run-latest"}
     (after,), = con.execute("SELECT after FROM audit_log WHERE action = 'prune_runs'").fetchall()
     assert json.loads(after)["files"]["uploads"] == done["files"]["uploads"]
-    # --older-than replaces the grace period: the day-old upload goes at 0.5 days
-    assert prune(con, HANDOVER, None, 0.5, folders=folders, now=now)["files"]["uploads"] == [names["recent"]]
+    # the grace period is a floor: --older-than 0.5 keeps the day-old upload nobody has run yet ...
+    assert prune(con, HANDOVER, None, 0.5, folders=folders, now=now)["files"]["uploads"] == []
+    # ... a longer --older-than raises it (nothing left that old), a shorter grace lets it go
+    assert prune(con, HANDOVER, None, 30, folders=folders, now=now)["files"]["uploads"] == []
+    short = Folders(root, runs_dir, upload_grace_days=0.5)
+    assert prune(con, HANDOVER, None, 0.5, folders=short, now=now)["files"]["uploads"] == [names["recent"]]
     con.close()
 
 

@@ -516,3 +516,17 @@ def test_a_page_given_a_value_of_the_wrong_type_answers_the_chinese_error_page(w
     assert "网址或表单中的内容无效" in r.text and named in r.text and 'href="/account"' in r.text
     api = client.get("/api/v1/lists/2022?page=abc", headers=bearer(tokens["admin"]))
     assert api.status_code == 422 and api.json()["errors"][0]["field"] == "page"
+
+
+def test_a_page_link_passed_on_in_a_chat_app_opens_without_the_apps_marks(web):
+    """微信 adds ?from=singlemessage&isappinstalled=0 to a link passed on: the page answered 422.
+    Such marks (and utm_*) are dropped by a redirect that keeps the page's own parameters; a
+    parameter that is neither stays a 422."""
+    client = web[0]
+    sign_in(client, "admin")
+    r = client.get("/lists/2022?township=乐成街道&from=singlemessage&isappinstalled=0&utm_source=x",
+                   follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/lists/2022?township=%E4%B9%90%E6%88%90%E8%A1%97%E9%81%93"
+    assert client.get("/runs?from=timeline", follow_redirects=False).headers["location"] == "/runs"
+    assert client.get("/lists/2022?from=x&foo=1").status_code == 422
+    assert client.get("/api/v1/health?from=singlemessage").status_code == 422  # the API keeps its rule

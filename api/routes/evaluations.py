@@ -324,16 +324,18 @@ FROM cur LEFT JOIN first USING (uscc) LEFT JOIN chg USING (uscc) LEFT JOIN obj U
 LEFT JOIN silent USING (uscc)
 WHERE ($township IS NULL OR cur.township = $township) AND ($population IS NULL OR cur.population = $population)
   AND ($grade IS NULL OR coalesce(chg.to_grade, cur.grade) = $grade)
-  AND ($q IS NULL OR contains(cur.name, $q) OR cur.uscc = upper($q))
+  AND ($q IS NULL OR contains(cur.name, $q) OR cur.uscc = upper($q)) AND ($uscc IS NULL OR cur.uscc = $uscc)
 ORDER BY cur.population, cur.rank NULLS LAST, cur.uscc
 LIMIT $limit OFFSET $offset
 """
 
 
 def result_page(cursor, info: dict, user: User, township: str | None = None, population: str | None = None,
-                grade: str | None = None, q: str | None = None, page: int = 1, page_size: int = 100) -> dict:
+                grade: str | None = None, q: str | None = None, page: int = 1, page_size: int = 100,
+                uscc: str | None = None) -> dict:
     """The evaluation's current results per firm (the caller's township only, for a township
-    user), with 初评等级, the computed grade, a manual 调档 and the final grade side by side."""
+    user), with 初评等级, the computed grade, a manual 调档 and the final grade side by side;
+    ``uscc``: that firm's row only."""
     townships = [] if user.role == "township" else [r[0] for r in cursor.execute(
         "SELECT DISTINCT township FROM eval_results WHERE evaluation_id = ? AND revision = 0 AND township IS NOT NULL",
         [info["evaluation_id"]]).fetchall()]
@@ -346,7 +348,8 @@ def result_page(cursor, info: dict, user: User, township: str | None = None, pop
     check_choice(population, populations, "评价分组 population")
     check_choice(grade, [*GRADES], "等级 grade")
     params = {"id": info["evaluation_id"], "rev": info["revision"], "township": township, "population": population,
-              "grade": grade, "q": (q or "").strip() or None, "limit": page_size, "offset": (page - 1) * page_size}
+              "grade": grade, "q": (q or "").strip() or None, "uscc": uscc, "limit": page_size,
+              "offset": (page - 1) * page_size}
     items = records(cursor, _RESULTS, params)
     total = items[0]["_total"] if items else 0
     if not items and page > 1:  # past the last page: the total still
@@ -396,8 +399,7 @@ def firm_trace(evaluation_id: EvaluationIdPath, uscc: UsccPath, cursor: CursorDe
     with one_snapshot(cursor):
         info = evaluation_info(cursor, evaluation_id)
         firm = _firm(cursor, info, uscc, user)  # the township check, once
-        page = result_page(cursor, info, user, q=firm["uscc"], page_size=500)
-        row = next(i for i in page["items"] if i["uscc"] == firm["uscc"])
+        (row,) = result_page(cursor, info, user, uscc=firm["uscc"], page_size=1)["items"]
         items = records(cursor, "SELECT * EXCLUDE (evaluation_id, revision, uscc) FROM eval_items "
                                 "WHERE evaluation_id = ? AND revision = ? AND uscc = ?",
                         [evaluation_id, info["revision"], firm["uscc"]])

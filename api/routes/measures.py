@@ -247,24 +247,32 @@ def get_ledger(
     utility: UtilityQuery = None,
     quarter: Annotated[int | None, Query(ge=1, le=4, description="季度 1—4（默认全部）")] = None,
 ) -> dict:
-    where, params = ["year = ?"], [year]
-    if user.role == "township":
-        where.append("township = ?")
-        params.append(user.township)
-    if utility:
-        where.append("utility = ?")
-        params.append(utility)
-    if quarter:
-        where.append("quarter = ?")
-        params.append(quarter)
-    clause = " AND ".join(where)
-    totals = records(cursor, f"""
-        SELECT quarter, utility, kind, count(*) AS rows, sum(amount) AS amount_wan_yuan
-        FROM measure_ledger WHERE {clause} GROUP BY ALL ORDER BY quarter, utility NULLS LAST, kind""", params)
+    clause, params = _ledger_rows(user, year, utility, quarter)
     items = records(cursor, f"""
         SELECT year, quarter, kind, utility, uscc, name, township, quantity, amount, note, source_file, source_row
         FROM measure_ledger WHERE {clause} ORDER BY quarter, township, uscc NULLS LAST, kind, utility""", params)
-    return {"year": year, "unit": "万元", "kinds": list(LEDGER_KINDS), "totals": totals, "items": items}
+    return {"year": year, "unit": "万元", "kinds": list(LEDGER_KINDS), "totals": ledger_totals(cursor, user, year, utility, quarter),
+            "items": items}
+
+
+def _ledger_rows(user: User, year: int, utility: str | None, quarter: int | None) -> tuple[str, list]:
+    """The WHERE (fixed column tests) and parameters of a year's ledger rows as ``user`` may see them."""
+    where, params = ["year = ?"], [year]
+    for column, value in (("township", user.township if user.role == "township" else None), ("utility", utility),
+                          ("quarter", quarter)):
+        if value:
+            where.append(f"{column} = ?")
+            params.append(value)
+    return " AND ".join(where), params
+
+
+def ledger_totals(cursor, user: User, year: int, utility: str | None = None, quarter: int | None = None) -> list[dict]:
+    """The ledger's rows and amounts (万元) per quarter, utility and kind, as ``user`` may see them
+    (the web page reads these alone, never the rows)."""
+    clause, params = _ledger_rows(user, year, utility, quarter)
+    return records(cursor, f"""
+        SELECT quarter, utility, kind, count(*) AS rows, sum(amount) AS amount_wan_yuan
+        FROM measure_ledger WHERE {clause} GROUP BY ALL ORDER BY quarter, utility NULLS LAST, kind""", params)
 
 
 # ---------------------------------------------------------------- dashboard

@@ -86,6 +86,8 @@ def install(app: FastAPI, validation_message: Callable[[dict], str]) -> None:
             return await http_exception_handler(request, exc)
         if exc.status_code == 401:
             return RedirectResponse("/login", status_code=303)
+        if exc.status_code == 303 and exc.headers and "Location" in exc.headers:  # api.deps.known_query
+            return RedirectResponse(exc.headers["Location"], status_code=303)
         return error_page(request, exc.status_code, exc.detail if exc.status_code != 500 else "服务内部错误")
 
 

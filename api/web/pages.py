@@ -588,7 +588,7 @@ def _measures_page(request: Request, year: int, cursor, user: User, utility: str
     except HTTPException as exc:
         if exc.status_code != 404:
             raise
-    ledger = measures.get_ledger(year=year, cursor=cursor, user=user, utility=utility, quarter=None)
+    ledger = {"totals": measures.ledger_totals(cursor, user, year, utility)}
     total = lists["total"] if lists else 0
     return render(request, "measures.html", status_code=code, user=user, title=f"{year} 年度差别化措施", year=year,
                   lists=lists, ledger=ledger, utility=utility or "", utilities=("电", "水", "气"), page=page,
