@@ -15,6 +15,10 @@ from typing import Any
 
 import duckdb
 
+#: service tables a later version added, with what they hold: a database the version before wrote
+#: lacks them until the service next starts (ensure_schema creates them), which is no damage
+ADDED_LATER = {"eval_items": "亩均评价的逐项得分"}
+
 from screening import auditchain
 from screening.sqlquote import identifier
 from screening.store import results_relation, upgrade

@@ -353,9 +353,16 @@ def verify_database(con: duckdb.DuckDBPyConnection, db: Path) -> Verification:
                 report.facts.append(f"表 {name} 是旧版本的结构（每行带规则名称与依据）；服务下次启动或下次保存运行时会自动迁移")
                 continue
             report.problems.append(f"表 {name} 的列与本版本不符")
+    from api.db import ADDED_LATER
+
     missing = sorted(set(service) - set(present))
     if missing and len(missing) < len(service):
-        report.problems.append(f"缺少服务数据表：{'、'.join(missing)}")
+        later = [name for name in missing if name in ADDED_LATER]
+        if later:
+            report.facts.append(f"没有本版本新增的表 {'、'.join(f'{n}（{ADDED_LATER[n]}）' for n in later)}："
+                                "数据库由上一版本写出，服务下次启动时自动建立")
+        if len(later) < len(missing):
+            report.problems.append(f"缺少服务数据表：{'、'.join(n for n in missing if n not in ADDED_LATER)}")
     if "runs" in present:
         legacy = legacy_layout("run_results", present.get("run_results", []))
         missing_run_tables = [t for t in ("run_results", "run_list", "run_enterprises", "run_rules")

@@ -256,6 +256,24 @@ def test_an_older_database_without_the_chain_says_where_the_chain_starts(tmp_pat
     assert "审计链从第 4 条记录开始" in proc.stdout
 
 
+def test_a_database_of_the_previous_version_lacks_only_the_new_tables_and_verifies(copy):
+    """verify said 缺少服务数据表：eval_items (exit 2) of every database the previous version wrote:
+    a table a later version adds is created by the service's next start, no damage.  Another
+    missing table still is."""
+    con = duckdb.connect(str(copy))
+    ensure_schema(con)
+    con.execute("DROP TABLE eval_items")
+    con.close()
+    proc = _verify(copy)
+    assert proc.returncode == 0, proc.stderr
+    assert "eval_items" in proc.stdout and "服务下次启动时自动建立" in proc.stdout
+    con = duckdb.connect(str(copy))
+    con.execute("DROP TABLE eval_objections")
+    con.close()
+    proc = _verify(copy)
+    assert proc.returncode == 2 and "缺少服务数据表：eval_objections" in proc.stderr
+
+
 def test_an_incomplete_run_is_detected(copy):
     con = duckdb.connect(str(copy))
     run = con.execute("SELECT run_id FROM runs").fetchall()[0][0]
