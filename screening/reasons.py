@@ -43,25 +43,38 @@ def _column_sql(ref: str, spec: str | None) -> str:
 
 
 def compile_template(template: str, constants: dict[str, Any], columns: dict[str, str], where: str) -> str:
-    """SQL expression for one template; ``columns`` maps field name -> qualified column."""
+    """SQL expression for one template; ``columns`` maps field name -> qualified column.
+
+    The text and the constants between two columns become one literal, and the pieces one
+    ``concat`` (one string built per row, not one per ``||``); no piece is ever NULL (a column
+    is coalesced to MISSING), so this is the same text as joining them with ``||``."""
     pieces: list[str] = []
+    text: list[str] = []  # literal text since the last column
+
+    def flush() -> None:
+        if text and "".join(text):
+            pieces.append(literal("".join(text)))
+        text.clear()
+
     pos = 0
     for m in _FIELD.finditer(template):
-        if m.start() > pos:
-            pieces.append(literal(template[pos:m.start()]))
+        text.append(template[pos:m.start()])
         name, spec = m.group(1), m.group(2)
         if spec is not None and not _SPEC.match(spec):
             raise RuleSetError(f"{where}：模板字段 {{{name}:{spec}}} 的格式不受支持（可用 .2f、g、%）")
         if name in constants:
-            pieces.append(literal(format_constant(constants[name], spec)))
+            text.append(format_constant(constants[name], spec))
         elif name in columns:
+            flush()
             pieces.append(_column_sql(columns[name], spec))
         else:
             raise RuleSetError(f"{where}：模板引用了未知字段 {{{name}}}")
         pos = m.end()
-    if pos < len(template):
-        pieces.append(literal(template[pos:]))
-    return " || ".join(pieces) if pieces else "''"
+    text.append(template[pos:])
+    flush()
+    if not pieces:
+        return "''"
+    return pieces[0] if len(pieces) == 1 else f"concat({', '.join(pieces)})"
 
 
 def case_expression(rule_messages: dict[str, dict[str, str]], constants: dict[str, dict[str, Any]],

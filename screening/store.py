@@ -454,8 +454,10 @@ def _save_run(s: "Screening", db: Path | None, record: dict[str, Any]) -> None:
         con.register("_rejects", s.inputs.rejects.with_columns(pl.lit(s.run_id).alias("run_id")).to_arrow())
         _copy(con, alias, "run_list", "SELECT * FROM _list")
         _copy(con, alias, "run_rejects", "SELECT * FROM _rejects")
-        _copy(con, alias, "run_enterprises",
-              f"SELECT {literal(s.run_id)} AS run_id, * EXCLUDE (firm_id) FROM firm_panel ORDER BY firm_id")
+        # in the order read, as run_results: no reader depends on the stored order (the service
+        # sorts by uscc, point reads use the uscc index); sorting a province's 1 M rows with all
+        # their columns cost about 0.6 CPU s (docs/run-performance.md, 写出阶段)
+        _copy(con, alias, "run_enterprises", f"SELECT {literal(s.run_id)} AS run_id, * EXCLUDE (firm_id) FROM firm_panel")
         con.register("_anomalies", s.anomalies.to_arrow())  # the advisory 数据核查提示
         _copy(con, alias, "run_anomalies", "SELECT * FROM _anomalies")
         con.execute("COMMIT")
