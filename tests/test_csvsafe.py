@@ -161,3 +161,22 @@ def test_file_writers_keep_clean_categories_and_write_the_same_text(tmp_path):
     path = csvsafe.write_csv(frame, tmp_path / "f.csv")
     all_text = b"\xef\xbb\xbf" + csvsafe.neutralise(frame).write_csv().encode("utf-8")
     assert path.read_bytes() == all_text == csvsafe.csv_bytes(frame)
+
+
+def test_batch_size_changes_how_the_csv_is_formatted_not_its_bytes(tmp_path):
+    """Issue 15: evaluation.csv / evaluation_items.csv are formatted in large batches (on all
+    cores); a file whose risky, quoted, multi-line and numeric cells straddle the batch
+    boundaries is byte-for-byte the file written with Polars' default batches."""
+    n = 5000
+    texts = ["=cmd()", "柳市镇", "a,b", 'say "hi"', "two\nlines", "-3.5", "@x", None, "'x"]
+    frame = pl.DataFrame({
+        "text": [texts[i % len(texts)] for i in range(n)],
+        "cat": pl.Series([texts[(i * 7) % len(texts)] for i in range(n)], dtype=pl.Categorical),
+        "x": [i / 7 if i % 11 else None for i in range(n)],
+        "k": list(range(n)),
+    })
+    default = csvsafe.write_csv(frame, tmp_path / "default.csv").read_bytes()
+    for batch in (1, 7, 1000, 65536):
+        assert csvsafe.write_csv(frame, tmp_path / f"b{batch}.csv", batch_size=batch).read_bytes() == default
+    risky = sum((texts[i % len(texts)] == "=cmd()") + (texts[(i * 7) % len(texts)] == "=cmd()") for i in range(n))
+    assert default.count(b"'=cmd()") == risky and b"'-3.5" not in default
