@@ -180,3 +180,12 @@ def test_batch_size_changes_how_the_csv_is_formatted_not_its_bytes(tmp_path):
         assert csvsafe.write_csv(frame, tmp_path / f"b{batch}.csv", batch_size=batch).read_bytes() == default
     risky = sum((texts[i % len(texts)] == "=cmd()") + (texts[(i * 7) % len(texts)] == "=cmd()") for i in range(n))
     assert default.count(b"'=cmd()") == risky and b"'-3.5" not in default
+
+
+def test_the_cheap_pass_finds_every_formula_character_in_text_and_categories():
+    """The first pass that decides which columns need neutralising (one anchored regular
+    expression per cell, issue 15) sees each formula character at the start only."""
+    for c in csvsafe.FORMULA_CHARS:
+        for dtype in (pl.String, pl.Categorical):
+            assert csvsafe._may_start_formula(pl.Series(["柳市镇", None, f"{c}x"], dtype=dtype))
+            assert not csvsafe._may_start_formula(pl.Series(["柳市镇", None, f"x{c}", f"\n{c}"], dtype=dtype))
