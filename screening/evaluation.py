@@ -1006,8 +1006,9 @@ def write_evaluation(ev: Evaluation, out_dir: Path, excel: bool = True, final: P
     亩均效益评价_<Y>.xlsx, evaluation_rejects.csv and evaluation.json.  The four data files
     (:func:`file_writers`) are written by a pool of one thread per core, the largest first (the
     Polars writers release the GIL and are themselves parallel), so that every core stays busy
-    until the last file is done; the workbook (pure Python) is written in a thread beside them; ``excel=False`` skips it (a
-    province-size evaluation: xlsxwriter needs about 100 s per million rows).  ``final``: where
+    until the last file is done; the workbook (pure Python) is written in a thread beside them;
+    ``excel=False`` skips it (a province-size evaluation: xlsxwriter needs about 100 s per
+    million rows).  ``final``: where
     the files will be once moved out of a staging ``out_dir`` (screening.outdir), as recorded.
     The CSV files are for people: written through screening.csvsafe (docs/outputs.md)."""
     from .csvsafe import write_csv
