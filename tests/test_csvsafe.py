@@ -144,25 +144,6 @@ def test_text_shaped_like_rich_text_xml_shows_as_written(tmp_path):
         assert sheet.cell(1, 2).font.b
 
 
-def test_file_writers_keep_clean_categories_and_write_the_same_text(tmp_path):
-    """Issue 15: a CSV writer no longer turns millions of clean category cells into strings
-    first (evaluation_items.csv: 3.4 M rows × 6 categorical columns); the file is unchanged."""
-    texts = ["柳市镇", "a,b", 'say "hi"', "two\nlines", "", None, "'x"]
-    frame = pl.DataFrame({
-        "clean": pl.Series(texts, dtype=pl.Categorical),
-        "fixed": pl.Series([None, "规上", "规下", "规上", None, "规下", "规上"], dtype=pl.Enum(["规上", "规下"])),
-        "risky": pl.Series([*texts[:-1], "=1+1"], dtype=pl.Categorical),
-        "n": [-1.5, 2.0, None, 3.0, 4.0, 5.0, 6.0],
-    })
-    kept = csvsafe.neutralise(frame, as_text=False)
-    assert kept.schema["clean"] == pl.Categorical and kept.schema["fixed"] == pl.Enum(["规上", "规下"])
-    assert kept["risky"].to_list() == [*texts[:-1], "'=1+1"]
-    assert csvsafe.neutralise(frame).schema["clean"] == pl.String  # the default: every text column as text
-    path = csvsafe.write_csv(frame, tmp_path / "f.csv")
-    all_text = b"\xef\xbb\xbf" + csvsafe.neutralise(frame).write_csv().encode("utf-8")
-    assert path.read_bytes() == all_text == csvsafe.csv_bytes(frame)
-
-
 def test_batch_size_changes_how_the_csv_is_formatted_not_its_bytes(tmp_path):
     """Issue 15: evaluation.csv / evaluation_items.csv are formatted in large batches (on all
     cores); a file whose risky, quoted, multi-line and numeric cells straddle the batch
@@ -189,3 +170,23 @@ def test_the_cheap_pass_finds_every_formula_character_in_text_and_categories():
         for dtype in (pl.String, pl.Categorical):
             assert csvsafe._may_start_formula(pl.Series(["柳市镇", None, f"{c}x"], dtype=dtype))
             assert not csvsafe._may_start_formula(pl.Series(["柳市镇", None, f"x{c}", f"\n{c}"], dtype=dtype))
+
+
+def test_file_writers_keep_clean_categories_and_write_the_same_text(tmp_path):
+    """Issue 15: a CSV writer no longer turns millions of clean category cells into strings
+    first (evaluation_items.csv: 3.4 M rows × 6 categorical columns); the file is unchanged."""
+    texts = ["柳市镇", "a,b", 'say "hi"', "two\nlines", "", None, "'x"]
+    frame = pl.DataFrame({
+        "clean": pl.Series(texts, dtype=pl.Categorical),
+        "fixed": pl.Series([None, "规上", "规下", "规上", None, "规下", "规上"], dtype=pl.Enum(["规上", "规下"])),
+        "risky": pl.Series([*texts[:-1], "=1+1"], dtype=pl.Categorical),
+        "n": [-1.5, 2.0, None, 3.0, 4.0, 5.0, 6.0],
+    })
+    kept = csvsafe.neutralise(frame, as_text=False)
+    assert kept.schema["clean"] == pl.Categorical and kept.schema["fixed"] == pl.Enum(["规上", "规下"])
+    assert kept["risky"].to_list() == [*texts[:-1], "'=1+1"]
+    assert csvsafe.neutralise(frame).schema["clean"] == pl.String  # the default: every text column as text
+    path = csvsafe.write_csv(frame, tmp_path / "f.csv")
+    all_text = b"\xef\xbb\xbf" + csvsafe.neutralise(frame).write_csv().encode("utf-8")
+    assert path.read_bytes() == all_text == csvsafe.csv_bytes(frame)
+
