@@ -189,4 +189,3 @@ def test_file_writers_keep_clean_categories_and_write_the_same_text(tmp_path):
     path = csvsafe.write_csv(frame, tmp_path / "f.csv")
     all_text = b"\xef\xbb\xbf" + csvsafe.neutralise(frame).write_csv().encode("utf-8")
     assert path.read_bytes() == all_text == csvsafe.csv_bytes(frame)
-
