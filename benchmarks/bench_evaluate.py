@@ -14,8 +14,9 @@ git-ignored; shared with bench_run.py), then measures:
   load than the wall time), peak RSS, and the stage timings the command records in evaluation.json.  Run
   with ``--no-excel``: xlsxwriter needs about 100 s for a million-row workbook; ``--excel``
   adds one run with it;
-* **compute alone**: ``evaluate()`` in this process on inputs read and validated once
-  (median of ``--compute-repeat`` runs, wall and CPU).
+* **steps alone**, in this process: read + validate once, ``evaluate()`` (median of
+  ``--compute-repeat`` runs), then each of the four data files written alone (wall and CPU
+  seconds of each step: which step costs what, without the overlap of the command).
 
 Targets: under 10 s on the 2-core machine (issue 3); ``--no-excel`` ≤ 6 s (issue 15; figures
 in docs/evaluation.md).  Run on demand, not in CI; on a shared machine under ``flock``.
@@ -29,6 +30,7 @@ import platform
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,21 +52,32 @@ def run_once(command: list[str], data: Path, out: Path, method: str, excel: bool
 
 def compute_only(data: Path, method: str, repeat: int) -> dict:
     sys.path.insert(0, str(HERE.parent))
-    from screening.evaluation import evaluate, load_evaluation_inputs, load_method
+    from screening.evaluation import evaluate, file_writers, load_evaluation_inputs, load_method
 
     m = load_method(method)
-    t = time.perf_counter()
+    t, load_cpu = time.perf_counter(), time.process_time()
     inputs = load_evaluation_inputs(data, YEAR, m)
     load_s = time.perf_counter() - t
+    load_cpu = time.process_time() - load_cpu
     times, cpu = [], []
     for _ in range(repeat):
         t, c = time.perf_counter(), time.process_time()
         ev = evaluate(inputs, YEAR, m)
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
-    return {"read_validate_s": round(load_s, 2), "evaluate_s": [round(x, 3) for x in times],
+    del inputs
+    # each data file alone (in the command they are written side by side): wall and CPU seconds
+    writers = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, write in file_writers(ev).items():
+            t, c = time.perf_counter(), time.process_time()
+            write(Path(tmp) / name)
+            writers[name] = {"wall_s": round(time.perf_counter() - t, 3), "cpu_s": round(time.process_time() - c, 3)}
+    return {"read_validate_s": round(load_s, 2), "read_validate_cpu_s": round(load_cpu, 2),
+            "evaluate_s": [round(x, 3) for x in times],
             "evaluate_s_median": round(statistics.median(times), 3),
             "evaluate_cpu_s_median": round(statistics.median(cpu), 3),
+            "writers_alone": writers,
             "enterprises": ev.scores.height, "item_rows": ev.items.height}
 
 
@@ -103,9 +116,12 @@ def main() -> None:
           f"峰值内存 {report['peak_rss_mb_max']} MB")
     for stage, seconds in stages.items():
         print(f"    {stage:<24} {seconds:7.2f} s")
-    print(f"  仅计算 evaluate()：中位数 {compute['evaluate_s_median']} s（CPU {compute['evaluate_cpu_s_median']} s；"
+    print(f"  单独各步（本进程内）：读取与校验 {compute['read_validate_s']} s（CPU {compute['read_validate_cpu_s']} s）")
+    print(f"    计算 evaluate()：中位数 {compute['evaluate_s_median']} s（CPU {compute['evaluate_cpu_s_median']} s；"
           f"{compute['enterprises']:,} 家企业，"
           f"{compute['item_rows']:,} 行得分明细）")
+    for name, w in compute["writers_alone"].items():
+        print(f"    单独写出 {name:<26} {w['wall_s']:6.2f} s（CPU {w['cpu_s']:.2f} s）")
     if with_excel:
         print(f"  端到端（含 Excel）：{with_excel['wall_s']} s，其中 Excel {with_excel['stages_s'].get('写出 Excel')} s，"
               f"峰值内存 {with_excel['peak_rss_mb']} MB")

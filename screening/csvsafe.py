@@ -61,15 +61,19 @@ def neutralise(frame: pl.DataFrame, *, as_text: bool = True) -> pl.DataFrame:
 
 
 def _may_start_formula(column: pl.Series) -> bool:
+    """Whether a cell may start a formula: one anchored regular expression per cell (half the
+    CPU of a ``starts_with`` per formula character); a category's distinct values only."""
     values = column if column.dtype == pl.String else column.unique().cast(pl.String)
-    return bool(values.to_frame("v").select(
-        pl.any_horizontal(pl.col("v").str.starts_with(c) for c in FORMULA_CHARS).any()).item())
+    return bool(values.str.contains(FORMULA_START).any())
 
 
-def write_csv(frame: pl.DataFrame, path: str | Path, *, include_bom: bool = True) -> Path:
-    """Write a CSV meant for people (Excel/WPS): neutralised text, UTF-8 (with BOM by default)."""
+def write_csv(frame: pl.DataFrame, path: str | Path, *, include_bom: bool = True, batch_size: int = 1024) -> Path:
+    """Write a CSV meant for people (Excel/WPS): neutralised text, UTF-8 (with BOM by default).
+
+    ``batch_size``: rows Polars formats per task (the bytes do not depend on it); a million-row
+    file is written on all cores with batches of tens of thousands, nearly on one with 1024."""
     path = Path(path)
-    neutralise(frame, as_text=False).write_csv(path, include_bom=include_bom)
+    neutralise(frame, as_text=False).write_csv(path, include_bom=include_bom, batch_size=batch_size)
     return path
 
 

@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import platform
 import re
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -717,13 +719,21 @@ def _grade(part: pl.DataFrame, sm: Population) -> pl.DataFrame:
         part = part.with_columns(pl.when(small).then(pl.lit(g.pooled_group)).otherwise(pl.col("grade_group"))
                                  .alias("grade_group"))
     ranked = pl.when(graded).then(pl.col("score").round(g.rank_decimals))
+    # graded firms of one population ranked as one group (grade_group is the population's name
+    # or null): the group's rank, size and percentile are the population's, computed once
+    whole = g.within in ("scale", "population")
     part = part.with_columns(
-        ranked.rank("min", descending=True).over("grade_group").cast(pl.Int64).alias("rank"),
-        pl.when(graded).then(graded.sum().over("grade_group")).cast(pl.Int64).alias("group_size"),
         ranked.rank("min", descending=True).cast(pl.Int64).alias("population_rank"),
         pl.when(graded).then(graded.sum()).cast(pl.Int64).alias("population_size"),
-    ).with_columns((pl.col("rank") / pl.col("group_size")).alias("percentile"),
-                   (pl.col("population_rank") / pl.col("population_size")).alias("population_percentile"))
+    ).with_columns((pl.col("population_rank") / pl.col("population_size")).alias("population_percentile"))
+    if whole:
+        part = part.with_columns(pl.col("population_rank").alias("rank"), pl.col("population_size").alias("group_size"),
+                                 pl.col("population_percentile").alias("percentile"))
+    else:
+        part = part.with_columns(
+            ranked.rank("min", descending=True).over("grade_group").cast(pl.Int64).alias("rank"),
+            pl.when(graded).then(graded.sum().over("grade_group")).cast(pl.Int64).alias("group_size"),
+        ).with_columns((pl.col("rank") / pl.col("group_size")).alias("percentile"))
     grade: pl.Expr = pl.lit(None, dtype=pl.String)
     cumulative = g.cumulative()
     if cumulative is not None:
@@ -735,26 +745,31 @@ def _grade(part: pl.DataFrame, sm: Population) -> pl.DataFrame:
             grade = pl.when(ranked >= round(line, g.rank_decimals)).then(pl.lit(letter)).otherwise(grade)
     part = part.with_columns(pl.when(graded).then(grade).alias("initial_grade"))
     if g.quotas is not None:
-        part = _apply_quotas(part, g.quotas, ranked)
+        part = _apply_quotas(part, g.quotas, ranked, whole)
     # one-vote items act on the graded firms' initial grade (worst forced grade, then the caps)
     final = pl.coalesce(pl.col("_force_grade"), pl.col("initial_grade"))
     final = pl.max_horizontal(final, pl.col("_at_most_grade"))  # "D" > "C" > … : the worse grade
     return part.with_columns(pl.when(graded).then(final).alias("grade"))
 
 
-def _apply_quotas(part: pl.DataFrame, quotas: Any, ranked: pl.Expr) -> pl.DataFrame:
+def _apply_quotas(part: pl.DataFrame, quotas: Any, ranked: pl.Expr, whole: bool = False
+                  ) -> pl.DataFrame:
     """Hard limits on the shares of A and D per ranking group (see Quotas): a firm keeps A only
     when the firms scoring at least as much are within floor(share × n); the firms whose
-    count from the bottom (1 + firms scoring strictly less) is within ceil(share × n) are D."""
+    count from the bottom (1 + firms scoring strictly less) is within ceil(share × n) are D.
+    ``whole``: the graded firms form one ranking group (no ``over`` needed)."""
+    def in_group(e: pl.Expr) -> pl.Expr:
+        return e if whole else e.over("grade_group")
+
     n = pl.col("group_size")
     grade = pl.col("initial_grade")
     if quotas.max_a_share is not None:
         allowed = (n * quotas.max_a_share + PERCENTILE_TOLERANCE).floor()
-        at_least_as_high = ranked.rank("max", descending=True).over("grade_group")
+        at_least_as_high = in_group(ranked.rank("max", descending=True))
         grade = pl.when((grade == "A") & (at_least_as_high > allowed)).then(pl.lit("B")).otherwise(grade)
     if quotas.min_d_share is not None:
         required = (n * quotas.min_d_share - PERCENTILE_TOLERANCE).ceil()
-        from_bottom = ranked.rank("min", descending=False).over("grade_group")
+        from_bottom = in_group(ranked.rank("min", descending=False))
         grade = pl.when(grade.is_not_null() & (from_bottom <= required)).then(pl.lit("D")).otherwise(grade)
     return part.with_columns(grade.alias("initial_grade"))
 
@@ -838,18 +853,18 @@ def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
         warnings.append(f"加减分表中 {unused} 行的企业没有参加本次评价（{year}年没有数据或不属于参评行业），未使用")
     parts, item_frames, baseline_rows = [], [], []
     for i, pop in enumerate(method.population_list):
-        scored, items, rows = _score_scale(base.filter(pl.col("_pop") == i), pop, year, adjustments, method)
-        parts.append(scored)
-        item_frames.append(items)
-        baseline_rows += rows
+        scored = _score_scale(base.filter(pl.col("_pop") == i), pop, year, adjustments, method)
+        parts.append(scored[0])
+        item_frames.append(scored[1])
+        baseline_rows += scored[2]
+        del scored
     unplaced = pl.col("_pop").is_null() | (pl.col("_pop") < 0)
-    unknown = base.filter(unplaced).with_columns(pl.col("_scope_reason").alias("not_graded_reason"))
-    scores = pl.concat([*parts, unknown], how="diagonal_relaxed")
-    scores = scores.with_columns(pl.col("tenure").replace_strict(["own", "tenant"], ["自有", "租赁"], default=None))
-    scores = scores.with_columns(
-        pl.when(pl.col("grade").is_not_null()).then(pl.col("grade"))
-        .when(pl.col("_grade_class") == "T").then(pl.lit("T")).alias("grade_class"))
-
+    parts.append(base.filter(unplaced).with_columns(pl.col("_scope_reason").alias("not_graded_reason")))
+    del base
+    # one chunk per column: a gather from the many chunks the steps leave is three times slower;
+    # the parts are released as soon as they are copied (peak memory)
+    scores = pl.concat(parts, how="diagonal_relaxed", rechunk=True)
+    del parts
     indicators = method.indicator_columns()
     order = (
         [FIRM_ID, "year", "uscc", "name", "township", "industry_code", "scale", "population", "population_name"]
@@ -859,30 +874,17 @@ def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
            "initial_grade", "grade", "grade_class", "grade_group", "not_graded_reason", "adjustment_detail"]
         + method.quantities() + _scope_columns(method)
     )
-    # sorted by scale, group (alphabetically), rank (not graded last), then registry order;
-    # the four keys packed into one 64-bit integer (2 + 10 + 21 + 31 bits), which sorts fastest
-    groups = scores["grade_group"].unique().drop_nulls().sort().to_list()
-    pop_index = pl.when(pl.col("_pop") >= 0).then(pl.col("_pop"))
-    if (len(groups) >= 1023 or scores.height >= (1 << 21) - 1 or (scores.height and scores[FIRM_ID].max() >= 1 << 30)
-            or len(method.population_list) > 3):
-        sort_key = [pop_index.fill_null(1 << 20),
-                    pl.col("grade_group").replace_strict(groups, range(len(groups)), default=None, return_dtype=pl.UInt32),
-                    pl.col("rank"), pl.col(FIRM_ID)]
-    else:
-        def shifted(e: pl.Expr, bits: int) -> pl.Expr:
-            return e.cast(pl.UInt64) * pl.lit(1 << bits, dtype=pl.UInt64)
-
-        sort_key = [shifted(pop_index.fill_null(3), 62)
-                    + shifted(pl.col("grade_group").replace_strict(groups, range(len(groups)), default=1023), 51)
-                    + shifted(pl.col("rank").fill_null((1 << 21) - 1), 30)
-                    + pl.col(FIRM_ID).cast(pl.UInt64)]
-    # the columns kept are selected before sorting: the sort moves every column it is given
-    keys = [f"_sort{i}" for i in range(len(sort_key))]
-    scores = (
-        scores.select(*order, pl.lit(method.id).alias("method_id"), *(k.alias(n) for k, n in zip(sort_key, keys)))
-        .sort(keys, nulls_last=True)
-        .drop(keys)
-    )
+    derived = {
+        "tenure": pl.col("tenure").replace_strict(["own", "tenant"], ["自有", "租赁"], default=None),
+        "grade_class": pl.when(pl.col("grade").is_not_null()).then(pl.col("grade"))
+                         .when(pl.col("_grade_class") == "T").then(pl.lit("T")),
+    }
+    # sorted by scale, group (alphabetically), rank (not graded last), then registry order:
+    # the order is computed from the four small key columns alone, then every output column is
+    # gathered once in that order (no sort of the wide frame, no copy before it)
+    at = _output_order(scores, method)
+    scores = (scores.select(*(derived.get(c, pl.col(c)).gather(at).alias(c) for c in order))
+              .with_columns(pl.lit(method.id).alias("method_id")))
     _check_finite(scores, method, year, baseline_rows)
     frames = [f for f in item_frames if f.width]
     items = pl.concat(frames) if frames else pl.DataFrame()
@@ -905,6 +907,30 @@ def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
     if inputs.rejects.width:
         ev.inputs_info.update(row_counts=inputs.row_counts(), rejected_rows=ev.rejected_rows())
     return ev
+
+
+def _output_order(scores: pl.DataFrame, method: Method) -> pl.Series:
+    """The row positions of ``scores`` sorted by population (the method's order, firms in no
+    population last), ranking group (alphabetically), rank (not graded last), then ``firm_id``
+    (registry order).  The four keys are packed into one 64-bit integer (2 + 10 + 21 + 31
+    bits), which sorts fastest, when they fit."""
+    groups = scores["grade_group"].unique().drop_nulls().sort().to_list()
+    pop_index = pl.when(pl.col("_pop") >= 0).then(pl.col("_pop"))
+    if (len(groups) >= 1023 or scores.height >= (1 << 21) - 1 or (scores.height and scores[FIRM_ID].max() >= 1 << 30)
+            or len(method.population_list) > 3):
+        keys = [pop_index.fill_null(1 << 20),
+                pl.col("grade_group").replace_strict(groups, range(len(groups)), default=None, return_dtype=pl.UInt32),
+                pl.col("rank"), pl.col(FIRM_ID)]
+        return scores.select(pl.arg_sort_by(keys, nulls_last=True)).to_series()
+
+    def shifted(e: pl.Expr, bits: int) -> pl.Expr:
+        return e.cast(pl.UInt64) * pl.lit(1 << bits, dtype=pl.UInt64)
+
+    key = (shifted(pop_index.fill_null(3), 62)
+           + shifted(pl.col("grade_group").replace_strict(groups, range(len(groups)), default=1023), 51)
+           + shifted(pl.col("rank").fill_null((1 << 21) - 1), 30)
+           + pl.col(FIRM_ID).cast(pl.UInt64))
+    return scores.select(key.arg_sort()).to_series()
 
 
 def _check_finite(scores: pl.DataFrame, method: Method, year: int, baselines: list[dict[str, Any]]) -> None:
@@ -967,6 +993,9 @@ def output_names(year: int) -> dict[str, list[str]]:
 
 #: zstd at its fastest level: a third faster to write than the default level, files ~5 % larger
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 1}
+#: rows per CSV formatting task: with Polars' default (1024) a million-row CSV is formatted
+#: nearly on one core; the bytes are the same (docs/evaluation.md, "Performance")
+CSV_BATCH_ROWS = 65536
 
 
 def write_evaluation(ev: Evaluation, out_dir: Path, excel: bool = True, final: Path | None = None
@@ -974,11 +1003,12 @@ def write_evaluation(ev: Evaluation, out_dir: Path, excel: bool = True, final: P
     """Write the contract's files into ``out_dir`` and return {kind: [paths]}.
 
     evaluation.csv (UTF-8 with BOM) / .parquet, evaluation_items.csv / .parquet,
-    亩均效益评价_<Y>.xlsx, evaluation_rejects.csv and evaluation.json.  Each file is written by
-    its own thread (the Polars writers release the GIL and are themselves parallel), the
-    largest first, so that both cores stay busy until the last file is done; the workbook
-    (pure Python) is written in a thread beside them; ``excel=False`` skips it (a
-    province-size evaluation: xlsxwriter needs about 100 s per million rows).  ``final``: where
+    亩均效益评价_<Y>.xlsx, evaluation_rejects.csv and evaluation.json.  The four data files
+    (:func:`file_writers`) are written by a pool of one thread per core, the largest first (the
+    Polars writers release the GIL and are themselves parallel), so that every core stays busy
+    until the last file is done; the workbook (pure Python) is written in a thread beside them;
+    ``excel=False`` skips it (a province-size evaluation: xlsxwriter needs about 100 s per
+    million rows).  ``final``: where
     the files will be once moved out of a staging ``out_dir`` (screening.outdir), as recorded.
     The CSV files are for people: written through screening.csvsafe (docs/outputs.md)."""
     from .csvsafe import write_csv
@@ -987,15 +1017,10 @@ def write_evaluation(ev: Evaluation, out_dir: Path, excel: bool = True, final: P
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    scores = ev.scores.drop(FIRM_ID)
-    items = ev.items.drop(FIRM_ID) if FIRM_ID in ev.items.columns else ev.items
-    files = {  # file name -> its writer, the largest first
-        "evaluation_items.csv": lambda path: write_csv(items, path),
-        "evaluation.csv": lambda path: write_csv(scores, path),
-        "evaluation_items.parquet": lambda path: items.write_parquet(path, **PARQUET_OPTIONS),
-        "evaluation.parquet": lambda path: scores.write_parquet(path, **PARQUET_OPTIONS),
-    }
-    with ThreadPoolExecutor(max_workers=len(files) + excel) as pool:
+    files = file_writers(ev)
+    # one data file per core at a time (each writer is itself parallel): four at once on two
+    # cores cost ~0.6 CPU-s more in idle waiting threads and finished no sooner (docs/evaluation.md)
+    with ThreadPoolExecutor(max_workers=min(len(files), os.cpu_count() or 1) + excel) as pool:
         jobs = {}
         if excel:  # the longest job: started first
             jobs["写出 Excel"] = pool.submit(_timed, write_workbook, ev, out / workbook_name(ev.year))
@@ -1013,6 +1038,22 @@ def write_evaluation(ev: Evaluation, out_dir: Path, excel: bool = True, final: P
     (out / "evaluation.json").write_text(
         json.dumps(evaluation_record(ev, written), ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     return written
+
+
+def file_writers(ev: Evaluation) -> dict[str, Callable[[Path], Any]]:
+    """File name -> the function writing it to a path: evaluation.csv / .parquet and
+    evaluation_items.csv / .parquet (``firm_id`` dropped), the largest first.  The CSV files
+    are for people: written through screening.csvsafe (docs/outputs.md)."""
+    from .csvsafe import write_csv
+
+    scores = ev.scores.drop(FIRM_ID)
+    items = ev.items.drop(FIRM_ID) if FIRM_ID in ev.items.columns else ev.items
+    return {
+        "evaluation_items.csv": lambda path: write_csv(items, path, batch_size=CSV_BATCH_ROWS),
+        "evaluation.csv": lambda path: write_csv(scores, path, batch_size=CSV_BATCH_ROWS),
+        "evaluation_items.parquet": lambda path: items.write_parquet(path, **PARQUET_OPTIONS),
+        "evaluation.parquet": lambda path: scores.write_parquet(path, **PARQUET_OPTIONS),
+    }
 
 
 def _timed(fn, *args) -> float:

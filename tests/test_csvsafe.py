@@ -144,6 +144,34 @@ def test_text_shaped_like_rich_text_xml_shows_as_written(tmp_path):
         assert sheet.cell(1, 2).font.b
 
 
+def test_batch_size_changes_how_the_csv_is_formatted_not_its_bytes(tmp_path):
+    """Issue 15: evaluation.csv / evaluation_items.csv are formatted in large batches (on all
+    cores); a file whose risky, quoted, multi-line and numeric cells straddle the batch
+    boundaries is byte-for-byte the file written with Polars' default batches."""
+    n = 5000
+    texts = ["=cmd()", "柳市镇", "a,b", 'say "hi"', "two\nlines", "-3.5", "@x", None, "'x"]
+    frame = pl.DataFrame({
+        "text": [texts[i % len(texts)] for i in range(n)],
+        "cat": pl.Series([texts[(i * 7) % len(texts)] for i in range(n)], dtype=pl.Categorical),
+        "x": [i / 7 if i % 11 else None for i in range(n)],
+        "k": list(range(n)),
+    })
+    default = csvsafe.write_csv(frame, tmp_path / "default.csv").read_bytes()
+    for batch in (1, 7, 1000, 65536):
+        assert csvsafe.write_csv(frame, tmp_path / f"b{batch}.csv", batch_size=batch).read_bytes() == default
+    risky = sum((texts[i % len(texts)] == "=cmd()") + (texts[(i * 7) % len(texts)] == "=cmd()") for i in range(n))
+    assert default.count(b"'=cmd()") == risky and b"'-3.5" not in default
+
+
+def test_the_cheap_pass_finds_every_formula_character_in_text_and_categories():
+    """The first pass that decides which columns need neutralising (one anchored regular
+    expression per cell, issue 15) sees each formula character at the start only."""
+    for c in csvsafe.FORMULA_CHARS:
+        for dtype in (pl.String, pl.Categorical):
+            assert csvsafe._may_start_formula(pl.Series(["柳市镇", None, f"{c}x"], dtype=dtype))
+            assert not csvsafe._may_start_formula(pl.Series(["柳市镇", None, f"x{c}", f"\n{c}"], dtype=dtype))
+
+
 def test_file_writers_keep_clean_categories_and_write_the_same_text(tmp_path):
     """Issue 15: a CSV writer no longer turns millions of clean category cells into strings
     first (evaluation_items.csv: 3.4 M rows × 6 categorical columns); the file is unchanged."""

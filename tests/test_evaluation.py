@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from eval_helpers import evaluate_app
 from screening.errors import InputError, RuleSetError
 from screening.evaluation import (
+    _output_order,
     evaluate,
     evaluation_grades,
     load_evaluation_inputs,
@@ -605,3 +606,32 @@ def test_a_table_without_rows_of_the_year_is_a_warning_not_an_error():
         warnings = evaluate(inputs, 2021, m).warnings
         assert "energy 中没有 2021 年的数据，用到它的指标全部按缺数据处理" in warnings
         assert not any(w.startswith(("tax 中没有", "land 中没有")) for w in warnings)
+
+
+@pytest.mark.parametrize("populations", [2, 4])
+def test_output_order_packed_key_and_general_sort_agree_with_the_documented_order(populations: int):
+    """Issue 15: evaluation.csv's row order (population in the method's order, firms in no
+    population last; ranking group alphabetically, rank with the not graded last, firm_id) is
+    computed from the four key columns alone: as one packed 64-bit key (up to 3 populations)
+    or as a sort by the four columns (more).  Both give exactly the order written out by hand."""
+    import random
+    from types import SimpleNamespace
+
+    rng = random.Random(populations)
+    n = 400
+    ids = rng.sample(range(1, 10_000), n)
+    frame = pl.DataFrame({
+        "_pop": [rng.choice([None, -1, -2, *range(populations)]) for _ in range(n)],
+        "grade_group": [rng.choice([None, "乙组", "甲组", "B", "a"]) for _ in range(n)],
+        "rank": [rng.choice([None, *range(1, 30)]) for _ in range(n)],
+        "firm_id": ids,
+    }, schema={"_pop": pl.Int32, "grade_group": pl.String, "rank": pl.Int64, "firm_id": pl.UInt32})
+    method = SimpleNamespace(population_list=[object()] * populations)
+
+    def key(r: dict[str, Any]) -> tuple:
+        placed = r["_pop"] is not None and r["_pop"] >= 0
+        return (r["_pop"] if placed else populations, r["grade_group"] is None, r["grade_group"] or "",
+                r["rank"] is None, r["rank"] or 0, r["firm_id"])
+
+    want = sorted(range(n), key=lambda i: key(frame.row(i, named=True)))
+    assert _output_order(frame, method).to_list() == want
