@@ -255,6 +255,9 @@ def screen(
             key_energy = _key_energy(engine, rs, list_year)
             scored = anomaly.score(figures, list_year) if figures is not None else None
             del figures
+            # the figures only the data check and the key energy users read go before the results come
+            engine.execute("firm_years: check figures", "".join(
+                f"ALTER TABLE firm_years DROP COLUMN {c};\n" for c in CHECK_ONLY_FIGURES), {})
         with _timed(timings, "执行规则", progress):
             engine.execute("results", _enum_types(rs) + RESULTS_DDL, {})
             for rid in rs.enabled:
@@ -338,6 +341,10 @@ _YEAR_FIGURES: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
     "evaluations": {"grade": ("grade", ("prev", "last"))},
     "computed_grades": {"grade": ("computed_grade", ("prev", "last")), "basis": ("computed_basis", ("prev", "last"))},
 }
+#: the columns of firm_years that only the data check (sql/anomaly/features.sql) and the key energy
+#: users (_key_energy) read: dropped once they have run
+CHECK_ONLY_FIGURES = ("held_prev", "held_last", "revenue_prev", "revenue_last", "value_added_prev",
+                      "value_added_last", "electricity_prev", "electricity_last", "energy_prev")
 #: the registry's columns firm_years keeps
 _REGISTRY_COLUMNS = ("firm_id", "uscc", "name", "township", "industry_code", "established")
 

@@ -12,7 +12,7 @@ from screening import anomaly
 from screening.engine import Engine
 from screening.errors import AuditError
 from screening.paths import sample_data_dir
-from screening.screen import _land_years, screen
+from screening.screen import CHECK_ONLY_FIGURES, _land_years, screen
 
 YEAR = 2022
 INPUTS = ("in_enterprises", "in_stats", "in_tax", "in_land", "in_energy", "in_evaluations", "in_land_year",
@@ -77,6 +77,25 @@ def test_each_input_is_released_before_firm_years_is_built(sample_inputs, monkey
         assert s.audit.height == 0
     assert seen["heights"] == dict.fromkeys(DATA_TABLES, 0)
     assert seen["registered"] == ["in_product_energy"]
+
+
+def test_the_check_figures_go_once_the_data_check_has_run(monkeypatch):
+    """Revenue, value added, electricity, the energy of Y-2 and held_* are read only by the data
+    check and the key energy users: firm_years holds them until those have run, not through the
+    rules and the outputs."""
+    seen: list[str] = []
+    features = anomaly.features
+
+    def spy(engine, *args):
+        seen.extend(engine.query("columns", "SELECT * FROM firm_years LIMIT 0", {}).columns)
+        return features(engine, *args)
+
+    monkeypatch.setattr(anomaly, "features", spy)
+    with screen(None, YEAR, keep_tables=False) as s:
+        after = s.engine.query("columns", "SELECT * FROM firm_years LIMIT 0", {}).columns
+        assert s.audit.height == 0 and s.anomalies.height
+    assert set(CHECK_ONLY_FIGURES) <= set(seen)
+    assert not set(CHECK_ONLY_FIGURES) & set(after)
 
 
 def test_a_run_that_keeps_its_tables_leaves_them_whole(sample_inputs):
