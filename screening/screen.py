@@ -422,9 +422,10 @@ class _RegistryPositions:
         ids = firm_ids.cast(pl.Int64).fill_null(-1).to_numpy()
         if self._positional:
             return np.where(ids < self.size, ids, -1)
-        found = np.minimum(np.searchsorted(self._sorted, ids), max(self.size - 1, 0))
-        return np.where((self.size > 0) & (self._sorted[found] == ids), self._order[found], -1) if self.size \
-            else np.full(len(ids), -1, dtype=np.int64)
+        if not self.size:
+            return np.full(len(ids), -1, dtype=np.int64)
+        found = np.minimum(np.searchsorted(self._sorted, ids), self.size - 1)
+        return np.where(self._sorted[found] == ids, self._order[found], -1)
 
     def rows_of(self, frame: pl.DataFrame, year: int, table: str) -> tuple[pl.Series, np.ndarray]:
         """For each registry position, the row of ``frame`` holding that firm in ``year`` (null
