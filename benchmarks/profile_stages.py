@@ -20,11 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-import polars as pl
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+# screening first: it sets Polars' allocator settings (screening/__init__.py), which Polars reads
+# when it loads, as in `screening run`
 from screening import anomaly  # noqa: E402
+
+import polars as pl  # noqa: E402
 from screening.screen import screen  # noqa: E402
 
 

@@ -136,12 +136,13 @@ def score(frame: pl.DataFrame, list_year: int, config: AnomalyConfig | None = No
     ids = [i.id for i in cfg.indicators]
     logs = frame.select("firm_id", pl.col("division").alias(_GROUP), *(_log_ratio(i).alias(i.id) for i in cfg.indicators))
     params = _group_params(logs, cfg)
-    z = logs.lazy().join(params.lazy(), on=_GROUP, how="left", nulls_equal=True, maintain_order="left").select(
+    # eager: the same join as a lazy query took ten times the CPU (0.5 s on a province's million firms)
+    z = logs.join(params, on=_GROUP, how="left", nulls_equal=True, maintain_order="left").select(
         "firm_id", _GROUP,
         *(pl.when((pl.col(k) == -math.inf) & pl.col(f"{k}#c").is_not_null())
           .then(math.log(cfg.zero_floor) / pl.col(f"{k}#s"))
           .otherwise((pl.col(k) - pl.col(f"{k}#c")) / pl.col(f"{k}#s")).alias(k) for k in ids),
-    ).with_columns(pl.max_horizontal(pl.col(ids).abs()).alias("_m")).collect()
+    ).with_columns(pl.max_horizontal(pl.col(ids).abs()).alias("_m"))
 
     scored_n = int(z["_m"].is_not_null().sum())
     cutoff, flagged = _cutoff(z, scored_n, cfg)

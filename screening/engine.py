@@ -46,6 +46,7 @@ class Engine:
         self._workspace: str | None = None
         if host is None:
             self.con = duckdb.connect()
+            self.con.execute("SET allocator_background_threads = true")
         else:
             self.con = host.cursor()
             self.host_catalog = self.con.execute("SELECT current_database()").fetchall()[0][0]

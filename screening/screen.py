@@ -244,11 +244,10 @@ def screen(
             base = _base_params(rs, list_year)
             for name, sql in read_sql_files("views"):
                 engine.execute(f"views/{name}", sql, base)
-            # firm_years (and its view firm_panel) now holds everything read from these (the rules,
-            # the data check, the key energy users): the inputs go before the later stages add their own
-            for name in ("enterprises", "stats", "tax", "land", "energy", "evaluations", "land_year",
-                         "land_incomplete", "computed_grades"):
-                engine.con.unregister(f"in_{name}")
+            # firm_years (and its view firm_panel) now holds everything read from the inputs but
+            # product energy (the rules, the data check, the key energy users): the rest goes
+            # before the later stages add their own
+            engine.con.unregister("in_firm_figures")
             if not keep_tables:
                 inputs.release_tables()
         with _timed(timings, anomaly.STAGE, progress) if anomalies else nullcontext():
@@ -256,13 +255,15 @@ def screen(
             key_energy = _key_energy(engine, rs, list_year)
             scored = anomaly.score(figures, list_year) if figures is not None else None
             del figures
+            # the figures only the data check and the key energy users read go before the results come
+            engine.execute("firm_years: check figures", "".join(
+                f"ALTER TABLE firm_years DROP COLUMN {c};\n" for c in CHECK_ONLY_FIGURES), {})
         with _timed(timings, "执行规则", progress):
             engine.execute("results", _enum_types(rs) + RESULTS_DDL, {})
             for rid in rs.enabled:
                 rule_sql = sql_text(f"rules/{rid}.sql")
                 engine.insert("results", rid, _with_status(rule_sql), {**base, **rs.sql_params(rid)})
-            for name in inputs.tables:  # what the rules read of the inputs directly (product energy)
-                engine.con.unregister(f"in_{name}")
+            engine.con.unregister("in_product_energy")  # the one input the rules read directly
         with _timed(timings, "审计", progress):
             audit = engine.query("audit/statuses.sql", sql_text("audit/statuses.sql"), {"rule_ids": rs.enabled})
             if audit.height:
@@ -327,32 +328,119 @@ def _with_status(rule_sql: str) -> str:
     return f"SELECT * REPLACE ({blank}) FROM (SELECT *, status_for(reason_code) AS status FROM ({rule_sql}))"
 
 
+#: what firm_years takes from each table of a data year: column -> (firm_years name, years), where
+#: the years are "prev" (Y-2) and/or "last" (Y-1) and the name gets the suffix _prev or _last
+_YEAR_FIGURES: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
+    "stats": {"scale": ("scale", ("prev", "last")), "revenue": ("revenue", ("prev", "last")),
+              "value_added": ("value_added", ("prev", "last"))},
+    "tax": {"tax_paid": ("tax", ("prev", "last"))},
+    "land_year": {"land_mu": ("land_mu", ("prev", "last")), "parcels": ("parcels", ("last",)),
+                  "all_leased": ("all_leased", ("last",))},
+    "land_incomplete": {},
+    "energy": {"energy_tce": ("energy", ("prev", "last")), "electricity": ("electricity", ("prev", "last"))},
+    "evaluations": {"grade": ("grade", ("prev", "last"))},
+    "computed_grades": {"grade": ("computed_grade", ("prev", "last")), "basis": ("computed_basis", ("prev", "last"))},
+}
+#: the columns of firm_years that only the data check (sql/anomaly/features.sql) and the key energy
+#: users (_key_energy) read: dropped once they have run
+CHECK_ONLY_FIGURES = ("held_prev", "held_last", "revenue_prev", "revenue_last", "value_added_prev",
+                      "value_added_last", "electricity_prev", "electricity_last", "energy_prev")
+#: the registry's columns firm_years keeps
+_REGISTRY_COLUMNS = ("firm_id", "uscc", "name", "township", "industry_code", "established")
+
+
 def _load(engine: Engine, inputs: Inputs, rs: RuleSet, list_year: int, final_grades: pl.DataFrame | None = None,
           keep_tables: bool = True) -> None:
-    """Expose the inputs to DuckDB; the rules read only the list year's two data years.
+    """Hand the run's two data years to DuckDB: ``in_firm_figures`` (one row per registered
+    enterprise, in the registry's order, with every figure firm_years reads; see
+    :func:`_firm_figures`) and ``in_product_energy`` (rule 4 reads its rows).
 
-    The input tables are scanned once (into firm_years), so they are attached
-    as Arrow without a copy; only the small reference tables are copied in.  When the caller
-    does not keep the tables, each is replaced by its two years' slice as it is attached, so a
-    province's whole history and the slice are never all held at once.
+    When the caller does not keep the tables, each input table is released as soon as its
+    figures are taken, so a province's inputs and firm_years are never all held at once.
     """
     years = [list_year - 2, list_year - 1]
-    for name, frame in list(inputs.tables.items()):
-        if "year" in frame.columns:
-            keep = pl.col("year").is_in(years).fill_null(False)
-            # a run that keeps only its two years was given just those (validate's keep_years):
-            # no copy of a table that would keep every row
-            if not frame.select(keep.all()).item():
-                frame = frame.filter(keep)
-            if not keep_tables:
-                inputs.tables[name] = frame
-        engine.attach_frame(f"in_{name}", frame)
-    if "land" in inputs.tables:
-        engine.attach_frame("in_land_year", _land_years(inputs.tables["land"], years))
-    engine.attach_frame("in_computed_grades", _computed_grades(inputs, rs, years, final_grades))
-    engine.attach_frame("in_land_incomplete", inputs.land_incomplete.filter(pl.col("year").is_in(years)))
+    grades = _computed_grades(inputs, rs, years, final_grades)  # reads the inputs: before any is released
+    engine.attach_frame("in_firm_figures", _firm_figures(inputs, years, grades, keep_tables))
+    engine.attach_frame("in_product_energy", inputs.tables["product_energy"])
     engine.load("energy_limits", rs.energy_limits)
     engine.load("ref_divisions", pl.read_csv(REFERENCE_DIVISIONS, schema_overrides={"division": pl.Int32}))
+
+
+def _firm_figures(inputs: Inputs, years: list[int], computed_grades: pl.DataFrame,
+                  keep_tables: bool = True) -> pl.DataFrame:
+    """The registry's columns with each firm's figures of ``years`` (Y-2, Y-1) beside them
+    (``_YEAR_FIGURES``), ``incomplete_prev``/``_last`` (a rejected parcel row: land unknown) and
+    ``held_prev``/``_last`` (a row in some table of that year).
+
+    Every table has at most one row per (firm_id, year), so each year's rows are placed by the
+    position of their firm in the registry: no join.  A row of a firm not in the registry is
+    left out, as a join with the registry would.  ``keep_tables=False``: each input table is
+    released (``inputs.tables`` keeps it empty) once its figures are taken."""
+    registry = inputs.tables["enterprises"]
+    at = _RegistryPositions(registry["firm_id"])
+    columns: dict[str, pl.Series] = {}
+    held = {"prev": np.zeros(registry.height, dtype=bool), "last": np.zeros(registry.height, dtype=bool)}
+    for table, figures in _YEAR_FIGURES.items():
+        if table == "land_year":
+            frame = _land_years(inputs.tables["land"], years)
+        elif table == "land_incomplete":
+            frame = inputs.land_incomplete
+        elif table == "computed_grades":
+            frame = computed_grades
+        else:
+            frame = inputs.tables[table]
+        for when, year in zip(("prev", "last"), years):
+            rows, present = at.rows_of(frame, year, table)
+            held[when] |= present
+            if table == "land_incomplete":
+                columns[f"incomplete_{when}"] = pl.Series(present)
+            for column, (name, whens) in figures.items():
+                if when in whens:
+                    columns[f"{name}_{when}"] = frame[column].gather(rows)
+        if not keep_tables and table in inputs.tables:
+            inputs.tables[table] = frame.clear()
+        if table == "land_year" and not keep_tables:
+            inputs.tables["land"] = inputs.tables["land"].clear()
+        del frame
+    columns.update({f"held_{when}": pl.Series(flags) for when, flags in held.items()})
+    return registry.select(_REGISTRY_COLUMNS).with_columns(pl.Series(k, v) for k, v in columns.items())
+
+
+class _RegistryPositions:
+    """Where each firm_id stands in the registry (validation numbers the registry 0, 1, 2, …,
+    so a firm_id usually is its position; any other numbering is looked up)."""
+
+    def __init__(self, firm_ids: pl.Series) -> None:
+        ids = firm_ids.to_numpy().astype(np.int64)
+        self.size = len(ids)
+        self._positional = bool((ids == np.arange(self.size)).all())
+        self._order = None if self._positional else np.argsort(ids, kind="stable")
+        self._sorted = None if self._positional else ids[self._order]
+
+    def of(self, firm_ids: pl.Series) -> np.ndarray:
+        """The registry position of each firm_id, -1 for one not in the registry (or null)."""
+        ids = firm_ids.cast(pl.Int64).fill_null(-1).to_numpy()
+        if self._positional:
+            return np.where(ids < self.size, ids, -1)
+        if not self.size:
+            return np.full(len(ids), -1, dtype=np.int64)
+        found = np.minimum(np.searchsorted(self._sorted, ids), self.size - 1)
+        return np.where(self._sorted[found] == ids, self._order[found], -1)
+
+    def rows_of(self, frame: pl.DataFrame, year: int, table: str) -> tuple[pl.Series, np.ndarray]:
+        """For each registry position, the row of ``frame`` holding that firm in ``year`` (null
+        where there is none; a Series to gather with), and whether there is one."""
+        rows = np.flatnonzero((frame["year"] == year).fill_null(False).to_numpy())
+        pos = self.of(frame["firm_id"].gather(rows))
+        known = pos >= 0
+        rows, pos = rows[known], pos[known]
+        row_at = np.full(self.size, -1, dtype=np.int64)
+        row_at[pos] = rows
+        present = row_at >= 0
+        if int(present.sum()) != len(pos):
+            raise AuditError(f"审计失败：{table} 中有企业在 {year} 年有多行数据（每家企业每年应只有一行）")
+        index = pl.Series(np.where(present, row_at, 0), dtype=pl.UInt32)
+        return pl.select(pl.when(pl.lit(pl.Series(present))).then(pl.lit(index))).to_series(), present
 
 
 def _land_years(land: pl.DataFrame, years: list[int]) -> pl.DataFrame:

@@ -7,8 +7,12 @@ import duckdb
 import polars as pl
 import pytest
 
+import screening
 from screening import anomaly
-from screening.screen import _land_years, screen
+from screening.engine import Engine
+from screening.errors import AuditError
+from screening.paths import sample_data_dir
+from screening.screen import CHECK_ONLY_FIGURES, _land_years, screen
 
 YEAR = 2022
 INPUTS = ("in_enterprises", "in_stats", "in_tax", "in_land", "in_energy", "in_evaluations", "in_land_year",
@@ -39,6 +43,104 @@ def test_inputs_are_released_before_the_data_check_and_after_the_rules(monkeypat
         assert not any(_registered(s.engine.con, name) for name in INPUTS)
         assert s.engine.query("panel", "SELECT count(*) AS n FROM firm_panel", {})["n"][0] == s.enterprises
         assert s.audit.height == 0
+
+
+@pytest.fixture(scope="module")
+def sample_inputs():
+    return screening.load_inputs(sample_data_dir())
+
+
+def _copy(inputs):
+    return screening.validate.Inputs(dict(inputs.tables), inputs.rejects, land_incomplete=inputs.land_incomplete)
+
+
+DATA_TABLES = ("stats", "tax", "land", "energy", "evaluations")
+
+
+def test_each_input_is_released_before_firm_years_is_built(sample_inputs, monkeypatch):
+    """A run that does not keep its tables lets go of each input table as soon as its figures are
+    taken: when DuckDB builds firm_years, the data tables are gone from Polars and none of them is
+    registered in DuckDB (a province's inputs and firm_years are never all held at once)."""
+    seen: dict[str, object] = {}
+    execute = Engine.execute
+
+    def spy(self, label, sql, params):
+        if label == "views/10_firm_year.sql":
+            seen["heights"] = {name: inputs.tables[name].height for name in DATA_TABLES}
+            seen["registered"] = [name for name in INPUTS if _registered(self.con, name)]
+        return execute(self, label, sql, params)
+
+    inputs = _copy(sample_inputs)
+    assert all(inputs.tables[name].height for name in DATA_TABLES)
+    monkeypatch.setattr(Engine, "execute", spy)
+    with screen(inputs=inputs, year=YEAR, keep_tables=False) as s:
+        assert s.audit.height == 0
+    assert seen["heights"] == dict.fromkeys(DATA_TABLES, 0)
+    assert seen["registered"] == ["in_product_energy"]
+
+
+def test_the_check_figures_go_once_the_data_check_has_run(monkeypatch):
+    """Revenue, value added, electricity, the energy of Y-2 and held_* are read only by the data
+    check and the key energy users: firm_years holds them until those have run, not through the
+    rules and the outputs."""
+    seen: list[str] = []
+    features = anomaly.features
+
+    def spy(engine, *args):
+        seen.extend(engine.query("columns", "SELECT * FROM firm_years LIMIT 0", {}).columns)
+        return features(engine, *args)
+
+    monkeypatch.setattr(anomaly, "features", spy)
+    with screen(None, YEAR, keep_tables=False) as s:
+        after = s.engine.query("columns", "SELECT * FROM firm_years LIMIT 0", {}).columns
+        assert s.audit.height == 0 and s.anomalies.height
+    assert set(CHECK_ONLY_FIGURES) <= set(seen)
+    assert not set(CHECK_ONLY_FIGURES) & set(after)
+
+
+def test_a_run_that_keeps_its_tables_leaves_them_whole(sample_inputs):
+    inputs = _copy(sample_inputs)
+    with screen(inputs=inputs, year=YEAR, keep_tables=True):
+        pass
+    assert {n: f.height for n, f in inputs.tables.items()} == {n: f.height for n, f in sample_inputs.tables.items()}
+
+
+def _panel_by_code(inputs) -> tuple[pl.DataFrame, pl.DataFrame]:
+    with screen(inputs=inputs, year=YEAR) as s:
+        years = s.engine.query("firm_years", "SELECT * EXCLUDE (firm_id) FROM firm_years ORDER BY uscc", {})
+        results = s.engine.query("results", "SELECT p.uscc, r.* EXCLUDE (firm_id) FROM results r "
+                                 "JOIN firm_panel p USING (firm_id) ORDER BY p.uscc, r.rule_id", {})
+    return years, results
+
+
+def test_firm_years_do_not_depend_on_how_the_registry_is_numbered(sample_inputs):
+    """Validation numbers the registry 0, 1, 2, …; inputs numbered otherwise (stored, corrected or
+    made by hand: here with gaps, the registry's rows in the reverse order) give the same firm_years
+    and results, and a row naming no registered firm is left out, as a join with the registry would.
+    (The numbers keep their order: rule 1 adds its industry's figures in firm_id order.)"""
+    n = sample_inputs.tables["enterprises"].height
+    renumber = (pl.col("firm_id") * 2 + 5).cast(pl.UInt32)
+    tables = {name: frame.with_columns(renumber) for name, frame in sample_inputs.tables.items()}
+    tables["enterprises"] = tables["enterprises"].reverse()
+    stray = tables["stats"].head(1).with_columns(pl.lit(2, pl.UInt32).alias("firm_id"))  # no firm has id 2
+    tables["stats"] = pl.concat([stray, tables["stats"]])
+    other = screening.validate.Inputs(tables, sample_inputs.rejects,
+                                      land_incomplete=sample_inputs.land_incomplete.with_columns(renumber))
+    want_years, want_results = _panel_by_code(_copy(sample_inputs))
+    got_years, got_results = _panel_by_code(other)
+    assert want_years.height == n and want_results.height
+    assert got_years.equals(want_years, null_equal=True)
+    assert got_results.equals(want_results, null_equal=True)
+
+
+def test_a_firm_with_two_rows_in_one_year_is_refused(sample_inputs):
+    """Validation keeps one row per firm and year; should two reach a run, it stops with the audit's
+    error rather than keep one of them silently."""
+    inputs = _copy(sample_inputs)
+    tax = inputs.tables["tax"]
+    inputs.tables["tax"] = pl.concat([tax, tax.filter(pl.col("year") == YEAR - 1).head(1)])
+    with pytest.raises(AuditError, match="tax"):
+        screen(inputs=inputs, year=YEAR)
 
 
 def test_land_is_summed_in_row_order():
