@@ -206,7 +206,7 @@ def test_firms_per_year_equals_a_group_by(distinct, years):
 
 
 def test_no_thread_outlives_validation(tmp_path):
-    """The registry lookups and file digests run on threads of the call's own, which end with
+    """The tables' validation and file digests run on threads of the call's own, which end with
     it (a thread left idle in a module would hang a forked child that validates)."""
     import threading
     import time
@@ -217,7 +217,7 @@ def test_no_thread_outlives_validation(tmp_path):
     V.validate(read_dir(tmp_path, set()))
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline:
-        left = [t.name for t in threading.enumerate() if t.name.startswith(("firm-ids", "sha256"))]
+        left = [t.name for t in threading.enumerate() if t.name.startswith(("validate", "sha256"))]
         if not left:
             break
         time.sleep(0.01)
