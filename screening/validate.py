@@ -681,7 +681,7 @@ class _Checked(NamedTuple):
 
     good: pl.DataFrame
     rejects: list[pl.DataFrame]
-    accepted: int
+    accepted: int  # rows accepted (before ``keep_years``)
     per_year: pl.DataFrame | None = None  # (year, n) over every year
     land_incomplete: pl.DataFrame | None = None
     registry: _Registry | None = None  # the registry's own (enterprises)
@@ -709,7 +709,8 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
             if name == "enterprises":
                 checked[name] = pool.submit(_validate_registry, files[name], keep_raw)
             else:
-                checked[name] = pool.submit(_validate_table, files[name], checked.get("enterprises"), keep_raw)
+                checked[name] = pool.submit(_validate_table, files[name], checked.get("enterprises"), keep_raw,
+                                            keep_years)
         done = {name: checked[name].result() for name in given}  # the first failure in the usual order
     finally:
         pool.shutdown(cancel_futures=True)
@@ -734,8 +735,6 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
         if per_year is not None:
             years[name] = per_year["year"].to_list()
             if keep_years is not None:
-                if not set(years[name]) <= keep_years or good["year"].has_nulls():  # else all kept: no copy
-                    good = good.filter(pl.col("year").is_in(sorted(keep_years)))
                 per_year = per_year.filter(pl.col("year").is_in(sorted(keep_years)))
             if good.height and name != "product_energy":
                 coverage[name] = dict(zip(per_year["year"].to_list(), per_year["n"].to_list()))
@@ -783,9 +782,11 @@ def _validate_registry(raw: RawTable, keep_raw: bool) -> _Checked:
     return _Checked(good, [*parts, dup_rejects], good.height, registry=registry)
 
 
-def _validate_table(raw: RawTable, registry: "Future[_Checked] | None", keep_raw: bool) -> _Checked:
+def _validate_table(raw: RawTable, registry: "Future[_Checked] | None", keep_raw: bool,
+                    keep_years: set[int] | None) -> _Checked:
     """A table other than the registry: its cells checked, then (once the registry is
-    validated) its codes replaced by firm_id and its duplicate keys taken out."""
+    validated) its codes replaced by firm_id, its duplicate keys taken out and (``keep_years``)
+    only those years' rows kept."""
     good, parts, bad = _cells_checked(raw, keep_raw)
     if registry is None:  # no registry file: every code is unknown
         frame = pl.DataFrame(schema={"uscc": pl.String, FIRM_ID: pl.UInt32})
@@ -803,12 +804,15 @@ def _validate_table(raw: RawTable, registry: "Future[_Checked] | None", keep_raw
             .select(_as_text("uscc", pl.String).str.to_uppercase().alias("uscc"), "year")
             .join(reg.frame, on="uscc", how="inner").select(FIRM_ID, "year").unique().sort(FIRM_ID, "year")
         )
-    per_year = None
+    per_year, accepted = None, good.height
     if "year" in good.columns:
         # firms per year, over every year (a year's count needs only that year's rows); key
         # (uscc, year): after de-duplication a row is a firm, so counting rows is enough
         per_year = _firms_per_year(good, distinct=list(raw.table.key) != ["uscc", "year"])
-    return _Checked(good, [*parts, unknown_rejects, dup_rejects], good.height, per_year, land_incomplete)
+        held = per_year["year"].to_list()
+        if keep_years is not None and (not set(held) <= keep_years or good["year"].has_nulls()):  # else no copy
+            good = good.filter(pl.col("year").is_in(sorted(keep_years)))
+    return _Checked(good, [*parts, unknown_rejects, dup_rejects], accepted, per_year, land_incomplete)
 
 
 def _firms_per_year(good: pl.DataFrame, distinct: bool) -> pl.DataFrame:

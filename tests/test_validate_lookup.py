@@ -237,3 +237,53 @@ def test_a_duplicate_key_with_an_empty_part_names_the_kept_row():
     assert kept[V.ROW].to_list() == [2, 4]
     assert [(r["row"], r["reason"], r["value"]) for r in lines.to_dicts()] == [
         (3, "与第2行主键重复（year、utility、uscc），已保留第2行", "2021||A")]
+
+
+def _facts(inputs: V.Inputs) -> dict:
+    """Everything validation decides, comparable across two calls."""
+    return {
+        "tables": {n: (t.schema, t.rows()) for n, t in inputs.tables.items()},
+        "rejects": sorted(inputs.rejects.rows(), key=repr), "normalised": inputs.normalised.rows(),
+        "land_incomplete": inputs.land_incomplete.rows(), "counts": inputs.row_counts(),
+        "coverage": inputs.coverage, "years": inputs.data_years, "accepted": inputs.accepted_rows,
+    }
+
+
+@pytest.mark.parametrize("keep_years", [None, {2020, 2021}])
+def test_tables_validated_side_by_side_equal_one_at_a_time(tmp_path, monkeypatch, keep_years):
+    """The tables are read and checked on two threads at once (the registry first, then
+    the larger files); what comes out (rows, rejects with file and Excel row, normalised
+    cells, counts, coverage) is what validating them one at a time gives, bad rows included."""
+    import threading
+
+    from screening.synth import generate
+
+    generate(300, 5, tmp_path, fmt="mixed", years=(2019, 2021), bad_rows=True)
+    checked_on: set[str] = set()
+    check = V._check_cells
+
+    def recorded(raw):
+        checked_on.add(threading.current_thread().name)
+        return check(raw)
+
+    monkeypatch.setattr(V, "_check_cells", recorded)
+    side_by_side = _facts(V.validate(read_dir(tmp_path, set()), keep_years=keep_years))
+    assert len(checked_on) == 2 and all(name.startswith("validate") for name in checked_on)
+    monkeypatch.setattr(V, "_WORKERS", 1)
+    one_at_a_time = _facts(V.validate(read_dir(tmp_path, set()), keep_years=keep_years))
+    assert side_by_side == one_at_a_time
+    assert side_by_side["rejects"]  # the synthetic bad rows are there to compare
+
+
+def test_the_first_table_in_order_with_a_reading_problem_is_the_one_reported(tmp_path):
+    """Tables read side by side: when several files cannot be read, the message is the
+    registry's (the usual order), whichever thread finishes first."""
+    from screening.errors import InputError
+    from screening.synth import generate
+
+    generate(50, 3, tmp_path, fmt="csv", years=(2020, 2021), bad_rows=False)
+    for name in ("enterprises", "land"):  # a required column gone from both
+        frame = pl.read_csv(tmp_path / f"{name}.csv", infer_schema=False)
+        frame.drop(frame.columns[0]).write_csv(tmp_path / f"{name}.csv")
+    with pytest.raises(InputError, match="enterprises"):
+        V.validate(read_dir(tmp_path, set()))
