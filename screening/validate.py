@@ -593,6 +593,10 @@ class CodeIndex:
         return found
 
 
+#: 2**64 / the golden ratio (odd): spreads consecutive grid cells over the bits of a 64-bit hash
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
 def _repeats(good: pl.DataFrame, key: list[str]) -> pl.Series | None:
     """Rows whose key may occur more than once (a superset of the duplicates), or None when
     no key repeats.
@@ -600,7 +604,8 @@ def _repeats(good: pl.DataFrame, key: list[str]) -> pl.Series | None:
     The key's integer columns without nulls over a small range (firm_id, year) are counted
     exactly by their position in a dense grid (one pass, no hashing); when that is the whole
     key, the count decides.  The rest of a key (a parcel's number) is compared only among
-    the rows whose grid cell repeats, first by a hash: only hashes that repeat are candidates."""
+    the rows whose grid cell repeats, first by its hash mixed with the cell's number: only
+    values that repeat are candidates."""
     if not good.height:
         return None
     grid = [k for k in key if good.schema[k].is_integer() and not good[k].has_nulls()]
@@ -622,8 +627,14 @@ def _repeats(good: pl.DataFrame, key: list[str]) -> pl.Series | None:
             if len(grid) == len(key):
                 return pl.Series(repeated)
             idx = np.flatnonzero(repeated)
-    sub = good.select(key) if idx is None else good.select(pl.col(key).gather(idx))
-    hashes = sub.select(pl.struct(key).hash(seed=0).alias("_h"))["_h"]
+    if idx is None:
+        hashes = good.select(pl.struct(key).hash(seed=0).alias("_h"))["_h"]
+    else:  # the grid cell (a number) mixed with a hash of the rest of the key, for those rows only
+        rest = [k for k in key if k not in grid]
+        part = good.select(pl.col(rest).gather(idx))
+        part = part.to_series() if len(rest) == 1 else part.select(pl.struct(rest)).to_series()
+        mixed = part.hash(seed=0).to_numpy() ^ (cell[idx].astype(np.uint64) * _MIX)
+        hashes = pl.Series("_h", mixed)
     if hashes.n_unique() == hashes.len():
         return None
     if idx is None:

@@ -287,3 +287,34 @@ def test_the_first_table_in_order_with_a_reading_problem_is_the_one_reported(tmp
         frame.drop(frame.columns[0]).write_csv(tmp_path / f"{name}.csv")
     with pytest.raises(InputError, match="enterprises"):
         V.validate(read_dir(tmp_path, set()))
+
+
+def test_duplicates_of_a_key_with_two_text_parts_and_empty_cells_are_found_exactly():
+    """A key whose rest (beyond firm_id and year) is two text columns, some cells empty (a
+    ledger's utility and account): the rows whose grid cell repeats are compared by their
+    rest's hash mixed with the cell, then exactly; an empty part equals an empty part."""
+    rng = np.random.default_rng(11)
+    n = 20000
+    good = pl.DataFrame({
+        V.FIRM_ID: pl.Series(rng.integers(0, 2000, n), dtype=pl.UInt32),
+        "year": pl.Series(rng.integers(2019, 2022, n), dtype=pl.Int32),
+        "utility": pl.Series([None if r < 0.3 else f"U{int(r * 4)}" for r in rng.random(n)], dtype=pl.String),
+        "account": pl.Series([None if r < 0.1 else f"A{int(r * 6)}" for r in rng.random(n)], dtype=pl.String),
+        V.ROW: pl.Series(range(2, n + 2), dtype=pl.Int64),
+    })
+
+    class Raw:
+        file, headers = "ledger.csv", {}
+
+    codes = pl.DataFrame({V.FIRM_ID: pl.Series(range(2000), dtype=pl.UInt32), "uscc": [f"C{i}" for i in range(2000)]})
+    kept, lines = V._split_duplicates(Raw(), good, [V.FIRM_ID, "year", "utility", "account"], codes)
+    seen: dict[tuple, int] = {}
+    expected = {}
+    for f, y, u, a, row in good.iter_rows():
+        if (f, y, u, a) in seen:
+            expected[row] = seen[(f, y, u, a)]
+        else:
+            seen[(f, y, u, a)] = row
+    assert len(expected) > 300
+    got = {r: int(reason.split("第")[1].split("行")[0]) for r, reason in zip(lines["row"], lines["reason"])}
+    assert got == expected
