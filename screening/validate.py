@@ -352,12 +352,8 @@ def _land_area(good: pl.DataFrame) -> pl.DataFrame:
     return good.with_columns(mu.alias("area_mu"))
 
 
-def _check_cells(raw: RawTable, firm_ids: "Future[pl.Series] | None" = None
-                 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Typed rows that passed, reject lines, and the (typed) rows that failed.
-
-    ``firm_ids``: the registry's firm_id of each row's code as written, being looked up
-    beside the checks (:func:`validate`); the typed rows carry it as ``firm_id``.
 
     Problems are first computed as one boolean per row; reason strings are built only
     for the few rows that fail, so a clean province-size file costs little extra memory.
@@ -394,8 +390,6 @@ def _check_cells(raw: RawTable, firm_ids: "Future[pl.Series] | None" = None
         conds = [_flag(parsed[n]) for n in parsed]
         any_bad = pl.any_horizontal(conds) if conds else pl.lit(False)
         bad_mask = cell_mask = frame.select(any_bad.alias("_bad"))["_bad"]
-    if firm_ids is not None:
-        typed = typed.with_columns(firm_ids.result())
     if not cell_mask.any():
         good, bad = typed, typed.clear()
         rejects = pl.DataFrame(schema=REJECT_SCHEMA)
@@ -487,7 +481,7 @@ def _attach_firm_id(raw: RawTable, good: pl.DataFrame, registry: "pl.DataFrame |
     Each code is looked up in the registry (whose codes are unique; :class:`CodeIndex` when
     given, else a join): only the firm_id column is new, the table's other columns are not copied.
     """
-    joined = good if FIRM_ID in good.columns else good.with_columns(_firm_ids(good.select("uscc"), registry))
+    joined = good.with_columns(_firm_ids(good.select("uscc"), registry))
     missed = joined[FIRM_ID].is_null()
     if missed.any():  # second chance for codes written with spaces or in lower case
         retried = joined.filter(missed).with_columns(_as_text("uscc", pl.String).str.to_uppercase().alias("uscc"))
@@ -599,6 +593,10 @@ class CodeIndex:
         return found
 
 
+#: 2**64 / the golden ratio (odd): spreads consecutive grid cells over the bits of a 64-bit hash
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
 def _repeats(good: pl.DataFrame, key: list[str]) -> pl.Series | None:
     """Rows whose key may occur more than once (a superset of the duplicates), or None when
     no key repeats.
@@ -606,7 +604,8 @@ def _repeats(good: pl.DataFrame, key: list[str]) -> pl.Series | None:
     The key's integer columns without nulls over a small range (firm_id, year) are counted
     exactly by their position in a dense grid (one pass, no hashing); when that is the whole
     key, the count decides.  The rest of a key (a parcel's number) is compared only among
-    the rows whose grid cell repeats, first by a hash: only hashes that repeat are candidates."""
+    the rows whose grid cell repeats, first by its hash mixed with the cell's number: only
+    values that repeat are candidates."""
     if not good.height:
         return None
     grid = [k for k in key if good.schema[k].is_integer() and not good[k].has_nulls()]
@@ -628,8 +627,14 @@ def _repeats(good: pl.DataFrame, key: list[str]) -> pl.Series | None:
             if len(grid) == len(key):
                 return pl.Series(repeated)
             idx = np.flatnonzero(repeated)
-    sub = good.select(key) if idx is None else good.select(pl.col(key).gather(idx))
-    hashes = sub.select(pl.struct(key).hash(seed=0).alias("_h"))["_h"]
+    if idx is None:
+        hashes = good.select(pl.struct(key).hash(seed=0).alias("_h"))["_h"]
+    else:  # the grid cell (a number) mixed with a hash of the rest of the key, for those rows only
+        rest = [k for k in key if k not in grid]
+        part = good.select(pl.col(rest).gather(idx))
+        part = part.to_series() if len(rest) == 1 else part.select(pl.struct(rest)).to_series()
+        mixed = part.hash(seed=0).to_numpy() ^ (cell[idx].astype(np.uint64) * _MIX)
+        hashes = pl.Series("_h", mixed)
     if hashes.n_unique() == hashes.len():
         return None
     if idx is None:
@@ -669,87 +674,156 @@ def _split_duplicates(raw: RawTable, good: pl.DataFrame, key: list[str],
     return good.filter(~pl.col(ROW).is_in(dups[ROW].implode())), lines
 
 
-def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set[int] | None = None) -> Inputs:
-    """Read and validate every table, one at a time.
+#: tables validated at once (threads; Polars, NumPy and hashlib release the GIL): one per core
+#: of a 2-core machine; each in flight holds its raw rows, so more would raise the peak memory
+_WORKERS = 2
 
-    ``keep_raw=False`` drops each file's raw rows as soon as they are checked;
-    ``keep_years`` keeps only those years' rows once validated (every row is still checked
-    and counted), which is all a screening run needs from a province's history.
+
+class _Registry(NamedTuple):
+    """What the other tables need from the validated registry."""
+
+    frame: pl.DataFrame  # uscc, firm_id
+    index: CodeIndex
+    rejected_codes: pl.Series  # codes of the registry rows that were rejected
+
+
+class _Checked(NamedTuple):
+    """One table validated: its rows kept, its reject lines, and its facts for :class:`Inputs`."""
+
+    good: pl.DataFrame
+    rejects: list[pl.DataFrame]
+    accepted: int  # rows accepted (before ``keep_years``)
+    per_year: pl.DataFrame | None = None  # (year, n) over every year
+    land_incomplete: pl.DataFrame | None = None
+    registry: _Registry | None = None  # the registry's own (enterprises)
+
+
+def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set[int] | None = None) -> Inputs:
+    """Read and validate every table, two at a time (the larger files first).
+
+    A table is read and its cells checked without waiting for the registry; its codes are
+    then looked up in the validated registry.  ``keep_raw=False`` drops each file's raw rows
+    as soon as they are checked; ``keep_years`` keeps only those years' rows once validated
+    (every row is still checked and counted), which is all a screening run needs from a
+    province's history.  A problem that stops the reading (a missing column …) is raised
+    for the first table in the usual order (registry first) that has one.
     """
+    order = ["enterprises"] + [n for n, t in TABLES.items() if n != "enterprises" and not t.standalone]
+    given = [n for n in order if n in files]
+    # the larger files first: the last ones in flight, beside every table kept so far, are small
+    started = ([n for n in given if n == "enterprises"]
+               + sorted((n for n in given if n != "enterprises"), key=lambda n: -_file_size(files[n])))
+    pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="validate")  # its threads end with this call
+    try:
+        checked: dict[str, Future[_Checked]] = {}
+        for name in started:
+            if name == "enterprises":
+                checked[name] = pool.submit(_validate_registry, files[name], keep_raw)
+            else:
+                checked[name] = pool.submit(_validate_table, files[name], checked.get("enterprises"), keep_raw,
+                                            keep_years)
+        done = {name: checked[name].result() for name in given}  # the first failure in the usual order
+    finally:
+        pool.shutdown(cancel_futures=True)
+
     tables: dict[str, pl.DataFrame] = {}
     reject_parts: list[pl.DataFrame] = []
     land_incomplete = pl.DataFrame(schema={FIRM_ID: pl.UInt32, "year": pl.Int32})
-
     accepted: dict[str, int] = {}
     coverage: dict[str, dict[int, int]] = {}
     years: dict[str, list[int]] = {}
-    registry = pl.DataFrame(schema={"uscc": pl.String, FIRM_ID: pl.UInt32})
-    index = CodeIndex(registry)
-    # looks a table's codes up in the registry beside the table's cell checks; its thread ends
-    # with this call (none is left behind, e.g. across a fork)
-    lookups = ThreadPoolExecutor(1, thread_name_prefix="firm-ids")
-    rejected_codes = pl.Series("uscc", [], dtype=pl.String)
-    for name in ["enterprises"] + [n for n, t in TABLES.items() if n != "enterprises" and not t.standalone]:
-        raw = files.get(name)
-        if raw is None:
+    for name in order:
+        if name not in done:
             tables[name] = _empty(TABLES[name])
             continue
-        raw.load()
-        firm_ids = None
-        if name != "enterprises" and "uscc" in raw.frame.columns:
-            # the codes as written are looked up in the registry (another core) while the
-            # cells are checked: a typed code is the cell as text, so the rows line up
-            codes = raw.frame["uscc"]
-            firm_ids = lookups.submit(index.firm_ids, codes if codes.dtype == pl.String else codes.cast(pl.String))
-        good, cell_rejects, bad = _check_cells(raw, firm_ids)
-        if not keep_raw:  # the typed rows are all that is read from here on
-            raw.release()
-        reject_parts.append(cell_rejects)
-        if raw.furniture.height:  # 栏次/合计/制表人 rows: not records, said so
-            reject_parts.append(raw.furniture.select(
-                pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"), pl.lit("（整行）").alias("column"),
-                pl.format("{}，不是数据行，未读取", "reason").alias("reason"), pl.lit(None, dtype=pl.String).alias("value"),
-                pl.lit(ROW_REJECTED).alias("action")))
-        if name == "enterprises":
-            good, dup_rejects = _split_duplicates(raw, good, ["uscc"], None)
-            good = good.with_row_index(FIRM_ID).drop(ROW)
-            registry = good.select("uscc", FIRM_ID)
-            index = CodeIndex(registry)
-            rejected_codes = bad["uscc"].drop_nulls()
-        else:
-            good, unknown_rejects = _attach_firm_id(raw, good, index, rejected_codes)
-            key = [FIRM_ID if k == "uscc" else k for k in raw.table.key]
-            good, dup_rejects = _split_duplicates(raw, good, key, registry)
-            reject_parts.append(unknown_rejects)
-            good = good.rename({ROW: "source_row"}) if raw.table.keep_rows else good.drop(ROW)
-        reject_parts.append(dup_rejects)
-        if name == "land" and bad.height:
-            land_incomplete = (
-                bad.filter(pl.col("year").is_not_null())
-                .select(_as_text("uscc", pl.String).str.to_uppercase().alias("uscc"), "year")
-                .join(registry, on="uscc", how="inner").select(FIRM_ID, "year").unique().sort(FIRM_ID, "year")
-            )
-        accepted[name] = good.height
-        if "year" in good.columns:
-            # firms per year, over every year (a year's count needs only that year's rows); key
-            # (uscc, year): after de-duplication a row is a firm, so counting rows is enough
-            per_year = _firms_per_year(good, distinct=list(raw.table.key) != ["uscc", "year"])
+        result = done[name]
+        good = result.good
+        reject_parts.extend(result.rejects)
+        if result.land_incomplete is not None:
+            land_incomplete = result.land_incomplete
+        accepted[name] = result.accepted
+        per_year = result.per_year
+        if per_year is not None:
             years[name] = per_year["year"].to_list()
             if keep_years is not None:
-                if not set(years[name]) <= keep_years or good["year"].has_nulls():  # else all kept: no copy
-                    good = good.filter(pl.col("year").is_in(sorted(keep_years)))
                 per_year = per_year.filter(pl.col("year").is_in(sorted(keep_years)))
             if good.height and name != "product_energy":
                 coverage[name] = dict(zip(per_year["year"].to_list(), per_year["n"].to_list()))
         tables[name] = good
+        done[name] = None  # the kept rows live in ``tables`` only
 
-    lookups.shutdown()
     rejects = pl.concat(reject_parts) if reject_parts else pl.DataFrame(schema=REJECT_SCHEMA)
     rejects = rejects.with_columns(pl.col("row").cast(pl.Int64)).sort("file", "row", "column")
     normalised = [raw.normalised for raw in files.values() if raw.normalised.height]
     return Inputs(tables, rejects, files, land_incomplete, {n: raw.rows for n, raw in files.items()}, accepted,
                   pl.concat(normalised) if normalised else pl.DataFrame(schema=NORMALISED_SCHEMA), coverage,
                   data_years=years)
+
+
+def _file_size(raw: RawTable) -> int:
+    try:
+        return raw.path.stat().st_size
+    except OSError:  # said when it is read
+        return 0
+
+
+def _cells_checked(raw: RawTable, keep_raw: bool) -> tuple[pl.DataFrame, list[pl.DataFrame], pl.DataFrame]:
+    """A table read and its cells checked: typed rows that passed, reject lines (cells and
+    report furniture), typed rows that failed.  ``keep_raw=False`` drops the raw rows after."""
+    raw.load()
+    good, cell_rejects, bad = _check_cells(raw)
+    if not keep_raw:  # the typed rows are all that is read from here on
+        raw.release()
+    parts = [cell_rejects]
+    if raw.furniture.height:  # 栏次/合计/制表人 rows: not records, said so
+        parts.append(raw.furniture.select(
+            pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"), pl.lit("（整行）").alias("column"),
+            pl.format("{}，不是数据行，未读取", "reason").alias("reason"), pl.lit(None, dtype=pl.String).alias("value"),
+            pl.lit(ROW_REJECTED).alias("action")))
+    return good, parts, bad
+
+
+def _validate_registry(raw: RawTable, keep_raw: bool) -> _Checked:
+    """The registry (``enterprises``): each distinct code once, numbered by ``firm_id``."""
+    good, parts, bad = _cells_checked(raw, keep_raw)
+    good, dup_rejects = _split_duplicates(raw, good, ["uscc"], None)
+    good = good.with_row_index(FIRM_ID).drop(ROW)
+    frame = good.select("uscc", FIRM_ID)
+    registry = _Registry(frame, CodeIndex(frame), bad["uscc"].drop_nulls())
+    return _Checked(good, [*parts, dup_rejects], good.height, registry=registry)
+
+
+def _validate_table(raw: RawTable, registry: "Future[_Checked] | None", keep_raw: bool,
+                    keep_years: set[int] | None) -> _Checked:
+    """A table other than the registry: its cells checked, then (once the registry is
+    validated) its codes replaced by firm_id, its duplicate keys taken out and (``keep_years``)
+    only those years' rows kept."""
+    good, parts, bad = _cells_checked(raw, keep_raw)
+    if registry is None:  # no registry file: every code is unknown
+        frame = pl.DataFrame(schema={"uscc": pl.String, FIRM_ID: pl.UInt32})
+        reg = _Registry(frame, CodeIndex(frame), pl.Series("uscc", [], dtype=pl.String))
+    else:
+        reg = registry.result().registry  # started first, so never waiting behind this table
+    good, unknown_rejects = _attach_firm_id(raw, good, reg.index, reg.rejected_codes)
+    key = [FIRM_ID if k == "uscc" else k for k in raw.table.key]
+    good, dup_rejects = _split_duplicates(raw, good, key, reg.frame)
+    good = good.rename({ROW: "source_row"}) if raw.table.keep_rows else good.drop(ROW)
+    land_incomplete = None
+    if raw.table.name == "land" and bad.height:
+        land_incomplete = (
+            bad.filter(pl.col("year").is_not_null())
+            .select(_as_text("uscc", pl.String).str.to_uppercase().alias("uscc"), "year")
+            .join(reg.frame, on="uscc", how="inner").select(FIRM_ID, "year").unique().sort(FIRM_ID, "year")
+        )
+    per_year, accepted = None, good.height
+    if "year" in good.columns:
+        # firms per year, over every year (a year's count needs only that year's rows); key
+        # (uscc, year): after de-duplication a row is a firm, so counting rows is enough
+        per_year = _firms_per_year(good, distinct=list(raw.table.key) != ["uscc", "year"])
+        held = per_year["year"].to_list()
+        if keep_years is not None and (not set(held) <= keep_years or good["year"].has_nulls()):  # else no copy
+            good = good.filter(pl.col("year").is_in(sorted(keep_years)))
+    return _Checked(good, [*parts, unknown_rejects, dup_rejects], accepted, per_year, land_incomplete)
 
 
 def _firms_per_year(good: pl.DataFrame, distinct: bool) -> pl.DataFrame:

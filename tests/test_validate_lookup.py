@@ -206,7 +206,7 @@ def test_firms_per_year_equals_a_group_by(distinct, years):
 
 
 def test_no_thread_outlives_validation(tmp_path):
-    """The registry lookups and file digests run on threads of the call's own, which end with
+    """The tables' validation and file digests run on threads of the call's own, which end with
     it (a thread left idle in a module would hang a forked child that validates)."""
     import threading
     import time
@@ -217,7 +217,7 @@ def test_no_thread_outlives_validation(tmp_path):
     V.validate(read_dir(tmp_path, set()))
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline:
-        left = [t.name for t in threading.enumerate() if t.name.startswith(("firm-ids", "sha256"))]
+        left = [t.name for t in threading.enumerate() if t.name.startswith(("validate", "sha256"))]
         if not left:
             break
         time.sleep(0.01)
@@ -237,3 +237,84 @@ def test_a_duplicate_key_with_an_empty_part_names_the_kept_row():
     assert kept[V.ROW].to_list() == [2, 4]
     assert [(r["row"], r["reason"], r["value"]) for r in lines.to_dicts()] == [
         (3, "与第2行主键重复（year、utility、uscc），已保留第2行", "2021||A")]
+
+
+def _facts(inputs: V.Inputs) -> dict:
+    """Everything validation decides, comparable across two calls."""
+    return {
+        "tables": {n: (t.schema, t.rows()) for n, t in inputs.tables.items()},
+        "rejects": sorted(inputs.rejects.rows(), key=repr), "normalised": inputs.normalised.rows(),
+        "land_incomplete": inputs.land_incomplete.rows(), "counts": inputs.row_counts(),
+        "coverage": inputs.coverage, "years": inputs.data_years, "accepted": inputs.accepted_rows,
+    }
+
+
+@pytest.mark.parametrize("keep_years", [None, {2020, 2021}])
+def test_tables_validated_side_by_side_equal_one_at_a_time(tmp_path, monkeypatch, keep_years):
+    """The tables are read and checked on two threads at once (the registry first, then
+    the larger files); what comes out (rows, rejects with file and Excel row, normalised
+    cells, counts, coverage) is what validating them one at a time gives, bad rows included."""
+    import threading
+
+    from screening.synth import generate
+
+    generate(300, 5, tmp_path, fmt="mixed", years=(2019, 2021), bad_rows=True)
+    checked_on: set[str] = set()
+    check = V._check_cells
+
+    def recorded(raw):
+        checked_on.add(threading.current_thread().name)
+        return check(raw)
+
+    monkeypatch.setattr(V, "_check_cells", recorded)
+    side_by_side = _facts(V.validate(read_dir(tmp_path, set()), keep_years=keep_years))
+    assert len(checked_on) == 2 and all(name.startswith("validate") for name in checked_on)
+    monkeypatch.setattr(V, "_WORKERS", 1)
+    one_at_a_time = _facts(V.validate(read_dir(tmp_path, set()), keep_years=keep_years))
+    assert side_by_side == one_at_a_time
+    assert side_by_side["rejects"]  # the synthetic bad rows are there to compare
+
+
+def test_the_first_table_in_order_with_a_reading_problem_is_the_one_reported(tmp_path):
+    """Tables read side by side: when several files cannot be read, the message is the
+    registry's (the usual order), whichever thread finishes first."""
+    from screening.errors import InputError
+    from screening.synth import generate
+
+    generate(50, 3, tmp_path, fmt="csv", years=(2020, 2021), bad_rows=False)
+    for name in ("enterprises", "land"):  # a required column gone from both
+        frame = pl.read_csv(tmp_path / f"{name}.csv", infer_schema=False)
+        frame.drop(frame.columns[0]).write_csv(tmp_path / f"{name}.csv")
+    with pytest.raises(InputError, match="enterprises"):
+        V.validate(read_dir(tmp_path, set()))
+
+
+def test_duplicates_of_a_key_with_two_text_parts_and_empty_cells_are_found_exactly():
+    """A key whose rest (beyond firm_id and year) is two text columns, some cells empty (a
+    ledger's utility and account): the rows whose grid cell repeats are compared by their
+    rest's hash mixed with the cell, then exactly; an empty part equals an empty part."""
+    rng = np.random.default_rng(11)
+    n = 20000
+    good = pl.DataFrame({
+        V.FIRM_ID: pl.Series(rng.integers(0, 2000, n), dtype=pl.UInt32),
+        "year": pl.Series(rng.integers(2019, 2022, n), dtype=pl.Int32),
+        "utility": pl.Series([None if r < 0.3 else f"U{int(r * 4)}" for r in rng.random(n)], dtype=pl.String),
+        "account": pl.Series([None if r < 0.1 else f"A{int(r * 6)}" for r in rng.random(n)], dtype=pl.String),
+        V.ROW: pl.Series(range(2, n + 2), dtype=pl.Int64),
+    })
+
+    class Raw:
+        file, headers = "ledger.csv", {}
+
+    codes = pl.DataFrame({V.FIRM_ID: pl.Series(range(2000), dtype=pl.UInt32), "uscc": [f"C{i}" for i in range(2000)]})
+    kept, lines = V._split_duplicates(Raw(), good, [V.FIRM_ID, "year", "utility", "account"], codes)
+    seen: dict[tuple, int] = {}
+    expected = {}
+    for f, y, u, a, row in good.iter_rows():
+        if (f, y, u, a) in seen:
+            expected[row] = seen[(f, y, u, a)]
+        else:
+            seen[(f, y, u, a)] = row
+    assert len(expected) > 300
+    got = {r: int(reason.split("第")[1].split("行")[0]) for r, reason in zip(lines["row"], lines["reason"])}
+    assert got == expected

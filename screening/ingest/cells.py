@@ -112,12 +112,11 @@ def _dirty(frame: pl.DataFrame, col: Column) -> pl.Series:
     marks = sorted({v for m in missing_marks() for v in (m, m.upper())})  # no per-cell lower-casing
     cheap = present & (e.is_in(marks) | e.str.starts_with("'") | e.str.starts_with("="))
     mask = frame.select(cheap.alias("c"), (e.str.len_bytes() != e.str.len_chars()).fill_null(False).alias("u"))
-    unicode = mask["u"]
-    if unicode.any():  # only text with non-ASCII characters can hold invisible or full-width ones
-        idx = unicode.arg_true()
-        hit = frame.select(e.gather(idx).str.contains(_CHAR_CLASS)).to_series()
-        extra = pl.Series([False] * frame.height).scatter(idx.filter(hit), True)
-        return mask["c"] | extra
+    if mask["u"].any():  # only text with non-ASCII characters can hold invisible or full-width ones
+        # the whole column searched (no copy of the non-ASCII cells: in a column of Chinese
+        # names that is every cell); an ASCII cell is passed over quickly
+        return mask.select(pl.col("c") | (pl.col("u") & frame.select(e.str.contains(_CHAR_CLASS)).to_series())
+                           ).to_series()
     return mask["c"]
 
 

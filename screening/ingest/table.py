@@ -37,7 +37,7 @@ _COLUMN_NUMBERS = r"^([甲乙丙丁戊己庚辛]|\d{1,2})$"
 @dataclass
 class RawTable:
     """One input file.  Its rows are read by :meth:`load` and dropped by :meth:`release`,
-    so that a province's tables pass through memory one at a time."""
+    so that a province's tables pass through memory a few at a time (``validate._WORKERS``)."""
 
     table: Table
     path: Path
@@ -450,7 +450,7 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTab
 
 def read_dir(data_dir: Path, needed: set[str], optional: set[str] | frozenset[str] = frozenset()
              ) -> dict[str, RawTable]:
-    """Find every table file in ``data_dir`` (read later, one at a time, by validation).
+    """Find every table file in ``data_dir`` (read later by validation, two at a time).
 
     A ``needed`` table that is absent is an error.  A table read only on request
     (``Table.on_request``, e.g. ``adjustments``) is found only when ``needed`` or ``optional``
