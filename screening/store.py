@@ -120,6 +120,11 @@ STAGED_KINDS = {
 #: staged tables that are checked but not copied (the database has its own)
 _NOT_IMPORTED = frozenset({"schema_info"})
 
+#: a run's id as screening.screen makes it: list year, start time, six hex digits
+RUN_ID_PATTERN = r"\d{4}-\d{8}T\d{6}-[0-9a-f]{6}"
+#: per staged kind: the table naming the runs, its key, and the tables whose rows belong to them
+_STAGED_KEYS = {"run": ("runs", "run_id"), "warnings": ("warn_runs", "warn_id")}
+
 
 class StoreError(ScreeningError):
     exit_code = 1
@@ -386,6 +391,7 @@ def import_staged(con: duckdb.DuckDBPyConnection, staged: Path) -> dict[str, Any
     try:
         names = check_staged(con, catalog)
         source = {name: f"{identifier(catalog)}.{identifier(name)}" for name in names}
+        _check_staged_ids(con, source, staged.name)
         if "runs" in names and _table_exists(con, "runs") and con.execute(
                 f"SELECT count(*) FROM runs WHERE run_id IN (SELECT run_id FROM {source['runs']})").fetchall()[0][0]:
             raise StoreError(f"文件 {staged.name} 中的运行已经导入过")
@@ -407,6 +413,27 @@ def import_staged(con: duckdb.DuckDBPyConnection, staged: Path) -> dict[str, Any
         return {"tables": counts, "run_ids": run_ids}
     finally:
         con.execute(f"DETACH {identifier(catalog)}")
+
+
+def _check_staged_ids(con: duckdb.DuckDBPyConnection, source: dict[str, str], file: str) -> None:
+    """A staged run's id must be one the engine makes (a name such as ``..`` would later be a
+    folder name to the service), and every row of the staged tables must belong to a staged run:
+    a row under another id would be added to a run already stored."""
+    for head, key in _STAGED_KEYS.values():
+        if head not in source:
+            continue
+        bad = [] if key != "run_id" else con.execute(
+            f"SELECT run_id FROM {source[head]} WHERE run_id IS NULL OR NOT regexp_full_match(run_id, ?) LIMIT 1",
+            [RUN_ID_PATTERN]).fetchall()
+        if bad:
+            raise StoreError(f"文件 {file} 中的运行编号“{str(bad[0][0])[:40]}”不是本工具生成的格式")
+        for name, table in source.items():
+            if name == head or key not in {c for c, _ in STORED_TABLES[name]}:
+                continue
+            stray = con.execute(f"SELECT count(*) FROM {table} WHERE {identifier(key)} IS NULL OR {identifier(key)} "
+                                f"NOT IN (SELECT {identifier(key)} FROM {source[head]})").fetchall()[0][0]
+            if stray:
+                raise StoreError(f"文件 {file} 的表 {name} 中有 {stray} 行不属于文件中的任何一次运行")
 
 
 def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:

@@ -216,3 +216,46 @@ def test_an_older_world_readable_database_is_tightened(tmp_path):
     db.chmod(0o644)
     store.connect(db).close()
     assert _mode(db) == 0o600
+
+
+def _run_file(path: Path, run_id: str, result_run_id: str) -> Path:
+    """A staged run: every table of a run, one runs row and one run_results row."""
+    con = duckdb.connect(str(path))
+    try:
+        for table in store.STAGED_KINDS["run"]:
+            store._create(con, "main", table)
+        con.execute("INSERT INTO runs VALUES (?, now(), 2022, 'yueqing-2022', '1', '{}', '{}', '{}', '{}', '{}', "
+                    "1, 0, 0, '{}')", [run_id])
+        con.execute("INSERT INTO run_results (run_id, uscc, rule_id, status) VALUES (?, 'X', 'r', 'pass')",
+                    [result_run_id])
+    finally:
+        con.close()
+    return path
+
+
+@pytest.mark.parametrize(("run_id", "result_run_id", "said"), [
+    ("..", "..", "不是本工具生成的格式"),  # later a folder name to the service (runs_dir/<run_id>)
+    ("2022-20260101T080000-0a1b2c", "2021-20250101T080000-ffffff", "不属于文件中的任何一次运行"),
+])
+def test_a_staged_run_with_a_made_up_id_or_rows_of_another_run_is_refused(service, run_id, result_run_id, said):
+    """A staged file named any run id, and its rows any run: a row under the id of a run already
+    stored was added to that run."""
+    client, headers, db = service
+    path, token = _slot(client, headers)
+    _run_file(path, run_id, result_run_id)
+    answer = client.post("/api/v1/runs/import", headers=headers, json={"token": token})
+    assert answer.status_code == 422 and said in answer.json()["detail"], answer.text
+    cursor = client.app.state.con.cursor()
+    try:
+        assert not cursor.execute("SELECT 1 FROM duckdb_tables() WHERE table_name IN ('runs', 'run_results') "
+                                  "AND database_name = current_database()").fetchall()  # nothing copied
+    finally:
+        cursor.close()
+
+
+def test_staged_warning_rows_of_another_warning_run_are_refused(service):
+    client, headers, _ = service
+    path, token = _slot(client, headers)
+    warn_file(path, "INSERT INTO warn_results (warn_id, year, uscc, risk) VALUES ('warn-other', 2022, 'Y', 0.1)")
+    answer = client.post("/api/v1/runs/import", headers=headers, json={"token": token})
+    assert answer.status_code == 422 and "warn_results" in answer.json()["detail"], answer.text

@@ -19,7 +19,7 @@ from screening.evaluation_workflow import finalized_grades
 from screening.handover import NotStaged, discard
 from screening.outputs import planned_outputs, write_all, write_run_json
 from screening.screen import screen
-from screening.store import import_staged
+from screening.store import RUN_ID_PATTERN, import_staged
 
 from ..auth import User
 from ..db import audit, ensure_schema, table_exists
@@ -32,7 +32,7 @@ router = APIRouter(prefix="/api/v1", tags=["runs"])
 _one_at_a_time = threading.Lock()
 
 #: a run's id as screening.screen makes it: list year, start time, six hex digits
-RunIdPath = Annotated[str, PathParam(pattern=r"^\d{4}-\d{8}T\d{6}-[0-9a-f]{6}$", description="运行编号",
+RunIdPath = Annotated[str, PathParam(pattern=f"^{RUN_ID_PATTERN}$", description="运行编号",
                                      examples=["2022-20260101T080000-0a1b2c"])]
 
 
