@@ -198,6 +198,24 @@ def test_a_firm_traces_its_score_item_by_item_and_the_review_revision_too(servic
     assert unchanged["items"][0]["item_score"] == pytest.approx(100.0) and unchanged["revision"] == 1
 
 
+def test_an_evaluation_computed_before_the_trace_names_its_item_scores(service):
+    """An evaluation stored before eval_items existed has item scores only (in detail): the page
+    named them by id (tax_per_mu); the names come from the evaluation's stored method."""
+    client, h, db, _ = service
+    eid = _create(client, h)["evaluation_id"]
+    cursor = client.app.state.con.cursor()
+    try:
+        cursor.execute("DELETE FROM eval_items WHERE evaluation_id = ?", [eid])
+        set_password(cursor, NAMES["admin"], password("admin"))
+    finally:
+        cursor.close()
+    trace = client.get(f"/api/v1/evaluations/{eid}/firms/{FIRMS[7]}", headers=h["admin"]).json()
+    assert not trace["traced"] and trace["items"] == [] and trace["indicator_names"] == {"tax_per_mu": "亩均税收"}
+    sign_in(client, "admin")
+    page = client.get(f"/evaluations/{eid}/firms/{FIRMS[7]}").text
+    assert "亩均税收 30.0000" in page and "tax_per_mu" not in page
+
+
 def test_review_waits_for_the_window_to_close(service):
     client, h, _, _ = service
     eid = _create(client, h)["evaluation_id"]

@@ -407,7 +407,19 @@ def firm_trace(evaluation_id: EvaluationIdPath, uscc: UsccPath, cursor: CursorDe
     items.sort(key=lambda i: (order.index(i["indicator"]) if i["indicator"] in order else len(order), i["indicator"]))
     return {"evaluation_id": evaluation_id, "status": info["status"], "revision": info["revision"],
             "data_year": info["data_year"], "method_id": info["method_id"], "traced": bool(items),
-            "firm": row, "items": items}
+            "firm": row, "items": items, "indicator_names": {} if items else _indicator_names(cursor, info)}
+
+
+def _indicator_names(cursor, info: dict) -> dict[str, str]:
+    """Indicator id -> name from the evaluation's stored method (the page of an evaluation
+    computed before items were stored names its item scores by these)."""
+    (text,), = cursor.execute("SELECT method_text FROM eval_runs WHERE evaluation_id = ?",
+                              [info["evaluation_id"]]).fetchall()
+    try:
+        method = method_from_text(info["method_id"], text)
+    except ScreeningError:
+        return {}
+    return {i.id: i.name for p in method.population_list for i in p.indicators}
 
 
 # ---------------------------------------------------------------- 数据确认
