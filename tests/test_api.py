@@ -299,3 +299,19 @@ def test_record_holds_indicators_by_year_and_change_history(service):
     assert years == sorted(years) and {2020, 2021} <= set(years)  # 2019 too once a 2021 run is stored
     assert all("grade" in row and "tax_per_mu" in row for row in record["indicators"])
     assert any(c["action"] == "verify" for c in record["change_history"])
+
+
+@pytest.mark.parametrize("busy", ["runs", "evaluations"])
+def test_prune_waits_while_a_screening_or_an_evaluation_is_computed(service, busy):
+    """A screening or an evaluation being computed reads an upload folder no stored record names
+    yet: a prune then would remove it under the job.  It answers 409 until the job is done."""
+    from api.routes import evaluations, runs
+
+    client, tokens = service
+    lock = {"runs": runs, "evaluations": evaluations}[busy]._one_at_a_time
+    body = {"keep": 1, "dry_run": True}
+    with lock:
+        answer = client.post("/api/v1/runs/prune", headers=_h(tokens["admin"]), json=body)
+        assert answer.status_code == 409 and "稍后" in answer.json()["detail"]
+    assert client.post("/api/v1/runs/prune", headers=_h(tokens["admin"]), json=body).status_code == 200
+    assert not runs._one_at_a_time.locked() and not evaluations._one_at_a_time.locked()

@@ -19,6 +19,7 @@ from screening.retention import prune
 from ..auth import User
 from ..db import audit
 from ..deps import CursorDep, allow
+from . import evaluations, runs
 from .common import ERRORS
 
 router = APIRouter(prefix="/api/v1", tags=["backups"])
@@ -76,7 +77,17 @@ def prune_runs(body: PruneIn, request: Request, cursor: CursorDep,
                user: Annotated[User, Depends(allow("admin"))]) -> dict:
     """删除的运行的输出目录（runs_dir/<run_id>）和不再被任何运行、评价、措施名单引用的上传目录一并删除
     （docs/backup.md 第 5 节）。"""
+    # a screening or an evaluation being computed reads an upload folder that no stored record
+    # names yet: the prune waits for a moment when neither runs (409, say to try again)
+    held = []
     try:
+        for lock in (runs._one_at_a_time, evaluations._one_at_a_time):
+            if not lock.acquire(blocking=False):
+                raise HTTPException(status.HTTP_409_CONFLICT, "有筛选或亩均评价测算正在进行，请稍后再清理")
+            held.append(lock)
         return prune(cursor, user, body.keep, body.older_than_days, body.dry_run, request.app.state.settings.folders())
     except ScreeningError as exc:
         raise HTTPException(422, str(exc)) from None
+    finally:
+        for lock in held:
+            lock.release()
