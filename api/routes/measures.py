@@ -35,7 +35,7 @@ from screening.paths import default_ruleset
 from screening.schema import LEDGER_KINDS, UTILITIES
 
 from ..auth import User, known_townships, nearest_townships
-from ..db import audit, records
+from ..db import audit, one_snapshot, records
 from ..deps import CursorDep, allow
 from .common import ERRORS, YearPath, data_folder
 from .exports import _CappedUpload
@@ -114,6 +114,11 @@ def get_lists(
 ) -> dict:
     """每行：类型、统一社会信用代码、企业名称、乡镇街道、户号（未登记为 null，说明中注明）、等级、连续年数、
     加价标准与单位、返还比例、执行起止日期、依据与项目假设。"""
+    with one_snapshot(cursor):  # the batch, the total and the page: one committed state
+        return _list_page(cursor, user, year, utility, page, page_size)
+
+
+def _list_page(cursor, user: User, year: int, utility: str | None, page: int, page_size: int) -> dict:
     batch = records(cursor, "SELECT batch_id, on_date, summary FROM measure_list_batches WHERE list_year = ?", [year])
     if not batch:
         raise HTTPException(status.HTTP_404_NOT_FOUND,
@@ -248,11 +253,12 @@ def get_ledger(
     quarter: Annotated[int | None, Query(ge=1, le=4, description="季度 1—4（默认全部）")] = None,
 ) -> dict:
     clause, params = _ledger_rows(user, year, utility, quarter)
-    items = records(cursor, f"""
-        SELECT year, quarter, kind, utility, uscc, name, township, quantity, amount, note, source_file, source_row
-        FROM measure_ledger WHERE {clause} ORDER BY quarter, township, uscc NULLS LAST, kind, utility""", params)
-    return {"year": year, "unit": "万元", "kinds": list(LEDGER_KINDS), "totals": ledger_totals(cursor, user, year, utility, quarter),
-            "items": items}
+    with one_snapshot(cursor):  # the rows and their totals: one committed state
+        items = records(cursor, f"""
+            SELECT year, quarter, kind, utility, uscc, name, township, quantity, amount, note, source_file, source_row
+            FROM measure_ledger WHERE {clause} ORDER BY quarter, township, uscc NULLS LAST, kind, utility""", params)
+        totals = ledger_totals(cursor, user, year, utility, quarter)
+    return {"year": year, "unit": "万元", "kinds": list(LEDGER_KINDS), "totals": totals, "items": items}
 
 
 def _ledger_rows(user: User, year: int, utility: str | None, quarter: int | None) -> tuple[str, list]:
