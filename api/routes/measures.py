@@ -25,8 +25,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from screening.errors import ScreeningError
-from screening.filesafety import FileTooLarge, FileUnreadable, check_workbook
-from screening.ingest.discovery import EXTENSIONS, XLSX, open_table
+from screening.filesafety import FileTooLarge, FileUnreadable
+from screening.ingest.discovery import EXTENSIONS, open_table
 from screening.evaluation_workflow import finalized_grades
 from screening.measures import OUTPUT_COLUMNS, history_from_finalized, measures, summary
 from screening.measures.ledger import read_ledger
@@ -165,14 +165,13 @@ def upload_ledger(
         path = Path(tmp) / f"measure_ledger{suffix}"
         path.write_bytes(data)
         try:
-            opened = open_table(path)  # the CLI reader's guard: binary in a CSV, not a workbook …
-            if opened.kind == XLSX:
-                check_workbook(path, _LABEL, settings.upload_limits())  # the service's tighter caps
+            # the CLI reader's guard (binary in a CSV, not a workbook …), a workbook (.xlsx or .xls)
+            # measured with the service's tighter caps
+            open_table(path, settings.upload_limits())
             rows, rejects = read_ledger(path, load_measures(default_ruleset()).utility_aliases())
-        except FileTooLarge as exc:
-            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
-        except (FileUnreadable, ScreeningError) as exc:
-            raise HTTPException(422, str(exc).replace(str(path), name).replace(path.name, name)) from None
+        except (FileTooLarge, FileUnreadable, ScreeningError) as exc:   # named as the user named the file
+            code = status.HTTP_413_CONTENT_TOO_LARGE if isinstance(exc, FileTooLarge) else 422
+            raise HTTPException(code, str(exc).replace(str(path), name).replace(path.name, name)) from None
     towns = dict(cursor.execute("SELECT DISTINCT uscc, township FROM measure_lists WHERE township IS NOT NULL").fetchall())
     errors = [{"row": r["row"], "column": r["column"], "reason": r["reason"], "value": r["value"]}
               for r in rejects.to_dicts()]
