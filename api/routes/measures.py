@@ -55,9 +55,13 @@ class _CappedLedger(_CappedUpload):
 
 # ---------------------------------------------------------------- lists
 
+#: the years 差别化措施 lists can be computed for (and the web page shows): no link or redirect leads outside
+YEARS = range(2000, 2101)
+
+
 class MeasuresIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"year": 2022, "data": "upload-2022-…"}]})
-    year: int = Field(ge=2000, le=2100, description="措施年度 Y：依据 Y-1 年度及以前的评价等级")
+    year: int = Field(ge=YEARS.start, le=YEARS.stop - 1, description="措施年度 Y：依据 Y-1 年度及以前的评价等级")
     data: str | None = Field(default=None, max_length=200,
                              description="数据目录名，位于数据根目录之下（含 enterprises、evaluations，可选 accounts）；默认即数据根目录")
     date: dt.date | None = Field(default=None, description="按哪一天执行中的政策生成（默认：该年度执行期第一天）")
