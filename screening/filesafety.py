@@ -436,11 +436,11 @@ MAX_CONTINUES = 65_536
 _MAX_RESERVED_SECTORS = 16 * 1024 * 1024
 #: bytes the reader may hold for one character of a string (UTF-8 of a BMP character)
 _CHAR_BYTES = 3
-_BOF, _EOF, _CONTINUE, _BOUNDSHEET, _SST, _DIMENSIONS, _LABEL_SST, _MULRK = \
-    0x0809, 0x000A, 0x003C, 0x0085, 0x00FC, 0x0200, 0x00FD, 0x00BD
+_BOF, _EOF, _CONTINUE, _BOUNDSHEET, _SST, _DIMENSIONS, _LABEL_SST, _MULRK, _FORMULA = \
+    0x0809, 0x000A, 0x003C, 0x0085, 0x00FC, 0x0200, 0x00FD, 0x00BD, 0x0006
 #: records that put one cell at (row, column), as their first two 16-bit fields: NUMBER, LABEL, RSTRING,
 #: BOOLERR, RK, LABELSST, FORMULA (a formula's value is a cell, and its text a second rectangle)
-_CELL_RECORDS = frozenset((0x0203, 0x0204, 0x00D6, 0x0205, 0x027E, _LABEL_SST, 0x0006))
+_CELL_RECORDS = frozenset((0x0203, 0x0204, 0x00D6, 0x0205, 0x027E, _LABEL_SST, _FORMULA))
 _TEXT_RECORDS = frozenset((0x0204, 0x00D6))     # LABEL, RSTRING: the text is in the record
 
 
@@ -579,7 +579,11 @@ def _u32s(raw: bytes) -> array.array:
 def _check_biff(data: bytes, label: str, limits: Limits) -> WorkbookFacts:
     """Walk the BIFF records once: the globals (sheets, shared strings), then each sheet from its
     position to its end, as the reader would; measure what it would allocate."""
-    sheets, strings, end = _biff_globals(data, label, limits)
+    sheets, strings, end, longest_name = _biff_globals(data, label, limits)
+    # a formula's text, as the reader writes it out, per byte of its tokens: a 7-byte reference to
+    # another sheet becomes that sheet's name (3 bytes a character) and a cell address, a 5-byte
+    # defined name its name; every other token gives at most 16 bytes per byte
+    formula_bytes = max(16, -(-(3 * longest_name + 12) // 5) + 2)
     if len(sheets) > limits.zip_members:
         raise _too_large(label, f"工作簿有 {len(sheets):,} 个工作表（上限 {limits.zip_members:,}）")
     # the globals without an EOF run on through the sheets: read once more, not once per sheet
@@ -590,7 +594,7 @@ def _check_biff(data: bytes, label: str, limits: Limits) -> WorkbookFacts:
     for position, name in sheets:
         if position >= len(data):
             raise _not_xls(label, f"工作表 {name} 的位置超出数据流")
-        extent, stop, sheet_text = _biff_sheet(data, position, strings, label, name)
+        extent, stop, sheet_text = _biff_sheet(data, position, strings, formula_bytes, label)
         _check_extent(name, extent, label, limits)
         extents[name] = extent
         regions.append((position, stop, f"工作表 {name}"))
@@ -599,7 +603,7 @@ def _check_biff(data: bytes, label: str, limits: Limits) -> WorkbookFacts:
         if total_cells > limits.cells:     # the reader holds every sheet at once
             raise _too_large(label, f"各工作表合计 {total_cells:,} 个单元格，超过 {limits.cells:,} 个（上限）")
         if text > limits.inflated_bytes:
-            raise _too_large(label, f"工作表 {name} 及之前各表的单元格文本读入后约 {_mb(text)}，"
+            raise _too_large(label, f"工作表 {name} 及之前各表的单元格文本和公式读入后约 {_mb(text)}，"
                                     f"上限 {_mb(limits.inflated_bytes)}（引用同一共享字符串的每个单元格各占一份）")
     regions.sort()
     for (_, stop, first), (start, _, second) in zip(regions, regions[1:]):
@@ -636,14 +640,15 @@ def _records(data: bytes, start: int, label: str) -> Iterator[tuple[int, int, in
         yield typ, body, length, a, b
 
 
-def _biff_globals(data: bytes, label: str, limits: Limits) -> tuple[list[tuple[int, str]], list[int], int | None]:
+def _biff_globals(data: bytes, label: str, limits: Limits) -> tuple[list[tuple[int, str]], list[int], int | None, int]:
     """([(position, name)] of the sheets, each shared string's bytes as read, where the globals end
-    (None without their EOF record))."""
+    (None without their EOF record), the characters of the longest sheet or defined name)."""
     sheets: list[tuple[int, str]] = []
     strings: list[int] = []
     biff8, codepage = True, "gbk"
     end = None
     sst: list[bytes] | None = None
+    longest = 32                                   # a built-in name (Print_Titles …)
     for typ, body, length, _, _ in _records(data, 0, label):
         if sst is not None:
             if typ == _CONTINUE:
@@ -662,12 +667,15 @@ def _biff_globals(data: bytes, label: str, limits: Limits) -> tuple[list[tuple[i
             sheets.append((position, _sheet_name(data[body + 6:body + length], biff8, codepage) or f"#{len(sheets) + 1}"))
         elif typ == _SST:
             sst = [data[body:body + length]]
+        elif typ == 0x0018 and length >= 4:            # Lbl: a defined name of data[3] characters
+            longest = max(longest, data[body + 3])
         elif typ == _EOF:
             end = body + length
             break
     if sst is not None:
         strings = _sst_lengths(sst, label, limits)
-    return sheets, strings, end
+    longest = max([longest, *(len(name) for _, name in sheets)])
+    return sheets, strings, end, longest
 
 
 def _sheet_name(raw: bytes, biff8: bool, codepage: str) -> str:
@@ -743,8 +751,9 @@ def _sst_lengths(parts: list[bytes], label: str, limits: Limits) -> list[int]:
     return out
 
 
-def _biff_sheet(data: bytes, start: int, strings: list[int], label: str, name: str) -> tuple[Extent, int, int]:
-    """(extent, where the sheet's records end, bytes of its cells' text) of the sheet at ``start``.
+def _biff_sheet(data: bytes, start: int, strings: list[int], formula_bytes: int, label: str) -> tuple[Extent, int, int]:
+    """(extent, where the sheet's records end, bytes of its cells' and formulas' text) of the sheet at
+    ``start``; ``formula_bytes``: the most text one byte of a formula's tokens becomes.
 
     The extent is the larger of what its DIMENSIONS records declare (the reader reserves that many
     cells) and the largest row and column any cell names (it allocates the rectangle up to them).
@@ -771,6 +780,9 @@ def _biff_sheet(data: bytes, start: int, strings: list[int], label: str, name: s
                             text += strings[index]
                 elif typ in text_records:
                     text += length * _CHAR_BYTES
+                elif typ == _FORMULA and length >= 22:
+                    tokens = unpack("<H", data, body + 20)[0]
+                    text += min(tokens, length - 22) * formula_bytes
         elif typ == _MULRK and length >= 6:
             row, first = unpack("<HH", data, body)
             last = unpack("<H", data, body + length - 2)[0]

@@ -336,7 +336,7 @@ XLS_BOMBS = {
                            "工作表 复本与工作表 税收的记录位置重叠"),
     "shared-string-copies": (lambda: xls_bombs.workbook(
         sheets={"税收": _cell_records(1) + b"".join(xls_bombs.label_sst(2 + i, 0, 0) for i in range(30_000))},
-        strings=["长" * 30_000]), "工作表 税收 及之前各表的单元格文本读入后约 2,575 MB"),
+        strings=["长" * 30_000]), "工作表 税收 及之前各表的单元格文本和公式读入后约 2,575 MB"),
 }
 
 
@@ -381,8 +381,16 @@ def test_every_cap_of_the_xls_guard():
     big = xls_bombs.workbook(sheets={"S": _cell_records(2000)})
     refused(big, "文件有 ", inflated_bytes=len(big) - 1)
     refused(big, "工作簿数据流有 ", member_bytes=50_000)
-    refused(xls_bombs.workbook(sheets={"S": xls_bombs.label(0, 0, "长" * 1000) * 40}), "工作表 S 及之前各表的单元格文本读入后约 235 KB",
+    refused(xls_bombs.workbook(sheets={"S": xls_bombs.label(0, 0, "长" * 1000) * 40}), "工作表 S 及之前各表的单元格文本和公式读入后约 235 KB",
             inflated_bytes=200_000)
+    # a formula's text names other sheets: 255 characters per 7-byte token (a 2.4 MB file took the reader 255 MB)
+    import struct
+    token = b"\x3a" + struct.pack("<HHH", 0, 0, 0)
+    rgce = token + (token + b"\x03") * 1000                # 名!A1+名!A1+…
+    formula = xls_bombs.record(0x0006, struct.pack("<HHH", 0, 0, 0) + b"\0" * 14 + struct.pack("<H", len(rgce)) + rgce)
+    named = xls_bombs.workbook(sheets={"名" * 255: formula}, pad=True)
+    assert check(io.BytesIO(named), "a.xls", CLI_LIMITS).sheets["名" * 255] == filesafety.Extent(1, 1)
+    refused(named, "单元格文本和公式读入后约 1 MB", inflated_bytes=500_000)
     # damaged containers and records
     good = xls_bombs.workbook()
     refused(good[:400], "文件不完整")
