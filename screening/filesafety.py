@@ -12,7 +12,9 @@ inspected here first, with :mod:`zipfile` and without extracting anything:
   member's compression ratio, ``xl/sharedStrings.xml``'s size;
 * every member streamed once through a small buffer (CRC checked, so a member cannot inflate
   beyond the size it declares), counting each sheet's extent: the ``<dimension>`` it claims, the
-  largest row and column any cell reference names, the number of rows and of cells per row.
+  largest row and column any cell reference names, the number of rows and of cells per row;
+* the text the cells will hold: the reader's table keeps its own copy of a shared string for every
+  cell that names it (:class:`_CellText`).
 
 An old ``.xls`` (BIFF records in an OLE2 compound file) is measured by the same caps: its container
 parsed defensively (a looping sector chain is a damaged file, never a loop), its records walked once
@@ -39,7 +41,8 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import zip_longest
 from operator import methodcaller
 from pathlib import Path
 from typing import IO
@@ -246,8 +249,71 @@ def _check_zip(f: IO[bytes], label: str, limits: Limits) -> WorkbookFacts:
             total += info.file_size
             if total > limits.inflated_bytes:
                 raise _too_large(label, f"解压后超过 {_mb(limits.inflated_bytes)}（上限）")
-        sheets = {info.filename: _scan_member(archive, info, label, limits) for info in infos if not info.is_dir()}
+        # the shared strings first: each sheet's cells are then counted with the strings they name
+        text = _CellText(limits.inflated_bytes)
+        members = [i for i in infos if not i.is_dir()]
+        strings = [i for i in members if _is_shared_strings(i.filename)]
+        measured = {info.filename: _scan_member(archive, info, label, limits, text) for info in strings}
+        text.plan(sum(i.file_size for i in members if i not in strings))
+        measured.update((info.filename, _scan_member(archive, info, label, limits, text))
+                        for info in members if info not in strings)
+        sheets = {info.filename: measured[info.filename] for info in members}
     return WorkbookFacts(len(infos), total, sheets)
+
+
+def _is_shared_strings(name: str) -> bool:
+    """The reader takes ``<its workbook folder>/sharedStrings.xml``; every such part is measured."""
+    return name.rsplit("/", 1)[-1] == "sharedStrings.xml"
+
+
+_ATTRIBUTES = rb"""(?:\s+[\w:.-]+\s*=\s*(?:"[^"]*"|'[^']*'))*"""
+_SHARED_TYPE = rb"""\bt\s*=\s*(?:"s"|'s')"""
+#: a cell that names a shared string: ``t="s"``, the rest of its start tag, a formula maybe, ``<v>index</v>``
+_SHARED_CELL = re.compile(_SHARED_TYPE + _ATTRIBUTES + rb"\s*>\s*(?:<(?:\w+:)?f\b" + _ATTRIBUTES
+                          + rb"\s*(?:/>|>[^<]*</(?:\w+:)?f>)\s*)?<(?:\w+:)?v>([0-9]{1,18})</(?:\w+:)?v>")
+_SHARED_TYPES = re.compile(_SHARED_TYPE)
+_SHARED_ITEM_PREFIXED = re.compile(rb"<\w+:si([\s>/])")
+#: the fewest bytes a cell naming a shared string takes: <c t="s"><v>0</v></c>
+_SHARED_CELL_BYTES = 20
+
+
+@dataclass
+class _CellText:
+    """What the reader's table holds for the cells that name shared strings: each cell its own copy
+    of the string (a 51 KB workbook of 10,000 cells naming one 100 KB string took 1 GB).
+
+    A string's size is the XML between its ``<si>`` and the next (no shorter than its text).  A cell
+    whose index is read (``t="s"``, then ``<v>index</v>``) counts its string; any other cell typed
+    ``t="s"`` counts the largest string."""
+
+    cap: int
+    sizes: array.array = field(default_factory=lambda: array.array("Q"))
+    largest: int = 0
+    total: int = 0
+    exact: bool = True        # False when even every cell naming the largest string stays under the cap
+
+    def read_strings(self, sizes: array.array) -> None:
+        """One shared-strings part's string sizes (the reader takes one such part: the largest of each wins)."""
+        if self.sizes:
+            sizes = array.array("Q", map(max, zip_longest(self.sizes, sizes, fillvalue=0)))
+        self.sizes = sizes
+        self.largest = max(sizes, default=0)
+
+    def plan(self, sheet_bytes: int) -> None:
+        """Count exactly only when the parts could hold enough cells naming the largest string to pass the cap."""
+        self.exact = self.largest * (sheet_bytes // _SHARED_CELL_BYTES) > self.cap
+
+    def count(self, buf: bytes, name: str, label: str) -> None:
+        if not self.exact or not self.largest:
+            return
+        typed = len(_SHARED_TYPES.findall(buf))
+        if not typed:
+            return
+        sizes, n, largest = self.sizes, len(self.sizes), self.largest
+        found = [int(i) for i in _SHARED_CELL.findall(buf)]
+        self.total += sum(sizes[i] if i < n else largest for i in found) + (typed - len(found)) * largest
+        if self.total > self.cap:
+            raise _too_much_text(label, name, self.total, self.cap)
 
 
 def _check_member(info: zipfile.ZipInfo, label: str, limits: Limits) -> None:
@@ -303,9 +369,11 @@ def _column_number(letters: bytes) -> int:
     return n
 
 
-def _scan_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, limits: Limits) -> Extent:
+def _scan_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, limits: Limits,
+                 text: _CellText | None = None) -> Extent:
     """Stream one member (never more than its declared size: zipfile stops there and checks the CRC)
-    and measure its extent as a sheet; raise as soon as it exceeds the caps.
+    and measure its extent as a sheet; raise as soon as it exceeds the caps.  ``text``: the shared
+    strings' sizes are read into it from a shared-strings part, a sheet's cells are counted with it.
 
     Cells live only inside ``<sheetData>``: counting starts there, so other parts (themes,
     styles) are only decompressed.  Element names may carry a namespace prefix (``<x:row>``)."""
@@ -316,6 +384,8 @@ def _scan_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, li
     carry = b""
     head = True
     in_data = False
+    shared = text is not None and _is_shared_strings(info.filename)
+    sizes, pending = array.array("Q"), None       # shared strings: each one's size, the one being read
     try:
         with archive.open(info) as member:
             while True:
@@ -335,11 +405,15 @@ def _scan_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, li
                         extent.rows = int(r2 or r1) - int(r1) + 1
                         extent.columns = _column_number(c2 or c1) - _column_number(c1) + 1
                     head = False
+                if shared:
+                    pending = _string_sizes(buf, sizes, pending)
                 if not in_data:
                     at = _SHEET_DATA.search(buf)
                     if at:
                         in_data, buf = True, buf[at.start():]
                 if in_data:
+                    if text is not None:
+                        text.count(buf, info.filename, label)
                     ref_rows, ref_columns = _largest_reference(buf, limits.cells)
                     extent.rows = max(extent.rows, ref_rows)
                     extent.columns = max(extent.columns, ref_columns)
@@ -363,7 +437,28 @@ def _scan_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, li
         raise _not_workbook(label, f"部件 {info.filename} 的压缩方式不受支持：{first_line(exc)}") from None
     except (OSError, EOFError, ValueError, RuntimeError, zlib.error) as exc:
         raise _not_workbook(label, f"部件 {info.filename} 无法解压：{first_line(exc)}") from None
+    if shared:
+        if pending is not None:
+            sizes.append(pending)
+        text.read_strings(sizes)
     return extent
+
+
+def _string_sizes(buf: bytes, sizes: array.array, pending: int | None) -> int | None:
+    """Append to ``sizes`` the size of each shared string that ends in ``buf`` (from its ``<si`` to the
+    next); return the size so far of the one still open.  C-speed splitting; a namespace prefix
+    (``<x:si>``) is dropped first."""
+    if b":si" in buf:
+        buf = _SHARED_ITEM_PREFIXED.sub(rb"<si\1", buf)
+    parts = buf.split(b"<si")
+    if pending is not None:
+        pending += len(parts[0])
+    if len(parts) == 1:
+        return pending
+    if pending is not None:
+        sizes.append(pending)
+    sizes.extend(map(len, parts[1:-1]))
+    return len(parts[-1])
 
 
 def _largest_reference(buf: bytes, cells: int) -> tuple[int, int]:
@@ -397,6 +492,11 @@ def _cell_counts(buf: bytes, parts: list[bytes]) -> list[int]:
     if buf.count(b"<c") == buf.count(b"<c ") and b":c" not in buf:
         return list(map(methodcaller("count", b"<c "), parts))
     return [sum(p.count(t) for t in _CELL_TAGS) for p in parts]
+
+
+def _too_much_text(label: str, name: str, text: int, cap: int, what: str = "单元格文本") -> FileTooLarge:
+    return _too_large(label, f"工作表 {name} 及之前各表的{what}读入后约 {_mb(text)}，"
+                             f"上限 {_mb(cap)}（引用同一共享字符串的每个单元格各占一份）")
 
 
 def _check_extent(name: str, extent: Extent, label: str, limits: Limits) -> None:
@@ -603,8 +703,7 @@ def _check_biff(data: bytes, label: str, limits: Limits) -> WorkbookFacts:
         if total_cells > limits.cells:     # the reader holds every sheet at once
             raise _too_large(label, f"各工作表合计 {total_cells:,} 个单元格，超过 {limits.cells:,} 个（上限）")
         if text > limits.inflated_bytes:
-            raise _too_large(label, f"工作表 {name} 及之前各表的单元格文本和公式读入后约 {_mb(text)}，"
-                                    f"上限 {_mb(limits.inflated_bytes)}（引用同一共享字符串的每个单元格各占一份）")
+            raise _too_much_text(label, name, text, limits.inflated_bytes, "单元格文本和公式")
     regions.sort()
     for (_, stop, first), (start, _, second) in zip(regions, regions[1:]):
         if start < stop:          # the reader would read the same records again for each sheet

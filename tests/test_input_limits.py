@@ -259,6 +259,22 @@ def test_every_cap_of_the_zip_guard():
         check(other_zip, "a.xlsx", CLI_LIMITS)
 
 
+def test_cells_naming_a_long_shared_string_count_one_copy_each():
+    """The reader's table holds a copy of a shared string for every cell that names it: 30,000 cells
+    naming one 100 KB string would be 2.9 GB (10,000 took 1 GB from a 51 KB file).  A cell whose index
+    cannot be read (a space, an entity) counts as the longest string; cells naming a short string pass."""
+    check = filesafety.check_workbook
+    with pytest.raises(FileTooLarge, match=r"工作表 xl/worksheets/sheet1\.xml 及之前各表的单元格文本读入后约 2,\d{3} MB，上限 2,048 MB"):
+        check(io.BytesIO(xlsx_bombs.shared_string_copies(30_000)), "a.xlsx", CLI_LIMITS)
+    for hidden in (" 0", "&#48;"):
+        with pytest.raises(FileTooLarge, match=r"单元格文本读入后约 2,\d{3} MB"):
+            check(io.BytesIO(xlsx_bombs.shared_string_copies(30_000, value=hidden)), "a.xlsx", CLI_LIMITS)
+    assert check(io.BytesIO(xlsx_bombs.shared_string_copies(30_000, value="1")), "a.xlsx", CLI_LIMITS)
+    assert check(io.BytesIO(xlsx_bombs.shared_string_copies(10_000)), "a.xlsx", CLI_LIMITS)   # 954 MB: under the CLI's cap
+    with pytest.raises(FileTooLarge, match=r"约 \d{3} MB，上限 200 MB"):
+        check(io.BytesIO(xlsx_bombs.shared_string_copies(10_000)), "a.xlsx", _limits(inflated_bytes=200 * 1024**2))
+
+
 @pytest.mark.parametrize("cells", [
     '<row r="1"><c r="A1"/></row><row r="900"><c r="ZZ900"/></row>',             # usual spelling
     "<row r='1'><c r='A1'/></row><row r = '900'><c s=\"1\"\tr = 'ZZ900'/></row>",   # any spelling XML allows
