@@ -266,7 +266,9 @@ def _is_shared_strings(name: str) -> bool:
     return name.rsplit("/", 1)[-1] == "sharedStrings.xml"
 
 
-_ATTRIBUTES = rb"""(?:\s+[\w:.-]+\s*=\s*(?:"[^"]*"|'[^']*'))*"""
+#: the rest of a start tag: at most 16 attributes (a cell has r, s, t, cm, vm, ph), so that a run of
+#: ``t='s'`` inside an attribute value is not re-read from each of its occurrences (quadratic)
+_ATTRIBUTES = rb"""(?:\s+[\w:.-]+\s*=\s*(?:"[^"]*"|'[^']*')){0,16}"""
 _SHARED_TYPE = rb"""\bt\s*=\s*(?:"s"|'s')"""
 #: a cell that names a shared string: ``t="s"``, the rest of its start tag, a formula maybe, ``<v>index</v>``
 _SHARED_CELL = re.compile(_SHARED_TYPE + _ATTRIBUTES + rb"\s*>\s*(?:<(?:\w+:)?f\b" + _ATTRIBUTES
