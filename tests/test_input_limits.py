@@ -274,7 +274,7 @@ def test_cells_naming_a_long_shared_string_count_one_copy_each():
     with pytest.raises(FileTooLarge, match=r"约 \d{3} MB，上限 200 MB"):
         check(io.BytesIO(xlsx_bombs.shared_string_copies(10_000)), "a.xlsx", _limits(inflated_bytes=200 * 1024**2))
     # 100,000 t='s' in one start tag: read once each, not once from each of them (that was quadratic: hours)
-    tag = '<row r="1"><c r="A1" t="s"' + " t='s'" * 100_000 + '><v>0</v></c></row>'
+    tag = '<row r="1"><c r="A1" t="s"' + " t='s'" * 100_000 + '><is><t>x</t></is></c></row>'
     started = time.perf_counter()
     with pytest.raises(FileTooLarge, match="单元格文本读入后约"):
         check(io.BytesIO(xlsx_bombs.workbook(sheet=xlsx_bombs.sheet_xml(tag, "A1"), shared_bytes=100_000)), "a.xlsx", CLI_LIMITS)
