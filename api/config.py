@@ -4,16 +4,36 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+import os
+import types
+from typing import Any, Union, get_args, get_origin
+
+import annotated_types
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from screening.errors import SettingsError
 from screening.filesafety import Limits
 from screening.paths import sample_data_dir
 from screening.retention import Folders
 
 
+_PREFIX = "SCREENING_"
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SCREENING_")
+    """Every construction (the service, ``screening serve``, ``screening runs prune``) goes through
+    ``__init__``: a value that cannot be used raises :class:`~screening.errors.SettingsError`, one
+    Chinese line naming the variable, the value and what is allowed (the CLI: exit 2), never
+    pydantic's English ``ValidationError``."""
+
+    model_config = SettingsConfigDict(env_prefix=_PREFIX)
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError("；".join(_problem(err, values) for err in exc.errors())) from None
 
     db: Path = Path("screening.duckdb")
     #: where POST /api/v1/runs may read data from (default: the bundled sample)
@@ -84,6 +104,44 @@ class Settings(BaseSettings):
     def folders(self) -> Folders:
         """The folders holding files of stored runs, for ``runs prune`` (screening.retention)."""
         return Folders(self.data_root, self.runs_dir, self.upload_grace_days)
+
+
+_KINDS = {int: "整数", float: "数", bool: "true 或 false（也可写 1/0、yes/no、on/off）", Path: "路径", str: "文本"}
+
+
+def _problem(err: dict, given: dict[str, Any]) -> str:
+    """“环境变量 SCREENING_X 的值“v”无效：应为 …” for one of pydantic's errors."""
+    field = str(err["loc"][0]) if err.get("loc") else ""
+    value = err.get("input")
+    if field in given:                                 # given by the program (e.g. serve --db)
+        where = f"设置 {field}"
+    else:
+        wanted = (_PREFIX + field).upper()
+        where = "环境变量 " + next((k for k in os.environ if k.upper() == wanted), wanted)
+    shown = str(value) if len(str(value)) <= 100 else str(value)[:100] + "…"
+    allowed = _allowed(field)
+    return f"{where} 的值“{shown}”无效：应为{' ' if allowed[0].isascii() else ''}{allowed}"
+
+
+def _allowed(field: str) -> str:
+    """What a setting accepts, from its declaration: its kind and its bounds."""
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return "有效的值"
+    kind = info.annotation
+    optional = get_origin(kind) in (Union, types.UnionType) and type(None) in get_args(kind)
+    if optional:
+        kind = next(a for a in get_args(kind) if a is not type(None))
+    words = _KINDS.get(kind, "有效的值")
+    low = next((m.ge for m in info.metadata if isinstance(m, annotated_types.Ge)), None)
+    high = next((m.le for m in info.metadata if isinstance(m, annotated_types.Le)), None)
+    if low is not None and high is not None:
+        words = f"{low:g} 至 {high:g} 之间的{words}"
+    elif low is not None:
+        words = f"不小于 {low:g} 的{words}"
+    elif high is not None:
+        words = f"不大于 {high:g} 的{words}"
+    return words + ("（也可不设）" if optional else "")
 
 
 @lru_cache

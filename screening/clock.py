@@ -9,6 +9,8 @@ import datetime as dt
 import os
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .errors import SettingsError
+
 DEFAULT_ZONE = "Asia/Shanghai"
 #: Chinese labels of the zones people here use; any other zone is labelled by its name
 LABELS = {"Asia/Shanghai": "北京时间", "Asia/Chongqing": "北京时间", "Asia/Urumqi": "新疆时间"}
@@ -25,7 +27,7 @@ def zone() -> dt.tzinfo:
     except (ZoneInfoNotFoundError, ValueError):
         if name in (DEFAULT_ZONE, "Asia/Chongqing"):  # no tz database on the machine: China has no DST
             return dt.timezone(dt.timedelta(hours=8), "CST")
-        raise ValueError(f"环境变量 SCREENING_TIMEZONE 的时区“{name}”无效（应为 IANA 时区名，如 Asia/Shanghai）") from None
+        raise SettingsError(f"环境变量 SCREENING_TIMEZONE 的值“{name}”无效：应为 IANA 时区名，如 Asia/Shanghai") from None
 
 
 def label() -> str:

@@ -38,6 +38,11 @@ class RuleExecutionError(ScreeningError):
         super().__init__(f"规则 {rule_id} 的 SQL 执行失败：{cause}\n参数：{params}\nSQL：\n{sql}")
 
 
+class SettingsError(ScreeningError):
+    """An environment variable (``SCREENING_…``) holds a value that cannot be used: one line naming
+    the variable, the value and what is allowed (exit 2)."""
+
+
 class EnvironmentProblem(ScreeningError):
     """The machine, not the input: no permission, disk full, read-only file system (exit 1)."""
 

@@ -358,7 +358,8 @@ def test_xlsx_bombs_are_refused_before_the_reader(service, reader_calls):
     for content, words in ((xlsx_bombs.sparse_sheet(headers=headers, far_row=1000), "1,000 行 × 16,384 列"),
                            (xlsx_bombs.sparse_sheet(headers=headers), "行数超过 20,000"),
                            (xlsx_bombs.bogus_dimension(), "行数超过 20,000"),
-                           (xlsx_bombs.workbook(shared_bytes=30 * 1024 * 1024), "共享字符串")):
+                           (xlsx_bombs.workbook(shared_bytes=30 * 1024 * 1024), "共享字符串"),
+                           (xlsx_bombs.shared_string_copies(3000, 100_000, headers=headers), "单元格文本读入后约")):
         response = _upload(client, tokens["township"], content)
         assert response.status_code == 413, response.text
         assert words in response.json()["detail"]

@@ -237,3 +237,46 @@ def test_a_database_in_a_missing_folder_is_refused_before_screening(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "所在目录不存在" in lines[0], proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- settings from the environment
+
+BAD_SETTINGS = {
+    "grace-days-text": ({"SCREENING_UPLOAD_GRACE_DAYS": "abc"},
+                        "环境变量 SCREENING_UPLOAD_GRACE_DAYS 的值“abc”无效：应为不小于 0 的数"),
+    "grace-days-negative": ({"SCREENING_UPLOAD_GRACE_DAYS": "-1"},
+                            "环境变量 SCREENING_UPLOAD_GRACE_DAYS 的值“-1”无效：应为不小于 0 的数"),
+    "two-at-once": ({"SCREENING_CACHE_RUNS": "99", "SCREENING_COOKIE_SECURE": "maybe"},
+                    "环境变量 SCREENING_CACHE_RUNS 的值“99”无效：应为 0 至 50 之间的整数；"
+                    "环境变量 SCREENING_COOKIE_SECURE 的值“maybe”无效：应为 true 或 false（也可写 1/0、yes/no、on/off）"),
+}
+
+
+@pytest.mark.parametrize("command", [["runs", "prune", "--keep", "1"], ["serve", "--port", "8765"]], ids=["prune", "serve"])
+@pytest.mark.parametrize("env, line", BAD_SETTINGS.values(), ids=BAD_SETTINGS.keys())
+def test_a_bad_setting_in_the_environment_is_one_chinese_line(tmp_path: Path, command, env, line):
+    """`runs prune` printed pydantic's English ValidationError (exit 1), `serve` the same as an
+    internal error; now one line naming the variable, the value and what is allowed, exit 2."""
+    import duckdb
+
+    duckdb.connect(str(tmp_path / "s.duckdb")).close()
+    proc = cli(*command, "--db", tmp_path / "s.duckdb", cwd=tmp_path, env=env, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == f"错误：{line}"
+    assert proc.stdout == ""
+
+
+def test_every_settings_construction_speaks_chinese(monkeypatch):
+    """Settings are built in one class: the service's own start (get_settings), serve, prune, tests."""
+    from screening import clock
+    from screening.errors import SettingsError
+
+    monkeypatch.setenv("screening_upload_max_rows", "many")      # the variables are read in any case
+    with pytest.raises(SettingsError, match="^环境变量 screening_upload_max_rows 的值“many”无效：应为不小于 10 的整数$"):
+        Settings()
+    monkeypatch.delenv("screening_upload_max_rows")
+    monkeypatch.setenv("SCREENING_RULES_DIR", "x" * 300)
+    assert Settings().rules_dir == Path("x" * 300)
+    monkeypatch.setenv("SCREENING_TIMEZONE", "Mars/Olympus")
+    with pytest.raises(SettingsError, match="^环境变量 SCREENING_TIMEZONE 的值“Mars/Olympus”无效：应为 IANA 时区名"):
+        clock.zone()

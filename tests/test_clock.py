@@ -12,6 +12,7 @@ import pytest
 
 from cli_helpers import _command
 from screening import clock
+from screening.errors import SettingsError
 
 UTC = dt.timezone.utc
 
@@ -27,7 +28,7 @@ def test_the_zone_is_configurable(monkeypatch):
     monkeypatch.setenv("SCREENING_TIMEZONE", "Asia/Urumqi")
     assert clock.stamp(dt.datetime(2022, 5, 6, 16, 30, tzinfo=UTC)) == "2022-05-06 22:30（新疆时间）"
     monkeypatch.setenv("SCREENING_TIMEZONE", "Mars/Olympus")
-    with pytest.raises(ValueError, match="SCREENING_TIMEZONE"):
+    with pytest.raises(SettingsError, match="SCREENING_TIMEZONE"):
         clock.stamp()
 
 

@@ -18,6 +18,7 @@ import fastexcel
 import polars as pl
 import pytest
 
+import xls_bombs
 import xlsx_bombs
 from screening import filesafety, ingest
 from screening.errors import InputError
@@ -165,7 +166,7 @@ def test_a_damaged_xls_named_xlsx_is_one_line(tmp_path):
     write_enterprises(tmp_path)
     (tmp_path / "tax.xlsx").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600)
     message, seconds, _ = _refused(tmp_path)
-    assert "tax.xlsx" in message and "无法按 Excel 读取" in message and "Excel 97-2003" in message
+    assert "tax.xlsx：不是有效的 Excel 97-2003 工作簿（文件头损坏）" in message   # its container, checked before the reader
     assert seconds < 1.0
 
 
@@ -258,6 +259,28 @@ def test_every_cap_of_the_zip_guard():
         check(other_zip, "a.xlsx", CLI_LIMITS)
 
 
+def test_cells_naming_a_long_shared_string_count_one_copy_each():
+    """The reader's table holds a copy of a shared string for every cell that names it: 30,000 cells
+    naming one 100 KB string would be 2.9 GB (10,000 took 1 GB from a 51 KB file).  A cell whose index
+    cannot be read (a space, an entity) counts as the longest string; cells naming a short string pass."""
+    check = filesafety.check_workbook
+    with pytest.raises(FileTooLarge, match=r"工作表 xl/worksheets/sheet1\.xml 及之前各表的单元格文本读入后约 2,\d{3} MB，上限 2,048 MB"):
+        check(io.BytesIO(xlsx_bombs.shared_string_copies(30_000)), "a.xlsx", CLI_LIMITS)
+    for hidden in (" 0", "&#48;"):
+        with pytest.raises(FileTooLarge, match=r"单元格文本读入后约 2,\d{3} MB"):
+            check(io.BytesIO(xlsx_bombs.shared_string_copies(30_000, value=hidden)), "a.xlsx", CLI_LIMITS)
+    assert check(io.BytesIO(xlsx_bombs.shared_string_copies(30_000, value="1")), "a.xlsx", CLI_LIMITS)
+    assert check(io.BytesIO(xlsx_bombs.shared_string_copies(10_000)), "a.xlsx", CLI_LIMITS)   # 954 MB: under the CLI's cap
+    with pytest.raises(FileTooLarge, match=r"约 \d{3} MB，上限 200 MB"):
+        check(io.BytesIO(xlsx_bombs.shared_string_copies(10_000)), "a.xlsx", _limits(inflated_bytes=200 * 1024**2))
+    # 100,000 t='s' in one start tag: read once each, not once from each of them (that was quadratic: hours)
+    tag = '<row r="1"><c r="A1" t="s"' + " t='s'" * 100_000 + '><is><t>x</t></is></c></row>'
+    started = time.perf_counter()
+    with pytest.raises(FileTooLarge, match="单元格文本读入后约"):
+        check(io.BytesIO(xlsx_bombs.workbook(sheet=xlsx_bombs.sheet_xml(tag, "A1"), shared_bytes=100_000)), "a.xlsx", CLI_LIMITS)
+    assert time.perf_counter() - started < 2
+
+
 @pytest.mark.parametrize("cells", [
     '<row r="1"><c r="A1"/></row><row r="900"><c r="ZZ900"/></row>',             # usual spelling
     "<row r='1'><c r='A1'/></row><row r = '900'><c s=\"1\"\tr = 'ZZ900'/></row>",   # any spelling XML allows
@@ -288,6 +311,126 @@ def test_sniff():
     assert filesafety.sniff("uscc\n".encode("utf-16")) == "text"       # NUL bytes are normal in UTF-16
     assert filesafety.sniff(b"uscc,year\n\x00\x00") == "binary"
     assert filesafety.sniff(b"\xef\xbb\xbf<!DOCTYPE html><html>") == "html"
+
+
+# ---------------------------------------------------------------- old workbooks (.xls)
+# Measured before the fix on a shared 2-core machine, calamine 0.36.1 through fastexcel 0.21, a 6 GB
+# address-space limit: the 5.6 KB "two-cells" file took 2.4 s and 1 GB; "declared-2^32-rows" and
+# "far-columns" aborted the process (SIGABRT: a failed allocation, not an exception); "directory-loop"
+# grew by 1 GB a second until it aborted; "stream-loop" (4 GB declared) took 3.8 GB; "shared-string-copies"
+# (340 KB) 3.4 GB; 200,000 one-byte CONTINUE records (1.2 MB) 7 s, growing with their square.
+
+def _cell_records(rows: int) -> bytes:
+    return xls_bombs.table(TAX_EN, [[C1, 2021, 1.5]] * rows)
+
+
+def _stream_loop() -> bytes:
+    body = xls_bombs.stream({"税收": _cell_records(1)})
+    stream = body + b"\0" * (4096 - len(body))               # 8 sectors, from sector 2: 2 → 3 → 2 …
+    return xls_bombs.container(stream, chain=[3, 2] + [xls_bombs.END] * 6, size=4_000_000_000)
+
+
+def _continue_run() -> bytes:
+    import struct
+    n = filesafety.MAX_CONTINUES + 1            # one-byte pieces of one string, each with its flag byte
+    string = xls_bombs.record(0x00FC, struct.pack("<IIHB", 1, 1, 65_535, 0)) + xls_bombs.record(0x003C, b"\0A") * n
+    return xls_bombs.container(xls_bombs.stream({"税收": _cell_records(1)}, globals_extra=string))
+
+
+XLS_BOMBS = {
+    "declared-2^32-rows": (lambda: xls_bombs.workbook(sheets={"税收": xls_bombs.record(
+        0x0200, (0).to_bytes(4, "little") + (2**32 - 1).to_bytes(4, "little") + bytes([0, 0, 255, 255, 0, 0]))
+        + _cell_records(1)}), "工作表 税收 的行数超过 1,048,576"),
+    "two-cells": (lambda: xls_bombs.workbook(sheets={"税收": _cell_records(1) + xls_bombs.number(65535, 65535, 1.0)}),
+                  "工作表 税收 的范围达到 65,536 行 × 65,536 列"),
+    "small-stream-declared-rows": (lambda: xls_bombs.workbook(
+        sheets={"税收": xls_bombs.dimensions(2**20, 256) + _cell_records(1)}, pad=False),       # in the mini stream
+        "工作表 税收 的范围达到 1,048,576 行 × 256 列"),
+    "mini-stream-loop": (lambda: xls_bombs.workbook(sheets={"税收": _cell_records(1)}, pad=False, mini_chain=[1, 0],
+                                                     size=4000), "数据流 Workbook 的扇区链循环"),
+    "directory-loop": (lambda: xls_bombs.workbook(sheets={"税收": _cell_records(1)}, directory_chain_loops=True),
+                       "目录的扇区链循环"),
+    "stream-loop": (_stream_loop, "数据流 Workbook 的扇区链循环"),
+    "sector-past-the-end": (lambda: xls_bombs.workbook(sheets={"税收": _cell_records(1)}, chain=[99999] + [xls_bombs.END] * 7),
+                            "指向文件之外的扇区 99999"),
+    "continue-run": (_continue_run, "连续的 CONTINUE 记录"),
+    "overlapping-sheets": (lambda: xls_bombs.container(xls_bombs.stream({"税收": _cell_records(3)}, aliases=["复本"])),
+                           "工作表 复本与工作表 税收的记录位置重叠"),
+    "shared-string-copies": (lambda: xls_bombs.workbook(
+        sheets={"税收": _cell_records(1) + b"".join(xls_bombs.label_sst(2 + i, 0, 0) for i in range(30_000))},
+        strings=["长" * 30_000]), "工作表 税收 及之前各表的单元格文本和公式读入后约 2,575 MB"),
+}
+
+
+@pytest.mark.parametrize("bomb", XLS_BOMBS.values(), ids=XLS_BOMBS.keys())
+def test_hostile_xls_is_refused_before_the_reader(tmp_path, no_reader, bomb):
+    """A few KB of .xls took the reader's process down or held it for minutes; each is refused from
+    its container and records, in one line naming the file (and the sheet), before the reader runs."""
+    build, words = bomb
+    write_enterprises(tmp_path)
+    (tmp_path / "tax.xls").write_bytes(build())
+    message, seconds, peak = _refused(tmp_path)
+    assert message.startswith("tax.xls：") and words in message, message
+    assert seconds < 2 and peak < 64 * 1024 * 1024
+    assert "read_excel" not in no_reader
+
+
+def test_an_ordinary_xls_is_measured_and_read(tmp_path):
+    write_enterprises(tmp_path)
+    xls_bombs.workbook(tmp_path / "tax.xls", sheets={"税收": _cell_records(300)})
+    facts = filesafety.check_workbook(tmp_path / "tax.xls", "tax.xls", CLI_LIMITS)
+    assert facts.sheets == {"税收": filesafety.Extent(rows=301, columns=3)}
+    assert validate(read_dir(tmp_path, set())).read_rows["tax"] == 300
+    real = filesafety.check_workbook(Path(__file__).parent / "fixtures" / "ingest" / "tax.xls", "tax.xls", CLI_LIMITS)
+    assert set(real.sheets) == {"草稿", "税收"}          # written by Excel-compatible software
+
+
+def test_every_cap_of_the_xls_guard():
+    check = filesafety.check_workbook
+
+    def refused(data: bytes, words: str, **limits) -> None:
+        with pytest.raises((FileTooLarge, FileUnreadable), match=words):
+            check(io.BytesIO(data), "a.xls", _limits(**limits) if limits else CLI_LIMITS)
+
+    declared = xls_bombs.workbook(sheets={"S": xls_bombs.dimensions(65_536, 256) + xls_bombs.number(0, 0, 1.0)})
+    assert check(io.BytesIO(declared), "a.xls", CLI_LIMITS).sheets["S"] == filesafety.Extent(65_536, 256)
+    refused(declared, "工作表 S 的行数超过 20,000", rows=20_000)                 # the service's cap
+    refused(declared, "工作表 S 的范围达到 65,536 行 × 256 列", cells=1_000_000)
+    two = xls_bombs.workbook(sheets={"A": xls_bombs.dimensions(600, 1000), "B": xls_bombs.dimensions(600, 1000)})
+    refused(two, "各工作表合计 1,200,000 个单元格", cells=1_000_000)             # the reader holds every sheet
+    refused(two, "工作簿有 2 个工作表（上限 1）", zip_members=1)
+    refused(xls_bombs.workbook(strings=["名称"] * 2000), "共享字符串（SST）有 14 KB", shared_strings_bytes=10_000)
+    big = xls_bombs.workbook(sheets={"S": _cell_records(2000)})
+    refused(big, "文件有 ", inflated_bytes=len(big) - 1)
+    refused(big, "工作簿数据流有 ", member_bytes=50_000)
+    refused(xls_bombs.workbook(sheets={"S": xls_bombs.label(0, 0, "长" * 1000) * 40}), "工作表 S 及之前各表的单元格文本和公式读入后约 235 KB",
+            inflated_bytes=200_000)
+    # a formula's text names other sheets: 255 characters per 7-byte token (a 2.4 MB file took the reader 255 MB)
+    import struct
+    token = b"\x3a" + struct.pack("<HHH", 0, 0, 0)
+    rgce = token + (token + b"\x03") * 1000                # 名!A1+名!A1+…
+    formula = xls_bombs.record(0x0006, struct.pack("<HHH", 0, 0, 0) + b"\0" * 14 + struct.pack("<H", len(rgce)) + rgce)
+    named = xls_bombs.workbook(sheets={"名" * 255: formula}, pad=True)
+    assert check(io.BytesIO(named), "a.xls", CLI_LIMITS).sheets["名" * 255] == filesafety.Extent(1, 1)
+    refused(named, "单元格文本和公式读入后约 1 MB", inflated_bytes=500_000)
+    # damaged containers and records
+    good = xls_bombs.workbook()
+    refused(good[:400], "文件不完整")
+    refused(good[:30] + b"\x07\x00" + good[32:], "文件头损坏")
+    spoilt = bytearray(good)
+    spoilt[44:48] = (10**6).to_bytes(4, "little")
+    refused(bytes(spoilt), "文件头声明的扇区数多于文件所含")
+    # bytes 62-65 (half the mini FAT's start, half its count): the reader reserves 4 bytes for each
+    many = bytearray(xls_bombs.workbook(sheets={"S": _cell_records(6000)}))
+    many[64:68] = (400).to_bytes(4, "little")               # 400 mini FAT sectors: 26M numbers reserved
+    assert len(many) > 401 * 512
+    refused(bytes(many), "迷你 FAT 扇区数不合理")
+    lying = xls_bombs.container(xls_bombs.stream({"S": xls_bombs.number(0, 0, 1.0)})[:-4] + b"\x0a\x00\xff\x7f")
+    refused(lying, "记录长度 32767 超出数据流")
+    refused(xls_bombs.container(xls_bombs.stream({"S": b""}, globals_extra=xls_bombs.record(0x002F, b"\x01\x00"))),
+            "设置了打开密码")
+    name = "Workbook".encode("utf-16-le")
+    refused(good.replace(name, "WordDocu".encode("utf-16-le")), "没有工作簿数据流，可能是其他 Office 文件")
 
 
 # ---------------------------------------------------------------- the command line

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from api.config import Settings
 from api.main import create_app
+import xls_bombs
 from api_helpers import bearer, build_service_db
 from measures_helpers import F1, F2, F3, F4, F6, write_data
 
@@ -198,3 +199,24 @@ def test_ledger_amounts_whose_total_leaves_the_range_of_numbers_are_refused(serv
                          files={"file": ("台账.xlsx", path.read_bytes())})
     assert answer.status_code == 422 and "超出数值范围" in answer.json()["detail"], answer.text
     assert client.get(f"/api/v1/measures/ledger/{YEAR}", headers=bearer(tokens["admin"])).json()["items"] == before
+
+
+def test_an_old_xls_ledger_is_measured_with_the_service_caps(service):
+    """An .xls ledger was read unmeasured: a sheet declaring 65,536 rows (within the CLI's caps, above the
+    service's 20,000) or a looping sector chain reached the reader.  Now 413 / 422, one line naming the
+    file and the sheet; a good .xls ledger is read."""
+    client, tokens, _ = service
+    header = ["年度", "季度", "类别", "类型", "统一社会信用代码", "企业名称", "乡镇街道", "金额"]
+    good = xls_bombs.table(header, [[2022, 3, "加价收取", "电", F1, "企业1", "柳市镇", 10000]])
+
+    def upload(data: bytes):
+        return client.post("/api/v1/measures/ledger/upload", headers=bearer(tokens["admin"]),
+                           files={"file": ("台账.xls", data)})
+
+    tall = upload(xls_bombs.workbook(sheets={"台账": xls_bombs.dimensions(65_536, 8) + good}))
+    assert tall.status_code == 413, tall.text
+    assert tall.json()["detail"].startswith("台账.xls：文件过大，工作表 台账 的行数超过 20,000（上限）")
+    loop = upload(xls_bombs.workbook(sheets={"台账": good}, directory_chain_loops=True))
+    assert loop.status_code == 422 and loop.json()["detail"] == "台账.xls：不是有效的 Excel 97-2003 工作簿（目录的扇区链循环）"
+    stored = upload(xls_bombs.workbook(sheets={"台账": good}))
+    assert stored.status_code == 201, stored.text

@@ -3,6 +3,7 @@ browser, over the API's own route functions (tests/test_measures_api.py holds th
 Data: tests/measures_helpers.py moved back two years, list year 2022 (as test_measures_api)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,18 @@ def test_a_ledger_too_large_is_refused_as_a_ledger_not_as_a_verification_sheet(t
     assert page.status_code == api.status_code == 413
     for text in (page.text, api.json()["detail"]):
         assert "台账文件过大" in text and "按季度" in text and "核实表" not in text
+
+
+def test_the_year_links_offer_only_years_the_page_shows(web):
+    """The links to the year before and after ran past 2000 and 2100 into 404 pages; the redirect from
+    /measures went to a stored year the page refuses.  Every link and the redirect stay in range."""
+    sign_in(web, "analyst")
+    for year, links in ((2000, [2001]), (YEAR, [YEAR - 1, YEAR + 1]), (2100, [2099])):
+        page = web.get(f"/measures/{year}")
+        assert page.status_code == 200
+        offered = [int(y) for y in re.findall(r'href="/measures/(\d+)"', page.text)]
+        assert offered == links
+        assert all(web.get(f"/measures/{y}").status_code == 200 for y in offered)
+    assert web.get("/measures/1999").status_code == 404 and web.get("/measures/2101").status_code == 404
+    web.app.state.con.execute("INSERT INTO measure_list_batches VALUES (2150, 'b', DATE '2150-01-01', 'm', '{}', 'x', now())")
+    assert web.get("/measures", follow_redirects=False).headers["location"] == "/measures/2100"

@@ -530,3 +530,23 @@ def test_a_page_link_passed_on_in_a_chat_app_opens_without_the_apps_marks(web):
     assert client.get("/runs?from=timeline", follow_redirects=False).headers["location"] == "/runs"
     assert client.get("/lists/2022?from=x&foo=1").status_code == 422
     assert client.get("/api/v1/health?from=singlemessage").status_code == 422  # the API keeps its rule
+
+
+def test_no_link_on_a_year_page_leads_to_a_missing_page(web):
+    """The 差别化措施 page linked to 1999 from 2000 and to 2101 from 2100 (404).  Every page that shows a
+    year (list, finalization, sheet, workbench, dashboard, evaluations, 差别化措施 at both ends of its
+    range, a firm's record) is followed link by link: no link with a year in it answers 404."""
+    client, _, firm = web
+    sign_in(client, ADMIN)
+    pages = ["/lists/2022", "/lists/2022/finalization", "/lists/2022/sheet", "/workbench/2022", "/screen/2022",
+             "/evaluations", "/measures/2000", "/measures/2022", "/measures/2100", f"/firms/{firm}?year=2022",
+             client.get("/measures", follow_redirects=False).headers["location"]]
+    missing = []
+    for page in pages:
+        answer = client.get(page)
+        assert answer.status_code == 200, page
+        for link in set(re.findall(r'href="(/[^"#]*)"', answer.text)):
+            link = link.replace("&amp;", "&")
+            if re.search(r"/\d{4}(/|\?|$)|year=\d{4}", link) and client.get(link, follow_redirects=False).status_code == 404:
+                missing.append((page, link))
+    assert not missing

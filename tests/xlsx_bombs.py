@@ -54,8 +54,8 @@ def header_cells(headers: Iterable[str]) -> str:
     return f'<row r="1">{cells}</row>'
 
 
-def _shared_strings(z: zipfile.ZipFile, inflated: int) -> None:
-    """One shared string of ``inflated`` bytes of 'A', streamed."""
+def _shared_strings(z: zipfile.ZipFile, inflated: int, more: Iterable[str] = ()) -> None:
+    """One shared string of ``inflated`` bytes of 'A', streamed; then the strings ``more``."""
     with z.open("xl/sharedStrings.xml", "w", force_zip64=inflated > 1024 * MB) as f:
         f.write(f'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="{_MAIN}" count="1" uniqueCount="1"><si><t>'.encode())
         piece = b"A" * MB
@@ -63,11 +63,11 @@ def _shared_strings(z: zipfile.ZipFile, inflated: int) -> None:
         while left > 0:
             f.write(piece[:left])
             left -= MB
-        f.write(b"</t></si></sst>")
+        f.write(b"</t></si>" + "".join(f"<si><t>{m}</t></si>" for m in more).encode() + b"</sst>")
 
 
 def workbook(target: Path | io.BytesIO | None = None, *, sheet: str | None = None, shared_bytes: int = 1,
-             extra_members: int = 0) -> bytes | None:
+             extra_members: int = 0, more_strings: Iterable[str] = ()) -> bytes | None:
     """A minimal .xlsx; returns its bytes when ``target`` is None."""
     out = io.BytesIO() if target is None else target
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as z:
@@ -77,7 +77,7 @@ def workbook(target: Path | io.BytesIO | None = None, *, sheet: str | None = Non
         z.writestr("xl/_rels/workbook.xml.rels", WORKBOOK_RELS)
         z.writestr("xl/worksheets/sheet1.xml",
                    sheet or sheet_xml('<row r="1"><c r="A1" t="s"><v>0</v></c></row>', "A1"))
-        _shared_strings(z, shared_bytes)
+        _shared_strings(z, shared_bytes, more_strings)
         for i in range(extra_members):
             z.writestr(f"xl/media/pad{i}.bin", b"")
     return out.getvalue() if target is None else None
@@ -116,3 +116,14 @@ def lying_sizes(shared_bytes: int = 5 * MB, claimed: int = 1000) -> bytes:
             break
         pos = data.find(b"PK\x01\x02", pos + 4)
     return bytes(data)
+
+
+def shared_string_copies(cells: int, string_bytes: int = 100_000, value: str = "0", headers: Iterable[str] = ()) -> bytes:
+    """A sheet of ``cells`` cells, each naming shared string ``value`` (0: one string of ``string_bytes``
+    bytes; 1: a short one).  The reader's table holds one copy of the string per cell: 10,000 cells
+    naming a 100 KB string (a 51 KB file) took 1 GB."""
+    head = header_cells(headers) if headers else ""
+    first = 2 if headers else 1
+    rows = "".join(f'<row r="{i}"><c r="A{i}" t="s"><v>{value}</v></c></row>' for i in range(first, first + cells))
+    return workbook(sheet=sheet_xml(head + rows, f"A1:C{first + cells - 1}"), shared_bytes=string_bytes,
+                    more_strings=["短"])

@@ -25,8 +25,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from screening.errors import ScreeningError
-from screening.filesafety import FileTooLarge, FileUnreadable, check_workbook
-from screening.ingest.discovery import EXTENSIONS, XLSX, open_table
+from screening.filesafety import FileTooLarge, FileUnreadable
+from screening.ingest.discovery import EXTENSIONS, open_table
 from screening.evaluation_workflow import finalized_grades
 from screening.measures import OUTPUT_COLUMNS, history_from_finalized, measures, summary
 from screening.measures.ledger import read_ledger
@@ -55,9 +55,13 @@ class _CappedLedger(_CappedUpload):
 
 # ---------------------------------------------------------------- lists
 
+#: the years 差别化措施 lists can be computed for (and the web page shows): no link or redirect leads outside
+YEARS = range(2000, 2101)
+
+
 class MeasuresIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"year": 2022, "data": "upload-2022-…"}]})
-    year: int = Field(ge=2000, le=2100, description="措施年度 Y：依据 Y-1 年度及以前的评价等级")
+    year: int = Field(ge=YEARS.start, le=YEARS.stop - 1, description="措施年度 Y：依据 Y-1 年度及以前的评价等级")
     data: str | None = Field(default=None, max_length=200,
                              description="数据目录名，位于数据根目录之下（含 enterprises、evaluations，可选 accounts）；默认即数据根目录")
     date: dt.date | None = Field(default=None, description="按哪一天执行中的政策生成（默认：该年度执行期第一天）")
@@ -165,14 +169,13 @@ def upload_ledger(
         path = Path(tmp) / f"measure_ledger{suffix}"
         path.write_bytes(data)
         try:
-            opened = open_table(path)  # the CLI reader's guard: binary in a CSV, not a workbook …
-            if opened.kind == XLSX:
-                check_workbook(path, _LABEL, settings.upload_limits())  # the service's tighter caps
+            # the CLI reader's guard (binary in a CSV, not a workbook …), a workbook (.xlsx or .xls)
+            # measured with the service's tighter caps
+            open_table(path, settings.upload_limits())
             rows, rejects = read_ledger(path, load_measures(default_ruleset()).utility_aliases())
-        except FileTooLarge as exc:
-            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
-        except (FileUnreadable, ScreeningError) as exc:
-            raise HTTPException(422, str(exc).replace(str(path), name).replace(path.name, name)) from None
+        except (FileTooLarge, FileUnreadable, ScreeningError) as exc:   # named as the user named the file
+            code = status.HTTP_413_CONTENT_TOO_LARGE if isinstance(exc, FileTooLarge) else 422
+            raise HTTPException(code, str(exc).replace(str(path), name).replace(path.name, name)) from None
     towns = dict(cursor.execute("SELECT DISTINCT uscc, township FROM measure_lists WHERE township IS NOT NULL").fetchall())
     errors = [{"row": r["row"], "column": r["column"], "reason": r["reason"], "value": r["value"]}
               for r in rejects.to_dicts()]

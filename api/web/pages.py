@@ -568,12 +568,15 @@ MEASURES_PAGE_SIZE = 100
 
 
 def _measures_year(cursor, model) -> int:
-    """The newest year with stored lists, else the list year the service serves, else this year."""
+    """The newest year with stored lists, else the list year the service serves, else this year; a
+    year the page does not show (a CLI run of list year 1999) gives the nearest one it shows."""
     row = cursor.execute("SELECT max(list_year) FROM measure_list_batches").fetchall()
     if row and row[0][0] is not None:
-        return int(row[0][0])
-    year = model.catalogue(cursor).default_year()
-    return year if year is not None else dt.date.today().year
+        year = int(row[0][0])
+    else:
+        year = model.catalogue(cursor).default_year()
+        year = year if year is not None else dt.date.today().year
+    return min(max(year, measures.YEARS.start), measures.YEARS.stop - 1)
 
 
 def _measures_page(request: Request, year: int, cursor, user: User, utility: str | None = None, page: int = 1,
@@ -593,7 +596,7 @@ def _measures_page(request: Request, year: int, cursor, user: User, utility: str
     return render(request, "measures.html", status_code=code, user=user, title=f"{year} 年度差别化措施", year=year,
                   lists=lists, ledger=ledger, utility=utility or "", utilities=("电", "水", "气"), page=page,
                   pages=max(1, (total + MEASURES_PAGE_SIZE - 1) // MEASURES_PAGE_SIZE), error=error,
-                  notice=notice, upload=upload)
+                  notice=notice, upload=upload, neighbours=[y for y in (year - 1, year + 1) if y in measures.YEARS])
 
 
 @router.get("/measures")
@@ -611,7 +614,7 @@ def measures_page(request: Request, year: int, cursor: CursorDep,
 
 
 def _checked_year(year: int) -> int:
-    if not 2000 <= year <= 2100:
+    if year not in measures.YEARS:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"没有 {year} 年度")
     return year
 

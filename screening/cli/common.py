@@ -65,6 +65,9 @@ def run_app(application: typer.Typer) -> None:
     except click_exceptions.ClickException as exc:
         _error_line(error_message(exc, args))
         sys.exit(exc.exit_code)
+    except ScreeningError as exc:  # raised outside a command's own handling, e.g. a bad SCREENING_* setting
+        _error_line(str(exc))
+        sys.exit(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):
         err_console.print("已中断", markup=False, highlight=False)
         sys.exit(130)

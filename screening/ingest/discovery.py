@@ -5,8 +5,9 @@ file is comes from its first bytes, not its extension: web systems export an HTM
 or a CSV and name it ``.xls``.  :func:`open_table` is the one place a table file is opened
 for reading, and nothing is read whole before it is known to be safe to read
 (:mod:`screening.filesafety`, docs/limits.md): from the first 64 KB a text file must be text
-(no NUL bytes, no other format's signature) in a known encoding; a workbook (zip) is measured
-without extracting it (:func:`~screening.filesafety.check_workbook`, the CLI's caps); a Parquet
+(no NUL bytes, no other format's signature) in a known encoding; a workbook (an .xlsx zip, an old
+.xls compound file) is measured before it is read (:func:`~screening.filesafety.check_workbook`, the
+CLI's caps unless the caller gives others); a Parquet
 file must carry its magic at both ends and declare at most :data:`MAX_PARQUET_ROWS` rows in its
 footer.  The header is checked from the same head (CSV) or footer (Parquet) by
 :mod:`.table` before the rest is read.
@@ -61,7 +62,7 @@ class OpenedTable:
     head_text: str | None = None            # CSV/HTML: the head decoded (a character cut at the end tolerated)
     encoding: str | None = None             # CSV/HTML: the head's encoding
     columns: list[str] = field(default_factory=list)   # Parquet: column names from the footer
-    workbook: filesafety.WorkbookFacts | None = None   # xlsx/xlsm: what check_workbook measured
+    workbook: filesafety.WorkbookFacts | None = None   # xlsx/xlsm/xls: what check_workbook measured
 
     @property
     def complete(self) -> bool:
@@ -83,14 +84,14 @@ class OpenedTable:
             raise InputError(f"{self.path}：无法打开文件（{exc.strerror}）") from None
 
 
-def open_table(path: Path) -> OpenedTable:
+def open_table(path: Path, limits: filesafety.Limits = filesafety.CLI_LIMITS) -> OpenedTable:
     """Tell what a table file is from its first bytes and refuse it, in one line, when it is
     unreadable or dangerous to read (the single place where a table file is opened).
 
     A file whose bytes are another format than its name says is read as what it is (the caller
     notes it); refused are: binary content or NUL bytes where text is expected, an unknown
     encoding, a workbook beyond the caps or not a workbook, a Parquet file that is incomplete or
-    declares too many rows."""
+    declares too many rows.  ``limits``: the caps on a workbook (the CLI's, or the service's for an upload)."""
     head = filesafety.read_head(path)
     try:
         size = path.stat().st_size
@@ -109,8 +110,8 @@ def open_table(path: Path) -> OpenedTable:
         if decoded is None:
             raise InputError(f"{path.name}：无法识别文件编码（既不是 UTF-8，也不是 GBK/GB18030）")
         opened.head_text, opened.encoding = decoded
-    elif kind == XLSX:
-        opened.workbook = filesafety.check_workbook(path, path.name, filesafety.CLI_LIMITS)
+    elif kind in (XLSX, XLS):
+        opened.workbook = filesafety.check_workbook(path, path.name, limits)
     elif kind == PARQUET:
         opened.columns = _parquet_columns(opened, found)
     return opened

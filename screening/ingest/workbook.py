@@ -59,10 +59,11 @@ class SourceWorkbook:
 
 
 def open_workbook(opened: "OpenedTable") -> SourceWorkbook:
-    """A workbook file that :func:`.discovery.open_table` let through: an xlsx/xlsm was measured
-    there (zip caps, sheet extents) before its parts are read here or by the reader."""
+    """A workbook file that :func:`.discovery.open_table` let through: it was measured there
+    (an xlsx/xlsm: zip caps and sheet extents; an xls: its container and records) before it is read
+    here or by the reader."""
     path, kind = opened.path, opened.kind
-    if kind == "xlsx" and opened.workbook is None:
+    if opened.workbook is None:
         raise AssertionError(f"{path.name}: a workbook must be measured (filesafety.check_workbook) before it is read")
     with filesafety.reader_errors(path.name, "无法按 Excel 读取"):
         reader = fastexcel.read_excel(str(path))
