@@ -14,7 +14,7 @@ from collections.abc import Callable
 import polars as pl
 
 from ..schema import Column
-from .header import missing_marks, normalize_header, tables_data
+from .header import INVISIBLE_CHARS, missing_marks, normalize_header, tables_data
 
 NORMALISED_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "before": pl.String,
                      "after": pl.String, "kind": pl.String}
@@ -23,6 +23,7 @@ NORMALISED_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "b
 KINDS = {
     "merged_cell": "合并单元格取合并区域的值",
     "invisible": "去除不可见字符",
+    "inner_space": "去除代码中间的空格",
     "full_width": "全角转半角（NFKC）",
     "text_marker": "去除代码前的撇号或 =\"…\" 包装",
     "float_code": "代码去掉 .0",
@@ -32,7 +33,7 @@ KINDS = {
     "missing_mark": "缺失标记视为空",
 }
 
-_INVISIBLE = "[\u200b\u200c\u200d\u2060\ufeff\u00ad\u200e\u200f]"
+_INVISIBLE = f"[{INVISIBLE_CHARS}]"
 _NON_ASCII = r"[^\x20-\x7e]"
 _CODE_KINDS = ("uscc", "code4")
 _NUMERIC_KINDS = ("number", "integer", "year")
@@ -63,6 +64,8 @@ def steps(col: Column, header_unit: str | None, date1904: bool) -> list[Step]:
     if col.kind != "text":  # free text (names) keeps its full-width brackets
         out.append(("full_width", lambda e: e.str.normalize("NFKC")))
     out.append((None, lambda e: e.str.strip_chars()))
+    if col.kind in _CODE_KINDS:  # a code has no spaces: "9133 0382 …" as typed, a pasted no-break space
+        out.append(("inner_space", lambda e: e.str.replace_all(r"\s+", "")))
     if col.kind in _CODE_KINDS or col.name in ("parcel_id", "product"):
         out.append(("text_marker", lambda e: e.str.replace(r'^="(.*)"$', "$1").str.strip_prefix("'")
                     .str.strip_prefix("‘").str.strip_chars()))
@@ -89,7 +92,8 @@ def steps(col: Column, header_unit: str | None, date1904: bool) -> list[Step]:
     return out
 
 
-_CHAR_CLASS = "[​-‏⁠﻿­ 　！-～]"
+#: a character some step changes: invisible ones, Unicode spaces, full-width forms
+_CHAR_CLASS = f"[{INVISIBLE_CHARS}\u00a0\u2000-\u200a\u202f\u205f\u3000\uff01-\uff5e]"
 _DATE_CLEAN = r"^\d{4}-\d{1,2}-\d{1,2}( 00:00:00)?$"
 #: the length a clean code has (anything else goes through the steps: cheap, no regex)
 _CODE_LEN = {"uscc": 18, "code4": 4}

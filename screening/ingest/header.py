@@ -22,7 +22,13 @@ SYNONYMS_FILE = Path(__file__).with_name("synonyms.yaml")
 LOCAL_SYNONYMS = "synonyms.yaml"  # a bureau's own table, in the data directory
 SCAN_ROWS = 30  # titles, unit lines and blank rows above a header are never more than this
 
-_INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
+#: Unicode format characters (category Cf): zero-width spaces and joiners, BOM, soft hyphen, and the
+#: bidirectional marks, embeddings, overrides and isolates a copy from a web page, PDF or chat leaves
+#: in a cell; never part of a header, code or name.  A character-class body, for Python's re and
+#: the Rust regex of Polars alike.
+INVISIBLE_CHARS = ("\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e\u200b-\u200f\u202a-\u202e"
+                   "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb")
+_INVISIBLE = re.compile(f"[{INVISIBLE_CHARS}]")
 _BRACKETS = str.maketrans({"【": "(", "】": ")", "[": "(", "]": ")", "〔": "(", "〕": ")"})
 _UNIT = re.compile(r"^(.+?)\(([^()]+)\)$")
 _UNIT_LINE = re.compile(r"^(?:计量)?单位[:]?(.+)$")
