@@ -47,3 +47,47 @@ def test_format_characters_in_a_name_are_taken_out(tmp_path):
     inp = load(d)
     ent = inp.frame("enterprises").sort("uscc")
     assert ent["name"][0] == "乐清市甲电气有限公司" and ent["township"][0] == "柳市镇"
+
+
+# ---------------------------------------------------------------- printed exports
+
+def _printed(rows: list[list], every: int) -> list[list]:
+    """The header repeated after every ``every`` data rows, as a print-ready export has it."""
+    out = [rows[0]]
+    for i, r in enumerate(rows[1:], 1):
+        out.append(r)
+        if i % every == 0:
+            out.append(list(rows[0]))
+    return out
+
+
+def test_header_repeated_on_every_printed_page_is_not_a_record_csv(tmp_path):
+    clean = load(clean_dir(tmp_path))
+    d = quirk_dir(tmp_path)
+    write_csv(d / "tax.csv", _printed([["序号", *TAX[0]]] + [[i, *r] for i, r in enumerate(TAX[1:], 1)], 2), "gbk")
+    inp = load(d)
+    assert_same_tables(clean, inp)
+    assert [(r["row"], r["column"], r["reason"]) for r in inp.rejects.to_dicts()] == [
+        (4, "（整行）", "重复的表头行，不是数据行，未读取"), (7, "（整行）", "重复的表头行，不是数据行，未读取")]
+
+
+def test_header_repeated_on_every_printed_page_is_not_a_record_xlsx(tmp_path):
+    clean = load(clean_dir(tmp_path))
+    d = quirk_dir(tmp_path)
+    wb = xlsxwriter.Workbook(d / "tax.xlsx")
+    ws = wb.add_worksheet("税收")
+    ws.write_row(0, 0, ["2020—2021年税收情况表"])
+    for i, r in enumerate(_printed([["实缴税金（万元）" if c == "实缴税金" else c for c in TAX[0]], *TAX[1:]], 3)):
+        ws.write_row(i + 1, 0, r)
+    wb.close()
+    inp = load(d)
+    assert_same_tables(clean, inp)
+    assert [(r["file"], r["row"]) for r in inp.rejects.to_dicts()] == [("tax.xlsx", 6)]
+
+
+def test_a_data_row_that_happens_to_hold_a_header_word_is_still_a_record(tmp_path):
+    """Only a row that repeats the header is taken out; a bad row naming one header word is rejected as bad."""
+    d = quirk_dir(tmp_path)
+    write_csv(d / "tax.csv", [*TAX, [C2, "年份", 1.0]])
+    inp = load(d)
+    assert [(r["row"], r["column"]) for r in inp.rejects.to_dicts()] == [(6, "年份")]

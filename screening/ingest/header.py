@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import polars as pl
 import yaml
 
 from ..errors import InputError
@@ -29,7 +30,8 @@ SCAN_ROWS = 30  # titles, unit lines and blank rows above a header are never mor
 INVISIBLE_CHARS = ("\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e\u200b-\u200f\u202a-\u202e"
                    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb")
 _INVISIBLE = re.compile(f"[{INVISIBLE_CHARS}]")
-_BRACKETS = str.maketrans({"【": "(", "】": ")", "[": "(", "]": ")", "〔": "(", "〕": ")"})
+_BRACKET_PAIRS = (("【", "("), ("】", ")"), ("[", "("), ("]", ")"), ("〔", "("), ("〕", ")"))
+_BRACKETS = str.maketrans(dict(_BRACKET_PAIRS))
 _UNIT = re.compile(r"^(.+?)\(([^()]+)\)$")
 _UNIT_LINE = re.compile(r"^(?:计量)?单位[:]?(.+)$")
 
@@ -40,6 +42,14 @@ def normalize_header(h: object) -> str:
     text = _INVISIBLE.sub("", text).translate(_BRACKETS).lower()
     text = re.sub(r"\s+", "", text)
     return text.strip("*")
+
+
+def normalize_header_expr(e: pl.Expr) -> pl.Expr:
+    """:func:`normalize_header` on a column of cells (a header repeated in the body)."""
+    text = e.str.normalize("NFKC").str.replace_all(f"[{INVISIBLE_CHARS}]", "").str.to_lowercase()
+    for a, b in _BRACKET_PAIRS:
+        text = text.str.replace_all(a, b, literal=True)
+    return text.str.replace_all(r"\s+", "").str.strip_chars("*")
 
 
 @lru_cache(maxsize=1)

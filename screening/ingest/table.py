@@ -24,7 +24,7 @@ from ..schema import TABLES, Table
 from . import workbook as wbk
 from .cells import NORMALISED_SCHEMA, apply, steps
 from .discovery import CSV, HTML, KIND_ZH, PARQUET, XLS, XLSX, _BY_SUFFIX, OpenedTable, find_table_file, open_table
-from .header import SCAN_ROWS, HeaderMatch, describe_row, find_header, header_lookup
+from .header import SCAN_ROWS, HeaderMatch, describe_row, find_header, header_lookup, normalize_header, normalize_header_expr
 
 ROW = "_row"
 ERROR_SCHEMA = {ROW: pl.Int64, "column": pl.String, "error": pl.String}
@@ -276,9 +276,10 @@ def _read_parquet(path: Path, columns: list[str]) -> pl.DataFrame:
         return pl.read_parquet(path, columns=columns)  # from the file (memory-mapped), not a copy of its bytes
 
 
-def _furniture(body: pl.DataFrame, cols: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Take out report furniture: a 栏次 row ("甲 乙 1 2") right under the header, 合计/小计
-    rows and sign-off lines (制表人、审核人、注：…).  Vectorised over the text columns."""
+def _furniture(body: pl.DataFrame, cols: list[str], headers: dict[str, str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Take out report furniture: a 栏次 row ("甲 乙 1 2") right under the header, the header
+    repeated on every printed page, 合计/小计 rows and sign-off lines (制表人、审核人、注：…).
+    Vectorised over the text columns; ``headers``: column -> its header as written."""
     text = [c for c in cols if body.schema[c] == pl.String]
     if not text or not body.height:
         return body, pl.DataFrame(schema=FURNITURE_SCHEMA)
@@ -296,7 +297,14 @@ def _furniture(body: pl.DataFrame, cols: list[str]) -> tuple[pl.DataFrame, pl.Da
     numbers = (pl.int_range(pl.len()) == 0) & pl.all_horizontal(
         pl.col(c).is_null() | pl.col(c).str.contains(_COLUMN_NUMBERS) for c in text) & pl.any_horizontal(
         pl.col(c).str.contains("^[甲乙]$").fill_null(False) for c in text)
-    reason = (pl.when(numbers).then(pl.lit("栏次行")).when(total).then(pl.lit("合计行"))
+    # the header again: every filled text cell is its column's header (as headers are compared), two at least
+    same = [(normalize_header_expr(pl.col(c)) == normalize_header(headers[c])).fill_null(False).cast(pl.Int32)
+            for c in text if c in headers]
+    filled = [pl.col(c).is_not_null().cast(pl.Int32) for c in text]
+    repeated = (pl.sum_horizontal(same) >= 2) & (pl.sum_horizontal(same) == pl.sum_horizontal(filled)) \
+        if len(same) >= 2 else pl.lit(False)
+    reason = (pl.when(numbers).then(pl.lit("栏次行")).when(repeated).then(pl.lit("重复的表头行"))
+              .when(total).then(pl.lit("合计行"))
               .when(sign_off).then(pl.lit("表尾说明行")).otherwise(None))
     numbers = numbers & (pl.col(ROW) == body[ROW][0])
     flagged = sub.select(ROW, reason.alias("reason")).filter(pl.col("reason").is_not_null())
@@ -435,7 +443,7 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTab
             body = body.with_columns(pl.coalesce(text, pl.col(name).cast(pl.String)).alias(name)
                                      if body.schema[name] == pl.String else pl.col(name))
 
-    body, out.furniture = _furniture(body, list(picked.values()))
+    body, out.furniture = _furniture(body, list(picked.values()), out.headers)
     # a blank line (or a row of empty cells) is not a record; row numbers stay as the file counts them
     empty = _blank_rows(body, list(picked.values()))
     if empty is not None:
