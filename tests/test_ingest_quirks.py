@@ -91,3 +91,28 @@ def test_a_data_row_that_happens_to_hold_a_header_word_is_still_a_record(tmp_pat
     write_csv(d / "tax.csv", [*TAX, [C2, "年份", 1.0]])
     inp = load(d)
     assert [(r["row"], r["column"]) for r in inp.rejects.to_dicts()] == [(6, "年份")]
+
+
+# ---------------------------------------------------------------- encodings and line endings
+
+@pytest.mark.parametrize("newline", ["\r", "\r\n", "\n"], ids=["CR", "CRLF", "LF"])
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "gbk", "utf-16", "utf-16-be-bom"])
+def test_csv_in_any_encoding_with_any_line_ending(tmp_path, encoding, newline):
+    """Old Mac exports end lines with CR alone; Excel's 'Unicode text' is UTF-16 with tabs."""
+    clean = load(clean_dir(tmp_path))
+    d = quirk_dir(tmp_path)
+    sep = "\t" if encoding.startswith("utf-16") else ","
+    rows = [["税收情况表"], ["单位：万元"], *TAX]
+    text = newline.join(sep.join(str(v) for v in r) for r in rows) + newline
+    raw = (b"\xfe\xff" + text.encode("utf-16-be")) if encoding == "utf-16-be-bom" else text.encode(encoding)
+    (d / "tax.csv").write_bytes(raw)
+    inp = load(d)
+    assert inp.rejects.height == 0, inp.rejects.to_dicts()
+    assert_same_tables(clean, inp)
+
+
+def test_csv_with_cr_line_endings_names_the_excel_row_of_a_bad_value(tmp_path):
+    d = quirk_dir(tmp_path)
+    (d / "tax.csv").write_bytes("\r".join(",".join(str(v) for v in r) for r in [*TAX, [C2, 2020, "abc"]]).encode("gbk"))
+    inp = load(d)
+    assert [(r["row"], r["column"]) for r in inp.rejects.to_dicts()] == [(6, "实缴税金")]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,16 @@ def _counts(normalised: pl.DataFrame) -> dict[str, int]:
 
 # ---------------------------------------------------------------- CSV
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _lf_lines(data: bytes) -> bytes:
+    """Line breaks as the reader takes them: an old Mac's CR alone becomes LF (CRLF is read as it is)."""
+    if b"\r" not in data or data.count(b"\r") == data.count(b"\r\n"):
+        return data
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
 def _decode_csv(raw: bytes, path: Path) -> tuple[bytes, str]:
     """Return UTF-8 bytes and the encoding that was detected."""
     if raw.startswith(b"\xef\xbb\xbf"):
@@ -116,8 +127,9 @@ def _decode_csv(raw: bytes, path: Path) -> tuple[bytes, str]:
 
 
 def _split_lines(text: str, complete: bool) -> list[str]:
-    """The physical lines of ``text``; a last line cut by the end of the head is dropped."""
-    lines = text.split("\n")
+    """The physical lines of ``text`` (LF, CRLF or an old Mac's CR alone); a last line cut by the
+    end of the head is dropped."""
+    lines = _LINE_BREAK.split(text)
     return lines if complete else lines[:-1]
 
 
@@ -143,6 +155,7 @@ def _read_csv(opened: OpenedTable, match: HeaderMatch, sep: str) -> tuple[pl.Dat
     """The rows from the header line on (the header was found from the head); refuses NUL bytes."""
     path = opened.path
     data, encoding = _decode_csv(opened.read_bytes(), path)
+    data = _lf_lines(data)
     if not data.strip():
         raise InputError(f"{path.name}：文件为空，没有表头")
     nul = data.find(b"\x00")
