@@ -116,3 +116,11 @@ def test_csv_with_cr_line_endings_names_the_excel_row_of_a_bad_value(tmp_path):
     (d / "tax.csv").write_bytes("\r".join(",".join(str(v) for v in r) for r in [*TAX, [C2, 2020, "abc"]]).encode("gbk"))
     inp = load(d)
     assert [(r["row"], r["column"]) for r in inp.rejects.to_dicts()] == [(6, "实缴税金")]
+
+
+def test_a_stray_cr_inside_a_cell_of_an_lf_file_does_not_split_the_row(tmp_path):
+    d = quirk_dir(tmp_path)
+    (d / "enterprises.csv").write_bytes("\n".join(",".join(r) for r in [ENT[0], [C1, "乐清市\r甲电气有限公司", "柳市镇", "3823"],
+                                                                         *ENT[2:]]).encode("utf-8"))
+    inp = load(d)
+    assert inp.rejects.height == 0 and inp.frame("enterprises").height == 3

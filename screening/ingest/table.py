@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,14 +98,12 @@ def _counts(normalised: pl.DataFrame) -> dict[str, int]:
 
 # ---------------------------------------------------------------- CSV
 
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
-
-
 def _lf_lines(data: bytes) -> bytes:
-    """Line breaks as the reader takes them: an old Mac's CR alone becomes LF (CRLF is read as it is)."""
-    if b"\r" not in data or data.count(b"\r") == data.count(b"\r\n"):
+    """Line breaks as the reader takes them: in a file without any LF (an old Mac's), CR becomes LF.
+    A stray CR in a file of LF or CRLF lines stays what it was (part of a cell)."""
+    if b"\n" in data or b"\r" not in data:
         return data
-    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return data.replace(b"\r", b"\n")
 
 
 def _decode_csv(raw: bytes, path: Path) -> tuple[bytes, str]:
@@ -127,9 +124,9 @@ def _decode_csv(raw: bytes, path: Path) -> tuple[bytes, str]:
 
 
 def _split_lines(text: str, complete: bool) -> list[str]:
-    """The physical lines of ``text`` (LF, CRLF or an old Mac's CR alone); a last line cut by the
-    end of the head is dropped."""
-    lines = _LINE_BREAK.split(text)
+    """The physical lines of ``text`` (LF, CRLF, or an old Mac's CR alone when the text has no LF:
+    as :func:`_lf_lines` reads it); a last line cut by the end of the head is dropped."""
+    lines = text.split("\n" if "\n" in text else "\r")
     return lines if complete else lines[:-1]
 
 
@@ -144,7 +141,8 @@ def _csv_header(opened: OpenedTable, table: Table, lookup: dict[str, str]) -> tu
             f"{opened.path.name}：前 {filesafety.HEAD_BYTES // 1024} KB 内没有找到表头行（第一行过长或全是空行），文件可能不是 CSV")
     best: tuple[HeaderMatch, str, list] | None = None
     for sep in (",", "\t", ";"):
-        rows = [next(csv.reader([line.rstrip("\r")], delimiter=sep), []) for line in lines]
+        # a stray CR inside a line is part of a cell (as the reader takes it), never the csv module's error
+        rows = [next(csv.reader([line.rstrip("\r").replace("\r", " ")], delimiter=sep), []) for line in lines]
         match = find_header(rows, table, lookup)
         if best is None or (match.ok, match.score) > (best[0].ok, best[0].score):
             best = (match, sep, rows)
