@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import xlsxwriter
 
-from test_ingest_real import C1, C2, C3, ENT, TAX, assert_same_tables, clean_dir, load, quirk_dir, write_csv
+from test_ingest_real import C1, C2, C3, ENT, TAX, assert_same_tables, clean_dir, code, load, quirk_dir, write_csv
 
 # every Unicode format character a copy from a web page, a PDF or a chat program leaves in a
 # cell (bidirectional marks, embeddings, overrides and isolates, the Arabic letter mark …)
@@ -124,3 +124,70 @@ def test_a_stray_cr_inside_a_cell_of_an_lf_file_does_not_split_the_row(tmp_path)
                                                                          *ENT[2:]]).encode("utf-8"))
     inp = load(d)
     assert inp.rejects.height == 0 and inp.frame("enterprises").height == 3
+
+
+# ---------------------------------------------------------------- a sheet per township
+
+def _sheet_per_township(path, rows, extra: dict[str, list[list]] | None = None, hidden=()):
+    wb = xlsxwriter.Workbook(path)
+    by: dict[str, list] = {}
+    for r in rows[1:]:
+        by.setdefault(r[2], []).append(r)
+    ws = wb.add_worksheet("说明")  # a visible sheet that is not the table
+    ws.write_row(0, 0, ["本表按乡镇街道分工作表"])
+    for town, rs in by.items():
+        ws = wb.add_worksheet(town)
+        ws.write_row(0, 0, [f"{town}企业名录"])
+        ws.write_row(1, 0, rows[0])
+        for i, r in enumerate(rs):
+            ws.write_row(i + 2, 0, r)
+    for name, rs in (extra or {}).items():
+        ws = wb.add_worksheet(name)
+        for i, r in enumerate(rs):
+            ws.write_row(i, 0, r)
+        if name in hidden:
+            ws.hide()
+    wb.close()
+
+
+def test_a_sheet_per_township_reads_every_sheet(tmp_path):
+    clean = load(clean_dir(tmp_path))
+    d = quirk_dir(tmp_path)
+    (d / "enterprises.csv").unlink()
+    _sheet_per_township(d / "enterprises.xlsx", ENT, {"作废": [ENT[0], [code(9), "作废企业", "柳市镇", "3823"]]},
+                        hidden=("作废",))
+    write_csv(d / "tax.csv", TAX)
+    inp = load(d)
+    assert inp.rejects.height == 0, inp.rejects.to_dicts()
+    assert_same_tables(clean, inp)
+    raw = inp.files["enterprises"]
+    assert raw.read_sheets == ["柳市镇", "北白象镇", "乐成街道"]
+    assert [s["name"] for s in raw.sheets if s["read"]] == raw.read_sheets  # the hidden one never
+
+
+def test_a_sheet_per_township_names_sheet_and_row_of_a_bad_row(tmp_path):
+    d = quirk_dir(tmp_path)
+    (d / "enterprises.csv").unlink()
+    bad = C3[:-1] + ("0" if C3[-1] != "0" else "1")
+    rows = [ENT[0], ENT[1], ENT[2], [bad, "乐清市丙服装有限公司", "乐成街道", "3823"], [C1, "重复", "乐成街道", "3823"]]
+    _sheet_per_township(d / "enterprises.xlsx", rows)
+    write_csv(d / "tax.csv", [TAX[0], [C1, 2021, 1], [C1, 2021, 2]])
+    inp = load(d)
+    got = [(r["file"], r["row"], r["column"], r["reason"][:11]) for r in inp.rejects.to_dicts()]
+    assert ("enterprises.xlsx[乐成街道]", 3, "统一社会信用代码", "统一社会信用代码校验位") in got
+    dup = [r for r in inp.rejects.to_dicts() if r["file"] == "enterprises.xlsx[乐成街道]" and r["row"] == 4]
+    assert dup and "工作表“柳市镇”第3行" in dup[0]["reason"], dup
+    assert inp.row_counts()["enterprises"]["rejected"] == 2
+    assert inp.files["enterprises"].file_labels() == [f"enterprises.xlsx[{t}]" for t in ("柳市镇", "北白象镇", "乐成街道")]
+
+
+def test_sheets_with_different_units_are_refused_naming_both(tmp_path):
+    d = quirk_dir(tmp_path)
+    wb = xlsxwriter.Workbook(d / "tax.xlsx")
+    for name, header, value in (("2021", "实缴税金（万元）", 1), ("2020", "实缴税金（元）", 10000)):
+        ws = wb.add_worksheet(name)
+        ws.write_row(0, 0, ["统一社会信用代码", "年份", header])
+        ws.write_row(1, 0, [C1, int(name), value])
+    wb.close()
+    with pytest.raises(Exception, match="工作表“2020”.*单位不同"):
+        load(d)
