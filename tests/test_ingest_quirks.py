@@ -191,3 +191,26 @@ def test_sheets_with_different_units_are_refused_naming_both(tmp_path):
     wb.close()
     with pytest.raises(Exception, match="工作表“2020”.*单位不同"):
         load(d)
+
+
+# ---------------------------------------------------------------- numbers and dates as clerks write them
+
+@pytest.mark.parametrize("written", ["12,5", "1.234,5", "1,2345.6", "12,50", "1,23,456", ",125", "125,"])
+def test_a_comma_that_is_not_a_thousands_separator_is_rejected_not_guessed(tmp_path, written):
+    """"12,5" is 12.5 in much of Europe and 125 to a careless reader: never a silent guess."""
+    d = quirk_dir(tmp_path)
+    (d / "tax.csv").write_text(f'统一社会信用代码,年份,实缴税金\n{C1},2021,"{written}"\n{C2},2021,"1,234,567.5"\n',
+                               encoding="utf-8")
+    inp = load(d)
+    assert inp.frame("tax")["tax_paid"].to_list() == [1234567.5]
+    assert [(r["row"], r["column"], r["value"]) for r in inp.rejects.to_dicts()] == [(2, "实缴税金", written)]
+
+
+@pytest.mark.parametrize("written", ["17-05-13", "0017-05-13", "217-5-13", "9999-01-01", "1066/10/14"])
+def test_a_date_whose_year_is_not_plausible_is_unknown_not_a_date(tmp_path, written):
+    """A two-digit year ("17-05-13") is not the year 17; an established date out of range is cleared, said so."""
+    d = quirk_dir(tmp_path)
+    write_csv(d / "enterprises.csv", [ENT[0] + ["成立日期"], ENT[1] + [written], ENT[2] + ["2017-05-13"]])
+    inp = load(d)
+    assert inp.frame("enterprises").sort("uscc")["established"].to_list()[0] is None
+    assert [(r["row"], r["column"], r["action"]) for r in inp.rejects.to_dicts()] == [(2, "成立日期", "field_cleared")]

@@ -36,6 +36,7 @@ KINDS = {
 _INVISIBLE = f"[{INVISIBLE_CHARS}]"
 _NON_ASCII = r"[^\x20-\x7e]"
 _CODE_KINDS = ("uscc", "code4")
+_GROUPED = r"^[-+]?\d{1,3}(,\d{3})+(\.\d*)?$"
 _NUMERIC_KINDS = ("number", "integer", "year")
 #: Excel's day 0 in the 1900 and 1904 date systems (1900 counts the false 1900-02-29)
 _EPOCH = {False: (1899, 12, 30), True: (1904, 1, 1)}
@@ -72,10 +73,13 @@ def steps(col: Column, header_unit: str | None, date1904: bool) -> list[Step]:
     if col.kind in ("code4", "year"):
         out.append(("float_code", lambda e: e.str.replace(r"^(\d+)\.0+$", "$1")))
     if col.kind in _NUMERIC_KINDS:
-        out.append(("thousands", lambda e: e.str.replace_all(r"(\d),(\d{3})", "$1$2").str.replace_all(r"(\d),(\d{3})", "$1$2")))
         for unit in _unit_words(col, header_unit):
-            pattern = rf"^([-+]?\d[\d.]*(?:[eE][-+]?\d+)?)\s*{_escape(unit)}$"
+            pattern = rf"^([-+]?\d[\d.,]*(?:[eE][-+]?\d+)?)\s*{_escape(unit)}$"
             out.append(("unit_in_cell", lambda e, p=pattern: e.str.replace(p, "$1")))
+        # a comma is a thousands separator only where every group after it has three digits
+        # ("1,234,567.5"); "12,5" or "1.234,5" is left as written and refused, never guessed
+        out.append(("thousands", lambda e: pl.when(e.str.contains(_GROUPED)).then(e.str.replace_all(",", ""))
+                    .otherwise(e)))
     if col.kind == "date":
         y, m, d = _EPOCH[date1904]
 
