@@ -214,3 +214,41 @@ def test_a_date_whose_year_is_not_plausible_is_unknown_not_a_date(tmp_path, writ
     inp = load(d)
     assert inp.frame("enterprises").sort("uscc")["established"].to_list()[0] is None
     assert [(r["row"], r["column"], r["action"]) for r in inp.rejects.to_dicts()] == [(2, "成立日期", "field_cleared")]
+
+
+@pytest.mark.parametrize(("header", "cell", "expected"), [
+    ("实缴税金", "125000元", 12.5), ("实缴税金", "125,000 元", 12.5), ("实缴税金", "0.00125亿元", 12.5),
+    ("实缴税金", "12,500千元", 1250.0), ("实缴税金（元）", "12.5万元", 12.5), ("实缴税金（元）", "125000", 12.5),
+])
+def test_a_cell_in_another_unit_of_the_same_kind_is_converted(tmp_path, header, cell, expected):
+    """A clerk writes 元 in a 万元 column (or 万元 in a 元 column): the value is converted, and listed."""
+    d = quirk_dir(tmp_path)
+    (d / "tax.csv").write_text(f'统一社会信用代码,年份,{header}\n{C1},2021,"{cell}"\n', encoding="utf-8")
+    inp = load(d)
+    assert inp.rejects.height == 0, inp.rejects.to_dicts()
+    assert inp.frame("tax")["tax_paid"].to_list() == [expected]
+    if not cell.replace(",", "").isdigit():
+        assert inp.normalised["kind"].to_list()[-1] == "unit_converted"
+
+
+@pytest.mark.parametrize("cell", ["12.5万", "12.5美元", "12.5吨标准煤", "约12.5万元"])
+def test_a_cell_in_an_unknown_or_other_kind_of_unit_is_rejected(tmp_path, cell):
+    d = quirk_dir(tmp_path)
+    (d / "tax.csv").write_text(f'统一社会信用代码,年份,实缴税金\n{C1},2021,"{cell}"\n', encoding="utf-8")
+    inp = load(d)
+    assert [(r["row"], r["column"], r["value"]) for r in inp.rejects.to_dicts()] == [(2, "实缴税金", cell)]
+
+
+def test_land_in_square_metres_or_hectares_in_a_mu_column(tmp_path):
+    c = clean_dir(tmp_path)
+    write_csv(c / "land.csv", [["uscc", "year", "parcel_id", "area_mu", "tenure"], [C1, 2021, "P1", 3.0, "自有"],
+                               [C1, 2021, "P2", 15.0, "自有"]])
+    clean = load(c)
+    d = quirk_dir(tmp_path)
+    write_csv(d / "tax.csv", TAX)
+    write_csv(d / "land.csv", [["统一社会信用代码", "年份", "地块编号", "用地面积（亩）", "权属"],
+                               [C1, 2021, "P1", "2000㎡", "自有"], [C1, 2021, "P2", "1公顷", "自有"]])
+    inp = load(d)
+    assert inp.rejects.height == 0, inp.rejects.to_dicts()
+    assert inp.frame("land")["area_mu"].to_list() == [pytest.approx(3.0), pytest.approx(15.0)]
+    assert clean.frame("land")["area_mu"].to_list() == [3.0, 15.0]

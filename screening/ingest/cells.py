@@ -14,7 +14,7 @@ from collections.abc import Callable
 import polars as pl
 
 from ..schema import Column
-from .header import INVISIBLE_CHARS, missing_marks, normalize_header, tables_data
+from .header import INVISIBLE_CHARS, missing_marks, normalize_header, tables_data, unit_factor
 
 NORMALISED_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "before": pl.String,
                      "after": pl.String, "kind": pl.String}
@@ -29,6 +29,7 @@ KINDS = {
     "float_code": "代码去掉 .0",
     "thousands": "去除千位分隔符",
     "unit_in_cell": "去除单元格中的单位",
+    "unit_converted": "单元格中写了同类的另一单位（如万元列中的元），已换算为本列单位",
     "date_serial": "Excel 日期序列号转为日期",
     "missing_mark": "缺失标记视为空",
 }
@@ -40,6 +41,18 @@ _GROUPED = r"^[-+]?\d{1,3}(,\d{3})+(\.\d*)?$"
 _NUMERIC_KINDS = ("number", "integer", "year")
 #: Excel's day 0 in the 1900 and 1904 date systems (1900 counts the false 1900-02-29)
 _EPOCH = {False: (1899, 12, 30), True: (1904, 1, 1)}
+
+
+def _other_units(col: Column, header_unit: str | None) -> list[tuple[str, float, float]]:
+    """The other units of the column's kind a cell may be written in, with the factor (× first,
+    ÷ second) that turns a value in that unit into the column's unit (the header's, else the standard)."""
+    if not col.unit:
+        return []
+    units = tables_data()["units"][col.unit]
+    own = _unit_words(col, header_unit)[0]
+    num, den = unit_factor(col.unit, own) or (1.0, 1.0)
+    return [(u, f[0] * den, f[1] * num) for u, f in units.items()
+            if normalize_header(u) != normalize_header(own)]
 
 
 def _unit_words(col: Column, header_unit: str | None) -> list[str]:
@@ -76,6 +89,9 @@ def steps(col: Column, header_unit: str | None, date1904: bool) -> list[Step]:
         for unit in _unit_words(col, header_unit):
             pattern = rf"^([-+]?\d[\d.,]*(?:[eE][-+]?\d+)?)\s*{_escape(unit)}$"
             out.append(("unit_in_cell", lambda e, p=pattern: e.str.replace(p, "$1")))
+        for unit, times, per in _other_units(col, header_unit):
+            pattern = rf"(?i)^([-+]?\d[\d.,]*(?:[eE][-+]?\d+)?)\s*{_escape(unit)}$"
+            out.append(("unit_converted", lambda e, p=pattern, t=times, d=per: _convert(e, p, t, d)))
         # a comma is a thousands separator only where every group after it has three digits
         # ("1,234,567.5"); "12,5" or "1.234,5" is left as written and refused, never guessed
         out.append(("thousands", lambda e: pl.when(e.str.contains(_GROUPED)).then(e.str.replace_all(",", ""))
@@ -158,6 +174,15 @@ def apply(frame: pl.DataFrame, plans: dict[str, tuple[Column, list[Step]]]) -> t
     if updated:
         frame = frame.with_columns(updated)
     return frame, kinds
+
+
+def _convert(e: pl.Expr, pattern: str, times: float, per: float) -> pl.Expr:
+    """A number written with another unit of the column's kind, in the column's unit (as text;
+    a number whose commas are not thousands separators stays as written, and is refused)."""
+    number = e.str.extract(pattern, 1)
+    plain = pl.when(number.str.contains(_GROUPED)).then(number.str.replace_all(",", "")).otherwise(number)
+    value = plain.cast(pl.Float64, strict=False) * times / per
+    return pl.when(value.is_not_null()).then(value.cast(pl.String)).otherwise(e)
 
 
 def _escape(unit: str) -> str:
