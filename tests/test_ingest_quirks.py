@@ -3,6 +3,7 @@ or spaces inside, header rows repeated on every printed page, old-Mac line endin
 township.  Each must keep every real row and reject the rest with a clear reason."""
 from __future__ import annotations
 
+import polars as pl
 import pytest
 import xlsxwriter
 
@@ -252,3 +253,13 @@ def test_land_in_square_metres_or_hectares_in_a_mu_column(tmp_path):
     assert inp.rejects.height == 0, inp.rejects.to_dicts()
     assert inp.frame("land")["area_mu"].to_list() == [pytest.approx(3.0), pytest.approx(15.0)]
     assert clean.frame("land")["area_mu"].to_list() == [3.0, 15.0]
+
+
+def test_control_characters_in_a_name_are_taken_out(tmp_path):
+    """A bell or a terminal escape in a firm name would show as _x0007_ in Excel and act on a terminal."""
+    d = quirk_dir(tmp_path)
+    write_csv(d / "enterprises.csv", [ENT[0], [C1, "\x07\x1b[31m乐清市甲电气\x7f有限公司\x1f", "柳市\x08镇", "3823"], *ENT[2:]])
+    inp = load(d)
+    ent = inp.frame("enterprises").sort("uscc")
+    assert ent["name"][0] == "[31m乐清市甲电气有限公司" and ent["township"][0] == "柳市镇"
+    assert inp.normalised.filter(pl.col("row") == 2)["kind"].to_list() == ["invisible", "invisible"]

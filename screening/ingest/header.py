@@ -23,11 +23,12 @@ SYNONYMS_FILE = Path(__file__).with_name("synonyms.yaml")
 LOCAL_SYNONYMS = "synonyms.yaml"  # a bureau's own table, in the data directory
 SCAN_ROWS = 30  # titles, unit lines and blank rows above a header are never more than this
 
-#: Unicode format characters (category Cf): zero-width spaces and joiners, BOM, soft hyphen, and the
-#: bidirectional marks, embeddings, overrides and isolates a copy from a web page, PDF or chat leaves
-#: in a cell; never part of a header, code or name.  A character-class body, for Python's re and
+#: Control characters (C0 but tab and line breaks, DEL, C1) and Unicode format characters (category
+#: Cf): zero-width spaces and joiners, BOM, soft hyphen, and the bidirectional marks, embeddings,
+#: overrides and isolates a copy from a web page, PDF or chat leaves in a cell; never part of a
+#: header, code or name.  A character-class body, for Python's re and
 #: the Rust regex of Polars alike.
-INVISIBLE_CHARS = ("\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e\u200b-\u200f\u202a-\u202e"
+INVISIBLE_CHARS = ("\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e\u200b-\u200f\u202a-\u202e"
                    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb")
 _INVISIBLE = re.compile(f"[{INVISIBLE_CHARS}]")
 _BRACKET_PAIRS = (("【", "("), ("】", ")"), ("[", "("), ("]", ")"), ("〔", "("), ("〕", ")"))
