@@ -263,3 +263,13 @@ def test_control_characters_in_a_name_are_taken_out(tmp_path):
     ent = inp.frame("enterprises").sort("uscc")
     assert ent["name"][0] == "[31m乐清市甲电气有限公司" and ent["township"][0] == "柳市镇"
     assert inp.normalised.filter(pl.col("row") == 2)["kind"].to_list() == ["invisible", "invisible"]
+
+
+def test_a_nul_byte_far_into_a_csv_names_its_row(tmp_path):
+    """One NUL in a cell (a copy from a database field) refuses the file: the clerk is told which row to fix."""
+    from screening.errors import InputError
+    d = quirk_dir(tmp_path)
+    rows = [TAX[0]] + [[C1, 1900 + i, 1.0] for i in range(1, 4000)] + [[C2, 2021, "1\x002"]]
+    write_csv(d / "tax.csv", rows)
+    with pytest.raises(InputError, match=r"tax\.csv：第 4001 行含有 NUL 字节"):
+        load(d)

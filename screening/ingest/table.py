@@ -192,7 +192,9 @@ def _read_csv(opened: OpenedTable, match: HeaderMatch, sep: str) -> tuple[pl.Dat
         raise InputError(f"{path.name}：文件为空，没有表头")
     nul = data.find(b"\x00")
     if nul >= 0 and encoding != "utf-16":
-        raise filesafety.FileUnreadable(f"{path.name}：第 {nul + 1} 字节起含有 NUL 字节（二进制内容），不是 CSV 文本")
+        line = data.count(b"\n", 0, nul) + 1  # the row a spreadsheet shows (a cell holding a line break aside)
+        raise filesafety.FileUnreadable(f"{path.name}：第 {line} 行含有 NUL 字节（第 {nul + 1} 字节，二进制内容），"
+                                        "不是 CSV 文本；请删除该字符后重新导出")
     offset = 0
     for _ in range(match.row):  # the header's line starts after this many newlines
         offset = data.index(b"\n", offset) + 1
