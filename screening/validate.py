@@ -321,9 +321,10 @@ def _keep_text(name: str, unchanged: pl.Expr) -> tuple[str, pl.Expr]:
 
 
 def parse_dates(text: pl.Expr) -> pl.Expr:
-    """Dates as bureau files write them: 2022-11-01, 2022/11/1, 20221101, 2022年11月1日;
+    """Dates as bureau files write them: 2022-11-01, 2022/11/1, 20221101, 2022年11月1日 (or 1号);
     a time of day (Excel exports one) is ignored.  Unparseable → null."""
     head = text.str.replace(r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")
+    head = head.str.replace_all(r"\s+", "").str.replace("号$", "日")  # "2021 年 5 月 13 号"
     return pl.coalesce([head.str.to_date(fmt, strict=False) for fmt in _DATE_FORMATS])
 
 

@@ -273,3 +273,19 @@ def test_a_nul_byte_far_into_a_csv_names_its_row(tmp_path):
     write_csv(d / "tax.csv", rows)
     with pytest.raises(InputError, match=r"tax\.csv：第 4001 行含有 NUL 字节"):
         load(d)
+
+
+@pytest.mark.parametrize(("written", "expected"), [
+    ("2021", "2021-01-01"), ("2021年", "2021-01-01"), ("2021年5月", "2021-05-01"), ("2021-05", "2021-05-01"),
+    ("2021/5", "2021-05-01"), ("2021.05", "2021-05-01"), ("2021年05月13号", "2021-05-13"), ("2021 年 5 月 13 日", "2021-05-13"),
+])
+def test_an_established_date_written_as_a_year_or_a_month_is_its_first_day(tmp_path, written, expected):
+    """The rules only ask whether a firm was established before 1 January of Y-2, so a year is enough:
+    clearing "2021年" would put a new firm back in scope."""
+    import datetime as dt
+    d = quirk_dir(tmp_path)
+    write_csv(d / "enterprises.csv", [ENT[0] + ["成立日期"], ENT[1] + [written]])
+    inp = load(d)
+    assert inp.rejects.height == 0, inp.rejects.to_dicts()
+    assert inp.frame("enterprises")["established"].to_list() == [dt.date.fromisoformat(expected)]
+    assert inp.normalised["kind"].to_list() == ([] if "13" in written else ["partial_date"])

@@ -31,12 +31,15 @@ KINDS = {
     "unit_in_cell": "去除单元格中的单位",
     "unit_converted": "单元格中写了同类的另一单位（如万元列中的元），已换算为本列单位",
     "date_serial": "Excel 日期序列号转为日期",
+    "partial_date": "日期只写了年或年月，取该年或该月的第一天",
     "missing_mark": "缺失标记视为空",
 }
 
 _INVISIBLE = f"[{INVISIBLE_CHARS}]"
 _NON_ASCII = r"[^\x20-\x7e]"
 _CODE_KINDS = ("uscc", "code4")
+_YEAR_ONLY = r"^((?:19|20)\d{2})\s*年?$"
+_YEAR_MONTH = r"^((?:19|20)\d{2})\s*(?:年|[-/.])\s*(\d{1,2})\s*月?$"
 _GROUPED = r"^[-+]?\d{1,3}(,\d{3})+(\.\d*)?$"
 _NUMERIC_KINDS = ("number", "integer", "year")
 #: Excel's day 0 in the 1900 and 1904 date systems (1900 counts the false 1900-02-29)
@@ -100,11 +103,16 @@ def steps(col: Column, header_unit: str | None, date1904: bool) -> list[Step]:
         y, m, d = _EPOCH[date1904]
 
         def serial(e: pl.Expr) -> pl.Expr:
-            is_serial = e.str.contains(r"^\d{4,5}(\.\d+)?$") & ~e.str.contains(r"^(19|20)\d{2}$")
+            # five digits: 10000 is 1927-05-18, 99999 is 2173; a four-digit number is a year, and
+            # "2021.05" is May 2021 (as 2021 days it would be 1905), never a serial
+            is_serial = e.str.contains(r"^\d{5}(\.\d+)?$")
             days = e.cast(pl.Float64, strict=False).floor().cast(pl.Int64)
             as_date = (pl.date(y, m, d) + pl.duration(days=days)).dt.strftime("%Y-%m-%d")
             return pl.when(is_serial).then(as_date).otherwise(e)
         out.append(("date_serial", serial))
+        # a year ("2021", "2021年") or a month ("2021年5月", "2021-05"): its first day; the rules and
+        # the evaluation ask only whether a firm was established before 1 January of a year
+        out.append(("partial_date", lambda e: e.str.replace(_YEAR_ONLY, "$1-01-01").str.replace(_YEAR_MONTH, "$1-$2-01")))
     out.append((None, lambda e: pl.when(e == "").then(None).otherwise(e)))
     if not col.nonnull:
         marks = sorted(missing_marks())
