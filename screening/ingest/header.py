@@ -28,8 +28,9 @@ SCAN_ROWS = 30  # titles, unit lines and blank rows above a header are never mor
 #: overrides and isolates a copy from a web page, PDF or chat leaves in a cell; never part of a
 #: header, code or name.  A character-class body, for Python's re and
 #: the Rust regex of Polars alike.
-INVISIBLE_CHARS = ("\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e\u200b-\u200f\u202a-\u202e"
-                   "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb")
+FORMAT_CHARS = ("\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e\u200b-\u200f\u202a-\u202e"
+                "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb")
+INVISIBLE_CHARS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f" + FORMAT_CHARS
 _INVISIBLE = re.compile(f"[{INVISIBLE_CHARS}]")
 _BRACKET_PAIRS = (("【", "("), ("】", ")"), ("[", "("), ("]", ")"), ("〔", "("), ("〕", ")"))
 _BRACKETS = str.maketrans(dict(_BRACKET_PAIRS))
