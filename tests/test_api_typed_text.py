@@ -8,14 +8,15 @@ from fastapi.testclient import TestClient
 
 from api.config import Settings
 from api.main import create_app
-from api_helpers import bearer, build_service_db
+from api_helpers import bearer
+from web_helpers import build_web_db, sign_in
 
 pytestmark = pytest.mark.api
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    db, tokens = build_service_db(tmp_path_factory.mktemp("bidi"))
+    db, tokens, _ = build_web_db(tmp_path_factory.mktemp("typed"))
     with TestClient(create_app(Settings(db=db))) as client:
         firm = client.get("/api/v1/lists/2022", headers=bearer(tokens["township"]),
                           params={"page_size": 1}).json()["items"][0]["uscc"]
@@ -40,3 +41,23 @@ def test_a_reason_of_only_invisible_characters_is_no_reason(service):
                            json={"year": 2022, "outcome": "disputed", "reason": "\u200b\u202e"})
     assert response.status_code == 422, response.text
 
+
+
+FULL_WIDTH = {ord(c): ord(c) + 0xFEE0 for c in "0123456789ABCDEFGHJKLMNPQRTUWXY"}
+
+
+@pytest.mark.parametrize("how", ["full_width", "lower", "zero_width", "spaces"])
+def test_a_code_pasted_from_a_chat_or_pdf_finds_the_firm(service, how):
+    """A clerk pastes a code from WeChat or a PDF into the search box or the address bar: full-width,
+    lower case, a zero-width space, spaces.  (The API's path stays exact: 18 capitals or digits.)"""
+    client, tokens, firm = service
+    typed = {"full_width": firm.translate(FULL_WIDTH), "lower": firm.lower(), "zero_width": firm[:9] + "\u200b" + firm[9:],
+             "spaces": f" {firm[:4]} {firm[4:]}\u3000"}[how]
+    found = client.get("/api/v1/lists/2022", params={"q": typed}, headers=bearer(tokens["township"])).json()
+    assert [f["uscc"] for f in found["items"]] == [firm]
+    sign_in(client, "township")
+    page = client.get(f"/firms/{typed}", params={"year": 2022})
+    assert page.status_code == 200 and firm in page.text
+    listed = client.get("/lists/2022", params={"q": typed})
+    assert f"/firms/{firm}" in listed.text
+    client.cookies.clear()
