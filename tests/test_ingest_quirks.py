@@ -289,3 +289,22 @@ def test_an_established_date_written_as_a_year_or_a_month_is_its_first_day(tmp_p
     assert inp.rejects.height == 0, inp.rejects.to_dicts()
     assert inp.frame("enterprises")["established"].to_list() == [dt.date.fromisoformat(expected)]
     assert inp.normalised["kind"].to_list() == ([] if "13" in written else ["partial_date"])
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_bom_is_read(tmp_path, encoding):
+    """Some systems export "Unicode" text without the byte order mark: its NUL bytes are not binary content."""
+    clean = load(clean_dir(tmp_path))
+    d = quirk_dir(tmp_path)
+    (d / "tax.csv").write_bytes("\r\n".join("\t".join(str(v) for v in r) for r in TAX).encode(encoding))
+    inp = load(d)
+    assert inp.rejects.height == 0, inp.rejects.to_dicts()
+    assert_same_tables(clean, inp)
+
+
+def test_binary_content_named_csv_is_still_refused(tmp_path):
+    from screening.errors import InputError
+    d = quirk_dir(tmp_path)
+    (d / "tax.csv").write_bytes(bytes(range(256)) * 64)
+    with pytest.raises(InputError, match="tax.csv"):
+        load(d)

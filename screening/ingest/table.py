@@ -146,6 +146,11 @@ def _decode_csv(raw: bytes, path: Path) -> tuple[bytes, str]:
         return raw[3:], "utf-8-sig"
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         return raw.decode("utf-16").encode("utf-8"), "utf-16"
+    if guess := filesafety.utf16_without_bom(raw):
+        try:
+            return raw.decode(guess).encode("utf-8"), guess
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path.name}：按 UTF-16（无字节顺序标记）读取时第 {exc.start} 字节处出错") from None
     try:
         raw.decode("utf-8")
         return raw, "utf-8"
@@ -191,7 +196,7 @@ def _read_csv(opened: OpenedTable, match: HeaderMatch, sep: str) -> tuple[pl.Dat
     if not data.strip():
         raise InputError(f"{path.name}：文件为空，没有表头")
     nul = data.find(b"\x00")
-    if nul >= 0 and encoding != "utf-16":
+    if nul >= 0:
         line = data.count(b"\n", 0, nul) + 1  # the row a spreadsheet shows (a cell holding a line break aside)
         raise filesafety.FileUnreadable(f"{path.name}：第 {line} 行含有 NUL 字节（第 {nul + 1} 字节，二进制内容），"
                                         "不是 CSV 文本；请删除该字符后重新导出")
