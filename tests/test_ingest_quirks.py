@@ -308,3 +308,18 @@ def test_binary_content_named_csv_is_still_refused(tmp_path):
     (d / "tax.csv").write_bytes(bytes(range(256)) * 64)
     with pytest.raises(InputError, match="tax.csv"):
         load(d)
+
+
+def test_a_sheet_per_township_lists_a_normalised_cell_with_its_sheet_and_row(tmp_path):
+    d = quirk_dir(tmp_path)
+    (d / "enterprises.csv").unlink()
+    rows = [ENT[0], ENT[1], ENT[2], [ENT[3][0].translate(FULL_WIDTH_CODE), *ENT[3][1:]]]
+    _sheet_per_township(d / "enterprises.xlsx", rows)
+    inp = load(d)
+    assert inp.rejects.height == 0, inp.rejects.to_dicts()
+    assert [(r["file"], r["row"], r["kind"]) for r in inp.normalised.to_dicts()] == [
+        ("enterprises.xlsx[乐成街道]", 3, "full_width")]
+    assert sorted(inp.frame("enterprises")["uscc"].to_list()) == sorted([C1, C2, C3])
+
+
+FULL_WIDTH_CODE = {ord(c): ord(c) + 0xFEE0 for c in "0123456789ABCDEFGHJKLMNPQRTUWXY"}
