@@ -220,6 +220,7 @@ def test_a_date_whose_year_is_not_plausible_is_unknown_not_a_date(tmp_path, writ
 @pytest.mark.parametrize(("header", "cell", "expected"), [
     ("实缴税金", "125000元", 12.5), ("实缴税金", "125,000 元", 12.5), ("实缴税金", "0.00125亿元", 12.5),
     ("实缴税金", "12,500千元", 1250.0), ("实缴税金（元）", "12.5万元", 12.5), ("实缴税金（元）", "125000", 12.5),
+    ("实缴税金（元）", "12.5万", 12.5), ("实缴税金", "0.5亿", 5000.0),
 ])
 def test_a_cell_in_another_unit_of_the_same_kind_is_converted(tmp_path, header, cell, expected):
     """A clerk writes 元 in a 万元 column (or 万元 in a 元 column): the value is converted, and listed."""
@@ -232,7 +233,7 @@ def test_a_cell_in_another_unit_of_the_same_kind_is_converted(tmp_path, header, 
         assert inp.normalised["kind"].to_list()[-1] == "unit_converted"
 
 
-@pytest.mark.parametrize("cell", ["12.5万", "12.5美元", "12.5吨标准煤", "约12.5万元"])
+@pytest.mark.parametrize("cell", ["12.5美元", "12.5吨标准煤", "约12.5万元", "12.5万吨"])
 def test_a_cell_in_an_unknown_or_other_kind_of_unit_is_rejected(tmp_path, cell):
     d = quirk_dir(tmp_path)
     (d / "tax.csv").write_text(f'统一社会信用代码,年份,实缴税金\n{C1},2021,"{cell}"\n', encoding="utf-8")
