@@ -623,8 +623,7 @@ def _adjustment_rows(inputs: Inputs, year: int, method: Method) -> tuple[pl.Data
         hit = bad.filter(pl.col(f"_p_{col}").is_not_null() & (pl.col("_p_item").is_null() if col == "value" else True))
         if hit.height:
             lines.append(hit.select(
-                (raw.file_expr(pl.col("source_row")) if raw is not None else pl.lit(file)).alias("file"),
-                (raw.row_expr(pl.col("source_row")) if raw is not None else pl.col("source_row")).cast(pl.Int64).alias("row"),
+                pl.lit(file).alias("file"), pl.col("source_row").cast(pl.Int64).alias("row"),
                 pl.lit(headers.get(col, col)).alias("column"), pl.col(f"_p_{col}").alias("reason"),
                 pl.col(col).cast(pl.String).alias("value"), pl.lit(ROW_REJECTED).alias("action")))
     rejects = pl.concat(lines) if lines else pl.DataFrame(schema=REJECT_SCHEMA)

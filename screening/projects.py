@@ -90,7 +90,7 @@ def _check_applicant_codes(raw: RawTable, good: pl.DataFrame) -> tuple[pl.DataFr
     checked = given.with_columns(pl.col("uscc").map_elements(problem, return_dtype=pl.String).alias("_problem"))
     bad = checked.filter(pl.col("_problem").is_not_null())
     lines = bad.select(
-        raw.file_expr().alias("file"), raw.row_expr().cast(pl.Int64).alias("row"),
+        pl.lit(raw.file).alias("file"), pl.col(ROW).cast(pl.Int64).alias("row"),
         pl.lit(raw.headers.get("uscc", "uscc")).alias("column"), pl.col("_problem").alias("reason"),
         pl.col("uscc").alias("value"), pl.lit(ROW_REJECTED).alias("action"))
     return good.filter(~pl.col(ROW).is_in(bad[ROW].implode())), lines

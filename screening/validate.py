@@ -107,8 +107,7 @@ class Inputs:
         by_file = dict(zip(rej["file"].to_list(), rej["n"].to_list()))
         counts = {}
         for name, raw in self.files.items():
-            counts[name] = {"read": self.read_rows.get(name, 0),
-                            "rejected": sum(by_file.get(f, 0) for f in raw.file_labels()),
+            counts[name] = {"read": self.read_rows.get(name, 0), "rejected": by_file.get(raw.file, 0),
                             "accepted": self.accepted_rows.get(name, 0)}
             normalised = raw.normalised.height
             if normalised:
@@ -401,10 +400,9 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
     else:
         bad_raw = frame.filter(cell_mask)
         rejects = _reject_lines(raw, bad_raw, parsed, registry)
-        # a reject line's row is the one Excel shows (in its sheet): compared as (file, row)
-        rejected_rows = typed.filter(bad_mask).select(pl.struct(raw.file_expr().alias("file"), raw.row_expr().alias("row")))
+        rejected_rows = typed.filter(bad_mask)[ROW]
         rejects = rejects.with_columns(
-            pl.when(pl.struct("file", "row").is_in(rejected_rows.to_series().implode())).then(pl.lit(ROW_REJECTED))
+            pl.when(pl.col("row").is_in(rejected_rows.implode())).then(pl.lit(ROW_REJECTED))
             .otherwise(pl.lit(FIELD_CLEARED)).alias("action"))
         good, bad = typed.filter(~bad_mask), typed.filter(bad_mask)
     if table.name == "land":
@@ -464,7 +462,7 @@ def _reject_lines(raw: RawTable, bad_raw: pl.DataFrame, parsed: dict[str, list[P
         rows = problems.filter(pl.col(f"_p_{name}").is_not_null())
         if rows.height:
             parts.append(rows.select(
-                raw.file_expr().alias("file"), raw.row_expr().alias("row"),
+                pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"),
                 pl.lit(raw.headers.get(name, name)).alias("column"), pl.col(f"_p_{name}").alias("reason"),
                 pl.col(f"_v_{name}").alias("value"), pl.lit(ROW_REJECTED).alias("action"),
             ))
@@ -504,7 +502,7 @@ def _attach_firm_id(raw: RawTable, good: pl.DataFrame, registry: "pl.DataFrame |
         .otherwise(pl.lit("企业名录中没有该统一社会信用代码"))
     )
     lines = unknown.select(
-        raw.file_expr().alias("file"), raw.row_expr().alias("row"),
+        pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"),
         pl.lit(raw.headers.get("uscc", "uscc")).alias("column"), reason.alias("reason"), code.alias("value"),
         pl.lit(ROW_REJECTED).alias("action"),
     )
@@ -672,9 +670,8 @@ def _split_duplicates(raw: RawTable, good: pl.DataFrame, key: list[str],
     key_names = ["uscc" if k == FIRM_ID else k for k in key]
     key_zh = "、".join(raw.headers.get(k, k) for k in key_names)
     lines = dups.select(
-        raw.file_expr().alias("file"), raw.row_expr().alias("row"), pl.lit(key_zh).alias("column"),
-        pl.format("与{}行主键重复（{}），已保留{}行", raw.row_label(pl.col("_first")), pl.lit(key_zh),
-                  raw.row_label(pl.col("_first"))).alias("reason"),
+        pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"), pl.lit(key_zh).alias("column"),
+        pl.format("与第{}行主键重复（{}），已保留第{}行", "_first", pl.lit(key_zh), "_first").alias("reason"),
         pl.concat_str([pl.col(k).cast(pl.String).fill_null("") for k in key_names], separator="|").alias("value"),
         pl.lit(ROW_REJECTED).alias("action"),
     )
@@ -784,7 +781,7 @@ def _cells_checked(raw: RawTable, keep_raw: bool) -> tuple[pl.DataFrame, list[pl
     parts = [cell_rejects]
     if raw.furniture.height:  # 栏次/合计/制表人 rows: not records, said so
         parts.append(raw.furniture.select(
-            raw.file_expr().alias("file"), raw.row_expr().alias("row"), pl.lit("（整行）").alias("column"),
+            pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"), pl.lit("（整行）").alias("column"),
             pl.format("{}，不是数据行，未读取", "reason").alias("reason"), pl.lit(None, dtype=pl.String).alias("value"),
             pl.lit(ROW_REJECTED).alias("action")))
     return good, parts, bad

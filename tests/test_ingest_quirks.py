@@ -1,6 +1,6 @@
 """Real department files of kinds the field cases do not show: codes with bidirectional marks
 or spaces inside, header rows repeated on every printed page, old-Mac line endings, a sheet per
-township.  Each must keep every real row and reject the rest with a clear reason."""
+township (the first matching sheet read, the others named).  Each must keep every real row and reject the rest with a clear reason."""
 from __future__ import annotations
 
 import polars as pl
@@ -129,69 +129,48 @@ def test_a_stray_cr_inside_a_cell_of_an_lf_file_does_not_split_the_row(tmp_path)
 
 # ---------------------------------------------------------------- a sheet per township
 
-def _sheet_per_township(path, rows, extra: dict[str, list[list]] | None = None, hidden=()):
-    wb = xlsxwriter.Workbook(path)
-    by: dict[str, list] = {}
-    for r in rows[1:]:
-        by.setdefault(r[2], []).append(r)
-    ws = wb.add_worksheet("说明")  # a visible sheet that is not the table
-    ws.write_row(0, 0, ["本表按乡镇街道分工作表"])
-    for town, rs in by.items():
+def test_a_sheet_per_township_reads_the_first_matching_sheet_and_names_the_others(tmp_path):
+    """Contract: the first visible sheet whose header matches is read; the other matching sheets
+    are named in the file's note (terminal, run.json, check), never merged silently."""
+    d = quirk_dir(tmp_path)
+    (d / "enterprises.csv").unlink()
+    wb = xlsxwriter.Workbook(d / "enterprises.xlsx")
+    wb.add_worksheet("说明").write_row(0, 0, ["本表按乡镇街道分工作表"])  # visible, not the table
+    towns: dict[str, list] = {}
+    for r in ENT[1:]:
+        towns.setdefault(r[2], []).append(r)
+    assert len(towns) >= 2
+    for town, rows in towns.items():
         ws = wb.add_worksheet(town)
-        ws.write_row(0, 0, [f"{town}企业名录"])
-        ws.write_row(1, 0, rows[0])
-        for i, r in enumerate(rs):
-            ws.write_row(i + 2, 0, r)
-    for name, rs in (extra or {}).items():
-        ws = wb.add_worksheet(name)
-        for i, r in enumerate(rs):
+        ws.write_row(0, 0, ENT[0])
+        for i, r in enumerate(rows, 1):
             ws.write_row(i, 0, r)
-        if name in hidden:
-            ws.hide()
+    hidden = wb.add_worksheet("作废")
+    hidden.write_row(0, 0, ENT[0])
+    hidden.hide()
     wb.close()
-
-
-def test_a_sheet_per_township_reads_every_sheet(tmp_path):
-    clean = load(clean_dir(tmp_path))
-    d = quirk_dir(tmp_path)
-    (d / "enterprises.csv").unlink()
-    _sheet_per_township(d / "enterprises.xlsx", ENT, {"作废": [ENT[0], [code(9), "作废企业", "柳市镇", "3823"]]},
-                        hidden=("作废",))
-    write_csv(d / "tax.csv", TAX)
+    write_csv(d / "tax.csv", [TAX[0]])
     inp = load(d)
-    assert inp.rejects.height == 0, inp.rejects.to_dicts()
-    assert_same_tables(clean, inp)
     raw = inp.files["enterprises"]
-    assert raw.read_sheets == ["柳市镇", "北白象镇", "乐成街道"]
-    assert [s["name"] for s in raw.sheets if s["read"]] == raw.read_sheets  # the hidden one never
+    first, *others = towns
+    assert raw.sheet == first
+    assert sorted(inp.frame("enterprises")["uscc"].to_list()) == sorted(r[0] for r in towns[first])
+    assert [sh["name"] for sh in raw.sheets if sh["header_matches"] and not sh["read"]] == others
+    assert raw.note is not None and all(f"“{t}”" in raw.note for t in others) and "作废" not in raw.note
+    assert "只读取第一个相符的可见工作表" in raw.note and raw.intake()["note"] == raw.note
 
 
-def test_a_sheet_per_township_names_sheet_and_row_of_a_bad_row(tmp_path):
+def test_one_matching_sheet_has_no_note(tmp_path):
     d = quirk_dir(tmp_path)
     (d / "enterprises.csv").unlink()
-    bad = C3[:-1] + ("0" if C3[-1] != "0" else "1")
-    rows = [ENT[0], ENT[1], ENT[2], [bad, "乐清市丙服装有限公司", "乐成街道", "3823"], [C1, "重复", "乐成街道", "3823"]]
-    _sheet_per_township(d / "enterprises.xlsx", rows)
-    write_csv(d / "tax.csv", [TAX[0], [C1, 2021, 1], [C1, 2021, 2]])
-    inp = load(d)
-    got = [(r["file"], r["row"], r["column"], r["reason"][:11]) for r in inp.rejects.to_dicts()]
-    assert ("enterprises.xlsx[乐成街道]", 3, "统一社会信用代码", "统一社会信用代码校验位") in got
-    dup = [r for r in inp.rejects.to_dicts() if r["file"] == "enterprises.xlsx[乐成街道]" and r["row"] == 4]
-    assert dup and "工作表“柳市镇”第3行" in dup[0]["reason"], dup
-    assert inp.row_counts()["enterprises"]["rejected"] == 2
-    assert inp.files["enterprises"].file_labels() == [f"enterprises.xlsx[{t}]" for t in ("柳市镇", "北白象镇", "乐成街道")]
-
-
-def test_sheets_with_different_units_are_refused_naming_both(tmp_path):
-    d = quirk_dir(tmp_path)
-    wb = xlsxwriter.Workbook(d / "tax.xlsx")
-    for name, header, value in (("2021", "实缴税金（万元）", 1), ("2020", "实缴税金（元）", 10000)):
-        ws = wb.add_worksheet(name)
-        ws.write_row(0, 0, ["统一社会信用代码", "年份", header])
-        ws.write_row(1, 0, [C1, int(name), value])
+    wb = xlsxwriter.Workbook(d / "enterprises.xlsx")
+    ws = wb.add_worksheet("名录")
+    for i, r in enumerate(ENT):
+        ws.write_row(i, 0, r)
+    wb.add_worksheet("说明").write_row(0, 0, ["填表说明"])
     wb.close()
-    with pytest.raises(Exception, match="工作表“2020”.*单位不同"):
-        load(d)
+    raw = load(d).files["enterprises"]
+    assert raw.sheet == "名录" and raw.note is None
 
 
 # ---------------------------------------------------------------- numbers and dates as clerks write them
@@ -309,18 +288,3 @@ def test_binary_content_named_csv_is_still_refused(tmp_path):
     (d / "tax.csv").write_bytes(bytes(range(256)) * 64)
     with pytest.raises(InputError, match="tax.csv"):
         load(d)
-
-
-def test_a_sheet_per_township_lists_a_normalised_cell_with_its_sheet_and_row(tmp_path):
-    d = quirk_dir(tmp_path)
-    (d / "enterprises.csv").unlink()
-    rows = [ENT[0], ENT[1], ENT[2], [ENT[3][0].translate(FULL_WIDTH_CODE), *ENT[3][1:]]]
-    _sheet_per_township(d / "enterprises.xlsx", rows)
-    inp = load(d)
-    assert inp.rejects.height == 0, inp.rejects.to_dicts()
-    assert [(r["file"], r["row"], r["kind"]) for r in inp.normalised.to_dicts()] == [
-        ("enterprises.xlsx[乐成街道]", 3, "full_width")]
-    assert sorted(inp.frame("enterprises")["uscc"].to_list()) == sorted([C1, C2, C3])
-
-
-FULL_WIDTH_CODE = {ord(c): ord(c) + 0xFEE0 for c in "0123456789ABCDEFGHJKLMNPQRTUWXY"}

@@ -103,10 +103,7 @@ def _summary(s, out: Path, db: Path, elapsed: float) -> None:
     for raw in s.inputs.files.values():
         if raw.sheet is not None and len(raw.sheets) > 1:
             hidden = [sh["name"] for sh in raw.sheets if sh["visible"] != "visible"]
-            read = "、".join(f"“{name}”" for name in raw.read_sheets or [raw.sheet])
-            count = f"（共 {len(raw.read_sheets)} 个，表头相同，逐表读取）" if len(raw.read_sheets) > 1 else ""
-            say(out_console, f"{raw.path.name}：读取工作表{read}{count}"
-                + (f"（未读取隐藏工作表：{'、'.join(hidden)}）" if hidden else ""))
+            say(out_console, f"{raw.path.name}：读取工作表“{raw.sheet}”" + (f"（未读取隐藏工作表：{'、'.join(hidden)}）" if hidden else ""))
         if raw.note:
             say(out_console, f"提示：{raw.path.name}：{raw.note}", "yellow")
     if s.anomaly_summary:

@@ -32,8 +32,8 @@ def report_from_inputs(inputs: "Inputs", errors: dict[str, str] | None = None, y
     for name, raw in inputs.files.items():
         if name in errors:
             continue
-        rej = inputs.rejects.filter(pl.col("file").is_in(raw.file_labels()))
-        top = (rej.group_by("reason").agg(pl.struct("file", "row").n_unique().alias("rows")).sort("rows", "reason", descending=[True, False])
+        rej = inputs.rejects.filter(pl.col("file") == raw.file)
+        top = (rej.group_by("reason").agg(pl.col("row").n_unique().alias("rows")).sort("rows", "reason", descending=[True, False])
                .head(TOP_REASONS)) if rej.height else rej
         tables[name] = {
             "table_zh": TABLES[name].zh, **raw.intake(), "file_name": raw.file,
@@ -100,8 +100,7 @@ def table_rows(report: dict[str, Any]) -> list[list[Any]]:
             continue
         r = t["rows"]
         reasons = "；".join(f"{x['reason']}（{x['rows']} 行）" for x in t["top_reasons"])
-        rows.append([f"{t['table_zh']}（{name}）", Path(t["file"]).name, "、".join(t.get("read_sheets") or []) or t["sheet"] or "",
-                     t["header_row"],
+        rows.append([f"{t['table_zh']}（{name}）", Path(t["file"]).name, t["sheet"] or "", t["header_row"],
                      r["read"], r["accepted"], r["normalised"], r["rejected"] + r["fields_cleared"], reasons])
     return rows
 

@@ -27,8 +27,6 @@ from .discovery import CSV, HTML, KIND_ZH, PARQUET, XLS, XLSX, _BY_SUFFIX, Opene
 from .header import SCAN_ROWS, HeaderMatch, describe_row, find_header, header_lookup, normalize_header, normalize_header_expr
 
 ROW = "_row"
-#: the k-th sheet read of a workbook numbers its rows from k·SHEET_STRIDE (above Excel's 1,048,576 rows)
-SHEET_STRIDE = 1 << 21
 ERROR_SCHEMA = {ROW: pl.Int64, "column": pl.String, "error": pl.String}
 FURNITURE_SCHEMA = {ROW: pl.Int64, "reason": pl.String}
 _TOTAL = r"^(合\s*计|总\s*计|小\s*计|累\s*计)[:：]?$"
@@ -50,8 +48,7 @@ class RawTable:
     ignored_headers: list[str] = field(default_factory=list)
     rows: int = 0
     data_dir: Path | None = None
-    sheet: str | None = None  # the (first) sheet read
-    read_sheets: list[str] = field(default_factory=list)  # every sheet read, in order (workbooks)
+    sheet: str | None = None  # the sheet read
     sheets: list[dict] = field(default_factory=list)  # every sheet: name, visible, read
     kind: str = ""  # what the file is by its bytes
     note: str | None = None  # e.g. "a CSV named .xls"
@@ -65,45 +62,15 @@ class RawTable:
 
     @property
     def file(self) -> str:
-        """The file name, with the sheet read when the workbook has more than one: ``tax.xlsx[税收]``
-        (a workbook read sheet by sheet, e.g. one per township, is named by the file alone)."""
-        if self.sheet is not None and len(self.sheets) > 1 and len(self.read_sheets) <= 1:
+        """The file name, with the sheet read when the workbook has more than one: ``tax.xlsx[税收]``."""
+        if self.sheet is not None and len(self.sheets) > 1:
             return f"{self.path.name}[{self.sheet}]"
         return self.path.name
-
-    # Rows of a workbook read from several sheets are numbered k·SHEET_STRIDE + the row Excel shows
-    # in the k-th sheet read; these turn such a number back into what a person looks for.
-    def file_labels(self) -> list[str]:
-        """The ``file`` of this table's reject lines: one per sheet read (or the file)."""
-        if len(self.read_sheets) > 1:
-            return [f"{self.path.name}[{name}]" for name in self.read_sheets]
-        return [self.file]
-
-    def file_expr(self, row: pl.Expr | None = None) -> pl.Expr:
-        """The ``file`` (with the sheet) of the row numbered ``row`` (default the ``_row`` column)."""
-        labels = self.file_labels()
-        if len(labels) == 1:
-            return pl.lit(labels[0])
-        row = pl.col(ROW) if row is None else row
-        return (row // SHEET_STRIDE).replace_strict(list(range(len(labels))), labels, return_dtype=pl.String)
-
-    def row_expr(self, row: pl.Expr | None = None) -> pl.Expr:
-        """The row number Excel shows (in its sheet) of the row numbered ``row``."""
-        row = pl.col(ROW) if row is None else row
-        return row % SHEET_STRIDE if len(self.read_sheets) > 1 else row
-
-    def row_label(self, row: pl.Expr) -> pl.Expr:
-        """``第12`` (…行), or ``工作表“柳市镇”第12`` when several sheets were read."""
-        if len(self.read_sheets) <= 1:
-            return pl.format("第{}", row)
-        sheet = (row // SHEET_STRIDE).replace_strict(list(range(len(self.read_sheets))), self.read_sheets,
-                                                     return_dtype=pl.String)
-        return pl.format("工作表“{}”第{}", sheet, row % SHEET_STRIDE)
 
     def load(self) -> pl.DataFrame:
         if self.frame is None:
             loaded = read_table(self.path, self.table, self.data_dir)
-            for name in ("frame", "headers", "sha256", "encoding", "ignored_headers", "rows", "sheet", "sheets", "read_sheets",
+            for name in ("frame", "headers", "sha256", "encoding", "ignored_headers", "rows", "sheet", "sheets",
                          "kind", "note", "header_row", "units", "factors", "cell_errors", "normalised", "furniture"):
                 setattr(self, name, getattr(loaded, name))
         return self.frame
@@ -116,7 +83,6 @@ class RawTable:
         return {
             "file": str(self.path), "sha256": self.sha256, "encoding": self.encoding, "format": self.kind,
             "note": self.note, "sheet": self.sheet, "sheets": self.sheets, "header_row": self.header_row,
-            **({"read_sheets": self.read_sheets} if len(self.read_sheets) > 1 else {}),
             "columns": {c: {"header": h, **self.units.get(c, {})} for c, h in self.headers.items()},
             "ignored_columns": self.ignored_headers,
             "normalised": _counts(self.normalised),
@@ -241,34 +207,21 @@ def _fill_merges(frame: pl.DataFrame, merges: list[tuple[int, int, int, int]], f
     return frame, filled
 
 
-@dataclass
-class _Sheet:
-    """One sheet of a workbook to read: its cells, header and what it needs filled in."""
-
-    name: str
-    frame: pl.DataFrame
-    match: HeaderMatch
-    filled: list[tuple[int, int, str]]
-    errors: list[tuple[int, int, str]]
-
-
 def _read_workbook(opened: OpenedTable, table: Table, lookup: dict[str, str]):
-    """The visible sheets whose header matches the table: the first, and every later one that
-    repeats it (a sheet per township or per year; hidden sheets are never read)."""
     path = opened.path
     wb = wbk.open_workbook(opened)
     closest: tuple[HeaderMatch, list, str] | None = None
     hidden_match: str | None = None
-    chosen: list[tuple[int, wbk.SheetMeta, HeaderMatch]] = []
-    frames: dict[int, pl.DataFrame] = {}
+    chosen = None
+    frame = None
+    also: list[str] = []  # later visible sheets whose header matches too: named, never read (contract)
     for i, meta in enumerate(wb.sheets):
-        # calamine parses a whole sheet even for a few rows: the first visible sheets are loaded
-        # once and looked at from their head; once one matched, a later sheet is loaded only if its head does
-        if meta.visible != "visible" or chosen:
+        # calamine parses a whole sheet even for a few rows: load it once, look at its head
+        if meta.visible != "visible" or chosen is not None:
             head = wbk.load_rows(wb, i, SCAN_ROWS)
         else:
-            frames[i] = wbk.load_rows(wb, i)
-            head = frames[i].head(SCAN_ROWS)
+            frame = wbk.load_rows(wb, i)
+            head = frame.head(SCAN_ROWS)
         head, _ = _fill_merges(head, meta.merges, meta.first_col)
         rows = [list(r) for r in head.iter_rows()]
         match = find_header(rows, table, lookup)
@@ -276,13 +229,18 @@ def _read_workbook(opened: OpenedTable, table: Table, lookup: dict[str, str]):
             if match.ok and hidden_match is None:
                 hidden_match = meta.name
             continue
+        if chosen is not None:
+            if match.ok:
+                also.append(meta.name)
+            continue
         if match.ok:
-            chosen.append((i, meta, match))
-        elif not chosen and (closest is None or match.score > closest[0].score):
+            chosen = (i, meta, match, frame)
+            continue
+        if closest is None or match.score > closest[0].score:
             closest = (match, rows, meta.name)
-    read = {i for i, _, _ in chosen}
-    sheets = [{"name": m.name, "visible": m.visible, "read": i in read} for i, m in enumerate(wb.sheets)]
-    if not chosen:
+    sheets = [{"name": m.name, "visible": m.visible, "read": chosen is not None and m is chosen[1],
+               "header_matches": m.name in also or (chosen is not None and m is chosen[1])} for m in wb.sheets]
+    if chosen is None:
         if hidden_match is not None:
             raise InputError(f"{path.name}：表头只出现在隐藏的工作表“{hidden_match}”中，隐藏的工作表不读取"
                              "（请把要用的工作表设为可见，或删除作废的工作表）")
@@ -293,20 +251,10 @@ def _read_workbook(opened: OpenedTable, table: Table, lookup: dict[str, str]):
             raise InputError(f"{path.name}[{name}]：{match.error}")
         raise InputError(f"{path.name}[{name}]：缺少必需列 {'、'.join(match.missing)}"
                          f"（最接近表头的是第 {match.row + 1} 行：{describe_row(rows, match)}）")
-    first = chosen[0][2]
-    units = {m.canonical: m.factor for m in first.columns}
-    header_of = {m.canonical: m.header for m in first.columns}
-    out = []
-    for i, meta, match in chosen:
-        for m in match.columns:  # one unit per column across the sheets (values are converted per table)
-            if m.canonical in units and m.factor != units[m.canonical]:
-                raise InputError(f"{path.name}：工作表“{meta.name}”的“{m.header}”与工作表“{chosen[0][1].name}”"
-                                 f"的“{header_of[m.canonical]}”单位不同，请统一单位后再读取")
-        frame = frames[i] if i in frames else wbk.load_rows(wb, i)
-        frame, filled = _fill_merges(frame, meta.merges, meta.first_col)
-        errors = [(r, c - meta.first_col, e) for r, c, e in meta.errors]
-        out.append(_Sheet(meta.name, frame, match, filled, errors))
-    return out, sheets, wb.date1904
+    i, meta, match, frame = chosen
+    frame, filled = _fill_merges(frame, meta.merges, meta.first_col)
+    errors = [(r, c - meta.first_col, e) for r, c, e in meta.errors]
+    return frame, match, meta.name, sheets, filled, errors, wb.date1904
 
 
 def _read_html(path: Path, raw: bytes) -> pl.DataFrame:
@@ -426,7 +374,8 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTab
         f"扩展名为 {path.suffix}，但文件内容不是{KIND_ZH[named]}，而是{KIND_ZH[kind]}，已按其实际格式读取"
     lookup = header_lookup(table, data_dir)
     out = RawTable(table, path, data_dir=data_dir, kind=kind, note=note)
-    sheets: list[_Sheet] = []
+    filled: list[tuple[int, int, str]] = []
+    errors: list[tuple[int, int, str]] = []
     date1904 = False
     first_row = 0  # frame row index of the header (frame row i is Excel row i + 1)
     try:
@@ -448,10 +397,13 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTab
             match = find_header(rows, table, lookup)
             header_in_frame = True
         else:
-            sheets, out.sheets, date1904 = _read_workbook(opened, table, lookup)
-            frame, match = sheets[0].frame, sheets[0].match
-            out.sheet, out.read_sheets = sheets[0].name, [s.name for s in sheets]
+            frame, match, out.sheet, out.sheets, filled, errors, date1904 = _read_workbook(opened, table, lookup)
             header_in_frame = True
+            also = [sh["name"] for sh in out.sheets if sh["header_matches"] and not sh["read"]]
+            if also:  # e.g. a sheet per township: said, not merged (contract: the first matching visible sheet)
+                out.note = "；".join(filter(None, [out.note, (
+                    f"工作表“{'”“'.join(also)}”的表头也与本表相符，但只读取第一个相符的可见工作表“{out.sheet}”，"
+                    "其余工作表的数据未读取（如需一并筛选，请把数据放在同一张工作表中）")]))
     except InputError as exc:
         if note:
             raise type(exc)(f"{exc}（{note}）") from None  # FileTooLarge/FileUnreadable stay what they are
@@ -464,102 +416,73 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTab
             if header_in_frame and match.score else ""
         raise InputError(f"{where}：缺少必需列 {'、'.join(match.missing)}{closest}" + (f"（{note}）" if note else ""))
     out.sha256 = digest.result()
-    out.headers = {m.canonical: m.header for m in match.columns}
-    out.ignored_headers = match.ignored
-    out.units = {m.canonical: {"unit": m.unit, "factor": f"{m.factor[0]:g}/{m.factor[1]:g}"}
-                 for m in match.columns if m.factor}
-    out.factors = {m.canonical: m.factor for m in match.columns if m.factor}
-    if not sheets:
-        sheets = [_Sheet(out.file, frame, match, [], [])]
-    bodies, normalised, errors, furniture = [], [], [], []
-    for k, sheet in enumerate(sheets):
-        if kind in (XLSX, XLS, HTML):
-            first_row = sheet.match.row
-        part = _sheet_body(out, sheet, kind, first_row, header_in_frame, date1904, k * SHEET_STRIDE,
-                           opened.columns)
-        for got, parts in zip(part, (bodies, normalised, errors, furniture)):
-            parts.append(got)
-        sheet.frame = None  # each sheet's raw cells go as soon as its rows are taken
-    out.header_row = (sheets[0].match.row if kind in (XLSX, XLS, HTML) else first_row) + 1  # of the first sheet
-    body = pl.concat(bodies, how="diagonal_relaxed") if len(bodies) > 1 else bodies[0]
-    out.frame = body
-    out.rows = body.height
-    out.cell_errors = pl.concat(errors)
-    out.furniture = pl.concat(furniture)
-    normalised = [n for n in normalised if n.height]
-    out.normalised = pl.concat(normalised, how="vertical_relaxed") if normalised else pl.DataFrame(schema=NORMALISED_SCHEMA)
-    return out
 
-
-def _sheet_body(out: RawTable, sheet: _Sheet, kind: str, first_row: int, header_in_frame: bool, date1904: bool,
-                row_base: int, parquet_columns: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """The records of one sheet (or file): (rows with canonical columns and ``_row``, cells
-    normalised, Excel error cells, report furniture).  ``row_base``: added to every ``_row``
-    (the sheet's place among the sheets read: :data:`SHEET_STRIDE`)."""
-    frame, match, filled, errors = sheet.frame, sheet.match, sheet.filled, sheet.errors
     if header_in_frame:
         if kind in (XLSX, XLS, HTML):
+            first_row = match.row
             body = frame.slice(first_row + match.span)
         else:  # CSV frame starts at the header line
             body = frame.slice(match.span)
         offset = first_row + 1 + match.span  # Excel row of the first data row
     else:
         body, offset = frame, 2
-    names = parquet_columns if kind == PARQUET else body.columns  # what the match's indexes count
+    names = opened.columns if kind == PARQUET else body.columns  # what the match's indexes count
     picked = {names[m.index]: m.canonical for m in match.columns}
-    headers = {m.canonical: m.header for m in match.columns}
+    out.headers = {m.canonical: m.header for m in match.columns}
+    out.ignored_headers = match.ignored
+    out.units = {m.canonical: {"unit": m.unit, "factor": f"{m.factor[0]:g}/{m.factor[1]:g}"}
+                 for m in match.columns if m.factor}
+    out.factors = {m.canonical: m.factor for m in match.columns if m.factor}
+    out.header_row = first_row + 1
     body = body.select(picked.keys()).rename(picked)
-    offset += row_base
     body = body.select(pl.int_range(offset, offset + pl.len(), dtype=pl.Int64).alias(ROW), pl.all())
-    file = out.file_labels()[row_base // SHEET_STRIDE] if row_base else out.file_labels()[0]
 
     # cell normalisation: per-column expressions, one step of every column per pass
     unit_of = {m.canonical: m.unit for m in match.columns}
-    plans = {c.name: (c, steps(c, unit_of.get(c.name), date1904)) for c in out.table.columns
+    plans = {c.name: (c, steps(c, unit_of.get(c.name), date1904)) for c in table.columns
              if c.name in body.columns and body.schema[c.name] == pl.String}
     before = body
     body, kinds = apply(body, plans)
     normalised_parts = []
-    for name, kind_of in kinds.items():
-        hit = kind_of.is_not_null()
+    for name, kind in kinds.items():
+        hit = kind.is_not_null()
         if hit.any():
             normalised_parts.append(pl.DataFrame({
                 "file": pl.Series([None] * int(hit.sum()), dtype=pl.String), "row": body[ROW].filter(hit),
-                "column": pl.Series([headers[name]] * int(hit.sum()), dtype=pl.String),
-                "before": before[name].filter(hit), "after": body[name].filter(hit), "kind": kind_of.filter(hit),
+                "column": pl.Series([out.headers[name]] * int(hit.sum()), dtype=pl.String),
+                "before": before[name].filter(hit), "after": body[name].filter(hit), "kind": kind.filter(hit),
             }))
     # merged cells and error cells (workbooks): positions are frame rows/columns
     index_of = {m.index: m.canonical for m in match.columns}
-    merged_rows = [(r + 1 + row_base, index_of[j], v) for r, j, v in filled
-                   if j in index_of and r >= first_row + match.span]
+    merged_rows = [(r + 1, index_of[j], v) for r, j, v in filled if j in index_of and r >= first_row + match.span]
     if merged_rows:
         normalised_parts.append(pl.DataFrame({
             "file": [None] * len(merged_rows), "row": [r for r, _, _ in merged_rows],
-            "column": [headers[c] for _, c, _ in merged_rows], "before": [None] * len(merged_rows),
+            "column": [out.headers[c] for _, c, _ in merged_rows], "before": [None] * len(merged_rows),
             "after": [v for _, _, v in merged_rows], "kind": ["merged_cell"] * len(merged_rows),
         }, schema=NORMALISED_SCHEMA))
-    cell_errors = pl.DataFrame(schema=ERROR_SCHEMA)
-    err_rows = [(r + 1 + row_base, index_of[j], e) for r, j, e in errors if j in index_of and r >= first_row + match.span]
+    err_rows = [(r + 1, index_of[j], e) for r, j, e in errors if j in index_of and r >= first_row + match.span]
     if err_rows:
-        cell_errors = pl.DataFrame({ROW: [r for r, _, _ in err_rows], "column": [c for _, c, _ in err_rows],
-                                    "error": [e for _, _, e in err_rows]}, schema=ERROR_SCHEMA)
+        out.cell_errors = pl.DataFrame({ROW: [r for r, _, _ in err_rows], "column": [c for _, c, _ in err_rows],
+                                        "error": [e for _, _, e in err_rows]}, schema=ERROR_SCHEMA)
         # the error's text in the cell (calamine reads an error as empty), for the reject's value
         for name in {c for _, c, _ in err_rows}:
-            errs = cell_errors.filter(pl.col("column") == name)
+            errs = out.cell_errors.filter(pl.col("column") == name)
             text = pl.col(ROW).replace_strict(errs[ROW], errs["error"], default=None, return_dtype=pl.String)
             body = body.with_columns(pl.coalesce(text, pl.col(name).cast(pl.String)).alias(name)
                                      if body.schema[name] == pl.String else pl.col(name))
 
-    body, furniture = _furniture(body, list(picked.values()), headers)
+    body, out.furniture = _furniture(body, list(picked.values()), out.headers)
     # a blank line (or a row of empty cells) is not a record; row numbers stay as the file counts them
     empty = _blank_rows(body, list(picked.values()))
     if empty is not None:
         body = body.filter(~empty)
-    normalised = (pl.concat(normalised_parts, how="vertical_relaxed")
-                  .with_columns(pl.lit(file).alias("file"), (pl.col("row") - row_base).alias("row"))
-                  .select(list(NORMALISED_SCHEMA)).sort("row", "column")
-                  if normalised_parts else pl.DataFrame(schema=NORMALISED_SCHEMA))
-    return body, normalised, cell_errors, furniture
+    out.frame = body
+    out.rows = body.height
+    out.normalised = (pl.concat(normalised_parts, how="vertical_relaxed").with_columns(pl.lit(out.file).alias("file"))
+                      .select(list(NORMALISED_SCHEMA)).sort("row", "column")
+                      if normalised_parts else pl.DataFrame(schema=NORMALISED_SCHEMA))
+    return out
 
 
 def read_dir(data_dir: Path, needed: set[str], optional: set[str] | frozenset[str] = frozenset()

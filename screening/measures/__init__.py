@@ -244,9 +244,9 @@ def _shared_accounts(raw: RawTable, good: pl.DataFrame) -> tuple[pl.DataFrame, p
     joined = good.join(firsts, on=["utility", "account"], how="left")
     bad = joined.filter(pl.col(FIRM_ID) != pl.col("_owner"))
     lines = bad.select(
-        raw.file_expr().alias("file"), raw.row_expr().cast(pl.Int64).alias("row"),
+        pl.lit(raw.file).alias("file"), pl.col(ROW).cast(pl.Int64).alias("row"),
         pl.lit(raw.headers.get("account", "account")).alias("column"),
-        pl.format("该户号已在{}行登记给另一家企业，一个户号只能属于一家企业", raw.row_label(pl.col("_first"))).alias("reason"),
+        pl.format("该户号已在第{}行登记给另一家企业，一个户号只能属于一家企业", "_first").alias("reason"),
         pl.col("account").alias("value"), pl.lit(ROW_REJECTED).alias("action"))
     return good.filter(~pl.col(ROW).is_in(bad[ROW].implode())), lines
 

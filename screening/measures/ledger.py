@@ -66,13 +66,13 @@ def read_ledger(path: Path, aliases: dict[str, str] | None = None) -> tuple[pl.D
     lines += [firm_dups, town_dups]
     raw.release()
     rejects = pl.concat([l.with_columns(pl.col("row").cast(pl.Int64)) for l in lines]).sort("row", "column")
-    return good.sort(ROW).select(*COLUMNS, raw.row_expr().cast(pl.Int64).alias("row")), rejects
+    return good.select(*COLUMNS, pl.col(ROW).cast(pl.Int64).alias("row")).sort("row"), rejects
 
 
 def _lines(raw: RawTable, rows: pl.DataFrame, column: str, reason: pl.Expr, value: str) -> pl.DataFrame:
     if not rows.height:
         return pl.DataFrame(schema=REJECT_SCHEMA)
-    return rows.select(raw.file_expr().alias("file"), raw.row_expr().cast(pl.Int64).alias("row"),
+    return rows.select(pl.lit(raw.file).alias("file"), pl.col(ROW).cast(pl.Int64).alias("row"),
                        pl.lit(raw.headers.get(column, TABLES[TABLE].column(column).zh)).alias("column"),
                        reason.alias("reason"), pl.col(value).cast(pl.String).alias("value"),
                        pl.lit(ROW_REJECTED).alias("action"))
