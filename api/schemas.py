@@ -5,7 +5,9 @@ import datetime as dt
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from screening.ingest.header import FORMAT_CHARS
 
 #: control characters (C0, DEL, C1) other than tab, line feed and carriage return: they have no
 #: place in a note someone typed, and they reach the audit trail, exports and printed pages
@@ -18,9 +20,20 @@ def no_control_chars(value: str | None) -> str | None:
     return value
 
 
+#: invisible format characters (zero-width, bidirectional marks, overrides and isolates): a reason
+#: written "\u202e…" shows reversed on every page, export and printout; taken out, as in cells read
+_FORMAT = re.compile(f"[{FORMAT_CHARS}]")
+
+
+def no_format_chars(value: Any) -> Any:
+    """Before the length checks, so that text of only such characters is empty (and refused where required)."""
+    return _FORMAT.sub("", value) if isinstance(value, str) else value
+
+
 def Text(max_length: int, min_length: int = 0, **field: Any) -> Any:  # noqa: N802 (a type, used like one)
     """Free text a person typed (notes, reasons, plan measures): bounded, no control characters."""
-    return Annotated[str, Field(min_length=min_length, max_length=max_length, **field), AfterValidator(no_control_chars)]
+    return Annotated[str, Field(min_length=min_length, max_length=max_length, **field), AfterValidator(no_control_chars),
+                     BeforeValidator(no_format_chars)]
 
 
 class FirmItem(BaseModel):

@@ -120,6 +120,23 @@ def read_head(path: Path, size: int = HEAD_BYTES) -> bytes:
         raise InputError(f"{path}：无法打开文件（{exc.strerror}）") from None
 
 
+def utf16_without_bom(head: bytes) -> str | None:
+    """"utf-16-le" or "utf-16-be" when the first bytes are UTF-16 text written without a byte order
+    mark (some systems' "Unicode" export): the codes, digits and separators of a table put a NUL in
+    one byte of each pair and almost never in the other; binary content has NULs anywhere."""
+    sample = head[:4096]
+    sample = sample[:len(sample) - len(sample) % 2]
+    if len(sample) < 16 or b"\x00" not in sample:
+        return None
+    pairs = len(sample) // 2
+    even, odd = sample[0::2].count(0) / pairs, sample[1::2].count(0) / pairs
+    if odd >= 0.2 and even <= 0.01:
+        return "utf-16-le"
+    if even >= 0.2 and odd <= 0.01:
+        return "utf-16-be"
+    return None
+
+
 def sniff(head: bytes) -> str:
     """What the first bytes say a file is: a key of :data:`KIND_ZH`."""
     if not head:
@@ -127,8 +144,8 @@ def sniff(head: bytes) -> str:
     for magic, kind in _MAGIC:
         if head.startswith(magic):
             return kind
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "text"                                   # UTF-16 with a BOM: NUL bytes are normal there
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or utf16_without_bom(head):
+        return "text"                                   # UTF-16: NUL bytes are normal there
     if b"\x00" in head:
         return "binary"
     start = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:512].lower()
@@ -922,6 +939,8 @@ def decode_head(head: bytes) -> tuple[str, str] | None:
         candidates = [("utf-8-sig", head)]
     elif head.startswith((b"\xff\xfe", b"\xfe\xff")):
         candidates = [("utf-16", head)]
+    elif guess := utf16_without_bom(head):
+        candidates = [(guess, head)]
     else:
         candidates = [("utf-8", head), ("gb18030", head)]
     for encoding, raw in candidates:

@@ -239,3 +239,5 @@ TABLES: dict[str, Table] = {
 
 #: A year outside this range is a typing error rather than data (e.g. 20021).
 YEAR_RANGE = (1949, 2100)
+#: years a date cell may hold (a two-digit year "17-05-13" read as the year 17 is not a date)
+DATE_YEAR_RANGE = (1900, 2100)

@@ -5,18 +5,32 @@ Check character C18 = (31 - Σ value(c_i)·W_i mod 31) mod 31 with W_i = 3^i mod
 """
 from __future__ import annotations
 
+import re
+import unicodedata
+
 import numpy as np
 import polars as pl
+
+from .ingest.header import INVISIBLE_CHARS
 
 ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 WEIGHTS = [pow(3, i, 31) for i in range(17)]
 PATTERN = f"^[{ALPHABET}]{{18}}$"
+_INVISIBLE = re.compile(f"[{INVISIBLE_CHARS}]")
 
 
 def check_char(first17: str) -> str:
     """The GB 32100-2015 check character for the first 17 characters."""
     total = sum(ALPHABET.index(c) * w for c, w in zip(first17, WEIGHTS, strict=True))
     return ALPHABET[(31 - total % 31) % 31]
+
+
+def as_typed(text: str) -> str:
+    """A code a person typed or pasted (from a chat, a PDF, a web page), as the data holds it:
+    full-width forms half-width (NFKC), invisible characters and every space taken out, capitals.
+    The same reading as cells of input files get (``screening.ingest.cells``)."""
+    text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+    return re.sub(r"\s+", "", text).upper()
 
 
 def is_valid(code: str) -> bool:

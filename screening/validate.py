@@ -21,7 +21,7 @@ import polars as pl
 from . import uscc as uscc_mod
 from .ingest import ROW, RawTable
 from .ingest.cells import NORMALISED_SCHEMA
-from .schema import M2_PER_MU_DEN, M2_PER_MU_NUM, TABLES, YEAR_RANGE, Column, Table
+from .schema import DATE_YEAR_RANGE, M2_PER_MU_DEN, M2_PER_MU_NUM, TABLES, YEAR_RANGE, Column, Table
 
 REJECT_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "reason": pl.String, "value": pl.String,
                  "action": pl.String}
@@ -214,7 +214,7 @@ def _number(col: Column, dtype: pl.DataType, factor: tuple[float, float] | None 
         bad = present & ~value.is_finite()
     else:
         text = _text(stage, col, dtype)
-        value = _staged(stage, f"_value_{col.name}", text.str.replace_all(",", "").cast(pl.Float64, strict=False))
+        value = _staged(stage, f"_value_{col.name}", text.cast(pl.Float64, strict=False))
         present, bad = text.is_not_null(), text.is_not_null() & (value.is_null() | ~value.is_finite())
     if factor is not None:
         value = value * factor[0] / factor[1]
@@ -277,6 +277,9 @@ def _parse(col: Column, dtype: pl.DataType, registry: bool,
             present = text.is_not_null()
             value = _staged(stage, f"_value_{col.name}", parse_dates(text))
         problems.append((present & value.is_null(), "日期无法识别（应为 YYYY-MM-DD）"))
+        lo, hi = DATE_YEAR_RANGE
+        problems.append((present & ~value.dt.year().is_between(lo, hi).fill_null(True),
+                         f"日期的年份超出合理范围（{lo}—{hi}），年份须写四位"))
     elif kind == "uscc" and not registry:
         # looked up in the registry as written; only codes not found there are normalized
         # and checked (see _attach_firm_id), which spares millions of string operations
@@ -317,9 +320,10 @@ def _keep_text(name: str, unchanged: pl.Expr) -> tuple[str, pl.Expr]:
 
 
 def parse_dates(text: pl.Expr) -> pl.Expr:
-    """Dates as bureau files write them: 2022-11-01, 2022/11/1, 20221101, 2022年11月1日;
+    """Dates as bureau files write them: 2022-11-01, 2022/11/1, 20221101, 2022年11月1日 (or 1号);
     a time of day (Excel exports one) is ignored.  Unparseable → null."""
     head = text.str.replace(r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")
+    head = head.str.replace_all(r"\s+", "").str.replace("号$", "日")  # "2021 年 5 月 13 号"
     return pl.coalesce([head.str.to_date(fmt, strict=False) for fmt in _DATE_FORMATS])
 
 

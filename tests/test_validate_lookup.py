@@ -2,12 +2,15 @@
 Parquet projection give exactly what a string join and a full read give (issue 15)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
 
 from screening import validate as V
 from screening.ingest import read_dir, table as ingest_table
+from screening.schema import TABLES
 from screening.uscc import ALPHABET, check_char
 
 pytestmark = pytest.mark.unit
@@ -105,8 +108,8 @@ def test_duplicates_of_a_key_with_a_text_part_are_found_exactly():
         V.ROW: pl.Series(range(2, n + 2), dtype=pl.Int64),
     })
 
-    class Raw:
-        file, headers = "land.csv", {}
+    def Raw() -> ingest_table.RawTable:  # noqa: N802 (stands for the file read)
+        return ingest_table.RawTable(TABLES["land"], Path("land.csv"))
 
     codes = pl.DataFrame({V.FIRM_ID: pl.Series(range(3000), dtype=pl.UInt32), "uscc": [f"C{i}" for i in range(3000)]})
     kept, lines = V._split_duplicates(Raw(), good, [V.FIRM_ID, "year", "parcel_id"], codes)
@@ -230,8 +233,8 @@ def test_a_duplicate_key_with_an_empty_part_names_the_kept_row():
     good = pl.DataFrame({"year": [2021, 2021, 2021], "utility": [None, None, "电"], "uscc": ["A", "A", "A"],
                          V.ROW: pl.Series([2, 3, 4], dtype=pl.Int64)})
 
-    class Raw:
-        file, headers = "ledger.csv", {}
+    def Raw() -> ingest_table.RawTable:  # noqa: N802 (stands for the file read)
+        return ingest_table.RawTable(TABLES["land"], Path("ledger.csv"))
 
     kept, lines = V._split_duplicates(Raw(), good, ["year", "utility", "uscc"], None)
     assert kept[V.ROW].to_list() == [2, 4]
@@ -303,8 +306,8 @@ def test_duplicates_of_a_key_with_two_text_parts_and_empty_cells_are_found_exact
         V.ROW: pl.Series(range(2, n + 2), dtype=pl.Int64),
     })
 
-    class Raw:
-        file, headers = "ledger.csv", {}
+    def Raw() -> ingest_table.RawTable:  # noqa: N802 (stands for the file read)
+        return ingest_table.RawTable(TABLES["land"], Path("ledger.csv"))
 
     codes = pl.DataFrame({V.FIRM_ID: pl.Series(range(2000), dtype=pl.UInt32), "uscc": [f"C{i}" for i in range(2000)]})
     kept, lines = V._split_duplicates(Raw(), good, [V.FIRM_ID, "year", "utility", "account"], codes)

@@ -315,3 +315,17 @@ def test_admin_decides_finalizes_and_a_stale_plan_edit_keeps_its_text(session, s
     assert not admin.page.locator("form.noprint, .noprint").first.is_visible()
     assert admin.page.locator("h1").is_visible() and "第二位写了很长的一段措施" in admin.page.inner_text("main")
     admin.shot("record-print")
+
+
+def test_the_list_reads_on_a_phone_a_firm_a_line_or_two(session, server):
+    """On a phone the list table was squeezed into the screen's width: a firm name broke every four
+    characters and each row stood about seven lines high (36 firms: 6,500 px).  The table keeps a
+    readable width and scrolls sideways inside its box; the page itself does not."""
+    s = session("township", **PHONE)
+    s.page.goto("/lists/2022")
+    rows = s.page.locator("#list table.grid tbody tr")
+    heights = [rows.nth(i).bounding_box()["height"] for i in range(min(rows.count(), 10))]
+    line = s.page.evaluate("parseFloat(getComputedStyle(document.body).lineHeight) || 24")
+    assert max(heights) <= 3.2 * line, (heights, line)
+    assert s.page.evaluate("document.documentElement.scrollWidth") <= 392
+    s.shot("list-phone")

@@ -14,14 +14,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile, status
 from fastapi.responses import Response
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 
 from screening import filesafety
 
 from ..auth import User
 from ..db import audit, records
 from ..deps import CursorDep, allow
-from ..schemas import no_control_chars
+from ..schemas import no_control_chars, no_format_chars
 from .common import ERRORS, UsccPath, run_for_year
 from .enterprises import _profile  # the firm must be one the user may see (404 otherwise)
 
@@ -55,7 +55,8 @@ def upload_evidence(
     user: Annotated[User, Depends(allow("admin", "township"))],
     year: Annotated[int, Query(ge=2000, le=2100, description="清单年度")],
     file: Annotated[UploadFile, File(description="JPEG、PNG 图片或 PDF")],
-    note: Annotated[str | None, Form(max_length=500, description="说明"), AfterValidator(no_control_chars)] = None,
+    note: Annotated[str | None, Form(max_length=500, description="说明"), AfterValidator(no_control_chars),
+                    BeforeValidator(no_format_chars)] = None,
 ) -> dict:
     settings = request.app.state.settings
     run = run_for_year(cursor, year)

@@ -6,10 +6,15 @@ from typing import Annotated, Literal
 import polars as pl
 from fastapi import APIRouter, Depends, HTTPException, Query
 
+from screening.ingest.header import INVISIBLE_CHARS
+from screening.uscc import as_typed
+
 from ..auth import User
 from ..deps import CursorDep, ReadModelDep, allow
 from ..schemas import ListPage
 from .common import ERRORS, YearPath, check_choice, served_run, township_scope
+
+_INVISIBLE = re.compile(f"[{INVISIBLE_CHARS}]")
 
 router = APIRouter(prefix="/api/v1/lists", tags=["lists"])
 
@@ -84,6 +89,8 @@ def _status_is(status: str, outcomes: dict[str, str]) -> pl.Expr:
 
 
 def _matches(text: str) -> pl.Expr:
-    """Firms whose name contains ``text``, or whose code contains it (any letter case)."""
-    return (pl.col("name").fill_null("").str.contains(text, literal=True)
-            | pl.col("uscc").str.contains(text.upper(), literal=True))
+    """Firms whose name contains ``text``, or whose code contains it as a person types or pastes a
+    code (any letter case, full-width, with spaces or invisible characters: :func:`as_typed`)."""
+    name = _INVISIBLE.sub("", text).strip()
+    return (pl.col("name").fill_null("").str.contains(name, literal=True)
+            | pl.col("uscc").str.contains(as_typed(text), literal=True))

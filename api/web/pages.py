@@ -22,6 +22,7 @@ from screening.ingest.report import COVERAGE_TABLES, TABLE_HEADERS, table_rows
 from screening.projects import AUTHORITY_ZH as PROJECT_AUTHORITY
 from screening.projects import STATUS_ZH as PROJECT_STATUS
 from screening.store import rules_relation
+from screening.uscc import as_typed
 
 from ..auth import ROLES, User, check_password, check_password_rules, generate_password, set_password
 from ..db import audit, records, run_catalogue
@@ -258,7 +259,7 @@ def record_page(request: Request, uscc: str, cursor: CursorDep, model: ReadModel
                 year: int | None = None, done: str | None = None) -> HTMLResponse:
     notice = {"confirmed": "已记录：确认", "disputed": "已记录：异议", "decided": "已记录异议处理结果",
               "progress": "已登记进展", "evidence": "证据文件已上传"}.get(done or "")
-    return _record(request, uscc, year, cursor, model, user, notice=notice)
+    return _record(request, as_typed(uscc), year, cursor, model, user, notice=notice)
 
 
 @router.post("/firms/{uscc}/verify")
@@ -410,7 +411,8 @@ def _plan_form(plan: dict | None) -> dict:
 def plan_page(request: Request, uscc: str, year: int, cursor: CursorDep,
               user: Annotated[User, Depends(_page_user("admin", "analyst", "township"))],
               done: str | None = None) -> HTMLResponse:
-    return _plan_page(request, uscc, year, cursor, user, notice={"saved": "方案已保存", "progress": "已登记进展"}.get(done or ""))
+    return _plan_page(request, as_typed(uscc), year, cursor, user,
+                      notice={"saved": "方案已保存", "progress": "已登记进展"}.get(done or ""))
 
 
 def _milestones(text: str) -> list[dict]:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import polars as pl
 
 from ..schema import Column
-from .header import missing_marks, normalize_header, tables_data
+from .header import INVISIBLE_CHARS, missing_marks, normalize_header, tables_data, unit_factor
 
 NORMALISED_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "before": pl.String,
                      "after": pl.String, "kind": pl.String}
@@ -23,21 +23,39 @@ NORMALISED_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "b
 KINDS = {
     "merged_cell": "合并单元格取合并区域的值",
     "invisible": "去除不可见字符",
+    "inner_space": "去除代码中间的空格",
     "full_width": "全角转半角（NFKC）",
     "text_marker": "去除代码前的撇号或 =\"…\" 包装",
     "float_code": "代码去掉 .0",
     "thousands": "去除千位分隔符",
     "unit_in_cell": "去除单元格中的单位",
+    "unit_converted": "单元格中写了同类的另一单位（如万元列中的元），已换算为本列单位",
     "date_serial": "Excel 日期序列号转为日期",
+    "partial_date": "日期只写了年或年月，取该年或该月的第一天",
     "missing_mark": "缺失标记视为空",
 }
 
-_INVISIBLE = "[\u200b\u200c\u200d\u2060\ufeff\u00ad\u200e\u200f]"
+_INVISIBLE = f"[{INVISIBLE_CHARS}]"
 _NON_ASCII = r"[^\x20-\x7e]"
 _CODE_KINDS = ("uscc", "code4")
+_YEAR_ONLY = r"^((?:19|20)\d{2})\s*年?$"
+_YEAR_MONTH = r"^((?:19|20)\d{2})\s*(?:年|[-/.])\s*(\d{1,2})\s*月?$"
+_GROUPED = r"^[-+]?\d{1,3}(,\d{3})+(\.\d*)?$"
 _NUMERIC_KINDS = ("number", "integer", "year")
 #: Excel's day 0 in the 1900 and 1904 date systems (1900 counts the false 1900-02-29)
 _EPOCH = {False: (1899, 12, 30), True: (1904, 1, 1)}
+
+
+def _other_units(col: Column, header_unit: str | None) -> list[tuple[str, float, float]]:
+    """The other units of the column's kind a cell may be written in, with the factor (× first,
+    ÷ second) that turns a value in that unit into the column's unit (the header's, else the standard)."""
+    if not col.unit:
+        return []
+    units = tables_data()["units"][col.unit]
+    own = _unit_words(col, header_unit)[0]
+    num, den = unit_factor(col.unit, own) or (1.0, 1.0)
+    return [(u, f[0] * den, f[1] * num) for u, f in units.items()
+            if normalize_header(u) != normalize_header(own)]
 
 
 def _unit_words(col: Column, header_unit: str | None) -> list[str]:
@@ -63,25 +81,38 @@ def steps(col: Column, header_unit: str | None, date1904: bool) -> list[Step]:
     if col.kind != "text":  # free text (names) keeps its full-width brackets
         out.append(("full_width", lambda e: e.str.normalize("NFKC")))
     out.append((None, lambda e: e.str.strip_chars()))
+    if col.kind in _CODE_KINDS:  # a code has no spaces: "9133 0382 …" as typed, a pasted no-break space
+        out.append(("inner_space", lambda e: e.str.replace_all(r"\s+", "")))
     if col.kind in _CODE_KINDS or col.name in ("parcel_id", "product"):
         out.append(("text_marker", lambda e: e.str.replace(r'^="(.*)"$', "$1").str.strip_prefix("'")
                     .str.strip_prefix("‘").str.strip_chars()))
     if col.kind in ("code4", "year"):
         out.append(("float_code", lambda e: e.str.replace(r"^(\d+)\.0+$", "$1")))
     if col.kind in _NUMERIC_KINDS:
-        out.append(("thousands", lambda e: e.str.replace_all(r"(\d),(\d{3})", "$1$2").str.replace_all(r"(\d),(\d{3})", "$1$2")))
         for unit in _unit_words(col, header_unit):
-            pattern = rf"^([-+]?\d[\d.]*(?:[eE][-+]?\d+)?)\s*{_escape(unit)}$"
+            pattern = rf"^([-+]?\d[\d.,]*(?:[eE][-+]?\d+)?)\s*{_escape(unit)}$"
             out.append(("unit_in_cell", lambda e, p=pattern: e.str.replace(p, "$1")))
+        for unit, times, per in _other_units(col, header_unit):
+            pattern = rf"(?i)^([-+]?\d[\d.,]*(?:[eE][-+]?\d+)?)\s*{_escape(unit)}$"
+            out.append(("unit_converted", lambda e, p=pattern, t=times, d=per: _convert(e, p, t, d)))
+        # a comma is a thousands separator only where every group after it has three digits
+        # ("1,234,567.5"); "12,5" or "1.234,5" is left as written and refused, never guessed
+        out.append(("thousands", lambda e: pl.when(e.str.contains(_GROUPED)).then(e.str.replace_all(",", ""))
+                    .otherwise(e)))
     if col.kind == "date":
         y, m, d = _EPOCH[date1904]
 
         def serial(e: pl.Expr) -> pl.Expr:
-            is_serial = e.str.contains(r"^\d{4,5}(\.\d+)?$") & ~e.str.contains(r"^(19|20)\d{2}$")
+            # five digits: 10000 is 1927-05-18, 99999 is 2173; a four-digit number is a year, and
+            # "2021.05" is May 2021 (as 2021 days it would be 1905), never a serial
+            is_serial = e.str.contains(r"^\d{5}(\.\d+)?$")
             days = e.cast(pl.Float64, strict=False).floor().cast(pl.Int64)
             as_date = (pl.date(y, m, d) + pl.duration(days=days)).dt.strftime("%Y-%m-%d")
             return pl.when(is_serial).then(as_date).otherwise(e)
         out.append(("date_serial", serial))
+        # a year ("2021", "2021年") or a month ("2021年5月", "2021-05"): its first day; the rules and
+        # the evaluation ask only whether a firm was established before 1 January of a year
+        out.append(("partial_date", lambda e: e.str.replace(_YEAR_ONLY, "$1-01-01").str.replace(_YEAR_MONTH, "$1-$2-01")))
     out.append((None, lambda e: pl.when(e == "").then(None).otherwise(e)))
     if not col.nonnull:
         marks = sorted(missing_marks())
@@ -89,7 +120,8 @@ def steps(col: Column, header_unit: str | None, date1904: bool) -> list[Step]:
     return out
 
 
-_CHAR_CLASS = "[​-‏⁠﻿­ 　！-～]"
+#: a character some step changes: invisible ones, Unicode spaces, full-width forms
+_CHAR_CLASS = f"[{INVISIBLE_CHARS}\u00a0\u2000-\u200a\u202f\u205f\u3000\uff01-\uff5e]"
 _DATE_CLEAN = r"^\d{4}-\d{1,2}-\d{1,2}( 00:00:00)?$"
 #: the length a clean code has (anything else goes through the steps: cheap, no regex)
 _CODE_LEN = {"uscc": 18, "code4": 4}
@@ -150,6 +182,15 @@ def apply(frame: pl.DataFrame, plans: dict[str, tuple[Column, list[Step]]]) -> t
     if updated:
         frame = frame.with_columns(updated)
     return frame, kinds
+
+
+def _convert(e: pl.Expr, pattern: str, times: float, per: float) -> pl.Expr:
+    """A number written with another unit of the column's kind, in the column's unit (as text;
+    a number whose commas are not thousands separators stays as written, and is refused)."""
+    number = e.str.extract(pattern, 1)
+    plain = pl.when(number.str.contains(_GROUPED)).then(number.str.replace_all(",", "")).otherwise(number)
+    value = plain.cast(pl.Float64, strict=False) * times / per
+    return pl.when(value.is_not_null()).then(value.cast(pl.String)).otherwise(e)
 
 
 def _escape(unit: str) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import polars as pl
 import yaml
 
 from ..errors import InputError
@@ -22,8 +23,17 @@ SYNONYMS_FILE = Path(__file__).with_name("synonyms.yaml")
 LOCAL_SYNONYMS = "synonyms.yaml"  # a bureau's own table, in the data directory
 SCAN_ROWS = 30  # titles, unit lines and blank rows above a header are never more than this
 
-_INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
-_BRACKETS = str.maketrans({"【": "(", "】": ")", "[": "(", "]": ")", "〔": "(", "〕": ")"})
+#: Control characters (C0 but tab and line breaks, DEL, C1) and Unicode format characters (category
+#: Cf): zero-width spaces and joiners, BOM, soft hyphen, and the bidirectional marks, embeddings,
+#: overrides and isolates a copy from a web page, PDF or chat leaves in a cell; never part of a
+#: header, code or name.  A character-class body, for Python's re and
+#: the Rust regex of Polars alike.
+FORMAT_CHARS = ("\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e\u200b-\u200f\u202a-\u202e"
+                "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb")
+INVISIBLE_CHARS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f" + FORMAT_CHARS
+_INVISIBLE = re.compile(f"[{INVISIBLE_CHARS}]")
+_BRACKET_PAIRS = (("【", "("), ("】", ")"), ("[", "("), ("]", ")"), ("〔", "("), ("〕", ")"))
+_BRACKETS = str.maketrans(dict(_BRACKET_PAIRS))
 _UNIT = re.compile(r"^(.+?)\(([^()]+)\)$")
 _UNIT_LINE = re.compile(r"^(?:计量)?单位[:]?(.+)$")
 
@@ -34,6 +44,14 @@ def normalize_header(h: object) -> str:
     text = _INVISIBLE.sub("", text).translate(_BRACKETS).lower()
     text = re.sub(r"\s+", "", text)
     return text.strip("*")
+
+
+def normalize_header_expr(e: pl.Expr) -> pl.Expr:
+    """:func:`normalize_header` on a column of cells (a header repeated in the body)."""
+    text = e.str.normalize("NFKC").str.replace_all(f"[{INVISIBLE_CHARS}]", "").str.to_lowercase()
+    for a, b in _BRACKET_PAIRS:
+        text = text.str.replace_all(a, b, literal=True)
+    return text.str.replace_all(r"\s+", "").str.strip_chars("*")
 
 
 @lru_cache(maxsize=1)

@@ -24,7 +24,7 @@ from ..schema import TABLES, Table
 from . import workbook as wbk
 from .cells import NORMALISED_SCHEMA, apply, steps
 from .discovery import CSV, HTML, KIND_ZH, PARQUET, XLS, XLSX, _BY_SUFFIX, OpenedTable, find_table_file, open_table
-from .header import SCAN_ROWS, HeaderMatch, describe_row, find_header, header_lookup
+from .header import SCAN_ROWS, HeaderMatch, describe_row, find_header, header_lookup, normalize_header, normalize_header_expr
 
 ROW = "_row"
 ERROR_SCHEMA = {ROW: pl.Int64, "column": pl.String, "error": pl.String}
@@ -98,12 +98,25 @@ def _counts(normalised: pl.DataFrame) -> dict[str, int]:
 
 # ---------------------------------------------------------------- CSV
 
+def _lf_lines(data: bytes) -> bytes:
+    """Line breaks as the reader takes them: in a file without any LF (an old Mac's), CR becomes LF.
+    A stray CR in a file of LF or CRLF lines stays what it was (part of a cell)."""
+    if b"\n" in data or b"\r" not in data:
+        return data
+    return data.replace(b"\r", b"\n")
+
+
 def _decode_csv(raw: bytes, path: Path) -> tuple[bytes, str]:
     """Return UTF-8 bytes and the encoding that was detected."""
     if raw.startswith(b"\xef\xbb\xbf"):
         return raw[3:], "utf-8-sig"
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         return raw.decode("utf-16").encode("utf-8"), "utf-16"
+    if guess := filesafety.utf16_without_bom(raw):
+        try:
+            return raw.decode(guess).encode("utf-8"), guess
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path.name}：按 UTF-16（无字节顺序标记）读取时第 {exc.start} 字节处出错") from None
     try:
         raw.decode("utf-8")
         return raw, "utf-8"
@@ -116,8 +129,9 @@ def _decode_csv(raw: bytes, path: Path) -> tuple[bytes, str]:
 
 
 def _split_lines(text: str, complete: bool) -> list[str]:
-    """The physical lines of ``text``; a last line cut by the end of the head is dropped."""
-    lines = text.split("\n")
+    """The physical lines of ``text`` (LF, CRLF, or an old Mac's CR alone when the text has no LF:
+    as :func:`_lf_lines` reads it); a last line cut by the end of the head is dropped."""
+    lines = text.split("\n" if "\n" in text else "\r")
     return lines if complete else lines[:-1]
 
 
@@ -132,7 +146,8 @@ def _csv_header(opened: OpenedTable, table: Table, lookup: dict[str, str]) -> tu
             f"{opened.path.name}：前 {filesafety.HEAD_BYTES // 1024} KB 内没有找到表头行（第一行过长或全是空行），文件可能不是 CSV")
     best: tuple[HeaderMatch, str, list] | None = None
     for sep in (",", "\t", ";"):
-        rows = [next(csv.reader([line.rstrip("\r")], delimiter=sep), []) for line in lines]
+        # a stray CR inside a line is part of a cell (as the reader takes it), never the csv module's error
+        rows = [next(csv.reader([line.rstrip("\r").replace("\r", " ")], delimiter=sep), []) for line in lines]
         match = find_header(rows, table, lookup)
         if best is None or (match.ok, match.score) > (best[0].ok, best[0].score):
             best = (match, sep, rows)
@@ -143,11 +158,14 @@ def _read_csv(opened: OpenedTable, match: HeaderMatch, sep: str) -> tuple[pl.Dat
     """The rows from the header line on (the header was found from the head); refuses NUL bytes."""
     path = opened.path
     data, encoding = _decode_csv(opened.read_bytes(), path)
+    data = _lf_lines(data)
     if not data.strip():
         raise InputError(f"{path.name}：文件为空，没有表头")
     nul = data.find(b"\x00")
-    if nul >= 0 and encoding != "utf-16":
-        raise filesafety.FileUnreadable(f"{path.name}：第 {nul + 1} 字节起含有 NUL 字节（二进制内容），不是 CSV 文本")
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1  # the row a spreadsheet shows (a cell holding a line break aside)
+        raise filesafety.FileUnreadable(f"{path.name}：第 {line} 行含有 NUL 字节（第 {nul + 1} 字节，二进制内容），"
+                                        "不是 CSV 文本；请删除该字符后重新导出")
     offset = 0
     for _ in range(match.row):  # the header's line starts after this many newlines
         offset = data.index(b"\n", offset) + 1
@@ -196,9 +214,10 @@ def _read_workbook(opened: OpenedTable, table: Table, lookup: dict[str, str]):
     hidden_match: str | None = None
     chosen = None
     frame = None
+    also: list[str] = []  # later visible sheets whose header matches too: named, never read (contract)
     for i, meta in enumerate(wb.sheets):
         # calamine parses a whole sheet even for a few rows: load it once, look at its head
-        if meta.visible != "visible":
+        if meta.visible != "visible" or chosen is not None:
             head = wbk.load_rows(wb, i, SCAN_ROWS)
         else:
             frame = wbk.load_rows(wb, i)
@@ -210,12 +229,17 @@ def _read_workbook(opened: OpenedTable, table: Table, lookup: dict[str, str]):
             if match.ok and hidden_match is None:
                 hidden_match = meta.name
             continue
+        if chosen is not None:
+            if match.ok:
+                also.append(meta.name)
+            continue
         if match.ok:
-            chosen = (i, meta, match)
-            break
+            chosen = (i, meta, match, frame)
+            continue
         if closest is None or match.score > closest[0].score:
             closest = (match, rows, meta.name)
-    sheets = [{"name": m.name, "visible": m.visible, "read": chosen is not None and m is chosen[1]} for m in wb.sheets]
+    sheets = [{"name": m.name, "visible": m.visible, "read": chosen is not None and m is chosen[1],
+               "header_matches": m.name in also or (chosen is not None and m is chosen[1])} for m in wb.sheets]
     if chosen is None:
         if hidden_match is not None:
             raise InputError(f"{path.name}：表头只出现在隐藏的工作表“{hidden_match}”中，隐藏的工作表不读取"
@@ -227,7 +251,7 @@ def _read_workbook(opened: OpenedTable, table: Table, lookup: dict[str, str]):
             raise InputError(f"{path.name}[{name}]：{match.error}")
         raise InputError(f"{path.name}[{name}]：缺少必需列 {'、'.join(match.missing)}"
                          f"（最接近表头的是第 {match.row + 1} 行：{describe_row(rows, match)}）")
-    i, meta, match = chosen
+    i, meta, match, frame = chosen
     frame, filled = _fill_merges(frame, meta.merges, meta.first_col)
     errors = [(r, c - meta.first_col, e) for r, c, e in meta.errors]
     return frame, match, meta.name, sheets, filled, errors, wb.date1904
@@ -276,9 +300,10 @@ def _read_parquet(path: Path, columns: list[str]) -> pl.DataFrame:
         return pl.read_parquet(path, columns=columns)  # from the file (memory-mapped), not a copy of its bytes
 
 
-def _furniture(body: pl.DataFrame, cols: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Take out report furniture: a 栏次 row ("甲 乙 1 2") right under the header, 合计/小计
-    rows and sign-off lines (制表人、审核人、注：…).  Vectorised over the text columns."""
+def _furniture(body: pl.DataFrame, cols: list[str], headers: dict[str, str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Take out report furniture: a 栏次 row ("甲 乙 1 2") right under the header, the header
+    repeated on every printed page, 合计/小计 rows and sign-off lines (制表人、审核人、注：…).
+    Vectorised over the text columns; ``headers``: column -> its header as written."""
     text = [c for c in cols if body.schema[c] == pl.String]
     if not text or not body.height:
         return body, pl.DataFrame(schema=FURNITURE_SCHEMA)
@@ -296,7 +321,14 @@ def _furniture(body: pl.DataFrame, cols: list[str]) -> tuple[pl.DataFrame, pl.Da
     numbers = (pl.int_range(pl.len()) == 0) & pl.all_horizontal(
         pl.col(c).is_null() | pl.col(c).str.contains(_COLUMN_NUMBERS) for c in text) & pl.any_horizontal(
         pl.col(c).str.contains("^[甲乙]$").fill_null(False) for c in text)
-    reason = (pl.when(numbers).then(pl.lit("栏次行")).when(total).then(pl.lit("合计行"))
+    # the header again: every filled text cell is its column's header (as headers are compared), two at least
+    same = [(normalize_header_expr(pl.col(c)) == normalize_header(headers[c])).fill_null(False).cast(pl.Int32)
+            for c in text if c in headers]
+    filled = [pl.col(c).is_not_null().cast(pl.Int32) for c in text]
+    repeated = (pl.sum_horizontal(same) >= 2) & (pl.sum_horizontal(same) == pl.sum_horizontal(filled)) \
+        if len(same) >= 2 else pl.lit(False)
+    reason = (pl.when(numbers).then(pl.lit("栏次行")).when(repeated).then(pl.lit("重复的表头行"))
+              .when(total).then(pl.lit("合计行"))
               .when(sign_off).then(pl.lit("表尾说明行")).otherwise(None))
     numbers = numbers & (pl.col(ROW) == body[ROW][0])
     flagged = sub.select(ROW, reason.alias("reason")).filter(pl.col("reason").is_not_null())
@@ -367,6 +399,11 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTab
         else:
             frame, match, out.sheet, out.sheets, filled, errors, date1904 = _read_workbook(opened, table, lookup)
             header_in_frame = True
+            also = [sh["name"] for sh in out.sheets if sh["header_matches"] and not sh["read"]]
+            if also:  # e.g. a sheet per township: said, not merged (contract: the first matching visible sheet)
+                out.note = "；".join(filter(None, [out.note, (
+                    f"工作表“{'”“'.join(also)}”的表头也与本表相符，但只读取第一个相符的可见工作表“{out.sheet}”，"
+                    "其余工作表的数据未读取（如需一并筛选，请把数据放在同一张工作表中）")]))
     except InputError as exc:
         if note:
             raise type(exc)(f"{exc}（{note}）") from None  # FileTooLarge/FileUnreadable stay what they are
@@ -435,7 +472,7 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTab
             body = body.with_columns(pl.coalesce(text, pl.col(name).cast(pl.String)).alias(name)
                                      if body.schema[name] == pl.String else pl.col(name))
 
-    body, out.furniture = _furniture(body, list(picked.values()))
+    body, out.furniture = _furniture(body, list(picked.values()), out.headers)
     # a blank line (or a row of empty cells) is not a record; row numbers stay as the file counts them
     empty = _blank_rows(body, list(picked.values()))
     if empty is not None:

@@ -1,0 +1,290 @@
+"""Real department files of kinds the field cases do not show: codes with bidirectional marks
+or spaces inside, header rows repeated on every printed page, old-Mac line endings, a sheet per
+township (the first matching sheet read, the others named).  Each must keep every real row and reject the rest with a clear reason."""
+from __future__ import annotations
+
+import polars as pl
+import pytest
+import xlsxwriter
+
+from test_ingest_real import C1, C2, C3, ENT, TAX, assert_same_tables, clean_dir, code, load, quirk_dir, write_csv
+
+# every Unicode format character a copy from a web page, a PDF or a chat program leaves in a
+# cell (bidirectional marks, embeddings, overrides and isolates, the Arabic letter mark …)
+FORMAT_CHARS = ["\u200b", "\u200e", "\u200f", "\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066",
+                "\u2067", "\u2068", "\u2069", "\u061c", "\u2061", "\ufeff", "\u00ad"]
+
+
+@pytest.mark.parametrize("mark", FORMAT_CHARS, ids=[f"U+{ord(c):04X}" for c in FORMAT_CHARS])
+def test_format_characters_anywhere_in_a_code_are_taken_out(tmp_path, mark):
+    clean = load(clean_dir(tmp_path))
+    d = quirk_dir(tmp_path)
+    write_csv(d / "enterprises.csv", [ENT[0]] + [[r[0][:6] + mark + r[0][6:], *r[1:]] for r in ENT[1:]])
+    write_csv(d / "tax.csv", [TAX[0]] + [[mark + r[0] + mark, *r[1:]] for r in TAX[1:]])
+    inp = load(d)
+    assert inp.rejects.height == 0, inp.rejects.to_dicts()
+    assert_same_tables(clean, inp)
+    kinds = {(r["file"], r["row"]): r["kind"] for r in inp.normalised.to_dicts()}
+    assert kinds[("enterprises.csv", 2)] == "invisible" and kinds[("tax.csv", 2)] == "invisible"
+
+
+@pytest.mark.parametrize("space", [" ", "\u00a0", "\u3000", "\u2002", "\u202f"])
+def test_spaces_inside_a_code_are_taken_out(tmp_path, space):
+    """A code has no spaces: "9133 0382 …" as typed, or a no-break/ideographic space pasted in."""
+    clean = load(clean_dir(tmp_path))
+    d = quirk_dir(tmp_path)
+    write_csv(d / "enterprises.csv", [ENT[0]] + [[r[0][:4] + space + r[0][4:10] + space + r[0][10:], *r[1:]]
+                                                 for r in ENT[1:]])
+    write_csv(d / "tax.csv", [TAX[0]] + [[r[0][:8] + space + r[0][8:], *r[1:]] for r in TAX[1:]])
+    inp = load(d)
+    assert inp.rejects.height == 0, inp.rejects.to_dicts()
+    assert_same_tables(clean, inp)
+
+
+def test_format_characters_in_a_name_are_taken_out(tmp_path):
+    """A right-to-left override in a firm name would show it reversed in every export."""
+    d = quirk_dir(tmp_path)
+    write_csv(d / "enterprises.csv", [ENT[0], [C1, "乐清市\u202e甲电气\u202c有限公司", "柳市镇\u2066", "3823"], *ENT[2:]])
+    inp = load(d)
+    ent = inp.frame("enterprises").sort("uscc")
+    assert ent["name"][0] == "乐清市甲电气有限公司" and ent["township"][0] == "柳市镇"
+
+
+# ---------------------------------------------------------------- printed exports
+
+def _printed(rows: list[list], every: int) -> list[list]:
+    """The header repeated after every ``every`` data rows, as a print-ready export has it."""
+    out = [rows[0]]
+    for i, r in enumerate(rows[1:], 1):
+        out.append(r)
+        if i % every == 0:
+            out.append(list(rows[0]))
+    return out
+
+
+def test_header_repeated_on_every_printed_page_is_not_a_record_csv(tmp_path):
+    clean = load(clean_dir(tmp_path))
+    d = quirk_dir(tmp_path)
+    write_csv(d / "tax.csv", _printed([["序号", *TAX[0]]] + [[i, *r] for i, r in enumerate(TAX[1:], 1)], 2), "gbk")
+    inp = load(d)
+    assert_same_tables(clean, inp)
+    assert [(r["row"], r["column"], r["reason"]) for r in inp.rejects.to_dicts()] == [
+        (4, "（整行）", "重复的表头行，不是数据行，未读取"), (7, "（整行）", "重复的表头行，不是数据行，未读取")]
+
+
+def test_header_repeated_on_every_printed_page_is_not_a_record_xlsx(tmp_path):
+    clean = load(clean_dir(tmp_path))
+    d = quirk_dir(tmp_path)
+    wb = xlsxwriter.Workbook(d / "tax.xlsx")
+    ws = wb.add_worksheet("税收")
+    ws.write_row(0, 0, ["2020—2021年税收情况表"])
+    for i, r in enumerate(_printed([["实缴税金（万元）" if c == "实缴税金" else c for c in TAX[0]], *TAX[1:]], 3)):
+        ws.write_row(i + 1, 0, r)
+    wb.close()
+    inp = load(d)
+    assert_same_tables(clean, inp)
+    assert [(r["file"], r["row"]) for r in inp.rejects.to_dicts()] == [("tax.xlsx", 6)]
+
+
+def test_a_data_row_that_happens_to_hold_a_header_word_is_still_a_record(tmp_path):
+    """Only a row that repeats the header is taken out; a bad row naming one header word is rejected as bad."""
+    d = quirk_dir(tmp_path)
+    write_csv(d / "tax.csv", [*TAX, [C2, "年份", 1.0]])
+    inp = load(d)
+    assert [(r["row"], r["column"]) for r in inp.rejects.to_dicts()] == [(6, "年份")]
+
+
+# ---------------------------------------------------------------- encodings and line endings
+
+@pytest.mark.parametrize("newline", ["\r", "\r\n", "\n"], ids=["CR", "CRLF", "LF"])
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "gbk", "utf-16", "utf-16-be-bom"])
+def test_csv_in_any_encoding_with_any_line_ending(tmp_path, encoding, newline):
+    """Old Mac exports end lines with CR alone; Excel's 'Unicode text' is UTF-16 with tabs."""
+    clean = load(clean_dir(tmp_path))
+    d = quirk_dir(tmp_path)
+    sep = "\t" if encoding.startswith("utf-16") else ","
+    rows = [["税收情况表"], ["单位：万元"], *TAX]
+    text = newline.join(sep.join(str(v) for v in r) for r in rows) + newline
+    raw = (b"\xfe\xff" + text.encode("utf-16-be")) if encoding == "utf-16-be-bom" else text.encode(encoding)
+    (d / "tax.csv").write_bytes(raw)
+    inp = load(d)
+    assert inp.rejects.height == 0, inp.rejects.to_dicts()
+    assert_same_tables(clean, inp)
+
+
+def test_csv_with_cr_line_endings_names_the_excel_row_of_a_bad_value(tmp_path):
+    d = quirk_dir(tmp_path)
+    (d / "tax.csv").write_bytes("\r".join(",".join(str(v) for v in r) for r in [*TAX, [C2, 2020, "abc"]]).encode("gbk"))
+    inp = load(d)
+    assert [(r["row"], r["column"]) for r in inp.rejects.to_dicts()] == [(6, "实缴税金")]
+
+
+def test_a_stray_cr_inside_a_cell_of_an_lf_file_does_not_split_the_row(tmp_path):
+    d = quirk_dir(tmp_path)
+    (d / "enterprises.csv").write_bytes("\n".join(",".join(r) for r in [ENT[0], [C1, "乐清市\r甲电气有限公司", "柳市镇", "3823"],
+                                                                         *ENT[2:]]).encode("utf-8"))
+    inp = load(d)
+    assert inp.rejects.height == 0 and inp.frame("enterprises").height == 3
+
+
+# ---------------------------------------------------------------- a sheet per township
+
+def test_a_sheet_per_township_reads_the_first_matching_sheet_and_names_the_others(tmp_path):
+    """Contract: the first visible sheet whose header matches is read; the other matching sheets
+    are named in the file's note (terminal, run.json, check), never merged silently."""
+    d = quirk_dir(tmp_path)
+    (d / "enterprises.csv").unlink()
+    wb = xlsxwriter.Workbook(d / "enterprises.xlsx")
+    wb.add_worksheet("说明").write_row(0, 0, ["本表按乡镇街道分工作表"])  # visible, not the table
+    towns: dict[str, list] = {}
+    for r in ENT[1:]:
+        towns.setdefault(r[2], []).append(r)
+    assert len(towns) >= 2
+    for town, rows in towns.items():
+        ws = wb.add_worksheet(town)
+        ws.write_row(0, 0, ENT[0])
+        for i, r in enumerate(rows, 1):
+            ws.write_row(i, 0, r)
+    hidden = wb.add_worksheet("作废")
+    hidden.write_row(0, 0, ENT[0])
+    hidden.hide()
+    wb.close()
+    write_csv(d / "tax.csv", [TAX[0]])
+    inp = load(d)
+    raw = inp.files["enterprises"]
+    first, *others = towns
+    assert raw.sheet == first
+    assert sorted(inp.frame("enterprises")["uscc"].to_list()) == sorted(r[0] for r in towns[first])
+    assert [sh["name"] for sh in raw.sheets if sh["header_matches"] and not sh["read"]] == others
+    assert raw.note is not None and all(f"“{t}”" in raw.note for t in others) and "作废" not in raw.note
+    assert "只读取第一个相符的可见工作表" in raw.note and raw.intake()["note"] == raw.note
+
+
+def test_one_matching_sheet_has_no_note(tmp_path):
+    d = quirk_dir(tmp_path)
+    (d / "enterprises.csv").unlink()
+    wb = xlsxwriter.Workbook(d / "enterprises.xlsx")
+    ws = wb.add_worksheet("名录")
+    for i, r in enumerate(ENT):
+        ws.write_row(i, 0, r)
+    wb.add_worksheet("说明").write_row(0, 0, ["填表说明"])
+    wb.close()
+    raw = load(d).files["enterprises"]
+    assert raw.sheet == "名录" and raw.note is None
+
+
+# ---------------------------------------------------------------- numbers and dates as clerks write them
+
+@pytest.mark.parametrize("written", ["12,5", "1.234,5", "1,2345.6", "12,50", "1,23,456", ",125", "125,"])
+def test_a_comma_that_is_not_a_thousands_separator_is_rejected_not_guessed(tmp_path, written):
+    """"12,5" is 12.5 in much of Europe and 125 to a careless reader: never a silent guess."""
+    d = quirk_dir(tmp_path)
+    (d / "tax.csv").write_text(f'统一社会信用代码,年份,实缴税金\n{C1},2021,"{written}"\n{C2},2021,"1,234,567.5"\n',
+                               encoding="utf-8")
+    inp = load(d)
+    assert inp.frame("tax")["tax_paid"].to_list() == [1234567.5]
+    assert [(r["row"], r["column"], r["value"]) for r in inp.rejects.to_dicts()] == [(2, "实缴税金", written)]
+
+
+@pytest.mark.parametrize("written", ["17-05-13", "0017-05-13", "217-5-13", "9999-01-01", "1066/10/14"])
+def test_a_date_whose_year_is_not_plausible_is_unknown_not_a_date(tmp_path, written):
+    """A two-digit year ("17-05-13") is not the year 17; an established date out of range is cleared, said so."""
+    d = quirk_dir(tmp_path)
+    write_csv(d / "enterprises.csv", [ENT[0] + ["成立日期"], ENT[1] + [written], ENT[2] + ["2017-05-13"]])
+    inp = load(d)
+    assert inp.frame("enterprises").sort("uscc")["established"].to_list()[0] is None
+    assert [(r["row"], r["column"], r["action"]) for r in inp.rejects.to_dicts()] == [(2, "成立日期", "field_cleared")]
+
+
+@pytest.mark.parametrize(("header", "cell", "expected"), [
+    ("实缴税金", "125000元", 12.5), ("实缴税金", "125,000 元", 12.5), ("实缴税金", "0.00125亿元", 12.5),
+    ("实缴税金", "12,500千元", 1250.0), ("实缴税金（元）", "12.5万元", 12.5), ("实缴税金（元）", "125000", 12.5),
+    ("实缴税金（元）", "12.5万", 12.5), ("实缴税金", "0.5亿", 5000.0),
+])
+def test_a_cell_in_another_unit_of_the_same_kind_is_converted(tmp_path, header, cell, expected):
+    """A clerk writes 元 in a 万元 column (or 万元 in a 元 column): the value is converted, and listed."""
+    d = quirk_dir(tmp_path)
+    (d / "tax.csv").write_text(f'统一社会信用代码,年份,{header}\n{C1},2021,"{cell}"\n', encoding="utf-8")
+    inp = load(d)
+    assert inp.rejects.height == 0, inp.rejects.to_dicts()
+    assert inp.frame("tax")["tax_paid"].to_list() == [expected]
+    if not cell.replace(",", "").isdigit():
+        assert inp.normalised["kind"].to_list()[-1] == "unit_converted"
+
+
+@pytest.mark.parametrize("cell", ["12.5美元", "12.5吨标准煤", "约12.5万元", "12.5万吨"])
+def test_a_cell_in_an_unknown_or_other_kind_of_unit_is_rejected(tmp_path, cell):
+    d = quirk_dir(tmp_path)
+    (d / "tax.csv").write_text(f'统一社会信用代码,年份,实缴税金\n{C1},2021,"{cell}"\n', encoding="utf-8")
+    inp = load(d)
+    assert [(r["row"], r["column"], r["value"]) for r in inp.rejects.to_dicts()] == [(2, "实缴税金", cell)]
+
+
+def test_land_in_square_metres_or_hectares_in_a_mu_column(tmp_path):
+    c = clean_dir(tmp_path)
+    write_csv(c / "land.csv", [["uscc", "year", "parcel_id", "area_mu", "tenure"], [C1, 2021, "P1", 3.0, "自有"],
+                               [C1, 2021, "P2", 15.0, "自有"]])
+    clean = load(c)
+    d = quirk_dir(tmp_path)
+    write_csv(d / "tax.csv", TAX)
+    write_csv(d / "land.csv", [["统一社会信用代码", "年份", "地块编号", "用地面积（亩）", "权属"],
+                               [C1, 2021, "P1", "2000㎡", "自有"], [C1, 2021, "P2", "1公顷", "自有"]])
+    inp = load(d)
+    assert inp.rejects.height == 0, inp.rejects.to_dicts()
+    assert inp.frame("land")["area_mu"].to_list() == [pytest.approx(3.0), pytest.approx(15.0)]
+    assert clean.frame("land")["area_mu"].to_list() == [3.0, 15.0]
+
+
+def test_control_characters_in_a_name_are_taken_out(tmp_path):
+    """A bell or a terminal escape in a firm name would show as _x0007_ in Excel and act on a terminal."""
+    d = quirk_dir(tmp_path)
+    write_csv(d / "enterprises.csv", [ENT[0], [C1, "\x07\x1b[31m乐清市甲电气\x7f有限公司\x1f", "柳市\x08镇", "3823"], *ENT[2:]])
+    inp = load(d)
+    ent = inp.frame("enterprises").sort("uscc")
+    assert ent["name"][0] == "[31m乐清市甲电气有限公司" and ent["township"][0] == "柳市镇"
+    assert inp.normalised.filter(pl.col("row") == 2)["kind"].to_list() == ["invisible", "invisible"]
+
+
+def test_a_nul_byte_far_into_a_csv_names_its_row(tmp_path):
+    """One NUL in a cell (a copy from a database field) refuses the file: the clerk is told which row to fix."""
+    from screening.errors import InputError
+    d = quirk_dir(tmp_path)
+    rows = [TAX[0]] + [[C1, 1900 + i, 1.0] for i in range(1, 4000)] + [[C2, 2021, "1\x002"]]
+    write_csv(d / "tax.csv", rows)
+    with pytest.raises(InputError, match=r"tax\.csv：第 4001 行含有 NUL 字节"):
+        load(d)
+
+
+@pytest.mark.parametrize(("written", "expected"), [
+    ("2021", "2021-01-01"), ("2021年", "2021-01-01"), ("2021年5月", "2021-05-01"), ("2021-05", "2021-05-01"),
+    ("2021/5", "2021-05-01"), ("2021.05", "2021-05-01"), ("2021年05月13号", "2021-05-13"), ("2021 年 5 月 13 日", "2021-05-13"),
+])
+def test_an_established_date_written_as_a_year_or_a_month_is_its_first_day(tmp_path, written, expected):
+    """The rules only ask whether a firm was established before 1 January of Y-2, so a year is enough:
+    clearing "2021年" would put a new firm back in scope."""
+    import datetime as dt
+    d = quirk_dir(tmp_path)
+    write_csv(d / "enterprises.csv", [ENT[0] + ["成立日期"], ENT[1] + [written]])
+    inp = load(d)
+    assert inp.rejects.height == 0, inp.rejects.to_dicts()
+    assert inp.frame("enterprises")["established"].to_list() == [dt.date.fromisoformat(expected)]
+    assert inp.normalised["kind"].to_list() == ([] if "13" in written else ["partial_date"])
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_bom_is_read(tmp_path, encoding):
+    """Some systems export "Unicode" text without the byte order mark: its NUL bytes are not binary content."""
+    clean = load(clean_dir(tmp_path))
+    d = quirk_dir(tmp_path)
+    (d / "tax.csv").write_bytes("\r\n".join("\t".join(str(v) for v in r) for r in TAX).encode(encoding))
+    inp = load(d)
+    assert inp.rejects.height == 0, inp.rejects.to_dicts()
+    assert_same_tables(clean, inp)
+
+
+def test_binary_content_named_csv_is_still_refused(tmp_path):
+    from screening.errors import InputError
+    d = quirk_dir(tmp_path)
+    (d / "tax.csv").write_bytes(bytes(range(256)) * 64)
+    with pytest.raises(InputError, match="tax.csv"):
+        load(d)
