@@ -43,10 +43,16 @@ def write_list(s: "Screening", out: Path) -> list[Path]:
     return [out / "list.csv", out / "list.parquet"]
 
 
+#: zstd at level 1: about 0.2 CPU s less than DuckDB's default level on a province's 4 M rows, and
+#: the file no larger (docs/run-performance.md).  The row groups stay DuckDB's default size: the
+#: database copy reads this file, and merging smaller row groups into its own costs it ~400 MB.
+RESULTS_PARQUET_OPTIONS = "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)"
+
+
 def write_results_parquet(s: "Screening", out: Path) -> Path:
     # reasons are rendered once, while streaming into Parquet; the CSV and the database copy read that file
     parquet = out / "results.parquet"
-    _copy(s, "results_out", parquet, "(FORMAT parquet, COMPRESSION zstd)")
+    _copy(s, "results_out", parquet, RESULTS_PARQUET_OPTIONS)
     s.results_file = parquet
     return parquet
 
@@ -62,7 +68,7 @@ def write_results_csv(s: "Screening", out: Path) -> Path:
     """Streamed by DuckDB (millions of rows), text neutralised by the csvsafe macro on the way."""
     csv = out / "results.csv"
     source = f"read_parquet({literal(s.results_file)})" if s.results_file else "results_out"
-    columns = s.engine.query("results.csv columns", "DESCRIBE SELECT * FROM results_out", {})  # = the Parquet's
+    columns = s.engine.query("results.csv columns", f"DESCRIBE SELECT * FROM {source}", {})
     types = dict(zip(columns["column_name"], columns["column_type"]))
     s.engine.execute("csv_safe macro", csvsafe.sql_macro(), {})
     _copy(s, csvsafe.safe_select(source, {name: types[name] for name in RESULTS_CSV_COLUMNS}), csv,
@@ -176,7 +182,8 @@ def write_run_json(s: "Screening", out: Path, outputs: dict[str, Any], stored: b
 
 
 def write_all(s: "Screening", out: Path, db: Path | None, final: Path | None = None) -> ScreeningError | None:
-    """Excel (pure Python) and the database copy run in threads beside the DuckDB file writers.
+    """results.parquet first, on all cores; then Excel (pure Python) and the database copy in
+    threads beside results.csv (both copies read the Parquet file).
 
     Returns the database error, if any, so that the caller still writes run.json.
     ``db`` None: the run's engine lives in the service, whose database receives the run.
@@ -186,16 +193,19 @@ def write_all(s: "Screening", out: Path, db: Path | None, final: Path | None = N
     s.status_counts(), s.enterprises  # computed once here, read by all threads
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool:
-        excel = pool.submit(_timed_write, write_excel, s, out)
         s.timings["写出 list"] = _timed_write(write_list, s, out)
         s.timings["写出 rejects"] = _timed_write(write_rejects, s, out)
         s.timings["写出 anomalies"] = _timed_write(write_anomalies, s, out)
         s.timings["写出 check"] = _timed_write(write_check, s, out)
         s.timings["写出 rules"] = _timed_write(write_rules, s, out)
         t1 = time.perf_counter()
-        write_results_parquet(s, out)  # the database copy reads this file
+        # a province's peak memory: the engine's tables and the COPY's row groups; Excel waits
+        # (its tables and sheets would add about 100 MB here, and the COPY keeps both cores busy)
+        write_results_parquet(s, out)  # the database copy and results.csv read this file
+        release_results(s)
         record = run_record(s, planned_outputs(s, final or out))
         saved = pool.submit(_timed_write, lambda s_, out_: _save(s_, db, record, out_), s, out)
+        excel = pool.submit(_timed_write, write_excel, s, out)
         write_results_csv(s, out)
         s.timings["写出 results"] = round(time.perf_counter() - t1, 3)
         store_error = None
@@ -206,6 +216,14 @@ def write_all(s: "Screening", out: Path, db: Path | None, final: Path | None = N
         s.timings["写出 Excel"] = excel.result()
     s.timings["写出合计"] = round(time.perf_counter() - t0, 3)
     return store_error
+
+
+def release_results(s: "Screening") -> None:
+    """Drop the engine's results table once results.parquet holds them (about 480 MB of a
+    province's run): every later reader (results.csv, the database copy, ``Screening.results``)
+    reads the file, and the counts are computed (``status_counts``) before."""
+    if s.results_file is not None:
+        s.engine.execute("release results", "DROP TABLE IF EXISTS results", {})
 
 
 def _save(s: "Screening", db: Path | None, record: dict[str, Any], out: Path) -> None:

@@ -50,7 +50,8 @@ class Screening:
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     _results: pl.DataFrame | None = None
-    #: set once results.parquet is written; later readers use the file instead of re-rendering
+    #: set once results.parquet is written; later readers use the file (the engine's results table
+    #: is dropped then: screening.outputs.release_results)
     results_file: Path | None = None
     #: the running service that stored the run for us, when it held the database file
     stored_via: str | None = None
