@@ -132,7 +132,8 @@ class Evaluation:
 # ---------------------------------------------------------------- inputs
 
 def load_evaluation_inputs(data_dir: Path, year: int, method: Method, adjustments: Path | None = None) -> Inputs:
-    """Read and validate the tables the method needs, keeping only year ``year``'s rows.
+    """Read and validate the tables the method needs, reading only year ``year``'s rows (a row
+    of another valid year is left out unread and counted, see ``RawTable.years``).
 
     The 加减分 table is read when the method has 加减分 items: from ``adjustments`` (a file,
     e.g. the list another department sends) when given, else from ``adjustments.<ext>`` in
@@ -153,6 +154,12 @@ def load_evaluation_inputs(data_dir: Path, year: int, method: Method, adjustment
              if name in needed | optional}
     if adjustments is not None:
         files["adjustments"] = RawTable(TABLES["adjustments"], Path(adjustments), data_dir=Path(data_dir))
+    # the evaluation reads year Y's rows only: a row of another valid year is left out as it is
+    # read, before its cells are checked (a province's history would triple the work); a row
+    # whose year cannot be told is read and checked as always (docs/evaluation.md)
+    for raw in files.values():
+        if any(c.name == "year" for c in raw.table.columns):
+            raw.years = frozenset({year})
     return validate(files, keep_years={year})
 
 
@@ -906,6 +913,9 @@ def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
             "firms_adjusted": scores["adjustment_detail"].is_not_null().sum()}
     if inputs.rejects.width:
         ev.inputs_info.update(row_counts=inputs.row_counts(), rejected_rows=ev.rejected_rows())
+    other = inputs.other_year_rows()
+    if other:  # rows of other years, left out unread (load_evaluation_inputs)
+        ev.inputs_info["other_year_rows"] = other
     return ev
 
 

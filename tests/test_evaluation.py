@@ -635,3 +635,82 @@ def test_output_order_packed_key_and_general_sort_agree_with_the_documented_orde
 
     want = sorted(range(n), key=lambda i: key(frame.row(i, named=True)))
     assert _output_order(frame, method).to_list() == want
+
+
+def _other_year_rows(path: Path) -> set[tuple[str, int]]:
+    """(file, row) of a CSV's rows whose year cell is plainly another valid year than YEAR."""
+    raw = pl.read_csv(path, infer_schema=False)
+    year = raw["year"]
+    plain = year.str.contains(r"^[0-9]{4}$").fill_null(False) & (year != str(YEAR)).fill_null(False)
+    return {(path.name, i + 2) for i in plain.arg_true().to_list()}
+
+
+def test_evaluation_reads_only_the_years_rows_and_reports_their_problems_as_before(tmp_path: Path):
+    """An evaluation of year Y leaves a row of another valid year out as it is read (a
+    province's history would triple the work of reading and checking).  Every problem of a
+    row of Y, and of a row whose year cannot be told (empty, out of range, full-width digits),
+    is reported exactly as when every row is checked; the evaluation is the same."""
+    alias = Aliases()
+    data = write_data(tmp_path / "data", [above("A1"), above("A2", 0.5), below("B1"), below("B2", 2.0)], alias)
+    stats = pl.read_csv(data / "stats.csv", infer_schema=False)
+    extra = [  # uscc, year, revenue: problems in rows of Y, of another year, and of no readable year
+        (alias("A1"), str(YEAR - 1), "abc"), (alias("A1"), str(YEAR - 2), "1000"), (alias("A2"), str(YEAR - 1), "900"),
+        (alias("A1"), str(YEAR), "1000"),  # a duplicate of Y's row
+        ("91330382MA2XXXXX0X", str(YEAR), "5"), ("91330382MA2XXXXX0X", str(YEAR - 1), "5"),  # not in the registry
+        (alias("A2"), str(YEAR * 10), "5"), (alias("A2"), "", "5"),  # year out of range, missing
+        (alias("B1"), "２０２１", "-5"), (alias("B1"), f" {YEAR - 1}", "x"),  # read, normalised and checked
+    ]
+    rows = pl.DataFrame([{"uscc": u, "year": y, "scale": "规上", "revenue": r} for u, y, r in extra])
+    pl.concat([stats, rows], how="diagonal").write_csv(data / "stats.csv")
+    land = pl.read_csv(data / "land.csv", infer_schema=False)
+    bad_parcel = pl.DataFrame({"uscc": [alias("B2")], "year": [str(YEAR - 1)], "parcel_id": ["P-old"],
+                               "area_mu": ["-1"], "tenure": ["自有"]})
+    pl.concat([land, bad_parcel.select(land.columns)]).write_csv(data / "land.csv")
+
+    m = load_method("yueqing-default")
+    fast = load_evaluation_inputs(data, YEAR, m)
+    every = validate(read_dir(data, m.needed_tables(), m.optional_tables()), keep_years={YEAR})
+    skipped = _other_year_rows(data / "stats.csv") | _other_year_rows(data / "land.csv")
+    assert len(skipped) == 5
+    kept = every.rejects.filter(~pl.struct("file", "row").is_in(
+        pl.DataFrame(sorted(skipped), schema={"file": pl.String, "row": pl.Int64}, orient="row").to_struct().implode()))
+    assert kept.height < every.rejects.height  # the other years' problems were reported before
+    assert fast.rejects.equals(kept)
+    # Y's duplicate and unknown code; the year out of range, missing, full-width, with a space
+    assert fast.rejects.select("file", "row").rows() == [("stats.csv", r) for r in (9, 10, 12, 13, 14, 15)]
+    counts = fast.row_counts()
+    assert counts["stats"]["other_years"] == 4 and counts["land"]["other_years"] == 1
+    assert counts["stats"]["read"] == every.row_counts()["stats"]["read"] - 4
+    assert fast.land_incomplete.filter(pl.col("year") == YEAR).equals(
+        every.land_incomplete.filter(pl.col("year") == YEAR))
+    ev_fast, ev_every = evaluate(fast, YEAR, m), evaluate(every, YEAR, m)
+    assert ev_fast.scores.equals(ev_every.scores) and ev_fast.items.equals(ev_every.items)
+    assert ev_fast.baselines.equals(ev_every.baselines)
+
+
+def test_parquet_rows_of_other_years_are_left_out_unread(tmp_path: Path):
+    """The same for a Parquet file (an integer year column): rows of other valid years are
+    counted, not read; a row with an impossible year is read and rejected as before."""
+    alias = Aliases()
+    data = write_data(tmp_path / "data", [above("A1"), below("B1"), below("B2", 2.0)], alias)
+    for name in ("stats", "tax"):
+        frame = pl.read_csv(data / f"{name}.csv", infer_schema=False).with_columns(pl.col("year").cast(pl.Int64))
+        older = frame.with_columns(pl.lit(YEAR - 1, dtype=pl.Int64).alias("year"))
+        odd = frame.head(1).with_columns(pl.lit(99, dtype=pl.Int64).alias("year"))
+        pl.concat([older, frame, odd]).write_parquet(data / f"{name}.parquet")
+        (data / f"{name}.csv").unlink()
+    m = load_method("yueqing-default")
+    fast = load_evaluation_inputs(data, YEAR, m)
+    every = validate(read_dir(data, m.needed_tables(), m.optional_tables()), keep_years={YEAR})
+    counts = fast.row_counts()
+    assert counts["stats"]["other_years"] == 3 and counts["tax"]["other_years"] == 3
+    assert fast.rejects.height == 2 and fast.rejects.equals(every.rejects)  # the two year-99 rows
+    ev_fast, ev_every = evaluate(fast, YEAR, m), evaluate(every, YEAR, m)
+    assert ev_fast.scores.equals(ev_every.scores) and ev_fast.items.equals(ev_every.items)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(evaluate_app(), ["evaluate", "--data", str(data), "--year", str(YEAR), "--method",
+                                                 "yueqing-default", "--out", str(out), "--no-excel"])
+    assert result.exit_code == 0, result.output
+    assert f"（只读取与校验 {YEAR} 年的数据行，其他年度的 6 行未读取）" in result.output
+    record = json.loads((out / "evaluation.json").read_text(encoding="utf-8"))["inputs"]
+    assert record["other_year_rows"] == 6 and record["row_counts"]["stats"]["other_years"] == 3

@@ -70,7 +70,9 @@ def evaluate_command(
         found = "" if adjustments_read else "（数据目录中没有 adjustments 加减分表）"
         out_console.print(f"加减分：{adjusted} 家企业有加减分或一票否决项目{found}；一票否决改变等级 {changed} 家")
     rejected = ev.rejected_rows()
-    out_console.print(f"拒收数据行：{rejected} 行" + (f"，原因见 {out / 'evaluation_rejects.csv'}" if rejected else ""))
+    other = ev.inputs_info.get("other_year_rows", 0)
+    out_console.print(f"拒收数据行：{rejected} 行" + (f"，原因见 {out / 'evaluation_rejects.csv'}" if rejected else "")
+                      + (f"（只读取与校验 {year} 年的数据行，其他年度的 {other:,} 行未读取）" if other else ""))
     for w in ev.warnings:
         out_console.print(f"[yellow]提示：{w}[/]")
     book = f"亩均效益评价_{year}.xlsx、" if excel else ""
