@@ -714,3 +714,36 @@ def test_parquet_rows_of_other_years_are_left_out_unread(tmp_path: Path):
     assert f"（只读取与校验 {YEAR} 年的数据行，其他年度的 6 行未读取）" in result.output
     record = json.loads((out / "evaluation.json").read_text(encoding="utf-8"))["inputs"]
     assert record["other_year_rows"] == 6 and record["row_counts"]["stats"]["other_years"] == 3
+
+
+def test_items_csv_is_left_out_when_a_spreadsheet_could_not_open_it(tmp_path: Path, monkeypatch):
+    """evaluation_items.csv is written while its rows fit in one sheet of Excel/WPS (1,048,575
+    rows under the header); above that (a province: 3.4 M rows) only evaluation_items.parquet
+    is written, and the terminal and evaluation.json say so.  The limit is lowered here to the
+    sample's item rows."""
+    import screening.excel
+
+    m = load_method("yueqing-default")
+    rows = evaluate(load_evaluation_inputs(sample_data_dir(), 2021, m), 2021, m).items.height
+    for limit, written in ((rows, True), (rows - 1, False)):
+        monkeypatch.setattr(screening.excel, "MAX_SHEET_ROWS", limit)
+        out = tmp_path / f"out{limit}"
+        result = CliRunner().invoke(evaluate_app(), ["evaluate", "--year", "2021", "--method", "yueqing-default",
+                                                     "--out", str(out), "--no-excel"])
+        assert result.exit_code == 0, result.output
+        assert (out / "evaluation_items.csv").is_file() is written
+        assert (out / "evaluation_items.parquet").is_file() and (out / "evaluation.csv").is_file()
+        assert pl.read_parquet(out / "evaluation_items.parquet").height == rows
+        record = json.loads((out / "evaluation.json").read_text(encoding="utf-8"))
+        said = [w for w in record["warnings"] if "未写出 evaluation_items.csv" in w]
+        listed = [Path(p).name for p in record["outputs"]["items"]]
+        if written:
+            assert not said and listed == ["evaluation_items.csv", "evaluation_items.parquet"]
+            assert "evaluation_items.csv/.parquet" in result.output
+        else:
+            assert said == [f"得分明细共 {rows:,} 行，超过 Excel/WPS 一张工作表能打开的 {limit + 1:,} 行，"
+                            "未写出 evaluation_items.csv；完整的得分明细在 evaluation_items.parquet 中"
+                            "（每家企业的各项得分也在 evaluation.csv 中）"]
+            assert listed == ["evaluation_items.parquet"]
+            assert "未写出 evaluation_items.csv" in result.output.replace("\n", "")
+            assert "evaluation_items.csv/.parquet" not in result.output
