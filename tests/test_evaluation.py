@@ -699,21 +699,31 @@ def test_parquet_rows_of_other_years_are_left_out_unread(tmp_path: Path):
         odd = frame.head(1).with_columns(pl.lit(99, dtype=pl.Int64).alias("year"))
         pl.concat([older, frame, odd]).write_parquet(data / f"{name}.parquet")
         (data / f"{name}.csv").unlink()
+    # a text year column: "2021" of another year left out; "2022年" read and rejected as before
+    energy = pl.read_csv(data / "energy.csv", infer_schema=False)
+    odd_text = energy.head(1).with_columns(pl.lit(f"{YEAR}年").alias("year"))
+    pl.concat([energy.with_columns(pl.lit(str(YEAR - 1)).alias("year")), energy, odd_text]).write_parquet(
+        data / "energy.parquet")
+    (data / "energy.csv").unlink()
     m = load_method("yueqing-default")
     fast = load_evaluation_inputs(data, YEAR, m)
     every = validate(read_dir(data, m.needed_tables(), m.optional_tables()), keep_years={YEAR})
     counts = fast.row_counts()
     assert counts["stats"]["other_years"] == 3 and counts["tax"]["other_years"] == 3
-    assert fast.rejects.height == 2 and fast.rejects.equals(every.rejects)  # the two year-99 rows
+    assert counts["energy"]["other_years"] == 3
+    # the two year-99 rows and the "2022年" one, numbered as the file counts them
+    assert fast.rejects.select("file", "row").rows() == [("energy.parquet", 8), ("stats.parquet", 8),
+                                                         ("tax.parquet", 8)]
+    assert fast.rejects.equals(every.rejects)
     ev_fast, ev_every = evaluate(fast, YEAR, m), evaluate(every, YEAR, m)
     assert ev_fast.scores.equals(ev_every.scores) and ev_fast.items.equals(ev_every.items)
     out = tmp_path / "out"
     result = CliRunner().invoke(evaluate_app(), ["evaluate", "--data", str(data), "--year", str(YEAR), "--method",
                                                  "yueqing-default", "--out", str(out), "--no-excel"])
     assert result.exit_code == 0, result.output
-    assert f"（只读取与校验 {YEAR} 年的数据行，其他年度的 6 行未读取）" in result.output
+    assert f"（只读取与校验 {YEAR} 年的数据行，其他年度的 9 行未读取）" in result.output
     record = json.loads((out / "evaluation.json").read_text(encoding="utf-8"))["inputs"]
-    assert record["other_year_rows"] == 6 and record["row_counts"]["stats"]["other_years"] == 3
+    assert record["other_year_rows"] == 9 and record["row_counts"]["stats"]["other_years"] == 3
 
 
 def test_items_csv_is_left_out_when_a_spreadsheet_could_not_open_it(tmp_path: Path, monkeypatch):

@@ -277,9 +277,21 @@ def _read_html(path: Path, raw: bytes) -> pl.DataFrame:
     return pl.DataFrame(cols, schema={k: pl.String for k in cols})
 
 
-def _read_parquet(path: Path, columns: list[str]) -> pl.DataFrame:
+def _read_parquet(path: Path, columns: list[str], year: str | None = None,
+                  years: frozenset[int] | set[int] | None = None) -> tuple[pl.DataFrame, int | None]:
+    """The columns, and how many rows were left out as of other years, or None when none
+    were (``years``: only rows whose ``year`` column is not plainly another valid year are
+    decoded; they then come numbered in ``ROW`` as the file counts them, from 2)."""
     with filesafety.reader_errors(path.name, "无法按 Parquet 读取"):
-        return pl.read_parquet(path, columns=columns)  # from the file (memory-mapped), not a copy of its bytes
+        if year is None or years is None or ROW in columns:
+            return pl.read_parquet(path, columns=columns), None  # memory-mapped, not a copy of its bytes
+        scan = pl.scan_parquet(path).select(columns)
+        other = other_year_rows(scan.collect_schema()[year], years, year)
+        if other is None:
+            return pl.read_parquet(path, columns=columns), None
+        total = pl.scan_parquet(path).select(pl.len()).collect().item()  # from the footer
+        frame = scan.with_row_index(ROW, offset=2).filter(~other).collect()
+        return frame.with_columns(pl.col(ROW).cast(pl.Int64)), total - frame.height
 
 
 def _furniture(body: pl.DataFrame, cols: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -357,11 +369,17 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None,
     errors: list[tuple[int, int, str]] = []
     date1904 = False
     first_row = 0  # frame row index of the header (frame row i is Excel row i + 1)
+    numbered = False  # the frame's rows numbered in ROW already (a Parquet file read for ``years``)
     try:
         if kind == PARQUET:
             match = find_header([opened.columns], table, lookup)  # from the footer
             # only the columns the header maps are read (the others are reported as ignored)
-            frame = _read_parquet(path, [opened.columns[m.index] for m in match.columns]) if match.ok else None
+            year = next((opened.columns[m.index] for m in match.columns if m.canonical == "year"), None)
+            # only the rows of ``years`` are decoded (the year filter goes into the Parquet reader)
+            frame, skipped = _read_parquet(path, [opened.columns[m.index] for m in match.columns], year,
+                                           years) if match.ok else (None, None)
+            numbered = skipped is not None  # rows of other years left out, the rest numbered in ROW
+            out.other_year_rows = skipped or 0
             header_in_frame = False
         elif kind == CSV:
             match, sep, rows = _csv_header(opened, table, lookup)
@@ -408,9 +426,10 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None,
                  for m in match.columns if m.factor}
     out.factors = {m.canonical: m.factor for m in match.columns if m.factor}
     out.header_row = first_row + 1
-    body = body.select(picked.keys()).rename(picked)
-    body = body.select(pl.int_range(offset, offset + pl.len(), dtype=pl.Int64).alias(ROW), pl.all())
-    if years is not None and "year" in body.columns:
+    body = body.select(*([ROW] if numbered else []), *picked.keys()).rename(picked)
+    if not numbered:
+        body = body.select(pl.int_range(offset, offset + pl.len(), dtype=pl.Int64).alias(ROW), pl.all())
+    if years is not None and "year" in body.columns and not numbered:
         other = other_year_rows(body.schema["year"], years)
         if other is not None:
             before_filter = body.height
@@ -465,17 +484,17 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None,
     return out
 
 
-def other_year_rows(dtype: pl.DataType, years: frozenset[int] | set[int]) -> pl.Expr | None:
-    """True for a row whose ``year`` cell is a valid year (YEAR_RANGE) not in ``years``, as
-    validation would type it without any normalisation: an integer, or the text of four ASCII
-    digits.  Anything else is false (the row is read and checked as usual); None when the
-    column's type is neither (every row is read)."""
+def other_year_rows(dtype: pl.DataType, years: frozenset[int] | set[int], column: str = "year") -> pl.Expr | None:
+    """True for a row whose year cell (``column``) is a valid year (YEAR_RANGE) not in ``years``,
+    as validation would type it without any normalisation: an integer, or the text of four
+    ASCII digits.  Anything else is false (the row is read and checked as usual); None when
+    the column's type is neither (every row is read)."""
     lo, hi = YEAR_RANGE
     keep = sorted(years)
     if dtype.is_integer():
-        year = pl.col("year")
+        year = pl.col(column)
     elif dtype == pl.String:
-        year = pl.when(pl.col("year").str.contains(r"^[0-9]{4}$")).then(pl.col("year").cast(pl.Int32, strict=False))
+        year = pl.when(pl.col(column).str.contains(r"^[0-9]{4}$")).then(pl.col(column).cast(pl.Int32, strict=False))
     else:
         return None
     return (year.is_between(lo, hi) & ~year.is_in(keep)).fill_null(False)
