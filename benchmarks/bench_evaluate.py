@@ -8,8 +8,9 @@
 Generates the data once with ``screening synth --format parquet`` (kept in benchmarks/data/,
 git-ignored; shared with bench_run.py), then measures:
 
-* **end to end**: the command in a fresh process per repetition (read + validate, compute,
-  write evaluation.csv/.parquet, evaluation_items.csv/.parquet, rejects, evaluation.json):
+* **end to end**: the command in a fresh process per repetition (read + validate of the data
+  year's rows, compute, write evaluation.csv/.parquet, evaluation_items.parquet — its CSV only
+  when it fits in a spreadsheet, not at this size — rejects, evaluation.json):
   wall time, CPU time of all its threads (on a shared machine it moves less with the other
   load than the wall time), peak RSS, and the stage timings the command records in evaluation.json.  Run
   with ``--no-excel``: xlsxwriter needs about 100 s for a million-row workbook; ``--excel``

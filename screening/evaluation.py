@@ -132,7 +132,8 @@ class Evaluation:
 # ---------------------------------------------------------------- inputs
 
 def load_evaluation_inputs(data_dir: Path, year: int, method: Method, adjustments: Path | None = None) -> Inputs:
-    """Read and validate the tables the method needs, keeping only year ``year``'s rows.
+    """Read and validate the tables the method needs, reading only year ``year``'s rows (a row
+    of another valid year is left out unread and counted, see ``RawTable.years``).
 
     The 加减分 table is read when the method has 加减分 items: from ``adjustments`` (a file,
     e.g. the list another department sends) when given, else from ``adjustments.<ext>`` in
@@ -153,6 +154,12 @@ def load_evaluation_inputs(data_dir: Path, year: int, method: Method, adjustment
              if name in needed | optional}
     if adjustments is not None:
         files["adjustments"] = RawTable(TABLES["adjustments"], Path(adjustments), data_dir=Path(data_dir))
+    # the evaluation reads year Y's rows only: a row of another valid year is left out as it is
+    # read, before its cells are checked (a province's history would triple the work); a row
+    # whose year cannot be told is read and checked as always (docs/evaluation.md)
+    for raw in files.values():
+        if any(c.name == "year" for c in raw.table.columns):
+            raw.years = frozenset({year})
     return validate(files, keep_years={year})
 
 
@@ -906,6 +913,9 @@ def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
             "firms_adjusted": scores["adjustment_detail"].is_not_null().sum()}
     if inputs.rejects.width:
         ev.inputs_info.update(row_counts=inputs.row_counts(), rejected_rows=ev.rejected_rows())
+    other = inputs.other_year_rows()
+    if other:  # rows of other years, left out unread (load_evaluation_inputs)
+        ev.inputs_info["other_year_rows"] = other
     return ev
 
 
@@ -981,10 +991,10 @@ def workbook_name(year: int) -> str:
     return f"亩均效益评价_{year}.xlsx"
 
 
-def output_names(year: int) -> dict[str, list[str]]:
+def output_names(year: int, items_csv: bool = True) -> dict[str, list[str]]:
     return {
         "evaluation": ["evaluation.csv", "evaluation.parquet"],
-        "items": ["evaluation_items.csv", "evaluation_items.parquet"],
+        "items": ["evaluation_items.csv", "evaluation_items.parquet"] if items_csv else ["evaluation_items.parquet"],
         "excel": [workbook_name(year)],
         "rejects": ["evaluation_rejects.csv"],
         "record": ["evaluation.json"],
@@ -1010,7 +1020,10 @@ def write_evaluation(ev: Evaluation, out_dir: Path, excel: bool = True, final: P
     ``excel=False`` skips it (a province-size evaluation: xlsxwriter needs about 100 s per
     million rows).  ``final``: where
     the files will be once moved out of a staging ``out_dir`` (screening.outdir), as recorded.
-    The CSV files are for people: written through screening.csvsafe (docs/outputs.md)."""
+    The CSV files are for people: written through screening.csvsafe (docs/outputs.md).
+    evaluation_items.csv is left out when its rows are more than a spreadsheet opens (a
+    province: 3.4 M rows); the item rows are then in evaluation_items.parquet only, and a
+    warning (terminal, evaluation.json) says so (:func:`items_csv_fits`)."""
     from .csvsafe import write_csv
     from .evaluation_excel import write_workbook
 
@@ -1018,6 +1031,9 @@ def write_evaluation(ev: Evaluation, out_dir: Path, excel: bool = True, final: P
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     files = file_writers(ev)
+    items_csv = "evaluation_items.csv" in files
+    if not items_csv:
+        ev.warnings.append(ITEMS_CSV_LEFT_OUT.format(rows=ev.items.height, limit=_sheet_rows() + 1))
     # one data file per core at a time (each writer is itself parallel): four at once on two
     # cores cost ~0.6 CPU-s more in idle waiting threads and finished no sooner (docs/evaluation.md)
     with ThreadPoolExecutor(max_workers=min(len(files), os.cpu_count() or 1) + excel) as pool:
@@ -1031,7 +1047,7 @@ def write_evaluation(ev: Evaluation, out_dir: Path, excel: bool = True, final: P
         for stage, job in jobs.items():
             ev.timings[stage] = job.result()
     ev.timings["写出合计"] = round(time.perf_counter() - t0, 3)
-    names = output_names(ev.year)
+    names = output_names(ev.year, items_csv)
     if not excel:
         names.pop("excel")
     written = {k: [str(Path(final or out) / n) for n in v] for k, v in names.items()}
@@ -1040,20 +1056,41 @@ def write_evaluation(ev: Evaluation, out_dir: Path, excel: bool = True, final: P
     return written
 
 
+#: what evaluation.json and the terminal say when evaluation_items.csv is left out
+ITEMS_CSV_LEFT_OUT = ("得分明细共 {rows:,} 行，超过 Excel/WPS 一张工作表能打开的 {limit:,} 行，未写出 evaluation_items.csv；"
+                      "完整的得分明细在 evaluation_items.parquet 中（每家企业的各项得分也在 evaluation.csv 中）")
+
+
+def _sheet_rows() -> int:
+    from .excel import MAX_SHEET_ROWS
+
+    return MAX_SHEET_ROWS
+
+
+def items_csv_fits(ev: Evaluation) -> bool:
+    """Whether evaluation_items.csv is written: its rows fit in a spreadsheet (Excel/WPS open
+    at most 1,048,576 rows, one of them the header).  A county's evaluation always fits; a
+    province's (3.4 M item rows) does not, and a CSV nobody can open would cost a third of the
+    command's writing (docs/evaluation.md)."""
+    return ev.items.height <= _sheet_rows()
+
+
 def file_writers(ev: Evaluation) -> dict[str, Callable[[Path], Any]]:
     """File name -> the function writing it to a path: evaluation.csv / .parquet and
-    evaluation_items.csv / .parquet (``firm_id`` dropped), the largest first.  The CSV files
-    are for people: written through screening.csvsafe (docs/outputs.md)."""
+    evaluation_items.csv (when :func:`items_csv_fits`) / .parquet (``firm_id`` dropped), the
+    largest first.  The CSV files are for people: written through screening.csvsafe
+    (docs/outputs.md)."""
     from .csvsafe import write_csv
 
     scores = ev.scores.drop(FIRM_ID)
     items = ev.items.drop(FIRM_ID) if FIRM_ID in ev.items.columns else ev.items
-    return {
-        "evaluation_items.csv": lambda path: write_csv(items, path, batch_size=CSV_BATCH_ROWS),
-        "evaluation.csv": lambda path: write_csv(scores, path, batch_size=CSV_BATCH_ROWS),
-        "evaluation_items.parquet": lambda path: items.write_parquet(path, **PARQUET_OPTIONS),
-        "evaluation.parquet": lambda path: scores.write_parquet(path, **PARQUET_OPTIONS),
-    }
+    files: dict[str, Callable[[Path], Any]] = {}
+    if items_csv_fits(ev):
+        files["evaluation_items.csv"] = lambda path: write_csv(items, path, batch_size=CSV_BATCH_ROWS)
+    files["evaluation.csv"] = lambda path: write_csv(scores, path, batch_size=CSV_BATCH_ROWS)
+    files["evaluation_items.parquet"] = lambda path: items.write_parquet(path, **PARQUET_OPTIONS)
+    files["evaluation.parquet"] = lambda path: scores.write_parquet(path, **PARQUET_OPTIONS)
+    return files
 
 
 def _timed(fn, *args) -> float:

@@ -112,7 +112,13 @@ class Inputs:
             normalised = raw.normalised.height
             if normalised:
                 counts[name]["normalised"] = normalised
+            if raw.other_year_rows:  # rows of other years, not read (RawTable.years)
+                counts[name]["other_years"] = raw.other_year_rows
         return counts
+
+    def other_year_rows(self) -> int:
+        """Rows left out unread because they are of other years (``RawTable.years``)."""
+        return sum(raw.other_year_rows for raw in self.files.values())
 
 
 # ---------------------------------------------------------------- cell parsing

@@ -635,3 +635,125 @@ def test_output_order_packed_key_and_general_sort_agree_with_the_documented_orde
 
     want = sorted(range(n), key=lambda i: key(frame.row(i, named=True)))
     assert _output_order(frame, method).to_list() == want
+
+
+def _other_year_rows(path: Path) -> set[tuple[str, int]]:
+    """(file, row) of a CSV's rows whose year cell is plainly another valid year than YEAR."""
+    raw = pl.read_csv(path, infer_schema=False)
+    year = raw["year"]
+    plain = year.str.contains(r"^[0-9]{4}$").fill_null(False) & (year != str(YEAR)).fill_null(False)
+    return {(path.name, i + 2) for i in plain.arg_true().to_list()}
+
+
+def test_evaluation_reads_only_the_years_rows_and_reports_their_problems_as_before(tmp_path: Path):
+    """An evaluation of year Y leaves a row of another valid year out as it is read (a
+    province's history would triple the work of reading and checking).  Every problem of a
+    row of Y, and of a row whose year cannot be told (empty, out of range, full-width digits),
+    is reported exactly as when every row is checked; the evaluation is the same."""
+    alias = Aliases()
+    data = write_data(tmp_path / "data", [above("A1"), above("A2", 0.5), below("B1"), below("B2", 2.0)], alias)
+    stats = pl.read_csv(data / "stats.csv", infer_schema=False)
+    extra = [  # uscc, year, revenue: problems in rows of Y, of another year, and of no readable year
+        (alias("A1"), str(YEAR - 1), "abc"), (alias("A1"), str(YEAR - 2), "1000"), (alias("A2"), str(YEAR - 1), "900"),
+        (alias("A1"), str(YEAR), "1000"),  # a duplicate of Y's row
+        ("91330382MA2XXXXX0X", str(YEAR), "5"), ("91330382MA2XXXXX0X", str(YEAR - 1), "5"),  # not in the registry
+        (alias("A2"), str(YEAR * 10), "5"), (alias("A2"), "", "5"),  # year out of range, missing
+        (alias("B1"), "２０２１", "-5"), (alias("B1"), f" {YEAR - 1}", "x"),  # read, normalised and checked
+    ]
+    rows = pl.DataFrame([{"uscc": u, "year": y, "scale": "规上", "revenue": r} for u, y, r in extra])
+    pl.concat([stats, rows], how="diagonal").write_csv(data / "stats.csv")
+    land = pl.read_csv(data / "land.csv", infer_schema=False)
+    bad_parcel = pl.DataFrame({"uscc": [alias("B2")], "year": [str(YEAR - 1)], "parcel_id": ["P-old"],
+                               "area_mu": ["-1"], "tenure": ["自有"]})
+    pl.concat([land, bad_parcel.select(land.columns)]).write_csv(data / "land.csv")
+
+    m = load_method("yueqing-default")
+    fast = load_evaluation_inputs(data, YEAR, m)
+    every = validate(read_dir(data, m.needed_tables(), m.optional_tables()), keep_years={YEAR})
+    skipped = _other_year_rows(data / "stats.csv") | _other_year_rows(data / "land.csv")
+    assert len(skipped) == 5
+    kept = every.rejects.filter(~pl.struct("file", "row").is_in(
+        pl.DataFrame(sorted(skipped), schema={"file": pl.String, "row": pl.Int64}, orient="row").to_struct().implode()))
+    assert kept.height < every.rejects.height  # the other years' problems were reported before
+    assert fast.rejects.equals(kept)
+    # Y's duplicate and unknown code; the year out of range, missing, full-width, with a space
+    assert fast.rejects.select("file", "row").rows() == [("stats.csv", r) for r in (9, 10, 12, 13, 14, 15)]
+    counts = fast.row_counts()
+    assert counts["stats"]["other_years"] == 4 and counts["land"]["other_years"] == 1
+    assert counts["stats"]["read"] == every.row_counts()["stats"]["read"] - 4
+    assert fast.land_incomplete.filter(pl.col("year") == YEAR).equals(
+        every.land_incomplete.filter(pl.col("year") == YEAR))
+    ev_fast, ev_every = evaluate(fast, YEAR, m), evaluate(every, YEAR, m)
+    assert ev_fast.scores.equals(ev_every.scores) and ev_fast.items.equals(ev_every.items)
+    assert ev_fast.baselines.equals(ev_every.baselines)
+
+
+def test_parquet_rows_of_other_years_are_left_out_unread(tmp_path: Path):
+    """The same for a Parquet file (an integer year column): rows of other valid years are
+    counted, not read; a row with an impossible year is read and rejected as before."""
+    alias = Aliases()
+    data = write_data(tmp_path / "data", [above("A1"), below("B1"), below("B2", 2.0)], alias)
+    for name in ("stats", "tax"):
+        frame = pl.read_csv(data / f"{name}.csv", infer_schema=False).with_columns(pl.col("year").cast(pl.Int64))
+        older = frame.with_columns(pl.lit(YEAR - 1, dtype=pl.Int64).alias("year"))
+        odd = frame.head(1).with_columns(pl.lit(99, dtype=pl.Int64).alias("year"))
+        pl.concat([older, frame, odd]).write_parquet(data / f"{name}.parquet")
+        (data / f"{name}.csv").unlink()
+    # a text year column: "2021" of another year left out; "2022年" read and rejected as before
+    energy = pl.read_csv(data / "energy.csv", infer_schema=False)
+    odd_text = energy.head(1).with_columns(pl.lit(f"{YEAR}年").alias("year"))
+    pl.concat([energy.with_columns(pl.lit(str(YEAR - 1)).alias("year")), energy, odd_text]).write_parquet(
+        data / "energy.parquet")
+    (data / "energy.csv").unlink()
+    m = load_method("yueqing-default")
+    fast = load_evaluation_inputs(data, YEAR, m)
+    every = validate(read_dir(data, m.needed_tables(), m.optional_tables()), keep_years={YEAR})
+    counts = fast.row_counts()
+    assert counts["stats"]["other_years"] == 3 and counts["tax"]["other_years"] == 3
+    assert counts["energy"]["other_years"] == 3
+    # the two year-99 rows and the "2022年" one, numbered as the file counts them
+    assert fast.rejects.select("file", "row").rows() == [("energy.parquet", 8), ("stats.parquet", 8),
+                                                         ("tax.parquet", 8)]
+    assert fast.rejects.equals(every.rejects)
+    ev_fast, ev_every = evaluate(fast, YEAR, m), evaluate(every, YEAR, m)
+    assert ev_fast.scores.equals(ev_every.scores) and ev_fast.items.equals(ev_every.items)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(evaluate_app(), ["evaluate", "--data", str(data), "--year", str(YEAR), "--method",
+                                                 "yueqing-default", "--out", str(out), "--no-excel"])
+    assert result.exit_code == 0, result.output
+    assert f"（只读取与校验 {YEAR} 年的数据行，其他年度的 9 行未读取）" in result.output
+    record = json.loads((out / "evaluation.json").read_text(encoding="utf-8"))["inputs"]
+    assert record["other_year_rows"] == 9 and record["row_counts"]["stats"]["other_years"] == 3
+
+
+def test_items_csv_is_left_out_when_a_spreadsheet_could_not_open_it(tmp_path: Path, monkeypatch):
+    """evaluation_items.csv is written while its rows fit in one sheet of Excel/WPS (1,048,575
+    rows under the header); above that (a province: 3.4 M rows) only evaluation_items.parquet
+    is written, and the terminal and evaluation.json say so.  The limit is lowered here to the
+    sample's item rows."""
+    import screening.excel
+
+    m = load_method("yueqing-default")
+    rows = evaluate(load_evaluation_inputs(sample_data_dir(), 2021, m), 2021, m).items.height
+    for limit, written in ((rows, True), (rows - 1, False)):
+        monkeypatch.setattr(screening.excel, "MAX_SHEET_ROWS", limit)
+        out = tmp_path / f"out{limit}"
+        result = CliRunner().invoke(evaluate_app(), ["evaluate", "--year", "2021", "--method", "yueqing-default",
+                                                     "--out", str(out), "--no-excel"])
+        assert result.exit_code == 0, result.output
+        assert (out / "evaluation_items.csv").is_file() is written
+        assert (out / "evaluation_items.parquet").is_file() and (out / "evaluation.csv").is_file()
+        assert pl.read_parquet(out / "evaluation_items.parquet").height == rows
+        record = json.loads((out / "evaluation.json").read_text(encoding="utf-8"))
+        said = [w for w in record["warnings"] if "未写出 evaluation_items.csv" in w]
+        listed = [Path(p).name for p in record["outputs"]["items"]]
+        if written:
+            assert not said and listed == ["evaluation_items.csv", "evaluation_items.parquet"]
+            assert "evaluation_items.csv/.parquet" in result.output
+        else:
+            assert said == [f"得分明细共 {rows:,} 行，超过 Excel/WPS 一张工作表能打开的 {limit + 1:,} 行，"
+                            "未写出 evaluation_items.csv；完整的得分明细在 evaluation_items.parquet 中"
+                            "（每家企业的各项得分也在 evaluation.csv 中）"]
+            assert listed == ["evaluation_items.parquet"]
+            assert "未写出 evaluation_items.csv" in result.output.replace("\n", "")
+            assert "evaluation_items.csv/.parquet" not in result.output

@@ -53,7 +53,7 @@ def evaluate_command(
             del inputs  # the validated tables are not needed by the writers: released before writing
             ev.timings = {"读取与校验": load_s, **ev.timings}
             with err_console.status("写出文件…"):
-                write_evaluation(ev, staging, excel=excel, final=out)
+                written = write_evaluation(ev, staging, excel=excel, final=out)
     except ScreeningError as exc:
         _fail(exc)
         return
@@ -70,9 +70,12 @@ def evaluate_command(
         found = "" if adjustments_read else "（数据目录中没有 adjustments 加减分表）"
         out_console.print(f"加减分：{adjusted} 家企业有加减分或一票否决项目{found}；一票否决改变等级 {changed} 家")
     rejected = ev.rejected_rows()
-    out_console.print(f"拒收数据行：{rejected} 行" + (f"，原因见 {out / 'evaluation_rejects.csv'}" if rejected else ""))
+    other = ev.inputs_info.get("other_year_rows", 0)
+    out_console.print(f"拒收数据行：{rejected} 行" + (f"，原因见 {out / 'evaluation_rejects.csv'}" if rejected else "")
+                      + (f"（只读取与校验 {year} 年的数据行，其他年度的 {other:,} 行未读取）" if other else ""))
     for w in ev.warnings:
         out_console.print(f"[yellow]提示：{w}[/]")
+    items = "evaluation_items.csv/.parquet" if len(written["items"]) == 2 else "evaluation_items.parquet"
     book = f"亩均效益评价_{year}.xlsx、" if excel else ""
-    out_console.print(f"输出目录：{out.resolve()}（evaluation.csv/.parquet、evaluation_items.csv/.parquet、"
+    out_console.print(f"输出目录：{out.resolve()}（evaluation.csv/.parquet、{items}、"
                       f"{book}evaluation_rejects.csv、evaluation.json）；用时 {time.perf_counter() - started:.1f} 秒")

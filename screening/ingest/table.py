@@ -20,7 +20,7 @@ import polars as pl
 from .. import filesafety
 from ..errors import InputError
 from ..paths import folder_problem
-from ..schema import TABLES, Table
+from ..schema import TABLES, YEAR_RANGE, Table
 from . import workbook as wbk
 from .cells import NORMALISED_SCHEMA, apply, steps
 from .discovery import CSV, HTML, KIND_ZH, PARQUET, XLS, XLSX, _BY_SUFFIX, OpenedTable, find_table_file, open_table
@@ -59,6 +59,11 @@ class RawTable:
     normalised: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=NORMALISED_SCHEMA))
     #: rows that are report furniture, not records (栏次, 合计, 制表人 …): _row, reason
     furniture: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=FURNITURE_SCHEMA))
+    #: read only these years' rows (e.g. an evaluation of one data year): a row whose year cell
+    #: is a valid year outside them is left out right after reading (:func:`other_year_rows`)
+    years: frozenset[int] | None = None
+    #: rows left out because their year is another valid year (``years``)
+    other_year_rows: int = 0
 
     @property
     def file(self) -> str:
@@ -69,9 +74,10 @@ class RawTable:
 
     def load(self) -> pl.DataFrame:
         if self.frame is None:
-            loaded = read_table(self.path, self.table, self.data_dir)
+            loaded = read_table(self.path, self.table, self.data_dir, self.years)
             for name in ("frame", "headers", "sha256", "encoding", "ignored_headers", "rows", "sheet", "sheets",
-                         "kind", "note", "header_row", "units", "factors", "cell_errors", "normalised", "furniture"):
+                         "kind", "note", "header_row", "units", "factors", "cell_errors", "normalised", "furniture",
+                         "other_year_rows"):
                 setattr(self, name, getattr(loaded, name))
         return self.frame
 
@@ -295,9 +301,21 @@ def _read_html(path: Path, raw: bytes) -> pl.DataFrame:
     return pl.DataFrame(cols, schema={k: pl.String for k in cols})
 
 
-def _read_parquet(path: Path, columns: list[str]) -> pl.DataFrame:
+def _read_parquet(path: Path, columns: list[str], year: str | None = None,
+                  years: frozenset[int] | set[int] | None = None) -> tuple[pl.DataFrame, int | None]:
+    """The columns, and how many rows were left out as of other years, or None when none
+    were (``years``: only rows whose ``year`` column is not plainly another valid year are
+    decoded; they then come numbered in ``ROW`` as the file counts them, from 2)."""
     with filesafety.reader_errors(path.name, "无法按 Parquet 读取"):
-        return pl.read_parquet(path, columns=columns)  # from the file (memory-mapped), not a copy of its bytes
+        if year is None or years is None or ROW in columns:
+            return pl.read_parquet(path, columns=columns), None  # memory-mapped, not a copy of its bytes
+        scan = pl.scan_parquet(path).select(columns)
+        other = other_year_rows(scan.collect_schema()[year], years, year)
+        if other is None:
+            return pl.read_parquet(path, columns=columns), None
+        total = pl.scan_parquet(path).select(pl.len()).collect().item()  # from the footer
+        frame = scan.with_row_index(ROW, offset=2).filter(~other).collect()
+        return frame.with_columns(pl.col(ROW).cast(pl.Int64)), total - frame.height
 
 
 def _furniture(body: pl.DataFrame, cols: list[str], headers: dict[str, str]) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -359,9 +377,14 @@ def _blank(column: str, dtype: pl.DataType) -> pl.Expr:
 
 # ---------------------------------------------------------------- one table
 
-def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTable:
+def read_table(path: Path, table: Table, data_dir: Path | None = None,
+               years: frozenset[int] | set[int] | None = None) -> RawTable:
     """Read one file.  What it is, whether it is safe to read, and (CSV, Parquet) its header are
-    checked from its first bytes or footer (:func:`.discovery.open_table`) before the rest is read."""
+    checked from its first bytes or footer (:func:`.discovery.open_table`) before the rest is read.
+
+    ``years``: keep only the rows of these years; a row whose year cell is plainly another valid
+    year is left out before any cell is normalised or checked (counted in ``other_year_rows``);
+    a row whose year cell is anything else (empty, out of range, ``2021年``) is kept and checked."""
     opened = open_table(path)
     # the file's SHA-256 is computed beside its reading (hashlib releases the GIL), not after
     # it; a thread of this call's own (none is left behind, e.g. across a fork)
@@ -378,11 +401,17 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTab
     errors: list[tuple[int, int, str]] = []
     date1904 = False
     first_row = 0  # frame row index of the header (frame row i is Excel row i + 1)
+    numbered = False  # the frame's rows numbered in ROW already (a Parquet file read for ``years``)
     try:
         if kind == PARQUET:
             match = find_header([opened.columns], table, lookup)  # from the footer
             # only the columns the header maps are read (the others are reported as ignored)
-            frame = _read_parquet(path, [opened.columns[m.index] for m in match.columns]) if match.ok else None
+            year = next((opened.columns[m.index] for m in match.columns if m.canonical == "year"), None)
+            # only the rows of ``years`` are decoded (the year filter goes into the Parquet reader)
+            frame, skipped = _read_parquet(path, [opened.columns[m.index] for m in match.columns], year,
+                                           years) if match.ok else (None, None)
+            numbered = skipped is not None  # rows of other years left out, the rest numbered in ROW
+            out.other_year_rows = skipped or 0
             header_in_frame = False
         elif kind == CSV:
             match, sep, rows = _csv_header(opened, table, lookup)
@@ -434,8 +463,15 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTab
                  for m in match.columns if m.factor}
     out.factors = {m.canonical: m.factor for m in match.columns if m.factor}
     out.header_row = first_row + 1
-    body = body.select(picked.keys()).rename(picked)
-    body = body.select(pl.int_range(offset, offset + pl.len(), dtype=pl.Int64).alias(ROW), pl.all())
+    body = body.select(*([ROW] if numbered else []), *picked.keys()).rename(picked)
+    if not numbered:
+        body = body.select(pl.int_range(offset, offset + pl.len(), dtype=pl.Int64).alias(ROW), pl.all())
+    if years is not None and "year" in body.columns and not numbered:
+        other = other_year_rows(body.schema["year"], years)
+        if other is not None:
+            before_filter = body.height
+            body = body.filter(~other)
+            out.other_year_rows = before_filter - body.height
 
     # cell normalisation: per-column expressions, one step of every column per pass
     unit_of = {m.canonical: m.unit for m in match.columns}
@@ -483,6 +519,22 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None) -> RawTab
                       .select(list(NORMALISED_SCHEMA)).sort("row", "column")
                       if normalised_parts else pl.DataFrame(schema=NORMALISED_SCHEMA))
     return out
+
+
+def other_year_rows(dtype: pl.DataType, years: frozenset[int] | set[int], column: str = "year") -> pl.Expr | None:
+    """True for a row whose year cell (``column``) is a valid year (YEAR_RANGE) not in ``years``,
+    as validation would type it without any normalisation: an integer, or the text of four
+    ASCII digits.  Anything else is false (the row is read and checked as usual); None when
+    the column's type is neither (every row is read)."""
+    lo, hi = YEAR_RANGE
+    keep = sorted(years)
+    if dtype.is_integer():
+        year = pl.col(column)
+    elif dtype == pl.String:
+        year = pl.when(pl.col(column).str.contains(r"^[0-9]{4}$")).then(pl.col(column).cast(pl.Int32, strict=False))
+    else:
+        return None
+    return (year.is_between(lo, hi) & ~year.is_in(keep)).fill_null(False)
 
 
 def read_dir(data_dir: Path, needed: set[str], optional: set[str] | frozenset[str] = frozenset()
