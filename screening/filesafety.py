@@ -622,22 +622,28 @@ def _ole2_stream(buf: bytes, label: str) -> bytes:
         if i >= count:
             raise _not_xls(label, f"{what}指向文件之外的扇区 {i}")
 
-    # the FAT's own sectors: 109 in the header, the rest in a chain of DIFAT sectors (each ends with the next one)
-    difat = _u32s(buf[76:512])
+    # the FAT's own sectors: 109 in the header, the rest in a chain of DIFAT sectors (each ends with the
+    # next one).  Only the first fat_count entries are taken, and the chain is followed no further than
+    # they need: a repeated entry would add a whole FAT sector each time (125 times the file's size)
+    difat = _u32s(buf[76:512])[:fat_count]
     seen: set[int] = set()
     i = difat_start
-    while i < _MAXREGSECT:
+    while len(difat) < fat_count and i < _MAXREGSECT:
         check(i, "DIFAT 扇区链")
         if i in seen:
             raise _not_xls(label, "DIFAT 扇区链循环")
         seen.add(i)
         entries = _u32s(sector(i))
-        difat.extend(entries[:-1])
+        difat.extend(entries[:min(len(entries) - 1, fat_count - len(difat))])
         i = entries[-1] if entries else _ENDOFCHAIN
     fat = array.array("I")
+    listed: set[int] = set()
     for i in difat:
         if i < _DIFSECT:
             check(i, "FAT")
+            if i in listed:
+                raise _not_xls(label, f"DIFAT 重复列出 FAT 扇区 {i}")
+            listed.add(i)
             fat.extend(_u32s(sector(i)))
 
     def chain(start: int, limit: int, what: str, table: array.array, units: int) -> Iterator[int]:
@@ -697,50 +703,61 @@ def _u32s(raw: bytes) -> array.array:
 
 def _check_biff(data: bytes, label: str, limits: Limits) -> WorkbookFacts:
     """Walk the BIFF records once: the globals (sheets, shared strings), then each sheet from its
-    position to its end, as the reader would; measure what it would allocate."""
+    position to its end, as the reader would; measure what it would allocate.
+
+    The reader reads each sheet from its position until its EOF record, so sheets whose records
+    overlap would be read again for each of them (1,000 entries naming one sheet of 20,000 records
+    took this walk 5 s, and the reader longer): positions are sorted and a repeated one refused
+    before any sheet is read, and each sheet is read no further than the next sheet's start.  A
+    sheet that reaches it without its EOF runs on into the next one and is refused there, so the
+    stream is walked at most once."""
     sheets, strings, end, longest_name = _biff_globals(data, label, limits)
     # a formula's text, as the reader writes it out, per byte of its tokens: a 7-byte reference to
     # another sheet becomes that sheet's name (3 bytes a character) and a cell address, a 5-byte
     # defined name its name; every other token gives at most 16 bytes per byte
     formula_bytes = max(16, -(-(3 * longest_name + 12) // 5) + 2)
-    if len(sheets) > limits.zip_members:
-        raise _too_large(label, f"工作簿有 {len(sheets):,} 个工作表（上限 {limits.zip_members:,}）")
+    order = sorted(sheets)
+    for position, name in order:
+        if position >= len(data):
+            raise _not_xls(label, f"工作表 {name} 的位置超出数据流")
     # the globals without an EOF run on through the sheets: read once more, not once per sheet
-    regions = [(0, end, "工作簿全局信息")] if end is not None else []
+    if end is not None and order and order[0][0] < end:
+        raise _not_xls(label, f"工作簿全局信息与工作表 {order[0][1]}的记录位置重叠")
+    for (position, first), (start, second) in zip(order, order[1:]):
+        if start == position:     # the reader would read the same records again for each sheet
+            raise _not_xls(label, f"工作表 {first}与工作表 {second}的记录位置重叠")
     extents: dict[str, Extent] = {}
     total_cells = 0
     text = 0
-    for position, name in sheets:
-        if position >= len(data):
-            raise _not_xls(label, f"工作表 {name} 的位置超出数据流")
-        extent, stop, sheet_text = _biff_sheet(data, position, strings, formula_bytes, label)
+    for k, (position, name) in enumerate(order):
+        limit = order[k + 1][0] if k + 1 < len(order) else len(data)
+        extent, stop, sheet_text = _biff_sheet(data, position, limit, strings, formula_bytes, label)
+        if k + 1 < len(order) and (stop is None or stop > limit):
+            raise _not_xls(label, f"工作表 {name}与工作表 {order[k + 1][1]}的记录位置重叠")
         _check_extent(name, extent, label, limits)
         extents[name] = extent
-        regions.append((position, stop, f"工作表 {name}"))
         total_cells += extent.cells
         text += sheet_text
         if total_cells > limits.cells:     # the reader holds every sheet at once
             raise _too_large(label, f"各工作表合计 {total_cells:,} 个单元格，超过 {limits.cells:,} 个（上限）")
         if text > limits.inflated_bytes:
             raise _too_much_text(label, name, text, limits.inflated_bytes, "单元格文本和公式")
-    regions.sort()
-    for (_, stop, first), (start, _, second) in zip(regions, regions[1:]):
-        if start < stop:          # the reader would read the same records again for each sheet
-            raise _not_xls(label, f"{first}与{second}的记录位置重叠")
-    return WorkbookFacts(len(sheets), len(data), extents)
+    return WorkbookFacts(len(sheets), len(data), {name: extents[name] for _, name in sheets if name in extents})
 
 
 _RECORD = struct.Struct("<HH")
 _RECORD_AND_CELL = struct.Struct("<HHHH")      # a record's type and length, a cell record's row and column
 
 
-def _records(data: bytes, start: int, label: str) -> Iterator[tuple[int, int, int, int, int]]:
+def _records(data: bytes, start: int, label: str, limit: int | None = None) -> Iterator[tuple[int, int, int, int, int]]:
     """(type, offset of the body, length, first two 16-bit fields of the body, or 0) of each record
-    from ``start``; a record whose length runs past the stream, or too long a run of CONTINUE
-    records, is refused.  (A cell record's first two fields are its row and column.)"""
+    from ``start`` that starts before ``limit`` (the end of the stream unless given); a record whose
+    length runs past the stream, or too long a run of CONTINUE records, is refused.  (A cell
+    record's first two fields are its row and column.)"""
     at, n, run = start, len(data), 0
+    last = n - 4 if limit is None else min(n, limit) - 1   # the last offset a record may start at
     both, one = _RECORD_AND_CELL.unpack_from, _RECORD.unpack_from
-    while at + 4 <= n:
+    while at <= last and at + 4 <= n:
         if at + 8 <= n:
             typ, length, a, b = both(data, at)
         else:
@@ -781,6 +798,8 @@ def _biff_globals(data: bytes, label: str, limits: Limits) -> tuple[list[tuple[i
         elif typ == 0x0042 and length >= 2:
             codepage = f"cp{struct.unpack_from('<H', data, body)[0]}"
         elif typ == _BOUNDSHEET and length >= 6:
+            if len(sheets) >= limits.zip_members:    # refused at once, before the list grows further
+                raise _too_large(label, f"工作簿的工作表超过 {limits.zip_members:,} 个（上限）")
             position = struct.unpack_from("<I", data, body)[0]
             sheets.append((position, _sheet_name(data[body + 6:body + length], biff8, codepage) or f"#{len(sheets) + 1}"))
         elif typ == _SST:
@@ -869,9 +888,12 @@ def _sst_lengths(parts: list[bytes], label: str, limits: Limits) -> list[int]:
     return out
 
 
-def _biff_sheet(data: bytes, start: int, strings: list[int], formula_bytes: int, label: str) -> tuple[Extent, int, int]:
-    """(extent, where the sheet's records end, bytes of its cells' and formulas' text) of the sheet at
-    ``start``; ``formula_bytes``: the most text one byte of a formula's tokens becomes.
+def _biff_sheet(data: bytes, start: int, limit: int, strings: list[int], formula_bytes: int,
+                label: str) -> tuple[Extent, int | None, int]:
+    """(extent, where the sheet's records end (None when no EOF record starts before ``limit``),
+    bytes of its cells' and formulas' text) of the sheet at ``start``, read no further than the
+    records that start before ``limit``; ``formula_bytes``: the most text one byte of a formula's
+    tokens becomes.
 
     The extent is the larger of what its DIMENSIONS records declare (the reader reserves that many
     cells) and the largest row and column any cell names (it allocates the rectangle up to them).
@@ -880,11 +902,11 @@ def _biff_sheet(data: bytes, start: int, strings: list[int], formula_bytes: int,
     rows = columns = 0          # the largest row and column named by a cell, plus one
     text = 0
     depth, seen_bof = 0, False
-    stop = len(data)
+    stop = None
     unpack = struct.unpack_from
     nstrings = len(strings)
     cell_records, text_records = _CELL_RECORDS, _TEXT_RECORDS
-    for typ, body, length, row, column in _records(data, start, label):
+    for typ, body, length, row, column in _records(data, start, label, limit):
         if typ in cell_records:
             if length >= 4:
                 if row >= rows:

@@ -7,6 +7,8 @@ import polars as pl
 import pytest
 import xlsxwriter
 
+from screening.errors import InputError
+
 from test_ingest_real import C1, C2, C3, ENT, TAX, assert_same_tables, clean_dir, code, load, quirk_dir, write_csv
 
 # every Unicode format character a copy from a web page, a PDF or a chat program leaves in a
@@ -158,6 +160,68 @@ def test_a_sheet_per_township_reads_the_first_matching_sheet_and_names_the_other
     assert [sh["name"] for sh in raw.sheets if sh["header_matches"] and not sh["read"]] == others
     assert raw.note is not None and all(f"“{t}”" in raw.note for t in others) and "作废" not in raw.note
     assert "只读取第一个相符的可见工作表" in raw.note and raw.intake()["note"] == raw.note
+
+
+BROKEN_SHEET = (b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<worksheet xmlns="http://schemas.openxmlformats.org/'
+                b'spreadsheetml/2006/main"><dimension ref="A1"/><sheetData><row r="1"><c r="A1" t="s"><v>99999</v></c>'
+                b'</row></sheetData></worksheet>')      # a cell naming shared string 99,999 of a few: the reader fails
+
+
+def _break_sheet(path, number: int) -> None:
+    """Rewrite xl/worksheets/sheet<number>.xml of a workbook as a sheet the reader cannot read."""
+    import zipfile
+    member = f"xl/worksheets/sheet{number}.xml"
+    with zipfile.ZipFile(path) as z:
+        parts = [(info, z.read(info)) for info in z.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for info, data in parts:
+            z.writestr(info, BROKEN_SHEET if info.filename == member else data)
+
+
+def _township_workbook(path) -> dict[str, list]:
+    """说明, then a sheet per township (each with the enterprises' header), then 备用: sheets 1, 2 …"""
+    wb = xlsxwriter.Workbook(path)
+    wb.add_worksheet("说明").write_row(0, 0, ["本表按乡镇街道分工作表"])
+    towns: dict[str, list] = {}
+    for r in ENT[1:]:
+        towns.setdefault(r[2], []).append(r)
+    for town, rows in towns.items():
+        ws = wb.add_worksheet(town)
+        for i, r in enumerate([ENT[0], *rows]):
+            ws.write_row(i, 0, r)
+    wb.add_worksheet("备用").write_row(0, 0, ENT[0])
+    wb.close()
+    return towns
+
+
+def test_a_broken_sheet_after_the_one_read_is_named_in_the_note_not_fatal(tmp_path):
+    """The sheets after the one read are loaded only to see whether their header matches too: a
+    reader error there stopped the whole table (a bad shared-string index in sheet 2 of a file whose
+    sheet 1 was read fine before).  It is said in the file's note; the table is read."""
+    d = quirk_dir(tmp_path)
+    (d / "enterprises.csv").unlink()
+    towns = _township_workbook(d / "enterprises.xlsx")
+    first, second, *_ = towns
+    _break_sheet(d / "enterprises.xlsx", 3)                     # the second township
+    write_csv(d / "tax.csv", [TAX[0]])
+    inp = load(d)
+    raw = inp.files["enterprises"]
+    assert raw.sheet == first
+    assert sorted(inp.frame("enterprises")["uscc"].to_list()) == sorted(r[0] for r in towns[first])
+    assert f"工作表“{second}”无法读取，未检查其表头" in raw.note
+    assert "“备用”" in raw.note and "只读取第一个相符的可见工作表" in raw.note    # the sheets after it still checked
+    assert [sh["name"] for sh in raw.sheets if sh["header_matches"]] == [first, *list(towns)[2:], "备用"]
+
+
+def test_a_broken_sheet_read_or_before_the_one_read_still_stops_the_table(tmp_path):
+    for number, sheet in [(2, None), (1, "说明")]:        # the first township (the sheet to read), the notes before it
+        d = tmp_path / str(number)
+        d.mkdir()
+        write_csv(d / "tax.csv", [TAX[0]])
+        towns = _township_workbook(d / "enterprises.xlsx")
+        _break_sheet(d / "enterprises.xlsx", number)
+        with pytest.raises(InputError, match=f"enterprises.xlsx：无法读取工作表“{sheet or next(iter(towns))}”"):
+            load(d)
 
 
 def test_one_matching_sheet_has_no_note(tmp_path):

@@ -356,6 +356,12 @@ XLS_BOMBS = {
     "continue-run": (_continue_run, "连续的 CONTINUE 记录"),
     "overlapping-sheets": (lambda: xls_bombs.container(xls_bombs.stream({"税收": _cell_records(3)}, aliases=["复本"])),
                            "工作表 复本与工作表 税收的记录位置重叠"),
+    # 1,000 entries naming one sheet of 20,000 records without an EOF (102 KB): 5.4 s, each entry
+    # read to the end of the stream; the same with each entry 20 records after the one before
+    "sheets-at-one-position": (lambda: xls_bombs.shared_sheet(1000, 20_000), "工作表 S0与工作表 S1的记录位置重叠"),
+    "sheets-in-one-run": (lambda: xls_bombs.shared_sheet(1000, 20_000, step=20), "工作表 S0与工作表 S1的记录位置重叠"),
+    # 4,000 DIFAT sectors each listing FAT sector 0 127 times (2 MB): a 260 MB FAT
+    "repeated-difat": (lambda: xls_bombs.repeated_difat(4000, fat_count=4001), "DIFAT 重复列出 FAT 扇区 0"),
     "shared-string-copies": (lambda: xls_bombs.workbook(
         sheets={"税收": _cell_records(1) + b"".join(xls_bombs.label_sst(2 + i, 0, 0) for i in range(30_000))},
         strings=["长" * 30_000]), "工作表 税收 及之前各表的单元格文本和公式读入后约 2,575 MB"),
@@ -373,6 +379,74 @@ def test_hostile_xls_is_refused_before_the_reader(tmp_path, no_reader, bomb):
     assert message.startswith("tax.xls：") and words in message, message
     assert seconds < 2 and peak < 64 * 1024 * 1024
     assert "read_excel" not in no_reader
+
+
+@pytest.fixture
+def records_visited(monkeypatch) -> list[int]:
+    """How many BIFF records the .xls guard has walked (globals and sheets together)."""
+    visited = [0]
+    real = filesafety._records
+
+    def counted(*args, **kwargs):
+        for item in real(*args, **kwargs):
+            visited[0] += 1
+            yield item
+    monkeypatch.setattr(filesafety, "_records", counted)
+    return visited
+
+
+@pytest.mark.parametrize("step", [0, 20, 1], ids=["one-position", "every-20-records", "every-record"])
+def test_sheets_sharing_records_are_refused_in_one_walk_of_the_stream(records_visited, step):
+    """Each sheet was read from its position to its EOF, and overlapping sheets refused only after
+    all were read: 1,000 entries into one sheet of 20,000 records without an EOF walked 20 million
+    records (5.4 s for 102 KB; 11 min at the CLI's 10,000 sheets).  Now at most one walk."""
+    data = xls_bombs.shared_sheet(1000, 20_000, step=step)
+    t = time.perf_counter()
+    with pytest.raises(FileUnreadable, match="工作表 S0与工作表 S1的记录位置重叠"):
+        filesafety.check_workbook(io.BytesIO(data), "a.xls", CLI_LIMITS)
+    assert records_visited[0] <= 1000 + 20_000 + 10          # the globals, then the stream at most once
+    assert time.perf_counter() - t < 2
+
+
+def test_sheets_in_order_with_their_eof_pass_and_one_without_is_refused(records_visited):
+    """A sheet is read up to the next one's start: one that ends there passes, one whose EOF is
+    missing runs on into the next one (the reader would read it again) and is refused."""
+    two = xls_bombs.stream({"A": _cell_records(2), "B": _cell_records(3)})
+    facts = filesafety.check_workbook(io.BytesIO(xls_bombs.container(two)), "a.xls", CLI_LIMITS)
+    assert facts.sheets == {"A": filesafety.Extent(3, 3), "B": filesafety.Extent(4, 3)}
+    first_eof = two.rindex(xls_bombs.bof(0x0010)) - len(xls_bombs.EOF)            # sheet A's EOF, before B's BOF
+    assert two[first_eof:first_eof + 4] == xls_bombs.EOF
+    no_eof = two[:first_eof] + xls_bombs.record(0x0001) + two[first_eof + 4:]     # same length, no EOF
+    with pytest.raises(FileUnreadable, match="工作表 A与工作表 B的记录位置重叠"):
+        filesafety.check_workbook(io.BytesIO(xls_bombs.container(no_eof)), "a.xls", CLI_LIMITS)
+
+
+def test_too_many_sheet_entries_are_refused_as_the_cap_is_passed(records_visited):
+    """The entries were counted after all were listed: 600,000 of them (6 MB) cost 83 MB first."""
+    data = xls_bombs.shared_sheet(5000, 1)
+    with pytest.raises(FileTooLarge, match="工作簿的工作表超过 100 个（上限）"):
+        filesafety.check_workbook(io.BytesIO(data), "a.xls", _limits(zip_members=100))
+    assert records_visited[0] <= 100 + 5
+
+
+@pytest.mark.parametrize("fat_count", [1, 4001])
+def test_repeated_difat_entries_never_grow_the_fat(tmp_path, fat_count):
+    """Every DIFAT entry, repeats included, added a 128-entry FAT sector: 4,000 DIFAT sectors listing
+    sector 0 127 times each (2 MB) built a 260 MB FAT.  Only the first fat_count entries are taken,
+    a FAT sector listed twice is refused, so the FAT holds at most fat_count × 128 entries."""
+    path = tmp_path / "tax.xls"
+    path.write_bytes(xls_bombs.repeated_difat(4000, fat_count=fat_count))
+    assert path.stat().st_size > 2_000_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(FileUnreadable) as err:
+            filesafety.check_workbook(path, "tax.xls", CLI_LIMITS)      # mapped, not copied
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    message = str(err.value)
+    assert message.startswith("tax.xls：不是有效的 Excel 97-2003 工作簿") and "\n" not in message
+    assert peak < 1024 * 1024 + fat_count * 128 * 4, peak
 
 
 def test_an_ordinary_xls_is_measured_and_read(tmp_path):
@@ -398,7 +472,7 @@ def test_every_cap_of_the_xls_guard():
     refused(declared, "工作表 S 的范围达到 65,536 行 × 256 列", cells=1_000_000)
     two = xls_bombs.workbook(sheets={"A": xls_bombs.dimensions(600, 1000), "B": xls_bombs.dimensions(600, 1000)})
     refused(two, "各工作表合计 1,200,000 个单元格", cells=1_000_000)             # the reader holds every sheet
-    refused(two, "工作簿有 2 个工作表（上限 1）", zip_members=1)
+    refused(two, "工作簿的工作表超过 1 个（上限）", zip_members=1)
     refused(xls_bombs.workbook(strings=["名称"] * 2000), "共享字符串（SST）有 14 KB", shared_strings_bytes=10_000)
     big = xls_bombs.workbook(sheets={"S": _cell_records(2000)})
     refused(big, "文件有 ", inflated_bytes=len(big) - 1)

@@ -171,3 +171,28 @@ def table(headers: list[str], rows: list[list]) -> bytes:
         for c, v in enumerate(values):
             cells.append(number(r, c, float(v)) if isinstance(v, (int, float)) else label(r, c, str(v)))
     return b"".join(cells)
+
+
+def shared_sheet(entries: int, filler: int, step: int = 0) -> bytes:
+    """A .xls whose ``entries`` BOUNDSHEETs point into one sheet of ``filler`` empty 4-byte records
+    and no EOF: all at its start (``step`` 0), or each ``step`` records after the one before."""
+    head = bof(0x0005) + record(0x0042, struct.pack("<H", 1200))
+    names = [f"S{i}" for i in range(entries)]
+    first = len(head) + sum(len(boundsheet(0, n)) for n in names) + len(EOF)
+    bounds = b"".join(boundsheet(first + 4 * step * i, n) for i, n in enumerate(names))
+    data = head + bounds + EOF + bof(0x0010) + record(0x0001) * filler
+    return container(data + b"\0" * max(0, 4096 - len(data)))
+
+
+def repeated_difat(sectors: int, fat_count: int = 1) -> bytes:
+    """A .xls container whose DIFAT chain of ``sectors`` sectors lists FAT sector 0 127 times in each
+    (and the header lists it once, then as often as ``fat_count`` asks, up to 109)."""
+    header = bytearray(SECTOR)
+    header[0:8] = MAGIC
+    struct.pack_into("<HHHHH", header, 24, 0x003E, 3, 0xFFFE, 9, 6)
+    struct.pack_into("<IIIIIIIII", header, 40, 0, fat_count, 0, 0, 4096, END, 0, 1, sectors)
+    listed = min(fat_count, 109)
+    struct.pack_into("<109I", header, 76, *([0] * listed + [FREE] * (109 - listed)))
+    fat = struct.pack("<128I", *([FATSECT] + [END] * 127))
+    chain = [struct.pack("<128I", *([0] * 127 + [i + 1 if i < sectors else END])) for i in range(1, sectors + 1)]
+    return bytes(header) + fat + b"".join(chain)

@@ -221,9 +221,18 @@ def _read_workbook(opened: OpenedTable, table: Table, lookup: dict[str, str]):
     chosen = None
     frame = None
     also: list[str] = []  # later visible sheets whose header matches too: named, never read (contract)
+    unreadable: list[str] = []  # later visible sheets the reader fails on: named, never fatal (their data is not read)
     for i, meta in enumerate(wb.sheets):
         # calamine parses a whole sheet even for a few rows: load it once, look at its head
-        if meta.visible != "visible" or chosen is not None:
+        if chosen is not None:
+            if meta.visible != "visible":
+                continue  # a hidden sheet matters only when no visible one matches
+            try:
+                head = wbk.load_rows(wb, i, SCAN_ROWS)
+            except filesafety.FileUnreadable:
+                unreadable.append(meta.name)
+                continue
+        elif meta.visible != "visible":
             head = wbk.load_rows(wb, i, SCAN_ROWS)
         else:
             frame = wbk.load_rows(wb, i)
@@ -260,7 +269,7 @@ def _read_workbook(opened: OpenedTable, table: Table, lookup: dict[str, str]):
     i, meta, match, frame = chosen
     frame, filled = _fill_merges(frame, meta.merges, meta.first_col)
     errors = [(r, c - meta.first_col, e) for r, c, e in meta.errors]
-    return frame, match, meta.name, sheets, filled, errors, wb.date1904
+    return frame, match, meta.name, sheets, filled, errors, wb.date1904, unreadable
 
 
 def _read_html(path: Path, raw: bytes) -> pl.DataFrame:
@@ -426,13 +435,17 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None,
             match = find_header(rows, table, lookup)
             header_in_frame = True
         else:
-            frame, match, out.sheet, out.sheets, filled, errors, date1904 = _read_workbook(opened, table, lookup)
+            frame, match, out.sheet, out.sheets, filled, errors, date1904, unreadable = \
+                _read_workbook(opened, table, lookup)
             header_in_frame = True
             also = [sh["name"] for sh in out.sheets if sh["header_matches"] and not sh["read"]]
             if also:  # e.g. a sheet per township: said, not merged (contract: the first matching visible sheet)
                 out.note = "；".join(filter(None, [out.note, (
                     f"工作表“{'”“'.join(also)}”的表头也与本表相符，但只读取第一个相符的可见工作表“{out.sheet}”，"
                     "其余工作表的数据未读取（如需一并筛选，请把数据放在同一张工作表中）")]))
+            if unreadable:  # a later sheet the reader fails on is never read anyway: said, not fatal
+                out.note = "；".join(filter(None, [out.note, *(
+                    f"工作表“{name}”无法读取，未检查其表头" for name in unreadable)]))
     except InputError as exc:
         if note:
             raise type(exc)(f"{exc}（{note}）") from None  # FileTooLarge/FileUnreadable stay what they are
