@@ -302,6 +302,9 @@ def _parse(col: Column, dtype: pl.DataType, registry: bool,
             # a leading 门类 letter C is harmless
             value = _staged(stage, f"_value_{col.name}", text.str.strip_prefix("C").str.strip_prefix("c"),
                             keep=_keep_text(col.name, ~text.str.starts_with("C") & ~text.str.starts_with("c")))
+            # "13 14" is not joined into 1314 (a real class made of two codes): said so
+            problems.append((present & text.str.contains(r"\d\s+\d"),
+                             "行业代码中间有空格，可能是两个代码，不予拼接（应为4位数字，GB/T 4754-2017）"))
             problems.append((present & ~value.str.contains(r"^\d{4}$"), "行业代码应为4位数字（GB/T 4754-2017）"))
         elif col.name == "grade":  # an allowed grade is kept as it is
             value = _staged(stage, f"_value_{col.name}",

@@ -408,6 +408,7 @@ def test_spaces_inside_an_industry_code_are_not_taken_out(tmp_path, written):
     inp = load(d)
     assert inp.frame("enterprises").sort("uscc")["industry_code"].to_list() == [None, "3443"]
     assert [(r["row"], r["column"], r["action"]) for r in inp.rejects.to_dicts()] == [(2, "行业代码", "field_cleared")]
+    assert "可能是两个代码" in inp.rejects["reason"][0]
 
 
 @pytest.mark.parametrize(("table", "header", "cell", "after", "value"), [
