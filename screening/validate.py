@@ -302,6 +302,9 @@ def _parse(col: Column, dtype: pl.DataType, registry: bool,
             # a leading 门类 letter C is harmless
             value = _staged(stage, f"_value_{col.name}", text.str.strip_prefix("C").str.strip_prefix("c"),
                             keep=_keep_text(col.name, ~text.str.starts_with("C") & ~text.str.starts_with("c")))
+            # "13 14" is not joined into 1314 (a real class made of two codes): said so
+            problems.append((present & text.str.contains(r"\d\s+\d"),
+                             "行业代码中间有空格，可能是两个代码，不予拼接（应为4位数字，GB/T 4754-2017）"))
             problems.append((present & ~value.str.contains(r"^\d{4}$"), "行业代码应为4位数字（GB/T 4754-2017）"))
         elif col.name == "grade":  # an allowed grade is kept as it is
             value = _staged(stage, f"_value_{col.name}",
@@ -326,11 +329,17 @@ def _keep_text(name: str, unchanged: pl.Expr) -> tuple[str, pl.Expr]:
 
 
 def parse_dates(text: pl.Expr) -> pl.Expr:
-    """Dates as bureau files write them: 2022-11-01, 2022/11/1, 20221101, 2022年11月1日 (or 1号);
-    a time of day (Excel exports one) is ignored.  Unparseable → null."""
-    head = text.str.replace(r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")
-    head = head.str.replace_all(r"\s+", "").str.replace("号$", "日")  # "2021 年 5 月 13 号"
-    return pl.coalesce([head.str.to_date(fmt, strict=False) for fmt in _DATE_FORMATS])
+    """Dates as bureau files write them: 2022-11-01, 2022/11/1, 20221101, 2022年11月1日 (or 1号),
+    2022 11 1; a time of day (Excel exports one) is ignored.  Unparseable → null.
+
+    Spaces go only next to 年/月/日/号 and separators ("2021 年 5 月 13 号", "2021 - 5 - 13"); spaces
+    between numbers are separators ("2021 1 13" is 2021-01-13).  Eight digits are YYYYMMDD, and only
+    eight: "2021113" could be 1 November or 13 January and is refused, never guessed."""
+    head = text.str.replace(r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "").str.strip_chars()
+    head = (head.str.replace_all(r"\s*([年月日号/.\-])\s*", "$1").str.replace_all(r"\s+", "-")
+            .str.replace("号$", "日"))
+    return pl.coalesce([pl.when(head.str.contains(r"^\d{8}$")).then(head.str.to_date(fmt, strict=False))
+                        if fmt == "%Y%m%d" else head.str.to_date(fmt, strict=False) for fmt in _DATE_FORMATS])
 
 
 def _reason(problems: list[Problem]) -> pl.Expr:

@@ -352,3 +352,146 @@ def test_binary_content_named_csv_is_still_refused(tmp_path):
     (d / "tax.csv").write_bytes(bytes(range(256)) * 64)
     with pytest.raises(InputError, match="tax.csv"):
         load(d)
+
+
+# ---------------------------------------------------------------- cells that must not be read wrong
+
+@pytest.mark.parametrize(("written", "expected"), [
+    ("2021 1 13", "2021-01-13"), ("2021 1 1", "2021-01-01"), ("2021 11 3", "2021-11-03"), ("2021  12  31", "2021-12-31"),
+    ("2021 - 1 - 13", "2021-01-13"), ("2021 / 1 / 13", "2021-01-13"), ("2021 年 1 月 13 号", "2021-01-13"),
+    ("20210113", "2021-01-13"), ("2021113", None), ("202111", None), ("2021 113", None), ("20211 13", None),
+])
+def test_a_date_with_spaces_is_read_as_written_and_only_eight_digits_are_yyyymmdd(written, expected):
+    """Spaces between numbers separate them; "2021113" (1 November or 13 January?) is refused, never guessed."""
+    import datetime as dt
+    from screening.validate import parse_dates
+    got = pl.select(parse_dates(pl.lit(written, dtype=pl.String)).alias("d"))["d"][0]
+    assert got == (dt.date.fromisoformat(expected) if expected else None)
+
+
+def test_an_established_date_with_spaces_in_the_registry(tmp_path):
+    import datetime as dt
+    d = quirk_dir(tmp_path)
+    write_csv(d / "enterprises.csv", [ENT[0] + ["成立日期"], ENT[1] + ["2021 1 13"], ENT[2] + ["2021113"]])
+    inp = load(d)
+    assert inp.frame("enterprises").sort("uscc")["established"].to_list() == [dt.date(2021, 1, 13), None]
+    assert [(r["row"], r["column"], r["action"]) for r in inp.rejects.to_dicts()] == [(3, "成立日期", "field_cleared")]
+
+
+@pytest.mark.parametrize("written", ["0,125", "00,500", "-0,125", "+0,125.5", "0,125元", "0,125 万元"])
+def test_a_comma_after_a_leading_zero_is_rejected_not_read_as_thousands(tmp_path, written):
+    """"0,125" is a decimal comma (0.125) to half of Europe: neither 125 nor 0.125 is read."""
+    d = quirk_dir(tmp_path)
+    (d / "tax.csv").write_text(f'统一社会信用代码,年份,实缴税金\n{C1},2021,"{written}"\n{C2},2021,"1,234"\n',
+                               encoding="utf-8")
+    inp = load(d)
+    assert inp.frame("tax")["tax_paid"].to_list() == [1234.0]
+    # the reject shows the number as normalised (its own unit 万元 taken off)
+    assert [(r["row"], r["column"], r["value"]) for r in inp.rejects.to_dicts()] == [
+        (2, "实缴税金", written.removesuffix(" 万元"))]
+
+
+@pytest.mark.parametrize(("table", "header", "cell", "kind"), [
+    ("land", "用地面积（亩）", "２０００㎡", "unit_converted"), ("tax", "实缴税金", "１２５，０００元", "unit_converted"),
+    ("tax", "实缴税金", "１，２３４", "thousands"), ("tax", "实缴税金", "\u200b1,234", "thousands"),
+    ("tax", "实缴税金", "１２.５万元", "unit_in_cell"), ("tax", "实缴税金", "1,234万元", "thousands"),
+    ("enterprises", "成立日期", "２０２１年", "partial_date"), ("enterprises", "成立日期", "４４３９７", "date_serial"),
+    ("tax", "实缴税金", "１２.５", "full_width"),
+])
+def test_a_cell_changed_in_several_ways_is_listed_under_the_change_of_its_value(tmp_path, table, header, cell, kind):
+    """A converted unit, a thousands separator or a partial date says more than the full-width digits it was
+    also written in; run.json counts the same kinds as normalised.csv."""
+    d = quirk_dir(tmp_path)
+    if table == "enterprises":
+        write_csv(d / "enterprises.csv", [ENT[0] + [header], ENT[1] + [cell]])
+    elif table == "land":
+        write_csv(d / "land.csv", [["统一社会信用代码", "年份", "地块编号", header, "权属"], [C1, 2021, "P1", cell, "自有"]])
+    else:
+        (d / "tax.csv").write_text(f'统一社会信用代码,年份,{header}\n{C1},2021,"{cell}"\n', encoding="utf-8")
+    inp = load(d)
+    assert inp.rejects.height == 0, inp.rejects.to_dicts()
+    assert inp.normalised.filter(pl.col("column") == header)["kind"].to_list() == [kind]
+
+
+@pytest.mark.parametrize(("header", "cell", "expected"), [
+    ("用电量（kWh）", "1200kWh", 0.12), ("用电量（kWh）", "1200KWH", 0.12), ("用电量（kWh）", "1200kwh", 0.12),
+    ("用电量（KWH）", "1200kWh", 0.12), ("用电量", "12万kWh", 12.0), ("用电量", "12万KWH", 12.0),
+])
+def test_a_unit_in_a_cell_is_matched_whatever_its_letter_case(tmp_path, header, cell, expected):
+    d = quirk_dir(tmp_path)
+    (d / "energy.csv").write_text(f'统一社会信用代码,年份,综合能耗,{header}\n{C1},2021,1.0,"{cell}"\n', encoding="utf-8")
+    inp = load(d)
+    assert inp.rejects.height == 0, inp.rejects.to_dicts()
+    assert inp.frame("energy")["electricity"].to_list() == [pytest.approx(expected)]
+
+
+@pytest.mark.parametrize("cell", ["3000M2", "3000m2", "3000㎡"])
+def test_square_metres_in_a_square_metre_column_whatever_the_case(tmp_path, cell):
+    d = quirk_dir(tmp_path)
+    write_csv(d / "land.csv", [["统一社会信用代码", "年份", "地块编号", "用地面积（M2）", "权属"], [C1, 2021, "P1", cell, "自有"]])
+    inp = load(d)
+    assert inp.rejects.height == 0, inp.rejects.to_dicts()
+    assert inp.frame("land")["area_mu"].to_list() == [pytest.approx(4.5)]
+
+
+@pytest.mark.parametrize(("written", "expected", "kind"), [
+    ("2021.1", "2021-01-01", "ambiguous_month"), ("２０２１．１", "2021-01-01", "ambiguous_month"),
+    ("2021.10", "2021-10-01", "partial_date"), ("2021.01", "2021-01-01", "partial_date"),
+    ("2021.2", "2021-02-01", "partial_date"), ("2021.12", "2021-12-01", "partial_date"),
+    ("2021.1.5", "2021-01-05", None),
+])
+def test_an_established_month_one_after_a_dot_keeps_only_its_year(tmp_path, written, expected, kind):
+    """Excel shows the number 2021.10 (October) as 2021.1: "2021.1" may be January or October, so only
+    its year is kept (the rules ask only for the year), and normalised.csv says so."""
+    import datetime as dt
+    d = quirk_dir(tmp_path)
+    write_csv(d / "enterprises.csv", [ENT[0] + ["成立日期"], ENT[1] + [written]])
+    inp = load(d)
+    assert inp.rejects.height == 0, inp.rejects.to_dicts()
+    assert inp.frame("enterprises")["established"].to_list() == [dt.date.fromisoformat(expected)]
+    assert inp.normalised["kind"].to_list() == ([kind] if kind else [])
+
+
+def test_an_established_month_typed_as_a_number_in_a_workbook(tmp_path):
+    """2021.10 typed into a general-format Excel cell is the number 2021.1."""
+    import datetime as dt
+    from test_ingest_real import write_xlsx
+    d = quirk_dir(tmp_path)
+    (d / "enterprises.csv").unlink()
+    write_xlsx(d / "enterprises.xlsx", {"名录": [ENT[0] + ["成立日期"], ENT[1] + [2021.10], ENT[2] + ["2021.10"]]})
+    inp = load(d)
+    assert inp.frame("enterprises").sort("uscc")["established"].to_list() == [dt.date(2021, 1, 1), dt.date(2021, 10, 1)]
+    assert inp.normalised.sort("row")["kind"].to_list() == ["ambiguous_month", "partial_date"]
+
+
+@pytest.mark.parametrize("written", ["13 14", "13\u300014", "13\u00a014", "1 314", "C13 14"])
+def test_spaces_inside_an_industry_code_are_not_taken_out(tmp_path, written):
+    """"13 14" joined would be 1314, a real class, made of two codes: the code is unknown, said so."""
+    d = quirk_dir(tmp_path)
+    write_csv(d / "enterprises.csv", [ENT[0], ENT[1][:3] + [written], ENT[2]])
+    inp = load(d)
+    assert inp.frame("enterprises").sort("uscc")["industry_code"].to_list() == [None, "3443"]
+    assert [(r["row"], r["column"], r["action"]) for r in inp.rejects.to_dicts()] == [(2, "行业代码", "field_cleared")]
+    assert "可能是两个代码" in inp.rejects["reason"][0]
+
+
+@pytest.mark.parametrize(("table", "header", "cell", "after", "value"), [
+    ("tax", "实缴税金", "1,234,567元", "123.4567", 123.4567), ("tax", "实缴税金", "0.0003亿元", "3.0", 3.0),
+    ("energy", "用电量", "1200度", "0.12", 0.12), ("energy", "用电量", "1234567kWh", "123.4567", 123.4567),
+    ("energy", "用电量（千瓦时）", "0.07万千瓦时", "700.0", 0.07), ("land", "用地面积（亩）", "1.1㎡", "0.00165", 0.00165),
+    ("land", "用地面积（亩）", "2000㎡", "3.0", 3.0), ("land", "用地面积（亩）", "1000㎡", "1.5", 1.5),
+])
+def test_a_converted_value_has_no_float_noise(tmp_path, table, header, cell, after, value):
+    """normalised.csv shows 123.4567, not 123.45670000000001 (12 significant digits kept)."""
+    d = quirk_dir(tmp_path)
+    if table == "land":
+        write_csv(d / "land.csv", [["统一社会信用代码", "年份", "地块编号", header, "权属"], [C1, 2021, "P1", cell, "自有"]])
+    elif table == "energy":
+        (d / "energy.csv").write_text(f'统一社会信用代码,年份,综合能耗,{header}\n{C1},2021,1.0,"{cell}"\n', encoding="utf-8")
+    else:
+        (d / "tax.csv").write_text(f'统一社会信用代码,年份,{header}\n{C1},2021,"{cell}"\n', encoding="utf-8")
+    inp = load(d)
+    assert inp.rejects.height == 0, inp.rejects.to_dicts()
+    assert inp.normalised.filter(pl.col("column") == header)["after"].to_list() == [after]
+    column = {"tax": "tax_paid", "energy": "electricity", "land": "area_mu"}[table]
+    assert inp.frame(table)[column].to_list() == [value]

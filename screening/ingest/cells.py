@@ -3,9 +3,11 @@
 Each text column gets one expression (no Python loop over rows): invisible characters out,
 NFKC (full-width digits, letters and punctuation; no-break and ideographic spaces),
 surrounding whitespace trimmed; codes lose a leading apostrophe, an ``="…"`` wrapper and a
-``.0``; numbers lose thousands separators and their column's own unit; Excel date serials
-in date columns become dates; missing-value marks in optional columns become missing.
-Every cell so changed (beyond trimming ASCII spaces) is listed with its kind.
+``.0`` (a credit code its inner spaces); numbers lose thousands separators and their column's
+own unit, or are converted from another unit of its kind (units in any letter case); Excel date
+serials in date columns become dates; missing-value marks in optional columns become missing.
+Every cell so changed (beyond trimming ASCII spaces) is listed with one kind, the one that
+changed its value where there is one.  An ambiguous cell is left as written and refused.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ NORMALISED_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "b
 KINDS = {
     "merged_cell": "合并单元格取合并区域的值",
     "invisible": "去除不可见字符",
-    "inner_space": "去除代码中间的空格",
+    "inner_space": "去除统一社会信用代码中间的空格",
     "full_width": "全角转半角（NFKC）",
     "text_marker": "去除代码前的撇号或 =\"…\" 包装",
     "float_code": "代码去掉 .0",
@@ -32,6 +34,7 @@ KINDS = {
     "unit_converted": "单元格中写了同类的另一单位（如万元列中的元），已换算为本列单位",
     "date_serial": "Excel 日期序列号转为日期",
     "partial_date": "日期只写了年或年月，取该年或该月的第一天",
+    "ambiguous_month": "日期写成“年.1”（如 2021.1，可能是由数字 2021.10 变来的 10 月），月份不确定，只取年份（该年第一天）",
     "missing_mark": "缺失标记视为空",
 }
 
@@ -40,7 +43,21 @@ _NON_ASCII = r"[^\x20-\x7e]"
 _CODE_KINDS = ("uscc", "code4")
 _YEAR_ONLY = r"^((?:19|20)\d{2})\s*年?$"
 _YEAR_MONTH = r"^((?:19|20)\d{2})\s*(?:年|[-/.])\s*(\d{1,2})\s*月?$"
-_GROUPED = r"^[-+]?\d{1,3}(,\d{3})+(\.\d*)?$"
+#: thousands separators: the first group 1-3 digits not starting with 0 ("0,125" and "00,500" are
+#: not grouped numbers — a decimal comma? — and are refused, never read as 125 or 500)
+_GROUPED = r"^[-+]?[1-9]\d{0,2}(,\d{3})+(\.\d*)?$"
+#: "2021.1" in a date column: Excel shows a number 2021.10 (October) as 2021.1, and a CSV saved from
+#: Excel writes it so; after reading, a number and a text cell look the same.  Only ".1" is in doubt
+#: (a dropped trailing zero makes another month only from 1: 10; "2021.2" cannot be month 20)
+_AMBIGUOUS_MONTH = r"^((?:19|20)\d{2})\.1$"
+#: significant digits a converted number keeps (float noise as 123.45670000000001 removed;
+#: a cell has far fewer digits than this, and the values are Float64 afterwards)
+_CONVERTED_DIGITS = 12
+#: a kind that changes what the value means beats one that only changes how it is written, when
+#: one cell goes through several steps; normalised.csv and run.json record the cell's highest kind
+#: (at equal rank, the first step's)
+_RANK = {"unit_converted": 2, "thousands": 2, "date_serial": 2, "partial_date": 2, "ambiguous_month": 2,
+         "unit_in_cell": 1, "missing_mark": 1}
 _NUMERIC_KINDS = ("number", "integer", "year")
 #: Excel's day 0 in the 1900 and 1904 date systems (1900 counts the false 1900-02-29)
 _EPOCH = {False: (1899, 12, 30), True: (1904, 1, 1)}
@@ -81,7 +98,10 @@ def steps(col: Column, header_unit: str | None, date1904: bool) -> list[Step]:
     if col.kind != "text":  # free text (names) keeps its full-width brackets
         out.append(("full_width", lambda e: e.str.normalize("NFKC")))
     out.append((None, lambda e: e.str.strip_chars()))
-    if col.kind in _CODE_KINDS:  # a code has no spaces: "9133 0382 …" as typed, a pasted no-break space
+    # a credit code has no spaces: "9133 0382 …" as typed, a pasted no-break space; two credit codes
+    # joined cannot pass (18 characters and a check character).  An industry code keeps its inner
+    # spaces and is refused: "13 14" joined would be 1314, a real class, from two codes
+    if col.kind == "uscc":
         out.append(("inner_space", lambda e: e.str.replace_all(r"\s+", "")))
     if col.kind in _CODE_KINDS or col.name in ("parcel_id", "product"):
         out.append(("text_marker", lambda e: e.str.replace(r'^="(.*)"$', "$1").str.strip_prefix("'")
@@ -90,7 +110,7 @@ def steps(col: Column, header_unit: str | None, date1904: bool) -> list[Step]:
         out.append(("float_code", lambda e: e.str.replace(r"^(\d+)\.0+$", "$1")))
     if col.kind in _NUMERIC_KINDS:
         for unit in _unit_words(col, header_unit):
-            pattern = rf"^([-+]?\d[\d.,]*(?:[eE][-+]?\d+)?)\s*{_escape(unit)}$"
+            pattern = rf"(?i)^([-+]?\d[\d.,]*(?:[eE][-+]?\d+)?)\s*{_escape(unit)}$"  # kWh, kwh, KWH
             out.append(("unit_in_cell", lambda e, p=pattern: e.str.replace(p, "$1")))
         for unit, times, per in _other_units(col, header_unit):
             pattern = rf"(?i)^([-+]?\d[\d.,]*(?:[eE][-+]?\d+)?)\s*{_escape(unit)}$"
@@ -112,6 +132,7 @@ def steps(col: Column, header_unit: str | None, date1904: bool) -> list[Step]:
         out.append(("date_serial", serial))
         # a year ("2021", "2021年") or a month ("2021年5月", "2021-05"): its first day; the rules and
         # the evaluation ask only whether a firm was established before 1 January of a year
+        out.append(("ambiguous_month", lambda e: e.str.replace(_AMBIGUOUS_MONTH, "$1-01-01")))
         out.append(("partial_date", lambda e: e.str.replace(_YEAR_ONLY, "$1-01-01").str.replace(_YEAR_MONTH, "$1-$2-01")))
     out.append((None, lambda e: pl.when(e == "").then(None).otherwise(e)))
     if not col.nonnull:
@@ -157,8 +178,8 @@ def apply(frame: pl.DataFrame, plans: dict[str, tuple[Column, list[Step]]]) -> t
 
     One regex pass per column finds the cells that are not already clean; only those go
     through the steps, one step of every column per pass (no expression grows with the
-    number of steps).  Returns the frame and, per column, the kind of each cell's first
-    recorded change (null where the cell is unchanged but for spaces)."""
+    number of steps).  Returns the frame and, per column, the kind of each cell's change
+    (the highest in ``_RANK`` of its steps' kinds; null where the cell is unchanged but for spaces)."""
     if not plans:
         return frame, {}
     kinds: dict[str, pl.Series] = {}
@@ -174,7 +195,10 @@ def apply(frame: pl.DataFrame, plans: dict[str, tuple[Column, list[Step]]]) -> t
             new = sub.select(fn(pl.col(n)).alias(n))[n]
             if step_kind is not None:
                 changed = sub[n].ne_missing(new)
-                kind = pl.select(pl.when(kind.is_null() & changed).then(pl.lit(step_kind)).otherwise(kind)).to_series()
+                rank = _RANK.get(step_kind, 0)
+                earlier = kind.replace_strict(_RANK, default=0, return_dtype=pl.Int8)
+                kind = pl.select(pl.when(changed & (kind.is_null() | (earlier < rank)))
+                                 .then(pl.lit(step_kind)).otherwise(kind)).to_series()
             sub = new.to_frame()
         full_kind = pl.Series(n, [None] * frame.height, dtype=pl.String).scatter(idx, kind)
         kinds[n] = full_kind
@@ -189,7 +213,7 @@ def _convert(e: pl.Expr, pattern: str, times: float, per: float) -> pl.Expr:
     a number whose commas are not thousands separators stays as written, and is refused)."""
     number = e.str.extract(pattern, 1)
     plain = pl.when(number.str.contains(_GROUPED)).then(number.str.replace_all(",", "")).otherwise(number)
-    value = plain.cast(pl.Float64, strict=False) * times / per
+    value = (plain.cast(pl.Float64, strict=False) * times / per).round_sig_figs(_CONVERTED_DIGITS)
     return pl.when(value.is_not_null()).then(value.cast(pl.String)).otherwise(e)
 
 
