@@ -39,7 +39,6 @@ _YES = ["是", "y", "yes", "true", "1", "√", "✓"]
 _NO = ["否", "n", "no", "false", "0", "×", "✗"]
 #: the magnitude from which a number no longer fits the Int64 of an integer column (a dtype limit)
 _INT64_LIMIT = float(2 ** 63)
-_FORMAT_REASON = "统一社会信用代码格式错误（应为18位数字或大写字母，且不含I、O、S、V、Z）"
 
 
 @dataclass
@@ -297,7 +296,7 @@ def _parse(col: Column, dtype: pl.DataType, registry: bool,
         value = text
         if kind == "uscc":
             value = _staged(stage, f"_value_{col.name}", text.str.to_uppercase())
-            problems.append((present & ~value.str.contains(uscc_mod.PATTERN), _FORMAT_REASON))
+            problems.append((present & ~value.str.contains(uscc_mod.PATTERN), uscc_mod.FORMAT_REASON))
         elif kind == "code4":
             # a leading 门类 letter C is harmless
             value = _staged(stage, f"_value_{col.name}", text.str.strip_prefix("C").str.strip_prefix("c"),
@@ -511,7 +510,7 @@ def _attach_firm_id(raw: RawTable, good: pl.DataFrame, registry: "pl.DataFrame |
     code = pl.col("uscc")
     reason = (
         pl.when(code.is_null()).then(pl.lit("缺少统一社会信用代码"))
-        .when(~code.str.contains(uscc_mod.PATTERN)).then(pl.lit(_FORMAT_REASON))
+        .when(~code.str.contains(uscc_mod.PATTERN)).then(pl.lit(uscc_mod.FORMAT_REASON))
         .when(pl.col("_check").is_not_null()).then(pl.col("_check"))
         .when(code.is_in(rejected_codes.implode())).then(pl.lit("该企业在企业名录中的行已被拒绝，本行无法关联"))
         .otherwise(pl.lit("企业名录中没有该统一社会信用代码"))
