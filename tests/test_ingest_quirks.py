@@ -495,3 +495,35 @@ def test_a_converted_value_has_no_float_noise(tmp_path, table, header, cell, aft
     assert inp.normalised.filter(pl.col("column") == header)["after"].to_list() == [after]
     column = {"tax": "tax_paid", "energy": "electricity", "land": "area_mu"}[table]
     assert inp.frame(table)[column].to_list() == [value]
+
+
+# ---------------------------------------------------------------- why a file cannot be used
+
+@pytest.mark.parametrize("sheet", ["2021年", "2021", "２０２１年度"])
+def test_a_sheet_per_year_without_a_year_column_is_told_why(tmp_path, sheet):
+    """Sheets named "2020年", "2021年" and no 年份 column were refused with only "缺少必需列 年份":
+    the message now says the year is not read from a sheet's name, and what to do."""
+    d = quirk_dir(tmp_path)
+    wb = xlsxwriter.Workbook(d / "tax.xlsx")
+    for name, value in ((sheet, 12.5), ("2022年", 7.0)):
+        ws = wb.add_worksheet(name)
+        ws.write_row(0, 0, ["统一社会信用代码", "实缴税金"])
+        ws.write_row(1, 0, [C1, value])
+    wb.close()
+    with pytest.raises(InputError) as refused:
+        load(d)
+    message = str(refused.value)
+    assert message.startswith(f"tax.xlsx[{sheet}]：缺少必需列 year（年份）"), message
+    assert f"（工作表名“{sheet}”像是年份：年份不从工作表名读取" in message
+    assert "请把各年的数据放在同一张工作表中，并加一列“年份”" in message
+
+
+def test_a_sheet_not_named_for_a_year_gets_no_year_hint(tmp_path):
+    d = quirk_dir(tmp_path)
+    wb = xlsxwriter.Workbook(d / "tax.xlsx")
+    ws = wb.add_worksheet("税收2021")  # a word besides the year: not said to be a year
+    ws.write_row(0, 0, ["统一社会信用代码", "实缴税金"])
+    wb.close()
+    with pytest.raises(InputError, match="缺少必需列") as refused:
+        load(d)
+    assert "像是年份" not in str(refused.value)
