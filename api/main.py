@@ -23,6 +23,7 @@ from .readmodel import ReadModel, WriteTracker
 from .routes import (backups, dashboard, data, enterprises, evaluations, evidence, exports, final_export, finalization,
                      health, lists, measures, plans, projects, runs, users)
 from .routes import warnings as warning_routes
+from .routes.common import PATTERN_MESSAGES
 from . import web
 
 DESCRIPTION = """高耗低效企业筛选引擎的服务接口：年度清单、一企一策档案、乡镇街道属地核实与看板汇总。
@@ -65,6 +66,10 @@ _MESSAGES = {
 
 
 def _chinese(err: dict) -> str:
+    if err.get("type") == "string_pattern_mismatch":
+        known = PATTERN_MESSAGES.get((err.get("ctx") or {}).get("pattern"))
+        if known:
+            return known
     template = _MESSAGES.get(err.get("type", ""))
     if template:
         ctx = dict(err.get("ctx") or {})

@@ -618,8 +618,12 @@ def _ole2_stream(buf: bytes, label: str) -> bytes:
     def sector(i: int) -> bytes:
         return buf[size * (i + 1):size * (i + 2)]
 
-    def check(i: int, what: str) -> None:
-        if i >= count:
+    def check(i: int, what: str, units: int | None = None) -> None:
+        # a reserved marker (0xFFFFFFFA-0xFFFFFFFF: a FAT or DIFAT sector, a free one, a chain's end)
+        # where a sector number belongs is a broken chain, not a sector number to name
+        if i >= _MAXREGSECT:
+            raise _not_xls(label, f"{what}的扇区链损坏（遇到保留标记）")
+        if i >= (count if units is None else units):
             raise _not_xls(label, f"{what}指向文件之外的扇区 {i}")
 
     # the FAT's own sectors: 109 in the header, the rest in a chain of DIFAT sectors (each ends with the
@@ -652,8 +656,7 @@ def _ole2_stream(buf: bytes, label: str) -> bytes:
         visited = bytearray(units)
         i = start
         while i != _ENDOFCHAIN and limit > 0:
-            if i >= units:
-                raise _not_xls(label, f"{what}指向文件之外的扇区 {i}")
+            check(i, what, units)
             if visited[i]:
                 raise _not_xls(label, f"{what}的扇区链循环")
             visited[i] = 1

@@ -83,7 +83,7 @@ def _check_applicant_codes(raw: RawTable, good: pl.DataFrame) -> tuple[pl.DataFr
     def problem(value: str) -> str | None:
         import re
         if not re.match(uscc_mod.PATTERN, value):
-            return "统一社会信用代码格式错误（应为18位数字或大写字母，且不含I、O、S、V、Z）"
+            return uscc_mod.FORMAT_REASON
         if not uscc_mod.is_valid(value):
             return f"统一社会信用代码校验位错误（应为 {uscc_mod.check_char(value[:17])}）"
         return None

@@ -16,6 +16,8 @@ from .ingest.header import INVISIBLE_CHARS
 ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 WEIGHTS = [pow(3, i, 31) for i in range(17)]
 PATTERN = f"^[{ALPHABET}]{{18}}$"
+#: what a person reads when a code does not match :data:`PATTERN` (the CLI's rejects, the API's 422)
+FORMAT_REASON = "统一社会信用代码格式错误（应为18位数字或大写字母，且不含I、O、S、V、Z）"
 _INVISIBLE = re.compile(f"[{INVISIBLE_CHARS}]")
 
 

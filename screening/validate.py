@@ -21,6 +21,7 @@ import polars as pl
 from . import uscc as uscc_mod
 from .ingest import ROW, RawTable
 from .ingest.cells import NORMALISED_SCHEMA
+from .ingest.header import missing_marks
 from .schema import DATE_YEAR_RANGE, M2_PER_MU_DEN, M2_PER_MU_NUM, TABLES, YEAR_RANGE, Column, Table
 
 REJECT_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "reason": pl.String, "value": pl.String,
@@ -39,7 +40,6 @@ _YES = ["是", "y", "yes", "true", "1", "√", "✓"]
 _NO = ["否", "n", "no", "false", "0", "×", "✗"]
 #: the magnitude from which a number no longer fits the Int64 of an integer column (a dtype limit)
 _INT64_LIMIT = float(2 ** 63)
-_FORMAT_REASON = "统一社会信用代码格式错误（应为18位数字或大写字母，且不含I、O、S、V、Z）"
 
 
 @dataclass
@@ -210,10 +210,12 @@ def _text_column(frame: pl.DataFrame, name: str) -> pl.Series:
 
 
 def _number(col: Column, dtype: pl.DataType, factor: tuple[float, float] | None = None, stage: Stage = None
-            ) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
-    """(value as Float64 in the contract's unit, cell present, present but not a finite number).
+            ) -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr | None]:
+    """(value as Float64 in the contract's unit, cell present, present but not a finite number,
+    the cell's text: None for a numeric column).
 
     ``factor``: the unit written in the header, as value × num / den."""
+    text = None
     if dtype.is_numeric():
         value = pl.col(col.name).cast(pl.Float64)  # no copy when already Float64
         present = value.is_not_null()
@@ -224,7 +226,37 @@ def _number(col: Column, dtype: pl.DataType, factor: tuple[float, float] | None 
         present, bad = text.is_not_null(), text.is_not_null() & (value.is_null() | ~value.is_finite())
     if factor is not None:
         value = value * factor[0] / factor[1]
-    return value, present, bad
+    return value, present, bad, text
+
+
+#: numbers as clerks write them that are not read, each with its own reason (validate._number_reason);
+#: the cells reach here after ingest.cells (full-width forms half-width, true thousands commas gone)
+_SPACED_DIGITS = r"\d\s+[\d.]"
+_BRACKETED = r"^\(\s*([\d.,]+)\s*\)$"
+_PERCENT = r"^[-+]?[\d.,]+\s*%$"
+_DOTS = r"^[-+]?[\d,]*\.[\d,]*\.[\d.,]*$"
+_COMMA = r"\d,\d"
+
+
+def _number_reason(col: Column, text: pl.Expr | None, fallback: str) -> pl.Expr:
+    """Why a number cell was not read, where the way it is written says why (evaluated only on
+    the failing rows, as every reason is: see :func:`_reject_lines`); else ``fallback``."""
+    if text is None:
+        return pl.lit(fallback)
+    if col.min is not None and col.min >= 0:
+        negative = pl.lit(f"括号表示的负数（会计写法），{col.zh}不能为负数")
+    else:
+        negative = pl.format("括号表示的负数（会计写法），请写成 -{}", text.str.extract(_BRACKETED, 1))
+    percent = "百分数不能作为金额" if col.unit == "money" else \
+        "写成了百分数，不知应读作原数还是除以 100，不予猜测（请填写数值本身）"
+    return (pl.when(text.str.to_lowercase().is_in(sorted(missing_marks())))
+            .then(pl.lit(f"缺少{col.zh}（单元格中是表示缺失的记号，本列必填）"))
+            .when(text.str.contains(_SPACED_DIGITS)).then(pl.lit("数字中间有空格（千位分隔？还是两个数？），不予猜测"))
+            .when(text.str.contains(_BRACKETED)).then(negative)
+            .when(text.str.contains(_PERCENT)).then(pl.lit(percent))
+            .when(text.str.contains(_DOTS)).then(pl.lit("有不止一个小数点，不予猜测"))
+            .when(text.str.contains(_COMMA)).then(pl.lit("逗号不是千位分隔符（每组应为三位数字），可能是小数逗号，不予猜测"))
+            .otherwise(pl.lit(fallback)))
 
 
 Problem = tuple[pl.Expr, "str | pl.Expr"]
@@ -250,18 +282,19 @@ def _parse(col: Column, dtype: pl.DataType, registry: bool,
     problems: list[Problem] = []
     kind = col.kind
     if kind in ("year", "number", "integer"):
-        value, present, bad_type = _number(col, dtype, factor, stage)
+        value, present, bad_type, text = _number(col, dtype, factor, stage)
         # an integer column is whole and finite: no such check, and a year stays an integer
         integral = dtype.is_integer() and factor is None
         if kind == "year" and integral:
             value = pl.col(col.name)
         if kind == "number":
-            problems.append((bad_type, "不是有效的数字"))
+            problems.append((bad_type, _number_reason(col, text, "不是有效的数字")))
         else:
             label = "年份" if kind == "year" else col.zh
             if not integral:
                 whole = value == value.round(0)
-                problems.append((bad_type | (present & ~whole), f"{label}应为整数"))
+                problems.append((bad_type | (present & ~whole), pl.when(bad_type).then(
+                    _number_reason(col, text, f"{label}应为整数")).otherwise(pl.lit(f"{label}应为整数"))))
             if kind == "year":
                 lo, hi = YEAR_RANGE
                 problems.append((present & ~value.is_between(lo, hi), f"年份超出合理范围（{lo}—{hi}）"))
@@ -297,7 +330,7 @@ def _parse(col: Column, dtype: pl.DataType, registry: bool,
         value = text
         if kind == "uscc":
             value = _staged(stage, f"_value_{col.name}", text.str.to_uppercase())
-            problems.append((present & ~value.str.contains(uscc_mod.PATTERN), _FORMAT_REASON))
+            problems.append((present & ~value.str.contains(uscc_mod.PATTERN), uscc_mod.FORMAT_REASON))
         elif kind == "code4":
             # a leading 门类 letter C is harmless
             value = _staged(stage, f"_value_{col.name}", text.str.strip_prefix("C").str.strip_prefix("c"),
@@ -511,7 +544,7 @@ def _attach_firm_id(raw: RawTable, good: pl.DataFrame, registry: "pl.DataFrame |
     code = pl.col("uscc")
     reason = (
         pl.when(code.is_null()).then(pl.lit("缺少统一社会信用代码"))
-        .when(~code.str.contains(uscc_mod.PATTERN)).then(pl.lit(_FORMAT_REASON))
+        .when(~code.str.contains(uscc_mod.PATTERN)).then(pl.lit(uscc_mod.FORMAT_REASON))
         .when(pl.col("_check").is_not_null()).then(pl.col("_check"))
         .when(code.is_in(rejected_codes.implode())).then(pl.lit("该企业在企业名录中的行已被拒绝，本行无法关联"))
         .otherwise(pl.lit("企业名录中没有该统一社会信用代码"))

@@ -89,6 +89,19 @@ def test_a_code_that_is_not_18_capitals_or_digits_finds_no_firm(service, code):
     assert CHINESE.search(response.json()["detail"])
 
 
+@pytest.mark.parametrize("path", ["/api/v1/enterprises/{code}", "/api/v1/enterprises/{code}/plan"])
+@pytest.mark.parametrize("code", ["{lower}", "{firm17}O", "{firm}x"])
+def test_a_malformed_code_in_a_path_is_said_as_the_cli_says_it(service, path, code):
+    """A lowercase code was answered "uscc：取值无效" (pydantic's English, replaced): the reason is the
+    one the CLI gives for such a code in a file, and a code with I, O, S, V or Z never reaches a lookup."""
+    from screening import uscc as uscc_mod
+    client, tokens, firm = service
+    code = code.format(firm=firm, lower=firm.lower(), firm17=firm[:17])
+    response = client.get(path.format(code=code), headers=bearer(tokens["admin"]), params={"year": 2022})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"] == f"请求内容无效：uscc：{uscc_mod.FORMAT_REASON}"
+
+
 def test_the_read_model_never_matches_a_code_with_a_nul():
     import polars as pl
 

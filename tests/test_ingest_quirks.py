@@ -495,3 +495,98 @@ def test_a_converted_value_has_no_float_noise(tmp_path, table, header, cell, aft
     assert inp.normalised.filter(pl.col("column") == header)["after"].to_list() == [after]
     column = {"tax": "tax_paid", "energy": "electricity", "land": "area_mu"}[table]
     assert inp.frame(table)[column].to_list() == [value]
+
+
+# ---------------------------------------------------------------- why a file cannot be used
+
+@pytest.mark.parametrize("sheet", ["2021年", "2021", "２０２１年度"])
+def test_a_sheet_per_year_without_a_year_column_is_told_why(tmp_path, sheet):
+    """Sheets named "2020年", "2021年" and no 年份 column were refused with only "缺少必需列 年份":
+    the message now says the year is not read from a sheet's name, and what to do."""
+    d = quirk_dir(tmp_path)
+    wb = xlsxwriter.Workbook(d / "tax.xlsx")
+    for name, value in ((sheet, 12.5), ("2022年", 7.0)):
+        ws = wb.add_worksheet(name)
+        ws.write_row(0, 0, ["统一社会信用代码", "实缴税金"])
+        ws.write_row(1, 0, [C1, value])
+    wb.close()
+    with pytest.raises(InputError) as refused:
+        load(d)
+    message = str(refused.value)
+    assert message.startswith(f"tax.xlsx[{sheet}]：缺少必需列 year（年份）"), message
+    assert f"（工作表名“{sheet}”像是年份：年份不从工作表名读取" in message
+    assert "请把各年的数据放在同一张工作表中，并加一列“年份”" in message
+
+
+def test_a_sheet_not_named_for_a_year_gets_no_year_hint(tmp_path):
+    d = quirk_dir(tmp_path)
+    wb = xlsxwriter.Workbook(d / "tax.xlsx")
+    ws = wb.add_worksheet("税收2021")  # a word besides the year: not said to be a year
+    ws.write_row(0, 0, ["统一社会信用代码", "实缴税金"])
+    wb.close()
+    with pytest.raises(InputError, match="缺少必需列") as refused:
+        load(d)
+    assert "像是年份" not in str(refused.value)
+
+
+@pytest.mark.parametrize(("written", "reason"), [
+    ("1 234.5", "数字中间有空格（千位分隔？还是两个数？），不予猜测"),       # a space as thousands separator
+    ("12 5", "数字中间有空格（千位分隔？还是两个数？），不予猜测"),          # or two numbers in one cell
+    ("(12.5)", "括号表示的负数（会计写法），实缴税金不能为负数"),
+    ("（1,234.5）", "括号表示的负数（会计写法），实缴税金不能为负数"),
+    ("12.5%", "百分数不能作为金额"),
+    ("12.5.3", "有不止一个小数点，不予猜测"),
+    ("12,5", "逗号不是千位分隔符（每组应为三位数字），可能是小数逗号，不予猜测"),
+    ("--", "缺少实缴税金（单元格中是表示缺失的记号，本列必填）"),             # a required column
+    ("—", "缺少实缴税金（单元格中是表示缺失的记号，本列必填）"),
+    ("12.5美元", "不是有效的数字"),                                          # nothing more is knowable
+])
+def test_a_number_that_is_not_read_says_why(tmp_path, written, reason):
+    """Each of these was refused with only "不是有效的数字"; the way it is written says why, and the
+    row is still refused (never guessed), naming the file, the Excel row and the column."""
+    d = quirk_dir(tmp_path)
+    (d / "tax.csv").write_text(f'统一社会信用代码,年份,实缴税金\n{C1},2021,"{written}"\n{C2},2021,3\n', encoding="utf-8")
+    inp = load(d)
+    assert inp.frame("tax")["tax_paid"].to_list() == [3.0]
+    assert [(r["file"], r["row"], r["column"], r["reason"]) for r in inp.rejects.to_dicts()] == \
+        [("tax.csv", 2, "实缴税金", reason)]
+
+
+@pytest.mark.parametrize(("column", "written", "reason"), [
+    ("年平均职工人数", "(12)", "括号表示的负数（会计写法），年平均职工人数不能为负数"),  # an integer column
+    ("年平均职工人数", "1 200", "数字中间有空格（千位分隔？还是两个数？），不予猜测"),
+    ("年平均职工人数", "12.5", "年平均职工人数应为整数"),
+    ("主要污染物排放量", "3.5%", "写成了百分数，不知应读作原数还是除以 100，不予猜测（请填写数值本身）"),
+])
+def test_a_number_in_another_kind_of_column_says_why(tmp_path, column, written, reason):
+    d = quirk_dir(tmp_path)
+    write_csv(d / "tax.csv", TAX)
+    (d / "stats.csv").write_text(f'统一社会信用代码,年份,规模,营业收入,{column}\n{C1},2021,规上,100,"{written}"\n',
+                                 encoding="utf-8")
+    inp = load(d)
+    assert [(r["row"], r["column"], r["reason"]) for r in inp.rejects.to_dicts() if r["file"] == "stats.csv"] == \
+        [(2, column, reason)]
+
+
+@pytest.mark.parametrize(("written", "expected"), [("1.2E+05", 120000.0), ("1.2e5", 120000.0), ("1.5E-1", 0.15),
+                                                   ("1.2E+05元", 12.0)])
+def test_scientific_notation_from_excel_is_read(tmp_path, written, expected):
+    """Excel shows and saves a large or small number as 1.2E+05: a number, read as such."""
+    d = quirk_dir(tmp_path)
+    (d / "tax.csv").write_text(f'统一社会信用代码,年份,实缴税金\n{C1},2021,"{written}"\n', encoding="utf-8")
+    inp = load(d)
+    assert inp.rejects.height == 0, inp.rejects.to_dicts()
+    assert inp.frame("tax")["tax_paid"].to_list() == [pytest.approx(expected)]
+
+
+def test_an_accounting_negative_where_a_negative_is_allowed_says_how_to_write_it(tmp_path):
+    """单位产品能耗 may be negative (a net energy producer): "(12.5)" is still not read, and the
+    reason shows the plain way to write it."""
+    d = quirk_dir(tmp_path)
+    write_csv(d / "tax.csv", TAX)
+    (d / "product_energy.csv").write_text(f'统一社会信用代码,年份,产品代码,产量,单位产品能耗\n{C1},2021,P1,10,"(12.5)"\n'
+                                          f'{C1},2021,P2,10,-3.5\n', encoding="utf-8")
+    inp = load(d)
+    assert inp.frame("product_energy")["unit_consumption"].to_list() == [-3.5]
+    assert [(r["row"], r["column"], r["reason"]) for r in inp.rejects.to_dicts()] == \
+        [(2, "单位产品能耗", "括号表示的负数（会计写法），请写成 -12.5")]

@@ -353,6 +353,11 @@ XLS_BOMBS = {
     "stream-loop": (_stream_loop, "数据流 Workbook 的扇区链循环"),
     "sector-past-the-end": (lambda: xls_bombs.workbook(sheets={"税收": _cell_records(1)}, chain=[99999] + [xls_bombs.END] * 7),
                             "指向文件之外的扇区 99999"),
+    # a reserved FAT marker (here "this is a FAT sector") where the chain's next sector belongs was
+    # named as "扇区 4294967293", a sector number no clerk can make sense of
+    "reserved-marker-in-chain": (lambda: xls_bombs.workbook(sheets={"税收": _cell_records(1)},
+                                                             chain=[xls_bombs.FATSECT] + [xls_bombs.END] * 7),
+                                 "数据流 Workbook 的扇区链损坏（遇到保留标记）"),
     "continue-run": (_continue_run, "连续的 CONTINUE 记录"),
     "overlapping-sheets": (lambda: xls_bombs.container(xls_bombs.stream({"税收": _cell_records(3)}, aliases=["复本"])),
                            "工作表 复本与工作表 税收的记录位置重叠"),

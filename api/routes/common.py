@@ -7,14 +7,19 @@ from typing import Annotated
 
 from fastapi import HTTPException, Path, Request, status
 
+from screening import uscc as uscc_mod
 from screening.paths import confined
 
 from ..auth import User
 from ..db import RunCatalogue, StoredRun, run_catalogue
 
-#: an enterprise's code in a path: 18 digits or capital letters (GB 32100-2015), checked before any lookup
-UsccPath = Annotated[str, Path(pattern=r"^[0-9A-Z]{18}$", description="统一社会信用代码（18 位）",
+#: an enterprise's code in a path: 18 digits or capital letters but I, O, S, V, Z (GB 32100-2015), checked
+#: before any lookup; a code that does not match is 422 with the CLI's reason (api.main, PATTERN_MESSAGES)
+UsccPath = Annotated[str, Path(pattern=uscc_mod.PATTERN, description="统一社会信用代码（18 位）",
                               examples=["91330381145618741G"])]
+
+#: what a 422 says when a value does not match one of these patterns (pydantic's own text is English)
+PATTERN_MESSAGES = {uscc_mod.PATTERN: uscc_mod.FORMAT_REASON}
 
 #: a list year in a path (bounded, so that no number can overflow the database's integers)
 YearPath = Annotated[int, Path(ge=1900, le=2100, description="清单年度")]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ FURNITURE_SCHEMA = {ROW: pl.Int64, "reason": pl.String}
 _TOTAL = r"^(合\s*计|总\s*计|小\s*计|累\s*计)[:：]?$"
 _SIGN_OFF = r"^(制表人|审核人|填表人|填报人|负责人|单位负责人|制表日期|填报日期|填表日期|注|说明|备注|数据来源)\s*[:：]"
 _COLUMN_NUMBERS = r"^([甲乙丙丁戊己庚辛]|\d{1,2})$"
+#: a sheet named for a year ("2021年", "2021", "2021年度"), after normalize_header
+_YEAR_SHEET = re.compile(r"^(\d{4})(年度?)?(数据)?$")
 
 
 @dataclass
@@ -265,11 +268,27 @@ def _read_workbook(opened: OpenedTable, table: Table, lookup: dict[str, str]):
         if match.error:
             raise InputError(f"{path.name}[{name}]：{match.error}")
         raise InputError(f"{path.name}[{name}]：缺少必需列 {'、'.join(match.missing)}"
-                         f"（最接近表头的是第 {match.row + 1} 行：{describe_row(rows, match)}）")
+                         f"（最接近表头的是第 {match.row + 1} 行：{describe_row(rows, match)}）"
+                         + _year_sheet_hint(table, match, [name] + [m.name for m in wb.sheets if m.visible == "visible"]))
     i, meta, match, frame = chosen
     frame, filled = _fill_merges(frame, meta.merges, meta.first_col)
     errors = [(r, c - meta.first_col, e) for r, c, e in meta.errors]
     return frame, match, meta.name, sheets, filled, errors, wb.date1904, unreadable
+
+
+def _year_sheet_hint(table: Table, match: HeaderMatch, names: list[str]) -> str:
+    """When the 年份 column is missing and a sheet is named for a year (a sheet per year), why that
+    is not enough: the year is never read from a sheet's name, and only one sheet is read."""
+    year = next((c for c in table.columns if c.name == "year"), None)
+    if year is None or year.label not in match.missing:
+        return ""
+    lo, hi = YEAR_RANGE
+    for name in names:
+        m = _YEAR_SHEET.match(normalize_header(name))
+        if m and lo <= int(m.group(1)) <= hi:
+            return (f"（工作表名“{name}”像是年份：年份不从工作表名读取，且只读取一张工作表；"
+                    f"请把各年的数据放在同一张工作表中，并加一列“{year.zh}”）")
+    return ""
 
 
 def _read_html(path: Path, raw: bytes) -> pl.DataFrame:
