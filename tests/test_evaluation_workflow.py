@@ -216,6 +216,24 @@ def test_an_evaluation_computed_before_the_trace_names_its_item_scores(service):
     assert "亩均税收 30.0000" in page and "tax_per_mu" not in page
 
 
+def test_the_firm_page_of_an_evaluation_finds_a_pasted_code(service):
+    """As the firm's record page: a code pasted full-width, in lower case or with a zero-width space."""
+    client, h, _, _ = service
+    eid = _create(client, h)["evaluation_id"]
+    cursor = client.app.state.con.cursor()
+    try:
+        set_password(cursor, NAMES["admin"], password("admin"))
+    finally:
+        cursor.close()
+    sign_in(client, "admin")
+    firm = FIRMS[7]
+    full_width = firm.translate({ord(c): ord(c) + 0xFEE0 for c in "0123456789ABCDEFGHJKLMNPQRTUWXY"})
+    for typed in (full_width, firm.lower(), firm[:9] + "\u200b" + firm[9:]):
+        page = client.get(f"/evaluations/{eid}/firms/{typed}")
+        assert page.status_code == 200 and firm in page.text, typed
+    assert client.get(f"/evaluations/{eid}/firms/{firm[:17]}O").status_code == 404
+
+
 def test_review_waits_for_the_window_to_close(service):
     client, h, _, _ = service
     eid = _create(client, h)["evaluation_id"]

@@ -22,7 +22,7 @@ from screening.ingest.report import COVERAGE_TABLES, TABLE_HEADERS, table_rows
 from screening.projects import AUTHORITY_ZH as PROJECT_AUTHORITY
 from screening.projects import STATUS_ZH as PROJECT_STATUS
 from screening.store import rules_relation
-from screening.uscc import as_typed
+from screening.uscc import PATTERN as USCC_PATTERN, as_typed
 
 from ..auth import ROLES, User, check_password, check_password_rules, generate_password, set_password
 from ..db import audit, records, run_catalogue
@@ -825,8 +825,8 @@ def evaluation_page(request: Request, evaluation_id: str, cursor: CursorDep,
 def evaluation_firm_page(request: Request, evaluation_id: str, uscc: str, cursor: CursorDep,
                          user: Annotated[User, Depends(_page_user(*EVAL_READERS))]) -> HTMLResponse:
     """一家企业的评价明细（GET /api/v1/evaluations/{id}/firms/{uscc} 的网页）：得分逐项从何而来。"""
-    code = uscc.strip().upper()
-    if not re.fullmatch(r"[0-9A-Z]{18}", code):
+    code = as_typed(uscc)  # as the firm's record page reads a pasted code
+    if not re.fullmatch(USCC_PATTERN, code):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"评价 {evaluation_id} 中没有该企业")
     trace = evaluations.firm_trace(evaluation_id=_evaluation_id(evaluation_id), uscc=code, cursor=cursor, user=user)
     return render(request, "evaluation_firm.html", user=user, title=f"评价明细 · {trace['firm']['name'] or code}",
