@@ -418,6 +418,23 @@ def test_prune_removes_stale_uploads_from_the_upload_folder_and_from_the_data_ro
     con.close()
 
 
+def test_runs_prune_on_the_command_line_looks_beside_the_database_it_is_given(copy, tmp_path):
+    """``screening runs prune --db FILE`` run from another directory: the upload folder is the one beside FILE."""
+    from screening.retention import upload_folder_name
+
+    stale = upload_folder_name(2022, dt.datetime(2020, 1, 1), "abcdef")
+    (copy.parent / "uploads" / stale).mkdir(parents=True)
+    con = duckdb.connect(str(copy))
+    ensure_schema(con)
+    _uploaded(con, stale)
+    con.close()
+    (tmp_path / "elsewhere").mkdir()
+    proc = cli("runs", "prune", "--db", copy, "--keep", "1", cwd=tmp_path / "elsewhere",
+               env={"SCREENING_DATA_ROOT": str(tmp_path / "elsewhere")})
+    assert proc.returncode == 0, proc.stderr
+    assert not (copy.parent / "uploads" / stale).exists()
+
+
 def _uploaded(con, name: str) -> None:
     """The audit line POST /api/v1/data writes for the upload folder it made."""
     audit(con, HANDOVER, "upload_data", "data", name, None, {"files": ["enterprises.csv"]})
