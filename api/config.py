@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     db: Path = Path("screening.duckdb")
     #: where POST /api/v1/runs may read data from (default: the bundled sample)
     data_root: Path = Field(default_factory=sample_data_dir)
+    #: where POST /api/v1/data saves uploaded data (default: ``uploads`` beside the database file,
+    #: made 0700 on the first upload; never the data root, which may be the bundled sample or read-only)
+    upload_dir: Path | None = None
     #: where runs started through the service write their files
     runs_dir: Path = Path("runs")
     #: ``runs prune`` removes an upload folder (POST /api/v1/data) that no stored run, evaluation or
@@ -101,9 +104,13 @@ class Settings(BaseSettings):
             zip_members=self.upload_max_zip_members, rows=self.upload_max_rows, cells=self.upload_max_cells,
         )
 
+    def uploads(self) -> Path:
+        """The folder uploads are saved in: ``upload_dir``, else ``uploads`` beside the database file."""
+        return self.upload_dir if self.upload_dir is not None else Path(self.db).parent / "uploads"
+
     def folders(self) -> Folders:
         """The folders holding files of stored runs, for ``runs prune`` (screening.retention)."""
-        return Folders(self.data_root, self.runs_dir, self.upload_grace_days)
+        return Folders(self.data_root, self.runs_dir, self.upload_grace_days, self.uploads())
 
 
 _KINDS = {int: "整数", float: "数", bool: "true 或 false（也可写 1/0、yes/no、on/off）", Path: "路径", str: "文本"}

@@ -10,7 +10,8 @@ beyond both.  The removal is one transaction with its audit line.
 
 Files go with the rows (:class:`Folders`, given by the service from its settings): the output
 folder ``<runs_dir>/<run_id>`` of each removed run, and every upload folder (``upload-…``, made by
-``POST /api/v1/data``) under the data root that no remaining run, evaluation or 差别化措施 batch
+``POST /api/v1/data``) in the upload folder (``upload_dir``; or under the data root, where versions
+before it saved them) that no remaining run, evaluation or 差别化措施 batch
 read from and that is older than both ``--older-than`` days and ``upload_grace_days``: a folder
 uploaded and never run, or whose runs were all trials, would
 otherwise stay on the server for ever.  They are removed after the rows are committed.
@@ -52,6 +53,8 @@ class Folders:
     runs_dir: Path
     #: an upload no stored run read from is kept at least this many days (a longer --older-than: that)
     upload_grace_days: float
+    #: where POST /api/v1/data saves uploads (earlier versions saved them under data_root, still looked at)
+    upload_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -156,8 +159,9 @@ def _stale_folders(con: duckdb.DuckDBPyConnection, removed: list[str], older_tha
     # made yesterday that nobody has run yet
     days = max(older_than_days or 0.0, folders.upload_grace_days)
     cutoff = (now.astimezone() - dt.timedelta(days=days)).replace(tzinfo=None)  # the names hold local time
+    places = [root] + ([folders.upload_dir.resolve()] if folders.upload_dir is not None else [])
     uploads = []
-    for path in sorted(root.iterdir()) if root.is_dir() else []:
+    for path in sorted({path for place in places if place.is_dir() for path in place.iterdir()}):
         match = UPLOAD_FOLDER.fullmatch(path.name)
         # only a folder the service made (its upload_data audit line): one named like it by hand is not ours
         if match is None or path.name in used or path.name not in made or not _plain_folder(path):

@@ -380,6 +380,61 @@ def test_prune_removes_the_pruned_runs_folders_and_uploads_nothing_reads_any_mor
     con.close()
 
 
+def test_prune_removes_stale_uploads_from_the_upload_folder_and_from_the_data_root(copy, tmp_path):
+    """Uploads are saved in the upload folder (beside the database) now; a prune looked only in the
+    data root, so they stayed for ever.  It looks in both: the upload folder, and the data root,
+    where earlier versions saved them; what a stored run, evaluation or 措施名单 names is kept."""
+    from api.config import Settings
+    from screening.retention import prune, upload_folder_name
+
+    root, runs_dir, db = tmp_path / "data", tmp_path / "runs", tmp_path / "db" / "screening.duckdb"
+    folders = Settings(db=db, data_root=root, runs_dir=runs_dir).folders()
+    uploads = db.parent / "uploads"
+    assert folders.upload_dir == uploads
+    old, now = dt.datetime(2020, 1, 1), dt.datetime.now(dt.timezone.utc)
+    names = {key: upload_folder_name(2022, old, f"{i:06x}") for i, key in enumerate(
+        ("stale", "run", "evaluation", "measures", "earlier_stale", "earlier_run"))}
+    for key, name in names.items():
+        (root / name if key.startswith("earlier") else uploads / name).mkdir(parents=True)
+    runs_dir.mkdir()
+    con = duckdb.connect(str(copy))
+    ensure_schema(con)
+    for name in names.values():
+        _uploaded(con, name)
+    (first, created), = con.execute("SELECT run_id, created_at FROM runs").fetchall()
+    _copy_run(con, first, "run-2", created + dt.timedelta(seconds=1))
+    files = {"a": {"file": str(uploads / names["run"] / "enterprises.csv")},
+             "b": {"file": str(root / names["earlier_run"] / "enterprises.csv")}}
+    con.execute("UPDATE runs SET record = ? WHERE run_id = 'run-2'", [json.dumps({"inputs": files})])
+    _evaluation_reading(con, "E2021-x-0", names["evaluation"])
+    con.execute("INSERT INTO measure_list_batches VALUES (2022, 'b', DATE '2022-12-31', ?, '{}', 'x', now())",
+                [names["measures"]])
+
+    done = prune(con, HANDOVER, 1, None, folders=folders, now=now)
+    assert sorted(done["files"]["uploads"]) == sorted([names["stale"], names["earlier_stale"]])
+    assert done["not_removed"] == []
+    assert {p.name for p in uploads.iterdir()} == {names["run"], names["evaluation"], names["measures"]}
+    assert {p.name for p in root.iterdir()} == {names["earlier_run"]}
+    con.close()
+
+
+def test_runs_prune_on_the_command_line_looks_beside_the_database_it_is_given(copy, tmp_path):
+    """``screening runs prune --db FILE`` run from another directory: the upload folder is the one beside FILE."""
+    from screening.retention import upload_folder_name
+
+    stale = upload_folder_name(2022, dt.datetime(2020, 1, 1), "abcdef")
+    (copy.parent / "uploads" / stale).mkdir(parents=True)
+    con = duckdb.connect(str(copy))
+    ensure_schema(con)
+    _uploaded(con, stale)
+    con.close()
+    (tmp_path / "elsewhere").mkdir()
+    proc = cli("runs", "prune", "--db", copy, "--keep", "1", cwd=tmp_path / "elsewhere",
+               env={"SCREENING_DATA_ROOT": str(tmp_path / "elsewhere")})
+    assert proc.returncode == 0, proc.stderr
+    assert not (copy.parent / "uploads" / stale).exists()
+
+
 def _uploaded(con, name: str) -> None:
     """The audit line POST /api/v1/data writes for the upload folder it made."""
     audit(con, HANDOVER, "upload_data", "data", name, None, {"files": ["enterprises.csv"]})

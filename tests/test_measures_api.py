@@ -160,9 +160,15 @@ def test_accounts_upload_with_the_data_and_feed_the_lists(service, tmp_path):
     up = client.post("/api/v1/data", data={"year": str(YEAR)}, files=files, headers=bearer(tokens["admin"]))
     assert up.status_code == 201, up.text
     assert "accounts.csv" in up.json()["files"]
+    settings = client.app.state.settings
+    assert (settings.uploads() / up.json()["data"]).is_dir() and not (settings.data_root / up.json()["data"]).exists()
     made = client.post("/api/v1/measures/lists", json={"year": YEAR, "data": up.json()["data"]},
                        headers=bearer(tokens["admin"]))
     assert made.status_code == 201, made.text
+    # the batch names the upload as a request does, so that runs prune keeps it
+    stored = client.app.state.con.cursor().execute(
+        "SELECT data FROM measure_list_batches WHERE batch_id = ?", [made.json()["batch_id"]]).fetchall()
+    assert stored == [(up.json()["data"],)]
     power = client.get(f"/api/v1/measures/lists/{YEAR}?utility=电", headers=bearer(tokens["admin"])).json()
     assert {(r["uscc"], r["account"]) for r in power["items"]} >= {(F1, "1001"), (F2, "2001"), (F2, "2002")}
 

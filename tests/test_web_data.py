@@ -1,5 +1,6 @@
-"""数据与筛选 (issue 13, item 2): uploading a year's files into the data root with the intake
-report, running a screening on them, and downloading each run's outputs."""
+"""数据与筛选 (issue 13, item 2): uploading a year's files into the upload folder (beside the
+database, never the data root) with the intake report, running a screening on them, and
+downloading each run's outputs."""
 from __future__ import annotations
 
 import os
@@ -29,7 +30,11 @@ def site(tmp_path_factory):
     (root / "data").mkdir()
     settings = Settings(db=db, data_root=root / "data", runs_dir=root / "runs")
     with TestClient(create_app(settings)) as client:
-        yield client, root / "data", root / "runs"
+        yield client, db.parent / "uploads", root / "runs"
+
+
+def _names(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
 def _files(*names: str) -> list[tuple[str, tuple[str, bytes]]]:
@@ -41,14 +46,14 @@ def _upload(client, csrf, files, year="2022"):
 
 
 def test_an_admin_uploads_files_and_sees_the_intake_report(site):
-    client, data_root, _ = site
+    client, uploads, _ = site
     csrf = sign_in(client, "admin")
     page = _upload(client, csrf, _files(*SUBSET))
     assert page.status_code == 200, page.text
     assert "数据接收检查" in page.text
     folder = re.search(r"数据接收检查：(\S+)</h2>", page.text).group(1)
     assert FOLDER.match(folder)
-    saved = data_root / folder
+    saved = uploads / folder
     assert sorted(p.name for p in saved.iterdir()) == sorted(SUBSET)
     assert {oct(p.stat().st_mode & 0o777) for p in saved.iterdir()} == {"0o600"}
     intake = page.text[page.text.index('id="intake-tables"'):page.text.index('id="intake-columns"')]
@@ -71,37 +76,37 @@ def test_an_admin_uploads_files_and_sees_the_intake_report(site):
     ("stats.csv", b"\x00\x01binary", "未保存任何文件"),
 ])
 def test_a_bad_file_is_refused_and_nothing_is_written(site, name, content, words):
-    client, data_root, _ = site
+    client, uploads, _ = site
     csrf = sign_in(client, "admin")
-    before = sorted(p.name for p in data_root.iterdir())
+    before = _names(uploads)
     answer = _upload(client, csrf, [*_files("enterprises.csv"), ("files", (name, content))])
     assert answer.status_code in (413, 422), answer.text
     assert words in answer.text and 'role="alert"' in answer.text
-    assert sorted(p.name for p in data_root.iterdir()) == before
+    assert _names(uploads) == before
 
 
 def test_two_files_for_one_table_or_no_year_are_refused(site):
-    client, data_root, _ = site
+    client, uploads, _ = site
     csrf = sign_in(client, "admin")
-    before = sorted(p.name for p in data_root.iterdir())
+    before = _names(uploads)
     two = _upload(client, csrf, [*_files("enterprises.csv"), ("files", ("Enterprises.CSV", b"a\n"))])
     assert two.status_code == 422 and "有多个文件" in two.text
     no_year = _upload(client, csrf, _files("enterprises.csv"), year="")
     assert no_year.status_code == 422 and "清单年度" in no_year.text
-    assert sorted(p.name for p in data_root.iterdir()) == before
+    assert _names(uploads) == before
 
 
 @pytest.mark.parametrize("role", ["township", "analyst", "dashboard"])
 def test_only_the_admin_uploads(site, role):
-    client, data_root, _ = site
+    client, uploads, _ = site
     csrf = sign_in(client, role)
-    before = sorted(p.name for p in data_root.iterdir())
+    before = _names(uploads)
     assert _upload(client, csrf, _files("enterprises.csv")).status_code == 403
-    assert sorted(p.name for p in data_root.iterdir()) == before
+    assert _names(uploads) == before
 
 
 def test_a_run_on_uploaded_data_and_its_downloads(site):
-    client, data_root, runs_dir = site
+    client, uploads, runs_dir = site
     csrf = sign_in(client, "admin")
     names = sorted(p.name for p in sample_data_dir().iterdir() if p.is_file() and p.suffix != ".md")
     page = _upload(client, csrf, _files(*names))
@@ -132,13 +137,13 @@ def test_a_run_on_uploaded_data_and_its_downloads(site):
         assert client.get(link).status_code == 403
     sign_in(client, "analyst")
     assert client.get(link).status_code == 200
-    assert os.path.isdir(data_root / folder)
+    assert os.path.isdir(uploads / folder)
 
 
 def test_a_file_over_the_cap_or_a_full_disk_leaves_nothing(site, monkeypatch):
-    client, data_root, _ = site
+    client, uploads, _ = site
     csrf = sign_in(client, "admin")
-    before = sorted(p.name for p in data_root.iterdir())
+    before = _names(uploads)
     settings = client.app.state.settings
     cap = (sample_data_dir() / "enterprises.csv").stat().st_size + 10
     client.app.state.settings = settings.model_copy(update={"upload_max_bytes": cap})
@@ -153,4 +158,71 @@ def test_a_file_over_the_cap_or_a_full_disk_leaves_nothing(site, monkeypatch):
     monkeypatch.setattr("api.routes.data.open_table", full)
     answer = _upload(client, csrf, _files("enterprises.csv"))
     assert answer.status_code == 503 and "未保存任何文件" in answer.text
-    assert sorted(p.name for p in data_root.iterdir()) == before
+    assert _names(uploads) == before
+
+
+def test_an_upload_lands_beside_the_database_never_in_the_data_root_or_the_sample(site, tmp_path, monkeypatch):
+    """Uploads were saved under the data root, by default the bundled sample_data/: in the checkout or
+    the installed package (read-only there), and in Docker outside the /db volume, so lost with the
+    container.  They go to the upload folder now: ``uploads`` beside the database (0700), or
+    SCREENING_UPLOAD_DIR."""
+    client, uploads, _ = site
+    settings = client.app.state.settings
+    assert uploads == settings.db.parent / "uploads"
+    sample = sample_data_dir()
+    sample_before = sorted(p.name for p in sample.iterdir())
+    csrf = sign_in(client, "admin")
+    client.app.state.settings = settings.model_copy(update={"data_root": sample})  # the default data root
+    try:
+        page = _upload(client, csrf, _files("enterprises.csv"))
+    finally:
+        client.app.state.settings = settings
+    assert page.status_code == 200, page.text
+    folder = re.search(r'name="data" value="([^"]+)"', page.text).group(1)
+    assert (uploads / folder / "enterprises.csv").is_file()
+    assert oct(uploads.stat().st_mode & 0o777) == "0o700"
+    assert sorted(p.name for p in sample.iterdir()) == sample_before
+    assert not any(p.name.startswith("upload-") for p in settings.data_root.iterdir())
+    assert "已保存到上传目录" in page.text
+    monkeypatch.setenv("SCREENING_UPLOAD_DIR", str(tmp_path / "elsewhere"))
+    assert Settings(db=settings.db).uploads() == tmp_path / "elsewhere"
+    assert Settings(db=settings.db).folders().upload_dir == tmp_path / "elsewhere"  # runs prune looks there
+
+
+def test_a_data_folder_is_one_in_the_data_root_or_an_upload_and_nothing_else(site, tmp_path):
+    """What a request may name as its data (runs, evaluations, 措施名单, projects): a folder in the data
+    root (an upload made by an earlier version there too), or an upload folder in the upload folder;
+    a way out of either is 422 with one message."""
+    from types import SimpleNamespace
+
+    from fastapi import HTTPException
+
+    from api.routes.common import data_folder, data_name
+
+    data_root, uploads = tmp_path / "data", tmp_path / "db" / "uploads"
+    new, old = "upload-2022-20260101T080000-0a1b2c", "upload-2021-20250101T080000-0d0e0f"
+    for folder in (uploads / new, uploads / "县里的资料", data_root / old, data_root / "m", tmp_path / "secret"):
+        folder.mkdir(parents=True)
+    (uploads / "upload-2022-20260101T080000-ffffff").symlink_to(tmp_path / "secret", target_is_directory=True)
+    settings = Settings(db=tmp_path / "db" / "s.duckdb", data_root=data_root)
+    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(settings=settings)))
+    for name, where in ((new, uploads / new), (str(uploads / new), uploads / new), ("m", data_root / "m"),
+                        (old, data_root / old), (str(data_root / old), data_root / old), (None, data_root)):
+        assert data_folder(request, name) == (data_root, where), name
+        assert data_folder(request, data_name(settings, where))[1] == where  # a stored record finds it again
+    # a link named like an upload leads nowhere outside: it is taken as (a missing) folder of the data root
+    assert data_folder(request, "upload-2022-20260101T080000-ffffff")[1].parent == data_root
+    # (a relative name is taken from the data root: ``<upload>/..`` is the data root itself)
+    for name in ("..", "../db/uploads/" + new, f"{new}/../..", f"{new}/../../db/uploads/县里的资料", str(uploads),
+                 str(uploads / "县里的资料"), str(tmp_path / "secret"), str(uploads / new / ".." / ".." / ".."), "/etc"):
+        with pytest.raises(HTTPException) as refused:
+            data_folder(request, name)
+        assert refused.value.status_code == 422 and refused.value.detail == "数据目录必须位于数据根目录之下", name
+
+
+def test_a_way_out_of_both_folders_is_refused_when_running(site):
+    client, uploads, _ = site
+    csrf = sign_in(client, "admin")
+    for name in ("../db", "/etc", str(uploads), str(uploads / ".." / "runs")):
+        answer = client.post("/runs", data={"csrf_token": csrf, "year": "2022", "data": name, "confirm": "1"})
+        assert answer.status_code == 422 and "数据目录必须位于数据根目录之下" in answer.text, name

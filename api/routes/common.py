@@ -9,6 +9,7 @@ from fastapi import HTTPException, Path, Request, status
 
 from screening import uscc as uscc_mod
 from screening.paths import confined
+from screening.retention import UPLOAD_FOLDER
 
 from ..auth import User
 from ..db import RunCatalogue, StoredRun, run_catalogue
@@ -32,13 +33,36 @@ ERRORS = {
 }
 
 def data_folder(request: Request, name: str | None) -> tuple[FilePath, FilePath]:
-    """(the service's data root, the data folder a request names inside it: the root itself when
-    ``name`` is empty).  A name that leads outside the root is 422, with one message whatever the path."""
-    root = FilePath(request.app.state.settings.data_root).resolve()
-    data = confined(name, [root]) if name else root
+    """(the service's data root, the data folder a request names: a folder inside the data root
+    (the root itself when ``name`` is empty), or an upload folder (``upload-<年度>-<时间>-<随机>``,
+    POST /api/v1/data) in the upload folder).  A name that leads outside both is 422, with one
+    message whatever the path."""
+    settings = request.app.state.settings
+    root = FilePath(settings.data_root).resolve()
+    if not name:
+        return root, root
+    upload = upload_folder(settings, name)
+    data = upload if upload is not None and upload.is_dir() else confined(name, [root]) or upload
     if data is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "数据目录必须位于数据根目录之下")
     return root, data
+
+
+def upload_folder(settings, name: str) -> FilePath | None:
+    """The upload folder ``name`` names in the upload folder (by its name or its full path), or None:
+    only a folder directly in it with a name the service gives (no ``..``, no link leading out)."""
+    uploads = FilePath(settings.uploads()).resolve()
+    found = confined(name, [uploads])
+    if found is None or found.parent != uploads or not UPLOAD_FOLDER.fullmatch(found.name):
+        return None
+    return found
+
+
+def data_name(settings, data: FilePath) -> str:
+    """How a stored record names ``data`` (from :func:`data_folder`) so that :func:`data_folder`
+    finds it again: its path under the data root, or an upload folder's name."""
+    root = FilePath(settings.data_root).resolve()
+    return data.relative_to(root).as_posix() if data == root or root in data.parents else data.name
 
 
 # the latest verification per (firm, year): what a list shows as the firm's verification status

@@ -1,8 +1,10 @@
-"""Bringing a year's departmental files into the service's data root (数据与筛选, issue 13).
+"""Bringing a year's departmental files into the service (数据与筛选, issue 13).
 
 The files arrive in one multipart request (bounded as a whole by api/bodylimit.py, each file by
 ``upload_max_bytes``), go into a new folder the service names itself
-(``upload-<年度>-<时间>-<随机>``, never a name from the client) under ``settings.data_root``,
+(``upload-<年度>-<时间>-<随机>``, never a name from the client) in the upload folder
+(``settings.uploads()``: ``SCREENING_UPLOAD_DIR``, else ``uploads`` beside the database file,
+made 0700; never the data root, which is the bundled sample by default and may be read-only),
 each file written 0600 under its table's name.  Every file passes the guard the CLI's reader
 uses (:func:`screening.ingest.discovery.open_table`: a workbook is measured by
 :func:`screening.filesafety.check_workbook` before anything reads it); one refused file and the
@@ -85,11 +87,12 @@ def _write(upload: UploadFile, path: Path, cap: int) -> None:
 @router.post("/data", status_code=status.HTTP_201_CREATED, operation_id="data-upload",
              responses={**ERRORS, 413: {"description": "文件过大，或工作簿解压后过大（见 docs/limits.md）"},
                         422: {"description": "文件名不是“表名.扩展名”、同一张表有多个文件、或文件不可读取；不保存任何文件"}},
-             summary="上传某年度各部门数据文件到服务的数据根目录下的新目录，返回数据接收检查（仅 admin）")
+             summary="上传某年度各部门数据文件到服务的上传目录下的新目录，返回数据接收检查（仅 admin）")
 def upload_data(request: Request, cursor: CursorDep, user: Annotated[User, Depends(allow("admin"))],
                 year: Annotated[int, Form(ge=2000, le=2100, description="清单年度：检查 Y-2 与 Y-1 年数据是否齐全，也用于目录名")],
                 files: Annotated[list[UploadFile], File(description="数据表文件，文件名为表名加扩展名，如 enterprises.csv")]) -> dict:
-    """文件保存到数据根目录下由服务命名的新目录（upload-<年度>-<时间>-<随机>），每个文件只本用户可读写；
+    """文件保存到上传目录（SCREENING_UPLOAD_DIR，默认为数据库文件旁的 uploads）下由服务命名的新目录
+    （upload-<年度>-<时间>-<随机>），每个文件只本用户可读写；
     任一文件被拒，整个目录删除、不保存任何文件。返回 data（目录名，供 POST /runs 的 data 使用）与
     report（与 screening check 相同的数据接收检查）。"""
     settings = request.app.state.settings
@@ -104,13 +107,12 @@ def upload_data(request: Request, cursor: CursorDep, user: Annotated[User, Depen
         tables[table] = (upload, ext)
     if not tables:
         raise HTTPException(422, "没有上传文件")
-    root = Path(settings.data_root).resolve()
-    if not root.is_dir():
-        raise HTTPException(422, f"数据根目录不存在：{root}")
+    root = Path(settings.uploads()).resolve()
     folder = root / _folder_name(year)
     try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
         folder.mkdir(mode=0o700)
-    except OSError as exc:  # the data root not writable, the disk full: the machine, not the request
+    except OSError as exc:  # the upload folder not writable, the disk full: the machine, not the request
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"数据未能保存：{from_os_error(exc)}") from None
     try:
         for table, (upload, ext) in tables.items():

@@ -76,7 +76,7 @@ class EvaluationIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"year": 2021, "method": "yueqing-default"}]})
     year: int = Field(ge=2000, le=2100, description="数据年度（评价哪一年的数据）")
     method: str = Field(min_length=1, max_length=200, description="随附的评价方法名（rules/methods/ 下），或数据根目录下的方法文件（.yaml）")
-    data: str | None = Field(default=None, max_length=200, description="数据目录名，位于数据根目录（SCREENING_DATA_ROOT）之下")
+    data: str | None = Field(default=None, max_length=200, description="数据目录名，位于数据根目录（SCREENING_DATA_ROOT）之下，或上传得到的 upload-…（在上传目录 SCREENING_UPLOAD_DIR 中）")
     note: Text(2000) | None = None
 
 

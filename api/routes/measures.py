@@ -37,7 +37,7 @@ from screening.schema import LEDGER_KINDS, UTILITIES
 from ..auth import User, known_townships, nearest_townships
 from ..db import audit, one_snapshot, records
 from ..deps import CursorDep, allow
-from .common import ERRORS, YearPath, data_folder
+from .common import ERRORS, YearPath, data_folder, data_name
 from .exports import _CappedUpload
 
 router = APIRouter(prefix="/api/v1/measures", tags=["measures"])
@@ -63,7 +63,7 @@ class MeasuresIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"year": 2022, "data": "upload-2022-…"}]})
     year: int = Field(ge=YEARS.start, le=YEARS.stop - 1, description="措施年度 Y：依据 Y-1 年度及以前的评价等级")
     data: str | None = Field(default=None, max_length=200,
-                             description="数据目录名，位于数据根目录之下（含 enterprises、evaluations，可选 accounts）；默认即数据根目录")
+                             description="数据目录名，位于数据根目录之下，或上传得到的 upload-…（含 enterprises、evaluations，可选 accounts）；默认即数据根目录")
     date: dt.date | None = Field(default=None, description="按哪一天执行中的政策生成（默认：该年度执行期第一天）")
 
 
@@ -79,7 +79,8 @@ def compute_lists(body: MeasuresIn, request: Request, cursor: CursorDep,
         result = measures(data, body.year, None, body.date,
                           extra_history=history_from_finalized(finalized_grades(cursor)))
     except ScreeningError as exc:
-        raise HTTPException(422, str(exc).replace(str(root), "数据根目录")) from None
+        raise HTTPException(422, str(exc).replace(str(root), "数据根目录")
+                            .replace(str(Path(request.app.state.settings.uploads()).resolve()), "上传目录")) from None
     counts = summary(result)
     batch = uuid.uuid4().hex[:12]
     rows = result.rows.select(OUTPUT_COLUMNS)
@@ -94,8 +95,8 @@ def compute_lists(body: MeasuresIn, request: Request, cursor: CursorDep,
                        [body.year, batch, result.on_date])
         cursor.unregister("_measure_rows")
         cursor.execute("INSERT INTO measure_list_batches VALUES (?, ?, ?, ?, ?, ?, now())",
-                       # the folder as a path under the root (runs prune keeps what a batch read from)
-                       [body.year, batch, result.on_date, data.relative_to(root).as_posix(),
+                       # the folder as data_folder finds it again (runs prune keeps what a batch read from)
+                       [body.year, batch, result.on_date, data_name(request.app.state.settings, data),
                         json.dumps(counts, ensure_ascii=False), user.name])
         audit(cursor, user, "measures_compute", "measures", str(body.year), before[0] if before else None,
               {"batch_id": batch, **counts})

@@ -13,11 +13,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from screening.errors import ScreeningError
 from screening.ingest import find_table_file
-from screening.paths import confined
 
 from ..auth import User
 from ..deps import allow
-from .common import ERRORS
+from .common import ERRORS, data_folder
 
 router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
 
@@ -25,11 +24,9 @@ router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
 _DEFAULT_FOLDERS = (".", "projects")
 
 
-def _folder(root: Path, data: str | None) -> Path:
-    if data is not None:
-        folder = confined(data, [root])
-        if folder is None:
-            raise HTTPException(422, "数据目录必须位于数据根目录之下")
+def _folder(request: Request, data: str | None) -> Path:
+    root, folder = data_folder(request, data)
+    if data:
         return folder
     for name in _DEFAULT_FOLDERS:
         folder = (root / name).resolve()
@@ -55,8 +52,7 @@ def get_projects(
     standard、intensity_status、authority、suggestion、reason 等；`rejects` 为被拒收的行（最多 100 行）及原因。"""
     from screening.projects import review
 
-    root = Path(request.app.state.settings.data_root).resolve()
-    folder = _folder(root, data)
+    folder = _folder(request, data)
     try:
         result = review(folder)
     except ScreeningError as exc:

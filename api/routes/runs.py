@@ -40,7 +40,7 @@ class RunIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"year": 2022, "set": []}]})
     year: int | None = Field(default=None, ge=2000, le=2100, description="清单年度（默认：数据支持的最新年度）")
     data: str | None = Field(default=None, max_length=200,
-                             description="数据目录名，位于服务配置的数据根目录（SCREENING_DATA_ROOT）之下；默认即数据根目录")
+                             description="数据目录名，位于服务配置的数据根目录（SCREENING_DATA_ROOT）之下，或上传得到的 upload-…（在上传目录 SCREENING_UPLOAD_DIR 中）；默认即数据根目录")
     set: list[str] = Field(default_factory=list, max_length=20, description="参数调整，如 above_scale_low_tax_per_mu.ratio=0.1")
     replace_final: StrictBool = Field(default=False, description="该年度已定稿时：为 true 则撤销原定稿（记入审计），以本次筛选作为"
                                                            "该年度清单，需重新核实并定稿；为 false（默认）则本次筛选只作试算保存")

@@ -158,8 +158,9 @@ def prune_command(
                 from ..retention import prune
 
                 ensure_schema(con)  # the audit trail the removal is written to
-                # the service's folders, from the same SCREENING_* settings it starts with
-                summary = prune(con, HANDOVER, keep, older_than, dry_run, Settings().folders())
+                # the service's folders, from the same SCREENING_* settings it starts with (and this
+                # database: the upload folder's default is beside it)
+                summary = prune(con, HANDOVER, keep, older_than, dry_run, Settings(db=db).folders())
         except ScreeningError as exc:
             _fail(exc)
             return
