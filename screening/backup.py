@@ -570,6 +570,8 @@ def verify_database(con: duckdb.DuckDBPyConnection, db: Path) -> Verification:
         else:
             report.problems += _check_runs(con, present)
             report.facts.append(f"运行记录 {con.execute('SELECT count(*) FROM runs').fetchall()[0][0]} 次，逐次核对了行数")
+    if "evidence_files" in present:
+        _check_evidence(con, db, report)
     if "audit_log" in present:
         _check_audit(con, db, present["audit_log"], report)
     report.facts.insert(0, f"数据库 {db} 可以打开，共 {len(present)} 张表")
@@ -609,6 +611,28 @@ def _check_runs(con: duckdb.DuckDBPyConnection, present: dict[str, Any]) -> list
         if ids:
             problems.append(f"表 {table} 中有 {len(ids)} 个运行编号在 runs 中不存在")
     return problems
+
+
+def _check_evidence(con: duckdb.DuckDBPyConnection, db: Path, report: Verification) -> None:
+    """Each evidence file the database registers is beside it (``<db>.evidence/``), a regular
+    file with the registered sha256 (as the download route checks it)."""
+    from api.routes.evidence import KINDS, evidence_dir
+
+    suffixes = {media: suffix for _, media, suffix in KINDS}
+    folder = evidence_dir(Path(db).resolve())
+    rows = con.execute("SELECT DISTINCT sha256, media_type FROM evidence_files ORDER BY ALL").fetchall()
+    bad = []
+    for digest, media in rows:
+        name = f"{digest}{suffixes.get(media, '')}"
+        path = folder / name
+        if not _EVIDENCE_FILE.fullmatch(f"evidence/{name}") or path.is_symlink() or not path.is_file() \
+                or _sha256(path) != digest:
+            bad.append(name[:80])
+    if bad:
+        report.problems.append(f"{len(bad)} 个登记的证据文件不在 {folder} 中或与登记的散列值不符："
+                               f"{'、'.join(bad[:5])}{' 等' if len(bad) > 5 else ''}")
+    elif rows:
+        report.facts.append(f"证据文件 {len(rows)} 个，都在 {folder} 中且与登记的散列值一致")
 
 
 def _check_audit(con: duckdb.DuckDBPyConnection, db: Path, columns: list[list[str]], report: Verification) -> None:

@@ -626,6 +626,8 @@ def test_a_backup_holds_the_evidence_and_upload_files_and_a_restore_puts_them_be
     assert (restored.parent / "r.duckdb.evidence" / placed["evidence"].name).read_bytes() == PNG
     for name in ("enterprises.csv", "energy.csv"):
         assert (restored.parent / "uploads" / UPLOAD / name).read_bytes() == (placed["upload"] / name).read_bytes()
+    verified = _verify(restored)
+    assert verified.returncode == 0 and "证据文件 1 个" in verified.stdout, verified.stdout + verified.stderr
     # the service on the restored file serves the evidence, and takes the upload folder as data
     token = cli("users", "add", "--db", restored, "--name", "管理员", "--role", "admin", cwd=tmp_path)
     assert token.returncode == 0, token.stderr
@@ -696,3 +698,15 @@ def test_a_link_planted_in_the_evidence_or_upload_folder_is_not_followed(copy, t
     assert cli("restore", "--from", made, "--db", restored, cwd=tmp_path).returncode == 0
     assert not (restored.parent / "r.duckdb.evidence").exists()
     assert sorted(p.name for p in (restored.parent / "uploads" / UPLOAD).iterdir()) == ["energy.csv", "enterprises.csv"]
+
+
+def test_verify_finds_a_registered_evidence_file_that_is_missing_or_altered(copy, tmp_path):
+    placed = _with_files(copy)
+    proc = _verify(copy)
+    assert proc.returncode == 0 and "证据文件 1 个" in proc.stdout, proc.stdout + proc.stderr
+    placed["evidence"].write_bytes(PNG + b"!")
+    proc = _verify(copy)
+    assert proc.returncode == 2 and placed["evidence"].name in proc.stderr
+    placed["evidence"].unlink()
+    proc = _verify(copy)
+    assert proc.returncode == 2 and "不在" in proc.stderr

@@ -112,7 +112,7 @@ def restore_command(
 def verify_command(
     db: Annotated[Path, typer.Option("--db", help="要检查的 DuckDB 文件（只读打开）")] = Path("screening.duckdb"),
 ) -> None:
-    """检查数据库：能否打开、表结构、每次运行的数据是否完整、审计记录的散列链是否完整。发现问题时退出码为 2。"""
+    """检查数据库：能否打开、表结构、每次运行的数据是否完整、登记的证据文件是否都在且未被改动、审计记录的散列链是否完整。发现问题时退出码为 2。"""
     from rich.text import Text
 
     from ..backup import BackupError, verify_database
