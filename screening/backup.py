@@ -186,13 +186,13 @@ def _named_files(con: duckdb.DuckDBPyConnection, tables: dict[str, Any],
                 continue
             named.append((name, sources.evidence / name.split("/", 1)[1], digest))
     root = sources.uploads
-    for folder in sorted(_uploads_made(con)):
+    for folder in sorted(str(name) for name in _uploads_made(con) if name):
         path = confined(folder, [root]) if UPLOAD_FOLDER.fullmatch(folder) else None
+        if path is not None and (root / folder).is_symlink():
+            skipped[f"uploads/{folder}"] = "是符号链接，未跟随"
+            continue
         if path is None or path.parent != root:
             skipped[f"uploads/{folder[:80]}"] = "审计记录中的上传目录名不合规，未复制"
-            continue
-        if (root / folder).is_symlink():
-            skipped[f"uploads/{folder}"] = "是符号链接，未跟随"
             continue
         if not path.is_dir():
             continue  # removed by screening runs prune (its audit says so): nothing to keep

@@ -688,10 +688,19 @@ def test_a_link_planted_in_the_evidence_or_upload_folder_is_not_followed(copy, t
     placed["evidence"].unlink()
     placed["evidence"].symlink_to(secret)
     (placed["upload"] / "land.csv").symlink_to(secret)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "enterprises.csv").write_text("机密", encoding="utf-8")
+    linked = "upload-2022-20260102T080000-def456"
+    (placed["upload"].parent / linked).symlink_to(outside)
+    con = duckdb.connect(str(copy))
+    _uploaded(con, linked)
+    con.close()
     made = _backup(copy, tmp_path / "bk")
     manifest = json.loads((made / bk.MANIFEST).read_text(encoding="utf-8"))
     assert sorted(manifest["files"]) == [f"uploads/{UPLOAD}/energy.csv", f"uploads/{UPLOAD}/enterprises.csv"]
-    assert set(manifest["files_skipped"]) == {f"evidence/{placed['evidence'].name}", f"uploads/{UPLOAD}/land.csv"}
+    assert set(manifest["files_skipped"]) == {f"evidence/{placed['evidence'].name}", f"uploads/{UPLOAD}/land.csv",
+                                              f"uploads/{linked}"}
     assert not any(p.is_symlink() or b"\xe6\x9c\xba\xe5\xaf\x86" in p.read_bytes()
                    for p in (made / bk.FILES).rglob("*") if not p.is_dir())
     restored = tmp_path / "r" / "r.duckdb"
