@@ -1,4 +1,4 @@
-"""Backup, restore and verification of the one database file (issue 18; docs/backup.md).
+"""Backup, restore and verification of the database and the files it refers to (issue 18; docs/backup.md).
 
 A backup is a directory ``screening-backup-<time>-<tag>/`` holding one Parquet file per table
 and ``manifest.json``: the time (Asia/Shanghai), the product and DuckDB versions, each table's
@@ -7,6 +7,14 @@ audit chain's head, and a sha256 of the manifest itself.  All tables are read in
 transaction, so the backup is one moment of the database: a write committed before it began
 is in it, a write still in flight is not, and none is half in it.  The directory is written
 as ``<name>.partial`` and renamed once complete, so a backup that exists is whole.
+
+Beside the tables, ``files/`` holds the files the snapshot refers to, each listed in the manifest
+with its size and sha256: ``files/evidence/<sha256>.<ext>`` (the 属地核实 evidence files its
+``evidence_files`` rows name, from ``<db>.evidence/``) and ``files/uploads/<upload-…>/<file>``
+(the upload folders its audit trail says ``POST /api/v1/data`` made, from the upload folder).
+The service only ever adds such files (an evidence file under its content's hash, an upload
+folder before its audit line), so the files a snapshot names exist unchanged when they are
+copied after it; only regular files are copied, never a link.
 
 :func:`restore` builds a new database file from a backup only after the files match the
 manifest, and only keeps it when every table's rows match their count and checksum.
@@ -21,6 +29,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +39,9 @@ import duckdb
 
 from . import auditchain
 from ._version import __version__
-from .errors import ScreeningError
+from .errors import ScreeningError, from_os_error
+from .paths import confined
+from .retention import UPLOAD_FOLDER, _uploads_made
 from .sqlquote import identifier, literal
 
 FORMAT = "screening-backup"
@@ -44,6 +55,12 @@ LAST = "last.json"
 _NAME = re.compile(r"^screening-backup-\d{8}-\d{6}-[0-9a-f]{6}$")
 _SAFE_TABLE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 _TZ_TYPE = "TIMESTAMP WITH TIME ZONE"
+#: the folder of a backup holding the files the database refers to
+FILES = "files"
+#: the names a file in ``files/`` may have: an evidence file (its sha256 and kind), a file of an upload folder
+_EVIDENCE_FILE = re.compile(r"evidence/[0-9a-f]{64}\.(?:jpg|png|pdf)")
+_UPLOAD_FILE = re.compile(rf"uploads/{UPLOAD_FOLDER.pattern}/[A-Za-z0-9_]{{1,64}}\.[A-Za-z0-9]{{1,8}}")
+_CHUNK = 1 << 20
 
 
 class BackupError(ScreeningError):
@@ -108,6 +125,109 @@ def _audit_head(con: duckdb.DuckDBPyConnection, tables: dict[str, Any]) -> list 
     return [int(rows[0][0]), rows[0][1]] if rows else None
 
 
+@dataclass(frozen=True)
+class FileSources:
+    """Where the files a database refers to live: its evidence folder and the upload folder."""
+    evidence: Path
+    uploads: Path
+
+
+def file_sources(settings: Any) -> FileSources:
+    """The service's folders for ``settings`` (api.config.Settings): ``<db>.evidence/`` and
+    ``settings.uploads()`` (SCREENING_UPLOAD_DIR, else ``uploads`` beside the database)."""
+    from api.routes.evidence import evidence_dir
+
+    return FileSources(evidence_dir(Path(settings.db).resolve()), Path(settings.uploads()).resolve())
+
+
+class _NotCopied(Exception):
+    """A source file that is not copied: the reason, in Chinese."""
+
+
+def _copy(src: Path, dst: Path) -> dict[str, Any]:
+    """Copy the regular file ``src`` (never through a link) to the new file ``dst`` (0600) in
+    blocks, hashing as it goes; its size and sha256."""
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise _NotCopied("数据库登记了该文件，但它已不在服务器上") from None
+    except OSError as exc:
+        if os.path.islink(src):
+            raise _NotCopied("是符号链接，未跟随、未复制") from None
+        raise _NotCopied(f"无法读取：{from_os_error(exc)}") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise _NotCopied("不是普通文件，未复制")
+        dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        digest, size = hashlib.sha256(), 0
+        with os.fdopen(os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            for block in iter(lambda: f.read(_CHUNK), b""):
+                digest.update(block)
+                size += len(block)
+                out.write(block)
+    return {"bytes": size, "sha256": digest.hexdigest()}
+
+
+def _named_files(con: duckdb.DuckDBPyConnection, tables: dict[str, Any],
+                 sources: FileSources) -> tuple[list[tuple[str, Path, str | None]], dict[str, str]]:
+    """The files the snapshot on ``con`` refers to: (name in the backup, source, the sha256 the
+    database registers or None), and those it names that cannot be copied (name → reason)."""
+    from api.routes.evidence import KINDS
+
+    suffixes = {media: suffix for _, media, suffix in KINDS}
+    named: list[tuple[str, Path, str | None]] = []
+    skipped: dict[str, str] = {}
+    if "evidence_files" in tables:
+        for digest, media in con.execute(
+                "SELECT DISTINCT sha256, media_type FROM evidence_files ORDER BY ALL").fetchall():
+            name = f"evidence/{digest}{suffixes.get(media, '')}"
+            if not _EVIDENCE_FILE.fullmatch(name):
+                skipped[f"evidence/{str(digest)[:80]}"] = "数据库中登记的证据文件名或类型不合规，未复制"
+                continue
+            named.append((name, sources.evidence / name.split("/", 1)[1], digest))
+    root = sources.uploads
+    for folder in sorted(str(name) for name in _uploads_made(con) if name):
+        path = confined(folder, [root]) if UPLOAD_FOLDER.fullmatch(folder) else None
+        if path is not None and (root / folder).is_symlink():
+            skipped[f"uploads/{folder}"] = "是符号链接，未跟随"
+            continue
+        if path is None or path.parent != root:
+            skipped[f"uploads/{folder[:80]}"] = "审计记录中的上传目录名不合规，未复制"
+            continue
+        if not path.is_dir():
+            continue  # removed by screening runs prune (its audit says so): nothing to keep
+        try:
+            entries = sorted(os.scandir(path), key=lambda e: e.name)
+        except OSError as exc:
+            skipped[f"uploads/{folder}"] = f"无法读取：{from_os_error(exc)}"
+            continue
+        for entry in entries:
+            name = f"uploads/{folder}/{entry.name}"
+            if not _UPLOAD_FILE.fullmatch(name) or not entry.is_file(follow_symlinks=False):
+                skipped[f"uploads/{folder}/{entry.name[:80]}"] = "不是上传目录中的普通数据文件（如符号链接），未复制"
+                continue
+            named.append((name, Path(entry.path), None))
+    return named, skipped
+
+
+def _copy_files(named: list[tuple[str, Path, str | None]], skipped: dict[str, str],
+                into: Path) -> dict[str, Any]:
+    files: dict[str, Any] = {}
+    for name, source, registered in named:
+        target = into / FILES / name
+        try:
+            entry = _copy(source, target)
+        except _NotCopied as exc:
+            skipped[name] = str(exc)
+            continue
+        if registered is not None and entry["sha256"] != registered:
+            target.unlink()
+            skipped[name] = "内容与数据库登记的散列值不符（文件被改动过），未复制"
+            continue
+        files[name] = entry
+    return files
+
+
 @dataclass
 class Backup:
     path: Path
@@ -117,17 +237,28 @@ class Backup:
     def rows(self) -> int:
         return sum(t["rows"] for t in self.manifest["tables"].values())
 
+    @property
+    def files(self) -> dict[str, Any]:
+        return self.manifest.get("files", {})
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        return self.manifest.get("files_skipped", {})
+
 
 def new_name(now: dt.datetime | None = None) -> str:
     now = (now or dt.datetime.now(TIME_ZONE)).astimezone(TIME_ZONE)
     return f"{PREFIX}{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
-def write_backup(con: duckdb.DuckDBPyConnection, out: Path, database: str) -> Backup:
+def write_backup(con: duckdb.DuckDBPyConnection, out: Path, database: str,
+                 sources: FileSources | None = None) -> Backup:
     """Write a backup of ``con``'s database into a new directory under ``out``.
 
     ``con`` must be a connection (a cursor) of its own: the tables are read in one transaction
-    on it.  ``database``: the file's name, recorded in the manifest."""
+    on it.  ``database``: the file's name, recorded in the manifest.  ``sources``: where the
+    files the database refers to are (:func:`file_sources`); the files the snapshot names are
+    copied into ``files/`` (none without it)."""
     out = _private_dir(Path(out))
     now = dt.datetime.now(TIME_ZONE)
     name = new_name(now)
@@ -145,8 +276,12 @@ def write_backup(con: duckdb.DuckDBPyConnection, out: Path, database: str) -> Ba
                 rows, digest = checksum(con, table, columns)
                 entries[table] = {"file": file, "columns": columns, "rows": rows, "checksum": digest}
             head = _audit_head(con, tables)
+            named, skipped = _named_files(con, tables, sources) if sources else ([], {})
         finally:
             con.execute("COMMIT")
+        # the files the snapshot names were complete before the rows naming them committed, and
+        # are never changed after: copying them now gives the snapshot's files
+        files = _copy_files(named, skipped, partial)
         for entry in entries.values():
             path = partial / entry["file"]
             path.chmod(0o600)
@@ -156,7 +291,7 @@ def write_backup(con: duckdb.DuckDBPyConnection, out: Path, database: str) -> Ba
             "format": FORMAT, "format_version": FORMAT_VERSION, "name": name,
             "created_at": now.isoformat(timespec="seconds"), "time_zone": "Asia/Shanghai（北京时间）",
             "product_version": __version__, "duckdb_version": duckdb.__version__, "database": database,
-            "tables": entries, "audit_head": head,
+            "tables": entries, "audit_head": head, "files": files, "files_skipped": skipped,
         }
         manifest["manifest_sha256"] = _manifest_digest(manifest)
         target = partial / MANIFEST
@@ -236,6 +371,31 @@ def read_backup(path: Path) -> Backup:
             raise BackupError(f"备份 {path} 不完整：缺少表 {table} 的文件 {entry['file']}")
         if file.stat().st_size != entry["bytes"] or _sha256(file) != entry["sha256"]:
             raise BackupError(f"备份 {path} 已损坏：表 {table} 的文件 {entry['file']} 与清单中的校验值不符")
+    files = manifest.get("files", {})
+    if not isinstance(files, dict):
+        raise BackupError(f"备份 {path} 的 {MANIFEST} 中的文件清单无法读取")
+    for name, entry in sorted(files.items()):
+        if not (_EVIDENCE_FILE.fullmatch(name) or _UPLOAD_FILE.fullmatch(name)):
+            raise BackupError(f"备份 {path} 的清单中有不合规的文件名 {name[:100]}，拒绝使用")
+        if not isinstance(entry, dict):
+            raise BackupError(f"备份 {path} 的 {MANIFEST} 中文件 {name} 的记录无法读取")
+        file = path / FILES / name
+        try:
+            info = os.lstat(file)
+        except OSError:
+            raise BackupError(f"备份 {path} 不完整：缺少文件 {FILES}/{name}") from None
+        if not stat.S_ISREG(info.st_mode) or info.st_size != entry.get("bytes") or _sha256(file) != entry.get("sha256"):
+            raise BackupError(f"备份 {path} 已损坏：文件 {FILES}/{name} 与清单中的大小或校验值不符")
+    if files:
+        listed.add(FILES)
+        found = set()
+        for parent, dirs, names in os.walk(path / FILES):  # never into a link
+            found |= {(Path(parent) / n).relative_to(path / FILES).as_posix() for n in names}
+            found |= {(Path(parent) / d).relative_to(path / FILES).as_posix() for d in dirs
+                      if (Path(parent) / d).is_symlink()}
+        extra = sorted(found - set(files))
+        if extra:
+            raise BackupError(f"备份 {path} 中有清单未列出的文件：{'、'.join(f'{FILES}/{n}' for n in extra[:5])}")
     extra = sorted(p.name for p in path.iterdir() if p.name != MANIFEST and p.name not in listed)
     if extra:
         raise BackupError(f"备份 {path} 中有清单未列出的文件：{'、'.join(extra[:5])}")
@@ -249,9 +409,41 @@ class Restored:
     aside: Path | None
 
 
-def restore(source: Path, db: Path, force: bool = False) -> Restored:
+def _placing(backup: Backup, sources: FileSources) -> list[tuple[Path, Path]]:
+    """Where each of the backup's files goes (source, target); refused when a file of that name
+    is already there with other content (never overwritten)."""
+    roots = {"evidence": sources.evidence, "uploads": sources.uploads}
+    moves = []
+    for name, entry in sorted(backup.files.items()):
+        area, rest = name.split("/", 1)
+        target = confined(rest, [roots[area]])
+        if target is None or target != roots[area].resolve() / rest:
+            raise BackupError(f"备份中的文件 {FILES}/{name} 的恢复位置不在 {roots[area]} 之中（符号链接？），拒绝恢复")
+        if os.path.lexists(target):
+            if target.is_symlink() or not target.is_file() or _sha256(target) != entry["sha256"]:
+                raise BackupError(f"恢复位置 {target} 已有内容不同的文件，未覆盖；请先移开它再恢复")
+            continue  # the same file is already there (evidence is stored under its hash)
+        moves.append((backup.path / FILES / name, target))
+    return moves
+
+
+def _place(moves: list[tuple[Path, Path]]) -> None:
+    for source, target in moves:
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.restoring-{secrets.token_hex(4)}")
+        try:
+            shutil.copyfile(source, partial)  # copies in blocks
+            partial.chmod(0o600)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+
+
+def restore(source: Path, db: Path, force: bool = False, sources: FileSources | None = None) -> Restored:
     """Build ``db`` from the backup in ``source``.  An existing ``db`` is replaced only with
-    ``force``, and then kept aside as ``<db>.before-restore-<time>``."""
+    ``force``, and then kept aside as ``<db>.before-restore-<time>``.  The backup's files go to
+    ``sources`` (default: the folders the service would use for ``db`` with the current
+    SCREENING_* settings: ``<db>.evidence/`` and the upload folder)."""
     from api.db import ensure_schema
 
     from .store import STORED_TABLES, DatabaseLocked, _create, connect, legacy_layout
@@ -267,6 +459,11 @@ def restore(source: Path, db: Path, force: bool = False) -> Restored:
             raise DatabaseLocked(f"数据库 {db} 正被服务或其他进程使用，不能替换；请先停止服务再恢复，"
                                  f"或恢复到另一个文件") from None
     db.parent.mkdir(parents=True, exist_ok=True)
+    if sources is None:
+        from api.config import Settings
+
+        sources = file_sources(Settings(db=db))
+    moves = _placing(backup, sources)
     building = db.with_name(f".{db.name}.restoring-{secrets.token_hex(4)}")
     try:
         con = duckdb.connect(str(building))
@@ -291,6 +488,7 @@ def restore(source: Path, db: Path, force: bool = False) -> Restored:
             con.execute("CHECKPOINT")
         finally:
             con.close()
+        _place(moves)  # before the database that names them
         aside = None
         if db.exists():
             stamp = dt.datetime.now(TIME_ZONE).strftime("%Y%m%d-%H%M%S")
@@ -372,6 +570,8 @@ def verify_database(con: duckdb.DuckDBPyConnection, db: Path) -> Verification:
         else:
             report.problems += _check_runs(con, present)
             report.facts.append(f"运行记录 {con.execute('SELECT count(*) FROM runs').fetchall()[0][0]} 次，逐次核对了行数")
+    if "evidence_files" in present:
+        _check_evidence(con, db, report)
     if "audit_log" in present:
         _check_audit(con, db, present["audit_log"], report)
     report.facts.insert(0, f"数据库 {db} 可以打开，共 {len(present)} 张表")
@@ -411,6 +611,28 @@ def _check_runs(con: duckdb.DuckDBPyConnection, present: dict[str, Any]) -> list
         if ids:
             problems.append(f"表 {table} 中有 {len(ids)} 个运行编号在 runs 中不存在")
     return problems
+
+
+def _check_evidence(con: duckdb.DuckDBPyConnection, db: Path, report: Verification) -> None:
+    """Each evidence file the database registers is beside it (``<db>.evidence/``), a regular
+    file with the registered sha256 (as the download route checks it)."""
+    from api.routes.evidence import KINDS, evidence_dir
+
+    suffixes = {media: suffix for _, media, suffix in KINDS}
+    folder = evidence_dir(Path(db).resolve())
+    rows = con.execute("SELECT DISTINCT sha256, media_type FROM evidence_files ORDER BY ALL").fetchall()
+    bad = []
+    for digest, media in rows:
+        name = f"{digest}{suffixes.get(media, '')}"
+        path = folder / name
+        if not _EVIDENCE_FILE.fullmatch(f"evidence/{name}") or path.is_symlink() or not path.is_file() \
+                or _sha256(path) != digest:
+            bad.append(name[:80])
+    if bad:
+        report.problems.append(f"{len(bad)} 个登记的证据文件不在 {folder} 中或与登记的散列值不符："
+                               f"{'、'.join(bad[:5])}{' 等' if len(bad) > 5 else ''}")
+    elif rows:
+        report.facts.append(f"证据文件 {len(rows)} 个，都在 {folder} 中且与登记的散列值一致")
 
 
 def _check_audit(con: duckdb.DuckDBPyConnection, db: Path, columns: list[list[str]], report: Verification) -> None:

@@ -577,3 +577,145 @@ def test_a_folder_the_file_system_refuses_is_named_in_chinese_and_the_rest_remov
     assert refused["folder"] == names[0] and "没有权限" in refused["reason"] and "Permission" not in refused["reason"]
     assert [p.name for p in root.iterdir()] == [names[0]]
     con.close()
+
+
+# ---------------------------------------------------------------- the files the database refers to
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64 + "现场照片".encode("utf-8")
+UPLOAD = "upload-2022-20260101T080000-abc123"
+
+
+def _with_files(db: Path) -> dict[str, Path]:
+    """An evidence file (its row and its file in ``<db>.evidence/``) and an upload folder (its
+    audit line and its files in ``uploads/`` beside the database), as the service leaves them."""
+    digest = hashlib.sha256(PNG).hexdigest()
+    con = duckdb.connect(str(db))
+    try:
+        ensure_schema(con)
+        (uscc,), = con.execute("SELECT uscc FROM run_list LIMIT 1").fetchall()
+        con.execute("INSERT INTO evidence_files VALUES ('ev-1', ?, 2022, 'image/png', ?, ?, '现场.png', NULL, '乡镇', now())",
+                    [uscc, len(PNG), digest])
+        _uploaded(con, UPLOAD)
+    finally:
+        con.close()
+    evidence = db.parent / f"{db.name}.evidence" / f"{digest}.png"
+    evidence.parent.mkdir(mode=0o700)
+    evidence.write_bytes(PNG)
+    upload = db.parent / "uploads" / UPLOAD
+    upload.mkdir(parents=True, mode=0o700)
+    (upload / "enterprises.csv").write_text("uscc,name\n91000000000000000X,甲\n", encoding="utf-8")
+    (upload / "energy.csv").write_text("uscc,year,tce\n", encoding="utf-8")
+    return {"evidence": evidence, "upload": upload}
+
+
+def test_a_backup_holds_the_evidence_and_upload_files_and_a_restore_puts_them_beside_the_new_database(copy, tmp_path):
+    placed = _with_files(copy)
+    made = _backup(copy, tmp_path / "bk")
+    manifest = json.loads((made / bk.MANIFEST).read_text(encoding="utf-8"))
+    evidence = f"evidence/{placed['evidence'].name}"
+    uploads = [f"uploads/{UPLOAD}/energy.csv", f"uploads/{UPLOAD}/enterprises.csv"]
+    assert sorted(manifest["files"]) == [evidence, *uploads] and manifest["files_skipped"] == {}
+    assert manifest["files"][evidence] == {"bytes": len(PNG), "sha256": hashlib.sha256(PNG).hexdigest()}
+    assert (made / bk.FILES / evidence).read_bytes() == PNG
+    assert all((p.stat().st_mode & 0o077) == 0 for p in (made / bk.FILES).rglob("*"))
+
+    restored = tmp_path / "elsewhere" / "r.duckdb"
+    proc = cli("restore", "--from", made, "--db", restored, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "3 个证据与上传文件" in proc.stdout
+    assert (restored.parent / "r.duckdb.evidence" / placed["evidence"].name).read_bytes() == PNG
+    for name in ("enterprises.csv", "energy.csv"):
+        assert (restored.parent / "uploads" / UPLOAD / name).read_bytes() == (placed["upload"] / name).read_bytes()
+    verified = _verify(restored)
+    assert verified.returncode == 0 and "证据文件 1 个" in verified.stdout, verified.stdout + verified.stderr
+    # the service on the restored file serves the evidence, and takes the upload folder as data
+    token = cli("users", "add", "--db", restored, "--name", "管理员", "--role", "admin", cwd=tmp_path)
+    assert token.returncode == 0, token.stderr
+    from fastapi.testclient import TestClient
+
+    from api.config import Settings
+    from api.main import create_app
+    from api.routes.common import upload_folder
+
+    settings = Settings(db=restored, runs_dir=tmp_path / "runs")
+    assert upload_folder(settings, UPLOAD) == (restored.parent / "uploads" / UPLOAD).resolve()
+    with TestClient(create_app(settings)) as client:
+        served = client.get("/api/v1/evidence/ev-1",
+                            headers={"Authorization": f"Bearer {token.stdout.strip().splitlines()[-1]}"})
+        assert served.status_code == 200, served.text
+        assert served.content == PNG
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("alter", "已损坏：文件 files/evidence/"),
+    ("remove", f"不完整：缺少文件 files/uploads/{UPLOAD}/energy.csv"),
+    ("add", "清单未列出的文件：files/uploads/"),
+])
+def test_a_damaged_or_missing_file_in_a_backup_refuses_the_restore(copy, tmp_path, damage, words):
+    _with_files(copy)
+    made = _backup(copy, tmp_path / "bk")
+    if damage == "alter":
+        target = next((made / bk.FILES / "evidence").iterdir())
+        target.write_bytes(target.read_bytes()[:-1] + b"!")  # same size, other content
+    elif damage == "remove":
+        (made / bk.FILES / "uploads" / UPLOAD / "energy.csv").unlink()
+    else:
+        (made / bk.FILES / "uploads" / UPLOAD / "land.csv").write_text("x", encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    _refused(made, elsewhere, words)
+    assert not (elsewhere / "never.duckdb.evidence").exists() and not (elsewhere / "uploads").exists()
+
+
+def test_a_restore_never_overwrites_a_different_file_already_in_place(copy, tmp_path):
+    _with_files(copy)
+    made = _backup(copy, tmp_path / "bk")
+    there = tmp_path / "elsewhere" / "uploads" / UPLOAD / "enterprises.csv"
+    there.parent.mkdir(parents=True)
+    there.write_text("别的内容", encoding="utf-8")
+    target = tmp_path / "elsewhere" / "r.duckdb"
+    proc = cli("restore", "--from", made, "--db", target, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "已有内容不同的文件" in _one_line_error(proc)
+    assert there.read_text(encoding="utf-8") == "别的内容" and not target.exists()
+
+
+def test_a_link_planted_in_the_evidence_or_upload_folder_is_not_followed(copy, tmp_path):
+    placed = _with_files(copy)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("机密", encoding="utf-8")
+    # the evidence file the database names is now a link out; a link sits in the upload folder too
+    placed["evidence"].unlink()
+    placed["evidence"].symlink_to(secret)
+    (placed["upload"] / "land.csv").symlink_to(secret)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "enterprises.csv").write_text("机密", encoding="utf-8")
+    linked = "upload-2022-20260102T080000-def456"
+    (placed["upload"].parent / linked).symlink_to(outside)
+    con = duckdb.connect(str(copy))
+    _uploaded(con, linked)
+    con.close()
+    made = _backup(copy, tmp_path / "bk")
+    manifest = json.loads((made / bk.MANIFEST).read_text(encoding="utf-8"))
+    assert sorted(manifest["files"]) == [f"uploads/{UPLOAD}/energy.csv", f"uploads/{UPLOAD}/enterprises.csv"]
+    assert set(manifest["files_skipped"]) == {f"evidence/{placed['evidence'].name}", f"uploads/{UPLOAD}/land.csv",
+                                              f"uploads/{linked}"}
+    assert not any(p.is_symlink() or b"\xe6\x9c\xba\xe5\xaf\x86" in p.read_bytes()
+                   for p in (made / bk.FILES).rglob("*") if not p.is_dir())
+    restored = tmp_path / "r" / "r.duckdb"
+    assert cli("restore", "--from", made, "--db", restored, cwd=tmp_path).returncode == 0
+    assert not (restored.parent / "r.duckdb.evidence").exists()
+    assert sorted(p.name for p in (restored.parent / "uploads" / UPLOAD).iterdir()) == ["energy.csv", "enterprises.csv"]
+
+
+def test_verify_finds_a_registered_evidence_file_that_is_missing_or_altered(copy, tmp_path):
+    placed = _with_files(copy)
+    proc = _verify(copy)
+    assert proc.returncode == 0 and "证据文件 1 个" in proc.stdout, proc.stdout + proc.stderr
+    placed["evidence"].write_bytes(PNG + b"!")
+    proc = _verify(copy)
+    assert proc.returncode == 2 and placed["evidence"].name in proc.stderr
+    placed["evidence"].unlink()
+    proc = _verify(copy)
+    assert proc.returncode == 2 and "不在" in proc.stderr

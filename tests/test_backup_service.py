@@ -91,6 +91,23 @@ def service(tmp_path_factory):
         server.stderr.close()
 
 
+def _send_files(base: str, route: str, token: str, fields: dict[str, str], files: list[tuple[str, str, bytes, str]]):
+    """A multipart POST: ``files`` as (field, file name, content, type)."""
+    boundary = "----backup-test-boundary"
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode("utf-8")
+             for k, v in fields.items()]
+    parts += [f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
+              f"Content-Type: {kind}\r\n\r\n".encode("utf-8") + data + b"\r\n" for field, name, data, kind in files]
+    request = urllib.request.Request(base + route, data=b"".join(parts) + f"--{boundary}--\r\n".encode(), method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}",
+                                              "Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=60) as r:
+        return r.status, json.loads(r.read())
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32 + "现场".encode("utf-8")
+
+
 def _finalize_2021(base: str, token: str) -> str:
     firms = _call(base, "GET", "/api/v1/lists/2021?page_size=3", token)[1]["items"]
     for firm in firms:
@@ -106,6 +123,13 @@ def test_backup_during_writes_holds_exactly_what_was_acknowledged_before(service
     assert _call(base, "GET", "/api/v1/health", None)[1] == {"status": "ok", "last_backup_age_hours": None}
     planned = _finalize_2021(base, token)
     firms = [f["uscc"] for f in _call(base, "GET", "/api/v1/lists/2022?page_size=20", token)[1]["items"]]
+    # an evidence file and an upload folder: the backup carries them, the restore puts them back
+    status, evidence = _send_files(base, f"/api/v1/enterprises/{firms[0]}/evidence?year=2022", token, {},
+                                   [("file", "现场.png", PNG, "image/png")])
+    assert status == 201
+    status, upload = _send_files(base, "/api/v1/data", token, {"year": "2022"},
+                                 [("files", "enterprises.csv", "uscc,name\n".encode("utf-8"), "text/csv")])
+    assert status == 201
     verified: list[tuple[str, float]] = []  # (verification id, when acknowledged)
     plan_versions: list[tuple[int, float]] = []
     stop = threading.Event()
@@ -159,9 +183,14 @@ def test_backup_during_writes_holds_exactly_what_was_acknowledged_before(service
     age = _call(base, "GET", "/api/v1/health", None)[1]
     assert age["status"] == "ok" and 0 <= age["last_backup_age_hours"] < 0.1
 
-    restored = tmp / "restored.duckdb"
+    manifest = json.loads((backups[0] / bk.MANIFEST).read_text(encoding="utf-8"))
+    assert sorted(manifest["files"]) == [f"evidence/{evidence['sha256']}.png", f"uploads/{upload['data']}/enterprises.csv"]
+
+    restored = tmp / "restored" / "restored.duckdb"
     proc = cli("restore", "--from", backups[0], "--db", restored, cwd=tmp)
     assert proc.returncode == 0, proc.stderr
+    assert (restored.parent / "restored.duckdb.evidence" / f"{evidence['sha256']}.png").read_bytes() == PNG
+    assert (restored.parent / "uploads" / upload["data"] / "enterprises.csv").is_file()
     con = duckdb.connect(str(restored), read_only=True)
     try:
         ids = {r[0] for r in con.execute("SELECT verification_id FROM verifications WHERE list_year = 2022").fetchall()}
@@ -190,6 +219,8 @@ def test_backup_during_writes_holds_exactly_what_was_acknowledged_before(service
         assert client.get("/api/v1/lists/2021/final", headers=admin).json()["total"] > 0
         assert client.get(f"/api/v1/enterprises/{planned}/plan?year=2021", headers=admin).json()["version"] == version
         assert client.get("/api/v1/health").json()["last_backup_age_hours"] < 0.1
+        served = client.get(f"/api/v1/evidence/{evidence['evidence_id']}", headers=admin)
+        assert served.status_code == 200 and served.content == PNG
 
 
 def test_prune_hands_over_and_keeps_the_finalized_and_latest_runs(service):

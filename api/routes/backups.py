@@ -12,7 +12,7 @@ import duckdb
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from screening.backup import backups_dir, record_last, rotate, write_backup
+from screening.backup import backups_dir, file_sources, record_last, rotate, write_backup
 from screening.errors import ScreeningError, from_os_error
 from screening.retention import prune
 
@@ -34,7 +34,7 @@ class BackupIn(BaseModel):
 
 @router.post("/backups", status_code=status.HTTP_201_CREATED,
              responses={**ERRORS, 409: {"description": "另一次备份正在进行"}},
-             operation_id="backups-create", summary="备份整个数据库（仅 admin；服务照常运行，备份是同一时刻的完整数据）")
+             operation_id="backups-create", summary="备份整个数据库及证据文件、上传数据（仅 admin；服务照常运行，备份是同一时刻的完整数据）")
 def create_backup(body: BackupIn, request: Request, cursor: CursorDep,
                   user: Annotated[User, Depends(allow("admin"))]) -> dict:
     """在服务自己的备份目录（数据库文件旁的 `<数据库>.backups/`）中写一份备份，返回其名称、位置和清单摘要。"""
@@ -44,7 +44,7 @@ def create_backup(body: BackupIn, request: Request, cursor: CursorDep,
     try:
         snapshot = request.app.state.con.cursor()  # its own transaction: one moment of the whole database
         try:
-            backup = write_backup(snapshot, backups_dir(db), db.name)
+            backup = write_backup(snapshot, backups_dir(db), db.name, file_sources(request.app.state.settings))
         finally:
             snapshot.close()
         record_last(db, backup)
@@ -59,7 +59,8 @@ def create_backup(body: BackupIn, request: Request, cursor: CursorDep,
         _one_at_a_time.release()
     summary = {"name": backup.manifest["name"], "path": str(backup.path), "created_at": backup.manifest["created_at"],
                "tables": {name: t["rows"] for name, t in backup.manifest["tables"].items()},
-               "audit_head": backup.manifest["audit_head"], "rotated": removed}
+               "audit_head": backup.manifest["audit_head"], "files": len(backup.files),
+               "files_skipped": backup.skipped, "rotated": removed}
     audit(cursor, user, "backup", "database", backup.manifest["name"], None, summary)
     return summary
 
@@ -78,12 +79,13 @@ def prune_runs(body: PruneIn, request: Request, cursor: CursorDep,
     """删除的运行的输出目录（runs_dir/<run_id>）和不再被任何运行、评价、措施名单引用的上传目录一并删除
     （docs/backup.md 第 5 节）。"""
     # a screening or an evaluation being computed reads an upload folder that no stored record
-    # names yet: the prune waits for a moment when neither runs (409, say to try again)
+    # names yet, and a backup copies the upload folders its snapshot names: the prune waits for
+    # a moment when none runs (409, say to try again)
     held = []
     try:
-        for lock in (runs._one_at_a_time, evaluations._one_at_a_time):
+        for lock in (runs._one_at_a_time, evaluations._one_at_a_time, _one_at_a_time):
             if not lock.acquire(blocking=False):
-                raise HTTPException(status.HTTP_409_CONFLICT, "有筛选或亩均评价测算正在进行，请稍后再清理")
+                raise HTTPException(status.HTTP_409_CONFLICT, "有筛选、亩均评价测算或备份正在进行，请稍后再清理")
             held.append(lock)
         return prune(cursor, user, body.keep, body.older_than_days, body.dry_run, request.app.state.settings.folders())
     except ScreeningError as exc:

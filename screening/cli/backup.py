@@ -20,8 +20,10 @@ def backup_command(
     out: Annotated[Path, typer.Option("--out", help="备份写入此目录（每次一个新的子目录）")] = Path("backups"),
     keep: Annotated[Optional[int], typer.Option("--keep", min=1, help="写完后只保留 --out 中最新的几份备份")] = None,
 ) -> None:
-    """备份整个数据库：同一时刻的完整数据，附清单（时间、版本、各表行数与校验值）。服务运行时交由服务写出。"""
-    from ..backup import backups_dir, read_backup, record_last, rotate, write_backup
+    """备份整个数据库及其引用的证据文件和上传数据：同一时刻的完整数据，附清单（时间、版本、各表行数与校验值、各文件的大小与 sha256）。服务运行时交由服务写出。"""
+    from api.config import Settings
+
+    from ..backup import backups_dir, file_sources, read_backup, record_last, rotate, write_backup
     from .common import _fail, out_console
     from ..errors import ScreeningError
     from ..handover import IMPORT_TIMEOUT, find
@@ -47,7 +49,8 @@ def backup_command(
             via = f"（由运行中的服务 {service.url} 写出）"
         else:
             try:
-                backup = write_backup(con, out, db.name)
+                # the evidence and upload folders the service uses with the same SCREENING_* settings
+                backup = write_backup(con, out, db.name, file_sources(Settings(db=db)))
             finally:
                 con.close()
             record_last(db, backup)
@@ -57,9 +60,19 @@ def backup_command(
         _fail(exc)
         return
     out_console.print(f"已备份 {db} 到 {backup.path}{via}：{len(backup.manifest['tables'])} 张表，"
-                      f"{backup.rows:,} 行；时间 {backup.manifest['created_at']}（北京时间）", highlight=False, soft_wrap=True)
+                      f"{backup.rows:,} 行，{len(backup.files)} 个证据与上传文件；时间 {backup.manifest['created_at']}（北京时间）",
+                      highlight=False, soft_wrap=True)
+    _skipped(backup)
     if removed:
         out_console.print(f"按 --keep {keep} 删除了 {len(removed)} 份较早的备份", highlight=False, soft_wrap=True)
+
+
+def _skipped(backup) -> None:
+    """Warn of each file the database names that the backup does not hold."""
+    from .common import err_console
+
+    for name, reason in backup.skipped.items():
+        err_console.print(f"注意：文件 {name} 不在备份中：{reason}", highlight=False, soft_wrap=True)
 
 
 def _move(backup, out: Path):
@@ -77,7 +90,7 @@ def restore_command(
     db: Annotated[Path, typer.Option("--db", help="恢复成此 DuckDB 文件")] = ...,
     force: Annotated[bool, typer.Option("--force", help="替换已有的数据库文件（原文件改名保留）")] = False,
 ) -> None:
-    """从备份重建数据库：先核对清单（文件校验值、各表行数与校验值），不完整或损坏的备份拒绝使用。"""
+    """从备份重建数据库，并把证据文件和上传数据放回新数据库旁（<数据库>.evidence/ 与上传目录）：先核对清单（文件校验值、各表行数与校验值），不完整或损坏的备份拒绝使用。"""
     from ..backup import restore
     from .common import _fail, out_console
     from ..errors import ScreeningError
@@ -89,8 +102,9 @@ def restore_command(
         return
     manifest = restored.backup.manifest
     out_console.print(f"已从备份 {manifest['name']}（{manifest['created_at']}，DuckDB {manifest['duckdb_version']}）"
-                      f"恢复到 {db}：{len(manifest['tables'])} 张表，{restored.backup.rows:,} 行，行数与校验值一致",
-                      highlight=False)
+                      f"恢复到 {db}：{len(manifest['tables'])} 张表，{restored.backup.rows:,} 行，"
+                      f"{len(restored.backup.files)} 个证据与上传文件，行数与校验值一致", highlight=False)
+    _skipped(restored.backup)
     if restored.aside:
         out_console.print(f"原数据库已改名保留为 {restored.aside}", highlight=False, soft_wrap=True)
 
@@ -98,7 +112,7 @@ def restore_command(
 def verify_command(
     db: Annotated[Path, typer.Option("--db", help="要检查的 DuckDB 文件（只读打开）")] = Path("screening.duckdb"),
 ) -> None:
-    """检查数据库：能否打开、表结构、每次运行的数据是否完整、审计记录的散列链是否完整。发现问题时退出码为 2。"""
+    """检查数据库：能否打开、表结构、每次运行的数据是否完整、登记的证据文件是否都在且未被改动、审计记录的散列链是否完整。发现问题时退出码为 2。"""
     from rich.text import Text
 
     from ..backup import BackupError, verify_database
