@@ -41,7 +41,7 @@ from . import auditchain
 from ._version import __version__
 from .errors import ScreeningError, from_os_error
 from .paths import confined
-from .retention import UPLOAD_FOLDER, _uploads_made
+from .retention import UPLOAD_FOLDER, uploads_made
 from .sqlquote import identifier, literal
 
 FORMAT = "screening-backup"
@@ -186,7 +186,7 @@ def _named_files(con: duckdb.DuckDBPyConnection, tables: dict[str, Any],
                 continue
             named.append((name, sources.evidence / name.split("/", 1)[1], digest))
     root = sources.uploads
-    for folder in sorted(str(name) for name in _uploads_made(con) if name):
+    for folder in sorted(str(name) for name in uploads_made(con) if name):
         path = confined(folder, [root]) if UPLOAD_FOLDER.fullmatch(folder) else None
         if path is not None and (root / folder).is_symlink():
             skipped[f"uploads/{folder}"] = "是符号链接，未跟随"

@@ -154,7 +154,7 @@ def _stale_folders(con: duckdb.DuckDBPyConnection, removed: list[str], older_tha
                    if _plain_folder(runs_dir / run_id) and (runs_dir / run_id).resolve().parent == runs_dir]
     root = folders.data_root.resolve()
     used = _folders_in_use(con, removed, root)
-    made = _uploads_made(con)
+    made = uploads_made(con)
     # the grace period is a floor: ``--older-than 0`` (every trial run) must not take an upload
     # made yesterday that nobody has run yet
     days = max(older_than_days or 0.0, folders.upload_grace_days)
@@ -175,7 +175,7 @@ def _stale_folders(con: duckdb.DuckDBPyConnection, removed: list[str], older_tha
     return {"run_folders": run_folders, "uploads": uploads}
 
 
-def _uploads_made(con: duckdb.DuckDBPyConnection) -> set[str]:
+def uploads_made(con: duckdb.DuckDBPyConnection) -> set[str]:
     """The upload folders POST /api/v1/data made (each upload is audited under its folder name)."""
     if not _exists(con, "audit_log"):
         return set()
