@@ -266,6 +266,18 @@ def test_a_bad_setting_in_the_environment_is_one_chinese_line(tmp_path: Path, co
     assert proc.stdout == ""
 
 
+def test_a_bad_time_zone_is_said_before_any_work(tmp_path: Path):
+    """SCREENING_TIMEZONE was first read when a time was printed: for `screening run`, after the
+    whole screening had run and its files were written.  Now the command stops at once."""
+    proc = cli("run", "--out", tmp_path / "out", "--db", tmp_path / "s.duckdb", cwd=tmp_path,
+               env={"SCREENING_TIMEZONE": "Mars/Olympus_Mons"}, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == "错误：环境变量 SCREENING_TIMEZONE 的值“Mars/Olympus_Mons”无效：应为 IANA 时区名，如 Asia/Shanghai"
+    assert not (tmp_path / "out").exists() and not (tmp_path / "s.duckdb").exists()
+    helped = cli("run", "--help", cwd=tmp_path, env={"SCREENING_TIMEZONE": "Mars/Olympus_Mons"}, timeout=60)
+    assert helped.returncode == 0 and "--data" in helped.stdout
+
+
 def test_every_settings_construction_speaks_chinese(monkeypatch):
     """Settings are built in one class: the service's own start (get_settings), serve, prune, tests."""
     from screening import clock

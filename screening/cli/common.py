@@ -54,6 +54,11 @@ def run_app(application: typer.Typer) -> None:
     private_umask()  # files it creates (database, WAL, outputs) are its user's only
     args = sys.argv[1:]
     try:
+        if args and not {"--help", "-h"} & set(args):
+            # a bad SCREENING_TIMEZONE is said before any work, not when a run's last step first prints a time
+            from .. import clock
+
+            clock.zone()
         # the command tree with Chinese help frames; usage errors worded here (screening.cli.zh)
         code = localise(get_command(application)).main(args=args, prog_name="screening", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
