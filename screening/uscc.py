@@ -18,6 +18,8 @@ WEIGHTS = [pow(3, i, 31) for i in range(17)]
 PATTERN = f"^[{ALPHABET}]{{18}}$"
 #: what a person reads when a code does not match :data:`PATTERN` (the CLI's rejects, the API's 422)
 FORMAT_REASON = "统一社会信用代码格式错误（应为18位数字或大写字母，且不含I、O、S、V、Z）"
+#: what a person reads when the check character is wrong (``{}``: the one GB 32100-2015 gives)
+CHECK_REASON = "统一社会信用代码校验位错误（按GB 32100-2015应为“{}”）"
 _INVISIBLE = re.compile(f"[{INVISIBLE_CHARS}]")
 
 
@@ -58,3 +60,12 @@ def expected_check_chars(codes: pl.Series) -> pl.Series:
     total = _LUT[raw[:, :17]] @ np.asarray(WEIGHTS, dtype=np.int64)
     idx = pl.Series(codes.name, ((31 - total % 31) % 31).astype(np.uint8))
     return idx.replace_strict(list(range(31)), list(ALPHABET), return_dtype=pl.String)
+
+
+def problem(code: str) -> str | None:
+    """Why ``code`` is not a valid 统一社会信用代码 (:data:`FORMAT_REASON` or :data:`CHECK_REASON`
+    with the expected character), or None when it is one."""
+    if not re.match(PATTERN, code):
+        return FORMAT_REASON
+    expected = check_char(code[:17])
+    return None if code[17] == expected else CHECK_REASON.format(expected)

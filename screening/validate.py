@@ -523,7 +523,7 @@ def _check_char_reasons(frame: pl.DataFrame) -> pl.DataFrame:
     expected = uscc_mod.expected_check_chars(ok["uscc"])
     return ok.select(ROW, pl.Series("_expected", expected), pl.col("uscc").str.slice(17, 1).alias("_given")).filter(
         pl.col("_expected") != pl.col("_given")
-    ).select(ROW, pl.format("统一社会信用代码校验位错误（按GB 32100-2015应为“{}”）", "_expected").alias("_check"))
+    ).select(ROW, pl.format(uscc_mod.CHECK_REASON, "_expected").alias("_check"))
 
 
 def _attach_firm_id(raw: RawTable, good: pl.DataFrame, registry: "pl.DataFrame | CodeIndex",

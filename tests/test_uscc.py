@@ -99,3 +99,18 @@ def test_vectorized_agrees_with_stdnum(body_list, lasts):
     assert uscc.expected_check_chars(series).to_list() == expected
     # and the per-code check agrees
     assert [uscc.is_valid(c) for c in codes] == [c[17] == e for c, e in zip(codes, expected)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(digit_bodies, st.sampled_from(ALPHABET))
+def test_problem_agrees_with_stdnum_and_names_the_expected_character(body, last):
+    code = body + last
+    reason = uscc.problem(code)
+    assert (reason is None) == oracle.is_valid(code)
+    if reason is not None:
+        assert reason == f"统一社会信用代码校验位错误（按GB 32100-2015应为“{oracle.calc_check_digit(body)}”）"
+
+
+@pytest.mark.parametrize("code", ["91330382O00000000X", "9133038200000000", "91330382000000000a", ""])
+def test_problem_of_a_malformed_code_is_the_format_reason(code):
+    assert uscc.problem(code) == uscc.FORMAT_REASON
