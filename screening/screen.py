@@ -79,10 +79,12 @@ class Screening:
 
     @property
     def results(self) -> pl.DataFrame:
-        """One row per (enterprise, rule), with evidence and the Chinese reason."""
+        """One row per (enterprise, rule), with evidence and the Chinese reason, and each rule's
+        title and citation (results.parquet has them once per rule, in rules.parquet)."""
         if self._results is None:
-            self._results = (pl.read_parquet(self.results_file) if self.results_file
-                             else self.engine.query("results", "SELECT * FROM results_out", {}))
+            self._results = with_rule_texts(
+                pl.read_parquet(self.results_file) if self.results_file
+                else self.engine.query("results", "SELECT * FROM results_out", {}), self.ruleset)
         return self._results
 
     @cached_property
@@ -560,8 +562,8 @@ DERIVED_COLUMNS = {"detail_note": "coalesce(r.detail || '。', '')"}
 
 
 def rule_info(rs: RuleSet) -> pl.DataFrame:
-    """Each enabled rule once: its title and short citation, as every result row of it carries
-    them (results.parquet, the database) and rules.csv lists them."""
+    """Each enabled rule once: its title and short citation (rules.csv/.parquet, the database's
+    run_rules), joined to the result rows where a person reads them (:func:`with_rule_texts`)."""
     return pl.DataFrame({
         "rule_id": rs.enabled,
         "rule_title": [rs.rules[rid].title for rid in rs.enabled],
@@ -569,11 +571,22 @@ def rule_info(rs: RuleSet) -> pl.DataFrame:
     })
 
 
+def with_rule_texts(results: pl.DataFrame, rs: RuleSet) -> pl.DataFrame:
+    """Result rows with their rule's title and citation joined from :func:`rule_info`, in the
+    column order every reader of a run's results sees (store.RESULT_COLUMNS)."""
+    from .store import RESULT_COLUMNS
+
+    return results.join(rule_info(rs), on="rule_id", how="left", maintain_order="left").select(
+        [name for name, _ in RESULT_COLUMNS])
+
+
 def _results_view(engine: Engine, rs: RuleSet, list_year: int, run_id: str) -> None:
     """results_out: the contract's results layout with the Chinese reason of every row.
 
     A view, not a table: the reasons of a province's millions of rows are rendered while
-    they stream into a file or the database, never all held in memory at once.
+    they stream into a file or the database, never all held in memory at once.  The rule's
+    title and citation, the same on every row of a rule, are not repeated on its rows: they
+    are in rule_info, once per rule (rules.parquet, run_rules; issue 15).
     """
     engine.load("rule_info", rule_info(rs))
     panel_cols = engine.query("panel columns", "SELECT * FROM firm_panel LIMIT 0", {}).columns
@@ -584,14 +597,13 @@ def _results_view(engine: Engine, rs: RuleSet, list_year: int, run_id: str) -> N
     case = reasons.case_expression(messages, _template_constants(rs, list_year), columns, "r.rule_id", "r.reason_code")
     engine.execute("results_explained", f"""
         CREATE OR REPLACE VIEW results_explained AS
-        SELECT r.firm_id, {int(list_year)} AS list_year, p.uscc, r.rule_id::VARCHAR AS rule_id, i.rule_title,
+        SELECT r.firm_id, {int(list_year)} AS list_year, p.uscc, r.rule_id::VARCHAR AS rule_id,
                r.status::VARCHAR AS status, r.value, r.threshold, r.industry_avg, r.industry_group,
                r.industry_group_name, r.group_firms, r.value_prev, r.value_last, r.value_text, r.threshold_text,
                r.years, r.value_prev_text, r.value_last_text, r.source, r.reason_code::VARCHAR AS reason_code,
-               {case} AS reason, r.detail, i.citation, {literal(run_id)} AS run_id
+               {case} AS reason, r.detail, {literal(run_id)} AS run_id
         FROM results r
         JOIN firm_panel p USING (firm_id)
-        JOIN rule_info i USING (rule_id)
     """, {})
     engine.execute("results_out", "CREATE OR REPLACE VIEW results_out AS SELECT * EXCLUDE (firm_id) FROM results_explained", {})
 

@@ -474,8 +474,8 @@ def _save_run(s: "Screening", db: Path | None, record: dict[str, Any]) -> None:
             ],
         )
         source = f"read_parquet({literal(s.results_file)})" if s.results_file else "results_out"
-        # the rule texts once per rule (rule_info: what the results view joined them from)
-        _copy(con, alias, "run_results", f"SELECT * EXCLUDE ({', '.join(RULE_TEXT_COLUMNS)}) FROM {source}")
+        # the rule texts once per rule, in run_rules (results_out does not repeat them per row)
+        _copy(con, alias, "run_results", f"SELECT * FROM {source}")
         _copy(con, alias, "run_rules", f"SELECT {literal(s.run_id)} AS run_id, * FROM rule_info")
         con.register("_list", s.list.to_arrow())
         con.register("_rejects", s.inputs.rejects.with_columns(pl.lit(s.run_id).alias("run_id")).to_arrow())

@@ -13,7 +13,7 @@ import pytest
 
 from screening import excel
 from screening.outputs import write_all
-from screening.screen import screen
+from screening.screen import screen, with_rule_texts
 from screening.store import results_relation
 
 
@@ -22,7 +22,8 @@ def written(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stage")
     s = screen(None, 2022, keep_tables=False)
     try:
-        expected = s.engine.query("results", "SELECT * FROM results_out", {})  # before write_all
+        # before write_all; as every reader gives them, with each rule's title and citation
+        expected = with_rule_texts(s.engine.query("results", "SELECT * FROM results_out", {}), s.ruleset)
         assert write_all(s, tmp / "out", tmp / "db.duckdb") is None
         tables = set(s.engine.query("tables", "SELECT table_name FROM duckdb_tables()", {})["table_name"])
         yield {"s": s, "out": tmp / "out", "db": tmp / "db.duckdb", "expected": expected, "tables": tables,
