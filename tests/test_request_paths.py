@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from api.auth import add_user
 from api.config import Settings
 from api.main import create_app
+from api.routes.common import DATA_FOLDER_REFUSED
 from api_helpers import bearer
 from screening.errors import RuleSetError
 from screening.evaluation_method import load_method, methods_dir, resolve_method_path
@@ -67,7 +68,7 @@ def test_a_data_directory_outside_the_root_or_with_a_nul_is_422(service, data):
     client, headers, _ = service
     answer = _run(client, headers, data=data)
     assert answer.status_code == 422, answer.text
-    assert answer.json()["detail"] == "数据目录必须位于数据根目录之下"
+    assert answer.json()["detail"] == DATA_FOLDER_REFUSED
 
 
 def test_method_files_resolve_inside_the_given_roots_only(tmp_path):

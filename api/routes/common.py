@@ -32,6 +32,11 @@ ERRORS = {
     422: {"description": "参数无效，如未知的规则编号、乡镇街道或状态（detail 列出可选值）"},
 }
 
+#: a data folder a request may name: inside the data root, or an upload folder the service made
+DATA_FOLDER_REFUSED = ("数据目录无效：须为数据根目录（SCREENING_DATA_ROOT）下的目录，"
+                       "或上传得到的 upload-…目录（在上传目录 SCREENING_UPLOAD_DIR 中）")
+
+
 def data_folder(request: Request, name: str | None) -> tuple[FilePath, FilePath]:
     """(the service's data root, the data folder a request names: a folder inside the data root
     (the root itself when ``name`` is empty), or an upload folder (``upload-<年度>-<时间>-<随机>``,
@@ -44,7 +49,7 @@ def data_folder(request: Request, name: str | None) -> tuple[FilePath, FilePath]
     upload = upload_folder(settings, name)
     data = upload if upload is not None and upload.is_dir() else confined(name, [root]) or upload
     if data is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "数据目录必须位于数据根目录之下")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, DATA_FOLDER_REFUSED)
     return root, data
 
 
