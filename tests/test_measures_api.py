@@ -98,6 +98,11 @@ def test_ledger_with_a_bad_row_is_refused_with_the_excel_row(service, tmp_path):
     junk = client.post("/api/v1/measures/ledger/upload", headers=bearer(tokens["admin"]),
                        files={"file": ("台账.xlsx", b"\x00\x01not a workbook")})
     assert junk.status_code in (413, 422) and junk.json()["detail"]
+    # a file of another type: the message names every type a ledger is read from (not just two)
+    other = client.post("/api/v1/measures/ledger/upload", headers=bearer(tokens["admin"]),
+                        files={"file": ("台账.txt", b"a,b\n1,2\n")})
+    assert other.status_code == 422
+    assert all(suffix in other.json()["detail"] for suffix in (".xlsx", ".xls", ".csv", ".parquet")), other.text
 
 
 def test_a_firm_row_twice_in_a_quarter_is_a_duplicate_with_or_without_its_township(service, tmp_path):

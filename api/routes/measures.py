@@ -45,11 +45,13 @@ router = APIRouter(prefix="/api/v1/measures", tags=["measures"])
 
 UtilityQuery = Annotated[Literal["电", "水", "气"] | None, Query(description="类型：电、水或气（默认全部）")]
 _LABEL = "上传的台账文件"
+#: the file types a ledger is read from (the readers of every input table)
+LEDGER_FILE_TYPES = "、".join(EXTENSIONS)
 
 
 class _CappedLedger(_CappedUpload):
     """The streaming cap of the 核实表 upload, its refusal worded for the ledger."""
-    refusal = (f"{_LABEL}过大（上限 {{cap}} MB）；请把台账按季度分成几份文件分别上传（.xlsx 或 .csv；"
+    refusal = (f"{_LABEL}过大（上限 {{cap}} MB）；请把台账按季度分成几份文件分别上传（{LEDGER_FILE_TYPES}；"
                "同一季度的行须在同一份文件中，后上传的季度会替换此前同季度的台账）")
 
 
@@ -151,7 +153,7 @@ def upload_ledger(
     request: Request,
     cursor: CursorDep,
     user: Annotated[User, Depends(allow("admin"))],
-    file: Annotated[UploadFile, File(description="措施台账（.xlsx 或 .csv）：年度、季度、类别、类型、统一社会信用代码、"
+    file: Annotated[UploadFile, File(description=f"措施台账（{LEDGER_FILE_TYPES}）：年度、季度、类别、类型、统一社会信用代码、"
                                                  "企业名称、乡镇街道、计费量、金额")],
 ) -> Any:
     """整份文件要么全部保存，要么都不保存：有一行有误即答 422，errors 按 Excel 行号（表头为第 1 行）列出
@@ -162,7 +164,7 @@ def upload_ledger(
     name = Path(file.filename or "").name
     suffix = Path(name).suffix.lower()
     if suffix not in EXTENSIONS:
-        raise HTTPException(422, f"台账文件应为 .xlsx 或 .csv（收到“{name[:100] or '无文件名'}”）")
+        raise HTTPException(422, f"台账文件应为 {LEDGER_FILE_TYPES} 文件（收到“{name[:100] or '无文件名'}”）")
     data = file.file.read(cap + 1)
     if len(data) > cap:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"{_LABEL}过大（上限 {cap / 1024 / 1024:g} MB）")

@@ -598,7 +598,8 @@ def _measures_page(request: Request, year: int, cursor, user: User, utility: str
     return render(request, "measures.html", status_code=code, user=user, title=f"{year} 年度差别化措施", year=year,
                   lists=lists, ledger=ledger, utility=utility or "", utilities=("电", "水", "气"), page=page,
                   pages=max(1, (total + MEASURES_PAGE_SIZE - 1) // MEASURES_PAGE_SIZE), error=error,
-                  notice=notice, upload=upload, neighbours=[y for y in (year - 1, year + 1) if y in measures.YEARS])
+                  notice=notice, upload=upload, neighbours=[y for y in (year - 1, year + 1) if y in measures.YEARS],
+                  ledger_types=measures.LEDGER_FILE_TYPES, ledger_accept=",".join(measures.EXTENSIONS))
 
 
 @router.get("/measures")
