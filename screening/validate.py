@@ -21,7 +21,7 @@ import polars as pl
 from . import uscc as uscc_mod
 from .ingest import ROW, RawTable
 from .ingest.cells import NORMALISED_SCHEMA
-from .ingest.header import missing_marks
+from .ingest.header import missing_marks, tables_data
 from .schema import DATE_YEAR_RANGE, M2_PER_MU_DEN, M2_PER_MU_NUM, TABLES, YEAR_RANGE, Column, Table
 
 REJECT_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "reason": pl.String, "value": pl.String,
@@ -236,6 +236,9 @@ _BRACKETED = r"^\(\s*([\d.,]+)\s*\)$"
 _PERCENT = r"^[-+]?[\d.,]+\s*%$"
 _DOTS = r"^[-+]?[\d,]*\.[\d,]*\.[\d.,]*$"
 _COMMA = r"\d,\d"
+#: a number with something else before or after it: a currency sign, a unit the reader does not
+#: know (one it knows is converted when the cell is read), a word
+_WORDED = r"^[^\d]*\d[\d.,]*[^\d]*$"
 
 
 def _number_reason(col: Column, text: pl.Expr | None, fallback: str) -> pl.Expr:
@@ -249,6 +252,8 @@ def _number_reason(col: Column, text: pl.Expr | None, fallback: str) -> pl.Expr:
         negative = pl.format("括号表示的负数（会计写法），请写成 -{}", text.str.extract(_BRACKETED, 1))
     percent = "百分数不能作为金额" if col.unit == "money" else \
         "写成了百分数，不知应读作原数还是除以 100，不予猜测（请填写数值本身）"
+    # a year's word (2021年) is not a unit: a year column says what a year is written as
+    worded = pl.lit(False) if col.kind == "year" else text.str.contains(_WORDED)
     return (pl.when(text.str.to_lowercase().is_in(sorted(missing_marks())))
             .then(pl.lit(f"缺少{col.zh}（单元格中是表示缺失的记号，本列必填）"))
             .when(text.str.contains(_SPACED_DIGITS)).then(pl.lit("数字中间有空格（千位分隔？还是两个数？），不予猜测"))
@@ -256,7 +261,17 @@ def _number_reason(col: Column, text: pl.Expr | None, fallback: str) -> pl.Expr:
             .when(text.str.contains(_PERCENT)).then(pl.lit(percent))
             .when(text.str.contains(_DOTS)).then(pl.lit("有不止一个小数点，不予猜测"))
             .when(text.str.contains(_COMMA)).then(pl.lit("逗号不是千位分隔符（每组应为三位数字），可能是小数逗号，不予猜测"))
+            .when(worded).then(
+                pl.format(f"数字带有无法识别的单位或符号“{{}}”，不予猜测（请只填写数值{_known_units(col)}）",
+                          text.str.replace_all(r"[\d.,\s+\-]", "")))
             .otherwise(pl.lit(fallback)))
+
+
+def _known_units(col: Column) -> str:
+    """For a message: the units a cell of the column may be written in (each is converted)."""
+    if not col.unit:
+        return ""
+    return "；可识别并自动换算的单位：" + "、".join(tables_data()["units"][col.unit])
 
 
 Problem = tuple[pl.Expr, "str | pl.Expr"]

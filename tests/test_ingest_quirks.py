@@ -539,7 +539,10 @@ def test_a_sheet_not_named_for_a_year_gets_no_year_hint(tmp_path):
     ("12,5", "逗号不是千位分隔符（每组应为三位数字），可能是小数逗号，不予猜测"),
     ("--", "缺少实缴税金（单元格中是表示缺失的记号，本列必填）"),             # a required column
     ("—", "缺少实缴税金（单元格中是表示缺失的记号，本列必填）"),
-    ("12.5美元", "不是有效的数字"),                                          # nothing more is knowable
+    ("12.5美元", "数字带有无法识别的单位或符号“美元”，不予猜测（请只填写数值；可识别并自动换算的单位：万元、元、千元、亿元、万、亿）"),
+    ("¥12.5", "数字带有无法识别的单位或符号“¥”，不予猜测（请只填写数值；可识别并自动换算的单位：万元、元、千元、亿元、万、亿）"),
+    ("约 12.5", "数字带有无法识别的单位或符号“约”，不予猜测（请只填写数值；可识别并自动换算的单位：万元、元、千元、亿元、万、亿）"),
+    ("十二", "不是有效的数字"),                                              # no digit: nothing more is knowable
 ])
 def test_a_number_that_is_not_read_says_why(tmp_path, written, reason):
     """Each of these was refused with only "不是有效的数字"; the way it is written says why, and the
@@ -557,6 +560,7 @@ def test_a_number_that_is_not_read_says_why(tmp_path, written, reason):
     ("年平均职工人数", "1 200", "数字中间有空格（千位分隔？还是两个数？），不予猜测"),
     ("年平均职工人数", "12.5", "年平均职工人数应为整数"),
     ("主要污染物排放量", "3.5%", "写成了百分数，不知应读作原数还是除以 100，不予猜测（请填写数值本身）"),
+    ("年平均职工人数", "120人", "数字带有无法识别的单位或符号“人”，不予猜测（请只填写数值）"),  # a column without units
 ])
 def test_a_number_in_another_kind_of_column_says_why(tmp_path, column, written, reason):
     d = quirk_dir(tmp_path)
