@@ -46,7 +46,7 @@ def _sheet_xml(path: Path, frame: pl.DataFrame, row_by_row: bool, monkeypatch) -
         if row_by_row:  # xlsxwriter's own cell-by-cell writing, the reference
             widths = [float(w) for _, _h, w, _k in LIST_COLUMNS]
             wrapped = [(c, widths[c]) for c, (_, _h, _w, kind) in enumerate(LIST_COLUMNS) if kind == "wrap"]
-            m.setattr(excel, "write_rows", lambda ws, f, *a, **k: excel._list_rows(ws, fmts, f, LIST_COLUMNS, wrapped))
+            m.setattr(excel, "write_cells", lambda ws, *a, **k: excel._list_rows(ws, fmts, frame, LIST_COLUMNS, wrapped))
         _list_sheet(wb, fmts, "清单", frame, page=("标题", "规则集"))
     with zipfile.ZipFile(path) as z:
         return z.read("xl/worksheets/sheet1.xml")
