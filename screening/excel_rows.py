@@ -43,11 +43,13 @@ _CHUNK = 20_000
 Column = tuple[str, str, Any]  # (frame column, "text" or "number", xlsxwriter Format)
 
 
-def _inline_string(col: pl.Expr) -> pl.Expr:
-    """``<t…>text</t>`` as xlsxwriter writes an inline string (after any cut to MAX_TEXT)."""
-    text = (col.str.replace_all(r"(_x[0-9a-fA-F]{4}_)", "_x005F${1}")
-            .str.replace_many(_CONTROL, [f"_x{ord(c):04X}_" for c in _CONTROL]))
-    preserve = text.str.contains(f"^{_SPACE_CLASS}|{_SPACE_CLASS}$")
+def _inline_string(col: pl.Expr, has_x: bool = True) -> pl.Expr:
+    """``<t…>text</t>`` as xlsxwriter writes an inline string (after any cut to MAX_TEXT);
+    ``has_x`` False: no text of the column holds ``_x``, so none needs its ``_xHHHH_`` escaped."""
+    text = col.str.replace_all(r"(_x[0-9a-fA-F]{4}_)", "_x005F${1}") if has_x else col
+    text = text.str.replace_many(_CONTROL, [f"_x{ord(c):04X}_" for c in _CONTROL])
+    # two anchored searches: `^a|b$` as one regex scans the whole text for `b$`
+    preserve = text.str.contains(f"^{_SPACE_CLASS}") | text.str.contains(f"{_SPACE_CLASS}$")
     escaped = text.str.replace_many(["&", "<", ">"], ["&amp;", "&lt;", "&gt;"])
     return pl.concat_str(pl.when(preserve).then(pl.lit('<t xml:space="preserve">')).otherwise(pl.lit("<t>")),
                          escaped, pl.lit("</t>"))
@@ -90,8 +92,11 @@ def cells(frame: pl.DataFrame, columns: Sequence[Column]) -> pl.DataFrame:
     texts = [name for name, kind, _fmt in columns if kind == "text"]
     frame = _cut_long_texts(frame.select(names).with_columns(pl.col(texts).cast(pl.String)), texts)
     frame = frame.with_columns(_numbers(frame[name]) for name, kind, _fmt in columns if kind == "number")
+    # the regex replacement of "_xHHHH_" copies every text: only where a column has "_x" at all
+    has_x = dict(zip(texts, frame.select(pl.col(texts).str.contains("_x", literal=True).any()).row(0))) if texts else {}
     return frame.select(
-        pl.concat_str(pl.lit(' t="inlineStr"><is>'), _inline_string(pl.col(name)), pl.lit("</is></c>")).alias(name)
+        pl.concat_str(pl.lit(' t="inlineStr"><is>'), _inline_string(pl.col(name), has_x[name] is not False),
+                      pl.lit("</is></c>")).alias(name)
         if kind == "text" else pl.concat_str(pl.lit("><v>"), pl.col(name), pl.lit("</v></c>")).alias(name)
         for name, kind, _fmt in columns)
 
