@@ -63,6 +63,10 @@ def rejects_sheet(wb: xlsxwriter.Workbook, rejects: pl.DataFrame, header_format:
         sheet.write_row(i, 0, ["" if v is None else v for v in row], cell_format)
 
 
+#: bytes per read when a sheet's rows are copied into it (TextWorksheet)
+_COPY_CHUNK = 1 << 20
+
+
 class TextWorksheet(xlsxwriter.worksheet.Worksheet):
     """A worksheet whose text cells show exactly the text written.
 
@@ -91,7 +95,7 @@ class TextWorksheet(xlsxwriter.worksheet.Worksheet):
         self.row_data_fh.flush()
         self.fh.flush()  # the bytes go after the text written so far
         with open(self.row_data_filename, "rb") as rows:
-            while chunk := rows.read(1 << 20):
+            while chunk := rows.read(_COPY_CHUNK):
                 if b"\r" in chunk:  # rare (a raw \r is only in a rich string)
                     while chunk.endswith(b"\r") and (more := rows.read(1)):
                         chunk += more  # a \r\n split over two chunks is one newline
@@ -498,17 +502,18 @@ def _parts(frame: pl.DataFrame) -> list[pl.DataFrame]:
 
 def _list_sheets(wb: xlsxwriter.Workbook, fmts: dict[str, Any], name: str, frame: pl.DataFrame,
                  columns: tuple[tuple[str, str, int, str], ...], page: tuple[str, str], used: set[str],
-                 made: pl.DataFrame) -> list[str]:
+                 made: pl.DataFrame | None = None) -> list[str]:
     """The list as one sheet, or over Excel's row limit as sheets ``名称（i／k）`` that say so
     in their names and page headers; returns the sheet names.  ``made``: the frame's cells
-    (:func:`_made_cells`)."""
+    when already made (:func:`_made_cells`)."""
     parts = _parts(frame)
     if len(parts) == 1:
         names = [sheet_name(name, used)]
         _list_sheet(wb, fmts, names[0], frame, columns, page=page, made=made)
         return names
     names = []
-    for i, (part, part_made) in enumerate(zip(parts, _parts(made)), start=1):
+    made_parts: list[pl.DataFrame | None] = _parts(made) if made is not None else [None] * len(parts)
+    for i, (part, part_made) in enumerate(zip(parts, made_parts), start=1):
         names.append(sheet_name(f"{name}（{i}／{len(parts)}）", used))
         _list_sheet(wb, fmts, names[-1], part, columns,
                     page=(f"{page[0]}（第 {i} 部分，共 {len(parts)} 部分）", page[1]), made=part_made)
@@ -532,16 +537,18 @@ def write_workbook(s: "Screening", path: Path) -> None:
         title, facts = _page_facts(s)
         full, by_township = _list_cells(people, fmts)
         _list_sheets(wb, fmts, "整治企业清单", people, LIST_COLUMNS, (title, facts), used, full)
-        for (township,), part in by_township:
-            _list_sheets(wb, fmts, township, part, TOWNSHIP_COLUMNS, (f"{title}（{township}）", facts), used, part)
+        for (township,), part in people.group_by("township", maintain_order=True):
+            _list_sheets(wb, fmts, township, part.with_columns(pl.int_range(1, pl.len() + 1).alias("list_no")),
+                         TOWNSHIP_COLUMNS, (f"{title}（{township}）", facts), used, by_township[township])
         _rules_sheet(wb, fmts, s)
         _rejects_sheet(wb, fmts, s.inputs.rejects, (title, facts))
 
 
-def _list_cells(people: pl.DataFrame, fmts: dict[str, Any]) -> tuple[pl.DataFrame, Any]:
-    """The cells of the full list's sheet and of each township's (grouped by township, in list
-    order), made once for the whole list: a township's sheet shows the same cells as the full
-    list, but its own 序号 (1, 2, … in the township) and line counts (its columns differ)."""
+def _list_cells(people: pl.DataFrame, fmts: dict[str, Any]) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
+    """The cells (:func:`_made_cells`) of the full list's sheet and of each township's sheet, made
+    at once for the whole list: a township's sheet shows the same cells as the full list, with its
+    own 序号 (1, 2, … in the township) and line counts (its columns differ).  Making them sheet by
+    sheet escaped every text twice and cost a Polars pass per column and sheet."""
     frame = people.with_columns(pl.int_range(1, pl.len() + 1).over("township").alias("township_no"))
     columns = (*LIST_COLUMNS, ANOMALY_COLUMN, ("township_no", "序号", 6, "int"))
     made = cells(frame, _row_spec(columns, fmts)).with_columns(
@@ -551,4 +558,4 @@ def _list_cells(people: pl.DataFrame, fmts: dict[str, Any]) -> tuple[pl.DataFram
                              for name, *_ in TOWNSHIP_COLUMNS),
                            pl.col("_township_lines").alias("_lines"), "_township")
     return (made.select(*(name for name, *_ in LIST_COLUMNS), "_lines"),
-            township.group_by("_township", maintain_order=True))
+            {key[0]: part for key, part in township.partition_by("_township", as_dict=True, maintain_order=True).items()})
