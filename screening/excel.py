@@ -10,7 +10,7 @@ import os
 import re
 import threading
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -537,18 +537,21 @@ def write_workbook(s: "Screening", path: Path) -> None:
         title, facts = _page_facts(s)
         full, by_township = _list_cells(people, fmts)
         _list_sheets(wb, fmts, "整治企业清单", people, LIST_COLUMNS, (title, facts), used, full)
-        for (township,), part in people.group_by("township", maintain_order=True):
+        # the same groups in the same order (a township's cells are gathered when its sheet is written)
+        for ((township,), part), (_, made) in zip(people.group_by("township", maintain_order=True), by_township,
+                                                  strict=True):
             _list_sheets(wb, fmts, township, part.with_columns(pl.int_range(1, pl.len() + 1).alias("list_no")),
-                         TOWNSHIP_COLUMNS, (f"{title}（{township}）", facts), used, by_township[township])
+                         TOWNSHIP_COLUMNS, (f"{title}（{township}）", facts), used, made)
         _rules_sheet(wb, fmts, s)
         _rejects_sheet(wb, fmts, s.inputs.rejects, (title, facts))
 
 
-def _list_cells(people: pl.DataFrame, fmts: dict[str, Any]) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
-    """The cells (:func:`_made_cells`) of the full list's sheet and of each township's sheet, made
-    at once for the whole list: a township's sheet shows the same cells as the full list, with its
-    own 序号 (1, 2, … in the township) and line counts (its columns differ).  Making them sheet by
-    sheet escaped every text twice and cost a Polars pass per column and sheet."""
+def _list_cells(people: pl.DataFrame, fmts: dict[str, Any]) -> tuple[pl.DataFrame, Iterable[tuple[Any, pl.DataFrame]]]:
+    """The cells (:func:`_made_cells`) of the full list's sheet, and of each township's sheet
+    grouped as ``people.group_by("township", maintain_order=True)`` groups, made at once for the
+    whole list: a township's sheet shows the same cells as the full list, with its own 序号 (1, 2,
+    … in the township) and line counts (its columns differ).  Making them sheet by sheet escaped
+    every text twice and cost a Polars pass per column and sheet."""
     frame = people.with_columns(pl.int_range(1, pl.len() + 1).over("township").alias("township_no"))
     columns = (*LIST_COLUMNS, ANOMALY_COLUMN, ("township_no", "序号", 6, "int"))
     made = cells(frame, _row_spec(columns, fmts)).with_columns(
@@ -558,4 +561,4 @@ def _list_cells(people: pl.DataFrame, fmts: dict[str, Any]) -> tuple[pl.DataFram
                              for name, *_ in TOWNSHIP_COLUMNS),
                            pl.col("_township_lines").alias("_lines"), "_township")
     return (made.select(*(name for name, *_ in LIST_COLUMNS), "_lines"),
-            {key[0]: part for key, part in township.partition_by("_township", as_dict=True, maintain_order=True).items()})
+            township.group_by("_township", maintain_order=True))

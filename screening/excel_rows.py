@@ -37,8 +37,10 @@ _SPACE_CLASS = "[" + "".join(f"\\x{{{c:X}}}" for c in np.flatnonzero(
     np.strings.isspace(np.arange(sys.maxunicode + 1, dtype=np.uint32).view("U1")))) + "]"
 #: control characters xlsxwriter writes as ``_xHHHH_`` (tab and line feed stay)
 _CONTROL = [chr(c) for c in (*range(0x00, 0x09), *range(0x0B, 0x20))]
-#: rows per write to the worksheet's file (bounds the text held at once)
-_CHUNK = 20_000
+#: rows per write to the worksheet's file: the text of a chunk is built several times over (each
+#: cell, its row, the chunk, its bytes); 5,000 rows of a province's list hold about 40 MB at once
+#: (20,000: about 120 MB, and no faster)
+_CHUNK = 5_000
 
 Column = tuple[str, str, Any]  # (frame column, "text" or "number", xlsxwriter Format)
 
