@@ -2,7 +2,8 @@
 
 Sheets: 汇总 (targets, counts by rule and township), 整治企业清单 (the full list), one
 sheet per 乡镇街道, 规则与依据 (parameters and citations) and 数据问题 (rejected rows).
-Written with xlsxwriter in constant-memory mode, row by row with one bound writer per column.
+Written with xlsxwriter in constant-memory mode; the list sheets' rows all at once
+(screening.excel_rows), their cells made once for the full list and every township's sheet.
 """
 from __future__ import annotations
 

@@ -6,7 +6,9 @@ as an XML fragment to a temporary file; :func:`write_cells` builds the same frag
 all rows at once with Polars expressions and appends them to that file as UTF-8 bytes, then
 tells the worksheet how far its data reaches.  The costly part, each cell's escaped text or
 formatted number (:func:`cells`), does not depend on the row a cell lands in, so the list
-workbook makes it once for the full list and all the township sheets.  The sheet is the one xlsxwriter would have written:
+workbook makes it once for the full list and all the township sheets.
+
+The sheet is the one xlsxwriter would have written:
 the same cell references, styles, inline strings (control characters as ``_xHHHH_``,
 ``xml:space="preserve"`` for leading or trailing white space, strings cut at Excel's
 32,767 characters), numbers (``.16G``) and row heights (tests/test_excel_scale.py compares
@@ -132,11 +134,13 @@ def write_cells(ws: Any, made: pl.DataFrame, columns: Sequence[Column], first_ro
     cell_xml = [pl.concat_str(pl.lit(f'<c r="{xl_col_to_name(c)}'), row, pl.lit(f'" s="{styles.get(c, 0)}"'), pl.col(name))
                 for c, name in enumerate(names)]  # null (no cell) where the cell's XML is null
     xml = pl.concat_str(pl.lit('<row r="'), row, pl.lit('"'), pl.col("_attrs"), pl.lit(">"),
-                        *cell_xml, pl.lit("</row>"), ignore_nulls=True).str.join("")
+                        *cell_xml, pl.lit("</row>"), ignore_nulls=True).str.join("")  # a chunk's rows as one text
     made = made.select(names).with_columns(
         (pl.int_range(0, pl.len(), dtype=pl.Int64) + (first_row + 1)).cast(pl.String).alias("_r"),
         (heights.alias("_attrs") if heights is not None else pl.lit("").alias("_attrs")))
-    ws.fh.flush()  # the chunks go to the file's bytes (UTF-8): no Python string per row
+    # straight to the file's bytes (UTF-8): no Python string per row, no encoding; the text file
+    # wrapping them writes its pending text first
+    ws.fh.flush()
     for start in range(0, made.height, _CHUNK):
         ws.fh.buffer.write(made.slice(start, _CHUNK).select(xml).to_series().cast(pl.Binary).item())
     last = first_row + made.height - 1
