@@ -2,14 +2,16 @@
 
 Sheets: 汇总 (targets, counts by rule and township), 整治企业清单 (the full list), one
 sheet per 乡镇街道, 规则与依据 (parameters and citations) and 数据问题 (rejected rows).
-Written with xlsxwriter in constant-memory mode, row by row with one bound writer per column.
+Written with xlsxwriter in constant-memory mode; the list sheets' rows all at once
+(screening.excel_rows), their cells made once for the full list and every township's sheet.
 """
 from __future__ import annotations
 
+import os
 import re
 import threading
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +21,7 @@ import xlsxwriter.workbook
 
 from . import clock
 from .csvsafe import neutralise
-from .excel_rows import write_rows
+from .excel_rows import Column, cells, row_heights, write_cells
 from .ruleset import LIMIT_RULE, unverified_limits_note
 
 if TYPE_CHECKING:
@@ -62,6 +64,10 @@ def rejects_sheet(wb: xlsxwriter.Workbook, rejects: pl.DataFrame, header_format:
         sheet.write_row(i, 0, ["" if v is None else v for v in row], cell_format)
 
 
+#: bytes per read when a sheet's rows are copied into it (TextWorksheet)
+_COPY_CHUNK = 1 << 20
+
+
 class TextWorksheet(xlsxwriter.worksheet.Worksheet):
     """A worksheet whose text cells show exactly the text written.
 
@@ -76,6 +82,29 @@ class TextWorksheet(xlsxwriter.worksheet.Worksheet):
             args = ("<", "r>", string[3:]) + ((cell_format,) if cell_format is not None else ())
             return self.write_rich_string(row, col, *args)
         return super()._write_string(row, col, string, cell_format)
+
+    def _write_optimized_sheet_data(self) -> None:
+        """A constant-memory sheet's rows (their temporary file) copied into the sheet's XML as
+        bytes.  xlsxwriter copies them as text, 64 K characters at a time: decoding and encoding
+        a province's list sheets (80 MB) costs about 0.2 CPU s.  The bytes are the ones that
+        copy gives: its read translates newlines (\\r\\n and \\r become \\n) and its write leaves
+        \\n alone where that is the line separator (elsewhere xlsxwriter's copy is kept)."""
+        if self.dim_rowmin is None or os.linesep != "\n":
+            super()._write_optimized_sheet_data()
+            return
+        self._xml_start_tag("sheetData")
+        self.row_data_fh.flush()
+        self.fh.flush()  # the bytes go after the text written so far
+        with open(self.row_data_filename, "rb") as rows:
+            while chunk := rows.read(_COPY_CHUNK):
+                if b"\r" in chunk:  # rare (a raw \r is only in a rich string)
+                    while chunk.endswith(b"\r") and (more := rows.read(1)):
+                        chunk += more  # a \r\n split over two chunks is one newline
+                    chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+                self.fh.buffer.write(chunk)
+        self.row_data_fh.close()
+        os.unlink(self.row_data_filename)
+        self._xml_end_tag("sheetData")
 
 
 #: zlib level of the zip file a workbook is (xlsxwriter leaves zlib's default, 6): a province's
@@ -216,9 +245,10 @@ def _page_facts(s: "Screening") -> tuple[str, str]:
 
 def _list_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], name: str, frame: pl.DataFrame,
                 columns: tuple[tuple[str, str, int, str], ...] = LIST_COLUMNS,
-                page: tuple[str, str] | None = None) -> Any:
+                page: tuple[str, str] | None = None, made: pl.DataFrame | None = None) -> Any:
     """The list as a sheet; with ``page`` (title, run facts) also set up for print: the machine's
-    rule ids (the last column of the full list) are left off the paper."""
+    rule ids (the last column of the full list) are left off the paper.  ``made``: the frame's
+    cells already made (:func:`_made_cells`), as the list workbook makes them once for all its sheets."""
     ws = wb.add_worksheet(name)
     widths = [float(width) for _, _h, width, _k in columns]
     for c, (_, header, width, _kind) in enumerate(columns):
@@ -227,13 +257,12 @@ def _list_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], name: str, frame:
     for c, (_, header, _width, _kind) in enumerate(columns):
         ws.write_string(0, c, header, fmts["header"])
     ws.freeze_panes(1, 3)
-    wrapped = [(c, widths[c]) for c, (_, _h, _w, kind) in enumerate(columns) if kind == "wrap"]
     if ws.constant_memory:  # all rows at once (screening.excel_rows): a province's list in a second
-        lines = pl.max_horizontal(pl.lit(1), *(wrapped_lines_expr(columns[c][0], w) for c, w in wrapped))
-        write_rows(ws, frame, [(name, "number" if kind in ("int", "num2") else "text", fmts[kind])
-                               for name, _h, _w, kind in columns], 1,
-                   lines=lines, height=lambda n: n * LINE_POINTS + ROW_PADDING)
+        if made is None:
+            made = _made_cells(frame, fmts, columns)
+        write_cells(ws, made, _row_spec(columns, fmts), 1, row_heights(made["_lines"], _lines_height))
     else:
+        wrapped = [(c, widths[c]) for c, (_, _h, _w, kind) in enumerate(columns) if kind == "wrap"]
         _list_rows(ws, fmts, frame, columns, wrapped)
     if frame.height:
         ws.autofilter(0, 0, frame.height, len(columns) - 1)
@@ -241,6 +270,27 @@ def _list_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], name: str, frame:
         printed = (max(frame.height, 1), len(columns) - 2) if columns[-1][0] == "rule_ids" else None
         print_setup(ws, *page, print_area=printed)
     return ws
+
+
+def _row_spec(columns: tuple[tuple[str, str, int, str], ...], fmts: dict[str, Any]) -> list[Column]:
+    return [(name, "number" if kind in ("int", "num2") else "text", fmts[kind]) for name, _h, _w, kind in columns]
+
+
+def _lines(columns: tuple[tuple[str, str, int, str], ...]) -> pl.Expr:
+    """A row's line count in a sheet of ``columns``: its longest wrapped cell (excel.row_height)."""
+    return pl.max_horizontal(pl.lit(1), *(wrapped_lines_expr(name, float(width))
+                                          for name, _h, width, kind in columns if kind == "wrap"))
+
+
+def _lines_height(lines: int) -> float:
+    return lines * LINE_POINTS + ROW_PADDING
+
+
+def _made_cells(frame: pl.DataFrame, fmts: dict[str, Any],
+                columns: tuple[tuple[str, str, int, str], ...]) -> pl.DataFrame:
+    """The cells of ``columns`` (excel_rows.cells) and each row's line count (``_lines``), from
+    the texts as given."""
+    return cells(frame, _row_spec(columns, fmts)).with_columns(frame.select(_lines(columns).alias("_lines")))
 
 
 def _list_rows(ws: Any, fmts: dict[str, Any], frame: pl.DataFrame, columns: tuple[tuple[str, str, int, str], ...],
@@ -452,19 +502,22 @@ def _parts(frame: pl.DataFrame) -> list[pl.DataFrame]:
 
 
 def _list_sheets(wb: xlsxwriter.Workbook, fmts: dict[str, Any], name: str, frame: pl.DataFrame,
-                 columns: tuple[tuple[str, str, int, str], ...], page: tuple[str, str], used: set[str]) -> list[str]:
+                 columns: tuple[tuple[str, str, int, str], ...], page: tuple[str, str], used: set[str],
+                 made: pl.DataFrame | None = None) -> list[str]:
     """The list as one sheet, or over Excel's row limit as sheets ``名称（i／k）`` that say so
-    in their names and page headers; returns the sheet names."""
+    in their names and page headers; returns the sheet names.  ``made``: the frame's cells
+    when already made (:func:`_made_cells`)."""
     parts = _parts(frame)
     if len(parts) == 1:
         names = [sheet_name(name, used)]
-        _list_sheet(wb, fmts, names[0], frame, columns, page=page)
+        _list_sheet(wb, fmts, names[0], frame, columns, page=page, made=made)
         return names
     names = []
-    for i, part in enumerate(parts, start=1):
+    made_parts: list[pl.DataFrame | None] = _parts(made) if made is not None else [None] * len(parts)
+    for i, (part, part_made) in enumerate(zip(parts, made_parts), start=1):
         names.append(sheet_name(f"{name}（{i}／{len(parts)}）", used))
         _list_sheet(wb, fmts, names[-1], part, columns,
-                    page=(f"{page[0]}（第 {i} 部分，共 {len(parts)} 部分）", page[1]))
+                    page=(f"{page[0]}（第 {i} 部分，共 {len(parts)} 部分）", page[1]), made=part_made)
     return names
 
 
@@ -483,9 +536,30 @@ def write_workbook(s: "Screening", path: Path) -> None:
                  if parts > 1 else None)
         used = {"汇总", "规则与依据", "数据问题"}
         title, facts = _page_facts(s)
-        _list_sheets(wb, fmts, "整治企业清单", people, LIST_COLUMNS, (title, facts), used)
-        for (township,), part in people.group_by("township", maintain_order=True):
+        full, by_township = _list_cells(people, fmts)
+        _list_sheets(wb, fmts, "整治企业清单", people, LIST_COLUMNS, (title, facts), used, full)
+        # the same groups in the same order (a township's cells are gathered when its sheet is written)
+        for ((township,), part), (_, made) in zip(people.group_by("township", maintain_order=True), by_township,
+                                                  strict=True):
             _list_sheets(wb, fmts, township, part.with_columns(pl.int_range(1, pl.len() + 1).alias("list_no")),
-                         TOWNSHIP_COLUMNS, (f"{title}（{township}）", facts), used)
+                         TOWNSHIP_COLUMNS, (f"{title}（{township}）", facts), used, made)
         _rules_sheet(wb, fmts, s)
         _rejects_sheet(wb, fmts, s.inputs.rejects, (title, facts))
+
+
+def _list_cells(people: pl.DataFrame, fmts: dict[str, Any]) -> tuple[pl.DataFrame, Iterable[tuple[Any, pl.DataFrame]]]:
+    """The cells (:func:`_made_cells`) of the full list's sheet, and of each township's sheet
+    grouped as ``people.group_by("township", maintain_order=True)`` groups, made at once for the
+    whole list: a township's sheet shows the same cells as the full list, with its own 序号 (1, 2,
+    … in the township) and line counts (its columns differ).  Making them sheet by sheet escaped
+    every text twice and cost a Polars pass per column and sheet."""
+    frame = people.with_columns(pl.int_range(1, pl.len() + 1).over("township").alias("township_no"))
+    columns = (*LIST_COLUMNS, ANOMALY_COLUMN, ("township_no", "序号", 6, "int"))
+    made = cells(frame, _row_spec(columns, fmts)).with_columns(
+        frame.select(_lines(LIST_COLUMNS).alias("_lines"), _lines(TOWNSHIP_COLUMNS).alias("_township_lines"),
+                     pl.col("township").alias("_township")))
+    township = made.select(*(pl.col("township_no" if name == "list_no" else name).alias(name)
+                             for name, *_ in TOWNSHIP_COLUMNS),
+                           pl.col("_township_lines").alias("_lines"), "_township")
+    return (made.select(*(name for name, *_ in LIST_COLUMNS), "_lines"),
+            township.group_by("_township", maintain_order=True))

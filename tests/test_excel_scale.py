@@ -7,6 +7,8 @@ byte, for every kind of text a department's file can hold.  A list longer than E
 """
 from __future__ import annotations
 
+import dataclasses
+import re
 import zipfile
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import polars as pl
 import pytest
 import xlsxwriter
 
-from screening import excel
+from screening import excel, excel_rows
 from screening.excel import LIST_COLUMNS, WORKBOOK_OPTIONS, _formats, _list_sheet, write_workbook
 from screening.screen import screen
 
@@ -46,7 +48,7 @@ def _sheet_xml(path: Path, frame: pl.DataFrame, row_by_row: bool, monkeypatch) -
         if row_by_row:  # xlsxwriter's own cell-by-cell writing, the reference
             widths = [float(w) for _, _h, w, _k in LIST_COLUMNS]
             wrapped = [(c, widths[c]) for c, (_, _h, _w, kind) in enumerate(LIST_COLUMNS) if kind == "wrap"]
-            m.setattr(excel, "write_rows", lambda ws, f, *a, **k: excel._list_rows(ws, fmts, f, LIST_COLUMNS, wrapped))
+            m.setattr(excel, "write_cells", lambda ws, *a, **k: excel._list_rows(ws, fmts, frame, LIST_COLUMNS, wrapped))
         _list_sheet(wb, fmts, "清单", frame, page=("标题", "规则集"))
     with zipfile.ZipFile(path) as z:
         return z.read("xl/worksheets/sheet1.xml")
@@ -112,3 +114,84 @@ def test_a_list_that_fits_is_one_sheet(tmp_path: Path, sample_screening):
     assert "整治企业清单" in wb.sheetnames
     summary = [c for row in wb["汇总"].iter_rows(values_only=True) for c in row if isinstance(c, str)]
     assert not any("1,048,576" in c for c in summary)
+
+
+def test_numbers_are_written_as_xlsxwriter_writes_them():
+    """A number column is formatted at once (excel_rows._numbers), as xlsxwriter's ``%.16G``;
+    NaN, infinity and null have no cell; integers beyond 2**53 go through a float as there."""
+    floats = [*NUMBERS, float("nan"), float("inf"), float("-inf"), 1e16, 9999999999999998.0, 0.5e-4, 123456.0]
+    ints = [1, 36596, -7, 2**53, -(2**53), 2**53 + 1, -(2**53) - 3, 10**17 + 1, 12345678901234567, None]
+    expected = [None if v is None or v != v or v in (float("inf"), float("-inf")) else f"{v:.16G}" for v in floats]
+    assert excel_rows._numbers(pl.Series("x", floats)).to_list() == expected
+    assert excel_rows._numbers(pl.Series("x", ints)).to_list() == [None if v is None else f"{v:.16G}" for v in ints]
+    small = [1, 2**53, -(2**53), None]  # all exact: cast by Polars
+    assert excel_rows._numbers(pl.Series("x", small)).to_list() == ["1", "9007199254740992", "-9007199254740992", None]
+    assert excel_rows._numbers(pl.Series("x", [], dtype=pl.Float64)).to_list() == []
+
+
+TOWNSHIPS = ["a/b", "[镇]*?", "很长的乡镇街道名称" * 4, "很长的乡镇街道名称" * 4 + "二", None, "  ", "'引号'", "汇总",
+             "湖雾镇", "规则与依据"]
+
+
+def _tricky(s):
+    """The sample run's list with every kind of text, number and township name a list can hold."""
+    n = s.list.height
+    lst = s.list.with_columns(
+        pl.Series("name", [TEXTS[i % len(TEXTS)] for i in range(n)]),
+        pl.Series("reasons", [TEXTS[(i * 5 + 3) % len(TEXTS)] for i in range(n)]),
+        pl.Series("township", [TOWNSHIPS[i % len(TOWNSHIPS)] for i in range(n)]),
+        pl.Series("tax_per_mu", [[*NUMBERS, float("nan"), float("inf")][i % 12] for i in range(n)]),
+        pl.Series("land_mu", [None if i % 4 == 1 else 10**17 + i / 3 for i in range(n)]))
+    return dataclasses.replace(s, list=lst)
+
+
+def _workbook_parts(path: Path) -> dict[str, bytes]:
+    stamp = re.compile(rb"<dcterms:(created|modified)[^>]*>[^<]*</dcterms:\1>")  # the time of writing
+    with zipfile.ZipFile(path) as z:
+        return {n: stamp.sub(b"", z.read(n)) for n in z.namelist()}
+
+
+@pytest.mark.parametrize("max_rows", [None, 7])
+def test_the_list_cells_made_once_are_each_sheets_own(tmp_path: Path, sample_screening, monkeypatch, max_rows):
+    """write_workbook makes the cells of the full list and of every township sheet in one go
+    (excel._list_cells): the workbook is byte for byte the one whose sheets make their own cells
+    (each compared with xlsxwriter's above), also when the list is split over sheets."""
+    if max_rows:
+        monkeypatch.setattr(excel, "MAX_SHEET_ROWS", max_rows)
+    s = _tricky(sample_screening)
+    write_workbook(s, tmp_path / "once.xlsx")
+    with monkeypatch.context() as m:
+        m.setattr(excel, "_list_cells", lambda people, fmts: (
+            None, [(key, None) for key, _part in people.group_by("township", maintain_order=True)]))
+        write_workbook(s, tmp_path / "per_sheet.xlsx")
+    once, per_sheet = _workbook_parts(tmp_path / "once.xlsx"), _workbook_parts(tmp_path / "per_sheet.xlsx")
+    assert len(once) > 20 and once == per_sheet
+    sheets = openpyxl.load_workbook(tmp_path / "once.xlsx", read_only=True).sheetnames
+    names = {name.split("（")[0] for name in sheets}  # a part of a split sheet: 名称（i／k）
+    assert {"a_b", "_镇___", "未知乡镇"} <= names
+    assert max_rows or {"汇总_2", "引号", "规则与依据_2"} <= names
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 1 << 20])
+def test_sheet_rows_are_copied_as_xlsxwriter_copies_them(tmp_path: Path, monkeypatch, chunk):
+    """The rows of a constant-memory sheet go from their temporary file into the sheet as bytes
+    (TextWorksheet); xlsxwriter's text copy turns \\r\\n and \\r into \\n, and so does this one,
+    wherever a chunk ends."""
+    monkeypatch.setattr(excel, "_COPY_CHUNK", chunk)
+    raw = '<row r="2"><c r="A2" t="inlineStr"><is><t>甲\r乙\r\n丙\r\r\n丁\n\r戊\r</t></is></c></row>'
+
+    def sheet(path: Path) -> bytes:
+        with excel.Workbook(str(path), {**WORKBOOK_OPTIONS, "constant_memory": True}) as wb:
+            ws = wb.add_worksheet()
+            ws.write_string(0, 0, "表头\r")
+            ws._write_single_row(1)
+            ws.fh.write(raw)  # as excel_rows writes rows
+            ws.previous_row = 1
+            ws.write_string(2, 0, "末行")
+        with zipfile.ZipFile(path) as z:
+            return z.read("xl/worksheets/sheet1.xml")
+
+    ours = sheet(tmp_path / "ours.xlsx")
+    monkeypatch.delattr(excel.TextWorksheet, "_write_optimized_sheet_data")
+    theirs = sheet(tmp_path / "theirs.xlsx")
+    assert ours == theirs and "甲\n乙\n丙\n\n丁\n\n戊\n".encode() in ours
