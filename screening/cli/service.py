@@ -96,14 +96,16 @@ def users_revoke(
 
 def serve(
     db: Annotated[Path, typer.Option("--db", help="DuckDB 文件（screening run 写入的同一个文件）")] = Path("screening.duckdb"),
-    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 8000,
+    host: Annotated[str, typer.Option("--host", help="监听地址（默认 127.0.0.1，只有本机可访问；局域网内访问用 0.0.0.0）")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="端口（1—65535）")] = 8000,
 ) -> None:
     """启动服务接口（FastAPI + uvicorn），使用嵌入式 DuckDB 文件，无需另装数据库。"""
     import uvicorn
 
     from api.config import Settings
     from api.main import create_app
+    from api.serverlog import log_config, port_problem
+    from ..errors import EnvironmentProblem
     from ..handover import find
     from ..store import DatabaseLocked, connect
 
@@ -119,6 +121,9 @@ def serve(
         _fail(DatabaseLocked(f"数据库 {db} 已被另一个进程{holder}占用；请先关闭该进程再启动服务，或改用其他 --db 文件"))
     except ScreeningError as exc:
         _fail(exc)
+    problem = port_problem(host, port)
+    if problem:
+        _fail(EnvironmentProblem(problem))
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else (f"[{host}]" if ":" in host else host)
     settings = Settings(db=db, url=f"http://{local}:{port}")  # local commands hand their writes over here
-    uvicorn.run(create_app(settings), host=host, port=port, workers=1, log_level="info")
+    uvicorn.run(create_app(settings), host=host, port=port, workers=1, log_level="info", log_config=log_config())
