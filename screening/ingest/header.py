@@ -219,6 +219,13 @@ def _combine(upper: list[object], lower: list[object]) -> list[object]:
     return out
 
 
+def combine_expr(upper: pl.Expr, lower: pl.Expr) -> pl.Expr:
+    """:func:`_combine` on columns of cells (a two-row header repeated in the body); "" when both are empty."""
+    u, lo = upper.str.strip_chars().fill_null(""), lower.str.strip_chars().fill_null("")
+    return (pl.when((lo == "") | (lo == u)).then(u).when(u == "").then(lo)
+            .otherwise(pl.concat_str([u, pl.lit("("), lo, pl.lit(")")])))
+
+
 def describe_row(rows: list[list[object]], match: HeaderMatch) -> str:
     cells = rows[match.row] if match.row < len(rows) else []
     shown = [str(c).strip() for c in cells if c is not None and str(c).strip()][:8]

@@ -25,7 +25,8 @@ from ..schema import TABLES, YEAR_RANGE, Table
 from . import workbook as wbk
 from .cells import NORMALISED_SCHEMA, apply, steps
 from .discovery import CSV, HTML, KIND_ZH, PARQUET, XLS, XLSX, _BY_SUFFIX, OpenedTable, find_table_file, open_table
-from .header import SCAN_ROWS, HeaderMatch, describe_row, find_header, header_lookup, normalize_header, normalize_header_expr
+from .header import (SCAN_ROWS, HeaderMatch, combine_expr, describe_row, find_header, header_lookup, normalize_header,
+                     normalize_header_expr)
 
 ROW = "_row"
 ERROR_SCHEMA = {ROW: pl.Int64, "column": pl.String, "error": pl.String}
@@ -33,6 +34,7 @@ FURNITURE_SCHEMA = {ROW: pl.Int64, "reason": pl.String}
 _TOTAL = r"^(合\s*计|总\s*计|小\s*计|累\s*计)[:：]?$"
 _SIGN_OFF = r"^(制表人|审核人|填表人|填报人|负责人|单位负责人|制表日期|填报日期|填表日期|注|说明|备注|数据来源)\s*[:：]"
 _COLUMN_NUMBERS = r"^([甲乙丙丁戊己庚辛]|\d{1,2})$"
+_REPEATED = "重复的表头行"
 #: a sheet named for a year ("2021年", "2021", "2021年度"), after normalize_header
 _YEAR_SHEET = re.compile(r"^(\d{4})(年度?)?(数据)?$")
 
@@ -346,17 +348,26 @@ def _read_parquet(path: Path, columns: list[str], year: str | None = None,
         return frame.with_columns(pl.col(ROW).cast(pl.Int64)), total - frame.height
 
 
-def _furniture(body: pl.DataFrame, cols: list[str], headers: dict[str, str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _furniture(body: pl.DataFrame, cols: list[str], headers: dict[str, str], top: list[list] | None = None,
+               span: int = 1) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Take out report furniture: a 栏次 row ("甲 乙 1 2") right under the header, the header
     repeated on every printed page, 合计/小计 rows and sign-off lines (制表人、审核人、注：…).
-    Vectorised over the text columns; ``headers``: column -> its header as written."""
+    Vectorised over the text columns; ``headers``: column -> its header as written.
+
+    A header of ``span`` rows is recognised again as it was at the top (a two-row header
+    combined, :func:`.header.combine_expr`); ``top``: the sheet's rows from its first down to the
+    header's last, as written (cells in ``cols`` order).  The rows that stood above the header
+    there (a title, a group row over the column names, a unit line), repeated just above a
+    repeated header, are the page's header too (:func:`_page_tops`)."""
     text = [c for c in cols if body.schema[c] == pl.String]
     if not text or not body.height:
         return body, pl.DataFrame(schema=FURNITURE_SCHEMA)
-    # candidates only: the first row, and rows whose code is not a code's length
+    # candidates only: the first row, and rows whose code is not a code's 18 ASCII characters
+    # ("纳税人识别号", "企业基本情况" are 18 bytes too)
     if "uscc" in text:
-        candidates = body.select((pl.int_range(pl.len()) == 0) | (pl.col("uscc").str.len_bytes() != 18).fill_null(True)
-                                 ).to_series()
+        code = pl.col("uscc")
+        candidates = body.select((pl.int_range(pl.len()) == 0) | (
+            (code.str.len_bytes() != 18) | (code.str.len_chars() != 18)).fill_null(True)).to_series()
         if not candidates.any():
             return body, pl.DataFrame(schema=FURNITURE_SCHEMA)
         sub = body.filter(candidates)
@@ -367,20 +378,86 @@ def _furniture(body: pl.DataFrame, cols: list[str], headers: dict[str, str]) -> 
     numbers = (pl.int_range(pl.len()) == 0) & pl.all_horizontal(
         pl.col(c).is_null() | pl.col(c).str.contains(_COLUMN_NUMBERS) for c in text) & pl.any_horizontal(
         pl.col(c).str.contains("^[甲乙]$").fill_null(False) for c in text)
-    # the header again: every filled text cell is its column's header (as headers are compared), two at least
-    same = [(normalize_header_expr(pl.col(c)) == normalize_header(headers[c])).fill_null(False).cast(pl.Int32)
-            for c in text if c in headers]
-    filled = [pl.col(c).is_not_null().cast(pl.Int32) for c in text]
-    repeated = (pl.sum_horizontal(same) >= 2) & (pl.sum_horizontal(same) == pl.sum_horizontal(filled)) \
-        if len(same) >= 2 else pl.lit(False)
-    reason = (pl.when(numbers).then(pl.lit("栏次行")).when(repeated).then(pl.lit("重复的表头行"))
+    # the header again: every filled text cell is its column's header (as headers are compared), two at least;
+    # a two-row header also as the row above and this one combined (the lower row is marked)
+    single = _header_again({c: pl.col(c) for c in text}, [pl.col(c).is_not_null() for c in text], headers)
+    pair = pl.lit(False)
+    if span == 2:
+        combined = {c: combine_expr(pl.col(c).shift(1), pl.col(c)) for c in text}
+        pair = _header_again(combined, [combined[c] != "" for c in text], headers) & (
+            pl.col(ROW).shift(1) == pl.col(ROW) - 1).fill_null(False)
+    reason = (pl.when(numbers).then(pl.lit("栏次行")).when(single | pair).then(pl.lit(_REPEATED))
               .when(total).then(pl.lit("合计行"))
               .when(sign_off).then(pl.lit("表尾说明行")).otherwise(None))
-    numbers = numbers & (pl.col(ROW) == body[ROW][0])
-    flagged = sub.select(ROW, reason.alias("reason")).filter(pl.col("reason").is_not_null())
+    marks = sub.select(ROW, reason.alias("reason"), pair.alias("pair")).filter(pl.col("reason").is_not_null())
+    # where each repeated header starts (its upper row when two rows combine)
+    starts = marks.filter(pl.col("reason") == _REPEATED).select(pl.col(ROW) - pl.col("pair").cast(pl.Int64))[ROW]
+    above = [[row[cols.index(c)] for c in text] for row in top[:-span]] if top else []
+    page = pl.concat([starts, _page_tops(sub, text, starts, above)])
+    flagged = pl.concat([pl.DataFrame({ROW: page, "reason": _REPEATED}, schema=FURNITURE_SCHEMA),
+                         marks.select(ROW, "reason")]).unique(ROW, keep="first", maintain_order=True).sort(ROW)
     if not flagged.height:
         return body, pl.DataFrame(schema=FURNITURE_SCHEMA)
     return body.filter(~pl.col(ROW).is_in(flagged[ROW].implode())), flagged
+
+
+def _header_again(cells: dict[str, pl.Expr], filled: list[pl.Expr], headers: dict[str, str]) -> pl.Expr:
+    """Every filled cell is its column's header as written (compared as headers are), two at least."""
+    same = [(normalize_header_expr(e) == normalize_header(headers[c])).fill_null(False).cast(pl.Int32)
+            for c, e in cells.items() if c in headers]
+    if len(same) < 2:
+        return pl.lit(False)
+    return (pl.sum_horizontal(same) >= 2) & (pl.sum_horizontal(same) == pl.sum_horizontal(
+        f.cast(pl.Int32) for f in filled))
+
+
+def _page_tops(sub: pl.DataFrame, text: list[str], starts: pl.Series, above: list[list]) -> pl.Series:
+    """The rows just above each repeated header (``starts``) that repeat, in order, the last rows
+    that stood above the header at the top of the sheet (``above``: a title, a group row over the
+    column names, a unit line; blank rows between are passed over).  Cells are compared as
+    headers are; a merged range (filled) and text written in its first cell only compare equal
+    (:func:`_merged_away`).  Only the few rows whose every filled cell is text from ``above`` are
+    looked at row by row."""
+    above = [r for r in ([normalize_header(v) or None if v is not None else None for v in row] for row in above)
+             if any(v is not None for v in r)]
+    if not above or not starts.len():
+        return pl.Series(ROW, [], dtype=pl.Int64)
+    words = sorted({v for row in above for v in row if v is not None})
+    norm = [pl.when(e != "").then(e).alias(c) for c, e in ((c, normalize_header_expr(pl.col(c))) for c in text)]
+    cells = sub.select(ROW, *norm)
+    filled = pl.any_horizontal(pl.col(c).is_not_null() for c in text)
+    blank = set(cells.filter(~filled)[ROW].to_list())
+    like = {r[0]: list(r[1:]) for r in cells.filter(
+        filled & pl.all_horizontal(pl.col(c).is_null() | pl.col(c).is_in(words) for c in text)).iter_rows()}
+    if not like:
+        return pl.Series(ROW, [], dtype=pl.Int64)
+    tops = [None] + [_merged_away(above[-n:]) for n in range(1, len(above) + 1)]
+    out: list[int] = []
+    for start in starts.to_list():
+        got: list[int] = []
+        r = start - 1
+        while len(got) < len(above):
+            while r in blank:
+                r -= 1
+            if r not in like:
+                break
+            got.append(r)
+            r -= 1
+        got.reverse()
+        for n in range(len(got), 0, -1):
+            block = [like[r] for r in got[-n:]]
+            if block == above[-n:] or _merged_away(block) == tops[n]:
+                out.extend(got[-n:])
+                break
+    return pl.Series(ROW, out, dtype=pl.Int64)
+
+
+def _merged_away(rows: list[list]) -> list[list]:
+    """Rows with every cell that repeats the cell left of it or above it emptied: a merged range
+    (each cell filled with its value) and the same text written in the range's first cell only
+    compare equal."""
+    return [[None if v is not None and ((k and v == row[k - 1]) or (i and v == rows[i - 1][k])) else v
+             for k, v in enumerate(row)] for i, row in enumerate(rows)]
 
 
 def _blank_rows(body: pl.DataFrame, cols: list[str]) -> pl.Series | None:
@@ -487,6 +564,11 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None,
         offset = first_row + 1 + match.span  # Excel row of the first data row
     else:
         body, offset = frame, 2
+    # the sheet's rows down to the header's last, as written: a page's header repeated in the body is told by them
+    top: list[list] = []
+    if header_in_frame:
+        head = rows if kind == CSV else [list(r) for r in frame.head(first_row + match.span).iter_rows()]
+        top = [[r[m.index] if m.index < len(r) else None for m in match.columns] for r in head[:first_row + match.span]]
     names = opened.columns if kind == PARQUET else body.columns  # what the match's indexes count
     picked = {names[m.index]: m.canonical for m in match.columns}
     out.headers = {m.canonical: m.header for m in match.columns}
@@ -540,13 +622,15 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None,
             body = body.with_columns(pl.coalesce(text, pl.col(name).cast(pl.String)).alias(name)
                                      if body.schema[name] == pl.String else pl.col(name))
 
-    body, out.furniture = _furniture(body, list(picked.values()), out.headers)
+    body, out.furniture = _furniture(body, list(picked.values()), out.headers, top, match.span)
     # a blank line (or a row of empty cells) is not a record; row numbers stay as the file counts them
     empty = _blank_rows(body, list(picked.values()))
     if empty is not None:
         body = body.filter(~empty)
     out.frame = body
     out.rows = body.height
+    if normalised_parts and out.furniture.height:  # a cell of a row not read (a repeated header's merged cell) is not listed
+        normalised_parts = [p.filter(~pl.col("row").is_in(out.furniture[ROW].implode())) for p in normalised_parts]
     out.normalised = (pl.concat(normalised_parts, how="vertical_relaxed").with_columns(pl.lit(out.file).alias("file"))
                       .select(list(NORMALISED_SCHEMA)).sort("row", "column")
                       if normalised_parts else pl.DataFrame(schema=NORMALISED_SCHEMA))
