@@ -57,16 +57,18 @@ def test_page_without_its_title_and_blank_rows_between(tmp_path):
     assert_same_tables(clean, inp)
 
 
-def _merged_tax_xlsx(path, title: bool, merged: bool) -> list[int]:
+def _merged_tax_xlsx(path, title: bool, merged: bool, merged_again: bool | None = None) -> list[int]:
     """税收 with a title merged over the table and 企业基本情况 | 税收情况 over the column names
     (merged ranges, or the text in the range's first cell only, as an .xls reads), all of it
-    again at the top of each page; returns the Excel rows of the repeats."""
+    again at the top of each page (``merged_again``: merged there or not, default as at the top);
+    returns the Excel rows of the repeats."""
     wb = xlsxwriter.Workbook(path)
     ws = wb.add_worksheet("税收")
     r, repeated = 0, []
     for i, data in enumerate(TAX[1:]):
         if i:
             repeated += range(r + 1, r + 1 + 2 + title)
+            merged = merged if merged_again is None else merged_again
         if title:
             ws.merge_range(r, 0, r, 2, TITLE) if merged else ws.write(r, 0, TITLE)
             r += 1
@@ -93,6 +95,17 @@ def test_merged_group_cells_repeated_on_every_page_xlsx(tmp_path):
             assert_same_tables(clean, inp)
             # the filled cells of a merged range in a row not read are not listed as normalised
             assert not set(inp.normalised["row"].to_list()) & set(repeated)
+
+
+def test_merged_at_the_top_and_first_cell_only_on_the_pages_compare_equal(tmp_path):
+    clean = load(clean_dir(tmp_path))
+    for merged in (True, False):
+        (tmp_path / str(merged)).mkdir()
+        d = quirk_dir(tmp_path / str(merged))
+        repeated = _merged_tax_xlsx(d / "tax.xlsx", True, merged, not merged)
+        inp = load(d)
+        assert _furniture(inp) == [(r, "重复的表头行") for r in repeated], merged
+        assert_same_tables(clean, inp)
 
 
 def test_two_row_header_repeated_on_every_page_xlsx(tmp_path):
