@@ -44,8 +44,6 @@ class Engine:
     def __init__(self, host: duckdb.DuckDBPyConnection | None = None):
         self.host_catalog: str | None = None
         self._workspace: str | None = None
-        #: False for an engine made by :meth:`for_thread`: closing it closes only its cursor
-        self._owner = True
         if host is None:
             self.con = duckdb.connect()
             self.con.execute("SET allocator_background_threads = true")
@@ -68,20 +66,7 @@ class Engine:
         cur.execute("SET SESSION preserve_insertion_order = false")
         return cur
 
-    def for_thread(self) -> "Engine":
-        """An engine on a cursor of its own (:meth:`cursor`) onto this workspace, for work on another
-        thread beside this one: the same tables, its own transactions.  Frames attached with
-        :meth:`attach_frame` belong to the connection that attached them.  Closing it closes only the
-        cursor; close it before this engine."""
-        twin = object.__new__(Engine)
-        twin.host_catalog, twin._workspace, twin._owner = self.host_catalog, self._workspace, False
-        twin.con = self.cursor()
-        return twin
-
     def close(self) -> None:
-        if not self._owner:
-            self.con.close()
-            return
         if self._workspace is not None:
             self.con.execute(f"USE {identifier(self.host_catalog)}")
             self.con.execute(f"DETACH {identifier(self._workspace)}")

@@ -8,7 +8,7 @@ import datetime as dt
 import threading
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -240,7 +240,7 @@ def screen(
 
     run_id = f"{list_year}-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     engine = Engine(host)
-    check: _DataCheck | None = None
+    scoring: _Scoring | None = None
     try:
         with _timed(timings, "装载数据", progress):
             _load(engine, inputs, rs, list_year, final_grades, keep_tables)
@@ -253,21 +253,25 @@ def screen(
             engine.con.unregister("in_firm_figures")
             if not keep_tables:
                 inputs.release_tables()
-        # the data check and the key energy users (advisory) run on a thread of their own beside the
-        # rules and the audit; their figure in timings is their own time, which overlaps the rules'
-        if anomalies:
-            if progress:
-                progress(anomaly.STAGE)
-            timings[anomaly.STAGE] = 0.0  # filled in once it is done; the stages keep their order
-        check = _DataCheck(engine, rs, list_year, anomalies)
+        with _timed(timings, anomaly.STAGE, progress) if anomalies else nullcontext():
+            figures = anomaly.features(engine) if anomalies else None  # advisory only
+            key_energy = _key_energy(engine, rs, list_year)
+            # the figures only the data check and the key energy users read go before the results come
+            engine.execute("firm_years: check figures", "".join(
+                f"ALTER TABLE firm_years DROP COLUMN {c};\n" for c in CHECK_ONLY_FIGURES), {})
+            # the scoring (Polars) runs on a thread of its own beside the rules, the audit and the list
+            scoring = _Scoring(figures, list_year) if figures is not None else None
+            del figures
         with _timed(timings, "执行规则", progress):
             engine.execute("results", _enum_types(rs) + RESULTS_DDL, {})
             for rid in rs.enabled:
-                check.raise_if_failed()
+                if scoring is not None:
+                    scoring.raise_if_failed()
                 rule_sql = sql_text(f"rules/{rid}.sql")
                 engine.insert("results", rid, _with_status(rule_sql), {**base, **rs.sql_params(rid)})
             engine.con.unregister("in_product_energy")  # the one input the rules read directly
-        check.raise_if_failed()
+        if scoring is not None:
+            scoring.raise_if_failed()
         with _timed(timings, "审计", progress):
             audit = engine.query("audit/statuses.sql", sql_text("audit/statuses.sql"), {"rule_ids": rs.enabled})
             if audit.height:
@@ -279,16 +283,16 @@ def screen(
         with _timed(timings, "生成说明与清单", progress):
             _results_view(engine, rs, list_year, run_id)
             listing = _list_frame(engine, rs, list_year).with_columns(pl.lit(run_id).alias("run_id"))
-        scored, key_energy = check.result()
+        scored = scoring.result() if scoring is not None else None
         flags = anomaly.empty_output()
         if scored is not None:  # the listed firms are known now; counted in the check's own stage
             start = time.perf_counter()
             flags = anomaly.assemble(engine, scored, listing, run_id, list_year)
-            timings[anomaly.STAGE] = round(check.seconds + time.perf_counter() - start, 3)
+            timings[anomaly.STAGE] = round(timings[anomaly.STAGE] + scoring.seconds + time.perf_counter() - start, 3)
     except BaseException as exc:
-        # the check's thread ends before the engine closes.  An error of the check's own is the one
-        # raised: in line, the check ran (and failed) before the rules, the audit and the list
-        first = check.stop(interrupt=not isinstance(exc, Exception)) if check is not None else None
+        # the scoring's thread ends first.  An error of its own is the one raised: in line, the
+        # scoring ran (and failed) before the rules, the audit and the list
+        first = scoring.stop() if scoring is not None else None
         engine.close()
         if first is None or first is exc or not isinstance(exc, Exception):
             raise
@@ -301,69 +305,46 @@ def screen(
                      unverified_limit_hits=unverified, key_energy=key_energy)
 
 
-class _DataCheck:
-    """The advisory data check (:mod:`screening.anomaly`, when ``anomalies``) and the key energy
-    users (:func:`_key_energy`) on a thread of their own, started once firm_years is built and
-    run beside the rules and the audit; neither reads their results.
+class _Scoring:
+    """The data check's scoring (``anomaly.score``, Polars) on a thread of its own, started once
+    its figures are read and run beside the rules, the audit and the list, none of which reads
+    it; ``anomaly.assemble`` (it needs the list) stays with the caller.
 
-    The thread reads firm_years through a cursor of its own (``Engine.for_thread``), then drops
-    the columns only it reads (``CHECK_ONLY_FIGURES``) and scores the firms in Polars, which
-    releases the GIL in its kernels.  Its error is kept and raised in the caller's thread, the
-    same exception as when the check ran in line; ``anomaly.assemble`` (it needs the list) stays
-    with the caller.
+    Polars releases the GIL in its kernels, and DuckDB while it runs a query, so on two cores
+    the two fill each other's idle time.  Its error is kept and raised in the caller's thread:
+    the same exception as when the scoring ran in line.
     """
 
-    def __init__(self, engine: Engine, rs: RuleSet, list_year: int, anomalies: bool) -> None:
+    def __init__(self, figures: pl.DataFrame, list_year: int) -> None:
         self.seconds = 0.0
         self._scored: anomaly.Scored | None = None
-        self._key_energy: dict[str, Any] | None = None
         self._error: BaseException | None = None
-        self._engine = engine.for_thread()
-        self._thread = threading.Thread(target=self._run, args=(rs, list_year, anomalies),
-                                        name="screening-data-check")
-        try:
-            self._thread.start()
-        except BaseException:
-            self._engine.close()
-            raise
+        self._thread = threading.Thread(target=self._run, args=(figures, list_year), name="screening-data-check")
+        self._thread.start()
 
-    def _run(self, rs: RuleSet, list_year: int, anomalies: bool) -> None:
+    def _run(self, figures: pl.DataFrame, list_year: int) -> None:
         start = time.perf_counter()
         try:
-            figures = anomaly.features(self._engine) if anomalies else None  # advisory only
-            self._key_energy = _key_energy(self._engine, rs, list_year)
-            # the figures only the data check and the key energy users read go as soon as they are read
-            self._engine.execute("firm_years: check figures", "".join(
-                f"ALTER TABLE firm_years DROP COLUMN {c};\n" for c in CHECK_ONLY_FIGURES), {})
-            self._scored = anomaly.score(figures, list_year) if figures is not None else None
-        except BaseException as exc:  # raised in the caller's thread (result, raise_if_failed, stop)
+            self._scored = anomaly.score(figures, list_year)
+        except BaseException as exc:  # raised in the caller's thread (raise_if_failed, result, stop)
             self._error = exc
         finally:
             self.seconds = time.perf_counter() - start
-            self._engine.close()
 
     def raise_if_failed(self) -> None:
-        """Raise the check's error now if it has already failed (the run stops as it did in line)."""
+        """Raise the scoring's error now if it has already failed: the run stops, as it did in line."""
         if self._error is not None and not self._thread.is_alive():
             raise self._error
 
-    def result(self) -> tuple[anomaly.Scored | None, dict[str, Any] | None]:
-        """Wait for the check: (the scored firms or None, the key energy users' summary)."""
+    def result(self) -> anomaly.Scored:
+        """Wait for the scoring; raise its error."""
         self._thread.join()
         if self._error is not None:
             raise self._error
-        return self._scored, self._key_energy
+        return self._scored  # type: ignore[return-value]
 
-    def stop(self, interrupt: bool = False) -> BaseException | None:
-        """Wait for the thread (the run failed elsewhere); ``interrupt``: cancel its DuckDB query
-        first.  Returns the check's own error, None when it had none or was interrupted."""
-        if interrupt and self._thread.is_alive():
-            try:
-                self._engine.con.interrupt()
-            except duckdb.Error:
-                pass
-            self._thread.join()
-            return None
+    def stop(self) -> BaseException | None:
+        """Wait for the thread (the run failed elsewhere); return its own error, if it had one."""
         self._thread.join()
         return self._error if isinstance(self._error, Exception) else None
 

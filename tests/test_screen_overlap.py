@@ -1,6 +1,6 @@
-"""The advisory data check and the key energy users run on a thread of their own beside the rules
-and the audit (screen._DataCheck, issue 15): the run's decisions, its stages and its errors are
-those of the check run in line, and no thread outlives screen()."""
+"""The advisory data check scores the firms (anomaly.score, Polars) on a thread of its own beside
+the rules, the audit and the list (screen._Scoring, issue 15): the run's decisions, its stages
+and its errors are those of the check run in line, and no thread outlives screen()."""
 from __future__ import annotations
 
 import threading
@@ -76,7 +76,7 @@ def test_an_error_of_the_check_is_raised_as_it_was_and_no_thread_is_left(sample_
 
 
 def test_a_failing_query_of_the_check_is_raised_with_its_sql(sample_inputs, monkeypatch):
-    """An engine error on the check's cursor is the same RuleExecutionError as in line."""
+    """An engine error while the check reads its figures is the same RuleExecutionError as before."""
     def broken(engine):
         return engine.query("anomaly/features.sql", "SELECT no_such_column FROM firm_years", {})
 
@@ -88,8 +88,8 @@ def test_a_failing_query_of_the_check_is_raised_with_its_sql(sample_inputs, monk
 
 
 def test_a_failing_rule_waits_for_the_check_and_closes_the_engine_after_it(sample_inputs, monkeypatch):
-    """A rule's error is raised as before; the check's thread has ended (its cursor closed) before
-    screen() closes the engine and returns."""
+    """A rule's error is raised as before; the scoring's thread has ended before screen() closes
+    the engine and returns."""
     events: list[str] = []
     score, close = anomaly.score, Engine.close
 
@@ -103,7 +103,7 @@ def test_a_failing_rule_waits_for_the_check_and_closes_the_engine_after_it(sampl
         raise RuleExecutionError(label, select_sql, params, ValueError("坏了"))
 
     def spy_close(self):
-        events.append("close: " + ("engine" if getattr(self, "_owner", True) else "cursor"))
+        events.append("close")
         return close(self)
 
     monkeypatch.setattr(anomaly, "score", slow_score)
@@ -112,7 +112,7 @@ def test_a_failing_rule_waits_for_the_check_and_closes_the_engine_after_it(sampl
     with pytest.raises(RuleExecutionError, match="坏了"):
         screen(inputs=sample_inputs, year=YEAR)
     assert not _check_threads()
-    assert events == ["scored", "close: cursor", "close: engine"]
+    assert events == ["scored", "close"]
 
 
 def test_when_both_fail_the_check_error_comes_first_as_in_line(sample_inputs, monkeypatch):
