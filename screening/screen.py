@@ -5,6 +5,7 @@ One code path serves the CLI, the tests and (later) the Python API and the servi
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 import uuid
 from contextlib import contextmanager, nullcontext
@@ -241,6 +242,7 @@ def screen(
 
     run_id = f"{list_year}-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     engine = Engine(host)
+    scoring: _Scoring | None = None
     try:
         with _timed(timings, "装载数据", progress):
             _load(engine, inputs, rs, list_year, final_grades, keep_tables)
@@ -256,17 +258,22 @@ def screen(
         with _timed(timings, anomaly.STAGE, progress) if anomalies else nullcontext():
             figures = anomaly.features(engine) if anomalies else None  # advisory only
             key_energy = _key_energy(engine, rs, list_year)
-            scored = anomaly.score(figures, list_year) if figures is not None else None
-            del figures
             # the figures only the data check and the key energy users read go before the results come
             engine.execute("firm_years: check figures", "".join(
                 f"ALTER TABLE firm_years DROP COLUMN {c};\n" for c in CHECK_ONLY_FIGURES), {})
+            # the scoring (Polars) runs on a thread of its own beside the rules, the audit and the list
+            scoring = _Scoring(figures, list_year) if figures is not None else None
+            del figures
         with _timed(timings, "执行规则", progress):
             engine.execute("results", _enum_types(rs) + RESULTS_DDL, {})
             for rid in rs.enabled:
+                if scoring is not None:
+                    scoring.raise_if_failed()
                 rule_sql = sql_text(f"rules/{rid}.sql")
                 engine.insert("results", rid, _with_status(rule_sql), {**base, **rs.sql_params(rid)})
             engine.con.unregister("in_product_energy")  # the one input the rules read directly
+        if scoring is not None:
+            scoring.raise_if_failed()
         with _timed(timings, "审计", progress):
             audit = engine.query("audit/statuses.sql", sql_text("audit/statuses.sql"), {"rule_ids": rs.enabled})
             if audit.height:
@@ -278,17 +285,70 @@ def screen(
         with _timed(timings, "生成说明与清单", progress):
             _results_view(engine, rs, list_year, run_id)
             listing = _list_frame(engine, rs, list_year).with_columns(pl.lit(run_id).alias("run_id"))
+        scored = scoring.result() if scoring is not None else None
         flags = anomaly.empty_output()
         if scored is not None:  # the listed firms are known now; counted in the check's own stage
             start = time.perf_counter()
             flags = anomaly.assemble(engine, scored, listing, run_id, list_year)
-            timings[anomaly.STAGE] = round(timings[anomaly.STAGE] + time.perf_counter() - start, 3)
-    except BaseException:
+            timings[anomaly.STAGE] = round(timings[anomaly.STAGE] + scoring.seconds + time.perf_counter() - start, 3)
+    except BaseException as exc:
+        # the scoring's thread ends first.  An error of its own is the one raised: in line, the
+        # scoring ran (and failed) before the rules, the audit and the list
+        first = scoring.stop() if scoring is not None else None
         engine.close()
-        raise
+        if first is None or first is exc or not isinstance(exc, Exception):
+            raise
+    else:
+        first = None
+    if first is not None:
+        raise first  # outside the handler: not chained to the error the check came before
     return Screening(run_id, list_year, rs, inputs, engine, listing, audit, started, timings, warnings,
                      anomalies=flags, anomaly_summary=scored.summary if scored is not None else {},
                      unverified_limit_hits=unverified, key_energy=key_energy)
+
+
+class _Scoring:
+    """The data check's scoring (``anomaly.score``, Polars) on a thread of its own, started once
+    its figures are read and run beside the rules, the audit and the list, none of which reads
+    it; ``anomaly.assemble`` (it needs the list) stays with the caller.
+
+    Polars releases the GIL in its kernels, and DuckDB while it runs a query, so on two cores
+    the two fill each other's idle time.  Its error is kept and raised in the caller's thread:
+    the same exception as when the scoring ran in line.
+    """
+
+    def __init__(self, figures: pl.DataFrame, list_year: int) -> None:
+        self.seconds = 0.0
+        self._scored: anomaly.Scored | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(figures, list_year), name="screening-data-check")
+        self._thread.start()
+
+    def _run(self, figures: pl.DataFrame, list_year: int) -> None:
+        start = time.perf_counter()
+        try:
+            self._scored = anomaly.score(figures, list_year)
+        except BaseException as exc:  # raised in the caller's thread (raise_if_failed, result, stop)
+            self._error = exc
+        finally:
+            self.seconds = time.perf_counter() - start
+
+    def raise_if_failed(self) -> None:
+        """Raise the scoring's error now if it has already failed: the run stops, as it did in line."""
+        if self._error is not None and not self._thread.is_alive():
+            raise self._error
+
+    def result(self) -> anomaly.Scored:
+        """Wait for the scoring; raise its error."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._scored  # type: ignore[return-value]
+
+    def stop(self) -> BaseException | None:
+        """Wait for the thread (the run failed elsewhere); return its own error, if it had one."""
+        self._thread.join()
+        return self._error if isinstance(self._error, Exception) else None
 
 
 def _unverified_limit_hits(engine: Engine, rs: RuleSet) -> int:

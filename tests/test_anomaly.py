@@ -171,6 +171,36 @@ def test_a_zero_denominator_or_missing_figure_skips_only_its_indicators():
     assert row["anomaly_score"] is not None and not row["flagged"]
 
 
+def test_z_scores_gathered_per_group_equal_the_joined_params(hand_built):
+    """_robust_z looks each firm's group up once and gathers centre and spread per indicator; the
+    z-scores are bit for bit those of joining the group parameters onto every firm (the way it was
+    written before: that join copied three columns per indicator onto a province's million firms).
+    Unknown industries (null group), a small industry (pooled), zero numerators and gaps included."""
+    cfg = anomaly.load_config()
+    ids = [i.id for i in cfg.indicators]
+    frame = pl.concat([
+        hand_built,
+        _firms(n=40, division=17, first_id=300, seed=2),
+        _firms(n=3, division=13, first_id=400, seed=3),
+        _firms(n=50, division=0, first_id=600, seed=4).with_columns(pl.lit(None, pl.Int32).alias("division")),
+    ]).with_columns(
+        pl.when(pl.col("firm_id") % 7 == 0).then(0.0).otherwise(pl.col("tax_last")).alias("tax_last"),
+        pl.when(pl.col("firm_id") % 11 == 0).then(None).otherwise(pl.col("land_last")).alias("land_last"))
+    logs = frame.select("firm_id", pl.col("division").alias(anomaly._GROUP),
+                        *(anomaly._log_ratio(i).alias(i.id) for i in cfg.indicators))
+    assert (logs["tax_to_revenue"] == -math.inf).any() and logs[anomaly._GROUP].null_count()
+    params = anomaly._group_params(logs, cfg)
+    joined = logs.join(params, on=anomaly._GROUP, how="left", nulls_equal=True, maintain_order="left").select(
+        "firm_id", anomaly._GROUP,
+        *(pl.when((pl.col(k) == -math.inf) & pl.col(f"{k}#c").is_not_null())
+          .then(math.log(cfg.zero_floor) / pl.col(f"{k}#s"))
+          .otherwise((pl.col(k) - pl.col(f"{k}#c")) / pl.col(f"{k}#s")).alias(k) for k in ids))
+    gathered = anomaly._robust_z(logs, params, ids, cfg)
+    assert gathered.schema == joined.schema
+    assert gathered.equals(joined, null_equal=True)
+    assert gathered["tax_to_revenue"].is_infinite().sum() == 0 and gathered["land_change"].null_count()
+
+
 def test_small_industry_is_compared_with_all_firms(hand_built):
     lone = _firms(n=1, division=13, first_id=500).with_columns(pl.col("tax_last") / 50)
     row = _row(anomaly.score(pl.concat([hand_built, lone]), YEAR).frame, 500)
