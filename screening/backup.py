@@ -45,8 +45,8 @@ from ._version import __version__
 from .errors import ScreeningError, from_os_error
 from .paths import confined
 from .retention import UPLOAD_FOLDER, service_runs, uploads_made
-from .store import RUN_ID_PATTERN
 from .sqlquote import identifier, literal
+from .store import RUN_ID_PATTERN
 
 FORMAT = "screening-backup"
 FORMAT_VERSION = 1

@@ -192,6 +192,11 @@ def test_backup_during_writes_holds_exactly_what_was_acknowledged_before(service
     assert sorted(name for name in manifest["files"] if not name.startswith("runs/")) == [
         f"evidence/{evidence['sha256']}.png", f"uploads/{upload['data']}/enterprises.csv"]
     assert f"runs/{run['run_id']}/{workbook.name}" in manifest["files"] and manifest["run_folders"]["folders"] == 1
+    # --no-run-files is handed over too: the service leaves the run's folder out and says so
+    light = cli("backup", "--db", db, "--out", tmp / "light", "--no-run-files", cwd=tmp)
+    assert light.returncode == 0 and "由运行中的服务" in light.stdout, light.stderr
+    assert "运行输出目录 1 个（" in light.stdout and "按要求未备份" in light.stdout
+    assert not (next((tmp / "light").iterdir()) / bk.FILES / "runs").exists()
 
     restored = tmp / "restored" / "restored.duckdb"
     proc = cli("restore", "--from", backups[0], "--db", restored, cwd=tmp,
