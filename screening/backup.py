@@ -387,7 +387,7 @@ def record_last(db: Path, backup: Backup) -> None:
     """Note the backup beside the database (for the health route and for verify's audit head)."""
     directory = _private_dir(backups_dir(db))
     info = {"name": backup.manifest["name"], "created_at": backup.manifest["created_at"],
-            "path": str(backup.path), "audit_head": backup.manifest["audit_head"]}
+            "path": str(Path(backup.path).resolve()), "audit_head": backup.manifest["audit_head"]}
     tmp = directory / f".{LAST}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -422,10 +422,9 @@ def rotate(out: Path, keep: int) -> list[str]:
     return removed
 
 
-def read_backup(path: Path) -> Backup:
-    """The backup in ``path``, once its manifest is intact and every file matches it; else
-    one Chinese line (BackupError)."""
-    path = Path(path)
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of the backup in ``path``, once it is intact (its own sha256) and of this
+    format; else one Chinese line (BackupError).  Its files are not looked at."""
     if path.name.endswith(PARTIAL):
         raise BackupError(f"{path} 是未写完的备份（{PARTIAL}），不能使用")
     try:
@@ -440,6 +439,14 @@ def read_backup(path: Path) -> Backup:
         raise BackupError(f"备份 {path} 的 {MANIFEST} 与其校验值不符：清单被改动或损坏，拒绝使用")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise BackupError(f"备份 {path} 的格式版本 {manifest.get('format_version')} 不受本版本支持")
+    return manifest
+
+
+def read_backup(path: Path) -> Backup:
+    """The backup in ``path``, once its manifest is intact and every file matches it; else
+    one Chinese line (BackupError)."""
+    path = Path(path)
+    manifest = _read_manifest(path)
     listed = set()
     for table, entry in manifest["tables"].items():
         file = path / entry["file"]
@@ -599,6 +606,8 @@ def _layout(columns: tuple[tuple[str, str], ...] | None) -> list[list[str]] | No
 class Verification:
     facts: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: worth knowing, not a fault (e.g. a run's output folder left out of the backup it was restored from)
+    notes: list[str] = field(default_factory=list)
 
 
 def _service_tables() -> dict[str, list[list[str]]]:
@@ -617,7 +626,9 @@ def _service_tables() -> dict[str, list[list[str]]]:
 _RUN_PARTS = (("run_list", "listed"), ("run_enterprises", "enterprises"), ("run_rejects", "rejected_rows"))
 
 
-def verify_database(con: duckdb.DuckDBPyConnection, db: Path) -> Verification:
+def verify_database(con: duckdb.DuckDBPyConnection, db: Path, runs: Path | None = None) -> Verification:
+    """``runs``: the service's runs folder (SCREENING_RUNS_DIR), where the output folders of the
+    runs it made are checked against the last backup (:func:`_check_run_files`)."""
     from .store import STORED_TABLES, legacy_layout
 
     report = Verification()
@@ -655,6 +666,8 @@ def verify_database(con: duckdb.DuckDBPyConnection, db: Path) -> Verification:
             report.facts.append(f"运行记录 {con.execute('SELECT count(*) FROM runs').fetchall()[0][0]} 次，逐次核对了行数")
     if "evidence_files" in present:
         _check_evidence(con, db, report)
+    if runs is not None:
+        _check_run_files(con, db, Path(runs).resolve(), report)
     if "audit_log" in present:
         _check_audit(con, db, present["audit_log"], report)
     report.facts.insert(0, f"数据库 {db} 可以打开，共 {len(present)} 张表")
@@ -716,6 +729,46 @@ def _check_evidence(con: duckdb.DuckDBPyConnection, db: Path, report: Verificati
                                f"{'、'.join(bad[:5])}{' 等' if len(bad) > 5 else ''}")
     elif rows:
         report.facts.append(f"证据文件 {len(rows)} 个，都在 {folder} 中且与登记的散列值一致")
+
+
+def _check_run_files(con: duckdb.DuckDBPyConnection, db: Path, root: Path, report: Verification) -> None:
+    """Each stored run the service made has its output folder in ``root``; its files are those
+    the last backup (``<db>.backups/last.json``; after a restore, the backup it came from) holds,
+    with the same sha256.  The database registers no hash of them: the backup is the reference,
+    and a run's files are never changed once written."""
+    run_ids = sorted(service_runs(con))
+    if not run_ids:
+        return
+    named: list[tuple[str, Path, str | None]] = []
+    found, _ = _folder_files("runs", root, set(run_ids), _RUN_FOLDER, "运行输出目录", named, {})
+    absent = sorted(set(run_ids) - set(found))
+    if absent:
+        report.notes.append(f"服务中运行的 {len(run_ids)} 次筛选中，{len(absent)} 次的输出目录不在 {root} 中（备份时未包含、"
+                            f"已手工删除或是符号链接），其输出文件无法下载：{'、'.join(absent[:5])}{' 等' if len(absent) > 5 else ''}")
+    last = last_backup(db)
+    try:
+        manifest = _read_manifest(Path(last["path"])) if last else None
+    except BackupError:
+        manifest = None
+    if manifest is None:
+        report.notes.append("没有可对照的最近一次备份清单，未核对运行输出文件的内容")
+        return
+    if not manifest.get("run_folders", {}).get("included"):
+        report.notes.append(f"最近一次备份 {manifest['name']} 未包含运行输出目录，未核对其文件的内容")
+        return
+    files = manifest.get("files")
+    listed = {name: entry for name, entry in files.items() if name.startswith("runs/") and isinstance(entry, dict)
+              and _RUN_FILE.fullmatch(name)} if isinstance(files, dict) else {}
+    present = {name: path for name, path, _ in named}
+    backed_up = {name.split("/")[1] for name in listed}
+    bad = sorted(name for name, entry in listed.items() if name.split("/")[1] in found
+                 and (name not in present or _sha256(present[name]) != entry.get("sha256")))
+    bad += sorted(name for name in present if name.split("/")[1] in backed_up and name not in listed)
+    if bad:
+        report.problems.append(f"{len(bad)} 个运行输出文件与最近一次备份 {manifest['name']} 清单中的不符（被改动、删除或新增）："
+                               f"{'、'.join(bad[:5])}{' 等' if len(bad) > 5 else ''}")
+    elif set(found) & backed_up:
+        report.facts.append(f"运行输出目录 {len(set(found) & backed_up)} 个，其文件与最近一次备份 {manifest['name']} 的清单一致")
 
 
 def _check_audit(con: duckdb.DuckDBPyConnection, db: Path, columns: list[list[str]], report: Verification) -> None:

@@ -763,6 +763,10 @@ def _backup_runs(db: Path, runs: Path, out: Path, *options: str):
     return made, proc
 
 
+def _verify_runs(db: Path, runs: Path):
+    return cli("verify", "--db", db, cwd=db.parent, env={"SCREENING_RUNS_DIR": str(runs)})
+
+
 def _service_run(con, run_id: str, new_id: str) -> None:
     """Another stored run as the service leaves one: its rows and its audit line ``run``."""
     (created,), = con.execute("SELECT created_at FROM runs WHERE run_id = ?", [run_id]).fetchall()
@@ -803,6 +807,9 @@ def test_a_run_made_through_the_service_is_backed_up_and_the_restored_service_se
     from api.config import Settings
     from api.main import create_app
 
+    verified = _verify_runs(restored, new_runs)  # against the backup it came from
+    assert verified.returncode == 0 and "运行输出目录 1 个，其文件与最近一次备份" in verified.stdout, \
+        verified.stdout + verified.stderr
     with TestClient(create_app(Settings(db=restored, runs_dir=new_runs))) as client:
         for name in names:
             served = client.get(f"/api/v1/runs/{run_id}/files/{name}", headers={"Authorization": f"Bearer {token}"})
@@ -823,11 +830,25 @@ def test_no_run_files_leaves_the_run_folders_out_and_says_so(served_copy, tmp_pa
                env={"SCREENING_RUNS_DIR": str(new_runs)})
     assert proc.returncode == 0, proc.stderr
     assert "按要求未备份" in proc.stdout and not new_runs.exists()
+    proc = _verify_runs(tmp_path / "r.duckdb", new_runs)  # not a fault: said, and verify passes
+    assert proc.returncode == 0 and "1 次的输出目录不在" in proc.stdout and "未包含运行输出目录" in proc.stdout, \
+        proc.stdout + proc.stderr
 
 
-def test_a_tampered_run_file_in_a_backup_refuses_the_restore_naming_it(served_copy, tmp_path):
+def test_a_tampered_run_file_fails_verify_and_the_restore_naming_it(served_copy, tmp_path):
     db, runs, run_id, _ = served_copy
+    proc = _verify_runs(db, runs)  # no backup yet: nothing to compare the files with
+    assert proc.returncode == 0 and "未核对运行输出文件的内容" in proc.stdout, proc.stdout + proc.stderr
     made, _ = _backup_runs(db, runs, tmp_path / "bk")
+    proc = _verify_runs(db, runs)
+    assert proc.returncode == 0 and f"运行输出目录 1 个，其文件与最近一次备份 {made.name} 的清单一致" in proc.stdout, \
+        proc.stdout + proc.stderr
+    # on the server: a file of the run's folder changed since the backup
+    served = runs / run_id / "list.csv"
+    served.write_bytes(served.read_bytes()[:-1] + b"!")
+    proc = _verify_runs(db, runs)
+    assert proc.returncode == 2 and f"runs/{run_id}/list.csv" in proc.stderr, proc.stdout + proc.stderr
+    # in the backup: the restore refuses it
     target = made / bk.FILES / "runs" / run_id / "list.csv"
     target.write_bytes(target.read_bytes()[:-1] + b"!")  # same size, other content
     elsewhere = tmp_path / "elsewhere"

@@ -48,6 +48,7 @@ def backup_command(
             if made.resolve().parent != area or made.is_symlink():
                 raise ScreeningError(f"服务报告的备份位置 {made} 不在其备份目录 {area} 中，未使用")
             backup = _move(read_backup(made), out)
+            record_last(db, backup)  # where it is now: verify compares the run output files with it
             via = f"（由运行中的服务 {service.url} 写出）"
         else:
             try:
@@ -120,7 +121,7 @@ def restore_command(
 def verify_command(
     db: Annotated[Path, typer.Option("--db", help="要检查的 DuckDB 文件（只读打开）")] = Path("screening.duckdb"),
 ) -> None:
-    """检查数据库：能否打开、表结构、每次运行的数据是否完整、登记的证据文件是否都在且未被改动、审计记录的散列链是否完整。发现问题时退出码为 2。"""
+    """检查数据库：能否打开、表结构、每次运行的数据是否完整、登记的证据文件是否都在且未被改动、服务中运行筛选的输出文件是否与最近一次备份一致、审计记录的散列链是否完整。发现问题时退出码为 2。"""
     from rich.text import Text
 
     from ..backup import BackupError, verify_database
@@ -138,7 +139,10 @@ def verify_command(
         except StoreError as exc:  # not a DuckDB file, or a damaged one: a finding, like the others
             raise BackupError(str(exc)) from None
         try:
-            report = verify_database(con, db)
+            from api.config import Settings
+
+            # the runs folder the service uses with the same SCREENING_* settings
+            report = verify_database(con, db, Settings(db=db).runs_dir)
         finally:
             con.close()
     except ScreeningError as exc:
@@ -146,6 +150,8 @@ def verify_command(
         return
     for fact in report.facts:
         out_console.print(Text.assemble(("正常：", "green"), fact), highlight=False, soft_wrap=True)
+    for note in report.notes:
+        out_console.print(Text.assemble(("注意：", "yellow"), note), highlight=False, soft_wrap=True)
     for problem in report.problems:
         err_console.print(Text.assemble(("问题：", "bold red"), problem), highlight=False, soft_wrap=True)
     if report.problems:
