@@ -10,11 +10,14 @@ as ``<name>.partial`` and renamed once complete, so a backup that exists is whol
 
 Beside the tables, ``files/`` holds the files the snapshot refers to, each listed in the manifest
 with its size and sha256: ``files/evidence/<sha256>.<ext>`` (the 属地核实 evidence files its
-``evidence_files`` rows name, from ``<db>.evidence/``) and ``files/uploads/<upload-…>/<file>``
-(the upload folders its audit trail says ``POST /api/v1/data`` made, from the upload folder).
-The service only ever adds such files (an evidence file under its content's hash, an upload
-folder before its audit line), so the files a snapshot names exist unchanged when they are
-copied after it; only regular files are copied, never a link.
+``evidence_files`` rows name, from ``<db>.evidence/``), ``files/uploads/<upload-…>/<file>``
+(the upload folders its audit trail says ``POST /api/v1/data`` made, from the upload folder) and
+``files/runs/<run_id>/<file>`` (the output folders of the stored runs its audit trail says
+``POST /api/v1/runs`` made, from the service's runs folder; left out on request, counted either
+way in ``run_folders``).  The service only ever adds such files (an evidence file under its
+content's hash, an upload folder or a run's output folder before its audit line), so the files
+a snapshot names exist unchanged when they are copied after it; only regular files are copied,
+never a link.
 
 :func:`restore` builds a new database file from a backup only after the files match the
 manifest, and only keeps it when every table's rows match their count and checksum.
@@ -41,8 +44,9 @@ from . import auditchain
 from ._version import __version__
 from .errors import ScreeningError, from_os_error
 from .paths import confined
-from .retention import UPLOAD_FOLDER, uploads_made
+from .retention import UPLOAD_FOLDER, service_runs, uploads_made
 from .sqlquote import identifier, literal
+from .store import RUN_ID_PATTERN
 
 FORMAT = "screening-backup"
 FORMAT_VERSION = 1
@@ -60,6 +64,12 @@ FILES = "files"
 #: the names a file in ``files/`` may have: an evidence file (its sha256 and kind), a file of an upload folder
 _EVIDENCE_FILE = re.compile(r"evidence/[0-9a-f]{64}\.(?:jpg|png|pdf)")
 _UPLOAD_FILE = re.compile(rf"uploads/{UPLOAD_FOLDER.pattern}/[A-Za-z0-9_]{{1,64}}\.[A-Za-z0-9]{{1,8}}")
+#: a run's output folder is named by its id; its files by the run (整治企业清单_<年度>.xlsx, list.csv …):
+#: any name of one part, as the download route serves it (GET /api/v1/runs/{run_id}/files/{name})
+_RUN_FOLDER = re.compile(RUN_ID_PATTERN)
+_RUN_FILE = re.compile(rf"runs/{RUN_ID_PATTERN}/(?!\.\.?\Z)[^/\\\x00-\x1f\x7f]{{1,200}}")
+#: where each area of ``files/`` comes from and goes to (:class:`FileSources`), and its names
+_AREAS = {"evidence": _EVIDENCE_FILE, "uploads": _UPLOAD_FILE, "runs": _RUN_FILE}
 _CHUNK = 1 << 20
 
 
@@ -127,17 +137,21 @@ def _audit_head(con: duckdb.DuckDBPyConnection, tables: dict[str, Any]) -> list 
 
 @dataclass(frozen=True)
 class FileSources:
-    """Where the files a database refers to live: its evidence folder and the upload folder."""
+    """Where the files a database refers to live: its evidence folder, the upload folder and the
+    service's runs folder (None: no run output folders are looked at)."""
     evidence: Path
     uploads: Path
+    runs: Path | None = None
 
 
 def file_sources(settings: Any) -> FileSources:
-    """The service's folders for ``settings`` (api.config.Settings): ``<db>.evidence/`` and
-    ``settings.uploads()`` (SCREENING_UPLOAD_DIR, else ``uploads`` beside the database)."""
+    """The service's folders for ``settings`` (api.config.Settings): ``<db>.evidence/``,
+    ``settings.uploads()`` (SCREENING_UPLOAD_DIR, else ``uploads`` beside the database) and
+    ``settings.runs_dir`` (SCREENING_RUNS_DIR), where the download route finds a run's files."""
     from api.routes.evidence import evidence_dir
 
-    return FileSources(evidence_dir(Path(settings.db).resolve()), Path(settings.uploads()).resolve())
+    return FileSources(evidence_dir(Path(settings.db).resolve()), Path(settings.uploads()).resolve(),
+                       Path(settings.runs_dir).resolve())
 
 
 class _NotCopied(Exception):
@@ -168,15 +182,26 @@ def _copy(src: Path, dst: Path) -> dict[str, Any]:
     return {"bytes": size, "sha256": digest.hexdigest()}
 
 
-def _named_files(con: duckdb.DuckDBPyConnection, tables: dict[str, Any],
-                 sources: FileSources) -> tuple[list[tuple[str, Path, str | None]], dict[str, str]]:
-    """The files the snapshot on ``con`` refers to: (name in the backup, source, the sha256 the
-    database registers or None), and those it names that cannot be copied (name → reason)."""
+@dataclass
+class _Named:
+    """The files a snapshot refers to: (name in the backup, source, the sha256 the database
+    registers or None); apart, those of the stored runs' output folders (``run_folders``: the
+    folders found, ``runs_missing``: those not there); those it names that cannot be copied
+    (name → reason)."""
+    files: list[tuple[str, Path, str | None]] = field(default_factory=list)
+    run_files: list[tuple[str, Path, str | None]] = field(default_factory=list)
+    run_folders: list[str] = field(default_factory=list)
+    runs_missing: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def _named_files(con: duckdb.DuckDBPyConnection, tables: dict[str, Any], sources: FileSources) -> _Named:
+    """The files the snapshot on ``con`` refers to (:class:`_Named`)."""
     from api.routes.evidence import KINDS
 
     suffixes = {media: suffix for _, media, suffix in KINDS}
-    named: list[tuple[str, Path, str | None]] = []
-    skipped: dict[str, str] = {}
+    found = _Named()
+    named, skipped = found.files, found.skipped
     if "evidence_files" in tables:
         for digest, media in con.execute(
                 "SELECT DISTINCT sha256, media_type FROM evidence_files ORDER BY ALL").fetchall():
@@ -185,29 +210,47 @@ def _named_files(con: duckdb.DuckDBPyConnection, tables: dict[str, Any],
                 skipped[f"evidence/{str(digest)[:80]}"] = "数据库中登记的证据文件名或类型不合规，未复制"
                 continue
             named.append((name, sources.evidence / name.split("/", 1)[1], digest))
-    root = sources.uploads
-    for folder in sorted(str(name) for name in uploads_made(con) if name):
-        path = confined(folder, [root]) if UPLOAD_FOLDER.fullmatch(folder) else None
-        if path is not None and (root / folder).is_symlink():
-            skipped[f"uploads/{folder}"] = "是符号链接，未跟随"
+    # an upload folder gone was removed by screening runs prune (its audit says so): nothing to keep
+    _folder_files("uploads", sources.uploads, uploads_made(con), UPLOAD_FOLDER, "上传目录", named, skipped)
+    if sources.runs is not None:
+        found.run_folders, found.runs_missing = _folder_files("runs", sources.runs, service_runs(con), _RUN_FOLDER,
+                                                              "运行输出目录", found.run_files, skipped)
+        for run_id in found.runs_missing:  # removed by hand: a prune removes the run's rows with its folder
+            skipped[f"runs/{run_id}"] = f"已不在 {sources.runs} 中（被手工删除，或 SCREENING_RUNS_DIR 与运行时不同），未备份"
+    return found
+
+
+def _folder_files(area: str, root: Path, folders: set[str], folder_name: re.Pattern, what: str,
+                  named: list[tuple[str, Path, str | None]], skipped: dict[str, str]) -> tuple[list[str], list[str]]:
+    """The regular files directly in each of ``folders`` (names the database gives: only a name
+    ``folder_name`` matches, directly under ``root``, never a link) into ``named``, as
+    ``<area>/<folder>/<file>``; what cannot be copied into ``skipped``.  Returns the folders
+    read, and those that are not there."""
+    read, missing = [], []
+    for folder in sorted(str(name) for name in folders if name):
+        if folder_name.fullmatch(folder) and (root / folder).is_symlink():  # wherever it leads
+            skipped[f"{area}/{folder}"] = "是符号链接，未跟随"
             continue
+        path = confined(folder, [root]) if folder_name.fullmatch(folder) else None
         if path is None or path.parent != root:
-            skipped[f"uploads/{folder[:80]}"] = "审计记录中的上传目录名不合规，未复制"
+            skipped[f"{area}/{folder[:80]}"] = f"审计记录中的{what}名不合规，未复制"
             continue
         if not path.is_dir():
-            continue  # removed by screening runs prune (its audit says so): nothing to keep
+            missing.append(folder)
+            continue
         try:
             entries = sorted(os.scandir(path), key=lambda e: e.name)
         except OSError as exc:
-            skipped[f"uploads/{folder}"] = f"无法读取：{from_os_error(exc)}"
+            skipped[f"{area}/{folder}"] = f"无法读取：{from_os_error(exc)}"
             continue
+        read.append(folder)
         for entry in entries:
-            name = f"uploads/{folder}/{entry.name}"
-            if not _UPLOAD_FILE.fullmatch(name) or not entry.is_file(follow_symlinks=False):
-                skipped[f"uploads/{folder}/{entry.name[:80]}"] = "不是上传目录中的普通数据文件（如符号链接），未复制"
+            name = f"{area}/{folder}/{entry.name}"
+            if not _AREAS[area].fullmatch(name) or not entry.is_file(follow_symlinks=False):
+                skipped[f"{area}/{folder}/{entry.name[:80]}"] = f"不是{what}中的普通数据文件（如符号链接），未复制"
                 continue
             named.append((name, Path(entry.path), None))
-    return named, skipped
+    return read, missing
 
 
 def _copy_files(named: list[tuple[str, Path, str | None]], skipped: dict[str, str],
@@ -228,6 +271,21 @@ def _copy_files(named: list[tuple[str, Path, str | None]], skipped: dict[str, st
     return files
 
 
+def _run_folders(named: _Named, files: dict[str, Any], included: bool) -> dict[str, Any]:
+    """What the manifest says of the stored runs' output folders: included or left out, how
+    many and their size in bytes, and how many are missing (each in ``files_skipped``)."""
+    if included:
+        size = sum(files[name]["bytes"] for name, _, _ in named.run_files if name in files)
+    else:
+        size = 0
+        for _, source, _ in named.run_files:
+            try:
+                size += os.lstat(source).st_size
+            except OSError:
+                pass  # gone since it was listed: nothing left out
+    return {"included": included, "folders": len(named.run_folders), "bytes": size, "missing": len(named.runs_missing)}
+
+
 @dataclass
 class Backup:
     path: Path
@@ -245,6 +303,23 @@ class Backup:
     def skipped(self) -> dict[str, str]:
         return self.manifest.get("files_skipped", {})
 
+    @property
+    def data_files(self) -> int:
+        """The evidence and upload files it holds (not the run output files)."""
+        return sum(1 for name in self.files if not name.startswith("runs/"))
+
+    def run_folders_text(self) -> str:
+        """The run output folders it holds or left out, for a person (the summary lines)."""
+        info = self.manifest.get("run_folders")
+        if info is None:
+            return "运行输出目录不在备份中（旧版本写出的备份）"
+        size = f"{info['bytes'] / 1024**2:,.1f} MB"
+        if info["included"]:
+            text = f"运行输出目录 {info['folders']} 个（{size}）"
+        else:
+            text = f"运行输出目录 {info['folders']} 个（{size}）按要求未备份"
+        return text + (f"，另有 {info['missing']} 个已不在服务器上" if info["missing"] else "")
+
 
 def new_name(now: dt.datetime | None = None) -> str:
     now = (now or dt.datetime.now(TIME_ZONE)).astimezone(TIME_ZONE)
@@ -252,13 +327,14 @@ def new_name(now: dt.datetime | None = None) -> str:
 
 
 def write_backup(con: duckdb.DuckDBPyConnection, out: Path, database: str,
-                 sources: FileSources | None = None) -> Backup:
+                 sources: FileSources | None = None, run_files: bool = True) -> Backup:
     """Write a backup of ``con``'s database into a new directory under ``out``.
 
     ``con`` must be a connection (a cursor) of its own: the tables are read in one transaction
     on it.  ``database``: the file's name, recorded in the manifest.  ``sources``: where the
     files the database refers to are (:func:`file_sources`); the files the snapshot names are
-    copied into ``files/`` (none without it)."""
+    copied into ``files/`` (none without it).  ``run_files`` False: the stored runs' output
+    folders are left out (a province's run writes hundreds of MB), only counted."""
     out = _private_dir(Path(out))
     now = dt.datetime.now(TIME_ZONE)
     name = new_name(now)
@@ -276,12 +352,12 @@ def write_backup(con: duckdb.DuckDBPyConnection, out: Path, database: str,
                 rows, digest = checksum(con, table, columns)
                 entries[table] = {"file": file, "columns": columns, "rows": rows, "checksum": digest}
             head = _audit_head(con, tables)
-            named, skipped = _named_files(con, tables, sources) if sources else ([], {})
+            named = _named_files(con, tables, sources) if sources else _Named()
         finally:
             con.execute("COMMIT")
         # the files the snapshot names were complete before the rows naming them committed, and
         # are never changed after: copying them now gives the snapshot's files
-        files = _copy_files(named, skipped, partial)
+        files = _copy_files(named.files + (named.run_files if run_files else []), named.skipped, partial)
         for entry in entries.values():
             path = partial / entry["file"]
             path.chmod(0o600)
@@ -291,7 +367,8 @@ def write_backup(con: duckdb.DuckDBPyConnection, out: Path, database: str,
             "format": FORMAT, "format_version": FORMAT_VERSION, "name": name,
             "created_at": now.isoformat(timespec="seconds"), "time_zone": "Asia/Shanghai（北京时间）",
             "product_version": __version__, "duckdb_version": duckdb.__version__, "database": database,
-            "tables": entries, "audit_head": head, "files": files, "files_skipped": skipped,
+            "tables": entries, "audit_head": head, "files": files, "files_skipped": named.skipped,
+            "run_folders": _run_folders(named, files, run_files),
         }
         manifest["manifest_sha256"] = _manifest_digest(manifest)
         target = partial / MANIFEST
@@ -310,7 +387,7 @@ def record_last(db: Path, backup: Backup) -> None:
     """Note the backup beside the database (for the health route and for verify's audit head)."""
     directory = _private_dir(backups_dir(db))
     info = {"name": backup.manifest["name"], "created_at": backup.manifest["created_at"],
-            "path": str(backup.path), "audit_head": backup.manifest["audit_head"]}
+            "path": str(Path(backup.path).resolve()), "audit_head": backup.manifest["audit_head"]}
     tmp = directory / f".{LAST}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -345,10 +422,9 @@ def rotate(out: Path, keep: int) -> list[str]:
     return removed
 
 
-def read_backup(path: Path) -> Backup:
-    """The backup in ``path``, once its manifest is intact and every file matches it; else
-    one Chinese line (BackupError)."""
-    path = Path(path)
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of the backup in ``path``, once it is intact (its own sha256) and of this
+    format; else one Chinese line (BackupError).  Its files are not looked at."""
     if path.name.endswith(PARTIAL):
         raise BackupError(f"{path} 是未写完的备份（{PARTIAL}），不能使用")
     try:
@@ -363,6 +439,14 @@ def read_backup(path: Path) -> Backup:
         raise BackupError(f"备份 {path} 的 {MANIFEST} 与其校验值不符：清单被改动或损坏，拒绝使用")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise BackupError(f"备份 {path} 的格式版本 {manifest.get('format_version')} 不受本版本支持")
+    return manifest
+
+
+def read_backup(path: Path) -> Backup:
+    """The backup in ``path``, once its manifest is intact and every file matches it; else
+    one Chinese line (BackupError)."""
+    path = Path(path)
+    manifest = _read_manifest(path)
     listed = set()
     for table, entry in manifest["tables"].items():
         file = path / entry["file"]
@@ -375,7 +459,7 @@ def read_backup(path: Path) -> Backup:
     if not isinstance(files, dict):
         raise BackupError(f"备份 {path} 的 {MANIFEST} 中的文件清单无法读取")
     for name, entry in sorted(files.items()):
-        if not (_EVIDENCE_FILE.fullmatch(name) or _UPLOAD_FILE.fullmatch(name)):
+        if not any(pattern.fullmatch(name) for pattern in _AREAS.values()):
             raise BackupError(f"备份 {path} 的清单中有不合规的文件名 {name[:100]}，拒绝使用")
         if not isinstance(entry, dict):
             raise BackupError(f"备份 {path} 的 {MANIFEST} 中文件 {name} 的记录无法读取")
@@ -407,15 +491,19 @@ class Restored:
     db: Path
     backup: Backup
     aside: Path | None
+    #: where the backup's files were put
+    sources: FileSources | None = None
 
 
 def _placing(backup: Backup, sources: FileSources) -> list[tuple[Path, Path]]:
     """Where each of the backup's files goes (source, target); refused when a file of that name
     is already there with other content (never overwritten)."""
-    roots = {"evidence": sources.evidence, "uploads": sources.uploads}
+    roots = {"evidence": sources.evidence, "uploads": sources.uploads, "runs": sources.runs}
     moves = []
     for name, entry in sorted(backup.files.items()):
         area, rest = name.split("/", 1)
+        if roots[area] is None:
+            raise BackupError(f"备份中有运行输出文件 {FILES}/{name}，但没有给出恢复它们的运行输出目录")
         target = confined(rest, [roots[area]])
         if target is None or target != roots[area].resolve() / rest:
             raise BackupError(f"备份中的文件 {FILES}/{name} 的恢复位置不在 {roots[area]} 之中（符号链接？），拒绝恢复")
@@ -443,7 +531,9 @@ def restore(source: Path, db: Path, force: bool = False, sources: FileSources | 
     """Build ``db`` from the backup in ``source``.  An existing ``db`` is replaced only with
     ``force``, and then kept aside as ``<db>.before-restore-<time>``.  The backup's files go to
     ``sources`` (default: the folders the service would use for ``db`` with the current
-    SCREENING_* settings: ``<db>.evidence/`` and the upload folder)."""
+    SCREENING_* settings: ``<db>.evidence/``, the upload folder and the runs folder, where the
+    download route looks for ``<run_id>/<file>``: the path a run's record keeps, of the machine
+    it ran on, is not used to find its files, there or here)."""
     from api.db import ensure_schema
 
     from .store import STORED_TABLES, DatabaseLocked, _create, connect, legacy_layout
@@ -502,7 +592,7 @@ def restore(source: Path, db: Path, force: bool = False, sources: FileSources | 
     finally:
         for leftover in (building, building.with_name(building.name + ".wal")):
             leftover.unlink(missing_ok=True)
-    return Restored(db, backup, aside)
+    return Restored(db, backup, aside, sources)
 
 
 def _layout(columns: tuple[tuple[str, str], ...] | None) -> list[list[str]] | None:
@@ -516,6 +606,8 @@ def _layout(columns: tuple[tuple[str, str], ...] | None) -> list[list[str]] | No
 class Verification:
     facts: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: worth knowing, not a fault (e.g. a run's output folder left out of the backup it was restored from)
+    notes: list[str] = field(default_factory=list)
 
 
 def _service_tables() -> dict[str, list[list[str]]]:
@@ -534,7 +626,9 @@ def _service_tables() -> dict[str, list[list[str]]]:
 _RUN_PARTS = (("run_list", "listed"), ("run_enterprises", "enterprises"), ("run_rejects", "rejected_rows"))
 
 
-def verify_database(con: duckdb.DuckDBPyConnection, db: Path) -> Verification:
+def verify_database(con: duckdb.DuckDBPyConnection, db: Path, runs: Path | None = None) -> Verification:
+    """``runs``: the service's runs folder (SCREENING_RUNS_DIR), where the output folders of the
+    runs it made are checked against the last backup (:func:`_check_run_files`)."""
     from .store import STORED_TABLES, legacy_layout
 
     report = Verification()
@@ -572,6 +666,8 @@ def verify_database(con: duckdb.DuckDBPyConnection, db: Path) -> Verification:
             report.facts.append(f"运行记录 {con.execute('SELECT count(*) FROM runs').fetchall()[0][0]} 次，逐次核对了行数")
     if "evidence_files" in present:
         _check_evidence(con, db, report)
+    if runs is not None:
+        _check_run_files(con, db, Path(runs).resolve(), report)
     if "audit_log" in present:
         _check_audit(con, db, present["audit_log"], report)
     report.facts.insert(0, f"数据库 {db} 可以打开，共 {len(present)} 张表")
@@ -633,6 +729,46 @@ def _check_evidence(con: duckdb.DuckDBPyConnection, db: Path, report: Verificati
                                f"{'、'.join(bad[:5])}{' 等' if len(bad) > 5 else ''}")
     elif rows:
         report.facts.append(f"证据文件 {len(rows)} 个，都在 {folder} 中且与登记的散列值一致")
+
+
+def _check_run_files(con: duckdb.DuckDBPyConnection, db: Path, root: Path, report: Verification) -> None:
+    """Each stored run the service made has its output folder in ``root``; its files are those
+    the last backup (``<db>.backups/last.json``; after a restore, the backup it came from) holds,
+    with the same sha256.  The database registers no hash of them: the backup is the reference,
+    and a run's files are never changed once written."""
+    run_ids = sorted(service_runs(con))
+    if not run_ids:
+        return
+    named: list[tuple[str, Path, str | None]] = []
+    found, _ = _folder_files("runs", root, set(run_ids), _RUN_FOLDER, "运行输出目录", named, {})
+    absent = sorted(set(run_ids) - set(found))
+    if absent:
+        report.notes.append(f"服务中运行的 {len(run_ids)} 次筛选中，{len(absent)} 次的输出目录不在 {root} 中（备份时未包含、"
+                            f"已手工删除或是符号链接），其输出文件无法下载：{'、'.join(absent[:5])}{' 等' if len(absent) > 5 else ''}")
+    last = last_backup(db)
+    try:
+        manifest = _read_manifest(Path(last["path"])) if last else None
+    except BackupError:
+        manifest = None
+    if manifest is None:
+        report.notes.append("没有可对照的最近一次备份清单，未核对运行输出文件的内容")
+        return
+    if not manifest.get("run_folders", {}).get("included"):
+        report.notes.append(f"最近一次备份 {manifest['name']} 未包含运行输出目录，未核对其文件的内容")
+        return
+    files = manifest.get("files")
+    listed = {name: entry for name, entry in files.items() if name.startswith("runs/") and isinstance(entry, dict)
+              and _RUN_FILE.fullmatch(name)} if isinstance(files, dict) else {}
+    present = {name: path for name, path, _ in named}
+    backed_up = {name.split("/")[1] for name in listed}
+    bad = sorted(name for name, entry in listed.items() if name.split("/")[1] in found
+                 and (name not in present or _sha256(present[name]) != entry.get("sha256")))
+    bad += sorted(name for name in present if name.split("/")[1] in backed_up and name not in listed)
+    if bad:
+        report.problems.append(f"{len(bad)} 个运行输出文件与最近一次备份 {manifest['name']} 清单中的不符（被改动、删除或新增）："
+                               f"{'、'.join(bad[:5])}{' 等' if len(bad) > 5 else ''}")
+    elif set(found) & backed_up:
+        report.facts.append(f"运行输出目录 {len(set(found) & backed_up)} 个，其文件与最近一次备份 {manifest['name']} 的清单一致")
 
 
 def _check_audit(con: duckdb.DuckDBPyConnection, db: Path, columns: list[list[str]], report: Verification) -> None:

@@ -183,6 +183,16 @@ def uploads_made(con: duckdb.DuckDBPyConnection) -> set[str]:
         "SELECT DISTINCT entity_key FROM audit_log WHERE action = 'upload_data' AND entity = 'data'").fetchall()}
 
 
+def service_runs(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The stored runs POST /api/v1/runs made (each is audited under its run id once its output
+    folder ``<runs_dir>/<run_id>`` is complete); a run a prune removed is no longer stored."""
+    if not _exists(con, "audit_log") or not _exists(con, "runs"):
+        return set()
+    return {key for (key,) in con.execute(
+        "SELECT DISTINCT entity_key FROM audit_log WHERE action = 'run' AND entity = 'run' "
+        "AND entity_key IN (SELECT run_id FROM runs)").fetchall()}
+
+
 def _folders_in_use(con: duckdb.DuckDBPyConnection, removed: list[str], root: Path) -> set[str]:
     """Names of the data root's folders that a remaining run (its input files), an evaluation or a
     差别化措施 batch read from: they are kept, an evaluation's to be reproduced from."""

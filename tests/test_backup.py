@@ -719,3 +719,166 @@ def test_verify_finds_a_registered_evidence_file_that_is_missing_or_altered(copy
     placed["evidence"].unlink()
     proc = _verify(copy)
     assert proc.returncode == 2 and "不在" in proc.stderr
+
+
+# ---------------------------------------------------------------- the output folders of runs made by the service
+
+@pytest.fixture(scope="module")
+def served(screened, tmp_path_factory):
+    """The screened database (its 2022 run made on the command line, output elsewhere) and a
+    run of 2021 made through the service (POST /api/v1/runs, as the web page 数据与筛选 does),
+    its files in the service's runs folder ``runs/<run_id>/``; and an admin's token."""
+    from fastapi.testclient import TestClient
+
+    from api.config import Settings
+    from api.main import create_app
+
+    _, db = screened
+    tmp = tmp_path_factory.mktemp("served")
+    target = tmp / "s.duckdb"
+    shutil.copy(db, target)
+    added = cli("users", "add", "--db", target, "--name", "管理员", "--role", "admin", cwd=tmp)
+    assert added.returncode == 0, added.stderr
+    token = added.stdout.strip().splitlines()[-1]
+    with TestClient(create_app(Settings(db=target, runs_dir=tmp / "runs"))) as client:
+        made = client.post("/api/v1/runs", json={"year": 2021}, headers={"Authorization": f"Bearer {token}"})
+    assert made.status_code == 201, made.text
+    return tmp, target, made.json()["run_id"], token
+
+
+@pytest.fixture
+def served_copy(served, tmp_path):
+    """A private copy of the served database and of its runs folder: (database, runs folder, run id, token)."""
+    tmp, db, run_id, token = served
+    shutil.copy(db, tmp_path / "c.duckdb")
+    shutil.copytree(tmp / "runs", tmp_path / "runs", symlinks=True)
+    return tmp_path / "c.duckdb", tmp_path / "runs", run_id, token
+
+
+def _backup_runs(db: Path, runs: Path, out: Path, *options: str):
+    """``screening backup`` with the service's runs folder set as the service has it; (backup, the run)."""
+    proc = cli("backup", "--db", db, "--out", out, *options, cwd=db.parent, env={"SCREENING_RUNS_DIR": str(runs)})
+    assert proc.returncode == 0, proc.stderr
+    made, = [p for p in out.iterdir() if p.name.startswith(bk.PREFIX)]
+    return made, proc
+
+
+def _verify_runs(db: Path, runs: Path):
+    return cli("verify", "--db", db, cwd=db.parent, env={"SCREENING_RUNS_DIR": str(runs)})
+
+
+def _service_run(con, run_id: str, new_id: str) -> None:
+    """Another stored run as the service leaves one: its rows and its audit line ``run``."""
+    (created,), = con.execute("SELECT created_at FROM runs WHERE run_id = ?", [run_id]).fetchall()
+    _copy_run(con, run_id, new_id, created - dt.timedelta(hours=1))
+    audit(con, HANDOVER, "run", "run", new_id, None, {"run_id": new_id})
+
+
+def test_a_run_made_through_the_service_is_backed_up_and_the_restored_service_serves_its_files(served_copy, tmp_path):
+    db, runs, run_id, token = served_copy
+    folder = runs / run_id
+    names = sorted(p.name for p in folder.iterdir())
+    assert "整治企业清单_2021.xlsx" in names and "results.parquet" in names and "run.json" in names
+    made, proc = _backup_runs(db, runs, tmp_path / "bk")
+    manifest = json.loads((made / bk.MANIFEST).read_text(encoding="utf-8"))
+    assert {name: entry for name, entry in manifest["files"].items() if name.startswith("runs/")} == {
+        f"runs/{run_id}/{name}": {"bytes": (folder / name).stat().st_size, "sha256": _file_hash(folder / name)}
+        for name in names}
+    size = sum((folder / name).stat().st_size for name in names)
+    assert manifest["run_folders"] == {"included": True, "folders": 1, "bytes": size, "missing": 0}
+    # the run made on the command line wrote its files elsewhere: not the service's, not missing
+    assert manifest["files_skipped"] == {}
+    assert f"运行输出目录 1 个（{size / 1024**2:,.1f} MB）" in proc.stdout
+
+    # a new machine: the old runs folder is gone; the database still names the old paths
+    shutil.rmtree(runs)
+    restored, new_runs = tmp_path / "new" / "r.duckdb", tmp_path / "new" / "service-runs"
+    proc = cli("restore", "--from", made, "--db", restored, cwd=tmp_path, env={"SCREENING_RUNS_DIR": str(new_runs)})
+    assert proc.returncode == 0, proc.stderr
+    assert "运行输出目录 1 个" in proc.stdout and str(new_runs) in proc.stdout
+    con = duckdb.connect(str(restored), read_only=True)
+    (record,), = con.execute("SELECT json_extract_string(record, '$.outputs.list[0]') FROM runs WHERE run_id = ?",
+                             [run_id]).fetchall()
+    con.close()
+    # the recorded path is of the machine it ran on; the download route finds the files in its own runs folder
+    assert Path(record).parent.name == run_id and new_runs not in Path(record).parents
+    from fastapi.testclient import TestClient
+
+    from api.config import Settings
+    from api.main import create_app
+
+    verified = _verify_runs(restored, new_runs)  # against the backup it came from
+    assert verified.returncode == 0 and "运行输出目录 1 个，其文件与最近一次备份" in verified.stdout, \
+        verified.stdout + verified.stderr
+    with TestClient(create_app(Settings(db=restored, runs_dir=new_runs))) as client:
+        for name in names:
+            served = client.get(f"/api/v1/runs/{run_id}/files/{name}", headers={"Authorization": f"Bearer {token}"})
+            assert served.status_code == 200, (name, served.text)
+            assert hashlib.sha256(served.content).hexdigest() == manifest["files"][f"runs/{run_id}/{name}"]["sha256"]
+
+
+def test_no_run_files_leaves_the_run_folders_out_and_says_so(served_copy, tmp_path):
+    db, runs, run_id, _ = served_copy
+    size = sum(p.stat().st_size for p in (runs / run_id).iterdir())
+    made, proc = _backup_runs(db, runs, tmp_path / "bk", "--no-run-files")
+    manifest = json.loads((made / bk.MANIFEST).read_text(encoding="utf-8"))
+    assert not [name for name in manifest["files"] if name.startswith("runs/")] and not (made / bk.FILES / "runs").exists()
+    assert manifest["run_folders"] == {"included": False, "folders": 1, "bytes": size, "missing": 0}
+    assert f"运行输出目录 1 个（{size / 1024**2:,.1f} MB）按要求未备份" in proc.stdout
+    new_runs = tmp_path / "new-runs"
+    proc = cli("restore", "--from", made, "--db", tmp_path / "r.duckdb", cwd=tmp_path,
+               env={"SCREENING_RUNS_DIR": str(new_runs)})
+    assert proc.returncode == 0, proc.stderr
+    assert "按要求未备份" in proc.stdout and not new_runs.exists()
+    proc = _verify_runs(tmp_path / "r.duckdb", new_runs)  # not a fault: said, and verify passes
+    assert proc.returncode == 0 and "1 次的输出目录不在" in proc.stdout and "未包含运行输出目录" in proc.stdout, \
+        proc.stdout + proc.stderr
+
+
+def test_a_tampered_run_file_fails_verify_and_the_restore_naming_it(served_copy, tmp_path):
+    db, runs, run_id, _ = served_copy
+    proc = _verify_runs(db, runs)  # no backup yet: nothing to compare the files with
+    assert proc.returncode == 0 and "未核对运行输出文件的内容" in proc.stdout, proc.stdout + proc.stderr
+    made, _ = _backup_runs(db, runs, tmp_path / "bk")
+    proc = _verify_runs(db, runs)
+    assert proc.returncode == 0 and f"运行输出目录 1 个，其文件与最近一次备份 {made.name} 的清单一致" in proc.stdout, \
+        proc.stdout + proc.stderr
+    # on the server: a file of the run's folder changed since the backup
+    served = runs / run_id / "list.csv"
+    served.write_bytes(served.read_bytes()[:-1] + b"!")
+    proc = _verify_runs(db, runs)
+    assert proc.returncode == 2 and f"runs/{run_id}/list.csv" in proc.stderr, proc.stdout + proc.stderr
+    # in the backup: the restore refuses it
+    target = made / bk.FILES / "runs" / run_id / "list.csv"
+    target.write_bytes(target.read_bytes()[:-1] + b"!")  # same size, other content
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    _refused(made, elsewhere, f"已损坏：文件 files/runs/{run_id}/list.csv 与清单中的大小或校验值不符")
+    assert not (elsewhere / "runs").exists()
+
+
+def test_a_link_in_a_run_folder_is_not_followed_and_a_missing_folder_is_reported(served_copy, tmp_path):
+    db, runs, run_id, _ = served_copy
+    secret = tmp_path / "secret.csv"
+    secret.write_text("机密", encoding="utf-8")
+    (runs / run_id / "secret.csv").symlink_to(secret)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "list.csv").write_text("机密", encoding="utf-8")
+    linked, gone, pruned = "2021-20200101T000000-aaaaaa", "2021-20200101T000000-bbbbbb", "2021-20200101T000000-cccccc"
+    con = duckdb.connect(str(db))
+    _service_run(con, run_id, linked)
+    _service_run(con, run_id, gone)
+    audit(con, HANDOVER, "run", "run", pruned, None, {})  # its rows removed by a prune: not a stored run
+    con.close()
+    (runs / linked).symlink_to(outside, target_is_directory=True)
+    made, proc = _backup_runs(db, runs, tmp_path / "bk")
+    manifest = json.loads((made / bk.MANIFEST).read_text(encoding="utf-8"))
+    assert set(manifest["files_skipped"]) == {f"runs/{run_id}/secret.csv", f"runs/{linked}", f"runs/{gone}"}
+    assert "符号链接" in manifest["files_skipped"][f"runs/{linked}"]
+    assert "不在" in manifest["files_skipped"][f"runs/{gone}"]
+    assert manifest["run_folders"]["folders"] == 1 and manifest["run_folders"]["missing"] == 1
+    assert "另有 1 个已不在服务器上" in proc.stdout and f"运行输出目录 runs/{gone} 不在备份中" in proc.stderr
+    assert not any(p.is_symlink() or "机密".encode("utf-8") in p.read_bytes()
+                   for p in (made / bk.FILES).rglob("*") if not p.is_dir())
+    assert sorted(p.name for p in (made / bk.FILES / "runs").iterdir()) == [run_id]

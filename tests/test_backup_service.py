@@ -130,6 +130,11 @@ def test_backup_during_writes_holds_exactly_what_was_acknowledged_before(service
     status, upload = _send_files(base, "/api/v1/data", token, {"year": "2022"},
                                  [("files", "enterprises.csv", "uscc,name\n".encode("utf-8"), "text/csv")])
     assert status == 201
+    # a run made through the service (as the web page 数据与筛选 does): its output folder in SCREENING_RUNS_DIR
+    status, run, _ = _call(base, "POST", "/api/v1/runs", token, {"year": 2021})
+    assert status == 201, run
+    workbook = tmp / "runs" / run["run_id"] / "整治企业清单_2021.xlsx"
+    assert workbook.is_file()
     verified: list[tuple[str, float]] = []  # (verification id, when acknowledged)
     plan_versions: list[tuple[int, float]] = []
     stop = threading.Event()
@@ -184,10 +189,18 @@ def test_backup_during_writes_holds_exactly_what_was_acknowledged_before(service
     assert age["status"] == "ok" and 0 <= age["last_backup_age_hours"] < 0.1
 
     manifest = json.loads((backups[0] / bk.MANIFEST).read_text(encoding="utf-8"))
-    assert sorted(manifest["files"]) == [f"evidence/{evidence['sha256']}.png", f"uploads/{upload['data']}/enterprises.csv"]
+    assert sorted(name for name in manifest["files"] if not name.startswith("runs/")) == [
+        f"evidence/{evidence['sha256']}.png", f"uploads/{upload['data']}/enterprises.csv"]
+    assert f"runs/{run['run_id']}/{workbook.name}" in manifest["files"] and manifest["run_folders"]["folders"] == 1
+    # --no-run-files is handed over too: the service leaves the run's folder out and says so
+    light = cli("backup", "--db", db, "--out", tmp / "light", "--no-run-files", cwd=tmp)
+    assert light.returncode == 0 and "由运行中的服务" in light.stdout, light.stderr
+    assert "运行输出目录 1 个（" in light.stdout and "按要求未备份" in light.stdout
+    assert not (next((tmp / "light").iterdir()) / bk.FILES / "runs").exists()
 
     restored = tmp / "restored" / "restored.duckdb"
-    proc = cli("restore", "--from", backups[0], "--db", restored, cwd=tmp)
+    proc = cli("restore", "--from", backups[0], "--db", restored, cwd=tmp,
+               env={"SCREENING_RUNS_DIR": str(tmp / "runs_restored")})
     assert proc.returncode == 0, proc.stderr
     assert (restored.parent / "restored.duckdb.evidence" / f"{evidence['sha256']}.png").read_bytes() == PNG
     assert (restored.parent / "uploads" / upload["data"] / "enterprises.csv").is_file()
@@ -221,6 +234,9 @@ def test_backup_during_writes_holds_exactly_what_was_acknowledged_before(service
         assert client.get("/api/v1/health").json()["last_backup_age_hours"] < 0.1
         served = client.get(f"/api/v1/evidence/{evidence['evidence_id']}", headers=admin)
         assert served.status_code == 200 and served.content == PNG
+        # the run's files, from the restored runs folder (the record still names the old one)
+        served = client.get(f"/api/v1/runs/{run['run_id']}/files/{workbook.name}", headers=admin)
+        assert served.status_code == 200 and served.content == workbook.read_bytes()
 
 
 def test_prune_hands_over_and_keeps_the_finalized_and_latest_runs(service):
@@ -232,7 +248,7 @@ def test_prune_hands_over_and_keeps_the_finalized_and_latest_runs(service):
     status, log, _ = _call(base, "GET", "/api/v1/audit?page_size=5", token)
     items = log["items"] if isinstance(log, dict) else log
     assert any(item["action"] == "prune_runs" and "run-trial" in item["entity_key"] for item in items)
-    # after the service stops: the finalized 2021 run and the newest 2022 run are still there
+    # after the service stops: the finalized 2021 run and the newest run of each year are still there
     service["server"].terminate()
     service["server"].wait(timeout=30)
     con = duckdb.connect(str(db), read_only=True)
@@ -241,6 +257,7 @@ def test_prune_hands_over_and_keeps_the_finalized_and_latest_runs(service):
         finalized = con.execute("SELECT run_id FROM finalizations").fetchall()
     finally:
         con.close()
-    assert years == [2021, 2022] and finalized
+    # the finalized 2021 run, the newest 2021 run (the trial run made through the service) and the newest 2022 run
+    assert years == [2021, 2021, 2022] and finalized
     verify = cli("verify", "--db", db, cwd=tmp)
     assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -468,10 +468,18 @@ def test_an_admin_backs_up_on_the_page(web):
     manifest = json.loads((backups / name / "manifest.json").read_text(encoding="utf-8"))
     shown = dict(re.findall(r'<tr><td class="mono">([^<]+)</td><td class="num">([\d,]+)</td></tr>', done.text))
     assert shown == {t: f"{e['rows']:,}" for t, e in manifest["tables"].items()}
-    # the evidence and upload files it holds, counted
-    assert f'id="backup-files">证据文件与上传数据：{len(manifest["files"]):,} 个文件' in done.text
+    # the evidence and upload files it holds, counted; the run output folders, counted with their size
+    data_files = sum(1 for name in manifest["files"] if not name.startswith("runs/"))
+    runs = manifest["run_folders"]
+    assert f'id="backup-files">证据文件与上传数据：{data_files:,} 个文件；运行输出目录 {runs["folders"]} 个（' in done.text
     created = dt.datetime.fromisoformat(manifest["created_at"]).astimezone(dt.timezone(dt.timedelta(hours=8)))
     assert f"{created:%Y-%m-%d %H:%M:%S}（北京时间）" in done.text
+    # the run output folders can be left out (a province's run writes hundreds of MB): counted, and said
+    light = client.post("/backups", data={"csrf_token": csrf, "confirm": "1", "no_run_files": "1"})
+    assert light.status_code == 200, light.text
+    name = re.search(r'id="backup-name">([^<]+)<', light.text).group(1)
+    manifest = json.loads((backups / name / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["run_folders"]["included"] is False and "按要求未备份" in light.text
     age = client.get("/api/v1/health").json()["last_backup_age_hours"]
     assert age is not None and "距最近一次备份" in client.get("/backups").text
     log = client.get("/api/v1/audit?page_size=500", headers=bearer(tokens["admin"])).json()["items"]

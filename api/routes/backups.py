@@ -30,11 +30,13 @@ class BackupIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"keep": 7}]})
     keep: int | None = Field(default=None, ge=1, le=1000,
                              description="写完后只保留服务备份目录中最新的几份（默认不删除）")
+    run_files: StrictBool = Field(default=True, description="是否备份服务中运行筛选的输出目录（SCREENING_RUNS_DIR；"
+                                                            "全省一次运行可达数百 MB）；为 false 时只在清单中计数")
 
 
 @router.post("/backups", status_code=status.HTTP_201_CREATED,
              responses={**ERRORS, 409: {"description": "另一次备份正在进行"}},
-             operation_id="backups-create", summary="备份整个数据库及证据文件、上传数据（仅 admin；服务照常运行，备份是同一时刻的完整数据）")
+             operation_id="backups-create", summary="备份整个数据库及证据文件、上传数据和运行输出目录（仅 admin；服务照常运行，备份是同一时刻的完整数据）")
 def create_backup(body: BackupIn, request: Request, cursor: CursorDep,
                   user: Annotated[User, Depends(allow("admin"))]) -> dict:
     """在服务自己的备份目录（数据库文件旁的 `<数据库>.backups/`）中写一份备份，返回其名称、位置和清单摘要。"""
@@ -44,7 +46,8 @@ def create_backup(body: BackupIn, request: Request, cursor: CursorDep,
     try:
         snapshot = request.app.state.con.cursor()  # its own transaction: one moment of the whole database
         try:
-            backup = write_backup(snapshot, backups_dir(db), db.name, file_sources(request.app.state.settings))
+            backup = write_backup(snapshot, backups_dir(db), db.name, file_sources(request.app.state.settings),
+                                  run_files=body.run_files)
         finally:
             snapshot.close()
         record_last(db, backup)
@@ -59,7 +62,8 @@ def create_backup(body: BackupIn, request: Request, cursor: CursorDep,
         _one_at_a_time.release()
     summary = {"name": backup.manifest["name"], "path": str(backup.path), "created_at": backup.manifest["created_at"],
                "tables": {name: t["rows"] for name, t in backup.manifest["tables"].items()},
-               "audit_head": backup.manifest["audit_head"], "files": len(backup.files),
+               "audit_head": backup.manifest["audit_head"], "files": backup.data_files,
+               "run_folders": backup.manifest["run_folders"], "run_folders_text": backup.run_folders_text(),
                "files_skipped": backup.skipped, "rotated": removed}
     audit(cursor, user, "backup", "database", backup.manifest["name"], None, summary)
     return summary

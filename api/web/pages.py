@@ -714,11 +714,13 @@ def backups_page(request: Request, user: Annotated[User, Depends(_page_user("adm
 
 @router.post("/backups")
 def create_backup(request: Request, cursor: CursorDep, user: Annotated[User, Depends(_page_user("admin"))],
-                  confirm: Annotated[str, Form(max_length=10)] = "") -> HTMLResponse:
+                  confirm: Annotated[str, Form(max_length=10)] = "",
+                  no_run_files: Annotated[str, Form(max_length=10)] = "") -> HTMLResponse:
     try:
         if confirm != "1":
             raise HTTPException(422, "请勾选“确认备份”后再提交")
-        done = backups.create_backup(body=backups.BackupIn(), request=request, cursor=cursor, user=user)
+        body = backups.BackupIn(run_files=no_run_files != "1")
+        done = backups.create_backup(body=body, request=request, cursor=cursor, user=user)
     except HTTPException as exc:
         return _backups_page(request, user, error=str(exc.detail), code=exc.status_code)
     return _backups_page(request, user, done=done)

@@ -19,8 +19,9 @@ def backup_command(
     db: Annotated[Path, typer.Option("--db", help="要备份的 DuckDB 文件（服务运行时也可以）")] = Path("screening.duckdb"),
     out: Annotated[Path, typer.Option("--out", help="备份写入此目录（每次一个新的子目录）")] = Path("backups"),
     keep: Annotated[Optional[int], typer.Option("--keep", min=1, help="写完后只保留 --out 中最新的几份备份")] = None,
+    no_run_files: Annotated[bool, typer.Option("--no-run-files", help="不备份服务中运行筛选的输出目录（SCREENING_RUNS_DIR 中的名单、结果文件；全省一次运行可达数百 MB），只在清单中计数")] = False,
 ) -> None:
-    """备份整个数据库及其引用的证据文件和上传数据：同一时刻的完整数据，附清单（时间、版本、各表行数与校验值、各文件的大小与 sha256）。服务运行时交由服务写出。"""
+    """备份整个数据库及其引用的证据文件、上传数据和服务中运行筛选的输出目录：同一时刻的完整数据，附清单（时间、版本、各表行数与校验值、各文件的大小与 sha256）。服务运行时交由服务写出。"""
     from api.config import Settings
 
     from ..backup import backups_dir, file_sources, read_backup, record_last, rotate, write_backup
@@ -40,17 +41,19 @@ def backup_command(
             service = find(db)
             if service is None:
                 raise
-            answer = service.call("POST", "/api/v1/backups", {}, timeout=IMPORT_TIMEOUT)
+            answer = service.call("POST", "/api/v1/backups", {"run_files": False} if no_run_files else {},
+                                  timeout=IMPORT_TIMEOUT)
             made = Path(answer["path"])
             area = backups_dir(db).resolve()
             if made.resolve().parent != area or made.is_symlink():
                 raise ScreeningError(f"服务报告的备份位置 {made} 不在其备份目录 {area} 中，未使用")
             backup = _move(read_backup(made), out)
+            record_last(db, backup)  # where it is now: verify compares the run output files with it
             via = f"（由运行中的服务 {service.url} 写出）"
         else:
             try:
-                # the evidence and upload folders the service uses with the same SCREENING_* settings
-                backup = write_backup(con, out, db.name, file_sources(Settings(db=db)))
+                # the evidence, upload and runs folders the service uses with the same SCREENING_* settings
+                backup = write_backup(con, out, db.name, file_sources(Settings(db=db)), run_files=not no_run_files)
             finally:
                 con.close()
             record_last(db, backup)
@@ -60,7 +63,8 @@ def backup_command(
         _fail(exc)
         return
     out_console.print(f"已备份 {db} 到 {backup.path}{via}：{len(backup.manifest['tables'])} 张表，"
-                      f"{backup.rows:,} 行，{len(backup.files)} 个证据与上传文件；时间 {backup.manifest['created_at']}（北京时间）",
+                      f"{backup.rows:,} 行，{backup.data_files} 个证据与上传文件，{backup.run_folders_text()}；"
+                      f"时间 {backup.manifest['created_at']}（北京时间）",
                       highlight=False, soft_wrap=True)
     _skipped(backup)
     if removed:
@@ -72,7 +76,8 @@ def _skipped(backup) -> None:
     from .common import err_console
 
     for name, reason in backup.skipped.items():
-        err_console.print(f"注意：文件 {name} 不在备份中：{reason}", highlight=False, soft_wrap=True)
+        err_console.print(f"注意：{'运行输出目录' if name.startswith('runs/') and name.count('/') == 1 else '文件'} "
+                          f"{name} 不在备份中：{reason}", highlight=False, soft_wrap=True)
 
 
 def _move(backup, out: Path):
@@ -90,7 +95,7 @@ def restore_command(
     db: Annotated[Path, typer.Option("--db", help="恢复成此 DuckDB 文件")] = ...,
     force: Annotated[bool, typer.Option("--force", help="替换已有的数据库文件（原文件改名保留）")] = False,
 ) -> None:
-    """从备份重建数据库，并把证据文件和上传数据放回新数据库旁（<数据库>.evidence/ 与上传目录）：先核对清单（文件校验值、各表行数与校验值），不完整或损坏的备份拒绝使用。"""
+    """从备份重建数据库，并把证据文件和上传数据放回新数据库旁（<数据库>.evidence/ 与上传目录），运行输出目录放回运行目录（SCREENING_RUNS_DIR）：先核对清单（文件校验值、各表行数与校验值），不完整或损坏的备份拒绝使用。"""
     from ..backup import restore
     from .common import _fail, out_console
     from ..errors import ScreeningError
@@ -103,7 +108,11 @@ def restore_command(
     manifest = restored.backup.manifest
     out_console.print(f"已从备份 {manifest['name']}（{manifest['created_at']}，DuckDB {manifest['duckdb_version']}）"
                       f"恢复到 {db}：{len(manifest['tables'])} 张表，{restored.backup.rows:,} 行，"
-                      f"{len(restored.backup.files)} 个证据与上传文件，行数与校验值一致", highlight=False)
+                      f"{restored.backup.data_files} 个证据与上传文件，{restored.backup.run_folders_text()}，"
+                      f"行数与校验值一致", highlight=False, soft_wrap=True)
+    if any(name.startswith("runs/") for name in restored.backup.files):
+        out_console.print(f"运行输出目录放在 {restored.sources.runs} 中（服务须以同一 SCREENING_RUNS_DIR 启动才能提供下载）",
+                          highlight=False, soft_wrap=True)
     _skipped(restored.backup)
     if restored.aside:
         out_console.print(f"原数据库已改名保留为 {restored.aside}", highlight=False, soft_wrap=True)
@@ -112,7 +121,7 @@ def restore_command(
 def verify_command(
     db: Annotated[Path, typer.Option("--db", help="要检查的 DuckDB 文件（只读打开）")] = Path("screening.duckdb"),
 ) -> None:
-    """检查数据库：能否打开、表结构、每次运行的数据是否完整、登记的证据文件是否都在且未被改动、审计记录的散列链是否完整。发现问题时退出码为 2。"""
+    """检查数据库：能否打开、表结构、每次运行的数据是否完整、登记的证据文件是否都在且未被改动、服务中运行筛选的输出文件是否与最近一次备份一致、审计记录的散列链是否完整。发现问题时退出码为 2。"""
     from rich.text import Text
 
     from ..backup import BackupError, verify_database
@@ -130,7 +139,10 @@ def verify_command(
         except StoreError as exc:  # not a DuckDB file, or a damaged one: a finding, like the others
             raise BackupError(str(exc)) from None
         try:
-            report = verify_database(con, db)
+            from api.config import Settings
+
+            # the runs folder the service uses with the same SCREENING_* settings
+            report = verify_database(con, db, Settings(db=db).runs_dir)
         finally:
             con.close()
     except ScreeningError as exc:
@@ -138,6 +150,8 @@ def verify_command(
         return
     for fact in report.facts:
         out_console.print(Text.assemble(("正常：", "green"), fact), highlight=False, soft_wrap=True)
+    for note in report.notes:
+        out_console.print(Text.assemble(("注意：", "yellow"), note), highlight=False, soft_wrap=True)
     for problem in report.problems:
         err_console.print(Text.assemble(("问题：", "bold red"), problem), highlight=False, soft_wrap=True)
     if report.problems:
