@@ -134,6 +134,13 @@ def test_a_run_on_uploaded_data_and_its_downloads(site):
         assert client.get(f"/api/v1/runs/{run_id}/files/{bad}").status_code == 404, bad
     assert client.get(f"/api/v1/runs/2022-20990101T000000-000000/files/list.csv").status_code == 404
     assert client.get(f"/api/v1/runs/..%2F{run_id}/files/list.csv").status_code in (404, 422)
+    # a run folder that is a link (to another run's, or any, folder) is not served
+    linked = "2022-20990101T000000-00beef"
+    (runs_dir / linked).symlink_to(runs_dir / run_id, target_is_directory=True)
+    try:
+        assert client.get(f"/api/v1/runs/{linked}/files/list.csv").status_code == 404
+    finally:
+        (runs_dir / linked).unlink()
     for role in ("township", "dashboard"):
         sign_in(client, role)
         assert client.get(link).status_code == 403

@@ -137,6 +137,8 @@ def output_files(settings, run_id: str) -> list[str]:
     the folder is absent (a run made elsewhere, or pruned)."""
     folder = Path(settings.runs_dir) / run_id
     try:
+        if folder.is_symlink():  # a run folder is made by the service: a link leads somewhere else
+            return []
         return sorted(p.name for p in folder.iterdir() if p.is_file() and not p.is_symlink())
     except OSError:
         return []
