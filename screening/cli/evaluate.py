@@ -49,9 +49,9 @@ def evaluate_command(
                 inputs = load_evaluation_inputs(data or sample_data_dir(), year, m, adjustments)
                 load_s = round(time.perf_counter() - t, 3)
             with err_console.status("计算得分与等级…"):
-                ev = evaluate(inputs, year, m, items_ready=writer.start_items)
+                ev = evaluate(inputs, year, m, items_ready=writer.start_items, release_inputs=True)
             adjustments_read = "adjustments" in inputs.files
-            del inputs  # the validated tables are not needed by the writers: released before writing
+            del inputs  # its validated rows were released once evaluate() had taken the firms' figures
             ev.timings = {"读取与校验": load_s, **ev.timings}
             with err_console.status("写出文件…"):
                 written = writer.finish(ev)
