@@ -1072,8 +1072,9 @@ class EvaluationWriter:
     def __enter__(self) -> EvaluationWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._pool.shutdown(wait=True)
+    def __exit__(self, kind: object, *exc: object) -> None:
+        # on an error, files not yet begun are not begun; those begun are waited for
+        self._pool.shutdown(wait=True, cancel_futures=kind is not None)
 
     def start_items(self, items: pl.DataFrame) -> None:
         """Begin writing evaluation_items.parquet (and .csv when it fits a sheet) in the pool."""
