@@ -1065,7 +1065,7 @@ class EvaluationWriter:
         self.excel, self.final = excel, final
         # one data file per core at a time (each writer is itself parallel): four at once on two
         # cores cost ~0.6 CPU-s more in idle waiting threads and finished no sooner (docs/evaluation.md)
-        self._pool = ThreadPoolExecutor(max_workers=min(3, os.cpu_count() or 1) + excel)
+        self._pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1) + excel)  # at most 4 data files
         self._jobs: dict[str, Any] = {}
         self._items_csv: bool | None = None
 
