@@ -72,6 +72,7 @@ from .validate import FIELD_CLEARED, FIRM_ID, REJECT_SCHEMA, ROW_REJECTED, Input
 
 __all__ = [
     "Evaluation",
+    "EvaluationWriter",
     "evaluate",
     "evaluation_grades",
     "load_evaluation_inputs",
@@ -247,8 +248,9 @@ def _firm_year(inputs: Inputs, year: int, method: Method) -> pl.DataFrame:
     all_leased &= has_land  # a rejected parcel may have been its own
     land_series = pl.Series("land_mu", land_mu).set(pl.Series(~has_land), None)
     # own: at least one 自有 parcel; tenant: parcels, all 租赁 (no industrial land of its own)
-    tenure_class = np.where(own_parcels, "own", np.where(all_leased, "tenant", ""))
-    tenure_series = pl.Series("tenure", tenure_class).replace("", None)
+    # (picked by index from three values: a million-row NumPy string array costs ~0.15 s to convert)
+    tenure_class = np.where(own_parcels, 1, np.where(all_leased, 2, 0)).astype(np.uint32)
+    tenure_series = pl.Series("tenure", [None, "own", "tenant"], dtype=pl.String).gather(tenure_class)
     land_split = [pl.Series("own_land_mu", own_mu).set(pl.Series(~has_land), None),
                   pl.Series("leased_land_mu", leased_mu).set(pl.Series(~has_land), None)]
     if "small_park" not in ent.columns:  # inputs validated before the column existed
@@ -845,8 +847,16 @@ def _baseline_row(sm: Population, ind: Indicator, ref: dict[str, Any]) -> dict[s
 
 # ---------------------------------------------------------------- the public entry points
 
-def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
-    """Evaluate data year ``year`` under ``method``.  Pure: ``inputs`` is not changed.
+def evaluate(inputs: Inputs, year: int, method: Method, *,
+             items_ready: Callable[[pl.DataFrame], Any] | None = None, release_inputs: bool = False) -> Evaluation:
+    """Evaluate data year ``year`` under ``method``.  Pure: ``inputs`` is not changed, unless
+    ``release_inputs``: then its validated rows are released (``Inputs.release_tables``; counts,
+    rejects and file facts stay) as soon as the firms' figures have been taken from them — for a
+    caller that needs them no more (the command: at province scale ~0.6 GB less during the rest).
+
+    ``items_ready``: called with the item rows (``Evaluation.items``) as soon as they are
+    complete, while the scores are still being put in order (:meth:`EvaluationWriter.start_items`
+    begins writing their files then, on the core the computation leaves idle).
 
     Raises :class:`InputError` when the data have no ``stats`` rows for the year."""
     t0 = time.perf_counter()
@@ -855,6 +865,8 @@ def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
     base = base.with_columns(_texts(base, _scope_cases(method, year)).alias("_scope_reason"),
                              _scope_classes(method, year).alias("_grade_class"))
     adjustments, adj_rejects = _adjustment_rows(inputs, year, method)
+    if release_inputs:  # every figure the rest needs is in base and adjustments
+        inputs.release_tables()
     unused = adjustments.filter(~pl.col(FIRM_ID).is_in(base[FIRM_ID].implode())).height if adjustments.height else 0
     if unused:
         warnings.append(f"加减分表中 {unused} 行的企业没有参加本次评价（{year}年没有数据或不属于参评行业），未使用")
@@ -865,13 +877,14 @@ def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
         item_frames.append(scored[1])
         baseline_rows += scored[2]
         del scored
+    frames = [f for f in item_frames if f.width]
+    items = pl.concat(frames) if frames else pl.DataFrame()
+    del frames, item_frames
+    if items_ready is not None:
+        items_ready(items)
     unplaced = pl.col("_pop").is_null() | (pl.col("_pop") < 0)
     parts.append(base.filter(unplaced).with_columns(pl.col("_scope_reason").alias("not_graded_reason")))
     del base
-    # one chunk per column: a gather from the many chunks the steps leave is three times slower;
-    # the parts are released as soon as they are copied (peak memory)
-    scores = pl.concat(parts, how="diagonal_relaxed", rechunk=True)
-    del parts
     indicators = method.indicator_columns()
     order = (
         [FIRM_ID, "year", "uscc", "name", "township", "industry_code", "scale", "population", "population_name"]
@@ -881,6 +894,13 @@ def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
            "initial_grade", "grade", "grade_class", "grade_group", "not_graded_reason", "adjustment_detail"]
         + method.quantities() + _scope_columns(method)
     )
+    # one chunk per column: a gather from the many chunks the steps leave is three times slower;
+    # only the columns the output and its order read are copied (not the ~4 working columns per
+    # indicator), and the parts are released as soon as they are copied (peak memory)
+    kept = {*order, "_pop", "_grade_class", "tenure"}
+    scores = pl.concat([p.select(c for c in p.columns if c in kept) for p in parts], how="diagonal_relaxed",
+                       rechunk=True)
+    del parts
     derived = {
         "tenure": pl.col("tenure").replace_strict(["own", "tenant"], ["自有", "租赁"], default=None),
         "grade_class": pl.when(pl.col("grade").is_not_null()).then(pl.col("grade"))
@@ -893,8 +913,6 @@ def evaluate(inputs: Inputs, year: int, method: Method) -> Evaluation:
     scores = (scores.select(*(derived.get(c, pl.col(c)).gather(at).alias(c) for c in order))
               .with_columns(pl.lit(method.id).alias("method_id")))
     _check_finite(scores, method, year, baseline_rows)
-    frames = [f for f in item_frames if f.width]
-    items = pl.concat(frames) if frames else pl.DataFrame()
     baselines = pl.DataFrame(baseline_rows, infer_schema_length=None)
     timings = {"计算": round(time.perf_counter() - t0, 3)}
     info = {
@@ -1013,47 +1031,85 @@ def write_evaluation(ev: Evaluation, out_dir: Path, excel: bool = True, final: P
     """Write the contract's files into ``out_dir`` and return {kind: [paths]}.
 
     evaluation.csv (UTF-8 with BOM) / .parquet, evaluation_items.csv / .parquet,
-    亩均效益评价_<Y>.xlsx, evaluation_rejects.csv and evaluation.json.  The four data files
-    (:func:`file_writers`) are written by a pool of one thread per core, the largest first (the
-    Polars writers release the GIL and are themselves parallel), so that every core stays busy
-    until the last file is done; the workbook (pure Python) is written in a thread beside them;
-    ``excel=False`` skips it (a province-size evaluation: xlsxwriter needs about 100 s per
-    million rows).  ``final``: where
-    the files will be once moved out of a staging ``out_dir`` (screening.outdir), as recorded.
-    The CSV files are for people: written through screening.csvsafe (docs/outputs.md).
-    evaluation_items.csv is left out when its rows are more than a spreadsheet opens (a
-    province: 3.4 M rows); the item rows are then in evaluation_items.parquet only, and a
-    warning (terminal, evaluation.json) says so (:func:`items_csv_fits`)."""
-    from .csvsafe import write_csv
-    from .evaluation_excel import write_workbook
+    亩均效益评价_<Y>.xlsx, evaluation_rejects.csv and evaluation.json.  ``excel=False`` skips
+    the workbook (a province-size evaluation: xlsxwriter needs about 100 s per million rows).
+    ``final``: where the files will be once moved out of a staging ``out_dir``
+    (screening.outdir), as recorded.  The same as :class:`EvaluationWriter` given the finished
+    evaluation (the command starts the item files earlier, while the scores are computed)."""
+    with EvaluationWriter(out_dir, excel=excel, final=final) as writer:
+        return writer.finish(ev)
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    files = file_writers(ev)
-    items_csv = "evaluation_items.csv" in files
-    if not items_csv:
-        ev.warnings.append(ITEMS_CSV_LEFT_OUT.format(rows=ev.items.height, limit=_sheet_rows() + 1))
-    # one data file per core at a time (each writer is itself parallel): four at once on two
-    # cores cost ~0.6 CPU-s more in idle waiting threads and finished no sooner (docs/evaluation.md)
-    with ThreadPoolExecutor(max_workers=min(len(files), os.cpu_count() or 1) + excel) as pool:
-        jobs = {}
-        if excel:  # the longest job: started first
-            jobs["写出 Excel"] = pool.submit(_timed, write_workbook, ev, out / workbook_name(ev.year))
-        for name, write in files.items():
-            jobs[f"写出 {name}"] = pool.submit(_timed, write, out / name)
+
+class EvaluationWriter:
+    """Writes an evaluation's files, beginning with the item files while the scores are still
+    being computed (the computation mostly uses one core; the item rows are complete before the
+    scores are put in order)::
+
+        with EvaluationWriter(staging, excel=False, final=out) as writer:
+            ev = evaluate(inputs, year, method, items_ready=writer.start_items)
+            written = writer.finish(ev)           # the same files as write_evaluation(ev, …)
+
+    The data files (:func:`file_writers`) are written by a pool of one thread per core (the
+    Polars writers release the GIL and are themselves parallel), the largest first, so that
+    every core stays busy until the last file is done; the workbook (pure Python) is written in
+    a thread beside them.  The CSV files are for people: written through screening.csvsafe
+    (docs/outputs.md).  evaluation_items.csv is left out when its rows are more than a
+    spreadsheet opens (a province: 3.4 M rows); the item rows are then in
+    evaluation_items.parquet only, and a warning (terminal, evaluation.json) says so
+    (:func:`items_csv_fits`).  Leaving the ``with`` block waits for every file begun (an error
+    in the computation must not leave a thread writing into a folder being removed)."""
+
+    def __init__(self, out_dir: Path, excel: bool = True, final: Path | None = None) -> None:
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.excel, self.final = excel, final
+        # one data file per core at a time (each writer is itself parallel): four at once on two
+        # cores cost ~0.6 CPU-s more in idle waiting threads and finished no sooner (docs/evaluation.md)
+        self._pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1) + excel)  # at most 4 data files
+        self._jobs: dict[str, Any] = {}
+        self._items_csv: bool | None = None
+
+    def __enter__(self) -> EvaluationWriter:
+        return self
+
+    def __exit__(self, kind: object, *exc: object) -> None:
+        # on an error, files not yet begun are not begun; those begun are waited for
+        self._pool.shutdown(wait=True, cancel_futures=kind is not None)
+
+    def start_items(self, items: pl.DataFrame) -> None:
+        """Begin writing evaluation_items.parquet (and .csv when it fits a sheet) in the pool."""
+        self._items_csv = _items_fit(items)
+        for name, write in _item_writers(items, self._items_csv).items():
+            self._jobs[f"写出 {name}"] = self._pool.submit(_timed, write, self.out / name)
+
+    def finish(self, ev: Evaluation) -> dict[str, list[str]]:
+        """Write the rest (the item files too, unless :meth:`start_items` began them), wait for
+        every file, then evaluation.json; return {kind: [paths]}.  ``timings_s`` records each
+        file's own time and, as 写出合计, the time from this call to the last file written."""
+        from .csvsafe import write_csv
+        from .evaluation_excel import write_workbook
+
+        t0 = time.perf_counter()
+        if self.excel:  # the longest job: started first (after item files already begun)
+            self._jobs["写出 Excel"] = self._pool.submit(_timed, write_workbook, ev, self.out / workbook_name(ev.year))
+        if self._items_csv is None:
+            self.start_items(ev.items)
+        if not self._items_csv:
+            ev.warnings.append(ITEMS_CSV_LEFT_OUT.format(rows=ev.items.height, limit=_sheet_rows() + 1))
+        for name, write in _score_writers(ev.scores).items():
+            self._jobs[f"写出 {name}"] = self._pool.submit(_timed, write, self.out / name)
         rejects = ev.rejects if ev.rejects.width else pl.DataFrame(schema=REJECT_SCHEMA)
-        write_csv(rejects.select("file", "row", "column", "reason", "value"), out / "evaluation_rejects.csv")
-        for stage, job in jobs.items():
+        write_csv(rejects.select("file", "row", "column", "reason", "value"), self.out / "evaluation_rejects.csv")
+        for stage, job in self._jobs.items():
             ev.timings[stage] = job.result()
-    ev.timings["写出合计"] = round(time.perf_counter() - t0, 3)
-    names = output_names(ev.year, items_csv)
-    if not excel:
-        names.pop("excel")
-    written = {k: [str(Path(final or out) / n) for n in v] for k, v in names.items()}
-    (out / "evaluation.json").write_text(
-        json.dumps(evaluation_record(ev, written), ensure_ascii=False, indent=2, default=str), encoding="utf-8")
-    return written
+        ev.timings["写出合计"] = round(time.perf_counter() - t0, 3)
+        names = output_names(ev.year, self._items_csv)
+        if not self.excel:
+            names.pop("excel")
+        written = {k: [str(Path(self.final or self.out) / n) for n in v] for k, v in names.items()}
+        (self.out / "evaluation.json").write_text(
+            json.dumps(evaluation_record(ev, written), ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+        return written
 
 
 #: what evaluation.json and the terminal say when evaluation_items.csv is left out
@@ -1072,7 +1128,11 @@ def items_csv_fits(ev: Evaluation) -> bool:
     at most 1,048,576 rows, one of them the header).  A county's evaluation always fits; a
     province's (3.4 M item rows) does not, and a CSV nobody can open would cost a third of the
     command's writing (docs/evaluation.md)."""
-    return ev.items.height <= _sheet_rows()
+    return _items_fit(ev.items)
+
+
+def _items_fit(items: pl.DataFrame) -> bool:
+    return items.height <= _sheet_rows()
 
 
 def file_writers(ev: Evaluation) -> dict[str, Callable[[Path], Any]]:
@@ -1080,17 +1140,33 @@ def file_writers(ev: Evaluation) -> dict[str, Callable[[Path], Any]]:
     evaluation_items.csv (when :func:`items_csv_fits`) / .parquet (``firm_id`` dropped), the
     largest first.  The CSV files are for people: written through screening.csvsafe
     (docs/outputs.md)."""
+    items, scores = _item_writers(ev.items, items_csv_fits(ev)), _score_writers(ev.scores)
+    files = {name: items[name] for name in ("evaluation_items.csv",) if name in items}
+    files["evaluation.csv"] = scores["evaluation.csv"]
+    files["evaluation_items.parquet"] = items["evaluation_items.parquet"]
+    files["evaluation.parquet"] = scores["evaluation.parquet"]
+    return files
+
+
+def _item_writers(items: pl.DataFrame, csv: bool) -> dict[str, Callable[[Path], Any]]:
+    """evaluation_items.csv (when ``csv``) and .parquet, ``firm_id`` dropped."""
     from .csvsafe import write_csv
 
-    scores = ev.scores.drop(FIRM_ID)
-    items = ev.items.drop(FIRM_ID) if FIRM_ID in ev.items.columns else ev.items
+    items = items.drop(FIRM_ID) if FIRM_ID in items.columns else items
     files: dict[str, Callable[[Path], Any]] = {}
-    if items_csv_fits(ev):
+    if csv:
         files["evaluation_items.csv"] = lambda path: write_csv(items, path, batch_size=CSV_BATCH_ROWS)
-    files["evaluation.csv"] = lambda path: write_csv(scores, path, batch_size=CSV_BATCH_ROWS)
     files["evaluation_items.parquet"] = lambda path: items.write_parquet(path, **PARQUET_OPTIONS)
-    files["evaluation.parquet"] = lambda path: scores.write_parquet(path, **PARQUET_OPTIONS)
     return files
+
+
+def _score_writers(scores: pl.DataFrame) -> dict[str, Callable[[Path], Any]]:
+    """evaluation.csv and .parquet, ``firm_id`` dropped."""
+    from .csvsafe import write_csv
+
+    scores = scores.drop(FIRM_ID)
+    return {"evaluation.csv": lambda path: write_csv(scores, path, batch_size=CSV_BATCH_ROWS),
+            "evaluation.parquet": lambda path: scores.write_parquet(path, **PARQUET_OPTIONS)}
 
 
 def _timed(fn, *args) -> float:

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from eval_helpers import evaluate_app
 from screening.errors import InputError, RuleSetError
 from screening.evaluation import (
+    EvaluationWriter,
     _output_order,
     evaluate,
     evaluation_grades,
@@ -757,3 +758,100 @@ def test_items_csv_is_left_out_when_a_spreadsheet_could_not_open_it(tmp_path: Pa
             assert listed == ["evaluation_items.parquet"]
             assert "未写出 evaluation_items.csv" in result.output.replace("\n", "")
             assert "evaluation_items.csv/.parquet" not in result.output
+
+
+def _same_files(a: Path, b: Path) -> None:
+    """The files of two evaluation folders are the same: CSV byte for byte, Parquet row for
+    row with the same types, the workbook's sheets byte for byte (its creation time aside)."""
+    names = sorted(p.name for p in a.iterdir())
+    assert names == sorted(p.name for p in b.iterdir())
+    for name in names:
+        if name.endswith(".csv"):
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+        elif name.endswith(".parquet"):
+            x, y = pl.read_parquet(a / name), pl.read_parquet(b / name)
+            assert x.schema == y.schema and x.equals(y), name
+        elif name.endswith(".xlsx"):
+            with zipfile.ZipFile(a / name) as za, zipfile.ZipFile(b / name) as zb:
+                parts = [n for n in za.namelist() if not n.startswith("docProps")]
+                assert parts == [n for n in zb.namelist() if not n.startswith("docProps")]
+                assert all(za.read(n) == zb.read(n) for n in parts), name
+
+
+@pytest.mark.parametrize("method", ["huangyan-2022", "huaian-2024"])
+def test_item_files_are_begun_while_the_scores_are_put_in_order_and_are_the_same(
+        tmp_path: Path, monkeypatch, method: str):
+    """Issue 15: the command's computation leaves a core idle while it puts the scores in
+    order; the item rows are complete by then, so their files are begun first
+    (``evaluate(items_ready=)`` → ``EvaluationWriter.start_items``).  The item rows handed over are
+    the evaluation's own, the writing is begun before the scores are ordered, and every file
+    (workbook included) is the same as ``write_evaluation`` of the finished evaluation."""
+    import screening.evaluation as evaluation
+
+    m = load_method(method)
+    inputs = load_evaluation_inputs(sample_data_dir(), 2021, m)
+    whole = evaluate(inputs, 2021, m)
+    write_evaluation(whole, tmp_path / "whole")
+
+    events: list[str] = []
+    order = evaluation._output_order
+    monkeypatch.setattr(evaluation, "_output_order", lambda *a: events.append("order") or order(*a))
+    handed: list[pl.DataFrame] = []
+    with EvaluationWriter(tmp_path / "early", final=tmp_path / "final") as writer:
+        def ready(items: pl.DataFrame) -> None:
+            handed.append(items)
+            writer.start_items(items)
+            events.append(f"items begun: {sorted(writer._jobs)}")
+
+        ev = evaluate(inputs, 2021, m, items_ready=ready)
+        written = writer.finish(ev)
+    assert events == ["items begun: ['写出 evaluation_items.csv', '写出 evaluation_items.parquet']", "order"]
+    assert len(handed) == 1 and handed[0] is ev.items and ev.items.equals(whole.items)
+    assert ev.scores.equals(whole.scores)
+    _same_files(tmp_path / "whole", tmp_path / "early")
+    assert all(Path(p).parent == tmp_path / "final" for paths in written.values() for p in paths)
+    timings = json.loads((tmp_path / "early" / "evaluation.json").read_text(encoding="utf-8"))["timings_s"]
+    assert {"写出 evaluation_items.parquet", "写出 evaluation.csv", "写出 Excel", "写出合计"} <= set(timings)
+
+
+def test_released_inputs_give_the_same_evaluation_and_keep_counts_and_rejects():
+    """``evaluate(release_inputs=True)`` (the command) drops the validated rows once the firms'
+    figures are taken (~0.6 GB at province scale): the evaluation is the same — 加减分 read
+    from the adjustments table included — and what the record needs (files, counts, rejects)
+    stays; without it the inputs are left as they were."""
+    m = load_method("huaian-2024")
+    adjustments = sample_data_dir() / "adjustments" / "adjustments.csv"
+    kept = load_evaluation_inputs(sample_data_dir(), 2021, m, adjustments)
+    before = {name: frame.height for name, frame in kept.tables.items()}
+    reference = evaluate(kept, 2021, m)
+    assert {name: frame.height for name, frame in kept.tables.items()} == before
+
+    released = load_evaluation_inputs(sample_data_dir(), 2021, m, adjustments)
+    ev = evaluate(released, 2021, m, release_inputs=True)
+    assert before["adjustments"] and all(frame.height == 0 for frame in released.tables.values())
+    assert ev.scores["adjustment_detail"].is_not_null().any()
+    for a, b in ((ev.scores, reference.scores), (ev.items, reference.items), (ev.baselines, reference.baselines),
+                 (ev.rejects, reference.rejects)):
+        assert a.equals(b)
+    assert ev.inputs_info == reference.inputs_info and ev.warnings == reference.warnings
+    assert released.row_counts() == kept.row_counts() and released.rejects.equals(kept.rejects)
+
+
+def test_an_error_after_the_item_files_are_begun_leaves_no_file_and_no_thread(tmp_path: Path, monkeypatch):
+    """The item files are begun before the scores are checked: a figure out of range found
+    then is still one Chinese line (exit 2), and the command waits for the files begun before
+    removing its staging folder — no file, no folder, no writer thread is left."""
+    import threading
+
+    import screening.evaluation as evaluation
+
+    def out_of_range(*args):
+        raise InputError("2021年 某企业的综合得分超出数值范围")
+
+    monkeypatch.setattr(evaluation, "_check_finite", out_of_range)
+    threads = threading.active_count()
+    out = tmp_path / "out"
+    result = CliRunner().invoke(evaluate_app(), ["evaluate", "--year", "2021", "--method", "huangyan-2022",
+                                                 "--out", str(out), "--no-excel"])
+    assert result.exit_code == 2 and "超出数值范围" in result.output
+    assert not out.exists() and threading.active_count() == threads

@@ -31,7 +31,7 @@ def evaluate_command(
 
     from .common import _fail, _notice, err_console, out_console
     from ..errors import ScreeningError
-    from ..evaluation import evaluate, load_evaluation_inputs, write_evaluation
+    from ..evaluation import EvaluationWriter, evaluate, load_evaluation_inputs
     from ..evaluation_method import load_method
     from ..outdir import staged
     from ..paths import sample_data_dir
@@ -41,19 +41,20 @@ def evaluate_command(
         if year is None:
             raise ScreeningError("缺少 --year：请给出要评价的数据年度，例如 --year 2021")
         m = load_method(method)
-        # files go to a staging folder inside OUT and move into OUT once all are written
-        with staged(out, _notice) as staging:
+        # files go to a staging folder inside OUT and move into OUT once all are written; the
+        # item files are begun while the scores are still being put in order (EvaluationWriter)
+        with staged(out, _notice) as staging, EvaluationWriter(staging, excel=excel, final=out) as writer:
             with err_console.status("读取与校验数据…"):
                 t = time.perf_counter()
                 inputs = load_evaluation_inputs(data or sample_data_dir(), year, m, adjustments)
                 load_s = round(time.perf_counter() - t, 3)
             with err_console.status("计算得分与等级…"):
-                ev = evaluate(inputs, year, m)
+                ev = evaluate(inputs, year, m, items_ready=writer.start_items, release_inputs=True)
             adjustments_read = "adjustments" in inputs.files
-            del inputs  # the validated tables are not needed by the writers: released before writing
+            del inputs  # its validated rows were released once evaluate() had taken the firms' figures
             ev.timings = {"读取与校验": load_s, **ev.timings}
             with err_console.status("写出文件…"):
-                written = write_evaluation(ev, staging, excel=excel, final=out)
+                written = writer.finish(ev)
     except ScreeningError as exc:
         _fail(exc)
         return
