@@ -59,18 +59,40 @@ def port_problem(host: str, port: int) -> str | None:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError, OverflowError):
         return f"无法在 {host} 上启动服务：这不是本机可用的地址（--host）"
-    family, kind, proto, _, address = infos[0]
+    # the server listens on each address the host names, skipping one of a family this machine
+    # has not enabled (asyncio's create_server does: EADDRNOTAVAIL), so the probe does the same
+    problems = [_bind_problem(family, kind, proto, address, host, port)
+                for family, kind, proto, _, address in infos]
+    unavailable = [p for p in problems if p is not None and p[0] == errno.EADDRNOTAVAIL]
+    refused = [p for p in problems if p is not None and p[0] != errno.EADDRNOTAVAIL]
+    if refused:
+        return refused[0][1]
+    if unavailable and len(unavailable) == len(problems):
+        return unavailable[0][1]
+    return None
+
+
+def _bind_problem(family: int, kind: int, proto: int, address: tuple, host: str,
+                  port: int) -> tuple[int | None, str] | None:
+    """(errno, Chinese reason) when a socket cannot be bound to ``address``; None when it can."""
+    import errno
+    import os
+    import socket
+
     with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        if os.name != "nt":  # as uvicorn binds; on Windows the option would let a held port be bound
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(address)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                return (f"端口 {port} 已被其他程序占用，服务未启动：请先停止占用该端口的程序"
-                        f"（例如另一个 screening serve），或用 --port 指定其他端口")
-            if exc.errno in (errno.EACCES, errno.EPERM):
-                return f"没有权限使用端口 {port}（1024 以下的端口需要管理员权限），服务未启动：请用 --port 指定 1024 以上的端口"
-            if exc.errno == errno.EADDRNOTAVAIL:
-                return f"无法在 {host} 上启动服务：这不是本机的地址（--host）"
-            return f"无法在 {host}:{port} 上启动服务：{exc.strerror or exc}"
+                reason = (f"端口 {port} 已被其他程序占用，服务未启动：请先停止占用该端口的程序"
+                          f"（例如另一个 screening serve），或用 --port 指定其他端口")
+            elif exc.errno in (errno.EACCES, errno.EPERM):
+                reason = f"没有权限使用端口 {port}（1024 以下的端口需要管理员权限），服务未启动：请用 --port 指定 1024 以上的端口"
+            elif exc.errno == errno.EADDRNOTAVAIL:
+                reason = f"无法在 {host} 上启动服务：这不是本机的地址（--host）"
+            else:
+                reason = f"无法在 {host}:{port} 上启动服务：{exc.strerror or exc}"
+            return exc.errno, reason
     return None

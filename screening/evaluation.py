@@ -1090,12 +1090,12 @@ class EvaluationWriter:
         from .evaluation_excel import write_workbook
 
         t0 = time.perf_counter()
-        if self.excel:  # the longest job: started first (after item files already begun)
-            self._jobs["写出 Excel"] = self._pool.submit(_timed, write_workbook, ev, self.out / workbook_name(ev.year))
         if self._items_csv is None:
             self.start_items(ev.items)
-        if not self._items_csv:
+        if not self._items_csv:  # before the workbook job starts: its 评价方法 sheet prints the warnings
             ev.warnings.append(ITEMS_CSV_LEFT_OUT.format(rows=ev.items.height, limit=_sheet_rows() + 1))
+        if self.excel:  # the longest job: started first of the rest (item files may be begun already)
+            self._jobs["写出 Excel"] = self._pool.submit(_timed, write_workbook, ev, self.out / workbook_name(ev.year))
         for name, write in _score_writers(ev.scores).items():
             self._jobs[f"写出 {name}"] = self._pool.submit(_timed, write, self.out / name)
         rejects = ev.rejects if ev.rejects.width else pl.DataFrame(schema=REJECT_SCHEMA)

@@ -239,6 +239,9 @@ _COMMA = r"\d,\d"
 #: a number with something else before or after it: a currency sign, a unit the reader does not
 #: know (one it knows is converted when the cell is read), a word
 _WORDED = r"^[^\d]*\d[\d.,]*[^\d]*$"
+#: what is not the number itself in such a cell (a sign, a minus written with a dash, a
+#: separator and spaces are not a unit: ``12-``, ``−12``, ``12,`` keep the plain reason)
+_NOT_UNIT = r"[\d.,\s+\-\u2212\u2012\u2013\u2014\u2015\uff0d]"
 
 
 def _number_reason(col: Column, text: pl.Expr | None, fallback: str) -> pl.Expr:
@@ -253,7 +256,8 @@ def _number_reason(col: Column, text: pl.Expr | None, fallback: str) -> pl.Expr:
     percent = "百分数不能作为金额" if col.unit == "money" else \
         "写成了百分数，不知应读作原数还是除以 100，不予猜测（请填写数值本身）"
     # a year's word (2021年) is not a unit: a year column says what a year is written as
-    worded = pl.lit(False) if col.kind == "year" else text.str.contains(_WORDED)
+    unit = text.str.replace_all(_NOT_UNIT, "")
+    worded = pl.lit(False) if col.kind == "year" else text.str.contains(_WORDED) & (unit.str.len_chars() > 0)
     return (pl.when(text.str.to_lowercase().is_in(sorted(missing_marks())))
             .then(pl.lit(f"缺少{col.zh}（单元格中是表示缺失的记号，本列必填）"))
             .when(text.str.contains(_SPACED_DIGITS)).then(pl.lit("数字中间有空格（千位分隔？还是两个数？），不予猜测"))
@@ -263,7 +267,7 @@ def _number_reason(col: Column, text: pl.Expr | None, fallback: str) -> pl.Expr:
             .when(text.str.contains(_COMMA)).then(pl.lit("逗号不是千位分隔符（每组应为三位数字），可能是小数逗号，不予猜测"))
             .when(worded).then(
                 pl.format(f"数字带有无法识别的单位或符号“{{}}”，不予猜测（请只填写数值{_known_units(col)}）",
-                          text.str.replace_all(r"[\d.,\s+\-]", "")))
+                          unit))
             .otherwise(pl.lit(fallback)))
 
 

@@ -543,6 +543,10 @@ def test_a_sheet_not_named_for_a_year_gets_no_year_hint(tmp_path):
     ("¥12.5", "数字带有无法识别的单位或符号“¥”，不予猜测（请只填写数值；可识别并自动换算的单位：万元、元、千元、亿元、万、亿）"),
     ("约 12.5", "数字带有无法识别的单位或符号“约”，不予猜测（请只填写数值；可识别并自动换算的单位：万元、元、千元、亿元、万、亿）"),
     ("十二", "不是有效的数字"),                                              # no digit: nothing more is knowable
+    ("12-", "不是有效的数字"),          # a sign, a dash for a minus or a separator is not a unit
+    ("−12", "不是有效的数字"),
+    ("—12", "不是有效的数字"),
+    ("12,", "不是有效的数字"),
 ])
 def test_a_number_that_is_not_read_says_why(tmp_path, written, reason):
     """Each of these was refused with only "不是有效的数字"; the way it is written says why, and the

@@ -84,3 +84,24 @@ def test_the_service_says_where_it_listens_in_chinese(tmp_path):
     assert "启动完成" in err and "服务进程已退出" in err, err
     for english in ("Uvicorn running", "Started server process", "Application startup complete"):
         assert english not in err, err
+
+
+def test_every_address_the_host_names_is_probed(monkeypatch):
+    """localhost may name 127.0.0.1 and ::1: the server listens on both, so a port held on the
+    second is found too; an address of a family the machine has not enabled is skipped, as
+    asyncio skips it."""
+    import errno
+
+    from api import serverlog
+
+    infos = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 8000)),
+             (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", 8000, 0, 0))]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: infos)
+    held = {("::1", 8000, 0, 0): errno.EADDRINUSE}
+    monkeypatch.setattr(serverlog, "_bind_problem", lambda f, k, p, address, host, port: (
+        (held[address], "held") if address in held else None))
+    assert serverlog.port_problem("localhost", 8000) == "held"
+    held = {("::1", 8000, 0, 0): errno.EADDRNOTAVAIL}
+    monkeypatch.setattr(serverlog, "_bind_problem", lambda f, k, p, address, host, port: (
+        (held[address], "unavailable") if address in held else None))
+    assert serverlog.port_problem("localhost", 8000) is None
