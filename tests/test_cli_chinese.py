@@ -116,3 +116,12 @@ def test_api_validation_messages_have_no_english_fragment(tmp_path):
     assert bad.status_code == 422
     detail = bad.json()["detail"]
     assert "“maybe”无效，可选值：confirmed、disputed" in detail and " or " not in detail, detail
+
+
+def test_a_bracket_wrapped_at_the_end_of_a_line_is_chinese_too():
+    # click wraps "[default: value]" after the colon when the description fills the line
+    from screening.cli.zh import translate_help
+
+    wrapped = translate_help("  --db PATH   a long description  [default:\n               screening.duckdb]\n"
+                             "  --x TEXT    another one  [env var:\n               X]\n")
+    assert "[默认：\n" in wrapped and "[环境变量：\n" in wrapped and "default" not in wrapped and "env var" not in wrapped

@@ -52,9 +52,14 @@ RANGES: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+#: a bracket click opens at the end of a wrapped line ("[default:" and the value on the next line)
+WRAPPED_BRACKETS = re.compile(r"\[(default|env var):(?=\n)")
+
+
 def translate_help(text: str) -> str:
     for english, chinese in HELP_TEXTS:
         text = text.replace(english, chinese)
+    text = WRAPPED_BRACKETS.sub(lambda m: "[默认：" if m.group(1) == "default" else "[环境变量：", text)
     for pattern, chinese in RANGES:
         text = pattern.sub(chinese, text)
     return re.sub(r"(\[[^\]\n]*?); ", r"\1；", text)
