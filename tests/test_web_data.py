@@ -134,6 +134,20 @@ def test_a_run_on_uploaded_data_and_its_downloads(site):
         assert client.get(f"/api/v1/runs/{run_id}/files/{bad}").status_code == 404, bad
     assert client.get(f"/api/v1/runs/2022-20990101T000000-000000/files/list.csv").status_code == 404
     assert client.get(f"/api/v1/runs/..%2F{run_id}/files/list.csv").status_code in (404, 422)
+    # the file sent is the one opened, never a link swapped in after the folder was listed
+    import api.routes.runs as runs_route
+
+    listed = runs_route.output_files
+    secret = runs_dir.parent / "secret.txt"
+    secret.write_text("not for download", encoding="utf-8")
+    (runs_dir / run_id / "swapped.csv").symlink_to(secret)
+    try:
+        runs_route.output_files = lambda settings, run: listed(settings, run) + ["swapped.csv"]
+        assert client.get(f"/api/v1/runs/{run_id}/files/swapped.csv").status_code == 404
+        assert client.get(link).content == (runs_dir / run_id / "list.csv").read_bytes()
+    finally:
+        runs_route.output_files = listed
+        (runs_dir / run_id / "swapped.csv").unlink()
     # a run folder that is a link (to another run's, or any, folder) is not served
     linked = "2022-20990101T000000-00beef"
     (runs_dir / linked).symlink_to(runs_dir / run_id, target_is_directory=True)

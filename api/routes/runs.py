@@ -5,12 +5,14 @@ that ``screening run`` staged in a file of its own when it found the database he
 from __future__ import annotations
 
 import json
+import os
+import stat
 import threading
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
@@ -153,12 +155,45 @@ _MEDIA = {".csv": "text/csv; charset=utf-8", ".json": "application/json",
             response_class=FileResponse, operation_id="runs-file",
             summary="下载某次运行的输出文件（list.csv、整治企业清单_<年度>.xlsx、results.parquet、rejects.csv、run.json 等）")
 def get_run_file(run_id: RunIdPath, name: Annotated[str, PathParam(max_length=200, description="文件名（该运行输出目录中的文件）")],
-                 request: Request, _user: Annotated[User, Depends(allow("admin", "analyst"))]) -> FileResponse:
+                 request: Request, _user: Annotated[User, Depends(allow("admin", "analyst"))]) -> StreamingResponse:
     """只提供该运行输出目录中实际存在的文件：文件名须与目录中的某个文件完全相同，不接受路径。"""
     settings = request.app.state.settings
+    missing = HTTPException(status.HTTP_404_NOT_FOUND, f"运行 {run_id} 的输出中没有文件“{name[:100]}”")
     if name not in output_files(settings, run_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"运行 {run_id} 的输出中没有文件“{name[:100]}”")
-    path = Path(settings.runs_dir) / run_id / name
-    fallback = f"{run_id}{path.suffix}" if not name.isascii() else name
-    return FileResponse(path, media_type=_MEDIA.get(path.suffix.lower(), "application/octet-stream"),
-                        headers={"Content-Disposition": _disposition(name, fallback)})
+        raise missing
+    # the file is opened, not its path: a folder or file swapped for a link after the listing
+    # above is refused, and what is sent is the file that was checked
+    handle = _open_run_file(Path(settings.runs_dir) / run_id, name)
+    if handle is None:
+        raise missing
+    suffix = Path(name).suffix
+    fallback = f"{run_id}{suffix}" if not name.isascii() else name
+    size = os.fstat(handle.fileno()).st_size
+    return StreamingResponse(_chunks(handle), media_type=_MEDIA.get(suffix.lower(), "application/octet-stream"),
+                             headers={"Content-Disposition": _disposition(name, fallback), "Content-Length": str(size)})
+
+
+def _open_run_file(folder: Path, name: str):
+    """The regular file ``name`` directly in ``folder``, opened without following a link at either
+    step; None when it is not there, is a link, or is not a regular file."""
+    try:
+        directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=directory)
+    except OSError:
+        return None
+    finally:
+        os.close(directory)
+    handle = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        handle.close()
+        return None
+    return handle
+
+
+def _chunks(handle, size: int = 1 << 20):
+    with handle:
+        while block := handle.read(size):
+            yield block
