@@ -330,8 +330,9 @@ AUDIT_CHAIN_DDL = (
 )
 
 
-#: per-firm lookups in the stored runs: (table, column) pairs that get an ART index
-FIRM_INDEXES = (("run_results", "uscc"), ("run_enterprises", "uscc"), ("run_list", "uscc"), ("run_anomalies", "uscc"))
+#: per-firm lookups in the stored runs: (table, column) pairs that get an ART index; run_results
+#: names its firm by the run's firm number (screening.store.FIRM_KEY), found by uscc in run_enterprises
+FIRM_INDEXES = (("run_results", "firm"), ("run_enterprises", "uscc"), ("run_list", "uscc"), ("run_anomalies", "uscc"))
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -357,9 +358,17 @@ def firm_rows(table: str) -> str:
     return f"{_firm_scan(table)} WHERE run_id = ?"
 
 
-def firm_results(con: duckdb.DuckDBPyConnection) -> str:
-    """:func:`firm_rows` of run_results with each rule's title and citation (parameters: uscc, run_id)."""
-    return f"{results_relation(con, _firm_scan('run_results'))} WHERE run_id = ?"
+def firm_results(con: duckdb.DuckDBPyConnection, uscc: str, run_id: str) -> list[dict[str, Any]]:
+    """The firm's run_results rows in one run, with store.RESULT_COLUMNS (its uscc, each rule's
+    title and citation) ordered by rule_id: its number in the run is looked up by uscc
+    (run_enterprises' index), then its rows by that number (run_results' index); none when the
+    run does not hold the firm."""
+    found = con.execute(f"SELECT firm FROM {firm_rows('run_enterprises')}", [uscc, run_id]).fetchall()
+    if not found:
+        return []
+    rows = "(SELECT * FROM run_results WHERE firm = ? OFFSET 0)"
+    return records(con, f"SELECT * FROM {results_relation(con, rows)} WHERE run_id = ? ORDER BY rule_id",
+                   [found[0][0], run_id])
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:

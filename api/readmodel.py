@@ -273,7 +273,7 @@ class ReadModel:
         started = time.perf_counter()
         try:
             enterprises = _read(cursor, """
-                SELECT e.*, r.list_year, r.created_at AS run_created_at
+                SELECT e.* EXCLUDE (firm), r.list_year, r.created_at AS run_created_at
                 FROM run_enterprises e JOIN runs r USING (run_id) WHERE e.run_id = $run
             """, run_id)
             results = _read(cursor, "SELECT * EXCLUDE (run_id, list_year) FROM "

@@ -564,7 +564,8 @@ def restore(source: Path, db: Path, force: bool = False, sources: FileSources | 
                 if table in STORED_TABLES:
                     # a backup of a file an older version wrote is restored as it was; ensure_schema
                     # below migrates it (screening.store.migrate), as the service's start would
-                    _create(con, "main", table, legacy=legacy_layout(table, entry["columns"]))
+                    legacy = legacy_layout(table, entry["columns"])
+                    _create(con, "main", table, layout=tuple(map(tuple, entry["columns"])) if legacy else None)
                 elif not con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'",
                                      [table]).fetchall():
                     con.execute(f"CREATE TABLE {identifier(table)} AS SELECT * FROM read_parquet({file}) LIMIT 0")
@@ -622,6 +623,9 @@ def _service_tables() -> dict[str, list[list[str]]]:
         con.close()
 
 
+#: what an older version's layout of a run table has (screening.store.LEGACY_TABLES), for verify's report
+_LEGACY_ZH = {"run_results": "每行带企业的统一社会信用代码，或还带规则名称与依据", "run_enterprises": "没有企业编号 firm"}
+
 #: per run: (table, the count in the run's row it must hold)
 _RUN_PARTS = (("run_list", "listed"), ("run_enterprises", "enterprises"), ("run_rejects", "rejected_rows"))
 
@@ -642,7 +646,8 @@ def verify_database(con: duckdb.DuckDBPyConnection, db: Path, runs: Path | None 
                 report.facts.append("审计表是旧版本的结构（没有散列链）；服务下次启动时会自动添加")
                 continue
             if legacy_layout(name, columns):
-                report.facts.append(f"表 {name} 是旧版本的结构（每行带规则名称与依据）；服务下次启动或下次保存运行时会自动迁移")
+                report.facts.append(f"表 {name} 是旧版本的结构（{_LEGACY_ZH.get(name, '旧的列')}）；"
+                                  "服务下次启动或下次保存运行时会自动迁移")
                 continue
             report.problems.append(f"表 {name} 的列与本版本不符")
     from api.db import ADDED_LATER

@@ -21,6 +21,7 @@ from api_helpers import bearer, build_service_db
 from cli_helpers import cli
 from screening.paths import default_ruleset
 from screening.ruleset import load_ruleset
+from screening.store import results_relation
 
 pytestmark = pytest.mark.e2e
 
@@ -148,7 +149,7 @@ def test_a_notice_names_every_hit_with_its_numbers_and_the_objection_route(final
     out = tmp_path / "final"
     assert cli("export-final", "--year", "2022", "--db", final_db["db"], "--out", out, cwd=tmp_path).returncode == 0
     con = __import__("duckdb").connect(str(final_db["db"]), read_only=True)
-    hits = con.execute("SELECT rule_title, reason FROM run_results JOIN run_rules USING (run_id, rule_id) "
+    hits = con.execute(f"SELECT rule_title, reason FROM {results_relation(con)} "
                        "WHERE uscc = ? AND status = 'hit' "
                        "AND run_id = (SELECT run_id FROM finalizations WHERE list_year = 2022)",
                        [final_db["two_hits"]]).fetchall()

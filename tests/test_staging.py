@@ -226,7 +226,7 @@ def _run_file(path: Path, run_id: str, result_run_id: str) -> Path:
             store._create(con, "main", table)
         con.execute("INSERT INTO runs VALUES (?, now(), 2022, 'yueqing-2022', '1', '{}', '{}', '{}', '{}', '{}', "
                     "1, 0, 0, '{}')", [run_id])
-        con.execute("INSERT INTO run_results (run_id, uscc, rule_id, status) VALUES (?, 'X', 'r', 'pass')",
+        con.execute("INSERT INTO run_results (run_id, firm, rule_id, status) VALUES (?, 0, 'r', 'pass')",
                     [result_run_id])
     finally:
         con.close()

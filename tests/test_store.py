@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from cli_helpers import cli
+from screening.store import results_relation
 
 pytestmark = pytest.mark.e2e
 
@@ -98,7 +99,7 @@ def test_run_results_two_full_sets(two_runs):
     con, records, outs = two_runs["con"], two_runs["records"], two_runs["outs"]
     assert q(con, "SELECT count(*) FROM run_results")[0][0] == 2 * SAMPLE_FIRMS * len(RULE_IDS)
     for rec, out in zip(records, outs):
-        stored = con.sql("SELECT uscc, rule_id, status FROM run_results WHERE run_id = $id",
+        stored = con.sql(f"SELECT uscc, rule_id, status FROM {results_relation(con)} WHERE run_id = $id",
                          params={"id": rec["run_id"]}).pl()
         assert stored.height == SAMPLE_FIRMS * len(RULE_IDS)
         assert stored.select("uscc", "rule_id").is_unique().all()

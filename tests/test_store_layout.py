@@ -1,7 +1,8 @@
 """Issue 15: a run's rule titles and citations are stored once per rule (run_rules), not on each
-of its run_results rows, and every reader joins them back.  A database the previous version
-wrote (schema 1: the two texts on every run_results row, no run_rules) reads the same, read-only
-as it is, and is migrated by the first writer (a run, the service's start, a restore)."""
+of its run_results rows, and run_results names its firm by its number in the run (run_enterprises.firm),
+not by uscc; every reader joins them back.  A database an older version wrote (schema 1: the two
+texts and uscc on every run_results row, no run_rules; schema 2: uscc on every row) reads the same,
+read-only as it is, and is migrated by the first writer (a run, the service's start, a restore)."""
 from __future__ import annotations
 
 import json
@@ -20,7 +21,8 @@ from api_helpers import bearer
 from cli_helpers import cli
 from screening import backup as bk
 from screening.compare import compare_runs
-from screening.store import LEGACY_TABLES, RESULT_COLUMNS, STORED_TABLES, connect, results_relation, rules_relation
+from screening.store import (LEGACY_TABLES, RESULT_COLUMNS, STORED_TABLES, connect, legacy_layout, results_relation,
+                             rules_relation)
 
 pytestmark = pytest.mark.e2e
 
@@ -36,9 +38,36 @@ SCHEMA_1_RESULTS = (
 RULES = 4
 
 
+#: run_results as schema 2 wrote it: uscc on every row, no rule texts
+SCHEMA_2_RESULTS = tuple(c for c in SCHEMA_1_RESULTS if c[0] not in ("rule_title", "citation"))
+
+
+def to_schema_2(db: Path) -> None:
+    """Rewrite ``db`` as schema 2 left it: run_results with each firm's uscc instead of its number
+    (its per-firm index on uscc, as the service made it), run_enterprises without the number,
+    schema_version 2."""
+    listed = ", ".join("e.uscc" if c == "uscc" else f"r.{c}" for c, _ in SCHEMA_2_RESULTS)
+    con = duckdb.connect(str(db))
+    try:
+        con.execute(f"CREATE TABLE v2 AS SELECT {listed} FROM run_results r "
+                    "JOIN run_enterprises e ON e.run_id = r.run_id AND e.firm = r.firm")
+        for index in ("run_results_firm", "run_enterprises_uscc"):
+            con.execute(f"DROP INDEX IF EXISTS {index}")
+        con.execute("DROP TABLE run_results")
+        con.execute("ALTER TABLE v2 RENAME TO run_results")
+        con.execute("ALTER TABLE run_enterprises DROP COLUMN firm")
+        con.execute("CREATE INDEX run_results_uscc ON run_results (uscc)")
+        con.execute("CREATE INDEX run_enterprises_uscc ON run_enterprises (uscc)")
+        con.execute("UPDATE schema_info SET value = '2' WHERE key = 'schema_version'")
+        assert tuple((n, t) for n, t, *_ in con.execute("DESCRIBE run_results").fetchall()) == SCHEMA_2_RESULTS
+    finally:
+        con.close()
+
+
 def to_schema_1(db: Path) -> None:
-    """Rewrite ``db`` as the previous version left it: run_results with both texts on every row
+    """Rewrite ``db`` as schema 1 left it: as schema 2, and run_results with both texts on every row
     (its per-firm index as the service made it), no run_rules, schema_version 1."""
+    to_schema_2(db)
     listed = ", ".join(f"k.{c}" if c in ("rule_title", "citation") else f"r.{c}" for c, _ in SCHEMA_1_RESULTS)
     con = duckdb.connect(str(db))
     try:
@@ -56,16 +85,23 @@ def to_schema_1(db: Path) -> None:
 
 @pytest.fixture(scope="module")
 def dbs(tmp_path_factory) -> dict[str, Path]:
-    """The sample's 2021 and 2022 runs in one database (``new``), and the same file in schema 1 (``old``)."""
+    """The sample's 2021 and 2022 runs in one database (``new``), and the same file in schema 1
+    (``old``) and in schema 2 (``v2``)."""
     tmp = tmp_path_factory.mktemp("layout")
     new = tmp / "new.duckdb"
     for year in (2021, 2022):
         proc = cli("run", "--out", f"out{year}", "--db", new, "--year", year, cwd=tmp)
         assert proc.returncode == 0, proc.stderr
-    old = tmp / "old.duckdb"
+    old, v2 = tmp / "old.duckdb", tmp / "v2.duckdb"
     shutil.copy(new, old)
     to_schema_1(old)
-    return {"new": new, "old": old, "tmp": tmp}
+    shutil.copy(new, v2)
+    to_schema_2(v2)
+    return {"new": new, "old": old, "v2": v2, "tmp": tmp}
+
+
+#: the older layouts every test of a migration runs on
+OLDER = ("old", "v2")
 
 
 def _copy(db: Path, to: Path) -> Path:
@@ -97,10 +133,10 @@ def test_the_rule_texts_are_stored_once_per_rule_of_a_run(dbs):
     con = connect(dbs["new"], read_only=True)
     try:
         assert _describe(con, "run_results") == STORED_TABLES["run_results"]
-        assert not {"rule_title", "citation"} & {c for c, _ in STORED_TABLES["run_results"]}
+        assert not {"rule_title", "citation", "uscc"} & {c for c, _ in STORED_TABLES["run_results"]}
         runs = con.execute("SELECT run_id, count(*), count(DISTINCT rule_id) FROM run_rules GROUP BY run_id").fetchall()
         assert len(runs) == 2 and all(n == distinct == RULES for _, n, distinct in runs)
-        assert con.execute("SELECT value FROM schema_info WHERE key = 'schema_version'").fetchall() == [("2",)]
+        assert con.execute("SELECT value FROM schema_info WHERE key = 'schema_version'").fetchall() == [("3",)]
     finally:
         con.close()
     # the texts are the ones rules.csv and rules.parquet give (results.parquet does not repeat them)
@@ -110,38 +146,72 @@ def test_the_rule_texts_are_stored_once_per_rule_of_a_run(dbs):
     assert stored == sorted(pl.read_parquet(dbs["tmp"] / "out2022" / "rules.parquet").rows())
 
 
-def test_legacy_layout_is_schema_1():
-    assert LEGACY_TABLES["run_results"] == RESULT_COLUMNS == SCHEMA_1_RESULTS
+def test_the_firm_is_stored_by_its_number_in_the_run(dbs):
+    """run_results names each firm by run_enterprises.firm (one number per firm of the run, the
+    engine's registry order); read back, every row has its uscc as results.parquet gives it."""
+    con = connect(dbs["new"], read_only=True)
+    try:
+        assert _describe(con, "run_enterprises") == STORED_TABLES["run_enterprises"]
+        assert con.execute("SELECT count(*) FROM run_enterprises GROUP BY run_id HAVING count(DISTINCT firm) <> count(*) "
+                           "OR count(DISTINCT uscc) <> count(*) OR count(firm) <> count(*)").fetchall() == []
+        assert con.execute("SELECT count(*) FROM run_results r ANTI JOIN run_enterprises e "
+                           "ON e.run_id = r.run_id AND e.firm = r.firm").fetchall() == [(0,)]
+    finally:
+        con.close()
+    run = json.loads((dbs["tmp"] / "out2022" / "run.json").read_text(encoding="utf-8"))["run_id"]
+    stored = _results(dbs["new"]).filter(pl.col("run_id") == run).drop("rule_title", "citation")
+    on_disk = pl.read_parquet(dbs["tmp"] / "out2022" / "results.parquet").sort("run_id", "uscc", "rule_id")
+    assert stored.height > 0 and stored.equals(on_disk.select(stored.columns))
 
 
-def test_an_unmigrated_old_database_reads_the_same_read_only(dbs):
-    new, old = _results(dbs["new"]), _results(dbs["old"])
+def test_legacy_layouts_are_schema_1_and_2():
+    assert LEGACY_TABLES["run_results"] == (RESULT_COLUMNS, SCHEMA_2_RESULTS) and RESULT_COLUMNS == SCHEMA_1_RESULTS
+    assert LEGACY_TABLES["run_enterprises"] == (tuple(c for c in STORED_TABLES["run_enterprises"] if c[0] != "firm"),)
+    assert legacy_layout("run_results", SCHEMA_1_RESULTS) and legacy_layout("run_results", SCHEMA_2_RESULTS)
+    # the current layout with the columns an older version adds to it
+    assert legacy_layout("run_results", STORED_TABLES["run_results"] + (("uscc", "VARCHAR"),))
+    assert not legacy_layout("run_results", STORED_TABLES["run_results"])
+    assert not legacy_layout("run_results", STORED_TABLES["run_results"] + (("other", "VARCHAR"),))
+    assert not legacy_layout("run_results", SCHEMA_2_RESULTS[1:])
+
+
+@pytest.mark.parametrize("older", OLDER)
+def test_an_unmigrated_old_database_reads_the_same_read_only(dbs, older):
+    new, old = _results(dbs["new"]), _results(dbs[older])
     assert new.columns == [c for c, _ in SCHEMA_1_RESULTS]
     assert new.height == old.height > 0 and new.equals(old)
-    assert new.filter(pl.col("rule_title").is_null() | pl.col("citation").is_null()).is_empty()
-    assert _rules(dbs["new"]) == _rules(dbs["old"])
-    con = connect(dbs["old"], read_only=True)  # nothing was migrated by reading
+    assert new.filter(pl.col("rule_title").is_null() | pl.col("citation").is_null() | pl.col("uscc").is_null()).is_empty()
+    assert _rules(dbs["new"]) == _rules(dbs[older])
+    con = connect(dbs[older], read_only=True)  # nothing was migrated by reading
     try:
-        assert _describe(con, "run_results") == SCHEMA_1_RESULTS
+        assert _describe(con, "run_results") == (SCHEMA_1_RESULTS if older == "old" else SCHEMA_2_RESULTS)
     finally:
         con.close()
     # compare opens the file read-only; its reasons name the rules by title
-    before, after = compare_runs(dbs["new"], 2021, 2022), compare_runs(dbs["old"], 2021, 2022)
+    before, after = compare_runs(dbs["new"], 2021, 2022), compare_runs(dbs[older], 2021, 2022)
     assert before.equals(after) and before["reason"].str.contains("：由").any()
 
 
-def test_a_run_written_into_an_old_database_migrates_it(dbs, tmp_path):
-    db = _copy(dbs["old"], tmp_path / "old.duckdb")
+def _current_layout(con) -> None:
+    for table in ("run_results", "run_rules", "run_enterprises"):
+        assert _describe(con, table) == STORED_TABLES[table]
+    assert con.execute("SELECT value FROM schema_info WHERE key = 'schema_version'").fetchall() == [("3",)]
+
+
+@pytest.mark.parametrize("older", OLDER)
+def test_a_run_written_into_an_old_database_migrates_it(dbs, tmp_path, older):
+    db = _copy(dbs[older], tmp_path / "old.duckdb")
     proc = cli("run", "--out", "again", "--db", db, "--year", 2022, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     con = connect(db, read_only=True)
     try:
-        assert _describe(con, "run_results") == STORED_TABLES["run_results"]
-        assert _describe(con, "run_rules") == STORED_TABLES["run_rules"]
-        assert con.execute("SELECT value FROM schema_info WHERE key = 'schema_version'").fetchall() == [("2",)]
+        _current_layout(con)
         assert con.execute("SELECT count(*) FROM run_rules").fetchall() == [(3 * RULES,)]
-        assert con.execute("SELECT expressions FROM duckdb_indexes() WHERE table_name = 'run_results' "
-                           "AND index_name = 'run_results_uscc'").fetchall() == [("[uscc]",)]
+        # the per-firm index, on the firm number now
+        assert con.execute("SELECT index_name, expressions FROM duckdb_indexes() WHERE table_name = 'run_results'"
+                           ).fetchall() == [("run_results_firm", "[firm]")]
+        assert con.execute("SELECT expressions FROM duckdb_indexes() WHERE table_name = 'run_enterprises'"
+                           ).fetchall() == [("[uscc]",)]
         runs = [r for r, in con.execute("SELECT run_id FROM runs ORDER BY created_at").fetchall()]
     finally:
         con.close()
@@ -151,9 +221,29 @@ def test_a_run_written_into_an_old_database_migrates_it(dbs, tmp_path):
         migrated.filter(pl.col("run_id") == runs[1]).drop("run_id"))
 
 
+def test_a_firm_of_the_results_missing_from_its_runs_enterprises_stops_the_migration(dbs, tmp_path):
+    """Every version stored a run's results and its enterprises from the same firms; a file where
+    they disagree is not migrated (a result row would lose its firm) and stays as it was."""
+    db = _copy(dbs["v2"], tmp_path / "v2.duckdb")
+    con = duckdb.connect(str(db))
+    try:
+        con.execute("DELETE FROM run_enterprises WHERE uscc = (SELECT min(uscc) FROM run_enterprises)")
+    finally:
+        con.close()
+    proc = cli("run", "--out", "again", "--db", db, "--year", 2022, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "无法升级到本版本的结构" in proc.stderr and "run_enterprises" in proc.stderr and "Traceback" not in proc.stderr
+    con = connect(db, read_only=True)
+    try:
+        assert _describe(con, "run_results") == SCHEMA_2_RESULTS
+        assert con.execute("SELECT count(*) FROM runs").fetchall() == [(2,)]
+    finally:
+        con.close()
+
+
 def _service_answers(db: Path) -> dict[str, object]:
     """What the service answers about a listed firm of 2022 (the rules with their titles and
-    citations), and the list export that names each firm's hit rules by title."""
+    citations, the firm's profile), and the list export that names each firm's hit rules by title."""
     con = connect(db)
     try:
         token = add_user(con, "经信局", "admin", None)
@@ -168,23 +258,45 @@ def _service_answers(db: Path) -> dict[str, object]:
     return {"record": record.json(), "export": export.content}
 
 
-def test_the_service_migrates_an_old_database_and_answers_the_same(dbs, tmp_path):
+@pytest.mark.parametrize("older", OLDER)
+def test_the_service_migrates_an_old_database_and_answers_the_same(dbs, tmp_path, older):
     new = _service_answers(_copy(dbs["new"], tmp_path / "new.duckdb"))
-    old = _service_answers(_copy(dbs["old"], tmp_path / "old.duckdb"))
+    old = _service_answers(_copy(dbs[older], tmp_path / "old.duckdb"))
     assert new == old
     hits = [r for r in new["record"]["results"] if r["status"] == "hit"]
     assert hits and all(r["rule_title"] and r["citation"] for r in hits)
+    assert "firm" not in new["record"] and all("firm" not in r for r in new["record"]["results"])
     assert "；".join(r["rule_title"] for r in hits).encode() in new["export"]
     con = connect(tmp_path / "old.duckdb", read_only=True)
     try:
-        assert _describe(con, "run_results") == STORED_TABLES["run_results"]
+        _current_layout(con)
     finally:
         con.close()
 
 
+def test_a_firms_results_are_read_by_its_number(dbs, tmp_path):
+    """The enterprise record of a run the service has not loaded into memory yet is read by the
+    firm's number (api.db.firm_results): the firm's rows of results_relation, in rule order."""
+    from api.db import firm_results
+
+    db = _copy(dbs["new"], tmp_path / "new.duckdb")
+    con = connect(db, read_only=True)
+    try:
+        run, firm = con.execute("SELECT run_id, uscc FROM run_list l JOIN runs USING (run_id) WHERE runs.list_year = 2022 "
+                                "ORDER BY hit_count DESC, uscc LIMIT 1").fetchall()[0]
+        read = firm_results(con, firm, run)
+        assert firm_results(con, "9" * 18, run) == []
+        expected = con.execute(f"SELECT * FROM {results_relation(con)} WHERE uscc = ? AND run_id = ? ORDER BY rule_id",
+                               [firm, run]).fetchall()
+    finally:
+        con.close()
+    assert [tuple(r.values()) for r in read] == expected and len(read) == RULES
+    assert list(read[0]) == [c for c, _ in RESULT_COLUMNS]
+
+
 def _backed_up_and_restored(db, tmp_path):
     """Back ``db`` up (it must verify clean), restore the backup, and check the restored file
-    has the current run_results layout and verifies clean; returns the restored file."""
+    has the current layout and verifies clean; returns the restored file."""
     con = duckdb.connect(str(db), read_only=True)
     try:
         assert not bk.verify_database(con, db).problems
@@ -195,15 +307,16 @@ def _backed_up_and_restored(db, tmp_path):
     bk.restore(made.path, restored)
     con = connect(restored, read_only=True)
     try:
-        assert _describe(con, "run_results") == STORED_TABLES["run_results"]
+        _current_layout(con)
         assert not bk.verify_database(con, restored).problems
     finally:
         con.close()
     return restored
 
 
-def test_a_backup_of_an_old_database_restores_migrated(dbs, tmp_path):
-    restored = _backed_up_and_restored(dbs["old"], tmp_path)
+@pytest.mark.parametrize("older", OLDER)
+def test_a_backup_of_an_old_database_restores_migrated(dbs, tmp_path, older):
+    restored = _backed_up_and_restored(dbs[older], tmp_path)
     assert _results(restored).equals(_results(dbs["new"]))
 
 
@@ -220,43 +333,52 @@ def test_verify_counts_each_runs_rules(dbs, tmp_path):
     assert len(problems) == 1 and "run_rules 有 3 行" in problems[0]
 
 
-def old_version_writes_into(db: Path) -> str:
-    """What the previous version's ``screening run --db`` does to a schema-2 file (it knows no
-    run_rules): its _copy adds the two text columns it misses to run_results, at the end, and
-    appends a run whose result rows carry them (here: a copy of the 2022 run under a new id).  Returns
-    the new run's id."""
-    run = "2022-old-version-writer"
+def old_version_writes_into(db: Path, version: int) -> str:
+    """What an older version's ``screening run --db`` does to a current file: its _copy adds the
+    columns it misses at the end (schema 2: run_results.uscc; schema 1 also the two texts, and it
+    knows no run_rules), and appends a run (here: a copy of the 2022 run under a new id) whose
+    rows name the firm by uscc and leave run_enterprises.firm empty.  Returns the new run's id."""
+    run = f"2022-old-version-{version}-writer"
+    added = ["uscc"] + (["rule_title", "citation"] if version == 1 else [])
     con = duckdb.connect(str(db))
     try:
-        con.execute("ALTER TABLE run_results ADD COLUMN rule_title VARCHAR")
-        con.execute("ALTER TABLE run_results ADD COLUMN citation VARCHAR")
+        for column in added:
+            con.execute(f"ALTER TABLE run_results ADD COLUMN {column} VARCHAR")
         last = con.execute("SELECT run_id FROM runs WHERE list_year = 2022").fetchall()[0][0]
         con.execute("INSERT INTO runs SELECT * REPLACE (? AS run_id, created_at + INTERVAL 1 HOUR AS created_at) FROM runs "
                     "WHERE run_id = ?", [run, last])
-        con.execute("INSERT INTO run_results BY NAME SELECT r.* EXCLUDE (run_id, rule_title, citation), "
-                    "? AS run_id, k.rule_title, k.citation FROM run_results r JOIN run_rules k USING (run_id, rule_id) "
+        texts = ", k.rule_title, k.citation" if version == 1 else ""
+        con.execute(f"INSERT INTO run_results BY NAME SELECT r.* EXCLUDE (run_id, firm, {', '.join(added)}), "
+                    f"? AS run_id, e.uscc{texts} FROM run_results r JOIN run_rules k USING (run_id, rule_id) "
+                    "JOIN run_enterprises e ON e.run_id = r.run_id AND e.firm = r.firm WHERE r.run_id = ?", [run, last])
+        if version == 2:
+            con.execute("INSERT INTO run_rules SELECT * REPLACE (? AS run_id) FROM run_rules WHERE run_id = ?", [run, last])
+        con.execute("INSERT INTO run_enterprises SELECT * REPLACE (? AS run_id, NULL AS firm) FROM run_enterprises "
                     "WHERE run_id = ?", [run, last])
-        for table in ("run_list", "run_rejects", "run_enterprises", "run_anomalies"):
+        for table in ("run_list", "run_rejects", "run_anomalies"):
             con.execute(f"INSERT INTO {table} SELECT * REPLACE (? AS run_id) FROM {table} WHERE run_id = ?", [run, last])
     finally:
         con.close()
     return run
 
 
-def test_a_file_the_previous_version_wrote_into_after_migration_reads_the_same(dbs, tmp_path):
-    """A schema-2 file that an older installation then ran into (both texts back on run_results,
-    empty on every row written since the migration, and run_rules kept) reads every run with
-    its titles and citations, once per row; the next writer migrates it without doubling a run."""
+@pytest.mark.parametrize("version", (1, 2))
+def test_a_file_an_older_version_wrote_into_after_migration_reads_the_same(dbs, tmp_path, version):
+    """A current file that an older installation then ran into (uscc, and for schema 1 both texts,
+    back on run_results, empty on every row written since the migration; run_rules kept) reads
+    every run with its firms, titles and citations, once per row; the next writer migrates it
+    without doubling a run."""
     db = _copy(dbs["new"], tmp_path / "mixed.duckdb")
     before = _results(db)
-    run = old_version_writes_into(db)
+    run = old_version_writes_into(db, version)
     expected = pl.concat([before, before.filter(pl.col("list_year") == 2022).with_columns(pl.lit(run).alias("run_id"))])
     expected = expected.sort("run_id", "uscc", "rule_id")
 
     def check() -> None:
         read = _results(db)
         assert read.columns == [c for c, _ in RESULT_COLUMNS]
-        assert read.filter(pl.col("rule_title").is_null() | pl.col("citation").is_null()).is_empty()
+        assert read.filter(pl.col("rule_title").is_null() | pl.col("citation").is_null()
+                           | pl.col("uscc").is_null()).is_empty()
         assert read.equals(expected)
         rules = _rules(db)
         assert len(rules) == len({(r[0], r[1]) for r in rules}) == 3 * RULES and all(r[2] and r[3] for r in rules)
@@ -266,17 +388,19 @@ def test_a_file_the_previous_version_wrote_into_after_migration_reads_the_same(d
     try:
         from api.db import ensure_schema
         ensure_schema(con)  # the service's start migrates it
-        assert _describe(con, "run_results") == STORED_TABLES["run_results"]
+        _current_layout(con)
+        assert con.execute("SELECT count(*) FROM run_enterprises WHERE firm IS NULL").fetchall() == [(0,)]
     finally:
         con.close()
     check()
 
 
-def test_a_backup_of_a_file_the_previous_version_wrote_into_restores_migrated(dbs, tmp_path):
+@pytest.mark.parametrize("version", (1, 2))
+def test_a_backup_of_a_file_an_older_version_wrote_into_restores_migrated(dbs, tmp_path, version):
     """The same file (see the test above): verify finds nothing wrong with its runs, and its
     backup restores, migrated, reading the same."""
     db = _copy(dbs["new"], tmp_path / "mixed.duckdb")
-    old_version_writes_into(db)
+    old_version_writes_into(db, version)
     expected = _results(db)
     restored = _backed_up_and_restored(db, tmp_path)
     con = connect(restored, read_only=True)
@@ -286,3 +410,16 @@ def test_a_backup_of_a_file_the_previous_version_wrote_into_restores_migrated(db
     finally:
         con.close()
     assert _results(restored).equals(expected)
+
+
+@pytest.mark.parametrize("older", OLDER)
+def test_verify_reports_an_old_layout_as_a_fact_not_a_problem(dbs, older):
+    con = duckdb.connect(str(dbs[older]), read_only=True)
+    try:
+        report = bk.verify_database(con, dbs[older])
+    finally:
+        con.close()
+    assert not report.problems
+    said = [f for f in report.facts if "旧版本的结构" in f]
+    assert any("run_results" in f and "统一社会信用代码" in f for f in said)
+    assert any("run_enterprises" in f and "firm" in f for f in said)

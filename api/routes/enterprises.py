@@ -36,7 +36,7 @@ def _panels(model: ReadModel, cursor, uscc: str, runs: list[str]) -> list[dict]:
             rows += frames.enterprises.rows(uscc)
     if missing:
         rows += records(cursor, """
-            SELECT e.*, r.list_year, r.created_at AS run_created_at
+            SELECT e.* EXCLUDE (firm), r.list_year, r.created_at AS run_created_at
             FROM (SELECT * FROM run_enterprises WHERE uscc = ? OFFSET 0) e
             JOIN runs r USING (run_id)
             WHERE list_contains(?, run_id)
@@ -48,8 +48,8 @@ def _results(model: ReadModel, cursor, uscc: str, run: str) -> list[dict]:
     frames = model.frames(run)
     if frames is not None:
         return frames.results.rows(uscc, drop=("uscc",))
-    return records(cursor, f"SELECT * EXCLUDE (run_id, list_year, uscc) FROM {firm_results(cursor)} "
-                           "ORDER BY rule_id", [uscc, run])
+    return [{k: v for k, v in row.items() if k not in ("run_id", "list_year", "uscc")}
+            for row in firm_results(cursor, uscc, run)]
 
 
 def _anomaly(model: ReadModel, cursor, uscc: str, run: str, year: int) -> dict | None:
@@ -176,7 +176,7 @@ def evidence_of(cursor, uscc: str, year: int) -> list[dict]:
 
 
 def _profile(cursor, run: str, uscc: str, user: User) -> dict:
-    rows = records(cursor, f"SELECT * EXCLUDE (run_id) FROM {firm_rows('run_enterprises')}", [uscc, run])
+    rows = records(cursor, f"SELECT * EXCLUDE (run_id, firm) FROM {firm_rows('run_enterprises')}", [uscc, run])
     # a firm of another township is indistinguishable from a firm that does not exist
     if not rows or not user.sees(rows[0]["township"]):
         raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)

@@ -28,7 +28,7 @@ from screening.filesafety import FileTooLarge, FileUnreadable, Limits
 
 from screening.csvsafe import csv_bytes
 from screening.excel import ANOMALY_COLUMN, LIST_COLUMNS, WORKBOOK_OPTIONS, Workbook, _formats, _list_sheet, sheet_name
-from screening.store import rules_relation
+from screening.store import results_relation
 
 from ..auth import User
 from ..db import audit, finalized, one_snapshot, run_catalogue, table_exists
@@ -63,9 +63,8 @@ FIELD_HEADERS = {"outcome": OUTCOME_HEADER, "reason": REASON_HEADER, "note": NOT
 
 _EXPORT_SQL = """
 WITH hits AS (
-    SELECT uscc, string_agg(coalesce(k.rule_title, r.rule_id), '；' ORDER BY r.rule_id) AS rule_titles
-    FROM run_results r LEFT JOIN {rules} k USING (run_id, rule_id)
-    WHERE r.run_id = $run AND r.status = 'hit' GROUP BY uscc
+    SELECT uscc, string_agg(coalesce(rule_title, rule_id), '；' ORDER BY rule_id) AS rule_titles
+    FROM {hits} GROUP BY uscc
 ),
 latest AS (
     SELECT uscc, outcome, reason, created_by, created_at FROM verifications WHERE list_year = $year
@@ -94,7 +93,8 @@ def _disposition(filename: str, fallback: str) -> str:
 
 
 def _export_frame(cursor, year: int, run: str, township: str | None) -> pl.DataFrame:
-    frame = cursor.sql(_EXPORT_SQL.format(rules=rules_relation(cursor)),
+    frame = cursor.sql(_EXPORT_SQL.format(
+        hits=results_relation(cursor, "(SELECT * FROM run_results WHERE run_id = $run AND status = 'hit')")),
                        params={"run": run, "year": year, "township": township, "zone": clock.zone_name()}).pl()
     frame = frame.join(_anomaly_notes(cursor, run), on="uscc", how="left", maintain_order="left")
     return frame.with_columns(pl.col("verification_status").replace_strict(STATUS_ZH, default=pl.col("verification_status")))
