@@ -204,3 +204,39 @@ def test_one_row_header_repeated_is_unchanged(tmp_path):
     assert _furniture(inp) == [(3, "重复的表头行"), (6, "重复的表头行")]
     assert inp.rejects.filter(pl.col("reason") != REPEATED).height == 0
     assert_same_tables(clean, inp)
+
+
+def test_a_column_number_row_under_each_repeated_header(tmp_path):
+    """栏次 ("甲 乙 1") right under the header on every printed page: each one is furniture
+    (栏次行), as the first one is, and every data row is read."""
+    clean = load(clean_dir(tmp_path))
+    d = quirk_dir(tmp_path)
+    numbers = ["甲", "乙", "1"]
+    rows, repeated = _paged([TAX[0], numbers], TAX[1:])
+    write_csv(d / "tax.csv", rows)
+    inp = load(d)
+    expected = [(2, "栏次行")] + [(r, "重复的表头行" if i % 2 == 0 else "栏次行") for i, r in enumerate(repeated)]
+    assert _furniture(inp) == expected
+    assert_same_tables(clean, inp)
+
+
+def test_a_column_number_row_under_a_repeated_two_row_header_with_its_title(tmp_path):
+    """The same under a group row and a title repeated at the top of each page."""
+    clean = load(clean_dir(tmp_path))
+    d = quirk_dir(tmp_path)
+    rows, repeated = _paged([[TITLE], GROUP, TAX[0], ["甲", "乙", "1"]], TAX[1:])
+    write_csv(d / "tax.csv", rows)
+    inp = load(d)
+    assert [reason for _, reason in _furniture(inp)].count("栏次行") == 4
+    assert sorted(r for r, _ in _furniture(inp)) == sorted([4, *repeated])
+    assert_same_tables(clean, inp)
+
+
+def test_a_column_number_like_row_among_the_data_stays_data(tmp_path):
+    """A row that only looks like 栏次 but stands between data rows (no repeated header above it)
+    is not taken out: it is rejected row by row, as before."""
+    d = quirk_dir(tmp_path)
+    write_csv(d / "tax.csv", [TAX[0], ["甲", "乙", "1"], TAX[1], ["甲", "乙", "1"], *TAX[2:]])
+    inp = load(d)
+    assert _furniture(inp) == [(2, "栏次行")]
+    assert 4 in {r["row"] for r in inp.rejects.to_dicts()}

@@ -350,8 +350,8 @@ def _read_parquet(path: Path, columns: list[str], year: str | None = None,
 
 def _furniture(body: pl.DataFrame, cols: list[str], headers: dict[str, str], top: list[list] | None = None,
                span: int = 1) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Take out report furniture: a 栏次 row ("甲 乙 1 2") right under the header, the header
-    repeated on every printed page, 合计/小计 rows and sign-off lines (制表人、审核人、注：…).
+    """Take out report furniture: a 栏次 row ("甲 乙 1 2") right under the header (also under each
+    repeat of it), the header repeated on every printed page, 合计/小计 rows and sign-off lines (制表人、审核人、注：…).
     Vectorised over the text columns; ``headers``: column -> its header as written.
 
     A header of ``span`` rows is recognised again as it was at the top (a two-row header
@@ -375,9 +375,6 @@ def _furniture(body: pl.DataFrame, cols: list[str], headers: dict[str, str], top
         sub = body
     total = pl.any_horizontal(pl.col(c).str.contains(_TOTAL).fill_null(False) for c in text)
     sign_off = pl.any_horizontal(pl.col(c).str.contains(_SIGN_OFF).fill_null(False) for c in text)
-    numbers = (pl.int_range(pl.len()) == 0) & pl.all_horizontal(
-        pl.col(c).is_null() | pl.col(c).str.contains(_COLUMN_NUMBERS) for c in text) & pl.any_horizontal(
-        pl.col(c).str.contains("^[甲乙]$").fill_null(False) for c in text)
     # the header again: every filled text cell is its column's header (as headers are compared), two at least;
     # a two-row header also as the row above and this one combined (the lower row is marked)
     single = _header_again({c: pl.col(c) for c in text}, [pl.col(c).is_not_null() for c in text], headers)
@@ -386,6 +383,11 @@ def _furniture(body: pl.DataFrame, cols: list[str], headers: dict[str, str], top
         combined = {c: combine_expr(pl.col(c).shift(1), pl.col(c)) for c in text}
         pair = _header_again(combined, [combined[c] != "" for c in text], headers) & (
             pl.col(ROW).shift(1) == pl.col(ROW) - 1).fill_null(False)
+    # 栏次 ("甲 乙 1 2"): right under the header, at the top or under the header repeated on a page
+    under_header = ((single | pair).shift(1) & (pl.col(ROW).shift(1) == pl.col(ROW) - 1)).fill_null(False)
+    numbers = ((pl.int_range(pl.len()) == 0) | under_header) & pl.all_horizontal(
+        pl.col(c).is_null() | pl.col(c).str.contains(_COLUMN_NUMBERS) for c in text) & pl.any_horizontal(
+        pl.col(c).str.contains("^[甲乙]$").fill_null(False) for c in text)
     reason = (pl.when(numbers).then(pl.lit("栏次行")).when(single | pair).then(pl.lit(_REPEATED))
               .when(total).then(pl.lit("合计行"))
               .when(sign_off).then(pl.lit("表尾说明行")).otherwise(None))
