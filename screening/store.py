@@ -273,16 +273,17 @@ def migrate(con: duckdb.DuckDBPyConnection, alias: str) -> bool:
                     f"(SELECT 1 FROM {catalog}.run_rules k WHERE k.run_id = r.run_id AND k.rule_id = r.rule_id) "
                     "GROUP BY run_id, rule_id")
     enterprises = _columns(con, "run_enterprises", alias)
-    if enterprises and "firm" not in enterprises:
-        kept = _drop_indexes(con, alias, "run_enterprises")
-        con.execute(f"ALTER TABLE {catalog}.run_enterprises ADD COLUMN firm {FIRM_KEY[1]}")
-        _make_indexes(con, alias, "run_enterprises", kept)
-    # the runs without numbers (all of a schema-2 file; those an older version added since)
-    con.execute(f"""UPDATE {catalog}.run_enterprises e SET firm = n.firm FROM (
-        SELECT rowid AS row, (row_number() OVER (PARTITION BY run_id ORDER BY uscc, rowid) - 1)::INTEGER AS firm
-        FROM {catalog}.run_enterprises WHERE run_id IN
-            (SELECT run_id FROM {catalog}.run_enterprises GROUP BY run_id HAVING count(firm) = 0)) n
-        WHERE e.rowid = n.row""")
+    if enterprises:
+        if "firm" not in enterprises:
+            kept = _drop_indexes(con, alias, "run_enterprises")
+            con.execute(f"ALTER TABLE {catalog}.run_enterprises ADD COLUMN firm {FIRM_KEY[1]}")
+            _make_indexes(con, alias, "run_enterprises", kept)
+        # the runs without numbers (all of a schema-2 file; those an older version added since)
+        con.execute(f"""UPDATE {catalog}.run_enterprises e SET firm = n.firm FROM (
+            SELECT rowid AS row, (row_number() OVER (PARTITION BY run_id ORDER BY uscc, rowid) - 1)::INTEGER AS firm
+            FROM {catalog}.run_enterprises WHERE run_id IN
+                (SELECT run_id FROM {catalog}.run_enterprises GROUP BY run_id HAVING count(firm) = 0)) n
+            WHERE e.rowid = n.row""")
     if results:
         _rewrite_results(con, alias, results)
     _create(con, alias, "schema_info")

@@ -241,6 +241,39 @@ def test_a_firm_of_the_results_missing_from_its_runs_enterprises_stops_the_migra
         con.close()
 
 
+def test_run_results_without_run_enterprises_stops_the_migration_with_one_line(dbs, tmp_path):
+    """A file whose run_results has no run_enterprises beside it cannot be given firm numbers:
+    `screening run` and `screening serve` say so in one Chinese line (exit 1) and leave it as it was."""
+    db = _copy(dbs["v2"], tmp_path / "v2.duckdb")
+    con = duckdb.connect(str(db))
+    try:
+        con.execute("DROP TABLE run_enterprises")
+    finally:
+        con.close()
+    for args in (("run", "--out", "again", "--year", 2022), ("serve", "--port", 8765)):
+        proc = cli(*args, "--db", db, cwd=tmp_path, timeout=60)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert "无法升级到本版本的结构" in proc.stderr and "Traceback" not in proc.stderr
+    con = connect(db, read_only=True)
+    try:
+        assert _describe(con, "run_results") == SCHEMA_2_RESULTS
+    finally:
+        con.close()
+
+
+def test_serve_migrates_before_it_starts(dbs, tmp_path):
+    """`screening serve` brings an older file to the current layout before the server starts (the
+    check that the file is free opens it anyway): a migration that cannot be done is one line."""
+    db = _copy(dbs["v2"], tmp_path / "v2.duckdb")
+    con = duckdb.connect(str(db))
+    try:
+        con.execute("DELETE FROM run_enterprises WHERE uscc = (SELECT min(uscc) FROM run_enterprises)")
+    finally:
+        con.close()
+    proc = cli("serve", "--db", db, "--port", 8766, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 1 and "run_enterprises" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def _service_answers(db: Path) -> dict[str, object]:
     """What the service answers about a listed firm of 2022 (the rules with their titles and
     citations, the firm's profile), and the list export that names each firm's hit rules by title."""

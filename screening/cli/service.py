@@ -107,11 +107,15 @@ def serve(
     from api.serverlog import log_config, port_problem
     from ..errors import EnvironmentProblem
     from ..handover import find
-    from ..store import DatabaseLocked, connect
+    from ..store import DatabaseLocked, connect, upgrade
 
     try:
         if db.exists():
-            connect(db).close()  # a held file fails here
+            con = connect(db)  # a held file fails here
+            try:
+                upgrade(con)  # an older layout: migrated now, so that a failure is one line, not a server's traceback
+            finally:
+                con.close()
     except DatabaseLocked as exc:
         service = find(db)
         if service is not None:
