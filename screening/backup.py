@@ -633,7 +633,7 @@ _RUN_PARTS = (("run_list", "listed"), ("run_enterprises", "enterprises"), ("run_
 def verify_database(con: duckdb.DuckDBPyConnection, db: Path, runs: Path | None = None) -> Verification:
     """``runs``: the service's runs folder (SCREENING_RUNS_DIR), where the output folders of the
     runs it made are checked against the last backup (:func:`_check_run_files`)."""
-    from .store import STORED_TABLES, legacy_layout
+    from .store import RULE_TEXT_COLUMNS, STORED_TABLES, legacy_layout
 
     report = Verification()
     present = _tables(con)
@@ -661,9 +661,11 @@ def verify_database(con: duckdb.DuckDBPyConnection, db: Path, runs: Path | None 
         if len(later) < len(missing):
             report.problems.append(f"缺少服务数据表：{'、'.join(n for n in missing if n not in ADDED_LATER)}")
     if "runs" in present:
-        legacy = legacy_layout("run_results", present.get("run_results", []))
+        # run_rules may be absent only where run_results carries the rule texts (schema 1): then
+        # rules_relation reads them from the result rows
+        texts = bool({c for c, _ in present.get("run_results", [])} & set(RULE_TEXT_COLUMNS))
         missing_run_tables = [t for t in ("run_results", "run_list", "run_enterprises", "run_rules")
-                              if t not in present and not (t == "run_rules" and legacy)]
+                              if t not in present and not (t == "run_rules" and texts)]
         if missing_run_tables:
             report.problems.append(f"有运行记录，但缺少表：{'、'.join(missing_run_tables)}")
         else:
