@@ -709,6 +709,14 @@ def _check_runs(con: duckdb.DuckDBPyConnection, present: dict[str, Any]) -> list
             if table in counts and number is not None and counts[table].get(run_id, 0) != number:
                 problems.append(f"运行 {run_id}（{year} 年度）不完整：{table} 有 {counts[table].get(run_id, 0):,} 行，"
                                 f"运行记录为 {number:,} 行")
+    if "firm" in {c for c, _ in present["run_results"]}:
+        # a result row names its firm by its number in the run (schema 3), read back through
+        # run_enterprises; the rows an older version added since carry their uscc (firm empty)
+        for run_id, lost in con.execute(
+                "SELECT run_id, count(*) FROM run_results r WHERE firm IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
+                "run_enterprises e WHERE e.run_id = r.run_id AND e.firm = r.firm) GROUP BY run_id ORDER BY run_id"
+        ).fetchall():
+            problems.append(f"运行 {run_id} 有 {lost:,} 行判定结果的企业编号（firm）不在该次运行的企业表（run_enterprises）中")
     orphans = {t: set(c) - {r[0] for r in con.execute("SELECT run_id FROM runs").fetchall()} for t, c in counts.items()}
     for table, ids in orphans.items():
         if ids:

@@ -465,3 +465,20 @@ def test_verify_reports_a_missing_run_rules_unless_the_results_carry_the_texts(d
     finally:
         con.close()
     assert [p for p in report.problems if "缺少表" in p and "run_rules" in p]
+
+
+def test_verify_reports_result_rows_whose_firm_number_is_no_firm_of_their_run(dbs, tmp_path):
+    """A result row names its firm only by the run's firm number: one that no firm of its run holds
+    is read without its uscc (the record and the list export lose it), so verify reports it; the
+    rows an older version added since migration (firm empty, their own uscc) are not a problem."""
+    db = _copy(dbs["new"], tmp_path / "renumbered.duckdb")
+    old_version_writes_into(db, 2)
+    con = duckdb.connect(str(db))
+    try:
+        assert not bk.verify_database(con, db).problems
+        run = con.execute("SELECT run_id FROM runs WHERE list_year = 2021").fetchall()[0][0]
+        con.execute("UPDATE run_enterprises SET firm = firm + 1000000 WHERE run_id = ? AND firm = 0", [run])
+        problems = bk.verify_database(con, db).problems
+    finally:
+        con.close()
+    assert problems == [f"运行 {run} 有 {RULES} 行判定结果的企业编号（firm）不在该次运行的企业表（run_enterprises）中"]
