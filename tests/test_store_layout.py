@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 from pathlib import Path
 
 import duckdb
@@ -222,21 +221,15 @@ def test_a_run_written_into_an_old_database_migrates_it(dbs, tmp_path, older):
         migrated.filter(pl.col("run_id") == runs[1]).drop("run_id"))
 
 
-def _with_a_lost_firm(v2: Path, tmp_path: Path) -> Path:
-    """A copy of the schema-2 file whose run_enterprises lacks a firm its run_results has."""
-    db = _copy(v2, tmp_path / "v2.duckdb")
+def test_a_firm_of_the_results_missing_from_its_runs_enterprises_stops_the_migration(dbs, tmp_path):
+    """Every version stored a run's results and its enterprises from the same firms; a file where
+    they disagree is not migrated (a result row would lose its firm) and stays as it was."""
+    db = _copy(dbs["v2"], tmp_path / "v2.duckdb")
     con = duckdb.connect(str(db))
     try:
         con.execute("DELETE FROM run_enterprises WHERE uscc = (SELECT min(uscc) FROM run_enterprises)")
     finally:
         con.close()
-    return db
-
-
-def test_a_firm_of_the_results_missing_from_its_runs_enterprises_stops_the_migration(dbs, tmp_path):
-    """Every version stored a run's results and its enterprises from the same firms; a file where
-    they disagree is not migrated (a result row would lose its firm) and stays as it was."""
-    db = _with_a_lost_firm(dbs["v2"], tmp_path)
     proc = cli("run", "--out", "again", "--db", db, "--year", 2022, cwd=tmp_path)
     assert proc.returncode == 1
     assert "无法升级到本版本的结构" in proc.stderr and "run_enterprises" in proc.stderr and "Traceback" not in proc.stderr
@@ -244,24 +237,6 @@ def test_a_firm_of_the_results_missing_from_its_runs_enterprises_stops_the_migra
     try:
         assert _describe(con, "run_results") == SCHEMA_2_RESULTS
         assert con.execute("SELECT count(*) FROM runs").fetchall() == [(2,)]
-    finally:
-        con.close()
-
-
-def test_a_database_that_cannot_be_migrated_stops_the_service_start_with_one_line(dbs, tmp_path):
-    """The service migrates on start: a file the migration refuses is one Chinese line and exit 1
-    from ``screening serve`` (not uvicorn's traceback of the failed start), and stays as it was."""
-    db = _with_a_lost_firm(dbs["v2"], tmp_path)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = cli("serve", "--db", db, "--port", port, cwd=tmp_path, timeout=60)
-    assert proc.returncode == 1, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "无法升级到本版本的结构" in lines[0], proc.stderr
-    con = connect(db, read_only=True)
-    try:
-        assert _describe(con, "run_results") == SCHEMA_2_RESULTS
     finally:
         con.close()
 

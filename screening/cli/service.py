@@ -107,17 +107,11 @@ def serve(
     from api.serverlog import log_config, port_problem
     from ..errors import EnvironmentProblem
     from ..handover import find
-    from ..store import DatabaseLocked, connect, upgrade
+    from ..store import DatabaseLocked, connect
 
     try:
         if db.exists():
-            con = connect(db)  # a held file fails here
-            try:
-                # the run tables of a file an older version wrote, as the service's start would: a
-                # file the migration refuses is one line here, not the failed start's traceback
-                upgrade(con)
-            finally:
-                con.close()
+            connect(db).close()  # a held file fails here
     except DatabaseLocked as exc:
         service = find(db)
         if service is not None:
