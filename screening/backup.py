@@ -633,7 +633,7 @@ _RUN_PARTS = (("run_list", "listed"), ("run_enterprises", "enterprises"), ("run_
 def verify_database(con: duckdb.DuckDBPyConnection, db: Path, runs: Path | None = None) -> Verification:
     """``runs``: the service's runs folder (SCREENING_RUNS_DIR), where the output folders of the
     runs it made are checked against the last backup (:func:`_check_run_files`)."""
-    from .store import STORED_TABLES, legacy_layout
+    from .store import RULE_TEXT_COLUMNS, STORED_TABLES, legacy_layout
 
     report = Verification()
     present = _tables(con)
@@ -661,9 +661,11 @@ def verify_database(con: duckdb.DuckDBPyConnection, db: Path, runs: Path | None 
         if len(later) < len(missing):
             report.problems.append(f"缺少服务数据表：{'、'.join(n for n in missing if n not in ADDED_LATER)}")
     if "runs" in present:
-        legacy = legacy_layout("run_results", present.get("run_results", []))
+        # run_rules may be absent only where run_results carries the rule texts (schema 1): then
+        # rules_relation reads them from the result rows
+        texts = bool({c for c, _ in present.get("run_results", [])} & set(RULE_TEXT_COLUMNS))
         missing_run_tables = [t for t in ("run_results", "run_list", "run_enterprises", "run_rules")
-                              if t not in present and not (t == "run_rules" and legacy)]
+                              if t not in present and not (t == "run_rules" and texts)]
         if missing_run_tables:
             report.problems.append(f"有运行记录，但缺少表：{'、'.join(missing_run_tables)}")
         else:
@@ -707,6 +709,14 @@ def _check_runs(con: duckdb.DuckDBPyConnection, present: dict[str, Any]) -> list
             if table in counts and number is not None and counts[table].get(run_id, 0) != number:
                 problems.append(f"运行 {run_id}（{year} 年度）不完整：{table} 有 {counts[table].get(run_id, 0):,} 行，"
                                 f"运行记录为 {number:,} 行")
+    if "firm" in {c for c, _ in present["run_results"]}:
+        # a result row names its firm by its number in the run (schema 3), read back through
+        # run_enterprises; the rows an older version added since carry their uscc (firm empty)
+        for run_id, lost in con.execute(
+                "SELECT run_id, count(*) FROM run_results r WHERE firm IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
+                "run_enterprises e WHERE e.run_id = r.run_id AND e.firm = r.firm) GROUP BY run_id ORDER BY run_id"
+        ).fetchall():
+            problems.append(f"运行 {run_id} 有 {lost:,} 行判定结果的企业编号（firm）不在该次运行的企业表（run_enterprises）中")
     orphans = {t: set(c) - {r[0] for r in con.execute("SELECT run_id FROM runs").fetchall()} for t, c in counts.items()}
     for table, ids in orphans.items():
         if ids:

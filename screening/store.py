@@ -489,6 +489,7 @@ def import_staged(con: duckdb.DuckDBPyConnection, staged: Path) -> dict[str, Any
         names = check_staged(con, catalog)
         source = {name: f"{identifier(catalog)}.{identifier(name)}" for name in names}
         _check_staged_ids(con, source, staged.name)
+        _check_staged_firms(con, source, staged.name)
         if "runs" in names and _table_exists(con, "runs") and con.execute(
                 f"SELECT count(*) FROM runs WHERE run_id IN (SELECT run_id FROM {source['runs']})").fetchall()[0][0]:
             raise StoreError(f"文件 {staged.name} 中的运行已经导入过")
@@ -531,6 +532,23 @@ def _check_staged_ids(con: duckdb.DuckDBPyConnection, source: dict[str, str], fi
                                 f"NOT IN (SELECT {identifier(key)} FROM {source[head]})").fetchall()[0][0]
             if stray:
                 raise StoreError(f"文件 {file} 的表 {name} 中有 {stray} 行不属于文件中的任何一次运行")
+
+
+def _check_staged_firms(con: duckdb.DuckDBPyConnection, source: dict[str, str], file: str) -> None:
+    """A staged run's result rows name their firm by its number in the run (run_enterprises.firm,
+    FIRM_KEY): its enterprises must number each firm once, and every result row must name one of
+    them; else the row would be read without its firm (or once per firm of that number)."""
+    if "run_results" not in source:
+        return
+    results, enterprises = source["run_results"], source["run_enterprises"]
+    numbered = con.execute(f"SELECT count(*) FROM (SELECT run_id, firm FROM {enterprises} GROUP BY ALL "
+                           "HAVING firm IS NULL OR count(*) > 1)").fetchall()[0][0]
+    if numbered:
+        raise StoreError(f"文件 {file} 的表 run_enterprises 中有 {numbered} 个企业编号（firm）为空或重复")
+    lost = con.execute(f"SELECT count(*) FROM {results} r ANTI JOIN {enterprises} e "
+                       "ON e.run_id = r.run_id AND e.firm = r.firm").fetchall()[0][0]
+    if lost:
+        raise StoreError(f"文件 {file} 的表 run_results 中有 {lost:,} 行的企业编号（firm）不在该次运行的企业表（run_enterprises）中")
 
 
 def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:

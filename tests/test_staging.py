@@ -259,3 +259,47 @@ def test_staged_warning_rows_of_another_warning_run_are_refused(service):
     warn_file(path, "INSERT INTO warn_results (warn_id, year, uscc, risk) VALUES ('warn-other', 2022, 'Y', 0.1)")
     answer = client.post("/api/v1/runs/import", headers=headers, json={"token": token})
     assert answer.status_code == 422 and "warn_results" in answer.json()["detail"], answer.text
+
+
+@pytest.mark.parametrize(("enterprises", "said"), [
+    ([], "不在该次运行的企业表"),  # the result row's firm 0 is no firm of the run
+    ([("91330000000000000X", 1)], "不在该次运行的企业表"),
+    ([("91330000000000000X", 0), ("91330000000000001X", 0)], "为空或重复"),  # one number, two firms
+    ([("91330000000000000X", 0), ("91330000000000001X", None)], "为空或重复"),
+])
+def test_a_staged_run_whose_results_name_no_firm_of_its_enterprises_is_refused(service, enterprises, said):
+    """run_results names its firm by the run's firm number (run_enterprises.firm): a staged run
+    whose result rows name a number its enterprises lack, or whose enterprises number a firm
+    twice or not at all, would be read without its firm (or doubled); it is refused."""
+    client, headers, _ = service
+    run_id = "2022-20260101T080000-0a1b2c"
+    path, token = _slot(client, headers)
+    _run_file(path, run_id, run_id)
+    con = duckdb.connect(str(path))
+    try:
+        for uscc, firm in enterprises:
+            con.execute("INSERT INTO run_enterprises (run_id, uscc, firm) VALUES (?, ?, ?)", [run_id, uscc, firm])
+    finally:
+        con.close()
+    answer = client.post("/api/v1/runs/import", headers=headers, json={"token": token})
+    assert answer.status_code == 422 and said in answer.json()["detail"], answer.text
+    cursor = client.app.state.con.cursor()
+    try:
+        assert not cursor.execute("SELECT 1 FROM duckdb_tables() WHERE table_name IN ('runs', 'run_results') "
+                                  "AND database_name = current_database()").fetchall()  # nothing copied
+    finally:
+        cursor.close()
+
+
+def test_a_staged_run_whose_results_name_its_firms_is_imported(service):
+    client, headers, _ = service
+    run_id = "2022-20260101T080000-0a1b2c"
+    path, token = _slot(client, headers)
+    _run_file(path, run_id, run_id)
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("INSERT INTO run_enterprises (run_id, uscc, firm) VALUES (?, '91330000000000000X', 0)", [run_id])
+    finally:
+        con.close()
+    answer = client.post("/api/v1/runs/import", headers=headers, json={"token": token})
+    assert answer.status_code == 201 and answer.json()["run_ids"] == [run_id], answer.text

@@ -456,3 +456,37 @@ def test_verify_reports_an_old_layout_as_a_fact_not_a_problem(dbs, older):
     said = [f for f in report.facts if "旧版本的结构" in f]
     assert any("run_results" in f and "统一社会信用代码" in f for f in said)
     assert any("run_enterprises" in f and "firm" in f for f in said)
+
+
+@pytest.mark.parametrize("layout", ("v2", "mixed"))
+def test_verify_reports_a_missing_run_rules_unless_the_results_carry_the_texts(dbs, tmp_path, layout):
+    """Only run_results that carries the rule texts (schema 1) can do without run_rules; a file of
+    schema 2, or one a schema-2 version wrote into after migration, that lacks it is reported as
+    missing the table, not an internal error."""
+    db = _copy(dbs["v2" if layout == "v2" else "new"], tmp_path / "no_rules.duckdb")
+    if layout == "mixed":
+        old_version_writes_into(db, 2)
+    con = duckdb.connect(str(db))
+    try:
+        con.execute("DROP TABLE run_rules")
+        report = bk.verify_database(con, db)
+    finally:
+        con.close()
+    assert [p for p in report.problems if "缺少表" in p and "run_rules" in p]
+
+
+def test_verify_reports_result_rows_whose_firm_number_is_no_firm_of_their_run(dbs, tmp_path):
+    """A result row names its firm only by the run's firm number: one that no firm of its run holds
+    is read without its uscc (the record and the list export lose it), so verify reports it; the
+    rows an older version added since migration (firm empty, their own uscc) are not a problem."""
+    db = _copy(dbs["new"], tmp_path / "renumbered.duckdb")
+    old_version_writes_into(db, 2)
+    con = duckdb.connect(str(db))
+    try:
+        assert not bk.verify_database(con, db).problems
+        run = con.execute("SELECT run_id FROM runs WHERE list_year = 2021").fetchall()[0][0]
+        con.execute("UPDATE run_enterprises SET firm = firm + 1000000 WHERE run_id = ? AND firm = 0", [run])
+        problems = bk.verify_database(con, db).problems
+    finally:
+        con.close()
+    assert problems == [f"运行 {run} 有 {RULES} 行判定结果的企业编号（firm）不在该次运行的企业表（run_enterprises）中"]
