@@ -25,6 +25,7 @@ sys.path.insert(0, str(HERE.parent))  # the checkout this script is in, not an i
 
 from screening import outputs, store  # noqa: E402
 from screening.screen import screen  # noqa: E402
+from screening.sqlquote import literal  # noqa: E402
 
 YEAR = 2022
 
@@ -42,7 +43,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, help="a data directory (default: benchmarks/data/firms<N>-seed<S>)")
     args = ap.parse_args()
     data = args.data or data_dir(args.firms, args.seed)
-    if not (data / "enterprises.parquet").exists():
+    if not any((data / f"enterprises.{kind}").exists() for kind in ("parquet", "csv", "xlsx")):
         sys.exit(f"没有基准数据 {data}：请先运行 benchmarks/bench_run.py 生成")
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         out = Path(tmp)
@@ -52,7 +53,12 @@ def main() -> None:
             db = out / "bench.duckdb"
             first = _timed(lambda: store._save_run(s, db, record))
             first["db_mb"] = round(db.stat().st_size / 2**20, 1)
+            # a second run: its result rows carry its own id (results.parquet names the first run)
             s.run_id += "-again"
+            again = out / "results-again.parquet"
+            s.engine.copy_to(f"(SELECT * REPLACE ({literal(s.run_id)} AS run_id) FROM read_parquet({literal(s.results_file)}))",
+                             again, outputs.RESULTS_PARQUET_OPTIONS)
+            s.results_file = again
             second = _timed(lambda: store._save_run(s, db, record))
             second["db_mb"] = round(db.stat().st_size / 2**20, 1)
             rows = sum(sum(counts.values()) for counts in record["status_counts"].values())
