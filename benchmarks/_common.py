@@ -1,6 +1,7 @@
 """Shared by the benchmark scripts: the data generator and a measured run of a command."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -48,8 +49,11 @@ def measured_run(cmd: list[str]) -> tuple[float, int]:
 def measured_run_cpu(cmd: list[str]) -> tuple[float, int, float]:
     """(wall seconds, peak RSS in MB, CPU seconds of all its threads): on a shared machine the
     CPU time moves less with the other load than the wall time does."""
+    # as installed: Python's bytecode cached (pip compiles it; a developer's PYTHONDONTWRITEBYTECODE
+    # would make every run compile the project's modules again, about 0.1 s)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", _WRAPPER, *cmd], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", _WRAPPER, *cmd], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd[:2])} failed ({proc.returncode}):\n{proc.stderr}")
