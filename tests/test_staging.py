@@ -233,6 +233,15 @@ def _run_file(path: Path, run_id: str, result_run_id: str) -> Path:
     return path
 
 
+def _nothing_copied(client) -> None:
+    cursor = client.app.state.con.cursor()
+    try:
+        assert not cursor.execute("SELECT 1 FROM duckdb_tables() WHERE table_name IN ('runs', 'run_results') "
+                                  "AND database_name = current_database()").fetchall()
+    finally:
+        cursor.close()
+
+
 @pytest.mark.parametrize(("run_id", "result_run_id", "said"), [
     ("..", "..", "不是本工具生成的格式"),  # later a folder name to the service (runs_dir/<run_id>)
     ("2022-20260101T080000-0a1b2c", "2021-20250101T080000-ffffff", "不属于文件中的任何一次运行"),
@@ -245,12 +254,7 @@ def test_a_staged_run_with_a_made_up_id_or_rows_of_another_run_is_refused(servic
     _run_file(path, run_id, result_run_id)
     answer = client.post("/api/v1/runs/import", headers=headers, json={"token": token})
     assert answer.status_code == 422 and said in answer.json()["detail"], answer.text
-    cursor = client.app.state.con.cursor()
-    try:
-        assert not cursor.execute("SELECT 1 FROM duckdb_tables() WHERE table_name IN ('runs', 'run_results') "
-                                  "AND database_name = current_database()").fetchall()  # nothing copied
-    finally:
-        cursor.close()
+    _nothing_copied(client)
 
 
 def test_staged_warning_rows_of_another_warning_run_are_refused(service):
@@ -271,35 +275,30 @@ def test_a_staged_run_whose_results_name_no_firm_of_its_enterprises_is_refused(s
     """run_results names its firm by the run's firm number (run_enterprises.firm): a staged run
     whose result rows name a number its enterprises lack, or whose enterprises number a firm
     twice or not at all, would be read without its firm (or doubled); it is refused."""
-    client, headers, _ = service
-    run_id = "2022-20260101T080000-0a1b2c"
-    path, token = _slot(client, headers)
-    _run_file(path, run_id, run_id)
-    con = duckdb.connect(str(path))
-    try:
-        for uscc, firm in enterprises:
-            con.execute("INSERT INTO run_enterprises (run_id, uscc, firm) VALUES (?, ?, ?)", [run_id, uscc, firm])
-    finally:
-        con.close()
-    answer = client.post("/api/v1/runs/import", headers=headers, json={"token": token})
+    client, _, _ = service
+    answer = _import_numbered(service, enterprises)
     assert answer.status_code == 422 and said in answer.json()["detail"], answer.text
-    cursor = client.app.state.con.cursor()
-    try:
-        assert not cursor.execute("SELECT 1 FROM duckdb_tables() WHERE table_name IN ('runs', 'run_results') "
-                                  "AND database_name = current_database()").fetchall()  # nothing copied
-    finally:
-        cursor.close()
+    _nothing_copied(client)
 
 
 def test_a_staged_run_whose_results_name_its_firms_is_imported(service):
+    answer = _import_numbered(service, [("91330000000000000X", 0)])
+    assert answer.status_code == 201 and answer.json()["run_ids"] == [STAGED_RUN], answer.text
+
+
+STAGED_RUN = "2022-20260101T080000-0a1b2c"
+
+
+def _import_numbered(service, enterprises: list[tuple[str, int | None]]):
+    """The answer to importing a staged run whose one result row names firm 0, with these
+    (uscc, firm) rows in its run_enterprises."""
     client, headers, _ = service
-    run_id = "2022-20260101T080000-0a1b2c"
     path, token = _slot(client, headers)
-    _run_file(path, run_id, run_id)
+    _run_file(path, STAGED_RUN, STAGED_RUN)
     con = duckdb.connect(str(path))
     try:
-        con.execute("INSERT INTO run_enterprises (run_id, uscc, firm) VALUES (?, '91330000000000000X', 0)", [run_id])
+        for uscc, firm in enterprises:
+            con.execute("INSERT INTO run_enterprises (run_id, uscc, firm) VALUES (?, ?, ?)", [STAGED_RUN, uscc, firm])
     finally:
         con.close()
-    answer = client.post("/api/v1/runs/import", headers=headers, json={"token": token})
-    assert answer.status_code == 201 and answer.json()["run_ids"] == [run_id], answer.text
+    return client.post("/api/v1/runs/import", headers=headers, json={"token": token})

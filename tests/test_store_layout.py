@@ -221,15 +221,21 @@ def test_a_run_written_into_an_old_database_migrates_it(dbs, tmp_path, older):
         migrated.filter(pl.col("run_id") == runs[1]).drop("run_id"))
 
 
-def test_a_firm_of_the_results_missing_from_its_runs_enterprises_stops_the_migration(dbs, tmp_path):
-    """Every version stored a run's results and its enterprises from the same firms; a file where
-    they disagree is not migrated (a result row would lose its firm) and stays as it was."""
+def _damaged_v2(dbs, tmp_path, sql: str) -> Path:
+    """A copy of the schema-2 file with ``sql`` run on it."""
     db = _copy(dbs["v2"], tmp_path / "v2.duckdb")
     con = duckdb.connect(str(db))
     try:
-        con.execute("DELETE FROM run_enterprises WHERE uscc = (SELECT min(uscc) FROM run_enterprises)")
+        con.execute(sql)
     finally:
         con.close()
+    return db
+
+
+def test_a_firm_of_the_results_missing_from_its_runs_enterprises_stops_the_migration(dbs, tmp_path):
+    """Every version stored a run's results and its enterprises from the same firms; a file where
+    they disagree is not migrated (a result row would lose its firm) and stays as it was."""
+    db = _damaged_v2(dbs, tmp_path, "DELETE FROM run_enterprises WHERE uscc = (SELECT min(uscc) FROM run_enterprises)")
     proc = cli("run", "--out", "again", "--db", db, "--year", 2022, cwd=tmp_path)
     assert proc.returncode == 1
     assert "无法升级到本版本的结构" in proc.stderr and "run_enterprises" in proc.stderr and "Traceback" not in proc.stderr
@@ -244,12 +250,7 @@ def test_a_firm_of_the_results_missing_from_its_runs_enterprises_stops_the_migra
 def test_run_results_without_run_enterprises_stops_the_migration_with_one_line(dbs, tmp_path):
     """A file whose run_results has no run_enterprises beside it cannot be given firm numbers:
     `screening run` and `screening serve` say so in one Chinese line (exit 1) and leave it as it was."""
-    db = _copy(dbs["v2"], tmp_path / "v2.duckdb")
-    con = duckdb.connect(str(db))
-    try:
-        con.execute("DROP TABLE run_enterprises")
-    finally:
-        con.close()
+    db = _damaged_v2(dbs, tmp_path, "DROP TABLE run_enterprises")
     for args in (("run", "--out", "again", "--year", 2022), ("serve", "--port", 8765)):
         proc = cli(*args, "--db", db, cwd=tmp_path, timeout=60)
         assert proc.returncode == 1, (args, proc.stderr)
@@ -264,12 +265,7 @@ def test_run_results_without_run_enterprises_stops_the_migration_with_one_line(d
 def test_serve_migrates_before_it_starts(dbs, tmp_path):
     """`screening serve` brings an older file to the current layout before the server starts (the
     check that the file is free opens it anyway): a migration that cannot be done is one line."""
-    db = _copy(dbs["v2"], tmp_path / "v2.duckdb")
-    con = duckdb.connect(str(db))
-    try:
-        con.execute("DELETE FROM run_enterprises WHERE uscc = (SELECT min(uscc) FROM run_enterprises)")
-    finally:
-        con.close()
+    db = _damaged_v2(dbs, tmp_path, "DELETE FROM run_enterprises WHERE uscc = (SELECT min(uscc) FROM run_enterprises)")
     proc = cli("serve", "--db", db, "--port", 8766, cwd=tmp_path, timeout=60)
     assert proc.returncode == 1 and "run_enterprises" in proc.stderr and "Traceback" not in proc.stderr
 
