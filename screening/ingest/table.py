@@ -351,8 +351,8 @@ def _read_parquet(path: Path, columns: list[str], year: str | None = None,
 def _furniture(body: pl.DataFrame, cols: list[str], headers: dict[str, str], top: list[list] | None = None,
                span: int = 1) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Take out report furniture: a 栏次 row ("甲 乙 1 2") right under the header (also under each
-    repeat of it), the header repeated on every printed page, 合计/小计 rows and sign-off lines (制表人、审核人、注：…).
-    Vectorised over the text columns; ``headers``: column -> its header as written.
+    repeat of it), the header repeated on every printed page, 合计/小计 rows and sign-off lines
+    (制表人、审核人、注：…).  Vectorised over the text columns; ``headers``: column -> its header as written.
 
     A header of ``span`` rows is recognised again as it was at the top (a two-row header
     combined, :func:`.header.combine_expr`); ``top``: the sheet's rows from its first down to the
