@@ -486,3 +486,18 @@ def test_verify_reports_result_rows_whose_firm_number_is_no_firm_of_their_run(db
     finally:
         con.close()
     assert problems == [f"运行 {run} 有 {RULES} 行判定结果的企业编号（firm）不在该次运行的企业表（run_enterprises）中"]
+
+
+def test_verify_reports_a_column_added_since_as_a_fact(dbs, tmp_path):
+    """run_rejects of a file from before its ``action`` column: the next save adds it at the end
+    (store._copy), so verify says so and finds no problem; a column missing elsewhere is one."""
+    db = _copy(dbs["new"], tmp_path / "new.duckdb")
+    con = duckdb.connect(str(db))
+    try:
+        con.execute("ALTER TABLE run_rejects DROP COLUMN action")
+        report = bk.verify_database(con, db)
+        assert not report.problems and any("run_rejects" in f and "action" in f for f in report.facts)
+        con.execute("ALTER TABLE run_list DROP COLUMN township")
+        assert bk.verify_database(con, db).problems == ["表 run_list 的列与本版本不符"]
+    finally:
+        con.close()
