@@ -894,23 +894,27 @@ def evaluate(inputs: Inputs, year: int, method: Method, *,
            "initial_grade", "grade", "grade_class", "grade_group", "not_graded_reason", "adjustment_detail"]
         + method.quantities() + _scope_columns(method)
     )
-    # one chunk per column: a gather from the many chunks the steps leave is three times slower;
-    # only the columns the output and its order read are copied (not the ~4 working columns per
-    # indicator), and the parts are released as soon as they are copied (peak memory)
-    kept = {*order, "_pop", "_grade_class", "tenure"}
-    scores = pl.concat([p.select(c for c in p.columns if c in kept) for p in parts], how="diagonal_relaxed",
-                       rechunk=True)
-    del parts
+    # sorted by population (the parts are the populations in the method's order, then the firms in
+    # none), group (alphabetically), rank (not graded last), then registry order: each part is
+    # put in order from its small key columns alone (_output_order), and only the columns the
+    # output reads are gathered, once, part by part (no concatenation copied before the gather;
+    # not the ~4 working columns per indicator); each part is released once gathered (peak memory)
+    kept = {*order, "_grade_class", "tenure"}
+    ordered = []
+    while parts:
+        part = parts.pop(0)
+        at = (_output_order(part, method) if "grade_group" in part.columns
+              else part.select(pl.col(FIRM_ID).arg_sort()).to_series())
+        ordered.append(part.select(pl.col(c).gather(at) for c in part.columns if c in kept))
+        del part
+    scores = pl.concat(ordered, how="diagonal_relaxed")
+    del ordered
     derived = {
         "tenure": pl.col("tenure").replace_strict(["own", "tenant"], ["自有", "租赁"], default=None),
         "grade_class": pl.when(pl.col("grade").is_not_null()).then(pl.col("grade"))
                          .when(pl.col("_grade_class") == "T").then(pl.lit("T")),
     }
-    # sorted by scale, group (alphabetically), rank (not graded last), then registry order:
-    # the order is computed from the four small key columns alone, then every output column is
-    # gathered once in that order (no sort of the wide frame, no copy before it)
-    at = _output_order(scores, method)
-    scores = (scores.select(*(derived.get(c, pl.col(c)).gather(at).alias(c) for c in order))
+    scores = (scores.select(*(derived.get(c, pl.col(c)).alias(c) for c in order))
               .with_columns(pl.lit(method.id).alias("method_id")))
     _check_finite(scores, method, year, baseline_rows)
     baselines = pl.DataFrame(baseline_rows, infer_schema_length=None)
