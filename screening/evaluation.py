@@ -897,15 +897,17 @@ def evaluate(inputs: Inputs, year: int, method: Method, *,
     # sorted by population (the parts are the populations in the method's order, then the firms in
     # none), group (alphabetically), rank (not graded last), then registry order: each part is
     # put in order from its small key columns alone (_output_order), and only the columns the
-    # output reads are gathered, once, part by part (no concatenation copied before the gather;
-    # not the ~4 working columns per indicator); each part is released once gathered (peak memory)
+    # output reads (not the ~4 working columns per indicator) are made one chunk each (a gather
+    # from the many chunks the steps leave is three times slower) and gathered, part by part,
+    # with no copy of all the parts together; each part is released once gathered (peak memory)
     kept = {*order, "_grade_class", "tenure"}
     ordered = []
     while parts:
         part = parts.pop(0)
         at = (_output_order(part, method) if "grade_group" in part.columns
               else part.select(pl.col(FIRM_ID).arg_sort()).to_series())
-        ordered.append(part.select(pl.col(c).gather(at) for c in part.columns if c in kept))
+        part = part.select(c for c in part.columns if c in kept).rechunk()
+        ordered.append(part.select(pl.col(c).gather(at) for c in part.columns))
         del part
     scores = pl.concat(ordered, how="diagonal_relaxed")
     del ordered
