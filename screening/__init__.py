@@ -33,12 +33,30 @@ _os.environ.setdefault("_RJEM_MALLOC_CONF", "background_thread:true,dirty_decay_
 
 from ._version import __version__  # noqa: F401
 
-# bound here, after the submodules of the same names, so that screening.screen is the function
-from .compare import compare_runs  # noqa: E402
-from .export import export_excel  # noqa: E402
+# bound here, after the submodules of the same names, so that screening.screen is the function:
+# not loaded on first use like the two below, because a submodule first imported by anyone
+# else (``from screening.screen import …``) would become the package's attribute instead
 from .ruleset import load_ruleset  # noqa: E402
 from .screen import Screening, screen  # noqa: E402
 from .whatif import whatif  # noqa: E402
+
+
+def __getattr__(name: str):
+    """``compare_runs`` and ``export_excel``, loaded on first use (PEP 562): compare pulls in the
+    database layer and export the Excel writer (xlsxwriter), about 0.1 s that every command paid
+    at start-up, ``screening evaluate`` included."""
+    if name == "compare_runs":
+        from .compare import compare_runs as value
+    elif name == "export_excel":
+        from .export import export_excel as value
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "compare_runs", "export_excel"})
 
 
 def load_inputs(data_dir: str | _Path, keep_years: set[int] | None = None):

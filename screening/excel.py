@@ -19,7 +19,7 @@ import polars as pl
 import xlsxwriter
 import xlsxwriter.workbook
 
-from . import clock
+from . import clock, spreadsheet
 from .csvsafe import neutralise
 from .excel_rows import Column, cells, row_heights, write_cells
 from .ruleset import LIMIT_RULE, unverified_limits_note
@@ -492,13 +492,10 @@ def _rejects_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], rejects: pl.Da
     print_setup(ws, *page)
 
 
-#: data rows a sheet may hold: Excel opens at most 1,048,576 rows, one of them the header
-MAX_SHEET_ROWS = 1_048_575
-
-
 def _parts(frame: pl.DataFrame) -> list[pl.DataFrame]:
-    """The frame in slices a sheet can hold (one slice when it fits)."""
-    return [frame.slice(i, MAX_SHEET_ROWS) for i in range(0, max(frame.height, 1), MAX_SHEET_ROWS)]
+    """The frame in slices a sheet can hold (one slice when it fits; screening.spreadsheet)."""
+    rows = spreadsheet.MAX_SHEET_ROWS
+    return [frame.slice(i, rows) for i in range(0, max(frame.height, 1), rows)]
 
 
 def _list_sheets(wb: xlsxwriter.Workbook, fmts: dict[str, Any], name: str, frame: pl.DataFrame,

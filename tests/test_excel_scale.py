@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 import xlsxwriter
 
-from screening import excel, excel_rows
+from screening import excel, excel_rows, spreadsheet
 from screening.excel import LIST_COLUMNS, WORKBOOK_OPTIONS, _formats, _list_sheet, write_workbook
 from screening.screen import screen
 
@@ -87,7 +87,7 @@ def sample_screening():
 
 
 def test_a_list_longer_than_a_sheet_is_split_and_says_so(tmp_path: Path, sample_screening, monkeypatch):
-    monkeypatch.setattr(excel, "MAX_SHEET_ROWS", 7)
+    monkeypatch.setattr(spreadsheet, "MAX_SHEET_ROWS", 7)
     path = tmp_path / "split.xlsx"
     write_workbook(sample_screening, path)
     wb = openpyxl.load_workbook(path, read_only=True)
@@ -157,7 +157,7 @@ def test_the_list_cells_made_once_are_each_sheets_own(tmp_path: Path, sample_scr
     (excel._list_cells): the workbook is byte for byte the one whose sheets make their own cells
     (each compared with xlsxwriter's above), also when the list is split over sheets."""
     if max_rows:
-        monkeypatch.setattr(excel, "MAX_SHEET_ROWS", max_rows)
+        monkeypatch.setattr(spreadsheet, "MAX_SHEET_ROWS", max_rows)
     s = _tricky(sample_screening)
     write_workbook(s, tmp_path / "once.xlsx")
     with monkeypatch.context() as m:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from . import analysis, backup, data, evaluate, final, measures, projects, run, service, warn
+from . import common
 from .common import run_app
 
 app = typer.Typer(
@@ -33,5 +34,18 @@ backup.register(app)  # backup, restore, verify, runs prune
 
 
 def main() -> None:
-    """Console entry point (``screening``)."""
+    """The command line, in this process: every outcome ends in ``SystemExit`` (tests call it)."""
     run_app(app)
+
+
+def console() -> None:
+    """Console entry point (``screening``, ``python -m screening``): :func:`main`, then, when the
+    command succeeded and said its process may end at once (``common.end_quickly``), the process
+    ends without tearing its heap down (see ``common.exit_now``)."""
+    common.reset_quick_end()
+    try:
+        main()
+    except SystemExit as ended:
+        if ended.code in (0, None) and common.may_end_quickly():
+            common.exit_now(0)
+        raise

@@ -37,6 +37,41 @@ def _notice(message: str) -> None:
     err_console.print(Text.assemble(("提示：", "yellow"), message), highlight=False, soft_wrap=True)
 
 
+#: set by a command that has written every file and holds nothing left to close (no database,
+#: no thread) but a large result in memory: freeing ~1 GB of frames one by one at interpreter
+#: exit costs a province's `evaluate` 0.25-0.45 s on one core, ending the process ~0.2 s
+_quick_end = False
+
+
+def end_quickly() -> None:
+    """Let the console entry point end this process without freeing its heap (see above)."""
+    global _quick_end
+    _quick_end = True
+
+
+def may_end_quickly() -> bool:
+    return _quick_end
+
+
+def reset_quick_end() -> None:
+    global _quick_end
+    _quick_end = False
+
+
+def exit_now(code: int) -> None:
+    """End the process at once with ``code``: output flushed, log handlers closed; no
+    interpreter teardown.  Only for a command that said :func:`end_quickly`."""
+    import logging
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be said anyway
+            pass
+    logging.shutdown()
+    os._exit(code)
+
+
 def run_app(application: typer.Typer) -> None:
     """Run a command line; every failure is one Chinese line on stderr.
 

@@ -29,7 +29,7 @@ def evaluate_command(
     import polars as pl
     from rich.table import Table
 
-    from .common import _fail, _notice, err_console, out_console
+    from .common import _fail, _notice, end_quickly, err_console, out_console
     from ..errors import ScreeningError
     from ..evaluation import EvaluationWriter, evaluate, load_evaluation_inputs
     from ..evaluation_method import load_method
@@ -80,3 +80,4 @@ def evaluate_command(
     book = f"亩均效益评价_{year}.xlsx、" if excel else ""
     out_console.print(f"输出目录：{out.resolve()}（evaluation.csv/.parquet、{items}、"
                       f"{book}evaluation_rejects.csv、evaluation.json）；用时 {time.perf_counter() - started:.1f} 秒")
+    end_quickly()  # every file is written and closed; what remains is the result in memory
