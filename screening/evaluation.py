@@ -170,7 +170,7 @@ def load_evaluation_inputs(data_dir: Path, year: int, method: Method, adjustment
     for raw in files.values():
         if any(c.name == "year" for c in raw.table.columns):
             raw.years = frozenset({year})
-    return validate(files, keep_years={year})
+    return validate(files, keep_years={year}, cells_ahead=True)  # one year's rows: little to hold ahead
 
 
 def _check_year(inputs: Inputs, year: int, method: Method) -> list[str]:

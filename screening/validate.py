@@ -769,7 +769,8 @@ class _Checked(NamedTuple):
     registry: _Registry | None = None  # the registry's own (enterprises)
 
 
-def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set[int] | None = None) -> Inputs:
+def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set[int] | None = None,
+             cells_ahead: bool = False) -> Inputs:
     """Read and validate every table, two at a time (the larger files first).
 
     A table is read and its cells checked without waiting for the registry; its codes are
@@ -778,6 +779,13 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
     (every row is still checked and counted), which is all a screening run needs from a
     province's history.  A problem that stops the reading (a missing column …) is raised
     for the first table in the usual order (registry first) that has one.
+
+    ``cells_ahead``: every other table is read and its cells checked before any of them waits
+    for the registry, so the second worker does not sit idle while the registry is validated
+    (a province's registry takes about 0.9 s); the checked rows of all of them, codes still
+    as text, are then held at once.  For one year's rows (``screening evaluate``) that is about
+    +170 MB and 0.2 s sooner; for a run's two years it was +750 MB (2.1 GB) and no sooner
+    (measured on 1 M firms, docs/evaluation.md), so a run leaves it off.
     """
     order = ["enterprises"] + [n for n, t in TABLES.items() if n != "enterprises" and not t.standalone]
     given = [n for n in order if n in files]
@@ -787,12 +795,14 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
     pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="validate")  # its threads end with this call
     try:
         checked: dict[str, Future[_Checked]] = {}
-        for name in started:
-            if name == "enterprises":
-                checked[name] = pool.submit(_validate_registry, files[name], keep_raw)
-            else:
-                checked[name] = pool.submit(_validate_table, files[name], checked.get("enterprises"), keep_raw,
-                                            keep_years)
+        if "enterprises" in files:
+            checked["enterprises"] = pool.submit(_validate_registry, files["enterprises"], keep_raw)
+        others = [n for n in started if n != "enterprises"]
+        # cells_ahead: every table's cells are queued before any lookup in the registry (FIFO pool)
+        cells = {name: pool.submit(_cells_checked, files[name], keep_raw) for name in others} if cells_ahead else {}
+        for name in others:
+            checked[name] = pool.submit(_validate_table, files[name], checked.get("enterprises"), keep_raw,
+                                        keep_years, cells.get(name))
         done = {name: checked[name].result() for name in given}  # the first failure in the usual order
     finally:
         pool.shutdown(cancel_futures=True)
@@ -865,11 +875,11 @@ def _validate_registry(raw: RawTable, keep_raw: bool) -> _Checked:
 
 
 def _validate_table(raw: RawTable, registry: "Future[_Checked] | None", keep_raw: bool,
-                    keep_years: set[int] | None) -> _Checked:
-    """A table other than the registry: its cells checked, then (once the registry is
-    validated) its codes replaced by firm_id, its duplicate keys taken out and (``keep_years``)
-    only those years' rows kept."""
-    good, parts, bad = _cells_checked(raw, keep_raw)
+                    keep_years: set[int] | None, cells: "Future[tuple] | None" = None) -> _Checked:
+    """A table other than the registry: its cells checked (here, or already: ``cells``), then
+    (once the registry is validated) its codes replaced by firm_id, its duplicate keys taken out
+    and (``keep_years``) only those years' rows kept."""
+    good, parts, bad = cells.result() if cells is not None else _cells_checked(raw, keep_raw)
     if registry is None:  # no registry file: every code is unknown
         frame = pl.DataFrame(schema={"uscc": pl.String, FIRM_ID: pl.UInt32})
         reg = _Registry(frame, CodeIndex(frame), pl.Series("uscc", [], dtype=pl.String))

@@ -272,10 +272,63 @@ def test_tables_validated_side_by_side_equal_one_at_a_time(tmp_path, monkeypatch
     monkeypatch.setattr(V, "_check_cells", recorded)
     side_by_side = _facts(V.validate(read_dir(tmp_path, set()), keep_years=keep_years))
     assert len(checked_on) == 2 and all(name.startswith("validate") for name in checked_on)
+    cells_ahead = _facts(V.validate(read_dir(tmp_path, set()), keep_years=keep_years, cells_ahead=True))
     monkeypatch.setattr(V, "_WORKERS", 1)
     one_at_a_time = _facts(V.validate(read_dir(tmp_path, set()), keep_years=keep_years))
-    assert side_by_side == one_at_a_time
+    assert side_by_side == one_at_a_time == cells_ahead
     assert side_by_side["rejects"]  # the synthetic bad rows are there to compare
+
+
+def test_cells_ahead_checks_every_table_while_the_registry_is_validated(tmp_path, monkeypatch):
+    """``cells_ahead`` (screening evaluate): the other worker checks the cells of every other
+    table while the registry is still being validated, instead of waiting for it after the first."""
+    import threading
+
+    from screening.synth import generate
+
+    generate(60, 3, tmp_path, fmt="csv", years=(2020, 2021), bad_rows=False)
+    files = read_dir(tmp_path, set())
+    others = [n for n in files if n != "enterprises"]
+    assert len(others) >= 3
+    release, checked = threading.Event(), []
+    check, registry = V._check_cells, V._validate_registry
+
+    def recorded(raw):
+        checked.append(raw.table.name)
+        return check(raw)
+
+    def held_registry(raw, keep_raw):  # the registry finishes only once every other table is checked
+        assert release.wait(10), f"cells checked while the registry was validated: {checked}"
+        return registry(raw, keep_raw)
+
+    def watch():
+        while not release.is_set():
+            if set(others) <= set(checked):
+                release.set()
+            threading.Event().wait(0.01)
+
+    monkeypatch.setattr(V, "_check_cells", recorded)
+    monkeypatch.setattr(V, "_validate_registry", held_registry)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    inputs = V.validate(files, cells_ahead=True)
+    assert set(others) <= set(checked) and inputs.tables["stats"].height
+    release.set()
+
+
+def test_cells_ahead_still_reports_the_first_table_in_order_with_a_reading_problem(tmp_path):
+    from screening.errors import InputError
+    from screening.synth import generate
+
+    generate(50, 3, tmp_path, fmt="csv", years=(2020, 2021), bad_rows=False)
+    for name in ("stats", "land"):  # a required column gone from both: stats comes first in order
+        frame = pl.read_csv(tmp_path / f"{name}.csv", infer_schema=False)
+        frame.drop(frame.columns[0]).write_csv(tmp_path / f"{name}.csv")
+    with pytest.raises(InputError) as raised:
+        V.validate(read_dir(tmp_path, set()), cells_ahead=True)
+    with pytest.raises(InputError) as usual:
+        V.validate(read_dir(tmp_path, set()))
+    assert str(raised.value) == str(usual.value)
 
 
 def test_the_first_table_in_order_with_a_reading_problem_is_the_one_reported(tmp_path):
