@@ -17,6 +17,7 @@ macro are both built from them.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
@@ -75,6 +76,14 @@ def write_csv(frame: pl.DataFrame, path: str | Path, *, include_bom: bool = True
     path = Path(path)
     neutralise(frame, as_text=False).write_csv(path, include_bom=include_bom, batch_size=batch_size)
     return path
+
+
+def append_csv(frame: pl.DataFrame, file: BinaryIO, *, first: bool, batch_size: int = 1024) -> None:
+    """Rows of a CSV meant for people appended to an open binary file, the BOM and header too
+    when ``first``.  Parts appended in turn give the bytes :func:`write_csv` gives for all of
+    them at once, when they have the same columns of the same types (a column of nulls writes
+    the same whatever its type): each cell is neutralised and formatted on its own."""
+    neutralise(frame, as_text=False).write_csv(file, include_bom=first, include_header=first, batch_size=batch_size)
 
 
 def csv_bytes(frame: pl.DataFrame) -> bytes:

@@ -857,7 +857,9 @@ def _baseline_row(sm: Population, ind: Indicator, ref: dict[str, Any]) -> dict[s
 # ---------------------------------------------------------------- the public entry points
 
 def evaluate(inputs: Inputs, year: int, method: Method, *,
-             items_ready: Callable[[pl.DataFrame], Any] | None = None, release_inputs: bool = False) -> Evaluation:
+             items_ready: Callable[[pl.DataFrame], Any] | None = None,
+             scores_ready: Callable[[pl.DataFrame], Any] | None = None,
+             release_inputs: bool = False) -> Evaluation:
     """Evaluate data year ``year`` under ``method``.  Pure: ``inputs`` is not changed, unless
     ``release_inputs``: then its validated rows are released (``Inputs.release_tables``; counts,
     rejects and file facts stay) as soon as the firms' figures have been taken from them — for a
@@ -866,6 +868,12 @@ def evaluate(inputs: Inputs, year: int, method: Method, *,
     ``items_ready``: called with the item rows (``Evaluation.items``) as soon as they are
     complete, while the scores are still being put in order (:meth:`EvaluationWriter.start_items`
     begins writing their files then, on the core the computation leaves idle).
+
+    ``scores_ready``: called with each part of the scores in output order (a population's
+    firms as soon as they are scored and put in order, then the firms in none), each with
+    exactly the output columns (a column a part lacks is a column of nulls):
+    :meth:`EvaluationWriter.add_scores` writes evaluation.csv part by part while the next
+    population is still being scored.  ``Evaluation.scores`` is these parts one after another.
 
     Raises :class:`InputError` when the data have no ``stats`` rows for the year."""
     t0 = time.perf_counter()
@@ -879,21 +887,6 @@ def evaluate(inputs: Inputs, year: int, method: Method, *,
     unused = adjustments.filter(~pl.col(FIRM_ID).is_in(base[FIRM_ID].implode())).height if adjustments.height else 0
     if unused:
         warnings.append(f"加减分表中 {unused} 行的企业没有参加本次评价（{year}年没有数据或不属于参评行业），未使用")
-    parts, item_frames, baseline_rows = [], [], []
-    for i, pop in enumerate(method.population_list):
-        scored = _score_scale(base.filter(pl.col("_pop") == i), pop, year, adjustments, method)
-        parts.append(scored[0])
-        item_frames.append(scored[1])
-        baseline_rows += scored[2]
-        del scored
-    frames = [f for f in item_frames if f.width]
-    items = pl.concat(frames) if frames else pl.DataFrame()
-    del frames, item_frames
-    if items_ready is not None:
-        items_ready(items)
-    unplaced = pl.col("_pop").is_null() | (pl.col("_pop") < 0)
-    parts.append(base.filter(unplaced).with_columns(pl.col("_scope_reason").alias("not_graded_reason")))
-    del base
     indicators = method.indicator_columns()
     order = (
         [FIRM_ID, "year", "uscc", "name", "township", "industry_code", "scale", "population", "population_name"]
@@ -903,30 +896,38 @@ def evaluate(inputs: Inputs, year: int, method: Method, *,
            "initial_grade", "grade", "grade_class", "grade_group", "not_graded_reason", "adjustment_detail"]
         + method.quantities() + _scope_columns(method)
     )
-    # sorted by population (the parts are the populations in the method's order, then the firms in
-    # none), group (alphabetically), rank (not graded last), then registry order: each part is
-    # put in order from its small key columns alone (_output_order), and only the columns the
-    # output reads (not the ~4 working columns per indicator) are made one chunk each (a gather
-    # from the many chunks the steps leave is three times slower) and gathered, part by part,
-    # with no copy of all the parts together; each part is released once gathered (peak memory)
-    kept = {*order, "_grade_class", "tenure"}
-    ordered = []
-    while parts:
-        part = parts.pop(0)
-        at = (_output_order(part, method) if "grade_group" in part.columns
-              else part.select(pl.col(FIRM_ID).arg_sort()).to_series())
-        part = part.select(c for c in part.columns if c in kept).rechunk()
-        ordered.append(part.select(pl.col(c).gather(at) for c in part.columns))
-        del part
-    scores = pl.concat(ordered, how="diagonal_relaxed")
-    del ordered
-    derived = {
-        "tenure": pl.col("tenure").replace_strict(["own", "tenant"], ["自有", "租赁"], default=None),
-        "grade_class": pl.when(pl.col("grade").is_not_null()).then(pl.col("grade"))
-                         .when(pl.col("_grade_class") == "T").then(pl.lit("T")),
-    }
-    scores = (scores.select(*(derived.get(c, pl.col(c)).alias(c) for c in order))
-              .with_columns(pl.lit(method.id).alias("method_id")))
+    parts, item_frames, baseline_rows = [], [], []
+    # a scored part waiting to be put in order is referenced from here only, so that its working
+    # columns (~4 per indicator) are released as soon as its output columns are taken
+    waiting: list[pl.DataFrame] = []
+
+    def next_part() -> None:  # the first part waiting, in output order, handed on at once
+        part = _output_part(waiting.pop(0), method, order)
+        if scores_ready is not None:
+            scores_ready(part)
+        parts.append(part)
+
+    last = len(method.population_list) - 1
+    for i, pop in enumerate(method.population_list):
+        scored, item_frame, rows = _score_scale(base.filter(pl.col("_pop") == i), pop, year, adjustments, method)
+        waiting.append(scored)
+        item_frames.append(item_frame)
+        baseline_rows += rows
+        del scored, item_frame
+        if i < last:  # its evaluation.csv rows are written while the next population is scored
+            next_part()
+    unplaced = pl.col("_pop").is_null() | (pl.col("_pop") < 0)
+    waiting.append(base.filter(unplaced).with_columns(pl.col("_scope_reason").alias("not_graded_reason")))
+    del base  # the firms' figures are all taken (~300 MB less while the last parts are put in order)
+    frames = [f for f in item_frames if f.width]
+    items = pl.concat(frames) if frames else pl.DataFrame()
+    del frames, item_frames
+    if items_ready is not None:  # the item files take longest: begun before the last parts are put in order
+        items_ready(items)
+    while waiting:  # the last population, then the firms in none
+        next_part()
+    scores = pl.concat(parts, how="vertical_relaxed")  # the same columns in each part
+    del parts
     _check_finite(scores, method, year, baseline_rows)
     baselines = pl.DataFrame(baseline_rows, infer_schema_length=None)
     timings = {"计算": round(time.perf_counter() - t0, 3)}
@@ -950,6 +951,34 @@ def evaluate(inputs: Inputs, year: int, method: Method, *,
     if other:  # rows of other years, left out unread (load_evaluation_inputs)
         ev.inputs_info["other_year_rows"] = other
     return ev
+
+
+def _output_part(part: pl.DataFrame, method: Method, order: list[str]) -> pl.DataFrame:
+    """One part of the scores (a population, or the firms in none) as it is output: sorted by
+    group (alphabetically), rank (not graded last), then registry order; exactly the columns
+    ``order`` (a column the part lacks, e.g. the scores of firms in no population, is nulls),
+    the derived ones (``tenure`` in Chinese, ``grade_class``) and ``method_id``.
+
+    The order comes from the small key columns alone (_output_order); only the columns the
+    output reads (not the ~4 working columns per indicator) are made one chunk each (a gather
+    from the many chunks the steps leave is three times slower) and gathered."""
+    at = (_output_order(part, method) if "grade_group" in part.columns
+          else part.select(pl.col(FIRM_ID).arg_sort()).to_series())
+    kept = {*order, "_grade_class", "tenure"}
+    part = part.select(c for c in part.columns if c in kept).rechunk()
+    part = part.select(pl.col(c).gather(at) for c in part.columns)
+
+    def col(name: str) -> pl.Expr:
+        return pl.col(name) if name in part.columns else pl.lit(None)
+
+    derived = {
+        "grade_class": pl.when(col("grade").is_not_null()).then(col("grade"))
+                         .when(col("_grade_class") == "T").then(pl.lit("T")),
+    }
+    if "tenure" in part.columns:
+        derived["tenure"] = pl.col("tenure").replace_strict(["own", "tenant"], ["自有", "租赁"], default=None)
+    return (part.select(*(derived.get(c, col(c)).alias(c) for c in order))
+            .with_columns(pl.lit(method.id).alias("method_id")))
 
 
 def _output_order(scores: pl.DataFrame, method: Method) -> pl.Series:
@@ -1061,8 +1090,13 @@ class EvaluationWriter:
     scores are put in order)::
 
         with EvaluationWriter(staging, excel=False, final=out) as writer:
-            ev = evaluate(inputs, year, method, items_ready=writer.start_items)
+            ev = evaluate(inputs, year, method, items_ready=writer.start_items, scores_ready=writer.add_scores)
             written = writer.finish(ev)           # the same files as write_evaluation(ev, …)
+
+    evaluation.csv is then written part by part as the populations are scored
+    (:meth:`add_scores`), on a thread of its own, while the next population is computed;
+    :meth:`finish` checks that the parts are the scores' rows with their types and otherwise
+    writes the file anew from the whole frame, so the bytes never differ.
 
     The data files (:func:`file_writers`) are written by a pool of one thread per core (the
     Polars writers release the GIL and are themselves parallel), the largest first, so that
@@ -1083,6 +1117,7 @@ class EvaluationWriter:
         self._pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1) + excel)  # at most 4 data files
         self._jobs: dict[str, Any] = {}
         self._items_csv: bool | None = None
+        self._scores_csv: _CsvInParts | None = None
 
     def __enter__(self) -> EvaluationWriter:
         return self
@@ -1090,6 +1125,15 @@ class EvaluationWriter:
     def __exit__(self, kind: object, *exc: object) -> None:
         # on an error, files not yet begun are not begun; those begun are waited for
         self._pool.shutdown(wait=True, cancel_futures=kind is not None)
+        if self._scores_csv is not None:
+            self._scores_csv.close(cancel=kind is not None)
+
+    def add_scores(self, part: pl.DataFrame) -> None:
+        """Append one part of the scores (``evaluate(scores_ready=…)``) to evaluation.csv, in
+        turn, on a thread of its own (``firm_id`` dropped)."""
+        if self._scores_csv is None:
+            self._scores_csv = _CsvInParts(self.out / "evaluation.csv")
+        self._scores_csv.add(part.drop(FIRM_ID) if FIRM_ID in part.columns else part)
 
     def start_items(self, items: pl.DataFrame) -> None:
         """Begin writing evaluation_items.parquet (and .csv when it fits a sheet) in the pool."""
@@ -1112,10 +1156,20 @@ class EvaluationWriter:
             from .evaluation_excel import write_workbook  # the Excel writer only when a workbook is written
 
             self._jobs["写出 Excel"] = self._pool.submit(_timed, write_workbook, ev, self.out / workbook_name(ev.year))
-        for name, write in _score_writers(ev.scores).items():
+        writers = _score_writers(ev.scores)
+        streamed = self._scores_csv
+        if streamed is not None:  # evaluation.csv is being written part by part: the Parquet file meanwhile
+            csv = writers.pop("evaluation.csv")
+        for name, write in writers.items():
             self._jobs[f"写出 {name}"] = self._pool.submit(_timed, write, self.out / name)
         rejects = ev.rejects if ev.rejects.width else pl.DataFrame(schema=REJECT_SCHEMA)
         write_csv(rejects.select("file", "row", "column", "reason", "value"), self.out / "evaluation_rejects.csv")
+        if streamed is not None:
+            seconds = streamed.close()
+            if streamed.matches(ev.scores.drop(FIRM_ID)):
+                ev.timings["写出 evaluation.csv"] = seconds
+            else:  # parts that are not the scores' rows with their types: the file written anew, whole
+                self._jobs["写出 evaluation.csv"] = self._pool.submit(_timed, csv, self.out / "evaluation.csv")
         for stage, job in self._jobs.items():
             ev.timings[stage] = job.result()
         ev.timings["写出合计"] = round(time.perf_counter() - t0, 3)
@@ -1126,6 +1180,45 @@ class EvaluationWriter:
         (self.out / "evaluation.json").write_text(
             json.dumps(evaluation_record(ev, written), ensure_ascii=False, indent=2, default=str), encoding="utf-8")
         return written
+
+
+class _CsvInParts:
+    """evaluation.csv written part by part, in the order given, by one thread: the bytes of
+    writing the parts' rows at once (:func:`screening.csvsafe.append_csv`), when the parts have
+    the columns and types of the whole (:meth:`matches`)."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "wb")  # noqa: SIM115 (closed in close(), after the last part)
+        self._chain = ThreadPoolExecutor(1, thread_name_prefix="evaluation-csv")
+        self._jobs: list[Any] = []
+        self._parts: list[tuple[int, pl.Schema]] = []  # (rows, schema) of each part
+        self._closed = False
+
+    def add(self, part: pl.DataFrame) -> None:
+        from .csvsafe import append_csv
+
+        first = not self._jobs
+        self._parts.append((part.height, part.schema))
+        self._jobs.append(self._chain.submit(_timed, append_csv, part, self._file, first=first,
+                                             batch_size=CSV_BATCH_ROWS))
+
+    def close(self, cancel: bool = False) -> float:
+        """Wait for the parts begun (those not begun are not, with ``cancel``), close the file and
+        return the seconds spent writing; the first failure of a part is raised."""
+        if not self._closed:
+            self._chain.shutdown(wait=True, cancel_futures=cancel)
+            self._file.close()
+            self._closed = True
+        return round(sum(job.result() for job in self._jobs if not job.cancelled()), 3)
+
+    def matches(self, scores: pl.DataFrame) -> bool:
+        """Whether the parts written are ``scores``'s rows as its writer would write them: as
+        many rows, the same columns, each of the whole's type or (a column a part lacks) nulls."""
+        whole = scores.schema
+        return (sum(rows for rows, _ in self._parts) == scores.height
+                and all(list(schema) == list(whole)
+                        and all(dtype == whole[c] or dtype == pl.Null for c, dtype in schema.items())
+                        for _, schema in self._parts))
 
 
 #: what evaluation.json and the terminal say when evaluation_items.csv is left out
@@ -1185,9 +1278,9 @@ def _score_writers(scores: pl.DataFrame) -> dict[str, Callable[[Path], Any]]:
             "evaluation.parquet": lambda path: scores.write_parquet(path, **PARQUET_OPTIONS)}
 
 
-def _timed(fn, *args) -> float:
+def _timed(fn, *args, **kwargs) -> float:
     t = time.perf_counter()
-    fn(*args)
+    fn(*args, **kwargs)
     return round(time.perf_counter() - t, 3)
 
 

@@ -778,14 +778,15 @@ def _same_files(a: Path, b: Path) -> None:
                 assert all(za.read(n) == zb.read(n) for n in parts), name
 
 
-@pytest.mark.parametrize("method", ["huangyan-2022", "huaian-2024"])
-def test_item_files_are_begun_while_the_scores_are_put_in_order_and_are_the_same(
-        tmp_path: Path, monkeypatch, method: str):
-    """Issue 15: the command's computation leaves a core idle while it puts the scores in
-    order; the item rows are complete by then, so their files are begun first
-    (``evaluate(items_ready=)`` → ``EvaluationWriter.start_items``).  The item rows handed over are
-    the evaluation's own, the writing is begun before the scores are ordered, and every file
-    (workbook included) is the same as ``write_evaluation`` of the finished evaluation."""
+@pytest.mark.parametrize("method", ["huangyan-2022", "huaian-2024", "yueqing-default"])
+def test_files_are_begun_while_the_scores_are_computed_and_are_the_same(tmp_path: Path, monkeypatch, method: str):
+    """Issue 15: the command's computation leaves a core idle.  Each population's scores are
+    put in order as soon as they are computed and handed over (``evaluate(scores_ready=)`` →
+    ``EvaluationWriter.add_scores``: evaluation.csv is written part by part while the next
+    population is scored); the item rows are complete before the last population is put in
+    order, so their files are begun then (``items_ready`` → ``start_items``).  What is handed
+    over is the evaluation's own, and every file (workbook included) is the same as
+    ``write_evaluation`` of the finished evaluation."""
     import screening.evaluation as evaluation
 
     m = load_method(method)
@@ -796,24 +797,56 @@ def test_item_files_are_begun_while_the_scores_are_put_in_order_and_are_the_same
     events: list[str] = []
     order = evaluation._output_order
     monkeypatch.setattr(evaluation, "_output_order", lambda *a: events.append("order") or order(*a))
-    handed: list[pl.DataFrame] = []
+    items_handed: list[pl.DataFrame] = []
+    parts: list[pl.DataFrame] = []
     with EvaluationWriter(tmp_path / "early", final=tmp_path / "final") as writer:
-        def ready(items: pl.DataFrame) -> None:
-            handed.append(items)
+        def items_ready(items: pl.DataFrame) -> None:
+            items_handed.append(items)
             writer.start_items(items)
             events.append(f"items begun: {sorted(writer._jobs)}")
 
-        ev = evaluate(inputs, 2021, m, items_ready=ready)
+        def scores_ready(part: pl.DataFrame) -> None:
+            parts.append(part)
+            writer.add_scores(part)
+            events.append("scores part")
+
+        ev = evaluate(inputs, 2021, m, items_ready=items_ready, scores_ready=scores_ready)
         written = writer.finish(ev)
-    # the scores are put in order population by population, all after the item files were begun
-    assert events[0] == "items begun: ['写出 evaluation_items.csv', '写出 evaluation_items.parquet']"
-    assert len(events) > 1 and set(events[1:]) == {"order"}
-    assert len(handed) == 1 and handed[0] is ev.items and ev.items.equals(whole.items)
-    assert ev.scores.equals(whole.scores)
+    populations = len(m.population_list)
+    assert events == (["order", "scores part"] * (populations - 1)
+                      + ["items begun: ['写出 evaluation_items.csv', '写出 evaluation_items.parquet']",
+                         "order", "scores part", "scores part"])  # the last: the firms in no population
+    assert len(items_handed) == 1 and items_handed[0] is ev.items and ev.items.equals(whole.items)
+    assert ev.scores.equals(whole.scores) and pl.concat(parts, how="vertical_relaxed").equals(ev.scores)
+    assert all(part.columns == ev.scores.columns for part in parts)
     _same_files(tmp_path / "whole", tmp_path / "early")
     assert all(Path(p).parent == tmp_path / "final" for paths in written.values() for p in paths)
     timings = json.loads((tmp_path / "early" / "evaluation.json").read_text(encoding="utf-8"))["timings_s"]
     assert {"写出 evaluation_items.parquet", "写出 evaluation.csv", "写出 Excel", "写出合计"} <= set(timings)
+
+
+def test_scores_parts_unlike_the_whole_are_written_anew(tmp_path: Path):
+    """evaluation.csv written part by part is kept only when the parts are the scores' rows with
+    the scores' column types (a column of nulls writes the same whatever its type); otherwise
+    (a part whose numbers were integers where the whole has decimals would print ``3`` for
+    ``3.0``) the file is written anew from the whole frame: the bytes never differ."""
+    m = load_method("yueqing-default")
+    ev = evaluate(load_evaluation_inputs(sample_data_dir(), 2021, m), 2021, m)
+    write_evaluation(ev, tmp_path / "whole")
+    first, rest = ev.scores.head(5), ev.scores.slice(5)
+    odd = first.with_columns(pl.col("rank").cast(pl.Float64))  # "1.0" where the whole writes "1"
+    empty = [c for c in first.columns if first[c].is_null().all()]  # as a part lacking them has them
+    assert empty
+    nulls = first.with_columns(pl.lit(None).alias(c) for c in empty)
+    for name, parts, kept in (("same", [first, rest], True), ("nulls", [nulls, rest], True),
+                              ("odd", [odd, rest], False), ("short", [first], False)):
+        with EvaluationWriter(tmp_path / name, excel=False) as writer:
+            for part in parts:
+                writer.add_scores(part)
+            streamed = writer._scores_csv
+            writer.finish(ev)
+        assert streamed.matches(ev.scores.drop("firm_id")) is kept, name
+        assert (tmp_path / name / "evaluation.csv").read_bytes() == (tmp_path / "whole" / "evaluation.csv").read_bytes()
 
 
 def test_released_inputs_give_the_same_evaluation_and_keep_counts_and_rejects():

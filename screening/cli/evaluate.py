@@ -42,14 +42,16 @@ def evaluate_command(
             raise ScreeningError("缺少 --year：请给出要评价的数据年度，例如 --year 2021")
         m = load_method(method)
         # files go to a staging folder inside OUT and move into OUT once all are written; the
-        # item files are begun while the scores are still being put in order (EvaluationWriter)
+        # item files are begun while the scores are still being put in order, and evaluation.csv is
+        # written part by part while the populations are scored (EvaluationWriter)
         with staged(out, _notice) as staging, EvaluationWriter(staging, excel=excel, final=out) as writer:
             with err_console.status("读取与校验数据…"):
                 t = time.perf_counter()
                 inputs = load_evaluation_inputs(data or sample_data_dir(), year, m, adjustments)
                 load_s = round(time.perf_counter() - t, 3)
             with err_console.status("计算得分与等级…"):
-                ev = evaluate(inputs, year, m, items_ready=writer.start_items, release_inputs=True)
+                ev = evaluate(inputs, year, m, items_ready=writer.start_items, scores_ready=writer.add_scores,
+                              release_inputs=True)
             adjustments_read = "adjustments" in inputs.files
             del inputs  # its validated rows were released once evaluate() had taken the firms' figures
             ev.timings = {"读取与校验": load_s, **ev.timings}
