@@ -2,9 +2,9 @@
 command, a run of a million firms included; `screening evaluate --no-excel` ≤ 6 s).
 
 Start-up does no per-code-point Python work; the Excel writer and the database layer are loaded
-only when used; `evaluate` (every file written and closed, only the result left in memory) ends
-its process at once through the console entry point, with its output flushed, instead of
-freeing its heap object by object."""
+only when used; `evaluate` and `run` (every file written and closed, the database too, only the
+result left in memory) end their process at once through the console entry point, with their
+output flushed, instead of freeing the heap object by object."""
 from __future__ import annotations
 
 import json
@@ -107,6 +107,20 @@ def test_evaluate_ends_its_process_at_once_with_every_line_and_file_out(tmp_path
     assert sorted(p.name for p in out.iterdir()) == [
         "evaluation.csv", "evaluation.json", "evaluation.parquet", "evaluation_items.csv",
         "evaluation_items.parquet", "evaluation_rejects.csv"]  # no staging folder left
+
+
+def test_a_run_ends_its_process_at_once_with_its_database_closed(tmp_path: Path):
+    """The database was checkpointed and closed before the run's last line: no WAL is left, the
+    file verifies and holds the run."""
+    out, db, marker = tmp_path / "out", tmp_path / "runs.duckdb", tmp_path / "marker"
+    proc = _python(CONSOLE, str(marker), "run", "--out", str(out), "--db", str(db))
+    assert proc.returncode == 0, proc.stderr
+    assert not marker.exists() and "运行记录" in proc.stdout and "用时" in proc.stdout
+    assert not (tmp_path / "runs.duckdb.wal").exists()
+    assert (out / "run.json").is_file() and (out / "results.parquet").is_file()
+    verify = subprocess.run([sys.executable, "-m", "screening", "verify", "--db", str(db)], capture_output=True,
+                            text=True, cwd=ROOT, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert verify.returncode == 0 and "运行记录 1 次" in verify.stdout, verify.stdout + verify.stderr
 
 
 @pytest.mark.parametrize("args, code", [

@@ -37,9 +37,10 @@ def _notice(message: str) -> None:
     err_console.print(Text.assemble(("提示：", "yellow"), message), highlight=False, soft_wrap=True)
 
 
-#: set by a command that has written every file and holds nothing left to close (no database,
-#: no thread) but a large result in memory: freeing ~1 GB of frames one by one at interpreter
-#: exit costs a province's `evaluate` 0.25-0.45 s on one core, ending the process ~0.2 s
+#: set by a command that has written and closed every file, its database included (no
+#: connection, no thread left), and holds only a large result in memory: freeing it frame by
+#: frame at interpreter exit cost a province's `evaluate` ~0.25 s and `run` ~0.3-0.5 s more than
+#: ending the process at once (docs/evaluation.md, docs/run-performance.md)
 _quick_end = False
 
 

@@ -12,7 +12,7 @@ from rich.table import Table
 from ..errors import EnvironmentProblem, InputError, ScreeningError
 from ..paths import folder_problem
 from ..terminal import say
-from .common import STATUS_ZH, _fail, _notice, err_console, out_console
+from .common import STATUS_ZH, _fail, _notice, end_quickly, err_console, out_console
 
 
 def run(
@@ -52,6 +52,7 @@ def run(
         _summary(s, out, db, time.perf_counter() - started)
     except ScreeningError as exc:
         _fail(exc)
+    end_quickly()  # every file and the database are written and closed; what remains is in memory
 
 
 def _final_grades(db: Path, rules: Optional[Path], overrides: list[str]):
