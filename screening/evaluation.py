@@ -1165,7 +1165,8 @@ class EvaluationWriter:
         rejects = ev.rejects if ev.rejects.width else pl.DataFrame(schema=REJECT_SCHEMA)
         write_csv(rejects.select("file", "row", "column", "reason", "value"), self.out / "evaluation_rejects.csv")
         if streamed is not None:
-            seconds = streamed.close()
+            streamed.close()
+            seconds = streamed.seconds()
             if streamed.matches(ev.scores.drop(FIRM_ID)):
                 ev.timings["写出 evaluation.csv"] = seconds
             else:  # parts that are not the scores' rows with their types: the file written anew, whole
@@ -1202,13 +1203,16 @@ class _CsvInParts:
         self._jobs.append(self._chain.submit(_timed, append_csv, part, self._file, first=first,
                                              batch_size=CSV_BATCH_ROWS))
 
-    def close(self, cancel: bool = False) -> float:
-        """Wait for the parts begun (those not begun are not, with ``cancel``), close the file and
-        return the seconds spent writing; the first failure of a part is raised."""
+    def close(self, cancel: bool = False) -> None:
+        """Wait for the parts begun (those not begun are not, with ``cancel``) and close the file;
+        a failure of a part is not raised here (:meth:`seconds` raises it)."""
         if not self._closed:
             self._chain.shutdown(wait=True, cancel_futures=cancel)
             self._file.close()
             self._closed = True
+
+    def seconds(self) -> float:
+        """The seconds spent writing the parts (after :meth:`close`); the first failure of a part is raised."""
         return round(sum(job.result() for job in self._jobs if not job.cancelled()), 3)
 
     def matches(self, scores: pl.DataFrame) -> bool:

@@ -892,6 +892,36 @@ def test_an_error_after_the_item_files_are_begun_leaves_no_file_and_no_thread(tm
     assert not out.exists() and threading.active_count() == threads
 
 
+def test_a_failure_writing_a_part_of_evaluation_csv_is_one_line_and_leaves_nothing(tmp_path: Path, monkeypatch):
+    """evaluation.csv is written part by part on a thread of its own: a disk that fills while a
+    later part is written reaches the command line's handler (one Chinese line, exit 1) once every
+    file begun is done; no file, folder or writer thread is left, and the part's file is closed."""
+    import errno
+    import threading
+
+    import screening.csvsafe as csvsafe
+
+    written, files = [], []
+    append = csvsafe.append_csv
+
+    def full_disk(frame, file, **kwargs):
+        files.append(file)
+        if written:
+            raise OSError(errno.ENOSPC, "No space left on device", file.name)
+        written.append(frame.height)
+        append(frame, file, **kwargs)
+
+    monkeypatch.setattr(csvsafe, "append_csv", full_disk)
+    threads = threading.active_count()
+    out = tmp_path / "out"
+    result = CliRunner().invoke(evaluate_app(), ["evaluate", "--year", "2021", "--method", "huangyan-2022",
+                                                 "--out", str(out), "--no-excel"])
+    # the OSError reaches the command line's handler (one Chinese line, exit 1: tests/test_cli_failures.py)
+    assert isinstance(result.exception, OSError) and result.exception.errno == errno.ENOSPC, result.output
+    assert written and len(files) >= 2 and all(f.closed for f in files)
+    assert not out.exists() and threading.active_count() == threads
+
+
 def test_grade_counts_are_counted_once_per_scores_frame():
     """evaluation.json, the terminal and the workbook all print the counts: counted once (at
     province scale the grouping cost 0.1–0.4 s each time); a new scores frame is counted anew."""
