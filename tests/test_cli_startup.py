@@ -139,3 +139,19 @@ def test_python_dash_m_and_the_installed_script_use_the_console_entry_point():
     assert (ROOT / "screening" / "__main__.py").read_text(encoding="utf-8").split() == [
         "from", ".cli", "import", "console", "console()"]
     assert 'screening = "screening.cli:console"' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+
+
+def test_a_quick_end_without_standard_streams_still_succeeds(tmp_path: Path):
+    """A console script started with its output closed (``screening evaluate … >&- 2>&-`` in cron,
+    a Windows scheduled task under pythonw) has ``sys.stdout`` and ``sys.stderr`` None: the
+    finished command still ends with 0, its files all out, not with a traceback about flushing None."""
+    out = tmp_path / "out"
+    proc = _python("""
+import sys
+sys.argv = ["screening", "evaluate", "--year", "2021", "--out", sys.argv[1], "--no-excel"]
+sys.stdout = sys.stderr = None
+from screening.cli import console
+console()
+""", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "evaluation.json").is_file() and (out / "evaluation.csv").is_file()

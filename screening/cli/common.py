@@ -65,6 +65,8 @@ def exit_now(code: int) -> None:
     import logging
 
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started with the stream closed (``>&-``, pythonw): nothing to flush
+            continue
         try:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe: nothing more can be said anyway
