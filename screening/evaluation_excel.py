@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from . import spreadsheet
 from .evaluation_method import GRADES, NO_POPULATION, NO_SCALE, QUANTITIES, FixedBaseline, MinLandRule, Population
 from .excel import WORKBOOK_OPTIONS, Workbook, _formats, _table, sheet_name
 
 if TYPE_CHECKING:
     from .evaluation import Evaluation
 
-#: Excel's row limit is 1,048,576 including the header; a longer sheet continues on the next
-EXCEL_MAX_ROWS = 1_048_575
 _NUMBER_KINDS = ("int", "num2", "num4", "pct")
 
 Column = tuple[str, str, int, str]  # (column, Chinese header, width, format kind)
@@ -215,7 +214,8 @@ def write_workbook(ev: Evaluation, path: Path) -> None:
             if population is None and not part.height:
                 continue
             columns = _scale_columns(ev, population)
-            for n, start in enumerate(range(0, max(part.height, 1), EXCEL_MAX_ROWS)):
+            rows = spreadsheet.MAX_SHEET_ROWS  # a longer sheet continues on the next
+            for n, start in enumerate(range(0, max(part.height, 1), rows)):
                 name = label if n == 0 else f"{label}（续{n + 1}）"
-                _data_sheet(wb, fmts, sheet_name(name, used), part.slice(start, EXCEL_MAX_ROWS), columns)
+                _data_sheet(wb, fmts, sheet_name(name, used), part.slice(start, rows), columns)
         _method_sheet(wb, fmts, ev, used)

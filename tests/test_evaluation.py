@@ -933,3 +933,23 @@ def test_grade_counts_are_counted_once_per_scores_frame():
     ev.scores = ev.scores.head(3)
     again = ev.grade_counts()
     assert again is not first and sum(c["evaluated"] for c in again.values()) == 3
+
+
+def test_workbook_sheets_longer_than_a_spreadsheet_opens_continue_on_the_next(tmp_path: Path, monkeypatch):
+    """The evaluation workbook splits a population's sheet at the one row limit every writer
+    shares (screening.spreadsheet.MAX_SHEET_ROWS, lowered here): 规上, 规上（续2）, …, every
+    firm once."""
+    import openpyxl
+
+    import screening.spreadsheet
+
+    m = load_method("yueqing-default")
+    ev = evaluate(load_evaluation_inputs(sample_data_dir(), 2021, m), 2021, m)
+    above = ev.scores.filter(pl.col("population_name") == "规上").height
+    monkeypatch.setattr(screening.spreadsheet, "MAX_SHEET_ROWS", 100)
+    write_evaluation(ev, tmp_path)
+    book = openpyxl.load_workbook(tmp_path / "亩均效益评价_2021.xlsx", read_only=True)
+    sheets = [n for n in book.sheetnames if n.startswith("规上")]
+    assert sheets == ["规上", *(f"规上（续{k}）" for k in range(2, len(sheets) + 1))]
+    assert len(sheets) == -(-above // 100)
+    assert sum(book[n].max_row - 1 for n in sheets) == above

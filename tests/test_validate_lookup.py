@@ -374,3 +374,26 @@ def test_duplicates_of_a_key_with_two_text_parts_and_empty_cells_are_found_exact
     assert len(expected) > 300
     got = {r: int(reason.split("第")[1].split("行")[0]) for r, reason in zip(lines["row"], lines["reason"])}
     assert got == expected
+
+
+def test_only_the_evaluate_command_checks_cells_ahead(monkeypatch, tmp_path):
+    """``cells_ahead`` holds every table's checked rows at once: the command (one process, one
+    evaluation) uses it; ``load_evaluation_inputs`` called by the service or a notebook does not."""
+    from typer.testing import CliRunner
+
+    from eval_helpers import evaluate_app
+    from screening.evaluation import load_evaluation_inputs, load_method
+    from screening.paths import sample_data_dir
+
+    seen = []
+    real = V.validate
+
+    def recorded(*args, **kwargs):
+        seen.append(kwargs.get("cells_ahead", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(V, "validate", recorded)
+    load_evaluation_inputs(sample_data_dir(), 2021, load_method("yueqing-default"))
+    result = CliRunner().invoke(evaluate_app(), ["evaluate", "--year", "2021", "--out", str(tmp_path / "out"), "--no-excel"])
+    assert result.exit_code == 0, result.output
+    assert seen == [False, True]

@@ -47,7 +47,7 @@ def evaluate_command(
         with staged(out, _notice) as staging, EvaluationWriter(staging, excel=excel, final=out) as writer:
             with err_console.status("读取与校验数据…"):
                 t = time.perf_counter()
-                inputs = load_evaluation_inputs(data or sample_data_dir(), year, m, adjustments)
+                inputs = load_evaluation_inputs(data or sample_data_dir(), year, m, adjustments, cells_ahead=True)
                 load_s = round(time.perf_counter() - t, 3)
             with err_console.status("计算得分与等级…"):
                 ev = evaluate(inputs, year, m, items_ready=writer.start_items, scores_ready=writer.add_scores,
