@@ -37,6 +37,7 @@ import os
 import platform
 import re
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -105,8 +106,9 @@ class Evaluation:
     timings: dict[str, float] = field(default_factory=dict)
     rejects: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=REJECT_SCHEMA))
     inputs_info: dict[str, Any] = field(default_factory=dict)
-    #: grade_counts() of these very scores (evaluation.json and the terminal both print them)
-    _counted: tuple[pl.DataFrame, dict[str, dict[str, int]]] | None = field(
+    #: grade_counts() of these very scores (evaluation.json and the terminal both print them); the
+    #: frame counted is held weakly, so that scores replaced are not kept alive by the cache
+    _counted: tuple[weakref.ref, dict[str, dict[str, int]]] | None = field(
         default=None, init=False, repr=False, compare=False)
 
     def rejected_rows(self) -> int:
@@ -118,7 +120,7 @@ class Evaluation:
         """{population name: {"evaluated": n, "A": …, "D": …, "not_graded": …, "T": …}}
         ("规模不明" for firms without stats, "未归入参评群体" for firms in no population);
         ``not_graded`` includes the T firms.  Counted once per ``scores`` frame (read-only result)."""
-        if self._counted is not None and self._counted[0] is self.scores:
+        if self._counted is not None and self._counted[0]() is self.scores:
             return self._counted[1]
         label = (pl.when(pl.col("scale").is_null()).then(pl.lit(NO_SCALE))
                  .otherwise(pl.col("population_name").fill_null(NO_POPULATION)))
@@ -135,7 +137,7 @@ class Evaluation:
             row["T"] += n if is_t else 0
         order = [*(p.name for p in self.method.population_list), NO_POPULATION, NO_SCALE]
         counted = {s: out[s] for s in order if s in out}
-        self._counted = (self.scores, counted)
+        self._counted = (weakref.ref(self.scores), counted)
         return counted
 
 

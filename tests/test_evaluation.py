@@ -930,7 +930,13 @@ def test_grade_counts_are_counted_once_per_scores_frame():
     first = ev.grade_counts()
     assert ev.grade_counts() is first
     assert sum(c["evaluated"] for c in first.values()) == ev.scores.height
+    import gc
+    import weakref
+
+    counted = weakref.ref(ev.scores)
     ev.scores = ev.scores.head(3)
+    gc.collect()
+    assert counted() is None  # the cache does not keep the frame it counted alive
     again = ev.grade_counts()
     assert again is not first and sum(c["evaluated"] for c in again.values()) == 3
 
