@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import analysis, backup, data, evaluate, final, measures, projects, run, service, warn
-from . import common
+from . import analysis, backup, common, data, evaluate, final, measures, projects, run, service, warn
 from .common import run_app
 
 app = typer.Typer(
