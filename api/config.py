@@ -41,8 +41,10 @@ class Settings(BaseSettings):
     #: where POST /api/v1/data saves uploaded data (default: ``uploads`` beside the database file,
     #: made 0700 on the first upload; never the data root, which may be the bundled sample or read-only)
     upload_dir: Path | None = None
-    #: where runs started through the service write their files
-    runs_dir: Path = Path("runs")
+    #: where runs started through the service write their output folders (default: ``runs`` beside
+    #: the database file, as the uploads; not the working directory, which a service manager may
+    #: set anywhere, e.g. ``/``)
+    runs_dir: Path | None = None
     #: ``runs prune`` removes an upload folder (POST /api/v1/data) that no stored run, evaluation or
     #: 差别化措施 batch read from once it is this many days old (a longer ``--older-than``: that age)
     upload_grace_days: float = Field(default=7.0, ge=0)
@@ -108,9 +110,13 @@ class Settings(BaseSettings):
         """The folder uploads are saved in: ``upload_dir``, else ``uploads`` beside the database file."""
         return self.upload_dir if self.upload_dir is not None else Path(self.db).parent / "uploads"
 
+    def runs(self) -> Path:
+        """The folder of the service's run output folders: ``runs_dir``, else ``runs`` beside the database file."""
+        return self.runs_dir if self.runs_dir is not None else Path(self.db).parent / "runs"
+
     def folders(self) -> Folders:
         """The folders holding files of stored runs, for ``runs prune`` (screening.retention)."""
-        return Folders(self.data_root, self.runs_dir, self.upload_grace_days, self.uploads())
+        return Folders(self.data_root, self.runs(), self.upload_grace_days, self.uploads())
 
 
 _KINDS = {int: "整数", float: "数", bool: "true 或 false（也可写 1/0、yes/no、on/off）", Path: "路径", str: "文本"}

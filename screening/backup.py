@@ -147,11 +147,11 @@ class FileSources:
 def file_sources(settings: Any) -> FileSources:
     """The service's folders for ``settings`` (api.config.Settings): ``<db>.evidence/``,
     ``settings.uploads()`` (SCREENING_UPLOAD_DIR, else ``uploads`` beside the database) and
-    ``settings.runs_dir`` (SCREENING_RUNS_DIR), where the download route finds a run's files."""
+    ``settings.runs()`` (SCREENING_RUNS_DIR, else ``runs`` beside the database), where the download route finds a run's files."""
     from api.routes.evidence import evidence_dir
 
     return FileSources(evidence_dir(Path(settings.db).resolve()), Path(settings.uploads()).resolve(),
-                       Path(settings.runs_dir).resolve())
+                       settings.runs().resolve())
 
 
 class _NotCopied(Exception):

@@ -222,3 +222,26 @@ def test_runs_while_serving_keep_verifications(tmp_path_factory):
         assert bad.status_code == 422 and "可用参数" in bad.json()["detail"]
         assert client.post("/api/v1/runs", headers=admin, json={"data": "../../etc"}).status_code == 422
         assert (settings.runs_dir / body["run_id"] / "list.csv").exists()
+
+
+def test_runs_of_the_service_go_beside_the_database_whatever_the_working_directory(tmp_path_factory, monkeypatch):
+    """SCREENING_RUNS_DIR unset: the output folders of runs started through the service are in
+    ``runs/`` beside the database file (as the uploads), never in the working directory, which a
+    service manager may set anywhere; the download route, backups and prune look there too."""
+    db, tokens = build_service_db(tmp_path_factory.mktemp("beside"))
+    elsewhere = tmp_path_factory.mktemp("cwd")
+    monkeypatch.delenv("SCREENING_RUNS_DIR", raising=False)
+    monkeypatch.chdir(elsewhere)
+    settings = Settings(db=db)
+    assert settings.runs() == db.parent / "runs" and settings.folders().runs_dir == db.parent / "runs"
+    admin = bearer(tokens["admin"])
+    with TestClient(create_app(settings)) as client:
+        run = client.post("/api/v1/runs", headers=admin, json={"year": 2022})
+        assert run.status_code == 201, run.text
+        run_id = run.json()["run_id"]
+        assert (db.parent / "runs" / run_id / "list.csv").is_file()
+        assert not (elsewhere / "runs").exists()
+        got = client.get(f"/api/v1/runs/{run_id}/files/list.csv", headers=admin)
+        assert got.status_code == 200 and got.content == (db.parent / "runs" / run_id / "list.csv").read_bytes()
+    monkeypatch.setenv("SCREENING_RUNS_DIR", str(elsewhere / "set"))
+    assert Settings(db=db).runs() == elsewhere / "set"

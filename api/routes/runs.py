@@ -62,7 +62,7 @@ def create_run(body: RunIn, request: Request, cursor: CursorDep,
         s = screen(data, body.year, None, body.set, keep_tables=False, host=request.app.state.con, confine=(root,),
                    final_grades=finalized_grades(cursor))
         with s:
-            out = Path(settings.runs_dir) / s.run_id
+            out = settings.runs() / s.run_id
             error = write_all(s, out, None)
             write_run_json(s, out, planned_outputs(s, out), stored=error is None)
             if error is not None:
@@ -135,9 +135,9 @@ def get_run_check(run_id: RunIdPath, cursor: CursorDep,
 
 
 def output_files(settings, run_id: str) -> list[str]:
-    """The files of a run's output folder (``runs_dir/<run_id>``, written by POST /runs); none when
+    """The files of a run's output folder (``settings.runs()/<run_id>``, written by POST /runs); none when
     the folder is absent (a run made elsewhere, or pruned)."""
-    folder = Path(settings.runs_dir) / run_id
+    folder = settings.runs() / run_id
     try:
         if folder.is_symlink():  # a run folder is made by the service: a link leads somewhere else
             return []
@@ -163,7 +163,7 @@ def get_run_file(run_id: RunIdPath, name: Annotated[str, PathParam(max_length=20
         raise missing
     # the file is opened, not its path: a folder or file swapped for a link after the listing
     # above is refused, and what is sent is the file that was checked
-    handle = _open_run_file(Path(settings.runs_dir) / run_id, name)
+    handle = _open_run_file(settings.runs() / run_id, name)
     if handle is None:
         raise missing
     suffix = Path(name).suffix

@@ -142,7 +142,7 @@ def verify_command(
             from api.config import Settings
 
             # the runs folder the service uses with the same SCREENING_* settings
-            report = verify_database(con, db, Settings(db=db).runs_dir)
+            report = verify_database(con, db, Settings(db=db).runs())
         finally:
             con.close()
     except ScreeningError as exc:
