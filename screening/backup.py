@@ -722,6 +722,14 @@ def _check_runs(con: duckdb.DuckDBPyConnection, present: dict[str, Any]) -> list
                 "run_enterprises e WHERE e.run_id = r.run_id AND e.firm = r.firm) GROUP BY run_id ORDER BY run_id"
         ).fetchall():
             problems.append(f"运行 {run_id} 有 {lost:,} 行判定结果的企业编号（firm）不在该次运行的企业表（run_enterprises）中")
+    if "run_rules" in sources:
+        # run_rules has no key: a rule named twice in a run would repeat that rule's result rows
+        # wherever results are read with their texts (store.results_relation), the row count unchanged
+        for run_id, rules in con.execute(
+                f"SELECT run_id, string_agg(DISTINCT rule_id, '、' ORDER BY rule_id) FROM (SELECT run_id, rule_id FROM "
+                f"{sources['run_rules']} GROUP BY run_id, rule_id HAVING count(*) > 1) GROUP BY run_id ORDER BY run_id"
+        ).fetchall():
+            problems.append(f"运行 {run_id} 的规则表（run_rules）中规则 {rules} 出现不止一次")
     orphans = {t: set(c) - {r[0] for r in con.execute("SELECT run_id FROM runs").fetchall()} for t, c in counts.items()}
     for table, ids in orphans.items():
         if ids:

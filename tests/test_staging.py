@@ -281,6 +281,25 @@ def test_a_staged_run_whose_results_name_no_firm_of_its_enterprises_is_refused(s
     _nothing_copied(client)
 
 
+@pytest.mark.parametrize("rules", [["r", "r"], [None]])
+def test_a_staged_run_naming_a_rule_twice_or_none_in_its_rules_is_refused(service, rules):
+    """run_rules has no key: a rule named twice would repeat that rule's result rows wherever
+    results are read with their texts; a staged run with one (or an empty rule id) is refused."""
+    client, headers, _ = service
+    path, token = _slot(client, headers)
+    _run_file(path, STAGED_RUN, STAGED_RUN)
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("INSERT INTO run_enterprises (run_id, uscc, firm) VALUES (?, '91330000000000000X', 0)", [STAGED_RUN])
+        for rule in rules:
+            con.execute("INSERT INTO run_rules (run_id, rule_id) VALUES (?, ?)", [STAGED_RUN, rule])
+    finally:
+        con.close()
+    answer = client.post("/api/v1/runs/import", headers=headers, json={"token": token})
+    assert answer.status_code == 422 and "run_rules" in answer.json()["detail"], answer.text
+    _nothing_copied(client)
+
+
 def test_a_staged_run_whose_results_name_its_firms_is_imported(service):
     answer = _import_numbered(service, [("91330000000000000X", 0)])
     assert answer.status_code == 201 and answer.json()["run_ids"] == [STAGED_RUN], answer.text

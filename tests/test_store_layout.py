@@ -362,6 +362,22 @@ def test_verify_counts_each_runs_rules(dbs, tmp_path):
     assert len(problems) == 1 and "run_rules 有 3 行" in problems[0]
 
 
+
+def test_verify_reports_a_rule_named_twice_in_a_runs_rules(dbs, tmp_path):
+    """run_rules has no key: a rule named twice (and another missing, so that the count still
+    matches the run record) would repeat that rule's result rows wherever results are read with
+    their texts; verify names the run and the rule."""
+    db = _copy(dbs["new"], tmp_path / "twice.duckdb")
+    con = duckdb.connect(str(db))
+    try:
+        run = con.execute("SELECT run_id FROM runs WHERE list_year = 2022").fetchall()[0][0]
+        con.execute("UPDATE run_rules SET rule_id = 'above_scale_low_tax_per_mu' "
+                    "WHERE run_id = ? AND rule_id = 'energy_limit_exceeded'", [run])
+        problems = bk.verify_database(con, db).problems
+    finally:
+        con.close()
+    assert problems == [f"运行 {run} 的规则表（run_rules）中规则 above_scale_low_tax_per_mu 出现不止一次"]
+
 def old_version_writes_into(db: Path, version: int) -> str:
     """What an older version's ``screening run --db`` does to a current file: its _copy adds the
     columns it misses at the end (schema 2: run_results.uscc; schema 1 also the two texts, and it
