@@ -17,6 +17,8 @@ from screening.sqlquote import identifier
 from .db import ensure_schema, table_exists
 
 ROLES = ("admin", "township", "analyst", "dashboard")
+#: what a person reads for each role (web pages, the API's Chinese messages)
+ROLE_ZH = {"admin": "经信局", "township": "乡镇街道", "analyst": "分析", "dashboard": "大屏"}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from screening.handover import HANDOVER_USER
 
-from .auth import User, token_hash
+from .auth import ROLE_ZH, User, token_hash
 from .readmodel import ReadModel
 from .session import session_user
 
@@ -66,7 +66,7 @@ def allow(*roles: str) -> Callable[..., User]:
     """A dependency that admits only the given roles (others get 403)."""
     async def check(user: Annotated[User, Depends(current_user)]) -> User:
         if user.role not in roles:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"角色 {user.role} 无权使用此功能")
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"{ROLE_ZH.get(user.role, user.role)}角色（{user.role}）无权使用此功能")
         return user
     return check
 

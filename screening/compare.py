@@ -81,7 +81,7 @@ def compare_runs(db: Path, before: int | str, after: int | str) -> pl.DataFrame:
     Returns one row per firm on either list: uscc, name, township, change (entered / left /
     stayed), rule_ids_before, rule_ids_after and ``why`` (each rule whose hit status changed,
     with value and threshold before → after)."""
-    if not Path(db).is_file():
+    if not Path(db).exists():  # a folder: connect says so
         raise ScreeningError(f"找不到数据库文件 {db}：请先运行 screening run，或用 --db 指定保存运行记录的文件")
     con = connect(Path(db), read_only=True)
     try:

@@ -52,14 +52,17 @@ def lint_ruleset(rs: RuleSet) -> list[str]:
         unused = declared - used
         if unused:
             problems.append(f"{rid}.yaml：参数 {sorted(unused)} 未在 SQL 中使用")
-        constants = {"year_prev": 0, "year_last": 0, "division_min": 0, "division_max": 0, "new_firm_years": 0,
-                     **rs.params[rid]}
+        constants = rs.template_constants(rs.meta.designed_for_list_year)[rid]
         columns = {name: name for name in _TEMPLATE_COLUMNS}
         for code, text in {**rs.meta.scope_messages, **rule.messages}.items():
             try:
                 reasons.compile_template(text, constants, columns, f"{rid}.messages.{code}")
             except RuleSetError as exc:
                 problems.append(str(exc))
+        try:  # the note is shown in the workbook's 规则与依据 with the run's years and parameters
+            reasons.render_constants(rule.citation.note or "", constants, f"{rid}.yaml citation.note")
+        except RuleSetError as exc:
+            problems.append(str(exc))
     for fid, family in rs.families.items():  # projects, key energy users: the same rules for their SQL
         sql = sql_text(f"rules/{fid}.sql")
         literals = numeric_literals(sql)

@@ -102,10 +102,12 @@ def _copy(s: "Screening", source: str, path: Path, options: str) -> None:
 
 def write_rejects(s: "Screening", out: Path) -> list[Path]:
     """rejects.csv (file, row, column, reason, value, action) and normalised.csv (every cell
-    changed in reading: file, row, column, before, after, kind), both through :mod:`.csvsafe`."""
+    changed in reading: file, row, column, before, after, kind), both through :mod:`.csvsafe`,
+    with a BOM: the reasons are Chinese and people open them in Excel/WPS, which read a
+    UTF-8 file without one as the local code page."""
     csvsafe.write_csv(s.inputs.rejects.select("file", "row", "column", "reason", "value", "action"),
-                      out / "rejects.csv", include_bom=False)
-    csvsafe.write_csv(s.inputs.normalised, out / "normalised.csv", include_bom=False)
+                      out / "rejects.csv")
+    csvsafe.write_csv(s.inputs.normalised, out / "normalised.csv")
     return [out / "rejects.csv", out / "normalised.csv"]
 
 

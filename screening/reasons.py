@@ -77,6 +77,20 @@ def compile_template(template: str, constants: dict[str, Any], columns: dict[str
     return pieces[0] if len(pieces) == 1 else f"concat({', '.join(pieces)})"
 
 
+def render_constants(template: str, constants: dict[str, Any], where: str) -> str:
+    """A text that names constants only (a rule citation's note), formatted in Python: the
+    same fields and specs as the message templates; any other field is a RuleSetError."""
+    def field(m: re.Match) -> str:
+        name, spec = m.group(1), m.group(2)
+        if spec is not None and not _SPEC.match(spec):
+            raise RuleSetError(f"{where}：模板字段 {{{name}:{spec}}} 的格式不受支持（可用 .2f、g、%）")
+        if name not in constants:
+            raise RuleSetError(f"{where}：引用了未知字段 {{{name}}}（可用：{'、'.join(constants)}）")
+        return format_constant(constants[name], spec)
+
+    return _FIELD.sub(field, template)
+
+
 def case_expression(rule_messages: dict[str, dict[str, str]], constants: dict[str, dict[str, Any]],
                     columns: dict[str, str], rule_col: str, code_col: str) -> str:
     """``CASE rule_id WHEN … THEN CASE reason_code WHEN … THEN <template> END END``."""

@@ -275,6 +275,20 @@ class RuleSet:
             "limit_date": dt.date(list_year - 1, 12, 31),
         }
 
+    def template_constants(self, list_year: int) -> dict[str, dict[str, Any]]:
+        """Per rule, the constants its Chinese texts may name (the messages, and the
+        citation's note in the workbook's 规则与依据): the two data years, the manufacturing
+        divisions, the new-firm window and the rule's parameters."""
+        scope = {k: v.value for k, v in self.meta.scope.items()}
+        shared = {
+            "year_prev": list_year - 2,
+            "year_last": list_year - 1,
+            "division_min": int(scope["manufacturing_division_min"]),
+            "division_max": int(scope["manufacturing_division_max"]),
+            "new_firm_years": int(scope["new_firm_window_years"]),
+        }
+        return {rid: {**shared, **self.params[rid]} for rid in self.meta.rules}
+
     def describe(self) -> dict[str, Any]:
         """What run.json records about the rule set."""
         return {

@@ -597,18 +597,6 @@ def _base_params(rs: RuleSet, list_year: int) -> dict[str, Any]:
     return {**rs.scope_params(list_year), "eps": rs.meta.comparison["relative_tolerance"]}
 
 
-def _template_constants(rs: RuleSet, list_year: int) -> dict[str, dict[str, Any]]:
-    scope = {k: v.value for k, v in rs.meta.scope.items()}
-    shared = {
-        "year_prev": list_year - 2,
-        "year_last": list_year - 1,
-        "division_min": int(scope["manufacturing_division_min"]),
-        "division_max": int(scope["manufacturing_division_max"]),
-        "new_firm_years": int(scope["new_firm_window_years"]),
-    }
-    return {rid: {**shared, **rs.params[rid]} for rid in rs.enabled}
-
-
 _RESULT_COLUMNS = (
     "value", "threshold", "industry_avg", "industry_group", "industry_group_name", "group_firms",
     "value_prev", "value_last", "value_text", "threshold_text", "detail", "years",
@@ -654,7 +642,7 @@ def _results_view(engine: Engine, rs: RuleSet, list_year: int, run_id: str) -> N
     columns.update({c: f"r.{c}" for c in _RESULT_COLUMNS})
     columns.update(DERIVED_COLUMNS)
     messages = {rid: {**rs.meta.scope_messages, **rs.rules[rid].messages} for rid in rs.enabled}
-    case = reasons.case_expression(messages, _template_constants(rs, list_year), columns, "r.rule_id", "r.reason_code")
+    case = reasons.case_expression(messages, rs.template_constants(list_year), columns, "r.rule_id", "r.reason_code")
     engine.execute("results_explained", f"""
         CREATE OR REPLACE VIEW results_explained AS
         SELECT r.firm_id, {int(list_year)} AS list_year, p.uscc, r.rule_id::VARCHAR AS rule_id,

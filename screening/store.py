@@ -17,7 +17,7 @@ import duckdb
 import polars as pl
 
 from . import handover
-from .errors import ScreeningError
+from .errors import ScreeningError, environment_error
 from .sqlquote import identifier, literal
 
 if TYPE_CHECKING:
@@ -150,6 +150,12 @@ class StoreError(ScreeningError):
     exit_code = 1
 
 
+class NotADatabase(StoreError):
+    """``--db`` names something that is not a database file (a folder, a spreadsheet…): bad input."""
+
+    exit_code = 2
+
+
 class DatabaseLocked(StoreError):
     """Another process (normally ``screening serve``) holds the file; ``pid`` when DuckDB names it."""
 
@@ -169,6 +175,12 @@ def _open_error(db: Path, exc: Exception) -> StoreError:
                                   f"请在网页或接口中完成，或先停止服务，或对 screening backup 恢复出的副本运行", pid)
         return DatabaseLocked(f"数据库 {db} 正被另一个进程{holder}占用，且没有找到可交接的服务"
                               f"（{handover.service_file(db).name}）；请稍后重试，或改用其他 --db 文件", pid)
+    problem = environment_error(exc, db)  # a folder, no permission, a read-only disk …
+    if problem is not None:
+        return (NotADatabase if problem.exit_code == 2 else StoreError)(f"无法打开数据库 {db}：{problem}")
+    if "not a valid DuckDB database file" in str(exc):
+        return NotADatabase(f"无法打开数据库 {db}：该文件不是 DuckDB 数据库文件，请检查 --db 指向的文件"
+                            "（本工具的数据库文件，如 screening.duckdb）")
     return StoreError(f"无法打开数据库 {db}：{exc}")
 
 

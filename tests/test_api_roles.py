@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from api.auth import ROLE_ZH
 from api.config import Settings
 from api.main import create_app
 from api_helpers import TOWNSHIP, bearer, build_service_db
@@ -103,15 +104,20 @@ def test_every_route_is_in_the_matrix(matrix):
 @pytest.mark.parametrize("role", [ADMIN, ANALYST, TOWN, DASH])
 def test_each_role_on_each_route(matrix, role):
     client, tokens, firm, operations = matrix
-    wrong = []
+    wrong, refusals = [], set()
     for method, path, op in operations:
         if op in PUBLIC:
             continue
-        status = _call(client, method, path, firm, bearer(tokens[role])).status_code
+        response = _call(client, method, path, firm, bearer(tokens[role]))
+        status = response.status_code
         admitted = role in ALLOWED[op]
         if (admitted and status in (401, 403)) or (not admitted and status != 403) or status >= 500:
             wrong.append((op, status))
+        if status == 403 and not admitted:
+            refusals.add(response.json()["detail"])
     assert not wrong, f"{role}: {wrong}"
+    # a refusal names the role as people know it (it once said “角色 township 无权使用此功能”)
+    assert all(ROLE_ZH[role] in detail for detail in refusals), refusals
 
 
 def test_no_token_is_401_on_every_route(matrix):

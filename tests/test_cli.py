@@ -324,6 +324,13 @@ def test_results_csv_and_parquet_agree(ok_run: Run):
 
 # ----------------------------------------------------------------------------- 4. rejects
 
+@pytest.mark.parametrize("name", ["list.csv", "rules.csv", "anomalies.csv", "rejects.csv", "normalised.csv"])
+def test_csv_files_people_open_start_with_a_bom(ok_run: Run, name: str):
+    """Excel/WPS read a UTF-8 CSV without a BOM in the local code page: the Chinese reasons of
+    rejects.csv (the file the summary points to) came out garbled."""
+    assert (ok_run.out / name).read_bytes().startswith(b"\xef\xbb\xbf"), name
+
+
 def test_rejects_csv_columns_and_sample_rows(ok_run: Run):
     text = (ok_run.out / "rejects.csv").read_text(encoding="utf-8-sig")
     lines = [line for line in text.splitlines() if line.strip()]

@@ -42,6 +42,20 @@ def test_every_command_help_is_chinese():
         assert not [f for f in ENGLISH_FRAMES if f in text], (path, text)
 
 
+def test_group_help_says_what_each_command_does():
+    """Click shortens a help text at a word boundary; a long Chinese sentence has none, and
+    ``screening --help`` listed evaluate, backup and verify as "..."."""
+    for path, command in _commands(get_command(app)):
+        if not getattr(command, "commands", None):
+            continue
+        listed = _help(path).split("命令：")[1]
+        assert "..." not in listed, (path, listed)
+        for name in command.commands:
+            line = next(line for line in listed.splitlines() if line.split()[:1] == [name])
+            words = line.split(None, 1)[1]
+            assert sum("\u4e00" <= ch <= "\u9fff" for ch in words) >= 4, (path, name, line)
+
+
 def test_help_on_the_command_line_is_chinese(tmp_path):
     proc = cli("run", "--help", cwd=tmp_path)
     assert proc.returncode == 0

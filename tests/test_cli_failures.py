@@ -239,6 +239,33 @@ def test_a_database_in_a_missing_folder_is_refused_before_screening(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+DB_COMMANDS = {
+    "run": ("run", "--out", "out"),
+    "users add": ("users", "add", "--name", "经信局", "--role", "admin"),
+    "compare": ("compare", "--before", "2021", "--after", "2022", "--out", "out"),
+    "serve": ("serve", "--port", "1"),  # the database is opened before the port is tried
+}
+
+
+@pytest.mark.parametrize("kind", ["folder", "spreadsheet"])
+@pytest.mark.parametrize("command", DB_COMMANDS)
+def test_a_db_that_is_no_database_is_exit_2_one_chinese_line(tmp_path: Path, command: str, kind: str):
+    """``--db`` naming a folder or another kind of file: DuckDB's English message, exit 1, and
+    for a folder every output written before the run failed to be stored."""
+    db = tmp_path / "db"
+    if kind == "folder":
+        db.mkdir()
+    else:
+        db.write_bytes(b"PK\x03\x04 a workbook, not a database")
+    proc = cli(*DB_COMMANDS[command], "--db", db, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    line = one_line_error(proc)
+    assert str(db) in line and ("是目录" if kind == "folder" else "不是 DuckDB 数据库文件") in line, line
+    assert "Error" not in line, line
+    assert not (tmp_path / "out").exists()
+    assert db.is_dir() if kind == "folder" else db.read_bytes().startswith(b"PK")
+
+
 # ---------------------------------------------------------------- settings from the environment
 
 BAD_SETTINGS = {

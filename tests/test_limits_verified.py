@@ -4,9 +4,11 @@ and in the workbook's 规则与依据 sheet; with every limit verified nothing i
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
+import openpyxl
 import polars as pl
 import pytest
 
@@ -19,6 +21,7 @@ from screening.screen import screen
 
 NOTE = "限额数值待核对官方文本"
 R4 = "energy_limit_exceeded"
+FIELD = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*(:[^{}]*)?\}")  # a template field (reasons._FIELD)
 HEADER = "product,product_name,standard,unit,limit,effective_from,effective_to"
 
 
@@ -75,6 +78,18 @@ def test_unverified_hits_are_named_in_the_rules_sheet(sample_run: Path):
     notes = dict(zip(sheet[sheet.columns[0]], sheet["说明"]))
     assert NOTE in notes[R4] and "4 家" in notes[R4]
     assert not any(NOTE in (notes[r] or "") for r in notes if r != R4)
+
+
+def test_no_template_field_is_printed_in_the_workbook(sample_run: Path):
+    """Every text of the rule set reaches the workbook filled in: rule 4's note names the day its
+    limits are read on (“{year_last}年12月31日” was once printed as is in 规则与依据)."""
+    book = openpyxl.load_workbook(sample_run / "out" / "整治企业清单_2022.xlsx", read_only=True)
+    left = [(ws.title, value) for ws in book.worksheets for row in ws.iter_rows(values_only=True)
+            for value in row if isinstance(value, str) and FIELD.search(value)]
+    assert left == []
+    sheet = pl.read_excel(sample_run / "out" / "整治企业清单_2022.xlsx", sheet_name="规则与依据")
+    notes = dict(zip(sheet[sheet.columns[0]], sheet["说明"]))
+    assert "在“2021年12月31日”有效的限定值" in notes[R4]
 
 
 def test_verified_limits_say_nothing(tmp_path: Path):

@@ -55,6 +55,15 @@ def test_lint_finds_unused_and_undeclared_parameters(ruleset_copy: Path):
     assert any("spare" in p and "未在 SQL 中使用" in p for p in problems)
 
 
+def test_lint_finds_an_unknown_field_in_a_citation_note(ruleset_copy: Path):
+    """A rule's citation note is shown in the workbook's 规则与依据 with the run's years and
+    parameters filled in; a field it cannot fill would be printed as is."""
+    edit_yaml(ruleset_copy / "energy_limit_exceeded.yaml",
+              lambda d: d["citation"].update(note="限额取{year_last}年12月31日{limit_day}有效的限定值"))
+    problems = lint_ruleset(load_ruleset(ruleset_copy))
+    assert any("energy_limit_exceeded.yaml citation.note" in p and "{limit_day}" in p for p in problems), problems
+
+
 def test_lint_template_columns_exist_in_the_panel():
     from screening.screen import screen
 

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import re
 import subprocess
+from html.parser import HTMLParser
 
 import pytest
 from fastapi.routing import APIRoute
@@ -560,3 +561,59 @@ def test_no_link_on_a_year_page_leads_to_a_missing_page(web):
             if re.search(r"/\d{4}(/|\?|$)|year=\d{4}", link) and client.get(link, follow_redirects=False).status_code == 404:
                 missing.append((page, link))
     assert not missing
+
+
+class _Tables(HTMLParser):
+    """Each table of a page: its last header row's texts and its first body row's (class, text) cells."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables: list[dict] = []
+        self.row: list | None = None
+        self.cell: list | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append({"head": [], "first": None})
+        elif tag == "tr" and self.tables:
+            self.row = []
+        elif tag in ("th", "td") and self.row is not None:
+            self.cell = [tag, dict(attrs).get("class") or "", ""]
+
+    def handle_endtag(self, tag):
+        if tag in ("th", "td") and self.cell is not None:
+            self.row.append(self.cell)
+            self.cell = None
+        elif tag == "tr" and self.row:
+            table = self.tables[-1]
+            if all(c[0] == "th" for c in self.row):
+                table["head"] = [c[2].strip() for c in self.row]
+            elif table["first"] is None:
+                table["first"] = [(c[1], c[2].strip()) for c in self.row]
+            self.row = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell[2] += data
+
+
+#: words that name a measured quantity (not a count of firms): its column header says the unit
+MEASURES = ("税收", "用地", "面积", "能耗", "能效", "标准煤")
+
+
+def test_a_column_of_measured_numbers_names_its_unit(web):
+    """The record's 亩均税收 and the projects page's 能效准入标准 were numbers without a unit;
+    the list's 命中规则 was a bare count beside a header naming rules."""
+    client, _, firm = web
+    sign_in(client, ADMIN)
+    bare = []
+    for url in ("/lists/2022", f"/firms/{firm}?year=2022", "/projects", "/workbench/2022"):
+        parser = _Tables()
+        parser.feed(client.get(url).text)
+        for table in parser.tables:
+            for header, (kind, _) in zip(table["head"], table["first"] or []):
+                if "num" in kind.split() and any(w in header for w in MEASURES) and "（" not in header:
+                    bare.append((url, header))
+    assert bare == []
+    listed = client.get("/lists/2022").text
+    assert "<th>命中规则（条）</th>" in listed

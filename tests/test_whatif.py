@@ -44,6 +44,8 @@ def test_whatif_command_writes_the_contract_columns(tmp_path):
                "--out", tmp_path / "w", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     frame = pl.read_csv(tmp_path / "w" / "whatif.csv")
+    for name in ("whatif.csv", "whatif_changes.csv"):  # opened in Excel/WPS: UTF-8 with a BOM
+        assert (tmp_path / "w" / name).read_bytes().startswith(b"\xef\xbb\xbf"), name
     assert {"value", "listed", "land_mu", "energy_tce", *RULES} <= set(frame.columns)
     assert frame.height == 2
     # the chart beside the table, and the workbook with Chinese headers

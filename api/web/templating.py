@@ -13,6 +13,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from screening import clock
 from screening.ruleset import STATUS_ZH
 
+from ..auth import ROLE_ZH
+
 TEMPLATES = Path(__file__).parent / "templates"
 
 ENV = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
@@ -29,7 +31,7 @@ ACTIONS = {"verify": "属地核实", "decide_dispute": "异议处理", "put_plan
            "evaluate": "评价测算", "evaluation_confirm": "评价数据确认", "evaluation_publish": "评价公示",
            "evaluation_object": "评价异议", "evaluation_review": "评价复核", "evaluation_regrade": "调档",
            "evaluation_finalize": "评价定稿"}
-ROLES = {"admin": "经信局", "township": "乡镇街道", "analyst": "分析", "dashboard": "大屏"}
+ROLES = ROLE_ZH
 
 
 def _number(value: Any, digits: int = 2) -> str:

@@ -32,8 +32,8 @@ def whatif(
     try:
         with staged(out, _notice) as staging:
             table, moved = run_whatif(param, data, year, rules)
-            write_csv(table, staging / "whatif.csv", include_bom=False)
-            write_csv(moved, staging / "whatif_changes.csv", include_bom=False)
+            write_csv(table, staging / "whatif.csv")
+            write_csv(moved, staging / "whatif_changes.csv")
             written, chart_problem = write_report(table, moved, staging, rules)
     except ScreeningError as exc:
         _fail(exc)

@@ -67,9 +67,9 @@ def _final_grades(db: Path, rules: Optional[Path], overrides: list[str]):
     from ..screen import grade_method
     from ..store import DatabaseLocked, connect
 
-    if not db.is_file():
+    if not db.exists():
         return None
-    try:
+    try:  # also a folder or another kind of file given as --db stops here, before screening
         con = connect(db, read_only=True)
     except DatabaseLocked as exc:
         rs = load_ruleset(rules or default_ruleset())

@@ -75,9 +75,29 @@ class ChineseContext(click_core.Context):
         return translate_help(super().get_usage())
 
 
+#: a command's line in its group's list: its first sentence, or the words before its first
+#: "：" when the sentence is longer than this (characters)
+SHORT_HELP_CHARS = 40
+
+
+def short_help(text: str | None) -> str:
+    """The line a group's ``--help`` shows for a command with the Chinese help ``text``.
+
+    Click shortens a help text at a word boundary; a Chinese sentence has none, so a long one
+    became "..." (``screening --help`` listed evaluate, backup and verify as "...")."""
+    first = (text or "").strip().split("\n\n")[0].replace("\n", "")
+    first = first.split("。")[0]
+    if len(first) > SHORT_HELP_CHARS and "：" in first:
+        first = first.split("：")[0]
+    return first
+
+
 def localise(command: Any) -> Any:
-    """Give ``command`` and every command below it the Chinese context; returns ``command``."""
+    """Give ``command`` and every command below it the Chinese context and a whole short help
+    line; returns ``command``."""
     command.context_class = ChineseContext
+    if not getattr(command, "short_help", None) and getattr(command, "help", None):
+        command.short_help = short_help(command.help)
     for sub in (getattr(command, "commands", None) or {}).values():
         localise(sub)
     return command
