@@ -22,7 +22,6 @@ import xlsxwriter.workbook
 from . import clock, spreadsheet
 from .csvsafe import neutralise
 from .excel_rows import Column, cells, row_heights, write_cells
-from .reasons import render_constants
 from .ruleset import LIMIT_RULE, unverified_limits_note
 
 if TYPE_CHECKING:
@@ -461,14 +460,14 @@ def _rules_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], s: "Screening") 
         ws.set_column(c, c, w)
     rows = []
     rs = s.ruleset
-    constants = rs.template_constants(s.list_year)
+    notes = rs.rule_notes(s.list_year)
     for rid in rs.enabled:
         rule = rs.rules[rid]
         params = "；".join(
             f"{n}={'/'.join(v) if isinstance(v, list) else v}{(' ' + rule.parameters[n].unit) if rule.parameters[n].unit else ''}"
             for n, v in rs.params[rid].items()
         )
-        note = render_constants((rule.citation.note or "").strip(), constants[rid], f"{rid}.citation.note")
+        note = notes[rid]
         if rid == LIMIT_RULE and s.unverified_limit_hits:
             note = "；".join(filter(None, [unverified_limits_note(rs, s.unverified_limit_hits), note]))
         rows.append([rid, rule.title, params or "—", rs.citation_text(rule.citation), rule.citation.quote or "", note])

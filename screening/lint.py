@@ -59,10 +59,6 @@ def lint_ruleset(rs: RuleSet) -> list[str]:
                 reasons.compile_template(text, constants, columns, f"{rid}.messages.{code}")
             except RuleSetError as exc:
                 problems.append(str(exc))
-        try:  # the note is shown in the workbook's 规则与依据 with the run's years and parameters
-            reasons.render_constants(rule.citation.note or "", constants, f"{rid}.yaml citation.note")
-        except RuleSetError as exc:
-            problems.append(str(exc))
     for fid, family in rs.families.items():  # projects, key energy users: the same rules for their SQL
         sql = sql_text(f"rules/{fid}.sql")
         literals = numeric_literals(sql)

@@ -21,6 +21,7 @@ import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from . import reasons
 from .errors import RuleSetError
 from .paths import folder_problem, sql_dir
 from .schema import TABLES
@@ -289,6 +290,14 @@ class RuleSet:
         }
         return {rid: {**shared, **self.params[rid]} for rid in self.meta.rules}
 
+    def rule_notes(self, list_year: int) -> dict[str, str]:
+        """Each rule's citation note as the workbook's 规则与依据 prints it, its fields (such as
+        ``{year_last}``) filled with the list year's constants; an unknown field is a RuleSetError."""
+        constants = self.template_constants(list_year)
+        return {rid: reasons.render_constants((self.rules[rid].citation.note or "").strip(), constants[rid],
+                                              f"{self.directory}/{rid}.yaml citation.note")
+                for rid in self.meta.rules}
+
     def describe(self) -> dict[str, Any]:
         """What run.json records about the rule set."""
         return {
@@ -416,7 +425,9 @@ def load_ruleset(directory: Path) -> RuleSet:
             raise RuleSetError(f"{directory}/dispositions.yaml：条件中有未知规则 {named}")
     limits = load_energy_limits(directory / "energy_limits.csv")
     files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file()}
-    return RuleSet(directory, meta, rules, dispositions, limits, files, families)
+    rs = RuleSet(directory, meta, rules, dispositions, limits, files, families)
+    rs.rule_notes(meta.designed_for_list_year)  # a note naming an unknown field stops here, before any run stores anything
+    return rs
 
 
 def _load_rule(directory: Path, meta: RuleSetFile, rid: str) -> Rule:

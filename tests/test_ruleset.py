@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cli_helpers import cli
 from ruleset_helpers import edit_yaml
 from screening.errors import RuleSetError
 from screening.lint import _TEMPLATE_COLUMNS, lint_ruleset, numeric_literals, review_warnings
@@ -55,13 +56,19 @@ def test_lint_finds_unused_and_undeclared_parameters(ruleset_copy: Path):
     assert any("spare" in p and "未在 SQL 中使用" in p for p in problems)
 
 
-def test_lint_finds_an_unknown_field_in_a_citation_note(ruleset_copy: Path):
+def test_a_citation_note_naming_an_unknown_field_stops_loading_the_rule_set(ruleset_copy: Path, tmp_path: Path):
     """A rule's citation note is shown in the workbook's 规则与依据 with the run's years and
-    parameters filled in; a field it cannot fill would be printed as is."""
+    parameters filled in; a field it cannot fill stops the rule set from loading (lint, run:
+    one line, exit 2), before a run is screened or stored (the workbook is written beside the
+    database copy: failing there left a stored run without its output folder)."""
     edit_yaml(ruleset_copy / "energy_limit_exceeded.yaml",
               lambda d: d["citation"].update(note="限额取{year_last}年12月31日{limit_day}有效的限定值"))
-    problems = lint_ruleset(load_ruleset(ruleset_copy))
-    assert any("energy_limit_exceeded.yaml citation.note" in p and "{limit_day}" in p for p in problems), problems
+    with pytest.raises(RuleSetError, match=r"energy_limit_exceeded.yaml citation.note.*\{limit_day\}"):
+        load_ruleset(ruleset_copy)
+    db = tmp_path / "s.duckdb"
+    proc = cli("run", "--rules", ruleset_copy, "--out", tmp_path / "out", "--db", db, cwd=tmp_path)
+    assert proc.returncode == 2 and "{limit_day}" in proc.stderr and "Traceback" not in proc.stderr
+    assert not db.exists() and not (tmp_path / "out").exists()
 
 
 def test_lint_template_columns_exist_in_the_panel():
