@@ -31,6 +31,8 @@ FORMULA_START = "^[" + "".join({"-": r"\-", "\t": r"\t", "\r": r"\r"}.get(c, c) 
 PLAIN_NUMBER = r"^-?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 #: what goes before a neutralised cell
 PREFIX = "'"
+#: the byte order mark that tells Excel/WPS a CSV file is UTF-8 (without it they read the local code page)
+BOM = "\ufeff"
 
 _TEXT_TYPES = (pl.String, pl.Categorical, pl.Enum)
 
@@ -110,12 +112,17 @@ def sql_macro() -> str:
             f"THEN {literal(PREFIX)} || v ELSE v END")
 
 
-def safe_select(source: str, columns: dict[str, str]) -> str:
+def safe_select(source: str, columns: dict[str, str], bom: bool = False) -> str:
     """``(SELECT … FROM source)`` with every text column (``columns``: name → DuckDB type)
-    passed through the macro of :func:`sql_macro`; the others as they are."""
+    passed through the macro of :func:`sql_macro`; the others as they are.
+
+    ``bom``: the first column is named with a leading U+FEFF, so that a DuckDB ``COPY … (HEADER)``
+    file starts with the UTF-8 BOM Excel/WPS need to read Chinese text (COPY has no BOM option;
+    Polars and DuckDB readers drop it from the name again)."""
     items = []
-    for name, dtype in columns.items():
+    for i, (name, dtype) in enumerate(columns.items()):
         q = identifier(name)
+        alias = identifier(BOM + name) if bom and i == 0 else q
         text = dtype.upper() == "VARCHAR" or dtype.upper().startswith("ENUM")
-        items.append(f"{SQL_MACRO_NAME}({q}::VARCHAR) AS {q}" if text else q)
+        items.append(f"{SQL_MACRO_NAME}({q}::VARCHAR) AS {alias}" if text else f"{q} AS {alias}")
     return f"(SELECT {', '.join(items)} FROM {source})"

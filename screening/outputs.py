@@ -67,13 +67,14 @@ RESULTS_CSV_COLUMNS = ("uscc", "rule_id", "status", "value", "threshold", "reaso
 
 
 def write_results_csv(s: "Screening", out: Path) -> Path:
-    """Streamed by DuckDB (millions of rows), text neutralised by the csvsafe macro on the way."""
+    """Streamed by DuckDB (millions of rows), text neutralised by the csvsafe macro on the way,
+    with a BOM (through the header, see csvsafe.safe_select) like the other CSV files for people."""
     csv = out / "results.csv"
     source = f"read_parquet({literal(s.results_file)})" if s.results_file else "results_out"
     columns = s.engine.query("results.csv columns", f"DESCRIBE SELECT * FROM {source}", {})
     types = dict(zip(columns["column_name"], columns["column_type"]))
     s.engine.execute("csv_safe macro", csvsafe.sql_macro(), {})
-    _copy(s, csvsafe.safe_select(source, {name: types[name] for name in RESULTS_CSV_COLUMNS}), csv,
+    _copy(s, csvsafe.safe_select(source, {name: types[name] for name in RESULTS_CSV_COLUMNS}, bom=True), csv,
           "(FORMAT csv, HEADER)")
     return csv
 

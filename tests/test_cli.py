@@ -324,7 +324,7 @@ def test_results_csv_and_parquet_agree(ok_run: Run):
 
 # ----------------------------------------------------------------------------- 4. rejects
 
-@pytest.mark.parametrize("name", ["list.csv", "rules.csv", "anomalies.csv", "rejects.csv", "normalised.csv"])
+@pytest.mark.parametrize("name", ["list.csv", "rules.csv", "anomalies.csv", "rejects.csv", "normalised.csv", "results.csv"])
 def test_csv_files_people_open_start_with_a_bom(ok_run: Run, name: str):
     """Excel/WPS read a UTF-8 CSV without a BOM in the local code page: the Chinese reasons of
     rejects.csv (the file the summary points to) came out garbled."""
