@@ -633,7 +633,7 @@ _RUN_PARTS = (("run_list", "listed"), ("run_enterprises", "enterprises"), ("run_
 def verify_database(con: duckdb.DuckDBPyConnection, db: Path, runs: Path | None = None) -> Verification:
     """``runs``: the service's runs folder (SCREENING_RUNS_DIR), where the output folders of the
     runs it made are checked against the last backup (:func:`_check_run_files`)."""
-    from .store import RULE_TEXT_COLUMNS, STORED_TABLES, legacy_layout
+    from .store import ADDED_COLUMNS, RULE_TEXT_COLUMNS, STORED_TABLES, legacy_layout
 
     report = Verification()
     present = _tables(con)
@@ -649,9 +649,11 @@ def verify_database(con: duckdb.DuckDBPyConnection, db: Path, runs: Path | None 
                 report.facts.append(f"表 {name} 是旧版本的结构（{_LEGACY_ZH.get(name, '旧的列')}）；"
                                   "服务下次启动或下次保存运行时会自动迁移")
                 continue
-            if name in STORED_TABLES and name not in ("runs", "schema_info") and columns == want[:len(columns)]:
-                # a column added to a run table since (e.g. run_rejects.action): the next save adds it (store._copy)
-                added = "、".join(c for c, _ in want[len(columns):])
+            added = [c for c, _ in want[len(columns):]]
+            if columns == want[:len(columns)] and set(added) <= set(ADDED_COLUMNS.get(name, ())):
+                # a column added to a run table since an older version wrote it (run_rejects.action):
+                # the next save adds it (store._copy); any other column lacking is data lost
+                added = "、".join(added)
                 report.facts.append(f"表 {name} 没有本版本新增的列 {added}；下次保存运行时会自动添加")
                 continue
             report.problems.append(f"表 {name} 的列与本版本不符")

@@ -82,6 +82,11 @@ LEGACY_TABLES: dict[str, tuple[tuple[tuple[str, str], ...], ...]] = {
     "run_enterprises": (_SCHEMA_2_ENTERPRISES,),
 }
 
+#: the columns added at the end of a run table after a version had written it without them: a
+#: file lacking only these is an older version's, and the next save adds them (_copy); a run table
+#: lacking any other column has lost data (verify reports it as a problem)
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"run_rejects": ("action",)}
+
 
 def legacy_layout(table: str, columns) -> bool:
     """Whether ``columns`` ((name, type) pairs) are a layout of ``table`` that :func:`migrate`
@@ -114,7 +119,7 @@ STORED_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
                  ("tax_per_mu", _D), ("land_mu", _D), ("energy_tce", _D), ("tax_per_mu_prev", _D), ("land_prev", _D),
                  ("suggested_disposition", _V), ("disposition_lead", _V), ("disposition_cooperating", _V),
                  ("disposition_basis", _V), ("run_id", _V)),
-    # ``action`` came after ``run_id``: an older database gets it added at the end (see _copy)
+    # ``action`` came after ``run_id``: an older database gets it added at the end (ADDED_COLUMNS, _copy)
     "run_rejects": (("file", _V), ("row", _L), ("column", _V), ("reason", _V), ("value", _V), ("run_id", _V),
                     ("action", _V)),
     # ``firm`` (the run's firm number, run_results' key) came with schema 3: at the end, where a

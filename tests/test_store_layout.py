@@ -501,3 +501,23 @@ def test_verify_reports_a_column_added_since_as_a_fact(dbs, tmp_path):
         assert bk.verify_database(con, db).problems == ["表 run_list 的列与本版本不符"]
     finally:
         con.close()
+
+
+@pytest.mark.parametrize("table, column", [("run_rules", "citation"), ("run_anomalies", "advisory")])
+def test_verify_reports_a_last_column_no_version_lacked_as_a_problem(dbs, tmp_path, table, column):
+    """Only a column that was added to a run table after a version had written it
+    (store.ADDED_COLUMNS: run_rejects.action) is a fact when it is missing at the end; any other
+    last column missing (every stored run's rule citations, the anomalies' advisory) is data the
+    file has lost: a problem, not "the next save adds it"."""
+    db = _copy(dbs["new"], tmp_path / "new.duckdb")
+    con = duckdb.connect(str(db))
+    try:
+        for (index,) in con.execute("SELECT index_name FROM duckdb_indexes() WHERE table_name = ?", [table]).fetchall():
+            con.execute(f"DROP INDEX {index}")
+        assert _describe(con, table)[-1][0] == column
+        con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        report = bk.verify_database(con, db)
+    finally:
+        con.close()
+    assert f"表 {table} 的列与本版本不符" in report.problems
+    assert not any(table in fact and column in fact for fact in report.facts)
