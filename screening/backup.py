@@ -162,7 +162,8 @@ def _copy(src: Path, dst: Path) -> dict[str, Any]:
     """Copy the regular file ``src`` (never through a link) to the new file ``dst`` (0600) in
     blocks, hashing as it goes; its size and sha256."""
     try:
-        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+        # O_NONBLOCK: a named pipe put in its place is refused below, not waited on for ever
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         raise _NotCopied("数据库登记了该文件，但它已不在服务器上") from None
     except OSError as exc:
