@@ -717,7 +717,10 @@ def _check_runs(con: duckdb.DuckDBPyConnection, present: dict[str, Any]) -> list
             if table in counts and number is not None and counts[table].get(run_id, 0) != number:
                 problems.append(f"运行 {run_id}（{year} 年度）不完整：{table} 有 {counts[table].get(run_id, 0):,} 行，"
                                 f"运行记录为 {number:,} 行")
-    if "firm" in {c for c, _ in present["run_results"]}:
+    numbered = {name for name in ("run_results", "run_enterprises") if "firm" in {c for c, _ in present[name]}}
+    if numbered == {"run_results"}:
+        problems.append("表 run_results 以企业编号（firm）指向企业表 run_enterprises，但企业表没有企业编号列：判定结果读不出是哪家企业")
+    elif "run_results" in numbered:
         # a result row names its firm by its number in the run (schema 3), read back through
         # run_enterprises; the rows an older version added since carry their uscc (firm empty)
         for run_id, lost in con.execute(

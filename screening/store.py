@@ -283,11 +283,18 @@ def migrate(con: duckdb.DuckDBPyConnection, alias: str) -> bool:
             kept = _drop_indexes(con, alias, "run_enterprises")
             con.execute(f"ALTER TABLE {catalog}.run_enterprises ADD COLUMN firm {FIRM_KEY[1]}")
             _make_indexes(con, alias, "run_enterprises", kept)
+        # a run whose result rows already name their firms by number keeps its enterprises' own
+        # numbers: numbered anew (uscc order, not the registry's) its results would name other firms
+        unnumbered = f"SELECT run_id FROM {catalog}.run_enterprises GROUP BY run_id HAVING count(firm) = 0"
+        if "firm" in results and (lost := con.execute(
+                f"SELECT run_id FROM {catalog}.run_results WHERE firm IS NOT NULL AND run_id IN ({unnumbered}) "
+                "ORDER BY run_id LIMIT 1").fetchall()):
+            raise StoreError(f"数据库无法升级到本版本的结构：运行 {lost[0][0]} 的判定结果以企业编号（firm）指向企业表"
+                             "（run_enterprises），企业表却没有这些编号；请从备份恢复")
         # the runs without numbers (all of a schema-2 file; those an older version added since)
         con.execute(f"""UPDATE {catalog}.run_enterprises e SET firm = n.firm FROM (
             SELECT rowid AS row, (row_number() OVER (PARTITION BY run_id ORDER BY uscc, rowid) - 1)::INTEGER AS firm
-            FROM {catalog}.run_enterprises WHERE run_id IN
-                (SELECT run_id FROM {catalog}.run_enterprises GROUP BY run_id HAVING count(firm) = 0)) n
+            FROM {catalog}.run_enterprises WHERE run_id IN ({unnumbered})) n
             WHERE e.rowid = n.row""")
     if results:
         _rewrite_results(con, alias, results)
