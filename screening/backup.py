@@ -677,8 +677,12 @@ def verify_database(con: duckdb.DuckDBPyConnection, db: Path, runs: Path | None 
         if missing_run_tables:
             report.problems.append(f"有运行记录，但缺少表：{'、'.join(missing_run_tables)}")
         else:
-            report.problems += _check_runs(con, present)
-            report.facts.append(f"运行记录 {con.execute('SELECT count(*) FROM runs').fetchall()[0][0]} 次，逐次核对了行数")
+            try:
+                report.problems += _check_runs(con, present)
+            except duckdb.Error:  # a run table without a column the counts read (its layout is reported above)
+                report.problems.append("运行表的列已损坏（见上），无法逐次核对各次运行的行数")
+            else:
+                report.facts.append(f"运行记录 {con.execute('SELECT count(*) FROM runs').fetchall()[0][0]} 次，逐次核对了行数")
     if "evidence_files" in present:
         _check_evidence(con, db, report)
     if runs is not None:

@@ -565,3 +565,20 @@ def test_results_already_numbered_are_not_pointed_at_other_firms_by_a_migration(
         assert con.execute("SELECT count(*) FROM runs").fetchall() == [(2,)]
     finally:
         con.close()
+
+
+@pytest.mark.parametrize("table", ["run_results", "run_list", "run_rejects"])
+def test_verify_reports_a_run_table_without_run_ids_instead_of_failing(dbs, tmp_path, table):
+    """A run table that lost its run_id column cannot be counted run by run: verify reports its
+    layout and that the runs could not be checked, and ends with its report (no internal error)."""
+    db = _copy(dbs["new"], tmp_path / "new.duckdb")
+    con = duckdb.connect(str(db))
+    try:
+        for (index,) in con.execute("SELECT index_name FROM duckdb_indexes() WHERE table_name = ?", [table]).fetchall():
+            con.execute(f"DROP INDEX {index}")
+        con.execute(f"ALTER TABLE {table} DROP COLUMN run_id")
+        report = bk.verify_database(con, db)
+    finally:
+        con.close()
+    assert f"表 {table} 的列与本版本不符" in report.problems
+    assert any("无法逐次核对" in p for p in report.problems), report
