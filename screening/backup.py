@@ -162,7 +162,8 @@ def _copy(src: Path, dst: Path) -> dict[str, Any]:
     """Copy the regular file ``src`` (never through a link) to the new file ``dst`` (0600) in
     blocks, hashing as it goes; its size and sha256."""
     try:
-        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+        # O_NONBLOCK: a named pipe put in its place is refused below, not waited on for ever
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         raise _NotCopied("数据库登记了该文件，但它已不在服务器上") from None
     except OSError as exc:
@@ -633,7 +634,7 @@ _RUN_PARTS = (("run_list", "listed"), ("run_enterprises", "enterprises"), ("run_
 def verify_database(con: duckdb.DuckDBPyConnection, db: Path, runs: Path | None = None) -> Verification:
     """``runs``: the service's runs folder (SCREENING_RUNS_DIR), where the output folders of the
     runs it made are checked against the last backup (:func:`_check_run_files`)."""
-    from .store import RULE_TEXT_COLUMNS, STORED_TABLES, legacy_layout
+    from .store import ADDED_COLUMNS, RULE_TEXT_COLUMNS, STORED_TABLES, legacy_layout
 
     report = Verification()
     present = _tables(con)
@@ -649,9 +650,11 @@ def verify_database(con: duckdb.DuckDBPyConnection, db: Path, runs: Path | None 
                 report.facts.append(f"表 {name} 是旧版本的结构（{_LEGACY_ZH.get(name, '旧的列')}）；"
                                   "服务下次启动或下次保存运行时会自动迁移")
                 continue
-            if name in STORED_TABLES and name not in ("runs", "schema_info") and columns == want[:len(columns)]:
-                # a column added to a run table since (e.g. run_rejects.action): the next save adds it (store._copy)
-                added = "、".join(c for c, _ in want[len(columns):])
+            added = [c for c, _ in want[len(columns):]]
+            if columns == want[:len(columns)] and set(added) <= set(ADDED_COLUMNS.get(name, ())):
+                # a column added to a run table since an older version wrote it (run_rejects.action):
+                # the next save adds it (store._copy); any other column lacking is data lost
+                added = "、".join(added)
                 report.facts.append(f"表 {name} 没有本版本新增的列 {added}；下次保存运行时会自动添加")
                 continue
             report.problems.append(f"表 {name} 的列与本版本不符")
@@ -674,8 +677,12 @@ def verify_database(con: duckdb.DuckDBPyConnection, db: Path, runs: Path | None 
         if missing_run_tables:
             report.problems.append(f"有运行记录，但缺少表：{'、'.join(missing_run_tables)}")
         else:
-            report.problems += _check_runs(con, present)
-            report.facts.append(f"运行记录 {con.execute('SELECT count(*) FROM runs').fetchall()[0][0]} 次，逐次核对了行数")
+            try:
+                report.problems += _check_runs(con, present)
+            except duckdb.Error:  # a run table without a column the counts read (its layout is reported above)
+                report.problems.append("运行表的列已损坏（见上），无法逐次核对各次运行的行数")
+            else:
+                report.facts.append(f"运行记录 {con.execute('SELECT count(*) FROM runs').fetchall()[0][0]} 次，逐次核对了行数")
     if "evidence_files" in present:
         _check_evidence(con, db, report)
     if runs is not None:
@@ -714,7 +721,10 @@ def _check_runs(con: duckdb.DuckDBPyConnection, present: dict[str, Any]) -> list
             if table in counts and number is not None and counts[table].get(run_id, 0) != number:
                 problems.append(f"运行 {run_id}（{year} 年度）不完整：{table} 有 {counts[table].get(run_id, 0):,} 行，"
                                 f"运行记录为 {number:,} 行")
-    if "firm" in {c for c, _ in present["run_results"]}:
+    numbered = {name for name in ("run_results", "run_enterprises") if "firm" in {c for c, _ in present[name]}}
+    if numbered == {"run_results"}:
+        problems.append("表 run_results 以企业编号（firm）指向企业表 run_enterprises，但企业表没有企业编号列：判定结果读不出是哪家企业")
+    elif "run_results" in numbered:
         # a result row names its firm by its number in the run (schema 3), read back through
         # run_enterprises; the rows an older version added since carry their uscc (firm empty)
         for run_id, lost in con.execute(

@@ -1201,6 +1201,7 @@ class _CsvInParts:
         self._jobs: list[Any] = []
         self._parts: list[tuple[int, pl.Schema]] = []  # (rows, schema) of each part
         self._closed = False
+        self._close_error: OSError | None = None  # closing flushes what a failed part left buffered
 
     def add(self, part: pl.DataFrame) -> None:
         from .csvsafe import append_csv
@@ -1212,15 +1213,23 @@ class _CsvInParts:
 
     def close(self, cancel: bool = False) -> None:
         """Wait for the parts begun (those not begun are not, with ``cancel``) and close the file;
-        a failure of a part is not raised here (:meth:`seconds` raises it)."""
+        nothing is raised here, so that an earlier error is not masked (:meth:`seconds` raises a
+        failure of a part or of the closing)."""
         if not self._closed:
             self._chain.shutdown(wait=True, cancel_futures=cancel)
-            self._file.close()
             self._closed = True
+            try:
+                self._file.close()  # the file is closed even when its last flush fails
+            except OSError as exc:
+                self._close_error = exc
 
     def seconds(self) -> float:
-        """The seconds spent writing the parts (after :meth:`close`); the first failure of a part is raised."""
-        return round(sum(job.result() for job in self._jobs if not job.cancelled()), 3)
+        """The seconds spent writing the parts (after :meth:`close`); the first failure of a part
+        is raised, else a failure to close the file."""
+        seconds = round(sum(job.result() for job in self._jobs if not job.cancelled()), 3)
+        if self._close_error is not None:
+            raise self._close_error
+        return seconds
 
     def matches(self, scores: pl.DataFrame) -> bool:
         """Whether the parts written are ``scores``'s rows as its writer would write them: as

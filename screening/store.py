@@ -82,6 +82,11 @@ LEGACY_TABLES: dict[str, tuple[tuple[tuple[str, str], ...], ...]] = {
     "run_enterprises": (_SCHEMA_2_ENTERPRISES,),
 }
 
+#: the columns added at the end of a run table after a version had written it without them: a
+#: file lacking only these is an older version's, and the next save adds them (_copy); a run table
+#: lacking any other column has lost data (verify reports it as a problem)
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"run_rejects": ("action",)}
+
 
 def legacy_layout(table: str, columns) -> bool:
     """Whether ``columns`` ((name, type) pairs) are a layout of ``table`` that :func:`migrate`
@@ -114,7 +119,7 @@ STORED_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
                  ("tax_per_mu", _D), ("land_mu", _D), ("energy_tce", _D), ("tax_per_mu_prev", _D), ("land_prev", _D),
                  ("suggested_disposition", _V), ("disposition_lead", _V), ("disposition_cooperating", _V),
                  ("disposition_basis", _V), ("run_id", _V)),
-    # ``action`` came after ``run_id``: an older database gets it added at the end (see _copy)
+    # ``action`` came after ``run_id``: an older database gets it added at the end (ADDED_COLUMNS, _copy)
     "run_rejects": (("file", _V), ("row", _L), ("column", _V), ("reason", _V), ("value", _V), ("run_id", _V),
                     ("action", _V)),
     # ``firm`` (the run's firm number, run_results' key) came with schema 3: at the end, where a
@@ -290,11 +295,18 @@ def migrate(con: duckdb.DuckDBPyConnection, alias: str) -> bool:
             kept = _drop_indexes(con, alias, "run_enterprises")
             con.execute(f"ALTER TABLE {catalog}.run_enterprises ADD COLUMN firm {FIRM_KEY[1]}")
             _make_indexes(con, alias, "run_enterprises", kept)
+        # a run whose result rows already name their firms by number keeps its enterprises' own
+        # numbers: numbered anew (uscc order, not the registry's) its results would name other firms
+        unnumbered = f"SELECT run_id FROM {catalog}.run_enterprises GROUP BY run_id HAVING count(firm) = 0"
+        if "firm" in results and (lost := con.execute(
+                f"SELECT run_id FROM {catalog}.run_results WHERE firm IS NOT NULL AND run_id IN ({unnumbered}) "
+                "ORDER BY run_id LIMIT 1").fetchall()):
+            raise StoreError(f"数据库无法升级到本版本的结构：运行 {lost[0][0]} 的判定结果以企业编号（firm）指向企业表"
+                             "（run_enterprises），企业表却没有这些编号；请从备份恢复")
         # the runs without numbers (all of a schema-2 file; those an older version added since)
         con.execute(f"""UPDATE {catalog}.run_enterprises e SET firm = n.firm FROM (
             SELECT rowid AS row, (row_number() OVER (PARTITION BY run_id ORDER BY uscc, rowid) - 1)::INTEGER AS firm
-            FROM {catalog}.run_enterprises WHERE run_id IN
-                (SELECT run_id FROM {catalog}.run_enterprises GROUP BY run_id HAVING count(firm) = 0)) n
+            FROM {catalog}.run_enterprises WHERE run_id IN ({unnumbered})) n
             WHERE e.rowid = n.row""")
     if results:
         _rewrite_results(con, alias, results)

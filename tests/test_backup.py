@@ -882,3 +882,40 @@ def test_a_link_in_a_run_folder_is_not_followed_and_a_missing_folder_is_reported
     assert not any(p.is_symlink() or "机密".encode("utf-8") in p.read_bytes()
                    for p in (made / bk.FILES).rglob("*") if not p.is_dir())
     assert sorted(p.name for p in (made / bk.FILES / "runs").iterdir()) == [run_id]
+
+
+def _within(seconds: float, fifo: Path, call):
+    """``call()``'s outcome (its value, or the exception it raised), or None when it still waits after
+    ``seconds``; a call stuck opening ``fifo`` is then let go (a writer opens and closes it)."""
+    import os
+    import threading
+
+    outcome: list = []
+
+    def target() -> None:
+        try:
+            outcome.append(call())
+        except Exception as exc:  # noqa: BLE001 (the outcome under test)
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # the reader it waits for is there
+        thread.join(seconds)
+        return None
+    return outcome[0]
+
+
+def test_a_fifo_planted_where_a_file_is_copied_is_refused_at_once(tmp_path):
+    """An evidence or upload file the database names, replaced by a named pipe: the backup says it is
+    not a regular file and goes on; opening it must not wait for a writer that never comes (a
+    backup, or the service's nightly one, would hang for ever)."""
+    import os
+
+    fifo = tmp_path / "evidence.png"
+    os.mkfifo(fifo)
+    outcome = _within(5, fifo, lambda: bk._copy(fifo, tmp_path / "copy" / "evidence.png"))
+    assert isinstance(outcome, bk._NotCopied) and "不是普通文件" in str(outcome), outcome
+    assert not (tmp_path / "copy").exists()

@@ -959,3 +959,35 @@ def test_workbook_sheets_longer_than_a_spreadsheet_opens_continue_on_the_next(tm
     assert sheets == ["规上", *(f"规上（续{k}）" for k in range(2, len(sheets) + 1))]
     assert len(sheets) == -(-above // 100)
     assert sum(book[n].max_row - 1 for n in sheets) == above
+
+
+@pytest.mark.parametrize("failing", [True, False])
+def test_closing_the_part_by_part_evaluation_csv_masks_no_earlier_error(tmp_path: Path, monkeypatch, failing: bool):
+    """Closing evaluation.csv flushes what a part left buffered: on a full disk that fails too.
+    After an earlier error (a figure out of range, Ctrl+C) the earlier error is the one said (exit
+    2 here, not the disk's exit 1); with no earlier error the failed close is not swallowed: it
+    reaches the command line's handler (one Chinese line, exit 1).  Nothing is left either way."""
+    import errno
+    import io
+
+    import screening.evaluation as evaluation
+
+    class FullOnClose(io.BufferedWriter):
+        def close(self) -> None:
+            super().close()
+            raise OSError(errno.ENOSPC, "No space left on device", self.name)
+
+    monkeypatch.setattr(evaluation, "open", lambda path, mode: FullOnClose(io.FileIO(path, mode)), raising=False)
+    if failing:
+        def out_of_range(*args):
+            raise InputError("2021年 某企业的综合得分超出数值范围")
+
+        monkeypatch.setattr(evaluation, "_check_finite", out_of_range)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(evaluate_app(), ["evaluate", "--year", "2021", "--method", "huangyan-2022",
+                                                 "--out", str(out), "--no-excel"])
+    if failing:
+        assert result.exit_code == 2 and "超出数值范围" in result.output, (result.output, result.exception)
+    else:
+        assert isinstance(result.exception, OSError) and result.exception.errno == errno.ENOSPC, result.output
+    assert not out.exists()

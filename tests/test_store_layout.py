@@ -517,3 +517,84 @@ def test_verify_reports_a_column_added_since_as_a_fact(dbs, tmp_path):
         assert bk.verify_database(con, db).problems == ["表 run_list 的列与本版本不符"]
     finally:
         con.close()
+
+
+@pytest.mark.parametrize("table, column", [("run_rules", "citation"), ("run_anomalies", "advisory")])
+def test_verify_reports_a_last_column_no_version_lacked_as_a_problem(dbs, tmp_path, table, column):
+    """Only a column that was added to a run table after a version had written it
+    (store.ADDED_COLUMNS: run_rejects.action) is a fact when it is missing at the end; any other
+    last column missing (every stored run's rule citations, the anomalies' advisory) is data the
+    file has lost: a problem, not "the next save adds it"."""
+    db = _copy(dbs["new"], tmp_path / "new.duckdb")
+    con = duckdb.connect(str(db))
+    try:
+        for (index,) in con.execute("SELECT index_name FROM duckdb_indexes() WHERE table_name = ?", [table]).fetchall():
+            con.execute(f"DROP INDEX {index}")
+        assert _describe(con, table)[-1][0] == column
+        con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        report = bk.verify_database(con, db)
+    finally:
+        con.close()
+    assert f"表 {table} 的列与本版本不符" in report.problems
+    assert not any(table in fact and column in fact for fact in report.facts)
+
+
+def _without_firm_numbers(dbs, tmp_path) -> Path:
+    """A copy of the current file whose run_enterprises lost its firm numbers (column dropped)
+    while run_results still names each firm by its number: no version writes this, a damaged
+    file or a hand edit does."""
+    db = _copy(dbs["new"], tmp_path / "damaged.duckdb")
+    con = duckdb.connect(str(db))
+    try:
+        for (index,) in con.execute("SELECT index_name FROM duckdb_indexes() WHERE table_name = 'run_enterprises'"
+                                    ).fetchall():
+            con.execute(f"DROP INDEX {index}")
+        con.execute("ALTER TABLE run_enterprises DROP COLUMN firm")
+    finally:
+        con.close()
+    return db
+
+
+def test_verify_reports_results_numbered_against_enterprises_without_numbers(dbs, tmp_path):
+    """verify says in one line that the result rows cannot be read back to their firms, instead of
+    failing with an internal error on the missing column."""
+    db = _without_firm_numbers(dbs, tmp_path)
+    con = duckdb.connect(str(db))
+    try:
+        report = bk.verify_database(con, db)
+    finally:
+        con.close()
+    assert any("run_enterprises" in p and "firm" in p for p in report.problems), report
+
+
+def test_results_already_numbered_are_not_pointed_at_other_firms_by_a_migration(dbs, tmp_path):
+    """Numbering the enterprises of such a file anew (in uscc order) would silently point every
+    result row at another firm: a run into it stops with one Chinese line (exit 1) and the file
+    stays as it was."""
+    db = _without_firm_numbers(dbs, tmp_path)
+    proc = cli("run", "--out", "again", "--db", db, "--year", 2022, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "无法升级到本版本的结构" in proc.stderr and "Traceback" not in proc.stderr
+    con = connect(db, read_only=True)
+    try:
+        assert "firm" not in {c for c, _ in _describe(con, "run_enterprises")}
+        assert con.execute("SELECT count(*) FROM runs").fetchall() == [(2,)]
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("table", ["run_results", "run_list", "run_rejects"])
+def test_verify_reports_a_run_table_without_run_ids_instead_of_failing(dbs, tmp_path, table):
+    """A run table that lost its run_id column cannot be counted run by run: verify reports its
+    layout and that the runs could not be checked, and ends with its report (no internal error)."""
+    db = _copy(dbs["new"], tmp_path / "new.duckdb")
+    con = duckdb.connect(str(db))
+    try:
+        for (index,) in con.execute("SELECT index_name FROM duckdb_indexes() WHERE table_name = ?", [table]).fetchall():
+            con.execute(f"DROP INDEX {index}")
+        con.execute(f"ALTER TABLE {table} DROP COLUMN run_id")
+        report = bk.verify_database(con, db)
+    finally:
+        con.close()
+    assert f"表 {table} 的列与本版本不符" in report.problems
+    assert any("无法逐次核对" in p for p in report.problems), report

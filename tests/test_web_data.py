@@ -249,3 +249,25 @@ def test_a_way_out_of_both_folders_is_refused_when_running(site):
     for name in ("../db", "/etc", str(uploads), str(uploads / ".." / "runs")):
         answer = client.post("/runs", data={"csrf_token": csrf, "year": "2022", "data": name, "confirm": "1"})
         assert answer.status_code == 422 and html.escape(DATA_FOLDER_REFUSED) in answer.text, name
+
+
+def test_a_fifo_swapped_into_a_run_folder_is_not_opened_for_ever(tmp_path):
+    """The download route opens the file it checked (no link followed); a named pipe swapped in
+    after the listing is refused at once, not waited on until a writer comes (a worker of the
+    service would hang)."""
+    import os
+    import threading
+
+    import api.routes.runs as runs_route
+
+    os.mkfifo(tmp_path / "list.csv")
+    outcome: list = []
+    thread = threading.Thread(target=lambda: outcome.append(runs_route._open_run_file(tmp_path, "list.csv")),
+                              daemon=True)
+    thread.start()
+    thread.join(5)
+    if thread.is_alive():  # let it go, then fail
+        os.close(os.open(tmp_path / "list.csv", os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(5)
+        pytest.fail("opening a named pipe waited for a writer")
+    assert outcome == [None]

@@ -175,13 +175,15 @@ def get_run_file(run_id: RunIdPath, name: Annotated[str, PathParam(max_length=20
 
 def _open_run_file(folder: Path, name: str):
     """The regular file ``name`` directly in ``folder``, opened without following a link at either
-    step; None when it is not there, is a link, or is not a regular file."""
+    step, nor waiting (O_NONBLOCK: a named pipe swapped in would hold the worker until a writer
+    came; reading a regular file is the same with it); None when it is not there, is a link, or
+    is not a regular file."""
     try:
         directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError:
         return None
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=directory)
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=directory)
     except OSError:
         return None
     finally:
