@@ -151,8 +151,9 @@ def generate_password() -> str:
     return secrets.token_urlsafe(12)
 
 
-def set_password(con: duckdb.DuckDBPyConnection, name: str, password: str) -> None:
-    """Set the password of an active user (ValueError in Chinese when the user or the password is not usable)."""
+def set_password(con: duckdb.DuckDBPyConnection, name: str, password: str) -> str:
+    """Set the password of an active user; returns the user's id (ValueError in Chinese when the
+    user or the password is not usable)."""
     ensure_schema(con)
     password = check_password_rules(password)
     rows = con.execute("SELECT user_id FROM users WHERE name = ? AND revoked_at IS NULL", [name]).fetchall()
@@ -160,6 +161,7 @@ def set_password(con: duckdb.DuckDBPyConnection, name: str, password: str) -> No
         raise ValueError(f"没有名为 {name} 的有效用户")
     con.execute("INSERT OR REPLACE INTO user_passwords VALUES (?, ?, ?)",
                 [rows[0][0], _hasher().hash(password), dt.datetime.now(dt.timezone.utc)])
+    return rows[0][0]
 
 
 _DUMMY_HASH: list[str] = []

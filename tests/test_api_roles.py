@@ -47,6 +47,7 @@ ALLOWED = {
     "backups-create": {ADMIN},
     "users-create": {ADMIN},
     "users-revoke": {ADMIN},
+    "users-password": {ADMIN},
     "warnings-get": {ADMIN, ANALYST, TOWN},
     "projects-get": {ADMIN, ANALYST},
     "measures-compute": {ADMIN},

@@ -61,12 +61,13 @@ def serving(tmp_path_factory):
             if token else {}
         warned = cli("warn", "--year", "2022", "--out", "outw", "--db", db, cwd=tmp)
         warnings = _get(f"{base}/api/v1/warnings/2022?limit=5", token) if token and warned.returncode == 0 else None
+        reset = cli("users", "password", "--db", db, "--name", "局管理员", "--generate-password", cwd=tmp)
         revoked = cli("users", "revoke", "--db", db, "--name", "局管理员", cwd=tmp)
         compared = cli("compare", "--before", "2021", "--after", "2022", "--db", db, "--out", "outc", cwd=tmp)
         computed = cli("run", "--out", "outg", "--db", db, "--year", "2022",
                        "--set", "below_scale_consecutive_c_grade.grade_source=computed", cwd=tmp)
         yield {"tmp": tmp, "db": db, "base": base, "token": token, "added": added, "runs": (first, second),
-               "lists": lists, "warned": warned, "warnings": warnings, "revoked": revoked, "compared": compared,
+               "lists": lists, "warned": warned, "warnings": warnings, "reset": reset, "revoked": revoked, "compared": compared,
                "computed": computed, "server": server}
     finally:
         server.terminate()
@@ -78,6 +79,14 @@ def test_users_add_hands_over_and_prints_a_working_token(serving):
     added = serving["added"]
     assert added.returncode == 0, added.stderr
     assert serving["token"]
+
+
+def test_users_password_hands_over_to_the_service(serving):
+    """The service holds the file: the new password is set through it (PUT /users/{name}/password),
+    which also signs the user out of its web sessions."""
+    reset = serving["reset"]
+    assert reset.returncode == 0 and "已重设用户 局管理员" in reset.stdout, reset.stderr
+    assert "网页登录密码（只显示这一次）" in reset.stderr
 
 
 def test_runs_hand_over_without_a_lock_error(serving):

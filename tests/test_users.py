@@ -103,3 +103,29 @@ def test_a_user_named_before_the_check_can_still_be_revoked(service):
         con.close()
     assert client.delete("/api/v1/users/a%2Fb", headers=admin).status_code == 200
     assert client.delete("/api/v1/users/a%2Fb", headers=admin).status_code == 404
+
+
+def test_the_command_line_resets_a_forgotten_password(tmp_path):
+    """`screening users password`: a new password (typed, or generated and shown once), checked as
+    at creation; the old one stops working; one audit line by 本机命令行, in the same transaction."""
+    from api.auth import check_password
+
+    db = tmp_path / "u.duckdb"
+    made = cli("users", "add", "--db", db, "--name", "局长", "--role", "admin", "--generate-password", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    old = made.stderr.split("（只显示这一次）：")[1].split()[0]
+    neither = cli("users", "password", "--db", db, "--name", "局长", cwd=tmp_path)
+    assert neither.returncode == 2 and "--generate-password" in neither.stderr
+    short = cli("users", "password", "--db", db, "--name", "局长", "--password", cwd=tmp_path, input="short\n")
+    assert short.returncode == 2 and "至少" in short.stderr and "Traceback" not in short.stderr
+    nobody = cli("users", "password", "--db", db, "--name", "无此人", "--generate-password", cwd=tmp_path)
+    assert nobody.returncode == 2 and "没有名为 无此人 的有效用户" in nobody.stderr
+    typed = cli("users", "password", "--db", db, "--name", "局长", "--password", cwd=tmp_path, input="新的口令abcdefgh\n")
+    assert typed.returncode == 0 and "已重设用户 局长" in typed.stdout, typed.stderr
+    con = store.connect(db)
+    try:
+        assert check_password(con, "局长", old) is None and check_password(con, "局长", "新的口令abcdefgh") is not None
+        log = con.execute("SELECT user_name, action, entity_key, after FROM audit_log WHERE action = 'reset_password'").fetchall()
+    finally:
+        con.close()
+    assert log == [("本机命令行", "reset_password", "局长", None)]

@@ -387,6 +387,35 @@ def test_the_users_api_sets_a_password(web):
     assert created and "口令" not in str(created)
 
 
+
+def test_an_admin_resets_a_forgotten_password_and_the_user_is_signed_out_everywhere(web):
+    """PUT /api/v1/users/{name}/password (admin; also `screening users password`): the old password
+    no longer signs in, the new one does, the user's web sessions end, the token stays; audited
+    without the password."""
+    client, tokens, _ = web
+    head = bearer(tokens["admin"])
+    assert client.post("/api/v1/users", headers=head,
+                       json={"name": "忘了密码", "role": "analyst", "password": "原来的口令abcdefg"}).status_code == 201
+    signed_in = TestClient(client.app)
+    token = csrf_of(signed_in.get("/login").text)
+    assert signed_in.post("/login", data={"name": "忘了密码", "password": "原来的口令abcdefg", "csrf_token": token},
+                          follow_redirects=False).status_code == 303
+    assert signed_in.get("/screen/2022").status_code == 200
+    for name, body, code in (("忘了密码", {"password": "short"}, 422), ("无此用户", {"password": "新的口令abcdefgh"}, 404),
+                             ("忘了密码", {"password": "新的口令abcdefgh", "extra": 1}, 422)):
+        assert client.put(f"/api/v1/users/{name}/password", headers=head, json=body).status_code == code, name
+    assert signed_in.get("/screen/2022").status_code == 200  # nothing changed yet
+    done = client.put("/api/v1/users/忘了密码/password", headers=head, json={"password": "新的口令abcdefgh"})
+    assert done.status_code == 200 and done.json() == {"name": "忘了密码", "password_set": True}
+    assert signed_in.get("/screen/2022", follow_redirects=False).headers["location"] == "/login"
+    for secret, code in (("原来的口令abcdefg", 401), ("新的口令abcdefgh", 303)):
+        token = csrf_of(signed_in.get("/login").text)
+        assert signed_in.post("/login", data={"name": "忘了密码", "password": secret, "csrf_token": token},
+                              follow_redirects=False).status_code == code, secret
+    log = client.get("/api/v1/audit?page_size=500", headers=head).json()["items"]
+    reset = [i for i in log if i["action"] == "reset_password" and i["entity_key"] == "忘了密码"]
+    assert len(reset) == 1 and "口令" not in str(reset)
+
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
        b"\x00\x00\x00\rIDATx\x9cc\xf8\xcf\xc0\xf0\x1f\x00\x05\x00\x01\xff\x89\x99=\x1d\x00\x00\x00\x00IEND\xaeB`\x82")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from ..auth import MAX_NAME, User, add_user, check_password_rules, clean_name, revoke_user, set_password
@@ -43,6 +43,26 @@ def create_user(body: UserIn, cursor: CursorDep, user: Annotated[User, Depends(a
                "township": body.township.strip() if body.township else None}
     audit(cursor, user, "create_user", "user", created["name"], None, created)
     return {**created, "token": token}
+
+
+class PasswordIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"password": "新的登录密码至少10位"}]})
+    password: str = Field(max_length=1000, description="新的网页登录密码（至少 10 个字符；只保存 argon2 散列值）")
+
+
+@router.put("/{name}/password", responses={**ERRORS, 404: {"description": "没有该有效用户"}},
+            operation_id="users-password", summary="重设用户的网页登录密码（仅 admin；该用户所有网页登录随即退出）")
+def reset_password(name: str, body: PasswordIn, request: Request, cursor: CursorDep,
+                   user: Annotated[User, Depends(allow("admin"))]) -> dict:
+    """忘记密码时由经信局管理员（或本机命令行 ``screening users password``）重设；令牌不变。"""
+    try:
+        user_id = set_password(cursor, name, body.password)
+    except ValueError as exc:
+        code = status.HTTP_404_NOT_FOUND if "没有名为" in str(exc) else 422
+        raise HTTPException(code, str(exc)) from None
+    audit(cursor, user, "reset_password", "user", name, None, None)
+    request.app.state.web_sessions.drop_user(user_id)  # signed in with the old password: signed out everywhere
+    return {"name": name, "password_set": True}
 
 
 @router.delete("/{name:path}", responses=ERRORS, operation_id="users-revoke", summary="停用用户的令牌（仅 admin）")

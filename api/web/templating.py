@@ -27,7 +27,7 @@ STANDING = {"unverified": "未核实", "confirmed": "已确认", "dispute_pendin
 ACTIONS = {"verify": "属地核实", "decide_dispute": "异议处理", "put_plan": "制定或修改方案", "plan_progress": "登记方案进展",
            "measures_compute": "生成差别化措施名单", "measures_ledger_import": "导入措施台账",
            "complete_plan": "方案完成", "finalize": "定稿", "login": "登录", "login_failed": "登录失败", "logout": "退出",
-           "change_password": "修改密码", "create_user": "创建用户", "revoke_user": "停用用户", "run": "筛选", "evidence": "上传证据文件",
+           "change_password": "修改密码", "reset_password": "重设密码", "create_user": "创建用户", "revoke_user": "停用用户", "run": "筛选", "evidence": "上传证据文件",
            "evaluate": "评价测算", "evaluation_confirm": "评价数据确认", "evaluation_publish": "评价公示",
            "evaluation_object": "评价异议", "evaluation_review": "评价复核", "evaluation_regrade": "调档",
            "evaluation_finalize": "评价定稿"}

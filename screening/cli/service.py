@@ -71,6 +71,47 @@ def _password(prompt: bool, generate: bool) -> str | None:
     return sys.stdin.readline().rstrip("\r\n")
 
 
+@users_app.command("password")
+def users_password(
+    db: Annotated[Path, typer.Option("--db", help="服务使用的 DuckDB 文件")] = Path("screening.duckdb"),
+    name: Annotated[str, typer.Option("--name", help="用户名")] = ...,
+    password: Annotated[bool, typer.Option("--password", help="在终端中输入两次新密码（非交互时读取标准输入的第一行）")] = False,
+    generate_password: Annotated[bool, typer.Option("--generate-password", help="生成新密码并显示这一次")] = False,
+) -> None:
+    """重设用户的网页登录密码（忘记密码时）；令牌不变，该用户的网页登录全部退出。"""
+    from urllib.parse import quote
+
+    from api.auth import set_password
+    from api.db import audit
+    from api.deps import HANDOVER
+
+    from ..handover import Service
+
+    if not (password or generate_password):
+        _fail(ScreeningError("请用 --password（输入新密码）或 --generate-password（生成新密码）"))
+    secret = _password(password, generate_password)
+    with _database(db) as con:
+        try:
+            if isinstance(con, Service):  # the service also signs the user out of its web sessions
+                con.call("PUT", f"/api/v1/users/{quote(name, safe='')}/password", {"password": secret})
+            else:
+                con.execute("BEGIN TRANSACTION")
+                try:  # the password and its audit line together, as the service writes them
+                    set_password(con, name, secret)
+                    audit(con, HANDOVER, "reset_password", "user", name, None, None)
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+        except ValueError as exc:
+            _fail(ScreeningError(str(exc)))
+        except ScreeningError as exc:
+            _fail(exc)
+    if generate_password:
+        err_console.print(f"网页登录密码（只显示这一次）：{secret}")
+    out_console.print(f"已重设用户 {name} 的网页登录密码")
+
+
 @users_app.command("revoke")
 def users_revoke(
     db: Annotated[Path, typer.Option("--db", help="服务使用的 DuckDB 文件")] = Path("screening.duckdb"),
