@@ -329,3 +329,26 @@ def test_the_list_reads_on_a_phone_a_firm_a_line_or_two(session, server):
     assert max(heights) <= 3.2 * line, (heights, line)
     assert s.page.evaluate("document.documentElement.scrollWidth") <= 392
     s.shot("list-phone")
+
+
+def test_an_admin_resets_a_forgotten_password_on_the_users_page(session, server):
+    """用户页: create a user, then 重设密码 on its row; the new password is shown once and signs in."""
+    s = session("admin")
+    s.page.goto("/users")
+    s.page.fill("#user-form input[name=name]", "浏览器重设")
+    s.page.select_option("#user-form select[name=role]", "analyst")
+    s.page.click("#user-form button[type=submit]")
+    row = s.page.locator("tr", has_text="浏览器重设")
+    row.get_by_role("button", name="重设密码").click()
+    s.page.wait_for_load_state()
+    notice = s.page.locator("p.notice", has_text="已重设用户 浏览器重设")
+    assert notice.is_visible()
+    secret = s.page.locator("#reset-password").inner_text()
+    s.shot("users-reset-password")
+    other = session(None)
+    other.page.goto("/login")
+    other.page.fill("input[name=name]", "浏览器重设")
+    other.page.fill("input[name=password]", secret)
+    other.page.click("button[type=submit]")
+    other.page.wait_for_load_state()
+    assert other.page.url.endswith("/workbench/2022"), other.page.url

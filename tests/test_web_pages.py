@@ -53,6 +53,7 @@ PAGES = {
     ("GET", "/users"): {ADMIN},
     ("POST", "/users"): {ADMIN},
     ("POST", "/users/revoke"): {ADMIN},
+    ("POST", "/users/password"): {ADMIN},
     ("GET", "/audit"): {ADMIN},
     ("GET", "/projects"): {ADMIN, ANALYST},
     ("GET", "/backups"): {ADMIN},
@@ -354,6 +355,33 @@ def test_an_admin_creates_a_user_with_a_password_on_the_page(web):
     answer = client.post("/login", data={"name": "新分析员", "password": secret, "csrf_token": token}, follow_redirects=False)
     assert answer.status_code == 303 and answer.headers["location"] == "/workbench"
 
+
+
+def test_an_admin_resets_a_password_on_the_users_page(web):
+    """用户页 “重设密码”: a new password generated and shown once, the old one refused, the user's
+    sessions ended; not offered for the admin's own row (修改密码 is for that) nor for a revoked user."""
+    client, _, _ = web
+    admin = TestClient(client.app)
+    csrf = sign_in(admin, ADMIN)
+    html = admin.post("/users", data={"csrf_token": csrf, "name": "将重设", "role": "analyst"}).text
+    old = re.search(r'id="new-password">([^<]+)<', html).group(1)
+    token = csrf_of(client.get("/login").text)
+    assert client.post("/login", data={"name": "将重设", "password": old, "csrf_token": token},
+                       follow_redirects=False).status_code == 303
+    page = admin.get("/users").text
+    assert page.count('action="/users/password"') == page.count('action="/users/revoke"') >= 1
+    assert f'name="name" value="{NAMES[ADMIN]}"><button type="submit" class="link">重设密码' not in page
+    html = admin.post("/users/password", data={"csrf_token": csrf, "name": "将重设"}).text
+    new = re.search(r'id="reset-password">([^<]+)<', html).group(1)
+    assert new != old and "已全部退出" in html
+    assert client.get("/lists/2022", follow_redirects=False).headers["location"] == "/login"
+    for secret, code in ((old, 401), (new, 303)):
+        token = csrf_of(client.get("/login").text)
+        assert client.post("/login", data={"name": "将重设", "password": secret, "csrf_token": token},
+                           follow_redirects=False).status_code == code
+    missing = admin.post("/users/password", data={"csrf_token": csrf, "name": "无此用户"})
+    assert missing.status_code == 404 and 'role="alert"' in missing.text
+    assert admin.post("/users/password", data={"name": "将重设"}).status_code == 403  # no CSRF token
 
 def test_a_revoked_user_is_signed_out(web):
     client, _, _ = web

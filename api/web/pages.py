@@ -729,12 +729,12 @@ def create_backup(request: Request, cursor: CursorDep, user: Annotated[User, Dep
 # ---------------------------------------------------------------- 用户与审计
 
 def _users_page(request: Request, cursor, user: User, error: str | None = None, created: dict | None = None,
-                code: int = 200) -> HTMLResponse:
+                code: int = 200, reset: dict | None = None) -> HTMLResponse:
     rows = records(cursor, """SELECT u.name, u.role, u.township, u.created_at, u.revoked_at,
                                      p.user_id IS NOT NULL AS has_password
                               FROM users u LEFT JOIN user_passwords p USING (user_id) ORDER BY u.created_at""", [])
     return render(request, "users.html", status_code=code, user=user, title="用户", rows=rows, roles=ROLES,
-                  error=error, created=created)
+                  error=error, created=created, reset=reset)
 
 
 @router.get("/users")
@@ -754,6 +754,20 @@ def create_user(request: Request, cursor: CursorDep, user: Annotated[User, Depen
     except HTTPException as exc:
         return _users_page(request, cursor, user, error=str(exc.detail), code=exc.status_code)
     return _users_page(request, cursor, user, created={**created, "password": password})
+
+
+@router.post("/users/password")
+def reset_password(request: Request, cursor: CursorDep, user: Annotated[User, Depends(_page_user("admin"))],
+                   name: Annotated[str, Form(max_length=1000)] = "") -> HTMLResponse:
+    """A user who forgot the web password gets a new one, generated and shown once (the route's
+    checks, audit line and signing out everywhere)."""
+    password = generate_password()
+    try:
+        users.reset_password(name=name, body=users.PasswordIn(password=password), request=request, cursor=cursor,
+                             user=user)
+    except HTTPException as exc:
+        return _users_page(request, cursor, user, error=str(exc.detail), code=exc.status_code)
+    return _users_page(request, cursor, user, reset={"name": name, "password": password})
 
 
 @router.post("/users/revoke")
