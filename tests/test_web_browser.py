@@ -352,3 +352,15 @@ def test_an_admin_resets_a_forgotten_password_on_the_users_page(session, server)
     other.page.click("button[type=submit]")
     other.page.wait_for_load_state()
     assert other.page.url.endswith("/workbench/2022"), other.page.url
+
+
+def test_pages_load_without_a_console_error(session, server):
+    """Nothing a page asks for is missing: the browser's own request for an icon once answered
+    404 (a console error on every page); the pages name /static/favicon.svg."""
+    s = session("admin")
+    for path in ("/login", "/workbench/2022", "/lists/2022", "/users"):
+        s.page.goto(path)
+        s.page.wait_for_load_state("networkidle")
+    assert s.errors == [], s.errors
+    icon = server["api"].get("/static/favicon.svg")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
