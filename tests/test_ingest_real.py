@@ -496,6 +496,10 @@ def test_check_on_the_sample_and_on_a_broken_directory(tmp_path):
     assert land["columns"]["uscc"]["header"] == "统一社会信用代码"
     assert report["coverage"]["2021"]["stats"] > 0
     assert (tmp_path / "ok" / "check.xlsx").stat().st_size > 0
+    # a top reason says where to look: the column as the file names it, unless the reason does
+    assert report["tables"]["energy"]["top_reasons"] == [{"column": "electricity", "reason": "不是有效的数字", "rows": 1}]
+    assert "electricity：不是有效的数字（1 行）" in proc.stdout
+    assert "用地面积(平方米)必须大于0（1 行）" in proc.stdout and "用地面积(平方米)：用地" not in proc.stdout
 
     broken = tmp_path / "broken"
     shutil.copytree(ROOT / "sample_data", broken, ignore=shutil.ignore_patterns("README.md"))

@@ -33,14 +33,16 @@ def report_from_inputs(inputs: "Inputs", errors: dict[str, str] | None = None, y
         if name in errors:
             continue
         rej = inputs.rejects.filter(pl.col("file") == raw.file)
-        top = (rej.group_by("reason").agg(pl.col("row").n_unique().alias("rows")).sort("rows", "reason", descending=[True, False])
-               .head(TOP_REASONS)) if rej.height else rej
+        # by column too: "不是有效的数字" alone does not say where to look
+        top = (rej.group_by("column", "reason").agg(pl.col("row").n_unique().alias("rows"))
+               .sort("rows", "column", "reason", descending=[True, False, False]).head(TOP_REASONS)) if rej.height else rej
         tables[name] = {
             "table_zh": TABLES[name].zh, **raw.intake(), "file_name": raw.file,
             "rows": {"read": counts[name]["read"], "accepted": counts[name]["accepted"],
                      "normalised": raw.normalised.height, "rejected": counts[name]["rejected"],
                      "fields_cleared": rej.filter(pl.col("action") == "field_cleared").height if rej.height else 0},
-            "top_reasons": [{"reason": r, "rows": n} for r, n in top.select("reason", "rows").iter_rows()] if rej.height else [],
+            "top_reasons": [{"column": c, "reason": r, "rows": n} for c, r, n in top.select("column", "reason", "rows").iter_rows()]
+            if rej.height else [],
         }
     for name, message in errors.items():
         tables[name] = {"table_zh": TABLES[name].zh, "error": message}
@@ -99,10 +101,17 @@ def table_rows(report: dict[str, Any]) -> list[list[Any]]:
             rows.append([f"{t['table_zh']}（{name}）", "", "", "", "", "", "", "", t["error"]])
             continue
         r = t["rows"]
-        reasons = "；".join(f"{x['reason']}（{x['rows']} 行）" for x in t["top_reasons"])
+        reasons = "；".join(f"{_with_column(x)}（{x['rows']} 行）" for x in t["top_reasons"])
         rows.append([f"{t['table_zh']}（{name}）", Path(t["file"]).name, t["sheet"] or "", t["header_row"],
                      r["read"], r["accepted"], r["normalised"], r["rejected"] + r["fields_cleared"], reasons])
     return rows
+
+
+def _with_column(reason: dict[str, Any]) -> str:
+    """A top reason as people read it: the column (as the file names it) first, unless the
+    reason already names it (“用地面积(平方米)必须大于0”)."""
+    column, text = reason.get("column") or "", reason["reason"]
+    return text if not column or column in text else f"{column}：{text}"
 
 
 TABLE_HEADERS = ["数据表", "文件", "工作表", "表头行", "读取行数", "接收行数", "规范化单元格", "拒收/清空", "主要原因"]
