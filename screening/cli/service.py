@@ -27,29 +27,43 @@ def users_add(
     """创建用户；令牌只显示这一次（输出的最后一行），数据库中只保存其散列值。"""
     from api.auth import add_user, check_password_rules, set_password
 
+    secret = _password(password, generate_password)
+
+    def directly(con) -> str:
+        if secret:
+            check_password_rules(secret)
+        token = add_user(con, name, role, township, new_township)
+        if secret:
+            set_password(con, name.strip(), secret)
+        return token
+
+    token = _users_write(db, lambda service: service.call(
+        "POST", "/api/v1/users", {"name": name, "role": role, "township": township, "confirm_new_township": new_township,
+                                  **({"password": secret} if secret else {})})["token"], directly)
+    _show_generated(secret if generate_password else None)
+    err_console.print(f"已创建用户 {name}（{role}{'，' + township if township else ''}），令牌如下，请妥善保存：")
+    print(token)
+
+
+def _users_write(db: Path, via_service, directly):
+    """A write of ``screening users``: ``directly(con)`` on the database file, or, when a running
+    service holds it, ``via_service(service)`` (the service checks and audits as for any admin);
+    a refusal (ValueError, ScreeningError) is one Chinese line.  Returns what the write returns."""
     from ..handover import Service
 
-    secret = _password(password, generate_password)
     with _database(db) as con:
         try:
-            if isinstance(con, Service):
-                token = con.call("POST", "/api/v1/users", {"name": name, "role": role, "township": township,
-                                                           "confirm_new_township": new_township,
-                                                           **({"password": secret} if secret else {})})["token"]
-            else:
-                if secret:
-                    check_password_rules(secret)
-                token = add_user(con, name, role, township, new_township)
-                if secret:
-                    set_password(con, name.strip(), secret)
+            return via_service(con) if isinstance(con, Service) else directly(con)
         except ValueError as exc:
             _fail(ScreeningError(str(exc)))
         except ScreeningError as exc:
             _fail(exc)
-    if generate_password:
+
+
+def _show_generated(secret: str | None) -> None:
+    """A generated web password, shown this once (on stderr: stdout's last line is kept for the token)."""
+    if secret:
         err_console.print(f"网页登录密码（只显示这一次）：{secret}")
-    err_console.print(f"已创建用户 {name}（{role}{'，' + township if township else ''}），令牌如下，请妥善保存：")
-    print(token)
 
 
 def _password(prompt: bool, generate: bool) -> str | None:
@@ -85,30 +99,24 @@ def users_password(
     from api.db import audit
     from api.deps import HANDOVER
 
-    from ..handover import Service
-
     if not (password or generate_password):
         _fail(ScreeningError("请用 --password（输入新密码）或 --generate-password（生成新密码）"))
     secret = _password(password, generate_password)
-    with _database(db) as con:
-        try:
-            if isinstance(con, Service):  # the service also signs the user out of its web sessions
-                con.call("PUT", f"/api/v1/users/{quote(name, safe='')}/password", {"password": secret})
-            else:
-                con.execute("BEGIN TRANSACTION")
-                try:  # the password and its audit line together, as the service writes them
-                    set_password(con, name, secret)
-                    audit(con, HANDOVER, "reset_password", "user", name, None, None)
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-        except ValueError as exc:
-            _fail(ScreeningError(str(exc)))
-        except ScreeningError as exc:
-            _fail(exc)
-    if generate_password:
-        err_console.print(f"网页登录密码（只显示这一次）：{secret}")
+
+    def directly(con) -> None:
+        con.execute("BEGIN TRANSACTION")
+        try:  # the password and its audit line together, as the service writes them
+            set_password(con, name, secret)
+            audit(con, HANDOVER, "reset_password", "user", name, None, None)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    # through the service, which also signs the user out of its web sessions
+    _users_write(db, lambda service: service.call("PUT", f"/api/v1/users/{quote(name, safe='')}/password",
+                                                  {"password": secret}), directly)
+    _show_generated(secret if generate_password else None)
     out_console.print(f"已重设用户 {name} 的网页登录密码")
 
 
@@ -122,16 +130,11 @@ def users_revoke(
 
     from api.auth import revoke_user
 
-    from ..handover import Service
+    def directly(con) -> None:
+        if not revoke_user(con, name):
+            raise ScreeningError(f"没有名为 {name} 的有效用户")
 
-    with _database(db) as con:
-        if isinstance(con, Service):
-            try:
-                con.call("DELETE", f"/api/v1/users/{quote(name, safe='')}")
-            except ScreeningError as exc:
-                _fail(exc)
-        elif not revoke_user(con, name):
-            _fail(ScreeningError(f"没有名为 {name} 的有效用户"))
+    _users_write(db, lambda service: service.call("DELETE", f"/api/v1/users/{quote(name, safe='')}"), directly)
     out_console.print(f"已停用用户 {name} 的令牌")
 
 
