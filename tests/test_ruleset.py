@@ -71,6 +71,18 @@ def test_a_citation_note_naming_an_unknown_field_stops_loading_the_rule_set(rule
     assert not db.exists() and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("field, key", [("scope", "manufacturing_division_min"), ("scope", "new_firm_window_years"),
+                                        ("comparison", "relative_tolerance")])
+def test_a_rule_set_without_a_scope_number_is_refused_when_loaded(ruleset_copy: Path, tmp_path: Path, field, key):
+    """Every screening reads the scope numbers and the comparison tolerance; a rule set lacking
+    one loaded (lint passed it) and the run failed with “内部错误：KeyError”; since the notes are
+    filled at loading, lint failed so too.  Now one Chinese line naming it, exit 2."""
+    edit_yaml(ruleset_copy / "_ruleset.yaml", lambda d: d[field].pop(key))
+    with pytest.raises(RuleSetError, match=f"_ruleset.yaml：{field} 缺少 {key}"):
+        load_ruleset(ruleset_copy)
+    proc = cli("lint", "--rules", ruleset_copy, cwd=tmp_path)
+    assert proc.returncode == 2 and f"{field} 缺少 {key}" in proc.stderr and "KeyError" not in proc.stderr, proc.stderr
+
 def test_lint_template_columns_exist_in_the_panel():
     from screening.screen import screen
 
