@@ -245,6 +245,7 @@ DB_COMMANDS = {
     "users password": ("users", "password", "--name", "经信局", "--generate-password"),
     "compare": ("compare", "--before", "2021", "--after", "2022", "--out", "out"),
     "serve": ("serve", "--port", "1"),  # the database is opened before the port is tried
+    "export-final": ("export-final", "--year", "2022", "--out", "out"),  # a folder was “不存在”
 }
 
 
