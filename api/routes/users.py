@@ -58,7 +58,8 @@ OWN_PASSWORD = ("不能在这里重设自己的密码：请在“修改密码”
 
 
 # ``name:path``: a user named before the name check (``a/b``) is reached as ``a%2Fb`` (as DELETE)
-@router.put("/{name:path}/password", responses={**ERRORS, 404: {"description": "没有该有效用户"}},
+@router.put("/{name:path}/password", responses={**ERRORS, 403: {"description": "不是 admin，或重设的是自己的密码（请用“修改密码”）"},
+                                                404: {"description": "没有该有效用户"}},
             operation_id="users-password", summary="重设用户的网页登录密码（仅 admin；该用户所有网页登录随即退出）")
 def reset_password(name: str, body: PasswordIn, request: Request, cursor: CursorDep,
                    user: Annotated[User, Depends(allow("admin"))]) -> dict:
