@@ -478,6 +478,19 @@ def one_snapshot(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConn
         con.execute("ROLLBACK")
 
 
+@contextmanager
+def one_write(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """A change and its audit line in one transaction: both are kept, or neither (a password
+    set or a token revoked without its audit line, when writing the line fails)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 #: one audit line at a time per process (the service is the one writer of its database)
 _AUDIT_LOCK = threading.Lock()
 #: database path → (seq, audit_id) of the newest line written, perhaps not yet committed

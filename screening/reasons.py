@@ -30,6 +30,16 @@ def format_constant(value: Any, spec: str | None) -> str:
     return str(value)
 
 
+def _constant(constants: dict[str, Any], name: str, spec: str | None, where: str) -> str:
+    """The constant ``name`` as a template prints it; a number's format (.2f, g, %) given to a
+    value that is no number (a choice, a text) is a RuleSetError, not an internal error."""
+    try:
+        return format_constant(constants[name], spec)
+    except (TypeError, ValueError):
+        raise RuleSetError(f"{where}：模板字段 {{{name}:{spec}}} 的格式只用于数字，而 {name} 的值是“{constants[name]}”"
+                           f"（去掉“:{spec}”）") from None
+
+
 def _column_sql(ref: str, spec: str | None) -> str:
     if spec == "%":
         expr = f"printf('%g%%', {ref} * 100)"
@@ -63,7 +73,7 @@ def compile_template(template: str, constants: dict[str, Any], columns: dict[str
         if spec is not None and not _SPEC.match(spec):
             raise RuleSetError(f"{where}：模板字段 {{{name}:{spec}}} 的格式不受支持（可用 .2f、g、%）")
         if name in constants:
-            text.append(format_constant(constants[name], spec))
+            text.append(_constant(constants, name, spec, where))
         elif name in columns:
             flush()
             pieces.append(_column_sql(columns[name], spec))
@@ -86,7 +96,7 @@ def render_constants(template: str, constants: dict[str, Any], where: str) -> st
             raise RuleSetError(f"{where}：模板字段 {{{name}:{spec}}} 的格式不受支持（可用 .2f、g、%）")
         if name not in constants:
             raise RuleSetError(f"{where}：引用了未知字段 {{{name}}}（可用：{'、'.join(constants)}）")
-        return format_constant(constants[name], spec)
+        return _constant(constants, name, spec, where)
 
     return _FIELD.sub(field, template)
 

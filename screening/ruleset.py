@@ -126,6 +126,12 @@ class Dispositions(_Strict):
     entries: list[Disposition]
 
 
+#: the scope numbers and comparison settings every screening reads (the SQL's parameters, the
+#: texts' constants): a rule set without one of them cannot be used
+SCOPE_KEYS = ("manufacturing_division_min", "manufacturing_division_max", "new_firm_window_years")
+COMPARISON_KEYS = ("relative_tolerance",)
+
+
 class RuleSetFile(_Strict):
     id: str
     version: str
@@ -134,8 +140,8 @@ class RuleSetFile(_Strict):
     designed_for_list_year: int
     last_reviewed: dt.date
     sources: dict[str, Source]
-    scope: dict[Literal["manufacturing_division_min", "manufacturing_division_max", "new_firm_window_years"], NumberSetting]
-    comparison: dict[Literal["relative_tolerance"], float]
+    scope: dict[Literal[SCOPE_KEYS], NumberSetting]
+    comparison: dict[Literal[COMPARISON_KEYS], float]
     targets: dict[Literal["firms", "land_mu", "energy_tce"], NumberSetting]
     rules: list[str]
     scope_messages: dict[Literal["not_manufacturing", "new_firm", "industry_unknown", "no_stats"], str]
@@ -416,6 +422,9 @@ def load_ruleset(directory: Path) -> RuleSet:
     unknown = [r for r in meta.rules if r not in RULE_IDS]
     if unknown:
         raise RuleSetError(f"{directory}/_ruleset.yaml：未知规则 {'、'.join(unknown)}；可用规则：{'、'.join(RULE_IDS)}")
+    for field, needed in (("scope", SCOPE_KEYS), ("comparison", COMPARISON_KEYS)):
+        if missing := [key for key in needed if key not in getattr(meta, field)]:
+            raise RuleSetError(f"{directory}/_ruleset.yaml：{field} 缺少 {'、'.join(missing)}（每次筛选都要用到）")
     rules = {rid: _load_rule(directory, meta, rid) for rid in meta.rules}
     families = {fid: _load_rule(directory, meta, fid) for fid in FAMILY_IDS if (directory / f"{fid}.yaml").is_file()}
     dispositions: Dispositions = _model(Dispositions, directory / "dispositions.yaml")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -210,6 +211,14 @@ def private_umask() -> int:
 
 
 def connect(db: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    try:
+        kind = os.stat(db).st_mode
+    except OSError:
+        kind = None  # not there (made anew), or not reachable: DuckDB's error says which
+    if kind is not None and not (stat.S_ISREG(kind) or stat.S_ISDIR(kind)):
+        # a named pipe would hold DuckDB's open for ever (a device reads as nothing): refused at once
+        raise NotADatabase(f"无法打开数据库 {db}：它不是普通文件（是命名管道、设备等），请检查 --db 指向的文件"
+                           "（本工具的数据库文件，如 screening.duckdb）")
     try:
         con = duckdb.connect(str(db), read_only=read_only)
     except duckdb.Error as exc:

@@ -242,28 +242,36 @@ def test_a_database_in_a_missing_folder_is_refused_before_screening(tmp_path):
 DB_COMMANDS = {
     "run": ("run", "--out", "out"),
     "users add": ("users", "add", "--name", "经信局", "--role", "admin"),
+    "users password": ("users", "password", "--name", "经信局", "--generate-password"),
     "compare": ("compare", "--before", "2021", "--after", "2022", "--out", "out"),
     "serve": ("serve", "--port", "1"),  # the database is opened before the port is tried
+    "export-final": ("export-final", "--year", "2022", "--out", "out"),  # a folder was “不存在”
 }
 
 
-@pytest.mark.parametrize("kind", ["folder", "spreadsheet"])
+NOT_A_DATABASE = {"folder": "是目录", "spreadsheet": "不是 DuckDB 数据库文件", "pipe": "不是普通文件"}
+
+
+@pytest.mark.parametrize("kind", NOT_A_DATABASE)
 @pytest.mark.parametrize("command", DB_COMMANDS)
 def test_a_db_that_is_no_database_is_exit_2_one_chinese_line(tmp_path: Path, command: str, kind: str):
     """``--db`` naming a folder or another kind of file: DuckDB's English message, exit 1, and
-    for a folder every output written before the run failed to be stored."""
+    for a folder every output written before the run failed to be stored; a named pipe held
+    the command for ever (DuckDB's open waits for a writer)."""
     db = tmp_path / "db"
     if kind == "folder":
         db.mkdir()
+    elif kind == "pipe":
+        os.mkfifo(db)
     else:
         db.write_bytes(b"PK\x03\x04 a workbook, not a database")
-    proc = cli(*DB_COMMANDS[command], "--db", db, cwd=tmp_path)
+    proc = cli(*DB_COMMANDS[command], "--db", db, cwd=tmp_path, timeout=60)
     assert proc.returncode == 2, proc.stderr
     line = one_line_error(proc)
-    assert str(db) in line and ("是目录" if kind == "folder" else "不是 DuckDB 数据库文件") in line, line
+    assert str(db) in line and NOT_A_DATABASE[kind] in line, line
     assert "Error" not in line, line
     assert not (tmp_path / "out").exists()
-    assert db.is_dir() if kind == "folder" else db.read_bytes().startswith(b"PK")
+    assert {"folder": db.is_dir, "pipe": db.is_fifo, "spreadsheet": lambda: db.read_bytes().startswith(b"PK")}[kind]()
 
 
 # ---------------------------------------------------------------- settings from the environment

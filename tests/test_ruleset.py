@@ -71,6 +71,32 @@ def test_a_citation_note_naming_an_unknown_field_stops_loading_the_rule_set(rule
     assert not db.exists() and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("field, key", [("scope", "manufacturing_division_min"), ("scope", "new_firm_window_years"),
+                                        ("comparison", "relative_tolerance")])
+def test_a_rule_set_without_a_scope_number_is_refused_when_loaded(ruleset_copy: Path, tmp_path: Path, field, key):
+    """Every screening reads the scope numbers and the comparison tolerance; a rule set lacking
+    one loaded (lint passed it) and the run failed with “内部错误：KeyError”; since the notes are
+    filled at loading, lint failed so too.  Now one Chinese line naming it, exit 2."""
+    edit_yaml(ruleset_copy / "_ruleset.yaml", lambda d: d[field].pop(key))
+    with pytest.raises(RuleSetError, match=f"_ruleset.yaml：{field} 缺少 {key}"):
+        load_ruleset(ruleset_copy)
+    proc = cli("lint", "--rules", ruleset_copy, cwd=tmp_path)
+    assert proc.returncode == 2 and f"{field} 缺少 {key}" in proc.stderr and "KeyError" not in proc.stderr, proc.stderr
+
+def test_a_number_format_on_a_text_parameter_is_a_rule_set_problem(ruleset_copy: Path, tmp_path: Path):
+    """``{grade_source:.2f}`` (a choice, “official”): the citation note stopped loading and lint
+    with “内部错误：ValueError”, a message template stopped lint so; now one Chinese line naming it."""
+    rid = "below_scale_consecutive_c_grade"
+    edit_yaml(ruleset_copy / f"{rid}.yaml", lambda d: d["citation"].update(note="等级来源 {grade_source:.2f}"))
+    with pytest.raises(RuleSetError, match=r"citation.note：模板字段 \{grade_source:.2f\} 的格式只用于数字"):
+        load_ruleset(ruleset_copy)
+    proc = cli("lint", "--rules", ruleset_copy, cwd=tmp_path)
+    assert proc.returncode == 2 and "格式只用于数字" in proc.stderr and "内部错误" not in proc.stderr, proc.stderr
+    edit_yaml(ruleset_copy / f"{rid}.yaml", lambda d: (d["citation"].update(note=None),
+                                                        d["messages"].update(hit=d["messages"]["hit"] + "{grade_source:%}")))
+    problems = lint_ruleset(load_ruleset(ruleset_copy))
+    assert any(f"{rid}.messages.hit：模板字段 {{grade_source:%}} 的格式只用于数字" in p for p in problems), problems
+
 def test_lint_template_columns_exist_in_the_panel():
     from screening.screen import screen
 

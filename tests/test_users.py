@@ -129,3 +129,85 @@ def test_the_command_line_resets_a_forgotten_password(tmp_path):
     finally:
         con.close()
     assert log == [("本机命令行", "reset_password", "局长", None)]
+
+
+def test_a_user_named_before_the_check_can_have_a_password_reset(service):
+    """As DELETE: PUT /users/a%2Fb/password reaches ``a/b`` (it answered 405, and the command
+    handing the reset over to the service said “该地址不支持此请求方法”, exit 1)."""
+    client, admin = service
+    con = client.app.state.con.cursor()
+    try:
+        con.execute("INSERT INTO users VALUES ('legacy', 'a/b', 'analyst', NULL, 'h', now(), NULL)")
+    finally:
+        con.close()
+    done = client.put("/api/v1/users/a%2Fb/password", headers=admin, json={"password": "新的口令abcdefgh"})
+    assert done.status_code == 200 and done.json()["name"] == "a/b", done.text
+    missing = client.put("/api/v1/users/a%2Fc/password", headers=admin, json={"password": "新的口令abcdefgh"})
+    assert missing.status_code == 404 and "a/c" in missing.json()["detail"]
+
+
+def test_an_admin_does_not_reset_their_own_password(service):
+    """Resetting asks for no current password: an admin's own is changed on 修改密码 (which asks
+    for it), else a session left open or a token replaces it unknown; another admin, or
+    `screening users password` on the server, resets it when forgotten."""
+    from api.auth import check_password
+
+    client, admin = service
+    con = client.app.state.con.cursor()
+    try:
+        from api.auth import set_password
+        set_password(con, "局管理员", "原来的口令abcdefg")
+    finally:
+        con.close()
+    own = client.put("/api/v1/users/局管理员/password", headers=admin, json={"password": "新的口令abcdefgh"})
+    assert own.status_code == 403 and "修改密码" in own.json()["detail"], own.text
+    other = client.post("/api/v1/users", headers=admin, json={"name": "另一位", "role": "admin"}).json()["token"]
+    assert client.put("/api/v1/users/局管理员/password", headers=bearer(other),
+                      json={"password": "新的口令abcdefgh"}).status_code == 200
+    con = client.app.state.con.cursor()
+    try:
+        assert check_password(con, "局管理员", "新的口令abcdefgh") is not None
+        log = con.execute("SELECT user_name FROM audit_log WHERE action = 'reset_password'").fetchall()
+    finally:
+        con.close()
+    assert log == [("另一位",)]  # the refused one left no line
+
+
+@pytest.mark.parametrize("write", ["create", "password", "revoke"])
+def test_a_user_change_is_not_kept_without_its_audit_line(service, monkeypatch, write):
+    """A user created, a password reset or a token revoked, and the audit line failing: nothing
+    is kept (the change was committed on its own, so it stood without its line)."""
+    from api.auth import check_password, find_user
+    from api.routes import users
+
+    client, admin = service
+    made = client.post("/api/v1/users", headers=admin, json={"name": "经办人", "role": "analyst",
+                                                              "password": "原来的口令abcdefg"}).json()["token"]
+
+    def fails(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(users, "audit", fails)
+    failing = TestClient(client.app, raise_server_exceptions=False)
+    answer = {"create": lambda: failing.post("/api/v1/users", headers=admin, json={"name": "新人", "role": "analyst"}),
+              "password": lambda: failing.put("/api/v1/users/经办人/password", headers=admin,
+                                              json={"password": "新的口令abcdefgh"}),
+              "revoke": lambda: failing.delete("/api/v1/users/经办人", headers=admin)}[write]()
+    assert answer.status_code >= 500
+    con = client.app.state.con.cursor()
+    try:
+        assert not con.execute("SELECT 1 FROM users WHERE name = '新人'").fetchall()
+        assert check_password(con, "经办人", "原来的口令abcdefg") is not None
+        assert find_user(con, made) is not None
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("command", [("password", "--generate-password"), ("revoke",)])
+def test_changing_a_user_of_a_missing_database_makes_no_file(tmp_path, command):
+    """``users password/revoke --db`` naming no file (a typo): one line, exit 2; it made an empty
+    database there and said 没有名为 … 的有效用户."""
+    db = tmp_path / "typo.duckdb"
+    proc = cli("users", command[0], "--db", db, "--name", "局长", *command[1:], cwd=tmp_path)
+    assert proc.returncode == 2 and "找不到数据库文件" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not db.exists() and not list(tmp_path.iterdir())

@@ -269,6 +269,30 @@ def test_changing_the_password(web):
     client.post("/account", data={"csrf_token": csrf, "current": new, "new": password(DASH), "again": password(DASH)})
 
 
+def test_a_password_change_is_not_kept_without_its_audit_line(web, monkeypatch):
+    """修改密码 with the audit line failing: the old password still signs in (the new one was
+    committed on its own, without its line)."""
+    from api.auth import check_password
+    from api.web import pages
+
+    client, _, _ = web
+    signed_in = TestClient(client.app, raise_server_exceptions=False)
+    csrf = sign_in(signed_in, DASH)
+
+    def fails(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pages, "audit", fails)
+    new = "新的口令-abcdefgh"
+    answer = signed_in.post("/account", data={"csrf_token": csrf, "current": password(DASH), "new": new, "again": new})
+    assert answer.status_code >= 500
+    con = client.app.state.con.cursor()
+    try:
+        assert check_password(con, NAMES[DASH], password(DASH)) is not None
+        assert check_password(con, NAMES[DASH], new) is None
+    finally:
+        con.close()
+
 def test_the_pages_links_to_api_downloads_work_with_the_session(web):
     client, _, _ = web
     sign_in(client, TOWN)
@@ -382,6 +406,10 @@ def test_an_admin_resets_a_password_on_the_users_page(web):
     missing = admin.post("/users/password", data={"csrf_token": csrf, "name": "无此用户"})
     assert missing.status_code == 404 and 'role="alert"' in missing.text
     assert admin.post("/users/password", data={"name": "将重设"}).status_code == 403  # no CSRF token
+    # the admin's own row offers no button, and the route refuses it too (修改密码 asks for the current one)
+    own = admin.post("/users/password", data={"csrf_token": csrf, "name": NAMES[ADMIN]})
+    assert own.status_code == 403 and "修改密码" in own.text and 'id="reset-password"' not in own.text
+    assert admin.get("/users", follow_redirects=False).status_code == 200  # still signed in
 
 def test_a_revoked_user_is_signed_out(web):
     client, _, _ = web

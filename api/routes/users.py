@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from ..auth import MAX_NAME, User, add_user, check_password_rules, clean_name, revoke_user, set_password
-from ..db import audit
+from ..db import audit, one_write
 from ..deps import CursorDep, allow
 from .common import ERRORS
 
@@ -30,18 +30,19 @@ class UserIn(BaseModel):
 @router.post("", status_code=status.HTTP_201_CREATED, responses={**ERRORS, 409: {"description": "用户已存在"}},
              operation_id="users-create", summary="创建用户并返回令牌（仅 admin；令牌只返回这一次）")
 def create_user(body: UserIn, cursor: CursorDep, user: Annotated[User, Depends(allow("admin"))]) -> dict:
-    try:
-        if body.password is not None:
-            check_password_rules(body.password)
-        token = add_user(cursor, body.name, body.role, body.township, body.confirm_new_township)
-        if body.password is not None:
-            set_password(cursor, clean_name(body.name), body.password)
-    except ValueError as exc:
-        code = status.HTTP_409_CONFLICT if "已存在" in str(exc) else 422
-        raise HTTPException(code, str(exc)) from None
-    created = {"name": clean_name(body.name), "role": body.role,
-               "township": body.township.strip() if body.township else None}
-    audit(cursor, user, "create_user", "user", created["name"], None, created)
+    with one_write(cursor):
+        try:
+            if body.password is not None:
+                check_password_rules(body.password)
+            token = add_user(cursor, body.name, body.role, body.township, body.confirm_new_township)
+            if body.password is not None:
+                set_password(cursor, clean_name(body.name), body.password)
+        except ValueError as exc:
+            code = status.HTTP_409_CONFLICT if "已存在" in str(exc) else 422
+            raise HTTPException(code, str(exc)) from None
+        created = {"name": clean_name(body.name), "role": body.role,
+                   "township": body.township.strip() if body.township else None}
+        audit(cursor, user, "create_user", "user", created["name"], None, created)
     return {**created, "token": token}
 
 
@@ -50,24 +51,37 @@ class PasswordIn(BaseModel):
     password: str = Field(max_length=1000, description="新的网页登录密码（至少 10 个字符；只保存 argon2 散列值）")
 
 
-@router.put("/{name}/password", responses={**ERRORS, 404: {"description": "没有该有效用户"}},
+#: an admin's own password is changed on 修改密码 (the current password asked), not reset here:
+#: a session left open, or a token, would otherwise replace it without knowing it
+OWN_PASSWORD = ("不能在这里重设自己的密码：请在“修改密码”页输入当前密码后修改；忘记时请另一位经信局管理员重设，"
+                "或在服务器上运行 screening users password")
+
+
+# ``name:path``: a user named before the name check (``a/b``) is reached as ``a%2Fb`` (as DELETE)
+@router.put("/{name:path}/password", responses={**ERRORS, 403: {"description": "不是 admin，或重设的是自己的密码（请用“修改密码”）"},
+                                                404: {"description": "没有该有效用户"}},
             operation_id="users-password", summary="重设用户的网页登录密码（仅 admin；该用户所有网页登录随即退出）")
 def reset_password(name: str, body: PasswordIn, request: Request, cursor: CursorDep,
                    user: Annotated[User, Depends(allow("admin"))]) -> dict:
-    """忘记密码时由经信局管理员（或本机命令行 ``screening users password``）重设；令牌不变。"""
-    try:
-        user_id = set_password(cursor, name, body.password)
-    except ValueError as exc:
-        code = status.HTTP_404_NOT_FOUND if "没有名为" in str(exc) else 422
-        raise HTTPException(code, str(exc)) from None
-    audit(cursor, user, "reset_password", "user", name, None, None)
+    """忘记密码时由另一位经信局管理员（或本机命令行 ``screening users password``）重设；令牌不变。
+    不能重设自己的密码（请在“修改密码”页输入当前密码修改）。"""
+    with one_write(cursor):
+        try:
+            user_id = set_password(cursor, name, body.password)
+        except ValueError as exc:
+            code = status.HTTP_404_NOT_FOUND if "没有名为" in str(exc) else 422
+            raise HTTPException(code, str(exc)) from None
+        if user_id == user.user_id:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, OWN_PASSWORD)
+        audit(cursor, user, "reset_password", "user", name, None, None)
     request.app.state.web_sessions.drop_user(user_id)  # signed in with the old password: signed out everywhere
     return {"name": name, "password_set": True}
 
 
 @router.delete("/{name:path}", responses=ERRORS, operation_id="users-revoke", summary="停用用户的令牌（仅 admin）")
 def revoke(name: str, cursor: CursorDep, user: Annotated[User, Depends(allow("admin"))]) -> dict:
-    if not revoke_user(cursor, name):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"没有名为 {name} 的有效用户")
-    audit(cursor, user, "revoke_user", "user", name, None, {"revoked": True})
+    with one_write(cursor):
+        if not revoke_user(cursor, name):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"没有名为 {name} 的有效用户")
+        audit(cursor, user, "revoke_user", "user", name, None, {"revoked": True})
     return {"name": name, "revoked": True}

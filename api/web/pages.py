@@ -25,7 +25,7 @@ from screening.store import rules_relation
 from screening.uscc import PATTERN as USCC_PATTERN, as_typed
 
 from ..auth import ROLES, User, check_password, check_password_rules, generate_password, set_password
-from ..db import audit, records, run_catalogue
+from ..db import audit, one_write, records, run_catalogue
 from ..deps import CursorDep, ReadModelDep, allow, current_user
 from ..routes import (backups, dashboard, data, enterprises, evaluations, evidence, exports, finalization, health, lists,
                       measures, plans, projects, runs, users)
@@ -175,12 +175,13 @@ def change_password(request: Request, cursor: CursorDep, user: Annotated[User, D
         error = "两次输入的新密码不一致"
     else:
         try:
-            set_password(cursor, user.name, check_password_rules(new))
+            with one_write(cursor):  # the new password and its audit line together
+                set_password(cursor, user.name, check_password_rules(new))
+                audit(cursor, user, "change_password", "user", user.name, None, None)
         except ValueError as exc:
             error = str(exc)
     if error:
         return render(request, "account.html", status_code=422, user=user, title="修改密码", message=None, error=error)
-    audit(cursor, user, "change_password", "user", user.name, None, None)
     found = current_session(request)
     request.app.state.web_sessions.drop_user(user.user_id, keep=request.cookies.get(COOKIE) if found else None)
     return render(request, "account.html", user=user, title="修改密码", message="密码已修改；其他设备上的登录已退出", error=None)
@@ -748,9 +749,9 @@ def create_user(request: Request, cursor: CursorDep, user: Annotated[User, Depen
                 township: Annotated[str, Form(max_length=1000)] = "") -> HTMLResponse:
     password = generate_password()
     try:
-        body = _model(request, users.UserIn, {"name": name, "role": role, "township": township.strip() or None})
+        body = _model(request, users.UserIn, {"name": name, "role": role, "township": township.strip() or None,
+                                              "password": password})  # the user, password and audit line together
         created = users.create_user(body=body, cursor=cursor, user=user)
-        set_password(cursor, created["name"], password)
     except HTTPException as exc:
         return _users_page(request, cursor, user, error=str(exc.detail), code=exc.status_code)
     return _users_page(request, cursor, user, created={**created, "password": password})

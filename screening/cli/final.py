@@ -26,7 +26,7 @@ def export_final(
 
     try:
         rs = load_ruleset(rules or default_ruleset())
-        if not db.is_file():
+        if not db.exists():  # a folder or another kind of file: connect says what it is
             raise ScreeningError(f"数据库文件 {db} 不存在；请用 --db 指定服务使用的 DuckDB 文件")
         try:
             con = connect(db, read_only=True)

@@ -45,12 +45,16 @@ def users_add(
     print(token)
 
 
-def _users_write(db: Path, via_service, directly):
+def _users_write(db: Path, via_service, directly, existing: bool = False):
     """A write of ``screening users``: ``directly(con)`` on the database file, or, when a running
     service holds it, ``via_service(service)`` (the service checks and audits as for any admin);
-    a refusal (ValueError, ScreeningError) is one Chinese line.  Returns what the write returns."""
+    a refusal (ValueError, ScreeningError) is one Chinese line.  Returns what the write returns.
+    ``existing``: the write changes a user already stored, so a missing file is a mistyped
+    ``--db``: refused (exit 2), not made anew and empty."""
     from ..handover import Service
 
+    if existing and not db.exists():
+        _fail(ScreeningError(f"找不到数据库文件 {db}：请用 --db 指定服务使用的数据库文件"))
     with _database(db) as con:
         try:
             return via_service(con) if isinstance(con, Service) else directly(con)
@@ -96,7 +100,7 @@ def users_password(
     from urllib.parse import quote
 
     from api.auth import set_password
-    from api.db import audit
+    from api.db import audit, one_write
     from api.deps import HANDOVER
 
     if not (password or generate_password):
@@ -104,18 +108,13 @@ def users_password(
     secret = _password(password, generate_password)
 
     def directly(con) -> None:
-        con.execute("BEGIN TRANSACTION")
-        try:  # the password and its audit line together, as the service writes them
+        with one_write(con):  # the password and its audit line together, as the service writes them
             set_password(con, name, secret)
             audit(con, HANDOVER, "reset_password", "user", name, None, None)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
 
     # through the service, which also signs the user out of its web sessions
     _users_write(db, lambda service: service.call("PUT", f"/api/v1/users/{quote(name, safe='')}/password",
-                                                  {"password": secret}), directly)
+                                                  {"password": secret}), directly, existing=True)
     _show_generated(secret if generate_password else None)
     out_console.print(f"已重设用户 {name} 的网页登录密码")
 
@@ -134,7 +133,8 @@ def users_revoke(
         if not revoke_user(con, name):
             raise ScreeningError(f"没有名为 {name} 的有效用户")
 
-    _users_write(db, lambda service: service.call("DELETE", f"/api/v1/users/{quote(name, safe='')}"), directly)
+    _users_write(db, lambda service: service.call("DELETE", f"/api/v1/users/{quote(name, safe='')}"), directly,
+                 existing=True)
     out_console.print(f"已停用用户 {name} 的令牌")
 
 
