@@ -93,14 +93,18 @@ def test_the_command_line_applies_the_same_checks(tmp_path):
     assert new.returncode == 0, new.stderr
 
 
+def _named_before_the_check(client, name: str) -> None:
+    """A user stored by a version that did not yet check names (straight into the table)."""
+    con = client.app.state.con.cursor()
+    try:
+        con.execute("INSERT INTO users VALUES ('legacy', ?, 'analyst', NULL, 'h', now(), NULL)", [name])
+    finally:
+        con.close()
+
 def test_a_user_named_before_the_check_can_still_be_revoked(service):
     """A database from before the check may hold ``a/b``: DELETE /users/a%2Fb reaches it."""
     client, admin = service
-    con = client.app.state.con.cursor()
-    try:
-        con.execute("INSERT INTO users VALUES ('legacy', 'a/b', 'analyst', NULL, 'h', now(), NULL)")
-    finally:
-        con.close()
+    _named_before_the_check(client, "a/b")
     assert client.delete("/api/v1/users/a%2Fb", headers=admin).status_code == 200
     assert client.delete("/api/v1/users/a%2Fb", headers=admin).status_code == 404
 
@@ -135,11 +139,7 @@ def test_a_user_named_before_the_check_can_have_a_password_reset(service):
     """As DELETE: PUT /users/a%2Fb/password reaches ``a/b`` (it answered 405, and the command
     handing the reset over to the service said “该地址不支持此请求方法”, exit 1)."""
     client, admin = service
-    con = client.app.state.con.cursor()
-    try:
-        con.execute("INSERT INTO users VALUES ('legacy', 'a/b', 'analyst', NULL, 'h', now(), NULL)")
-    finally:
-        con.close()
+    _named_before_the_check(client, "a/b")
     done = client.put("/api/v1/users/a%2Fb/password", headers=admin, json={"password": "新的口令abcdefgh"})
     assert done.status_code == 200 and done.json()["name"] == "a/b", done.text
     missing = client.put("/api/v1/users/a%2Fc/password", headers=admin, json={"password": "新的口令abcdefgh"})
