@@ -82,6 +82,16 @@ class Sessions:
                 del self._items[key]
 
 
+def name_key(name: str) -> str:
+    """The sign-in throttle's key for a user name (as typed, stripped)."""
+    return f"name:{name.strip()}"
+
+
+def address_key(client: str) -> str:
+    """The sign-in throttle's key for a client address."""
+    return f"addr:{client}"
+
+
 class Throttle:
     """Failed sign-ins counted per key (a user name, a client address); a key with
     ``max_failures`` failures inside ``lockout`` seconds is refused until they age out."""

@@ -211,3 +211,18 @@ def test_changing_a_user_of_a_missing_database_makes_no_file(tmp_path, command):
     proc = cli("users", command[0], "--db", db, "--name", "局长", *command[1:], cwd=tmp_path)
     assert proc.returncode == 2 and "找不到数据库文件" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert not db.exists() and not list(tmp_path.iterdir())
+
+
+def test_users_added_and_revoked_on_the_file_are_audited(tmp_path):
+    """With no service holding the file, `users add` and `users revoke` write the same audit lines
+    as the service does (operator 本机命令行), each with its change in one transaction."""
+    db = tmp_path / "u.duckdb"
+    assert cli("users", "add", "--db", db, "--name", "新来的", "--role", "analyst", cwd=tmp_path).returncode == 0
+    assert cli("users", "revoke", "--db", db, "--name", "新来的", cwd=tmp_path).returncode == 0
+    con = store.connect(db)
+    try:
+        log = con.execute("SELECT user_name, action, entity_key, CAST(after AS VARCHAR) FROM audit_log ORDER BY seq").fetchall()
+    finally:
+        con.close()
+    assert [row[:3] for row in log] == [("本机命令行", "create_user", "新来的"), ("本机命令行", "revoke_user", "新来的")]
+    assert '"role": "analyst"' in log[0][3] and '"revoked": true' in log[1][3]

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from ..auth import MAX_NAME, User, add_user, check_password_rules, clean_name, revoke_user, set_password
 from ..db import audit, one_write
 from ..deps import CursorDep, allow
+from ..session import name_key
 from .common import ERRORS
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
@@ -27,22 +28,31 @@ class UserIn(BaseModel):
                                  description="网页登录密码（可选，至少 10 个字符；只保存 argon2 散列值）")
 
 
+def create(con, actor: User, name: str, role: str, township: str | None, confirm_new_township: bool = False,
+           password: str | None = None) -> tuple[dict, str]:
+    """Create a user (and its web password), with its audit line by ``actor``, in one transaction;
+    returns (the user as stored, its token).  ValueError in Chinese when refused.  The route, the
+    用户 page and ``screening users add`` on the file all create users here."""
+    with one_write(con):
+        if password is not None:
+            check_password_rules(password)
+        token = add_user(con, name, role, township, confirm_new_township)
+        if password is not None:
+            set_password(con, clean_name(name), password)
+        created = {"name": clean_name(name), "role": role, "township": township.strip() if township else None}
+        audit(con, actor, "create_user", "user", created["name"], None, created)
+    return created, token
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, responses={**ERRORS, 409: {"description": "用户已存在"}},
              operation_id="users-create", summary="创建用户并返回令牌（仅 admin；令牌只返回这一次）")
 def create_user(body: UserIn, cursor: CursorDep, user: Annotated[User, Depends(allow("admin"))]) -> dict:
-    with one_write(cursor):
-        try:
-            if body.password is not None:
-                check_password_rules(body.password)
-            token = add_user(cursor, body.name, body.role, body.township, body.confirm_new_township)
-            if body.password is not None:
-                set_password(cursor, clean_name(body.name), body.password)
-        except ValueError as exc:
-            code = status.HTTP_409_CONFLICT if "已存在" in str(exc) else 422
-            raise HTTPException(code, str(exc)) from None
-        created = {"name": clean_name(body.name), "role": body.role,
-                   "township": body.township.strip() if body.township else None}
-        audit(cursor, user, "create_user", "user", created["name"], None, created)
+    try:
+        created, token = create(cursor, user, body.name, body.role, body.township, body.confirm_new_township,
+                                body.password)
+    except ValueError as exc:
+        code = status.HTTP_409_CONFLICT if "已存在" in str(exc) else 422
+        raise HTTPException(code, str(exc)) from None
     return {**created, "token": token}
 
 
@@ -57,6 +67,22 @@ OWN_PASSWORD = ("不能在这里重设自己的密码：请在“修改密码”
                 "或在服务器上运行 screening users password")
 
 
+class OwnPassword(Exception):
+    """An admin resetting their own password (see OWN_PASSWORD)."""
+
+
+def reset(con, actor: User, name: str, password: str) -> str:
+    """Set ``name``'s web password, with its audit line by ``actor``, in one transaction; returns
+    the user's id.  ValueError in Chinese when refused, OwnPassword when ``actor`` is that user.
+    The route, the 用户 page and ``screening users password`` on the file all reset here."""
+    with one_write(con):
+        user_id = set_password(con, name, password)
+        if user_id == actor.user_id:
+            raise OwnPassword()
+        audit(con, actor, "reset_password", "user", name, None, None)
+    return user_id
+
+
 # ``name:path``: a user named before the name check (``a/b``) is reached as ``a%2Fb`` (as DELETE)
 @router.put("/{name:path}/password", responses={**ERRORS, 403: {"description": "不是 admin，或重设的是自己的密码（请用“修改密码”）"},
                                                 404: {"description": "没有该有效用户"}},
@@ -64,24 +90,32 @@ OWN_PASSWORD = ("不能在这里重设自己的密码：请在“修改密码”
 def reset_password(name: str, body: PasswordIn, request: Request, cursor: CursorDep,
                    user: Annotated[User, Depends(allow("admin"))]) -> dict:
     """忘记密码时由另一位经信局管理员（或本机命令行 ``screening users password``）重设；令牌不变。
-    不能重设自己的密码（请在“修改密码”页输入当前密码修改）。"""
-    with one_write(cursor):
-        try:
-            user_id = set_password(cursor, name, body.password)
-        except ValueError as exc:
-            code = status.HTTP_404_NOT_FOUND if "没有名为" in str(exc) else 422
-            raise HTTPException(code, str(exc)) from None
-        if user_id == user.user_id:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, OWN_PASSWORD)
-        audit(cursor, user, "reset_password", "user", name, None, None)
+    不能重设自己的密码（请在“修改密码”页输入当前密码修改）。重设后该用户名的登录失败计数清零。"""
+    try:
+        user_id = reset(cursor, user, name, body.password)
+    except OwnPassword:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, OWN_PASSWORD) from None
+    except ValueError as exc:
+        code = status.HTTP_404_NOT_FOUND if "没有名为" in str(exc) else 422
+        raise HTTPException(code, str(exc)) from None
     request.app.state.web_sessions.drop_user(user_id)  # signed in with the old password: signed out everywhere
+    request.app.state.login_throttle.clear(name_key(name))  # locked out before the reset: the new password works now
     return {"name": name, "password_set": True}
+
+
+def revoke_named(con, actor: User, name: str) -> None:
+    """Revoke ``name``'s token, with its audit line by ``actor``, in one transaction; ValueError in
+    Chinese when there is no such active user.  The route, the 用户 page and ``screening users revoke``."""
+    with one_write(con):
+        if not revoke_user(con, name):
+            raise ValueError(f"没有名为 {name} 的有效用户")
+        audit(con, actor, "revoke_user", "user", name, None, {"revoked": True})
 
 
 @router.delete("/{name:path}", responses=ERRORS, operation_id="users-revoke", summary="停用用户的令牌（仅 admin）")
 def revoke(name: str, cursor: CursorDep, user: Annotated[User, Depends(allow("admin"))]) -> dict:
-    with one_write(cursor):
-        if not revoke_user(cursor, name):
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"没有名为 {name} 的有效用户")
-        audit(cursor, user, "revoke_user", "user", name, None, {"revoked": True})
+    try:
+        revoke_named(cursor, user, name)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     return {"name": name, "revoked": True}

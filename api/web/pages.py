@@ -32,7 +32,7 @@ from ..routes import (backups, dashboard, data, enterprises, evaluations, eviden
 from ..routes.finalization import DecisionIn, FinalizeIn
 from ..routes.plans import PlanIn, ProgressIn
 from ..schemas import VerificationIn
-from ..session import COOKIE, current_session
+from ..session import COOKIE, address_key, current_session, name_key
 from .templating import STANDING, render
 
 router = APIRouter(include_in_schema=False)
@@ -121,7 +121,7 @@ def login(request: Request, cursor: CursorDep, name: Annotated[str, Form(max_len
         return _login_form(request, "表单已过期，请重新登录", name, status.HTTP_403_FORBIDDEN)
     name = name.strip()
     throttle, client = request.app.state.login_throttle, _client(request)
-    keys = (f"name:{name}", f"addr:{client}")
+    keys = (name_key(name), address_key(client))
     wait = throttle.wait(*keys)
     if wait:
         return _login_form(request, f"登录失败次数过多，请 {wait} 秒后再试", name, status.HTTP_429_TOO_MANY_REQUESTS)

@@ -25,21 +25,15 @@ def users_add(
     generate_password: Annotated[bool, typer.Option("--generate-password", help="生成网页登录密码并显示这一次")] = False,
 ) -> None:
     """创建用户；令牌只显示这一次（输出的最后一行），数据库中只保存其散列值。"""
-    from api.auth import add_user, check_password_rules, set_password
+    from api.deps import HANDOVER
+    from api.routes.users import create
 
     secret = _password(password, generate_password)
-
-    def directly(con) -> str:
-        if secret:
-            check_password_rules(secret)
-        token = add_user(con, name, role, township, new_township)
-        if secret:
-            set_password(con, name.strip(), secret)
-        return token
-
+    # on the file: audited as 本机命令行, as the service audits what it is handed
     token = _users_write(db, lambda service: service.call(
         "POST", "/api/v1/users", {"name": name, "role": role, "township": township, "confirm_new_township": new_township,
-                                  **({"password": secret} if secret else {})})["token"], directly)
+                                  **({"password": secret} if secret else {})})["token"],
+        lambda con: create(con, HANDOVER, name, role, township, new_township, secret)[1])
     _show_generated(secret if generate_password else None)
     err_console.print(f"已创建用户 {name}（{role}{'，' + township if township else ''}），令牌如下，请妥善保存：")
     print(token)
@@ -51,13 +45,18 @@ def _users_write(db: Path, via_service, directly, existing: bool = False):
     a refusal (ValueError, ScreeningError) is one Chinese line.  Returns what the write returns.
     ``existing``: the write changes a user already stored, so a missing file is a mistyped
     ``--db``: refused (exit 2), not made anew and empty."""
+    from api.db import ensure_schema
+
     from ..handover import Service
 
     if existing and not db.exists():
         _fail(ScreeningError(f"找不到数据库文件 {db}：请用 --db 指定服务使用的数据库文件"))
     with _database(db) as con:
         try:
-            return via_service(con) if isinstance(con, Service) else directly(con)
+            if isinstance(con, Service):
+                return via_service(con)
+            ensure_schema(con)  # committed before the write: its audit line reads the chain from another cursor
+            return directly(con)
         except ValueError as exc:
             _fail(ScreeningError(str(exc)))
         except ScreeningError as exc:
@@ -99,22 +98,17 @@ def users_password(
     """重设用户的网页登录密码（忘记密码时）；令牌不变，该用户的网页登录全部退出。"""
     from urllib.parse import quote
 
-    from api.auth import set_password
-    from api.db import audit, one_write
     from api.deps import HANDOVER
+    from api.routes.users import reset
 
     if not (password or generate_password):
         _fail(ScreeningError("请用 --password（输入新密码）或 --generate-password（生成新密码）"))
     secret = _password(password, generate_password)
 
-    def directly(con) -> None:
-        with one_write(con):  # the password and its audit line together, as the service writes them
-            set_password(con, name, secret)
-            audit(con, HANDOVER, "reset_password", "user", name, None, None)
-
     # through the service, which also signs the user out of its web sessions
     _users_write(db, lambda service: service.call("PUT", f"/api/v1/users/{quote(name, safe='')}/password",
-                                                  {"password": secret}), directly, existing=True)
+                                                  {"password": secret}), lambda con: reset(con, HANDOVER, name, secret),
+                 existing=True)
     _show_generated(secret if generate_password else None)
     out_console.print(f"已重设用户 {name} 的网页登录密码")
 
@@ -127,14 +121,11 @@ def users_revoke(
     """停用用户的令牌。"""
     from urllib.parse import quote
 
-    from api.auth import revoke_user
+    from api.deps import HANDOVER
+    from api.routes.users import revoke_named
 
-    def directly(con) -> None:
-        if not revoke_user(con, name):
-            raise ScreeningError(f"没有名为 {name} 的有效用户")
-
-    _users_write(db, lambda service: service.call("DELETE", f"/api/v1/users/{quote(name, safe='')}"), directly,
-                 existing=True)
+    _users_write(db, lambda service: service.call("DELETE", f"/api/v1/users/{quote(name, safe='')}"),
+                 lambda con: revoke_named(con, HANDOVER, name), existing=True)
     out_console.print(f"已停用用户 {name} 的令牌")
 
 
