@@ -28,6 +28,7 @@ import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .config_errors import describe
 from .engine import Engine, sql_text
 from .errors import ScreeningError
 
@@ -105,9 +106,7 @@ def load_config(path: Path | None = None) -> AnomalyConfig:
     except (OSError, yaml.YAMLError) as exc:
         raise AnomalyConfigError(f"无法读取数据核查设置 {path}：{exc}") from None
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(map(str, err["loc"])) or "（顶层）"
-        raise AnomalyConfigError(f"数据核查设置 {path} 无效：{where}：{err['msg']}") from None
+        raise AnomalyConfigError(f"数据核查设置 {path} 无效：{describe(exc, raw, AnomalyConfig)}") from None
     ids = [i.id for i in config.indicators]
     if len(set(ids)) != len(ids):
         raise AnomalyConfigError(f"数据核查设置 {path} 无效：指标 id 重复")

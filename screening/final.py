@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import clock
+from .config_errors import describe
 from .errors import InputError, RuleSetError
 from .excel import LIST_COLUMNS, WORKBOOK_OPTIONS, Workbook, _formats, _list_sheet, print_setup, target_tables
 from .ruleset import RuleSet
@@ -68,10 +69,10 @@ def notice_config(rs: RuleSet) -> NoticeConfig:
     if not path.is_file():
         raise RuleSetError(f"规则集 {rs.directory} 中没有告知书设置 {NOTICE_FILE}（见 docs/print.md）")
     try:
-        config = NoticeConfig.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        config = NoticeConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise RuleSetError(f"{path}：{'.'.join(str(p) for p in first['loc'])} 填写有误（{first['msg']}）") from None
+        raise RuleSetError(f"{path} 填写有误：{describe(exc, raw, NoticeConfig)}") from None
     except yaml.YAMLError as exc:
         raise RuleSetError(f"{path} 不是有效的 YAML：{' '.join(str(exc).split())}") from None
     if config.basis_source not in rs.meta.sources:

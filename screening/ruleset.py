@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from . import reasons
+from .config_errors import describe
 from .errors import RuleSetError
 from .paths import folder_problem, sql_dir
 from .schema import TABLES
@@ -356,12 +357,11 @@ def _load_yaml(path: Path) -> Any:
 
 
 def _model(cls: type[BaseModel], path: Path) -> Any:
+    raw = _load_yaml(path)
     try:
-        return cls.model_validate(_load_yaml(path))
+        return cls.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise RuleSetError(f"{path}：{where} {first['msg']}（共 {exc.error_count()} 处错误）") from None
+        raise RuleSetError(f"{path}：{describe(exc, raw, cls)}") from None
 
 
 LIMIT_COLUMNS = ("product", "product_name", "standard", "unit", "limit", "effective_from", "effective_to")

@@ -14,6 +14,7 @@ import polars as pl
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from ..config_errors import describe
 from ..errors import RuleSetError
 from ..ruleset import Cite, _Strict
 from ..ruleset import Source as RuleSource
@@ -157,7 +158,4 @@ def load_measures(ruleset_dir: Path, path: Path | None = None) -> MeasuresFile:
     try:
         return MeasuresFile.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        message = str(first.get("msg", "")).removeprefix("Value error, ")
-        raise RuleSetError(f"{path}：{where or '文件'} 无效：{message}") from None
+        raise RuleSetError(f"{path} 无效：{describe(exc, data, MeasuresFile)}") from None

@@ -6,6 +6,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..config_errors import describe
 from ..errors import ScreeningError
 
 DEFAULT_CONFIG = Path(__file__).with_name("config.yaml")
@@ -85,11 +86,11 @@ class WarnConfig(_Strict):
 
 def load_config(path: Path | None = None) -> WarnConfig:
     path = Path(path) if path else DEFAULT_CONFIG
+    raw = None
     try:
-        return WarnConfig.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return WarnConfig.model_validate(raw)
     except FileNotFoundError:
         raise ScreeningError(f"预警配置文件不存在：{path}") from None
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ScreeningError(f"预警配置文件 {path} 无效：{where}：{first['msg']}") from None
+        raise ScreeningError(f"预警配置文件 {path} 无效：{describe(exc, raw, WarnConfig)}") from None
