@@ -523,6 +523,7 @@ def import_staged(con: duckdb.DuckDBPyConnection, staged: Path) -> dict[str, Any
         source = {name: f"{identifier(catalog)}.{identifier(name)}" for name in names}
         _check_staged_ids(con, source, staged.name)
         _check_staged_firms(con, source, staged.name)
+        _check_staged_rules(con, source, staged.name)
         if "runs" in names and _table_exists(con, "runs") and con.execute(
                 f"SELECT count(*) FROM runs WHERE run_id IN (SELECT run_id FROM {source['runs']})").fetchall()[0][0]:
             raise StoreError(f"文件 {staged.name} 中的运行已经导入过")
@@ -570,8 +571,7 @@ def _check_staged_ids(con: duckdb.DuckDBPyConnection, source: dict[str, str], fi
 def _check_staged_firms(con: duckdb.DuckDBPyConnection, source: dict[str, str], file: str) -> None:
     """A staged run's result rows name their firm by its number in the run (run_enterprises.firm,
     FIRM_KEY): its enterprises must number each firm once, and every result row must name one of
-    them; else the row would be read without its firm (or once per firm of that number).  Likewise
-    its run_rules must name each rule once."""
+    them; else the row would be read without its firm (or once per firm of that number)."""
     if "run_results" not in source:
         return
     results, enterprises = source["run_results"], source["run_enterprises"]
@@ -583,11 +583,18 @@ def _check_staged_firms(con: duckdb.DuckDBPyConnection, source: dict[str, str], 
                        "ON e.run_id = r.run_id AND e.firm = r.firm").fetchall()[0][0]
     if lost:
         raise StoreError(f"文件 {file} 的表 run_results 中有 {lost:,} 行的企业编号（firm）不在该次运行的企业表（run_enterprises）中")
-    twice = con.execute(f"SELECT count(*) FROM (SELECT run_id, rule_id FROM {source['run_rules']} GROUP BY ALL "
-                        "HAVING rule_id IS NULL OR count(*) > 1)").fetchall()[0][0] if "run_rules" in source else 0
-    if twice:  # run_rules has no key: a rule named twice would repeat its result rows when read with their texts
-        raise StoreError(f"文件 {file} 的表 run_rules 中有 {twice} 条规则为空或在同一次运行中出现不止一次")
 
+
+
+def _check_staged_rules(con: duckdb.DuckDBPyConnection, source: dict[str, str], file: str) -> None:
+    """run_rules has no key: a staged run naming a rule twice (or none) would repeat that rule's
+    result rows wherever results are read with their texts (results_relation)."""
+    if "run_rules" not in source:
+        return
+    twice = con.execute(f"SELECT count(*) FROM (SELECT run_id, rule_id FROM {source['run_rules']} GROUP BY ALL "
+                        "HAVING rule_id IS NULL OR count(*) > 1)").fetchall()[0][0]
+    if twice:
+        raise StoreError(f"文件 {file} 的表 run_rules 中有 {twice} 条规则为空或在同一次运行中出现不止一次")
 
 def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main' "
