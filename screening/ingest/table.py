@@ -146,27 +146,66 @@ def _split_lines(text: str, complete: bool) -> list[str]:
     return lines if complete else lines[:-1]
 
 
-def _csv_header(opened: OpenedTable, table: Table, lookup: dict[str, str]) -> tuple[HeaderMatch, str, list]:
-    """The header row, the separator and the rows looked at, from the file's head only (the
-    header may sit below title, blank or unit lines: :func:`.header.find_header`)."""
-    lines = _split_lines(opened.head_text or "", opened.complete)[:SCAN_ROWS]
+#: physical lines of a CSV's head read as records: SCAN_ROWS records, some with a line break in a cell
+_RECORD_LINES = SCAN_ROWS * 4
+
+
+def _csv_header(opened: OpenedTable, table: Table, lookup: dict[str, str]) -> tuple[HeaderMatch, str, list, int]:
+    """The header row, the separator, the rows looked at and the physical lines above the header,
+    from the file's head only (the header may sit below title, blank or unit lines:
+    :func:`.header.find_header`).
+
+    Rows are CSV records, as a spreadsheet shows them: a quoted cell may hold a line break
+    (``"实缴税金⏎（元）"``, Alt+Enter in Excel), and the unit after it belongs to the header.
+    An unbalanced quote in a title line would swallow the lines after it: the physical lines
+    are looked at too, and the better match wins (the records' at equal score)."""
+    lines = _split_lines(opened.head_text or "", opened.complete)
+    whole = opened.complete and len(lines) <= _RECORD_LINES  # no record is cut by the end of ``lines``
+    lines = lines[:_RECORD_LINES]
     if not any(line.strip() for line in lines):
         if opened.complete:
             raise InputError(f"{opened.path.name}：文件为空，没有表头")
         raise filesafety.FileUnreadable(
             f"{opened.path.name}：前 {filesafety.HEAD_BYTES // 1024} KB 内没有找到表头行（第一行过长或全是空行），文件可能不是 CSV")
-    best: tuple[HeaderMatch, str, list] | None = None
+    # a stray CR inside a line is part of a cell (as the reader takes it), never the csv module's error
+    clean = [line.rstrip("\r").replace("\r", " ") for line in lines]
+    best: tuple[tuple, HeaderMatch, str, list, int] | None = None
     for sep in (",", "\t", ";"):
-        # a stray CR inside a line is part of a cell (as the reader takes it), never the csv module's error
-        rows = [next(csv.reader([line.rstrip("\r").replace("\r", " ")], delimiter=sep), []) for line in lines]
-        match = find_header(rows, table, lookup)
-        if best is None or (match.ok, match.score) > (best[0].ok, best[0].score):
-            best = (match, sep, rows)
-    return best
+        records, starts = _csv_records(clean, sep, whole)
+        by_line = [next(csv.reader([line], delimiter=sep), []) for line in clean[:SCAN_ROWS]]
+        for rows, skip, rank in ((records, starts, 1), (by_line, None, 0)):
+            if not rows:
+                continue
+            match = find_header(rows, table, lookup)
+            key = (match.ok, match.score, rank)
+            if best is None or key > best[0]:
+                best = (key, match, sep, rows, starts[match.row] if skip is not None else match.row)
+    return best[1:]
 
 
-def _read_csv(opened: OpenedTable, match: HeaderMatch, sep: str) -> tuple[pl.DataFrame, str]:
-    """The rows from the header line on (the header was found from the head); refuses NUL bytes."""
+def _csv_records(lines: list[str], sep: str, whole: bool) -> tuple[list[list[str]], list[int]]:
+    """The first :data:`SCAN_ROWS` CSV records of ``lines`` (quoted cells may span lines) and the
+    physical line each starts on; unless ``lines`` are the ``whole`` file, a record that ends on
+    the last line may be cut there and is left out."""
+    reader = csv.reader((line + "\n" for line in lines), delimiter=sep)
+    records: list[list[str]] = []
+    starts: list[int] = []
+    start = 0
+    try:
+        for record in reader:
+            if len(records) >= SCAN_ROWS or (reader.line_num >= len(lines) and not whole):
+                break
+            records.append(record)
+            starts.append(start)
+            start = reader.line_num
+    except csv.Error:  # e.g. a field larger than the csv module's limit: the physical lines decide
+        pass
+    return records, starts
+
+
+def _read_csv(opened: OpenedTable, skip_lines: int, sep: str) -> tuple[pl.DataFrame, str]:
+    """The rows from the header line on (the header was found from the head, ``skip_lines``
+    physical lines down); refuses NUL bytes."""
     path = opened.path
     data, encoding = _decode_csv(opened.read_bytes(), path)
     data = _lf_lines(data)
@@ -178,7 +217,7 @@ def _read_csv(opened: OpenedTable, match: HeaderMatch, sep: str) -> tuple[pl.Dat
         raise filesafety.FileUnreadable(f"{path.name}：第 {line} 行含有 NUL 字节（第 {nul + 1} 字节，二进制内容），"
                                         "不是 CSV 文本；请删除该字符后重新导出")
     offset = 0
-    for _ in range(match.row):  # the header's line starts after this many newlines
+    for _ in range(skip_lines):  # the header's line starts after this many newlines
         offset = data.index(b"\n", offset) + 1
     # a row with more fields than the header stops the file (an unquoted comma shifts columns)
     with filesafety.reader_errors(path.name, "无法按 CSV 读取"):
@@ -521,10 +560,10 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None,
             out.other_year_rows = skipped or 0
             header_in_frame = False
         elif kind == CSV:
-            match, sep, rows = _csv_header(opened, table, lookup)
+            match, sep, rows, skip_lines = _csv_header(opened, table, lookup)
             frame = None
             if match.ok:  # else refused below, before the rest is read
-                frame, out.encoding = _read_csv(opened, match, sep)
+                frame, out.encoding = _read_csv(opened, skip_lines, sep)
             first_row = match.row
             header_in_frame = True
         elif kind == HTML:
