@@ -32,3 +32,38 @@ def test_a_quoted_title_with_a_line_break_above_the_header_keeps_excel_row_numbe
     inp = load(tmp_path)
     assert inp.files["tax"].header_row == 2
     assert inp.rejects.select("row", "column").rows() == [(4, "实缴税金")]
+
+
+@pytest.mark.parametrize("unit_row", [",,元", ",,（元）", "—,—,元", "单位,年,元", "单位：元,,"])
+def test_a_unit_row_under_the_header_is_the_columns_unit(tmp_path, unit_row):
+    # statistics-style forms put the units in a row of their own under the names
+    _tax_csv(tmp_path, f"统一社会信用代码,年份,实缴税金\n{unit_row}\n{C1},2021,125000\n{C2},2021,-3\n")
+    inp = load(tmp_path)
+    assert inp.frame("tax")["tax_paid"].to_list() == [12.5]  # never 125000 万元
+    # the unit row is no record; the column is named with its unit ("实缴税金(元)")
+    assert [(r, c[:4]) for r, c in inp.rejects.select("row", "column").rows()] == [(4, "实缴税金")]
+
+
+def test_a_unit_row_in_a_workbook_with_a_merged_code_header(tmp_path):
+    import xlsxwriter
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    wb = xlsxwriter.Workbook(tmp_path / "energy.xlsx")
+    ws = wb.add_worksheet("能耗")
+    ws.merge_range(0, 0, 1, 0, "统一社会信用代码")
+    ws.merge_range(0, 1, 1, 1, "年份")
+    ws.write_row(0, 2, ["综合能耗", "用电量"])
+    ws.write_row(1, 2, ["千克标准煤", "千瓦时"])
+    ws.write_row(2, 0, [C1, 2021, 2500, 30000])
+    wb.close()
+    inp = load(tmp_path)
+    assert inp.frame("energy").select("energy_tce", "electricity").rows() == [(2.5, 3.0)]
+    assert inp.rejects.height == 0
+
+
+@pytest.mark.parametrize("unit_row, words", [(",,亩", "单位“亩”无法识别"), (",,元", "第 2 行是单位行")])
+def test_a_unit_row_that_does_not_fit_stops_the_table(tmp_path, unit_row, words):
+    from screening.errors import InputError
+    header = "统一社会信用代码,年份,实缴税金" + ("（万元）" if "元" in unit_row else "")
+    _tax_csv(tmp_path, f"{header}\n{unit_row}\n{C1},2021,125000\n")
+    with pytest.raises(InputError, match=words):
+        load(tmp_path)

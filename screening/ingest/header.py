@@ -197,7 +197,17 @@ def find_header(rows: list[list[object]], table: Table, lookup: dict[str, str]) 
                 unit_line = m.group(1)
         match = match_header(cells, table, lookup, i, unit_line)
         if match.ok and match.score:
-            return match
+            units = _unit_row(cells, rows[i + 1]) if i + 1 < len(rows) else None
+            if units is None:
+                return match
+            # "实缴税金" over a row "元": the unit belongs to the header (else 元 would be read as 万元)
+            line, lower = units
+            two = match_header(_combine(cells, lower), table, lookup, i, line or unit_line)
+            two.span = 2
+            if not two.ok and two.error is None:
+                two.error = (f"第 {i + 2} 行是单位行（{describe_row(rows, HeaderMatch(i + 1))}），"
+                             f"但与第 {i + 1} 行的表头合起来无法识别（缺少 {'、'.join(two.missing)}）")
+            return two
         if i + 1 < len(rows):  # a two-row header: 用地面积 merged over 亩 | 平方米
             two = match_header(_combine(cells, rows[i + 1]), table, lookup, i, unit_line)
             if two.ok and two.score:
@@ -206,6 +216,42 @@ def find_header(rows: list[list[object]], table: Table, lookup: dict[str, str]) 
         if best is None or match.score > best.score:
             best = match
     return best if best is not None else match_header([], table, lookup, 0)
+
+
+def unit_words() -> frozenset[str]:
+    """Every unit a unit row may hold (normalised): the convertible ones and the plain ones."""
+    units = tables_data()["units"]
+    return frozenset(normalize_header(u) for u in [*(u for d in units.values() for u in d),
+                                                  *tables_data()["unit_words"]])
+
+
+def _unit_row(header: list[object], cells: list[object]) -> tuple[str | None, list[object]] | None:
+    """A row of units right under the header ("", "", "元" or "（万元）" or "单位：元"), as
+    (a unit for every column, like a "单位：万元" line; the unit of each column, for :func:`_combine`);
+    None when ``cells`` is not such a row.  Every filled cell must be a unit (or the word
+    单位, or its column's header again: a cell merged down), and one at least a unit that converts."""
+    known = unit_words()
+    convertible = {normalize_header(u) for d in tables_data()["units"].values() for u in d}
+    lower: list[object] = []
+    line, any_unit = None, False
+    for j, cell in enumerate(cells):
+        text = normalize_header(cell) if cell is not None else ""
+        above = normalize_header(header[j]) if j < len(header) and header[j] is not None else ""
+        if text in ("", above, "单位", "计量单位") or text in missing_marks():
+            lower.append(None)
+            continue
+        unit = text[1:-1] if text.startswith("(") and text.endswith(")") else text
+        if m := _UNIT_LINE.match(unit):
+            if normalize_header(m.group(1)) not in convertible:
+                return None
+            line, any_unit = m.group(1), True
+            lower.append(None)
+            continue
+        if unit not in known:
+            return None
+        any_unit = any_unit or unit in convertible
+        lower.append(None if above.endswith(f"({unit})") else unit)
+    return (line, lower) if any_unit else None
 
 
 def _combine(upper: list[object], lower: list[object]) -> list[object]:
