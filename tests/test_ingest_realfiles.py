@@ -67,3 +67,71 @@ def test_a_unit_row_that_does_not_fit_stops_the_table(tmp_path, unit_row, words)
     _tax_csv(tmp_path, f"{header}\n{unit_row}\n{C1},2021,125000\n")
     with pytest.raises(InputError, match=words):
         load(tmp_path)
+
+
+# ---------------------------------------------------------------- old .xls (BIFF8), built record by record
+
+def _boolerr(row: int, column: int, code: int) -> bytes:
+    import struct
+
+    import xls_bombs as xb
+    return xb.record(0x0205, struct.pack("<HHHBB", row, column, 0, code, 1))
+
+
+def _error_formula(row: int, column: int, code: int) -> bytes:
+    """A FORMULA record whose cached result is an error (=1/0 → #DIV/0!): tokens ptgInt 1, ptgInt 0, ptgDiv."""
+    import struct
+
+    import xls_bombs as xb
+    tokens = b"\x1e\x01\x00\x1e\x00\x00\x06"
+    result = bytes([2, 0, code, 0, 0, 0, 0xFF, 0xFF])
+    return xb.record(0x0006, struct.pack("<HHH", row, column, 0) + result + struct.pack("<HIH", 0, 0, len(tokens)) + tokens)
+
+
+def _merged(*ranges: tuple[int, int, int, int]) -> bytes:
+    import struct
+
+    import xls_bombs as xb
+    return xb.record(0x00E5, struct.pack("<H", len(ranges)) + b"".join(struct.pack("<HHHH", *r) for r in ranges))
+
+
+def _cells(rows: list[list], first_row: int = 0, first_col: int = 0) -> bytes:
+    import xls_bombs as xb
+    out = [xb.dimensions(first_row + len(rows), first_col + max(map(len, rows)))]
+    for r, values in enumerate(rows):
+        for c, v in enumerate(values):
+            if v is not None:
+                out.append(xb.number(first_row + r, first_col + c, float(v)) if isinstance(v, (int, float))
+                           else xb.label(first_row + r, first_col + c, str(v)))
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("first_col", [0, 1], ids=["from-A", "from-B"])
+def test_xls_error_cells_are_bad_values_never_missing(tmp_path, first_col):
+    import xls_bombs as xb
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    rows = [["统一社会信用代码", "年份", "规模", "营业收入", "工业增加值"], [C1, 2021, "规上", 100, 20],
+            [C2, 2021, "规上", 50, None], [C1, 2020, "规上", None, 5]]
+    sheet = _cells(rows, first_col=first_col) + _boolerr(2, first_col + 4, 0x2A) + _error_formula(3, first_col + 3, 0x07)
+    xb.workbook(tmp_path / "stats.xls", {"Sheet1": sheet})
+    inp = load(tmp_path)
+    # the optional 工业增加值 holding #N/A is a bad value (contract), not a missing one
+    assert inp.rejects.select("row", "column", "reason").rows() == [
+        (3, "工业增加值", "单元格为 Excel 错误值 #N/A"), (4, "营业收入", "单元格为 Excel 错误值 #DIV/0!")]
+    assert inp.frame("stats")["uscc"].to_list() == [C1]
+
+
+def test_xls_merged_cells_take_the_ranges_value(tmp_path):
+    import xls_bombs as xb
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    rows = [["用地情况", None, None, None, None], ["统一社会信用代码", "年份", "地块编号", "用地面积（亩）", "权属"],
+            [C1, 2021, "P1", 2, "自有"], [None, None, "P2", 3, None], [C2, 2021, "P1", 5, "租赁"]]
+    # the title over A1:E1; C1's code, year and tenure merged down over its two parcels
+    sheet = _cells(rows) + _merged((0, 0, 0, 4), (2, 3, 0, 0), (2, 3, 1, 1), (2, 3, 4, 4))
+    xb.workbook(tmp_path / "land.xls", {"Sheet1": sheet})
+    inp = load(tmp_path)
+    assert inp.rejects.height == 0
+    assert sorted(inp.frame("land").select("uscc", "parcel_id", "area_mu", "tenure").rows()) == [
+        (C1, "P1", 2.0, "自有"), (C1, "P2", 3.0, "自有"), (C2, "P1", 5.0, "租赁")]
+    assert inp.normalised.filter(kind="merged_cell").select("row", "column").rows() == [
+        (4, "年份"), (4, "权属"), (4, "统一社会信用代码")]

@@ -3,12 +3,14 @@
 Cell values are read by fastexcel (calamine) as text.  What calamine does not say — a
 sheet's visibility is given by fastexcel, but merged ranges, error cells (``#N/A`` read as
 an empty cell) and the 1904 date system are not — is read here from the xlsx parts with
-byte-level regular expressions, so the cost stays linear and small.  ``.xls`` (BIFF) files
-give no such metadata: their merges and error cells are not known.
+byte-level regular expressions, so the cost stays linear and small; for ``.xls`` (BIFF) files,
+from their MERGEDCELLS, BOOLERR, FORMULA and DATEMODE records
+(:func:`screening.filesafety.xls_sheet_facts`).
 """
 from __future__ import annotations
 
 import re
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ import fastexcel
 import polars as pl
 
 from .. import filesafety
+from ..errors import InputError
 
 if TYPE_CHECKING:
     from .discovery import OpenedTable
@@ -78,7 +81,23 @@ def open_workbook(opened: "OpenedTable") -> SourceWorkbook:
                 meta.visible = str(reader.load_sheet(i, n_rows=1, header_row=None, dtypes="string").visible)
             except Exception:
                 pass
+        date1904 = _xls_meta(path, metas)
     return SourceWorkbook(path, reader, metas, date1904)
+
+
+def _xls_meta(path: Path, metas: list[SheetMeta]) -> bool:
+    """Merges, error cells and the 1904 flag of an .xls from its BIFF records (calamine reads an
+    error cell as empty and fills no merged range); returns the 1904 flag.  The file passed
+    filesafety.check_workbook (called by open_table): a damaged part only leaves these unknown."""
+    try:
+        facts, date1904 = filesafety.xls_sheet_facts(path, filesafety.CLI_LIMITS)
+    except (InputError, OSError, ValueError, struct.error):
+        return False
+    for meta in metas:
+        found = facts.get(meta.name)
+        if found is not None:
+            meta.merges, meta.errors, meta.first_col = found.merges, found.errors, found.first_col or 0
+    return date1904
 
 
 def _xlsx_meta(path: Path, metas: list[SheetMeta]) -> bool:
