@@ -69,6 +69,35 @@ def test_a_unit_row_that_does_not_fit_stops_the_table(tmp_path, unit_row, words)
         load(tmp_path)
 
 
+@pytest.mark.parametrize("line", ["金额单位：元,,", "（单位：元）,,", "2021年度税收汇总表（单位：元）,,",
+                                  "填报单位：乐清市税务局　　单位：元,,", "单位：元、亩,,"])
+def test_a_unit_line_above_the_header_as_bureaus_write_it(tmp_path, line):
+    _tax_csv(tmp_path, f"{line}\n统一社会信用代码,年份,实缴税金\n{C1},2021,125000\n")
+    inp = load(tmp_path)
+    assert inp.frame("tax")["tax_paid"].to_list() == [12.5]  # never 125000 万元
+    assert inp.files["tax"].units["tax_paid"]["unit"] == "元"
+
+
+def test_a_unit_line_naming_several_units_gives_each_column_its_own(tmp_path):
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    (tmp_path / "land.csv").write_text(f"单位：元、平方米\n统一社会信用代码,年份,地块编号,用地面积,权属\n"
+                                       f"{C1},2021,P1,2000,自有\n", encoding="utf-8")
+    assert load(tmp_path).frame("land")["area_mu"].to_list() == [3.0]  # 2000 m², never 2000 亩
+
+
+@pytest.mark.parametrize("line", ["填报单位：乐清市税务局,,", "单位名称：乐清市税务局,,"])
+def test_a_reporting_body_is_no_unit(tmp_path, line):
+    _tax_csv(tmp_path, f"{line}\n统一社会信用代码,年份,实缴税金\n{C1},2021,12.5\n")
+    inp = load(tmp_path)
+    assert inp.frame("tax")["tax_paid"].to_list() == [12.5]
+    assert "tax_paid" not in inp.files["tax"].units
+
+
+def test_a_unit_written_with_the_word_unit_in_the_header(tmp_path):
+    _tax_csv(tmp_path, f"统一社会信用代码,年份,实缴税金（单位：元）\n{C1},2021,125000\n")
+    assert load(tmp_path).frame("tax")["tax_paid"].to_list() == [12.5]
+
+
 # ---------------------------------------------------------------- old .xls (BIFF8), built record by record
 
 def _boolerr(row: int, column: int, code: int) -> bytes:
