@@ -98,6 +98,15 @@ def test_a_unit_written_with_the_word_unit_in_the_header(tmp_path):
     assert load(tmp_path).frame("tax")["tax_paid"].to_list() == [12.5]
 
 
+@pytest.mark.parametrize("note", ["填表说明：1.税金单位为万元；2.按入库口径", "填报说明：无", "附注：含退税",
+                                  "注1：不含个人", "联系人：王某", "联系电话：0577-1234567", "统计负责人：李某"])
+def test_notes_under_the_table_are_named_as_such(tmp_path, note):
+    _tax_csv(tmp_path, f"统一社会信用代码,年份,实缴税金\n{C1},2021,12.5\n{note},,\n", "gbk")
+    inp = load(tmp_path)
+    assert inp.rejects.select("row", "column", "reason").rows() == [(3, "（整行）", "表尾说明行，不是数据行，未读取")]
+    assert inp.normalised.height == 0  # a row not read lists no cell
+
+
 # ---------------------------------------------------------------- old .xls (BIFF8), built record by record
 
 def _boolerr(row: int, column: int, code: int) -> bytes:

@@ -32,7 +32,8 @@ ROW = "_row"
 ERROR_SCHEMA = {ROW: pl.Int64, "column": pl.String, "error": pl.String}
 FURNITURE_SCHEMA = {ROW: pl.Int64, "reason": pl.String}
 _TOTAL = r"^(合\s*计|总\s*计|小\s*计|累\s*计)[:：]?$"
-_SIGN_OFF = r"^(制表人|审核人|填表人|填报人|负责人|单位负责人|制表日期|填报日期|填表日期|注|说明|备注|数据来源)\s*[:：]"
+_SIGN_OFF = (r"^(制表人|审核人|填表人|填报人|负责人|单位负责人|统计负责人|联系人|联系电话|制表日期|填报日期|填表日期|报出日期"
+             r"|(填表|填报|编制)?说明|附注|注释|注\s*\d*|备注|数据来源)\s*[:：]")
 _COLUMN_NUMBERS = r"^([甲乙丙丁戊己庚辛]|\d{1,2})$"
 _REPEATED = "重复的表头行"
 #: a sheet named for a year ("2021年", "2021", "2021年度"), after normalize_header
