@@ -107,6 +107,54 @@ def test_notes_under_the_table_are_named_as_such(tmp_path, note):
     assert inp.normalised.height == 0  # a row not read lists no cell
 
 
+# ---------------------------------------------------------------- HTML saved as .xls (government systems)
+
+def _html(d, body: str, name: str = "energy.xls") -> None:
+    write_csv(d / "enterprises.csv", ENT)
+    (d / name).write_text(f'<html><head><meta charset="utf-8"></head><body>{body}</body></html>', encoding="utf-8")
+
+
+def _tr(*cells: str) -> str:
+    return "<tr>" + "".join(c if c.startswith("<t") else f"<td>{c}</td>" for c in cells) + "</tr>"
+
+
+def test_html_rowspan_fills_the_rows_it_covers(tmp_path):
+    # one firm's code, year and tenure spanning its two parcels: the second row's cells stay in their columns
+    _html(tmp_path, "<table>" + _tr("统一社会信用代码", "年份", "地块编号", "用地面积（亩）", "权属")
+          + _tr(f'<td rowspan="2">{C1}</td>', '<td rowspan="2">2021</td>', "P1", "2", '<td rowspan="2">自有</td>')
+          + _tr("P2", "3") + _tr(C2, "2021", "P1", "5", "租赁") + "</table>", "land.xls")
+    inp = load(tmp_path)
+    assert inp.rejects.height == 0
+    assert sorted(inp.frame("land").select("uscc", "year", "parcel_id", "area_mu", "tenure").rows()) == [
+        (C1, 2021, "P1", 2.0, "自有"), (C1, 2021, "P2", 3.0, "自有"), (C2, 2021, "P1", 5.0, "租赁")]
+    assert inp.normalised.filter(kind="merged_cell").select("row", "column").rows() == [
+        (3, "年份"), (3, "权属"), (3, "统一社会信用代码")]
+
+
+def test_html_colspan_keeps_the_columns_below_in_place(tmp_path):
+    # 综合能耗 over two sub-columns: its second value must never be read as 用电量
+    _html(tmp_path, "<table>" + _tr('<td colspan="5">2021年能耗表</td>')
+          + _tr("统一社会信用代码", "年份", '<td colspan="2">综合能耗</td>', "用电量")
+          + _tr("", "", "当量值", "等价值", "") + _tr(C1, "2021", "1.5", "3.2", "10") + "</table>")
+    from screening.errors import InputError
+    with pytest.raises(InputError, match="综合能耗"):
+        load(tmp_path)
+
+
+def test_html_the_data_table_after_a_query_table_and_inside_a_layout_table(tmp_path):
+    data = _tr("统一社会信用代码", "年份", "综合能耗", "用电量") + _tr(C1, "2021", "1.5", "10")
+    _html(tmp_path, "<table>" + _tr("查询条件：2021年") + "</table>"
+          + f"<table><tr><td>导出结果</td></tr><tr><td><table>{data}</table></td></tr></table>")
+    inp = load(tmp_path)
+    assert inp.frame("energy").select("energy_tce", "electricity").rows() == [(1.5, 10.0)]
+
+
+def test_html_from_excel_reads_the_full_number_behind_a_rounded_text(tmp_path):
+    _html(tmp_path, "<table>" + _tr("统一社会信用代码", "年份", "综合能耗", "用电量")
+          + _tr(C1, "2021", '<td x:num="1.456">1.5</td>', "<td x:num>10</td>") + "</table>")
+    assert load(tmp_path).frame("energy").select("energy_tce", "electricity").rows() == [(1.456, 10.0)]
+
+
 # ---------------------------------------------------------------- old .xls (BIFF8), built record by record
 
 def _boolerr(row: int, column: int, code: int) -> bytes:
@@ -173,3 +221,11 @@ def test_xls_merged_cells_take_the_ranges_value(tmp_path):
         (C1, "P1", 2.0, "自有"), (C1, "P2", 3.0, "自有"), (C2, "P1", 5.0, "租赁")]
     assert inp.normalised.filter(kind="merged_cell").select("row", "column").rows() == [
         (4, "年份"), (4, "权属"), (4, "统一社会信用代码")]
+
+
+def test_html_spans_that_would_make_a_huge_grid_are_refused(tmp_path):
+    from screening import filesafety
+    cell = '<td colspan="1000" rowspan="1000">x</td>'
+    _html(tmp_path, "<table>" + _tr("统一社会信用代码", "年份", "综合能耗", "用电量") + f"<tr>{cell * 2}</tr></table>")
+    with pytest.raises(filesafety.FileTooLarge, match="合并单元格"):
+        load(tmp_path)

@@ -333,29 +333,108 @@ def _year_sheet_hint(table: Table, match: HeaderMatch, names: list[str]) -> str:
     return ""
 
 
-def _read_html(path: Path, raw: bytes) -> pl.DataFrame:
-    """The first <table> of an HTML export, cells as text."""
+#: a colspan/rowspan beyond this is taken as this (a page's whole width is far less; a hostile
+#: ``colspan="100000000"`` must not allocate a grid of that size)
+_MAX_SPAN = 1000
+#: cells the spans of one HTML file may fill beyond their own (a real export's merges fill a few
+#: thousand; many cells each spanning 1000 × 1000 are refused before the grid grows)
+_MAX_SPANNED = 1_000_000
+
+
+def _read_html(path: Path, raw: bytes) -> list[tuple[pl.DataFrame, list[tuple[int, int, str]]]]:
+    """Every <table> of an HTML export (a nested one too), in the order they start, cells as text,
+    each with the cells a span filled (frame row, column, value: listed as ``merged_cell``).
+
+    A cell spanning columns or rows (``colspan``/``rowspan``) fills every cell it covers, as a
+    merged range does in a workbook, so that the columns of the rows below stay where they are;
+    Excel's own HTML keeps a number's full value in ``x:num`` when the text shows it rounded."""
     from html.parser import HTMLParser
+
+    made = [0]  # cells filled by spans, over every table
+
+    class Grid:
+        def __init__(self) -> None:
+            self.rows: list[list[str | None]] = []
+            self.pending: dict[tuple[int, int], str] = {}  # (row, column) filled by a rowspan above
+            self.filled: list[tuple[int, int, str]] = []  # every cell a span filled (not its first)
+
+        def start_row(self) -> None:
+            self.rows.append([])
+            self._skip()
+
+        def _skip(self) -> None:
+            r, row = len(self.rows) - 1, self.rows[-1]
+            while (r, len(row)) in self.pending:
+                text = self.pending.pop((r, len(row)))
+                if text:
+                    self.filled.append((r, len(row), text))
+                row.append(text)
+
+        def add(self, text: str, colspan: int, rowspan: int) -> None:
+            made[0] += colspan * rowspan - 1
+            if made[0] > _MAX_SPANNED:
+                raise filesafety.FileTooLarge(f"{path.name}：网页表格的合并单元格（colspan/rowspan）共覆盖超过 "
+                                              f"{_MAX_SPANNED:,} 个单元格（上限）")
+            if not self.rows:
+                self.start_row()
+            r, row = len(self.rows) - 1, self.rows[-1]
+            for k in range(colspan):
+                c = len(row)
+                if k and text:
+                    self.filled.append((r, c, text))
+                row.append(text)
+                for k in range(1, rowspan):
+                    self.pending[(r + k, c)] = text
+            self._skip()
+
+    def span(attrs: dict, name: str) -> int:
+        try:
+            return max(1, min(int(str(attrs.get(name) or "1").strip()), _MAX_SPAN))
+        except ValueError:
+            return 1
 
     class Cells(HTMLParser):
         def __init__(self) -> None:
             super().__init__()
-            self.rows: list[list[str]] = []
+            self.grids: list[Grid] = []
+            self.open: list[Grid] = []  # the tables being read, innermost last
             self.cell: list[str] | None = None
-            self.tables = 0
+            self.attrs: dict = {}
 
         def handle_starttag(self, tag, attrs):
             if tag == "table":
-                self.tables += 1
-            elif tag == "tr" and self.tables == 1:
-                self.rows.append([])
-            elif tag in ("td", "th") and self.tables == 1 and self.rows:
-                self.cell = []
+                self._end_cell()
+                grid = Grid()
+                self.grids.append(grid)
+                self.open.append(grid)
+            elif not self.open:
+                return
+            elif tag == "tr":
+                self._end_cell()
+                self.open[-1].start_row()
+            elif tag in ("td", "th"):
+                self._end_cell()
+                self.cell, self.attrs = [], dict(attrs)
+            elif tag == "br" and self.cell is not None:
+                self.cell.append("\n")
 
         def handle_endtag(self, tag):
-            if tag in ("td", "th") and self.cell is not None:
-                self.rows[-1].append("".join(self.cell).strip())
+            if tag in ("td", "th", "tr"):
+                self._end_cell()
+            elif tag == "table" and self.open:
+                self._end_cell()
+                self.open.pop()
+
+        def _end_cell(self):
+            if self.cell is None or not self.open:
                 self.cell = None
+                return
+            text = "".join(self.cell).strip()
+            number = self.attrs.get("x:num")  # Excel's HTML: the value behind a rounded text
+            if number and number.strip():
+                text = number.strip()
+            self.open[-1].add(text, span(self.attrs, "colspan"), span(self.attrs, "rowspan"))
+            self.cell = None
 
         def handle_data(self, data):
             if self.cell is not None:
@@ -364,11 +443,19 @@ def _read_html(path: Path, raw: bytes) -> pl.DataFrame:
     data, _ = _decode_csv(raw, path)
     parser = Cells()
     parser.feed(data.decode("utf-8"))
-    if not parser.rows:
+    parser.close()
+    parser._end_cell()
+    frames = []
+    for grid in parser.grids:
+        rows = [[None if v == "" else v for v in r] for r in grid.rows]
+        if not any(any(v is not None for v in r) for r in rows):
+            continue
+        width = max(len(r) for r in rows)
+        cols = {f"column_{j + 1}": [r[j] if j < len(r) else None for r in rows] for j in range(width)}
+        frames.append((pl.DataFrame(cols, schema={k: pl.String for k in cols}), grid.filled))
+    if not frames:
         raise InputError(f"{path.name}：网页文件中没有表格")
-    width = max(len(r) for r in parser.rows)
-    cols = {f"column_{j + 1}": [r[j] if j < len(r) else None for r in parser.rows] for j in range(width)}
-    return pl.DataFrame(cols, schema={k: pl.String for k in cols})
+    return frames
 
 
 def _read_parquet(path: Path, columns: list[str], year: str | None = None,
@@ -568,9 +655,16 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None,
             first_row = match.row
             header_in_frame = True
         elif kind == HTML:
-            frame = _read_html(path, opened.read_bytes())
-            rows = [list(r) for r in frame.head(SCAN_ROWS).iter_rows()]
-            match = find_header(rows, table, lookup)
+            # the first table whose header matches (a layout or query-condition table may come first)
+            best = None
+            for frame, spanned in _read_html(path, opened.read_bytes()):
+                rows = [list(r) for r in frame.head(SCAN_ROWS).iter_rows()]
+                match = find_header(rows, table, lookup)
+                if best is None or (match.ok, match.score) > (best[1].ok, best[1].score):
+                    best = (frame, match, rows, spanned)
+                if match.ok:
+                    break
+            frame, match, rows, filled = best
             header_in_frame = True
         else:
             frame, match, out.sheet, out.sheets, filled, errors, date1904, unreadable = \
