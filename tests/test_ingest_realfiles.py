@@ -229,3 +229,24 @@ def test_html_spans_that_would_make_a_huge_grid_are_refused(tmp_path):
     _html(tmp_path, "<table>" + _tr("统一社会信用代码", "年份", "综合能耗", "用电量") + f"<tr>{cell * 2}</tr></table>")
     with pytest.raises(filesafety.FileTooLarge, match="合并单元格"):
         load(tmp_path)
+
+
+# ---------------------------------------------------------------- file names bureaus send
+
+def test_wps_et_and_text_files_named_for_a_table_are_read_by_their_bytes(tmp_path):
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    write_xlsx(tmp_path / "Tax.ET", {"Sheet1": [["统一社会信用代码", "年份", "实缴税金"], [C1, 2021, 1.5]]})
+    (tmp_path / "energy.txt").write_bytes(f"统一社会信用代码\t年份\t综合能耗\t用电量\n{C1}\t2021\t2\t3\n".encode("gbk"))
+    inp = load(tmp_path)
+    assert inp.frame("tax")["tax_paid"].to_list() == [1.5]
+    assert inp.files["tax"].note is None  # an .et holds an .xls or an .xlsx: either is what it says
+    assert inp.frame("energy").select("energy_tce", "electricity").rows() == [(2.0, 3.0)]
+
+
+@pytest.mark.parametrize("name, words", [("tax.ods", "OpenDocument"), ("tax.xlsb", "xlsb"), ("tax.pdf", "PDF")])
+def test_a_table_sent_in_a_format_not_read_is_an_error_never_passed_over(tmp_path, name, words):
+    from screening.errors import InputError
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    (tmp_path / name).write_bytes(b"PK\x03\x04 not read")
+    with pytest.raises(InputError, match=f"{name}：.*{words}.*另存为 tax.xlsx 或 tax.csv"):
+        load(tmp_path)

@@ -24,7 +24,8 @@ from ..paths import folder_problem
 from ..schema import TABLES, YEAR_RANGE, Table
 from . import workbook as wbk
 from .cells import NORMALISED_SCHEMA, apply, steps
-from .discovery import CSV, HTML, KIND_ZH, PARQUET, XLS, XLSX, _BY_SUFFIX, OpenedTable, find_table_file, open_table
+from .discovery import (ANY_WORKBOOK, CSV, HTML, KIND_ZH, PARQUET, XLS, XLSX, _BY_SUFFIX, OpenedTable,
+                        find_table_file, open_table)
 from .header import (SCAN_ROWS, HeaderMatch, combine_expr, describe_row, find_header, header_lookup, normalize_header,
                      normalize_header_expr)
 
@@ -627,6 +628,8 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None,
     pool.shutdown(wait=False)  # the thread ends when the digest is done
     kind = opened.kind
     named = _BY_SUFFIX.get(path.suffix.lower(), CSV)
+    if path.suffix.lower() in ANY_WORKBOOK and kind in (XLS, XLSX):
+        named = kind  # WPS 表格's .et holds either
     note = None if kind == named else \
         f"扩展名为 {path.suffix}，但文件内容不是{KIND_ZH[named]}，而是{KIND_ZH[kind]}，已按其实际格式读取"
     lookup = header_lookup(table, data_dir)
