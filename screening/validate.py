@@ -479,8 +479,8 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
 
 
 def _excel_error_problems(raw: RawTable, parsed: dict[str, list[Problem]]) -> None:
-    """A cell holding an Excel error value (#N/A, #DIV/0! …) is a bad value naming the error;
-    it comes first, before "missing" or "not a number"."""
+    """A cell holding an Excel error value (#N/A, #DIV/0! …), or a formula with no computed value,
+    is a bad value naming it; it comes first, before "missing" or "not a number"."""
     errors = raw.cell_errors
     if not errors.height:
         return
@@ -489,7 +489,11 @@ def _excel_error_problems(raw: RawTable, parsed: dict[str, list[Problem]]) -> No
             continue
         errs = errors.filter(pl.col("column") == name)
         err = pl.col(ROW).replace_strict(errs[ROW], errs["error"], default=None, return_dtype=pl.String)
-        parsed[name].insert(0, (err.is_not_null(), pl.format("单元格为 Excel 错误值 {}", err)))
+        # "=…": a formula with no computed value (workbook.py), else an error value
+        reason = pl.when(err.str.starts_with("=")).then(pl.format(
+            "单元格是公式 {}，但文件中没有它的计算结果（文件由程序生成、未经计算保存），不当作空值；"
+            "请在 Excel 或 WPS 中打开并保存后再导出", err)).otherwise(pl.format("单元格为 Excel 错误值 {}", err))
+        parsed[name].insert(0, (err.is_not_null(), reason))
 
 
 def _with_check_char(typed: pl.DataFrame, bad_mask: pl.Series | None) -> pl.Series:

@@ -107,6 +107,37 @@ def test_notes_under_the_table_are_named_as_such(tmp_path, note):
     assert inp.normalised.height == 0  # a row not read lists no cell
 
 
+# ---------------------------------------------------------------- workbooks written by programs
+
+def test_an_xlsx_formula_without_a_computed_value_is_a_bad_value_never_missing(tmp_path):
+    import re
+    import zipfile
+
+    import xlsxwriter
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    path = tmp_path / "stats.xlsx"
+    wb = xlsxwriter.Workbook(path)
+    ws = wb.add_worksheet("Sheet1")
+    ws.write_row(0, 0, ["统一社会信用代码", "年份", "规模", "营业收入", "工业增加值"])
+    ws.write_row(1, 0, [C1, 2021, "规上", 100])
+    ws.write_formula(1, 4, "=D2*0.2", None, 20)          # computed: its value is read
+    ws.write_row(2, 0, [C2, 2021, "规上", 100])
+    ws.write_formula(2, 4, "=D3*0.2", None, "REMOVE")   # the value taken out below
+    wb.close()
+    with zipfile.ZipFile(path) as z:
+        parts = {n: z.read(n) for n in z.namelist()}
+    sheet = parts["xl/worksheets/sheet1.xml"]
+    parts["xl/worksheets/sheet1.xml"] = re.sub(rb"<v>REMOVE</v>", b"", sheet.replace(b't="str"', b""))
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    inp = load(tmp_path)
+    assert inp.frame("stats").select("uscc", "value_added").rows() == [(C1, 20.0)]
+    [reject] = inp.rejects.to_dicts()
+    assert (reject["row"], reject["column"], reject["value"]) == (3, "工业增加值", "=D3*0.2")
+    assert "没有它的计算结果" in reject["reason"]
+
+
 # ---------------------------------------------------------------- HTML saved as .xls (government systems)
 
 def _html(d, body: str, name: str = "energy.xls") -> None:
