@@ -423,6 +423,22 @@ def _land_area(good: pl.DataFrame) -> pl.DataFrame:
     return good.with_columns(mu.alias("area_mu"))
 
 
+def _rows_not_read(raw: RawTable) -> pl.DataFrame:
+    """Reject lines for the rows the reader took out: report furniture (栏次/合计/制表人 …: not
+    records, said so) and CSV rows with more cells than the header."""
+    parts = [pl.DataFrame(schema=REJECT_SCHEMA)]
+    if raw.furniture.height:
+        parts.append(raw.furniture.select(
+            pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"), pl.lit("（整行）").alias("column"),
+            pl.format("{}，不是数据行，未读取", "reason").alias("reason"), pl.lit(None, dtype=pl.String).alias("value"),
+            pl.lit(ROW_REJECTED).alias("action")))
+    if raw.ragged.height:
+        parts.append(raw.ragged.select(
+            pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"), pl.lit("（整行）").alias("column"), "reason",
+            "value", pl.lit(ROW_REJECTED).alias("action")))
+    return pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else parts[0]
+
+
 def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Typed rows that passed, reject lines, and the (typed) rows that failed.
 
@@ -475,6 +491,9 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
     if table.name == "land":
         good, bad = _land_area(good), _land_area(bad)
     missing = [pl.lit(None, dtype=_DTYPES[c.kind]).alias(c.name) for c in table.columns if c.name not in good.columns]
+    not_read = _rows_not_read(raw)  # every caller reports them (projects, accounts, the measures ledger too)
+    if not_read.height:
+        rejects = pl.concat([rejects, not_read], how="vertical_relaxed")
     return (good.with_columns(missing) if missing else good), rejects, bad
 
 
@@ -860,11 +879,6 @@ def _cells_checked(raw: RawTable, keep_raw: bool) -> tuple[pl.DataFrame, list[pl
     if not keep_raw:  # the typed rows are all that is read from here on
         raw.release()
     parts = [cell_rejects]
-    if raw.furniture.height:  # 栏次/合计/制表人 rows: not records, said so
-        parts.append(raw.furniture.select(
-            pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"), pl.lit("（整行）").alias("column"),
-            pl.format("{}，不是数据行，未读取", "reason").alias("reason"), pl.lit(None, dtype=pl.String).alias("value"),
-            pl.lit(ROW_REJECTED).alias("action")))
     return good, parts, bad
 
 
@@ -894,6 +908,10 @@ def _validate_table(raw: RawTable, registry: "Future[_Checked] | None", keep_raw
     good, dup_rejects = _split_duplicates(raw, good, key, reg.frame)
     good = good.rename({ROW: "source_row"}) if raw.table.keep_rows else good.drop(ROW)
     land_incomplete = None
+    if raw.table.name == "land" and raw.ragged.height:  # a parcel row not read (more cells than the header)
+        year = raw.ragged["year"].str.strip_chars().str.replace(r"\.0+$", "").cast(pl.Int32, strict=False)
+        bad = pl.concat([bad.select("uscc", "year"), pl.DataFrame({
+            "uscc": raw.ragged["uscc"].str.replace_all(r"\s", ""), "year": year})], how="vertical_relaxed")
     if raw.table.name == "land" and bad.height:
         land_incomplete = (
             bad.filter(pl.col("year").is_not_null())

@@ -281,3 +281,48 @@ def test_a_table_sent_in_a_format_not_read_is_an_error_never_passed_over(tmp_pat
     (tmp_path / name).write_bytes(b"PK\x03\x04 not read")
     with pytest.raises(InputError, match=f"{name}：.*{words}.*另存为 tax.xlsx 或 tax.csv"):
         load(tmp_path)
+
+
+# ---------------------------------------------------------------- CSV rows with more cells than the header
+
+def test_a_csv_row_with_an_unquoted_comma_is_rejected_alone_never_cut(tmp_path):
+    # "12,5" (a decimal comma) unquoted: 12 must not be read, nor 5; the other rows are read
+    _tax_csv(tmp_path, f"统一社会信用代码,年份,实缴税金\n{C1},2021,12,5\n{C2},2021,3\n")
+    inp = load(tmp_path)
+    assert inp.frame("tax").select("uscc", "tax_paid").rows() == [(C2, 3.0)]
+    [reject] = inp.rejects.to_dicts()
+    assert (reject["file"], reject["row"], reject["column"], reject["value"]) == ("tax.csv", 2, "（整行）", "5")
+    assert "多出 1 个单元格" in reject["reason"] and "未加引号的逗号" in reject["reason"]
+
+
+def test_a_parcel_row_not_read_for_its_extra_cells_makes_that_land_unknown(tmp_path):
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    (tmp_path / "land.csv").write_text(f"统一社会信用代码,年份,地块编号,用地面积（亩）,权属\n{C1},2021,P1,2,自有\n"
+                                       f"{C1},2021,P2,1,500,自有\n{C2},2021,P1,5,租赁\n", encoding="utf-8")
+    inp = load(tmp_path)
+    assert inp.rejects.select("row", "column").rows() == [(3, "（整行）")]
+    ent = inp.tables["enterprises"]
+    c1 = ent.filter(uscc=C1)["firm_id"].item()
+    assert inp.land_incomplete.rows() == [(c1, 2021)]  # never 2 亩 from the one parcel read
+
+
+def test_every_row_longer_than_the_header_stops_the_file(tmp_path):
+    from screening.errors import InputError
+    _tax_csv(tmp_path, f"统一社会信用代码,年份,实缴税金\n{C1},2021,12,备注\n{C2},2021,3,备注\n")
+    with pytest.raises(InputError, match="每一行数据都比表头多出单元格（第 2 行多出“备注”）"):
+        load(tmp_path)
+
+
+def test_rows_not_read_are_reported_by_every_table_reader_projects_too(tmp_path):
+    # the projects table is checked by its own command: a 合计 row and a row with an unquoted comma
+    # are named in its rejects like everywhere else, never dropped unsaid
+    from screening.projects import read_projects
+    (tmp_path / "projects.csv").write_text(
+        "项目代码,项目名称,乡镇街道,行业代码,年综合能耗,年工业增加值\n"
+        "2201-330382-04-01-000001,甲项目,柳市镇,3823,1200,3000\n"
+        "2201-330382-04-01-000002,乙项目,柳市镇,3823,800,2,000\n"
+        "合计,,,,2000,5000\n", encoding="utf-8")
+    good, rejects, _ = read_projects(tmp_path)
+    assert good["project_id"].to_list() == ["2201-330382-04-01-000001"]
+    assert rejects.select("row", "column").rows() == [(3, "（整行）"), (4, "（整行）")]
+    assert rejects["reason"][1] == "合计行，不是数据行，未读取"

@@ -32,6 +32,8 @@ from .header import (SCAN_ROWS, HeaderMatch, combine_expr, describe_row, find_he
 ROW = "_row"
 ERROR_SCHEMA = {ROW: pl.Int64, "column": pl.String, "error": pl.String}
 FURNITURE_SCHEMA = {ROW: pl.Int64, "reason": pl.String}
+#: ``uscc`` and ``year`` as written (when the table has them): a land row not read makes its firm's land unknown
+RAGGED_SCHEMA = {ROW: pl.Int64, "reason": pl.String, "value": pl.String, "uscc": pl.String, "year": pl.String}
 _TOTAL = r"^(合\s*计|总\s*计|小\s*计|累\s*计)[:：]?$"
 _SIGN_OFF = (r"^(制表人|审核人|填表人|填报人|负责人|单位负责人|统计负责人|联系人|联系电话|制表日期|填报日期|填表日期|报出日期"
              r"|(填表|填报|编制)?说明|附注|注释|注\s*\d*|备注|数据来源)\s*[:：]")
@@ -66,6 +68,8 @@ class RawTable:
     normalised: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=NORMALISED_SCHEMA))
     #: rows that are report furniture, not records (栏次, 合计, 制表人 …): _row, reason
     furniture: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=FURNITURE_SCHEMA))
+    #: CSV rows with more cells than the header, not read: _row, reason, value (the cells beyond it)
+    ragged: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=RAGGED_SCHEMA))
     #: read only these years' rows (e.g. an evaluation of one data year): a row whose year cell
     #: is a valid year outside them is left out right after reading (:func:`other_year_rows`)
     years: frozenset[int] | None = None
@@ -83,7 +87,7 @@ class RawTable:
         if self.frame is None:
             loaded = read_table(self.path, self.table, self.data_dir, self.years)
             for name in ("frame", "headers", "sha256", "encoding", "ignored_headers", "rows", "sheet", "sheets",
-                         "kind", "note", "header_row", "units", "factors", "cell_errors", "normalised", "furniture",
+                         "kind", "note", "header_row", "units", "factors", "cell_errors", "normalised", "furniture", "ragged",
                          "other_year_rows"):
                 setattr(self, name, getattr(loaded, name))
         return self.frame
@@ -205,9 +209,10 @@ def _csv_records(lines: list[str], sep: str, whole: bool) -> tuple[list[list[str
     return records, starts
 
 
-def _read_csv(opened: OpenedTable, skip_lines: int, sep: str) -> tuple[pl.DataFrame, str]:
+def _read_csv(opened: OpenedTable, skip_lines: int, sep: str) -> tuple[pl.DataFrame, str, list[tuple[int, list[str]]]]:
     """The rows from the header line on (the header was found from the head, ``skip_lines``
-    physical lines down); refuses NUL bytes."""
+    physical lines down), and the rows with more cells than the header (frame index, the cells
+    beyond it: :func:`_ragged_csv`); refuses NUL bytes."""
     path = opened.path
     data, encoding = _decode_csv(opened.read_bytes(), path)
     data = _lf_lines(data)
@@ -221,13 +226,54 @@ def _read_csv(opened: OpenedTable, skip_lines: int, sep: str) -> tuple[pl.DataFr
     offset = 0
     for _ in range(skip_lines):  # the header's line starts after this many newlines
         offset = data.index(b"\n", offset) + 1
-    # a row with more fields than the header stops the file (an unquoted comma shifts columns)
+    ragged: list[tuple[int, list[str]]] = []
     with filesafety.reader_errors(path.name, "无法按 CSV 读取"):
-        frame = pl.read_csv(io.BytesIO(data[offset:]), has_header=False, infer_schema=False, separator=sep)
-    return frame, encoding
+        try:
+            frame = pl.read_csv(io.BytesIO(data[offset:]), has_header=False, infer_schema=False, separator=sep)
+        except pl.exceptions.ComputeError as exc:
+            if "more fields" not in str(exc):
+                raise
+            # a row with more cells than the header (an unquoted comma: "12,5", a name "甲公司,分厂")
+            frame, ragged = _ragged_csv(data[offset:], sep)
+    return frame, encoding, ragged
+
+
+def _ragged_csv(data: bytes, sep: str) -> tuple[pl.DataFrame, list[tuple[int, list[str]]]]:
+    """The rows of a CSV (the header first) as text, cut to the header's width, and the rows
+    that had filled cells beyond it: (frame index, those cells).  Such a row cannot be put in
+    its columns (which comma was meant?): it is rejected whole, never cut and read
+    (:func:`read_table`).  Read by the csv module: only a file that has such a row comes here."""
+    records = list(csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=sep))
+    width = len(records[0]) if records else 0
+    ragged = [(i, rec[width:]) for i, rec in enumerate(records) if len(rec) > width and any(c.strip() for c in rec[width:])]
+    cols = {f"column_{j + 1}": [(rec[j] or None) if j < len(rec) else None for rec in records] for j in range(width)}
+    return pl.DataFrame(cols, schema={k: pl.String for k in cols}), ragged
 
 
 # ---------------------------------------------------------------- workbooks
+
+def _ragged_rows(path: Path, ragged: list[tuple[int, list[str]]], first_row: int,
+                 body: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The rows with more cells than the header, as rejects (Excel row, reason, the cells beyond the
+    header), and the body without them.  When every data row has more, the header lacks a column
+    or the separator is another: the file stops, one line."""
+    rows = [first_row + 1 + i for i, _ in ragged if i > 0]  # frame index i is Excel row first_row + 1 + i
+    if not rows:
+        raise InputError(f"{path.name}：表头行比其他行多出内容，无法对齐各列")
+    cells = ["、".join(c.strip() for c in extra if c.strip()) for i, extra in ragged if i > 0]
+    data_rows = body.filter(pl.any_horizontal(pl.col(c).is_not_null() for c in body.columns if c != ROW)).height
+    if len(rows) >= data_rows:
+        raise InputError(f"{path.name}：每一行数据都比表头多出单元格（第 {rows[0]} 行多出“{cells[0]}”），"
+                         "表头可能少了列，或分隔符不对；无法对齐各列")
+    found = pl.DataFrame({ROW: rows, "value": cells}, schema={ROW: pl.Int64, "value": pl.String})
+    rejects = found.select(ROW, pl.format("这一行比表头多出 {} 个单元格（单元格中可能有未加引号的逗号，如“12,5”或名称中的逗号），"
+                                          "无法确定各值属于哪一列，整行未读取",
+                                          pl.col("value").str.count_matches("、") + 1).alias("reason"), "value")
+    keys = body.select(ROW, *(pl.col(c).cast(pl.String) if c in body.columns else pl.lit(None, dtype=pl.String).alias(c)
+                              for c in ("uscc", "year")))
+    rejects = rejects.join(keys, on=ROW, how="left").select(list(RAGGED_SCHEMA))
+    return rejects, body.filter(~pl.col(ROW).is_in(found[ROW].implode()))
+
 
 def _fill_merges(frame: pl.DataFrame, merges: list[tuple[int, int, int, int]], first_col: int,
                  first_row: int = 0) -> tuple[pl.DataFrame, list[tuple[int, int, str]]]:
@@ -636,6 +682,7 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None,
     out = RawTable(table, path, data_dir=data_dir, kind=kind, note=note)
     filled: list[tuple[int, int, str]] = []
     errors: list[tuple[int, int, str]] = []
+    ragged: list[tuple[int, list[str]]] = []  # CSV rows with more cells than the header (frame index, those cells)
     date1904 = False
     first_row = 0  # frame row index of the header (frame row i is Excel row i + 1)
     numbered = False  # the frame's rows numbered in ROW already (a Parquet file read for ``years``)
@@ -654,7 +701,7 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None,
             match, sep, rows, skip_lines = _csv_header(opened, table, lookup)
             frame = None
             if match.ok:  # else refused below, before the rest is read
-                frame, out.encoding = _read_csv(opened, skip_lines, sep)
+                frame, out.encoding, ragged = _read_csv(opened, skip_lines, sep)
             first_row = match.row
             header_in_frame = True
         elif kind == HTML:
@@ -761,6 +808,8 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None,
             body = body.with_columns(pl.coalesce(text, pl.col(name).cast(pl.String)).alias(name)
                                      if body.schema[name] == pl.String else pl.col(name))
 
+    if ragged:
+        out.ragged, body = _ragged_rows(path, ragged, first_row, body)
     body, out.furniture = _furniture(body, list(picked.values()), out.headers, top, match.span)
     # a blank line (or a row of empty cells) is not a record; row numbers stay as the file counts them
     empty = _blank_rows(body, list(picked.values()))
