@@ -326,3 +326,10 @@ def test_rows_not_read_are_reported_by_every_table_reader_projects_too(tmp_path)
     assert good["project_id"].to_list() == ["2201-330382-04-01-000001"]
     assert rejects.select("row", "column").rows() == [(3, "（整行）"), (4, "（整行）")]
     assert rejects["reason"][1] == "合计行，不是数据行，未读取"
+
+
+def test_an_unclosed_quote_names_its_row_in_chinese(tmp_path):
+    from screening import filesafety
+    _tax_csv(tmp_path, f'"2021年\n税收表",,\n统一社会信用代码,年份,实缴税金\n{C1},2021,1\n{C2},2021,"12.5\n{C1},2020,3\n')
+    with pytest.raises(filesafety.FileUnreadable, match="tax.csv：第 4 行附近的引号不成对"):
+        load(tmp_path)

@@ -209,9 +209,10 @@ def _csv_records(lines: list[str], sep: str, whole: bool) -> tuple[list[list[str
     return records, starts
 
 
-def _read_csv(opened: OpenedTable, skip_lines: int, sep: str) -> tuple[pl.DataFrame, str, list[tuple[int, list[str]]]]:
+def _read_csv(opened: OpenedTable, skip_lines: int, sep: str, header_row: int = 0
+              ) -> tuple[pl.DataFrame, str, list[tuple[int, list[str]]]]:
     """The rows from the header line on (the header was found from the head, ``skip_lines``
-    physical lines down), and the rows with more cells than the header (frame index, the cells
+    physical lines down, ``header_row`` records: Excel row header_row + 1), and the rows with more cells than the header (frame index, the cells
     beyond it: :func:`_ragged_csv`); refuses NUL bytes."""
     path = opened.path
     data, encoding = _decode_csv(opened.read_bytes(), path)
@@ -232,10 +233,28 @@ def _read_csv(opened: OpenedTable, skip_lines: int, sep: str) -> tuple[pl.DataFr
             frame = pl.read_csv(io.BytesIO(data[offset:]), has_header=False, infer_schema=False, separator=sep)
         except pl.exceptions.ComputeError as exc:
             if "more fields" not in str(exc):
+                _quote_problem(data[offset:], sep, path, header_row)
                 raise
             # a row with more cells than the header (an unquoted comma: "12,5", a name "甲公司,分厂")
             frame, ragged = _ragged_csv(data[offset:], sep)
     return frame, encoding, ragged
+
+
+def _quote_problem(data: bytes, sep: str, path: Path, header_row: int) -> None:
+    """When the reader fails on a quote, the row (as Excel shows it) whose quote is not closed, in one line."""
+    reader = csv.reader(io.StringIO(data.decode("utf-8", "replace"), newline=""), delimiter=sep, strict=True)
+    start = 0  # records read before the one being read
+    try:
+        for _ in reader:
+            start += 1
+    except csv.Error:
+        pass
+    else:
+        return
+    excel_row = header_row + 1 + start  # ``data`` starts with the header's record
+    raise filesafety.FileUnreadable(
+        f"{path.name}：第 {excel_row} 行附近的引号不成对（单元格以英文双引号开头却没有结束的双引号，或引号后还有其他字符），"
+        "无法确定各单元格的边界；请检查该行后重新导出") from None
 
 
 def _ragged_csv(data: bytes, sep: str) -> tuple[pl.DataFrame, list[tuple[int, list[str]]]]:
@@ -701,7 +720,7 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None,
             match, sep, rows, skip_lines = _csv_header(opened, table, lookup)
             frame = None
             if match.ok:  # else refused below, before the rest is read
-                frame, out.encoding, ragged = _read_csv(opened, skip_lines, sep)
+                frame, out.encoding, ragged = _read_csv(opened, skip_lines, sep, match.row)
             first_row = match.row
             header_in_frame = True
         elif kind == HTML:
