@@ -464,6 +464,7 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
     for helper in stage:
         frame = frame.with_columns(_helper_column(frame, helper).alias(helper.name))
     typed = frame.select(ROW, *values.values())
+    _list_rewrites(raw, frame, present)
     if registry:  # a bad field other than the code is cleared, not the row rejected
         flags = frame.select(_flag(p).alias(n) for n, p in parsed.items() if p)  # each column's once
         cleared = [n for n in flags.columns if n != "uscc" and flags[n].any()]
@@ -495,6 +496,45 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
     if not_read.height:
         rejects = pl.concat([rejects, not_read], how="vertical_relaxed")
     return (good.with_columns(missing) if missing else good), rejects, bad
+
+
+#: a value validation writes in another form than its text, and the kind listed in normalised.csv
+_REWRITE_KINDS = {"uscc": "letter_case", "code4": "code_letter", "enum": "enum_word"}
+
+
+def _list_rewrites(raw: RawTable, frame: pl.DataFrame, columns: list[Column]) -> None:
+    """Add to ``raw.normalised`` every cell whose typed value is another form of its text (a code in
+    lower case, ``C3823``, ``C类``): a value read in another form than written is listed (contract)."""
+    parts = []
+    for col in columns:
+        kind = _REWRITE_KINDS.get(col.kind)
+        text, value = f"_text_{col.name}", f"_value_{col.name}"
+        if kind is None or text not in frame.columns or value not in frame.columns:
+            continue
+        changed = frame.filter(pl.col(text).is_not_null() & pl.col(value).is_not_null() & (pl.col(text) != pl.col(value)))
+        if changed.height:
+            parts.append(_rewrite_lines(raw, changed[ROW], col.name, changed[text], changed[value], kind))
+    if parts:
+        _add_normalised(raw, parts)
+
+
+def _rewrite_lines(raw: RawTable, rows: pl.Series, name: str, before: pl.Series, after: pl.Series,
+                   kind: str) -> pl.DataFrame:
+    return pl.DataFrame({"file": [raw.file] * len(rows), "row": rows, "column": [raw.headers.get(name, name)] * len(rows),
+                         "before": before, "after": after, "kind": [kind] * len(rows)}, schema=NORMALISED_SCHEMA)
+
+
+def _add_normalised(raw: RawTable, parts: list[pl.DataFrame]) -> None:
+    """One line per cell: a cell already listed by ingest (``Ｃ类``: full_width) keeps its line and
+    kind, with the value as finally read."""
+    new = pl.concat(parts, how="vertical_relaxed")
+    old = raw.normalised
+    if old.height:
+        final = new.select("row", "column", pl.col("after").alias("_final"))
+        old = old.join(final, on=["row", "column"], how="left").with_columns(
+            pl.coalesce("_final", "after").alias("after")).drop("_final")
+        new = new.join(old.select("row", "column"), on=["row", "column"], how="anti")
+    raw.normalised = pl.concat([old, new], how="vertical_relaxed").select(list(NORMALISED_SCHEMA)).sort("row", "column")
 
 
 def _excel_error_problems(raw: RawTable, parsed: dict[str, list[Problem]]) -> None:
@@ -580,6 +620,11 @@ def _attach_firm_id(raw: RawTable, good: pl.DataFrame, registry: "pl.DataFrame |
     if missed.any():  # second chance for codes written with spaces or in lower case
         retried = joined.filter(missed).with_columns(_as_text("uscc", pl.String).str.to_uppercase().alias("uscc"))
         retried = retried.with_columns(_firm_ids(retried.select("uscc"), registry))
+        written = _as_text("uscc", good.schema["uscc"])
+        before = good.filter(missed).select(ROW, written.alias("_written"))
+        cased = retried.join(before, on=ROW).filter(pl.col(FIRM_ID).is_not_null() & (pl.col("_written") != pl.col("uscc")))
+        if cased.height:  # read in another form than written: listed
+            _add_normalised(raw, [_rewrite_lines(raw, cased[ROW], "uscc", cased["_written"], cased["uscc"], "letter_case")])
         joined = pl.concat([joined.filter(~missed), retried]).sort(ROW)  # file order decides duplicates
     unknown = joined.filter(pl.col(FIRM_ID).is_null())
     unknown = unknown.join(_check_char_reasons(unknown), on=ROW, how="left")

@@ -333,3 +333,23 @@ def test_an_unclosed_quote_names_its_row_in_chinese(tmp_path):
     _tax_csv(tmp_path, f'"2021年\n税收表",,\n统一社会信用代码,年份,实缴税金\n{C1},2021,1\n{C2},2021,"12.5\n{C1},2020,3\n')
     with pytest.raises(filesafety.FileUnreadable, match="tax.csv：第 4 行附近的引号不成对"):
         load(tmp_path)
+
+
+# ---------------------------------------------------------------- values read in another form are listed
+
+def test_values_typed_in_another_form_are_listed_in_normalised(tmp_path):
+    from test_ingest_real import C3
+    ent = [ENT[0], [C1.lower(), *ENT[1][1:3], "C3823"], ENT[2], ENT[3]]
+    write_csv(tmp_path / "enterprises.csv", ent)
+    write_csv(tmp_path / "tax.csv", [["统一社会信用代码", "年份", "实缴税金"], [C2.lower(), 2021, 1]])
+    write_csv(tmp_path / "evaluations.csv", [["统一社会信用代码", "年份", "评价等级"], [C1, 2021, "C类"], [C3, 2021, "Ｄ级"]])
+    inp = load(tmp_path)
+    assert inp.rejects.height == 0
+    got = inp.normalised.select("file", "row", "column", "before", "after", "kind").rows()
+    assert sorted(got) == sorted([
+        ("enterprises.csv", 2, "统一社会信用代码", C1.lower(), C1, "letter_case"),
+        ("enterprises.csv", 2, "行业代码", "C3823", "3823", "code_letter"),
+        ("tax.csv", 2, "统一社会信用代码", C2.lower(), C2, "letter_case"),
+        ("evaluations.csv", 2, "评价等级", "C类", "C", "enum_word"),
+        ("evaluations.csv", 3, "评价等级", "Ｄ级", "D", "full_width"),  # one line per cell, the value as read
+    ])
