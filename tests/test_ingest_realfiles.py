@@ -168,7 +168,21 @@ def test_html_colspan_keeps_the_columns_below_in_place(tmp_path):
           + _tr("统一社会信用代码", "年份", '<td colspan="2">综合能耗</td>', "用电量")
           + _tr("", "", "当量值", "等价值", "") + _tr(C1, "2021", "1.5", "3.2", "10") + "</table>")
     from screening.errors import InputError
-    with pytest.raises(InputError, match="综合能耗"):
+    with pytest.raises(InputError, match="表头“综合能耗”占了相邻的多列（合并单元格跨列），无法确定哪一列是综合能耗"):
+        load(tmp_path)
+
+
+def test_an_xlsx_header_merged_across_two_columns_says_so(tmp_path):
+    import xlsxwriter
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    wb = xlsxwriter.Workbook(tmp_path / "tax.xlsx")
+    ws = wb.add_worksheet("Sheet1")
+    ws.write_row(0, 0, ["统一社会信用代码", "年份"])
+    ws.merge_range(0, 2, 0, 3, "实缴税金")
+    ws.write_row(1, 0, [C1, 2021, 12.5, 3])
+    wb.close()
+    from screening.errors import InputError
+    with pytest.raises(InputError, match="表头“实缴税金”占了相邻的多列"):
         load(tmp_path)
 
 

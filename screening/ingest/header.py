@@ -172,7 +172,12 @@ def match_header(cells: list[object], table: Table, lookup: dict[str, str], row:
         elif unit is not None:
             unit = None  # a bracket on a column without a unit (e.g. 年份(年)) is a note
         if canonical in seen:
-            if normalize_header(seen[canonical]) == key:
+            before = next(m.index for m in out.columns if m.canonical == canonical)
+            if normalize_header(seen[canonical]) == key and before + 1 == i:
+                # the same header in side-by-side columns: a cell merged (or spanned) across them
+                out.error = (f"表头“{written}”占了相邻的多列（合并单元格跨列），无法确定哪一列是{col.zh}；"
+                             f"请拆分该合并单元格，只保留一列“{written}”，或给各列写上不同的列名")
+            elif normalize_header(seen[canonical]) == key:
                 out.error = f"列“{written}”出现了不止一次，请删除多余的列"
             else:
                 out.error = f"列“{seen[canonical]}”和“{written}”都对应 {canonical}，请删除其中一列"
