@@ -955,6 +955,77 @@ def _biff_sheet(data: bytes, start: int, limit: int, strings: list[int], formula
     return extent, stop, text
 
 
+#: BIFF error codes (BOOLERR, a FORMULA's cached result) as Excel shows them
+_BIFF_ERRORS = {0x00: "#NULL!", 0x07: "#DIV/0!", 0x0F: "#VALUE!", 0x17: "#REF!", 0x1D: "#NAME?",
+                0x24: "#NUM!", 0x2A: "#N/A", 0x2B: "#GETTING_DATA"}
+#: cell records that hold a value (calamine's range starts at the first column holding one)
+_VALUE_RECORDS = frozenset((0x0203, 0x0204, 0x00D6, 0x0205, 0x027E, _LABEL_SST, _FORMULA, _MULRK))
+
+
+@dataclass
+class BiffSheet:
+    """What the reader does not tell about one sheet of an .xls: merged ranges (0-based r1, c1, r2, c2),
+    Excel error cells (0-based row, column, error) and the first column holding a value."""
+
+    merges: list[tuple[int, int, int, int]] = field(default_factory=list)
+    errors: list[tuple[int, int, str]] = field(default_factory=list)
+    first_col: int | None = None
+
+
+def xls_sheet_facts(path: Path, limits: "Limits") -> tuple[dict[str, BiffSheet], bool]:
+    """Per sheet name, the merged ranges, error cells and first column of an .xls file that
+    :func:`check_workbook` passed, and whether it counts dates from 1904 (DATEMODE); one walk of
+    its records, as :func:`_check_biff` makes."""
+    label = path.name
+    with open(path, "rb") as f:
+        try:
+            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            buf = f.read()
+        try:
+            data = _ole2_stream(buf, label)
+        finally:
+            if isinstance(buf, mmap.mmap):
+                buf.close()
+    sheets, _, _, _ = _biff_globals(data, label, limits)
+    date1904 = False
+    for typ, body, length, _, _ in _records(data, 0, label):
+        if typ == 0x0022 and length >= 2:            # DATEMODE
+            date1904 = struct.unpack_from("<H", data, body)[0] == 1
+        elif typ == _EOF:
+            break
+    order = sorted(sheets)
+    out: dict[str, BiffSheet] = {}
+    unpack = struct.unpack_from
+    for k, (position, name) in enumerate(order):
+        limit = order[k + 1][0] if k + 1 < len(order) else len(data)
+        facts = out.setdefault(name, BiffSheet())
+        depth, seen_bof = 0, False
+        for typ, body, length, row, column in _records(data, position, label, limit):
+            if typ == _BOF:
+                depth += seen_bof
+                seen_bof = True
+            elif typ == _EOF:
+                if depth == 0:
+                    break
+                depth -= 1
+            elif depth:
+                continue                              # an embedded chart's records
+            elif typ in _VALUE_RECORDS and length >= 4:
+                first = column if typ != _MULRK else unpack("<H", data, body + 2)[0]
+                facts.first_col = first if facts.first_col is None else min(facts.first_col, first)
+                if typ == 0x0205 and length >= 8 and data[body + 7] == 1:          # BOOLERR, an error
+                    facts.errors.append((row, column, _BIFF_ERRORS.get(data[body + 6], "#VALUE!")))
+                elif typ == _FORMULA and length >= 14 and data[body + 6] == 2 and data[body + 12:body + 14] == b"\xff\xff":
+                    facts.errors.append((row, column, _BIFF_ERRORS.get(data[body + 8], "#VALUE!")))
+            elif typ == 0x00E5 and length >= 2:             # MERGEDCELLS
+                count = min(unpack("<H", data, body)[0], (length - 2) // 8)
+                for i in range(count):
+                    r1, r2, c1, c2 = unpack("<HHHH", data, body + 2 + 8 * i)
+                    facts.merges.append((r1, c1, r2, c2))
+    return out, date1904
+
+
 # ---------------------------------------------------------------------------------- text
 
 def decode_head(head: bytes) -> tuple[str, str] | None:

@@ -423,6 +423,22 @@ def _land_area(good: pl.DataFrame) -> pl.DataFrame:
     return good.with_columns(mu.alias("area_mu"))
 
 
+def _rows_not_read(raw: RawTable) -> pl.DataFrame:
+    """Reject lines for the rows the reader took out: report furniture (栏次/合计/制表人 …: not
+    records, said so) and CSV rows with more cells than the header."""
+    parts = [pl.DataFrame(schema=REJECT_SCHEMA)]
+    if raw.furniture.height:
+        parts.append(raw.furniture.select(
+            pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"), pl.lit("（整行）").alias("column"),
+            pl.format("{}，不是数据行，未读取", "reason").alias("reason"), pl.lit(None, dtype=pl.String).alias("value"),
+            pl.lit(ROW_REJECTED).alias("action")))
+    if raw.ragged.height:
+        parts.append(raw.ragged.select(
+            pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"), pl.lit("（整行）").alias("column"), "reason",
+            "value", pl.lit(ROW_REJECTED).alias("action")))
+    return pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else parts[0]
+
+
 def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Typed rows that passed, reject lines, and the (typed) rows that failed.
 
@@ -448,6 +464,7 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
     for helper in stage:
         frame = frame.with_columns(_helper_column(frame, helper).alias(helper.name))
     typed = frame.select(ROW, *values.values())
+    _list_rewrites(raw, frame, present)
     if registry:  # a bad field other than the code is cleared, not the row rejected
         flags = frame.select(_flag(p).alias(n) for n, p in parsed.items() if p)  # each column's once
         cleared = [n for n in flags.columns if n != "uscc" and flags[n].any()]
@@ -475,12 +492,54 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
     if table.name == "land":
         good, bad = _land_area(good), _land_area(bad)
     missing = [pl.lit(None, dtype=_DTYPES[c.kind]).alias(c.name) for c in table.columns if c.name not in good.columns]
+    not_read = _rows_not_read(raw)  # every caller reports them (projects, accounts, the measures ledger too)
+    if not_read.height:
+        rejects = pl.concat([rejects, not_read], how="vertical_relaxed")
     return (good.with_columns(missing) if missing else good), rejects, bad
 
 
+#: a value validation writes in another form than its text, and the kind listed in normalised.csv
+_REWRITE_KINDS = {"uscc": "letter_case", "code4": "code_letter", "enum": "enum_word"}
+
+
+def _list_rewrites(raw: RawTable, frame: pl.DataFrame, columns: list[Column]) -> None:
+    """Add to ``raw.normalised`` every cell whose typed value is another form of its text (a code in
+    lower case, ``C3823``, ``C类``): a value read in another form than written is listed (contract)."""
+    parts = []
+    for col in columns:
+        kind = _REWRITE_KINDS.get(col.kind)
+        text, value = f"_text_{col.name}", f"_value_{col.name}"
+        if kind is None or text not in frame.columns or value not in frame.columns:
+            continue
+        changed = frame.filter(pl.col(text).is_not_null() & pl.col(value).is_not_null() & (pl.col(text) != pl.col(value)))
+        if changed.height:
+            parts.append(_rewrite_lines(raw, changed[ROW], col.name, changed[text], changed[value], kind))
+    if parts:
+        _add_normalised(raw, parts)
+
+
+def _rewrite_lines(raw: RawTable, rows: pl.Series, name: str, before: pl.Series, after: pl.Series,
+                   kind: str) -> pl.DataFrame:
+    return pl.DataFrame({"file": [raw.file] * len(rows), "row": rows, "column": [raw.headers.get(name, name)] * len(rows),
+                         "before": before, "after": after, "kind": [kind] * len(rows)}, schema=NORMALISED_SCHEMA)
+
+
+def _add_normalised(raw: RawTable, parts: list[pl.DataFrame]) -> None:
+    """One line per cell: a cell already listed by ingest (``Ｃ类``: full_width) keeps its line and
+    kind, with the value as finally read."""
+    new = pl.concat(parts, how="vertical_relaxed")
+    old = raw.normalised
+    if old.height:
+        final = new.select("row", "column", pl.col("after").alias("_final"))
+        old = old.join(final, on=["row", "column"], how="left").with_columns(
+            pl.coalesce("_final", "after").alias("after")).drop("_final")
+        new = new.join(old.select("row", "column"), on=["row", "column"], how="anti")
+    raw.normalised = pl.concat([old, new], how="vertical_relaxed").select(list(NORMALISED_SCHEMA)).sort("row", "column")
+
+
 def _excel_error_problems(raw: RawTable, parsed: dict[str, list[Problem]]) -> None:
-    """A cell holding an Excel error value (#N/A, #DIV/0! …) is a bad value naming the error;
-    it comes first, before "missing" or "not a number"."""
+    """A cell holding an Excel error value (#N/A, #DIV/0! …), or a formula with no computed value,
+    is a bad value naming it; it comes first, before "missing" or "not a number"."""
     errors = raw.cell_errors
     if not errors.height:
         return
@@ -489,7 +548,11 @@ def _excel_error_problems(raw: RawTable, parsed: dict[str, list[Problem]]) -> No
             continue
         errs = errors.filter(pl.col("column") == name)
         err = pl.col(ROW).replace_strict(errs[ROW], errs["error"], default=None, return_dtype=pl.String)
-        parsed[name].insert(0, (err.is_not_null(), pl.format("单元格为 Excel 错误值 {}", err)))
+        # "=…": a formula with no computed value (workbook.py), else an error value
+        reason = pl.when(err.str.starts_with("=")).then(pl.format(
+            "单元格是公式 {}，但文件中没有它的计算结果（文件由程序生成、未经计算保存），不当作空值；"
+            "请在 Excel 或 WPS 中打开并保存后再导出", err)).otherwise(pl.format("单元格为 Excel 错误值 {}", err))
+        parsed[name].insert(0, (err.is_not_null(), reason))
 
 
 def _with_check_char(typed: pl.DataFrame, bad_mask: pl.Series | None) -> pl.Series:
@@ -557,6 +620,11 @@ def _attach_firm_id(raw: RawTable, good: pl.DataFrame, registry: "pl.DataFrame |
     if missed.any():  # second chance for codes written with spaces or in lower case
         retried = joined.filter(missed).with_columns(_as_text("uscc", pl.String).str.to_uppercase().alias("uscc"))
         retried = retried.with_columns(_firm_ids(retried.select("uscc"), registry))
+        written = _as_text("uscc", good.schema["uscc"])
+        before = good.filter(missed).select(ROW, written.alias("_written"))
+        cased = retried.join(before, on=ROW).filter(pl.col(FIRM_ID).is_not_null() & (pl.col("_written") != pl.col("uscc")))
+        if cased.height:  # read in another form than written: listed
+            _add_normalised(raw, [_rewrite_lines(raw, cased[ROW], "uscc", cased["_written"], cased["uscc"], "letter_case")])
         joined = pl.concat([joined.filter(~missed), retried]).sort(ROW)  # file order decides duplicates
     unknown = joined.filter(pl.col(FIRM_ID).is_null())
     unknown = unknown.join(_check_char_reasons(unknown), on=ROW, how="left")
@@ -856,11 +924,6 @@ def _cells_checked(raw: RawTable, keep_raw: bool) -> tuple[pl.DataFrame, list[pl
     if not keep_raw:  # the typed rows are all that is read from here on
         raw.release()
     parts = [cell_rejects]
-    if raw.furniture.height:  # 栏次/合计/制表人 rows: not records, said so
-        parts.append(raw.furniture.select(
-            pl.lit(raw.file).alias("file"), pl.col(ROW).alias("row"), pl.lit("（整行）").alias("column"),
-            pl.format("{}，不是数据行，未读取", "reason").alias("reason"), pl.lit(None, dtype=pl.String).alias("value"),
-            pl.lit(ROW_REJECTED).alias("action")))
     return good, parts, bad
 
 
@@ -890,6 +953,10 @@ def _validate_table(raw: RawTable, registry: "Future[_Checked] | None", keep_raw
     good, dup_rejects = _split_duplicates(raw, good, key, reg.frame)
     good = good.rename({ROW: "source_row"}) if raw.table.keep_rows else good.drop(ROW)
     land_incomplete = None
+    if raw.table.name == "land" and raw.ragged.height:  # a parcel row not read (more cells than the header)
+        year = raw.ragged["year"].str.strip_chars().str.replace(r"\.0+$", "").cast(pl.Int32, strict=False)
+        bad = pl.concat([bad.select("uscc", "year"), pl.DataFrame({
+            "uscc": raw.ragged["uscc"].str.replace_all(r"\s", ""), "year": year})], how="vertical_relaxed")
     if raw.table.name == "land" and bad.height:
         land_incomplete = (
             bad.filter(pl.col("year").is_not_null())

@@ -36,6 +36,10 @@ KINDS = {
     "partial_date": "日期只写了年或年月，取该年或该月的第一天",
     "ambiguous_month": "日期写成“年.1”（如 2021.1，可能是由数字 2021.10 变来的 10 月），月份不确定，只取年份（该年第一天）",
     "missing_mark": "缺失标记视为空",
+    # written by screening.validate, where these values are typed
+    "letter_case": "统一社会信用代码中的小写字母转为大写",
+    "code_letter": "行业代码去掉门类字母 C（C3823 → 3823）",
+    "enum_word": "取值的另一种写法（C类 → C、b级 → B、是否列的 y/yes/√ → 是）",
 }
 
 _INVISIBLE = f"[{INVISIBLE_CHARS}]"

@@ -24,24 +24,40 @@ from .. import filesafety
 from ..errors import InputError
 
 EXTENSIONS = (".csv", ".xlsx", ".xlsm", ".xls", ".parquet")
+#: read too when a table's file has them (what the bytes are decides, as for every file): WPS 表格's
+#: own .et/.ett (an .xls or .xlsx inside), text saved as .txt/.tsv
+ALSO_READ = (".et", ".ett", ".txt", ".tsv")
+#: a workbook extension that may hold either kind of workbook (no note when it holds either)
+ANY_WORKBOOK = (".et", ".ett")
+#: formats a department may send that are not read: a file named for a table in one of them is an
+#: error naming it (never passed over as if the table were absent)
+NOT_READ = {".ods": "OpenDocument 表格（.ods）", ".xlsb": "Excel 二进制工作簿（.xlsb）", ".numbers": "Numbers 表格",
+            ".xlt": "Excel 模板（.xlt）", ".xltx": "Excel 模板（.xltx）", ".xltm": "Excel 模板（.xltm）",
+            ".dbf": "dBase 数据库（.dbf）", ".mdb": "Access 数据库（.mdb）", ".accdb": "Access 数据库（.accdb）",
+            ".json": "JSON", ".xml": "XML", ".pdf": "PDF", ".doc": "Word 文档", ".docx": "Word 文档",
+            ".wps": "WPS 文字文档", ".zip": "zip 压缩包", ".rar": "RAR 压缩包", ".7z": "7z 压缩包"}
 
 #: what a file is, by its bytes
 CSV, XLSX, XLS, HTML, PARQUET = "csv", "xlsx", "xls", "html", "parquet"
 KIND_ZH = {CSV: "CSV 文本", XLSX: "Excel 工作簿（xlsx）", XLS: "Excel 97-2003 工作簿（xls）",
            HTML: "网页表格（HTML）", PARQUET: "Parquet"}
-_BY_SUFFIX = {".csv": CSV, ".xlsx": XLSX, ".xlsm": XLSX, ".xls": XLS, ".parquet": PARQUET}
+_BY_SUFFIX = {".csv": CSV, ".xlsx": XLSX, ".xlsm": XLSX, ".xls": XLS, ".parquet": PARQUET, ".et": XLS, ".ett": XLS,
+              ".txt": CSV, ".tsv": CSV}
 
 
 def find_table_file(data_dir: Path, table: str) -> Path | None:
     """``<table>.<ext>`` with the extension (and name) in any case; two files for one table
-    is an error naming both."""
-    found = sorted(
-        p for p in data_dir.iterdir()
-        if p.is_file() and p.suffix.lower() in EXTENSIONS and p.stem.lower() == table
-    )
+    is an error naming both, and so is a table's only file in a format that is not read (``NOT_READ``)."""
+    named = sorted(p for p in data_dir.iterdir() if p.is_file() and p.stem.lower() == table)
+    found = [p for p in named if p.suffix.lower() in EXTENSIONS + ALSO_READ]
     if len(found) > 1:
         names = "、".join(p.name for p in found)
         raise InputError(f"{data_dir}：表 {table} 有多个文件（{names}），请只保留一个")
+    if not found:
+        other = next((p for p in named if p.suffix.lower() in NOT_READ), None)
+        if other is not None:
+            raise InputError(f"{other.name}：{NOT_READ[other.suffix.lower()]}格式不能读取，请在 Excel 或 WPS 中"
+                             f"另存为 {table}.xlsx 或 {table}.csv")
     return found[0] if found else None
 
 

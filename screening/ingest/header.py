@@ -35,7 +35,11 @@ _INVISIBLE = re.compile(f"[{INVISIBLE_CHARS}]")
 _BRACKET_PAIRS = (("【", "("), ("】", ")"), ("[", "("), ("]", ")"), ("〔", "("), ("〕", ")"))
 _BRACKETS = str.maketrans(dict(_BRACKET_PAIRS))
 _UNIT = re.compile(r"^(.+?)\(([^()]+)\)$")
-_UNIT_LINE = re.compile(r"^(?:计量)?单位[:]?(.+)$")
+#: "单位：万元", "金额单位：元", "（单位：元、平方米）" alone, at the end of a title or after "填报单位：某某局"
+#: (after normalize_header; 单位 there is the reporting body, never a unit)
+_UNIT_LINE = re.compile(r"(?<!填报)(?<!填表)(?<!制表)(?<!报送)(?<!编制)(?<!申报)(?<!上报)单位:?([^():]+?)\)?$")
+_UNIT_WORD = re.compile(r"^(?:计量)?单位:?(?=.)")
+_UNIT_LIST = re.compile(r"[、,;/]|和|及")
 
 
 def normalize_header(h: object) -> str:
@@ -125,7 +129,7 @@ class HeaderMatch:
     ignored: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     error: str | None = None  # a repeated column or an unknown unit
-    unit_line: str | None = None  # a "单位：万元" line above the header
+    unit_line: tuple[str, ...] = ()  # the units of a "单位：万元、亩" line above the header
     span: int = 1  # rows the header takes (2: an upper row of merged group cells over a lower one)
 
     @property
@@ -138,7 +142,7 @@ class HeaderMatch:
 
 
 def match_header(cells: list[object], table: Table, lookup: dict[str, str], row: int = 0,
-                 unit_line: str | None = None) -> HeaderMatch:
+                 unit_line: tuple[str, ...] = ()) -> HeaderMatch:
     """Map one row's cells to columns; a unit in brackets is split off and converted."""
     out = HeaderMatch(row, unit_line=unit_line)
     seen: dict[str, str] = {}
@@ -149,14 +153,14 @@ def match_header(cells: list[object], table: Table, lookup: dict[str, str], row:
         key = normalize_header(written)
         canonical, unit = lookup.get(key), None
         if canonical is None and (m := _UNIT.match(key)) and m.group(1) in lookup:
-            canonical, unit = lookup[m.group(1)], m.group(2)
+            canonical, unit = lookup[m.group(1)], _UNIT_WORD.sub("", m.group(2))  # "实缴税金（单位：元）"
         if canonical is None:
             out.ignored.append(written)
             continue
         col = table.column(canonical)
         factor = None
-        if unit is None and unit_line and col.unit and unit_factor(col.unit, unit_line):
-            unit = unit_line
+        if unit is None and unit_line and col.unit:
+            unit = next((u for u in unit_line if unit_factor(col.unit, u)), None)
         if unit is not None and col.unit:
             factor = unit_factor(col.unit, unit)
             if factor is None:
@@ -168,7 +172,12 @@ def match_header(cells: list[object], table: Table, lookup: dict[str, str], row:
         elif unit is not None:
             unit = None  # a bracket on a column without a unit (e.g. 年份(年)) is a note
         if canonical in seen:
-            if normalize_header(seen[canonical]) == key:
+            before = next(m.index for m in out.columns if m.canonical == canonical)
+            if normalize_header(seen[canonical]) == key and before + 1 == i:
+                # the same header in side-by-side columns: a cell merged (or spanned) across them
+                out.error = (f"表头“{written}”占了相邻的多列（合并单元格跨列），无法确定哪一列是{col.zh}；"
+                             f"请拆分该合并单元格，只保留一列“{written}”，或给各列写上不同的列名")
+            elif normalize_header(seen[canonical]) == key:
                 out.error = f"列“{written}”出现了不止一次，请删除多余的列"
             else:
                 out.error = f"列“{seen[canonical]}”和“{written}”都对应 {canonical}，请删除其中一列"
@@ -189,15 +198,25 @@ def find_header(rows: list[list[object]], table: Table, lookup: dict[str, str]) 
     A line such as "单位：万元" above the header gives the unit of the columns whose header
     names none."""
     best: HeaderMatch | None = None
-    unit_line = None
+    unit_line: tuple[str, ...] = ()
     for i, cells in enumerate(rows[:SCAN_ROWS]):
         texts = [normalize_header(c) for c in cells if c is not None and str(c).strip()]
         for t in texts:
-            if m := _UNIT_LINE.match(t):
-                unit_line = m.group(1)
+            if units := line_units(t):
+                unit_line = units
         match = match_header(cells, table, lookup, i, unit_line)
         if match.ok and match.score:
-            return match
+            units = _unit_row(cells, rows[i + 1]) if i + 1 < len(rows) else None
+            if units is None:
+                return match
+            # "实缴税金" over a row "元": the unit belongs to the header (else 元 would be read as 万元)
+            line, lower = units
+            two = match_header(_combine(cells, lower), table, lookup, i, line or unit_line)
+            two.span = 2
+            if not two.ok and two.error is None:
+                two.error = (f"第 {i + 2} 行是单位行（{describe_row(rows, HeaderMatch(i + 1))}），"
+                             f"但与第 {i + 1} 行的表头合起来无法识别（缺少 {'、'.join(two.missing)}）")
+            return two
         if i + 1 < len(rows):  # a two-row header: 用地面积 merged over 亩 | 平方米
             two = match_header(_combine(cells, rows[i + 1]), table, lookup, i, unit_line)
             if two.ok and two.score:
@@ -206,6 +225,55 @@ def find_header(rows: list[list[object]], table: Table, lookup: dict[str, str]) 
         if best is None or match.score > best.score:
             best = match
     return best if best is not None else match_header([], table, lookup, 0)
+
+
+def line_units(text: str) -> tuple[str, ...]:
+    """The convertible units a "单位：…" line names (``text`` normalised), in order; () when it is
+    no such line.  "金额单位：元" or "（单位：元、平方米）" at the end of a title count; each column
+    takes the one of its kind (:func:`match_header`)."""
+    m = _UNIT_LINE.search(text)
+    if not m:
+        return ()
+    convertible = {normalize_header(u) for d in tables_data()["units"].values() for u in d}
+    return tuple(u for u in _UNIT_LIST.split(m.group(1)) if u in convertible)
+
+
+def unit_words() -> frozenset[str]:
+    """Every unit a unit row may hold (normalised): the convertible ones and the plain ones."""
+    units = tables_data()["units"]
+    return frozenset(normalize_header(u) for u in [*(u for d in units.values() for u in d),
+                                                  *tables_data()["unit_words"]])
+
+
+def _unit_row(header: list[object], cells: list[object]) -> tuple[tuple[str, ...], list[object]] | None:
+    """A row of units right under the header ("", "", "元" or "（万元）" or "单位：元"), as
+    (a unit for every column, like a "单位：万元" line; the unit of each column, for :func:`_combine`);
+    None when ``cells`` is not such a row.  Every filled cell must be a unit (or the word
+    单位, or its column's header again: a cell merged down), and one at least a unit that converts."""
+    known = unit_words()
+    convertible = {normalize_header(u) for d in tables_data()["units"].values() for u in d}
+    lower: list[object] = []
+    line: tuple[str, ...] = ()
+    any_unit = False
+    for j, cell in enumerate(cells):
+        text = normalize_header(cell) if cell is not None else ""
+        above = normalize_header(header[j]) if j < len(header) and header[j] is not None else ""
+        if text in ("", above, "单位", "计量单位") or text in missing_marks():
+            lower.append(None)
+            continue
+        unit = text[1:-1] if text.startswith("(") and text.endswith(")") else text
+        if _UNIT_LINE.search(unit):
+            line = line_units(unit)
+            if not line:
+                return None
+            any_unit = True
+            lower.append(None)
+            continue
+        if unit not in known:
+            return None
+        any_unit = any_unit or unit in convertible
+        lower.append(None if above.endswith(f"({unit})") else unit)
+    return (line, lower) if any_unit else None
 
 
 def _combine(upper: list[object], lower: list[object]) -> list[object]:

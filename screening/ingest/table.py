@@ -24,15 +24,19 @@ from ..paths import folder_problem
 from ..schema import TABLES, YEAR_RANGE, Table
 from . import workbook as wbk
 from .cells import NORMALISED_SCHEMA, apply, steps
-from .discovery import CSV, HTML, KIND_ZH, PARQUET, XLS, XLSX, _BY_SUFFIX, OpenedTable, find_table_file, open_table
+from .discovery import (ANY_WORKBOOK, CSV, HTML, KIND_ZH, PARQUET, XLS, XLSX, _BY_SUFFIX, OpenedTable,
+                        find_table_file, open_table)
 from .header import (SCAN_ROWS, HeaderMatch, combine_expr, describe_row, find_header, header_lookup, normalize_header,
                      normalize_header_expr)
 
 ROW = "_row"
 ERROR_SCHEMA = {ROW: pl.Int64, "column": pl.String, "error": pl.String}
 FURNITURE_SCHEMA = {ROW: pl.Int64, "reason": pl.String}
+#: ``uscc`` and ``year`` as written (when the table has them): a land row not read makes its firm's land unknown
+RAGGED_SCHEMA = {ROW: pl.Int64, "reason": pl.String, "value": pl.String, "uscc": pl.String, "year": pl.String}
 _TOTAL = r"^(合\s*计|总\s*计|小\s*计|累\s*计)[:：]?$"
-_SIGN_OFF = r"^(制表人|审核人|填表人|填报人|负责人|单位负责人|制表日期|填报日期|填表日期|注|说明|备注|数据来源)\s*[:：]"
+_SIGN_OFF = (r"^(制表人|审核人|填表人|填报人|负责人|单位负责人|统计负责人|联系人|联系电话|制表日期|填报日期|填表日期|报出日期"
+             r"|(填表|填报|编制)?说明|附注|注释|注\s*\d*|备注|数据来源)\s*[:：]")
 _COLUMN_NUMBERS = r"^([甲乙丙丁戊己庚辛]|\d{1,2})$"
 _REPEATED = "重复的表头行"
 #: a sheet named for a year ("2021年", "2021", "2021年度"), after normalize_header
@@ -64,6 +68,8 @@ class RawTable:
     normalised: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=NORMALISED_SCHEMA))
     #: rows that are report furniture, not records (栏次, 合计, 制表人 …): _row, reason
     furniture: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=FURNITURE_SCHEMA))
+    #: CSV rows with more cells than the header, not read: _row, reason, value (the cells beyond it)
+    ragged: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=RAGGED_SCHEMA))
     #: read only these years' rows (e.g. an evaluation of one data year): a row whose year cell
     #: is a valid year outside them is left out right after reading (:func:`other_year_rows`)
     years: frozenset[int] | None = None
@@ -81,7 +87,7 @@ class RawTable:
         if self.frame is None:
             loaded = read_table(self.path, self.table, self.data_dir, self.years)
             for name in ("frame", "headers", "sha256", "encoding", "ignored_headers", "rows", "sheet", "sheets",
-                         "kind", "note", "header_row", "units", "factors", "cell_errors", "normalised", "furniture",
+                         "kind", "note", "header_row", "units", "factors", "cell_errors", "normalised", "furniture", "ragged",
                          "other_year_rows"):
                 setattr(self, name, getattr(loaded, name))
         return self.frame
@@ -146,27 +152,68 @@ def _split_lines(text: str, complete: bool) -> list[str]:
     return lines if complete else lines[:-1]
 
 
-def _csv_header(opened: OpenedTable, table: Table, lookup: dict[str, str]) -> tuple[HeaderMatch, str, list]:
-    """The header row, the separator and the rows looked at, from the file's head only (the
-    header may sit below title, blank or unit lines: :func:`.header.find_header`)."""
-    lines = _split_lines(opened.head_text or "", opened.complete)[:SCAN_ROWS]
+#: physical lines of a CSV's head read as records: SCAN_ROWS records, some with a line break in a cell
+_RECORD_LINES = SCAN_ROWS * 4
+
+
+def _csv_header(opened: OpenedTable, table: Table, lookup: dict[str, str]) -> tuple[HeaderMatch, str, list, int]:
+    """The header row, the separator, the rows looked at and the physical lines above the header,
+    from the file's head only (the header may sit below title, blank or unit lines:
+    :func:`.header.find_header`).
+
+    Rows are CSV records, as a spreadsheet shows them: a quoted cell may hold a line break
+    (``"实缴税金⏎（元）"``, Alt+Enter in Excel), and the unit after it belongs to the header.
+    An unbalanced quote in a title line would swallow the lines after it: the physical lines
+    are looked at too, and the better match wins (the records' at equal score)."""
+    lines = _split_lines(opened.head_text or "", opened.complete)
+    whole = opened.complete and len(lines) <= _RECORD_LINES  # no record is cut by the end of ``lines``
+    lines = lines[:_RECORD_LINES]
     if not any(line.strip() for line in lines):
         if opened.complete:
             raise InputError(f"{opened.path.name}：文件为空，没有表头")
         raise filesafety.FileUnreadable(
             f"{opened.path.name}：前 {filesafety.HEAD_BYTES // 1024} KB 内没有找到表头行（第一行过长或全是空行），文件可能不是 CSV")
-    best: tuple[HeaderMatch, str, list] | None = None
+    # a stray CR inside a line is part of a cell (as the reader takes it), never the csv module's error
+    clean = [line.rstrip("\r").replace("\r", " ") for line in lines]
+    best: tuple[tuple, HeaderMatch, str, list, int] | None = None
     for sep in (",", "\t", ";"):
-        # a stray CR inside a line is part of a cell (as the reader takes it), never the csv module's error
-        rows = [next(csv.reader([line.rstrip("\r").replace("\r", " ")], delimiter=sep), []) for line in lines]
-        match = find_header(rows, table, lookup)
-        if best is None or (match.ok, match.score) > (best[0].ok, best[0].score):
-            best = (match, sep, rows)
-    return best
+        records, starts = _csv_records(clean, sep, whole)
+        by_line = [next(csv.reader([line], delimiter=sep), []) for line in clean[:SCAN_ROWS]]
+        for rows, skip, rank in ((records, starts, 1), (by_line, None, 0)):
+            if not rows:
+                continue
+            match = find_header(rows, table, lookup)
+            key = (match.ok, match.score, rank)
+            if best is None or key > best[0]:
+                best = (key, match, sep, rows, starts[match.row] if skip is not None else match.row)
+    return best[1:]
 
 
-def _read_csv(opened: OpenedTable, match: HeaderMatch, sep: str) -> tuple[pl.DataFrame, str]:
-    """The rows from the header line on (the header was found from the head); refuses NUL bytes."""
+def _csv_records(lines: list[str], sep: str, whole: bool) -> tuple[list[list[str]], list[int]]:
+    """The first :data:`SCAN_ROWS` CSV records of ``lines`` (quoted cells may span lines) and the
+    physical line each starts on; unless ``lines`` are the ``whole`` file, a record that ends on
+    the last line may be cut there and is left out."""
+    reader = csv.reader((line + "\n" for line in lines), delimiter=sep)
+    records: list[list[str]] = []
+    starts: list[int] = []
+    start = 0
+    try:
+        for record in reader:
+            if len(records) >= SCAN_ROWS or (reader.line_num >= len(lines) and not whole):
+                break
+            records.append(record)
+            starts.append(start)
+            start = reader.line_num
+    except csv.Error:  # e.g. a field larger than the csv module's limit: the physical lines decide
+        pass
+    return records, starts
+
+
+def _read_csv(opened: OpenedTable, skip_lines: int, sep: str, header_row: int = 0
+              ) -> tuple[pl.DataFrame, str, list[tuple[int, list[str]]]]:
+    """The rows from the header line on (the header was found from the head, ``skip_lines``
+    physical lines down, ``header_row`` records: Excel row header_row + 1), and the rows with more cells than the header (frame index, the cells
+    beyond it: :func:`_ragged_csv`); refuses NUL bytes."""
     path = opened.path
     data, encoding = _decode_csv(opened.read_bytes(), path)
     data = _lf_lines(data)
@@ -178,15 +225,74 @@ def _read_csv(opened: OpenedTable, match: HeaderMatch, sep: str) -> tuple[pl.Dat
         raise filesafety.FileUnreadable(f"{path.name}：第 {line} 行含有 NUL 字节（第 {nul + 1} 字节，二进制内容），"
                                         "不是 CSV 文本；请删除该字符后重新导出")
     offset = 0
-    for _ in range(match.row):  # the header's line starts after this many newlines
+    for _ in range(skip_lines):  # the header's line starts after this many newlines
         offset = data.index(b"\n", offset) + 1
-    # a row with more fields than the header stops the file (an unquoted comma shifts columns)
+    ragged: list[tuple[int, list[str]]] = []
     with filesafety.reader_errors(path.name, "无法按 CSV 读取"):
-        frame = pl.read_csv(io.BytesIO(data[offset:]), has_header=False, infer_schema=False, separator=sep)
-    return frame, encoding
+        try:
+            frame = pl.read_csv(io.BytesIO(data[offset:]), has_header=False, infer_schema=False, separator=sep)
+        except pl.exceptions.ComputeError as exc:
+            if "more fields" not in str(exc):
+                _quote_problem(data[offset:], sep, path, header_row)
+                raise
+            # a row with more cells than the header (an unquoted comma: "12,5", a name "甲公司,分厂")
+            frame, ragged = _ragged_csv(data[offset:], sep)
+    return frame, encoding, ragged
+
+
+def _quote_problem(data: bytes, sep: str, path: Path, header_row: int) -> None:
+    """When the reader fails on a quote, the row (as Excel shows it) whose quote is not closed, in one line."""
+    reader = csv.reader(io.StringIO(data.decode("utf-8", "replace"), newline=""), delimiter=sep, strict=True)
+    start = 0  # records read before the one being read
+    try:
+        for _ in reader:
+            start += 1
+    except csv.Error:
+        pass
+    else:
+        return
+    excel_row = header_row + 1 + start  # ``data`` starts with the header's record
+    raise filesafety.FileUnreadable(
+        f"{path.name}：第 {excel_row} 行附近的引号不成对（单元格以英文双引号开头却没有结束的双引号，或引号后还有其他字符），"
+        "无法确定各单元格的边界；请检查该行后重新导出") from None
+
+
+def _ragged_csv(data: bytes, sep: str) -> tuple[pl.DataFrame, list[tuple[int, list[str]]]]:
+    """The rows of a CSV (the header first) as text, cut to the header's width, and the rows
+    that had filled cells beyond it: (frame index, those cells).  Such a row cannot be put in
+    its columns (which comma was meant?): it is rejected whole, never cut and read
+    (:func:`read_table`).  Read by the csv module: only a file that has such a row comes here."""
+    records = list(csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=sep))
+    width = len(records[0]) if records else 0
+    ragged = [(i, rec[width:]) for i, rec in enumerate(records) if len(rec) > width and any(c.strip() for c in rec[width:])]
+    cols = {f"column_{j + 1}": [(rec[j] or None) if j < len(rec) else None for rec in records] for j in range(width)}
+    return pl.DataFrame(cols, schema={k: pl.String for k in cols}), ragged
 
 
 # ---------------------------------------------------------------- workbooks
+
+def _ragged_rows(path: Path, ragged: list[tuple[int, list[str]]], first_row: int,
+                 body: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The rows with more cells than the header, as rejects (Excel row, reason, the cells beyond the
+    header), and the body without them.  When every data row has more, the header lacks a column
+    or the separator is another: the file stops, one line."""
+    rows = [first_row + 1 + i for i, _ in ragged if i > 0]  # frame index i is Excel row first_row + 1 + i
+    if not rows:
+        raise InputError(f"{path.name}：表头行比其他行多出内容，无法对齐各列")
+    cells = ["、".join(c.strip() for c in extra if c.strip()) for i, extra in ragged if i > 0]
+    data_rows = body.filter(pl.any_horizontal(pl.col(c).is_not_null() for c in body.columns if c != ROW)).height
+    if len(rows) >= data_rows:
+        raise InputError(f"{path.name}：每一行数据都比表头多出单元格（第 {rows[0]} 行多出“{cells[0]}”），"
+                         "表头可能少了列，或分隔符不对；无法对齐各列")
+    found = pl.DataFrame({ROW: rows, "value": cells}, schema={ROW: pl.Int64, "value": pl.String})
+    rejects = found.select(ROW, pl.format("这一行比表头多出 {} 个单元格（单元格中可能有未加引号的逗号，如“12,5”或名称中的逗号），"
+                                          "无法确定各值属于哪一列，整行未读取",
+                                          pl.col("value").str.count_matches("、") + 1).alias("reason"), "value")
+    keys = body.select(ROW, *(pl.col(c).cast(pl.String) if c in body.columns else pl.lit(None, dtype=pl.String).alias(c)
+                              for c in ("uscc", "year")))
+    rejects = rejects.join(keys, on=ROW, how="left").select(list(RAGGED_SCHEMA))
+    return rejects, body.filter(~pl.col(ROW).is_in(found[ROW].implode()))
+
 
 def _fill_merges(frame: pl.DataFrame, merges: list[tuple[int, int, int, int]], first_col: int,
                  first_row: int = 0) -> tuple[pl.DataFrame, list[tuple[int, int, str]]]:
@@ -293,29 +399,108 @@ def _year_sheet_hint(table: Table, match: HeaderMatch, names: list[str]) -> str:
     return ""
 
 
-def _read_html(path: Path, raw: bytes) -> pl.DataFrame:
-    """The first <table> of an HTML export, cells as text."""
+#: a colspan/rowspan beyond this is taken as this (a page's whole width is far less; a hostile
+#: ``colspan="100000000"`` must not allocate a grid of that size)
+_MAX_SPAN = 1000
+#: cells the spans of one HTML file may fill beyond their own (a real export's merges fill a few
+#: thousand; many cells each spanning 1000 × 1000 are refused before the grid grows)
+_MAX_SPANNED = 1_000_000
+
+
+def _read_html(path: Path, raw: bytes) -> list[tuple[pl.DataFrame, list[tuple[int, int, str]]]]:
+    """Every <table> of an HTML export (a nested one too), in the order they start, cells as text,
+    each with the cells a span filled (frame row, column, value: listed as ``merged_cell``).
+
+    A cell spanning columns or rows (``colspan``/``rowspan``) fills every cell it covers, as a
+    merged range does in a workbook, so that the columns of the rows below stay where they are;
+    Excel's own HTML keeps a number's full value in ``x:num`` when the text shows it rounded."""
     from html.parser import HTMLParser
+
+    made = [0]  # cells filled by spans, over every table
+
+    class Grid:
+        def __init__(self) -> None:
+            self.rows: list[list[str | None]] = []
+            self.pending: dict[tuple[int, int], str] = {}  # (row, column) filled by a rowspan above
+            self.filled: list[tuple[int, int, str]] = []  # every cell a span filled (not its first)
+
+        def start_row(self) -> None:
+            self.rows.append([])
+            self._skip()
+
+        def _skip(self) -> None:
+            r, row = len(self.rows) - 1, self.rows[-1]
+            while (r, len(row)) in self.pending:
+                text = self.pending.pop((r, len(row)))
+                if text:
+                    self.filled.append((r, len(row), text))
+                row.append(text)
+
+        def add(self, text: str, colspan: int, rowspan: int) -> None:
+            made[0] += colspan * rowspan - 1
+            if made[0] > _MAX_SPANNED:
+                raise filesafety.FileTooLarge(f"{path.name}：网页表格的合并单元格（colspan/rowspan）共覆盖超过 "
+                                              f"{_MAX_SPANNED:,} 个单元格（上限）")
+            if not self.rows:
+                self.start_row()
+            r, row = len(self.rows) - 1, self.rows[-1]
+            for k in range(colspan):
+                c = len(row)
+                if k and text:
+                    self.filled.append((r, c, text))
+                row.append(text)
+                for k in range(1, rowspan):
+                    self.pending[(r + k, c)] = text
+            self._skip()
+
+    def span(attrs: dict, name: str) -> int:
+        try:
+            return max(1, min(int(str(attrs.get(name) or "1").strip()), _MAX_SPAN))
+        except ValueError:
+            return 1
 
     class Cells(HTMLParser):
         def __init__(self) -> None:
             super().__init__()
-            self.rows: list[list[str]] = []
+            self.grids: list[Grid] = []
+            self.open: list[Grid] = []  # the tables being read, innermost last
             self.cell: list[str] | None = None
-            self.tables = 0
+            self.attrs: dict = {}
 
         def handle_starttag(self, tag, attrs):
             if tag == "table":
-                self.tables += 1
-            elif tag == "tr" and self.tables == 1:
-                self.rows.append([])
-            elif tag in ("td", "th") and self.tables == 1 and self.rows:
-                self.cell = []
+                self._end_cell()
+                grid = Grid()
+                self.grids.append(grid)
+                self.open.append(grid)
+            elif not self.open:
+                return
+            elif tag == "tr":
+                self._end_cell()
+                self.open[-1].start_row()
+            elif tag in ("td", "th"):
+                self._end_cell()
+                self.cell, self.attrs = [], dict(attrs)
+            elif tag == "br" and self.cell is not None:
+                self.cell.append("\n")
 
         def handle_endtag(self, tag):
-            if tag in ("td", "th") and self.cell is not None:
-                self.rows[-1].append("".join(self.cell).strip())
+            if tag in ("td", "th", "tr"):
+                self._end_cell()
+            elif tag == "table" and self.open:
+                self._end_cell()
+                self.open.pop()
+
+        def _end_cell(self):
+            if self.cell is None or not self.open:
                 self.cell = None
+                return
+            text = "".join(self.cell).strip()
+            number = self.attrs.get("x:num")  # Excel's HTML: the value behind a rounded text
+            if number and number.strip():
+                text = number.strip()
+            self.open[-1].add(text, span(self.attrs, "colspan"), span(self.attrs, "rowspan"))
+            self.cell = None
 
         def handle_data(self, data):
             if self.cell is not None:
@@ -324,11 +509,19 @@ def _read_html(path: Path, raw: bytes) -> pl.DataFrame:
     data, _ = _decode_csv(raw, path)
     parser = Cells()
     parser.feed(data.decode("utf-8"))
-    if not parser.rows:
+    parser.close()
+    parser._end_cell()
+    frames = []
+    for grid in parser.grids:
+        rows = [[None if v == "" else v for v in r] for r in grid.rows]
+        if not any(any(v is not None for v in r) for r in rows):
+            continue
+        width = max(len(r) for r in rows)
+        cols = {f"column_{j + 1}": [r[j] if j < len(r) else None for r in rows] for j in range(width)}
+        frames.append((pl.DataFrame(cols, schema={k: pl.String for k in cols}), grid.filled))
+    if not frames:
         raise InputError(f"{path.name}：网页文件中没有表格")
-    width = max(len(r) for r in parser.rows)
-    cols = {f"column_{j + 1}": [r[j] if j < len(r) else None for r in parser.rows] for j in range(width)}
-    return pl.DataFrame(cols, schema={k: pl.String for k in cols})
+    return frames
 
 
 def _read_parquet(path: Path, columns: list[str], year: str | None = None,
@@ -500,12 +693,15 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None,
     pool.shutdown(wait=False)  # the thread ends when the digest is done
     kind = opened.kind
     named = _BY_SUFFIX.get(path.suffix.lower(), CSV)
+    if path.suffix.lower() in ANY_WORKBOOK and kind in (XLS, XLSX):
+        named = kind  # WPS 表格's .et holds either
     note = None if kind == named else \
         f"扩展名为 {path.suffix}，但文件内容不是{KIND_ZH[named]}，而是{KIND_ZH[kind]}，已按其实际格式读取"
     lookup = header_lookup(table, data_dir)
     out = RawTable(table, path, data_dir=data_dir, kind=kind, note=note)
     filled: list[tuple[int, int, str]] = []
     errors: list[tuple[int, int, str]] = []
+    ragged: list[tuple[int, list[str]]] = []  # CSV rows with more cells than the header (frame index, those cells)
     date1904 = False
     first_row = 0  # frame row index of the header (frame row i is Excel row i + 1)
     numbered = False  # the frame's rows numbered in ROW already (a Parquet file read for ``years``)
@@ -521,16 +717,23 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None,
             out.other_year_rows = skipped or 0
             header_in_frame = False
         elif kind == CSV:
-            match, sep, rows = _csv_header(opened, table, lookup)
+            match, sep, rows, skip_lines = _csv_header(opened, table, lookup)
             frame = None
             if match.ok:  # else refused below, before the rest is read
-                frame, out.encoding = _read_csv(opened, match, sep)
+                frame, out.encoding, ragged = _read_csv(opened, skip_lines, sep, match.row)
             first_row = match.row
             header_in_frame = True
         elif kind == HTML:
-            frame = _read_html(path, opened.read_bytes())
-            rows = [list(r) for r in frame.head(SCAN_ROWS).iter_rows()]
-            match = find_header(rows, table, lookup)
+            # the first table whose header matches (a layout or query-condition table may come first)
+            best = None
+            for frame, spanned in _read_html(path, opened.read_bytes()):
+                rows = [list(r) for r in frame.head(SCAN_ROWS).iter_rows()]
+                match = find_header(rows, table, lookup)
+                if best is None or (match.ok, match.score) > (best[1].ok, best[1].score):
+                    best = (frame, match, rows, spanned)
+                if match.ok:
+                    break
+            frame, match, rows, filled = best
             header_in_frame = True
         else:
             frame, match, out.sheet, out.sheets, filled, errors, date1904, unreadable = \
@@ -624,6 +827,8 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None,
             body = body.with_columns(pl.coalesce(text, pl.col(name).cast(pl.String)).alias(name)
                                      if body.schema[name] == pl.String else pl.col(name))
 
+    if ragged:
+        out.ragged, body = _ragged_rows(path, ragged, first_row, body)
     body, out.furniture = _furniture(body, list(picked.values()), out.headers, top, match.span)
     # a blank line (or a row of empty cells) is not a record; row numbers stay as the file counts them
     empty = _blank_rows(body, list(picked.values()))

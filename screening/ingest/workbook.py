@@ -3,12 +3,14 @@
 Cell values are read by fastexcel (calamine) as text.  What calamine does not say — a
 sheet's visibility is given by fastexcel, but merged ranges, error cells (``#N/A`` read as
 an empty cell) and the 1904 date system are not — is read here from the xlsx parts with
-byte-level regular expressions, so the cost stays linear and small.  ``.xls`` (BIFF) files
-give no such metadata: their merges and error cells are not known.
+byte-level regular expressions, so the cost stays linear and small; for ``.xls`` (BIFF) files,
+from their MERGEDCELLS, BOOLERR, FORMULA and DATEMODE records
+(:func:`screening.filesafety.xls_sheet_facts`).
 """
 from __future__ import annotations
 
 import re
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ import fastexcel
 import polars as pl
 
 from .. import filesafety
+from ..errors import InputError
 
 if TYPE_CHECKING:
     from .discovery import OpenedTable
@@ -28,6 +31,10 @@ _REL = re.compile(rb"<(?:\w+:)?Relationship\b([^>]*)/?>")
 _MERGE = re.compile(rb'<(?:\w+:)?mergeCell\b[^>]*\bref="([A-Z]+)(\d+):([A-Z]+)(\d+)"')
 _ERROR_CELL = re.compile(rb'<(?:\w+:)?c\b([^>]*\bt="e"[^>]*)>(.*?)</(?:\w+:)?c>', re.S)
 _VALUE = re.compile(rb"<(?:\w+:)?v>([^<]*)</(?:\w+:)?v>")
+#: a cell holding a formula and no computed value (a program wrote the formula, nothing computed it):
+#: the reader reads it as empty; its text ("=" + formula) is kept as the cell's error
+_FORMULA_ONLY = re.compile(rb'<(?:\w+:)?c\b([^>]*[^/])>\s*<(?:\w+:)?f\b[^>]*?(?:/>|>([^<]*)</(?:\w+:)?f>)\s*'
+                           rb'(?:<(?:\w+:)?v\s*/>|<(?:\w+:)?v>\s*</(?:\w+:)?v>)?\s*</(?:\w+:)?c>')
 _FIRST_CELL = re.compile(rb'<(?:\w+:)?c\b[^>/]*\br="([A-Z]+)\d+"[^>/]*>\s*<(?:\w+:)?(?:v|is|f)\b')
 
 
@@ -78,7 +85,23 @@ def open_workbook(opened: "OpenedTable") -> SourceWorkbook:
                 meta.visible = str(reader.load_sheet(i, n_rows=1, header_row=None, dtypes="string").visible)
             except Exception:
                 pass
+        date1904 = _xls_meta(path, metas)
     return SourceWorkbook(path, reader, metas, date1904)
+
+
+def _xls_meta(path: Path, metas: list[SheetMeta]) -> bool:
+    """Merges, error cells and the 1904 flag of an .xls from its BIFF records (calamine reads an
+    error cell as empty and fills no merged range); returns the 1904 flag.  The file passed
+    filesafety.check_workbook (called by open_table): a damaged part only leaves these unknown."""
+    try:
+        facts, date1904 = filesafety.xls_sheet_facts(path, filesafety.CLI_LIMITS)
+    except (InputError, OSError, ValueError, struct.error):
+        return False
+    for meta in metas:
+        found = facts.get(meta.name)
+        if found is not None:
+            meta.merges, meta.errors, meta.first_col = found.merges, found.errors, found.first_col or 0
+    return date1904
 
 
 def _xlsx_meta(path: Path, metas: list[SheetMeta]) -> bool:
@@ -127,6 +150,12 @@ def _xlsx_parts(z: zipfile.ZipFile, metas: list[SheetMeta]) -> bool:
                 if ref and v:
                     rm = re.match(rb"([A-Z]+)(\d+)", ref)
                     meta.errors.append((int(rm.group(2)) - 1, col_index(rm.group(1)), _unescape(v.group(1).decode())))
+        if b"<f" in xml or b":f" in xml:
+            for fm in _FORMULA_ONLY.finditer(xml):
+                ref = dict(_ATTR.findall(fm.group(1))).get(b"r")
+                if ref and (rm := re.match(rb"([A-Z]+)(\d+)", ref)):
+                    text = _unescape((fm.group(2) or b"").decode("utf-8", "replace")).strip()
+                    meta.errors.append((int(rm.group(2)) - 1, col_index(rm.group(1)), "=" + text))
         if meta.merges or meta.errors:  # positions are mapped to the frame's columns only then
             meta.first_col = _first_col(xml)
     return date1904
