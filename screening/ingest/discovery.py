@@ -32,6 +32,13 @@ KIND_ZH = {CSV: "CSV 文本", XLSX: "Excel 工作簿（xlsx）", XLS: "Excel 97-
 _BY_SUFFIX = {".csv": CSV, ".xlsx": XLSX, ".xlsm": XLSX, ".xls": XLS, ".parquet": PARQUET}
 
 
+def file_names(table: str) -> str:
+    """The names a table's file may have, for messages: every extension read (contract: .csv, .xlsx,
+    .xls, .xlsm or .parquet, in any case)."""
+    names = [f"{table}{ext}" for ext in EXTENSIONS]
+    return f"{'、'.join(names[:-1])} 或 {names[-1]}"
+
+
 def find_table_file(data_dir: Path, table: str) -> Path | None:
     """``<table>.<ext>`` with the extension (and name) in any case; two files for one table
     is an error naming both."""
