@@ -21,7 +21,7 @@ import polars as pl
 from . import uscc as uscc_mod
 from .ingest import ROW, RawTable
 from .ingest.cells import NORMALISED_SCHEMA
-from .ingest.header import missing_marks, tables_data
+from .ingest.header import excel_errors, missing_marks, tables_data
 from .schema import DATE_YEAR_RANGE, M2_PER_MU_DEN, M2_PER_MU_NUM, TABLES, YEAR_RANGE, Column, Table
 
 REJECT_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "reason": pl.String, "value": pl.String,
@@ -480,16 +480,22 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
 
 def _excel_error_problems(raw: RawTable, parsed: dict[str, list[Problem]]) -> None:
     """A cell holding an Excel error value (#N/A, #DIV/0! …) is a bad value naming the error;
-    it comes first, before "missing" or "not a number"."""
+    it comes first, before "missing" or "not a number".  The error is a workbook's error cell or
+    the error's text, as a CSV saved from Excel (or a text cell) holds it: never read as missing
+    (contract, "Bad input"), even in an optional column."""
     errors = raw.cell_errors
-    if not errors.height:
-        return
-    for name in errors["column"].unique().to_list():
-        if name not in parsed:
-            continue
-        errs = errors.filter(pl.col("column") == name)
-        err = pl.col(ROW).replace_strict(errs[ROW], errs["error"], default=None, return_dtype=pl.String)
-        parsed[name].insert(0, (err.is_not_null(), pl.format("单元格为 Excel 错误值 {}", err)))
+    texts = sorted({v for e in excel_errors() for v in (e, e.lower())})
+    schema = raw.frame.schema
+    for name in parsed:
+        found = []
+        errs = errors.filter(pl.col("column") == name) if errors.height else errors
+        if errs.height:
+            found.append(pl.col(ROW).replace_strict(errs[ROW], errs["error"], default=None, return_dtype=pl.String))
+        if schema.get(name) == pl.String:
+            found.append(pl.when(pl.col(name).is_in(texts)).then(pl.col(name).str.to_uppercase()))
+        if found:
+            err = pl.coalesce(found) if len(found) > 1 else found[0]
+            parsed[name].insert(0, (err.is_not_null(), pl.format("单元格为 Excel 错误值 {}", err)))
 
 
 def _with_check_char(typed: pl.DataFrame, bad_mask: pl.Series | None) -> pl.Series:

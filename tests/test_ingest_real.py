@@ -201,13 +201,36 @@ def test_excel_error_values_are_rejected_naming_the_error(tmp_path, err):
     assert inp.frame("stats")["uscc"].to_list() == [C1]
 
 
-def test_error_text_in_csv_optional_column_is_missing_but_error_cell_is_not(tmp_path):
+@pytest.mark.parametrize("err", ERRORS)
+def test_error_text_as_a_csv_holds_it_is_a_bad_value_never_missing(tmp_path, err):
+    """A CSV saved from Excel writes an error cell as its text: that is still an Excel error value,
+    never read as missing (contract, "Bad input"), in an optional column too, and the reason names
+    it; a missing-value mark (N/A, —) in an optional column is missing.  In the registry the field
+    is cleared and the firm kept."""
     d = quirk_dir(tmp_path)
     write_csv(d / "stats.csv", [["uscc", "year", "scale", "revenue", "value_added"],
-                                [C1, 2021, "规上", 100, "#N/A"], [C2, 2021, "规上", 50, "—"]])
+                                [C1, 2021, "规上", 100, err], [C2, 2021, "规上", 50, "—"],
+                                [C3, 2021, "规上", err, "N/A"]])
     inp = load(d)
-    assert inp.rejects.height == 0
-    assert inp.frame("stats")["value_added"].to_list() == [None, None]
+    lines = [(r["file"], r["row"], r["column"], r["reason"], r["value"], r["action"]) for r in inp.rejects.to_dicts()]
+    assert lines == [("stats.csv", 2, "value_added", f"单元格为 Excel 错误值 {err}", err, "row_rejected"),
+                     ("stats.csv", 4, "revenue", f"单元格为 Excel 错误值 {err}", err, "row_rejected")]
+    assert inp.frame("stats")["uscc"].to_list() == [C2]
+    assert inp.frame("stats")["value_added"].to_list() == [None]
+
+
+def test_error_text_in_the_registry_clears_the_field_and_keeps_the_firm(tmp_path):
+    d = quirk_dir(tmp_path)
+    rows = [ENT[0] + ["成立日期"], [*ENT[1][:3], "#N/A", "2001-01-01"], [*ENT[2], "#div/0!"], [*ENT[3], "2001-01-01"]]
+    write_csv(d / "enterprises.csv", rows)
+    inp = load(d)
+    lines = [(r["row"], r["column"], r["reason"], r["action"]) for r in inp.rejects.to_dicts()]
+    assert lines == [(2, "行业代码", "单元格为 Excel 错误值 #N/A", "field_cleared"),
+                     (3, "成立日期", "单元格为 Excel 错误值 #DIV/0!", "field_cleared")]
+    firms = inp.frame("enterprises").sort("uscc")
+    assert firms["uscc"].to_list() == [C1, C2, C3]
+    assert firms["industry_code"].to_list() == [None, "3443", "1810"]
+    assert firms["established"].to_list()[1] is None
 
 
 # ---------------------------------------------------------------- file names
