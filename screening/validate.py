@@ -29,6 +29,8 @@ REJECT_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "reaso
 #: what a reject line did: the whole row left out, or (registry only) one field made unknown
 ROW_REJECTED, FIELD_CLEARED = "row_rejected", "field_cleared"
 FIRM_ID = "firm_id"
+#: the firm-years whose land is unknown (a parcel row of theirs rejected)
+LAND_INCOMPLETE_SCHEMA = {FIRM_ID: pl.UInt32, "year": pl.Int32}
 
 _DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y.%m.%d", "%Y年%m月%d日")
 _DTYPES = {
@@ -53,9 +55,7 @@ class Inputs:
     rejects: pl.DataFrame
     files: dict[str, RawTable] = field(default_factory=dict)
     #: (firm_id, year) whose land is unknown because one of its parcel rows was rejected
-    land_incomplete: pl.DataFrame = field(
-        default_factory=lambda: pl.DataFrame(schema={FIRM_ID: pl.UInt32, "year": pl.Int32})
-    )
+    land_incomplete: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=LAND_INCOMPLETE_SCHEMA))
     read_rows: dict[str, int] = field(default_factory=dict)
     accepted_rows: dict[str, int] = field(default_factory=dict)
     #: every cell changed in reading (file, row, column, before, after, kind)
@@ -815,7 +815,7 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
 
     tables: dict[str, pl.DataFrame] = {}
     reject_parts: list[pl.DataFrame] = []
-    land_incomplete = pl.DataFrame(schema={FIRM_ID: pl.UInt32, "year": pl.Int32})
+    land_incomplete = pl.DataFrame(schema=LAND_INCOMPLETE_SCHEMA)
     accepted: dict[str, int] = {}
     coverage: dict[str, dict[int, int]] = {}
     years: dict[str, list[int]] = {}
@@ -893,15 +893,22 @@ def _validate_table(raw: RawTable, registry: "Future[_Checked] | None", keep_raw
         reg = registry.result().registry  # started first, so never waiting behind this table
     good, unknown_rejects = _attach_firm_id(raw, good, reg.index, reg.rejected_codes)
     key = [FIRM_ID if k == "uscc" else k for k in raw.table.key]
+    checked = good
     good, dup_rejects = _split_duplicates(raw, good, key, reg.frame)
     good = good.rename({ROW: "source_row"}) if raw.table.keep_rows else good.drop(ROW)
     land_incomplete = None
-    if raw.table.name == "land" and bad.height:
-        land_incomplete = (
+    if raw.table.name == "land" and (bad.height or dup_rejects.height):
+        # a firm-year with any parcel row rejected — a bad cell, or a parcel given twice (which of
+        # the two areas is right is not known) — has unknown land (contract: a partial sum would
+        # understate land and could wrongly pass a firm)
+        unknown_land = [] if not bad.height else [
             bad.filter(pl.col("year").is_not_null())
             .select(_as_text("uscc", pl.String).str.to_uppercase().alias("uscc"), "year")
-            .join(reg.frame, on="uscc", how="inner").select(FIRM_ID, "year").unique().sort(FIRM_ID, "year")
-        )
+            .join(reg.frame, on="uscc", how="inner").select(FIRM_ID, "year")]
+        if dup_rejects.height:
+            unknown_land.append(checked.filter(pl.col(ROW).is_in(dup_rejects["row"].implode()) & pl.col("year").is_not_null())
+                         .select(FIRM_ID, "year"))
+        land_incomplete = pl.concat([f.cast(LAND_INCOMPLETE_SCHEMA) for f in unknown_land]).unique().sort(FIRM_ID, "year")
     per_year, accepted = None, good.height
     if "year" in good.columns:
         # firms per year, over every year (a year's count needs only that year's rows); key
