@@ -21,7 +21,6 @@ import xlsxwriter
 
 from screening.errors import InputError
 from screening.ingest import read_dir, read_table
-from screening.ingest.header import find_header, header_lookup
 from screening.schema import TABLES
 from screening.uscc import check_char
 from screening.validate import Inputs, validate
@@ -331,29 +330,6 @@ def test_a_unit_row_under_the_header_gives_the_units(tmp_path, fmt):
     inp = load(d)
     assert {r["row"] for r in inp.rejects.to_dicts()} == {2}
     assert inp.frame("tax").height == len(TAX) - 1
-
-
-@pytest.mark.parametrize("header", ["实缴税金（单位：元）", "实缴税金（计量单位：元）", "实缴税金/元", "实缴税金／元"])
-def test_unit_in_a_header_written_with_a_word_or_after_a_slash(tmp_path, header):
-    """Contract: a unit written in a header is converted — also as （单位：元） or after a slash
-    (实缴税金/元), as departments write it.  The 单位 form stopped the run ("单位:元" not a unit);
-    the slash form was not recognised (缺少必需列)."""
-    clean = load(clean_dir(tmp_path))
-    d = quirk_dir(tmp_path)
-    write_csv(d / "tax.csv", [["统一社会信用代码", "年份", header]] + [[u, y, v * 10000] for u, y, v in TAX[1:]])
-    inp = load(d)
-    assert inp.rejects.height == 0
-    assert_same_tables(clean, inp)
-
-
-def test_a_slash_names_a_unit_only_when_it_is_one():
-    """After a slash only a unit of the column is taken (用地面积/平方米 → 亩 × 3/2000); anything else is
-    not guessed: the header is not this table's column."""
-    lookup = header_lookup(TABLES["land"], None)
-    match = find_header([["uscc", "year", "地块编号", "土地面积/平方米", "权属"]], TABLES["land"], lookup)
-    assert match.ok and [(c.canonical, c.factor) for c in match.columns if c.canonical == "area_mu"] == [("area_mu", (3.0, 2000.0))]
-    match = find_header([["uscc", "year", "地块编号", "土地面积/备注", "权属"]], TABLES["land"], lookup)
-    assert not match.ok and "土地面积/备注" in match.ignored
 
 
 def test_two_row_header_with_merged_upper_cells(tmp_path):

@@ -36,8 +36,6 @@ _BRACKET_PAIRS = (("【", "("), ("】", ")"), ("[", "("), ("]", ")"), ("〔", "(
 _BRACKETS = str.maketrans(dict(_BRACKET_PAIRS))
 _UNIT = re.compile(r"^(.+?)\(([^()]+)\)$")
 _UNIT_LINE = re.compile(r"^(?:计量)?单位[:]?(.+)$")
-#: a unit after a slash: 用地面积/平方米, 实缴税金/万元 (taken only when it is a unit of the column)
-_SLASH_UNIT = re.compile(r"^(.+?)/([^/]+)$")
 
 
 def normalize_header(h: object) -> str:
@@ -152,12 +150,6 @@ def match_header(cells: list[object], table: Table, lookup: dict[str, str], row:
         canonical, unit = lookup.get(key), None
         if canonical is None and (m := _UNIT.match(key)) and m.group(1) in lookup:
             canonical, unit = lookup[m.group(1)], m.group(2)
-            if said := _UNIT_LINE.match(unit):  # 实缴税金（单位：元）
-                unit = said.group(1)
-        if canonical is None and (m := _SLASH_UNIT.match(key)) and m.group(1) in lookup:
-            dimension = table.column(lookup[m.group(1)]).unit
-            if dimension is None or unit_factor(dimension, m.group(2)) is not None:  # never a guess
-                canonical, unit = lookup[m.group(1)], m.group(2)
         if canonical is None:
             out.ignored.append(written)
             continue
