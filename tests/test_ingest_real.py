@@ -289,49 +289,6 @@ def test_header_below_title_blank_and_unit_rows(tmp_path, fmt):
     assert inp.frame("tax").sort("uscc", "year").equals(expected.sort("uscc", "year"))
 
 
-@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
-def test_header_right_below_a_blank_row_is_reported_at_its_own_row(tmp_path, fmt):
-    """Row numbers are the ones Excel shows: a header on row 3 under a title and a blank row is row 3
-    (it was reported as row 2, the blank row read as the upper half of a two-row header)."""
-    clean = load(clean_dir(tmp_path))
-    d = quirk_dir(tmp_path)
-    rows = [["2021年度税收"], [None, None, None]] + TAX[:2] + [[C2, 2021, -3.0]] + TAX[3:]
-    if fmt == "csv":
-        write_csv(d / "tax.csv", rows)
-    else:
-        write_xlsx(d / "tax.xlsx", {"Sheet1": rows})
-    inp = load(d)
-    assert inp.files["tax"].header_row == 3
-    assert [(r["row"], r["column"]) for r in inp.rejects.to_dicts()] == [(5, "实缴税金")]
-    assert inp.frame("tax").sort("uscc", "year").equals(clean.frame("tax").filter(pl.col("uscc") != C2).sort("uscc", "year"))
-
-
-@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
-def test_a_unit_row_under_the_header_gives_the_units(tmp_path, fmt):
-    """A row of units right under the header (实缴税金 over 元), as statistical reports print it, is
-    the header's second row: the values are converted (元 → 万元), the row is no record, and the
-    data rows keep the numbers Excel shows.  Without it the amounts were read 10,000 times too
-    large and the unit row was rejected as a record."""
-    clean = load(clean_dir(tmp_path))
-    d = quirk_dir(tmp_path)
-    body = [[u, y, v * 10000] for u, y, v in TAX[1:]]
-    body[1][2] = -30000.0  # C2 2021: a negative amount, rejected on its own row
-    rows = [TAX[0], [None, None, "元"]] + body
-    if fmt == "csv":
-        write_csv(d / "tax.csv", rows, encoding="gbk")
-    else:
-        write_xlsx(d / "tax.xlsx", {"Sheet1": rows})
-    inp = load(d)
-    assert [(r["row"], r["column"]) for r in inp.rejects.to_dicts()] == [(4, "实缴税金(元)")]
-    assert inp.frame("tax").sort("uscc", "year").equals(clean.frame("tax").filter(pl.col("uscc") != C2).sort("uscc", "year"))
-    # a row under the header that is not only units of unit-bearing columns stays a record
-    write_csv(d / "tax.csv", [TAX[0], [None, "年", "元"]] + TAX[1:]) if fmt == "csv" else \
-        write_xlsx(d / "tax.xlsx", {"Sheet1": [TAX[0], [None, "年", "元"]] + TAX[1:]})
-    inp = load(d)
-    assert {r["row"] for r in inp.rejects.to_dicts()} == {2}
-    assert inp.frame("tax").height == len(TAX) - 1
-
-
 def test_two_row_header_with_merged_upper_cells(tmp_path):
     c = clean_dir(tmp_path)
     write_csv(c / "land.csv", [["uscc", "year", "parcel_id", "area_mu", "area_m2", "tenure"],

@@ -197,14 +197,8 @@ def find_header(rows: list[list[object]], table: Table, lookup: dict[str, str]) 
                 unit_line = m.group(1)
         match = match_header(cells, table, lookup, i, unit_line)
         if match.ok and match.score:
-            if i + 1 < len(rows) and _units_only(rows[i + 1], match, table):
-                # a unit row under the header (实缴税金 over 元): the units apply, the row is no record
-                two = match_header(_combine(cells, rows[i + 1]), table, lookup, i, unit_line)
-                if two.ok and two.score:
-                    two.span = 2
-                    return two
             return match
-        if i + 1 < len(rows) and texts:  # a two-row header: 用地面积 merged over 亩 | 平方米
+        if i + 1 < len(rows):  # a two-row header: 用地面积 merged over 亩 | 平方米
             two = match_header(_combine(cells, rows[i + 1]), table, lookup, i, unit_line)
             if two.ok and two.score:
                 two.span = 2
@@ -212,22 +206,6 @@ def find_header(rows: list[list[object]], table: Table, lookup: dict[str, str]) 
         if best is None or match.score > best.score:
             best = match
     return best if best is not None else match_header([], table, lookup, 0)
-
-
-def _units_only(cells: list[object], match: HeaderMatch, table: Table) -> bool:
-    """Whether a row holds nothing but units of the matched columns it stands under (万元 | 亩 |
-    吨标准煤, bracketed or not), at least one: a unit row below the header, not a record."""
-    dims = {m.index: table.column(m.canonical).unit for m in match.columns}
-    found = False
-    for j, cell in enumerate(cells):
-        if cell is None or not str(cell).strip():
-            continue
-        text = normalize_header(str(cell))
-        text = text[1:-1] if text.startswith("(") and text.endswith(")") else text
-        if not dims.get(j) or unit_factor(dims[j], text) is None:
-            return False
-        found = True
-    return found
 
 
 def _combine(upper: list[object], lower: list[object]) -> list[object]:
