@@ -29,8 +29,6 @@ REJECT_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "reaso
 #: what a reject line did: the whole row left out, or (registry only) one field made unknown
 ROW_REJECTED, FIELD_CLEARED = "row_rejected", "field_cleared"
 FIRM_ID = "firm_id"
-#: the firm-years whose land is unknown (a parcel row of theirs rejected)
-LAND_INCOMPLETE_SCHEMA = {FIRM_ID: pl.UInt32, "year": pl.Int32}
 
 _DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y.%m.%d", "%Y年%m月%d日")
 _DTYPES = {
@@ -55,7 +53,9 @@ class Inputs:
     rejects: pl.DataFrame
     files: dict[str, RawTable] = field(default_factory=dict)
     #: (firm_id, year) whose land is unknown because one of its parcel rows was rejected
-    land_incomplete: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=LAND_INCOMPLETE_SCHEMA))
+    land_incomplete: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema={FIRM_ID: pl.UInt32, "year": pl.Int32})
+    )
     read_rows: dict[str, int] = field(default_factory=dict)
     accepted_rows: dict[str, int] = field(default_factory=dict)
     #: every cell changed in reading (file, row, column, before, after, kind)
@@ -440,6 +440,7 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
     stage: list[_Helper] = []
     for c in present:
         values[c.name], parsed[c.name] = _parse(c, frame.schema[c.name], registry, raw.factors.get(c.name), stage)
+    _error_text_problems(raw, parsed)
     _excel_error_problems(raw, parsed)
     if table.name == "land":
         _land_problems(frame.columns, parsed)
@@ -480,22 +481,27 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
 
 def _excel_error_problems(raw: RawTable, parsed: dict[str, list[Problem]]) -> None:
     """A cell holding an Excel error value (#N/A, #DIV/0! …) is a bad value naming the error;
-    it comes first, before "missing" or "not a number".  The error is a workbook's error cell or
-    the error's text, as a CSV saved from Excel (or a text cell) holds it: never read as missing
-    (contract, "Bad input"), even in an optional column."""
+    it comes first, before "missing" or "not a number"."""
     errors = raw.cell_errors
+    if not errors.height:
+        return
+    for name in errors["column"].unique().to_list():
+        if name not in parsed:
+            continue
+        errs = errors.filter(pl.col("column") == name)
+        err = pl.col(ROW).replace_strict(errs[ROW], errs["error"], default=None, return_dtype=pl.String)
+        parsed[name].insert(0, (err.is_not_null(), pl.format("单元格为 Excel 错误值 {}", err)))
+
+
+def _error_text_problems(raw: RawTable, parsed: dict[str, list[Problem]]) -> None:
+    """A cell whose text is an Excel error value (#N/A, #DIV/0! …), as a CSV saved from Excel holds
+    an error cell, is a bad value naming the error, never missing (contract, "Bad input"), in an
+    optional column too; it comes first, before "missing" or "not a number"."""
     texts = sorted({v for e in excel_errors() for v in (e, e.lower())})
-    schema = raw.frame.schema
-    for name in parsed:
-        found = []
-        errs = errors.filter(pl.col("column") == name) if errors.height else errors
-        if errs.height:
-            found.append(pl.col(ROW).replace_strict(errs[ROW], errs["error"], default=None, return_dtype=pl.String))
-        if schema.get(name) == pl.String:
-            found.append(pl.when(pl.col(name).is_in(texts)).then(pl.col(name).str.to_uppercase()))
-        if found:
-            err = pl.coalesce(found) if len(found) > 1 else found[0]
-            parsed[name].insert(0, (err.is_not_null(), pl.format("单元格为 Excel 错误值 {}", err)))
+    for name, problems in parsed.items():
+        if raw.frame.schema.get(name) == pl.String:
+            err = pl.when(pl.col(name).is_in(texts)).then(pl.col(name).str.to_uppercase())
+            problems.insert(0, (err.is_not_null(), pl.format("单元格为 Excel 错误值 {}", err)))
 
 
 def _with_check_char(typed: pl.DataFrame, bad_mask: pl.Series | None) -> pl.Series:
@@ -815,7 +821,7 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
 
     tables: dict[str, pl.DataFrame] = {}
     reject_parts: list[pl.DataFrame] = []
-    land_incomplete = pl.DataFrame(schema=LAND_INCOMPLETE_SCHEMA)
+    land_incomplete = pl.DataFrame(schema={FIRM_ID: pl.UInt32, "year": pl.Int32})
     accepted: dict[str, int] = {}
     coverage: dict[str, dict[int, int]] = {}
     years: dict[str, list[int]] = {}
@@ -897,18 +903,20 @@ def _validate_table(raw: RawTable, registry: "Future[_Checked] | None", keep_raw
     good, dup_rejects = _split_duplicates(raw, good, key, reg.frame)
     good = good.rename({ROW: "source_row"}) if raw.table.keep_rows else good.drop(ROW)
     land_incomplete = None
-    if raw.table.name == "land" and (bad.height or dup_rejects.height):
-        # a firm-year with any parcel row rejected — a bad cell, or a parcel given twice (which of
-        # the two areas is right is not known) — has unknown land (contract: a partial sum would
-        # understate land and could wrongly pass a firm)
-        unknown_land = [] if not bad.height else [
+    if raw.table.name == "land" and bad.height:
+        land_incomplete = (
             bad.filter(pl.col("year").is_not_null())
             .select(_as_text("uscc", pl.String).str.to_uppercase().alias("uscc"), "year")
-            .join(reg.frame, on="uscc", how="inner").select(FIRM_ID, "year")]
-        if dup_rejects.height:
-            unknown_land.append(checked.filter(pl.col(ROW).is_in(dup_rejects["row"].implode()) & pl.col("year").is_not_null())
-                         .select(FIRM_ID, "year"))
-        land_incomplete = pl.concat([f.cast(LAND_INCOMPLETE_SCHEMA) for f in unknown_land]).unique().sort(FIRM_ID, "year")
+            .join(reg.frame, on="uscc", how="inner").select(FIRM_ID, "year").unique().sort(FIRM_ID, "year")
+        )
+    if raw.table.name == "land" and dup_rejects.height:
+        # a parcel given twice in a year (the repeat rejected): which area is right is not known, so
+        # that firm-year's land is unknown like any with a rejected parcel row (contract: a partial
+        # sum would understate land and could wrongly pass a firm)
+        twice = checked.filter(pl.col(ROW).is_in(dup_rejects["row"].implode()) & pl.col("year").is_not_null())
+        twice = twice.select(pl.col(FIRM_ID).cast(pl.UInt32), pl.col("year").cast(pl.Int32))
+        land_incomplete = (twice if land_incomplete is None else pl.concat([land_incomplete, twice])
+                           ).unique().sort(FIRM_ID, "year")
     per_year, accepted = None, good.height
     if "year" in good.columns:
         # firms per year, over every year (a year's count needs only that year's rows); key

@@ -24,7 +24,7 @@ from ..paths import folder_problem
 from ..schema import TABLES, YEAR_RANGE, Table
 from . import workbook as wbk
 from .cells import NORMALISED_SCHEMA, apply, steps
-from .discovery import CSV, HTML, KIND_ZH, PARQUET, XLS, XLSX, _BY_SUFFIX, OpenedTable, file_names, find_table_file, open_table
+from .discovery import CSV, HTML, KIND_ZH, PARQUET, XLS, XLSX, _BY_SUFFIX, OpenedTable, find_table_file, open_table
 from .header import (SCAN_ROWS, HeaderMatch, combine_expr, describe_row, find_header, header_lookup, normalize_header,
                      normalize_header_expr)
 
@@ -674,7 +674,8 @@ def read_dir(data_dir: Path, needed: set[str], optional: set[str] | frozenset[st
         path = find_table_file(data_dir, name)
         if path is None:
             if name in needed:
-                raise InputError(f"{data_dir}：缺少表 {name}（{table.zh}），应为 {file_names(name)}")
+                raise InputError(f"{data_dir}：缺少表 {name}（{table.zh}），应为 {name}.csv、{name}.xlsx、"
+                                 f"{name}.xls 或 {name}.parquet")
             continue
         out[name] = RawTable(table, path, data_dir=data_dir)
     return out
