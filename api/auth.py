@@ -77,14 +77,16 @@ def nearest_townships(township: str, known: list[str]) -> list[str]:
 
 
 def check_township(con: duckdb.DuckDBPyConnection, township: str, confirm_new: bool) -> str:
-    """``township`` when a stored run knows it, or the admin confirmed it as new; else a
-    ValueError naming the nearest known ones (``柳市`` → ``柳市镇``)."""
+    """``township`` when a stored run knows it, or the admin confirmed it as new, or no stored run
+    names any township yet (a fresh database: nothing to check against, and the contract's
+    ``users add --township T`` must work before the first run); else a ValueError naming the
+    nearest known ones (``柳市`` → ``柳市镇``)."""
     township = clean_name(township, "乡镇街道")
     known = known_townships(con)
-    if confirm_new or township in known:
+    if confirm_new or township in known or not known:
         return township
     near = nearest_townships(township, known)
-    hint = f"是否指：{'、'.join(near)}？" if near else ("已保存的运行中还没有任何乡镇街道；" if not known else "")
+    hint = f"是否指：{'、'.join(near)}？" if near else ""
     raise ValueError(f"乡镇街道 {township} 不在已保存运行的企业名录中；{hint}"
                      f"如确为新的乡镇街道，请加 --new-township（接口：confirm_new_township: true）")
 

@@ -59,6 +59,10 @@ def write_results_parquet(s: "Screening", out: Path) -> Path:
     return parquet
 
 
+#: rejects.csv: the contract's columns in the contract's order (a reader by position finds them
+#: first); the cell's value as written follows
+REJECT_COLUMNS = ("file", "row", "column", "reason", "action")
+
 #: results.csv, for people: the contract's columns, the reason and the years it speaks of.
 #: The full evidence (rule title, industry average and group, the two years' values, detail,
 #: citation) is in results.parquet and the database (docs/outputs.md); the rules' titles and
@@ -102,11 +106,12 @@ def _copy(s: "Screening", source: str, path: Path, options: str) -> None:
 
 
 def write_rejects(s: "Screening", out: Path) -> list[Path]:
-    """rejects.csv (file, row, column, reason, value, action) and normalised.csv (every cell
+    """rejects.csv (the contract's file, row, column, reason, action in its order, then the cell's
+    value) and normalised.csv (every cell
     changed in reading: file, row, column, before, after, kind), both through :mod:`.csvsafe`,
     with a BOM: the reasons are Chinese and people open them in Excel/WPS, which read a
     UTF-8 file without one as the local code page."""
-    csvsafe.write_csv(s.inputs.rejects.select("file", "row", "column", "reason", "value", "action"),
+    csvsafe.write_csv(s.inputs.rejects.select(*REJECT_COLUMNS, "value"),
                       out / "rejects.csv")
     csvsafe.write_csv(s.inputs.normalised, out / "normalised.csv")
     return [out / "rejects.csv", out / "normalised.csv"]

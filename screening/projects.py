@@ -17,7 +17,7 @@ from . import reasons
 from . import uscc as uscc_mod
 from .engine import Engine, sql_text
 from .errors import InputError
-from .ingest import ROW, RawTable, find_table_file
+from .ingest import ROW, RawTable, file_names, find_table_file
 from .paths import default_ruleset, folder_problem
 from .ruleset import RuleSet, load_ruleset
 from .schema import TABLES
@@ -50,6 +50,20 @@ class ProjectReview:
     ruleset: RuleSet
 
 
+#: where the register is looked for in a data directory: the directory itself, then its projects/
+#: folder (the bundled sample keeps it there so that ``screening run`` on sample_data never sees it)
+REGISTER_FOLDERS = (".", FAMILY)
+
+
+def find_register(data_dir: Path) -> Path | None:
+    """The ``projects`` table's file in ``data_dir`` or else in its ``projects/`` folder, or None."""
+    for name in REGISTER_FOLDERS:
+        folder = Path(data_dir) / name
+        if folder.is_dir() and (path := find_table_file(folder, FAMILY)) is not None:
+            return path
+    return None
+
+
 def read_projects(data_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """The accepted project rows, the reject lines and the number of rows read."""
     data_dir = Path(data_dir)
@@ -57,10 +71,11 @@ def read_projects(data_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     if problem:
         raise InputError(problem)
     table = TABLES[FAMILY]
-    path = find_table_file(data_dir, FAMILY)
+    path = find_register(data_dir)
     if path is None:
-        raise InputError(f"{data_dir}：缺少表 {FAMILY}（{table.zh}），应为 {FAMILY}.csv、{FAMILY}.xlsx、"
-                         f"{FAMILY}.xls 或 {FAMILY}.parquet")
+        raise InputError(f"{data_dir}：缺少表 {FAMILY}（{table.zh}），应为 {file_names(FAMILY)}"
+                         f"（也可放在其 {FAMILY}/ 子目录中）")
+    data_dir = path.parent
     raw = RawTable(table, path, data_dir=data_dir)
     raw.load()
     good, cell_rejects, _ = _check_cells(raw)

@@ -21,7 +21,7 @@ import polars as pl
 from . import uscc as uscc_mod
 from .ingest import ROW, RawTable
 from .ingest.cells import NORMALISED_SCHEMA
-from .ingest.header import missing_marks, tables_data
+from .ingest.header import excel_errors, missing_marks, tables_data
 from .schema import DATE_YEAR_RANGE, M2_PER_MU_DEN, M2_PER_MU_NUM, TABLES, YEAR_RANGE, Column, Table
 
 REJECT_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "reason": pl.String, "value": pl.String,
@@ -456,6 +456,7 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
     stage: list[_Helper] = []
     for c in present:
         values[c.name], parsed[c.name] = _parse(c, frame.schema[c.name], registry, raw.factors.get(c.name), stage)
+    _error_text_problems(raw, parsed)
     _excel_error_problems(raw, parsed)
     if table.name == "land":
         _land_problems(frame.columns, parsed)
@@ -553,6 +554,17 @@ def _excel_error_problems(raw: RawTable, parsed: dict[str, list[Problem]]) -> No
             "单元格是公式 {}，但文件中没有它的计算结果（文件由程序生成、未经计算保存），不当作空值；"
             "请在 Excel 或 WPS 中打开并保存后再导出", err)).otherwise(pl.format("单元格为 Excel 错误值 {}", err))
         parsed[name].insert(0, (err.is_not_null(), reason))
+
+
+def _error_text_problems(raw: RawTable, parsed: dict[str, list[Problem]]) -> None:
+    """A cell whose text is an Excel error value (#N/A, #DIV/0! …), as a CSV saved from Excel holds
+    an error cell, is a bad value naming the error, never missing (contract, "Bad input"), in an
+    optional column too; it comes first, before "missing" or "not a number"."""
+    texts = sorted({v for e in excel_errors() for v in (e, e.lower())})
+    for name, problems in parsed.items():
+        if raw.frame.schema.get(name) == pl.String:
+            err = pl.when(pl.col(name).is_in(texts)).then(pl.col(name).str.to_uppercase())
+            problems.insert(0, (err.is_not_null(), pl.format("单元格为 Excel 错误值 {}", err)))
 
 
 def _with_check_char(typed: pl.DataFrame, bad_mask: pl.Series | None) -> pl.Series:
@@ -950,6 +962,7 @@ def _validate_table(raw: RawTable, registry: "Future[_Checked] | None", keep_raw
         reg = registry.result().registry  # started first, so never waiting behind this table
     good, unknown_rejects = _attach_firm_id(raw, good, reg.index, reg.rejected_codes)
     key = [FIRM_ID if k == "uscc" else k for k in raw.table.key]
+    checked = good
     good, dup_rejects = _split_duplicates(raw, good, key, reg.frame)
     good = good.rename({ROW: "source_row"}) if raw.table.keep_rows else good.drop(ROW)
     land_incomplete = None
@@ -963,6 +976,14 @@ def _validate_table(raw: RawTable, registry: "Future[_Checked] | None", keep_raw
             .select(_as_text("uscc", pl.String).str.to_uppercase().alias("uscc"), "year")
             .join(reg.frame, on="uscc", how="inner").select(FIRM_ID, "year").unique().sort(FIRM_ID, "year")
         )
+    if raw.table.name == "land" and dup_rejects.height:
+        # a parcel given twice in a year (the repeat rejected): which area is right is not known, so
+        # that firm-year's land is unknown like any with a rejected parcel row (contract: a partial
+        # sum would understate land and could wrongly pass a firm)
+        twice = checked.filter(pl.col(ROW).is_in(dup_rejects["row"].implode()) & pl.col("year").is_not_null())
+        twice = twice.select(pl.col(FIRM_ID).cast(pl.UInt32), pl.col("year").cast(pl.Int32))
+        land_incomplete = (twice if land_incomplete is None else pl.concat([land_incomplete, twice])
+                           ).unique().sort(FIRM_ID, "year")
     per_year, accepted = None, good.height
     if "year" in good.columns:
         # firms per year, over every year (a year's count needs only that year's rows); key

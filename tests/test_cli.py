@@ -344,6 +344,14 @@ def test_rejects_csv_columns_and_sample_rows(ok_run: Run):
     assert ok_run.run_json["rejected_rows"] == SAMPLE_BAD_ROWS
 
 
+def test_rejects_csv_starts_with_the_contract_columns_in_order(ok_run: Run):
+    """Contract: rejects.csv has columns file, row, column, reason, action (row_rejected or
+    field_cleared); added columns (the cell's value) come after them."""
+    rejects = pl.read_csv(ok_run.out / "rejects.csv", infer_schema=False)
+    assert rejects.columns[:5] == ["file", "row", "column", "reason", "action"]
+    assert set(rejects["action"]) <= {"row_rejected", "field_cleared"} and rejects.height
+
+
 @pytest.fixture(scope="module")
 def synth_dirs(tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("synth")

@@ -21,6 +21,7 @@ import xlsxwriter
 
 from screening.errors import InputError
 from screening.ingest import read_dir, read_table
+from screening.ingest.header import find_header, header_lookup
 from screening.schema import TABLES
 from screening.uscc import check_char
 from screening.validate import Inputs, validate
@@ -201,13 +202,36 @@ def test_excel_error_values_are_rejected_naming_the_error(tmp_path, err):
     assert inp.frame("stats")["uscc"].to_list() == [C1]
 
 
-def test_error_text_in_csv_optional_column_is_missing_but_error_cell_is_not(tmp_path):
+@pytest.mark.parametrize("err", ERRORS)
+def test_error_text_as_a_csv_holds_it_is_a_bad_value_never_missing(tmp_path, err):
+    """A CSV saved from Excel writes an error cell as its text: that is still an Excel error value,
+    never read as missing (contract, "Bad input"), in an optional column too, and the reason names
+    it; a missing-value mark (N/A, —) in an optional column is missing.  In the registry the field
+    is cleared and the firm kept."""
     d = quirk_dir(tmp_path)
     write_csv(d / "stats.csv", [["uscc", "year", "scale", "revenue", "value_added"],
-                                [C1, 2021, "规上", 100, "#N/A"], [C2, 2021, "规上", 50, "—"]])
+                                [C1, 2021, "规上", 100, err], [C2, 2021, "规上", 50, "—"],
+                                [C3, 2021, "规上", err, "N/A"]])
     inp = load(d)
-    assert inp.rejects.height == 0
-    assert inp.frame("stats")["value_added"].to_list() == [None, None]
+    lines = [(r["file"], r["row"], r["column"], r["reason"], r["value"], r["action"]) for r in inp.rejects.to_dicts()]
+    assert lines == [("stats.csv", 2, "value_added", f"单元格为 Excel 错误值 {err}", err, "row_rejected"),
+                     ("stats.csv", 4, "revenue", f"单元格为 Excel 错误值 {err}", err, "row_rejected")]
+    assert inp.frame("stats")["uscc"].to_list() == [C2]
+    assert inp.frame("stats")["value_added"].to_list() == [None]
+
+
+def test_error_text_in_the_registry_clears_the_field_and_keeps_the_firm(tmp_path):
+    d = quirk_dir(tmp_path)
+    rows = [ENT[0] + ["成立日期"], [*ENT[1][:3], "#N/A", "2001-01-01"], [*ENT[2], "#div/0!"], [*ENT[3], "2001-01-01"]]
+    write_csv(d / "enterprises.csv", rows)
+    inp = load(d)
+    lines = [(r["row"], r["column"], r["reason"], r["action"]) for r in inp.rejects.to_dicts()]
+    assert lines == [(2, "行业代码", "单元格为 Excel 错误值 #N/A", "field_cleared"),
+                     (3, "成立日期", "单元格为 Excel 错误值 #DIV/0!", "field_cleared")]
+    firms = inp.frame("enterprises").sort("uscc")
+    assert firms["uscc"].to_list() == [C1, C2, C3]
+    assert firms["industry_code"].to_list() == [None, "3443", "1810"]
+    assert firms["established"].to_list()[1] is None
 
 
 # ---------------------------------------------------------------- file names
@@ -264,6 +288,45 @@ def test_header_below_title_blank_and_unit_rows(tmp_path, fmt):
     assert [(r["row"], r["column"]) for r in inp.rejects.to_dicts()] == [(header_row + 2, "实缴税金")]
     expected = clean.frame("tax").filter(pl.col("uscc") != C2)
     assert inp.frame("tax").sort("uscc", "year").equals(expected.sort("uscc", "year"))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_header_right_below_a_blank_row_is_reported_at_its_own_row(tmp_path, fmt):
+    """Row numbers are the ones Excel shows: a header on row 3 under a title and a blank row is row 3
+    (it was reported as row 2, the blank row read as the upper half of a two-row header)."""
+    clean = load(clean_dir(tmp_path))
+    d = quirk_dir(tmp_path)
+    rows = [["2021年度税收"], [None, None, None]] + TAX[:2] + [[C2, 2021, -3.0]] + TAX[3:]
+    if fmt == "csv":
+        write_csv(d / "tax.csv", rows)
+    else:
+        write_xlsx(d / "tax.xlsx", {"Sheet1": rows})
+    inp = load(d)
+    assert inp.files["tax"].header_row == 3
+    assert [(r["row"], r["column"]) for r in inp.rejects.to_dicts()] == [(5, "实缴税金")]
+    assert inp.frame("tax").sort("uscc", "year").equals(clean.frame("tax").filter(pl.col("uscc") != C2).sort("uscc", "year"))
+
+
+@pytest.mark.parametrize("header", ["实缴税金/元", "实缴税金／元"])
+def test_unit_in_a_header_after_a_slash(tmp_path, header):
+    """Contract: a unit written in a header is converted — also after a slash (实缴税金/元), as
+    departments write it; the header was not recognised (缺少必需列, exit 2)."""
+    clean = load(clean_dir(tmp_path))
+    d = quirk_dir(tmp_path)
+    write_csv(d / "tax.csv", [["统一社会信用代码", "年份", header]] + [[u, y, v * 10000] for u, y, v in TAX[1:]])
+    inp = load(d)
+    assert inp.rejects.height == 0
+    assert_same_tables(clean, inp)
+
+
+def test_a_slash_names_a_unit_only_when_it_is_one():
+    """After a slash only a unit of the column is taken (用地面积/平方米 → 亩 × 3/2000); anything else is
+    not guessed: the header is not this table's column."""
+    lookup = header_lookup(TABLES["land"], None)
+    match = find_header([["uscc", "year", "地块编号", "土地面积/平方米", "权属"]], TABLES["land"], lookup)
+    assert match.ok and [(c.canonical, c.factor) for c in match.columns if c.canonical == "area_mu"] == [("area_mu", (3.0, 2000.0))]
+    match = find_header([["uscc", "year", "地块编号", "土地面积/备注", "权属"]], TABLES["land"], lookup)
+    assert not match.ok and "土地面积/备注" in match.ignored
 
 
 def test_two_row_header_with_merged_upper_cells(tmp_path):

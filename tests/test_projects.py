@@ -59,6 +59,23 @@ def test_projects_command_writes_contract_files(tmp_path):
     assert "拟建项目" in res.stdout and "已写入" in res.stdout
 
 
+def test_projects_command_on_the_bundled_data_directory_finds_the_register(tmp_path):
+    """The contract's input directory holds the projects table; the bundled sample keeps it in
+    sample_data/projects/ (so that ``screening run`` never sees it): ``--data sample_data`` must find
+    it there, as the API's data root does, and review the same projects."""
+    res = run_cli("projects", "--data", SAMPLE, "--out", tmp_path / "whole")
+    assert res.returncode == 0, res.stderr
+    res = run_cli("projects", "--data", SAMPLE_PROJECTS, "--out", tmp_path / "folder")
+    assert res.returncode == 0, res.stderr
+    for name in ("projects.csv", "rejects.csv"):
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "folder" / name).read_bytes(), name
+    assert review(SAMPLE).results.equals(review(SAMPLE_PROJECTS).results)
+    # a register in the directory itself wins over the folder
+    here = _write(tmp_path / "d", "项目代码,项目名称,乡镇街道,行业代码,年综合能耗,年工业增加值\nP1,甲,柳市镇,3823,10,100\n")
+    _write(here / "projects", "项目代码,项目名称,乡镇街道,行业代码,年综合能耗,年工业增加值\nP2,乙,柳市镇,3823,10,100\n")
+    assert review(here).results["project_id"].to_list() == ["P1"]
+
+
 def test_sample_projects_cover_every_outcome():
     result = review(SAMPLE_PROJECTS)
     r = result.results
@@ -74,6 +91,7 @@ def test_projects_command_bad_input_is_one_line_exit_2(tmp_path):
     empty.mkdir()
     res = run_cli("projects", "--data", str(empty), "--out", str(tmp_path / "o1"))
     assert res.returncode == 2 and "缺少表 projects（拟建项目）" in res.stderr and "Traceback" not in res.stderr
+    assert "projects.xlsm" in res.stderr  # every extension the contract reads is named
     data = _write(tmp_path / "d", "项目代码,项目名称,乡镇街道,年综合能耗,年工业增加值\nP1,甲,柳市镇,10,100\n")
     res = run_cli("projects", "--data", str(data), "--out", str(tmp_path / "o2"))
     assert res.returncode == 2 and "行业代码" in res.stderr and "Traceback" not in res.stderr

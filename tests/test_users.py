@@ -226,3 +226,18 @@ def test_users_added_and_revoked_on_the_file_are_audited(tmp_path):
         con.close()
     assert [row[:3] for row in log] == [("本机命令行", "create_user", "新来的"), ("本机命令行", "revoke_user", "新来的")]
     assert '"role": "analyst"' in log[0][3] and '"revoked": true' in log[1][3]
+
+
+def test_a_township_user_can_be_added_to_a_fresh_database(tmp_path):
+    """Contract: ``screening users add --db FILE --name NAME --role township --township T`` creates the
+    user and prints its token on the last line — also before the first run, when no stored run
+    names any township to check T against (once one does, an unknown T needs --new-township)."""
+    db = tmp_path / "fresh.duckdb"
+    proc = cli("users", "add", "--db", db, "--name", "柳市", "--role", "township", "--township", "柳市镇",
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    token = proc.stdout.strip().splitlines()[-1]
+    assert len(token) >= 32 and " " not in token
+    with TestClient(create_app(Settings(db=db, runs_dir=tmp_path / "runs"))) as client:
+        answer = client.get("/api/v1/lists/2022", headers=bearer(token))
+    assert answer.status_code == 404  # a valid token (not 401): no screening of 2022 yet

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from screening.errors import ScreeningError
-from screening.ingest import find_table_file
+from screening.ingest import file_names
 
 from ..auth import User
 from ..deps import allow
@@ -20,19 +20,18 @@ from .common import ERRORS, data_folder
 
 router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
 
-#: where the register is looked for when no ``data`` is given: the data root, then its projects/ folder
-_DEFAULT_FOLDERS = (".", "projects")
-
 
 def _folder(request: Request, data: str | None) -> Path:
+    """``data`` under the data root; else the data root or its projects/ folder, as the command looks."""
+    from screening.projects import find_register
+
     root, folder = data_folder(request, data)
     if data:
         return folder
-    for name in _DEFAULT_FOLDERS:
-        folder = (root / name).resolve()
-        if folder.is_dir() and find_table_file(folder, "projects") is not None:
-            return folder
-    raise HTTPException(404, "数据根目录中没有拟建项目表（projects.csv、projects.xlsx、projects.xls 或 projects.parquet）")
+    path = find_register(root)
+    if path is not None:
+        return path.parent.resolve()
+    raise HTTPException(404, f"数据根目录中没有拟建项目表（{file_names('projects')}）")
 
 
 @router.get("", responses=ERRORS, operation_id="projects-get",

@@ -9,8 +9,8 @@
 
 Checking values and types is :mod:`screening.validate`.
 """
-from .discovery import EXTENSIONS, MAX_PARQUET_ROWS, OpenedTable, find_table_file, open_table, sniff_kind
+from .discovery import EXTENSIONS, MAX_PARQUET_ROWS, OpenedTable, file_names, find_table_file, open_table, sniff_kind
 from .table import ROW, RawTable, _decode_csv, read_dir, read_table
 
-__all__ = ["EXTENSIONS", "MAX_PARQUET_ROWS", "OpenedTable", "ROW", "RawTable", "_decode_csv", "find_table_file", "open_table", "read_dir",
+__all__ = ["EXTENSIONS", "MAX_PARQUET_ROWS", "OpenedTable", "ROW", "RawTable", "_decode_csv", "file_names", "find_table_file", "open_table", "read_dir",
            "read_table", "sniff_kind"]

@@ -45,6 +45,13 @@ _BY_SUFFIX = {".csv": CSV, ".xlsx": XLSX, ".xlsm": XLSX, ".xls": XLS, ".parquet"
               ".txt": CSV, ".tsv": CSV}
 
 
+def file_names(table: str) -> str:
+    """The names a table's file may have, for messages: every extension read (contract: .csv, .xlsx,
+    .xls, .xlsm or .parquet, in any case)."""
+    names = [f"{table}{ext}" for ext in EXTENSIONS]
+    return f"{'、'.join(names[:-1])} 或 {names[-1]}"
+
+
 def find_table_file(data_dir: Path, table: str) -> Path | None:
     """``<table>.<ext>`` with the extension (and name) in any case; two files for one table
     is an error naming both, and so is a table's only file in a format that is not read (``NOT_READ``)."""

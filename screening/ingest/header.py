@@ -34,6 +34,8 @@ INVISIBLE_CHARS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f" + FORMAT_CHARS
 _INVISIBLE = re.compile(f"[{INVISIBLE_CHARS}]")
 _BRACKET_PAIRS = (("【", "("), ("】", ")"), ("[", "("), ("]", ")"), ("〔", "("), ("〕", ")"))
 _BRACKETS = str.maketrans(dict(_BRACKET_PAIRS))
+#: a unit after a slash: 用地面积/平方米, 实缴税金/元 (taken only when it is a unit of the column)
+_SLASH_UNIT = re.compile(r"^(.+?)/([^/]+)$")
 _UNIT = re.compile(r"^(.+?)\(([^()]+)\)$")
 #: "单位：万元", "金额单位：元", "（单位：元、平方米）" alone, at the end of a title or after "填报单位：某某局"
 #: (after normalize_header; 单位 there is the reporting body, never a unit)
@@ -152,6 +154,10 @@ def match_header(cells: list[object], table: Table, lookup: dict[str, str], row:
         written = str(cell).replace("\ufeff", "").strip()
         key = normalize_header(written)
         canonical, unit = lookup.get(key), None
+        if canonical is None and (m := _SLASH_UNIT.match(key)) and m.group(1) in lookup:  # 用地面积/平方米
+            dimension = table.column(lookup[m.group(1)]).unit
+            if dimension is None or unit_factor(dimension, m.group(2)) is not None:  # only a unit, never a guess
+                canonical, unit = lookup[m.group(1)], m.group(2)
         if canonical is None and (m := _UNIT.match(key)) and m.group(1) in lookup:
             canonical, unit = lookup[m.group(1)], _UNIT_WORD.sub("", m.group(2))  # "实缴税金（单位：元）"
         if canonical is None:
@@ -201,6 +207,8 @@ def find_header(rows: list[list[object]], table: Table, lookup: dict[str, str]) 
     unit_line: tuple[str, ...] = ()
     for i, cells in enumerate(rows[:SCAN_ROWS]):
         texts = [normalize_header(c) for c in cells if c is not None and str(c).strip()]
+        if not texts:  # a blank row is never part of a header (else 'blank over header' is read as a two-row header)
+            continue
         for t in texts:
             if units := line_units(t):
                 unit_line = units
