@@ -730,3 +730,25 @@ def test_a_column_of_measured_numbers_names_its_unit(web):
     assert bare == []
     listed = client.get("/lists/2022").text
     assert "<th>命中规则（条）</th>" in listed
+
+
+def test_the_targets_are_set_against_what_can_meet_them_on_the_screen_and_workbench(web):
+    """The 大屏 said “用地（亩）：清单 2,185.70 / 目标 300.00”: the listed firms' whole land and energy set
+    against the targets for land and energy to be freed, as if the year's target were met seven times
+    over before a single plan.  As in the workbook's 汇总 (issue 14), the land and energy targets are
+    set against what the plans expect to free and the completed plans freed; the listed firms' land and
+    energy are shown apart as the scale that could be freed, and the firm target through its stages."""
+    client, tokens, _ = web
+    d = client.get("/api/v1/dashboard/2022", headers=bearer(tokens[ADMIN])).json()
+    assert d["targets"]["land_mu"]["completed"] == 0 and d["targets"]["firms"]["completed"] == 0
+    sign_in(client, ADMIN)
+    for page in ("/screen/2022", "/workbench/2022"):
+        html = client.get(page).text
+        rows = dict(re.findall(r'<tr data-target="(\w+)">(.*?)</tr>', html, re.S))
+        assert set(rows) == {"firms", "land_mu", "energy_tce"}, page
+        for key, listed in (("land_mu", d["targets"]["land_mu"]["listed"]), ("energy_tce", d["targets"]["energy_tce"]["listed"])):
+            shown = f"{listed:,.2f}"
+            assert shown not in rows[key] and "方案预计腾出 0.00" in rows[key] and "已完成腾出 0.00" in rows[key], (page, rows[key])
+            potential = re.search(r'id="targets-potential">(.*?)</p>', html, re.S).group(1)
+            assert shown in potential and "潜在腾出规模" in potential and "不是目标完成量" in potential
+        assert f"筛选清单 {d['listed']}" in rows["firms"] and "已完成整治 0" in rows["firms"], page
