@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import re
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -287,6 +288,13 @@ def test_admin_decides_finalizes_and_a_stale_plan_edit_keeps_its_text(session, s
     admin.page.check("#finalize-form input[name=allow_unresolved]")
     admin.page.click("#finalize-form button[type=submit]")
     assert "已定稿" in admin.page.inner_text("main")
+    # the signed-off list and the notices come from the page (with the service running, the command
+    # line's export-final refuses and sends people to the web; the page once had no way to them)
+    admin.page.goto("/lists/2022/finalization")
+    with admin.page.expect_download() as download:
+        admin.page.click("#final-export a")
+    names = zipfile.ZipFile(download.value.path()).namelist()
+    assert "定稿清单_2022.xlsx" in names and any(n.startswith("告知书/") and n.endswith(".docx") for n in names)
     # two admins open the same plan; the second saves after the first
     admin.page.goto(f"/firms/{confirmed}/plan?year=2022")
     admin.page.fill("#plan-form textarea[name=measures]", "更换高效电机")
