@@ -752,3 +752,16 @@ def test_the_targets_are_set_against_what_can_meet_them_on_the_screen_and_workbe
             potential = re.search(r'id="targets-potential">(.*?)</p>', html, re.S).group(1)
             assert shown in potential and "潜在腾出规模" in potential and "不是目标完成量" in potential
         assert f"筛选清单 {d['listed']}" in rows["firms"] and "已完成整治 0" in rows["firms"], page
+
+
+def test_the_runs_page_names_the_input_tables_as_people_know_them(web):
+    """数据与筛选 listed a run's input files as “enterprises: f53114f98c48…”, “product_energy: …”:
+    the program's table names.  Each is now named in Chinese (企业名录, 产品单耗 …, from the schema);
+    the upload note keeps the file name to use beside its Chinese name."""
+    from screening.schema import TABLES
+    client, _, _ = web
+    sign_in(client, ADMIN)
+    html = client.get("/runs").text
+    names = re.findall(r'(?:<td class="small">|<br>)([^<>：]+)：<span class="mono">', html)
+    assert names and all(n.strip() in {t.zh for t in TABLES.values()} for n in names), names
+    assert f"enterprises（{TABLES['enterprises'].zh}）" in html

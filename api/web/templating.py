@@ -12,6 +12,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from screening import clock
 from screening.ruleset import STATUS_ZH
+from screening.schema import TABLES as DATA_TABLES
 
 from ..auth import ROLE_ZH
 
@@ -32,6 +33,8 @@ ACTIONS = {"verify": "属地核实", "decide_dispute": "异议处理", "put_plan
            "evaluation_object": "评价异议", "evaluation_review": "评价复核", "evaluation_regrade": "调档",
            "evaluation_finalize": "评价定稿"}
 ROLES = ROLE_ZH
+#: each input table's name as people know it (企业名录 for enterprises), from the schema
+TABLES = {name: table.zh for name, table in DATA_TABLES.items()}
 
 
 def _number(value: Any, digits: int = 2) -> str:
@@ -67,7 +70,7 @@ def _jsontext(value: Any) -> str:
 
 
 ENV.filters.update(number=_number, when=_when, jsontext=_jsontext, beijing=_beijing)
-ENV.globals.update(ACTIONS=ACTIONS, STATUS=STATUS, VERIFICATION=VERIFICATION, STANDING=STANDING, ROLES=ROLES)
+ENV.globals.update(ACTIONS=ACTIONS, STATUS=STATUS, VERIFICATION=VERIFICATION, STANDING=STANDING, ROLES=ROLES, TABLES=TABLES)
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
