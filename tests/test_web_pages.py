@@ -765,3 +765,26 @@ def test_the_runs_page_names_the_input_tables_as_people_know_them(web):
     names = re.findall(r'(?:<td class="small">|<br>)([^<>：]+)：<span class="mono">', html)
     assert names and all(n.strip() in {t.zh for t in TABLES.values()} for n in names), names
     assert f"enterprises（{TABLES['enterprises'].zh}）" in html
+
+
+def test_the_audit_page_reads_in_chinese_and_every_action_has_a_name():
+    """审计 showed “admin · login · session 经信局”, “backup · database …”: the role, action and object as
+    the program stores them.  They are shown in Chinese, and every action the code audits (each
+    literal passed to api.db.audit, and import_run / import_warnings) has a Chinese name, so a new
+    action without one fails here."""
+    from pathlib import Path
+
+    from api.web.templating import ACTIONS, ENTITIES, ENV, ROLES
+    root = Path(__file__).resolve().parent.parent
+    source = "\n".join(p.read_text(encoding="utf-8") for d in ("api", "screening") for p in (root / d).rglob("*.py"))
+    actions = set(re.findall(r'\baudit\(\s*\w+,\s*\w+,\s*"(\w+)",\s*"(\w+)"', source))
+    actions |= {(a, "plan") for a in re.findall(r'"(put_plan|complete_plan)"', source)}
+    actions |= {("import_run", "run"), ("import_warnings", "warnings")}
+    assert len(actions) > 20
+    assert not [a for a, _ in actions if a not in ACTIONS] and not [e for _, e in actions if e not in ENTITIES]
+    line = {"logged_at": dt.datetime(2022, 5, 7, 9, 0), "user_name": "经信局", "role": "admin", "action": "backup",
+            "entity": "database", "entity_key": "screening-backup-1", "after": None}
+    html = ENV.get_template("audit.html").render(data={"total": 1, "items": [line]}, page=1, pages=1,
+                                                 user=None, title="审计记录", request=None, csrf_token="")
+    row = re.search(r"<tbody><tr>(.*?)</tr>", html, re.S).group(1)
+    assert f"<td>{ROLES['admin']}</td><td>{ACTIONS['backup']}</td><td>{ENTITIES['database']} screening-backup-1</td>" in row
