@@ -66,7 +66,7 @@ def allow(*roles: str) -> Callable[..., User]:
     """A dependency that admits only the given roles (others get 403)."""
     async def check(user: Annotated[User, Depends(current_user)]) -> User:
         if user.role not in roles:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"{ROLE_ZH.get(user.role, user.role)}角色（{user.role}）无权使用此功能")
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"{ROLE_ZH.get(user.role, user.role)}用户无权使用此功能")
         return user
     return check
 

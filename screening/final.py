@@ -204,9 +204,8 @@ def notice_context(final: FinalList, rs: RuleSet, config: NoticeConfig, firm: di
     hits = []
     for h in final.hits.get(firm["uscc"], []):
         rule = rs.rules.get(h["rule_id"])
-        unit = ""
-        if rule is not None:
-            unit = next((p.unit for p in rule.parameters.values() if p.unit), "") or ""
+        # the unit of what the rule measures, never a parameter's (规则 1's ratio is 倍, its value 万元/亩)
+        unit = (rule.value_unit or "") if rule is not None else ""
         hits.append({
             "rule_id": h["rule_id"], "title": h["rule_title"] or h["rule_id"], "reason": h["reason"] or "",
             "value": h["value_text"] or _number(h["value"], unit),

@@ -102,6 +102,10 @@ class Rule(_Strict):
     #: the input tables the rule reads besides ``enterprises`` (the run needs them; others may be absent)
     reads: list[str] = Field(min_length=1)
     citation: Cite
+    #: the unit of the rule's value, threshold and industry average (e.g. 万元/亩), shown after those
+    #: numbers where a person reads them apart from the reason (the notice); none when the value is a
+    #: text (grades) or its unit differs from result to result (product energy use: in the reason)
+    value_unit: str | None = None
     parameters: dict[str, Parameter] = Field(default_factory=dict)
     messages: dict[str, str]
 

@@ -147,6 +147,30 @@ def test_township_xlsx_is_a_form_with_a_drop_down(service):
     assert "filename*=UTF-8''" in client.get(EXPORT, headers=bearer(tokens["township"])).headers["content-disposition"]
 
 
+def test_the_township_form_prints_and_its_instructions_speak_to_people(service):
+    """A township prints the form to fill in on site: it printed portrait, four columns to a page, 22
+    pages for 36 firms, no header on later pages; and its instructions told a clerk to
+    “POST /api/v1/lists/2022/verifications/upload”.  Now the sheet prints like the run's workbook
+    (landscape A4, one page wide, header row on every page, title and page numbers) and the
+    instructions name the page to upload it on."""
+    import openpyxl
+    client, tokens = service
+    book = openpyxl.load_workbook(io.BytesIO(_form(client, tokens["township"])))
+    form = book[TOWNSHIP]
+    setup = form.page_setup
+    assert setup.orientation == "landscape" and setup.paperSize == 9
+    # two pages wide (the form has twice the list's columns), across then down, the firm on every page
+    assert form.sheet_properties.pageSetUpPr.fitToPage and setup.fitToWidth == 2 and setup.fitToHeight == 0
+    assert setup.pageOrder == "overThenDown" and form.print_title_cols == "$A:$C"
+    assert form.print_title_rows == "$1:$1" and "第 &P 页 共 &N 页" in form.oddFooter.center.text
+    assert "属地核实表" in form.oddHeader.left.text
+    headers = [c.value for c in form[1]]
+    assert "规则编号" not in headers and "命中规则" in headers   # no program codes on the people's form
+    assert not any("above_scale" in str(c.value) for row in form.iter_rows(min_row=2) for c in row)
+    notes = "\n".join(str(c.value) for row in book["填写说明"].iter_rows() for c in row if c.value)
+    assert "核实表下载与上传" in notes and "/api/" not in notes and "POST" not in notes
+
+
 def test_admin_and_analyst_export_all_or_one_township(service):
     client, tokens = service
     everyone = _usccs(client, tokens["admin"])

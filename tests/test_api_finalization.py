@@ -126,6 +126,9 @@ def test_plan_versions_progress_and_completion(service):
 
     done = client.post(f"/api/v1/enterprises/{firm}/plan/complete?year=2022", headers={**admin, "If-Match": '"2"'})
     assert done.status_code == 200 and done.json()["status"] == "completed" and done.headers["ETag"] == '"3"'
+    dash = client.get("/api/v1/dashboard/2022", headers=bearer(tokens["dashboard"])).json()
+    # what the completed plans freed meets the targets (as the workbook's 汇总), not the listed firms' land
+    assert dash["targets"]["land_mu"]["completed"] == 3.5 and dash["targets"]["firms"]["completed"] == 1
     assert client.put(url, headers={**admin, "If-Match": '"3"'}, json=PLAN).status_code == 409
     other = client.get("/api/v1/lists/2022/final", headers=bearer(tokens["other_township"])).json()["items"][0]["uscc"]
     assert client.get(f"/api/v1/enterprises/{other}/plan?year=2022", headers=township).status_code == 404

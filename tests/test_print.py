@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import zipfile
@@ -163,6 +164,33 @@ def test_a_notice_names_every_hit_with_its_numbers_and_the_objection_route(final
         assert title in text and reason in text
     assert "{{" not in text and "{%" not in text
     assert "7个工作日内" in text and "仅为建议" in text and "乐清市经济和信息化局" in text
+
+
+def test_a_notice_gives_each_number_in_the_unit_of_what_the_rule_measures(final_db, tmp_path):
+    """The notice read “本企业数值：5.62倍（行业平均值的比例）；认定标准：6.34倍（行业平均值的比例）；
+    行业平均：63.42倍（行业平均值的比例）” for a firm whose 亩均税收 was 5.62 万元/亩: the unit was the
+    first parameter's that had one (规则 1's ratio), not the unit of the value.  Each rule now names the
+    unit of its value (``value_unit``); every number on the line carries that unit, and a rule without
+    one (grades as text, product energy use whose unit is in the reason) shows the bare figure."""
+    out = tmp_path / "final"
+    assert cli("export-final", "--year", "2022", "--db", final_db["db"], "--out", out, cwd=tmp_path).returncode == 0
+    rs = load_ruleset(default_ruleset())
+    units = {r.title: getattr(r, "value_unit", None) for r in rs.rules.values()}
+    checked = 0
+    for path in (out / "告知书").glob("*.docx"):
+        paragraphs = [p.text for p in Document(str(path)).paragraphs]
+        for i, text in enumerate(paragraphs):
+            if not text.startswith("本企业数值"):
+                continue
+            title = re.match(r"\d+\. (.+?)。", paragraphs[i - 1]).group(1)
+            unit = units[title]
+            figures = re.findall(r"(?:本企业数值|认定标准|行业平均)：([^；]+)；", text)
+            assert len(figures) == 3 and "倍" not in text, text
+            for figure in figures:
+                if re.fullmatch(r"[\d,.]+.*", figure):
+                    assert figure.endswith(unit or figure[-1]) and (unit or not re.search(r"[^\d,.]", figure)), text
+            checked += unit == "万元/亩"
+    assert checked, "no notice of a 亩均税收 rule (万元/亩)"
 
 
 def test_the_objection_deadline_comes_from_the_rule_set(final_db, tmp_path):

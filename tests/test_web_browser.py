@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import re
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -118,6 +119,12 @@ def test_projects_filter_and_the_backup_button(session, server):
     analyst.page.click("header nav >> text=拟建项目")
     api = server["api"].get("/api/v1/projects?page_size=50", headers=bearer(server["tokens"]["analyst"])).json()
     assert analyst.page.locator("#projects tbody tr").count() == len(api["items"]) > 0
+    # on a 1280-wide screen the whole table shows: the long unit headers once kept their columns
+    # wide and pushed 处理建议 and 说明 off to the right, behind a sideways scroll
+    assert analyst.page.viewport_size["width"] == 1280
+    wide, box = analyst.page.evaluate("() => { const s = document.querySelector('#projects').parentElement;"
+                                      " return [s.scrollWidth, s.clientWidth]; }")
+    assert wide <= box, (wide, box)
     analyst.page.select_option("select[name=suggestion]", "报上级审查")
     analyst.page.click("form.filters button[type=submit]")
     analyst.page.wait_for_load_state()
@@ -287,6 +294,13 @@ def test_admin_decides_finalizes_and_a_stale_plan_edit_keeps_its_text(session, s
     admin.page.check("#finalize-form input[name=allow_unresolved]")
     admin.page.click("#finalize-form button[type=submit]")
     assert "已定稿" in admin.page.inner_text("main")
+    # the signed-off list and the notices come from the page (with the service running, the command
+    # line's export-final refuses and sends people to the web; the page once had no way to them)
+    admin.page.goto("/lists/2022/finalization")
+    with admin.page.expect_download() as download:
+        admin.page.click("#final-export a")
+    names = zipfile.ZipFile(download.value.path()).namelist()
+    assert "定稿清单_2022.xlsx" in names and any(n.startswith("告知书/") and n.endswith(".docx") for n in names)
     # two admins open the same plan; the second saves after the first
     admin.page.goto(f"/firms/{confirmed}/plan?year=2022")
     admin.page.fill("#plan-form textarea[name=measures]", "更换高效电机")

@@ -76,11 +76,14 @@ def _dashboard(cursor, year: int) -> dict:
         """, [run, previous.run_id]).fetchall()[0]
         change = {"previous_year": year - 1, "entered": row[0], "left": row[1], "stayed": row[2]}
     plans = plan_summary(cursor, year)
-    for key, freed in (("land_mu", plans["expected_land_mu"]), ("energy_tce", plans["expected_energy_tce"])):
+    # the targets are met by what plans free, not by the listed firms' whole land and energy (issue 14):
+    # ``listed`` of land and energy is the scale that could be freed, shown apart on the pages
+    for key in ("land_mu", "energy_tce"):
         if key in targets:
-            targets[key]["planned"] = freed
+            targets[key]["planned"] = plans[f"expected_{key}"]
+            targets[key]["completed"] = plans[f"freed_{key}"]
     if "firms" in targets:
-        targets["firms"]["final"] = final
+        targets["firms"].update(final=final, plans=plans["plans"], completed=plans["completed"])
     return {"year": year, "run_id": run, "finalized": year in catalogue.finalized, "listed": listed, "final": final,
             "by_township": by_township, "by_rule": by_rule, "by_industry": by_industry, "verification": verification, "plans": plans,
             "targets": targets, "year_over_year": change, "key_energy_users": _key_energy(record),

@@ -27,7 +27,8 @@ from screening import clock, filesafety
 from screening.filesafety import FileTooLarge, FileUnreadable, Limits
 
 from screening.csvsafe import csv_bytes
-from screening.excel import ANOMALY_COLUMN, LIST_COLUMNS, WORKBOOK_OPTIONS, Workbook, _formats, _list_sheet, sheet_name
+from screening.excel import (ANOMALY_COLUMN, LIST_COLUMNS, WORKBOOK_OPTIONS, Workbook, _formats, _list_sheet,
+                             print_setup, sheet_name)
 from screening.store import results_relation
 
 from ..auth import User
@@ -118,7 +119,8 @@ def _csv(frame: pl.DataFrame) -> bytes:
 
 
 def _xlsx(frame: pl.DataFrame, year: int, run: str, township: str | None) -> bytes:
-    columns = (*LIST_COLUMNS, *STATUS_COLUMNS, ANOMALY_COLUMN, *FILL_COLUMNS)
+    # the rule titles say which rules hit; their program codes (rule_ids) stay off the form people fill in
+    columns = (*(c for c in LIST_COLUMNS if c[0] != "rule_ids"), *STATUS_COLUMNS, ANOMALY_COLUMN, *FILL_COLUMNS)
     frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c, *_ in FILL_COLUMNS)
     buffer = io.BytesIO()
     with Workbook(buffer, {**WORKBOOK_OPTIONS, "in_memory": True}) as wb:
@@ -138,6 +140,15 @@ def _xlsx(frame: pl.DataFrame, year: int, run: str, township: str | None) -> byt
                 "input_title": "核实结果", "input_message": "请选择：确认 或 异议（选择异议须填写异议原因）",
                 "error_title": "核实结果无效", "error_message": "只能选择“确认”或“异议”", "error_type": "stop",
             })
+        # printed to be filled in by hand in the township, as the run's workbook prints (docs/print.md):
+        # landscape A4, one page wide, the header on every page, title and run in the page header
+        print_setup(ws, f"{year}年度高耗低效整治企业属地核实表（{township or '全部乡镇街道'}）",
+                    f"运行编号 {run}　导出时间 {clock.stamp()}")
+        # the form is twice as wide as the list: two pages wide, printed across then down, so the
+        # columns to fill in come right after the evidence they judge; 序号、代码、名称 on every page
+        ws.fit_to_pages(2, 0)
+        ws.repeat_columns(0, 2)
+        ws.print_across()
         _instructions(wb, fmts, year, run, township, name)
     return buffer.getvalue()
 
@@ -152,7 +163,7 @@ def _instructions(wb: Workbook, fmts: dict[str, Any], year: int, run: str, towns
         f"1. 在工作表“{sheet}”的“核实结果”列下拉选择“确认”或“异议”；选择“异议”时必须填写“异议原因”，“备注”可选。",
         "2. 未填写“核实结果”的行不会提交，可以分批填写、多次上传；“核实状态”等列是导出时的状态，仅供参考。",
         "3. 请勿修改“统一社会信用代码”列和表头；可以删除不需要的行，但不要改动企业与代码的对应关系。",
-        (f"4. 填好后上传（POST /api/v1/lists/{year}/verifications/upload）。只要有一行有误，整份文件都不保存，"
+        ("4. 填好后登录网页，在“清单”页点“核实表下载与上传”，选择本文件上传。只要有一行有误，整份文件都不保存，"
          "并按行号列出每一处问题；改正后重新上传即可。"),
     ]
     ws.write_string(0, 0, lines[0], fmts["title"])

@@ -188,5 +188,8 @@ def plan_summary(cursor, year: int) -> dict:
         "completed": sum(s == "completed" for _, s in plans),
         "expected_land_mu": sum(p["expected_land_mu"] for p, _ in plans),
         "expected_energy_tce": sum(p["expected_energy_tce"] for p, _ in plans),
+        # what completed plans freed (the same measure as screening.final's progress, issue 14)
+        "freed_land_mu": sum(p["expected_land_mu"] for p, s in plans if s == "completed"),
+        "freed_energy_tce": sum(p["expected_energy_tce"] for p, s in plans if s == "completed"),
         "overdue_milestones": overdue,
     }

@@ -12,6 +12,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from screening import clock
 from screening.ruleset import STATUS_ZH
+from screening.schema import TABLES as DATA_TABLES
 
 from ..auth import ROLE_ZH
 
@@ -30,8 +31,16 @@ ACTIONS = {"verify": "属地核实", "decide_dispute": "异议处理", "put_plan
            "change_password": "修改密码", "reset_password": "重设密码", "create_user": "创建用户", "revoke_user": "停用用户", "run": "筛选", "evidence": "上传证据文件",
            "evaluate": "评价测算", "evaluation_confirm": "评价数据确认", "evaluation_publish": "评价公示",
            "evaluation_object": "评价异议", "evaluation_review": "评价复核", "evaluation_regrade": "调档",
-           "evaluation_finalize": "评价定稿"}
+           "evaluation_finalize": "评价定稿", "password_change_failed": "修改密码失败", "replace_final": "撤销定稿并替换清单",
+           "backup": "备份", "upload_data": "上传数据", "prune_runs": "清理试算运行",
+           "import_run": "导入命令行筛选", "import_warnings": "导入命令行预警"}
+#: what an audit line is about (its ``entity``), as people read it on the 审计 page
+ENTITIES = {"session": "登录", "user": "用户", "enterprise": "企业", "plan": "一企一策方案", "list": "清单",
+            "evaluation": "亩均评价", "measures": "差别化措施名单", "measure_ledger": "措施台账", "database": "数据库备份",
+            "run": "筛选运行", "warnings": "预警", "data": "上传数据"}
 ROLES = ROLE_ZH
+#: each input table's name as people know it (企业名录 for enterprises), from the schema
+TABLES = {name: table.zh for name, table in DATA_TABLES.items()}
 
 
 def _number(value: Any, digits: int = 2) -> str:
@@ -67,7 +76,8 @@ def _jsontext(value: Any) -> str:
 
 
 ENV.filters.update(number=_number, when=_when, jsontext=_jsontext, beijing=_beijing)
-ENV.globals.update(ACTIONS=ACTIONS, STATUS=STATUS, VERIFICATION=VERIFICATION, STANDING=STANDING, ROLES=ROLES)
+ENV.globals.update(ACTIONS=ACTIONS, STATUS=STATUS, VERIFICATION=VERIFICATION, STANDING=STANDING, ROLES=ROLES, TABLES=TABLES,
+                   ENTITIES=ENTITIES)
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
