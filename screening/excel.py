@@ -1,7 +1,8 @@
 """整治企业清单_<Y>.xlsx: the workbook the bureau reads, prints and sends to townships.
 
 Sheets: 汇总 (targets, counts by rule and township), 整治企业清单 (the full list), one
-sheet per 乡镇街道, 规则与依据 (parameters and citations) and 数据问题 (rejected rows).
+sheet per 乡镇街道, 规则与依据 (parameters and citations), 数据问题 (rejected rows) and
+数据核查提示 (the advisory data check's flagged firms, most unusual first).
 Written with xlsxwriter in constant-memory mode; the list sheets' rows all at once
 (screening.excel_rows), their cells made once for the full list and every township's sheet.
 """
@@ -312,6 +313,18 @@ def _list_rows(ws: Any, fmts: dict[str, Any], frame: pl.DataFrame, columns: tupl
 
 #: the advisory data check (screening.anomaly) beside a flagged firm; never part of the decision
 ANOMALY_COLUMN = ("anomaly_note", "数据核查提示（仅供参考）", 40, "wrap")
+#: 数据核查提示: the firms the advisory data check flagged (anomalies.csv, for people: Chinese headers)
+CHECK_COLUMNS: tuple[tuple[str, str, int, str], ...] = (
+    ("list_no", "序号", 6, "int"),
+    ("uscc", "统一社会信用代码", 21, "text"),
+    ("name", "企业名称", 30, "text"),
+    ("township", "乡镇街道", 10, "text"),
+    ("industry_code", "行业代码", 9, "text"),
+    ("listed_zh", "是否在清单中", 8, "text"),
+    ("anomaly_score", "异常程度（0—1，越大越异常）", 12, "num2"),
+    ("indicators", "与往年或同行业明显不一致之处（仅供参考，不影响判定）", 70, "wrap"),
+)
+CHECK_SHEET = "数据核查提示"
 #: a township's own sheet: the township and the machine rule ids add nothing there
 TOWNSHIP_COLUMNS = (*(c for c in LIST_COLUMNS if c[0] not in ("township", "rule_ids")), ANOMALY_COLUMN)
 
@@ -493,6 +506,21 @@ def _rejects_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], rejects: pl.Da
     print_setup(ws, *page)
 
 
+def _check_sheet(wb: xlsxwriter.Workbook, fmts: dict[str, Any], anomalies: pl.DataFrame,
+                 page: tuple[str, str], used: set[str]) -> None:
+    """数据核查提示: every flagged firm, most unusual first (as anomaly.assemble orders them), so that
+    a person reads anomalies.csv's content with Chinese headers; advisory, it changes no status."""
+    flagged = anomalies.filter(pl.col("flagged")) if "flagged" in anomalies.columns else anomalies.clear()
+    frame = flagged.select(
+        pl.int_range(1, pl.len() + 1).alias("list_no"), "uscc", "name",
+        township_for_people(), "industry_code",
+        pl.when(pl.col("listed")).then(pl.lit("是")).otherwise(pl.lit("否")).alias("listed_zh"),
+        "anomaly_score", "indicators")
+    # the name was kept from the township sheets (``used``); it is this sheet's own now
+    _list_sheets(wb, fmts, CHECK_SHEET, frame, CHECK_COLUMNS, (f"{page[0]}　数据核查提示（仅供参考）", page[1]),
+                 used - {CHECK_SHEET})
+
+
 def _parts(frame: pl.DataFrame) -> list[pl.DataFrame]:
     """The frame in slices a sheet can hold (one slice when it fits; screening.spreadsheet)."""
     rows = spreadsheet.MAX_SHEET_ROWS
@@ -532,7 +560,7 @@ def write_workbook(s: "Screening", path: Path) -> None:
         parts = len(_parts(people))
         _summary(wb, fmts, s, split_note(people.height, [f"整治企业清单（{i}／{parts}）" for i in range(1, parts + 1)])
                  if parts > 1 else None)
-        used = {"汇总", "规则与依据", "数据问题"}
+        used = {"汇总", "规则与依据", "数据问题", CHECK_SHEET}
         title, facts = _page_facts(s)
         full, by_township = _list_cells(people, fmts)
         _list_sheets(wb, fmts, "整治企业清单", people, LIST_COLUMNS, (title, facts), used, full)
@@ -543,6 +571,7 @@ def write_workbook(s: "Screening", path: Path) -> None:
                          TOWNSHIP_COLUMNS, (f"{title}（{township}）", facts), used, made)
         _rules_sheet(wb, fmts, s)
         _rejects_sheet(wb, fmts, s.inputs.rejects, (title, facts))
+        _check_sheet(wb, fmts, s.anomalies, (title, facts), used)
 
 
 def _list_cells(people: pl.DataFrame, fmts: dict[str, Any]) -> tuple[pl.DataFrame, Iterable[tuple[Any, pl.DataFrame]]]:

@@ -421,7 +421,7 @@ def test_run_json_list_size_matches_list_csv(ok_run: Run):
 
 # ----------------------------------------------------------------------------- 6. Excel
 
-FIXED_SHEETS = {"汇总", "整治企业清单", "规则与依据", "数据问题"}
+FIXED_SHEETS = {"汇总", "整治企业清单", "规则与依据", "数据问题", "数据核查提示"}
 
 
 @pytest.fixture(scope="module")
@@ -457,6 +457,23 @@ def test_workbook_rules_and_problems_sheets(workbook, ok_run: Run):
     assert set(rules[rules.columns[0]].to_list()) == set(RULE_IDS)
     problems = workbook["数据问题"]
     assert problems.height == SAMPLE_BAD_ROWS
+
+
+def test_workbook_check_sheet_gives_the_flagged_firms_in_chinese(workbook, ok_run: Run):
+    """数据核查提示: anomalies.csv's flagged firms, most unusual first, under Chinese headers (the
+    summary line sends people here), with whether each is on the list; advisory only."""
+    anomalies = pl.read_csv(ok_run.out / "anomalies.csv")
+    flagged = anomalies.filter(pl.col("flagged"))
+    sheet = workbook["数据核查提示"]
+    assert flagged.height > 0
+    assert sheet.height == flagged.height
+    assert sheet.columns[:3] == ["序号", "统一社会信用代码", "企业名称"]
+    assert not any(c.isascii() for c in sheet.columns)
+    assert sheet["统一社会信用代码"].cast(pl.String).to_list() == flagged["uscc"].to_list()
+    listed = set(ok_run.list["uscc"])
+    assert sheet["是否在清单中"].to_list() == ["是" if u in listed else "否" for u in flagged["uscc"]]
+    assert sheet["序号"].to_list() == list(range(1, flagged.height + 1))
+    assert "数据核查提示" in ok_run.proc.stdout and "整治企业清单_2022.xlsx" in ok_run.proc.stdout
 
 
 # ----------------------------------------------------------------------------- 7. --set

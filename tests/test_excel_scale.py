@@ -100,7 +100,11 @@ def test_a_list_longer_than_a_sheet_is_split_and_says_so(tmp_path: Path, sample_
     assert [r[1][0] for r in rows] == [1 + 7 * i for i in range(parts)]  # 序号 runs on across the parts
     summary = [c for row in wb["汇总"].iter_rows(values_only=True) for c in row if isinstance(c, str)]
     assert any("1,048,576" in c and f"分为 {parts} 个工作表" in c for c in summary)
-    townships = [name for name in wb.sheetnames if name not in {"汇总", "规则与依据", "数据问题", *names}]
+    checks = [name for name in wb.sheetnames if name.startswith("数据核查提示")]
+    flagged = sample_screening.anomalies["flagged"].sum()
+    assert len(checks) == -(-flagged // 7) > 1 and all("／" in name for name in checks)  # split the same way
+    assert sum(wb[name].max_row - 1 for name in checks) == flagged
+    townships = [name for name in wb.sheetnames if name not in {"汇总", "规则与依据", "数据问题", *names, *checks}]
     assert sum(1 for name in townships if "／" in name) > 0  # a township over the limit is split the same way
     assert all(wb[name].max_row <= 8 for name in townships)
     listed = sum(wb[name].max_row - 1 for name in townships)

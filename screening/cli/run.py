@@ -85,6 +85,9 @@ def _final_grades(db: Path, rules: Optional[Path], overrides: list[str]):
 
 
 def _summary(s, out: Path, db: Path, elapsed: float) -> None:
+    from ..excel import CHECK_SHEET
+    from ..outputs import workbook_name
+
     rs = s.ruleset
     table = Table(title=f"{rs.meta.region}{s.list_year}年度筛选结果（数据年度 {s.years[0]}—{s.years[1]}）", title_justify="left")
     table.add_column("规则")
@@ -109,7 +112,8 @@ def _summary(s, out: Path, db: Path, elapsed: float) -> None:
             say(out_console, f"提示：{raw.path.name}：{raw.note}", "yellow")
     if s.anomaly_summary:
         say(out_console, f"数据核查提示（仅供参考，不影响判定）：{s.anomaly_summary['flagged']} 家企业的数据前后或与同行业"
-                          f"相比明显不一致，建议优先核实，见 {out / 'anomalies.csv'}")
+                          f"相比明显不一致，建议优先核实，见工作簿 {out / workbook_name(s.list_year)} 的"
+                          f"“{CHECK_SHEET}”表（另有 anomalies.csv）")
     for w in s.warnings:
         say(out_console, f"提示：{w}", "yellow")
     say(out_console, f"输出目录：{out.resolve()}（list.csv/.parquet、results.csv/.parquet、rules.csv/.parquet、整治企业清单_{s.list_year}.xlsx、anomalies.csv/.parquet、rejects.csv、normalised.csv、check.json/.xlsx、run.json）")
