@@ -138,6 +138,31 @@ def test_an_xlsx_formula_without_a_computed_value_is_a_bad_value_never_missing(t
     assert "没有它的计算结果" in reject["reason"]
 
 
+def test_an_xlsx_formula_whose_computed_value_is_empty_text_is_a_blank_cell(tmp_path):
+    # Excel saves =IF(…,"",…) that came out empty as t="str" with an empty <v></v>: computed, blank
+    import zipfile
+
+    import xlsxwriter
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    wb = xlsxwriter.Workbook(tmp_path / "stats.xlsx")
+    ws = wb.add_worksheet("Sheet1")
+    ws.write_row(0, 0, ["统一社会信用代码", "年份", "规模", "营业收入", "研发经费"])
+    ws.write_row(1, 0, [C1, 2021, "规上", 100])
+    ws.write_formula(1, 4, '=IF(D2>1000,D2*0.1,"")', None, "")
+    wb.close()
+    with zipfile.ZipFile(tmp_path / "stats.xlsx") as z:
+        parts = {n: z.read(n) for n in z.namelist()}
+    sheet = parts["xl/worksheets/sheet1.xml"]
+    assert b'<c r="E2"><f>' in sheet and b"<v></v>" in sheet
+    parts["xl/worksheets/sheet1.xml"] = sheet.replace(b'<c r="E2">', b'<c r="E2" t="str">')  # as Excel writes it
+    with zipfile.ZipFile(tmp_path / "stats.xlsx", "w") as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    inp = load(tmp_path)
+    assert inp.frame("stats").select("uscc", "rd_expense").rows() == [(C1, None)]
+    assert inp.rejects.height == 0
+
+
 # ---------------------------------------------------------------- HTML saved as .xls (government systems)
 
 def _html(d, body: str, name: str = "energy.xls") -> None:
