@@ -85,6 +85,23 @@ def test_a_unit_line_naming_several_units_gives_each_column_its_own(tmp_path):
     assert load(tmp_path).frame("land")["area_mu"].to_list() == [3.0]  # 2000 m², never 2000 亩
 
 
+def test_a_unit_line_never_changes_a_header_that_names_its_unit(tmp_path):
+    # "用地面积（亩）" says 亩: a title's "（单位：平方米）" is for other columns, never 30 亩 read as 30 m²
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    (tmp_path / "land.csv").write_text(f"2021年用地情况（单位：万元、平方米）\n统一社会信用代码,年份,地块编号,用地面积（亩）,权属\n"
+                                       f"{C1},2021,P1,30,自有\n", encoding="utf-8")
+    assert load(tmp_path).frame("land")["area_mu"].to_list() == [30.0]
+
+
+def test_a_unit_row_contradicting_a_header_that_names_its_unit_stops_the_table(tmp_path):
+    from screening.errors import InputError
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    (tmp_path / "land.csv").write_text(f"统一社会信用代码,年份,地块编号,用地面积（亩）,权属\n,,,平方米,\n"
+                                       f"{C1},2021,P1,30,自有\n", encoding="utf-8")
+    with pytest.raises(InputError, match="两个不同的单位（亩、平方米）"):
+        load(tmp_path)
+
+
 @pytest.mark.parametrize("line", ["填报单位：乐清市税务局,,", "单位名称：乐清市税务局,,"])
 def test_a_reporting_body_is_no_unit(tmp_path, line):
     _tax_csv(tmp_path, f"{line}\n统一社会信用代码,年份,实缴税金\n{C1},2021,12.5\n")

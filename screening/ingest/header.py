@@ -151,15 +151,20 @@ def match_header(cells: list[object], table: Table, lookup: dict[str, str], row:
             continue
         written = str(cell).replace("\ufeff", "").strip()
         key = normalize_header(written)
-        canonical, unit = lookup.get(key), None
+        canonical, unit, name = lookup.get(key), None, key
         if canonical is None and (m := _UNIT.match(key)) and m.group(1) in lookup:
-            canonical, unit = lookup[m.group(1)], _UNIT_WORD.sub("", m.group(2))  # "实缴税金（单位：元）"
+            canonical, unit, name = lookup[m.group(1)], _UNIT_WORD.sub("", m.group(2)), m.group(1)  # "实缴税金（单位：元）"
         if canonical is None:
             out.ignored.append(written)
             continue
         col = table.column(canonical)
         factor = None
-        if unit is None and unit_line and col.unit:
+        # a name that says its unit ("用地面积(亩)"): a unit line never changes it, another unit after it contradicts it
+        own = m.group(2) if col.unit and (m := _UNIT.match(name)) and unit_factor(col.unit, m.group(2)) else None
+        if own is not None and unit is not None and unit_factor(col.unit, unit) != unit_factor(col.unit, own):
+            out.error = f"列“{written}”写了两个不同的单位（{own}、{unit}），无法确定按哪个单位读取；请只保留一个"
+            continue
+        if unit is None and unit_line and col.unit and own is None:
             unit = next((u for u in unit_line if unit_factor(col.unit, u)), None)
         if unit is not None and col.unit:
             factor = unit_factor(col.unit, unit)
