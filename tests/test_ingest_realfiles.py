@@ -318,6 +318,15 @@ def test_html_spans_that_would_make_a_huge_grid_are_refused(tmp_path):
         load(tmp_path)
 
 
+@pytest.mark.parametrize("cell, count", [('<td colspan="1000">1</td>', 17), ("<td>1</td>", 16_385)], ids=["spans", "cells"])
+def test_an_html_row_wider_than_excel_allows_is_refused(tmp_path, cell, count):
+    # a few KB of colspan="1000" must not make a frame of a million columns (seconds and GBs)
+    from screening import filesafety
+    _html(tmp_path, "<table>" + _tr("统一社会信用代码", "年份", "综合能耗", "用电量") + f"<tr>{cell * count}</tr></table>")
+    with pytest.raises(filesafety.FileTooLarge, match="第 2 行超过 16,384 列"):
+        load(tmp_path)
+
+
 # ---------------------------------------------------------------- file names bureaus send
 
 def test_wps_et_and_text_files_named_for_a_table_are_read_by_their_bytes(tmp_path):

@@ -405,6 +405,9 @@ _MAX_SPAN = 1000
 #: cells the spans of one HTML file may fill beyond their own (a real export's merges fill a few
 #: thousand; many cells each spanning 1000 × 1000 are refused before the grid grows)
 _MAX_SPANNED = 1_000_000
+#: columns of one HTML table row (Excel's own limit): a short file of spanned or empty cells must not
+#: make a frame of a million columns
+_MAX_COLUMNS = 16_384
 
 
 def _read_html(path: Path, raw: bytes) -> list[tuple[pl.DataFrame, list[tuple[int, int, str]]]]:
@@ -444,6 +447,9 @@ def _read_html(path: Path, raw: bytes) -> list[tuple[pl.DataFrame, list[tuple[in
             if not self.rows:
                 self.start_row()
             r, row = len(self.rows) - 1, self.rows[-1]
+            if len(row) + colspan > _MAX_COLUMNS:
+                raise filesafety.FileTooLarge(f"{path.name}：网页表格第 {r + 1} 行超过 {_MAX_COLUMNS:,} 列（Excel 的列数上限），"
+                                              "不是部门导出的表格")
             for k in range(colspan):
                 c = len(row)
                 if k and text:
