@@ -327,6 +327,14 @@ def test_an_html_row_wider_than_excel_allows_is_refused(tmp_path, cell, count):
         load(tmp_path)
 
 
+def test_html_with_thousands_of_nested_tables_is_refused(tmp_path):
+    # each table is looked at for the header: 200,000 nested ones took seconds per MB
+    from screening import filesafety
+    _html(tmp_path, "<table><tr><td>x" * 1001)
+    with pytest.raises(filesafety.FileTooLarge, match="表格超过 1,000 个"):
+        load(tmp_path)
+
+
 # ---------------------------------------------------------------- file names bureaus send
 
 def test_wps_et_and_text_files_named_for_a_table_are_read_by_their_bytes(tmp_path):

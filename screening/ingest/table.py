@@ -408,6 +408,9 @@ _MAX_SPANNED = 1_000_000
 #: columns of one HTML table row (Excel's own limit): a short file of spanned or empty cells must not
 #: make a frame of a million columns
 _MAX_COLUMNS = 16_384
+#: tables of one HTML file (an export page holds a few: a query form, a layout, the data); each is
+#: looked at for the header
+_MAX_TABLES = 1000
 
 
 def _read_html(path: Path, raw: bytes) -> list[tuple[pl.DataFrame, list[tuple[int, int, str]]]]:
@@ -476,6 +479,8 @@ def _read_html(path: Path, raw: bytes) -> list[tuple[pl.DataFrame, list[tuple[in
         def handle_starttag(self, tag, attrs):
             if tag == "table":
                 self._end_cell()
+                if len(self.grids) >= _MAX_TABLES:
+                    raise filesafety.FileTooLarge(f"{path.name}：网页文件中的表格超过 {_MAX_TABLES:,} 个，不是部门导出的表格")
                 grid = Grid()
                 self.grids.append(grid)
                 self.open.append(grid)
