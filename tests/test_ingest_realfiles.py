@@ -85,6 +85,22 @@ def test_a_unit_line_naming_several_units_gives_each_column_its_own(tmp_path):
     assert load(tmp_path).frame("land")["area_mu"].to_list() == [3.0]  # 2000 m², never 2000 亩
 
 
+@pytest.mark.parametrize("lines", ["能耗单位：千克标准煤,,电量单位：千瓦时,", "能耗单位：千克标准煤,,,\n电量单位：千瓦时,,,",
+                                   '"能耗单位：千克标准煤，电量单位：千瓦时",,,', "电量单位：千瓦时,,,\n能耗单位：千克标准煤,,,"],
+                         ids=["two-cells", "two-rows", "two-clauses", "two-rows-other-order"])
+def test_unit_lines_for_different_columns_each_keep_their_kind(tmp_path, lines):
+    # one line per kind: the second never drops the first (2500 千克标准煤 is 2.5 吨, never 2500 吨)
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    (tmp_path / "energy.csv").write_text(f"{lines}\n统一社会信用代码,年份,综合能耗,用电量\n{C1},2021,2500,30000\n",
+                                         encoding="utf-8")
+    assert load(tmp_path).frame("energy").select("energy_tce", "electricity").rows() == [(2.5, 3.0)]
+
+
+def test_the_unit_line_nearest_the_header_wins_for_its_kind(tmp_path):
+    _tax_csv(tmp_path, f"2021年税收（单位：万元）,,\n金额单位：元,,\n统一社会信用代码,年份,实缴税金\n{C1},2021,125000\n")
+    assert load(tmp_path).frame("tax")["tax_paid"].to_list() == [12.5]
+
+
 def test_a_unit_line_never_changes_a_header_that_names_its_unit(tmp_path):
     # "用地面积（亩）" says 亩: a title's "（单位：平方米）" is for other columns, never 30 亩 read as 30 m²
     write_csv(tmp_path / "enterprises.csv", ENT)

@@ -40,6 +40,7 @@ _UNIT = re.compile(r"^(.+?)\(([^()]+)\)$")
 _UNIT_LINE = re.compile(r"(?<!填报)(?<!填表)(?<!制表)(?<!报送)(?<!编制)(?<!申报)(?<!上报)单位:?([^():]+?)\)?$")
 _UNIT_WORD = re.compile(r"^(?:计量)?单位:?(?=.)")
 _UNIT_LIST = re.compile(r"[、,;/]|和|及")
+_CLAUSES = re.compile(r"[,;。]")
 
 
 def normalize_header(h: object) -> str:
@@ -206,9 +207,9 @@ def find_header(rows: list[list[object]], table: Table, lookup: dict[str, str]) 
     unit_line: tuple[str, ...] = ()
     for i, cells in enumerate(rows[:SCAN_ROWS]):
         texts = [normalize_header(c) for c in cells if c is not None and str(c).strip()]
-        for t in texts:
+        for t in texts:  # "金额单位：元" | "面积单位：亩": each line its kind (the nearest first)
             if units := line_units(t):
-                unit_line = units
+                unit_line = units + tuple(u for u in unit_line if u not in units)
         match = match_header(cells, table, lookup, i, unit_line)
         if match.ok and match.score:
             units = _unit_row(cells, rows[i + 1]) if i + 1 < len(rows) else None
@@ -234,13 +235,15 @@ def find_header(rows: list[list[object]], table: Table, lookup: dict[str, str]) 
 
 def line_units(text: str) -> tuple[str, ...]:
     """The convertible units a "单位：…" line names (``text`` normalised), in order; () when it is
-    no such line.  "金额单位：元" or "（单位：元、平方米）" at the end of a title count; each column
-    takes the one of its kind (:func:`match_header`)."""
-    m = _UNIT_LINE.search(text)
-    if not m:
-        return ()
+    no such line.  "金额单位：元" or "（单位：元、平方米）" at the end of a title count, and so does
+    each clause of "能耗单位：千克标准煤，电量单位：千瓦时"; each column takes the one of its kind
+    (:func:`match_header`)."""
     convertible = {normalize_header(u) for d in tables_data()["units"].values() for u in d}
-    return tuple(u for u in _UNIT_LIST.split(m.group(1)) if u in convertible)
+    found: list[str] = []
+    for part in (text, *_CLAUSES.split(text)):  # "能耗单位：千克标准煤，电量单位：千瓦时": a unit per clause
+        if m := _UNIT_LINE.search(part):
+            found += [u for u in _UNIT_LIST.split(m.group(1)) if u in convertible and u not in found]
+    return tuple(found)
 
 
 def unit_words() -> frozenset[str]:
