@@ -238,7 +238,7 @@ def line_units(text: str) -> tuple[str, ...]:
     no such line.  "金额单位：元" or "（单位：元、平方米）" at the end of a title count, and so does
     each clause of "能耗单位：千克标准煤，电量单位：千瓦时"; each column takes the one of its kind
     (:func:`match_header`)."""
-    convertible = {normalize_header(u) for d in tables_data()["units"].values() for u in d}
+    convertible = convertible_units()
     found: list[str] = []
     for part in (text, *_CLAUSES.split(text)):  # "能耗单位：千克标准煤，电量单位：千瓦时": a unit per clause
         if m := _UNIT_LINE.search(part):
@@ -246,11 +246,15 @@ def line_units(text: str) -> tuple[str, ...]:
     return tuple(found)
 
 
+@lru_cache(maxsize=1)
+def convertible_units() -> frozenset[str]:
+    """Every unit that converts (the ``units`` of synonyms.yaml, any kind), normalised."""
+    return frozenset(normalize_header(u) for d in tables_data()["units"].values() for u in d)
+
+
 def unit_words() -> frozenset[str]:
     """Every unit a unit row may hold (normalised): the convertible ones and the plain ones."""
-    units = tables_data()["units"]
-    return frozenset(normalize_header(u) for u in [*(u for d in units.values() for u in d),
-                                                  *tables_data()["unit_words"]])
+    return convertible_units() | {normalize_header(u) for u in tables_data()["unit_words"]}
 
 
 def _unit_row(header: list[object], cells: list[object]) -> tuple[tuple[str, ...], list[object]] | None:
@@ -259,7 +263,7 @@ def _unit_row(header: list[object], cells: list[object]) -> tuple[tuple[str, ...
     None when ``cells`` is not such a row.  Every filled cell must be a unit (or the word
     单位, or its column's header again: a cell merged down), and one at least a unit that converts."""
     known = unit_words()
-    convertible = {normalize_header(u) for d in tables_data()["units"].values() for u in d}
+    convertible = convertible_units()
     lower: list[object] = []
     line: tuple[str, ...] = ()
     any_unit = False

@@ -265,8 +265,13 @@ def _ragged_csv(data: bytes, sep: str) -> tuple[pl.DataFrame, list[tuple[int, li
     records = list(csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=sep))
     width = len(records[0]) if records else 0
     ragged = [(i, rec[width:]) for i, rec in enumerate(records) if len(rec) > width and any(c.strip() for c in rec[width:])]
-    cols = {f"column_{j + 1}": [(rec[j] or None) if j < len(rec) else None for rec in records] for j in range(width)}
-    return pl.DataFrame(cols, schema={k: pl.String for k in cols}), ragged
+    return _text_frame(records, width), ragged
+
+
+def _text_frame(rows: list[list[str | None]], width: int) -> pl.DataFrame:
+    """Rows of cell texts as a frame of ``width`` text columns (column_1 …); an empty cell is null."""
+    cols = {f"column_{j + 1}": [(r[j] or None) if j < len(r) else None for r in rows] for j in range(width)}
+    return pl.DataFrame(cols, schema={k: pl.String for k in cols})
 
 
 # ---------------------------------------------------------------- workbooks
@@ -527,9 +532,7 @@ def _read_html(path: Path, raw: bytes) -> list[tuple[pl.DataFrame, list[tuple[in
         rows = [[None if v == "" else v for v in r] for r in grid.rows]
         if not any(any(v is not None for v in r) for r in rows):
             continue
-        width = max(len(r) for r in rows)
-        cols = {f"column_{j + 1}": [r[j] if j < len(r) else None for r in rows] for j in range(width)}
-        frames.append((pl.DataFrame(cols, schema={k: pl.String for k in cols}), grid.filled))
+        frames.append((_text_frame(rows, max(len(r) for r in rows)), grid.filled))
     if not frames:
         raise InputError(f"{path.name}：网页文件中没有表格")
     return frames
