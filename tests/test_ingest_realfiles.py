@@ -326,6 +326,28 @@ def test_xls_merged_cells_take_the_ranges_value(tmp_path):
         (4, "年份"), (4, "权属"), (4, "统一社会信用代码")]
 
 
+def test_xls_merged_ranges_that_overlap_are_refused_before_filling(tmp_path):
+    # ranges never overlap in a sound file; thousands over one column made millions of filled cells
+    import xls_bombs as xb
+
+    from screening import filesafety
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    rows = [["统一社会信用代码", "年份", "实缴税金"]] + [[C1, 2021 - k, k] for k in range(10)]
+    overlapping = [(1, 10 - k % 9, 0, 0) for k in range(40)] + [(1, 10, 1, 1)] * 3  # (r1, r2, c1, c2)
+    xb.workbook(tmp_path / "tax.xls", {"Sheet1": _cells(rows) + _merged(*overlapping)})
+    with pytest.raises(filesafety.FileUnreadable, match="合并单元格区域相互重叠"):
+        load(tmp_path)
+
+
+def test_xls_a_merged_range_written_twice_counts_once(tmp_path):
+    import xls_bombs as xb
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    rows = [["统一社会信用代码", "年份", "实缴税金"], [C1, 2021, 1], [None, 2020, 2]]
+    xb.workbook(tmp_path / "tax.xls", {"Sheet1": _cells(rows) + _merged(*[(1, 2, 0, 0)] * 50)})
+    inp = load(tmp_path)
+    assert inp.frame("tax").select("uscc", "year").sort("year").rows() == [(C1, 2020), (C1, 2021)]
+
+
 def test_html_spans_that_would_make_a_huge_grid_are_refused(tmp_path):
     from screening import filesafety
     cell = '<td colspan="1000" rowspan="1000">x</td>'

@@ -300,12 +300,22 @@ def _ragged_rows(path: Path, ragged: list[tuple[int, list[str]]], first_row: int
 
 
 def _fill_merges(frame: pl.DataFrame, merges: list[tuple[int, int, int, int]], first_col: int,
-                 first_row: int = 0) -> tuple[pl.DataFrame, list[tuple[int, int, str]]]:
-    """Give every cell of a merged range the range's (top-left) value; returns the cells filled."""
+                 label: str) -> tuple[pl.DataFrame, list[tuple[int, int, str]]]:
+    """Give every cell of a merged range the range's (top-left) value; returns the cells filled.
+
+    Merged ranges never overlap (Excel refuses such a file): ranges that together cover more cells
+    than the sheet has are a damaged (or hostile) file, refused before any cell is filled, so the
+    work stays within the sheet's size; a range written twice counts once."""
+    merges = list(dict.fromkeys(merges))
+    covered = sum((min(r2, frame.height - 1) - r1 + 1) * (min(c2 - first_col, frame.width - 1) - max(c1 - first_col, 0) + 1)
+                  for r1, c1, r2, c2 in merges
+                  if 0 <= r1 < frame.height and r1 <= r2 and c1 <= c2 and c2 >= first_col and c1 - first_col < frame.width)
+    if covered > frame.height * frame.width:
+        raise filesafety.FileUnreadable(f"{label}：合并单元格区域相互重叠（共覆盖 {covered:,} 个单元格，工作表只有 "
+                                        f"{frame.height * frame.width:,} 个），文件可能已损坏；请在 Excel 或 WPS 中打开并另存后再导出")
     targets: dict[int, tuple[list[int], list[str]]] = {}
     filled: list[tuple[int, int, str]] = []
     for r1, c1, r2, c2 in merges:
-        r1, r2 = r1 - first_row, r2 - first_row
         if r2 < 0 or r1 >= frame.height or r1 < 0:
             continue
         r2 = min(r2, frame.height - 1)
@@ -353,7 +363,7 @@ def _read_workbook(opened: OpenedTable, table: Table, lookup: dict[str, str]):
         else:
             frame = wbk.load_rows(wb, i)
             head = frame.head(SCAN_ROWS)
-        head, _ = _fill_merges(head, meta.merges, meta.first_col)
+        head, _ = _fill_merges(head, meta.merges, meta.first_col, path.name)
         rows = [list(r) for r in head.iter_rows()]
         match = find_header(rows, table, lookup)
         if meta.visible != "visible":
@@ -384,7 +394,7 @@ def _read_workbook(opened: OpenedTable, table: Table, lookup: dict[str, str]):
                          f"（最接近表头的是第 {match.row + 1} 行：{describe_row(rows, match)}）"
                          + _year_sheet_hint(table, match, [name] + [m.name for m in wb.sheets if m.visible == "visible"]))
     i, meta, match, frame = chosen
-    frame, filled = _fill_merges(frame, meta.merges, meta.first_col)
+    frame, filled = _fill_merges(frame, meta.merges, meta.first_col, path.name)
     errors = [(r, c - meta.first_col, e) for r, c, e in meta.errors]
     return frame, match, meta.name, sheets, filled, errors, wb.date1904, unreadable
 
