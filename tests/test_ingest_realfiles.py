@@ -96,6 +96,13 @@ def test_unit_lines_for_different_columns_each_keep_their_kind(tmp_path, lines):
     assert load(tmp_path).frame("energy").select("energy_tce", "electricity").rows() == [(2.5, 3.0)]
 
 
+@pytest.mark.parametrize("line", ["2021年度亩均税收（单位：元/亩）,,", "单位：元/平方米,,"])
+def test_a_ratio_unit_is_no_unit_of_an_amount(tmp_path, line):
+    # 元/亩 is 元 per 亩: the amounts below are not in 元 (12.5 stays 12.5 万元, never 0.00125)
+    _tax_csv(tmp_path, f"{line}\n统一社会信用代码,年份,实缴税金\n{C1},2021,12.5\n")
+    assert load(tmp_path).frame("tax")["tax_paid"].to_list() == [12.5]
+
+
 def test_the_unit_line_nearest_the_header_wins_for_its_kind(tmp_path):
     _tax_csv(tmp_path, f"2021年税收（单位：万元）,,\n金额单位：元,,\n统一社会信用代码,年份,实缴税金\n{C1},2021,125000\n")
     assert load(tmp_path).frame("tax")["tax_paid"].to_list() == [12.5]

@@ -39,7 +39,8 @@ _UNIT = re.compile(r"^(.+?)\(([^()]+)\)$")
 #: (after normalize_header; 单位 there is the reporting body, never a unit)
 _UNIT_LINE = re.compile(r"(?<!填报)(?<!填表)(?<!制表)(?<!报送)(?<!编制)(?<!申报)(?<!上报)单位:?([^():]+?)\)?$")
 _UNIT_WORD = re.compile(r"^(?:计量)?单位:?(?=.)")
-_UNIT_LIST = re.compile(r"[、,;/]|和|及")
+#: units listed in one line: "元、平方米"; never "/", which makes one unit of two ("元/亩" is 元 per 亩, no 元)
+_UNIT_LIST = re.compile(r"[、,;]|和|及")
 _CLAUSES = re.compile(r"[,;。]")
 
 
