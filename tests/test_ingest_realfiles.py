@@ -147,6 +147,19 @@ def test_notes_under_the_table_are_named_as_such(tmp_path, note):
     assert inp.normalised.height == 0  # a row not read lists no cell
 
 
+@pytest.mark.parametrize("note", ["联系人：王某 13800000000", "附注：含3家企业", "说明：按季收取"])
+def test_a_record_whose_note_starts_like_a_sign_off_is_a_record(tmp_path, note):
+    # a township's row of the measures ledger has no code; its 备注 is a note, the row is money to account for
+    from screening.measures.ledger import read_ledger
+    path = tmp_path / "measure_ledger.csv"
+    path.write_text("年份,季度,类别,类型,统一社会信用代码,企业名称,乡镇街道,计费量,金额,备注\n"
+                    f"2022,1,加价收取,电,,,柳市镇,1000,50,{note}\n"
+                    "制表人：张三,,,,,,,,,\n", encoding="utf-8")
+    good, rejects = read_ledger(path)
+    assert good.select("township", "amount", "row").rows() == [("柳市镇", 50.0, 2)]
+    assert rejects.select("row", "reason").rows() == [(3, "表尾说明行，不是数据行，未读取")]
+
+
 # ---------------------------------------------------------------- workbooks written by programs
 
 def test_an_xlsx_formula_without_a_computed_value_is_a_bad_value_never_missing(tmp_path):

@@ -566,10 +566,12 @@ def _read_parquet(path: Path, columns: list[str], year: str | None = None,
 
 
 def _furniture(body: pl.DataFrame, cols: list[str], headers: dict[str, str], top: list[list] | None = None,
-               span: int = 1) -> tuple[pl.DataFrame, pl.DataFrame]:
+               span: int = 1, keys: tuple[str, ...] = ()) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Take out report furniture: a 栏次 row ("甲 乙 1 2") right under the header (also under each
     repeat of it), the header repeated on every printed page, 合计/小计 rows and sign-off lines
     (制表人、审核人、注：…).  Vectorised over the text columns; ``headers``: column -> its header as written.
+    A sign-off line holds no value in the must-fill columns ``keys`` other than its own text: a record whose
+    note says "联系人：王某" or "附注：含3家" is a record.
 
     A header of ``span`` rows is recognised again as it was at the top (a two-row header
     combined, :func:`.header.combine_expr`); ``top``: the sheet's rows from its first down to the
@@ -591,7 +593,9 @@ def _furniture(body: pl.DataFrame, cols: list[str], headers: dict[str, str], top
     else:
         sub = body
     total = pl.any_horizontal(pl.col(c).str.contains(_TOTAL).fill_null(False) for c in text)
-    sign_off = pl.any_horizontal(pl.col(c).str.contains(_SIGN_OFF).fill_null(False) for c in text)
+    sign_off = pl.any_horizontal(pl.col(c).str.contains(_SIGN_OFF).fill_null(False) for c in text) & pl.all_horizontal(
+        pl.lit(True), *(pl.col(k).is_null() | pl.col(k).str.contains(_SIGN_OFF) | (pl.col(k).str.strip_chars() == "")
+                        for k in keys if k in text))
     # the header again: every filled text cell is its column's header (as headers are compared), two at least;
     # a two-row header also as the row above and this one combined (the lower row is marked)
     single = _header_again({c: pl.col(c) for c in text}, [pl.col(c).is_not_null() for c in text], headers)
@@ -853,7 +857,8 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None,
 
     if ragged:
         out.ragged, body = _ragged_rows(path, ragged, first_row, body)
-    body, out.furniture = _furniture(body, list(picked.values()), out.headers, top, match.span)
+    body, out.furniture = _furniture(body, list(picked.values()), out.headers, top, match.span,
+                                     tuple(c.name for c in table.columns if c.nonnull))
     # a blank line (or a row of empty cells) is not a record; row numbers stay as the file counts them
     empty = _blank_rows(body, list(picked.values()))
     if empty is not None:
