@@ -138,6 +138,14 @@ def test_a_unit_written_with_the_word_unit_in_the_header(tmp_path):
     assert load(tmp_path).frame("tax")["tax_paid"].to_list() == [12.5]
 
 
+def test_a_unit_in_one_header_is_that_columns_only(tmp_path):
+    # "研发经费（单位：元）" names its own unit: 营业收入 beside it stays in 万元 (100, never 0.01)
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    (tmp_path / "stats.csv").write_text(f"统一社会信用代码,年份,规模,营业收入,研发经费（单位：元）\n{C1},2021,规上,100,50000\n",
+                                        encoding="utf-8")
+    assert load(tmp_path).frame("stats").select("revenue", "rd_expense").rows() == [(100.0, 5.0)]
+
+
 @pytest.mark.parametrize("note", ["填表说明：1.税金单位为万元；2.按入库口径", "填报说明：无", "附注：含退税",
                                   "注1：不含个人", "联系人：王某", "联系电话：0577-1234567", "统计负责人：李某"])
 def test_notes_under_the_table_are_named_as_such(tmp_path, note):

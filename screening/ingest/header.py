@@ -209,6 +209,8 @@ def find_header(rows: list[list[object]], table: Table, lookup: dict[str, str]) 
     for i, cells in enumerate(rows[:SCAN_ROWS]):
         texts = [normalize_header(c) for c in cells if c is not None and str(c).strip()]
         for t in texts:  # "金额单位：元" | "面积单位：亩": each line its kind (the nearest first)
+            if t in lookup or ((m := _UNIT.match(t)) and m.group(1) in lookup):
+                continue  # a column's own header ("研发经费（单位：元）"): its unit is that column's only
             if units := line_units(t):
                 unit_line = units + tuple(u for u in unit_line if u not in units)
         match = match_header(cells, table, lookup, i, unit_line)
