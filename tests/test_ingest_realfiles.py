@@ -492,3 +492,15 @@ def test_values_typed_in_another_form_are_listed_in_normalised(tmp_path):
         ("evaluations.csv", 2, "评价等级", "C类", "C", "enum_word"),
         ("evaluations.csv", 3, "评价等级", "Ｄ级", "D", "full_width"),  # one line per cell, the value as read
     ])
+
+
+def test_a_value_that_fails_its_check_is_never_listed_as_read_in_another_form(tmp_path):
+    # "C 3823" is rejected (not 4 digits): normalised.csv must not say it was read as " 3823"
+    ent = [ENT[0], [*ENT[1][:3], "C 3823"], [*ENT[2][:3], "C3823"], ENT[3]]
+    write_csv(tmp_path / "enterprises.csv", ent)
+    write_csv(tmp_path / "evaluations.csv", [["统一社会信用代码", "年份", "评价等级"], [C1, 2021, "E类"], [C2, 2021, "b级"]])
+    inp = load(tmp_path)
+    assert inp.rejects.select("file", "row", "column").sort("file").rows() == [
+        ("enterprises.csv", 2, "行业代码"), ("evaluations.csv", 2, "评价等级")]
+    assert sorted(inp.normalised.select("file", "row", "column", "after").rows()) == [
+        ("enterprises.csv", 3, "行业代码", "3823"), ("evaluations.csv", 3, "评价等级", "B")]
