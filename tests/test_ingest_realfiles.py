@@ -4,6 +4,8 @@ the table.  The rule throughout: a number is never read in the wrong unit; a row
 record is named as such; nothing vanishes."""
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from test_ingest_real import C1, C2, ENT, load, write_csv, write_xlsx
@@ -284,6 +286,19 @@ def test_html_from_excel_reads_the_full_number_behind_a_rounded_text(tmp_path):
     _html(tmp_path, "<table>" + _tr("统一社会信用代码", "年份", "综合能耗", "用电量")
           + _tr(C1, "2021", '<td x:num="1.456">1.5</td>', "<td x:num>10</td>") + "</table>")
     assert load(tmp_path).frame("energy").select("energy_tce", "electricity").rows() == [(1.456, 10.0)]
+
+
+def test_html_from_excel_reads_the_shown_text_when_it_is_no_rounding(tmp_path):
+    # x:num is the value behind a rounded number only: "0610" (a code kept with its zero) and a date
+    # "2021/1/1" (x:num 44197) are read as shown, as before
+    hdr = ENT[0] + ["成立日期"]
+    (tmp_path / "enterprises.xls").write_text(
+        "<table>" + _tr(*hdr) + _tr(C1, "甲", "柳市镇", '<td x:num="610">0610</td>', '<td x:num="44197">2021/1/1</td>')
+        + "</table>", encoding="utf-8")
+    inp = load(tmp_path)
+    assert inp.frame("enterprises").select("industry_code", "established").rows() == [("0610", date(2021, 1, 1))]
+    assert inp.rejects.height == 0
+    assert inp.normalised.height == 0  # never "44197" read as a date serial
 
 
 # ---------------------------------------------------------------- old .xls (BIFF8), built record by record

@@ -477,6 +477,15 @@ def _read_html(path: Path, raw: bytes) -> list[tuple[pl.DataFrame, list[tuple[in
                     self.pending[(r + k, c)] = text
             self._skip()
 
+    def rounded(text: str, number: str) -> bool:
+        """Whether ``text`` shows the number ``number`` rounded ("1.5" for 1.456).  A text that is
+        the same number ("0610" for 610: a code with its zeros) or no number (a date "2021/1/1" for
+        44197, "50%") is what the cell shows, and is read."""
+        try:
+            return float(text.replace(",", "")) != float(number)
+        except ValueError:
+            return False
+
     def span(attrs: dict, name: str) -> int:
         try:
             return max(1, min(int(str(attrs.get(name) or "1").strip()), _MAX_SPAN))
@@ -523,7 +532,7 @@ def _read_html(path: Path, raw: bytes) -> list[tuple[pl.DataFrame, list[tuple[in
                 return
             text = "".join(self.cell).strip()
             number = self.attrs.get("x:num")  # Excel's HTML: the value behind a rounded text
-            if number and number.strip():
+            if number and rounded(text, number.strip()):
                 text = number.strip()
             self.open[-1].add(text, span(self.attrs, "colspan"), span(self.attrs, "rowspan"))
             self.cell = None
