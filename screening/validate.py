@@ -465,7 +465,7 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
     for helper in stage:
         frame = frame.with_columns(_helper_column(frame, helper).alias(helper.name))
     typed = frame.select(ROW, *values.values())
-    _list_rewrites(raw, frame, present)
+    _list_rewrites(raw, frame, present, parsed)
     if registry:  # a bad field other than the code is cleared, not the row rejected
         flags = frame.select(_flag(p).alias(n) for n, p in parsed.items() if p)  # each column's once
         cleared = [n for n in flags.columns if n != "uscc" and flags[n].any()]
@@ -503,16 +503,19 @@ def _check_cells(raw: RawTable) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFram
 _REWRITE_KINDS = {"uscc": "letter_case", "code4": "code_letter", "enum": "enum_word"}
 
 
-def _list_rewrites(raw: RawTable, frame: pl.DataFrame, columns: list[Column]) -> None:
+def _list_rewrites(raw: RawTable, frame: pl.DataFrame, columns: list[Column], parsed: dict[str, list[Problem]]) -> None:
     """Add to ``raw.normalised`` every cell whose typed value is another form of its text (a code in
-    lower case, ``C3823``, ``C类``): a value read in another form than written is listed (contract)."""
+    lower case, ``C3823``, ``C类``): a value read in another form than written is listed (contract).
+    A cell with a problem (``C 3823``) is not read in any form: it is a reject line, never listed."""
     parts = []
     for col in columns:
         kind = _REWRITE_KINDS.get(col.kind)
         text, value = f"_text_{col.name}", f"_value_{col.name}"
         if kind is None or text not in frame.columns or value not in frame.columns:
             continue
-        changed = frame.filter(pl.col(text).is_not_null() & pl.col(value).is_not_null() & (pl.col(text) != pl.col(value)))
+        read = ~_flag(parsed[col.name]) if parsed.get(col.name) else pl.lit(True)
+        changed = frame.filter(pl.col(text).is_not_null() & pl.col(value).is_not_null() & (pl.col(text) != pl.col(value))
+                               & read)
         if changed.height:
             parts.append(_rewrite_lines(raw, changed[ROW], col.name, changed[text], changed[value], kind))
     if parts:

@@ -4,6 +4,8 @@ the table.  The rule throughout: a number is never read in the wrong unit; a row
 record is named as such; nothing vanishes."""
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from test_ingest_real import C1, C2, ENT, load, write_csv, write_xlsx
@@ -85,6 +87,46 @@ def test_a_unit_line_naming_several_units_gives_each_column_its_own(tmp_path):
     assert load(tmp_path).frame("land")["area_mu"].to_list() == [3.0]  # 2000 m², never 2000 亩
 
 
+@pytest.mark.parametrize("lines", ["能耗单位：千克标准煤,,电量单位：千瓦时,", "能耗单位：千克标准煤,,,\n电量单位：千瓦时,,,",
+                                   '"能耗单位：千克标准煤，电量单位：千瓦时",,,', "电量单位：千瓦时,,,\n能耗单位：千克标准煤,,,"],
+                         ids=["two-cells", "two-rows", "two-clauses", "two-rows-other-order"])
+def test_unit_lines_for_different_columns_each_keep_their_kind(tmp_path, lines):
+    # one line per kind: the second never drops the first (2500 千克标准煤 is 2.5 吨, never 2500 吨)
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    (tmp_path / "energy.csv").write_text(f"{lines}\n统一社会信用代码,年份,综合能耗,用电量\n{C1},2021,2500,30000\n",
+                                         encoding="utf-8")
+    assert load(tmp_path).frame("energy").select("energy_tce", "electricity").rows() == [(2.5, 3.0)]
+
+
+@pytest.mark.parametrize("line", ["2021年度亩均税收（单位：元/亩）,,", "单位：元/平方米,,"])
+def test_a_ratio_unit_is_no_unit_of_an_amount(tmp_path, line):
+    # 元/亩 is 元 per 亩: the amounts below are not in 元 (12.5 stays 12.5 万元, never 0.00125)
+    _tax_csv(tmp_path, f"{line}\n统一社会信用代码,年份,实缴税金\n{C1},2021,12.5\n")
+    assert load(tmp_path).frame("tax")["tax_paid"].to_list() == [12.5]
+
+
+def test_the_unit_line_nearest_the_header_wins_for_its_kind(tmp_path):
+    _tax_csv(tmp_path, f"2021年税收（单位：万元）,,\n金额单位：元,,\n统一社会信用代码,年份,实缴税金\n{C1},2021,125000\n")
+    assert load(tmp_path).frame("tax")["tax_paid"].to_list() == [12.5]
+
+
+def test_a_unit_line_never_changes_a_header_that_names_its_unit(tmp_path):
+    # "用地面积（亩）" says 亩: a title's "（单位：平方米）" is for other columns, never 30 亩 read as 30 m²
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    (tmp_path / "land.csv").write_text(f"2021年用地情况（单位：万元、平方米）\n统一社会信用代码,年份,地块编号,用地面积（亩）,权属\n"
+                                       f"{C1},2021,P1,30,自有\n", encoding="utf-8")
+    assert load(tmp_path).frame("land")["area_mu"].to_list() == [30.0]
+
+
+def test_a_unit_row_contradicting_a_header_that_names_its_unit_stops_the_table(tmp_path):
+    from screening.errors import InputError
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    (tmp_path / "land.csv").write_text(f"统一社会信用代码,年份,地块编号,用地面积（亩）,权属\n,,,平方米,\n"
+                                       f"{C1},2021,P1,30,自有\n", encoding="utf-8")
+    with pytest.raises(InputError, match="两个不同的单位（亩、平方米）"):
+        load(tmp_path)
+
+
 @pytest.mark.parametrize("line", ["填报单位：乐清市税务局,,", "单位名称：乐清市税务局,,"])
 def test_a_reporting_body_is_no_unit(tmp_path, line):
     _tax_csv(tmp_path, f"{line}\n统一社会信用代码,年份,实缴税金\n{C1},2021,12.5\n")
@@ -98,6 +140,14 @@ def test_a_unit_written_with_the_word_unit_in_the_header(tmp_path):
     assert load(tmp_path).frame("tax")["tax_paid"].to_list() == [12.5]
 
 
+def test_a_unit_in_one_header_is_that_columns_only(tmp_path):
+    # "研发经费（单位：元）" names its own unit: 营业收入 beside it stays in 万元 (100, never 0.01)
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    (tmp_path / "stats.csv").write_text(f"统一社会信用代码,年份,规模,营业收入,研发经费（单位：元）\n{C1},2021,规上,100,50000\n",
+                                        encoding="utf-8")
+    assert load(tmp_path).frame("stats").select("revenue", "rd_expense").rows() == [(100.0, 5.0)]
+
+
 @pytest.mark.parametrize("note", ["填表说明：1.税金单位为万元；2.按入库口径", "填报说明：无", "附注：含退税",
                                   "注1：不含个人", "联系人：王某", "联系电话：0577-1234567", "统计负责人：李某"])
 def test_notes_under_the_table_are_named_as_such(tmp_path, note):
@@ -105,6 +155,19 @@ def test_notes_under_the_table_are_named_as_such(tmp_path, note):
     inp = load(tmp_path)
     assert inp.rejects.select("row", "column", "reason").rows() == [(3, "（整行）", "表尾说明行，不是数据行，未读取")]
     assert inp.normalised.height == 0  # a row not read lists no cell
+
+
+@pytest.mark.parametrize("note", ["联系人：王某 13800000000", "附注：含3家企业", "说明：按季收取"])
+def test_a_record_whose_note_starts_like_a_sign_off_is_a_record(tmp_path, note):
+    # a township's row of the measures ledger has no code; its 备注 is a note, the row is money to account for
+    from screening.measures.ledger import read_ledger
+    path = tmp_path / "measure_ledger.csv"
+    path.write_text("年份,季度,类别,类型,统一社会信用代码,企业名称,乡镇街道,计费量,金额,备注\n"
+                    f"2022,1,加价收取,电,,,柳市镇,1000,50,{note}\n"
+                    "制表人：张三,,,,,,,,,\n", encoding="utf-8")
+    good, rejects = read_ledger(path)
+    assert good.select("township", "amount", "row").rows() == [("柳市镇", 50.0, 2)]
+    assert rejects.select("row", "reason").rows() == [(3, "表尾说明行，不是数据行，未读取")]
 
 
 # ---------------------------------------------------------------- workbooks written by programs
@@ -136,6 +199,31 @@ def test_an_xlsx_formula_without_a_computed_value_is_a_bad_value_never_missing(t
     [reject] = inp.rejects.to_dicts()
     assert (reject["row"], reject["column"], reject["value"]) == (3, "工业增加值", "=D3*0.2")
     assert "没有它的计算结果" in reject["reason"]
+
+
+def test_an_xlsx_formula_whose_computed_value_is_empty_text_is_a_blank_cell(tmp_path):
+    # Excel saves =IF(…,"",…) that came out empty as t="str" with an empty <v></v>: computed, blank
+    import zipfile
+
+    import xlsxwriter
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    wb = xlsxwriter.Workbook(tmp_path / "stats.xlsx")
+    ws = wb.add_worksheet("Sheet1")
+    ws.write_row(0, 0, ["统一社会信用代码", "年份", "规模", "营业收入", "研发经费"])
+    ws.write_row(1, 0, [C1, 2021, "规上", 100])
+    ws.write_formula(1, 4, '=IF(D2>1000,D2*0.1,"")', None, "")
+    wb.close()
+    with zipfile.ZipFile(tmp_path / "stats.xlsx") as z:
+        parts = {n: z.read(n) for n in z.namelist()}
+    sheet = parts["xl/worksheets/sheet1.xml"]
+    assert b'<c r="E2"><f>' in sheet and b"<v></v>" in sheet
+    parts["xl/worksheets/sheet1.xml"] = sheet.replace(b'<c r="E2">', b'<c r="E2" t="str">')  # as Excel writes it
+    with zipfile.ZipFile(tmp_path / "stats.xlsx", "w") as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    inp = load(tmp_path)
+    assert inp.frame("stats").select("uscc", "rd_expense").rows() == [(C1, None)]
+    assert inp.rejects.height == 0
 
 
 # ---------------------------------------------------------------- HTML saved as .xls (government systems)
@@ -198,6 +286,19 @@ def test_html_from_excel_reads_the_full_number_behind_a_rounded_text(tmp_path):
     _html(tmp_path, "<table>" + _tr("统一社会信用代码", "年份", "综合能耗", "用电量")
           + _tr(C1, "2021", '<td x:num="1.456">1.5</td>', "<td x:num>10</td>") + "</table>")
     assert load(tmp_path).frame("energy").select("energy_tce", "electricity").rows() == [(1.456, 10.0)]
+
+
+def test_html_from_excel_reads_the_shown_text_when_it_is_no_rounding(tmp_path):
+    # x:num is the value behind a rounded number only: "0610" (a code kept with its zero) and a date
+    # "2021/1/1" (x:num 44197) are read as shown, as before
+    hdr = ENT[0] + ["成立日期"]
+    (tmp_path / "enterprises.xls").write_text(
+        "<table>" + _tr(*hdr) + _tr(C1, "甲", "柳市镇", '<td x:num="610">0610</td>', '<td x:num="44197">2021/1/1</td>')
+        + "</table>", encoding="utf-8")
+    inp = load(tmp_path)
+    assert inp.frame("enterprises").select("industry_code", "established").rows() == [("0610", date(2021, 1, 1))]
+    assert inp.rejects.height == 0
+    assert inp.normalised.height == 0  # never "44197" read as a date serial
 
 
 # ---------------------------------------------------------------- old .xls (BIFF8), built record by record
@@ -268,11 +369,50 @@ def test_xls_merged_cells_take_the_ranges_value(tmp_path):
         (4, "年份"), (4, "权属"), (4, "统一社会信用代码")]
 
 
+def test_xls_merged_ranges_that_overlap_are_refused_before_filling(tmp_path):
+    # ranges never overlap in a sound file; thousands over one column made millions of filled cells
+    import xls_bombs as xb
+
+    from screening import filesafety
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    rows = [["统一社会信用代码", "年份", "实缴税金"]] + [[C1, 2021 - k, k] for k in range(10)]
+    overlapping = [(1, 10 - k % 9, 0, 0) for k in range(40)] + [(1, 10, 1, 1)] * 3  # (r1, r2, c1, c2)
+    xb.workbook(tmp_path / "tax.xls", {"Sheet1": _cells(rows) + _merged(*overlapping)})
+    with pytest.raises(filesafety.FileUnreadable, match="合并单元格区域相互重叠"):
+        load(tmp_path)
+
+
+def test_xls_a_merged_range_written_twice_counts_once(tmp_path):
+    import xls_bombs as xb
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    rows = [["统一社会信用代码", "年份", "实缴税金"], [C1, 2021, 1], [None, 2020, 2]]
+    xb.workbook(tmp_path / "tax.xls", {"Sheet1": _cells(rows) + _merged(*[(1, 2, 0, 0)] * 50)})
+    inp = load(tmp_path)
+    assert inp.frame("tax").select("uscc", "year").sort("year").rows() == [(C1, 2020), (C1, 2021)]
+
+
 def test_html_spans_that_would_make_a_huge_grid_are_refused(tmp_path):
     from screening import filesafety
     cell = '<td colspan="1000" rowspan="1000">x</td>'
     _html(tmp_path, "<table>" + _tr("统一社会信用代码", "年份", "综合能耗", "用电量") + f"<tr>{cell * 2}</tr></table>")
     with pytest.raises(filesafety.FileTooLarge, match="合并单元格"):
+        load(tmp_path)
+
+
+@pytest.mark.parametrize("cell, count", [('<td colspan="1000">1</td>', 17), ("<td>1</td>", 16_385)], ids=["spans", "cells"])
+def test_an_html_row_wider_than_excel_allows_is_refused(tmp_path, cell, count):
+    # a few KB of colspan="1000" must not make a frame of a million columns (seconds and GBs)
+    from screening import filesafety
+    _html(tmp_path, "<table>" + _tr("统一社会信用代码", "年份", "综合能耗", "用电量") + f"<tr>{cell * count}</tr></table>")
+    with pytest.raises(filesafety.FileTooLarge, match="第 2 行超过 16,384 列"):
+        load(tmp_path)
+
+
+def test_html_with_thousands_of_nested_tables_is_refused(tmp_path):
+    # each table is looked at for the header: 200,000 nested ones took seconds per MB
+    from screening import filesafety
+    _html(tmp_path, "<table><tr><td>x" * 1001)
+    with pytest.raises(filesafety.FileTooLarge, match="表格超过 1,000 个"):
         load(tmp_path)
 
 
@@ -367,3 +507,15 @@ def test_values_typed_in_another_form_are_listed_in_normalised(tmp_path):
         ("evaluations.csv", 2, "评价等级", "C类", "C", "enum_word"),
         ("evaluations.csv", 3, "评价等级", "Ｄ级", "D", "full_width"),  # one line per cell, the value as read
     ])
+
+
+def test_a_value_that_fails_its_check_is_never_listed_as_read_in_another_form(tmp_path):
+    # "C 3823" is rejected (not 4 digits): normalised.csv must not say it was read as " 3823"
+    ent = [ENT[0], [*ENT[1][:3], "C 3823"], [*ENT[2][:3], "C3823"], ENT[3]]
+    write_csv(tmp_path / "enterprises.csv", ent)
+    write_csv(tmp_path / "evaluations.csv", [["统一社会信用代码", "年份", "评价等级"], [C1, 2021, "E类"], [C2, 2021, "b级"]])
+    inp = load(tmp_path)
+    assert inp.rejects.select("file", "row", "column").sort("file").rows() == [
+        ("enterprises.csv", 2, "行业代码"), ("evaluations.csv", 2, "评价等级")]
+    assert sorted(inp.normalised.select("file", "row", "column", "after").rows()) == [
+        ("enterprises.csv", 3, "行业代码", "3823"), ("evaluations.csv", 3, "评价等级", "B")]

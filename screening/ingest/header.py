@@ -41,7 +41,9 @@ _UNIT = re.compile(r"^(.+?)\(([^()]+)\)$")
 #: (after normalize_header; 单位 there is the reporting body, never a unit)
 _UNIT_LINE = re.compile(r"(?<!填报)(?<!填表)(?<!制表)(?<!报送)(?<!编制)(?<!申报)(?<!上报)单位:?([^():]+?)\)?$")
 _UNIT_WORD = re.compile(r"^(?:计量)?单位:?(?=.)")
-_UNIT_LIST = re.compile(r"[、,;/]|和|及")
+#: units listed in one line: "元、平方米"; never "/", which makes one unit of two ("元/亩" is 元 per 亩, no 元)
+_UNIT_LIST = re.compile(r"[、,;]|和|及")
+_CLAUSES = re.compile(r"[,;。]")
 
 
 def normalize_header(h: object) -> str:
@@ -153,19 +155,24 @@ def match_header(cells: list[object], table: Table, lookup: dict[str, str], row:
             continue
         written = str(cell).replace("\ufeff", "").strip()
         key = normalize_header(written)
-        canonical, unit = lookup.get(key), None
+        canonical, unit, name = lookup.get(key), None, key
         if canonical is None and (m := _SLASH_UNIT.match(key)) and m.group(1) in lookup:  # 用地面积/平方米
             dimension = table.column(lookup[m.group(1)]).unit
             if dimension is None or unit_factor(dimension, m.group(2)) is not None:  # only a unit, never a guess
-                canonical, unit = lookup[m.group(1)], m.group(2)
+                canonical, unit, name = lookup[m.group(1)], m.group(2), m.group(1)
         if canonical is None and (m := _UNIT.match(key)) and m.group(1) in lookup:
-            canonical, unit = lookup[m.group(1)], _UNIT_WORD.sub("", m.group(2))  # "实缴税金（单位：元）"
+            canonical, unit, name = lookup[m.group(1)], _UNIT_WORD.sub("", m.group(2)), m.group(1)  # "实缴税金（单位：元）"
         if canonical is None:
             out.ignored.append(written)
             continue
         col = table.column(canonical)
         factor = None
-        if unit is None and unit_line and col.unit:
+        # a name that says its unit ("用地面积(亩)"): a unit line never changes it, another unit after it contradicts it
+        own = m.group(2) if col.unit and (m := _UNIT.match(name)) and unit_factor(col.unit, m.group(2)) else None
+        if own is not None and unit is not None and unit_factor(col.unit, unit) != unit_factor(col.unit, own):
+            out.error = f"列“{written}”写了两个不同的单位（{own}、{unit}），无法确定按哪个单位读取；请只保留一个"
+            continue
+        if unit is None and unit_line and col.unit and own is None:
             unit = next((u for u in unit_line if unit_factor(col.unit, u)), None)
         if unit is not None and col.unit:
             factor = unit_factor(col.unit, unit)
@@ -209,9 +216,11 @@ def find_header(rows: list[list[object]], table: Table, lookup: dict[str, str]) 
         texts = [normalize_header(c) for c in cells if c is not None and str(c).strip()]
         if not texts:  # a blank row is never part of a header (else 'blank over header' is read as a two-row header)
             continue
-        for t in texts:
+        for t in texts:  # "金额单位：元" | "面积单位：亩": each line its kind (the nearest first)
+            if t in lookup or ((m := _UNIT.match(t)) and m.group(1) in lookup):
+                continue  # a column's own header ("研发经费（单位：元）"): its unit is that column's only
             if units := line_units(t):
-                unit_line = units
+                unit_line = units + tuple(u for u in unit_line if u not in units)
         match = match_header(cells, table, lookup, i, unit_line)
         if match.ok and match.score:
             units = _unit_row(cells, rows[i + 1]) if i + 1 < len(rows) else None
@@ -237,20 +246,26 @@ def find_header(rows: list[list[object]], table: Table, lookup: dict[str, str]) 
 
 def line_units(text: str) -> tuple[str, ...]:
     """The convertible units a "单位：…" line names (``text`` normalised), in order; () when it is
-    no such line.  "金额单位：元" or "（单位：元、平方米）" at the end of a title count; each column
-    takes the one of its kind (:func:`match_header`)."""
-    m = _UNIT_LINE.search(text)
-    if not m:
-        return ()
-    convertible = {normalize_header(u) for d in tables_data()["units"].values() for u in d}
-    return tuple(u for u in _UNIT_LIST.split(m.group(1)) if u in convertible)
+    no such line.  "金额单位：元" or "（单位：元、平方米）" at the end of a title count, and so does
+    each clause of "能耗单位：千克标准煤，电量单位：千瓦时"; each column takes the one of its kind
+    (:func:`match_header`)."""
+    convertible = convertible_units()
+    found: list[str] = []
+    for part in (text, *_CLAUSES.split(text)):  # "能耗单位：千克标准煤，电量单位：千瓦时": a unit per clause
+        if m := _UNIT_LINE.search(part):
+            found += [u for u in _UNIT_LIST.split(m.group(1)) if u in convertible and u not in found]
+    return tuple(found)
+
+
+@lru_cache(maxsize=1)
+def convertible_units() -> frozenset[str]:
+    """Every unit that converts (the ``units`` of synonyms.yaml, any kind), normalised."""
+    return frozenset(normalize_header(u) for d in tables_data()["units"].values() for u in d)
 
 
 def unit_words() -> frozenset[str]:
     """Every unit a unit row may hold (normalised): the convertible ones and the plain ones."""
-    units = tables_data()["units"]
-    return frozenset(normalize_header(u) for u in [*(u for d in units.values() for u in d),
-                                                  *tables_data()["unit_words"]])
+    return convertible_units() | {normalize_header(u) for u in tables_data()["unit_words"]}
 
 
 def _unit_row(header: list[object], cells: list[object]) -> tuple[tuple[str, ...], list[object]] | None:
@@ -259,7 +274,7 @@ def _unit_row(header: list[object], cells: list[object]) -> tuple[tuple[str, ...
     None when ``cells`` is not such a row.  Every filled cell must be a unit (or the word
     单位, or its column's header again: a cell merged down), and one at least a unit that converts."""
     known = unit_words()
-    convertible = {normalize_header(u) for d in tables_data()["units"].values() for u in d}
+    convertible = convertible_units()
     lower: list[object] = []
     line: tuple[str, ...] = ()
     any_unit = False

@@ -265,8 +265,13 @@ def _ragged_csv(data: bytes, sep: str) -> tuple[pl.DataFrame, list[tuple[int, li
     records = list(csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=sep))
     width = len(records[0]) if records else 0
     ragged = [(i, rec[width:]) for i, rec in enumerate(records) if len(rec) > width and any(c.strip() for c in rec[width:])]
-    cols = {f"column_{j + 1}": [(rec[j] or None) if j < len(rec) else None for rec in records] for j in range(width)}
-    return pl.DataFrame(cols, schema={k: pl.String for k in cols}), ragged
+    return _text_frame(records, width), ragged
+
+
+def _text_frame(rows: list[list[str | None]], width: int) -> pl.DataFrame:
+    """Rows of cell texts as a frame of ``width`` text columns (column_1 …); an empty cell is null."""
+    cols = {f"column_{j + 1}": [(r[j] or None) if j < len(r) else None for r in rows] for j in range(width)}
+    return pl.DataFrame(cols, schema={k: pl.String for k in cols})
 
 
 # ---------------------------------------------------------------- workbooks
@@ -295,12 +300,22 @@ def _ragged_rows(path: Path, ragged: list[tuple[int, list[str]]], first_row: int
 
 
 def _fill_merges(frame: pl.DataFrame, merges: list[tuple[int, int, int, int]], first_col: int,
-                 first_row: int = 0) -> tuple[pl.DataFrame, list[tuple[int, int, str]]]:
-    """Give every cell of a merged range the range's (top-left) value; returns the cells filled."""
+                 label: str) -> tuple[pl.DataFrame, list[tuple[int, int, str]]]:
+    """Give every cell of a merged range the range's (top-left) value; returns the cells filled.
+
+    Merged ranges never overlap (Excel refuses such a file): ranges that together cover more cells
+    than the sheet has are a damaged (or hostile) file, refused before any cell is filled, so the
+    work stays within the sheet's size; a range written twice counts once."""
+    merges = list(dict.fromkeys(merges))
+    covered = sum((min(r2, frame.height - 1) - r1 + 1) * (min(c2 - first_col, frame.width - 1) - max(c1 - first_col, 0) + 1)
+                  for r1, c1, r2, c2 in merges
+                  if 0 <= r1 < frame.height and r1 <= r2 and c1 <= c2 and c2 >= first_col and c1 - first_col < frame.width)
+    if covered > frame.height * frame.width:
+        raise filesafety.FileUnreadable(f"{label}：合并单元格区域相互重叠（共覆盖 {covered:,} 个单元格，工作表只有 "
+                                        f"{frame.height * frame.width:,} 个），文件可能已损坏；请在 Excel 或 WPS 中打开并另存后再导出")
     targets: dict[int, tuple[list[int], list[str]]] = {}
     filled: list[tuple[int, int, str]] = []
     for r1, c1, r2, c2 in merges:
-        r1, r2 = r1 - first_row, r2 - first_row
         if r2 < 0 or r1 >= frame.height or r1 < 0:
             continue
         r2 = min(r2, frame.height - 1)
@@ -348,7 +363,7 @@ def _read_workbook(opened: OpenedTable, table: Table, lookup: dict[str, str]):
         else:
             frame = wbk.load_rows(wb, i)
             head = frame.head(SCAN_ROWS)
-        head, _ = _fill_merges(head, meta.merges, meta.first_col)
+        head, _ = _fill_merges(head, meta.merges, meta.first_col, path.name)
         rows = [list(r) for r in head.iter_rows()]
         match = find_header(rows, table, lookup)
         if meta.visible != "visible":
@@ -379,7 +394,7 @@ def _read_workbook(opened: OpenedTable, table: Table, lookup: dict[str, str]):
                          f"（最接近表头的是第 {match.row + 1} 行：{describe_row(rows, match)}）"
                          + _year_sheet_hint(table, match, [name] + [m.name for m in wb.sheets if m.visible == "visible"]))
     i, meta, match, frame = chosen
-    frame, filled = _fill_merges(frame, meta.merges, meta.first_col)
+    frame, filled = _fill_merges(frame, meta.merges, meta.first_col, path.name)
     errors = [(r, c - meta.first_col, e) for r, c, e in meta.errors]
     return frame, match, meta.name, sheets, filled, errors, wb.date1904, unreadable
 
@@ -405,6 +420,12 @@ _MAX_SPAN = 1000
 #: cells the spans of one HTML file may fill beyond their own (a real export's merges fill a few
 #: thousand; many cells each spanning 1000 × 1000 are refused before the grid grows)
 _MAX_SPANNED = 1_000_000
+#: columns of one HTML table row (Excel's own limit): a short file of spanned or empty cells must not
+#: make a frame of a million columns
+_MAX_COLUMNS = 16_384
+#: tables of one HTML file (an export page holds a few: a query form, a layout, the data); each is
+#: looked at for the header
+_MAX_TABLES = 1000
 
 
 def _read_html(path: Path, raw: bytes) -> list[tuple[pl.DataFrame, list[tuple[int, int, str]]]]:
@@ -444,6 +465,9 @@ def _read_html(path: Path, raw: bytes) -> list[tuple[pl.DataFrame, list[tuple[in
             if not self.rows:
                 self.start_row()
             r, row = len(self.rows) - 1, self.rows[-1]
+            if len(row) + colspan > _MAX_COLUMNS:
+                raise filesafety.FileTooLarge(f"{path.name}：网页表格第 {r + 1} 行超过 {_MAX_COLUMNS:,} 列（Excel 的列数上限），"
+                                              "不是部门导出的表格")
             for k in range(colspan):
                 c = len(row)
                 if k and text:
@@ -452,6 +476,15 @@ def _read_html(path: Path, raw: bytes) -> list[tuple[pl.DataFrame, list[tuple[in
                 for k in range(1, rowspan):
                     self.pending[(r + k, c)] = text
             self._skip()
+
+    def rounded(text: str, number: str) -> bool:
+        """Whether ``text`` shows the number ``number`` rounded ("1.5" for 1.456).  A text that is
+        the same number ("0610" for 610: a code with its zeros) or no number (a date "2021/1/1" for
+        44197, "50%") is what the cell shows, and is read."""
+        try:
+            return float(text.replace(",", "")) != float(number)
+        except ValueError:
+            return False
 
     def span(attrs: dict, name: str) -> int:
         try:
@@ -470,6 +503,8 @@ def _read_html(path: Path, raw: bytes) -> list[tuple[pl.DataFrame, list[tuple[in
         def handle_starttag(self, tag, attrs):
             if tag == "table":
                 self._end_cell()
+                if len(self.grids) >= _MAX_TABLES:
+                    raise filesafety.FileTooLarge(f"{path.name}：网页文件中的表格超过 {_MAX_TABLES:,} 个，不是部门导出的表格")
                 grid = Grid()
                 self.grids.append(grid)
                 self.open.append(grid)
@@ -497,7 +532,7 @@ def _read_html(path: Path, raw: bytes) -> list[tuple[pl.DataFrame, list[tuple[in
                 return
             text = "".join(self.cell).strip()
             number = self.attrs.get("x:num")  # Excel's HTML: the value behind a rounded text
-            if number and number.strip():
+            if number and rounded(text, number.strip()):
                 text = number.strip()
             self.open[-1].add(text, span(self.attrs, "colspan"), span(self.attrs, "rowspan"))
             self.cell = None
@@ -516,9 +551,7 @@ def _read_html(path: Path, raw: bytes) -> list[tuple[pl.DataFrame, list[tuple[in
         rows = [[None if v == "" else v for v in r] for r in grid.rows]
         if not any(any(v is not None for v in r) for r in rows):
             continue
-        width = max(len(r) for r in rows)
-        cols = {f"column_{j + 1}": [r[j] if j < len(r) else None for r in rows] for j in range(width)}
-        frames.append((pl.DataFrame(cols, schema={k: pl.String for k in cols}), grid.filled))
+        frames.append((_text_frame(rows, max(len(r) for r in rows)), grid.filled))
     if not frames:
         raise InputError(f"{path.name}：网页文件中没有表格")
     return frames
@@ -542,10 +575,12 @@ def _read_parquet(path: Path, columns: list[str], year: str | None = None,
 
 
 def _furniture(body: pl.DataFrame, cols: list[str], headers: dict[str, str], top: list[list] | None = None,
-               span: int = 1) -> tuple[pl.DataFrame, pl.DataFrame]:
+               span: int = 1, keys: tuple[str, ...] = ()) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Take out report furniture: a 栏次 row ("甲 乙 1 2") right under the header (also under each
     repeat of it), the header repeated on every printed page, 合计/小计 rows and sign-off lines
     (制表人、审核人、注：…).  Vectorised over the text columns; ``headers``: column -> its header as written.
+    A sign-off line holds no value in the must-fill columns ``keys`` other than its own text: a record whose
+    note says "联系人：王某" or "附注：含3家" is a record.
 
     A header of ``span`` rows is recognised again as it was at the top (a two-row header
     combined, :func:`.header.combine_expr`); ``top``: the sheet's rows from its first down to the
@@ -567,7 +602,9 @@ def _furniture(body: pl.DataFrame, cols: list[str], headers: dict[str, str], top
     else:
         sub = body
     total = pl.any_horizontal(pl.col(c).str.contains(_TOTAL).fill_null(False) for c in text)
-    sign_off = pl.any_horizontal(pl.col(c).str.contains(_SIGN_OFF).fill_null(False) for c in text)
+    sign_off = pl.any_horizontal(pl.col(c).str.contains(_SIGN_OFF).fill_null(False) for c in text) & pl.all_horizontal(
+        pl.lit(True), *(pl.col(k).is_null() | pl.col(k).str.contains(_SIGN_OFF) | (pl.col(k).str.strip_chars() == "")
+                        for k in keys if k in text))
     # the header again: every filled text cell is its column's header (as headers are compared), two at least;
     # a two-row header also as the row above and this one combined (the lower row is marked)
     single = _header_again({c: pl.col(c) for c in text}, [pl.col(c).is_not_null() for c in text], headers)
@@ -829,7 +866,8 @@ def read_table(path: Path, table: Table, data_dir: Path | None = None,
 
     if ragged:
         out.ragged, body = _ragged_rows(path, ragged, first_row, body)
-    body, out.furniture = _furniture(body, list(picked.values()), out.headers, top, match.span)
+    body, out.furniture = _furniture(body, list(picked.values()), out.headers, top, match.span,
+                                     tuple(c.name for c in table.columns if c.nonnull))
     # a blank line (or a row of empty cells) is not a record; row numbers stay as the file counts them
     empty = _blank_rows(body, list(picked.values()))
     if empty is not None:

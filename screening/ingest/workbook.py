@@ -32,9 +32,11 @@ _MERGE = re.compile(rb'<(?:\w+:)?mergeCell\b[^>]*\bref="([A-Z]+)(\d+):([A-Z]+)(\
 _ERROR_CELL = re.compile(rb'<(?:\w+:)?c\b([^>]*\bt="e"[^>]*)>(.*?)</(?:\w+:)?c>', re.S)
 _VALUE = re.compile(rb"<(?:\w+:)?v>([^<]*)</(?:\w+:)?v>")
 #: a cell holding a formula and no computed value (a program wrote the formula, nothing computed it):
-#: the reader reads it as empty; its text ("=" + formula) is kept as the cell's error
+#: the reader reads it as empty; its text ("=" + formula) is kept as the cell's error.  An empty
+#: ``<v>`` in a text cell (``t="str"``) is a computed value, the empty text (Excel saves
+#: ``=IF(A1="","",A1)`` so): a blank cell, never an error
 _FORMULA_ONLY = re.compile(rb'<(?:\w+:)?c\b([^>]*[^/])>\s*<(?:\w+:)?f\b[^>]*?(?:/>|>([^<]*)</(?:\w+:)?f>)\s*'
-                           rb'(?:<(?:\w+:)?v\s*/>|<(?:\w+:)?v>\s*</(?:\w+:)?v>)?\s*</(?:\w+:)?c>')
+                           rb'(<(?:\w+:)?v\s*/>|<(?:\w+:)?v>\s*</(?:\w+:)?v>)?\s*</(?:\w+:)?c>')
 _FIRST_CELL = re.compile(rb'<(?:\w+:)?c\b[^>/]*\br="([A-Z]+)\d+"[^>/]*>\s*<(?:\w+:)?(?:v|is|f)\b')
 
 
@@ -152,7 +154,10 @@ def _xlsx_parts(z: zipfile.ZipFile, metas: list[SheetMeta]) -> bool:
                     meta.errors.append((int(rm.group(2)) - 1, col_index(rm.group(1)), _unescape(v.group(1).decode())))
         if b"<f" in xml or b":f" in xml:
             for fm in _FORMULA_ONLY.finditer(xml):
-                ref = dict(_ATTR.findall(fm.group(1))).get(b"r")
+                attrs = dict(_ATTR.findall(fm.group(1)))
+                if fm.group(3) and attrs.get(b"t") == b"str":
+                    continue  # computed: the empty text
+                ref = attrs.get(b"r")
                 if ref and (rm := re.match(rb"([A-Z]+)(\d+)", ref)):
                     text = _unescape((fm.group(2) or b"").decode("utf-8", "replace")).strip()
                     meta.errors.append((int(rm.group(2)) - 1, col_index(rm.group(1)), "=" + text))
