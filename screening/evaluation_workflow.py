@@ -172,7 +172,8 @@ def apply_corrections(inputs: Inputs, year: int, corrections: Iterable[Correctio
             new = {col: None for col in frame.columns}
             new.update({FIRM_ID: fid, "year": year, c.quantity: c.value})
             tables[table] = pl.concat([frame, pl.DataFrame([new], schema=frame.schema)])
-    corrected = Inputs(tables=tables, rejects=inputs.rejects, files=inputs.files, land_incomplete=incomplete)
+    corrected = Inputs(tables=tables, rejects=inputs.rejects, files=inputs.files, land_incomplete=incomplete,
+                       product_rejected=inputs.product_rejected)
     return corrected, outcome
 
 

@@ -41,7 +41,7 @@ STATUSES = ("hit", "pass", "insufficient_data", "not_applicable")
 STATUS_ZH = {"hit": "命中", "pass": "未命中", "insufficient_data": "数据不足", "not_applicable": "不适用"}
 LIMIT_RULE = "energy_limit_exceeded"
 #: reason codes a rule's SQL may give that need a message of their own (besides the scope's)
-REQUIRED_MESSAGES = {"energy_limit_exceeded": ("hit", "hit_unverified"), "key_energy_users": ("listed", "rising"),
+REQUIRED_MESSAGES = {"energy_limit_exceeded": ("hit", "hit_unverified", "product_rejected"), "key_energy_users": ("listed", "rising"),
                      "projects": ("hit", "pass", "value_added_missing", "below_review", "county", "upper")}
 
 

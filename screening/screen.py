@@ -271,7 +271,8 @@ def screen(
                     scoring.raise_if_failed()
                 rule_sql = sql_text(f"rules/{rid}.sql")
                 engine.insert("results", rid, _with_status(rule_sql), {**base, **rs.sql_params(rid)})
-            engine.con.unregister("in_product_energy")  # the one input the rules read directly
+            for name in ("in_product_energy", "in_product_energy_rejected"):  # the inputs the rules read directly
+                engine.con.unregister(name)
         if scoring is not None:
             scoring.raise_if_failed()
         with _timed(timings, "审计", progress):
@@ -416,7 +417,8 @@ def _load(engine: Engine, inputs: Inputs, rs: RuleSet, list_year: int, final_gra
           keep_tables: bool = True) -> None:
     """Hand the run's two data years to DuckDB: ``in_firm_figures`` (one row per registered
     enterprise, in the registry's order, with every figure firm_years reads; see
-    :func:`_firm_figures`) and ``in_product_energy`` (rule 4 reads its rows).
+    :func:`_firm_figures`), ``in_product_energy`` and ``in_product_energy_rejected`` (rule 4
+    reads their rows: the accepted ones and the (firm_id, year, product) of the rejected ones).
 
     When the caller does not keep the tables, each input table is released as soon as its
     figures are taken, so a province's inputs and firm_years are never all held at once.
@@ -425,6 +427,7 @@ def _load(engine: Engine, inputs: Inputs, rs: RuleSet, list_year: int, final_gra
     grades = _computed_grades(inputs, rs, years, final_grades)  # reads the inputs: before any is released
     engine.attach_frame("in_firm_figures", _firm_figures(inputs, years, grades, keep_tables))
     engine.attach_frame("in_product_energy", inputs.tables["product_energy"])
+    engine.attach_frame("in_product_energy_rejected", inputs.product_rejected)
     engine.load("energy_limits", rs.energy_limits)
     engine.load("ref_divisions", pl.read_csv(REFERENCE_DIVISIONS, schema_overrides={"division": pl.Int32}))
 

@@ -29,6 +29,7 @@ REJECT_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "reaso
 #: what a reject line did: the whole row left out, or (registry only) one field made unknown
 ROW_REJECTED, FIELD_CLEARED = "row_rejected", "field_cleared"
 FIRM_ID = "firm_id"
+PRODUCT_REJECTED_SCHEMA = {FIRM_ID: pl.UInt32, "year": pl.Int32, "product": pl.String}
 
 _DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y.%m.%d", "%Y年%m月%d日")
 _DTYPES = {
@@ -64,6 +65,9 @@ class Inputs:
     coverage: dict[str, dict[int, int]] = field(default_factory=dict)
     #: the years each table's accepted rows hold, before ``keep_years`` (the list years the data supports)
     data_years: dict[str, list[int]] = field(default_factory=dict)
+    #: (firm_id, year, product) of the product_energy rows rejected (product null when it could not
+    #: be read): that product's unit consumption is unknown (rule 4)
+    product_rejected: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=PRODUCT_REJECTED_SCHEMA))
 
     def release_tables(self) -> None:
         """Drop the validated rows (counts, rejects and file facts stay); frees memory once
@@ -850,6 +854,7 @@ class _Checked(NamedTuple):
     per_year: pl.DataFrame | None = None  # (year, n) over every year
     land_incomplete: pl.DataFrame | None = None
     registry: _Registry | None = None  # the registry's own (enterprises)
+    product_rejected: pl.DataFrame | None = None
 
 
 def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set[int] | None = None,
@@ -893,6 +898,7 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
     tables: dict[str, pl.DataFrame] = {}
     reject_parts: list[pl.DataFrame] = []
     land_incomplete = pl.DataFrame(schema={FIRM_ID: pl.UInt32, "year": pl.Int32})
+    product_rejected = pl.DataFrame(schema=PRODUCT_REJECTED_SCHEMA)
     accepted: dict[str, int] = {}
     coverage: dict[str, dict[int, int]] = {}
     years: dict[str, list[int]] = {}
@@ -905,6 +911,8 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
         reject_parts.extend(result.rejects)
         if result.land_incomplete is not None:
             land_incomplete = result.land_incomplete
+        if result.product_rejected is not None:
+            product_rejected = result.product_rejected
         accepted[name] = result.accepted
         per_year = result.per_year
         if per_year is not None:
@@ -921,7 +929,7 @@ def validate(files: dict[str, RawTable], keep_raw: bool = False, keep_years: set
     normalised = [raw.normalised for raw in files.values() if raw.normalised.height]
     return Inputs(tables, rejects, files, land_incomplete, {n: raw.rows for n, raw in files.items()}, accepted,
                   pl.concat(normalised) if normalised else pl.DataFrame(schema=NORMALISED_SCHEMA), coverage,
-                  data_years=years)
+                  data_years=years, product_rejected=product_rejected)
 
 
 def _file_size(raw: RawTable) -> int:
@@ -968,25 +976,14 @@ def _validate_table(raw: RawTable, registry: "Future[_Checked] | None", keep_raw
     checked = good
     good, dup_rejects = _split_duplicates(raw, good, key, reg.frame)
     good = good.rename({ROW: "source_row"}) if raw.table.keep_rows else good.drop(ROW)
-    land_incomplete = None
-    if raw.table.name == "land" and raw.ragged.height:  # a parcel row not read (more cells than the header)
-        year = raw.ragged["year"].str.strip_chars().str.replace(r"\.0+$", "").cast(pl.Int32, strict=False)
-        bad = pl.concat([bad.select("uscc", "year"), pl.DataFrame({
-            "uscc": raw.ragged["uscc"].str.replace_all(r"\s", ""), "year": year})], how="vertical_relaxed")
-    if raw.table.name == "land" and bad.height:
-        land_incomplete = (
-            bad.filter(pl.col("year").is_not_null())
-            .select(_as_text("uscc", pl.String).str.to_uppercase().alias("uscc"), "year")
-            .join(reg.frame, on="uscc", how="inner").select(FIRM_ID, "year").unique().sort(FIRM_ID, "year")
-        )
-    if raw.table.name == "land" and dup_rejects.height:
-        # a parcel given twice in a year (the repeat rejected): which area is right is not known, so
-        # that firm-year's land is unknown like any with a rejected parcel row (contract: a partial
-        # sum would understate land and could wrongly pass a firm)
-        twice = checked.filter(pl.col(ROW).is_in(dup_rejects["row"].implode()) & pl.col("year").is_not_null())
-        twice = twice.select(pl.col(FIRM_ID).cast(pl.UInt32), pl.col("year").cast(pl.Int32))
-        land_incomplete = (twice if land_incomplete is None else pl.concat([land_incomplete, twice])
-                           ).unique().sort(FIRM_ID, "year")
+    land_incomplete = product_rejected = None
+    if raw.table.name == "land":
+        # a parcel row rejected (or given twice: which area is right is not known) makes that
+        # firm-year's land unknown (contract: a partial sum would understate land and could wrongly pass a firm)
+        land_incomplete = _rejected_rows(raw, bad, parts[0], checked, dup_rejects, reg, product=False)
+    elif raw.table.name == "product_energy":
+        # a product row rejected: that product's unit consumption is not known (rule 4)
+        product_rejected = _rejected_rows(raw, bad, parts[0], checked, dup_rejects, reg, product=True)
     per_year, accepted = None, good.height
     if "year" in good.columns:
         # firms per year, over every year (a year's count needs only that year's rows); key
@@ -995,7 +992,36 @@ def _validate_table(raw: RawTable, registry: "Future[_Checked] | None", keep_raw
         held = per_year["year"].to_list()
         if keep_years is not None and (not set(held) <= keep_years or good["year"].has_nulls()):  # else no copy
             good = good.filter(pl.col("year").is_in(sorted(keep_years)))
-    return _Checked(good, [*parts, unknown_rejects, dup_rejects], accepted, per_year, land_incomplete)
+    return _Checked(good, [*parts, unknown_rejects, dup_rejects], accepted, per_year, land_incomplete,
+                    product_rejected=product_rejected)
+
+
+def _rejected_rows(raw: RawTable, bad: pl.DataFrame, cell_rejects: pl.DataFrame, checked: pl.DataFrame,
+                   dup_rejects: pl.DataFrame, reg: _Registry, product: bool) -> pl.DataFrame:
+    """(firm_id, year) of the rows left out of ``raw`` whose firm is in the registry and whose
+    year could be read: rows with a cell that failed its check, rows with more cells than the
+    header (not read), repeats of a key (the repeat rejected).  ``product``: with the row's
+    product too, null when it is not known (its own cell failed, or the row was not read)."""
+    extra = ["product"] if product else []
+    rows = bad.select(ROW, "uscc", pl.col("year").cast(pl.Int32), *extra)
+    if product and rows.height:
+        unread = cell_rejects.filter(pl.col("column") == raw.headers.get("product", "product"))["row"]
+        rows = rows.with_columns(pl.when(pl.col(ROW).is_in(unread.implode())).then(None)
+                                 .otherwise(pl.col("product")).alias("product"))
+    if raw.ragged.height:  # a row not read (more cells than the header): its code and year as written
+        year = raw.ragged["year"].str.strip_chars().str.replace(r"\.0+$", "").cast(pl.Int32, strict=False)
+        rows = pl.concat([rows.drop(ROW), pl.DataFrame({
+            "uscc": raw.ragged["uscc"].str.replace_all(r"\s", ""), "year": year})], how="diagonal_relaxed")
+    found = (
+        rows.filter(pl.col("year").is_not_null())
+        .select(_as_text("uscc", pl.String).str.to_uppercase().alias("uscc"), "year", *extra)
+        .join(reg.frame, on="uscc", how="inner").select(pl.col(FIRM_ID).cast(pl.UInt32), "year", *extra)
+    )
+    if dup_rejects.height:
+        twice = checked.filter(pl.col(ROW).is_in(dup_rejects["row"].implode()) & pl.col("year").is_not_null())
+        found = pl.concat([found, twice.select(pl.col(FIRM_ID).cast(pl.UInt32), pl.col("year").cast(pl.Int32),
+                                               *extra)], how="vertical_relaxed")
+    return found.unique().sort(FIRM_ID, "year", *extra, nulls_last=True)
 
 
 def _firms_per_year(good: pl.DataFrame, distinct: bool) -> pl.DataFrame:

@@ -460,6 +460,27 @@ def test_a_parcel_row_not_read_for_its_extra_cells_makes_that_land_unknown(tmp_p
     assert inp.land_incomplete.rows() == [(c1, 2021)]  # never 2 亩 from the one parcel read
 
 
+def test_rejected_product_rows_are_kept_as_unknown_products(tmp_path):
+    # rule 4 reads them (sql/rules/energy_limit_exceeded.sql): a bad unit consumption keeps its
+    # product; a bad product cell or a row not read (extra cells) has no product; a firm not in
+    # the registry or a row without a readable year is left out; a repeated key keeps its product
+    write_csv(tmp_path / "enterprises.csv", ENT)
+    from screening.uscc import check_char
+    unknown = "91330382000000099" + check_char("91330382000000099")  # a valid code, not in the registry
+    (tmp_path / "product_energy.csv").write_text(
+        "统一社会信用代码,年份,产品代码,产量,单位产品能耗\n"
+        f"{C1},2021,clinker,1000,#N/A\n{C1},2021,#N/A,1000,50\n{C2},2021,glass,1,5,0\n"
+        f"{C2},2021,cu_rod,1000,7\n{C2},2021,cu_rod,1000,8\n{unknown},2021,glass,1000,abc\n"
+        f"{C2},二〇二一,glass,1000,abc\n{C2},2020,glass,1000,9\n", encoding="utf-8")
+    inp = load(tmp_path)
+    ids = dict(inp.tables["enterprises"].select("uscc", "firm_id").iter_rows())
+    assert inp.product_rejected.rows() == sorted([(ids[C1], 2021, "clinker"), (ids[C1], 2021, None),
+                                                  (ids[C2], 2021, "cu_rod"), (ids[C2], 2021, None)],
+                                                 key=lambda r: (r[0], r[1], r[2] is None, r[2] or ""))
+    assert inp.frame("product_energy").select("uscc", "year", "product").rows() == [
+        (C2, 2021, "cu_rod"), (C2, 2020, "glass")]
+
+
 def test_every_row_longer_than_the_header_stops_the_file(tmp_path):
     from screening.errors import InputError
     _tax_csv(tmp_path, f"统一社会信用代码,年份,实缴税金\n{C1},2021,12,备注\n{C2},2021,3,备注\n")

@@ -16,7 +16,9 @@ from screening.screen import CHECK_ONLY_FIGURES, _land_years, screen
 
 YEAR = 2022
 INPUTS = ("in_enterprises", "in_stats", "in_tax", "in_land", "in_energy", "in_evaluations", "in_land_year",
-          "in_land_incomplete", "in_computed_grades", "in_product_energy")
+          "in_land_incomplete", "in_computed_grades", "in_product_energy", "in_product_energy_rejected")
+#: what rule 4 reads directly: registered until the rules have run
+RULE_INPUTS = ["in_product_energy", "in_product_energy_rejected"]
 
 
 def _registered(con: duckdb.DuckDBPyConnection, name: str) -> bool:
@@ -39,7 +41,7 @@ def test_inputs_are_released_before_the_data_check_and_after_the_rules(monkeypat
 
     monkeypatch.setattr(anomaly, "features", spy)
     with screen(None, YEAR, keep_tables=False) as s:
-        assert during and not any(v for k, v in during.items() if k != "in_product_energy"), during
+        assert during and not any(v for k, v in during.items() if k not in RULE_INPUTS), during
         assert not any(_registered(s.engine.con, name) for name in INPUTS)
         assert s.engine.query("panel", "SELECT count(*) AS n FROM firm_panel", {})["n"][0] == s.enterprises
         assert s.audit.height == 0
@@ -51,7 +53,8 @@ def sample_inputs():
 
 
 def _copy(inputs):
-    return screening.validate.Inputs(dict(inputs.tables), inputs.rejects, land_incomplete=inputs.land_incomplete)
+    return screening.validate.Inputs(dict(inputs.tables), inputs.rejects, land_incomplete=inputs.land_incomplete,
+                                     product_rejected=inputs.product_rejected)
 
 
 DATA_TABLES = ("stats", "tax", "land", "energy", "evaluations")
@@ -76,7 +79,7 @@ def test_each_input_is_released_before_firm_years_is_built(sample_inputs, monkey
     with screen(inputs=inputs, year=YEAR, keep_tables=False) as s:
         assert s.audit.height == 0
     assert seen["heights"] == dict.fromkeys(DATA_TABLES, 0)
-    assert seen["registered"] == ["in_product_energy"]
+    assert seen["registered"] == RULE_INPUTS
 
 
 def test_the_check_figures_go_once_the_data_check_has_run(monkeypatch):
@@ -125,7 +128,8 @@ def test_firm_years_do_not_depend_on_how_the_registry_is_numbered(sample_inputs)
     stray = tables["stats"].head(1).with_columns(pl.lit(2, pl.UInt32).alias("firm_id"))  # no firm has id 2
     tables["stats"] = pl.concat([stray, tables["stats"]])
     other = screening.validate.Inputs(tables, sample_inputs.rejects,
-                                      land_incomplete=sample_inputs.land_incomplete.with_columns(renumber))
+                                      land_incomplete=sample_inputs.land_incomplete.with_columns(renumber),
+                                      product_rejected=sample_inputs.product_rejected.with_columns(renumber))
     want_years, want_results = _panel_by_code(_copy(sample_inputs))
     got_years, got_results = _panel_by_code(other)
     assert want_years.height == n and want_results.height

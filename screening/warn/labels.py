@@ -21,7 +21,8 @@ def _years(inputs: Inputs, first_year: int | None, last_year: int) -> Inputs:
     """The inputs of the years ``first_year``..``last_year`` (None: from the first) as a new object."""
     tables = {name: _between(frame, first_year, last_year) for name, frame in inputs.tables.items()}
     incomplete = _between(inputs.land_incomplete, first_year, last_year)
-    return replace(inputs, tables=tables, land_incomplete=incomplete)
+    rejected = _between(inputs.product_rejected, first_year, last_year)
+    return replace(inputs, tables=tables, land_incomplete=incomplete, product_rejected=rejected)
 
 
 def _between(frame: pl.DataFrame, first_year: int | None, last_year: int) -> pl.DataFrame:

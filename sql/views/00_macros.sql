@@ -38,7 +38,7 @@ CREATE OR REPLACE MACRO status_for(code) AS CASE
     WHEN code IN ('not_manufacturing', 'new_firm', 'below_scale', 'above_scale',
                   'small_land', 'no_limited_product') THEN 'not_applicable'
     WHEN code IN ('industry_unknown', 'no_stats', 'tax_missing', 'land_missing',
-                  'grade_missing', 'no_average') THEN 'insufficient_data'
+                  'grade_missing', 'no_average', 'product_rejected') THEN 'insufficient_data'
 END;
 
 -- The years whose value is missing, e.g. '2020、2021'.
