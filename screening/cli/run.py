@@ -112,7 +112,7 @@ def _summary(s, out: Path, db: Path, elapsed: float) -> None:
             say(out_console, f"提示：{raw.path.name}：{raw.note}", "yellow")
     if s.anomaly_summary:
         say(out_console, f"数据核查提示（仅供参考，不影响判定）：{s.anomaly_summary['flagged']} 家企业的数据前后或与同行业"
-                          f"相比明显不一致，建议优先核实，见工作簿 {out / workbook_name(s.list_year)} 的"
+                          f"相比明显不一致，建议优先核实，见工作簿 {workbook_name(s.list_year)} 的"
                           f"“{CHECK_SHEET}”表（另有 anomalies.csv）")
     for w in s.warnings:
         say(out_console, f"提示：{w}", "yellow")
