@@ -208,8 +208,9 @@ def notice_context(final: FinalList, rs: RuleSet, config: NoticeConfig, firm: di
         unit = (rule.value_unit or "") if rule is not None else ""
         hits.append({
             "rule_id": h["rule_id"], "title": h["rule_title"] or h["rule_id"], "reason": h["reason"] or "",
-            "value": h["value_text"] or _number(h["value"], unit),
-            "threshold": h["threshold_text"] or _number(h["threshold"], unit),
+            # texts list one value per year or grade with ",": people write "C、D", as the years below
+            "value": (h["value_text"] or "").replace(",", "、") or _number(h["value"], unit),
+            "threshold": (h["threshold_text"] or "").replace(",", "、") or _number(h["threshold"], unit),
             "industry_avg": _number(h["industry_avg"], unit) if h["industry_avg"] is not None else "—",
             "years": "、".join(f"{y}年" for y in (h["years"] or "").split(",") if y) or "—",
             "citation": h["citation"] or "",

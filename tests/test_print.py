@@ -176,7 +176,7 @@ def test_a_notice_gives_each_number_in_the_unit_of_what_the_rule_measures(final_
     assert cli("export-final", "--year", "2022", "--db", final_db["db"], "--out", out, cwd=tmp_path).returncode == 0
     rs = load_ruleset(default_ruleset())
     units = {r.title: getattr(r, "value_unit", None) for r in rs.rules.values()}
-    checked = 0
+    checked = graded = 0
     for path in (out / "告知书").glob("*.docx"):
         paragraphs = [p.text for p in Document(str(path)).paragraphs]
         for i, text in enumerate(paragraphs):
@@ -186,11 +186,14 @@ def test_a_notice_gives_each_number_in_the_unit_of_what_the_rule_measures(final_
             unit = units[title]
             figures = re.findall(r"(?:本企业数值|认定标准|行业平均)：([^；]+)；", text)
             assert len(figures) == 3 and "倍" not in text, text
+            assert not re.search(r"[A-D],[A-D]", text), text  # grades as people write them: C、D
+            graded += bool(re.search(r"[A-D]、[A-D]", text))
             for figure in figures:
                 if re.fullmatch(r"[\d,.]+.*", figure):
                     assert figure.endswith(unit or figure[-1]) and (unit or not re.search(r"[^\d,.]", figure)), text
             checked += unit == "万元/亩"
     assert checked, "no notice of a 亩均税收 rule (万元/亩)"
+    assert graded, "no notice of the grade rule"
 
 
 def test_the_objection_deadline_comes_from_the_rule_set(final_db, tmp_path):

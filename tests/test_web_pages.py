@@ -325,6 +325,19 @@ def test_a_firm_name_is_shown_as_text(web):
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert" not in html, url
 
 
+def test_the_record_lists_grades_and_years_as_people_write_them(web):
+    """Rule 2's grades ("C,D" in the data: Y-2, Y-1) read "C、D" on the record page, like its years."""
+    client, tokens, _ = web
+    listed = client.get("/api/v1/lists/2022", params={"rule": "below_scale_consecutive_c_grade", "page_size": 5},
+                        headers=bearer(tokens["admin"])).json()["items"]
+    assert listed
+    sign_in(client, ADMIN)
+    for item in listed:
+        html = client.get(f"/firms/{item['uscc']}?year=2022").text
+        assert re.search(r'data-label="指标值" class="num">[A-D]、[A-D]</td>', html), item["uscc"]
+        assert not re.search(r'class="num">[A-D],[A-D]<', html)
+
+
 def test_another_townships_firm_is_not_found(web):
     client, _, firm = web
     sign_in(client, "other_township")
